@@ -1,0 +1,84 @@
+import { HttpException } from '@nestjs/common';
+import { ApiError, defaultsForStatus, type ErrorBody } from './api-error.js';
+
+export interface ErrorResponse {
+  status: number;
+  body: ErrorBody;
+  headers: Record<string, string>;
+  /** true when the failure is ours (5xx that is not an upstream/dependency answer): log it with its stack. */
+  unexpected: boolean;
+}
+
+function messageOf(response: unknown, fallback: string): string {
+  if (typeof response === 'string') return response;
+  if (response && typeof response === 'object' && 'message' in response) {
+    const m = (response as { message: unknown }).message;
+    if (Array.isArray(m)) return m.join('; ');
+    if (typeof m === 'string') return m;
+  }
+  return fallback;
+}
+
+/**
+ * Turns anything thrown into CONTRACT.md's error shape. Shared by the Nest exception filter and
+ * Fastify's own error handler (errors raised before routing: body parsing, size limits).
+ */
+export function toErrorResponse(err: unknown, requestId: string): ErrorResponse {
+  if (err instanceof ApiError) {
+    return {
+      status: err.status,
+      headers: err.headers,
+      unexpected: false,
+      body: {
+        error: { type: err.type, code: err.code, message: err.message, param: err.param, request_id: requestId },
+      },
+    };
+  }
+  let status = 500;
+  let message = 'Internal server error';
+  let code: string | undefined;
+  if (err instanceof HttpException) {
+    status = err.getStatus();
+    message = status >= 500 ? message : messageOf(err.getResponse(), err.message);
+    if (status === 400 && /not valid JSON|Unexpected token|JSON at position/.test(message)) {
+      // Fastify's body parser failure, wrapped by Nest.
+      message = 'Request body is not valid JSON';
+      code = 'invalid_json';
+    }
+  } else if (err && typeof err === 'object' && 'statusCode' in err) {
+    // Fastify errors (FST_ERR_CTP_BODY_TOO_LARGE, invalid JSON, unsupported media type, ...).
+    const e = err as { statusCode: number; message?: string; code?: string };
+    if (Number.isInteger(e.statusCode) && e.statusCode >= 400 && e.statusCode < 500) {
+      status = e.statusCode;
+      message = fastifyMessage(e.code, e.message);
+      code = e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'invalid_json' : undefined;
+    }
+  } else if (err instanceof SyntaxError && /JSON/.test(err.message)) {
+    status = 400;
+    message = 'Request body is not valid JSON';
+    code = 'invalid_json';
+  }
+  const defaults = defaultsForStatus(status);
+  return {
+    status,
+    headers: {},
+    unexpected: status >= 500,
+    body: {
+      error: { type: defaults.type, code: code ?? defaults.code, message, param: null, request_id: requestId },
+    },
+  };
+}
+
+function fastifyMessage(code: string | undefined, message: string | undefined): string {
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'Request body is too large';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'Unsupported Content-Type: send application/json';
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'Request body is not valid JSON';
+    default:
+      return message ?? 'Bad request';
+  }
+}

@@ -1,0 +1,30 @@
+import type { DataSourceOptions } from 'typeorm';
+import { MIGRATIONS } from '../../migrations/index.js';
+import type { AppConfig } from '../config/app-config.js';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** The one place connection settings are made, for the app and for the migration CLI alike. */
+export function dataSourceOptions(config: AppConfig, embedded?: Endpoint): DataSourceOptions {
+  const connection = embedded
+    ? { host: embedded.host, port: embedded.port, username: 'postgres', password: 'postgres', database: 'postgres' }
+    : { url: config.database.url };
+  return {
+    type: 'postgres',
+    ...connection,
+    synchronize: false,
+    migrationsRun: false,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'migrations',
+    logging: ['error'],
+    extra: {
+      max: config.database.poolSize,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30000,
+      application_name: 'floodgate',
+    },
+  };
+}

@@ -1,0 +1,58 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
+import { DataSource } from 'typeorm';
+import { DATABASE_INFO, type DatabaseInfo } from '../database/database.module.js';
+import { REDIS, RedisConnections } from '../redis/redis.module.js';
+import { GuardedProbe } from './probe.js';
+import { ReadinessState } from './readiness.state.js';
+
+const PING_TIMEOUT_MS = 1000;
+
+@Injectable()
+export class DependencyHealth {
+  private readonly database: GuardedProbe;
+  private readonly redisProbe: GuardedProbe | undefined;
+
+  constructor(
+    private readonly indicators: HealthIndicatorService,
+    private readonly readiness: ReadinessState,
+    dataSource: DataSource,
+    @Inject(DATABASE_INFO) private readonly databaseInfo: DatabaseInfo,
+    @Inject(REDIS) redis: RedisConnections | null,
+  ) {
+    this.database = new GuardedProbe(() => dataSource.query('SELECT 1'), PING_TIMEOUT_MS);
+    this.redisProbe = redis ? new GuardedProbe(() => redis.command.ping(), PING_TIMEOUT_MS) : undefined;
+  }
+
+  get hasRedis(): boolean {
+    return this.redisProbe !== undefined;
+  }
+
+  process(): HealthIndicatorResult {
+    return this.indicators.check('process').up({
+      uptime_seconds: Math.round(process.uptime()),
+      rss_bytes: process.memoryUsage.rss(),
+    });
+  }
+
+  accepting(): HealthIndicatorResult {
+    const check = this.indicators.check('lifecycle');
+    return this.readiness.isDraining ? check.down({ message: 'shutting down' }) : check.up();
+  }
+
+  async postgres(): Promise<HealthIndicatorResult> {
+    const result = await this.database.run();
+    const check = this.indicators.check('database');
+    const details = { kind: this.databaseInfo.kind, latency_ms: result.latencyMs };
+    return result.ok ? check.up(details) : check.down({ ...details, message: result.message });
+  }
+
+  async redis(): Promise<HealthIndicatorResult> {
+    const check = this.indicators.check('redis');
+    if (!this.redisProbe) return check.up({ kind: 'in-process' });
+    const result = await this.redisProbe.run();
+    return result.ok
+      ? check.up({ latency_ms: result.latencyMs })
+      : check.down({ latency_ms: result.latencyMs, message: result.message });
+  }
+}

@@ -1,0 +1,97 @@
+import { Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+
+/**
+ * Redis connections for distributed mode, by purpose:
+ * - `command`: fail fast (no offline queue, short timeout) — admission decisions, health pings;
+ *   Redis going away must never hang a request or a probe.
+ * - `blocking()`: patient connections for BullMQ and pub/sub (`maxRetriesPerRequest: null`).
+ */
+@Injectable()
+export class RedisConnections implements OnApplicationShutdown {
+  private readonly logger = new Logger('Redis');
+  readonly command: Redis;
+  private readonly owned: Redis[] = [];
+  private lastErrorLog = 0;
+
+  constructor(
+    readonly url: string,
+    readonly prefix: string,
+  ) {
+    this.command = this.create('command', {
+      enableOfflineQueue: false,
+      commandTimeout: 1000,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+    });
+  }
+
+  /** A fail-fast connection with its own command timeout (the rate limiter wants ~100 ms). */
+  failFast(name: string, commandTimeoutMs: number): Redis {
+    return this.create(name, {
+      enableOfflineQueue: false,
+      commandTimeout: commandTimeoutMs,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+    });
+  }
+
+  /** A connection that waits out outages (BullMQ requires maxRetriesPerRequest: null). */
+  patient(name: string): Redis {
+    return this.create(name, { maxRetriesPerRequest: null, enableReadyCheck: true });
+  }
+
+  private create(name: string, options: RedisOptions): Redis {
+    const client = new Redis(this.url, {
+      connectionName: `floodgate:${name}`,
+      lazyConnect: false,
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+      ...options,
+    });
+    client.on('error', (err: Error) => {
+      // ioredis emits an error per reconnect attempt; one line every 10 s is enough.
+      const now = Date.now();
+      if (now - this.lastErrorLog > 10_000) {
+        this.lastErrorLog = now;
+        this.logger.warn(`redis connection "${name}" error: ${err.message}`);
+      }
+    });
+    this.owned.push(client);
+    return client;
+  }
+
+  key(...parts: string[]): string {
+    return [this.prefix, ...parts].join(':');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all(
+      this.owned.map(async (c) => {
+        try {
+          if (c.status === 'ready') await c.quit();
+          else c.disconnect();
+        } catch {
+          c.disconnect();
+        }
+      }),
+    );
+  }
+}
+
+export const REDIS = Symbol('REDIS');
+
+/** Nest calls onApplicationShutdown on the factory's instance, which closes every connection. */
+@Module({
+  providers: [
+    {
+      provide: REDIS,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig): RedisConnections | null =>
+        config.redis.url ? new RedisConnections(config.redis.url, config.redis.prefix) : null,
+    },
+  ],
+  exports: [REDIS],
+})
+export class RedisModule {}

@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { LocalDb } from './local-db.js';
+
+/** What a script may return: Redis turns Lua numbers into integers, so fractions travel as strings. */
+export type ScriptValue = number | string | null | ScriptValue[];
+
+/**
+ * One atomic read-modify-write, written twice: as Redis Lua (distributed mode) and as a synchronous
+ * function over LocalDb (embedded mode). The contract tests of each feature run both halves against
+ * the same cases, which is what keeps them equal.
+ *
+ * Rules for both halves: keys come only from KEYS/`keys`; the clock is Redis `TIME` in Lua and
+ * `nowMs` locally (one clock for every instance); return integers or strings, never floats.
+ */
+export interface AtomicScript<R extends ScriptValue = ScriptValue> {
+  readonly name: string;
+  readonly lua: string;
+  local(db: LocalDb, keys: string[], args: string[], nowMs: number): R;
+}
+
+export abstract class AtomicStore {
+  abstract readonly kind: 'memory' | 'redis';
+  /** Runs the script atomically. Distributed: one round trip (EVALSHA, EVAL once on NOSCRIPT). */
+  abstract run<R extends ScriptValue>(script: AtomicScript<R>, keys: string[], args: (string | number)[]): Promise<R>;
+}
+
+export class MemoryAtomicStore extends AtomicStore {
+  readonly kind = 'memory' as const;
+  readonly db = new LocalDb();
+
+  constructor() {
+    super();
+    this.db.startSweeping();
+  }
+
+  run<R extends ScriptValue>(script: AtomicScript<R>, keys: string[], args: (string | number)[]): Promise<R> {
+    const now = Date.now();
+    this.db.now = now;
+    try {
+      return Promise.resolve(script.local(this.db, keys, args.map(String), now));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  close(): void {
+    this.db.stopSweeping();
+  }
+}
+
+export class RedisAtomicStore extends AtomicStore {
+  readonly kind = 'redis' as const;
+  private readonly shas = new Map<string, string>();
+
+  constructor(
+    private readonly client: Redis,
+    private readonly prefix: string,
+  ) {
+    super();
+  }
+
+  private sha(script: AtomicScript): string {
+    let sha = this.shas.get(script.lua);
+    if (!sha) {
+      sha = createHash('sha1').update(script.lua).digest('hex');
+      this.shas.set(script.lua, sha);
+    }
+    return sha;
+  }
+
+  async run<R extends ScriptValue>(script: AtomicScript<R>, keys: string[], args: (string | number)[]): Promise<R> {
+    const fullKeys = keys.map((k) => `${this.prefix}:${k}`);
+    try {
+      return (await this.client.evalsha(this.sha(script), fullKeys.length, ...fullKeys, ...args)) as R;
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return (await this.client.eval(script.lua, fullKeys.length, ...fullKeys, ...args)) as R;
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+export interface QueueJob<T = unknown> {
+  id: string;
+  /** 1 = first served. Within one priority, first in first out. */
+  priority: number;
+  data: T;
+  enqueuedAt: number;
+}
+
+/**
+ * Waiting requests, ordered by priority then arrival, shared by every instance in distributed mode.
+ * `take` is a manual fetch: the dispatcher calls it only once it holds capacity for the job, so a
+ * job never sits "active" while a higher-priority one arrives behind it.
+ */
+export abstract class PriorityQueue {
+  abstract add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void>;
+  /** Removes a waiting job; false when it was already taken (or never there). */
+  abstract remove(queue: string, id: string): Promise<boolean>;
+  abstract take<T>(queue: string): Promise<QueueJob<T> | null>;
+  /** Waiting jobs per priority, for the given priorities. */
+  abstract counts(queue: string, priorities: number[]): Promise<Record<number, number>>;
+  abstract close(): Promise<void>;
+}
+
+const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+function checkName(queue: string): void {
+  if (!QUEUE_NAME.test(queue)) throw new Error(`invalid queue name ${JSON.stringify(queue)}`);
+}
+
+export class MemoryPriorityQueue extends PriorityQueue {
+  private readonly queues = new Map<string, Map<number, QueueJob[]>>();
+
+  private levels(queue: string): Map<number, QueueJob[]> {
+    let q = this.queues.get(queue);
+    if (!q) {
+      q = new Map();
+      this.queues.set(queue, q);
+    }
+    return q;
+  }
+
+  add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void> {
+    checkName(queue);
+    const levels = this.levels(queue);
+    let list = levels.get(job.priority);
+    if (!list) {
+      list = [];
+      levels.set(job.priority, list);
+    }
+    list.push({ ...job, enqueuedAt: Date.now() });
+    return Promise.resolve();
+  }
+
+  remove(queue: string, id: string): Promise<boolean> {
+    for (const list of this.levels(queue).values()) {
+      const idx = list.findIndex((j) => j.id === id);
+      if (idx >= 0) {
+        list.splice(idx, 1);
+        return Promise.resolve(true);
+      }
+    }
+    return Promise.resolve(false);
+  }
+
+  take<T>(queue: string): Promise<QueueJob<T> | null> {
+    const levels = [...this.levels(queue).entries()].filter(([, l]) => l.length > 0).sort((a, b) => a[0] - b[0]);
+    const first = levels[0];
+    return Promise.resolve(first ? ((first[1].shift() as QueueJob<T>) ?? null) : null);
+  }
+
+  counts(queue: string, priorities: number[]): Promise<Record<number, number>> {
+    const levels = this.levels(queue);
+    return Promise.resolve(Object.fromEntries(priorities.map((p) => [p, levels.get(p)?.length ?? 0])));
+  }
+
+  close(): Promise<void> {
+    this.queues.clear();
+    return Promise.resolve();
+  }
+}
+
+interface Envelope<T> {
+  data: T;
+  enqueuedAt: number;
+}
+
+/** BullMQ-backed: one BullMQ queue per logical queue, priorities 1..n (never 0: unprioritised jobs jump the line). */
+export class BullPriorityQueue extends PriorityQueue {
+  private readonly queues = new Map<string, Queue>();
+  private readonly workers = new Map<string, Worker>();
+  private readonly token = randomUUID();
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly prefix: string,
+  ) {
+    super();
+  }
+
+  private queue(name: string): Queue {
+    checkName(name);
+    let q = this.queues.get(name);
+    if (!q) {
+      q = new Queue(name, { connection: this.connection, prefix: `${this.prefix}:bull` });
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  private worker(name: string): Worker {
+    let w = this.workers.get(name);
+    if (!w) {
+      w = new Worker(name, null, { connection: this.connection, prefix: `${this.prefix}:bull`, autorun: false });
+      this.workers.set(name, w);
+    }
+    return w;
+  }
+
+  async add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void> {
+    if (!Number.isInteger(job.priority) || job.priority < 1) throw new Error('priority must be an integer ≥ 1');
+    const envelope: Envelope<T> = { data: job.data, enqueuedAt: Date.now() };
+    await this.queue(queue).add('request', envelope, {
+      jobId: job.id,
+      priority: job.priority,
+      removeOnComplete: true,
+      removeOnFail: true,
+    });
+  }
+
+  async remove(queue: string, id: string): Promise<boolean> {
+    // 1 when removed, 0 when the job is locked (being taken) or gone.
+    return (await this.queue(queue).remove(id)) === 1;
+  }
+
+  async take<T>(queue: string): Promise<QueueJob<T> | null> {
+    this.queue(queue);
+    const worker = this.worker(queue);
+    const job = await worker.getNextJob(this.token, { block: false });
+    if (!job?.id) return null;
+    const envelope = job.data as Envelope<T>;
+    await job.moveToCompleted(null, this.token, false);
+    return { id: job.id, priority: job.priority, data: envelope.data, enqueuedAt: envelope.enqueuedAt };
+  }
+
+  async counts(queue: string, priorities: number[]): Promise<Record<number, number>> {
+    const counts = await this.queue(queue).getCountsPerPriority(priorities);
+    return Object.fromEntries(priorities.map((p) => [p, Number(counts[String(p)] ?? 0)]));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((w) => w.close()));
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.workers.clear();
+    this.queues.clear();
+  }
+}

@@ -1,0 +1,74 @@
+import { Logger } from '@nestjs/common';
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+
+export type Unsubscribe = () => Promise<void>;
+
+/** Fire-and-forget messages between instances (cache invalidation, dispatch grants). */
+export abstract class PubSub {
+  abstract publish(channel: string, message: string): Promise<void>;
+  abstract subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe>;
+}
+
+export class MemoryPubSub extends PubSub {
+  private readonly emitter = new EventEmitter().setMaxListeners(0);
+
+  publish(channel: string, message: string): Promise<void> {
+    // Asynchronous like Redis: a publisher never runs subscriber code on its own stack.
+    queueMicrotask(() => this.emitter.emit(channel, message));
+    return Promise.resolve();
+  }
+
+  subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe> {
+    this.emitter.on(channel, handler);
+    return Promise.resolve(() => {
+      this.emitter.off(channel, handler);
+      return Promise.resolve();
+    });
+  }
+}
+
+export class RedisPubSub extends PubSub {
+  private readonly logger = new Logger('PubSub');
+  private readonly handlers = new Map<string, Set<(message: string) => void>>();
+
+  constructor(
+    private readonly publisher: Redis,
+    /** A dedicated connection: a subscribed connection can do nothing else. ioredis resubscribes after reconnects. */
+    private readonly subscriber: Redis,
+    private readonly prefix: string,
+  ) {
+    super();
+    this.subscriber.on('message', (channel: string, message: string) => {
+      for (const h of this.handlers.get(channel) ?? []) {
+        try {
+          h(message);
+        } catch (err) {
+          this.logger.error({ err }, `pub/sub handler for ${channel} failed`);
+        }
+      }
+    });
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    await this.publisher.publish(`${this.prefix}:${channel}`, message);
+  }
+
+  async subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe> {
+    const full = `${this.prefix}:${channel}`;
+    let set = this.handlers.get(full);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(full, set);
+      await this.subscriber.subscribe(full);
+    }
+    set.add(handler);
+    return async () => {
+      set.delete(handler);
+      if (set.size === 0) {
+        this.handlers.delete(full);
+        await this.subscriber.unsubscribe(full);
+      }
+    };
+  }
+}
