@@ -1,5 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { AuditModule } from '../audit/audit.module.js';
 import { AllExceptionsFilter } from '../common/all-exceptions.filter.js';
 import { createValidationPipe } from '../common/validation.js';
 import type { AppConfig } from '../config/app-config.js';
@@ -21,7 +22,8 @@ export class AppModule {
         DatabaseModule,
         StateModule,
         HealthModule,
-        // feature modules
+        // feature modules (one line each)
+        AuditModule,
       ],
       providers: [
         { provide: APP_FILTER, useClass: AllExceptionsFilter },

@@ -28,7 +28,7 @@ export async function isolatedEnv(
 ): Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }> {
   const env: Record<string, string> = {
     NODE_ENV: 'test',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: 'error',
     LOG_FORMAT: 'json',
     ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
     HOST: '127.0.0.1',

@@ -1,0 +1,100 @@
+import { applyDecorators, SetMetadata } from '@nestjs/common';
+import { ApiBearerAuth, ApiForbiddenResponse, ApiSecurity, ApiUnauthorizedResponse } from '@nestjs/swagger';
+import { ErrorResponseDto } from './error.dto.js';
+import type { Role } from './principal.js';
+
+export type Resource =
+  | 'users'
+  | 'api_keys'
+  | 'providers'
+  | 'provider_keys'
+  | 'rate_limits'
+  | 'adaptive'
+  | 'status'
+  | 'audit'
+  | 'relay';
+export type Action = 'read' | 'write';
+/** `own`: only what the caller owns (their API keys); `any`: everyone's. */
+export type Scope = 'own' | 'any';
+
+type Grants = Partial<Record<Action, Scope>>;
+
+/**
+ * THE permission matrix (also printed in the README). Every route names one (resource, action,
+ * scope) with @RequirePermission; the auth guard checks the caller's role against this table.
+ */
+export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
+  admin: {
+    users: { read: 'any', write: 'any' },
+    api_keys: { read: 'any', write: 'any' },
+    providers: { read: 'any', write: 'any' },
+    provider_keys: { read: 'any', write: 'any' },
+    rate_limits: { read: 'any', write: 'any' },
+    adaptive: { read: 'any', write: 'any' },
+    status: { read: 'any', write: 'any' },
+    audit: { read: 'any', write: 'any' },
+    relay: { read: 'any', write: 'any' },
+  },
+  developer: {
+    users: {},
+    api_keys: { read: 'own', write: 'own' },
+    providers: { read: 'any' },
+    provider_keys: {},
+    rate_limits: {},
+    adaptive: { read: 'any' },
+    status: { read: 'any' },
+    audit: {},
+    relay: { read: 'any', write: 'any' },
+  },
+  user: {
+    users: {},
+    api_keys: { read: 'own', write: 'own' },
+    providers: {},
+    provider_keys: {},
+    rate_limits: {},
+    adaptive: {},
+    status: {},
+    audit: {},
+    relay: { read: 'any', write: 'any' },
+  },
+  viewer: {
+    users: {},
+    api_keys: { read: 'own', write: 'own' },
+    providers: { read: 'any' },
+    provider_keys: {},
+    rate_limits: {},
+    adaptive: {},
+    status: { read: 'any' },
+    audit: {},
+    relay: {},
+  },
+};
+
+export function can(role: Role, resource: Resource, action: Action, scope: Scope = 'any'): boolean {
+  const granted = PERMISSIONS[role]?.[resource]?.[action];
+  if (!granted) return false;
+  return granted === 'any' || scope === 'own';
+}
+
+export interface RequiredPermission {
+  resource: Resource;
+  action: Action;
+  scope: Scope;
+}
+
+export const REQUIRED_PERMISSION = 'floodgate:permission';
+
+/**
+ * One decorator that both enforces (the global auth guard reads the metadata) and documents
+ * (Swagger security schemes and the 401/403 answers) what a route requires.
+ */
+export function RequirePermission(resource: Resource, action: Action, scope: Scope = 'any'): MethodDecorator & ClassDecorator {
+  const required: RequiredPermission = { resource, action, scope };
+  return applyDecorators(
+    SetMetadata(REQUIRED_PERMISSION, required),
+    ApiBearerAuth('bearer'),
+    ApiSecurity('api-key'),
+    ApiUnauthorizedResponse({ description: 'Missing, invalid, expired or revoked credentials', type: ErrorResponseDto }),
+    ApiForbiddenResponse({ description: `Needs ${action} on ${resource}${scope === 'own' ? ' (own)' : ''}`, type: ErrorResponseDto }),
+  );
+}
