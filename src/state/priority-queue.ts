@@ -131,8 +131,12 @@ export class BullPriorityQueue extends PriorityQueue {
   }
 
   async remove(queue: string, id: string): Promise<boolean> {
-    // 1 when removed, 0 when the job is locked (being taken) or gone.
-    return (await this.queue(queue).remove(id)) === 1;
+    // Atomic truth first: whoever removes the id from the prioritized set owns the job (BullMQ's
+    // fetch pops from that set too). Queue.remove alone answers 1 for a job that no longer exists.
+    const q = this.queue(queue);
+    if ((await this.connection.zrem(q.keys.prioritized!, id)) !== 1) return false;
+    await q.remove(id).catch(() => undefined);
+    return true;
   }
 
   async take<T>(queue: string): Promise<QueueJob<T> | null> {

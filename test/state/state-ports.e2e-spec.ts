@@ -1,0 +1,155 @@
+import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AtomicStore, MemoryAtomicStore, RedisAtomicStore, type AtomicScript } from '../../src/state/atomic-store.js';
+import { BullPriorityQueue, MemoryPriorityQueue, PriorityQueue } from '../../src/state/priority-queue.js';
+import { MemoryPubSub, PubSub, RedisPubSub } from '../../src/state/pub-sub.js';
+import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
+
+/**
+ * One contract, two implementations: every case runs against the in-process port and the Redis one.
+ * The sample script is a bounded counter ("take one if below the limit"), the shape of every
+ * admission script that later modules write.
+ */
+const takeIfBelow: AtomicScript<[number, number]> = {
+  name: 'take-if-below',
+  lua: `
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+    local limit = tonumber(ARGV[1])
+    if current >= limit then return {0, current} end
+    current = redis.call('INCR', KEYS[1])
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+    return {1, current}
+  `,
+  local(db, keys, args) {
+    const current = Number(db.get(keys[0]!) ?? '0');
+    const limit = Number(args[0]);
+    if (current >= limit) return [0, current];
+    const next = db.incrby(keys[0]!, 1);
+    db.pexpire(keys[0]!, Number(args[1]));
+    return [1, next];
+  },
+};
+
+interface Impl {
+  name: string;
+  store: AtomicStore;
+  pubsub: PubSub;
+  queue: PriorityQueue;
+  close(): Promise<void>;
+}
+
+async function memoryImpl(): Promise<Impl> {
+  const store = new MemoryAtomicStore();
+  const queue = new MemoryPriorityQueue();
+  return { name: 'memory', store, pubsub: new MemoryPubSub(), queue, close: async () => store.close() };
+}
+
+async function redisImpl(): Promise<Impl> {
+  const prefix = uniqueName('fgports');
+  const command = new Redis(TEST_REDIS_URL, { enableOfflineQueue: true });
+  const subscriber = new Redis(TEST_REDIS_URL);
+  const patient = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = new BullPriorityQueue(patient, prefix);
+  return {
+    name: 'redis',
+    store: new RedisAtomicStore(command, prefix),
+    pubsub: new RedisPubSub(command, subscriber, prefix),
+    queue,
+    close: async () => {
+      await queue.close();
+      await dropRedisPrefix(prefix);
+      command.disconnect();
+      subscriber.disconnect();
+      patient.disconnect();
+    },
+  };
+}
+
+describe.each([
+  ['memory', memoryImpl],
+  ['redis', redisImpl],
+] as const)('storage ports contract (%s)', (_name, make) => {
+  let impl: Impl;
+  beforeAll(async () => {
+    impl = await make();
+  });
+  afterAll(async () => {
+    await impl?.close();
+  });
+
+  describe('AtomicStore', () => {
+    it('runs a script atomically: 200 concurrent takes against a limit of 50 admit exactly 50', async () => {
+      const key = `counter:${randomUUID()}`;
+      const results = await Promise.all(
+        Array.from({ length: 200 }, () => impl.store.run(takeIfBelow, [key], [50, 60_000])),
+      );
+      expect(results.filter(([ok]) => ok === 1)).toHaveLength(50);
+      expect(new Set(results.filter(([ok]) => ok === 1).map(([, n]) => n)).size).toBe(50); // no two share a count
+    });
+
+    it('expires keys after their TTL', async () => {
+      const key = `counter:${randomUUID()}`;
+      expect(await impl.store.run(takeIfBelow, [key], [1, 100])).toEqual([1, 1]);
+      expect(await impl.store.run(takeIfBelow, [key], [1, 100])).toEqual([0, 1]);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(await impl.store.run(takeIfBelow, [key], [1, 100])).toEqual([1, 1]);
+    });
+  });
+
+  describe('PubSub', () => {
+    it('delivers to every subscriber of a channel and stops after unsubscribe', async () => {
+      const channel = `ch:${randomUUID()}`;
+      const a: string[] = [];
+      const b: string[] = [];
+      const offA = await impl.pubsub.subscribe(channel, (m) => a.push(m));
+      const offB = await impl.pubsub.subscribe(channel, (m) => b.push(m));
+      await impl.pubsub.publish(channel, 'one');
+      await waitFor(() => a.length === 1 && b.length === 1);
+      await offA();
+      await impl.pubsub.publish(channel, 'two');
+      await waitFor(() => b.length === 2);
+      expect(a).toEqual(['one']);
+      expect(b).toEqual(['one', 'two']);
+      await offB();
+    });
+  });
+
+  describe('PriorityQueue', () => {
+    it('hands out jobs by priority, FIFO within a priority', async () => {
+      const q = `q-${randomUUID()}`;
+      await impl.queue.add(q, { id: 'low-1', priority: 4, data: { n: 1 } });
+      await impl.queue.add(q, { id: 'normal-1', priority: 3, data: { n: 2 } });
+      await impl.queue.add(q, { id: 'low-2', priority: 4, data: { n: 3 } });
+      await impl.queue.add(q, { id: 'urgent-1', priority: 1, data: { n: 4 } });
+      await impl.queue.add(q, { id: 'normal-2', priority: 3, data: { n: 5 } });
+      expect(await impl.queue.counts(q, [1, 2, 3, 4])).toEqual({ 1: 1, 2: 0, 3: 2, 4: 2 });
+      const order: string[] = [];
+      for (let job = await impl.queue.take(q); job; job = await impl.queue.take(q)) order.push(job.id);
+      expect(order).toEqual(['urgent-1', 'normal-1', 'normal-2', 'low-1', 'low-2']);
+      expect(await impl.queue.counts(q, [1, 2, 3, 4])).toEqual({ 1: 0, 2: 0, 3: 0, 4: 0 });
+    });
+
+    it('removes a waiting job, and reports a taken one as gone', async () => {
+      const q = `q-${randomUUID()}`;
+      await impl.queue.add(q, { id: 'a', priority: 2, data: {} });
+      await impl.queue.add(q, { id: 'b', priority: 2, data: { keep: true } });
+      expect(await impl.queue.remove(q, 'a')).toBe(true);
+      const job = await impl.queue.take<{ keep: boolean }>(q);
+      expect(job).toMatchObject({ id: 'b', priority: 2, data: { keep: true } });
+      expect(job!.enqueuedAt).toBeGreaterThan(Date.now() - 10_000);
+      expect(await impl.queue.remove(q, 'b')).toBe(false);
+      expect(await impl.queue.take(q)).toBeNull();
+    });
+  });
+});
+
+async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
