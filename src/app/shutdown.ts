@@ -21,9 +21,15 @@ export function installGracefulShutdown(app: NestFastifyApplication, timeoutMs: 
       process.exit(1);
     }, timeoutMs);
     force.unref();
+    // Node closes idle keep-alive sockets once, when close() is called; sockets that finish their
+    // request later would otherwise keep the server open until the client's keep-alive ends.
+    const server = app.getHttpServer();
+    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    reaper.unref();
     try {
       // Fastify: stop listening, close idle keep-alive sockets, answer 503 on busy ones, wait for in-flight.
       await app.getHttpAdapter().getInstance().close();
+      clearInterval(reaper);
       await app.close();
       logger.log(`shutdown complete in ${Date.now() - started} ms`, 'Shutdown');
       process.exit(0);

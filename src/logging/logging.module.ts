@@ -34,6 +34,11 @@ export function pinoHttpOptions(config: AppConfig): Options {
       return principal?.userId ? { principal_id: principal.userId } : {};
     },
     autoLogging: { ignore: (req) => QUIET_PATHS.test(req.url ?? '') },
+    // pino-http invents an Error with a stack for every 5xx; the exception filter already logs real ones.
+    customErrorObject: (_req, _res, _err, value: Record<string, unknown>) => {
+      const { err: _ignored, ...rest } = value;
+      return rest;
+    },
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
     customSuccessMessage: (req, res, responseTime) =>
       `${req.method} ${(req as RawRequest).originalUrl ?? req.url} ${res.statusCode} ${Math.round(responseTime)}ms`,
