@@ -17,7 +17,8 @@ async function main(): Promise<void> {
     config = loadConfig(process.env, secrets);
   } catch (err) {
     if (err instanceof ConfigError) {
-      for (const problem of err.problems) process.stderr.write(`floodgate: configuration error: ${problem}\n`);
+      for (const problem of err.problems)
+        process.stderr.write(`floodgate: configuration error: ${problem}\n`);
       process.exit(2);
     }
     throw err;
@@ -31,7 +32,12 @@ async function main(): Promise<void> {
 
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
-  const lines = bannerLines(config, app.get<DatabaseInfo>(DATABASE_INFO), { host: config.http.host, port }, app.get(StartupNotes).drain());
+  const lines = bannerLines(
+    config,
+    app.get<DatabaseInfo>(DATABASE_INFO),
+    { host: config.http.host, port },
+    app.get(StartupNotes).drain(),
+  );
   if (config.log.format === 'pretty') process.stdout.write(`\n${lines.join('\n')}\n\n`);
   else logger.log({ banner: lines }, 'floodgate started');
 }

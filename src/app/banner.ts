@@ -10,7 +10,8 @@ export function bannerLines(
 ): string[] {
   const host = address.host === '0.0.0.0' || address.host === '::' ? 'localhost' : address.host;
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-  const state = config.mode === 'distributed' ? 'Redis (shared by every instance)' : 'in-process (one instance)';
+  const state =
+    config.mode === 'distributed' ? 'Redis (shared by every instance)' : 'in-process (one instance)';
   const lines = [
     `Floodgate ${packageInfo().version} is up (${config.env})`,
     `  mode       ${config.mode}: state ${state}`,

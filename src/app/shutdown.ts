@@ -8,7 +8,11 @@ import { ReadinessState } from '../health/readiness.state.js';
  * Nest's own close() would run module destroy hooks *before* closing the HTTP server, dropping
  * database connections under requests still running, so the server is closed first here.
  */
-export function installGracefulShutdown(app: NestFastifyApplication, timeoutMs: number, logger: LoggerService): void {
+export function installGracefulShutdown(
+  app: NestFastifyApplication,
+  timeoutMs: number,
+  logger: LoggerService,
+): void {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -17,7 +21,10 @@ export function installGracefulShutdown(app: NestFastifyApplication, timeoutMs: 
     app.get(ReadinessState).beginDraining();
     logger.log(`${signal} received: draining in-flight requests (up to ${timeoutMs} ms)`, 'Shutdown');
     const force = setTimeout(() => {
-      logger.warn(`drain did not finish within ${timeoutMs} ms: exiting with requests still in flight`, 'Shutdown');
+      logger.warn(
+        `drain did not finish within ${timeoutMs} ms: exiting with requests still in flight`,
+        'Shutdown',
+      );
       process.exit(1);
     }, timeoutMs);
     force.unref();

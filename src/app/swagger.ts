@@ -16,8 +16,14 @@ export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject
         '`{"error": {"type", "code", "message", "param", "request_id"}}` (see the ErrorResponse schema). ' +
         'Every response carries `x-request-id`.',
     )
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'A client API key (fg_…) or a JWT' }, 'bearer')
-    .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key', description: 'A client API key (fg_…)' }, 'api-key')
+    .addBearerAuth(
+      { type: 'http', scheme: 'bearer', description: 'A client API key (fg_…) or a JWT' },
+      'bearer',
+    )
+    .addApiKey(
+      { type: 'apiKey', in: 'header', name: 'x-api-key', description: 'A client API key (fg_…)' },
+      'api-key',
+    )
     .build();
   return SwaggerModule.createDocument(app, config, { extraModels: [ErrorResponseDto, ErrorDetailDto] });
 }

@@ -56,9 +56,22 @@ export class ApiError extends Error {
   static conflict(message: string, param: string | null = null, code = 'conflict'): ApiError {
     return new ApiError(HttpStatus.CONFLICT, 'invalid_request_error', code, message, param);
   }
-  static serviceUnavailable(message: string, retryAfterSeconds?: number, code = 'service_unavailable'): ApiError {
-    const headers: Record<string, string> = retryAfterSeconds ? { 'retry-after': String(retryAfterSeconds) } : {};
-    return new ApiError(HttpStatus.SERVICE_UNAVAILABLE, 'service_unavailable_error', code, message, null, headers);
+  static serviceUnavailable(
+    message: string,
+    retryAfterSeconds?: number,
+    code = 'service_unavailable',
+  ): ApiError {
+    const headers: Record<string, string> = retryAfterSeconds
+      ? { 'retry-after': String(retryAfterSeconds) }
+      : {};
+    return new ApiError(
+      HttpStatus.SERVICE_UNAVAILABLE,
+      'service_unavailable_error',
+      code,
+      message,
+      null,
+      headers,
+    );
   }
 }
 

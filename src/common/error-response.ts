@@ -30,7 +30,13 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
       headers: err.headers,
       unexpected: false,
       body: {
-        error: { type: err.type, code: err.code, message: err.message, param: err.param, request_id: requestId },
+        error: {
+          type: err.type,
+          code: err.code,
+          message: err.message,
+          param: err.param,
+          request_id: requestId,
+        },
       },
     };
   }
@@ -51,7 +57,10 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
     if (Number.isInteger(e.statusCode) && e.statusCode >= 400 && e.statusCode < 500) {
       status = e.statusCode;
       message = fastifyMessage(e.code, e.message);
-      code = e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'invalid_json' : undefined;
+      code =
+        e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
+          ? 'invalid_json'
+          : undefined;
     }
   } else if (err instanceof SyntaxError && /JSON/.test(err.message)) {
     status = 400;
@@ -64,7 +73,13 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
     headers: {},
     unexpected: status >= 500,
     body: {
-      error: { type: defaults.type, code: code ?? defaults.code, message, param: null, request_id: requestId },
+      error: {
+        type: defaults.type,
+        code: code ?? defaults.code,
+        message,
+        param: null,
+        request_id: requestId,
+      },
     },
   };
 }

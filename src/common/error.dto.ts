@@ -20,13 +20,24 @@ export class ErrorDetailDto {
   @ApiProperty({ example: 'validation_failed', description: 'Stable machine-readable code' })
   code: string;
 
-  @ApiProperty({ example: 'name must be a string; property role should not exist', description: 'Every problem, for humans' })
+  @ApiProperty({
+    example: 'name must be a string; property role should not exist',
+    description: 'Every problem, for humans',
+  })
   message: string;
 
-  @ApiProperty({ example: 'name', nullable: true, type: String, description: 'The (first) offending field, or null' })
+  @ApiProperty({
+    example: 'name',
+    nullable: true,
+    type: String,
+    description: 'The (first) offending field, or null',
+  })
   param: string | null;
 
-  @ApiProperty({ example: '5d0f3c7e-7b1a-4f3e-9a51-2b8f1c0e6d42', description: 'Same as the x-request-id header' })
+  @ApiProperty({
+    example: '5d0f3c7e-7b1a-4f3e-9a51-2b8f1c0e6d42',
+    description: 'Same as the x-request-id header',
+  })
   request_id: string;
 }
 

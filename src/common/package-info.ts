@@ -20,7 +20,12 @@ export function packageInfo(): PackageInfo {
     if (existsSync(candidate)) {
       const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as Partial<PackageInfo>;
       if (pkg.name === 'floodgate') {
-        cached = { name: pkg.name, version: pkg.version ?? '0.0.0', description: pkg.description ?? '', root: dir };
+        cached = {
+          name: pkg.name,
+          version: pkg.version ?? '0.0.0',
+          description: pkg.description ?? '',
+          root: dir,
+        };
         return cached;
       }
     }

@@ -23,7 +23,10 @@ class CreateThing {
 
 async function validate(body: unknown): Promise<ApiError | CreateThing> {
   try {
-    return (await createValidationPipe().transform(body, { type: 'body', metatype: CreateThing })) as CreateThing;
+    return (await createValidationPipe().transform(body, {
+      type: 'body',
+      metatype: CreateThing,
+    })) as CreateThing;
   } catch (err) {
     return err as ApiError;
   }
@@ -38,7 +41,12 @@ describe('validation pipe', () => {
   it('rejects unknown top-level fields with 400 naming the field', async () => {
     const err = await validate({ name: 'a', role: 'admin' });
     expect(err).toBeInstanceOf(ApiError);
-    expect(err).toMatchObject({ status: 400, type: 'invalid_request_error', code: 'validation_failed', param: 'role' });
+    expect(err).toMatchObject({
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'validation_failed',
+      param: 'role',
+    });
     expect((err as ApiError).message).toBe('property role should not exist');
   });
 

@@ -9,10 +9,17 @@ interface Problem {
 function flatten(errors: ValidationError[], parent = ''): Problem[] {
   const out: Problem[] = [];
   for (const e of errors) {
-    const path = parent ? (/^\d+$/.test(e.property) ? `${parent}[${e.property}]` : `${parent}.${e.property}`) : e.property;
+    const path = parent
+      ? /^\d+$/.test(e.property)
+        ? `${parent}[${e.property}]`
+        : `${parent}.${e.property}`
+      : e.property;
     for (const text of Object.values(e.constraints ?? {})) {
       // class-validator writes "property x should not exist" / "x must be ..." with the bare name.
-      out.push({ path, message: text.replace(new RegExp(`^(property )?${escape(e.property)}\\b`), `$1${path}`) });
+      out.push({
+        path,
+        message: text.replace(new RegExp(`^(property )?${escape(e.property)}\\b`), `$1${path}`),
+      });
     }
     if (e.children?.length) out.push(...flatten(e.children, path));
   }

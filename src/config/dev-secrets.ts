@@ -23,7 +23,9 @@ export async function resolveDevSecrets(env: Record<string, string | undefined>)
   if (dataDir === ':memory:') {
     return {
       generatedEncryptionKeys: fresh(),
-      warnings: ['ENCRYPTION_KEYS is not set: using a key generated for this process only (DATA_DIR=:memory:)'],
+      warnings: [
+        'ENCRYPTION_KEYS is not set: using a key generated for this process only (DATA_DIR=:memory:)',
+      ],
     };
   }
   const path = join(dataDir, FILE);

@@ -10,7 +10,13 @@ export interface Endpoint {
 /** The one place connection settings are made, for the app and for the migration CLI alike. */
 export function dataSourceOptions(config: AppConfig, embedded?: Endpoint): DataSourceOptions {
   const connection = embedded
-    ? { host: embedded.host, port: embedded.port, username: 'postgres', password: 'postgres', database: 'postgres' }
+    ? {
+        host: embedded.host,
+        port: embedded.port,
+        username: 'postgres',
+        password: 'postgres',
+        database: 'postgres',
+      }
     : { url: config.database.url };
   return {
     type: 'postgres',

@@ -22,7 +22,9 @@ export class EmbeddedPostgres {
   ) {}
 
   get location(): string {
-    return this.dataDir === ':memory:' ? 'in memory (nothing is kept)' : resolve(join(this.dataDir, 'pgdata'));
+    return this.dataDir === ':memory:'
+      ? 'in memory (nothing is kept)'
+      : resolve(join(this.dataDir, 'pgdata'));
   }
 
   async start(): Promise<void> {

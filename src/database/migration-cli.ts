@@ -35,9 +35,12 @@ async function main(): Promise<void> {
     // The full application knows every entity; boot it without listening to read them.
     const { NestFactory } = await import('@nestjs/core');
     const { AppModule } = await import('../app/app.module.js');
-    const app = await NestFactory.createApplicationContext(AppModule.forRoot({ ...config, database: { ...config.database, migrationsRun: false } }), {
-      logger: ['error'],
-    });
+    const app = await NestFactory.createApplicationContext(
+      AppModule.forRoot({ ...config, database: { ...config.database, migrationsRun: false } }),
+      {
+        logger: ['error'],
+      },
+    );
     dataSource = app.get(DataSource);
     const sql = await dataSource.driver.createSchemaBuilder().log();
     if (sql.upQueries.length === 0) {

@@ -7,7 +7,10 @@ const LOCK_KEY = 'floodgate:migrations';
  * Applies pending migrations under a Postgres advisory lock, so replicas starting together don't
  * race; each migration runs in its own transaction, so a crash leaves the schema at a known step.
  */
-export async function runMigrationsLocked(dataSource: DataSource, logger = new Logger('Migrations')): Promise<string[]> {
+export async function runMigrationsLocked(
+  dataSource: DataSource,
+  logger = new Logger('Migrations'),
+): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   try {

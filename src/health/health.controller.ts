@@ -1,15 +1,26 @@
 import { Controller, Get, Res, ServiceUnavailableException } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
-import { HealthCheck, HealthCheckService, type HealthCheckResult, type HealthIndicatorFunction } from '@nestjs/terminus';
+import {
+  HealthCheck,
+  HealthCheckService,
+  type HealthCheckResult,
+  type HealthIndicatorFunction,
+} from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { Public } from '../common/public.decorator.js';
 import { DependencyHealth } from './dependency-health.js';
 
 const EXAMPLE_UP = {
   status: 'ok',
-  info: { database: { status: 'up', kind: 'postgres', latency_ms: 0.42 }, redis: { status: 'up', latency_ms: 0.18 } },
+  info: {
+    database: { status: 'up', kind: 'postgres', latency_ms: 0.42 },
+    redis: { status: 'up', latency_ms: 0.18 },
+  },
   error: {},
-  details: { database: { status: 'up', kind: 'postgres', latency_ms: 0.42 }, redis: { status: 'up', latency_ms: 0.18 } },
+  details: {
+    database: { status: 'up', kind: 'postgres', latency_ms: 0.42 },
+    redis: { status: 'up', latency_ms: 0.18 },
+  },
 };
 const EXAMPLE_DOWN = {
   status: 'error',
@@ -46,7 +57,10 @@ export class HealthController {
   @Get()
   @HealthCheck({ swaggerDocumentation: false })
   @ApiOperation({ summary: 'Liveness (alias of /health/live)' })
-  @ApiOkResponse({ description: 'The process is up', schema: { example: { status: 'ok', info: { process: { status: 'up' } } } } })
+  @ApiOkResponse({
+    description: 'The process is up',
+    schema: { example: { status: 'ok', info: { process: { status: 'up' } } } },
+  })
   root(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
     return this.live(reply);
   }
@@ -55,11 +69,14 @@ export class HealthController {
   @HealthCheck({ swaggerDocumentation: false })
   @ApiOperation({
     summary: 'Liveness probe',
-    description: 'The process answers. Checks no dependency, so a Redis or Postgres outage never restarts pods.',
+    description:
+      'The process answers. Checks no dependency, so a Redis or Postgres outage never restarts pods.',
   })
   @ApiOkResponse({
     description: 'The process is up',
-    schema: { example: { status: 'ok', info: { process: { status: 'up', uptime_seconds: 42, rss_bytes: 91234304 } } } },
+    schema: {
+      example: { status: 'ok', info: { process: { status: 'up', uptime_seconds: 42, rss_bytes: 91234304 } } },
+    },
   })
   live(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
     return this.run(reply, [() => this.deps.process()]);
@@ -74,7 +91,10 @@ export class HealthController {
       '503 when a dependency is down or frozen, and while the instance is shutting down.',
   })
   @ApiOkResponse({ description: 'Ready to serve', schema: { example: EXAMPLE_UP } })
-  @ApiServiceUnavailableResponse({ description: 'A dependency is down, or the instance is draining', schema: { example: EXAMPLE_DOWN } })
+  @ApiServiceUnavailableResponse({
+    description: 'A dependency is down, or the instance is draining',
+    schema: { example: EXAMPLE_DOWN },
+  })
   ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
     const checks: HealthIndicatorFunction[] = [() => this.deps.accepting(), () => this.deps.postgres()];
     if (this.deps.hasRedis) checks.push(() => this.deps.redis());

@@ -25,7 +25,10 @@ export class GuardedProbe {
       await Promise.race([
         attempt,
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${this.timeoutMs} ms`)),
+            this.timeoutMs,
+          );
         }),
       ]);
       return { ok: true, latencyMs: elapsed() };

@@ -6,7 +6,12 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { REDACT_CENSOR, REDACT_PATHS } from './redact.js';
 
-type RawRequest = IncomingMessage & { id?: string; ip?: string; originalUrl?: string; principal?: { userId?: string } };
+type RawRequest = IncomingMessage & {
+  id?: string;
+  ip?: string;
+  originalUrl?: string;
+  principal?: { userId?: string };
+};
 
 const QUIET_PATHS = /^\/(health|metrics)(\/|$|\?)/;
 
@@ -17,7 +22,12 @@ export function pinoHttpOptions(config: AppConfig): Options {
       config.log.format === 'pretty'
         ? {
             target: 'pino-pretty',
-            options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', colorize: true },
+            options: {
+              singleLine: true,
+              translateTime: 'SYS:HH:MM:ss.l',
+              ignore: 'pid,hostname',
+              colorize: true,
+            },
           }
         : undefined,
     redact: { paths: REDACT_PATHS, censor: REDACT_CENSOR },
@@ -26,7 +36,11 @@ export function pinoHttpOptions(config: AppConfig): Options {
     customAttributeKeys: { reqId: 'request_id' },
     quietReqLogger: true,
     serializers: {
-      req: (req: RawRequest) => ({ method: req.method, url: req.originalUrl ?? req.url, remote_address: req.ip }),
+      req: (req: RawRequest) => ({
+        method: req.method,
+        url: req.originalUrl ?? req.url,
+        remote_address: req.ip,
+      }),
       res: (res: ServerResponse) => ({ status_code: res.statusCode }),
     },
     customProps: (req) => {
@@ -39,10 +53,12 @@ export function pinoHttpOptions(config: AppConfig): Options {
       const { err: _ignored, ...rest } = value;
       return rest;
     },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
+    customLogLevel: (_req, res, err) =>
+      err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
     customSuccessMessage: (req, res, responseTime) =>
       `${req.method} ${(req as RawRequest).originalUrl ?? req.url} ${res.statusCode} ${Math.round(responseTime)}ms`,
-    customErrorMessage: (req, res) => `${req.method} ${(req as RawRequest).originalUrl ?? req.url} ${res.statusCode} failed`,
+    customErrorMessage: (req, res) =>
+      `${req.method} ${(req as RawRequest).originalUrl ?? req.url} ${res.statusCode} failed`,
   };
 }
 

@@ -22,7 +22,11 @@ export interface AtomicScript<R extends ScriptValue = ScriptValue> {
 export abstract class AtomicStore {
   abstract readonly kind: 'memory' | 'redis';
   /** Runs the script atomically. Distributed: one round trip (EVALSHA, EVAL once on NOSCRIPT). */
-  abstract run<R extends ScriptValue>(script: AtomicScript<R>, keys: string[], args: (string | number)[]): Promise<R>;
+  abstract run<R extends ScriptValue>(
+    script: AtomicScript<R>,
+    keys: string[],
+    args: (string | number)[],
+  ): Promise<R>;
 }
 
 export class MemoryAtomicStore extends AtomicStore {
@@ -69,7 +73,11 @@ export class RedisAtomicStore extends AtomicStore {
     return sha;
   }
 
-  async run<R extends ScriptValue>(script: AtomicScript<R>, keys: string[], args: (string | number)[]): Promise<R> {
+  async run<R extends ScriptValue>(
+    script: AtomicScript<R>,
+    keys: string[],
+    args: (string | number)[],
+  ): Promise<R> {
     const fullKeys = keys.map((k) => `${this.prefix}:${k}`);
     try {
       return (await this.client.evalsha(this.sha(script), fullKeys.length, ...fullKeys, ...args)) as R;

@@ -66,7 +66,9 @@ export class MemoryPriorityQueue extends PriorityQueue {
   }
 
   take<T>(queue: string): Promise<QueueJob<T> | null> {
-    const levels = [...this.levels(queue).entries()].filter(([, l]) => l.length > 0).sort((a, b) => a[0] - b[0]);
+    const levels = [...this.levels(queue).entries()]
+      .filter(([, l]) => l.length > 0)
+      .sort((a, b) => a[0] - b[0]);
     const first = levels[0];
     return Promise.resolve(first ? ((first[1].shift() as QueueJob<T>) ?? null) : null);
   }
@@ -113,14 +115,19 @@ export class BullPriorityQueue extends PriorityQueue {
   private worker(name: string): Worker {
     let w = this.workers.get(name);
     if (!w) {
-      w = new Worker(name, null, { connection: this.connection, prefix: `${this.prefix}:bull`, autorun: false });
+      w = new Worker(name, null, {
+        connection: this.connection,
+        prefix: `${this.prefix}:bull`,
+        autorun: false,
+      });
       this.workers.set(name, w);
     }
     return w;
   }
 
   async add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void> {
-    if (!Number.isInteger(job.priority) || job.priority < 1) throw new Error('priority must be an integer ≥ 1');
+    if (!Number.isInteger(job.priority) || job.priority < 1)
+      throw new Error('priority must be an integer ≥ 1');
     const envelope: Envelope<T> = { data: job.data, enqueuedAt: Date.now() };
     await this.queue(queue).add('request', envelope, {
       jobId: job.id,

@@ -35,7 +35,9 @@ class StateLifecycle implements OnApplicationShutdown {
       provide: PubSub,
       inject: [REDIS],
       useFactory: (redis: RedisConnections | null): PubSub =>
-        redis ? new RedisPubSub(redis.command, redis.patient('subscriber'), redis.prefix) : new MemoryPubSub(),
+        redis
+          ? new RedisPubSub(redis.command, redis.patient('subscriber'), redis.prefix)
+          : new MemoryPubSub(),
     },
     {
       provide: PriorityQueue,

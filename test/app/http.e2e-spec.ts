@@ -22,7 +22,10 @@ describe.each(MODES)('HTTP basics (%s mode)', (mode) => {
   it('/health/ready reports each dependency with its latency', async () => {
     const r = await getJson(`${gw.url}/health/ready`);
     expect(r.status).toBe(200);
-    expect(r.body.details.database).toMatchObject({ status: 'up', kind: mode === 'embedded' ? 'embedded' : 'postgres' });
+    expect(r.body.details.database).toMatchObject({
+      status: 'up',
+      kind: mode === 'embedded' ? 'embedded' : 'postgres',
+    });
     expect(typeof r.body.details.database.latency_ms).toBe('number');
     if (mode === 'distributed') {
       expect(r.body.details.redis.status).toBe('up');
@@ -39,10 +42,17 @@ describe.each(MODES)('HTTP basics (%s mode)', (mode) => {
     const doc = await getJson(`${gw.url}/docs-json`);
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
-    expect(doc.body.info).toMatchObject({ title: 'Floodgate', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+    expect(doc.body.info).toMatchObject({
+      title: 'Floodgate',
+      version: expect.stringMatching(/^\d+\.\d+\.\d+/),
+    });
     expect(doc.body.info.description).toContain('OpenAI-compatible');
     expect(Object.keys(doc.body.components.securitySchemes).sort()).toEqual(['api-key', 'bearer']);
-    expect(doc.body.components.securitySchemes['api-key']).toMatchObject({ type: 'apiKey', in: 'header', name: 'x-api-key' });
+    expect(doc.body.components.securitySchemes['api-key']).toMatchObject({
+      type: 'apiKey',
+      in: 'header',
+      name: 'x-api-key',
+    });
     expect(doc.body.components.schemas.ErrorResponseDto).toBeDefined();
     expect(doc.body.paths['/health/ready'].get.responses['503']).toBeDefined();
   });
@@ -69,7 +79,11 @@ describe.each(MODES)('HTTP basics (%s mode)', (mode) => {
   });
 
   it('invalid JSON → 400 invalid_json; body over the limit → 413', async () => {
-    const bad = await getJson(`${gw.url}/health`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
+    const bad = await getJson(`${gw.url}/health`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{nope',
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' });
     const big = await getJson(`${gw.url}/health`, {

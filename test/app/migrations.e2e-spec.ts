@@ -20,7 +20,9 @@ describe('migrations', () => {
 
   const tables = async () =>
     (
-      (await ds.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations' ORDER BY 1`)) as {
+      (await ds.query(
+        `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations' ORDER BY 1`,
+      )) as {
         table_name: string;
       }[]
     ).map((r) => r.table_name);

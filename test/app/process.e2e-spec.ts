@@ -18,7 +18,9 @@ describe('configuration errors stop the process with one line naming the variabl
   it('PORT=abc', async () => {
     const p = start({ PORT: 'abc', DATA_DIR: ':memory:' });
     expect(await p.exited).toBe(2);
-    expect(p.output()).toContain('floodgate: configuration error: PORT must be an integer 1-65535, got "abc"');
+    expect(p.output()).toContain(
+      'floodgate: configuration error: PORT must be an integer 1-65535, got "abc"',
+    );
     expect(p.output()).not.toMatch(/\n\s+at /); // no stack trace
   });
 

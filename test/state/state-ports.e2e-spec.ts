@@ -1,7 +1,12 @@
 import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AtomicStore, MemoryAtomicStore, RedisAtomicStore, type AtomicScript } from '../../src/state/atomic-store.js';
+import {
+  AtomicStore,
+  MemoryAtomicStore,
+  RedisAtomicStore,
+  type AtomicScript,
+} from '../../src/state/atomic-store.js';
 import { BullPriorityQueue, MemoryPriorityQueue, PriorityQueue } from '../../src/state/priority-queue.js';
 import { MemoryPubSub, PubSub, RedisPubSub } from '../../src/state/pub-sub.js';
 import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';

@@ -89,10 +89,16 @@ export interface GatewayProcess {
 }
 
 /** Starts `node dist/src/main.js` as a user would (dist is built by the global setup). */
-export function spawnGateway(env: Record<string, string>, options: { inheritPath?: boolean } = {}): GatewayProcess {
+export function spawnGateway(
+  env: Record<string, string>,
+  options: { inheritPath?: boolean } = {},
+): GatewayProcess {
   const base: Record<string, string> = { PATH: process.env.PATH ?? '' };
   if (options.inheritPath === false) delete base.PATH;
-  const proc = spawn(process.execPath, ['dist/src/main.js'], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['dist/src/main.js'], {
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -105,7 +111,8 @@ export function spawnGateway(env: Record<string, string>, options: { inheritPath
     waitForOutput: async (pattern, timeoutMs = 30_000) => {
       const deadline = Date.now() + timeoutMs;
       while (!pattern.test(out)) {
-        if (proc.exitCode !== null) throw new Error(`gateway exited (${proc.exitCode}) before printing ${pattern}:\n${out}`);
+        if (proc.exitCode !== null)
+          throw new Error(`gateway exited (${proc.exitCode}) before printing ${pattern}:\n${out}`);
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${out}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -119,7 +126,10 @@ export function spawnGateway(env: Record<string, string>, options: { inheritPath
   };
 }
 
-export async function getJson(url: string, init?: RequestInit): Promise<{ status: number; body: any; headers: Headers }> {
+export async function getJson(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(url, init);
   const text = await res.text();
   let body: unknown = text;

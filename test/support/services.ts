@@ -21,7 +21,12 @@ export async function checkServices(): Promise<string[]> {
   } finally {
     await client.end().catch(() => undefined);
   }
-  const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 3000, retryStrategy: () => null });
+  const redis = new Redis(TEST_REDIS_URL, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 3000,
+    retryStrategy: () => null,
+  });
   redis.on('error', () => undefined);
   try {
     await redis.connect();
@@ -38,11 +43,17 @@ export async function checkServices(): Promise<string[]> {
  * A fresh database per test file on the test server, so files run in parallel without sharing
  * state. Refuses to run against a server URL whose database name does not say "test".
  */
-export async function createTestDatabase(): Promise<{ url: string; name: string; drop: () => Promise<void> }> {
+export async function createTestDatabase(): Promise<{
+  url: string;
+  name: string;
+  drop: () => Promise<void>;
+}> {
   const base = new URL(TEST_POSTGRES_URL);
   const baseName = base.pathname.replace(/^\//, '');
   if (!/test/i.test(baseName)) {
-    throw new Error(`refusing to create test databases next to "${baseName}": the test DATABASE_URL must name a database containing "test"`);
+    throw new Error(
+      `refusing to create test databases next to "${baseName}": the test DATABASE_URL must name a database containing "test"`,
+    );
   }
   const name = uniqueName('floodgate_test');
   const admin = new pg.Client({ connectionString: TEST_POSTGRES_URL });

@@ -1,0 +1,81 @@
+/**
+ * Module boundaries (docs/CONVENTIONS.md). Feature modules talk to each other only through a
+ * module's public surface: its *.module.ts file and the service files it exports (listed in
+ * PUBLIC below). Direction: relay → key-pool/adaptive/rate-limit → auth/audit/common → infrastructure.
+ */
+const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'relay', 'observability', 'health'];
+const INFRA = ['config', 'database', 'redis', 'state', 'logging'];
+
+// What each module lets others import (module file + exported services + shared types).
+const PUBLIC = [
+  '\\.module\\.ts$',
+  '\\.service\\.ts$',
+  '\\.types\\.ts$',
+  '/readiness\\.state\\.ts$',
+  // infrastructure and common code is public by design
+  ...INFRA.map((m) => `^src/${m}/`),
+  '^src/common/',
+];
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'nothing-imports-relay',
+      comment: 'The relay is the top of the graph: nothing may depend on it.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/relay/', '^src/app/', '^src/main\\.ts$'] },
+      to: { path: '^src/relay/' },
+    },
+    {
+      name: 'infrastructure-does-not-depend-on-features',
+      comment: 'config/database/redis/state/logging/common sit below every feature.',
+      severity: 'error',
+      from: { path: `^src/(${INFRA.join('|')}|common)/`, pathNot: '^src/database/migration-cli\\.ts$' },
+      to: { path: `^src/(${FEATURES.join('|')}|app)/` },
+    },
+    {
+      name: 'lower-layers-do-not-import-upper',
+      comment: 'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
+      severity: 'error',
+      from: { path: '^src/(auth|audit|health)/' },
+      to: { path: '^src/(rate-limit|key-pool|adaptive|relay|observability)/' },
+    },
+    {
+      name: 'key-pool-does-not-import-adaptive-or-rate-limit',
+      comment: 'Adaptive plugs into KeyPool through KeyPool’s extension point, not the other way round.',
+      severity: 'error',
+      from: { path: '^src/key-pool/' },
+      to: { path: '^src/(adaptive|rate-limit)/' },
+    },
+    {
+      name: 'only-public-surface-across-modules',
+      comment: 'Import another module only through its module file or exported services, never its internals.',
+      severity: 'error',
+      from: { path: '^src/([^/]+)/' },
+      to: {
+        path: '^src/([^/]+)/',
+        pathNot: ['^src/$1/', ...PUBLIC],
+      },
+    },
+    {
+      name: 'src-does-not-import-tests',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^(test|bench)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '\\.spec\\.ts$' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], extensions: ['.ts', '.js'] },
+    reporterOptions: { text: { highlightFocused: true } },
+  },
+};

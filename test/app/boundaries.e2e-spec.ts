@@ -1,0 +1,33 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const depcruise = 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs';
+
+describe('module boundaries (dependency-cruiser)', () => {
+  it('the real source tree has no violation', async () => {
+    const { stdout } = await run(process.execPath, [depcruise, 'src', '--config', '.dependency-cruiser.cjs']);
+    expect(stdout).toContain('no dependency violations found');
+  });
+
+  it('rejects deliberately wrong imports (fixture tree)', async () => {
+    const cwd = 'test/fixtures/boundaries';
+    const failure = await run(
+      process.execPath,
+      [`../../../${depcruise}`, 'src', '--config', '../../../.dependency-cruiser.cjs'],
+      { cwd },
+    ).then(
+      () => null,
+      (err: { stdout: string; code: number }) => err,
+    );
+    expect(failure).not.toBeNull();
+    expect(failure!.code).not.toBe(0);
+    expect(failure!.stdout).toContain('only-public-surface-across-modules: src/health/reaches-internals.ts');
+    expect(failure!.stdout).toContain('nothing-imports-relay: src/key-pool/imports-relay.ts');
+    expect(failure!.stdout).toContain(
+      'infrastructure-does-not-depend-on-features: src/state/imports-feature.ts',
+    );
+    expect(failure!.stdout).not.toContain('src/health/good.ts');
+  });
+});
