@@ -12,7 +12,6 @@ const swcPlugin = swc.vite({
 export default defineConfig({
   plugins: [swcPlugin],
   test: {
-    globalSetup: ['./test/support/global-setup.ts'],
     reporters: ['default'],
     projects: [
       {
