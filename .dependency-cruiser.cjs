@@ -4,7 +4,7 @@
  * PUBLIC below). Direction: relay → key-pool/adaptive/rate-limit → auth/audit/common → infrastructure.
  */
 const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'relay', 'observability', 'health'];
-const INFRA = ['config', 'database', 'redis', 'state', 'logging'];
+const INFRA = ['config', 'database', 'redis', 'state', 'logging', 'metrics'];
 
 // What each module lets others import (module file + exported services + shared types).
 const PUBLIC = [

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, BeforeApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { DataSource } from 'typeorm';
@@ -10,7 +10,7 @@ const HEARTBEAT_MS = 15_000;
 
 /** This instance's row in `instances`: registered at start, refreshed every 15 s, removed at shutdown. */
 @Injectable()
-export class InstanceRegistry implements OnApplicationBootstrap, OnApplicationShutdown {
+export class InstanceRegistry implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('InstanceRegistry');
   readonly id = randomUUID();
   readonly startedAt = new Date();
@@ -40,7 +40,7 @@ export class InstanceRegistry implements OnApplicationBootstrap, OnApplicationSh
     }
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.timer);
     await this.dataSource.query(`DELETE FROM instances WHERE id = $1`, [this.id]).catch(() => undefined);
   }

@@ -1,0 +1,164 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+const QUEUE_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * Every Floodgate metric, on one registry per application (so several apps in one test process
+ * don't collide). Features record into these instruments; label values are bounded by design:
+ * route templates (never raw paths), provider names, upstream key ids, priorities, outcomes —
+ * never user ids, client key ids or key values.
+ *
+ * Gauges that mirror shared state (queue depth, key states, learned limits, retreat) are filled at
+ * scrape time by collectors registered with `onCollect`, so the hot path never touches them.
+ */
+export class FloodgateMetrics {
+  readonly registry = new Registry();
+  private readonly collectors: (() => Promise<void> | void)[] = [];
+
+  readonly httpRequests = new Counter({
+    name: 'floodgate_http_requests_total',
+    help: 'HTTP requests answered, by route template and status class',
+    labelNames: ['method', 'route', 'status_class'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'floodgate_http_request_duration_seconds',
+    help: 'HTTP request duration, by route template and status class',
+    labelNames: ['method', 'route', 'status_class'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly relayRequests = new Counter({
+    name: 'floodgate_relay_requests_total',
+    help: 'Relayed requests by provider, model, priority and outcome (ok, client_error, rate_limited, queue_full, upstream_error, upstream_timeout, canceled)',
+    labelNames: ['provider', 'model', 'priority', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'floodgate_upstream_latency_seconds',
+    help: 'Upstream call duration (whole response), by provider and model',
+    labelNames: ['provider', 'model'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamTtft = new Histogram({
+    name: 'floodgate_upstream_ttft_seconds',
+    help: 'Upstream time to first byte of a streamed response, by provider and model',
+    labelNames: ['provider', 'model'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly queueWait = new Histogram({
+    name: 'floodgate_queue_wait_seconds',
+    help: 'Time requests waited for admission, by provider and priority (0 on the uncontended path)',
+    labelNames: ['provider', 'priority'] as const,
+    buckets: QUEUE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'floodgate_queue_depth',
+    help: 'Requests waiting for admission, by provider and priority (shared across instances in distributed mode)',
+    labelNames: ['provider', 'priority'] as const,
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: 'floodgate_tokens_total',
+    help: 'Tokens relayed, by provider, model and kind (prompt, completion)',
+    labelNames: ['provider', 'model', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly overhead = new Histogram({
+    name: 'floodgate_gateway_overhead_seconds',
+    help: 'Time spent in the gateway per relayed request, upstream and queue excluded',
+    labelNames: ['endpoint'] as const,
+    buckets: OVERHEAD_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamKeys = new Gauge({
+    name: 'floodgate_upstream_keys',
+    help: 'Upstream keys by provider and state (active, cooling, disabled, broken, invalid)',
+    labelNames: ['provider', 'state'] as const,
+    registers: [this.registry],
+  });
+  readonly upstream429 = new Counter({
+    name: 'floodgate_upstream_429_total',
+    help: 'Upstream 429 answers by provider, upstream key id and type (concurrency, rpm, tpm, unknown)',
+    labelNames: ['provider', 'key_id', 'type'] as const,
+    registers: [this.registry],
+  });
+  readonly keyLimit = new Gauge({
+    name: 'floodgate_upstream_key_concurrency_limit',
+    help: 'Effective concurrency limit per upstream key (learned in adaptive mode, configured in fixed mode)',
+    labelNames: ['provider', 'key_id', 'mode'] as const,
+    registers: [this.registry],
+  });
+  readonly keyInFlight = new Gauge({
+    name: 'floodgate_upstream_key_in_flight',
+    help: 'Requests in flight per upstream key (all instances)',
+    labelNames: ['provider', 'key_id'] as const,
+    registers: [this.registry],
+  });
+  readonly adaptiveAdjustments = new Counter({
+    name: 'floodgate_adaptive_adjustments_total',
+    help: 'Learned-limit adjustments by provider, upstream key id and direction (increase, decrease)',
+    labelNames: ['provider', 'key_id', 'direction'] as const,
+    registers: [this.registry],
+  });
+  readonly retreatState = new Gauge({
+    name: 'floodgate_retreat_state',
+    help: 'Retreat state per provider: 0 normal, 1 retreat, 2 recover',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly retreatEffectiveRpm = new Gauge({
+    name: 'floodgate_retreat_effective_rpm',
+    help: 'Effective provider-wide requests per minute after retreat',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly upstream429Rate = new Gauge({
+    name: 'floodgate_upstream_429_rate',
+    help: 'Share of upstream answers that were 429 in the retreat window, per provider',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitDecisions = new Counter({
+    name: 'floodgate_rate_limit_decisions_total',
+    help: 'Client rate-limit decisions by policy and result (allowed, limited)',
+    labelNames: ['policy', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitStoreErrors = new Counter({
+    name: 'floodgate_rate_limit_store_errors_total',
+    help: 'Rate-limit decisions the store could not answer (decided by RATE_LIMIT_FAILURE_MODE)',
+    labelNames: ['failure_mode'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: '' });
+  }
+
+  /** Registers a scrape-time collector that refreshes gauges mirroring shared state. */
+  onCollect(collector: () => Promise<void> | void): void {
+    this.collectors.push(collector);
+  }
+
+  /** Prometheus text exposition, after running every collector (a failing collector never breaks the scrape). */
+  async render(): Promise<string> {
+    await Promise.all(this.collectors.map(async (c) => {
+      try {
+        await c();
+      } catch {
+        // a collector's source is down: its gauges keep their last values
+      }
+    }));
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

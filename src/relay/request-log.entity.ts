@@ -1,0 +1,62 @@
+import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+
+@Entity({ name: 'request_log' })
+@Index('IDX_request_log_created_at', ['createdAt'])
+export class RequestLogRow {
+  @PrimaryGeneratedColumn('uuid')
+  id: string;
+
+  @Column({ name: 'created_at', type: 'timestamptz' })
+  createdAt: Date;
+
+  @Column({ name: 'request_id', type: 'varchar', length: 128 })
+  requestId: string;
+
+  @Column({ name: 'api_key_id', type: 'uuid', nullable: true })
+  apiKeyId: string | null;
+
+  @Column({ name: 'user_id', type: 'uuid', nullable: true })
+  userId: string | null;
+
+  @Column({ name: 'provider_id', type: 'uuid', nullable: true })
+  providerId: string | null;
+
+  @Column({ name: 'provider_key_id', type: 'uuid', nullable: true })
+  providerKeyId: string | null;
+
+  @Column({ type: 'varchar', length: 32 })
+  endpoint: string;
+
+  @Column({ type: 'varchar', length: 255, nullable: true })
+  model: string | null;
+
+  @Column({ type: 'varchar', length: 8 })
+  priority: string;
+
+  @Column({ type: 'integer' })
+  status: number;
+
+  @Column({ name: 'error_code', type: 'varchar', length: 64, nullable: true })
+  errorCode: string | null;
+
+  @Column({ name: 'prompt_tokens', type: 'integer', default: 0 })
+  promptTokens: number;
+
+  @Column({ name: 'completion_tokens', type: 'integer', default: 0 })
+  completionTokens: number;
+
+  @Column({ name: 'queue_ms', type: 'integer', default: 0 })
+  queueMs: number;
+
+  @Column({ name: 'upstream_ms', type: 'integer', default: 0 })
+  upstreamMs: number;
+
+  @Column({ name: 'overhead_ms', type: 'integer', default: 0 })
+  overheadMs: number;
+
+  @Column({ type: 'smallint', default: 1 })
+  attempts: number;
+
+  @Column({ type: 'boolean', default: false })
+  stream: boolean;
+}

@@ -1,0 +1,76 @@
+import { Injectable, Logger, BeforeApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import { RequestLogRow } from './request-log.entity.js';
+
+export type RequestLogEntry = Omit<RequestLogRow, 'id'>;
+
+const FLUSH_INTERVAL_MS = 1000;
+const FLUSH_AT_ROWS = 500;
+const MAX_BUFFERED = 20_000;
+
+/**
+ * The relay's request log, written in batches: rows collect in memory and go to Postgres in one
+ * multi-row INSERT every second (or every 500 rows), and on shutdown. A failed flush keeps the rows
+ * for the next attempt (bounded), so a Postgres restart loses no row of a completed request.
+ */
+@Injectable()
+export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown {
+  private readonly logger = new Logger('RequestLog');
+  private buffer: RequestLogEntry[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private dropped = 0;
+  written = 0;
+
+  constructor(@InjectRepository(RequestLogRow) private readonly rows: Repository<RequestLogRow>) {}
+
+  onModuleInit(): void {
+    this.timer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  add(entry: RequestLogEntry): void {
+    this.buffer.push(entry);
+    if (this.buffer.length > MAX_BUFFERED) {
+      this.buffer.splice(0, this.buffer.length - MAX_BUFFERED);
+      this.dropped++;
+    }
+    if (this.buffer.length >= FLUSH_AT_ROWS) void this.flush();
+  }
+
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  async flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    if (this.buffer.length === 0) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    this.flushing = (async () => {
+      try {
+        for (let i = 0; i < batch.length; i += FLUSH_AT_ROWS) {
+          await this.rows.insert(batch.slice(i, i + FLUSH_AT_ROWS));
+        }
+        this.written += batch.length;
+        if (this.dropped > 0) {
+          this.logger.warn(`request log buffer overflowed ${this.dropped} time(s) while Postgres was unavailable`);
+          this.dropped = 0;
+        }
+      } catch (err) {
+        this.buffer = batch.concat(this.buffer).slice(-MAX_BUFFERED);
+        this.logger.warn(`request log flush of ${batch.length} rows failed, will retry: ${(err as Error).message}`);
+      } finally {
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  /** Before shutdown hooks: the database pool closes in onApplicationShutdown. */
+  async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+}
