@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { LocalDb } from './local-db.js';
 
 export interface QueueJob<T = unknown> {
   id: string;
@@ -23,63 +24,83 @@ export abstract class PriorityQueue {
   /** Waiting jobs per priority, for the given priorities. */
   abstract counts(queue: string, priorities: number[]): Promise<Record<number, number>>;
   abstract close(): Promise<void>;
+
+  /**
+   * The AtomicStore key (logical, unprefixed) of the queue's waiting set, so an admission script can
+   * ask "is anybody of priority ≤ p waiting?" in the same atomic step: a sorted set whose scores are
+   * `priority * 2^32 + arrival sequence` (BullMQ's own layout), i.e. ZCOUNT 0 .. (p+1)*2^32-1.
+   */
+  waitingSetKey(queue: string): string {
+    checkName(queue);
+    return `bull:${queue}:prioritized`;
+  }
 }
+
+export const PRIORITY_SCORE_FACTOR = 0x100000000;
 
 const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 function checkName(queue: string): void {
   if (!QUEUE_NAME.test(queue)) throw new Error(`invalid queue name ${JSON.stringify(queue)}`);
 }
 
+/**
+ * In-process queue. Its waiting set lives in the same LocalDb as the in-process AtomicStore, in
+ * BullMQ's layout, so admission scripts read it exactly as they read BullMQ's set in Redis.
+ */
 export class MemoryPriorityQueue extends PriorityQueue {
-  private readonly queues = new Map<string, Map<number, QueueJob[]>>();
+  private readonly jobs = new Map<string, QueueJob>();
+  private sequence = 0;
 
-  private levels(queue: string): Map<number, QueueJob[]> {
-    let q = this.queues.get(queue);
-    if (!q) {
-      q = new Map();
-      this.queues.set(queue, q);
-    }
-    return q;
+  constructor(private readonly db: LocalDb) {
+    super();
+  }
+
+  private jobKey(queue: string, id: string): string {
+    return `${queue}\u0000${id}`;
   }
 
   add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void> {
-    checkName(queue);
-    const levels = this.levels(queue);
-    let list = levels.get(job.priority);
-    if (!list) {
-      list = [];
-      levels.set(job.priority, list);
-    }
-    list.push({ ...job, enqueuedAt: Date.now() });
+    const set = this.waitingSetKey(queue);
+    if (!Number.isInteger(job.priority) || job.priority < 1)
+      return Promise.reject(new Error('priority must be an integer ≥ 1'));
+    this.sequence = (this.sequence + 1) % PRIORITY_SCORE_FACTOR;
+    this.db.now = Date.now();
+    this.db.zadd(set, job.priority * PRIORITY_SCORE_FACTOR + this.sequence, job.id);
+    this.jobs.set(this.jobKey(queue, job.id), { ...job, enqueuedAt: Date.now() });
     return Promise.resolve();
   }
 
   remove(queue: string, id: string): Promise<boolean> {
-    for (const list of this.levels(queue).values()) {
-      const idx = list.findIndex((j) => j.id === id);
-      if (idx >= 0) {
-        list.splice(idx, 1);
-        return Promise.resolve(true);
-      }
-    }
-    return Promise.resolve(false);
+    const removed = this.db.zrem(this.waitingSetKey(queue), id) === 1;
+    if (removed) this.jobs.delete(this.jobKey(queue, id));
+    return Promise.resolve(removed);
   }
 
   take<T>(queue: string): Promise<QueueJob<T> | null> {
-    const levels = [...this.levels(queue).entries()]
-      .filter(([, l]) => l.length > 0)
-      .sort((a, b) => a[0] - b[0]);
-    const first = levels[0];
-    return Promise.resolve(first ? ((first[1].shift() as QueueJob<T>) ?? null) : null);
+    const set = this.waitingSetKey(queue);
+    const first = this.db.zrange(set, 0, 0)[0];
+    if (!first) return Promise.resolve(null);
+    this.db.zrem(set, first.member);
+    const key = this.jobKey(queue, first.member);
+    const job = this.jobs.get(key) as QueueJob<T> | undefined;
+    this.jobs.delete(key);
+    return Promise.resolve(job ?? null);
   }
 
   counts(queue: string, priorities: number[]): Promise<Record<number, number>> {
-    const levels = this.levels(queue);
-    return Promise.resolve(Object.fromEntries(priorities.map((p) => [p, levels.get(p)?.length ?? 0])));
+    const set = this.waitingSetKey(queue);
+    return Promise.resolve(
+      Object.fromEntries(
+        priorities.map((p) => [
+          p,
+          this.db.zcount(set, p * PRIORITY_SCORE_FACTOR, (p + 1) * PRIORITY_SCORE_FACTOR - 1),
+        ]),
+      ),
+    );
   }
 
   close(): Promise<void> {
-    this.queues.clear();
+    this.jobs.clear();
     return Promise.resolve();
   }
 }

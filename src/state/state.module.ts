@@ -41,9 +41,12 @@ class StateLifecycle implements OnApplicationShutdown {
     },
     {
       provide: PriorityQueue,
-      inject: [REDIS],
-      useFactory: (redis: RedisConnections | null): PriorityQueue =>
-        redis ? new BullPriorityQueue(redis.patient('bullmq'), redis.prefix) : new MemoryPriorityQueue(),
+      inject: [REDIS, AtomicStore],
+      // In process, the queue's waiting set lives in the atomic store's LocalDb so admission scripts see it.
+      useFactory: (redis: RedisConnections | null, store: AtomicStore): PriorityQueue =>
+        redis
+          ? new BullPriorityQueue(redis.patient('bullmq'), redis.prefix)
+          : new MemoryPriorityQueue((store as MemoryAtomicStore).db),
     },
     StateLifecycle,
   ],

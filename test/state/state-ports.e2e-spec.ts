@@ -48,7 +48,7 @@ interface Impl {
 
 async function memoryImpl(): Promise<Impl> {
   const store = new MemoryAtomicStore();
-  const queue = new MemoryPriorityQueue();
+  const queue = new MemoryPriorityQueue(store.db);
   return { name: 'memory', store, pubsub: new MemoryPubSub(), queue, close: async () => store.close() };
 }
 
@@ -135,6 +135,23 @@ describe.each([
       for (let job = await impl.queue.take(q); job; job = await impl.queue.take(q)) order.push(job.id);
       expect(order).toEqual(['urgent-1', 'normal-1', 'normal-2', 'low-1', 'low-2']);
       expect(await impl.queue.counts(q, [1, 2, 3, 4])).toEqual({ 1: 0, 2: 0, 3: 0, 4: 0 });
+    });
+
+    it('exposes its waiting set to atomic scripts (who of priority ≤ p is waiting)', async () => {
+      const q = `q-${randomUUID()}`;
+      const waitingAtOrAbove: AtomicScript<number> = {
+        name: 'waiting-at-or-above',
+        lua: `return redis.call('ZCOUNT', KEYS[1], 0, (tonumber(ARGV[1]) + 1) * 4294967296 - 1)`,
+        local: (db, keys, args) => db.zcount(keys[0]!, 0, (Number(args[0]) + 1) * 4294967296 - 1),
+      };
+      await impl.queue.add(q, { id: 'n', priority: 3, data: {} });
+      await impl.queue.add(q, { id: 'l', priority: 4, data: {} });
+      const key = impl.queue.waitingSetKey(q);
+      expect(await impl.store.run(waitingAtOrAbove, [key], [1])).toBe(0);
+      expect(await impl.store.run(waitingAtOrAbove, [key], [3])).toBe(1);
+      expect(await impl.store.run(waitingAtOrAbove, [key], [4])).toBe(2);
+      await impl.queue.take(q);
+      expect(await impl.store.run(waitingAtOrAbove, [key], [4])).toBe(1);
     });
 
     it('removes a waiting job, and reports a taken one as gone', async () => {

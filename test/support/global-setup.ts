@@ -17,7 +17,15 @@ export default async function setup(): Promise<void> {
       ].join('\n'),
     );
   }
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
-    stdio: 'inherit',
-  });
+  try {
+    execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
+      stdio: 'pipe',
+    });
+  } catch (err) {
+    // tsc still emits JavaScript on type errors; the typecheck step of CI reports them.
+    const out = String((err as { stdout?: Buffer }).stdout ?? '');
+    process.stderr.write(
+      `warning: the build reported type errors (tests that start dist/src/main.js may fail):\n${out.slice(0, 2000)}\n`,
+    );
+  }
 }

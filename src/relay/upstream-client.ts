@@ -1,0 +1,116 @@
+import { Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import { UpstreamGuardService } from '../key-pool/upstream-guard.service.js';
+
+export interface UpstreamRequest {
+  baseUrl: string;
+  /** Path below the provider's base URL, e.g. `/chat/completions`. */
+  path: string;
+  method: 'GET' | 'POST';
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+  /** Time to the response headers and between body chunks. */
+  timeoutMs: number;
+}
+
+export type UpstreamFailure = 'connect' | 'timeout' | 'aborted' | 'protocol' | 'refused_address';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: UpstreamFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+/**
+ * undici connection pools, one per upstream origin, keep-alive, every connection dialled through
+ * KeyPool's SSRF guard (the address actually connected to is checked, so DNS rebinding can't reach
+ * a forbidden address).
+ */
+@Injectable()
+export class UpstreamClient implements OnApplicationShutdown {
+  private readonly pools = new Map<string, Pool>();
+
+  constructor(private readonly guard: UpstreamGuardService) {}
+
+  private pool(origin: string): Pool {
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, {
+        connections: 256,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 120_000,
+        connect: this.guard.connector({ timeout: 10_000 }),
+      });
+      this.pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  async send(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+    const url = new URL(req.baseUrl);
+    const basePath = url.pathname.replace(/\/+$/, '');
+    try {
+      return await this.pool(url.origin).request({
+        path: `${basePath}${req.path}`,
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+        signal: req.signal,
+        headersTimeout: req.timeoutMs,
+        bodyTimeout: req.timeoutMs,
+      });
+    } catch (err) {
+      throw classify(err);
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
+    this.pools.clear();
+  }
+}
+
+export function classify(err: unknown): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const e = err as {
+    name?: string;
+    code?: string;
+    message?: string;
+    cause?: { code?: string; name?: string };
+  };
+  const code = e.code ?? e.cause?.code;
+  if (code === 'UPSTREAM_ADDRESS_REFUSED')
+    return new UpstreamError('refused_address', e.message ?? 'upstream address refused');
+  if (
+    e.name === 'AbortError' ||
+    code === 'UND_ERR_ABORTED' ||
+    err instanceof undiciErrors.RequestAbortedError
+  ) {
+    return new UpstreamError('aborted', 'request aborted');
+  }
+  if (
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT'
+  ) {
+    return new UpstreamError('timeout', 'upstream did not answer in time');
+  }
+  if (
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ENOTFOUND' ||
+    code === 'EAI_AGAIN' ||
+    code === 'UND_ERR_SOCKET' ||
+    code === 'EHOSTUNREACH' ||
+    code === 'EPIPE'
+  ) {
+    return new UpstreamError('connect', 'could not reach the upstream');
+  }
+  return new UpstreamError('protocol', 'upstream connection failed');
+}
