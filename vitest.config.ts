@@ -16,7 +16,12 @@ export default defineConfig({
     projects: [
       {
         plugins: [swcPlugin],
-        test: { name: 'unit', include: ['src/**/*.spec.ts', 'test/unit/**/*.spec.ts'], environment: 'node' },
+        test: {
+          name: 'unit',
+          include: ['src/**/*.spec.ts', 'test/unit/**/*.spec.ts'],
+          environment: 'node',
+          sequence: { groupOrder: 0 },
+        },
       },
       {
         plugins: [swcPlugin],
@@ -29,6 +34,7 @@ export default defineConfig({
           hookTimeout: 90_000,
           pool: 'forks',
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -32,7 +32,12 @@ describe('upstreamRequestHeaders', () => {
   });
 
   it('drops header values carrying CR/LF', () => {
-    const out = upstreamRequestHeaders({ 'user-agent': 'a\r\nx-injected: 1' }, 'k', { 'x-extra': 'v\r\nevil: 1' }, 'r');
+    const out = upstreamRequestHeaders(
+      { 'user-agent': 'a\r\nx-injected: 1' },
+      'k',
+      { 'x-extra': 'v\r\nevil: 1' },
+      'r',
+    );
     expect(out['user-agent']).toBeUndefined();
     expect(out['x-extra']).toBeUndefined();
   });
@@ -50,6 +55,10 @@ describe('clientResponseHeaders', () => {
       'x-request-id': 'up-1',
       'www-authenticate': 'Bearer',
     });
-    expect(out).toEqual({ 'content-type': 'application/json', 'openai-processing-ms': '12', 'x-upstream-request-id': 'up-1' });
+    expect(out).toEqual({
+      'content-type': 'application/json',
+      'openai-processing-ms': '12',
+      'x-upstream-request-id': 'up-1',
+    });
   });
 });

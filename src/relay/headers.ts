@@ -1,7 +1,14 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** Client request headers that may travel upstream; everything else (credentials, cookies, hop-by-hop, unknown x-*) stays here. */
-const FORWARDED_REQUEST_HEADERS = new Set(['accept', 'content-type', 'user-agent', 'traceparent', 'tracestate', 'openai-beta']);
+const FORWARDED_REQUEST_HEADERS = new Set([
+  'accept',
+  'content-type',
+  'user-agent',
+  'traceparent',
+  'tracestate',
+  'openai-beta',
+]);
 
 /** Upstream response headers never returned: hop-by-hop, credentials, cookies, and the pool's own limits. */
 const DROPPED_RESPONSE_HEADERS = new Set([
@@ -41,7 +48,13 @@ export function upstreamRequestHeaders(
   }
   for (const [name, value] of Object.entries(extra)) {
     const lower = name.toLowerCase();
-    if (lower === 'authorization' || lower === 'host' || lower === 'content-length' || !HEADER_VALUE_OK.test(value)) continue;
+    if (
+      lower === 'authorization' ||
+      lower === 'host' ||
+      lower === 'content-length' ||
+      !HEADER_VALUE_OK.test(value)
+    )
+      continue;
     out[lower] = value;
   }
   out['content-type'] = 'application/json';
@@ -51,11 +64,19 @@ export function upstreamRequestHeaders(
   return out;
 }
 
-export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string> {
+export function clientResponseHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(upstream)) {
     const lower = name.toLowerCase();
-    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(lower) || lower.startsWith('x-ratelimit-') || lower.startsWith('proxy-')) continue;
+    if (
+      value === undefined ||
+      DROPPED_RESPONSE_HEADERS.has(lower) ||
+      lower.startsWith('x-ratelimit-') ||
+      lower.startsWith('proxy-')
+    )
+      continue;
     out[lower] = Array.isArray(value) ? value.join(', ') : value;
   }
   const upstreamId = upstream['x-request-id'];

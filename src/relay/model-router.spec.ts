@@ -11,15 +11,30 @@ const providers = [
 
 describe('routeModel', () => {
   it('prefers an exact id, ties broken by provider name', () => {
-    expect(routeModel('gpt-4o', providers)).toMatchObject({ provider: { name: 'a-openai-mirror' }, exact: true });
+    expect(routeModel('gpt-4o', providers)).toMatchObject({
+      provider: { name: 'a-openai-mirror' },
+      exact: true,
+    });
     expect(routeModel('gpt-4o-mini', providers)).toMatchObject({ provider: { name: 'openai' }, exact: true });
   });
 
   it('prefers the most specific pattern, and exact over any pattern', () => {
-    expect(routeModel('meta/llama-3.1-8b-instruct', providers)).toMatchObject({ provider: { name: 'meta-llama' }, matched: 'meta/llama-*' });
-    expect(routeModel('meta/codellama-70b', providers)).toMatchObject({ provider: { name: 'nim' }, matched: 'meta/*' });
-    expect(routeModel('nvidia/llama-3.1-nemotron-70b-instruct', providers)).toMatchObject({ provider: { name: 'nim' }, exact: true });
-    expect(routeModel('mistral-large', providers)).toMatchObject({ provider: { name: 'catch-all' }, matched: '*' });
+    expect(routeModel('meta/llama-3.1-8b-instruct', providers)).toMatchObject({
+      provider: { name: 'meta-llama' },
+      matched: 'meta/llama-*',
+    });
+    expect(routeModel('meta/codellama-70b', providers)).toMatchObject({
+      provider: { name: 'nim' },
+      matched: 'meta/*',
+    });
+    expect(routeModel('nvidia/llama-3.1-nemotron-70b-instruct', providers)).toMatchObject({
+      provider: { name: 'nim' },
+      exact: true,
+    });
+    expect(routeModel('mistral-large', providers)).toMatchObject({
+      provider: { name: 'catch-all' },
+      matched: '*',
+    });
   });
 
   it('returns null when nothing matches, and treats regex characters literally', () => {

@@ -39,8 +39,13 @@ function specificity(pattern: string): [number, number] {
   return [pattern.replace(/\*/g, '').length, -(pattern.split('*').length - 1)];
 }
 
-export function routeModel<P extends RoutableProvider>(model: string, providers: readonly P[]): Route<P> | null {
-  const exact = providers.filter((p) => p.models.includes(model)).sort((a, b) => a.name.localeCompare(b.name));
+export function routeModel<P extends RoutableProvider>(
+  model: string,
+  providers: readonly P[],
+): Route<P> | null {
+  const exact = providers
+    .filter((p) => p.models.includes(model))
+    .sort((a, b) => a.name.localeCompare(b.name));
   if (exact[0]) return { provider: exact[0], matched: model, exact: true };
   let best: { provider: P; pattern: string; score: [number, number] } | null = null;
   for (const provider of providers) {
@@ -51,7 +56,9 @@ export function routeModel<P extends RoutableProvider>(model: string, providers:
         !best ||
         score[0] > best.score[0] ||
         (score[0] === best.score[0] && score[1] > best.score[1]) ||
-        (score[0] === best.score[0] && score[1] === best.score[1] && provider.name.localeCompare(best.provider.name) < 0)
+        (score[0] === best.score[0] &&
+          score[1] === best.score[1] &&
+          provider.name.localeCompare(best.provider.name) < 0)
       ) {
         best = { provider, pattern: entry, score };
       }

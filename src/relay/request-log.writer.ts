@@ -55,12 +55,16 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
         }
         this.written += batch.length;
         if (this.dropped > 0) {
-          this.logger.warn(`request log buffer overflowed ${this.dropped} time(s) while Postgres was unavailable`);
+          this.logger.warn(
+            `request log buffer overflowed ${this.dropped} time(s) while Postgres was unavailable`,
+          );
           this.dropped = 0;
         }
       } catch (err) {
         this.buffer = batch.concat(this.buffer).slice(-MAX_BUFFERED);
-        this.logger.warn(`request log flush of ${batch.length} rows failed, will retry: ${(err as Error).message}`);
+        this.logger.warn(
+          `request log flush of ${batch.length} rows failed, will retry: ${(err as Error).message}`,
+        );
       } finally {
         this.flushing = undefined;
       }

@@ -71,6 +71,33 @@ export async function startGateway(mode: Mode, overrides: Record<string, string>
   };
 }
 
+/**
+ * Several instances sharing one database and Redis prefix (distributed mode), as replicas do.
+ * Closing closes them all, then drops the shared database.
+ */
+export async function startGateways(
+  count: number,
+  overrides: Record<string, string> = {},
+): Promise<{ gateways: TestGateway[]; env: Record<string, string>; close(): Promise<void> }> {
+  const { env, cleanup } = await isolatedEnv('distributed', overrides);
+  const gateways: TestGateway[] = [];
+  for (let i = 0; i < count; i++) {
+    const config = loadConfig(env);
+    const app = await createApp(config);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.getHttpServer().address() as net.AddressInfo;
+    gateways.push({ url: `http://127.0.0.1:${address.port}`, app, config, env, close: () => app.close() });
+  }
+  return {
+    gateways,
+    env,
+    close: async () => {
+      await Promise.all(gateways.map((g) => g.close()));
+      await cleanup();
+    },
+  };
+}
+
 export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,0 +1,199 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsBoolean,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateIf,
+} from 'class-validator';
+
+/** Present → validated; absent → skipped; `null` is refused (the field is not nullable). */
+export const OptionalNotNull = () => ValidateIf((_o: unknown, v: unknown) => v !== undefined);
+
+export const PROVIDER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const MODEL_PATTERN = /^\S+$/;
+
+export class CreateProviderDto {
+  @ApiProperty({
+    example: 'openai',
+    description: 'Unique (case-insensitive); letters, digits, . _ -; 1-64 characters',
+  })
+  @IsString()
+  @Matches(PROVIDER_NAME_PATTERN, {
+    message: 'name must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit',
+  })
+  name: string;
+
+  @ApiProperty({
+    example: 'https://api.openai.com/v1',
+    description:
+      'http(s) base URL (the OpenAI paths are appended). Its addresses are checked at save and connect time: link-local / cloud metadata always refused; private and loopback unless ALLOW_PRIVATE_UPSTREAMS.',
+  })
+  @IsString()
+  @MinLength(1)
+  @MaxLength(2048)
+  base_url: string;
+
+  @ApiPropertyOptional({
+    example: ['gpt-4o-mini', 'gpt-4o', 'text-embedding-*'],
+    description: 'Exact model ids and `*` patterns',
+    default: [],
+  })
+  @OptionalNotNull()
+  @IsArray()
+  @ArrayMaxSize(1000)
+  @IsString({ each: true })
+  @MinLength(1, { each: true })
+  @MaxLength(256, { each: true })
+  @Matches(MODEL_PATTERN, {
+    each: true,
+    message: 'each models entry must be a model id or * pattern without whitespace',
+  })
+  models?: string[];
+
+  @ApiPropertyOptional({
+    example: 500,
+    nullable: true,
+    type: Number,
+    description: 'Provider-wide requests per minute; null = none',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  rpm?: number | null;
+
+  @ApiPropertyOptional({
+    example: 50,
+    nullable: true,
+    type: Number,
+    description: 'Burst above rpm the provider bucket allows; null = none',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  burst?: number | null;
+
+  @ApiPropertyOptional({ example: 60000, default: 60000, description: 'Upstream timeout, 1000-600000 ms' })
+  @OptionalNotNull()
+  @IsInt()
+  @Min(1000)
+  @Max(600_000)
+  timeout_ms?: number;
+
+  @ApiPropertyOptional({ example: true, default: true })
+  @OptionalNotNull()
+  @IsBoolean()
+  enabled?: boolean;
+
+  @ApiPropertyOptional({
+    example: { 'OpenAI-Organization': 'org-123' },
+    description: 'Extra headers sent upstream (at most 20; no credentials, hop-by-hop or framing headers)',
+    type: 'object',
+    additionalProperties: { type: 'string' },
+  })
+  @OptionalNotNull()
+  @IsObject()
+  headers?: Record<string, string>;
+}
+
+export class UpdateProviderDto {
+  @ApiPropertyOptional({ example: 'openai-eu' })
+  @OptionalNotNull()
+  @IsString()
+  @Matches(PROVIDER_NAME_PATTERN, {
+    message: 'name must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit',
+  })
+  name?: string;
+
+  @ApiPropertyOptional({ example: 'https://eu.api.openai.com/v1' })
+  @OptionalNotNull()
+  @IsString()
+  @MinLength(1)
+  @MaxLength(2048)
+  base_url?: string;
+
+  @ApiPropertyOptional({ example: ['gpt-4o-mini'] })
+  @OptionalNotNull()
+  @IsArray()
+  @ArrayMaxSize(1000)
+  @IsString({ each: true })
+  @MinLength(1, { each: true })
+  @MaxLength(256, { each: true })
+  @Matches(MODEL_PATTERN, {
+    each: true,
+    message: 'each models entry must be a model id or * pattern without whitespace',
+  })
+  models?: string[];
+
+  @ApiPropertyOptional({ example: 500, nullable: true, type: Number })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  rpm?: number | null;
+
+  @ApiPropertyOptional({ example: 50, nullable: true, type: Number })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  burst?: number | null;
+
+  @ApiPropertyOptional({ example: 30000 })
+  @OptionalNotNull()
+  @IsInt()
+  @Min(1000)
+  @Max(600_000)
+  timeout_ms?: number;
+
+  @ApiPropertyOptional({ example: false })
+  @OptionalNotNull()
+  @IsBoolean()
+  enabled?: boolean;
+
+  @ApiPropertyOptional({ example: {}, type: 'object', additionalProperties: { type: 'string' } })
+  @OptionalNotNull()
+  @IsObject()
+  headers?: Record<string, string>;
+}
+
+export class ProviderKeyCountsDto {
+  @ApiProperty({ example: 3 }) total: number;
+  @ApiProperty({ example: 2 }) active: number;
+  @ApiProperty({ example: 1 }) cooling: number;
+  @ApiProperty({ example: 0 }) disabled: number;
+  @ApiProperty({ example: 0 }) broken: number;
+  @ApiProperty({ example: 0 }) invalid: number;
+}
+
+export class ProviderDto {
+  @ApiProperty({ example: '0b6f7a52-1d7e-4a8f-9a51-2b8f1c0e6d42' }) id: string;
+  @ApiProperty({ example: 'openai' }) name: string;
+  @ApiProperty({ example: 'https://api.openai.com/v1' }) base_url: string;
+  @ApiProperty({ example: ['gpt-4o-mini', 'text-embedding-*'], type: [String] }) models: string[];
+  @ApiProperty({ example: 500, nullable: true, type: Number }) rpm: number | null;
+  @ApiProperty({ example: 50, nullable: true, type: Number }) burst: number | null;
+  @ApiProperty({ example: 60000 }) timeout_ms: number;
+  @ApiProperty({ example: true }) enabled: boolean;
+  @ApiProperty({
+    example: { 'OpenAI-Organization': 'org-123' },
+    type: 'object',
+    additionalProperties: { type: 'string' },
+  })
+  headers: Record<string, string>;
+  @ApiProperty({ enum: ['api', 'file'], example: 'api', description: '`file`: managed by PROVIDERS_FILE' })
+  source: string;
+  @ApiProperty({ type: ProviderKeyCountsDto }) keys: ProviderKeyCountsDto;
+  @ApiProperty({ example: '2025-11-22T10:00:00.000Z' }) created_at: string;
+  @ApiProperty({ example: '2025-11-22T10:00:00.000Z' }) updated_at: string;
+}

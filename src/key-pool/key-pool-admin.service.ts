@@ -1,0 +1,587 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { QueryFailedError, Repository } from 'typeorm';
+import { AuditService } from '../audit/audit.service.js';
+import { ApiError } from '../common/api-error.js';
+import type {
+  CreateProviderKeyDto,
+  KeyUsageDto,
+  ProviderKeyDto,
+  UpdateProviderKeyDto,
+} from './dto/provider-key.dto.js';
+import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
+import { KeyCipher, maskKey, providerKeyAad } from './key-cipher.js';
+import type { KeyWindow } from './key-pool.types.js';
+import { KeyPoolService } from './key-pool.service.js';
+import { KeyUsageMinute } from './key-usage-minute.entity.js';
+import { keyState, ProviderKey, type ProviderKeyState } from './provider-key.entity.js';
+import { Provider } from './provider.entity.js';
+import { UpstreamGuardService, type Resolver, systemResolver } from './upstream-guard.service.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+/** Headers a provider may not set: credentials belong in upstream keys, the rest is the relay's job. */
+const FORBIDDEN_HEADERS = new Set([
+  'authorization',
+  'proxy-authorization',
+  'x-api-key',
+  'api-key',
+  'cookie',
+  'host',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+]);
+const MAX_HEADERS = 20;
+
+export interface WriteContext {
+  request: FastifyRequest | null;
+  source: 'api' | 'file';
+  /** DNS resolution for the base_url check; null = literal addresses only (PROVIDERS_FILE at start). */
+  resolve: Resolver | null;
+}
+
+const API_CONTEXT = (request: FastifyRequest): WriteContext => ({
+  request,
+  source: 'api',
+  resolve: systemResolver,
+});
+
+function iso(d: Date | null | undefined): string | null {
+  return d ? d.toISOString() : null;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (
+    err instanceof QueryFailedError && (err.driverError as { code?: string } | undefined)?.code === '23505'
+  );
+}
+
+/** Admin API logic for providers and upstream keys: validation, encryption, audit, cache invalidation. */
+@Injectable()
+export class KeyPoolAdminService {
+  private readonly logger = new Logger('KeyPoolAdmin');
+
+  constructor(
+    @InjectRepository(Provider) private readonly providers: Repository<Provider>,
+    @InjectRepository(ProviderKey) private readonly keys: Repository<ProviderKey>,
+    @InjectRepository(KeyUsageMinute) private readonly usageRows: Repository<KeyUsageMinute>,
+    private readonly pool: KeyPoolService,
+    private readonly cipher: KeyCipher,
+    private readonly guard: UpstreamGuardService,
+    private readonly audit: AuditService,
+  ) {}
+
+  static api(request: FastifyRequest): WriteContext {
+    return API_CONTEXT(request);
+  }
+
+  // ---- providers ----------------------------------------------------------------------------
+
+  async listProviders(): Promise<ProviderDto[]> {
+    const providers = await this.providers.find({ order: { name: 'ASC' } });
+    const keys = await this.keys.find({
+      select: {
+        id: true,
+        providerId: true,
+        enabled: true,
+        brokenAt: true,
+        invalidAt: true,
+        cooldownUntil: true,
+      },
+    });
+    return providers.map((p) =>
+      this.providerView(
+        p,
+        keys.filter((k) => k.providerId === p.id),
+      ),
+    );
+  }
+
+  async getProvider(id: string): Promise<ProviderDto> {
+    const p = await this.findProvider(id);
+    return this.providerView(p, await this.keys.find({ where: { providerId: p.id } }));
+  }
+
+  async findProvider(id: string): Promise<Provider> {
+    const p = UUID.test(id) ? await this.providers.findOneBy({ id }) : null;
+    if (!p) throw ApiError.notFound(`provider ${id} not found`, 'provider_not_found');
+    return p;
+  }
+
+  async findProviderByName(name: string): Promise<Provider | null> {
+    return this.providers.createQueryBuilder('p').where('lower(p.name) = lower(:name)', { name }).getOne();
+  }
+
+  async createProvider(
+    dto: CreateProviderDto,
+    ctx: WriteContext,
+    id: string = randomUUID(),
+  ): Promise<Provider> {
+    const baseUrl = await this.checkBaseUrl(dto.base_url, ctx);
+    const headers = checkHeaders(dto.headers ?? {});
+    await this.assertNameFree(dto.name, null);
+    const provider = this.providers.create({
+      id,
+      name: dto.name,
+      baseUrl,
+      models: dto.models ?? [],
+      rpm: dto.rpm ?? null,
+      burst: dto.burst ?? null,
+      timeoutMs: dto.timeout_ms ?? 60000,
+      enabled: dto.enabled ?? true,
+      headers,
+      source: ctx.source,
+    });
+    try {
+      await this.providers.insert(provider);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw nameTaken(dto.name);
+      throw err;
+    }
+    await this.audit.record(ctx.request, {
+      action: 'provider.create',
+      targetType: 'provider',
+      targetId: provider.id,
+      changes: {
+        name: provider.name,
+        base_url: provider.baseUrl,
+        models: provider.models,
+        rpm: provider.rpm,
+        burst: provider.burst,
+        timeout_ms: provider.timeoutMs,
+        enabled: provider.enabled,
+        header_names: Object.keys(headers),
+        source: ctx.source,
+      },
+    });
+    return (await this.providers.findOneBy({ id: provider.id }))!;
+  }
+
+  /** Applies the given fields; returns the provider and whether anything changed. */
+  async updateProvider(
+    id: string,
+    dto: UpdateProviderDto,
+    ctx: WriteContext,
+  ): Promise<{ provider: Provider; changed: boolean }> {
+    const p = await this.findProvider(id);
+    const changes: Record<string, unknown> = {};
+    const patch: Partial<Provider> = {};
+    const set = <K extends keyof Provider>(field: K, value: Provider[K], apiName: string) => {
+      if (JSON.stringify(p[field]) !== JSON.stringify(value)) {
+        patch[field] = value;
+        changes[apiName] = { from: p[field], to: value };
+      }
+    };
+    if (dto.name !== undefined) {
+      if (dto.name.toLowerCase() !== p.name.toLowerCase()) await this.assertNameFree(dto.name, p.id);
+      set('name', dto.name, 'name');
+    }
+    if (dto.base_url !== undefined) set('baseUrl', await this.checkBaseUrl(dto.base_url, ctx), 'base_url');
+    if (dto.models !== undefined) set('models', dto.models, 'models');
+    if (dto.rpm !== undefined) set('rpm', dto.rpm, 'rpm');
+    if (dto.burst !== undefined) set('burst', dto.burst, 'burst');
+    if (dto.timeout_ms !== undefined) set('timeoutMs', dto.timeout_ms, 'timeout_ms');
+    if (dto.enabled !== undefined) set('enabled', dto.enabled, 'enabled');
+    if (dto.headers !== undefined) {
+      const headers = checkHeaders(dto.headers);
+      if (JSON.stringify(headers) !== JSON.stringify(p.headers)) {
+        patch.headers = headers;
+        changes.header_names = { from: Object.keys(p.headers), to: Object.keys(headers) };
+      }
+    }
+    if (ctx.source === 'file' && p.source !== 'file') patch.source = 'file';
+    if (Object.keys(patch).length === 0) return { provider: p, changed: false };
+    try {
+      await this.providers.update({ id: p.id }, patch);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw nameTaken(dto.name ?? p.name);
+      throw err;
+    }
+    if (Object.keys(changes).length > 0) {
+      await this.audit.record(ctx.request, {
+        action: 'provider.update',
+        targetType: 'provider',
+        targetId: p.id,
+        changes: { ...changes, source: ctx.source },
+      });
+    }
+    await this.pool.invalidate(p.id);
+    return { provider: (await this.providers.findOneBy({ id: p.id }))!, changed: true };
+  }
+
+  async deleteProvider(id: string, ctx: WriteContext): Promise<void> {
+    const p = await this.findProvider(id);
+    const keys = await this.keys.find({ where: { providerId: p.id }, select: { id: true } });
+    await this.providers.delete({ id: p.id });
+    await this.audit.record(ctx.request, {
+      action: 'provider.delete',
+      targetType: 'provider',
+      targetId: p.id,
+      changes: { name: p.name, keys_deleted: keys.length, source: ctx.source },
+    });
+    await this.pool.invalidate(p.id);
+    await Promise.all(keys.map((k) => this.pool.forgetKey(p.id, k.id).catch(() => undefined)));
+  }
+
+  private async assertNameFree(name: string, exceptId: string | null): Promise<void> {
+    const other = await this.findProviderByName(name);
+    if (other && other.id !== exceptId) throw nameTaken(name);
+  }
+
+  private async checkBaseUrl(raw: string, ctx: WriteContext): Promise<string> {
+    const verdict = await this.guard.checkBaseUrl(raw, ctx.resolve);
+    if (!verdict.ok) throw ApiError.badRequest(verdict.message, 'base_url', verdict.code);
+    return verdict.url;
+  }
+
+  // ---- keys ---------------------------------------------------------------------------------
+
+  async listKeys(providerId: string): Promise<ProviderKeyDto[]> {
+    const p = await this.findProvider(providerId);
+    const keys = await this.keys.find({
+      where: { providerId: p.id },
+      order: { priority: 'ASC', createdAt: 'ASC' },
+    });
+    const windows = await this.safeWindows(
+      p.id,
+      keys.map((k) => k.id),
+    );
+    return keys.map((k) => this.keyView(k, windows.get(k.id)));
+  }
+
+  async getKey(id: string): Promise<ProviderKeyDto> {
+    const k = await this.findKey(id);
+    const windows = await this.safeWindows(k.providerId, [k.id]);
+    return this.keyView(k, windows.get(k.id));
+  }
+
+  async findKey(id: string): Promise<ProviderKey> {
+    const k = UUID.test(id) ? await this.keys.findOneBy({ id }) : null;
+    if (!k) throw ApiError.notFound(`upstream key ${id} not found`, 'provider_key_not_found');
+    return k;
+  }
+
+  async keysOf(providerId: string): Promise<ProviderKey[]> {
+    return this.keys.find({ where: { providerId } });
+  }
+
+  /** The decrypted value (PROVIDERS_FILE compares before re-encrypting); null when broken. */
+  decryptValue(k: ProviderKey): string | null {
+    try {
+      return this.cipher.decrypt(
+        { keyId: k.encryptionKeyId, ciphertext: k.ciphertext },
+        providerKeyAad(k.id),
+      );
+    } catch {
+      return null;
+    }
+  }
+
+  async createKey(providerId: string, dto: CreateProviderKeyDto, ctx: WriteContext): Promise<ProviderKey> {
+    const p = await this.findProvider(providerId);
+    await this.assertLabelFree(p.id, dto.label, null);
+    const id = randomUUID();
+    const sealed = this.cipher.encrypt(dto.key, providerKeyAad(id));
+    const key = this.keys.create({
+      id,
+      providerId: p.id,
+      label: dto.label,
+      ciphertext: sealed.ciphertext,
+      encryptionKeyId: sealed.keyId,
+      masked: maskKey(dto.key),
+      priority: dto.priority ?? 1,
+      maxRpm: dto.max_rpm ?? null,
+      maxTpm: dto.max_tpm ?? null,
+      maxConcurrent: dto.max_concurrent ?? null,
+      enabled: dto.enabled ?? true,
+      source: ctx.source,
+    });
+    try {
+      await this.keys.insert(key);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw labelTaken(dto.label);
+      throw err;
+    }
+    await this.audit.record(ctx.request, {
+      action: 'provider_key.create',
+      targetType: 'provider_key',
+      targetId: id,
+      changes: {
+        provider_id: p.id,
+        label: key.label,
+        masked: key.masked,
+        priority: key.priority,
+        max_rpm: key.maxRpm,
+        max_tpm: key.maxTpm,
+        max_concurrent: key.maxConcurrent,
+        enabled: key.enabled,
+        source: ctx.source,
+      },
+    });
+    await this.pool.invalidate(p.id);
+    return (await this.keys.findOneBy({ id }))!;
+  }
+
+  async updateKey(
+    id: string,
+    dto: UpdateProviderKeyDto,
+    ctx: WriteContext,
+  ): Promise<{ key: ProviderKey; changed: boolean }> {
+    const k = await this.findKey(id);
+    const patch: Partial<ProviderKey> = {};
+    const changes: Record<string, unknown> = {};
+    const set = <F extends keyof ProviderKey>(field: F, value: ProviderKey[F], apiName: string) => {
+      if (k[field] !== value) {
+        patch[field] = value;
+        changes[apiName] = { from: k[field], to: value };
+      }
+    };
+    if (dto.label !== undefined && dto.label !== k.label) {
+      if (dto.label.toLowerCase() !== k.label.toLowerCase())
+        await this.assertLabelFree(k.providerId, dto.label, k.id);
+      set('label', dto.label, 'label');
+    }
+    if (dto.priority !== undefined) set('priority', dto.priority, 'priority');
+    if (dto.max_rpm !== undefined) set('maxRpm', dto.max_rpm, 'max_rpm');
+    if (dto.max_tpm !== undefined) set('maxTpm', dto.max_tpm, 'max_tpm');
+    if (dto.max_concurrent !== undefined) set('maxConcurrent', dto.max_concurrent, 'max_concurrent');
+    if (dto.enabled !== undefined) set('enabled', dto.enabled, 'enabled');
+    let clearCooldown = false;
+    if (dto.key !== undefined && (k.brokenAt || this.decryptValue(k) !== dto.key)) {
+      const sealed = this.cipher.encrypt(dto.key, providerKeyAad(k.id));
+      patch.ciphertext = sealed.ciphertext;
+      patch.encryptionKeyId = sealed.keyId;
+      patch.masked = maskKey(dto.key);
+      patch.brokenAt = null;
+      patch.invalidAt = null;
+      changes.value_replaced = { masked_from: k.masked, masked_to: patch.masked };
+      clearCooldown = true;
+    }
+    if (dto.enabled === true) {
+      // The admin vouches for the key: an invalid mark and a running cooldown end now.
+      if (k.invalidAt) {
+        patch.invalidAt = null;
+        changes.invalid = { from: true, to: false };
+      }
+      if (k.cooldownUntil && k.cooldownUntil.getTime() > Date.now()) changes.cooldown_cleared = true;
+      if (k.cooldownUntil) patch.cooldownUntil = null;
+      clearCooldown = true;
+    }
+    if (ctx.source === 'file' && k.source !== 'file') patch.source = 'file';
+    if (Object.keys(patch).length > 0) {
+      try {
+        await this.keys.update({ id: k.id }, patch);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw labelTaken(dto.label ?? k.label);
+        throw err;
+      }
+    }
+    if (clearCooldown) await this.pool.clearCooldown(k.providerId, k.id);
+    const changed = Object.keys(changes).length > 0;
+    if (changed) {
+      await this.audit.record(ctx.request, {
+        action: 'provider_key.update',
+        targetType: 'provider_key',
+        targetId: k.id,
+        changes: { ...changes, source: ctx.source },
+      });
+    }
+    if (Object.keys(patch).length > 0 || clearCooldown) await this.pool.invalidate(k.providerId);
+    return { key: (await this.keys.findOneBy({ id: k.id }))!, changed };
+  }
+
+  async deleteKey(id: string, ctx: WriteContext): Promise<void> {
+    const k = await this.findKey(id);
+    await this.keys.delete({ id: k.id });
+    await this.audit.record(ctx.request, {
+      action: 'provider_key.delete',
+      targetType: 'provider_key',
+      targetId: k.id,
+      changes: { provider_id: k.providerId, label: k.label, masked: k.masked, source: ctx.source },
+    });
+    await this.pool.invalidate(k.providerId);
+    await this.pool.forgetKey(k.providerId, k.id).catch(() => undefined);
+  }
+
+  private async assertLabelFree(providerId: string, label: string, exceptId: string | null): Promise<void> {
+    const other = await this.keys
+      .createQueryBuilder('k')
+      .where('k.provider_id = :providerId AND lower(k.label) = lower(:label)', { providerId, label })
+      .getOne();
+    if (other && other.id !== exceptId) throw labelTaken(label);
+  }
+
+  // ---- usage --------------------------------------------------------------------------------
+
+  async usage(id: string, minutes: number): Promise<KeyUsageDto> {
+    const k = await this.findKey(id);
+    await this.pool.flushUsage();
+    const end = Math.floor(Date.now() / 60_000) * 60_000;
+    const start = end - (minutes - 1) * 60_000;
+    const rows = await this.usageRows
+      .createQueryBuilder('u')
+      .where('u.key_id = :id AND u.minute >= :start', { id: k.id, start: new Date(start) })
+      .orderBy('u.minute', 'ASC')
+      .getMany();
+    const byMinute = new Map(rows.map((r) => [r.minute.getTime(), r]));
+    const buckets = [];
+    const totals = { requests: 0, tokens: 0, rate_limited: 0, errors: 0 };
+    for (let m = start; m <= end; m += 60_000) {
+      const r = byMinute.get(m);
+      const b = {
+        minute: new Date(m).toISOString(),
+        requests: r?.requests ?? 0,
+        tokens: r?.tokens ?? 0,
+        rate_limited: r?.rateLimited ?? 0,
+        errors: r?.errors ?? 0,
+      };
+      totals.requests += b.requests;
+      totals.tokens += b.tokens;
+      totals.rate_limited += b.rate_limited;
+      totals.errors += b.errors;
+      buckets.push(b);
+    }
+    const window = (await this.safeWindows(k.providerId, [k.id])).get(k.id);
+    return {
+      key_id: k.id,
+      minutes,
+      buckets,
+      totals,
+      window: {
+        requests: window?.requests ?? 0,
+        tokens: window?.tokens ?? 0,
+        in_flight: window?.inFlight ?? 0,
+      },
+    };
+  }
+
+  // ---- views --------------------------------------------------------------------------------
+
+  private async safeWindows(providerId: string, keyIds: string[]): Promise<Map<string, KeyWindow>> {
+    try {
+      return new Map((await this.pool.windows(providerId, keyIds)).map((w) => [w.keyId, w]));
+    } catch (err) {
+      this.logger.warn(`live key windows unavailable: ${(err as Error).message}`);
+      return new Map();
+    }
+  }
+
+  providerView(
+    p: Provider,
+    keys: Pick<ProviderKey, 'enabled' | 'brokenAt' | 'invalidAt' | 'cooldownUntil'>[],
+  ): ProviderDto {
+    const counts: Record<ProviderKeyState | 'total', number> = {
+      total: keys.length,
+      active: 0,
+      cooling: 0,
+      disabled: 0,
+      broken: 0,
+      invalid: 0,
+    };
+    for (const k of keys) counts[keyState(k)]++;
+    return {
+      id: p.id,
+      name: p.name,
+      base_url: p.baseUrl,
+      models: p.models,
+      rpm: p.rpm,
+      burst: p.burst,
+      timeout_ms: p.timeoutMs,
+      enabled: p.enabled,
+      headers: p.headers,
+      source: p.source,
+      keys: counts,
+      created_at: p.createdAt.toISOString(),
+      updated_at: p.updatedAt.toISOString(),
+    };
+  }
+
+  keyView(k: ProviderKey, window: KeyWindow | undefined): ProviderKeyDto {
+    const now = Date.now();
+    // The store's cooldown is authoritative while it runs (the Postgres copy is written right after).
+    const cooldownMs = Math.max(k.cooldownUntil?.getTime() ?? 0, window?.cooldownUntilMs ?? 0);
+    const cooldownUntil = cooldownMs > now ? new Date(cooldownMs) : null;
+    return {
+      id: k.id,
+      provider_id: k.providerId,
+      label: k.label,
+      masked: k.masked,
+      priority: k.priority,
+      max_rpm: k.maxRpm,
+      max_tpm: k.maxTpm,
+      max_concurrent: k.maxConcurrent,
+      enabled: k.enabled,
+      state: keyState({ ...k, cooldownUntil }, now),
+      cooldown_until: iso(cooldownUntil),
+      last_429_at: iso(k.last429At),
+      broken_at: iso(k.brokenAt),
+      invalid_at: iso(k.invalidAt),
+      total_requests: k.totalRequests,
+      total_tokens: k.totalTokens,
+      last_used_at: iso(k.lastUsedAt),
+      encryption_key_id: k.encryptionKeyId,
+      source: k.source,
+      window: {
+        requests: window?.requests ?? 0,
+        tokens: window?.tokens ?? 0,
+        in_flight: window?.inFlight ?? 0,
+      },
+      created_at: k.createdAt.toISOString(),
+      updated_at: k.updatedAt.toISOString(),
+    };
+  }
+}
+
+function nameTaken(name: string): ApiError {
+  return ApiError.conflict(`a provider named ${name} already exists`, 'name', 'provider_name_taken');
+}
+
+function labelTaken(label: string): ApiError {
+  return ApiError.conflict(
+    `this provider already has a key labelled ${label}`,
+    'label',
+    'provider_key_label_taken',
+  );
+}
+
+/** Extra upstream headers: sane names, no CR/LF, no credentials or framing headers. */
+export function checkHeaders(headers: Record<string, unknown>): Record<string, string> {
+  const entries = Object.entries(headers);
+  if (entries.length > MAX_HEADERS)
+    throw ApiError.badRequest(
+      `headers must have at most ${MAX_HEADERS} entries, got ${entries.length}`,
+      'headers',
+    );
+  const out: Record<string, string> = {};
+  const seen = new Set<string>();
+  for (const [name, value] of entries) {
+    const param = `headers.${name}`;
+    if (!HEADER_NAME.test(name)) throw ApiError.badRequest(`${param} is not a valid header name`, param);
+    const lower = name.toLowerCase();
+    if (FORBIDDEN_HEADERS.has(lower) || lower.startsWith('x-floodgate-')) {
+      throw ApiError.badRequest(
+        `${param} may not be set on a provider (credentials go in upstream keys; framing headers are the relay's)`,
+        param,
+      );
+    }
+    if (seen.has(lower)) throw ApiError.badRequest(`${param} is given twice`, param);
+    seen.add(lower);
+    if (typeof value !== 'string' || value.length > 4096 || /[\r\n\0]/.test(value)) {
+      throw ApiError.badRequest(
+        `${param} must be a string of at most 4096 characters without line breaks`,
+        param,
+      );
+    }
+    out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,40 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { AuditModule } from '../audit/audit.module.js';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { StateModule } from '../state/state.module.js';
+import { KeyCipher } from './key-cipher.js';
+import { KeyPoolAdminService } from './key-pool-admin.service.js';
+import { KeyPoolBootstrap } from './key-pool.bootstrap.js';
+import { KeyPoolService } from './key-pool.service.js';
+import { KeyUsageMinute } from './key-usage-minute.entity.js';
+import { KeyUsageRecorder } from './key-usage.recorder.js';
+import { ProviderKey } from './provider-key.entity.js';
+import { ProviderKeysController } from './provider-keys.controller.js';
+import { Provider } from './provider.entity.js';
+import { ProvidersController } from './providers.controller.js';
+import { UpstreamGuardService } from './upstream-guard.service.js';
+
+/**
+ * Providers and their encrypted upstream keys; atomic limit-aware key selection (KeyPoolService),
+ * cooldowns, usage, the SSRF guard (UpstreamGuardService) and the admin API. See docs/key-pool.md.
+ */
+@Module({
+  imports: [TypeOrmModule.forFeature([Provider, ProviderKey, KeyUsageMinute]), AuditModule, StateModule],
+  controllers: [ProvidersController, ProviderKeysController],
+  providers: [
+    {
+      provide: KeyCipher,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => new KeyCipher(config.encryption.keys),
+    },
+    KeyUsageRecorder,
+    KeyPoolService,
+    KeyPoolAdminService,
+    UpstreamGuardService,
+    KeyPoolBootstrap,
+  ],
+  exports: [KeyPoolService, UpstreamGuardService],
+})
+export class KeyPoolModule {}

@@ -1,0 +1,624 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { randomUUID } from 'node:crypto';
+import { Repository } from 'typeorm';
+import { ApiError } from '../common/api-error.js';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
+import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
+import { KeyCipher, providerKeyAad } from './key-cipher.js';
+import type {
+  AcquireOptions,
+  AcquireResult,
+  AdmissionGate,
+  CandidateKeyInfo,
+  ConcurrencyLimit,
+  ConcurrencyPolicy,
+  KeyLease,
+  KeyOutcome,
+  KeyRefusal,
+  KeyStateInfo,
+  KeyWindow,
+  OutcomeListener,
+  RefusalKind,
+  RoutableProvider,
+  ReportResult,
+} from './key-pool.types.js';
+import {
+  clearKeyStateScript,
+  composeInputs,
+  keyNames,
+  renewScript,
+  reportScript,
+  selectionInputs,
+  selectionScript,
+  snapshotScript,
+  type SelectionCandidate,
+  type SelectionResult,
+} from './key-selection.script.js';
+import { KeyUsageRecorder } from './key-usage.recorder.js';
+import { keyState, ProviderKey } from './provider-key.entity.js';
+import { Provider } from './provider.entity.js';
+import { cooldownFor429 } from './upstream-headers.js';
+
+/** Candidate keys of one provider: static configuration + decrypted values, cached in process. */
+interface ProviderEntry {
+  provider: Provider;
+  candidates: Candidate[];
+  unusable: { disabled: number; broken: number; invalid: number };
+}
+
+interface Candidate {
+  info: CandidateKeyInfo;
+  label: string;
+  apiKey: string;
+  dbCooldownUntilMs: number;
+}
+
+export const INVALIDATE_CHANNEL = 'keypool:invalidate';
+
+/** Admin's max_concurrent as a fixed limit; null = no limit (until Adaptive installs its policy). */
+export const DEFAULT_CONCURRENCY_POLICY: ConcurrencyPolicy = {
+  limitFor: (key) =>
+    key.maxConcurrent !== null ? { kind: 'fixed', limit: key.maxConcurrent } : { kind: 'none' },
+};
+
+const REFUSAL_CODES: Record<Exclude<RefusalKind, 'gate'>, string> = {
+  cooling: 'upstream_keys_cooling',
+  rate_limited: 'upstream_keys_rate_limited',
+  saturated: 'upstream_keys_saturated',
+  no_usable_keys: 'no_usable_upstream_keys',
+};
+
+/**
+ * The key pool the Relay calls: `acquire(providerId)` hands out a lease on the best upstream key
+ * (one atomic store step: filter, pick, reserve), `report(lease, outcome)` charges tokens, applies
+ * 429 cooldowns / 401-403 invalidation and frees the concurrency slot.
+ *
+ * Extension points: `useConcurrencyPolicy` (Adaptive: per-key limits enforced inside the selection
+ * script), `onOutcome` (listeners for every report), `acquire(…, { gate })` (an admission gate
+ * composed into the same script: retreat bucket, priority waiters).
+ */
+@Injectable()
+export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('KeyPool');
+  private readonly cache = new Map<string, Promise<ProviderEntry | null>>();
+  private routable: Promise<RoutableProvider[]> | null = null;
+  /** keyId → decrypted value of every key this instance has loaded (for `rehydrate`, which is synchronous). */
+  private readonly secrets = new Map<string, { providerId: string; apiKey: string }>();
+  private policy: ConcurrencyPolicy = DEFAULT_CONCURRENCY_POLICY;
+  private readonly listeners = new Set<OutcomeListener>();
+  private readonly reported = new WeakSet<KeyLease>();
+  private readonly scripts = new Map<string, AtomicScript<SelectionResult>>();
+  private readonly baseScript = selectionScript(null);
+  private unsubscribe: Unsubscribe | undefined;
+  private readonly leaseTtlMs: number;
+  private readonly hashTtlMs: number;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @InjectRepository(Provider) private readonly providers: Repository<Provider>,
+    @InjectRepository(ProviderKey) private readonly keys: Repository<ProviderKey>,
+    @Inject(AtomicStore) private readonly store: AtomicStore,
+    @Inject(PubSub) private readonly pubsub: PubSub,
+    private readonly cipher: KeyCipher,
+    private readonly usageRecorder: KeyUsageRecorder,
+  ) {
+    this.leaseTtlMs = config.keyPool.leaseTtlSeconds * 1000;
+    this.hashTtlMs = Math.max(86_400_000, (config.keyPool.cooldownMaxSeconds + 120) * 1000);
+  }
+
+  async onModuleInit(): Promise<void> {
+    this.unsubscribe = await this.pubsub.subscribe(INVALIDATE_CHANNEL, (providerId) =>
+      this.dropCache(providerId),
+    );
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.unsubscribe?.();
+  }
+
+  // ---- extension points ------------------------------------------------------------------
+
+  /** Adaptive installs its policy here (one policy; the last call wins). */
+  useConcurrencyPolicy(policy: ConcurrencyPolicy): void {
+    this.policy = policy;
+  }
+
+  /** Listen to every report (returns a function that removes the listener). */
+  onOutcome(listener: OutcomeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- acquire / report ---------------------------------------------------------------------
+
+  /** Picks and reserves an upstream key of the provider, or says why not and when to ask again. */
+  async acquire(providerId: string, options: AcquireOptions = {}): Promise<AcquireResult> {
+    const entry = await this.entry(providerId);
+    if (!entry)
+      return this.refuse(
+        providerId,
+        providerId,
+        'no_usable_keys',
+        0,
+        0,
+        [0, 0, 0],
+        `provider ${providerId} does not exist`,
+      );
+    const name = entry.provider.name;
+    if (!entry.provider.enabled) {
+      return this.refuse(providerId, name, 'no_usable_keys', 0, 0, [0, 0, 0], `provider ${name} is disabled`);
+    }
+    const exclude = options.excludeKeyIds?.length ? new Set(options.excludeKeyIds) : null;
+    const candidates = exclude
+      ? entry.candidates.filter((c) => !exclude.has(c.info.keyId))
+      : entry.candidates;
+    if (candidates.length === 0) {
+      const u = entry.unusable;
+      const why = [
+        u.disabled ? `${u.disabled} disabled` : '',
+        u.broken ? `${u.broken} broken` : '',
+        u.invalid ? `${u.invalid} invalid` : '',
+        exclude ? `${entry.candidates.length} excluded` : '',
+      ].filter(Boolean);
+      return this.refuse(
+        providerId,
+        name,
+        'no_usable_keys',
+        0,
+        0,
+        [0, 0, 0],
+        `provider ${name} has no usable keys${why.length ? ` (${why.join(', ')})` : ''}`,
+      );
+    }
+
+    const leaseId = randomUUID();
+    const limits = new Map<string, ConcurrencyLimit>();
+    const selection: SelectionCandidate[] = candidates.map((c) => {
+      const concurrency = this.policy.limitFor(c.info);
+      limits.set(c.info.keyId, concurrency);
+      return {
+        keyId: c.info.keyId,
+        priority: c.info.priority,
+        maxRpm: c.info.maxRpm,
+        maxTpm: c.info.maxTpm,
+        concurrency,
+        dbCooldownUntilMs: c.dbCooldownUntilMs,
+      };
+    });
+    const inputs = composeInputs(
+      options.gate ? { keys: options.gate.keys, args: options.gate.args } : null,
+      selectionInputs(providerId, selection, leaseId, this.leaseTtlMs, this.hashTtlMs),
+    );
+    const script = options.gate ? this.scriptWithGate(options.gate.gate) : this.baseScript;
+    const r = await this.store.run(script, inputs.keys, inputs.args);
+
+    if (r[0] === 1) {
+      const chosen = candidates[r[1] - 1]!;
+      const lease: KeyLease = {
+        leaseId,
+        keyId: chosen.info.keyId,
+        keyLabel: chosen.label,
+        providerId,
+        providerName: name,
+        apiKey: '',
+        baseUrl: entry.provider.baseUrl,
+        headers: { ...entry.provider.headers },
+        timeoutMs: entry.provider.timeoutMs,
+        priority: chosen.info.priority,
+        acquiredAtMs: r[3],
+        inFlight: r[2],
+        concurrencyLimit: limits.get(chosen.info.keyId) ?? { kind: 'none' },
+      };
+      // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
+      Object.defineProperty(lease, 'apiKey', { value: chosen.apiKey, enumerable: false, writable: false });
+      return { ok: true, lease };
+    }
+    const [, kind, retryMs, nCool, nRate, nBusy] = r;
+    return this.refuse(providerId, name, kind, retryMs, candidates.length, [nCool, nRate, nBusy]);
+  }
+
+  private refuse(
+    providerId: string,
+    name: string,
+    rawKind: string,
+    retryMs: number,
+    usable: number,
+    [cooling, rateLimited, saturated]: [number, number, number],
+    message?: string,
+  ): AcquireResult {
+    const retryAfterMs = Math.max(0, Math.ceil(retryMs));
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    let kind: RefusalKind;
+    let code: string;
+    if (rawKind.startsWith('gate:')) {
+      kind = 'gate';
+      code = rawKind.slice(5);
+      message ??= `provider ${name} admission refused (${code}); retry in ${seconds} s`;
+    } else {
+      kind = rawKind as Exclude<RefusalKind, 'gate'>;
+      code = REFUSAL_CODES[kind as Exclude<RefusalKind, 'gate'>] ?? 'no_usable_upstream_keys';
+      message ??= refusalMessage(kind, name, usable, { cooling, rateLimited, saturated }, seconds);
+    }
+    const refusal: KeyRefusal = {
+      kind,
+      code,
+      message,
+      retryAfterMs,
+      providerId,
+      keys: { usable, cooling, rateLimited, saturated },
+    };
+    return { ok: false, refusal };
+  }
+
+  private scriptWithGate(gate: AdmissionGate): AtomicScript<SelectionResult> {
+    let script = this.scripts.get(gate.name);
+    if (!script) {
+      script = selectionScript(gate);
+      this.scripts.set(gate.name, script);
+    }
+    return script;
+  }
+
+  /**
+   * Reports what happened to a leased request. Idempotent per lease. Never throws for storage
+   * trouble (the lease then simply expires after KEY_LEASE_TTL_SECONDS).
+   */
+  async report(lease: KeyLease, outcome: KeyOutcome): Promise<ReportResult> {
+    const result: ReportResult = {
+      cooldownUntilMs: null,
+      cooldownSource: null,
+      invalidated: false,
+      inFlight: 0,
+    };
+    if (this.reported.has(lease)) return result;
+    this.reported.add(lease);
+    const status = outcome.status;
+    const tokens = Math.max(0, Math.floor(outcome.tokens ?? 0));
+    let cooldownMs = 0;
+    if (status === 429) {
+      const decision = cooldownFor429(outcome.headers, Date.now(), {
+        defaultMs: this.config.keyPool.cooldownDefaultSeconds * 1000,
+        maxMs: this.config.keyPool.cooldownMaxSeconds * 1000,
+      });
+      cooldownMs = decision.ms;
+      result.cooldownSource = decision.source;
+    }
+    let nowMs = Date.now();
+    try {
+      const [cd, inFlight, now] = await this.store.run(
+        reportScript,
+        keyNames(lease.providerId, lease.keyId),
+        [lease.leaseId, tokens, cooldownMs, outcome.notSent ? 1 : 0, this.hashTtlMs],
+      );
+      result.inFlight = inFlight;
+      nowMs = now;
+      if (cd > 0) result.cooldownUntilMs = cd;
+    } catch (err) {
+      this.logger.error(
+        { err, key_id: lease.keyId },
+        'reporting to the key store failed; the lease expires by itself',
+      );
+      if (cooldownMs > 0) result.cooldownUntilMs = Date.now() + cooldownMs;
+    }
+
+    this.usageRecorder.record(lease.keyId, nowMs, {
+      requests: outcome.notSent ? 0 : 1,
+      tokens,
+      rateLimited: status === 429 ? 1 : 0,
+      errors: outcome.error || (status !== undefined && status >= 500) ? 1 : 0,
+    });
+
+    if (result.cooldownUntilMs !== null) {
+      this.logger.warn(
+        `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName} answered 429: cooling down for ${Math.ceil(cooldownMs / 1000)} s (${result.cooldownSource})`,
+      );
+      await this.keys
+        .query(
+          `UPDATE provider_keys SET cooldown_until = GREATEST(COALESCE(cooldown_until, to_timestamp(0)), $2::timestamptz), last_429_at = now() WHERE id = $1`,
+          [lease.keyId, new Date(result.cooldownUntilMs).toISOString()],
+        )
+        .catch((err: unknown) =>
+          this.logger.error({ err, key_id: lease.keyId }, 'persisting a cooldown failed'),
+        );
+    }
+    if (status === 401 || status === 403) {
+      result.invalidated = true;
+      const rows = (await this.keys
+        .query(
+          `UPDATE provider_keys SET invalid_at = now() WHERE id = $1 AND invalid_at IS NULL RETURNING id`,
+          [lease.keyId],
+        )
+        .catch((err: unknown) => {
+          this.logger.error({ err, key_id: lease.keyId }, 'marking a key invalid failed');
+          return [[]];
+        })) as [unknown[], number] | unknown[];
+      const changed = Array.isArray(rows[0]) ? (rows[0] as unknown[]).length : rows.length;
+      if (changed > 0) {
+        this.logger.warn(
+          `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName} was refused by the upstream (HTTP ${status}); marked invalid until an admin re-enables it`,
+        );
+      }
+      await this.invalidate(lease.providerId);
+    }
+    for (const listener of this.listeners) {
+      try {
+        listener(lease, outcome, result);
+      } catch (err) {
+        this.logger.error({ err }, 'a key outcome listener failed');
+      }
+    }
+    return result;
+  }
+
+  /**
+   * A lease that travelled between instances as JSON (the relay's dispatcher grants across
+   * instances; `apiKey` is not enumerable, so it never leaves the process) made whole again with the
+   * decrypted value this instance holds. null when this instance does not know the key.
+   */
+  rehydrate(lease: Omit<KeyLease, 'apiKey'> | Record<string, unknown>): KeyLease | null {
+    const { keyId, providerId, leaseId } = lease as Partial<KeyLease>;
+    if (typeof keyId !== 'string' || typeof providerId !== 'string' || typeof leaseId !== 'string')
+      return null;
+    const secret = this.secrets.get(keyId);
+    if (!secret || secret.providerId !== providerId) return null;
+    const { apiKey: _ignored, ...rest } = lease as KeyLease;
+    const whole = { ...rest } as KeyLease;
+    Object.defineProperty(whole, 'apiKey', { value: secret.apiKey, enumerable: false, writable: false });
+    return whole;
+  }
+
+  /** Extends a lease's concurrency slot (long streams). false: the lease is gone (expired or released). */
+  async renew(lease: KeyLease, ttlMs = this.leaseTtlMs): Promise<boolean> {
+    const [, , , inf] = keyNames(lease.providerId, lease.keyId);
+    return (await this.store.run(renewScript, [inf], [lease.leaseId, ttlMs])) === 1;
+  }
+
+  // ---- reads for admin, Adaptive, Observability ---------------------------------------------
+
+  /**
+   * Enabled providers for routing (cached in process; dropped on every admin write here and, via
+   * pub/sub, on every instance).
+   */
+  routableProviders(): Promise<RoutableProvider[]> {
+    if (!this.routable) {
+      const p = this.providers.find({ where: { enabled: true }, order: { name: 'ASC' } }).then((rows) =>
+        rows.map((r) => ({
+          id: r.id,
+          name: r.name,
+          models: [...r.models],
+          baseUrl: r.baseUrl,
+          timeoutMs: r.timeoutMs,
+          rpm: r.rpm,
+          burst: r.burst,
+          createdAt: r.createdAt,
+        })),
+      );
+      this.routable = p;
+      p.catch(() => {
+        if (this.routable === p) this.routable = null;
+      });
+    }
+    return this.routable;
+  }
+
+  /** Live window counters of the given keys (one store round trip). */
+  async windows(providerId: string, keyIds: readonly string[]): Promise<KeyWindow[]> {
+    if (keyIds.length === 0) return [];
+    const flat = await this.store.run(
+      snapshotScript,
+      keyIds.flatMap((id) => keyNames(providerId, id)),
+      [],
+    );
+    return keyIds.map((keyId, i) => ({
+      keyId,
+      requests: flat[i * 4]!,
+      tokens: flat[i * 4 + 1]!,
+      inFlight: flat[i * 4 + 2]!,
+      cooldownUntilMs: flat[i * 4 + 3]! > 0 ? flat[i * 4 + 3]! : null,
+    }));
+  }
+
+  /**
+   * Every key's derived state (for metrics and status pages: broken and invalid keys show up here).
+   * One Postgres query; no secrets.
+   */
+  async keyStates(): Promise<KeyStateInfo[]> {
+    const rows = (await this.keys.query(
+      `SELECT k.id, k.label, k.provider_id, p.name AS provider_name, k.enabled, k.broken_at, k.invalid_at, k.cooldown_until, k.priority
+         FROM provider_keys k JOIN providers p ON p.id = k.provider_id ORDER BY p.name, k.priority, k.id`,
+    )) as {
+      id: string;
+      label: string;
+      provider_id: string;
+      provider_name: string;
+      enabled: boolean;
+      broken_at: Date | null;
+      invalid_at: Date | null;
+      cooldown_until: Date | null;
+      priority: number;
+    }[];
+    return rows.map((r) => ({
+      keyId: r.id,
+      label: r.label,
+      providerId: r.provider_id,
+      providerName: r.provider_name,
+      priority: r.priority,
+      state: keyState({
+        enabled: r.enabled,
+        brokenAt: r.broken_at,
+        invalidAt: r.invalid_at,
+        cooldownUntil: r.cooldown_until,
+      }),
+    }));
+  }
+
+  /** Writes buffered usage now (the usage route calls it so its answer includes this instance's last seconds). */
+  flushUsage(): Promise<void> {
+    return this.usageRecorder.flush();
+  }
+
+  // ---- cache & state maintenance (admin writes call these) ----------------------------------
+
+  /** Drops the cached candidate list here and on every other instance. */
+  async invalidate(providerId: string | '*'): Promise<void> {
+    this.dropCache(providerId);
+    try {
+      await this.pubsub.publish(INVALIDATE_CHANNEL, providerId);
+    } catch (err) {
+      this.logger.error({ err }, 'publishing a key-pool invalidation failed');
+    }
+  }
+
+  /** Ends a key's cooldown in the store (enabling a key clears its cooldown). */
+  async clearCooldown(providerId: string, keyId: string): Promise<void> {
+    await this.store.run(clearKeyStateScript, keyNames(providerId, keyId), ['cooldown']);
+  }
+
+  /** Forgets everything the store knows about a key (deleted keys). */
+  async forgetKey(providerId: string, keyId: string): Promise<void> {
+    await this.store.run(clearKeyStateScript, keyNames(providerId, keyId), ['all']);
+  }
+
+  private dropCache(providerId: string): void {
+    this.routable = null;
+    if (providerId === '*') this.cache.clear();
+    else this.cache.delete(providerId);
+  }
+
+  private entry(providerId: string): Promise<ProviderEntry | null> {
+    let p = this.cache.get(providerId);
+    if (!p) {
+      p = this.load(providerId);
+      this.cache.set(providerId, p);
+      p.catch(() => {
+        if (this.cache.get(providerId) === p) this.cache.delete(providerId);
+      });
+    }
+    return p;
+  }
+
+  private async load(providerId: string): Promise<ProviderEntry | null> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(providerId)) return null;
+    const provider = await this.providers.findOneBy({ id: providerId });
+    if (!provider) return null;
+    const rows = await this.keys.find({ where: { providerId }, order: { priority: 'ASC', id: 'ASC' } });
+    const unusable = { disabled: 0, broken: 0, invalid: 0 };
+    const candidates: Candidate[] = [];
+    const present = new Set(rows.map((r) => r.id));
+    for (const [id, s] of this.secrets)
+      if (s.providerId === providerId && !present.has(id)) this.secrets.delete(id);
+    for (const row of rows) {
+      if (!row.enabled) {
+        unusable.disabled++;
+        continue;
+      }
+      if (row.brokenAt) {
+        unusable.broken++;
+        continue;
+      }
+      if (row.invalidAt) {
+        unusable.invalid++;
+        continue;
+      }
+      let apiKey: string;
+      try {
+        apiKey = this.cipher.decrypt(
+          { keyId: row.encryptionKeyId, ciphertext: row.ciphertext },
+          providerKeyAad(row.id),
+        );
+      } catch {
+        unusable.broken++;
+        await this.markBroken(row, provider.name);
+        continue;
+      }
+      this.secrets.set(row.id, { providerId, apiKey });
+      candidates.push({
+        info: {
+          keyId: row.id,
+          providerId,
+          priority: row.priority,
+          maxRpm: row.maxRpm,
+          maxTpm: row.maxTpm,
+          maxConcurrent: row.maxConcurrent,
+        },
+        label: row.label,
+        apiKey,
+        dbCooldownUntilMs: row.cooldownUntil ? row.cooldownUntil.getTime() : 0,
+      });
+    }
+    return { provider, candidates, unusable };
+  }
+
+  /** Marks a key broken; logs only when this call is the one that flipped it (once across instances). */
+  private async markBroken(row: ProviderKey, providerName: string): Promise<void> {
+    try {
+      const res = (await this.keys.query(
+        `UPDATE provider_keys SET broken_at = now() WHERE id = $1 AND broken_at IS NULL RETURNING id`,
+        [row.id],
+      )) as [unknown[], number];
+      if ((res[0]?.length ?? 0) > 0) {
+        this.logger.warn(
+          `upstream key "${row.label}" (${row.id}) of provider ${providerName} cannot be decrypted (tampered, or its encryption key "${row.encryptionKeyId}" is gone); marked broken, the other keys keep serving`,
+        );
+      }
+    } catch (err) {
+      this.logger.error({ err, key_id: row.id }, 'marking a key broken failed');
+    }
+  }
+}
+
+function plural(n: number, one: string, many: string): string {
+  return n === 1 ? one : many;
+}
+
+function refusalMessage(
+  kind: Exclude<RefusalKind, 'gate'>,
+  name: string,
+  usable: number,
+  counts: { cooling: number; rateLimited: number; saturated: number },
+  seconds: number,
+): string {
+  const one = usable === 1;
+  const all = one ? `the only key of provider ${name} is` : `all ${usable} keys of provider ${name} are`;
+  const first = one ? 'it' : 'the first';
+  const their = one ? 'its' : 'their';
+  const blockedKinds = [counts.cooling, counts.rateLimited, counts.saturated].filter((n) => n > 0).length;
+  if (blockedKinds > 1) {
+    const parts = [
+      counts.cooling ? `${counts.cooling} cooling down` : '',
+      counts.rateLimited
+        ? `${counts.rateLimited} at ${plural(counts.rateLimited, 'its', 'their')} RPM/TPM limit`
+        : '',
+      counts.saturated
+        ? `${counts.saturated} at ${plural(counts.saturated, 'its', 'their')} concurrency limit`
+        : '',
+    ].filter(Boolean);
+    return `${all} busy (${parts.join(', ')}); the first is ready in ${seconds} s`;
+  }
+  switch (kind) {
+    case 'cooling':
+      return `${all} cooling down; ${first} is ready in ${seconds} s`;
+    case 'rate_limited':
+      return `${all} at ${their} RPM/TPM limit; ${first} has room in ${seconds} s`;
+    case 'saturated':
+      return `${all} at ${their} concurrency limit; retry in ${seconds} s`;
+    default:
+      return `provider ${name} has no usable keys`;
+  }
+}
+
+/**
+ * A refusal as the client-facing error: 429 (with Retry-After) while keys will recover by
+ * themselves, 503 when no key is usable at all.
+ */
+export function refusalToApiError(refusal: KeyRefusal): ApiError {
+  if (refusal.kind === 'no_usable_keys')
+    return ApiError.serviceUnavailable(refusal.message, undefined, refusal.code);
+  const seconds = Math.max(1, Math.ceil(refusal.retryAfterMs / 1000));
+  return new ApiError(429, 'rate_limit_error', refusal.code, refusal.message, null, {
+    'retry-after': String(seconds),
+  });
+}

@@ -1,0 +1,169 @@
+/**
+ * KeyPool's public types: what the Relay, Adaptive and Observability modules see. The service is
+ * `KeyPoolService` (key-pool.service.ts); nothing else in src/key-pool is imported from outside.
+ */
+import type { LocalDb } from '../state/local-db.js';
+
+/** A leased upstream key: the right to send ONE request with `apiKey` to `baseUrl`. */
+export interface KeyLease {
+  leaseId: string;
+  keyId: string;
+  keyLabel: string;
+  providerId: string;
+  providerName: string;
+  /** The decrypted upstream key. Never log it, never return it to a client. */
+  apiKey: string;
+  baseUrl: string;
+  /** Extra upstream headers configured on the provider. */
+  headers: Record<string, string>;
+  timeoutMs: number;
+  priority: number;
+  /** When the slot was taken (the store's clock, ms since epoch). */
+  acquiredAtMs: number;
+  /** In-flight requests on this key right after taking the slot (this one included). */
+  inFlight: number;
+  /** The concurrency limit enforced for this acquisition (null: none). */
+  concurrencyLimit: ConcurrencyLimit;
+}
+
+export type RefusalKind = 'cooling' | 'rate_limited' | 'saturated' | 'no_usable_keys' | 'gate';
+
+/** Why no key was handed out, with the earliest time asking again can succeed. */
+export interface KeyRefusal {
+  kind: RefusalKind;
+  /** Stable machine code: upstream_keys_cooling | upstream_keys_rate_limited | upstream_keys_saturated | no_usable_upstream_keys | the gate's code. */
+  code: string;
+  message: string;
+  /** ms until the first key is ready (0 for no_usable_keys: asking again will not help). */
+  retryAfterMs: number;
+  providerId: string;
+  /** How many usable (enabled, healthy) keys were considered and why each one was blocked. */
+  keys: { usable: number; cooling: number; rateLimited: number; saturated: number };
+}
+
+export type AcquireResult = { ok: true; lease: KeyLease } | { ok: false; refusal: KeyRefusal };
+
+/** What happened to a leased request (the Relay fills it from the upstream response). */
+export interface KeyOutcome {
+  /** HTTP status from the upstream; omit when no response arrived. */
+  status?: number;
+  /** Upstream response headers (undici's record or a WHATWG Headers). */
+  headers?: Record<string, string | string[] | undefined> | Headers;
+  /** Tokens the request consumed (prompt + completion); charged to the key's TPM window. */
+  tokens?: number;
+  /** Transport-level failure kind, when there was no usable response. */
+  error?: 'connect' | 'timeout' | 'aborted' | 'protocol';
+  /** true when nothing reached the upstream (the RPM slot is given back). */
+  notSent?: boolean;
+}
+
+export interface ReportResult {
+  /** Set when this outcome started (or extended) a cooldown. */
+  cooldownUntilMs: number | null;
+  cooldownSource: string | null;
+  /** The key was marked invalid (401/403). */
+  invalidated: boolean;
+  /** In-flight requests on the key after releasing this one. */
+  inFlight: number;
+}
+
+/**
+ * Per-key concurrency limit, decided by the ConcurrencyPolicy for each acquisition and enforced
+ * INSIDE the selection script (a key at its limit is skipped like a key at its RPM).
+ * - none: no limit;
+ * - fixed: at most `limit` leases in flight;
+ * - learned: the limit is read from the key's state hash field `cl` (LEARNED_LIMIT_FIELD) in the
+ *   same script, `initial` when the field is absent — Adaptive writes the field with its own script,
+ *   so every instance enforces one shared learned value without an extra round trip.
+ */
+export type ConcurrencyLimit =
+  { kind: 'none' } | { kind: 'fixed'; limit: number } | { kind: 'learned'; initial: number };
+
+/** What a policy knows about a candidate key. */
+export interface CandidateKeyInfo {
+  keyId: string;
+  providerId: string;
+  priority: number;
+  maxRpm: number | null;
+  maxTpm: number | null;
+  /** The admin's setting: null = adaptive, a number = fixed. */
+  maxConcurrent: number | null;
+}
+
+/** Adaptive's plug: the limit to enforce for a key. Synchronous and cheap (called on every acquire). */
+export interface ConcurrencyPolicy {
+  limitFor(key: CandidateKeyInfo): ConcurrencyLimit;
+}
+
+/** Called after every report (Adaptive learns from outcomes; Observability counts them). */
+export type OutcomeListener = (lease: KeyLease, outcome: KeyOutcome, result: ReportResult) => void;
+
+/**
+ * An admission gate composed INTO the selection script (same atomic step, one round trip): e.g. the
+ * Relay's provider token bucket and "nobody of higher priority is waiting". `check` runs first and may
+ * refuse; `commit` runs only when a key was chosen. Both halves must behave the same (contract-test
+ * them). Lua: bodies of `function(GK, GA, now)` / `function(GK, GA, now, keyId)` using redis.call;
+ * `check` returns false/nil to pass or `{code, retry_ms}` to refuse.
+ */
+export interface AdmissionGate {
+  /** Unique; part of the composed script's name. */
+  name: string;
+  checkLua: string;
+  commitLua: string;
+  check(db: LocalDb, keys: string[], args: string[], nowMs: number): [string, number] | null;
+  commit(db: LocalDb, keys: string[], args: string[], nowMs: number, keyId: string): void;
+}
+
+export interface AcquireOptions {
+  /** Keys not to use (the Relay's retry on another key). */
+  excludeKeyIds?: readonly string[];
+  /** An admission gate and its logical keys/args. */
+  gate?: { gate: AdmissionGate; keys: string[]; args: (string | number)[] };
+}
+
+/** An enabled provider as the relay routes to it (model → provider) and Adaptive sizes its bucket. */
+export interface RoutableProvider {
+  id: string;
+  name: string;
+  models: string[];
+  baseUrl: string;
+  timeoutMs: number;
+  /** Provider-wide requests per minute and burst (null = none). */
+  rpm: number | null;
+  burst: number | null;
+  createdAt: Date;
+}
+
+/** A key's derived state for metrics and status pages. */
+export interface KeyStateInfo {
+  keyId: string;
+  label: string;
+  providerId: string;
+  providerName: string;
+  priority: number;
+  state: 'active' | 'cooling' | 'disabled' | 'broken' | 'invalid';
+}
+
+/** Live counters of one key from the shared store. */
+export interface KeyWindow {
+  keyId: string;
+  /** Requests admitted in the last 60 s (only tracked for keys with max_rpm). */
+  requests: number;
+  /** Tokens charged in the last 60 s. */
+  tokens: number;
+  inFlight: number;
+  cooldownUntilMs: number | null;
+}
+
+// ---- store layout (shared with Adaptive's scripts) -------------------------------------------
+// Every key of one provider shares the hash tag {providerId}, so a Redis Cluster keeps them in one slot.
+
+/** Hash with fields lu (LRU sequence), cd (cooldown until, ms), ts (TPM sum), cl (learned concurrency limit). */
+export function keyStateKey(providerId: string, keyId: string): string {
+  return `kp:{${providerId}}:k:${keyId}`;
+}
+/** Sorted set of in-flight leases: member leaseId, score = lease expiry (ms). */
+export function keyInFlightKey(providerId: string, keyId: string): string {
+  return `kp:{${providerId}}:k:${keyId}:inf`;
+}
+export const LEARNED_LIMIT_FIELD = 'cl';

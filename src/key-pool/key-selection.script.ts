@@ -1,0 +1,527 @@
+import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
+import type { LocalDb } from '../state/local-db.js';
+import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit } from './key-pool.types.js';
+
+/**
+ * The KeyPool's atomic steps, each written twice (Redis Lua / LocalDb), see docs/key-pool.md.
+ *
+ * Store layout per upstream key (all keys of a provider share the hash tag {providerId}):
+ *   kp:{p}:k:<id>       hash   lu = LRU sequence, cd = cooldown until (ms), ts = tokens in window, cl = learned concurrency limit
+ *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with max_rpm
+ *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time
+ *   kp:{p}:k:<id>:inf   zset   in-flight leases, score = lease expiry
+ *   kp:{p}:seq          string provider-wide use counter (LRU order that is exact across instances)
+ *
+ * INVARIANT of the selection script: for every key, the number of members of its rpm set with a score
+ * in (now - 60 s, now] never exceeds max_rpm, because the only writer of that set is this script, it
+ * trims and counts before adding, and it runs atomically (one Lua script on one Redis / one
+ * synchronous function in process). The same holds for in-flight leases and the concurrency limit.
+ */
+export const WINDOW_MS = 60_000;
+/** Retry hint when every key is at its concurrency limit (a slot frees when any request ends). */
+export const SATURATED_RETRY_MS = 1000;
+
+export const CANDIDATE_KEY_STRIDE = 4;
+export const CANDIDATE_ARG_STRIDE = 7;
+
+export function keyNames(providerId: string, keyId: string): [string, string, string, string] {
+  const hash = keyStateKey(providerId, keyId);
+  return [hash, `${hash}:rpm`, `${hash}:tpm`, keyInFlightKey(providerId, keyId)];
+}
+
+export function sequenceKey(providerId: string): string {
+  return `kp:{${providerId}}:seq`;
+}
+
+export interface SelectionCandidate {
+  keyId: string;
+  priority: number;
+  maxRpm: number | null;
+  maxTpm: number | null;
+  concurrency: ConcurrencyLimit;
+  /** cooldown_until from Postgres (ms); the store's own value wins when later. */
+  dbCooldownUntilMs: number;
+}
+
+/** KEYS and ARGV of the selection part. Candidates must be sorted by priority (ascending). */
+export function selectionInputs(
+  providerId: string,
+  candidates: readonly SelectionCandidate[],
+  leaseId: string,
+  leaseTtlMs: number,
+  hashTtlMs: number,
+): { keys: string[]; args: string[] } {
+  const keys = [sequenceKey(providerId)];
+  const args = [leaseId, String(leaseTtlMs), String(hashTtlMs), String(candidates.length)];
+  for (const c of candidates) {
+    keys.push(...keyNames(providerId, c.keyId));
+    const mode = c.concurrency.kind === 'fixed' ? 1 : c.concurrency.kind === 'learned' ? 2 : 0;
+    const value =
+      c.concurrency.kind === 'fixed'
+        ? c.concurrency.limit
+        : c.concurrency.kind === 'learned'
+          ? c.concurrency.initial
+          : 0;
+    args.push(
+      c.keyId,
+      String(c.priority),
+      String(c.maxRpm ?? 0),
+      String(c.maxTpm ?? 0),
+      String(mode),
+      String(Math.max(0, Math.floor(value))),
+      String(Math.floor(c.dbCooldownUntilMs)),
+    );
+  }
+  return { keys, args };
+}
+
+/**
+ * Result: `[1, index (1-based), inFlight, nowMs]` or `[0, kind, retryMs, nCooling, nRateLimited, nSaturated]`
+ * (kind: cooling | rate_limited | saturated | no_usable_keys | gate:<code>).
+ */
+export type SelectionResult = [1, number, number, number] | [0, string, number, number, number, number];
+
+// ---------------------------------------------------------------------------------------------
+// Lua half
+// ---------------------------------------------------------------------------------------------
+
+const LUA_HELPERS = `
+local function fg_tokens(member)
+  return tonumber(string.match(member, ':(%d+)$') or '0') or 0
+end
+-- Trims the TPM log to the window and returns the tokens still in it (the running sum in hash field ts).
+local function fg_tpm_sum(hk, tk, cutoff)
+  local before = tonumber(redis.call('HGET', hk, 'ts') or '0') or 0
+  local sum = before
+  local old = redis.call('ZRANGEBYSCORE', tk, '-inf', cutoff)
+  if #old > 0 then
+    for _, m in ipairs(old) do sum = sum - fg_tokens(m) end
+    redis.call('ZREMRANGEBYSCORE', tk, '-inf', cutoff)
+  end
+  if sum < 0 or redis.call('EXISTS', tk) == 0 then sum = 0 end
+  if sum ~= before then redis.call('HSET', hk, 'ts', sum) end
+  return sum
+end
+local function fg_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`;
+
+const LUA_SELECT = `
+local function fg_select(K, A, now)
+  local leaseId = A[1]
+  local leaseTtl = tonumber(A[2])
+  local hashTtl = tonumber(A[3])
+  local n = tonumber(A[4])
+  local cutoff = now - ${WINDOW_MS}
+  local best, bestPri, bestLu = nil, nil, nil
+  local earliest, earliestKind = nil, nil
+  local nCool, nRate, nBusy = 0, 0, 0
+  for i = 0, n - 1 do
+    local a = 5 + ${CANDIDATE_ARG_STRIDE} * i
+    local k = 2 + ${CANDIDATE_KEY_STRIDE} * i
+    local pri = tonumber(A[a + 1])
+    if best ~= nil and pri > bestPri then break end
+    local hk, rk, tk, ik = K[k], K[k + 1], K[k + 2], K[k + 3]
+    local maxRpm, maxTpm = tonumber(A[a + 2]), tonumber(A[a + 3])
+    local concMode, concValue = tonumber(A[a + 4]), tonumber(A[a + 5])
+    local kind, ready = nil, 0
+    local cd = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
+    local dbcd = tonumber(A[a + 6]) or 0
+    if dbcd > cd then cd = dbcd end
+    if cd > now then kind = 'cooling'; ready = cd end
+    if kind == nil and maxRpm > 0 then
+      redis.call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
+      local c = redis.call('ZCARD', rk)
+      if c >= maxRpm then
+        local e = redis.call('ZRANGE', rk, c - maxRpm, c - maxRpm, 'WITHSCORES')
+        kind = 'rate_limited'; ready = tonumber(e[2]) + ${WINDOW_MS}
+      end
+    end
+    if kind == nil and maxTpm > 0 then
+      local sum = fg_tpm_sum(hk, tk, cutoff)
+      if sum >= maxTpm then
+        kind = 'rate_limited'; ready = now + ${WINDOW_MS}
+        local all = redis.call('ZRANGE', tk, 0, -1, 'WITHSCORES')
+        for j = 1, #all, 2 do
+          sum = sum - fg_tokens(all[j])
+          if sum < maxTpm then ready = tonumber(all[j + 1]) + ${WINDOW_MS}; break end
+        end
+      end
+    end
+    if kind == nil and concMode > 0 then
+      local limit = concValue
+      if concMode == 2 then limit = math.floor(tonumber(redis.call('HGET', hk, '${'cl'}') or '') or concValue) end
+      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
+      if redis.call('ZCARD', ik) >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
+    end
+    if kind == nil then
+      local lu = tonumber(redis.call('HGET', hk, 'lu') or '0') or 0
+      if best == nil or lu < bestLu then best = i; bestPri = pri; bestLu = lu end
+    else
+      if kind == 'cooling' then nCool = nCool + 1 elseif kind == 'rate_limited' then nRate = nRate + 1 else nBusy = nBusy + 1 end
+      if earliest == nil or ready < earliest then earliest = ready; earliestKind = kind end
+    end
+  end
+  if best == nil then
+    if earliest == nil then return {0, 'no_usable_keys', 0, 0, 0, 0} end
+    return {0, earliestKind, earliest - now, nCool, nRate, nBusy}
+  end
+  local a = 5 + ${CANDIDATE_ARG_STRIDE} * best
+  local k = 2 + ${CANDIDATE_KEY_STRIDE} * best
+  local hk, rk, ik = K[k], K[k + 1], K[k + 3]
+  local seq = redis.call('INCR', K[1])
+  redis.call('HSET', hk, 'lu', seq)
+  redis.call('PEXPIRE', hk, hashTtl)
+  if tonumber(A[a + 2]) > 0 then
+    redis.call('ZADD', rk, now, leaseId)
+    redis.call('PEXPIRE', rk, ${WINDOW_MS + 1000})
+  end
+  redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
+  redis.call('ZADD', ik, now + leaseTtl, leaseId)
+  redis.call('PEXPIRE', ik, leaseTtl + 1000)
+  return {1, best + 1, redis.call('ZCARD', ik), now}
+end
+`;
+
+function luaSlices(): string {
+  return `
+local function fg_slice(t, from, count)
+  local r = {}
+  for i = 1, count do r[i] = t[from + i - 1] end
+  return r
+end
+local now = fg_now()
+local gk = tonumber(ARGV[1])
+local ga = tonumber(ARGV[2])
+local GK = fg_slice(KEYS, 1, gk)
+local GA = fg_slice(ARGV, 3, ga)
+local SK = fg_slice(KEYS, gk + 1, #KEYS - gk)
+local SA = fg_slice(ARGV, 3 + ga, #ARGV - 2 - ga)
+`;
+}
+
+function composedLua(gate: AdmissionGate | null): string {
+  const gateFns = gate
+    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId)\n${gate.commitLua}\nend\n`
+    : '';
+  const check = gate
+    ? `local refused = fg_gate_check(GK, GA, now)\nif refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
+    : '';
+  const commit = gate
+    ? `if r[1] == 1 then fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)]) end\n`
+    : '';
+  return `${LUA_HELPERS}${LUA_SELECT}${gateFns}${luaSlices()}${check}local r = fg_select(SK, SA, now)\n${commit}return r\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local half (the same algorithm over LocalDb, synchronous = atomic)
+// ---------------------------------------------------------------------------------------------
+
+function tokensOf(member: string): number {
+  const m = /:(\d+)$/.exec(member);
+  return m ? Number(m[1]) : 0;
+}
+
+function localTpmSum(db: LocalDb, hk: string, tk: string, cutoff: number): number {
+  const before = Number(db.hget(hk, 'ts') ?? '0') || 0;
+  let sum = before;
+  const old = db.zrange(tk, 0, -1).filter((e) => e.score <= cutoff);
+  if (old.length > 0) {
+    for (const e of old) sum -= tokensOf(e.member);
+    db.zremrangebyscore(tk, -Infinity, cutoff);
+  }
+  if (sum < 0 || !db.exists(tk)) sum = 0;
+  if (sum !== before) db.hset(hk, { ts: sum });
+  return sum;
+}
+
+function localSelect(db: LocalDb, K: string[], A: string[], now: number): SelectionResult {
+  const leaseId = A[0]!;
+  const leaseTtl = Number(A[1]);
+  const hashTtl = Number(A[2]);
+  const n = Number(A[3]);
+  const cutoff = now - WINDOW_MS;
+  let best: number | null = null;
+  let bestPri = 0;
+  let bestLu = 0;
+  let earliest: number | null = null;
+  let earliestKind = '';
+  let nCool = 0;
+  let nRate = 0;
+  let nBusy = 0;
+  for (let i = 0; i < n; i++) {
+    const a = 4 + CANDIDATE_ARG_STRIDE * i;
+    const k = 1 + CANDIDATE_KEY_STRIDE * i;
+    const pri = Number(A[a + 1]);
+    if (best !== null && pri > bestPri) break;
+    const [hk, rk, tk, ik] = [K[k]!, K[k + 1]!, K[k + 2]!, K[k + 3]!];
+    const maxRpm = Number(A[a + 2]);
+    const maxTpm = Number(A[a + 3]);
+    const concMode = Number(A[a + 4]);
+    const concValue = Number(A[a + 5]);
+    let kind: string | null = null;
+    let ready = 0;
+    let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
+    const dbcd = Number(A[a + 6]) || 0;
+    if (dbcd > cd) cd = dbcd;
+    if (cd > now) {
+      kind = 'cooling';
+      ready = cd;
+    }
+    if (kind === null && maxRpm > 0) {
+      db.zremrangebyscore(rk, -Infinity, cutoff);
+      const c = db.zcard(rk);
+      if (c >= maxRpm) {
+        kind = 'rate_limited';
+        ready = db.zrange(rk, c - maxRpm, c - maxRpm)[0]!.score + WINDOW_MS;
+      }
+    }
+    if (kind === null && maxTpm > 0) {
+      let sum = localTpmSum(db, hk, tk, cutoff);
+      if (sum >= maxTpm) {
+        kind = 'rate_limited';
+        ready = now + WINDOW_MS;
+        for (const e of db.zrange(tk, 0, -1)) {
+          sum -= tokensOf(e.member);
+          if (sum < maxTpm) {
+            ready = e.score + WINDOW_MS;
+            break;
+          }
+        }
+      }
+    }
+    if (kind === null && concMode > 0) {
+      let limit = concValue;
+      if (concMode === 2) {
+        const learned = Number(db.hget(hk, 'cl') ?? '');
+        limit = Math.floor(db.hget(hk, 'cl') !== null && !Number.isNaN(learned) ? learned : concValue);
+      }
+      db.zremrangebyscore(ik, -Infinity, now);
+      if (db.zcard(ik) >= limit) {
+        kind = 'saturated';
+        ready = now + SATURATED_RETRY_MS;
+      }
+    }
+    if (kind === null) {
+      const lu = Number(db.hget(hk, 'lu') ?? '0') || 0;
+      if (best === null || lu < bestLu) {
+        best = i;
+        bestPri = pri;
+        bestLu = lu;
+      }
+    } else {
+      if (kind === 'cooling') nCool++;
+      else if (kind === 'rate_limited') nRate++;
+      else nBusy++;
+      if (earliest === null || ready < earliest) {
+        earliest = ready;
+        earliestKind = kind;
+      }
+    }
+  }
+  if (best === null) {
+    if (earliest === null) return [0, 'no_usable_keys', 0, 0, 0, 0];
+    return [0, earliestKind, earliest - now, nCool, nRate, nBusy];
+  }
+  const a = 4 + CANDIDATE_ARG_STRIDE * best;
+  const k = 1 + CANDIDATE_KEY_STRIDE * best;
+  const [hk, rk, ik] = [K[k]!, K[k + 1]!, K[k + 3]!];
+  const seq = db.incrby(K[0]!, 1);
+  db.hset(hk, { lu: seq });
+  db.pexpire(hk, hashTtl);
+  if (Number(A[a + 2]) > 0) {
+    db.zadd(rk, now, leaseId);
+    db.pexpire(rk, WINDOW_MS + 1000);
+  }
+  db.zremrangebyscore(ik, -Infinity, now);
+  db.zadd(ik, now + leaseTtl, leaseId);
+  db.pexpire(ik, leaseTtl + 1000);
+  return [1, best + 1, db.zcard(ik), now];
+}
+
+/**
+ * The selection script, optionally with an admission gate composed in front of it.
+ * KEYS = gate keys ++ selection keys; ARGV = [#gateKeys, #gateArgs, ...gateArgs, ...selectionArgs].
+ */
+export function selectionScript(gate: AdmissionGate | null = null): AtomicScript<SelectionResult> {
+  return {
+    name: gate ? `keypool-select+${gate.name}` : 'keypool-select',
+    lua: composedLua(gate),
+    local(db, keys, args, now) {
+      const gk = Number(args[0]);
+      const ga = Number(args[1]);
+      const GK = keys.slice(0, gk);
+      const GA = args.slice(2, 2 + ga);
+      const SK = keys.slice(gk);
+      const SA = args.slice(2 + ga);
+      if (gate) {
+        const refused = gate.check(db, GK, GA, now);
+        if (refused) return [0, `gate:${refused[0]}`, refused[1], 0, 0, 0];
+      }
+      const r = localSelect(db, SK, SA, now);
+      if (gate && r[0] === 1) gate.commit(db, GK, GA, now, keyIdOfIndex(SA, r[1]));
+      return r;
+    },
+  };
+}
+
+/** The selection part's key id for a 1-based candidate index. */
+function keyIdOfIndex(selectionArgs: string[], index: number): string {
+  return selectionArgs[4 + CANDIDATE_ARG_STRIDE * (index - 1)] ?? '';
+}
+
+/** Full ARGV/KEYS for `selectionScript`: gate parts first. */
+export function composeInputs(
+  gate: { keys: string[]; args: (string | number)[] } | null,
+  selection: { keys: string[]; args: string[] },
+): { keys: string[]; args: string[] } {
+  const gk = gate?.keys ?? [];
+  const ga = (gate?.args ?? []).map(String);
+  return {
+    keys: [...gk, ...selection.keys],
+    args: [String(gk.length), String(ga.length), ...ga, ...selection.args],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report, renew, clear, snapshot
+// ---------------------------------------------------------------------------------------------
+
+/** KEYS: hash, rpm, tpm, inf. ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs. → [cooldownUntilMs|0, inFlight, nowMs] */
+export const reportScript: AtomicScript<[number, number, number]> = {
+  name: 'keypool-report',
+  lua: `${LUA_HELPERS}
+local now = fg_now()
+local hk, rk, tk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local hashTtl = tonumber(ARGV[5])
+redis.call('ZREM', ik, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
+if ARGV[4] == '1' then redis.call('ZREM', rk, ARGV[1]) end
+local tokens = tonumber(ARGV[2])
+if tokens > 0 then
+  fg_tpm_sum(hk, tk, now - ${WINDOW_MS})
+  if redis.call('ZADD', tk, 'NX', now, ARGV[1] .. ':' .. ARGV[2]) == 1 then
+    redis.call('HINCRBY', hk, 'ts', tokens)
+  end
+  redis.call('PEXPIRE', tk, ${WINDOW_MS + 1000})
+  redis.call('PEXPIRE', hk, hashTtl)
+end
+local cd = 0
+local cms = tonumber(ARGV[3])
+if cms > 0 then
+  cd = now + cms
+  local cur = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
+  if cur > cd then cd = cur end
+  redis.call('HSET', hk, 'cd', cd)
+  redis.call('PEXPIRE', hk, hashTtl)
+end
+return {cd, redis.call('ZCARD', ik), now}
+`,
+  local(db, keys, args, now) {
+    const [hk, rk, tk, ik] = keys as [string, string, string, string];
+    const hashTtl = Number(args[4]);
+    db.zrem(ik, args[0]!);
+    db.zremrangebyscore(ik, -Infinity, now);
+    if (args[3] === '1') db.zrem(rk, args[0]!);
+    const tokens = Number(args[1]);
+    if (tokens > 0) {
+      localTpmSum(db, hk, tk, now - WINDOW_MS);
+      const member = `${args[0]}:${args[1]}`;
+      if (db.zscore(tk, member) === null) {
+        db.zadd(tk, now, member);
+        db.hincrby(hk, 'ts', tokens);
+      }
+      db.pexpire(tk, WINDOW_MS + 1000);
+      db.pexpire(hk, hashTtl);
+    }
+    let cd = 0;
+    const cms = Number(args[2]);
+    if (cms > 0) {
+      cd = now + cms;
+      const cur = Number(db.hget(hk, 'cd') ?? '0') || 0;
+      if (cur > cd) cd = cur;
+      db.hset(hk, { cd });
+      db.pexpire(hk, hashTtl);
+    }
+    return [cd, db.zcard(ik), now];
+  },
+};
+
+/** KEYS: inf. ARGV: leaseId, ttlMs. → 1 renewed, 0 lease gone (expired or released). */
+export const renewScript: AtomicScript<number> = {
+  name: 'keypool-renew',
+  lua: `${LUA_HELPERS}
+local now = fg_now()
+local ttl = tonumber(ARGV[2])
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) <= now then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl + 1000 then redis.call('PEXPIRE', KEYS[1], ttl + 1000) end
+return 1
+`,
+  local(db, keys, args, now) {
+    const ik = keys[0]!;
+    const ttl = Number(args[1]);
+    const score = db.zscore(ik, args[0]!);
+    if (score === null || score <= now) return 0;
+    db.zadd(ik, now + ttl, args[0]!);
+    if (db.pttl(ik) < ttl + 1000) db.pexpire(ik, ttl + 1000);
+    return 1;
+  },
+};
+
+/** KEYS: hash, rpm, tpm, inf. ARGV: 'cooldown' (end the cooldown) | 'all' (forget the key). */
+export const clearKeyStateScript: AtomicScript<number> = {
+  name: 'keypool-clear',
+  lua: `
+if ARGV[1] == 'all' then return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) end
+return redis.call('HDEL', KEYS[1], 'cd')
+`,
+  local(db, keys, args) {
+    if (args[0] === 'all') return db.del(...keys);
+    const had = db.hget(keys[0]!, 'cd') !== null;
+    db.hdel(keys[0]!, 'cd');
+    return had ? 1 : 0;
+  },
+};
+
+/** KEYS: 4 per key (hash, rpm, tpm, inf). → flat [requests, tokens, inFlight, cooldownUntil, ...] per key. Read-only. */
+export const snapshotScript: AtomicScript<number[]> = {
+  name: 'keypool-snapshot',
+  lua: `${LUA_HELPERS}
+local now = fg_now()
+local cutoff = now - ${WINDOW_MS}
+local out = {}
+for i = 1, #KEYS, 4 do
+  local hk, rk, tk, ik = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
+  local tokens = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', tk, '(' .. cutoff, '+inf')) do tokens = tokens + fg_tokens(m) end
+  local cd = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
+  if cd <= now then cd = 0 end
+  table.insert(out, redis.call('ZCOUNT', rk, '(' .. cutoff, '+inf'))
+  table.insert(out, tokens)
+  table.insert(out, redis.call('ZCOUNT', ik, '(' .. now, '+inf'))
+  table.insert(out, cd)
+end
+return out
+`,
+  local(db, keys, _args, now) {
+    const cutoff = now - WINDOW_MS;
+    const out: number[] = [];
+    for (let i = 0; i < keys.length; i += 4) {
+      const [hk, rk, tk, ik] = [keys[i]!, keys[i + 1]!, keys[i + 2]!, keys[i + 3]!];
+      const tokens = db
+        .zrange(tk, 0, -1)
+        .filter((e) => e.score > cutoff)
+        .reduce((s, e) => s + tokensOf(e.member), 0);
+      let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
+      if (cd <= now) cd = 0;
+      out.push(db.zcount(rk, cutoff + 0.5, Infinity), tokens, db.zcount(ik, now + 0.5, Infinity), cd);
+    }
+    return out;
+  },
+};
+
+export type { ScriptValue };

@@ -1,0 +1,244 @@
+import { describe, expect, it } from 'vitest';
+import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
+import { LocalDb } from '../state/local-db.js';
+import type { AdmissionGate, ConcurrencyLimit } from './key-pool.types.js';
+import {
+  composeInputs,
+  keyNames,
+  renewScript,
+  reportScript,
+  selectionInputs,
+  selectionScript,
+  snapshotScript,
+  type SelectionCandidate,
+  type SelectionResult,
+} from './key-selection.script.js';
+
+/** The local half with a hand-driven clock: exact window arithmetic, no sleeping. */
+class Harness {
+  db = new LocalDb();
+  now = 1_763_800_000_000;
+  private seq = 0;
+  constructor(
+    readonly candidates: SelectionCandidate[],
+    readonly providerId = 'p1',
+  ) {}
+
+  run<R extends ScriptValue>(script: AtomicScript<R>, keys: string[], args: (string | number)[]): R {
+    this.db.now = this.now;
+    return script.local(this.db, keys, args.map(String), this.now);
+  }
+
+  /** One selection: the raw script result, the lease id used and the chosen key id. */
+  acquire(
+    opts: { leaseTtlMs?: number; gate?: { gate: AdmissionGate; keys: string[]; args: string[] } } = {},
+  ): {
+    r: SelectionResult;
+    leaseId: string;
+    keyId: string | undefined;
+  } {
+    const leaseId = `lease-${++this.seq}`;
+    const sorted = [...this.candidates].sort((a, b) => a.priority - b.priority);
+    const inputs = composeInputs(
+      opts.gate ?? null,
+      selectionInputs(this.providerId, sorted, leaseId, opts.leaseTtlMs ?? 30_000, 86_400_000),
+    );
+    const r = this.run(selectionScript(opts.gate?.gate ?? null), inputs.keys, inputs.args);
+    return { r, leaseId, keyId: r[0] === 1 ? sorted[r[1] - 1]!.keyId : undefined };
+  }
+
+  select(opts: Parameters<Harness['acquire']>[0] = {}): SelectionResult {
+    return this.acquire(opts).r;
+  }
+
+  picked(): string | null {
+    return this.acquire().keyId ?? null;
+  }
+
+  report(
+    keyId: string,
+    leaseId: string,
+    opts: { tokens?: number; cooldownMs?: number; notSent?: boolean } = {},
+  ) {
+    return this.run(reportScript, keyNames(this.providerId, keyId), [
+      leaseId,
+      opts.tokens ?? 0,
+      opts.cooldownMs ?? 0,
+      opts.notSent ? 1 : 0,
+      86_400_000,
+    ]);
+  }
+}
+
+function key(keyId: string, priority: number, extra: Partial<SelectionCandidate> = {}): SelectionCandidate {
+  return {
+    keyId,
+    priority,
+    maxRpm: null,
+    maxTpm: null,
+    concurrency: { kind: 'none' },
+    dbCooldownUntilMs: 0,
+    ...extra,
+  };
+}
+
+describe('selection script (local half)', () => {
+  it('priority then LRU: alternates between the two priority-1 keys, then the priority-2 key once both are at max_rpm', () => {
+    const h = new Harness([
+      key('a', 1, { maxRpm: 3 }),
+      key('b', 1, { maxRpm: 3 }),
+      key('c', 2, { maxRpm: 3 }),
+    ]);
+    const picks: (string | null)[] = [];
+    for (let i = 0; i < 10; i++) {
+      picks.push(h.picked());
+      h.now += 10;
+    }
+    expect(picks).toEqual(['a', 'b', 'a', 'b', 'a', 'b', 'c', 'c', 'c', null]);
+  });
+
+  it('true sliding window: a slot frees exactly 60 s after the request that took it, not at a minute boundary', () => {
+    const h = new Harness([key('a', 1, { maxRpm: 2 })]);
+    const t0 = h.now;
+    expect(h.picked()).toBe('a');
+    h.now = t0 + 30_000;
+    expect(h.picked()).toBe('a');
+    h.now = t0 + 59_999;
+    const refused = h.select();
+    expect(refused).toEqual([0, 'rate_limited', 1, 0, 1, 0]); // the first slot frees in 1 ms
+    h.now = t0 + 60_000;
+    expect(h.picked()).toBe('a');
+    h.now = t0 + 60_001;
+    expect(h.select().slice(0, 3)).toEqual([0, 'rate_limited', 29_999]); // next frees at t0 + 90 s
+  });
+
+  it('lowering max_rpm below the current count waits for enough slots to expire', () => {
+    const h = new Harness([key('a', 1, { maxRpm: 5 })]);
+    const t0 = h.now;
+    for (let i = 0; i < 5; i++) {
+      h.picked();
+      h.now += 1000;
+    }
+    h.candidates[0]!.maxRpm = 2; // 5 in window, limit 2: the 4th-newest… i.e. rank 3 must expire
+    expect(h.select().slice(0, 3)).toEqual([0, 'rate_limited', t0 + 3000 + 60_000 - h.now]);
+  });
+
+  it('TPM: charged by report; refused while the window holds ≥ max_tpm; retry when enough tokens age out', () => {
+    const h = new Harness([key('a', 1, { maxTpm: 1000 })]);
+    const t0 = h.now;
+    const r1 = h.acquire();
+    h.report('a', r1.leaseId, { tokens: 600 });
+    h.now = t0 + 10_000;
+    const r2 = h.acquire();
+    expect(r2.r[0]).toBe(1);
+    h.report('a', r2.leaseId, { tokens: 500 });
+    h.now = t0 + 20_000;
+    // 1100 ≥ 1000; dropping the first charge (600, at t0) leaves 500 < 1000 → ready at t0 + 60 s
+    expect(h.select()).toEqual([0, 'rate_limited', 40_000, 0, 1, 0]);
+    h.now = t0 + 60_000;
+    expect(h.picked()).toBe('a');
+    const snap = h.run(snapshotScript, keyNames('p1', 'a'), []);
+    expect(snap[1]).toBe(500);
+  });
+
+  it('cooldown from report (store) and from Postgres (argument) both skip the key; the earliest recovery is reported', () => {
+    const h = new Harness([key('a', 1), key('b', 1), key('c', 1)]);
+    const t0 = h.now;
+    const la = h.acquire();
+    const lb = h.acquire();
+    const lc = h.acquire();
+    expect([la, lb, lc].map((x) => x.keyId)).toEqual(['a', 'b', 'c']);
+    expect(h.report('a', la.leaseId!, { cooldownMs: 12_000 })[0]).toBe(t0 + 12_000);
+    h.report('b', lb.leaseId!, { cooldownMs: 30_000 });
+    h.candidates[2]!.dbCooldownUntilMs = t0 + 20_000; // e.g. restored from Postgres after a restart
+    h.now = t0 + 2000;
+    expect(h.select()).toEqual([0, 'cooling', 10_000, 3, 0, 0]);
+    h.now = t0 + 12_000;
+    expect(h.picked()).toBe('a'); // recovers by itself
+  });
+
+  it('a later, shorter 429 never shortens a running cooldown', () => {
+    const h = new Harness([key('a', 1)]);
+    const t0 = h.now;
+    const l1 = h.acquire();
+    const l2 = h.acquire();
+    h.report('a', l1.leaseId!, { cooldownMs: 30_000 });
+    expect(h.report('a', l2.leaseId!, { cooldownMs: 2000 })[0]).toBe(t0 + 30_000);
+  });
+
+  it('mixed refusal: the kind of the key that is ready first', () => {
+    const h = new Harness([key('a', 1, { maxRpm: 1 }), key('b', 1)]);
+    const t0 = h.now;
+    const la = h.acquire();
+    const lb = h.acquire();
+    expect([la.keyId, lb.keyId].sort()).toEqual(['a', 'b']);
+    h.report('b', (la.keyId === 'b' ? la : lb).leaseId!, { cooldownMs: 5000 });
+    h.now = t0 + 1000;
+    expect(h.select()).toEqual([0, 'cooling', 4000, 1, 1, 0]); // b ready in 4 s, a in 59 s
+  });
+
+  it('concurrency: a fixed limit skips the key like a full RPM; report releases; expired leases free their slot', () => {
+    const fixed: ConcurrencyLimit = { kind: 'fixed', limit: 2 };
+    const h = new Harness([
+      key('a', 1, { concurrency: fixed }),
+      key('b', 2, { concurrency: { kind: 'fixed', limit: 1 } }),
+    ]);
+    const l1 = h.acquire({ leaseTtlMs: 1000 });
+    const l2 = h.acquire({ leaseTtlMs: 1000 });
+    expect([l1.keyId, l2.keyId]).toEqual(['a', 'a']);
+    expect(l2.r[2]).toBe(2); // in flight on a
+    expect(h.acquire({ leaseTtlMs: 1000 }).keyId).toBe('b');
+    expect(h.select({ leaseTtlMs: 1000 })).toEqual([0, 'saturated', 1000, 0, 0, 2]);
+    expect(h.report('a', l1.leaseId!)[1]).toBe(1);
+    expect(h.acquire({ leaseTtlMs: 1000 }).keyId).toBe('a');
+    h.now += 500;
+    expect(h.run(renewScript, [keyNames('p1', 'a')[3]], [l2.leaseId!, 1000])).toBe(1);
+    h.now += 600; // l2 renewed (alive), the other lease on a and b's lease expired
+    expect(h.acquire({ leaseTtlMs: 1000 }).keyId).toBe('a');
+    expect(h.run(renewScript, [keyNames('p1', 'b')[3]], ['lease-3', 1000])).toBe(0);
+  });
+
+  it('learned limit: read from the key hash field `cl` in the same step, initial value when absent', () => {
+    const h = new Harness([key('a', 1, { concurrency: { kind: 'learned', initial: 1 } })]);
+    expect(h.picked()).toBe('a');
+    expect(h.select()[1]).toBe('saturated');
+    h.db.hset(keyNames('p1', 'a')[0], { cl: 3 });
+    expect(h.picked()).toBe('a');
+    expect(h.picked()).toBe('a');
+    expect(h.select()[1]).toBe('saturated');
+  });
+
+  it('notSent gives the RPM slot back', () => {
+    const h = new Harness([key('a', 1, { maxRpm: 1 })]);
+    const l = h.acquire();
+    expect(h.select()[1]).toBe('rate_limited');
+    h.report('a', l.leaseId!, { notSent: true });
+    expect(h.picked()).toBe('a');
+  });
+
+  it('an admission gate runs first (may refuse) and commits only when a key was chosen', () => {
+    const gate: AdmissionGate = {
+      name: 'tokens',
+      checkLua: '',
+      commitLua: '',
+      check: (db, keys) => (Number(db.get(keys[0]!) ?? '0') >= 2 ? ['provider_throttled', 750] : null),
+      commit: (db, keys, _args, _now, keyId) => {
+        db.incrby(keys[0]!, 1);
+        db.set(keys[1]!, keyId);
+      },
+    };
+    const h = new Harness([key('a', 1, { maxRpm: 1 }), key('b', 1, { maxRpm: 1 })]);
+    const g = { gate, keys: ['tok', 'last'], args: [] };
+    expect(h.select({ gate: g })[0]).toBe(1);
+    expect(h.db.get('last')).toBe('a');
+    expect(h.select({ gate: g })[0]).toBe(1);
+    expect(h.select({ gate: g })).toEqual([0, 'gate:provider_throttled', 750, 0, 0, 0]);
+    h.db.set('tok', '0');
+    expect(h.select({ gate: g })[1]).toBe('rate_limited'); // both keys full: the gate's commit did not run
+    expect(h.db.get('tok')).toBe('0');
+  });
+
+  it('no candidates → no_usable_keys', () => {
+    expect(new Harness([]).select()).toEqual([0, 'no_usable_keys', 0, 0, 0, 0]);
+  });
+});

@@ -1,0 +1,132 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Req } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiConflictResponse,
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { ErrorResponseDto } from '../common/error.dto.js';
+import { RequirePermission } from '../common/permissions.js';
+import { CreateProviderKeyDto, ProviderKeyDto } from './dto/provider-key.dto.js';
+import { CreateProviderDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
+import { KeyPoolAdminService } from './key-pool-admin.service.js';
+
+const ID = { name: 'id', description: 'Provider id (uuid)', example: '0b6f7a52-1d7e-4a8f-9a51-2b8f1c0e6d42' };
+
+@ApiTags('providers')
+@Controller('api/admin/providers')
+export class ProvidersController {
+  constructor(private readonly admin: KeyPoolAdminService) {}
+
+  @Get()
+  @RequirePermission('providers', 'read')
+  @ApiOperation({ summary: 'List providers', description: 'Every provider with its key counts by state.' })
+  @ApiOkResponse({ type: [ProviderDto] })
+  list(): Promise<ProviderDto[]> {
+    return this.admin.listProviders();
+  }
+
+  @Post()
+  @RequirePermission('providers', 'write')
+  @ApiOperation({
+    summary: 'Create a provider',
+    description:
+      'base_url must be http(s); every address its host resolves to is checked (link-local and cloud metadata always refused, private/loopback unless ALLOW_PRIVATE_UPSTREAMS). Audited.',
+  })
+  @ApiCreatedResponse({ type: ProviderDto })
+  @ApiBadRequestResponse({
+    description: 'Validation failed (param names the field, e.g. base_url)',
+    type: ErrorResponseDto,
+  })
+  @ApiConflictResponse({
+    description: 'A provider with this name exists (provider_name_taken)',
+    type: ErrorResponseDto,
+  })
+  async create(@Body() dto: CreateProviderDto, @Req() req: FastifyRequest): Promise<ProviderDto> {
+    const p = await this.admin.createProvider(dto, KeyPoolAdminService.api(req));
+    return this.admin.providerView(p, []);
+  }
+
+  @Get(':id')
+  @RequirePermission('providers', 'read')
+  @ApiOperation({ summary: 'Get a provider' })
+  @ApiParam(ID)
+  @ApiOkResponse({ type: ProviderDto })
+  @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
+  get(@Param('id') id: string): Promise<ProviderDto> {
+    return this.admin.getProvider(id);
+  }
+
+  @Patch(':id')
+  @RequirePermission('providers', 'write')
+  @ApiOperation({
+    summary: 'Update a provider',
+    description: 'Only the given fields change; rpm/burst accept null (no limit). Audited.',
+  })
+  @ApiParam(ID)
+  @ApiOkResponse({ type: ProviderDto })
+  @ApiBadRequestResponse({ description: 'Validation failed', type: ErrorResponseDto })
+  @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'Another provider has this name', type: ErrorResponseDto })
+  async update(
+    @Param('id') id: string,
+    @Body() dto: UpdateProviderDto,
+    @Req() req: FastifyRequest,
+  ): Promise<ProviderDto> {
+    await this.admin.updateProvider(id, dto, KeyPoolAdminService.api(req));
+    return this.admin.getProvider(id);
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @RequirePermission('providers', 'write')
+  @ApiOperation({ summary: 'Delete a provider and its keys', description: 'Audited.' })
+  @ApiParam(ID)
+  @ApiNoContentResponse({ description: 'Deleted' })
+  @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
+  async remove(@Param('id') id: string, @Req() req: FastifyRequest): Promise<void> {
+    await this.admin.deleteProvider(id, KeyPoolAdminService.api(req));
+  }
+
+  @Get(':id/keys')
+  @RequirePermission('provider_keys', 'read')
+  @ApiOperation({
+    summary: "List a provider's upstream keys",
+    description: 'Values are never returned: `masked` only. Includes the live 60 s window.',
+  })
+  @ApiParam(ID)
+  @ApiOkResponse({ type: [ProviderKeyDto] })
+  @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
+  listKeys(@Param('id') id: string): Promise<ProviderKeyDto[]> {
+    return this.admin.listKeys(id);
+  }
+
+  @Post(':id/keys')
+  @RequirePermission('provider_keys', 'write')
+  @ApiOperation({
+    summary: 'Add an upstream key',
+    description: 'The value is encrypted (AES-256-GCM) before it is stored. Audited (never the value).',
+  })
+  @ApiParam(ID)
+  @ApiCreatedResponse({ type: ProviderKeyDto })
+  @ApiBadRequestResponse({ description: 'Validation failed', type: ErrorResponseDto })
+  @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
+  @ApiConflictResponse({
+    description: 'The provider already has a key with this label',
+    type: ErrorResponseDto,
+  })
+  async addKey(
+    @Param('id') id: string,
+    @Body() dto: CreateProviderKeyDto,
+    @Req() req: FastifyRequest,
+  ): Promise<ProviderKeyDto> {
+    const k = await this.admin.createKey(id, dto, KeyPoolAdminService.api(req));
+    return this.admin.keyView(k, undefined);
+  }
+}

@@ -1,0 +1,172 @@
+import { Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiBody,
+  ApiHeader,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiPayloadTooLargeResponse,
+  ApiResponse,
+  ApiTags,
+  ApiTooManyRequestsResponse,
+} from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError } from '../common/api-error.js';
+import { CurrentPrincipal } from '../common/current-principal.decorator.js';
+import { ErrorResponseDto } from '../common/error.dto.js';
+import { RequirePermission } from '../common/permissions.js';
+import type { Principal } from '../common/principal.js';
+import { RelayService, type ModelCard } from './relay.service.js';
+
+const PRIORITY_HEADER = {
+  name: 'X-Priority',
+  required: false,
+  description:
+    'urgent | high | normal | low (default normal). Above the key’s max_priority → 403; anything else → 400.',
+  schema: { type: 'string', enum: ['urgent', 'high', 'normal', 'low'] },
+};
+
+const CHAT_EXAMPLE = {
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'Say hello' }],
+  stream: false,
+};
+
+const RelayErrors = () => (target: object, key: string | symbol, descriptor: PropertyDescriptor) => {
+  ApiBadRequestResponse({
+    description: 'Missing/invalid model, messages, input…; bad X-Priority',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiNotFoundResponse({ description: 'Unknown model (model_not_found)', type: ErrorResponseDto })(
+    target,
+    key,
+    descriptor,
+  );
+  ApiPayloadTooLargeResponse({ description: 'Body over BODY_LIMIT_BYTES', type: ErrorResponseDto })(
+    target,
+    key,
+    descriptor,
+  );
+  ApiTooManyRequestsResponse({
+    description: 'Client rate limit, upstream capacity exhausted or queue wait timeout; carries Retry-After',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiResponse({
+    status: 502,
+    description: 'Upstream error after one retry on another key',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiResponse({
+    status: 503,
+    description: 'Queue full (queue_full_error) or no usable upstream keys; Retry-After',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiResponse({ status: 504, description: 'Upstream timeout', type: ErrorResponseDto })(
+    target,
+    key,
+    descriptor,
+  );
+};
+
+const RELAY_HEADERS_DOC =
+  'Response headers: x-request-id, x-floodgate-queue-ms, x-floodgate-overhead-ms (gateway time, upstream excluded), ' +
+  'x-floodgate-provider-key (upstream key id), X-RateLimit-*, RateLimit-Policy, RateLimit.';
+
+/** OpenAI-compatible endpoints: point the official SDK's baseURL at `<floodgate>/v1`. */
+@ApiTags('relay (OpenAI-compatible)')
+@Controller('v1')
+export class RelayController {
+  constructor(private readonly relay: RelayService) {}
+
+  @Post('chat/completions')
+  @HttpCode(200)
+  @RequirePermission('relay', 'write')
+  @ApiOperation({
+    summary: 'Chat completion (stream: true → server-sent events)',
+    description: `Relayed to the provider that serves \`model\`. Unknown fields pass through untouched. ${RELAY_HEADERS_DOC}`,
+  })
+  @ApiHeader(PRIORITY_HEADER)
+  @ApiBody({ schema: { type: 'object', required: ['model', 'messages'], example: CHAT_EXAMPLE } })
+  @ApiOkResponse({ description: 'The provider’s answer (JSON, or text/event-stream when stream is true)' })
+  @RelayErrors()
+  chat(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.relay.handle('chat', request, reply);
+  }
+
+  @Post('completions')
+  @HttpCode(200)
+  @RequirePermission('relay', 'write')
+  @ApiOperation({ summary: 'Legacy text completion (stream supported)', description: RELAY_HEADERS_DOC })
+  @ApiHeader(PRIORITY_HEADER)
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['model', 'prompt'],
+      example: { model: 'gpt-3.5-turbo-instruct', prompt: 'Say hello' },
+    },
+  })
+  @ApiOkResponse({ description: 'The provider’s answer' })
+  @RelayErrors()
+  completions(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.relay.handle('completions', request, reply);
+  }
+
+  @Post('embeddings')
+  @HttpCode(200)
+  @RequirePermission('relay', 'write')
+  @ApiOperation({ summary: 'Embeddings', description: RELAY_HEADERS_DOC })
+  @ApiHeader(PRIORITY_HEADER)
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['model', 'input'],
+      example: { model: 'text-embedding-3-small', input: 'hello' },
+    },
+  })
+  @ApiOkResponse({ description: 'The provider’s answer' })
+  @RelayErrors()
+  embeddings(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.relay.handle('embeddings', request, reply);
+  }
+
+  @Get('models')
+  @RequirePermission('relay', 'read')
+  @ApiOperation({
+    summary: 'Models this credential may use',
+    description:
+      'The union of the exact model ids of enabled providers, filtered by the key’s allowed_models. Pattern entries (`meta/*`) route requests but are not listed.',
+  })
+  @ApiOkResponse({
+    schema: {
+      example: {
+        object: 'list',
+        data: [{ id: 'gpt-4o-mini', object: 'model', created: 1763769600, owned_by: 'openai' }],
+      },
+    },
+  })
+  models(@CurrentPrincipal() principal: Principal): Promise<{ object: 'list'; data: ModelCard[] }> {
+    return this.relay.listModels(principal);
+  }
+
+  @Get('models/*')
+  @RequirePermission('relay', 'read')
+  @ApiOperation({ summary: 'One model (ids may contain /, e.g. meta/llama-3.1-8b-instruct)' })
+  @ApiOkResponse({
+    schema: {
+      example: { id: 'meta/llama-3.1-8b-instruct', object: 'model', created: 1763769600, owned_by: 'nim' },
+    },
+  })
+  @ApiNotFoundResponse({ description: 'Unknown model (model_not_found)', type: ErrorResponseDto })
+  model(@CurrentPrincipal() principal: Principal, @Req() request: FastifyRequest): Promise<ModelCard> {
+    const path = request.url.split('?')[0]!;
+    const raw = path.slice(path.indexOf('/v1/models/') + '/v1/models/'.length);
+    let id: string;
+    try {
+      id = decodeURIComponent(raw);
+    } catch {
+      throw ApiError.badRequest('model id is not valid URL encoding', 'model');
+    }
+    return this.relay.getModel(principal, id);
+  }
+}
