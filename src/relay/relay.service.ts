@@ -355,7 +355,10 @@ export class RelayService {
   /** Refusals that waiting can't fix within the priority's timeout are answered at once. */
   private refuseIfHopeless(refusal: KeyRefusal, timeoutMs: number): void {
     if (refusal.kind === 'no_usable_keys') throw this.refusalError(refusal);
-    if (refusal.kind !== 'gate' && refusal.retryAfterMs > timeoutMs) throw this.refusalError(refusal);
+    // Cooldowns and RPM/TPM windows know when they end; a saturated key frees whenever a request ends.
+    if ((refusal.kind === 'cooling' || refusal.kind === 'rate_limited') && refusal.retryAfterMs > timeoutMs) {
+      throw this.refusalError(refusal);
+    }
   }
 
   private refusalError(refusal: KeyRefusal): ApiError {
