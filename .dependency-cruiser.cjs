@@ -12,6 +12,7 @@ const PUBLIC = [
   '\\.service\\.ts$',
   '\\.types\\.ts$',
   '/readiness\\.state\\.ts$',
+  '^src/observability/tracing\\.ts$',
   // infrastructure and common code is public by design
   ...INFRA.map((m) => `^src/${m}/`),
   '^src/common/',

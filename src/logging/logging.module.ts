@@ -13,8 +13,6 @@ type RawRequest = IncomingMessage & {
   principal?: { userId?: string };
 };
 
-const QUIET_PATHS = /^\/(health|metrics)(\/|$|\?)/;
-
 export function pinoHttpOptions(config: AppConfig): Options {
   return {
     level: config.log.level,
@@ -47,18 +45,11 @@ export function pinoHttpOptions(config: AppConfig): Options {
       const principal = (req as RawRequest).principal;
       return principal?.userId ? { principal_id: principal.userId } : {};
     },
-    autoLogging: { ignore: (req) => QUIET_PATHS.test(req.url ?? '') },
-    // pino-http invents an Error with a stack for every 5xx; the exception filter already logs real ones.
-    customErrorObject: (_req, _res, _err, value: Record<string, unknown>) => {
-      const { err: _ignored, ...rest } = value;
-      return rest;
-    },
-    customLogLevel: (_req, res, err) =>
-      err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
-    customSuccessMessage: (req, res, responseTime) =>
-      `${req.method} ${(req as RawRequest).originalUrl ?? req.url} ${res.statusCode} ${Math.round(responseTime)}ms`,
-    customErrorMessage: (req, res) =>
-      `${req.method} ${(req as RawRequest).originalUrl ?? req.url} ${res.statusCode} failed`,
+    // The one line per request is written by the Observability module (src/observability/
+    // request-observer.ts) when the response is done: it also sees guard rejections and 404s, knows
+    // the route template, and counts the request in the same place. pino-http only provides
+    // `req.log` (request_id bound) for logs written inside a request.
+    autoLogging: false,
   };
 }
 

@@ -37,6 +37,7 @@ describe('embedded start with no configuration', () => {
     const port = await freePort();
     const p = start({ PORT: String(port), DATA_DIR: ':memory:', HOST: '127.0.0.1' });
     await p.waitForOutput(/is up/);
+    await p.waitForOutput(/ENCRYPTION_KEYS is not set/); // logged through pino-pretty's worker: may trail the banner
     const out = p.output();
     expect(out).toContain('mode       embedded');
     expect(out).toContain(`http://127.0.0.1:${port}/docs`);

@@ -1,0 +1,37 @@
+import { Module } from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { DatabaseModule } from '../database/database.module.js';
+import { KeyPoolModule } from '../key-pool/key-pool.module.js';
+import { StateModule } from '../state/state.module.js';
+import { DashboardController } from './dashboard.controller.js';
+import { LoggingInterceptor } from './logging.interceptor.js';
+import { MetricsController } from './metrics.controller.js';
+import { MetricsInterceptor } from './metrics.interceptor.js';
+import { RequestObserver } from './request-observer.js';
+import { StatusController } from './status.controller.js';
+import { StatusSources } from './status-sources.js';
+import { StatusStream } from './status-stream.js';
+import { StatusService } from './status.service.js';
+import { TracingLifecycle } from './tracing.lifecycle.js';
+
+/**
+ * Observability: GET /metrics (FloodgateMetrics' registry), one log line and one metric sample per
+ * HTTP request (RequestObserver + the global metrics and logging interceptors), optional OTLP
+ * tracing, /api/admin/status (+ SSE stream) and the /dashboard page. Features never import this
+ * module: they record into src/metrics; this module reads their public services for the status.
+ */
+@Module({
+  imports: [DatabaseModule, StateModule, KeyPoolModule],
+  controllers: [MetricsController, StatusController, DashboardController],
+  providers: [
+    TracingLifecycle,
+    RequestObserver,
+    StatusSources,
+    StatusService,
+    StatusStream,
+    { provide: APP_INTERCEPTOR, useClass: MetricsInterceptor },
+    { provide: APP_INTERCEPTOR, useClass: LoggingInterceptor },
+  ],
+  exports: [StatusService],
+})
+export class ObservabilityModule {}
