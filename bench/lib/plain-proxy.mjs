@@ -1,0 +1,34 @@
+// The practical floor: a minimal node:http + undici pass-through proxy (no auth, no limits, no logging).
+import http from 'node:http';
+import { Pool } from 'undici';
+
+export async function startPlainProxy(upstreamUrl) {
+  const pool = new Pool(upstreamUrl, { connections: 256, keepAliveTimeout: 60_000 });
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    try {
+      const r = await pool.request({
+        path: req.url,
+        method: req.method,
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-plain' },
+        body: Buffer.concat(chunks),
+      });
+      res.writeHead(r.statusCode, { 'content-type': r.headers['content-type'] ?? 'application/json' });
+      for await (const c of r.body) res.write(c);
+      res.end();
+    } catch {
+      res.writeHead(502);
+      res.end();
+    }
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: async () => {
+      await new Promise((resolve) => server.close(resolve));
+      await pool.close();
+    },
+  };
+}
