@@ -9,6 +9,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease, KeyOutcome, KeyRefusal } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
+import { injectTraceContext, withSpan } from '../observability/tracing.js';
 import { AdmissionService } from './admission.service.js';
 import { RelayDispatcher } from './dispatcher.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -216,7 +217,10 @@ export class RelayService {
     const payload = JSON.stringify(body);
 
     // Admission: straight upstream when uncontended; otherwise wait in the priority queue.
-    let lease = await this.admit(provider, acct, request, signal);
+    let lease = await withSpan('relay.admission', (span) => this.admit(provider, acct, request, signal).finally(() => span.setAttribute('queue_ms', acct.queueMs)), {
+      provider: provider.name,
+      priority: acct.priority,
+    });
     const tried: string[] = [];
     for (;;) {
       acct.attempts++;
@@ -382,20 +386,29 @@ export class RelayService {
     signal: AbortSignal,
   ): Promise<Attempt> {
     const startedAt = performance.now();
-    try {
-      const response = await this.upstream.send({
-        baseUrl: lease.baseUrl,
-        path: UPSTREAM_PATHS[endpoint],
-        method: 'POST',
-        headers: upstreamRequestHeaders(request.headers, lease.apiKey, lease.headers, String(request.id)),
-        body: payload,
-        signal,
-        timeoutMs: lease.timeoutMs,
-      });
-      return { lease, response, startedAt };
-    } catch (err) {
-      return { lease, error: classify(err), startedAt };
-    }
+    return withSpan(
+      'relay.upstream',
+      async (span) => {
+        const headers = upstreamRequestHeaders(request.headers, lease.apiKey, lease.headers, String(request.id));
+        injectTraceContext(headers, span);
+        try {
+          const response = await this.upstream.send({
+            baseUrl: lease.baseUrl,
+            path: UPSTREAM_PATHS[endpoint],
+            method: 'POST',
+            headers,
+            body: payload,
+            signal,
+            timeoutMs: lease.timeoutMs,
+          });
+          span.setAttribute('http.response.status_code', response.statusCode);
+          return { lease, response, startedAt };
+        } catch (err) {
+          return { lease, error: classify(err), startedAt };
+        }
+      },
+      { provider: lease.providerName, upstream_key_id: lease.keyId },
+    );
   }
 
   /**
