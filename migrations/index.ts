@@ -1,9 +1,15 @@
 import { Init1763769600000 } from './1763769600000-Init.js';
 import { AuditLog1763769700000 } from './1763769700000-AuditLog.js';
+import { Auth1763770000000 } from './1763770000000-Auth.js';
+import { KeyPool1763771000000 } from './1763771000000-KeyPool.js';
+import { RequestLog1763773000000 } from './1763773000000-RequestLog.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
   Init1763769600000,
   AuditLog1763769700000,
+  Auth1763770000000,
   // new migrations: append below, in timestamp order
+  KeyPool1763771000000,
+  RequestLog1763773000000,
 ];

@@ -88,13 +88,39 @@ export const REQUIRED_PERMISSION = 'floodgate:permission';
  * One decorator that both enforces (the global auth guard reads the metadata) and documents
  * (Swagger security schemes and the 401/403 answers) what a route requires.
  */
-export function RequirePermission(resource: Resource, action: Action, scope: Scope = 'any'): MethodDecorator & ClassDecorator {
+export function RequirePermission(
+  resource: Resource,
+  action: Action,
+  scope: Scope = 'any',
+): MethodDecorator & ClassDecorator {
   const required: RequiredPermission = { resource, action, scope };
   return applyDecorators(
     SetMetadata(REQUIRED_PERMISSION, required),
     ApiBearerAuth('bearer'),
     ApiSecurity('api-key'),
-    ApiUnauthorizedResponse({ description: 'Missing, invalid, expired or revoked credentials', type: ErrorResponseDto }),
-    ApiForbiddenResponse({ description: `Needs ${action} on ${resource}${scope === 'own' ? ' (own)' : ''}`, type: ErrorResponseDto }),
+    ApiUnauthorizedResponse({
+      description: 'Missing, invalid, expired or revoked credentials',
+      type: ErrorResponseDto,
+    }),
+    ApiForbiddenResponse({
+      description: `Needs ${action} on ${resource}${scope === 'own' ? ' (own)' : ''}`,
+      type: ErrorResponseDto,
+    }),
+  );
+}
+
+/**
+ * Documents a route that needs valid credentials but no particular permission (e.g. GET /api/me).
+ * Enforcement needs no decorator: the global auth guard denies every non-@Public() route to
+ * anonymous callers.
+ */
+export function Authenticated(): MethodDecorator & ClassDecorator {
+  return applyDecorators(
+    ApiBearerAuth('bearer'),
+    ApiSecurity('api-key'),
+    ApiUnauthorizedResponse({
+      description: 'Missing, invalid, expired or revoked credentials',
+      type: ErrorResponseDto,
+    }),
   );
 }

@@ -106,4 +106,132 @@ describe('loadConfig', () => {
     expect(c.log.format).toBe('json');
     expect(c.upstream.allowPrivate).toBe(false);
   });
+  it('KeyPool: defaults, ranges and cooldown default ≤ max', () => {
+    expect(loadConfig({}).keyPool).toEqual({
+      providersFile: undefined,
+      cooldownDefaultSeconds: 60,
+      cooldownMaxSeconds: 300,
+      leaseTtlSeconds: 30,
+      usageFlushMs: 2000,
+      healBatchSize: 100,
+    });
+    expect(loadConfig({ PROVIDERS_FILE: '/etc/floodgate/providers.yaml' }).keyPool.providersFile).toBe(
+      '/etc/floodgate/providers.yaml',
+    );
+    expect(problems({ KEY_COOLDOWN_MAX_SECONDS: '0' })).toEqual([
+      'KEY_COOLDOWN_MAX_SECONDS must be an integer 1-86400, got "0"',
+    ]);
+    expect(problems({ KEY_COOLDOWN_DEFAULT_SECONDS: '120', KEY_COOLDOWN_MAX_SECONDS: '90' })).toEqual([
+      'KEY_COOLDOWN_DEFAULT_SECONDS must be at most KEY_COOLDOWN_MAX_SECONDS (90), got 120',
+    ]);
+    expect(problems({ KEY_HEAL_BATCH_SIZE: 'lots' })[0]).toMatch(
+      /^KEY_HEAL_BATCH_SIZE must be an integer 1-10000/,
+    );
+  });
+  it('RateLimit: default policies, ranges, algorithm and decision timeout', () => {
+    expect(loadConfig({}).rateLimit).toEqual({
+      failureMode: 'open',
+      keyRpm: 60,
+      userRpm: 600,
+      ipRpm: 1000,
+      ipAlgorithm: 'sliding_window',
+      ipBurst: 167,
+      decisionTimeoutMs: 100,
+    });
+    const c = loadConfig({
+      RATE_LIMIT_FAILURE_MODE: 'closed',
+      RATE_LIMIT_KEY_RPM: '50',
+      RATE_LIMIT_USER_RPM: '500',
+      RATE_LIMIT_IP_RPM: '120',
+      RATE_LIMIT_IP_ALGORITHM: 'token_bucket',
+      RATE_LIMIT_TIMEOUT_MS: '80',
+    }).rateLimit;
+    expect(c).toEqual({
+      failureMode: 'closed',
+      keyRpm: 50,
+      userRpm: 500,
+      ipRpm: 120,
+      ipAlgorithm: 'token_bucket',
+      ipBurst: 20,
+      decisionTimeoutMs: 80,
+    });
+    expect(loadConfig({ RATE_LIMIT_IP_BURST: '5' }).rateLimit.ipBurst).toBe(5);
+    expect(problems({ RATE_LIMIT_KEY_RPM: '0' })).toEqual([
+      'RATE_LIMIT_KEY_RPM must be an integer 1-1000000, got "0"',
+    ]);
+    expect(problems({ RATE_LIMIT_USER_RPM: 'many' })).toEqual([
+      'RATE_LIMIT_USER_RPM must be an integer 1-1000000, got "many"',
+    ]);
+    expect(problems({ RATE_LIMIT_IP_ALGORITHM: 'leaky' })).toEqual([
+      'RATE_LIMIT_IP_ALGORITHM must be one of sliding_window, token_bucket, got "leaky"',
+    ]);
+    expect(problems({ RATE_LIMIT_TIMEOUT_MS: '5' })).toEqual([
+      'RATE_LIMIT_TIMEOUT_MS must be an integer 10-5000, got "5"',
+    ]);
+  });
+  it('Adaptive and retreat: defaults, decimals, ranges and cross-checks', () => {
+    const c = loadConfig({});
+    expect(c.adaptive).toEqual({
+      initialLimit: 8,
+      minLimit: 1,
+      maxLimit: 100,
+      decreaseFactor: 0.85,
+      unknownDecreaseFactor: 0.9,
+      holdMs: 15_000,
+      utilisationThreshold: 0.75,
+      highUtilisationShare: 0.6,
+      sampleSize: 20,
+      probeIntervalMs: 300_000,
+      longRetryAfterMs: 10_000,
+      flushMs: 2000,
+    });
+    expect(c.retreat).toEqual({
+      enabled: true,
+      windowMs: 60_000,
+      minSamples: 20,
+      enterRate: 0.1,
+      exitRate: 0.02,
+      factor: 0.5,
+      minFactor: 0.05,
+      holdMs: 30_000,
+      recoverStep: 0.1,
+      recoverStepMs: 10_000,
+    });
+    const custom = loadConfig({
+      ADAPTIVE_INITIAL_LIMIT: '4',
+      ADAPTIVE_DECREASE_FACTOR: '0.7',
+      ADAPTIVE_HOLD_MS: '0',
+      RETREAT_ENABLED: 'false',
+      RETREAT_ENTER_RATE: '0.25',
+      RETREAT_EXIT_RATE: '0',
+      RETREAT_RECOVER_STEP: '1',
+    });
+    expect(custom.adaptive).toMatchObject({ initialLimit: 4, decreaseFactor: 0.7, holdMs: 0 });
+    expect(custom.retreat).toMatchObject({ enabled: false, enterRate: 0.25, exitRate: 0, recoverStep: 1 });
+    expect(problems({ ADAPTIVE_DECREASE_FACTOR: '1.5' })).toEqual([
+      'ADAPTIVE_DECREASE_FACTOR must be a number 0.1-0.99, got "1.5"',
+    ]);
+    expect(problems({ ADAPTIVE_UTILISATION_THRESHOLD: 'high' })).toEqual([
+      'ADAPTIVE_UTILISATION_THRESHOLD must be a number 0.1-1, got "high"',
+    ]);
+    expect(problems({ ADAPTIVE_SAMPLE_SIZE: '0' })).toEqual([
+      'ADAPTIVE_SAMPLE_SIZE must be an integer 1-10000, got "0"',
+    ]);
+    expect(problems({ ADAPTIVE_INITIAL_LIMIT: '200' })).toEqual([
+      'ADAPTIVE_INITIAL_LIMIT must be between ADAPTIVE_MIN_LIMIT and ADAPTIVE_MAX_LIMIT (1-100), got 200',
+    ]);
+    expect(problems({ ADAPTIVE_MIN_LIMIT: '10', ADAPTIVE_MAX_LIMIT: '5', ADAPTIVE_INITIAL_LIMIT: '7' })).toEqual([
+      'ADAPTIVE_MIN_LIMIT must be at most ADAPTIVE_MAX_LIMIT (5), got 10',
+    ]);
+    expect(problems({ RETREAT_ENTER_RATE: '0.05', RETREAT_EXIT_RATE: '0.05' })).toEqual([
+      'RETREAT_EXIT_RATE must be below RETREAT_ENTER_RATE (0.05), got 0.05',
+    ]);
+    expect(problems({ RETREAT_FACTOR: '0.1', RETREAT_MIN_FACTOR: '0.2' })).toEqual([
+      'RETREAT_MIN_FACTOR must be at most RETREAT_FACTOR (0.1), got 0.2',
+    ]);
+    expect(problems({ RETREAT_ENABLED: 'maybe', RETREAT_WINDOW_MS: '5' })).toEqual([
+      'RETREAT_ENABLED must be one of true, false, 1, 0, yes, no, on, off, got "maybe"',
+      'RETREAT_WINDOW_MS must be an integer 100-3600000, got "5"',
+    ]);
+  });
 });

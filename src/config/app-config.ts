@@ -70,18 +70,170 @@ export interface AppConfig {
     /** true when the keys were generated into DATA_DIR (development only). */
     generated: boolean;
   };
-  rateLimit: {
-    failureMode: FailureMode;
-  };
+  /** RateLimit: default policies and failure behaviour (docs/rate-limit.md). */
+  rateLimit: RateLimitConfig;
   upstream: {
     allowPrivate: boolean;
   };
   queue: {
     fullPolicy: QueueFullPolicy;
+    /** Waiting requests per provider (all instances) before QUEUE_FULL_POLICY applies. */
+    maxPerProvider: number;
+    /** How long a request may wait for capacity, per priority (low the shortest). */
+    timeoutMs: { urgent: number; high: number; normal: number; low: number };
+    /** A request waiting this long moves up one priority level; 0 = no aging. */
+    agingMs: number;
   };
+  /** KeyPool: upstream keys, cooldowns, leases (docs/key-pool.md). */
+  keyPool: KeyPoolConfig;
+  /** Adaptive: learned concurrency per upstream key (docs/adaptive.md). */
+  adaptive: AdaptiveConfig;
+  /** Adaptive: the per-provider retreat token bucket (docs/adaptive.md). */
+  retreat: RetreatConfig;
   shutdownTimeoutMs: number;
   metricsToken: string | undefined;
   otlpEndpoint: string | undefined;
+}
+
+export interface KeyPoolConfig {
+  /** PROVIDERS_FILE: YAML or JSON providers + keys applied idempotently at start. */
+  providersFile: string | undefined;
+  /** Cooldown after an upstream 429 that names no retry time. */
+  cooldownDefaultSeconds: number;
+  /** Upper bound for any upstream-announced cooldown. */
+  cooldownMaxSeconds: number;
+  /** How long an unreleased lease holds a concurrency slot (a dead instance frees its slots after this). */
+  leaseTtlSeconds: number;
+  /** Per-minute key usage is flushed to Postgres this often. */
+  usageFlushMs: number;
+  /** Rows re-encrypted per transaction by the start-up heal. */
+  healBatchSize: number;
+}
+
+// ---- Adaptive (docs/adaptive.md) -------------------------------------------------------------
+
+/** Learned concurrency per upstream key (AIMD). */
+export interface AdaptiveConfig {
+  /** ADAPTIVE_INITIAL_LIMIT: the limit of an adaptive key that has not learned anything yet. */
+  initialLimit: number;
+  /** ADAPTIVE_MIN_LIMIT / ADAPTIVE_MAX_LIMIT: bounds of a learned limit. */
+  minLimit: number;
+  maxLimit: number;
+  /** ADAPTIVE_DECREASE_FACTOR: a concurrency 429 sets the limit to floor(in-flight × this). */
+  decreaseFactor: number;
+  /** ADAPTIVE_UNKNOWN_DECREASE_FACTOR: an unclassified 429 sets the limit to floor(limit × this) (at least −1). */
+  unknownDecreaseFactor: number;
+  /** ADAPTIVE_HOLD_MS: no increase (and no further unknown-429 decrease) for this long after a decrease. */
+  holdMs: number;
+  /** ADAPTIVE_UTILISATION_THRESHOLD: a sample is "high" when in-flight ≥ this share of the limit. */
+  utilisationThreshold: number;
+  /** ADAPTIVE_HIGH_UTILISATION_SHARE: +1 when at least this share of the recent samples are high. */
+  highUtilisationShare: number;
+  /** ADAPTIVE_SAMPLE_SIZE: how many recent successful answers a decision looks at. */
+  sampleSize: number;
+  /** ADAPTIVE_PROBE_INTERVAL_MS: after this long without a concurrency 429 (and since the last probe), +1 past the known boundary. */
+  probeIntervalMs: number;
+  /** ADAPTIVE_LONG_RETRY_AFTER_MS: a 429 whose Retry-After is at least this long, below the limit, is a rate (RPM) 429. */
+  longRetryAfterMs: number;
+  /** ADAPTIVE_FLUSH_MS: learned state is written to Postgres this often (batched). */
+  flushMs: number;
+}
+
+/** The provider-wide retreat token bucket (NORMAL → RETREAT → RECOVER → NORMAL). */
+export interface RetreatConfig {
+  /** RETREAT_ENABLED: false keeps the plain bucket at the provider's rpm/burst. */
+  enabled: boolean;
+  /** RETREAT_WINDOW_MS: the sliding window of upstream answers the 429 rate is computed over. */
+  windowMs: number;
+  /** RETREAT_MIN_SAMPLES: answers in the window before the rate may trigger a retreat. */
+  minSamples: number;
+  /** RETREAT_ENTER_RATE: 429 rate above this → RETREAT (or a deeper cut while retreating). */
+  enterRate: number;
+  /** RETREAT_EXIT_RATE: 429 rate below this for RETREAT_HOLD_MS → RECOVER. */
+  exitRate: number;
+  /** RETREAT_FACTOR: a cut multiplies the effective rate by at most this. */
+  factor: number;
+  /** RETREAT_MIN_FACTOR: the effective rate never goes below base × this. */
+  minFactor: number;
+  holdMs: number;
+  /** RETREAT_RECOVER_STEP: RECOVER raises the factor by this every RETREAT_RECOVER_STEP_MS. */
+  recoverStep: number;
+  recoverStepMs: number;
+}
+
+/** A decimal in [min, max] ("0.85"); one problem line when it is not. */
+function readFraction(r: EnvReader, name: string, def: number, min: number, max: number): number {
+  const value = r.raw(name);
+  if (value === undefined) return def;
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) {
+    r.problems.push(`${name} must be a number ${min}-${max}, got ${JSON.stringify(value)}`);
+    return def;
+  }
+  return n;
+}
+
+function loadAdaptiveConfig(r: EnvReader): AdaptiveConfig {
+  const c: AdaptiveConfig = {
+    initialLimit: r.int('ADAPTIVE_INITIAL_LIMIT', 8, 1, 10_000),
+    minLimit: r.int('ADAPTIVE_MIN_LIMIT', 1, 1, 10_000),
+    maxLimit: r.int('ADAPTIVE_MAX_LIMIT', 100, 1, 10_000),
+    decreaseFactor: readFraction(r, 'ADAPTIVE_DECREASE_FACTOR', 0.85, 0.1, 0.99),
+    unknownDecreaseFactor: readFraction(r, 'ADAPTIVE_UNKNOWN_DECREASE_FACTOR', 0.9, 0.1, 0.99),
+    holdMs: r.int('ADAPTIVE_HOLD_MS', 15_000, 0, 3_600_000),
+    utilisationThreshold: readFraction(r, 'ADAPTIVE_UTILISATION_THRESHOLD', 0.75, 0.1, 1),
+    highUtilisationShare: readFraction(r, 'ADAPTIVE_HIGH_UTILISATION_SHARE', 0.6, 0.1, 1),
+    sampleSize: r.int('ADAPTIVE_SAMPLE_SIZE', 20, 1, 10_000),
+    probeIntervalMs: r.int('ADAPTIVE_PROBE_INTERVAL_MS', 300_000, 1000, 86_400_000),
+    longRetryAfterMs: r.int('ADAPTIVE_LONG_RETRY_AFTER_MS', 10_000, 1000, 3_600_000),
+    flushMs: r.int('ADAPTIVE_FLUSH_MS', 2000, 100, 600_000),
+  };
+  if (c.minLimit > c.maxLimit)
+    r.problems.push(`ADAPTIVE_MIN_LIMIT must be at most ADAPTIVE_MAX_LIMIT (${c.maxLimit}), got ${c.minLimit}`);
+  else if (c.initialLimit < c.minLimit || c.initialLimit > c.maxLimit)
+    r.problems.push(
+      `ADAPTIVE_INITIAL_LIMIT must be between ADAPTIVE_MIN_LIMIT and ADAPTIVE_MAX_LIMIT (${c.minLimit}-${c.maxLimit}), got ${c.initialLimit}`,
+    );
+  return c;
+}
+
+function loadRetreatConfig(r: EnvReader): RetreatConfig {
+  const c: RetreatConfig = {
+    enabled: r.bool('RETREAT_ENABLED', true),
+    windowMs: r.int('RETREAT_WINDOW_MS', 60_000, 100, 3_600_000),
+    minSamples: r.int('RETREAT_MIN_SAMPLES', 20, 1, 1_000_000),
+    enterRate: readFraction(r, 'RETREAT_ENTER_RATE', 0.1, 0.001, 1),
+    exitRate: readFraction(r, 'RETREAT_EXIT_RATE', 0.02, 0, 1),
+    factor: readFraction(r, 'RETREAT_FACTOR', 0.5, 0.01, 0.99),
+    minFactor: readFraction(r, 'RETREAT_MIN_FACTOR', 0.05, 0.001, 0.99),
+    holdMs: r.int('RETREAT_HOLD_MS', 30_000, 0, 3_600_000),
+    recoverStep: readFraction(r, 'RETREAT_RECOVER_STEP', 0.1, 0.01, 1),
+    recoverStepMs: r.int('RETREAT_RECOVER_STEP_MS', 10_000, 10, 3_600_000),
+  };
+  if (c.exitRate >= c.enterRate)
+    r.problems.push(`RETREAT_EXIT_RATE must be below RETREAT_ENTER_RATE (${c.enterRate}), got ${c.exitRate}`);
+  if (c.minFactor > c.factor)
+    r.problems.push(`RETREAT_MIN_FACTOR must be at most RETREAT_FACTOR (${c.factor}), got ${c.minFactor}`);
+  return c;
+}
+
+export type RateLimitAlgorithm = 'sliding_window' | 'token_bucket';
+
+export interface RateLimitConfig {
+  /** RATE_LIMIT_FAILURE_MODE: what a decision does when Redis cannot answer in time. */
+  failureMode: FailureMode;
+  /** Requests per minute per API key (a key's own `rpm` overrides it). */
+  keyRpm: number;
+  /** Requests per minute per user, all of their keys and tokens together. */
+  userRpm: number;
+  /** Requests per minute per client IP (IPv6: per /64), authenticated or not. */
+  ipRpm: number;
+  /** Algorithm of the per-IP policy; key and user policies are exact sliding windows. */
+  ipAlgorithm: RateLimitAlgorithm;
+  /** Bucket capacity when the IP policy is a token bucket. */
+  ipBurst: number;
+  /** The longest a decision waits for Redis before the failure mode applies. */
+  decisionTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -222,6 +374,40 @@ export function isValidCidr(value: string): boolean {
   return Number(bits) <= (family === 4 ? 32 : 128);
 }
 
+function loadKeyPoolConfig(r: EnvReader): KeyPoolConfig {
+  const keyPool: KeyPoolConfig = {
+    providersFile: r.string('PROVIDERS_FILE'),
+    cooldownDefaultSeconds: r.int('KEY_COOLDOWN_DEFAULT_SECONDS', 60, 1, 86400),
+    cooldownMaxSeconds: r.int('KEY_COOLDOWN_MAX_SECONDS', 300, 1, 86400),
+    leaseTtlSeconds: r.int('KEY_LEASE_TTL_SECONDS', 30, 5, 3600),
+    usageFlushMs: r.int('KEY_USAGE_FLUSH_MS', 2000, 100, 60000),
+    healBatchSize: r.int('KEY_HEAL_BATCH_SIZE', 100, 1, 10000),
+  };
+  if (keyPool.cooldownDefaultSeconds > keyPool.cooldownMaxSeconds) {
+    r.problems.push(
+      `KEY_COOLDOWN_DEFAULT_SECONDS must be at most KEY_COOLDOWN_MAX_SECONDS (${keyPool.cooldownMaxSeconds}), got ${keyPool.cooldownDefaultSeconds}`,
+    );
+  }
+  return keyPool;
+}
+
+function loadRateLimitConfig(r: EnvReader): RateLimitConfig {
+  const ipRpm = r.int('RATE_LIMIT_IP_RPM', 1000, 1, 1_000_000);
+  return {
+    failureMode: r.oneOf<FailureMode>('RATE_LIMIT_FAILURE_MODE', ['open', 'closed'], 'open'),
+    keyRpm: r.int('RATE_LIMIT_KEY_RPM', 60, 1, 1_000_000),
+    userRpm: r.int('RATE_LIMIT_USER_RPM', 600, 1, 1_000_000),
+    ipRpm,
+    ipAlgorithm: r.oneOf<RateLimitAlgorithm>(
+      'RATE_LIMIT_IP_ALGORITHM',
+      ['sliding_window', 'token_bucket'],
+      'sliding_window',
+    ),
+    ipBurst: r.int('RATE_LIMIT_IP_BURST', Math.max(1, Math.ceil(ipRpm / 6)), 1, 1_000_000),
+    decisionTimeoutMs: r.int('RATE_LIMIT_TIMEOUT_MS', 100, 10, 5000),
+  };
+}
+
 export interface LoadConfigOptions {
   /** Secrets generated for development (see dev-secrets.ts); consulted only when the env lacks them. */
   generatedEncryptionKeys?: string;
@@ -335,15 +521,24 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
       },
     },
     encryption: { keys: encryptionKeys, generated },
-    rateLimit: {
-      failureMode: r.oneOf<FailureMode>('RATE_LIMIT_FAILURE_MODE', ['open', 'closed'], 'open'),
-    },
+    rateLimit: loadRateLimitConfig(r),
     upstream: {
       allowPrivate: r.bool('ALLOW_PRIVATE_UPSTREAMS', !isProduction),
     },
     queue: {
       fullPolicy: r.oneOf<QueueFullPolicy>('QUEUE_FULL_POLICY', ['reject', 'passthrough'], 'reject'),
+      maxPerProvider: r.int('QUEUE_MAX_PER_PROVIDER', 1000, 1, 1_000_000),
+      timeoutMs: {
+        urgent: r.int('QUEUE_TIMEOUT_URGENT_MS', 120_000, 100, 3_600_000),
+        high: r.int('QUEUE_TIMEOUT_HIGH_MS', 60_000, 100, 3_600_000),
+        normal: r.int('QUEUE_TIMEOUT_NORMAL_MS', 30_000, 100, 3_600_000),
+        low: r.int('QUEUE_TIMEOUT_LOW_MS', 15_000, 100, 3_600_000),
+      },
+      agingMs: r.int('QUEUE_AGING_MS', 0, 0, 3_600_000),
     },
+    keyPool: loadKeyPoolConfig(r),
+    adaptive: loadAdaptiveConfig(r),
+    retreat: loadRetreatConfig(r),
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30000, 0, 3600000),
     metricsToken: r.string('METRICS_TOKEN'),
     otlpEndpoint: r.url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),

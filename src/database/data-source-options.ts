@@ -27,7 +27,8 @@ export function dataSourceOptions(config: AppConfig, embedded?: Endpoint): DataS
     migrationsTableName: 'migrations',
     logging: ['error'],
     extra: {
-      max: config.database.poolSize,
+      // Embedded: one connection (see session-lock.ts for why); PGlite serves one query at a time anyway.
+      max: embedded ? 1 : config.database.poolSize,
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30000,
       application_name: 'floodgate',

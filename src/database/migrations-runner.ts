@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
+import { withSessionLock } from './session-lock.js';
 
 const LOCK_KEY = 'floodgate:migrations';
 
@@ -11,23 +12,14 @@ export async function runMigrationsLocked(
   dataSource: DataSource,
   logger = new Logger('Migrations'),
 ): Promise<string[]> {
-  const runner = dataSource.createQueryRunner();
-  await runner.connect();
-  try {
-    await runner.query('SELECT pg_advisory_lock(hashtext($1))', [LOCK_KEY]);
-    try {
-      const pending = await dataSource.showMigrations();
-      if (!pending) return [];
-      const started = Date.now();
-      logger.log('applying pending database migrations…');
-      const applied = await dataSource.runMigrations({ transaction: 'each' });
-      for (const m of applied) logger.log(`applied migration ${m.name}`);
-      logger.log(`${applied.length} migration(s) applied in ${Date.now() - started} ms`);
-      return applied.map((m) => m.name);
-    } finally {
-      await runner.query('SELECT pg_advisory_unlock(hashtext($1))', [LOCK_KEY]);
-    }
-  } finally {
-    await runner.release();
-  }
+  return withSessionLock(dataSource, LOCK_KEY, async () => {
+    const pending = await dataSource.showMigrations();
+    if (!pending) return [];
+    const started = Date.now();
+    logger.log('applying pending database migrations…');
+    const applied = await dataSource.runMigrations({ transaction: 'each' });
+    for (const m of applied) logger.log(`applied migration ${m.name}`);
+    logger.log(`${applied.length} migration(s) applied in ${Date.now() - started} ms`);
+    return applied.map((m) => m.name);
+  });
 }

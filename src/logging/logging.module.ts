@@ -36,7 +36,8 @@ export function pinoHttpOptions(config: AppConfig): Options {
     serializers: {
       req: (req: RawRequest) => ({
         method: req.method,
-        url: req.originalUrl ?? req.url,
+        // The query string is dropped: clients sometimes put credentials there.
+        url: (req.originalUrl ?? req.url ?? '').split('?')[0],
         remote_address: req.ip,
       }),
       res: (res: ServerResponse) => ({ status_code: res.statusCode }),

@@ -1,0 +1,195 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query, Req } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiConflictResponse,
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { AuditService } from '../audit/audit.service.js';
+import { ApiError } from '../common/api-error.js';
+import { CurrentPrincipal } from '../common/current-principal.decorator.js';
+import { ErrorResponseDto } from '../common/error.dto.js';
+import { RequirePermission } from '../common/permissions.js';
+import type { Principal } from '../common/principal.js';
+import { ApiKeysService } from './api-keys.service.js';
+import { ApiKeyCreatedDto, CreateApiKeyDto, toApiKeyDto } from './dto/api-key.dto.js';
+import {
+  CreateUserDto,
+  ListUsersQueryDto,
+  toUserDto,
+  UpdateUserDto,
+  UserDto,
+  UserListDto,
+} from './dto/user.dto.js';
+import { keyAuditFields, keyInputFrom } from './key-input.js';
+import { UsersService, type UserPatch } from './users.service.js';
+
+@ApiTags('admin: users')
+@Controller('api/admin/users')
+export class AdminUsersController {
+  constructor(
+    private readonly users: UsersService,
+    private readonly keys: ApiKeysService,
+    private readonly audit: AuditService,
+  ) {}
+
+  @Get()
+  @RequirePermission('users', 'read')
+  @ApiOperation({
+    summary: 'List users',
+    description: 'Oldest first; filter by role or email (exact, case-insensitive).',
+  })
+  @ApiOkResponse({ type: UserListDto })
+  @ApiBadRequestResponse({ description: 'Invalid query', type: ErrorResponseDto })
+  async list(@Query() query: ListUsersQueryDto): Promise<UserListDto> {
+    const { users, hasMore } = await this.users.list({
+      role: query.role,
+      email: query.email,
+      limit: query.limit ?? 100,
+      offset: query.offset ?? 0,
+    });
+    return { data: users.map(toUserDto), has_more: hasMore };
+  }
+
+  @Post()
+  @RequirePermission('users', 'write')
+  @ApiOperation({
+    summary: 'Create a user',
+    description: 'Users sign in with JWTs (link with jwt_subject) or API keys created for them.',
+  })
+  @ApiCreatedResponse({ type: UserDto })
+  @ApiBadRequestResponse({ description: 'Invalid body (unknown fields included)', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'Email or jwt_subject already used', type: ErrorResponseDto })
+  async create(@Body() body: CreateUserDto, @Req() request: FastifyRequest): Promise<UserDto> {
+    const user = await this.users.create({
+      email: body.email,
+      name: body.name,
+      role: body.role,
+      disabled: body.disabled,
+      jwtSubject: body.jwt_subject,
+    });
+    await this.audit.record(request, {
+      action: 'user.create',
+      targetType: 'user',
+      targetId: user.id,
+      changes: {
+        email: user.email,
+        name: user.name,
+        role: user.role,
+        disabled: user.disabled,
+        jwt_subject: user.jwtSubject,
+      },
+    });
+    return toUserDto(user);
+  }
+
+  @Get(':id')
+  @RequirePermission('users', 'read')
+  @ApiOperation({ summary: 'Get a user' })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiOkResponse({ type: UserDto })
+  @ApiNotFoundResponse({ description: 'No such user', type: ErrorResponseDto })
+  async get(@Param('id') id: string): Promise<UserDto> {
+    return toUserDto(await this.users.get(id));
+  }
+
+  @Patch(':id')
+  @RequirePermission('users', 'write')
+  @ApiOperation({
+    summary: 'Update a user',
+    description:
+      "Disabling a user stops all their keys and tokens at once (every instance). Lowering a role caps the user's keys to it. The last enabled admin cannot be demoted or disabled.",
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiOkResponse({ type: UserDto })
+  @ApiBadRequestResponse({ description: 'Invalid body (unknown fields included)', type: ErrorResponseDto })
+  @ApiNotFoundResponse({ description: 'No such user', type: ErrorResponseDto })
+  @ApiConflictResponse({
+    description: 'Email or jwt_subject already used, or the last admin would be lost',
+    type: ErrorResponseDto,
+  })
+  async update(
+    @Param('id') id: string,
+    @Body() body: UpdateUserDto,
+    @Req() request: FastifyRequest,
+  ): Promise<UserDto> {
+    const patch: UserPatch = {
+      email: body.email,
+      name: body.name,
+      role: body.role,
+      disabled: body.disabled,
+      jwtSubject: body.jwt_subject,
+    };
+    if (Object.values(patch).every((v) => v === undefined)) {
+      throw ApiError.badRequest('Send at least one of email, name, role, disabled, jwt_subject');
+    }
+    const { user, changes, keysCapped } = await this.users.update(id, patch);
+    if (Object.keys(changes).length > 0) {
+      await this.audit.record(request, {
+        action: 'user.update',
+        targetType: 'user',
+        targetId: user.id,
+        changes: keysCapped > 0 ? { ...changes, keys_capped: keysCapped } : changes,
+      });
+    }
+    return toUserDto(user);
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @RequirePermission('users', 'write')
+  @ApiOperation({
+    summary: 'Delete a user',
+    description: 'Their API keys are deleted with them. The last enabled admin cannot be deleted.',
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiNoContentResponse({ description: 'Deleted' })
+  @ApiNotFoundResponse({ description: 'No such user', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'The last enabled admin', type: ErrorResponseDto })
+  async delete(@Param('id') id: string, @Req() request: FastifyRequest): Promise<void> {
+    const user = await this.users.delete(id);
+    await this.audit.record(request, {
+      action: 'user.delete',
+      targetType: 'user',
+      targetId: user.id,
+      changes: { email: user.email, role: user.role },
+    });
+  }
+
+  @Post(':id/keys')
+  @RequirePermission('api_keys', 'write')
+  @ApiOperation({
+    summary: 'Create an API key for a user',
+    description: "The raw `key` is in this response only. Its role is at most the user's role.",
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiCreatedResponse({ type: ApiKeyCreatedDto })
+  @ApiBadRequestResponse({
+    description: "Invalid body (unknown fields included), or a role above the user's",
+    type: ErrorResponseDto,
+  })
+  @ApiNotFoundResponse({ description: 'No such user', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'The user is disabled', type: ErrorResponseDto })
+  async createKey(
+    @Param('id') id: string,
+    @Body() body: CreateApiKeyDto,
+    @CurrentPrincipal() principal: Principal,
+    @Req() request: FastifyRequest,
+  ): Promise<ApiKeyCreatedDto> {
+    const owner = await this.users.get(id);
+    const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal);
+    await this.audit.record(request, {
+      action: 'api_key.create',
+      targetType: 'api_key',
+      targetId: key.id,
+      changes: keyAuditFields(key),
+    });
+    return { ...toApiKeyDto(key), key: raw };
+  }
+}

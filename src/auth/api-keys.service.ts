@@ -1,0 +1,187 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { IsNull, Repository, type FindOptionsWhere } from 'typeorm';
+import { ApiError } from '../common/api-error.js';
+import { ROLES, type Principal, type Priority, type Role } from '../common/principal.js';
+import { ApiKey } from './api-key.entity.js';
+import { generateApiKey } from './api-key-format.js';
+import { CredentialCache } from './credential-cache.js';
+import { isUuid, uniqueViolation } from './db-errors.js';
+import { priorityWithin, roleWithin } from './roles.js';
+import type { User } from './user.entity.js';
+
+export interface ApiKeyInput {
+  name: string;
+  role?: Role;
+  expiresAt?: Date | null;
+  rpm?: number | null;
+  tpm?: number | null;
+  allowedModels?: string[] | null;
+  maxPriority?: Priority;
+}
+
+export interface CreatedApiKey {
+  key: ApiKey;
+  /** Shown once in the creation response; never stored, never logged. */
+  raw: string;
+}
+
+/**
+ * Key management (create, list, revoke). Verification, the hot path, is CredentialVerifier's.
+ * Rules: a key's role is within its owner's role and the creator's; only admins grant `urgent`;
+ * a key creating a key for its own user cannot widen its own limits.
+ */
+@Injectable()
+export class ApiKeysService {
+  constructor(
+    @InjectRepository(ApiKey) private readonly keys: Repository<ApiKey>,
+    private readonly cache: CredentialCache,
+  ) {}
+
+  async create(owner: User, input: ApiKeyInput, actor: Principal): Promise<CreatedApiKey> {
+    if (owner.disabled)
+      throw ApiError.conflict(
+        'The user is disabled: enable them before creating keys',
+        null,
+        'user_disabled',
+      );
+    const role = input.role ?? defaultKeyRole(owner.role, actor.role);
+    if (!role)
+      throw ApiError.forbidden(
+        `No role is within both your role (${actor.role}) and the owner's (${owner.role})`,
+      );
+    if (!roleWithin(role, actor.role)) {
+      throw new ApiError(
+        403,
+        'permission_error',
+        'forbidden',
+        `A ${actor.role} cannot create a key with role ${role}`,
+        'role',
+      );
+    }
+    if (!roleWithin(role, owner.role)) {
+      throw ApiError.badRequest(
+        `role must be within the owner's role (${owner.role}): one of ${ROLES.filter((r) => roleWithin(r, owner.role)).join(', ')}`,
+        'role',
+      );
+    }
+    const maxPriority = input.maxPriority ?? 'high';
+    if (maxPriority === 'urgent' && actor.role !== 'admin') {
+      throw new ApiError(
+        403,
+        'permission_error',
+        'forbidden',
+        'Only admins may grant max_priority urgent',
+        'max_priority',
+      );
+    }
+    if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
+      throw ApiError.badRequest('expires_at must be in the future', 'expires_at');
+    }
+    const settings = {
+      rpm: input.rpm ?? null,
+      tpm: input.tpm ?? null,
+      allowedModels: input.allowedModels ?? null,
+      maxPriority,
+    };
+    if (actor.apiKey && actor.userId === owner.id) assertNotWider(settings, actor.apiKey);
+
+    const material = generateApiKey();
+    try {
+      const key = await this.keys.save(
+        this.keys.create({
+          userId: owner.id,
+          name: input.name,
+          keyHash: material.hash,
+          prefix: material.prefix,
+          last4: material.last4,
+          role,
+          rpm: settings.rpm,
+          tpm: settings.tpm,
+          allowedModels: settings.allowedModels,
+          maxPriority,
+          createdBy: actor.userId,
+          expiresAt: input.expiresAt ?? null,
+        }),
+      );
+      return { key, raw: material.raw };
+    } catch (err) {
+      // A SHA-256 collision of 256 random bits does not happen; anything else is a real error.
+      if (uniqueViolation(err) !== null) throw ApiError.conflict('Could not create the key, try again');
+      throw err;
+    }
+  }
+
+  async list(filter: {
+    userId?: string;
+    includeRevoked: boolean;
+    limit: number;
+    offset: number;
+  }): Promise<{ keys: ApiKey[]; hasMore: boolean }> {
+    const where: FindOptionsWhere<ApiKey> = {};
+    if (filter.userId) where.userId = filter.userId;
+    if (!filter.includeRevoked) where.revokedAt = IsNull();
+    const rows = await this.keys.find({
+      where,
+      order: { createdAt: 'DESC', id: 'ASC' },
+      skip: filter.offset,
+      take: filter.limit + 1,
+    });
+    return { keys: rows.slice(0, filter.limit), hasMore: rows.length > filter.limit };
+  }
+
+  async findById(id: string): Promise<ApiKey | null> {
+    if (!isUuid(id)) return null;
+    return this.keys.findOneBy({ id });
+  }
+
+  /**
+   * Revokes a key; `ownerId` restricts it to that user's keys. Someone else's key answers 404,
+   * exactly like a missing one, so key ids do not leak. Idempotent.
+   */
+  async revoke(id: string, ownerId: string | null): Promise<{ key: ApiKey; alreadyRevoked: boolean }> {
+    const key = await this.findById(id);
+    if (!key || (ownerId !== null && key.userId !== ownerId))
+      throw ApiError.notFound('API key not found', 'api_key_not_found', 'id');
+    if (key.revokedAt) return { key, alreadyRevoked: true };
+    await this.keys
+      .createQueryBuilder()
+      .update(ApiKey)
+      .set({ revokedAt: () => 'now()' })
+      .where('id = :id AND revoked_at IS NULL', { id })
+      .execute();
+    await this.cache.invalidate({ kind: 'api_key', id });
+    const revoked = (await this.findById(id)) ?? key;
+    return { key: revoked, alreadyRevoked: false };
+  }
+}
+
+/** The highest role within both the owner's role and the creator's (null when none is). */
+export function defaultKeyRole(ownerRole: Role, actorRole: Role): Role | null {
+  return ROLES.find((r) => roleWithin(r, ownerRole) && roleWithin(r, actorRole)) ?? null;
+}
+
+/** A key minting a key for its own user may narrow, never widen, its own settings. */
+function assertNotWider(
+  wanted: { rpm: number | null; tpm: number | null; allowedModels: string[] | null; maxPriority: Priority },
+  own: NonNullable<Principal['apiKey']>,
+): void {
+  const deny = (field: string, message: string): never => {
+    throw new ApiError(403, 'permission_error', 'forbidden', message, field);
+  };
+  if (!priorityWithin(wanted.maxPriority, own.maxPriority)) {
+    deny('max_priority', `A key cannot grant a higher max_priority than its own (${own.maxPriority})`);
+  }
+  if (own.rpm !== null && (wanted.rpm === null || wanted.rpm > own.rpm)) {
+    deny('limits.rpm', `A key cannot create a key without an rpm limit at most its own (${own.rpm})`);
+  }
+  if (own.tpm !== null && (wanted.tpm === null || wanted.tpm > own.tpm)) {
+    deny('limits.tpm', `A key cannot create a key without a tpm limit at most its own (${own.tpm})`);
+  }
+  if (
+    own.allowedModels !== null &&
+    (wanted.allowedModels === null || wanted.allowedModels.some((m) => !own.allowedModels!.includes(m)))
+  ) {
+    deny('allowed_models', 'A key cannot allow models outside its own allowed_models');
+  }
+}

@@ -1,0 +1,116 @@
+import { Controller, Get, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { describe, expect, it, vi } from 'vitest';
+import { ApiError } from '../common/api-error.js';
+import { RequirePermission } from '../common/permissions.js';
+import type { Principal, Role } from '../common/principal.js';
+import { Public } from '../common/public.decorator.js';
+import { AuthGuard } from './auth.guard.js';
+import type { CredentialVerifier } from './credential-verifier.js';
+
+@Controller('x')
+class Routes {
+  @Get('plain') plain(): void {}
+  @Public() @Get('public') open(): void {}
+  @RequirePermission('relay', 'write') @Get('relay') relay(): void {}
+  @RequirePermission('api_keys', 'write', 'own') @Get('own') own(): void {}
+  @RequirePermission('api_keys', 'write') @Get('any') anyKeys(): void {}
+}
+
+@Public()
+@Controller('infra')
+class PublicRoutes {
+  @Get() probe(): void {}
+}
+
+function context(
+  cls: object,
+  handler: (...args: never[]) => unknown,
+  request: Record<string, unknown>,
+): ExecutionContext {
+  return {
+    getType: () => 'http',
+    getHandler: () => handler,
+    getClass: () => cls,
+    switchToHttp: () => ({ getRequest: () => request }),
+  } as unknown as ExecutionContext;
+}
+
+function guardFor(role: Role | null): { guard: AuthGuard; authenticate: ReturnType<typeof vi.fn> } {
+  const authenticate = vi.fn(async (): Promise<Principal> => {
+    if (!role) throw ApiError.unauthorized('Authorization header is missing');
+    return { userId: 'u', email: null, role, method: 'api_key', apiKeyId: 'k', apiKey: null };
+  });
+  return {
+    guard: new AuthGuard(new Reflector(), { authenticate } as unknown as CredentialVerifier),
+    authenticate,
+  };
+}
+
+const p = Routes.prototype;
+
+describe('AuthGuard', () => {
+  it('lets @Public() routes (method or class) through without looking at credentials', async () => {
+    const { guard, authenticate } = guardFor(null);
+    await expect(guard.canActivate(context(Routes, p.open, { headers: {} }))).resolves.toBe(true);
+    await expect(
+      guard.canActivate(context(PublicRoutes, PublicRoutes.prototype.probe, { headers: {} })),
+    ).resolves.toBe(true);
+    expect(authenticate).not.toHaveBeenCalled();
+  });
+
+  it('denies by default: a route with neither @Public() nor @RequirePermission() still needs credentials', async () => {
+    const { guard } = guardFor(null);
+    await expect(guard.canActivate(context(Routes, p.plain, { headers: {} }))).rejects.toMatchObject({
+      status: 401,
+    });
+  });
+
+  it('puts the principal on the request for later guards and handlers', async () => {
+    const { guard } = guardFor('viewer');
+    const request: Record<string, unknown> = { headers: {} };
+    await expect(guard.canActivate(context(Routes, p.plain, request))).resolves.toBe(true);
+    expect(request.principal).toMatchObject({ userId: 'u', role: 'viewer' });
+  });
+
+  it('enforces @RequirePermission against the matrix: 403 when the role lacks the grant', async () => {
+    await expect(guardFor('user').guard.canActivate(context(Routes, p.relay, { headers: {} }))).resolves.toBe(
+      true,
+    );
+    const denied = guardFor('viewer').guard.canActivate(context(Routes, p.relay, { headers: {} }));
+    await expect(denied).rejects.toMatchObject({ status: 403, type: 'permission_error' });
+    await expect(guardFor('viewer').guard.canActivate(context(Routes, p.own, { headers: {} }))).resolves.toBe(
+      true,
+    );
+  });
+
+  it('says why: no grant at all, or a grant on own items only', async () => {
+    await expect(
+      guardFor('viewer').guard.canActivate(context(Routes, p.relay, { headers: {} })),
+    ).rejects.toMatchObject({
+      message: 'Your role (viewer) may not write relay',
+    });
+    await expect(
+      guardFor('user').guard.canActivate(context(Routes, p.anyKeys, { headers: {} })),
+    ).rejects.toMatchObject({
+      message: 'Your role (user) may write only its own api_keys',
+    });
+    await expect(
+      guardFor('admin').guard.canActivate(context(Routes, p.anyKeys, { headers: {} })),
+    ).resolves.toBe(true);
+  });
+
+  it('fails closed outside HTTP', async () => {
+    const ctx = {
+      ...context(Routes, p.open, { headers: {} }),
+      getType: () => 'rpc',
+    } as unknown as ExecutionContext;
+    await expect(guardFor('admin').guard.canActivate(ctx)).resolves.toBe(false);
+  });
+
+  it('answers 401 before 403: no credentials on a protected route is 401', async () => {
+    await expect(
+      guardFor(null).guard.canActivate(context(Routes, p.relay, { headers: {} })),
+    ).rejects.toMatchObject({ status: 401 });
+  });
+});

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import type { Principal } from '../common/principal.js';
+import { MemoryPubSub } from '../state/pub-sub.js';
+import { CredentialCache, type CachedKey } from './credential-cache.js';
+
+const principal = (userId: string, keyId: string): Principal => ({
+  userId,
+  email: null,
+  role: 'user',
+  method: 'api_key',
+  apiKeyId: keyId,
+  apiKey: { rpm: null, tpm: null, allowedModels: null, maxPriority: 'high' },
+});
+const entry = (userId: string, keyId: string): CachedKey => ({
+  keyId,
+  userId,
+  expiresAtMs: null,
+  principal: principal(userId, keyId),
+});
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+
+async function twoInstances(): Promise<[CredentialCache, CredentialCache]> {
+  const bus = new MemoryPubSub();
+  const a = new CredentialCache(bus);
+  const b = new CredentialCache(bus);
+  await a.onModuleInit();
+  await b.onModuleInit();
+  return [a, b];
+}
+
+describe('CredentialCache', () => {
+  it('a key revoked on one instance leaves the cache of every instance', async () => {
+    const [a, b] = await twoInstances();
+    a.fillKey('h1', entry('u1', 'k1'), a.generation);
+    b.fillKey('h1', entry('u1', 'k1'), b.generation);
+    b.fillKey('h2', entry('u1', 'k2'), b.generation);
+    await a.invalidate({ kind: 'api_key', id: 'k1' });
+    expect(a.keys.get('h1')).toBeUndefined();
+    await tick();
+    expect(b.keys.get('h1')).toBeUndefined();
+    expect(b.keys.get('h2')).toBeDefined();
+  });
+
+  it("a user invalidation drops all of that user's keys and their JWT subject", async () => {
+    const [a, b] = await twoInstances();
+    b.fillKey('h1', entry('u1', 'k1'), b.generation);
+    b.fillKey('h2', entry('u2', 'k2'), b.generation);
+    b.fillSubject('sub-1', { userId: 'u1', email: null, role: 'user', disabled: false }, b.generation);
+    await a.invalidate({ kind: 'user', id: 'u1' });
+    await tick();
+    expect(b.keys.get('h1')).toBeUndefined();
+    expect(b.subjects.get('sub-1')).toBeUndefined();
+    expect(b.keys.get('h2')).toBeDefined();
+  });
+
+  it('a lookup that raced an invalidation is not cached (no stale revival)', async () => {
+    const [a] = await twoInstances();
+    const generation = a.generation; // lookup starts, reads the row…
+    a.applyLocally({ kind: 'api_key', id: 'k1' }); // …the key is revoked meanwhile…
+    a.fillKey('h1', entry('u1', 'k1'), generation); // …and the stale answer comes back.
+    expect(a.keys.get('h1')).toBeUndefined();
+    a.fillKey('h1', entry('u1', 'k1'), a.generation);
+    expect(a.keys.get('h1')).toBeDefined();
+  });
+
+  it('ignores malformed messages and still works after unsubscribing', async () => {
+    const bus = new MemoryPubSub();
+    const a = new CredentialCache(bus);
+    await a.onModuleInit();
+    a.fillKey('h1', entry('u1', 'k1'), a.generation);
+    await bus.publish('auth:invalidate', 'not json');
+    await bus.publish('auth:invalidate', JSON.stringify({ kind: 'nope', id: 'k1' }));
+    await tick();
+    expect(a.keys.get('h1')).toBeDefined();
+    await a.onModuleDestroy();
+    await bus.publish('auth:invalidate', JSON.stringify({ kind: 'api_key', id: 'k1' }));
+    await tick();
+    expect(a.keys.get('h1')).toBeDefined();
+  });
+});

@@ -1,0 +1,191 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { DataSource } from 'typeorm';
+import { AuditService } from '../audit/audit.service.js';
+import { ApiError } from '../common/api-error.js';
+import type { Principal, Priority, Role } from '../common/principal.js';
+import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
+import { CredentialCache } from './credential-cache.js';
+import type { JwtStrategy } from './jwt.strategy.js';
+import { roleWithin } from './roles.js';
+import { UsageRecorder } from './usage-recorder.js';
+import { UsersService } from './users.service.js';
+
+export const JWT_STRATEGY = Symbol('JWT_STRATEGY');
+
+/** The one query behind an API key: an equality on the unique hash index, joined to its owner. */
+export const KEY_LOOKUP_SQL = `SELECT k.id, k.user_id, k.role, k.rpm, k.tpm, k.allowed_models, k.max_priority,
+       k.expires_at, k.revoked_at, u.email, u.role AS owner_role, u.disabled
+  FROM api_keys k JOIN users u ON u.id = k.user_id
+ WHERE k.key_hash = $1`;
+
+interface KeyRow {
+  id: string;
+  user_id: string;
+  role: Role;
+  rpm: number | null;
+  tpm: number | null;
+  allowed_models: string[] | null;
+  max_priority: Priority;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  email: string | null;
+  owner_role: Role;
+  disabled: boolean;
+}
+
+const MAX_TOKEN_LENGTH = 8192;
+
+const missing = (): ApiError =>
+  ApiError.unauthorized('Authorization header is missing', 'missing_credentials');
+const invalidKey = (): ApiError => ApiError.unauthorized('Invalid API key', 'invalid_api_key');
+const expiredKey = (): ApiError => ApiError.unauthorized('API key has expired', 'api_key_expired');
+const disabledUser = (): ApiError => ApiError.unauthorized('User is disabled', 'user_disabled');
+
+/**
+ * Credentials → Principal. Accepts `x-api-key: fg_…`, `Authorization: Bearer fg_…` or
+ * `Authorization: Bearer <jwt>` (x-api-key wins when both are sent). API keys: format check, SHA-256,
+ * then the in-process cache (no I/O) or one indexed query. JWTs: passport-jwt, then the subject's
+ * user row (cached the same way). Every failure is a 401 with a fixed message; credentials never
+ * appear in a message or a log line.
+ */
+@Injectable()
+export class CredentialVerifier {
+  private readonly logger = new Logger('CredentialVerifier');
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly cache: CredentialCache,
+    private readonly usage: UsageRecorder,
+    private readonly users: UsersService,
+    private readonly audit: AuditService,
+    @Inject(JWT_STRATEGY) private readonly jwt: JwtStrategy | null,
+  ) {}
+
+  /** Resolves the request's credentials to a principal (does not set it on the request). */
+  async authenticate(request: Pick<FastifyRequest, 'headers'> & Partial<FastifyRequest>): Promise<Principal> {
+    const headers = request.headers;
+    const apiKeyHeader = headers['x-api-key'];
+    if (apiKeyHeader !== undefined) {
+      if (typeof apiKeyHeader !== 'string')
+        throw ApiError.unauthorized('Send exactly one x-api-key header', 'invalid_api_key');
+      return this.verifyApiKey(apiKeyHeader.trim());
+    }
+    const authorization = headers.authorization;
+    if (!authorization || authorization.trim() === '') throw missing();
+    const space = authorization.indexOf(' ');
+    const scheme = space > 0 ? authorization.slice(0, space) : authorization;
+    const token = space > 0 ? authorization.slice(space + 1).trim() : '';
+    if (scheme.toLowerCase() !== 'bearer' || token === '' || token.includes(' ')) {
+      throw ApiError.unauthorized(
+        'Authorization header must be "Bearer <API key or token>"',
+        'invalid_authorization',
+      );
+    }
+    if (token.startsWith('fg_')) return this.verifyApiKey(token);
+    if (!this.jwt) {
+      throw ApiError.unauthorized(
+        'JWT authentication is not configured on this gateway: use an API key',
+        'jwt_not_configured',
+      );
+    }
+    if (token.length > MAX_TOKEN_LENGTH) throw ApiError.unauthorized('Malformed token', 'invalid_token');
+    return this.verifyJwt(request, token);
+  }
+
+  async verifyApiKey(raw: string): Promise<Principal> {
+    if (!isApiKeyFormat(raw)) throw invalidKey();
+    const hash = hashApiKey(raw);
+    const now = Date.now();
+    const cached = this.cache.keys.get(hash);
+    if (cached) {
+      if (cached.expiresAtMs !== null && cached.expiresAtMs <= now) throw expiredKey();
+      this.usage.touch(cached.userId, cached.keyId, now);
+      return cached.principal;
+    }
+    const generation = this.cache.generation;
+    const rows = (await this.dataSource.query(KEY_LOOKUP_SQL, [hash])) as KeyRow[];
+    const row = rows[0];
+    if (!row) throw invalidKey();
+    if (row.revoked_at) throw ApiError.unauthorized('API key has been revoked', 'api_key_revoked');
+    if (row.disabled) throw disabledUser();
+    const expiresAtMs = row.expires_at ? new Date(row.expires_at).getTime() : null;
+    if (expiresAtMs !== null && expiresAtMs <= now) throw expiredKey();
+    const principal: Principal = deepFreeze({
+      userId: row.user_id,
+      email: row.email,
+      // Keys are capped when their owner's role is lowered; this covers the instant in between.
+      role: roleWithin(row.role, row.owner_role) ? row.role : row.owner_role,
+      method: 'api_key',
+      apiKeyId: row.id,
+      apiKey: {
+        rpm: row.rpm,
+        tpm: row.tpm,
+        allowedModels: row.allowed_models,
+        maxPriority: row.max_priority,
+      },
+    });
+    this.cache.fillKey(hash, { keyId: row.id, userId: row.user_id, expiresAtMs, principal }, generation);
+    this.usage.touch(row.user_id, row.id, now);
+    return principal;
+  }
+
+  async verifyJwt(
+    request: Pick<FastifyRequest, 'headers'> & Partial<FastifyRequest>,
+    token: string,
+  ): Promise<Principal> {
+    const identity = await this.jwt!.verify(request.headers, token);
+    let subject = this.cache.subjects.get(identity.subject);
+    let provisioned = false;
+    if (!subject) {
+      const generation = this.cache.generation;
+      const resolved = await this.users.resolveJwtSubject(identity);
+      const user = resolved.user;
+      provisioned = resolved.provisioned;
+      subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
+      this.cache.fillSubject(identity.subject, subject, generation);
+    }
+    if (subject.disabled) throw disabledUser();
+    this.usage.touch(subject.userId, null);
+    const principal: Principal = {
+      userId: subject.userId,
+      email: subject.email,
+      role: subject.role,
+      method: 'jwt',
+      apiKeyId: null,
+      apiKey: null,
+    };
+    if (provisioned) await this.recordProvisioning(request, principal, identity.subject);
+    return principal;
+  }
+
+  /** A user created from a token's claims is in the audit log, as its own actor. */
+  private async recordProvisioning(
+    request: Partial<FastifyRequest>,
+    principal: Principal,
+    subject: string,
+  ): Promise<void> {
+    try {
+      // The guard sets request.principal only after authentication succeeds; the audit row needs it now.
+      const auditRequest = { ip: request.ip, id: request.id, principal } as unknown as FastifyRequest;
+      await this.audit.record(auditRequest, {
+        action: 'user.provision',
+        targetType: 'user',
+        targetId: principal.userId,
+        changes: { jwt_subject: subject, email: principal.email, role: principal.role },
+      });
+    } catch (err) {
+      this.logger.warn(
+        `could not audit the provisioning of user ${principal.userId}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

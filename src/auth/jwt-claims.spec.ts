@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../common/api-error.js';
+import { identityFromClaims } from './jwt-claims.js';
+
+const exp = Math.floor(Date.now() / 1000) + 60;
+
+function rejection(payload: unknown): ApiError {
+  try {
+    identityFromClaims(payload);
+  } catch (err) {
+    return err as ApiError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('JWT claims → user', () => {
+  it('maps sub, email (lower-cased), name and role', () => {
+    expect(
+      identityFromClaims({
+        sub: 'auth0|1',
+        email: ' Ada@Example.COM ',
+        name: ' Ada ',
+        role: 'developer',
+        exp,
+      }),
+    ).toEqual({
+      subject: 'auth0|1',
+      email: 'ada@example.com',
+      name: 'Ada',
+      role: 'developer',
+    });
+  });
+
+  it.each([
+    [undefined, 'user'],
+    ['superuser', 'user'],
+    ['ADMIN', 'admin'],
+    ['viewer', 'viewer'],
+    [42, 'user'],
+  ])('role claim %j → %s', (role, expected) => {
+    expect(identityFromClaims({ sub: 's', exp, role }).role).toBe(expected);
+  });
+
+  it('drops a malformed email or an empty name instead of trusting it', () => {
+    expect(identityFromClaims({ sub: 's', exp, email: 'not an email', name: '   ' })).toMatchObject({
+      email: null,
+      name: null,
+    });
+    expect(identityFromClaims({ sub: 's', exp, email: ['a@b.c'] }).email).toBeNull();
+  });
+
+  it.each([
+    ['no exp', { sub: 's' }, 'exp claim is required'],
+    ['string exp', { sub: 's', exp: 'tomorrow' }, 'exp claim is required'],
+    ['no sub', { exp }, 'sub claim is required'],
+    ['empty sub', { sub: ' ', exp }, 'sub claim is required'],
+    ['numeric sub', { sub: 12, exp }, 'sub claim is required'],
+    ['not an object', 'a string', 'Invalid token payload'],
+  ])('%s → 401', (_name, payload, message) => {
+    const err = rejection(payload);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.status).toBe(401);
+    expect(err.message).toContain(message);
+    expect(err.headers['www-authenticate']).toBe('Bearer');
+  });
+});

@@ -1,0 +1,41 @@
+import { ApiError } from '../common/api-error.js';
+import { ROLES, type Role } from '../common/principal.js';
+
+/** Who a verified token says the caller is. */
+export interface JwtIdentity {
+  subject: string;
+  email: string | null;
+  name: string | null;
+  /** Used only when the user is provisioned; afterwards the users table is authoritative. */
+  role: Role;
+}
+
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+
+/**
+ * Claims → identity, after the signature, `exp`, `aud` and `iss` were verified by jsonwebtoken.
+ * `exp` and `sub` are required (jsonwebtoken accepts a token without `exp`, we do not); a missing
+ * or unknown `role` maps to `user`; a malformed `email` or `name` is dropped, never trusted.
+ */
+export function identityFromClaims(payload: unknown): JwtIdentity {
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) {
+    throw ApiError.unauthorized('Invalid token payload', 'invalid_token');
+  }
+  const claims = payload as Record<string, unknown>;
+  if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) {
+    throw ApiError.unauthorized('Token has no expiry: the exp claim is required', 'invalid_token');
+  }
+  const sub = claims.sub;
+  if (typeof sub !== 'string' || sub.trim() === '' || sub.length > 255) {
+    throw ApiError.unauthorized('Token has no subject: the sub claim is required', 'invalid_token');
+  }
+  const email =
+    typeof claims.email === 'string' && claims.email.length <= 320 && EMAIL.test(claims.email.trim())
+      ? claims.email.trim().toLowerCase()
+      : null;
+  const name =
+    typeof claims.name === 'string' && claims.name.trim() !== '' ? claims.name.trim().slice(0, 200) : null;
+  const roleClaim = typeof claims.role === 'string' ? claims.role.trim().toLowerCase() : '';
+  const role = (ROLES as readonly string[]).includes(roleClaim) ? (roleClaim as Role) : 'user';
+  return { subject: sub, email, name, role };
+}

@@ -1,0 +1,114 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { AuditService } from '../audit/audit.service.js';
+import { ApiError } from '../common/api-error.js';
+import { CurrentPrincipal } from '../common/current-principal.decorator.js';
+import { ErrorResponseDto } from '../common/error.dto.js';
+import { RequirePermission } from '../common/permissions.js';
+import type { Principal } from '../common/principal.js';
+import { ApiKeysService } from './api-keys.service.js';
+import {
+  ApiKeyCreatedDto,
+  ApiKeyListDto,
+  CreateApiKeyDto,
+  ListOwnKeysQueryDto,
+  toApiKeyDto,
+} from './dto/api-key.dto.js';
+import { keyAuditFields, keyInputFrom } from './key-input.js';
+import { UsersService } from './users.service.js';
+
+const OWN_KEYS_LIMIT = 1000;
+
+@ApiTags('identity')
+@Controller('api/keys')
+export class KeysController {
+  constructor(
+    private readonly keys: ApiKeysService,
+    private readonly users: UsersService,
+    private readonly audit: AuditService,
+  ) {}
+
+  @Post()
+  @RequirePermission('api_keys', 'write', 'own')
+  @ApiOperation({
+    summary: 'Create an API key for yourself',
+    description:
+      'The raw `key` is in this response only. Its role is at most yours; only admins grant max_priority urgent; a key creating a key cannot widen its own limits.',
+  })
+  @ApiCreatedResponse({ type: ApiKeyCreatedDto })
+  @ApiBadRequestResponse({ description: 'Invalid body (unknown fields included)', type: ErrorResponseDto })
+  async create(
+    @Body() body: CreateApiKeyDto,
+    @CurrentPrincipal() principal: Principal,
+    @Req() request: FastifyRequest,
+  ): Promise<ApiKeyCreatedDto> {
+    const owner = await this.users.findById(principal.userId);
+    if (!owner) throw ApiError.unauthorized('User no longer exists', 'user_not_found');
+    const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal);
+    await this.audit.record(request, {
+      action: 'api_key.create',
+      targetType: 'api_key',
+      targetId: key.id,
+      changes: keyAuditFields(key),
+    });
+    return { ...toApiKeyDto(key), key: raw };
+  }
+
+  @Get()
+  @RequirePermission('api_keys', 'read', 'own')
+  @ApiOperation({
+    summary: 'List your API keys',
+    description: 'Newest first; revoked keys only with include_revoked=true.',
+  })
+  @ApiOkResponse({ type: ApiKeyListDto })
+  @ApiBadRequestResponse({ description: 'Invalid query', type: ErrorResponseDto })
+  async list(
+    @Query() query: ListOwnKeysQueryDto,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<ApiKeyListDto> {
+    const { keys, hasMore } = await this.keys.list({
+      userId: principal.userId,
+      includeRevoked: query.include_revoked ?? false,
+      limit: OWN_KEYS_LIMIT,
+      offset: 0,
+    });
+    return { data: keys.map(toApiKeyDto), has_more: hasMore };
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @RequirePermission('api_keys', 'write', 'own')
+  @ApiOperation({
+    summary: 'Revoke one of your API keys',
+    description:
+      'Takes effect on every instance within a second. Idempotent. A key that is not yours answers 404.',
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiNoContentResponse({ description: 'Revoked' })
+  @ApiNotFoundResponse({ description: 'No such key among yours', type: ErrorResponseDto })
+  async revoke(
+    @Param('id') id: string,
+    @CurrentPrincipal() principal: Principal,
+    @Req() request: FastifyRequest,
+  ): Promise<void> {
+    const { key, alreadyRevoked } = await this.keys.revoke(id, principal.userId);
+    if (!alreadyRevoked) {
+      await this.audit.record(request, {
+        action: 'api_key.revoke',
+        targetType: 'api_key',
+        targetId: key.id,
+        changes: { owner_id: key.userId, name: key.name },
+      });
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import { PERMISSIONS, type Action, type Resource, type Scope } from '../common/permissions.js';
+import { ROLES, type Priority, type Role } from '../common/principal.js';
+
+const ACTIONS: Action[] = ['read', 'write'];
+const RESOURCES = Object.keys(PERMISSIONS.admin) as Resource[];
+
+function covers(ceiling: Scope | undefined, wanted: Scope | undefined): boolean {
+  if (!wanted) return true;
+  if (!ceiling) return false;
+  return ceiling === 'any' || wanted === 'own';
+}
+
+/**
+ * Whether `candidate` grants nothing `ceiling` does not (computed from the permission matrix, so
+ * it stays right when the matrix changes). An API key's role must be within its owner's role and
+ * within the role of whoever creates it: user ⊂ developer, viewer ⊂ developer, but viewer ⊄ user
+ * (viewers read status and providers, users do not).
+ */
+export function roleWithin(candidate: Role, ceiling: Role): boolean {
+  return RESOURCES.every((resource) =>
+    ACTIONS.every((action) =>
+      covers(PERMISSIONS[ceiling][resource][action], PERMISSIONS[candidate][resource][action]),
+    ),
+  );
+}
+
+export function grantableRoles(ceiling: Role): Role[] {
+  return ROLES.filter((r) => roleWithin(r, ceiling));
+}
+
+export type PermissionSummary = Record<Resource, { read: Scope | null; write: Scope | null }>;
+
+/** What a role may do, resource by resource (GET /api/me shows it). */
+export function permissionSummary(role: Role): PermissionSummary {
+  return Object.fromEntries(
+    RESOURCES.map((resource) => [
+      resource,
+      { read: PERMISSIONS[role][resource].read ?? null, write: PERMISSIONS[role][resource].write ?? null },
+    ]),
+  ) as PermissionSummary;
+}
+
+const PRIORITY_RANK: Record<Priority, number> = { low: 0, normal: 1, high: 2, urgent: 3 };
+
+export function priorityWithin(candidate: Priority, ceiling: Priority): boolean {
+  return PRIORITY_RANK[candidate] <= PRIORITY_RANK[ceiling];
+}
+
+const SCOPE_LABEL: Record<Scope, string> = { any: 'all', own: 'own' };
+
+/**
+ * The permission matrix as a Markdown table (resource × role, each cell `read`/`write` with its
+ * scope). docs/auth.md carries this exact text; a unit test keeps the two equal.
+ */
+export function permissionMatrixMarkdown(): string {
+  const roles = Object.keys(PERMISSIONS) as Role[];
+  const cell = (role: Role, resource: Resource): string => {
+    const grants = ACTIONS.filter((a) => PERMISSIONS[role][resource][a]).map(
+      (a) => `${a}${PERMISSIONS[role][resource][a] === 'own' ? ` (${SCOPE_LABEL.own})` : ''}`,
+    );
+    return grants.length > 0 ? grants.join(', ') : '—';
+  };
+  return [
+    `| resource | ${roles.join(' | ')} |`,
+    `| --- | ${roles.map(() => '---').join(' | ')} |`,
+    ...RESOURCES.map(
+      (resource) => `| \`${resource}\` | ${roles.map((role) => cell(role, resource)).join(' | ')} |`,
+    ),
+  ].join('\n');
+}

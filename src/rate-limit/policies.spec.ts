@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import type { Principal } from '../common/principal.js';
+import type { RateLimitConfig } from '../config/app-config.js';
+import { applicablePolicies, parseSubject, subjectKeys, subjectPolicies } from './policies.js';
+import type { RateLimitOptions } from './rate-limit.types.js';
+
+const config: RateLimitConfig = {
+  failureMode: 'open',
+  keyRpm: 60,
+  userRpm: 600,
+  ipRpm: 1000,
+  ipAlgorithm: 'sliding_window',
+  ipBurst: 100,
+  decisionTimeoutMs: 100,
+};
+const KEY_ID = '7d1f6c2e-3c4b-4e0a-9a51-2b8f1c0e6d42';
+const USER_ID = '0b8e7a52-6f0c-4a55-b5a4-1c0d6d1e2f3a';
+
+function keyPrincipal(rpm: number | null, tpm: number | null): Principal {
+  return {
+    userId: USER_ID,
+    email: null,
+    role: 'user',
+    method: 'api_key',
+    apiKeyId: KEY_ID,
+    apiKey: { rpm, tpm, allowedModels: null, maxPriority: 'normal' },
+  };
+}
+
+const chat: Required<RateLimitOptions> = {
+  name: 'chat',
+  limit: 5,
+  windowSeconds: 10,
+  algorithm: 'token_bucket',
+  burst: 8,
+  per: 'principal',
+};
+const login: Required<RateLimitOptions> = {
+  name: 'login',
+  limit: 3,
+  windowSeconds: 60,
+  algorithm: 'sliding_window',
+  burst: 3,
+  per: 'ip',
+};
+
+describe('applicablePolicies', () => {
+  it('API key caller: key (default rpm) AND user AND ip, keyed by ids, never by key material', () => {
+    const p = applicablePolicies({ config, principal: keyPrincipal(null, null), clientIp: '203.0.113.9' });
+    expect(p.map((x) => [x.name, x.limit, x.subject, x.keys])).toEqual([
+      ['key', 60, `key:${KEY_ID}`, [`rl:key:sw:key:${KEY_ID}`]],
+      ['user', 600, `user:${USER_ID}`, [`rl:user:sw:user:${USER_ID}`]],
+      ['ip', 1000, 'ip:203.0.113.9', ['rl:ip:sw:ip:203.0.113.9']],
+    ]);
+  });
+
+  it("a key's own rpm overrides the default; a tpm adds the check-only token budget", () => {
+    const p = applicablePolicies({ config, principal: keyPrincipal(50, 10_000), clientIp: '203.0.113.9' });
+    expect(p.map((x) => [x.name, x.limit, x.cost, x.unit])).toEqual([
+      ['key', 50, 1, 'requests'],
+      ['tpm', 10_000, 0, 'tokens'],
+      ['user', 600, 1, 'requests'],
+      ['ip', 1000, 1, 'requests'],
+    ]);
+    expect(p[1]!.keys).toEqual([`rl:tpm:log:key:${KEY_ID}`, `rl:tpm:sum:key:${KEY_ID}`]);
+  });
+
+  it('JWT caller: user and ip; unauthenticated: ip only', () => {
+    const jwt: Principal = { ...keyPrincipal(null, null), method: 'jwt', apiKeyId: null, apiKey: null };
+    expect(applicablePolicies({ config, principal: jwt, clientIp: '::1' }).map((x) => x.name)).toEqual([
+      'user',
+      'ip',
+    ]);
+    expect(applicablePolicies({ config, principal: undefined, clientIp: '::1' }).map((x) => x.name)).toEqual([
+      'ip',
+    ]);
+  });
+
+  it('route policies count the key (else user, else ip) or the ip; skips and overrides apply to builtins', () => {
+    const p = applicablePolicies({
+      config,
+      principal: keyPrincipal(null, null),
+      clientIp: '2001:db8::7',
+      routes: [chat, login],
+      skip: new Set(['user']),
+      overrides: { ip: { limit: 10, ttlMs: 1000 } },
+    });
+    expect(p.map((x) => [x.name, x.algorithm, x.limit, x.windowMs, x.burst, x.subject])).toEqual([
+      ['key', 'sliding_window', 60, 60_000, 60, `key:${KEY_ID}`],
+      ['ip', 'sliding_window', 10, 1000, 10, 'ip:2001:db8::/64'],
+      ['chat', 'token_bucket', 5, 10_000, 8, `key:${KEY_ID}`],
+      ['login', 'sliding_window', 3, 60_000, 3, 'ip:2001:db8::/64'],
+    ]);
+    expect(p[2]!.keys).toEqual([`rl:route:chat:tb:key:${KEY_ID}`]);
+  });
+
+  it('the IP policy may be a token bucket', () => {
+    const p = applicablePolicies({
+      config: { ...config, ipAlgorithm: 'token_bucket' },
+      principal: undefined,
+      clientIp: '1.2.3.4',
+    });
+    expect(p[0]).toMatchObject({
+      name: 'ip',
+      algorithm: 'token_bucket',
+      limit: 1000,
+      burst: 100,
+      keys: ['rl:ip:tb:ip:1.2.3.4'],
+    });
+  });
+});
+
+describe('admin subjects', () => {
+  it('parses key/user uuids and IP addresses; rejects the rest', () => {
+    expect(parseSubject(`key:${KEY_ID.toUpperCase()}`)).toEqual({
+      kind: 'key',
+      id: KEY_ID,
+      text: `key:${KEY_ID}`,
+    });
+    expect(parseSubject(`user:${USER_ID}`)?.text).toBe(`user:${USER_ID}`);
+    expect(parseSubject('ip:203.0.113.9')?.text).toBe('ip:203.0.113.9');
+    expect(parseSubject('ip:2001:db8::1')?.text).toBe('ip:2001:db8::/64');
+    expect(parseSubject('ip:2001:db8::/64')?.text).toBe('ip:2001:db8::/64');
+    for (const bad of ['key:abc', 'fg_abcdef', 'user:', 'ip:1.2.3', 'team:x', ''])
+      expect(parseSubject(bad)).toBeNull();
+  });
+
+  it('reports the same keys the guard writes, and resets every algorithm and route', () => {
+    const subject = parseSubject(`key:${KEY_ID}`)!;
+    const reported = subjectPolicies(config, subject, [chat, login], { rpm: 50, tpm: 1000 });
+    expect(reported.map((p) => [p.name, p.limit])).toEqual([
+      ['key', 50],
+      ['tpm', 1000],
+      ['chat', 5],
+    ]);
+    const written = applicablePolicies({
+      config,
+      principal: keyPrincipal(50, 1000),
+      clientIp: '1.1.1.1',
+      routes: [chat],
+    });
+    for (const p of reported) expect(written.find((w) => w.name === p.name)!.keys).toEqual(p.keys);
+    const keys = subjectKeys(subject, [chat]);
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        `rl:key:sw:key:${KEY_ID}`,
+        `rl:key:tb:key:${KEY_ID}`,
+        `rl:tpm:log:key:${KEY_ID}`,
+        `rl:tpm:sum:key:${KEY_ID}`,
+        `rl:route:chat:tb:key:${KEY_ID}`,
+      ]),
+    );
+  });
+});

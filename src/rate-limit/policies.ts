@@ -1,0 +1,241 @@
+import type { RateLimitConfig } from '../config/app-config.js';
+import type { Principal } from '../common/principal.js';
+import { ipRateLimitSubject, normaliseIp } from './client-ip.service.js';
+import {
+  KIND_SLIDING_WINDOW,
+  KIND_TOKEN_BUCKET,
+  KIND_TOKEN_BUDGET,
+  type PolicyKind,
+} from './rate-limit.scripts.js';
+import type { RateLimitAlgorithm, RateLimitOptions } from './rate-limit.types.js';
+
+/**
+ * Which policies apply to a request, and where their state lives. Pure: the guard, the auth-failure
+ * hook, the admin API and the unit tests all build policies here.
+ */
+
+export const MINUTE_MS = 60_000;
+
+export interface Policy {
+  name: string;
+  algorithm: RateLimitAlgorithm;
+  kind: PolicyKind;
+  unit: 'requests' | 'tokens';
+  /** Requests (tokens for the TPM budget) per window; token bucket: refill per window. */
+  limit: number;
+  windowMs: number;
+  /** Token bucket capacity; equals limit otherwise. */
+  burst: number;
+  /** What one request takes: 1, or 0 for the check-only TPM budget. */
+  cost: number;
+  /** `key:<api_key_id>`, `user:<user_id>` or `ip:<address or /64>`. */
+  subject: string;
+  /** Logical store keys (the store adds the deployment prefix). */
+  keys: string[];
+}
+
+export type Subject = { kind: 'key' | 'user' | 'ip'; id: string; text: string };
+
+/** Per-policy overrides from throttler metadata (`@Throttle({ key: { limit, ttl } })`). */
+export type PolicyOverrides = Partial<Record<'key' | 'user' | 'ip', { limit?: number; ttlMs?: number }>>;
+
+export interface PolicyInput {
+  config: RateLimitConfig;
+  principal: Principal | undefined;
+  clientIp: string;
+  routes?: readonly Required<RateLimitOptions>[];
+  overrides?: PolicyOverrides;
+  /** Builtin policies switched off for this route (`@SkipThrottle({ ip: true })`). */
+  skip?: ReadonlySet<string>;
+}
+
+const ALG_SHORT: Record<RateLimitAlgorithm, string> = { sliding_window: 'sw', token_bucket: 'tb' };
+
+function kindOf(algorithm: RateLimitAlgorithm): PolicyKind {
+  return algorithm === 'token_bucket' ? KIND_TOKEN_BUCKET : KIND_SLIDING_WINDOW;
+}
+
+/** State keys of a request policy: the algorithm is part of the key, so switching it never collides. */
+export function policyKey(
+  name: string,
+  algorithm: RateLimitAlgorithm,
+  subject: string,
+  route = false,
+): string {
+  return `rl:${route ? `route:${name}` : name}:${ALG_SHORT[algorithm]}:${subject}`;
+}
+
+export function budgetKeys(subject: string): [string, string] {
+  return [`rl:tpm:log:${subject}`, `rl:tpm:sum:${subject}`];
+}
+
+export function requestPolicy(
+  name: string,
+  algorithm: RateLimitAlgorithm,
+  limit: number,
+  windowMs: number,
+  burst: number,
+  subject: string,
+  route = false,
+): Policy {
+  return {
+    name,
+    algorithm,
+    kind: kindOf(algorithm),
+    unit: 'requests',
+    limit,
+    windowMs,
+    burst: algorithm === 'token_bucket' ? burst : limit,
+    cost: 1,
+    subject,
+    keys: [policyKey(name, algorithm, subject, route)],
+  };
+}
+
+export function tokenBudgetPolicy(tpm: number, subject: string): Policy {
+  return {
+    name: 'tpm',
+    algorithm: 'sliding_window',
+    kind: KIND_TOKEN_BUDGET,
+    unit: 'tokens',
+    limit: tpm,
+    windowMs: MINUTE_MS,
+    burst: tpm,
+    cost: 0,
+    subject,
+    keys: budgetKeys(subject),
+  };
+}
+
+type Override = { limit?: number; ttlMs?: number } | undefined;
+
+export function keyPolicy(
+  config: RateLimitConfig,
+  subject: string,
+  rpm: number | null,
+  o?: Override,
+): Policy {
+  return requestPolicy(
+    'key',
+    'sliding_window',
+    o?.limit ?? rpm ?? config.keyRpm,
+    o?.ttlMs ?? MINUTE_MS,
+    0,
+    subject,
+  );
+}
+
+export function userPolicy(config: RateLimitConfig, subject: string, o?: Override): Policy {
+  return requestPolicy(
+    'user',
+    'sliding_window',
+    o?.limit ?? config.userRpm,
+    o?.ttlMs ?? MINUTE_MS,
+    0,
+    subject,
+  );
+}
+
+export function ipPolicy(config: RateLimitConfig, subject: string, o?: Override): Policy {
+  return requestPolicy(
+    'ip',
+    config.ipAlgorithm,
+    o?.limit ?? config.ipRpm,
+    o?.ttlMs ?? MINUTE_MS,
+    config.ipBurst,
+    subject,
+  );
+}
+
+export function routePolicy(route: Required<RateLimitOptions>, subject: string): Policy {
+  return requestPolicy(
+    route.name,
+    route.algorithm,
+    route.limit,
+    route.windowSeconds * 1000,
+    route.burst,
+    subject,
+    true,
+  );
+}
+
+export function ipSubject(clientIp: string): string {
+  return `ip:${ipRateLimitSubject(clientIp)}`;
+}
+
+/** Every policy a request must pass, in reporting order: key, tpm, user, ip, then route policies. */
+export function applicablePolicies(input: PolicyInput): Policy[] {
+  const { config, principal, overrides = {}, skip = new Set<string>() } = input;
+  const ip = ipSubject(input.clientIp);
+  const policies: Policy[] = [];
+  const keySubject = principal?.apiKeyId ? `key:${principal.apiKeyId}` : null;
+  if (keySubject && !skip.has('key')) {
+    policies.push(keyPolicy(config, keySubject, principal?.apiKey?.rpm ?? null, overrides.key));
+  }
+  const tpm = principal?.apiKey?.tpm;
+  if (keySubject && tpm !== null && tpm !== undefined && tpm > 0 && !skip.has('tpm')) {
+    policies.push(tokenBudgetPolicy(tpm, keySubject));
+  }
+  if (principal && !skip.has('user'))
+    policies.push(userPolicy(config, `user:${principal.userId}`, overrides.user));
+  if (!skip.has('ip')) policies.push(ipPolicy(config, ip, overrides.ip));
+  for (const route of input.routes ?? []) {
+    const subject = route.per === 'ip' ? ip : (keySubject ?? (principal ? `user:${principal.userId}` : ip));
+    policies.push(routePolicy(route, subject));
+  }
+  return policies;
+}
+
+/** Users and API keys have uuid ids (docs/CONVENTIONS.md). */
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Parses an admin subject (`key:{id}`, `user:{id}`, `ip:{address}`), or null when malformed. */
+export function parseSubject(text: string): Subject | null {
+  const idx = text.indexOf(':');
+  if (idx <= 0) return null;
+  const kind = text.slice(0, idx);
+  const id = text.slice(idx + 1);
+  if ((kind === 'key' || kind === 'user') && ID.test(id))
+    return { kind, id: id.toLowerCase(), text: `${kind}:${id.toLowerCase()}` };
+  if (kind === 'ip') {
+    const ip = normaliseIp(id.replace(/\/64$/, ''));
+    if (!ip) return null;
+    return { kind: 'ip', id: ipRateLimitSubject(ip), text: `ip:${ipRateLimitSubject(ip)}` };
+  }
+  return null;
+}
+
+/** The policies the admin API reports for a subject; `keyLimits` are the API key's own settings. */
+export function subjectPolicies(
+  config: RateLimitConfig,
+  subject: Subject,
+  routes: readonly Required<RateLimitOptions>[],
+  keyLimits: { rpm: number | null; tpm: number | null } | null,
+): Policy[] {
+  const policies: Policy[] = [];
+  if (subject.kind === 'key') {
+    policies.push(keyPolicy(config, subject.text, keyLimits?.rpm ?? null));
+    if (keyLimits?.tpm) policies.push(tokenBudgetPolicy(keyLimits.tpm, subject.text));
+  } else if (subject.kind === 'user') {
+    policies.push(userPolicy(config, subject.text));
+  } else {
+    policies.push(ipPolicy(config, subject.text));
+  }
+  for (const route of routes) {
+    if (subject.kind !== 'ip' && route.per === 'ip') continue;
+    policies.push(routePolicy(route, subject.text));
+  }
+  return policies;
+}
+
+/** Every key a subject may own (reset deletes them all, whatever the current configuration). */
+export function subjectKeys(subject: Subject, routes: readonly Required<RateLimitOptions>[]): string[] {
+  const algs: RateLimitAlgorithm[] = ['sliding_window', 'token_bucket'];
+  const keys: string[] = [];
+  if (subject.kind === 'key')
+    keys.push(...algs.map((a) => policyKey('key', a, subject.text)), ...budgetKeys(subject.text));
+  else if (subject.kind === 'user') keys.push(...algs.map((a) => policyKey('user', a, subject.text)));
+  else keys.push(...algs.map((a) => policyKey('ip', a, subject.text)));
+  for (const route of routes) keys.push(...algs.map((a) => policyKey(route.name, a, subject.text, true)));
+  return keys;
+}

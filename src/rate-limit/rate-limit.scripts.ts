@@ -1,0 +1,353 @@
+import type { AtomicScript } from '../state/atomic-store.js';
+import type { LocalDb } from '../state/local-db.js';
+
+/**
+ * The limiter's atomic scripts, each written twice (Redis Lua + in-process), kept equal by the
+ * contract suite in test/rate-limit/scripts.e2e-spec.ts.
+ *
+ * Policy kinds:
+ *   1 sliding window (exact): a sorted-set log, one member per admitted request (score = admission
+ *     time in ms, member = a random per-request token, so simultaneous requests never collapse into
+ *     one), trimmed to the last `window` ms on every call. Admit iff count + cost <= limit.
+ *   2 token bucket (GCRA): one integer, the theoretical arrival time in µs. `limit` tokens per
+ *     `window` ms refill, `burst` is the capacity. Admit iff tat + interval·cost − burst·interval <= now.
+ *   3 token budget (TPM, check only): a log of charges (member `<token>:<tokens>`) plus their running
+ *     sum; refuse while the sum over the last `window` ms is >= limit. Charged by ChargeTokensScript.
+ *
+ * Every check a request needs is ONE run of AdmissionScript: phase 1 evaluates every policy, phase 2
+ * commits only if all of them admit (a rejected request consumes nothing anywhere). Time is Redis
+ * `TIME` (locally the store's `nowMs`), never an instance clock.
+ */
+
+export const KIND_SLIDING_WINDOW = 1;
+export const KIND_TOKEN_BUCKET = 2;
+export const KIND_TOKEN_BUDGET = 3;
+export type PolicyKind = typeof KIND_SLIDING_WINDOW | typeof KIND_TOKEN_BUCKET | typeof KIND_TOKEN_BUDGET;
+
+/** Keys a policy kind uses, in KEYS order. */
+export function keyCount(kind: PolicyKind): number {
+  return kind === KIND_TOKEN_BUDGET ? 2 : 1;
+}
+
+/** ARGV per policy: kind, limit, window_ms, burst, cost. */
+export const ARGS_PER_POLICY = 5;
+/** Values returned per policy: admitted (0/1), remaining, current, reset_ms, retry_ms. */
+export const RESULTS_PER_POLICY = 5;
+
+/** Status values (first element of the reply). */
+export const ADMITTED = 1;
+export const REJECTED = 0;
+/** The script ran after the caller's deadline: it changed nothing (the caller had given up). */
+export const STALE = -1;
+
+const LUA_TRIM_BUDGET = `
+local function trim_budget(log, sum, cutoff)
+  local old = redis.call('ZRANGEBYSCORE', log, '-inf', cutoff)
+  if #old > 0 then
+    local gone = 0
+    for _, m in ipairs(old) do gone = gone + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
+    redis.call('DECRBY', sum, gone)
+  end
+  if redis.call('ZCARD', log) == 0 then
+    redis.call('DEL', sum)
+    return 0
+  end
+  return tonumber(redis.call('GET', sum) or '0')
+end
+`;
+
+const ADMISSION_LUA = `
+${LUA_TRIM_BUDGET}
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local deadline = tonumber(ARGV[2])
+if deadline > 0 and now_ms > deadline then return {${STALE}, now_ms} end
+local member = ARGV[1]
+local dry = ARGV[3] == '1'
+local n = tonumber(ARGV[4])
+local policies = {}
+local k = 1
+local all_ok = true
+for i = 1, n do
+  local b = 4 + (i - 1) * ${ARGS_PER_POLICY}
+  local p = { kind = tonumber(ARGV[b + 1]), limit = tonumber(ARGV[b + 2]), window = tonumber(ARGV[b + 3]),
+              burst = tonumber(ARGV[b + 4]), cost = tonumber(ARGV[b + 5]), key = KEYS[k], retry = 0 }
+  if p.kind == ${KIND_SLIDING_WINDOW} then
+    k = k + 1
+    redis.call('ZREMRANGEBYSCORE', p.key, '-inf', now_ms - p.window)
+    p.count = redis.call('ZCARD', p.key)
+    p.ok = p.count + p.cost <= p.limit
+    if not p.ok then
+      if p.cost > p.limit then
+        p.retry = p.window
+      else
+        local rank = p.count + p.cost - p.limit - 1
+        local e = redis.call('ZRANGE', p.key, rank, rank, 'WITHSCORES')
+        p.retry = tonumber(e[2]) + p.window - now_ms
+      end
+    end
+  elseif p.kind == ${KIND_TOKEN_BUCKET} then
+    k = k + 1
+    p.interval = math.ceil(p.window * 1000 / p.limit)
+    p.tat = tonumber(redis.call('GET', p.key) or '0')
+    if p.tat < now_us then p.tat = now_us end
+    local allow_at = p.tat + p.interval * p.cost - p.burst * p.interval
+    p.ok = allow_at <= now_us
+    if not p.ok then p.retry = math.ceil((allow_at - now_us) / 1000) end
+  else
+    p.sum = KEYS[k + 1]
+    k = k + 2
+    p.used = trim_budget(p.key, p.sum, now_ms - p.window)
+    p.ok = p.used < p.limit
+    if not p.ok then
+      local entries = redis.call('ZRANGE', p.key, 0, -1, 'WITHSCORES')
+      local left = p.used
+      for j = 1, #entries, 2 do
+        left = left - tonumber(string.match(entries[j], ':(%d+)$'))
+        if left < p.limit then
+          p.retry = tonumber(entries[j + 1]) + p.window - now_ms
+          break
+        end
+      end
+    end
+  end
+  if not p.ok then all_ok = false end
+  policies[i] = p
+end
+local commit = all_ok and not dry
+local out = { all_ok and ${ADMITTED} or ${REJECTED}, now_ms }
+for i = 1, n do
+  local p = policies[i]
+  local remaining, current, reset = 0, 0, 0
+  if p.kind == ${KIND_SLIDING_WINDOW} then
+    if commit then
+      for j = 1, p.cost do
+        local m = member
+        if j > 1 then m = member .. ':' .. j end
+        redis.call('ZADD', p.key, now_ms, m)
+      end
+      redis.call('PEXPIRE', p.key, p.window)
+      p.count = p.count + p.cost
+    end
+    current = p.count
+    remaining = p.limit - current
+    if remaining < 0 then remaining = 0 end
+    if current > 0 then
+      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+      reset = tonumber(e[2]) + p.window - now_ms
+    end
+  elseif p.kind == ${KIND_TOKEN_BUCKET} then
+    if commit and p.cost > 0 then
+      p.tat = p.tat + p.interval * p.cost
+      redis.call('SET', p.key, p.tat, 'PX', math.ceil((p.tat - now_us) / 1000) + 1)
+    end
+    remaining = math.floor((now_us + p.burst * p.interval - p.tat) / p.interval)
+    if remaining < 0 then remaining = 0 end
+    if remaining > p.burst then remaining = p.burst end
+    current = p.burst - remaining
+    if remaining < p.burst then
+      reset = math.ceil((p.tat - p.burst * p.interval + (remaining + 1) * p.interval - now_us) / 1000)
+    end
+  else
+    current = p.used
+    remaining = p.limit - p.used
+    if remaining < 0 then remaining = 0 end
+    local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+    if #e > 0 then reset = tonumber(e[2]) + p.window - now_ms end
+  end
+  local ok = 0
+  if p.ok then ok = 1 end
+  table.insert(out, ok)
+  table.insert(out, remaining)
+  table.insert(out, current)
+  table.insert(out, reset)
+  table.insert(out, p.retry)
+end
+return out
+`;
+
+function tokensOf(member: string): number {
+  const m = /:(\d+)$/.exec(member);
+  return m ? Number(m[1]) : 0;
+}
+
+function trimBudget(db: LocalDb, log: string, sum: string, cutoff: number): number {
+  const old = db.zrange(log, 0, -1).filter((e) => e.score <= cutoff);
+  if (old.length > 0) {
+    const gone = old.reduce((acc, e) => acc + tokensOf(e.member), 0);
+    db.zremrangebyscore(log, -Infinity, cutoff);
+    db.incrby(sum, -gone);
+  }
+  if (db.zcard(log) === 0) {
+    db.del(sum);
+    return 0;
+  }
+  return Number(db.get(sum) ?? '0');
+}
+
+interface LocalPolicy {
+  kind: number;
+  limit: number;
+  window: number;
+  burst: number;
+  cost: number;
+  key: string;
+  sum?: string;
+  retry: number;
+  ok: boolean;
+  count: number;
+  interval: number;
+  tat: number;
+  used: number;
+}
+
+/**
+ * KEYS: per policy (1 key; 2 for a token budget: log, sum).
+ * ARGV: member, deadline_ms (Redis clock, 0 = none), dry_run (1 = evaluate only), n,
+ *       n × (kind, limit, window_ms, burst, cost).
+ * Reply: [status, now_ms, n × (admitted, remaining, current, reset_ms, retry_ms)].
+ */
+export const AdmissionScript: AtomicScript<number[]> = {
+  name: 'rate-limit-admission',
+  lua: ADMISSION_LUA,
+  local(db, keys, args, nowMs) {
+    const nowUs = nowMs * 1000;
+    const deadline = Number(args[1]);
+    if (deadline > 0 && nowMs > deadline) return [STALE, nowMs];
+    const member = args[0]!;
+    const dry = args[2] === '1';
+    const n = Number(args[3]);
+    const policies: LocalPolicy[] = [];
+    let k = 0;
+    let allOk = true;
+    for (let i = 0; i < n; i++) {
+      const b = 4 + i * ARGS_PER_POLICY;
+      const p: LocalPolicy = {
+        kind: Number(args[b]),
+        limit: Number(args[b + 1]),
+        window: Number(args[b + 2]),
+        burst: Number(args[b + 3]),
+        cost: Number(args[b + 4]),
+        key: keys[k]!,
+        retry: 0,
+        ok: true,
+        count: 0,
+        interval: 0,
+        tat: 0,
+        used: 0,
+      };
+      if (p.kind === KIND_SLIDING_WINDOW) {
+        k += 1;
+        db.zremrangebyscore(p.key, -Infinity, nowMs - p.window);
+        p.count = db.zcard(p.key);
+        p.ok = p.count + p.cost <= p.limit;
+        if (!p.ok) {
+          if (p.cost > p.limit) p.retry = p.window;
+          else {
+            const rank = p.count + p.cost - p.limit - 1;
+            p.retry = db.zrange(p.key, rank, rank)[0]!.score + p.window - nowMs;
+          }
+        }
+      } else if (p.kind === KIND_TOKEN_BUCKET) {
+        k += 1;
+        p.interval = Math.ceil((p.window * 1000) / p.limit);
+        p.tat = Math.max(Number(db.get(p.key) ?? '0'), nowUs);
+        const allowAt = p.tat + p.interval * p.cost - p.burst * p.interval;
+        p.ok = allowAt <= nowUs;
+        if (!p.ok) p.retry = Math.ceil((allowAt - nowUs) / 1000);
+      } else {
+        p.sum = keys[k + 1]!;
+        k += 2;
+        p.used = trimBudget(db, p.key, p.sum, nowMs - p.window);
+        p.ok = p.used < p.limit;
+        if (!p.ok) {
+          let left = p.used;
+          for (const e of db.zrange(p.key, 0, -1)) {
+            left -= tokensOf(e.member);
+            if (left < p.limit) {
+              p.retry = e.score + p.window - nowMs;
+              break;
+            }
+          }
+        }
+      }
+      if (!p.ok) allOk = false;
+      policies.push(p);
+    }
+    const commit = allOk && !dry;
+    const out: number[] = [allOk ? ADMITTED : REJECTED, nowMs];
+    for (const p of policies) {
+      let remaining = 0;
+      let current = 0;
+      let reset = 0;
+      if (p.kind === KIND_SLIDING_WINDOW) {
+        if (commit) {
+          for (let j = 1; j <= p.cost; j++) db.zadd(p.key, nowMs, j > 1 ? `${member}:${j}` : member);
+          db.pexpire(p.key, p.window);
+          p.count += p.cost;
+        }
+        current = p.count;
+        remaining = Math.max(0, p.limit - current);
+        if (current > 0) reset = db.zrange(p.key, 0, 0)[0]!.score + p.window - nowMs;
+      } else if (p.kind === KIND_TOKEN_BUCKET) {
+        if (commit && p.cost > 0) {
+          p.tat += p.interval * p.cost;
+          db.set(p.key, String(p.tat), Math.ceil((p.tat - nowUs) / 1000) + 1);
+        }
+        remaining = Math.floor((nowUs + p.burst * p.interval - p.tat) / p.interval);
+        remaining = Math.min(p.burst, Math.max(0, remaining));
+        current = p.burst - remaining;
+        if (remaining < p.burst) {
+          reset = Math.ceil((p.tat - p.burst * p.interval + (remaining + 1) * p.interval - nowUs) / 1000);
+        }
+      } else {
+        current = p.used;
+        remaining = Math.max(0, p.limit - p.used);
+        const oldest = db.zrange(p.key, 0, 0)[0];
+        if (oldest) reset = oldest.score + p.window - nowMs;
+      }
+      out.push(p.ok ? 1 : 0, remaining, current, reset, p.retry);
+    }
+    return out;
+  },
+};
+
+/**
+ * Charges actual token usage to a budget (after the response). KEYS: log, sum.
+ * ARGV: member (unique), tokens (integer > 0), window_ms. Reply: [used_in_window, now_ms].
+ */
+export const ChargeTokensScript: AtomicScript<number[]> = {
+  name: 'rate-limit-charge-tokens',
+  lua: `
+${LUA_TRIM_BUDGET}
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[3])
+trim_budget(KEYS[1], KEYS[2], now_ms - window)
+redis.call('ZADD', KEYS[1], now_ms, ARGV[1] .. ':' .. ARGV[2])
+local used = redis.call('INCRBY', KEYS[2], tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], window)
+redis.call('PEXPIRE', KEYS[2], window)
+return { used, now_ms }
+`,
+  local(db, keys, args, nowMs) {
+    const window = Number(args[2]);
+    trimBudget(db, keys[0]!, keys[1]!, nowMs - window);
+    db.zadd(keys[0]!, nowMs, `${args[0]}:${args[1]}`);
+    const used = db.incrby(keys[1]!, Number(args[1]));
+    db.pexpire(keys[0]!, window);
+    db.pexpire(keys[1]!, window);
+    return [used, nowMs];
+  },
+};
+
+/** Deletes every state key of a subject (admin reset). KEYS: the keys. Reply: how many existed. */
+export const ResetScript: AtomicScript<number> = {
+  name: 'rate-limit-reset',
+  lua: `if #KEYS == 0 then return 0 end return redis.call('DEL', unpack(KEYS))`,
+  local(db, keys) {
+    return keys.length === 0 ? 0 : db.del(...keys);
+  },
+};

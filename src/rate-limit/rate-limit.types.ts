@@ -1,0 +1,117 @@
+import { applyDecorators, SetMetadata } from '@nestjs/common';
+import { ApiHeader, ApiTooManyRequestsResponse } from '@nestjs/swagger';
+import { ErrorResponseDto } from '../common/error.dto.js';
+import type { RateLimitAlgorithm } from '../config/app-config.js';
+
+/** Public types and the route decorator of the RateLimit module (other modules may import this file). */
+
+export type { RateLimitAlgorithm };
+
+/** A per-route policy, added on top of the key / user / IP policies (all of them must admit). */
+export interface RateLimitOptions {
+  /** Shown in headers, 429 messages and the admin API; lowercase letters, digits, `_ . -`. */
+  name: string;
+  /** Requests per window (token bucket: tokens refilled per window). */
+  limit: number;
+  windowSeconds: number;
+  /** Default sliding_window (exact). */
+  algorithm?: RateLimitAlgorithm;
+  /** Token bucket capacity (default: limit). */
+  burst?: number;
+  /**
+   * Whom the policy counts: `principal` (the API key, else the user, else the IP for an
+   * unauthenticated caller) or `ip`. Default principal.
+   */
+  per?: 'principal' | 'ip';
+}
+
+export const RATE_LIMIT_ROUTE = 'floodgate:rate-limit:route';
+export const BUILTIN_POLICY_NAMES = ['key', 'user', 'ip', 'tpm'] as const;
+
+const registry = new Map<string, Required<RateLimitOptions>>();
+
+function normalise(o: RateLimitOptions): Required<RateLimitOptions> {
+  const problems: string[] = [];
+  if (!/^[a-z0-9_.-]{1,40}$/.test(o.name)) problems.push('name must be 1-40 of a-z 0-9 _ . -');
+  if ((BUILTIN_POLICY_NAMES as readonly string[]).includes(o.name))
+    problems.push(`name "${o.name}" is reserved`);
+  if (!Number.isInteger(o.limit) || o.limit < 1) problems.push('limit must be an integer >= 1');
+  if (!Number.isInteger(o.windowSeconds) || o.windowSeconds < 1)
+    problems.push('windowSeconds must be an integer >= 1');
+  const burst = o.burst ?? o.limit;
+  if (!Number.isInteger(burst) || burst < 1) problems.push('burst must be an integer >= 1');
+  if (problems.length > 0) throw new Error(`@RateLimit(${JSON.stringify(o)}): ${problems.join('; ')}`);
+  const full: Required<RateLimitOptions> = {
+    name: o.name,
+    limit: o.limit,
+    windowSeconds: o.windowSeconds,
+    algorithm: o.algorithm ?? 'sliding_window',
+    burst,
+    per: o.per ?? 'principal',
+  };
+  const existing = registry.get(full.name);
+  if (existing && JSON.stringify(existing) !== JSON.stringify(full)) {
+    throw new Error(`@RateLimit: policy "${full.name}" is declared twice with different settings`);
+  }
+  registry.set(full.name, full);
+  return full;
+}
+
+/**
+ * Adds route policies: `@RateLimit({ name: 'chat', limit: 20, windowSeconds: 60 })`. The same name
+ * on several routes shares one counter. Documents the 429 in OpenAPI.
+ */
+export function RateLimit(...options: RateLimitOptions[]): MethodDecorator & ClassDecorator {
+  const policies = options.map(normalise);
+  return applyDecorators(
+    SetMetadata(RATE_LIMIT_ROUTE, policies),
+    ApiHeader({
+      name: 'X-Forwarded-For',
+      required: false,
+      description: 'Believed only from TRUSTED_PROXIES',
+    }),
+    ApiTooManyRequestsResponse({
+      description: `Rate limited (${policies.map((p) => p.name).join(', ')} and the key/user/IP policies); see Retry-After`,
+      type: ErrorResponseDto,
+    }),
+  );
+}
+
+/** Every route policy declared in this process (the admin API reports and resets them). */
+export function declaredRoutePolicies(): Required<RateLimitOptions>[] {
+  return [...registry.values()];
+}
+
+/** One policy's state, as the admin API and the headers report it. */
+export interface PolicyState {
+  name: string;
+  algorithm: RateLimitAlgorithm;
+  /** `requests`, or `tokens` for the TPM budget. */
+  unit: 'requests' | 'tokens';
+  limit: number;
+  /** Token bucket capacity; equals limit for sliding windows. */
+  burst: number;
+  remaining: number;
+  current: number;
+  /** ms until `remaining` next grows (0: nothing to wait for). */
+  resetMs: number;
+  windowSeconds: number;
+}
+
+/** Counters for the Observability module (read with RateLimitService.stats()). */
+export interface RateLimitStats {
+  /** Per policy name: decisions that admitted / refused with that policy involved. */
+  decisions: Record<string, { allowed: number; limited: number }>;
+  /** Decisions Redis could not answer in time (timeouts, connection errors, stale replies). */
+  storeErrors: number;
+  /** Requests let through because of RATE_LIMIT_FAILURE_MODE=open. */
+  failedOpen: number;
+  /** Requests refused with 503 because of RATE_LIMIT_FAILURE_MODE=closed. */
+  failedClosed: number;
+  /** Decisions skipped without asking Redis while the circuit was open after repeated failures. */
+  shortCircuited: number;
+  tokensCharged: number;
+  chargeErrors: number;
+  /** Wall time of decisions (store round trip included), as a cumulative histogram. */
+  decisionLatency: { count: number; sumMs: number; maxMs: number; buckets: { le: number; count: number }[] };
+}
