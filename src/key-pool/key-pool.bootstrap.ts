@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
 import { DataSource } from 'typeorm';
+import { withSessionLock } from '../database/session-lock.js';
 import { ApiError } from '../common/api-error.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -77,25 +78,16 @@ export class KeyPoolBootstrap implements OnModuleInit {
       ]);
     }
     const providers = parseProvidersFile(path, text, process.env);
-    const runner = this.dataSource.createQueryRunner();
-    await runner.connect();
-    try {
-      await runner.query('SELECT pg_advisory_lock(hashtext($1))', [FILE_LOCK]);
-      try {
-        const result = await this.apply(path, providers);
-        const changed = Object.values(result).some((n) => n > 0);
-        this.logger.log(
-          changed
-            ? `PROVIDERS_FILE applied: providers ${result.providersCreated} created, ${result.providersUpdated} updated, ${result.providersDeleted} removed; keys ${result.keysCreated} created, ${result.keysUpdated} updated, ${result.keysDeleted} removed`
-            : `PROVIDERS_FILE applied: ${providers.length} provider(s), nothing changed`,
-        );
-        return result;
-      } finally {
-        await runner.query('SELECT pg_advisory_unlock(hashtext($1))', [FILE_LOCK]);
-      }
-    } finally {
-      await runner.release();
-    }
+    return withSessionLock(this.dataSource, FILE_LOCK, async () => {
+      const result = await this.apply(path, providers);
+      const changed = Object.values(result).some((n) => n > 0);
+      this.logger.log(
+        changed
+          ? `PROVIDERS_FILE applied: providers ${result.providersCreated} created, ${result.providersUpdated} updated, ${result.providersDeleted} removed; keys ${result.keysCreated} created, ${result.keysUpdated} updated, ${result.keysDeleted} removed`
+          : `PROVIDERS_FILE applied: ${providers.length} provider(s), nothing changed`,
+      );
+      return result;
+    });
   }
 
   private async apply(path: string, file: FileProvider[]): Promise<FileApplyResult> {
