@@ -9,6 +9,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease, KeyOutcome, KeyRefusal } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
+import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { injectTraceContext, withSpan } from '../observability/tracing.js';
 import { AdmissionService } from './admission.service.js';
 import { RelayDispatcher } from './dispatcher.js';
@@ -85,6 +86,7 @@ export class RelayService {
     private readonly upstream: UpstreamClient,
     private readonly requestLog: RequestLogWriter,
     private readonly metrics: FloodgateMetrics,
+    private readonly rateLimit: RateLimitService,
   ) {
     this.waitTimeoutMs = {
       urgent: config.queue.timeoutMs.urgent,
@@ -217,10 +219,17 @@ export class RelayService {
     const payload = JSON.stringify(body);
 
     // Admission: straight upstream when uncontended; otherwise wait in the priority queue.
-    let lease = await withSpan('relay.admission', (span) => this.admit(provider, acct, request, signal).finally(() => span.setAttribute('queue_ms', acct.queueMs)), {
-      provider: provider.name,
-      priority: acct.priority,
-    });
+    let lease = await withSpan(
+      'relay.admission',
+      (span) =>
+        this.admit(provider, acct, request, signal).finally(() =>
+          span.setAttribute('queue_ms', acct.queueMs),
+        ),
+      {
+        provider: provider.name,
+        priority: acct.priority,
+      },
+    );
     const tried: string[] = [];
     for (;;) {
       acct.attempts++;
@@ -389,7 +398,12 @@ export class RelayService {
     return withSpan(
       'relay.upstream',
       async (span) => {
-        const headers = upstreamRequestHeaders(request.headers, lease.apiKey, lease.headers, String(request.id));
+        const headers = upstreamRequestHeaders(
+          request.headers,
+          lease.apiKey,
+          lease.headers,
+          String(request.id),
+        );
         injectTraceContext(headers, span);
         try {
           const response = await this.upstream.send({
@@ -666,6 +680,9 @@ export class RelayService {
       if (acct.completionTokens)
         this.metrics.tokens.labels(providerName, acct.modelLabel, 'completion').inc(acct.completionTokens);
     }
+    const tokens = acct.promptTokens + acct.completionTokens;
+    // The client key's TPM window is charged with what was actually used (never blocks the response).
+    if (tokens > 0) void this.rateLimit.chargeTokens(principal, tokens);
     this.requestLog.add({
       createdAt: new Date(),
       requestId: String(request.id),

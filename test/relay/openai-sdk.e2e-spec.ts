@@ -124,6 +124,28 @@ describe.each(MODES)('relay through the official openai SDK (%s mode)', (mode) =
     ).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
   });
 
+  it('charges the client key’s TPM with the real usage: over it, the next request is refused up front', async () => {
+    const small = await createUserWithKey(fx.gw, fx.adminKey, 'user', { key: { limits: { tpm: 5 } } });
+    const sdk = fx.sdk(small.key);
+    const first = await sdk.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    expect(first.usage!.total_tokens).toBeGreaterThan(5);
+    let refused: unknown = null;
+    for (let i = 0; i < 20 && !refused; i++) {
+      refused = await sdk.chat.completions
+        .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      if (!refused) await new Promise((r) => setTimeout(r, 50)); // the charge is asynchronous
+    }
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(Number((refused as APIError).headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
+  });
+
   it('a 429 from one upstream key is retried on another and the client gets 200', async () => {
     fx.fake.when({ key: 'sk-a', reply: FakeProvider.rateLimited(30) });
     fx.fake.when({ key: 'sk-b', times: 0, reply: {} });
