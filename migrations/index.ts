@@ -2,6 +2,7 @@ import { Init1763769600000 } from './1763769600000-Init.js';
 import { AuditLog1763769700000 } from './1763769700000-AuditLog.js';
 import { Auth1763770000000 } from './1763770000000-Auth.js';
 import { KeyPool1763771000000 } from './1763771000000-KeyPool.js';
+import { Adaptive1763772000000 } from './1763772000000-Adaptive.js';
 import { RequestLog1763773000000 } from './1763773000000-RequestLog.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
@@ -11,5 +12,6 @@ export const MIGRATIONS = [
   Auth1763770000000,
   // new migrations: append below, in timestamp order
   KeyPool1763771000000,
+  Adaptive1763772000000,
   RequestLog1763773000000,
 ];

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+import { DataSource } from 'typeorm';
 import { bannerLines } from './app/banner.js';
 import { createApp } from './app/create-app.js';
 import { installGracefulShutdown } from './app/shutdown.js';
@@ -32,14 +34,39 @@ async function main(): Promise<void> {
 
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
+  const pretty = config.log.format === 'pretty';
   const lines = bannerLines(
     config,
     app.get<DatabaseInfo>(DATABASE_INFO),
     { host: config.http.host, port },
     app.get(StartupNotes).drain(),
+    { quickStart: pretty && (await noProviderYet(app.get(DataSource))) },
   );
-  if (config.log.format === 'pretty') process.stdout.write(`\n${lines.join('\n')}\n\n`);
-  else logger.log({ banner: lines }, 'floodgate started');
+  if (pretty) {
+    await flushLogs(); // the start-up logs first (pino-pretty writes from a worker): the banner ends the output
+    process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  } else logger.log({ banner: lines }, 'floodgate started');
+}
+
+/** A fresh install (no provider yet) ends its banner with the copy-paste quick start. */
+async function noProviderYet(dataSource: DataSource): Promise<boolean> {
+  try {
+    const rows = (await dataSource.query('SELECT EXISTS (SELECT 1 FROM providers) AS found')) as {
+      found: boolean;
+    }[];
+    return rows[0]?.found === false;
+  } catch {
+    return false;
+  }
+}
+
+async function flushLogs(): Promise<void> {
+  const root = PinoLogger.root as typeof PinoLogger.root | undefined;
+  if (!root) return;
+  await Promise.race([
+    new Promise<void>((resolve) => root.flush(() => resolve())),
+    new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
+  ]);
 }
 
 main().catch((err: unknown) => {

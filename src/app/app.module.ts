@@ -1,5 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { AdaptiveModule } from '../adaptive/adaptive.module.js';
 import { AuditModule } from '../audit/audit.module.js';
 import { AuthModule } from '../auth/auth.module.js';
 import { AllExceptionsFilter } from '../common/all-exceptions.filter.js';
@@ -34,6 +35,7 @@ export class AppModule {
         RateLimitModule,
         AuditModule,
         KeyPoolModule,
+        AdaptiveModule,
         RelayModule,
         ObservabilityModule,
       ],

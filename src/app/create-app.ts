@@ -20,6 +20,8 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     bufferLogs: true,
     abortOnError: false,
+    // JSON only: Nest's default parsers would also accept form-encoded bodies on every route.
+    bodyParser: false,
   });
   app.useLogger(app.get(Logger));
 

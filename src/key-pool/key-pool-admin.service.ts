@@ -1,18 +1,22 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import { QueryFailedError, Repository } from 'typeorm';
+import { DataSource, QueryFailedError, Repository } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
 import type {
   CreateProviderKeyDto,
+  HealReportDto,
   KeyUsageDto,
   ProviderKeyDto,
   UpdateProviderKeyDto,
 } from './dto/provider-key.dto.js';
 import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
 import { KeyCipher, maskKey, providerKeyAad } from './key-cipher.js';
+import { healProviderKeys } from './key-heal.js';
 import type { KeyWindow } from './key-pool.types.js';
 import { KeyPoolService } from './key-pool.service.js';
 import { KeyUsageMinute } from './key-usage-minute.entity.js';
@@ -78,6 +82,8 @@ export class KeyPoolAdminService {
     private readonly cipher: KeyCipher,
     private readonly guard: UpstreamGuardService,
     private readonly audit: AuditService,
+    private readonly dataSource: DataSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   static api(request: FastifyRequest): WriteContext {
@@ -418,6 +424,35 @@ export class KeyPoolAdminService {
       .where('k.provider_id = :providerId AND lower(k.label) = lower(:label)', { providerId, label })
       .getOne();
     if (other && other.id !== exceptId) throw labelTaken(label);
+  }
+
+  // ---- encryption -------------------------------------------------------------------------
+
+  /**
+   * The start-up heal, on demand (`floodgate encryption rotate`): re-encrypts every row not sealed
+   * under the current encryption key, marks undecryptable rows broken, recovers broken rows whose
+   * key came back. Batched and resumable like the start-up heal. Audited.
+   */
+  async heal(request: FastifyRequest): Promise<HealReportDto> {
+    const result = await healProviderKeys(this.dataSource, this.cipher, {
+      batchSize: this.config.keyPool.healBatchSize,
+      logger: this.logger,
+    });
+    if (result.healed + result.recovered + result.broken > 0) await this.pool.invalidate('*');
+    const report: HealReportDto = {
+      encryption_key_id: this.cipher.currentKeyId,
+      total: result.total,
+      healed: result.healed,
+      recovered: result.recovered,
+      broken: result.broken + result.stillBroken,
+    };
+    await this.audit.record(request, {
+      action: 'provider_key.heal',
+      targetType: 'provider_key',
+      targetId: null,
+      changes: { ...report },
+    });
+    return report;
   }
 
   // ---- usage --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import type {
   CandidateKeyInfo,
   ConcurrencyLimit,
   ConcurrencyPolicy,
+  KeyConcurrencySetting,
   KeyLease,
   KeyOutcome,
   KeyRefusal,
@@ -278,7 +279,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     const status = outcome.status;
     const tokens = Math.max(0, Math.floor(outcome.tokens ?? 0));
     let cooldownMs = 0;
-    if (status === 429) {
+    if (status === 429 && this.policy.coolDownOn429?.(lease, outcome) !== false) {
       const decision = cooldownFor429(outcome.headers, Date.now(), {
         defaultMs: this.config.keyPool.cooldownDefaultSeconds * 1000,
         maxMs: this.config.keyPool.cooldownMaxSeconds * 1000,
@@ -453,6 +454,72 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         cooldownUntil: r.cooldown_until,
       }),
     }));
+  }
+
+  /** Every upstream key's concurrency setting, optionally of one provider or one key (Adaptive's admin API and metrics). One query, no secrets. */
+  async concurrencySettings(
+    filter: { providerId?: string; keyId?: string } = {},
+  ): Promise<KeyConcurrencySetting[]> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (filter.providerId !== undefined) {
+      params.push(filter.providerId);
+      where.push(`k.provider_id = $${params.length}`);
+    }
+    if (filter.keyId !== undefined) {
+      params.push(filter.keyId);
+      where.push(`k.id = $${params.length}`);
+    }
+    const rows = (await this.keys.query(
+      `SELECT k.id, k.label, k.provider_id, p.name AS provider_name, k.enabled, k.max_concurrent
+         FROM provider_keys k JOIN providers p ON p.id = k.provider_id
+        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY p.name, k.priority, k.created_at, k.id`,
+      params,
+    )) as {
+      id: string;
+      label: string;
+      provider_id: string;
+      provider_name: string;
+      enabled: boolean;
+      max_concurrent: number | null;
+    }[];
+    return rows.map((r) => ({
+      keyId: r.id,
+      label: r.label,
+      providerId: r.provider_id,
+      providerName: r.provider_name,
+      enabled: r.enabled,
+      maxConcurrent: r.max_concurrent,
+    }));
+  }
+
+  /**
+   * Sets a key's max_concurrent (null = adaptive, a number = fixed) and drops the candidate caches on
+   * every instance. Returns the previous value, or null when the key does not exist. (Adaptive's
+   * mode/limit routes; they audit.)
+   */
+  async setMaxConcurrent(
+    keyId: string,
+    maxConcurrent: number | null,
+  ): Promise<{ previous: number | null; providerId: string } | null> {
+    const rows = (await this.keys.query(
+      `UPDATE provider_keys k SET max_concurrent = $2, updated_at = now()
+         FROM (SELECT id, max_concurrent FROM provider_keys WHERE id = $1 FOR UPDATE) old
+        WHERE k.id = old.id
+        RETURNING k.provider_id, old.max_concurrent AS previous`,
+      [keyId, maxConcurrent],
+    )) as
+      | [{ provider_id: string; previous: number | null }[], number]
+      | { provider_id: string; previous: number | null }[];
+    const list = (Array.isArray(rows[0]) ? rows[0] : rows) as {
+      provider_id: string;
+      previous: number | null;
+    }[];
+    const row = list[0];
+    if (!row) return null;
+    await this.invalidate(row.provider_id);
+    return { previous: row.previous, providerId: row.provider_id };
   }
 
   /** Writes buffered usage now (the usage route calls it so its answer includes this instance's last seconds). */

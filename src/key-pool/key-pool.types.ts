@@ -55,6 +55,12 @@ export interface KeyOutcome {
   error?: 'connect' | 'timeout' | 'aborted' | 'protocol';
   /** true when nothing reached the upstream (the RPM slot is given back). */
   notSent?: boolean;
+  /**
+   * The upstream's error object (`error.type` / `error.code` / `error.message` of an OpenAI-style
+   * error body), when the answer was an error the relay parsed. Adaptive reads it to tell a
+   * concurrency 429 from a rate 429.
+   */
+  upstreamError?: { type?: string | null; code?: string | null; message?: string | null } | null;
 }
 
 export interface ReportResult {
@@ -93,6 +99,22 @@ export interface CandidateKeyInfo {
 /** Adaptive's plug: the limit to enforce for a key. Synchronous and cheap (called on every acquire). */
 export interface ConcurrencyPolicy {
   limitFor(key: CandidateKeyInfo): ConcurrencyLimit;
+  /**
+   * Optional: whether an upstream 429 cools the key down (default yes). Adaptive answers false for a
+   * concurrency 429 on an adaptive key: its learned limit is the remedy, not a 60 s rest.
+   */
+  coolDownOn429?(lease: KeyLease, outcome: KeyOutcome): boolean;
+}
+
+/** A key's concurrency setting as Adaptive's admin API and metrics see it (no secrets). */
+export interface KeyConcurrencySetting {
+  keyId: string;
+  label: string;
+  providerId: string;
+  providerName: string;
+  enabled: boolean;
+  /** null = adaptive (learned), a number = fixed. */
+  maxConcurrent: number | null;
 }
 
 /** Called after every report (Adaptive learns from outcomes; Observability counts them). */

@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Query, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query, Req } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiConflictResponse,
@@ -12,7 +12,13 @@ import {
 import type { FastifyRequest } from 'fastify';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
-import { KeyUsageDto, ProviderKeyDto, UpdateProviderKeyDto, UsageQueryDto } from './dto/provider-key.dto.js';
+import {
+  HealReportDto,
+  KeyUsageDto,
+  ProviderKeyDto,
+  UpdateProviderKeyDto,
+  UsageQueryDto,
+} from './dto/provider-key.dto.js';
 import { KeyPoolAdminService } from './key-pool-admin.service.js';
 
 const ID = {
@@ -25,6 +31,19 @@ const ID = {
 @Controller('api/admin/provider-keys')
 export class ProviderKeysController {
   constructor(private readonly admin: KeyPoolAdminService) {}
+
+  @Post('heal')
+  @HttpCode(200)
+  @RequirePermission('provider_keys', 'write')
+  @ApiOperation({
+    summary: 'Re-encrypt every upstream key under the current encryption key now',
+    description:
+      'What every start does, on demand (key rotation: put the new key first in ENCRYPTION_KEYS, restart, call this, check `broken` is 0, then drop the old key). Batched, resumable, safe to repeat and to run on several instances. Audited (counts only).',
+  })
+  @ApiOkResponse({ type: HealReportDto })
+  heal(@Req() req: FastifyRequest): Promise<HealReportDto> {
+    return this.admin.heal(req);
+  }
 
   @Get(':id')
   @RequirePermission('provider_keys', 'read')

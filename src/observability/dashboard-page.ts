@@ -569,7 +569,7 @@ export const DASHBOARD_JS = String.raw`(function () {
       retreat.textContent = p.retreat.state;
       retreat.className = 'badge ' + p.retreat.state;
       color = RETREAT_COLORS[p.retreat.state] || color;
-      role(card, 'retreat-line').textContent = 'effective ' + fmt(Math.round(p.retreat.effective_rpm)) + ' / base ' + fmt(Math.round(p.retreat.base_rpm)) +
+      role(card, 'retreat-line').textContent = 'effective ' + fmt(p.retreat.effective_rpm === null ? null : Math.round(p.retreat.effective_rpm)) + ' / base ' + fmt(p.retreat.base_rpm === null ? null : Math.round(p.retreat.base_rpm)) +
         ' rpm · upstream 429 rate ' + (p.retreat.upstream_429_rate * 100).toFixed(1) + '%';
     } else {
       retreat.textContent = 'retreat: not reported';

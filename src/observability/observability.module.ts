@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
+import { AdaptiveModule } from '../adaptive/adaptive.module.js';
 import { DatabaseModule } from '../database/database.module.js';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { StateModule } from '../state/state.module.js';
@@ -21,7 +22,7 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
  * module: they record into src/metrics; this module reads their public services for the status.
  */
 @Module({
-  imports: [DatabaseModule, StateModule, KeyPoolModule],
+  imports: [DatabaseModule, StateModule, KeyPoolModule, AdaptiveModule],
   controllers: [MetricsController, StatusController, DashboardController],
   providers: [
     TracingLifecycle,

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AdaptiveService } from '../adaptive/adaptive.service.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
 
 /**
@@ -53,8 +54,9 @@ export interface TokenBucketView {
 
 export interface RetreatView {
   state: RetreatState;
-  effective_rpm: number;
-  base_rpm: number;
+  /** null when the provider has no rpm and is not retreating (no bucket). */
+  effective_rpm: number | null;
+  base_rpm: number | null;
   upstream_429_rate: number;
   /** When the current state began (ISO-8601), null when unknown. */
   since: string | null;
@@ -90,6 +92,7 @@ export class StatusSources {
   constructor(
     private readonly dataSource: DataSource,
     private readonly keyPool: KeyPoolService,
+    private readonly adaptive: AdaptiveService,
   ) {}
 
   wiring(): SourcesWiring {
@@ -97,9 +100,9 @@ export class StatusSources {
       providers: 'interim_database',
       keys: 'interim_database',
       live_key_counters: 'wired',
-      token_bucket: 'not_wired',
-      retreat: 'not_wired',
-      adaptive_adjustments: 'not_wired',
+      token_bucket: 'wired',
+      retreat: 'wired',
+      adaptive_adjustments: 'wired',
     };
   }
 
@@ -165,44 +168,44 @@ export class StatusSources {
     providerId: string,
     keys: Pick<KeyInfo, 'id' | 'maxRpm'>[],
   ): Promise<Map<string, LiveKeyCounters> | null> {
-    const windows = await this.keyPool.windows(
-      providerId,
-      keys.map((k) => k.id),
-    );
+    const ids = keys.map((k) => k.id);
+    const [windows, learned] = await Promise.all([
+      this.keyPool.windows(providerId, ids),
+      this.adaptive.learnedLimits(providerId, ids),
+    ]);
     const out = new Map<string, LiveKeyCounters>();
     windows.forEach((w, i) => {
       out.set(w.keyId, {
         inFlight: w.inFlight,
         rpmUsed: keys[i]!.maxRpm !== null ? w.requests : null,
         cooldownUntilMs: w.cooldownUntilMs,
-        learnedLimit: null,
+        learnedLimit: learned.get(w.keyId) ?? null,
       });
     });
     return out;
   }
 
-  /**
-   * The provider's shared token bucket (capacity, tokens now, refill rate).
-   * WIRE: Adaptive's retreat bucket service (issue 6, item 5).
-   */
-  tokenBucket(_provider: ProviderInfo): Promise<TokenBucketView | null> {
-    return Promise.resolve(null);
+  /** The provider's shared token bucket (capacity, tokens now, refill rate): Adaptive's retreat bucket. */
+  tokenBucket(provider: ProviderInfo): Promise<TokenBucketView | null> {
+    return this.adaptive.tokenBucket(provider.id);
   }
 
-  /**
-   * The provider's retreat state machine: state, effective/base rpm, upstream 429 rate.
-   * WIRE: Adaptive's retreat bucket service (issue 6, item 5).
-   */
-  retreat(_provider: ProviderInfo): Promise<RetreatView | null> {
-    return Promise.resolve(null);
+  /** The provider's retreat state machine: state, effective/base rpm, upstream 429 rate (shared by all instances). */
+  async retreat(provider: ProviderInfo): Promise<RetreatView | null> {
+    const r = await this.adaptive.retreatStatus(provider.id);
+    return {
+      state: r.state,
+      effective_rpm: r.effective_rpm,
+      base_rpm: r.base_rpm,
+      upstream_429_rate: r.upstream_429_rate,
+      since: r.since,
+    };
   }
 
-  /**
-   * The most recent learned-limit adjustments across all keys, newest first.
-   * WIRE: Adaptive's summary (GET /api/admin/adaptive/summary's `recent_adjustments`).
-   */
-  recentAdjustments(_limit: number): Promise<AdjustmentView[] | null> {
-    return Promise.resolve(null);
+  /** The most recent learned-limit adjustments across all keys, newest first. */
+  async recentAdjustments(limit: number): Promise<AdjustmentView[] | null> {
+    const records = await this.adaptive.recentAdjustments(limit);
+    return records.map((r) => ({ ...r, key_label: null }));
   }
 
   private async select<T>(sql: string): Promise<T[]> {

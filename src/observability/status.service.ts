@@ -39,7 +39,6 @@ const OUTCOMES = [
   'upstream_timeout',
   'canceled',
 ] as const;
-const RETREAT_CODE = { normal: 0, retreat: 1, recover: 2 } as const;
 
 /** Seconds of per-second throughput kept in memory (the dashboard's line chart). */
 export const HISTORY_SECONDS = 300;
@@ -457,28 +456,8 @@ export class StatusService implements OnApplicationBootstrap, OnModuleDestroy {
       for (const p of s.providers)
         for (const state of KEY_STATES) m.upstreamKeys.labels(p.name, state).set(p.key_states[state]);
     }
-    if (s.sources.live_key_counters !== 'not_wired') {
-      m.keyLimit.reset();
-      m.keyInFlight.reset();
-      for (const p of s.providers) {
-        for (const k of p.keys) {
-          if (k.concurrency_limit !== null)
-            m.keyLimit.labels(p.name, k.id, k.concurrency_mode).set(k.concurrency_limit);
-          if (k.in_flight !== null) m.keyInFlight.labels(p.name, k.id).set(k.in_flight);
-        }
-      }
-    }
-    if (s.sources.retreat !== 'not_wired') {
-      m.retreatState.reset();
-      m.retreatEffectiveRpm.reset();
-      m.upstream429Rate.reset();
-      for (const p of s.providers) {
-        if (!p.retreat) continue;
-        m.retreatState.labels(p.name).set(RETREAT_CODE[p.retreat.state]);
-        m.retreatEffectiveRpm.labels(p.name).set(p.retreat.effective_rpm);
-        m.upstream429Rate.labels(p.name).set(p.retreat.upstream_429_rate);
-      }
-    }
+    // Per-key limits / in-flight and the retreat gauges are Adaptive's (its own scrape collector
+    // writes them from the same shared store); two writers of one family would race.
   }
 }
 

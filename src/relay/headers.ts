@@ -31,6 +31,13 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'date',
   'server',
   'alt-svc',
+  // never let an upstream redirect or refresh the client somewhere else
+  'location',
+  'content-location',
+  'refresh',
+  // the gateway's own rate-limit and floodgate headers are never the upstream's to set
+  'ratelimit',
+  'ratelimit-policy',
 ]);
 
 const HEADER_VALUE_OK = /^[\t\x20-\x7e\x80-\xff]*$/;

@@ -1,4 +1,6 @@
-import { Module } from '@nestjs/common';
+import { Module, OnModuleInit } from '@nestjs/common';
+import { AdaptiveModule } from '../adaptive/adaptive.module.js';
+import { AdaptiveService } from '../adaptive/adaptive.service.js';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
@@ -13,9 +15,25 @@ import { UpstreamClient } from './upstream-client.js';
 
 /** The OpenAI-compatible relay. Top of the dependency graph: nothing imports it. */
 @Module({
-  imports: [TypeOrmModule.forFeature([RequestLogRow]), KeyPoolModule, RateLimitModule, StateModule],
+  imports: [
+    TypeOrmModule.forFeature([RequestLogRow]),
+    KeyPoolModule,
+    AdaptiveModule,
+    RateLimitModule,
+    StateModule,
+  ],
   controllers: [RelayController],
   providers: [AdmissionService, RelayDispatcher, UpstreamClient, RequestLogWriter, RelayService],
   exports: [],
 })
-export class RelayModule {}
+export class RelayModule implements OnModuleInit {
+  constructor(
+    private readonly admission: AdmissionService,
+    private readonly adaptive: AdaptiveService,
+  ) {}
+
+  /** The provider-wide retreat bucket joins the admission step (same script, same round trip). */
+  onModuleInit(): void {
+    this.admission.contribute(this.adaptive.retreatGate());
+  }
+}

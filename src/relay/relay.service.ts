@@ -77,6 +77,8 @@ function relayError(
 export class RelayService {
   private readonly logger = new Logger('Relay');
   private readonly waitTimeoutMs: Record<Priority, number>;
+  /** Leases of long streams are renewed three times per TTL. */
+  private readonly renewEveryMs: number;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -88,6 +90,7 @@ export class RelayService {
     private readonly metrics: FloodgateMetrics,
     private readonly rateLimit: RateLimitService,
   ) {
+    this.renewEveryMs = Math.max(500, Math.floor((config.keyPool.leaseTtlSeconds * 1000) / 3));
     this.waitTimeoutMs = {
       urgent: config.queue.timeoutMs.urgent,
       high: config.queue.timeoutMs.high,
@@ -470,12 +473,19 @@ export class RelayService {
       );
     }
     const status = response!.statusCode;
-    const retryable = status === 429 || status === 401 || status === 403 || status >= 500;
+    // 1xx/3xx are not answers an OpenAI-compatible API gives: never pass a redirect on to the client.
+    const unexpected = status < 200 || (status >= 300 && status < 400);
+    const retryable = status === 429 || status === 401 || status === 403 || status >= 500 || unexpected;
     if (!retryable) return 'respond';
-    // The upstream refused: read (and drop) its body, tell the key pool, maybe try another key.
-    await response!.body.dump().catch(() => undefined);
+    // The upstream refused: read its (small) error body — Adaptive tells concurrency 429s from RPM
+    // ones by it — tell the key pool, maybe try another key.
+    const errorText = await readCapped(response!.body, 16_384);
     acct.upstreamMs += performance.now() - attempt.startedAt;
-    await this.release(lease, { status, headers: response!.headers });
+    await this.release(lease, {
+      status,
+      headers: response!.headers,
+      upstreamError: parseUpstreamJson(errorText)?.error ?? null,
+    });
     const next = acct.attempts < 2 ? await this.retryLease(provider, acct, tried) : null;
     if (next) return next;
     if (status === 429) {
@@ -489,6 +499,15 @@ export class RelayService {
           retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 1,
           shouldRetry: true,
         },
+      );
+    }
+    if (unexpected) {
+      throw relayError(
+        502,
+        'upstream_error',
+        'upstream_unexpected_status',
+        `Provider ${provider.name} answered ${status}`,
+        { shouldRetry: false },
       );
     }
     if (status === 401 || status === 403) {
@@ -555,13 +574,16 @@ export class RelayService {
       // Upstream client errors (400, 404, 422…) in our one error shape, the upstream's words kept.
       acct.outcome = 'client_error';
       acct.errorCode = parsed?.error?.code ?? 'upstream_rejected_request';
-      const message =
+      const upstreamMessage =
         typeof parsed?.error?.message === 'string'
           ? parsed.error.message.slice(0, 2000)
           : `Provider answered ${response.statusCode}`;
+      // An upstream that echoes its credential in an error message must not leak it through us.
+      const apiKey = attempt.lease.apiKey;
+      const message = apiKey ? upstreamMessage.split(apiKey).join('[redacted]') : upstreamMessage;
       const err = new ApiError(
         response.statusCode,
-        response.statusCode === 404 ? 'invalid_request_error' : 'invalid_request_error',
+        'invalid_request_error',
         String(acct.errorCode),
         message,
         parsed?.error?.param ?? null,
@@ -574,7 +596,12 @@ export class RelayService {
     }
     void reply
       .status(response.statusCode)
-      .headers({ ...clientResponseHeaders(response.headers), ...ours })
+      // The guard's rate-limit headers are already on the reply; upstream headers never replace them.
+      .headers({
+        ...clientResponseHeaders(response.headers),
+        ...(reply.getHeaders() as Record<string, string>),
+        ...ours,
+      })
       .send(text);
   }
 
@@ -594,8 +621,8 @@ export class RelayService {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
       ...upstreamHeaders,
+      ...(reply.getHeaders() as Record<string, string>),
       ...ours,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
@@ -611,7 +638,10 @@ export class RelayService {
         lastWrite = Date.now();
       }
     }, KEEPALIVE_MS);
-    const renew = setInterval(() => void this.keyPool.renew(attempt.lease).catch(() => undefined), 10_000);
+    const renew = setInterval(
+      () => void this.keyPool.renew(attempt.lease).catch(() => undefined),
+      this.renewEveryMs,
+    );
     let failure: UpstreamError | null = null;
     try {
       for await (const chunk of response.body) {
@@ -709,6 +739,23 @@ export class RelayService {
 interface UpstreamJson {
   usage?: { prompt_tokens?: number; completion_tokens?: number };
   error?: { message?: string; code?: string; type?: string; param?: string };
+}
+
+/** Reads at most `limit` bytes of a body as text and discards the rest. */
+async function readCapped(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      if (size < limit) {
+        chunks.push(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+    }
+  } catch {
+    // a body cut short still tells what it managed to
+  }
+  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
 }
 
 function parseUpstreamJson(text: string): UpstreamJson | null {

@@ -37,7 +37,11 @@ describe('KeyPool across instances and restarts (distributed mode)', () => {
 
   it('two instances under concurrent load never push any key past its max_rpm; invalidation and leases cross instances', async () => {
     const adminKey = newAdminKey();
-    const { env, cleanup } = await isolatedEnv('distributed', { ADMIN_BOOTSTRAP_KEY: adminKey });
+    // Leases are taken and never released here: a high adaptive starting limit keeps concurrency out of the way.
+    const { env, cleanup } = await isolatedEnv('distributed', {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      ADAPTIVE_INITIAL_LIMIT: '100',
+    });
     cleanups.push(cleanup);
     const a = await startOn(env);
     cleanups.push(() => a.close());

@@ -231,3 +231,26 @@ export class KeyUsageDto {
   @ApiProperty({ type: KeyWindowDto, description: 'The live sliding 60 s window from the shared store' })
   window: KeyWindowDto;
 }
+
+export class HealReportDto {
+  @ApiProperty({
+    example: 'k2025',
+    description: 'The current (first) ENCRYPTION_KEYS id every healed row is now sealed under',
+  })
+  encryption_key_id: string;
+  @ApiProperty({ example: 120, description: 'Rows that needed work: not under the current key, or broken' })
+  total: number;
+  @ApiProperty({ example: 119, description: 'Re-encrypted under the current key' })
+  healed: number;
+  @ApiProperty({
+    example: 0,
+    description: 'Broken rows that decrypt again (their key came back) and were re-encrypted',
+  })
+  recovered: number;
+  @ApiProperty({
+    example: 1,
+    description:
+      'Rows no configured key decrypts (state `broken`): replace their value, or restore the missing key',
+  })
+  broken: number;
+}

@@ -1,0 +1,909 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnApplicationShutdown,
+  OnModuleInit,
+} from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { INVALIDATE_CHANNEL, KeyPoolService } from '../key-pool/key-pool.service.js';
+import type {
+  CandidateKeyInfo,
+  ConcurrencyLimit,
+  ConcurrencyPolicy,
+  KeyLease,
+  KeyOutcome,
+  ReportResult,
+} from '../key-pool/key-pool.types.js';
+import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
+import { AtomicStore } from '../state/atomic-store.js';
+import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
+import { AdaptiveKeyState, type StoredAdjustment } from './adaptive-key-state.entity.js';
+import {
+  learnKeys,
+  learnScript,
+  learnSnapshotScript,
+  parseSnapshots,
+  RETREAT_GATE,
+  retreatRecordScript,
+  retreatSnapshotScript,
+  retreatStateKey,
+  retreatWindowKey,
+  type FixedShapeGate,
+  type KeySnapshot,
+  type LearnResult,
+} from './adaptive.scripts.js';
+import { parseHistory, UtilisationWindow, type Adjustment } from './aimd.js';
+import { classify429, type Classification, type Upstream429Type } from './classify-429.js';
+import { bucketParams, RETREAT_STATES, type RetreatEvent, type RetreatStateName } from './retreat-machine.js';
+
+/** The retreat bucket as the relay composes it into admission (a `StaticGate` + per-provider inputs). */
+export interface RetreatGateContribution {
+  gate: FixedShapeGate;
+  /** Cheap and synchronous: the provider's rpm/burst are cached in process. */
+  inputs(providerId: string): { keys: string[]; args: (string | number)[] };
+}
+
+/** /api/admin/status's retreat fields (seed 004) for one provider. */
+export interface RetreatStatus {
+  state: RetreatStateName;
+  /** base × factor; null when the provider has no rpm and is not retreating (no bucket). */
+  effective_rpm: number | null;
+  base_rpm: number | null;
+  /** 429s (rate and unknown kinds) ÷ answers in the window, 0-1. */
+  upstream_429_rate: number;
+  /** When the current state began (ISO-8601), null when it never changed. */
+  since: string | null;
+  factor: number;
+  window_answers: number;
+  window_429s: number;
+}
+
+export interface TokenBucketStatus {
+  capacity: number;
+  tokens: number;
+  refill_per_second: number;
+}
+
+/** One learned-limit change, for status pages (newest first). */
+export interface AdjustmentRecord {
+  at: string;
+  provider_id: string;
+  key_id: string;
+  old_limit: number;
+  new_limit: number;
+  reason: string;
+  in_flight: number;
+}
+
+/** A key's learned state as the admin API reads it (store first, Postgres when the store has nothing). */
+export interface KeyLearning {
+  learnedLimit: number | null;
+  concurrency429: number;
+  rpm429: number;
+  tpm429: number;
+  unknown429: number;
+  last429At: Date | null;
+  last429Type: string | null;
+  /** Oldest first, at most 20. */
+  adjustments: Adjustment[];
+}
+
+/** What this instance knows about a key (a cache; the store is authoritative). */
+interface KeyView {
+  providerId: string;
+  /** The learned limit; null = not learned (the initial limit applies). */
+  learned: number | null;
+  holdUntilMs: number;
+  boundary: number | null;
+  lastConcurrency429Ms: number;
+  lastProbeMs: number;
+  samples: UtilisationWindow;
+  busy: boolean;
+}
+
+const RESET_CHANNEL = 'adaptive:reset';
+const RETREAT_CODE: Record<RetreatStateName, number> = { normal: 0, retreat: 1, recover: 2 };
+
+/**
+ * Adaptive concurrency and the retreat bucket (docs/adaptive.md).
+ *
+ * - Installs KeyPool's concurrency policy: `max_concurrent` null → `learned` (the selection script
+ *   reads the shared learned limit, field `cl`, in the same atomic step), a number → fixed.
+ * - Listens to every KeyPool report: classifies upstream 429s, lowers the learned limit on
+ *   concurrency 429s (AIMD), raises it on sustained high utilisation or a slow probe, feeds the
+ *   provider's sliding window of answers and runs the retreat state machine.
+ * - `retreatGate()`: the provider token bucket (base × retreat factor, shared) as an admission gate
+ *   for the relay.
+ * - Persists learned state to Postgres in batches and reloads it into the store at start.
+ */
+@Injectable()
+export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Adaptive');
+  private readonly views = new Map<string, KeyView>();
+  private readonly classifications = new WeakMap<KeyOutcome, Classification>();
+  /** keyId → providerId of keys this instance changed since the last flush (persisted). */
+  private readonly dirty = new Map<string, string>();
+  /** keyId → providerId of keys this instance served since the last flush (views refreshed). */
+  private readonly touched = new Map<string, string>();
+  private readonly providers = new Map<string, { name: string; rpm: number | null; burst: number | null }>();
+  private providersLoading: Promise<void> | null = null;
+  private providersStale = false;
+  private providersLoadedAt = 0;
+  private readonly retreatPending = new Map<string, { n: number; e: number; name: string }>();
+  private readonly retreatBusy = new Set<string>();
+  private readonly pending = new Set<Promise<void>>();
+  private readonly unsubscribes: Unsubscribe[] = [];
+  private removeListener: (() => void) | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | null = null;
+  private readonly gateContribution: RetreatGateContribution;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly keyPool: KeyPoolService,
+    @Inject(AtomicStore) private readonly store: AtomicStore,
+    @Inject(PubSub) private readonly pubsub: PubSub,
+    private readonly metrics: FloodgateMetrics,
+    @InjectRepository(AdaptiveKeyState) private readonly rows: Repository<AdaptiveKeyState>,
+  ) {
+    this.gateContribution = {
+      gate: RETREAT_GATE,
+      inputs: (providerId) => this.retreatInputs(providerId),
+    };
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  async onModuleInit(): Promise<void> {
+    this.keyPool.useConcurrencyPolicy(this.policy);
+    this.removeListener = this.keyPool.onOutcome((lease, outcome, result) =>
+      this.onOutcome(lease, outcome, result),
+    );
+    this.unsubscribes.push(
+      await this.pubsub.subscribe(INVALIDATE_CHANNEL, () => void this.refreshProviders('write')),
+      await this.pubsub.subscribe(RESET_CHANNEL, (keyId) => this.views.delete(keyId)),
+    );
+    this.metrics.onCollect(() => this.collectMetrics());
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.loadPersisted();
+    await this.refreshProviders();
+    this.flushTimer = setInterval(() => void this.flush(), this.config.adaptive.flushMs);
+    this.flushTimer.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.removeListener?.();
+    await this.idle();
+    await this.flush();
+    for (const u of this.unsubscribes.splice(0)) await u().catch(() => undefined);
+  }
+
+  // ---- KeyPool policy -------------------------------------------------------------------------
+
+  private readonly policy: ConcurrencyPolicy = {
+    limitFor: (key: CandidateKeyInfo): ConcurrencyLimit => {
+      if (key.maxConcurrent !== null) return { kind: 'fixed', limit: key.maxConcurrent };
+      // The store's shared value wins inside the script; `initial` covers a store that lost it.
+      return {
+        kind: 'learned',
+        initial: this.views.get(key.keyId)?.learned ?? this.config.adaptive.initialLimit,
+      };
+    },
+    coolDownOn429: (lease, outcome) => {
+      // A concurrency 429 on an adaptive key is answered by a lower learned limit, not by a rest
+      // (KeyPool's default would take the key out for 60 s) — unless the limit is already at its
+      // minimum: going lower cannot help, so the key rests. Fixed keys keep KeyPool's cooldown.
+      return !(
+        lease.concurrencyLimit.kind === 'learned' &&
+        (this.limitOf(lease) ?? 0) > this.config.adaptive.minLimit &&
+        this.classify(lease, outcome).type === 'concurrency'
+      );
+    },
+  };
+
+  /** The limit enforced for a lease (learned as far as this instance knows, or fixed), null = none. */
+  private limitOf(lease: KeyLease): number | null {
+    const c = lease.concurrencyLimit;
+    if (c.kind === 'fixed') return c.limit;
+    if (c.kind === 'learned') return this.views.get(lease.keyId)?.learned ?? c.initial;
+    return null;
+  }
+
+  classify(lease: KeyLease, outcome: KeyOutcome): Classification {
+    let c = this.classifications.get(outcome);
+    if (!c) {
+      c = classify429({
+        headers: outcome.headers,
+        error: outcome.upstreamError,
+        inFlight: lease.inFlight,
+        limit: this.limitOf(lease),
+        longRetryAfterMs: this.config.adaptive.longRetryAfterMs,
+        nowMs: Date.now(),
+      });
+      this.classifications.set(outcome, c);
+    }
+    return c;
+  }
+
+  // ---- outcomes ---------------------------------------------------------------------------------
+
+  private onOutcome(lease: KeyLease, outcome: KeyOutcome, result: ReportResult): void {
+    if (outcome.notSent || outcome.status === undefined) return;
+    this.touched.set(lease.keyId, lease.providerId);
+    let rate429 = false;
+    if (outcome.status === 429) {
+      const c = this.classify(lease, outcome);
+      this.metrics.upstream429.inc({ provider: lease.providerName, key_id: lease.keyId, type: c.type });
+      // Concurrency 429s belong to the key's learned limit, not to the provider's request rate.
+      rate429 = c.type !== 'concurrency';
+      // The upstream counted every request in flight when it refused, including those that took
+      // their slot after this one (arrival order upstream is not slot order): the larger of the
+      // count at acquisition and the count at release (+ this one) is the better estimate.
+      this.track(this.on429(lease, c.type, Math.max(lease.inFlight, result.inFlight + 1)));
+    } else if (outcome.status < 400 && lease.concurrencyLimit.kind === 'learned') {
+      this.sample(lease);
+    }
+    this.recordAnswer(lease.providerId, lease.providerName, rate429);
+  }
+
+  private view(keyId: string, providerId: string): KeyView {
+    let v = this.views.get(keyId);
+    if (!v) {
+      v = {
+        providerId,
+        learned: null,
+        holdUntilMs: 0,
+        boundary: null,
+        lastConcurrency429Ms: 0,
+        lastProbeMs: 0,
+        samples: new UtilisationWindow(this.config.adaptive.sampleSize),
+        busy: false,
+      };
+      this.views.set(keyId, v);
+    }
+    return v;
+  }
+
+  private async on429(lease: KeyLease, type: Upstream429Type, inFlight: number): Promise<void> {
+    const a = this.config.adaptive;
+    const v = this.view(lease.keyId, lease.providerId);
+    v.samples.reset();
+    const learned = lease.concurrencyLimit.kind === 'learned';
+    const initial =
+      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit;
+    const r = await this.store.run(learnScript, learnKeys(lease.providerId, lease.keyId), [
+      '429',
+      type,
+      inFlight,
+      learned ? 1 : 0,
+      initial,
+      Math.round(a.decreaseFactor * 1000),
+      Math.round(a.unknownDecreaseFactor * 1000),
+      a.holdMs,
+      a.minLimit,
+    ]);
+    this.dirty.set(lease.keyId, lease.providerId);
+    if (type === 'concurrency') {
+      v.lastConcurrency429Ms = Date.now();
+      v.boundary = v.boundary === null ? inFlight : Math.min(v.boundary, inFlight);
+    }
+    if (r[0] === 1) {
+      v.learned = r[2];
+      v.holdUntilMs = Date.now() + a.holdMs;
+      this.adjusted(lease, r, 'decrease', inFlight);
+    }
+  }
+
+  /** A successful answer on an adaptive key: a utilisation sample; maybe +1. */
+  private sample(lease: KeyLease): void {
+    const a = this.config.adaptive;
+    const v = this.view(lease.keyId, lease.providerId);
+    const limit =
+      v.learned ??
+      (lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit);
+    v.samples.add(lease.inFlight, limit);
+    if (v.busy || limit >= a.maxLimit) return;
+    const decision = v.samples.decision(a.utilisationThreshold, a.highUtilisationShare);
+    if (!decision) return;
+    const now = Date.now();
+    let reason: 'high_utilisation' | 'probe' | null = null;
+    if (
+      decision === 'high_utilisation' &&
+      now >= v.holdUntilMs &&
+      (v.boundary === null || limit + 1 < v.boundary)
+    ) {
+      reason = 'high_utilisation';
+    } else if (
+      now - v.lastConcurrency429Ms >= a.probeIntervalMs &&
+      now - v.lastProbeMs >= a.probeIntervalMs &&
+      now - v.samples.lastProbeAttemptMs >= Math.max(1000, a.probeIntervalMs / 10)
+    ) {
+      reason = 'probe';
+      v.samples.lastProbeAttemptMs = now;
+    }
+    if (!reason) return;
+    v.busy = true;
+    this.track(
+      this.increase(lease, limit, reason).finally(() => {
+        v.busy = false;
+        v.samples.reset();
+      }),
+    );
+  }
+
+  private async increase(
+    lease: KeyLease,
+    expected: number,
+    reason: 'high_utilisation' | 'probe',
+  ): Promise<void> {
+    const a = this.config.adaptive;
+    const r = await this.store.run(learnScript, learnKeys(lease.providerId, lease.keyId), [
+      'inc',
+      expected,
+      reason,
+      lease.inFlight,
+      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit,
+      a.maxLimit,
+      a.probeIntervalMs,
+    ]);
+    const v = this.view(lease.keyId, lease.providerId);
+    if (r[0] === 1) {
+      v.learned = r[2];
+      if (reason === 'probe') {
+        v.lastProbeMs = Date.now();
+        v.boundary = null;
+      }
+      this.dirty.set(lease.keyId, lease.providerId);
+      this.adjusted(lease, r, 'increase', lease.inFlight);
+    } else if (r[4] === 'stale') {
+      v.learned = r[1];
+    } else if (r[4] === 'quiet_period') {
+      // Another instance probed or saw a concurrency 429: the next snapshot refresh tells when.
+      v.lastProbeMs = Date.now();
+    }
+  }
+
+  private adjusted(
+    lease: KeyLease,
+    r: LearnResult,
+    direction: 'increase' | 'decrease',
+    inFlight: number,
+  ): void {
+    this.metrics.adaptiveAdjustments.inc({ provider: lease.providerName, key_id: lease.keyId, direction });
+    const text = `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName}: learned concurrency limit ${r[1]} → ${r[2]} (${r[4]}, ${inFlight} in flight)`;
+    if (direction === 'decrease') this.logger.warn(text);
+    else this.logger.log(text);
+  }
+
+  /** Resolves once the learning and retreat steps started so far have finished (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private track(p: Promise<void>): void {
+    const guarded = p.catch((err: unknown) => this.logger.error({ err }, 'adaptive learning step failed'));
+    this.pending.add(guarded);
+    void guarded.finally(() => this.pending.delete(guarded));
+  }
+
+  // ---- retreat bucket ---------------------------------------------------------------------------
+
+  /**
+   * The provider token bucket with its retreat factor, as an admission gate for KeyPool's selection
+   * script (fixed shape: 1 key, 3 args). The relay composes it: `admission.contribute(adaptive.retreatGate())`.
+   */
+  retreatGate(): RetreatGateContribution {
+    return this.gateContribution;
+  }
+
+  private retreatInputs(providerId: string): { keys: string[]; args: (string | number)[] } {
+    const p = this.providers.get(providerId);
+    if (!p) void this.refreshProviders('miss');
+    return {
+      keys: [retreatStateKey(providerId)],
+      args: [p?.rpm ?? 0, p?.burst ?? 0, this.config.retreat.enabled ? 1 : 0],
+    };
+  }
+
+  /**
+   * Reloads the providers' rpm/burst cache (at start, on every KeyPool invalidation via pub/sub, and
+   * when the gate meets an unknown provider — at most once a second for those). A reload asked for
+   * while one runs starts again when it ends, so a write is never missed.
+   */
+  refreshProviders(reason: 'write' | 'miss' = 'write'): Promise<void> {
+    if (reason === 'miss' && (this.providersLoading || Date.now() - this.providersLoadedAt < 1000))
+      return this.providersLoading ?? Promise.resolve();
+    if (this.providersLoading) {
+      this.providersStale = true;
+      return this.providersLoading;
+    }
+    const p = this.keyPool
+      .routableProviders()
+      .then((list) => {
+        this.providers.clear();
+        for (const r of list) this.providers.set(r.id, { name: r.name, rpm: r.rpm, burst: r.burst });
+        this.providersLoadedAt = Date.now();
+      })
+      .catch((err: unknown) => this.logger.error({ err }, 'loading providers for the retreat bucket failed'))
+      .finally(() => {
+        this.providersLoading = null;
+        if (this.providersStale) {
+          this.providersStale = false;
+          void this.refreshProviders();
+        }
+      });
+    this.providersLoading = p;
+    return p;
+  }
+
+  private recordAnswer(providerId: string, name: string, rate429: boolean): void {
+    const acc = this.retreatPending.get(providerId) ?? { n: 0, e: 0, name };
+    acc.n++;
+    if (rate429) acc.e++;
+    this.retreatPending.set(providerId, acc);
+    if (!this.retreatBusy.has(providerId)) this.track(this.drainAnswers(providerId));
+  }
+
+  /** One store step per batch of answers (answers arriving while a step runs join the next one). */
+  private async drainAnswers(providerId: string): Promise<void> {
+    this.retreatBusy.add(providerId);
+    try {
+      for (let acc = this.retreatPending.get(providerId); acc; acc = this.retreatPending.get(providerId)) {
+        this.retreatPending.delete(providerId);
+        const r = this.config.retreat;
+        const base = this.providers.get(providerId)?.rpm ?? 0;
+        const res = await this.store.run(
+          retreatRecordScript,
+          [retreatStateKey(providerId), retreatWindowKey(providerId)],
+          [
+            acc.n,
+            acc.e,
+            r.windowMs,
+            r.minSamples,
+            Math.round(r.enterRate * 10000),
+            Math.round(r.exitRate * 10000),
+            r.holdMs,
+            Math.round(r.factor * 1000),
+            Math.round(r.minFactor * 1000),
+            Math.round(r.recoverStep * 1000),
+            r.recoverStepMs,
+            base,
+            r.enabled ? 1 : 0,
+          ],
+        );
+        if (res[4]) this.logTransition(acc.name, providerId, res);
+      }
+    } finally {
+      this.retreatBusy.delete(providerId);
+    }
+  }
+
+  private logTransition(
+    name: string,
+    providerId: string,
+    r: [number, number, number, number, string, number, number, number],
+  ): void {
+    const [st, f, n, e, event, prev, base, accepted] = r;
+    const from = RETREAT_STATES[prev] ?? 'normal';
+    const to = RETREAT_STATES[st] ?? 'normal';
+    const rate = n > 0 ? ((e / n) * 100).toFixed(1) : '0.0';
+    const eff = Math.round((base * f) / 100) / 10;
+    const numbers = `upstream 429 rate ${rate}% (${e}/${n} answers in ${this.config.retreat.windowMs} ms), effective rate ${eff} rpm = ${(f / 10).toFixed(1)}% of base ${base} rpm${event === 'enter' || event === 'cut' || event === 'retreat' ? `, upstream accepted ≈ ${accepted} rpm` : ''}`;
+    const labels: Record<Exclude<RetreatEvent, ''>, string> = {
+      enter: `${from.toUpperCase()} → ${to.toUpperCase()}`,
+      retreat: `${from.toUpperCase()} → ${to.toUpperCase()}`,
+      recover: `${from.toUpperCase()} → ${to.toUpperCase()}`,
+      normal: `${from.toUpperCase()} → ${to.toUpperCase()}`,
+      disabled: `${from.toUpperCase()} → NORMAL (retreat disabled)`,
+      cut: 'RETREAT deeper',
+      step: 'RECOVER step',
+    };
+    const text = `provider ${name} (${providerId}) retreat: ${labels[event as Exclude<RetreatEvent, ''>] ?? event}; ${numbers}`;
+    if (event === 'step') this.logger.log(text);
+    else this.logger.warn(text);
+  }
+
+  /** Seed 004's /status retreat fields for a provider (one store round trip). */
+  async retreatStatus(providerId: string): Promise<RetreatStatus> {
+    const raw = await this.store.run(
+      retreatSnapshotScript,
+      [retreatStateKey(providerId), retreatWindowKey(providerId)],
+      [this.config.retreat.windowMs],
+    );
+    const st = Number(raw[0]) || 0;
+    const f = this.config.retreat.enabled && st !== 0 ? Number(raw[1]) || 1000 : 1000;
+    const state: RetreatStateName = this.config.retreat.enabled ? (RETREAT_STATES[st] ?? 'normal') : 'normal';
+    const n = Number(raw[2]) || 0;
+    const e = Number(raw[3]) || 0;
+    const since = Number(raw[4]) || 0;
+    const ob = Number(raw[5]) || 0;
+    const rpm = this.providers.get(providerId)?.rpm ?? null;
+    const base = rpm ?? (state !== 'normal' && ob > 0 ? ob : null);
+    return {
+      state,
+      effective_rpm: base === null ? null : Math.round((base * f) / 100) / 10,
+      base_rpm: base,
+      upstream_429_rate: n > 0 ? Math.round((e / n) * 10000) / 10000 : 0,
+      since: since > 0 ? new Date(since).toISOString() : null,
+      factor: f / 1000,
+      window_answers: n,
+      window_429s: e,
+    };
+  }
+
+  /** The provider's shared token bucket now (capacity, tokens, refill per second); null = no bucket. */
+  async tokenBucket(providerId: string): Promise<TokenBucketStatus | null> {
+    const raw = await this.store.run(
+      retreatSnapshotScript,
+      [retreatStateKey(providerId), retreatWindowKey(providerId)],
+      [this.config.retreat.windowMs],
+    );
+    const p = this.providers.get(providerId);
+    const enabled = this.config.retreat.enabled;
+    const st = enabled ? Number(raw[0]) || 0 : 0;
+    const b = bucketParams(
+      p?.rpm ?? 0,
+      p?.burst ?? 0,
+      st,
+      st !== 0 ? Number(raw[1]) || 1000 : 1000,
+      Number(raw[5]) || 0,
+    );
+    if (!b) return null;
+    const now = Number(raw[8]);
+    let tokens = raw[6] === '' ? b.cap : Number(raw[6]);
+    if (raw[7] !== '' && now > Number(raw[7])) tokens += (now - Number(raw[7])) * b.ratePerMs;
+    tokens = Math.min(b.cap, tokens);
+    return {
+      capacity: b.cap,
+      tokens: Math.round(tokens * 100) / 100,
+      refill_per_second: Math.round(b.ratePerMs * 1000 * 1000) / 1000,
+    };
+  }
+
+  // ---- learned state: reads, admin writes --------------------------------------------------------
+
+  /** Learned limits (null = not learned) of some keys of a provider, from the shared store. */
+  async learnedLimits(providerId: string, keyIds: readonly string[]): Promise<Map<string, number | null>> {
+    const snaps = await this.snapshots(providerId, keyIds);
+    return new Map(keyIds.map((id, i) => [id, snaps[i]!.cl === '' ? null : Number(snaps[i]!.cl)]));
+  }
+
+  /** The learned state of keys (store; Postgres for keys the store knows nothing about). */
+  async learning(keys: readonly { keyId: string; providerId: string }[]): Promise<Map<string, KeyLearning>> {
+    const out = new Map<string, KeyLearning>();
+    const byProvider = new Map<string, string[]>();
+    for (const k of keys) byProvider.set(k.providerId, [...(byProvider.get(k.providerId) ?? []), k.keyId]);
+    const missing: string[] = [];
+    for (const [providerId, ids] of byProvider) {
+      const snaps = await this.snapshots(providerId, ids);
+      ids.forEach((id, i) => {
+        const s = snaps[i]!;
+        if (s.v === '' && s.cl === '') missing.push(id);
+        else out.set(id, learningFromSnapshot(s));
+      });
+    }
+    if (missing.length > 0) {
+      const rows = await this.rows
+        .createQueryBuilder('a')
+        .where('a.key_id IN (:...ids)', { ids: missing })
+        .getMany();
+      const byId = new Map(rows.map((r) => [r.keyId, r]));
+      for (const id of missing) {
+        const r = byId.get(id);
+        out.set(id, r ? learningFromRow(r) : emptyLearning());
+      }
+    }
+    return out;
+  }
+
+  /** Forgets a key's learned value, 429 counters and adjustment history (its mode stays). */
+  async resetLearning(providerId: string, keyId: string): Promise<void> {
+    const r = await this.store.run(learnScript, learnKeys(providerId, keyId), ['reset']);
+    this.views.delete(keyId);
+    this.dirty.delete(keyId);
+    await this.rows.query(
+      `INSERT INTO adaptive_key_state (key_id, provider_id, version, updated_at)
+         SELECT k.id, k.provider_id, $2, now() FROM provider_keys k WHERE k.id = $1
+       ON CONFLICT (key_id) DO UPDATE SET learned_limit = NULL, concurrent_429_count = 0, rpm_429_count = 0,
+         tpm_429_count = 0, unknown_429_count = 0, last_429_at = NULL, last_429_type = NULL,
+         last_concurrency_429_at = NULL, boundary = NULL, last_probe_at = NULL, adjustments = '[]'::jsonb,
+         version = EXCLUDED.version, updated_at = now()
+       WHERE adaptive_key_state.version < EXCLUDED.version`,
+      [keyId, r[3]],
+    );
+    await this.pubsub.publish(RESET_CHANNEL, keyId).catch(() => undefined);
+    this.logger.log(`learning of upstream key ${keyId} reset (learned limit, 429 counters, history)`);
+  }
+
+  /** The most recent adjustments across all keys (newest first), for status pages. */
+  async recentAdjustments(limit = 10): Promise<AdjustmentRecord[]> {
+    const settings = await this.keyPool.concurrencySettings();
+    const learning = await this.learning(settings);
+    const out: AdjustmentRecord[] = [];
+    for (const s of settings) {
+      for (const a of learning.get(s.keyId)?.adjustments ?? []) {
+        out.push({
+          at: new Date(a.atMs).toISOString(),
+          provider_id: s.providerId,
+          key_id: s.keyId,
+          old_limit: a.old,
+          new_limit: a.new,
+          reason: a.reason,
+          in_flight: a.inFlight,
+        });
+      }
+    }
+    return out.sort((x, y) => (x.at < y.at ? 1 : x.at > y.at ? -1 : 0)).slice(0, limit);
+  }
+
+  private async snapshots(providerId: string, keyIds: readonly string[]): Promise<KeySnapshot[]> {
+    if (keyIds.length === 0) return [];
+    const flat = await this.store.run(
+      learnSnapshotScript,
+      keyIds.flatMap((id) => learnKeys(providerId, id)),
+      [],
+    );
+    return parseSnapshots(flat, keyIds.length);
+  }
+
+  // ---- persistence ------------------------------------------------------------------------------
+
+  /**
+   * Writes the learned state of every key this instance changed since the last flush (one store
+   * round trip and one statement per provider), and refreshes this instance's views of the keys it
+   * served. Runs every ADAPTIVE_FLUSH_MS and at shutdown.
+   */
+  flush(): Promise<void> {
+    if (!this.flushing) {
+      this.flushing = this.doFlush()
+        .catch((err: unknown) =>
+          this.logger.error({ err }, 'persisting adaptive state failed; retrying next flush'),
+        )
+        .finally(() => (this.flushing = null));
+    }
+    return this.flushing;
+  }
+
+  private async doFlush(): Promise<void> {
+    const dirty = new Map(this.dirty);
+    this.dirty.clear();
+    const keys = new Map([...this.touched, ...dirty]);
+    this.touched.clear();
+    const byProvider = new Map<string, string[]>();
+    for (const [keyId, providerId] of keys)
+      byProvider.set(providerId, [...(byProvider.get(providerId) ?? []), keyId]);
+    for (const [providerId, ids] of byProvider) {
+      let snaps: KeySnapshot[];
+      try {
+        snaps = await this.snapshots(providerId, ids);
+      } catch (err) {
+        for (const id of ids) if (dirty.has(id)) this.dirty.set(id, providerId);
+        throw err;
+      }
+      const records: Record<string, unknown>[] = [];
+      ids.forEach((id, i) => {
+        const s = snaps[i]!;
+        this.refreshView(id, providerId, s);
+        if (dirty.has(id) && s.v !== '') records.push(rowFromSnapshot(id, providerId, s));
+      });
+      if (records.length === 0) continue;
+      try {
+        await this.rows.query(
+          `INSERT INTO adaptive_key_state (key_id, provider_id, learned_limit, concurrent_429_count, rpm_429_count,
+              tpm_429_count, unknown_429_count, last_429_at, last_429_type, last_concurrency_429_at, boundary,
+              last_probe_at, adjustments, version, updated_at)
+            SELECT r.key_id, r.provider_id, r.learned_limit, r.concurrent_429_count, r.rpm_429_count, r.tpm_429_count,
+              r.unknown_429_count, r.last_429_at, r.last_429_type, r.last_concurrency_429_at, r.boundary,
+              r.last_probe_at, COALESCE(r.adjustments, '[]'::jsonb), r.version, now()
+              FROM jsonb_to_recordset($1::jsonb) AS r(key_id uuid, provider_id uuid, learned_limit integer,
+                concurrent_429_count integer, rpm_429_count integer, tpm_429_count integer, unknown_429_count integer,
+                last_429_at timestamptz, last_429_type varchar, last_concurrency_429_at timestamptz, boundary integer,
+                last_probe_at timestamptz, adjustments jsonb, version bigint)
+              JOIN provider_keys k ON k.id = r.key_id
+          ON CONFLICT (key_id) DO UPDATE SET learned_limit = EXCLUDED.learned_limit,
+            concurrent_429_count = EXCLUDED.concurrent_429_count, rpm_429_count = EXCLUDED.rpm_429_count,
+            tpm_429_count = EXCLUDED.tpm_429_count, unknown_429_count = EXCLUDED.unknown_429_count,
+            last_429_at = EXCLUDED.last_429_at, last_429_type = EXCLUDED.last_429_type,
+            last_concurrency_429_at = EXCLUDED.last_concurrency_429_at, boundary = EXCLUDED.boundary,
+            last_probe_at = EXCLUDED.last_probe_at, adjustments = EXCLUDED.adjustments,
+            version = EXCLUDED.version, updated_at = now()
+          WHERE adaptive_key_state.version < EXCLUDED.version`,
+          [JSON.stringify(records)],
+        );
+      } catch (err) {
+        for (const id of ids) if (dirty.has(id)) this.dirty.set(id, providerId);
+        throw err;
+      }
+    }
+  }
+
+  private refreshView(keyId: string, providerId: string, s: KeySnapshot): void {
+    const v = this.view(keyId, providerId);
+    if (v.busy) return;
+    const learned = s.cl === '' ? null : Number(s.cl);
+    if (learned !== v.learned) v.samples.reset();
+    v.learned = learned;
+    v.holdUntilMs = num(s.hold);
+    v.boundary = s.bd === '' ? null : Number(s.bd);
+    v.lastConcurrency429Ms = num(s.lc);
+    v.lastProbeMs = Math.max(v.lastProbeMs, num(s.lp));
+  }
+
+  /** Start-up: the durable copy goes into the store wherever the store knows nothing newer. */
+  private async loadPersisted(): Promise<void> {
+    let rows: AdaptiveKeyState[];
+    try {
+      rows = await this.rows.find();
+    } catch (err) {
+      this.logger.error({ err }, 'loading learned concurrency limits failed; starting from the store alone');
+      return;
+    }
+    let loaded = 0;
+    for (const r of rows) {
+      const history = (r.adjustments ?? [])
+        .map((a) => `${Date.parse(a.timestamp)}|${a.old_limit}|${a.new_limit}|${a.reason}|${a.in_flight}`)
+        .join(';');
+      try {
+        const res = await this.store.run(learnScript, learnKeys(r.providerId, r.keyId), [
+          'load',
+          r.version,
+          r.learnedLimit ?? '',
+          r.concurrent429Count,
+          r.rpm429Count,
+          r.tpm429Count,
+          r.unknown429Count,
+          r.last429At ? r.last429At.getTime() : '',
+          r.last429Type ?? '',
+          r.lastConcurrency429At ? r.lastConcurrency429At.getTime() : '',
+          r.boundary ?? '',
+          r.lastProbeAt ? r.lastProbeAt.getTime() : '',
+          history,
+        ]);
+        if (res[0] === 1) loaded++;
+      } catch (err) {
+        this.logger.error({ err, key_id: r.keyId }, 'reloading a learned limit into the store failed');
+      }
+      const v = this.view(r.keyId, r.providerId);
+      v.learned = r.learnedLimit;
+      v.boundary = r.boundary;
+      v.lastConcurrency429Ms = r.lastConcurrency429At?.getTime() ?? 0;
+      v.lastProbeMs = r.lastProbeAt?.getTime() ?? 0;
+    }
+    if (rows.length > 0)
+      this.logger.log(
+        `learned concurrency state of ${rows.length} upstream keys read from Postgres (${loaded} loaded into the store)`,
+      );
+  }
+
+  // ---- metrics ----------------------------------------------------------------------------------
+
+  private async collectMetrics(): Promise<void> {
+    const m = this.metrics;
+    const settings = await this.keyPool.concurrencySettings();
+    const byProvider = new Map<string, typeof settings>();
+    for (const s of settings) byProvider.set(s.providerId, [...(byProvider.get(s.providerId) ?? []), s]);
+    const limits: [string, string, string, number][] = [];
+    const inFlight: [string, string, number][] = [];
+    for (const [providerId, keys] of byProvider) {
+      const ids = keys.map((k) => k.keyId);
+      const [windows, learned] = await Promise.all([
+        this.keyPool.windows(providerId, ids),
+        this.learnedLimits(providerId, ids),
+      ]);
+      keys.forEach((k, i) => {
+        const limit = k.maxConcurrent ?? learned.get(k.keyId) ?? this.config.adaptive.initialLimit;
+        limits.push([k.providerName, k.keyId, k.maxConcurrent === null ? 'adaptive' : 'fixed', limit]);
+        inFlight.push([k.providerName, k.keyId, windows[i]?.inFlight ?? 0]);
+      });
+    }
+    const providers = await this.keyPool.routableProviders();
+    const retreat = await Promise.all(
+      providers.map(async (p) => [p.name, await this.retreatStatus(p.id)] as const),
+    );
+    m.keyLimit.reset();
+    m.keyInFlight.reset();
+    for (const [p, k, mode, v] of limits) m.keyLimit.labels(p, k, mode).set(v);
+    for (const [p, k, v] of inFlight) m.keyInFlight.labels(p, k).set(v);
+    m.retreatState.reset();
+    m.retreatEffectiveRpm.reset();
+    m.upstream429Rate.reset();
+    for (const [name, s] of retreat) {
+      m.retreatState.labels(name).set(RETREAT_CODE[s.state]);
+      if (s.effective_rpm !== null) m.retreatEffectiveRpm.labels(name).set(s.effective_rpm);
+      m.upstream429Rate.labels(name).set(s.upstream_429_rate);
+    }
+  }
+}
+
+// ---- conversions ----------------------------------------------------------------------------------
+
+function num(v: string): number {
+  const n = Number(v);
+  return v === '' || Number.isNaN(n) ? 0 : n;
+}
+
+function emptyLearning(): KeyLearning {
+  return {
+    learnedLimit: null,
+    concurrency429: 0,
+    rpm429: 0,
+    tpm429: 0,
+    unknown429: 0,
+    last429At: null,
+    last429Type: null,
+    adjustments: [],
+  };
+}
+
+function learningFromSnapshot(s: KeySnapshot): KeyLearning {
+  return {
+    learnedLimit: s.cl === '' ? null : Number(s.cl),
+    concurrency429: num(s.c),
+    rpm429: num(s.r),
+    tpm429: num(s.t),
+    unknown429: num(s.u),
+    last429At: s.l4 === '' ? null : new Date(Number(s.l4)),
+    last429Type: s.lt === '' ? null : s.lt,
+    adjustments: parseHistory(s.h),
+  };
+}
+
+function learningFromRow(r: AdaptiveKeyState): KeyLearning {
+  return {
+    learnedLimit: r.learnedLimit,
+    concurrency429: r.concurrent429Count,
+    rpm429: r.rpm429Count,
+    tpm429: r.tpm429Count,
+    unknown429: r.unknown429Count,
+    last429At: r.last429At,
+    last429Type: r.last429Type,
+    adjustments: (r.adjustments ?? []).map((a) => ({
+      atMs: Date.parse(a.timestamp),
+      old: a.old_limit,
+      new: a.new_limit,
+      reason: a.reason,
+      inFlight: a.in_flight,
+    })),
+  };
+}
+
+export function adjustmentView(a: Adjustment): StoredAdjustment {
+  return {
+    timestamp: new Date(a.atMs).toISOString(),
+    old_limit: a.old,
+    new_limit: a.new,
+    reason: a.reason,
+    in_flight: a.inFlight,
+  };
+}
+
+function iso(ms: string): string | null {
+  return ms === '' ? null : new Date(Number(ms)).toISOString();
+}
+
+function rowFromSnapshot(keyId: string, providerId: string, s: KeySnapshot): Record<string, unknown> {
+  return {
+    key_id: keyId,
+    provider_id: providerId,
+    learned_limit: s.cl === '' ? null : Number(s.cl),
+    concurrent_429_count: num(s.c),
+    rpm_429_count: num(s.r),
+    tpm_429_count: num(s.t),
+    unknown_429_count: num(s.u),
+    last_429_at: iso(s.l4),
+    last_429_type: s.lt === '' ? null : s.lt,
+    last_concurrency_429_at: iso(s.lc),
+    boundary: s.bd === '' ? null : Number(s.bd),
+    last_probe_at: iso(s.lp),
+    adjustments: parseHistory(s.h).map(adjustmentView),
+    version: num(s.v),
+  };
+}
