@@ -1,4 +1,6 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
 import { DataSource } from 'typeorm';
 import { AdaptiveService } from '../adaptive/adaptive.service.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
@@ -93,6 +95,7 @@ export class StatusSources {
     private readonly dataSource: DataSource,
     private readonly keyPool: KeyPoolService,
     private readonly adaptive: AdaptiveService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   wiring(): SourcesWiring {
@@ -179,7 +182,8 @@ export class StatusSources {
         inFlight: w.inFlight,
         rpmUsed: keys[i]!.maxRpm !== null ? w.requests : null,
         cooldownUntilMs: w.cooldownUntilMs,
-        learnedLimit: learned.get(w.keyId) ?? null,
+        // What is enforced: the learned value, or Adaptive's starting limit until it learns one.
+        learnedLimit: learned.get(w.keyId) ?? this.config.adaptive.initialLimit,
       });
     });
     return out;

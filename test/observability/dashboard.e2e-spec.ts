@@ -99,7 +99,7 @@ describe('dashboard in a browser', () => {
     expect(await page.locator('#providers-empty').textContent()).toContain(
       'No providers yet — add one with POST /api/admin/providers',
     );
-    expect(await page.locator('#adjustments').textContent()).toContain('Not reported');
+    expect(await page.locator('#adjustments').textContent()).toContain('No learned-limit adjustments yet');
   });
 
   it('sends traffic and sees the numbers change live', async () => {

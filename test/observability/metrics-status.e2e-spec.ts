@@ -214,7 +214,7 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
       errors: { http_5xx: 0, upstream_errors: 0, queue_full_rejects: 0 },
       throughput: { window_seconds: 60 },
       queue: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 },
-      adaptive: { recent_adjustments: null },
+      adaptive: { recent_adjustments: [] },
       problems: [],
     });
     expect(Object.keys(s.requests.http_by_status_class)).toEqual(['1xx', '2xx', '3xx', '4xx', '5xx']);
@@ -226,8 +226,9 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
     expect(Array.isArray(s.history)).toBe(true);
     expect(s.sources).toMatchObject({
       live_key_counters: 'wired',
-      retreat: 'not_wired',
-      token_bucket: 'not_wired',
+      retreat: 'wired',
+      token_bucket: 'wired',
+      adaptive_adjustments: 'wired',
     });
 
     const provider = s.providers.find((p: { id: string }) => p.id === providerId);
@@ -235,8 +236,8 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
       name: providerName,
       enabled: true,
       queue: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 },
-      token_bucket: null,
-      retreat: null,
+      token_bucket: { capacity: expect.any(Number), tokens: expect.any(Number), refill_per_second: 10 },
+      retreat: { state: 'normal', effective_rpm: 600, base_rpm: 600, upstream_429_rate: 0 },
       key_states: { active: 2, cooling: 0, disabled: 0, broken: 0, invalid: 0 },
     });
     const byLabel = Object.fromEntries(provider.keys.map((k: { label: string }) => [k.label, k]));
@@ -245,7 +246,7 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
       cooldown_until: null,
       cooldown_remaining_seconds: 0,
       concurrency_mode: 'adaptive',
-      concurrency_limit: null,
+      concurrency_limit: 8, // Adaptive's starting limit until it learns one
       in_flight: 0,
       rpm_used: null,
       max_rpm: null,
