@@ -8,6 +8,7 @@ import { AtomicStore, RedisAtomicStore } from '../state/atomic-store.js';
 import { StateModule } from '../state/state.module.js';
 import { ClientIpService } from './client-ip.service.js';
 import { RateLimitStorage } from './rate-limit.storage.js';
+import { RateLimitMetrics } from './rate-limit.metrics.js';
 import { KeyLimitsLookup, RATE_LIMIT_STORE, RateLimitService } from './rate-limit.service.js';
 
 /**
@@ -46,6 +47,7 @@ import { KeyLimitsLookup, RATE_LIMIT_STORE, RateLimitService } from './rate-limi
     ClientIpService,
     RateLimitService,
     RateLimitStorage,
+    RateLimitMetrics,
   ],
   exports: [RateLimitService, ClientIpService, RateLimitStorage],
 })

@@ -136,6 +136,15 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
     expect(hSum).toBeLessThan(10);
   });
 
+  it('rate-limit decisions are counted per policy (the admin calls above passed the key policy)', () => {
+    expect(
+      sampleValue(samples, 'floodgate_rate_limit_decisions_total', { policy: 'key', result: 'allowed' }),
+    ).toBeGreaterThan(0);
+    expect(
+      sampleValue(samples, 'floodgate_rate_limit_decisions_total', { policy: 'ip', result: 'allowed' }),
+    ).toBeGreaterThan(0);
+  });
+
   it('no label carries a raw path, an id, a user id or a key value', () => {
     const values = samples.flatMap((s) => Object.values(s.labels));
     for (const v of values) {

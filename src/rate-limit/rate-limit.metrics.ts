@@ -1,0 +1,44 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
+import { RateLimitService } from './rate-limit.service.js';
+
+/**
+ * Publishes the limiter's decision counters as Prometheus counters at scrape time (the deltas since
+ * the last scrape), so the decision path itself never touches prom-client.
+ */
+@Injectable()
+export class RateLimitMetrics implements OnModuleInit {
+  private readonly reported = new Map<string, number>();
+
+  constructor(
+    private readonly limiter: RateLimitService,
+    private readonly metrics: FloodgateMetrics,
+  ) {}
+
+  onModuleInit(): void {
+    this.metrics.onCollect(() => this.collect());
+  }
+
+  private add(id: string, total: number, inc: (delta: number) => void): void {
+    const delta = total - (this.reported.get(id) ?? 0);
+    if (delta > 0) {
+      inc(delta);
+      this.reported.set(id, total);
+    }
+  }
+
+  collect(): void {
+    const stats = this.limiter.stats();
+    for (const [policy, c] of Object.entries(stats.decisions)) {
+      this.add(`${policy}:allowed`, c.allowed, (d) =>
+        this.metrics.rateLimitDecisions.labels(policy, 'allowed').inc(d),
+      );
+      this.add(`${policy}:limited`, c.limited, (d) =>
+        this.metrics.rateLimitDecisions.labels(policy, 'limited').inc(d),
+      );
+    }
+    this.add('store_errors', stats.storeErrors, (d) =>
+      this.metrics.rateLimitStoreErrors.labels(this.limiter.failureMode).inc(d),
+    );
+  }
+}
