@@ -2,6 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { requestIdFrom } from '../common/request-id.js';
+import { trackInFlight } from './in-flight.js';
 import type { AppConfig } from '../config/app-config.js';
 import { AppModule } from './app.module.js';
 import { setupSwagger } from './swagger.js';
@@ -26,6 +27,7 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   app.useLogger(app.get(Logger));
 
   const fastify = app.getHttpAdapter().getInstance();
+  trackInFlight(fastify);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
     done();

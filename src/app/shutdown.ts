@@ -1,6 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ReadinessState } from '../health/readiness.state.js';
+import { inFlightOf } from './in-flight.js';
 
 /**
  * SIGTERM/SIGINT: readiness turns 503, the listener stops taking connections, in-flight requests
@@ -31,7 +32,13 @@ export function installGracefulShutdown(
     // Node closes idle keep-alive sockets once, when close() is called; sockets that finish their
     // request later would otherwise keep the server open until the client's keep-alive ends.
     const server = app.getHttpServer();
-    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    const inFlight = inFlightOf(server);
+    const reaper = setInterval(() => {
+      // Connections that never sent a request are not "idle" to Node: once nothing is in flight,
+      // close them all rather than waiting for SHUTDOWN_TIMEOUT_MS.
+      if (inFlight && inFlight.count <= 0) server.closeAllConnections();
+      else server.closeIdleConnections();
+    }, 100);
     reaper.unref();
     try {
       // Fastify: stop listening, close idle keep-alive sockets, answer 503 on busy ones, wait for in-flight.

@@ -23,7 +23,48 @@ function messageOf(response: unknown, fallback: string): string {
  * Turns anything thrown into CONTRACT.md's error shape. Shared by the Nest exception filter and
  * Fastify's own error handler (errors raised before routing: body parsing, size limits).
  */
+const CONNECTIVITY_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+const CONNECTIVITY_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|Connection is closed|Stream isn't writeable|connect ECONNREFUSED/;
+
+/** A dependency (Postgres, Redis) that could not be reached — an outage, not a bug: 503, not 500. */
+export function isConnectivityError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 4; depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && (CONNECTIVITY_CODES.has(code) || code.startsWith('08'))) return true;
+    if (typeof message === 'string' && CONNECTIVITY_MESSAGES.test(message)) return true;
+    e = (e as { driverError?: unknown; cause?: unknown }).driverError ?? (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 export function toErrorResponse(err: unknown, requestId: string): ErrorResponse {
+  if (!(err instanceof ApiError) && !(err instanceof HttpException) && isConnectivityError(err)) {
+    return {
+      status: 503,
+      headers: { 'retry-after': '2' },
+      unexpected: false,
+      body: {
+        error: {
+          type: 'service_unavailable_error',
+          code: 'dependency_unavailable',
+          message: 'A backing service (database or state store) is unavailable; retry shortly',
+          param: null,
+          request_id: requestId,
+        },
+      },
+    };
+  }
   if (err instanceof ApiError) {
     return {
       status: err.status,

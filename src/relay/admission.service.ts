@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { ApiError } from '../common/api-error.js';
 import type { AcquireResult } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
 import { PriorityQueue } from '../state/priority-queue.js';
@@ -44,6 +45,20 @@ export class AdmissionService {
       keys.push(...extra.keys);
       args.push(...extra.args);
     }
-    return this.keyPool.acquire(providerId, { gate: { gate: this.gate, keys, args }, excludeKeyIds });
+    return this.keyPool
+      .acquire(providerId, { gate: { gate: this.gate, keys, args }, excludeKeyIds })
+      .catch((err: unknown) => {
+        throw storeUnavailable(err);
+      });
   }
+}
+
+/** The shared state store did not answer: the client gets 503 with Retry-After, never a 500. */
+export function storeUnavailable(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  return ApiError.serviceUnavailable(
+    'The gateway’s shared state store is unavailable; retry shortly',
+    1,
+    'state_store_unavailable',
+  );
 }

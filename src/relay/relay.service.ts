@@ -11,7 +11,7 @@ import { KeyPoolService } from '../key-pool/key-pool.service.js';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { injectTraceContext, withSpan } from '../observability/tracing.js';
-import { AdmissionService } from './admission.service.js';
+import { AdmissionService, storeUnavailable } from './admission.service.js';
 import { RelayDispatcher } from './dispatcher.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { modelAllowed, routeModel, type RoutableProvider as RoutableBase } from './model-router.js';
@@ -52,6 +52,8 @@ interface Accounting {
   attempts: number;
   stream: boolean;
   keyId: string | null;
+  /** The lease of the current attempt (released on every path; see handle's finally). */
+  lease: KeyLease | null;
 }
 
 function relayError(
@@ -77,8 +79,9 @@ function relayError(
 export class RelayService {
   private readonly logger = new Logger('Relay');
   private readonly waitTimeoutMs: Record<Priority, number>;
-  /** Leases of long streams are renewed three times per TTL. */
+  /** Leases are renewed three times per TTL while held. */
   private readonly renewEveryMs: number;
+  private readonly renewals = new WeakMap<KeyLease, NodeJS.Timeout>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -154,6 +157,7 @@ export class RelayService {
       attempts: 0,
       stream: false,
       keyId: null,
+      lease: null,
     };
     const abort = new AbortController();
     const onClose = () => {
@@ -181,6 +185,9 @@ export class RelayService {
       throw err;
     } finally {
       reply.raw.off('close', onClose);
+      // Any path that left a lease held (an unexpected throw) gives it back here.
+      if (acct.lease && this.renewals.has(acct.lease))
+        await this.release(acct.lease, { error: 'aborted' }).catch(() => undefined);
       this.account(endpoint, request, principal, acct);
     }
   }
@@ -238,6 +245,8 @@ export class RelayService {
       acct.attempts++;
       tried.push(lease.keyId);
       acct.keyId = lease.keyId;
+      acct.lease = lease;
+      this.hold(lease);
       const attempt = await this.send(endpoint, lease, request, payload, signal);
       const retry = await this.afterAttempt(attempt, acct, tried, provider, signal);
       if (retry === 'respond') {
@@ -288,7 +297,9 @@ export class RelayService {
     const refusal = first.refusal;
     const timeoutMs = this.waitTimeoutMs[acct.priority];
     this.refuseIfHopeless(refusal, timeoutMs);
-    const depth = await this.dispatcher.depth(provider.id);
+    const depth = await this.dispatcher.depth(provider.id).catch((err: unknown) => {
+      throw storeUnavailable(err);
+    });
     const waiting = Object.values(depth).reduce((a, b) => a + b, 0);
     const started = Date.now();
     if (waiting >= this.config.queue.maxPerProvider) {
@@ -309,12 +320,16 @@ export class RelayService {
       this.metrics.queueWait.labels(provider.name, acct.priority).observe(acct.queueMs / 1000);
       return lease;
     }
-    const result = await this.dispatcher.wait(provider.id, rank, {
-      requestId: String(request.id),
-      timeoutMs,
-      agingMs: this.config.queue.agingMs,
-      signal,
-    });
+    const result = await this.dispatcher
+      .wait(provider.id, rank, {
+        requestId: String(request.id),
+        timeoutMs,
+        agingMs: this.config.queue.agingMs,
+        signal,
+      })
+      .catch((err: unknown) => {
+        throw storeUnavailable(err);
+      });
     acct.queueMs = result.waitedMs;
     this.metrics.queueWait.labels(provider.name, acct.priority).observe(result.waitedMs / 1000);
     switch (result.kind) {
@@ -539,7 +554,19 @@ export class RelayService {
     return r.ok ? r.lease : null;
   }
 
+  /**
+   * Keeps a lease alive for as long as it is held (waiting for headers, reading a slow body,
+   * streaming): renewed three times per TTL until `release`.
+   */
+  private hold(lease: KeyLease): void {
+    const timer = setInterval(() => void this.keyPool.renew(lease).catch(() => undefined), this.renewEveryMs);
+    timer.unref();
+    this.renewals.set(lease, timer);
+  }
+
   private async release(lease: KeyLease, outcome: KeyOutcome): Promise<void> {
+    clearInterval(this.renewals.get(lease));
+    this.renewals.delete(lease);
     try {
       await this.keyPool.report(lease, outcome);
     } finally {
@@ -638,10 +665,6 @@ export class RelayService {
         lastWrite = Date.now();
       }
     }, KEEPALIVE_MS);
-    const renew = setInterval(
-      () => void this.keyPool.renew(attempt.lease).catch(() => undefined),
-      this.renewEveryMs,
-    );
     let failure: UpstreamError | null = null;
     try {
       for await (const chunk of response.body) {
@@ -657,7 +680,6 @@ export class RelayService {
       failure = classify(err);
     } finally {
       clearInterval(keepalive);
-      clearInterval(renew);
     }
     acct.upstreamMs += performance.now() - attempt.startedAt - ttfbMs;
     acct.promptTokens = sse.usage?.prompt_tokens ?? 0;

@@ -17,16 +17,18 @@ import { FakeProvider } from '../support/fake-provider.js';
 import { freePort, getJson, spawnGateway, startGateway, type TestGateway } from '../support/gateway.js';
 
 /**
- * The README quick start (docs/quickstart.md) and the first-run banner, run as a user would: the
+ * The README quick start (its "## Quick start" section) and the first-run banner, run as a user would: the
  * ```sh blocks through bash + curl (+ node to pick fields out of the JSON answers), the ```js block
  * through node with the real `openai` package, against a fake OpenAI-compatible provider. Only
  * the clearly marked placeholders are substituted.
  */
 
 const ROOT = join(dirname(new URL(import.meta.url).pathname), '..', '..');
-const DOC = readFileSync(join(ROOT, 'docs', 'quickstart.md'), 'utf8');
+/** The README's "## Quick start" section, up to the next second-level heading. */
+const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const DOC = README.slice(README.indexOf('## Quick start'), README.indexOf('\n## ', README.indexOf('## Quick start') + 3));
 
-/** The placeholders of docs/quickstart.md and the banner, and nothing else, are substituted. */
+/** The placeholders of the README quick start and the banner, and nothing else, are substituted. */
 const DOC_URL = 'http://localhost:3000';
 const UPSTREAM_URL = 'https://api.openai.com/v1';
 const UPSTREAM_KEY_PLACEHOLDER = 'sk-YOUR_UPSTREAM_KEY';
@@ -151,7 +153,7 @@ describe('bannerLines', () => {
   });
 });
 
-describe('docs/quickstart.md, verbatim', () => {
+describe('README quick start, verbatim', () => {
   let gw: TestGateway;
   let fake: FakeProvider;
   const adminKey = newApiKey();

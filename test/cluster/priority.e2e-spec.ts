@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { RelayDispatcher } from '../../src/relay/dispatcher.js';
+import { newApiKey } from '../support/auth.js';
+import {
+  addProvider,
+  chat,
+  CLUSTER_REPEAT,
+  dropClientConnections,
+  pollUntil,
+  type RelayAnswer,
+} from '../support/cluster.js';
+import { FakeProvider } from '../support/fake-provider.js';
+import { startGateways, type TestGateway } from '../support/gateway.js';
+
+/**
+ * Priority order is global: one upstream slot (max_concurrent 1), requests queued on three different
+ * instances. Once the slot frees, the upstream sees every urgent before every high before every low,
+ * FIFO within a level, whatever instance each one was queued on — and never two at once.
+ */
+describe('three instances, one upstream slot: strict priority, FIFO within a level', () => {
+  let cluster: Awaited<ReturnType<typeof startGateways>>;
+  let gws: TestGateway[];
+  let fake: FakeProvider;
+  let providerId: string;
+  const adminKey = newApiKey();
+
+  beforeAll(async () => {
+    fake = await FakeProvider.start();
+    cluster = await startGateways(3, {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      RATE_LIMIT_KEY_RPM: '1000000',
+      RATE_LIMIT_USER_RPM: '1000000',
+      RATE_LIMIT_TIMEOUT_MS: '2000',
+    });
+    gws = cluster.gateways;
+    ({ providerId } = await addProvider(gws[0]!, adminKey, fake, [
+      { key: 'sk-one-slot', max_concurrent: 1 },
+    ]));
+    // warm every instance (credential and provider caches)
+    for (const gw of gws) expect((await chat(gw.url, adminKey, 'warm-up')).status).toBe(200);
+  });
+  afterAll(async () => {
+    dropClientConnections(...(gws ?? []));
+    await cluster?.close();
+    await fake?.close();
+  });
+
+  it(
+    `9 low, then 6 high, then 3 urgent queued round-robin on A, B, C → upstream order urgent×3, high×6, low×9, one at a time (${CLUSTER_REPEAT}×)`,
+    { timeout: 60_000 + CLUSTER_REPEAT * 15_000 },
+    async () => {
+      const depth = async () =>
+        Object.values(await gws[0]!.app.get(RelayDispatcher).depth(providerId)).reduce((a, b) => a + b, 0);
+      for (let round = 0; round < CLUSTER_REPEAT; round++) {
+        fake.reset();
+        fake.when({ reply: { delayMs: 15 } });
+        const grantedBefore = gws.map((g) => g.app.get(RelayDispatcher).granted);
+        // The only slot is held by a lease taken directly from the pool on A (a request in flight
+        // whose end the test decides), so everything below queues in a known order.
+        const pool = gws[0]!.app.get(KeyPoolService);
+        const held = await pool.acquire(providerId);
+        if (!held.ok) throw new Error(`could not take the slot: ${held.refusal.message}`);
+
+        const plan = [
+          ...Array.from({ length: 9 }, (_, i) => ({ tag: `low-${i}`, priority: 'low' })),
+          ...Array.from({ length: 6 }, (_, i) => ({ tag: `high-${i}`, priority: 'high' })),
+          ...Array.from({ length: 3 }, (_, i) => ({ tag: `urgent-${i}`, priority: 'urgent' })),
+        ];
+        const calls: Promise<RelayAnswer>[] = [];
+        for (const [i, step] of plan.entries()) {
+          calls.push(chat(gws[i % 3]!.url, adminKey, step.tag, { priority: step.priority }));
+          await pollUntil(async () => (await depth()) >= i + 1, {
+            timeoutMs: 5000,
+            intervalMs: 5,
+            what: `${step.tag} to be queued`,
+          });
+        }
+        expect(fake.requests).toHaveLength(0);
+        await pool.report(held.lease, { notSent: true });
+        gws[0]!.app.get(RelayDispatcher).capacityReleased(providerId);
+
+        const answers = await Promise.all(calls);
+        expect(answers.map((a) => a.status)).toEqual(Array(plan.length).fill(200));
+        const order = fake.requests.map((r) => r.body.messages[0].content as string);
+        expect(order).toEqual([
+          ...Array.from({ length: 3 }, (_, i) => `urgent-${i}`),
+          ...Array.from({ length: 6 }, (_, i) => `high-${i}`),
+          ...Array.from({ length: 9 }, (_, i) => `low-${i}`),
+        ]);
+        expect(fake.maxInFlight).toBe(1);
+        // queued on every instance, reported waiting time on every answer
+        expect(answers.every((a) => Number(a.headers.get('x-floodgate-queue-ms')) >= 0)).toBe(true);
+        const granted = gws.map((g, i) => g.app.get(RelayDispatcher).granted - grantedBefore[i]!);
+        expect(granted.reduce((a, b) => a + b, 0)).toBe(plan.length);
+        console.log(`[cluster] priority round ${round + 1}: grants per instance ${granted.join('/')}`);
+        expect(await depth()).toBe(0);
+      }
+    },
+  );
+});
