@@ -28,8 +28,12 @@ export class RequestLog1763773000000 implements MigrationInterface {
         "stream" boolean NOT NULL DEFAULT false
       )`);
     await q.query(`CREATE INDEX "IDX_request_log_created_at" ON "request_log" ("created_at")`);
-    await q.query(`CREATE INDEX "IDX_request_log_api_key_id_created_at" ON "request_log" ("api_key_id", "created_at")`);
-    await q.query(`CREATE INDEX "IDX_request_log_provider_id_created_at" ON "request_log" ("provider_id", "created_at")`);
+    await q.query(
+      `CREATE INDEX "IDX_request_log_api_key_id_created_at" ON "request_log" ("api_key_id", "created_at")`,
+    );
+    await q.query(
+      `CREATE INDEX "IDX_request_log_provider_id_created_at" ON "request_log" ("provider_id", "created_at")`,
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -34,9 +34,13 @@ describe('loadConfig', () => {
     expect(problems({ RATE_LIMIT_FAILURE_MODE: 'maybe' })).toEqual([
       'RATE_LIMIT_FAILURE_MODE must be one of open, closed, got "maybe"',
     ]);
-    expect(problems({ QUEUE_FULL_POLICY: 'drop' })[0]).toMatch(/^QUEUE_FULL_POLICY must be one of reject, passthrough/);
+    expect(problems({ QUEUE_FULL_POLICY: 'drop' })[0]).toMatch(
+      /^QUEUE_FULL_POLICY must be one of reject, passthrough/,
+    );
     expect(problems({ LOG_LEVEL: 'loud' })[0]).toMatch(/^LOG_LEVEL must be one of fatal, error, warn/);
-    expect(problems({ ALLOW_PRIVATE_UPSTREAMS: 'sure' })[0]).toMatch(/^ALLOW_PRIVATE_UPSTREAMS must be one of true, false/);
+    expect(problems({ ALLOW_PRIVATE_UPSTREAMS: 'sure' })[0]).toMatch(
+      /^ALLOW_PRIVATE_UPSTREAMS must be one of true, false/,
+    );
   });
 
   it('reports every problem at once', () => {
@@ -54,7 +58,9 @@ describe('loadConfig', () => {
     expect(problems({ NODE_ENV: 'production', ENCRYPTION_KEYS: KEY, JWT_SECRET: 'short' })).toEqual([
       'JWT_SECRET must be at least 32 characters in production, got 5',
     ]);
-    expect(problems({ NODE_ENV: 'production', ENCRYPTION_KEYS: KEY, JWT_SECRET: 'x'.repeat(32) })).toEqual([]);
+    expect(problems({ NODE_ENV: 'production', ENCRYPTION_KEYS: KEY, JWT_SECRET: 'x'.repeat(32) })).toEqual(
+      [],
+    );
     // development accepts a short secret
     expect(problems({ JWT_SECRET: 'short' })).toEqual([]);
   });
@@ -86,18 +92,26 @@ describe('loadConfig', () => {
   });
 
   it('distributed mode needs both URLs, and never echoes a password', () => {
-    expect(loadConfig({ DATABASE_URL: 'postgres://u:p@h/db', REDIS_URL: 'redis://h:6379' }).mode).toBe('distributed');
+    expect(loadConfig({ DATABASE_URL: 'postgres://u:p@h/db', REDIS_URL: 'redis://h:6379' }).mode).toBe(
+      'distributed',
+    );
     expect(loadConfig({ DATABASE_URL: 'postgres://u:p@h/db' }).mode).toBe('embedded');
-    expect(problems({ REDIS_URL: 'redis://h:6379' })[0]).toMatch(/^DATABASE_URL must be set when REDIS_URL is/);
+    expect(problems({ REDIS_URL: 'redis://h:6379' })[0]).toMatch(
+      /^DATABASE_URL must be set when REDIS_URL is/,
+    );
     const p = problems({ DATABASE_URL: 'mysql://user:hunter2@h/db' });
     expect(p[0]).toMatch(/^DATABASE_URL must be a URL starting with postgres:\/\/ or postgresql:\/\//);
     expect(p[0]).not.toContain('hunter2');
   });
 
   it('validates ADMIN_BOOTSTRAP_KEY and TRUSTED_PROXIES', () => {
-    expect(problems({ ADMIN_BOOTSTRAP_KEY: 'admin' })[0]).toMatch(/^ADMIN_BOOTSTRAP_KEY must be fg_ followed by 43/);
+    expect(problems({ ADMIN_BOOTSTRAP_KEY: 'admin' })[0]).toMatch(
+      /^ADMIN_BOOTSTRAP_KEY must be fg_ followed by 43/,
+    );
     expect(problems({ ADMIN_BOOTSTRAP_KEY: `fg_${'a'.repeat(43)}` })).toEqual([]);
-    expect(loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8, 127.0.0.1,::1/128' }).http.trustedProxies).toHaveLength(3);
+    expect(loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8, 127.0.0.1,::1/128' }).http.trustedProxies).toHaveLength(
+      3,
+    );
     expect(problems({ TRUSTED_PROXIES: '10.0.0.0/33' })[0]).toMatch(/^TRUSTED_PROXIES must be a comma list/);
   });
 
@@ -220,9 +234,9 @@ describe('loadConfig', () => {
     expect(problems({ ADAPTIVE_INITIAL_LIMIT: '200' })).toEqual([
       'ADAPTIVE_INITIAL_LIMIT must be between ADAPTIVE_MIN_LIMIT and ADAPTIVE_MAX_LIMIT (1-100), got 200',
     ]);
-    expect(problems({ ADAPTIVE_MIN_LIMIT: '10', ADAPTIVE_MAX_LIMIT: '5', ADAPTIVE_INITIAL_LIMIT: '7' })).toEqual([
-      'ADAPTIVE_MIN_LIMIT must be at most ADAPTIVE_MAX_LIMIT (5), got 10',
-    ]);
+    expect(
+      problems({ ADAPTIVE_MIN_LIMIT: '10', ADAPTIVE_MAX_LIMIT: '5', ADAPTIVE_INITIAL_LIMIT: '7' }),
+    ).toEqual(['ADAPTIVE_MIN_LIMIT must be at most ADAPTIVE_MAX_LIMIT (5), got 10']);
     expect(problems({ RETREAT_ENTER_RATE: '0.05', RETREAT_EXIT_RATE: '0.05' })).toEqual([
       'RETREAT_EXIT_RATE must be below RETREAT_ENTER_RATE (0.05), got 0.05',
     ]);

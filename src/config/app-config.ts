@@ -189,7 +189,9 @@ function loadAdaptiveConfig(r: EnvReader): AdaptiveConfig {
     flushMs: r.int('ADAPTIVE_FLUSH_MS', 2000, 100, 600_000),
   };
   if (c.minLimit > c.maxLimit)
-    r.problems.push(`ADAPTIVE_MIN_LIMIT must be at most ADAPTIVE_MAX_LIMIT (${c.maxLimit}), got ${c.minLimit}`);
+    r.problems.push(
+      `ADAPTIVE_MIN_LIMIT must be at most ADAPTIVE_MAX_LIMIT (${c.maxLimit}), got ${c.minLimit}`,
+    );
   else if (c.initialLimit < c.minLimit || c.initialLimit > c.maxLimit)
     r.problems.push(
       `ADAPTIVE_INITIAL_LIMIT must be between ADAPTIVE_MIN_LIMIT and ADAPTIVE_MAX_LIMIT (${c.minLimit}-${c.maxLimit}), got ${c.initialLimit}`,
@@ -319,7 +321,11 @@ class EnvReader {
     try {
       const parsed = new URL(value);
       if (!protocols.includes(parsed.protocol)) {
-        return this.fail(name, `a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`, redactUrl(value));
+        return this.fail(
+          name,
+          `a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+          redactUrl(value),
+        );
       }
       return value;
     } catch {
@@ -336,12 +342,19 @@ export function redactUrl(value: string): string {
 function parseEncryptionKeys(reader: EnvReader, value: string): EncryptionKey[] {
   const keys: EncryptionKey[] = [];
   const seen = new Set<string>();
-  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const idx = part.indexOf(':');
     const id = idx > 0 ? part.slice(0, idx) : '';
     const material = idx > 0 ? part.slice(idx + 1) : '';
     const key = Buffer.from(material, 'base64');
-    if (!/^[A-Za-z0-9_.-]{1,32}$/.test(id) || key.length !== 32 || key.toString('base64') !== normaliseB64(material)) {
+    if (
+      !/^[A-Za-z0-9_.-]{1,32}$/.test(id) ||
+      key.length !== 32 ||
+      key.toString('base64') !== normaliseB64(material)
+    ) {
       reader.problems.push(
         `ENCRYPTION_KEYS must be a comma list of id:base64(32 bytes) (id 1-32 of A-Z a-z 0-9 _ . -), got an entry with id ${JSON.stringify(id || part.slice(0, 8))} that is not`,
       );
@@ -354,7 +367,8 @@ function parseEncryptionKeys(reader: EnvReader, value: string): EncryptionKey[] 
     seen.add(id);
     keys.push({ id, key });
   }
-  if (keys.length === 0) reader.problems.push('ENCRYPTION_KEYS must hold at least one id:base64(32 bytes) entry, got none');
+  if (keys.length === 0)
+    reader.problems.push('ENCRYPTION_KEYS must hold at least one id:base64(32 bytes) entry, got none');
   return keys;
 }
 
@@ -420,7 +434,8 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
 
   const port = r.int('PORT', 3000, 1, 65535);
   const host = r.string('HOST') ?? '0.0.0.0';
-  if (isIP(host) === 0 && host !== 'localhost') r.problems.push(`HOST must be an IP address or localhost, got ${JSON.stringify(host)}`);
+  if (isIP(host) === 0 && host !== 'localhost')
+    r.problems.push(`HOST must be an IP address or localhost, got ${JSON.stringify(host)}`);
 
   const databaseUrl = r.url('DATABASE_URL', ['postgres:', 'postgresql:']);
   const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
@@ -432,26 +447,40 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
   const dataDir = r.string('DATA_DIR') ?? './.data';
 
   const logLevel = r.oneOf<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info');
-  const logFormat = r.oneOf<LogFormat>('LOG_FORMAT', ['pretty', 'json'], nodeEnv === 'development' ? 'pretty' : 'json');
+  const logFormat = r.oneOf<LogFormat>(
+    'LOG_FORMAT',
+    ['pretty', 'json'],
+    nodeEnv === 'development' ? 'pretty' : 'json',
+  );
 
   const adminBootstrapKey = r.string('ADMIN_BOOTSTRAP_KEY');
   if (adminBootstrapKey !== undefined && !API_KEY_PATTERN.test(adminBootstrapKey)) {
-    r.problems.push('ADMIN_BOOTSTRAP_KEY must be fg_ followed by 43 base64url characters, got a value that is not');
+    r.problems.push(
+      'ADMIN_BOOTSTRAP_KEY must be fg_ followed by 43 base64url characters, got a value that is not',
+    );
   }
 
   const jwtSecret = r.string('JWT_SECRET');
   const jwtPublicKey = r.string('JWT_PUBLIC_KEY')?.replace(/\\n/g, '\n');
-  if (jwtSecret && jwtPublicKey) r.problems.push('JWT_SECRET and JWT_PUBLIC_KEY must not both be set, got both');
+  if (jwtSecret && jwtPublicKey)
+    r.problems.push('JWT_SECRET and JWT_PUBLIC_KEY must not both be set, got both');
   if (jwtPublicKey && !/-----BEGIN (RSA |EC )?PUBLIC KEY-----/.test(jwtPublicKey)) {
-    r.problems.push('JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----), got something else');
+    r.problems.push(
+      'JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----), got something else',
+    );
   }
   const algorithmsRaw = r.string('JWT_ALGORITHMS');
   let algorithms: JwtAlgorithm[] = jwtPublicKey ? ['RS256'] : ['HS256'];
   if (algorithmsRaw) {
-    const list = algorithmsRaw.split(',').map((a) => a.trim()).filter(Boolean);
+    const list = algorithmsRaw
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
     const bad = list.filter((a) => !JWT_ALGORITHMS.includes(a as JwtAlgorithm));
     if (bad.length > 0 || list.length === 0) {
-      r.problems.push(`JWT_ALGORITHMS must be a comma list of ${JWT_ALGORITHMS.join(', ')}, got ${JSON.stringify(algorithmsRaw)}`);
+      r.problems.push(
+        `JWT_ALGORITHMS must be a comma list of ${JWT_ALGORITHMS.join(', ')}, got ${JSON.stringify(algorithmsRaw)}`,
+      );
     } else {
       algorithms = list as JwtAlgorithm[];
     }
@@ -459,11 +488,15 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
   const hmac = algorithms.filter((a) => a.startsWith('HS'));
   const asymmetric = algorithms.filter((a) => !a.startsWith('HS'));
   if (jwtSecret && asymmetric.length > 0) {
-    r.problems.push(`JWT_ALGORITHMS must list only HS* algorithms with JWT_SECRET, got ${asymmetric.join(', ')}`);
+    r.problems.push(
+      `JWT_ALGORITHMS must list only HS* algorithms with JWT_SECRET, got ${asymmetric.join(', ')}`,
+    );
   }
   if (jwtPublicKey && hmac.length > 0) {
     // A public key used as an HMAC secret is the classic algorithm-confusion attack.
-    r.problems.push(`JWT_ALGORITHMS must not list HS* algorithms with JWT_PUBLIC_KEY, got ${hmac.join(', ')}`);
+    r.problems.push(
+      `JWT_ALGORITHMS must not list HS* algorithms with JWT_PUBLIC_KEY, got ${hmac.join(', ')}`,
+    );
   }
   if (jwtSecret && isProduction && jwtSecret.length < 32) {
     r.problems.push(`JWT_SECRET must be at least 32 characters in production, got ${jwtSecret.length}`);
@@ -475,17 +508,26 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
   if (encryptionRaw) {
     encryptionKeys = parseEncryptionKeys(r, encryptionRaw);
   } else if (isProduction) {
-    r.problems.push('ENCRYPTION_KEYS must be set in production (comma list of id:base64(32 bytes)), got nothing');
+    r.problems.push(
+      'ENCRYPTION_KEYS must be set in production (comma list of id:base64(32 bytes)), got nothing',
+    );
   } else if (options.generatedEncryptionKeys) {
     encryptionKeys = parseEncryptionKeys(r, options.generatedEncryptionKeys);
     generated = true;
   }
 
   const trustedRaw = r.string('TRUSTED_PROXIES');
-  const trustedProxies = trustedRaw ? trustedRaw.split(',').map((c) => c.trim()).filter(Boolean) : [];
+  const trustedProxies = trustedRaw
+    ? trustedRaw
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean)
+    : [];
   const badCidrs = trustedProxies.filter((c) => !isValidCidr(c));
   if (badCidrs.length > 0) {
-    r.problems.push(`TRUSTED_PROXIES must be a comma list of IP addresses or CIDRs, got ${JSON.stringify(badCidrs.join(','))}`);
+    r.problems.push(
+      `TRUSTED_PROXIES must be a comma list of IP addresses or CIDRs, got ${JSON.stringify(badCidrs.join(','))}`,
+    );
   }
 
   const config: AppConfig = {
@@ -544,7 +586,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     otlpEndpoint: r.url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
   };
   if (r.raw('REDIS_PREFIX') && !/^[A-Za-z0-9_.:-]{1,64}$/.test(config.redis.prefix)) {
-    r.problems.push(`REDIS_PREFIX must be 1-64 of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(config.redis.prefix)}`);
+    r.problems.push(
+      `REDIS_PREFIX must be 1-64 of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(config.redis.prefix)}`,
+    );
   }
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);

@@ -148,13 +148,15 @@ export class FloodgateMetrics {
 
   /** Prometheus text exposition, after running every collector (a failing collector never breaks the scrape). */
   async render(): Promise<string> {
-    await Promise.all(this.collectors.map(async (c) => {
-      try {
-        await c();
-      } catch {
-        // a collector's source is down: its gauges keep their last values
-      }
-    }));
+    await Promise.all(
+      this.collectors.map(async (c) => {
+        try {
+          await c();
+        } catch {
+          // a collector's source is down: its gauges keep their last values
+        }
+      }),
+    );
     return this.registry.metrics();
   }
 

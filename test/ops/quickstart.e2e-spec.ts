@@ -26,7 +26,10 @@ import { freePort, getJson, spawnGateway, startGateway, type TestGateway } from 
 const ROOT = join(dirname(new URL(import.meta.url).pathname), '..', '..');
 /** The README's "## Quick start" section, up to the next second-level heading. */
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
-const DOC = README.slice(README.indexOf('## Quick start'), README.indexOf('\n## ', README.indexOf('## Quick start') + 3));
+const DOC = README.slice(
+  README.indexOf('## Quick start'),
+  README.indexOf('\n## ', README.indexOf('## Quick start') + 3),
+);
 
 /** The placeholders of the README quick start and the banner, and nothing else, are substituted. */
 const DOC_URL = 'http://localhost:3000';
