@@ -1,78 +1,607 @@
 #!/usr/bin/env node
-// `npm run bench`: builds (via npm script), then measures Floodgate against baselines in the same
-// run and writes bench/RESULTS.md. Targets 127.0.0.1 only; bounded in count and time.
-import { writeFile } from 'node:fs/promises';
+// `npm run bench` (builds via the npm script, then runs this): measures Floodgate against baselines
+// taken in the same run — direct to a fake provider, and a minimal node:http + undici pass-through
+// proxy — prints markdown tables and writes bench/RESULTS.md. 127.0.0.1 only; every phase bounded in
+// count and time; every process, database and Redis prefix it creates is removed at the end, on
+// errors and on Ctrl-C.
+//
+//   node bench/run.mjs [--quick] [--only latency,throughput,ladder,streaming,queue,memory,profile]
+//                      [--profile] [--no-write]
+//
+// --quick: reduced counts and durations (CI smoke, < 2 min). --profile: also profile the gateway
+// (--cpu-prof) under relay load and write bench/out/profile-summary.md. Only a full run (no --quick,
+// no --only) writes bench/RESULTS.md; the others write bench/out/RESULTS.md. --no-write: print only.
+// Sections and how they measure: docs/performance.md.
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { configure, startGateway } from './lib/gateway.mjs';
-import { startFakeUpstream } from './lib/fake-upstream.mjs';
-import { startPlainProxy } from './lib/plain-proxy.mjs';
+import { Pool } from 'undici';
+import { blockLatency, interleavedLatency } from './latency.mjs';
+import { summarise, summaryMarkdown } from './lib/cpuprofile.mjs';
+import { closeRedis, configure, loopDelay, metricValue, startGateway, sweepStale } from './lib/gateway.mjs';
+import { abort, cleanupAll, installSignalHandlers, rssMB, rssSampler, sleep, startServer, stopping, withTimeout } from './lib/procs.mjs';
 import { fmt } from './lib/stats.mjs';
-import { interleavedLatency } from './latency.mjs';
+import { QUEUE_ENV, contention } from './sections/queue.mjs';
+import { concurrentStreams, ttft } from './sections/streaming.mjs';
+import { CHAT_BODY, P99_LIMIT_MS, sweep } from './sections/throughput.mjs';
 
-const quick = process.argv.includes('--quick');
+// ---- arguments ----------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const write = !argv.includes('--no-write');
+const ALL = ['latency', 'throughput', 'ladder', 'streaming', 'queue', 'memory'];
+const KNOWN = [...ALL, 'profile'];
+const onlyIdx = argv.indexOf('--only');
+const onlyArg = argv.find((a) => a.startsWith('--only='))?.slice(7) ?? (onlyIdx !== -1 ? argv[onlyIdx + 1] : null);
+const selected = new Set(onlyArg ? onlyArg.split(',').map((s) => s.trim()).filter(Boolean) : ALL);
+if (argv.includes('--profile')) selected.add('profile');
+for (const s of selected) {
+  if (!KNOWN.includes(s)) {
+    console.error(`unknown section ${s}; known: ${KNOWN.join(', ')}`);
+    process.exit(2);
+  }
+}
+const on = (s) => selected.has(s);
+
+const C = quick
+  ? {
+      latency: { rounds: 5, perRound: 40, warmup: 100 },
+      throughput: { levels: [1, 64], durationS: 2, warmupS: 1 },
+      memoryAfterS: 3,
+      ladder: { rounds: 3, perRound: 40, warmup: 60 },
+      ttft: { rounds: 2, perRound: 40, warmup: 15 },
+      streams: { start: 50, max: 50, budgetS: 10 },
+      queue: { rate: 500, seconds: 2 },
+      profileS: 6,
+    }
+  : {
+      latency: { rounds: 15, perRound: 100, warmup: 300 },
+      throughput: { levels: [1, 8, 64, 256], durationS: 5, warmupS: 2 },
+      memoryAfterS: 10,
+      ladder: { rounds: 10, perRound: 100, warmup: 200 },
+      ttft: { rounds: 5, perRound: 100, warmup: 50 },
+      streams: { start: 50, max: 1600, budgetS: 45 },
+      queue: { rate: 500, seconds: 10 },
+      profileS: 15,
+    };
+
+// ---- output -------------------------------------------------------------------------------------
+
 const started = Date.now();
-const lines = [];
+const loadAtStart = os.loadavg();
+const out = [];
+const failures = [];
+const timings = [];
 const log = (s = '') => {
   console.log(s);
-  lines.push(s);
+  out.push(s);
 };
+const status = (s) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${s}`);
+const f1 = (v) => fmt(v, 1);
+const f2 = (v) => fmt(v, 2);
+const f3 = (v) => fmt(v, 3);
+const int = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en') : 'n/a');
+const pct = (v) => (Number.isFinite(v) ? `${(v * 100).toFixed(0)} %` : 'n/a');
 
-async function metricValue(gw, name) {
-  const text = await (await fetch(`${gw.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name));
-  return line ? Number(line.split(' ').pop()) : NaN;
+async function section(name, fn) {
+  if (stopping()) return;
+  const t = Date.now();
+  status(`${name}…`);
+  try {
+    await fn();
+  } catch (err) {
+    failures.push(`${name}: ${err.message}`);
+    status(`${name} FAILED: ${err.stack ?? err.message}`);
+  } finally {
+    timings.push([name, (Date.now() - t) / 1000]);
+  }
 }
 
-const upstream = await startFakeUpstream();
-const plain = await startPlainProxy(upstream.url);
-const rows = [];
-const notes = [];
+// Everything measured, for the tables and the targets.
+const R = {
+  latency: {}, // mode -> rows
+  throughput: {}, // target name -> sweep
+  memory: {}, // mode -> { idle, peak, after, afterGc }
+  ttft: {}, // mode -> rows
+  streams: {}, // mode -> ramp
+  ladder: null,
+  queue: {}, // mode -> result
+  loop: {}, // phase -> gateway event-loop delay { p99, max } ms
+  notes: [],
+};
+
+const json = { 'content-type': 'application/json' };
+const relayTarget = (name, gw, clientKey) => ({
+  name,
+  url: gw.url,
+  path: '/v1/chat/completions',
+  headers: { ...json, authorization: `Bearer ${clientKey}` },
+  pid: gw.pid,
+});
+
+// ---- run ----------------------------------------------------------------------------------------
+
+installSignalHandlers();
+// Bounded whatever happens: a hung phase ends the run (with cleanup) instead of hanging CI.
+const LIMIT_S = (quick ? 240 : 900) + (on('profile') ? 120 : 0);
+setTimeout(() => abort(124, `time limit of ${LIMIT_S} s reached`), LIMIT_S * 1000).unref();
+rmSync(new URL('./out/logs/', import.meta.url), { recursive: true, force: true });
+let upstream = null;
+let plain = null;
 try {
-  for (const mode of ['embedded', 'distributed']) {
-    const gw = await startGateway(mode);
+  const swept = await withTimeout(sweepStale(), 30_000, 'stale cleanup').catch((err) => {
+    status(`stale cleanup skipped: ${err.message}`);
+    return null;
+  });
+  if (swept && (swept.databases || swept.redisKeys))
+    status(`removed leftovers of killed runs: ${swept.databases} databases, ${swept.redisKeys} Redis keys`);
+
+  upstream = await startServer('upstream', { delayMs: 0 });
+  plain = await startServer('plain', { upstreamUrl: upstream.url });
+  const direct = { name: 'direct', url: upstream.url, path: '/v1/chat/completions', headers: { ...json, authorization: 'Bearer sk-direct' }, pid: upstream.pid };
+  const plainT = { name: 'plain proxy', url: plain.url, path: '/v1/chat/completions', headers: json, pid: plain.pid };
+
+  if (on('throughput')) {
+    await section('throughput: baselines', async () => {
+      R.throughput.direct = await sweep(direct, C.throughput);
+      R.throughput['plain proxy'] = await sweep(plainT, C.throughput);
+    });
+  }
+
+  const perMode = on('latency') || on('throughput') || on('memory') || on('streaming');
+  for (const mode of perMode ? ['embedded', 'distributed'] : []) {
+    if (stopping()) break;
+    let gw = null;
+    await section(`${mode}: start`, async () => {
+      gw = await startGateway(mode, { name: 'main' });
+    });
+    if (!gw) continue;
     try {
       const { clientKey } = await configure(gw, upstream.url);
-      const json = { 'content-type': 'application/json' };
-      const result = await interleavedLatency(
-        [
-          { name: 'direct', url: upstream.url, path: '/v1/chat/completions', headers: { ...json, authorization: 'Bearer sk-direct' } },
-          { name: 'plain proxy', url: plain.url, path: '/v1/chat/completions', headers: json },
-          { name: `floodgate (${mode})`, url: gw.url, path: '/v1/chat/completions', headers: { ...json, authorization: `Bearer ${clientKey}` } },
-        ],
-        quick ? { rounds: 5, perRound: 40, warmup: 100 } : { rounds: 15, perRound: 100, warmup: 300 },
+      const target = relayTarget(`floodgate (${mode})`, gw, clientKey);
+      if (on('memory')) {
+        await sleep(2000);
+        R.memory[mode] = { idle: rssMB(gw.pid) };
+      }
+      if (on('latency')) {
+        await section(`${mode}: added latency at c=1`, async () => {
+          await loopDelay(gw);
+          R.latency[mode] = await interleavedLatency([direct, plainT, target], C.latency);
+          R.loop[`${mode}: c=1 latency`] = await loopDelay(gw);
+          const queued = await metricValue(gw, 'floodgate_queue_wait_seconds_sum');
+          R.notes.push(`${mode}: queue wait total on the uncontended path = ${queued} s (the queue is never touched)`);
+        });
+      }
+      if (on('throughput') || on('memory')) {
+        await section(`${mode}: throughput`, async () => {
+          const sampler = rssSampler(gw.pid);
+          const cfg = on('throughput') ? C.throughput : { levels: [64], durationS: C.throughput.durationS, warmupS: 0 };
+          await loopDelay(gw);
+          const result = await sweep(target, cfg);
+          R.loop[`${mode}: throughput sweep`] = await loopDelay(gw);
+          if (on('throughput')) R.throughput[target.name] = result;
+          const peak = sampler.stop();
+          if (on('memory')) {
+            R.memory[mode].peak = peak;
+            await sleep(C.memoryAfterS * 1000);
+            R.memory[mode].after = rssMB(gw.pid);
+            await gw.gc();
+            R.memory[mode].afterGc = rssMB(gw.pid);
+          }
+        });
+      }
+      if (on('streaming')) {
+        await section(`${mode}: streaming`, async () => {
+          await loopDelay(gw);
+          R.ttft[mode] = await ttft([direct, plainT, target], C.ttft);
+          R.loop[`${mode}: TTFT probes`] = await loopDelay(gw);
+          R.streams[mode] = await concurrentStreams(target, direct, { ...C.streams, loopDelay: () => loopDelay(gw) });
+        });
+      }
+    } catch (err) {
+      failures.push(`${mode}: ${err.message}`);
+      status(`${mode} FAILED: ${err.stack}`);
+    } finally {
+      await gw.stop();
+      noteWarnings(`${mode} gateway (sections 1, 2, 4, 6)`, gw);
+    }
+  }
+
+  if (on('ladder')) await section('feature ladder', () => ladder(direct));
+  if (on('queue')) await section('queue under contention', () => queueSection());
+  if (on('profile')) await section('profile', () => profile(upstream));
+} finally {
+  await plain?.close();
+  await upstream?.close();
+  await cleanupAll();
+  closeRedis();
+}
+
+// ---- sections that need their own gateways -------------------------------------------------------
+
+function noteWarnings(label, gw) {
+  const w = gw.warnings().slice(0, 4);
+  if (w.length) R.notes.push(`${label} logged: ${w.map(([m, n]) => `${n}× "${m}"`).join('; ')}`);
+}
+
+async function ladder(direct) {
+  const rungs = [
+    { name: '0 framework + relay forward (no auth)', disable: 'auth,ratelimit,keypool,metrics,requestlog' },
+    { name: '1 auth only', disable: 'ratelimit,keypool,metrics,requestlog' },
+    { name: '2 + rate limit', disable: 'keypool,metrics,requestlog' },
+    { name: '3 + key pool / adaptive', disable: 'metrics,requestlog' },
+    { name: '4 + metrics', disable: 'requestlog' },
+    { name: '5 full (+ request log) = all features', disable: '' },
+    { name: '6 full + LOG_LEVEL=info (one log line per request)', disable: '', env: { LOG_LEVEL: 'info' } },
+  ];
+  // --quick (smoke): the two ends of the issue's ladder only; the auth-only rung applies every switch
+  // but one, so a patch that no longer fits the app still fails loudly.
+  if (quick) rungs.splice(0, rungs.length, rungs[1], rungs[5]);
+  const gws = await Promise.allSettled(
+    rungs.map((r, i) => startGateway('distributed', { name: `ladder${i}`, env: { BENCH_DISABLE: r.disable, ...r.env } })),
+  );
+  try {
+    const failed = gws.find((g) => g.status === 'rejected');
+    if (failed) throw failed.reason;
+    const targets = [];
+    for (let i = 0; i < rungs.length; i++) {
+      const gw = gws[i].value;
+      const { clientKey } = await configure(gw, upstream.url);
+      targets.push(relayTarget(rungs[i].name, gw, clientKey));
+    }
+    R.ladder = await blockLatency(direct, targets, C.ladder);
+  } finally {
+    await Promise.all(gws.filter((g) => g.status === 'fulfilled').map((g) => g.value.stop()));
+  }
+}
+
+async function queueSection() {
+  const slow = await startServer('upstream', { delayMs: 20, stats: true });
+  try {
+    for (const mode of quick ? ['distributed'] : ['embedded', 'distributed']) {
+      const gw = await startGateway(mode, { name: 'queue', env: QUEUE_ENV });
+      try {
+        const { clientKey } = await configure(gw, slow.url, { keys: 1, maxConcurrent: 4 });
+        // warm the path (JIT, connections) below capacity, then measure
+        const pool = new Pool(gw.url, { connections: 2, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        for (let i = 0; i < 100; i++) {
+          const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { ...json, authorization: `Bearer ${clientKey}` }, body: CHAT_BODY });
+          await r.body.dump();
+        }
+        await pool.close();
+        R.queue[mode] = { capacity: 4 / 0.02, ...(await contention(gw, slow, clientKey, C.queue)) };
+      } finally {
+        await gw.stop();
+        noteWarnings(`queue (${mode}) gateway`, gw);
+      }
+    }
+  } finally {
+    await slow.close();
+  }
+}
+
+async function profile(up) {
+  const dir = new URL('./out/prof/', import.meta.url).pathname;
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const parts = [];
+  for (const [label, connections, mode] of [
+    ['c=1', 1, 'distributed'],
+    ['c=64', 64, 'distributed'],
+    ['embedded c=64', 64, 'embedded'],
+  ]) {
+    const file = `${label.replace(/[^a-z0-9]+/g, '-')}.cpuprofile`;
+    const gw = await startGateway(mode, {
+      name: `profile-${label.replace(/[^a-z0-9]+/g, '-')}`,
+      nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${file}`, '--cpu-prof-interval=200'],
+    });
+    try {
+      const { clientKey } = await configure(gw, up.url);
+      const pool = new Pool(gw.url, { connections, keepAliveTimeout: 60_000, headersTimeout: 10_000, bodyTimeout: 10_000 });
+      for (let i = 0; i < 200; i++) {
+        const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { ...json, authorization: `Bearer ${clientKey}` }, body: CHAT_BODY });
+        await r.body.dump();
+      }
+      const fromUs = Number(process.hrtime.bigint() / 1000n);
+      const end = Date.now() + C.profileS * 1000;
+      let n = 0;
+      await Promise.all(
+        Array.from({ length: connections }, async () => {
+          while (Date.now() < end) {
+            const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { ...json, authorization: `Bearer ${clientKey}` }, body: CHAT_BODY });
+            await r.body.dump();
+            n++;
+          }
+        }),
       );
-      for (const r of result) if (r.name !== 'direct' && (mode === 'embedded' || r.name !== 'plain proxy')) rows.push(r);
-      const queued = await metricValue(gw, 'floodgate_queue_wait_seconds_sum');
-      notes.push(`${mode}: queue wait total on the uncontended path = ${queued} s (the queue is never touched)`);
+      const toUs = Number(process.hrtime.bigint() / 1000n);
+      await pool.close();
+      parts.push([label, n, fromUs, toUs, file]);
     } finally {
       await gw.stop();
     }
   }
-} finally {
-  await plain.close();
-  await upstream.close();
+  const md = [
+    '# CPU profile of the relay hot path',
+    '',
+    `${new Date().toISOString()}, all features on (distributed unless the heading says embedded), \`node --cpu-prof --cpu-prof-interval=200\`, ${C.profileS} s of POST /v1/chat/completions against the instant fake upstream after 200 warm-up requests; only samples taken during the load phase count (start-up and shutdown cut out). "where" groups self time by npm package / src module / node core; (native/V8) is time in C++ builtins (socket writes, JSON, crypto…) called from JavaScript.`,
+    '',
+  ];
+  for (const [label, n, fromUs, toUs, file] of parts) {
+    if (!readdirSync(dir).includes(file)) throw new Error(`no profile written for ${label}`);
+    const s = summarise(`${dir}${file}`, { top: 40, fromUs, toUs });
+    s.requests = n;
+    md.push(summaryMarkdown(s, `${label}: ${n.toLocaleString('en')} requests in ${C.profileS} s`, n));
+    R.profile ??= {};
+    R.profile[label] = s;
+  }
+  writeFileSync(new URL('./out/profile-summary.md', import.meta.url), md.join('\n'));
+  status('wrote bench/out/profile-summary.md');
 }
 
-log('### Added latency at concurrency 1 (non-streaming, median of round medians, ms)');
-log('');
-log('| target | p50 | p99 | added p50 vs direct | added p99 vs direct |');
-log('| --- | ---: | ---: | ---: | ---: |');
-for (const r of rows) log(`| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.addedP50)} | ${fmt(r.addedP99)} |`);
-log('');
-for (const n of notes) log(`- ${n}`);
-const plainRow = rows.find((r) => r.name === 'plain proxy');
-for (const r of rows.filter((x) => x.name.startsWith('floodgate'))) {
-  log(`- ${r.name}: added p50 is ${fmt(r.addedP50 / plainRow.addedP50, 1)}× the plain proxy's`);
-}
+// ---- report -------------------------------------------------------------------------------------
+
+// Interrupted: the signal handler finishes the cleanup and exits (130/143); report nothing.
+if (stopping()) await new Promise(() => {});
 
 const cpu = os.cpus();
-const header = [
-  '# Benchmark results',
-  '',
-  `Date: ${new Date().toISOString()}  `,
-  `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}  `,
-  `Load generator, fake upstream, Postgres and Redis all on the same machine (127.0.0.1). Run: \`npm run bench\`${quick ? ' -- --quick' : ''} (${Math.round((Date.now() - started) / 1000)} s).`,
-  '',
-];
-await writeFile(new URL('./RESULTS.md', import.meta.url), [...header, ...lines, ''].join('\n'));
-console.log('\nwrote bench/RESULTS.md');
+const elapsedS = Math.round((Date.now() - started) / 1000);
+const machine = `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}`;
+const loadNote = `load average ${loadAtStart[0].toFixed(2)} at start, ${os.loadavg()[0].toFixed(2)} at the end`;
+
+const targets = [];
+function target(name, measured, met) {
+  targets.push({ name, measured, met });
+}
+
+// 1. latency
+if (Object.keys(R.latency).length) {
+  log('## 1. Added latency at concurrency 1 (non-streaming, all features on)');
+  log('');
+  log('Median of per-round p50/p99, requests to each target interleaved in rounds. ms.');
+  log('');
+  log('| mode | target | p50 | p99 | added p50 vs direct | added p99 vs direct | added p50 ÷ plain proxy\'s |');
+  log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const [mode, rows] of Object.entries(R.latency)) {
+    const plainRow = rows.find((r) => r.name === 'plain proxy');
+    for (const r of rows) {
+      if (r.name === 'direct') {
+        log(`| ${mode} | direct | ${f3(r.p50)} | ${f3(r.p99)} | – | – | – |`);
+        continue;
+      }
+      const ratio = r.name === 'plain proxy' ? '1.0×' : `${f1(r.addedP50 / plainRow.addedP50)}×`;
+      log(`| ${mode} | ${r.name} | ${f3(r.p50)} | ${f3(r.p99)} | ${f3(r.addedP50)} | ${f3(r.addedP99)} | ${ratio} |`);
+    }
+  }
+  log('');
+  const d = R.latency.distributed?.find((r) => r.name.startsWith('floodgate'));
+  if (d) {
+    target('added p50 ≤ 0.4 ms at c=1 (distributed)', `${f3(d.addedP50)} ms`, d.addedP50 <= 0.4);
+    target('added p99 ≤ 1.5 ms at c=1 (distributed)', `${f3(d.addedP99)} ms`, d.addedP99 <= 1.5);
+  }
+}
+
+// 2. throughput
+if (Object.keys(R.throughput).length) {
+  log('## 2. Throughput (autocannon sweep, non-streaming, instant upstream)');
+  log('');
+  log(
+    `${C.throughput.durationS} s per level after a ${C.throughput.warmupS} s warm-up. "best" = most req/s at a level with p99 < ${P99_LIMIT_MS} ms and no errors/non-2xx. CPU = user+system time of the process serving the target (direct: the fake upstream; plain proxy: the proxy; floodgate: the gateway) per request.`,
+  );
+  log('');
+  const plainBest = R.throughput['plain proxy']?.best;
+  log('| target | best req/s | at conns | p99 ms | CPU µs/req | req/s vs plain proxy | CPU vs plain proxy |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const s of Object.values(R.throughput)) {
+    const b = s.best;
+    if (!b) {
+      log(`| ${s.name} | none met p99 < ${P99_LIMIT_MS} ms with 0 errors | | | | | |`);
+      continue;
+    }
+    log(
+      `| ${s.name} | ${int(b.rps)} | ${b.connections} | ${f1(b.p99)} | ${int(b.cpuUsPerReq)} | ${plainBest ? pct(b.rps / plainBest.rps) : 'n/a'} | ${plainBest ? `${f2(b.cpuUsPerReq / plainBest.cpuUsPerReq)}×` : 'n/a'} |`,
+    );
+  }
+  log('');
+  log('<details><summary>every level</summary>');
+  log('');
+  log('| target | conns | req/s | p50 ms | p99 ms | errors | non-2xx | CPU µs/req |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const s of Object.values(R.throughput)) {
+    for (const l of s.levels) log(`| ${s.name} | ${l.connections} | ${int(l.rps)} | ${f1(l.p50)} | ${f1(l.p99)} | ${l.errors} | ${l.non2xx} | ${int(l.cpuUsPerReq)} |`);
+  }
+  log('');
+  log('</details>');
+  log('');
+  for (const mode of ['embedded', 'distributed']) {
+    const s = R.throughput[`floodgate (${mode})`];
+    if (!s) continue;
+    const rps = s.best?.rps ?? 0;
+    target(`≥ 5k req/s (${mode})`, `${int(rps)} req/s`, rps >= 5000);
+    if (plainBest) target(`≥ 50 % of the plain proxy's req/s (${mode})`, pct(rps / plainBest.rps), rps / plainBest.rps >= 0.5);
+  }
+}
+
+// 3. ladder
+if (R.ladder) {
+  log('## 3. Feature ladder (distributed, added latency at c=1 vs direct)');
+  log('');
+  log(
+    `One gateway process per rung, all started together. Each round gives every rung in turn (rotating order) a block of ${C.ladder.perRound} requests alternating with requests to the direct baseline; added = rung − direct within the block; medians over ${C.ladder.rounds} rounds. Features are switched off with bench/lib/gateway-preload.mjs (src/ untouched); what each switch removes: docs/performance.md. "step" = this rung minus the previous one.`,
+  );
+  log('');
+  log('| rung | p50 ms | p99 ms | direct p50 / p99 in its blocks | added p50 | added p99 | step p50 | step p99 |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  let prev = null;
+  for (const r of R.ladder) {
+    const step = prev && !r.name.startsWith('0') ? [f3(r.addedP50 - prev.addedP50), f3(r.addedP99 - prev.addedP99)] : ['–', '–'];
+    log(`| ${r.name} | ${f3(r.p50)} | ${f3(r.p99)} | ${f3(r.baseP50)} / ${f3(r.baseP99)} | ${f3(r.addedP50)} | ${f3(r.addedP99)} | ${step[0]} | ${step[1]} |`);
+    prev = r;
+  }
+  log('');
+}
+
+// 4. streaming
+if (Object.keys(R.ttft).length) {
+  log('## 4. Streaming (SSE)');
+  log('');
+  log(`Time to first token: ${C.ttft.rounds} rounds × ${C.ttft.perRound} sequential probes per target, interleaved; hrtime from sending to the first byte of the first \`data:\` event; median of per-round p50/p99. ms.`);
+  log('');
+  log('| mode | target | TTFT p50 | TTFT p99 | added p50 | added p99 |');
+  log('| --- | --- | ---: | ---: | ---: | ---: |');
+  for (const [mode, rows] of Object.entries(R.ttft)) {
+    for (const r of rows) {
+      if (r.name === 'direct') log(`| ${mode} | direct | ${f3(r.p50)} | ${f3(r.p99)} | – | – |`);
+      else log(`| ${mode} | ${r.name} | ${f3(r.p50)} | ${f3(r.p99)} | ${f3(r.addedP50)} | ${f3(r.addedP99)} |`);
+    }
+    const g = rows.find((r) => r.name.startsWith('floodgate'));
+    if (g) target(`added TTFT p99 ≤ 2 ms (${mode})`, `${f3(g.addedP99)} ms`, g.addedP99 <= 2);
+  }
+  log('');
+  const anyRamp = Object.values(R.streams)[0];
+  if (anyRamp) {
+    log(
+      `Concurrent paced streams (64 deltas × 20 ms), started over 500 ms; a stall = a gap > ${anyRamp.stallMs} ms (request → first event, or between chunks), an error, or a short stream. A level where the gateway stalls is run once more ("retry"); it counts as failed only if the retry stalls too. "loop max" = the gateway's longest event-loop delay during the level.`,
+    );
+    log('');
+    log('| mode | streams | floodgate stalled | TTFT p99 ms | max gap ms | loop max ms | retry: stalled / max gap ms | direct stalled | direct max gap ms | first error |');
+    log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+    for (const [mode, ramp] of Object.entries(R.streams)) {
+      for (const l of ramp.levels) {
+        const retry = l.retry ? `${l.retry.stalled} / ${f1(l.retry.maxGap)}` : '–';
+        log(
+          `| ${mode} | ${l.n} | ${l.gateway.stalled} | ${f1(l.gateway.ttftP99)} | ${f1(l.gateway.maxGap)} | ${f1(l.gateway.loopMax)} | ${retry} | ${l.direct.stalled} | ${f1(l.direct.maxGap)} | ${l.gateway.firstError ?? l.direct.firstError ?? ''} |`,
+        );
+      }
+    }
+    log('');
+    for (const [mode, ramp] of Object.entries(R.streams)) {
+      const last = ramp.levels[ramp.levels.length - 1];
+      const capped = last && last.gateway.stalled === 0 ? ` (not reached: the ramp stopped at ${last.n}, its ${quick ? 'quick-mode' : 'time'} limit)` : '';
+      log(`- ${mode}: **${ramp.maxGateway} concurrent streams with no stall**${capped}; direct to the upstream: ${ramp.maxDirect} at the levels tried.`);
+    }
+    log('');
+  }
+}
+
+// 5. queue
+if (Object.keys(R.queue).length) {
+  log('## 5. Queue under contention');
+  log('');
+  const q0 = Object.values(R.queue)[0];
+  log(
+    `Open-loop ${C.queue.rate} req/s for ${C.queue.seconds} s (10 % urgent, 20 % high, 40 % normal, 30 % low) at one upstream key with max_concurrent 4 in front of a 20 ms upstream (capacity ≈ ${q0.capacity} req/s). QUEUE_MAX_PER_PROVIDER ${QUEUE_ENV.QUEUE_MAX_PER_PROVIDER}, wait timeouts urgent/high/normal/low ${QUEUE_ENV.QUEUE_TIMEOUT_URGENT_MS}/${QUEUE_ENV.QUEUE_TIMEOUT_HIGH_MS}/${QUEUE_ENV.QUEUE_TIMEOUT_NORMAL_MS}/${QUEUE_ENV.QUEUE_TIMEOUT_LOW_MS} ms. Dispatch hand-off = upstream slot freed → next request arrives at the upstream (the dispatcher's own latency; see docs/performance.md).`,
+  );
+  log('');
+  log('| mode | offered req/s | gateway CPU | dispatch hand-off p50 ms | hand-off p99 ms | served | 429 queue timeout | 503 queue full | other |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const [mode, q] of Object.entries(R.queue)) {
+    log(
+      `| ${mode} | ${int(q.offeredRate)} | ${pct(q.gatewayCpu)} of a core | ${f2(q.handoff.p50)} | ${f2(q.handoff.p99)} | ${q.outcomes.served} | ${q.outcomes.queue_timeout} | ${q.outcomes.queue_full} | ${q.outcomes.other}${Object.keys(q.other).length ? ` (${Object.entries(q.other).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} |`,
+    );
+  }
+  log('');
+  log('Queue wait (enqueue → grant, x-floodgate-queue-ms of served requests; includes waiting for capacity), ms:');
+  log('');
+  log('| mode | urgent p50 / p99 (n) | high | normal | low | mean from /metrics |');
+  log('| --- | --- | --- | --- | --- | ---: |');
+  for (const [mode, q] of Object.entries(R.queue)) {
+    const cell = (p) => {
+      const b = q.byPriority[p];
+      return b.n ? `${int(b.p50)} / ${int(b.p99)} (${b.n})` : '– (0)';
+    };
+    log(`| ${mode} | ${cell('urgent')} | ${cell('high')} | ${cell('normal')} | ${cell('low')} | ${f1(q.metricsMeanMs)} (${q.metricsCount} obs.) |`);
+  }
+  log('');
+  for (const [mode, q] of Object.entries(R.queue)) {
+    target(`dispatch p50 ≤ 1 ms (${mode})`, `${f2(q.handoff.p50)} ms`, q.handoff.p50 <= 1);
+    target(`dispatch p99 ≤ 10 ms (${mode})`, `${f2(q.handoff.p99)} ms`, q.handoff.p99 <= 10);
+    if (q.lateMs > 50) R.notes.push(`queue (${mode}): the load generator fell up to ${int(q.lateMs)} ms behind its schedule`);
+  }
+}
+
+// 6. memory
+if (Object.keys(R.memory).length) {
+  log('## 6. Memory (RSS of the gateway process, MB = 10⁶ bytes)');
+  log('');
+  log(`Idle = 2 s after start and configuration; load = peak during the throughput sweep (sampled every 200 ms); after = ${C.memoryAfterS} s after the load, then after a forced full GC (--expose-gc, SIGUSR2 hook in the bench preload).`);
+  log('');
+  log('| mode | idle | under load (peak) | after load | after load + GC |');
+  log('| --- | ---: | ---: | ---: | ---: |');
+  for (const [mode, m] of Object.entries(R.memory)) log(`| ${mode} | ${f1(m.idle)} | ${f1(m.peak)} | ${f1(m.after)} | ${f1(m.afterGc)} |`);
+  log('');
+  for (const [mode, m] of Object.entries(R.memory)) {
+    target(`RSS idle ≤ 150 MB (${mode})`, `${f1(m.idle)} MB`, m.idle <= 150);
+    if (Number.isFinite(m.peak)) target(`RSS under load ≤ 300 MB (${mode})`, `${f1(m.peak)} MB`, m.peak <= 300);
+  }
+}
+
+// profile
+if (R.profile) {
+  log('## CPU profile (relay hot path, distributed, c=1)');
+  log('');
+  const s = R.profile['c=1'];
+  log('| function | file:line | self % of busy |');
+  log('| --- | --- | ---: |');
+  for (const fn of s.functions.slice(0, 15)) log(`| \`${fn.fn}\` | ${fn.url ? `${fn.url}:${fn.line}` : '(V8)'} | ${fn.pct.toFixed(1)} |`);
+  log('');
+  log('Full summary (by package and function; distributed c=1 and c=64, embedded c=64): bench/out/profile-summary.md.');
+  log('');
+}
+
+if (Object.keys(R.loop).length) {
+  log('## Gateway event-loop delay during the phases');
+  log('');
+  log('From the gateway\'s own /metrics (nodejs_eventloop_lag_*: a 10 ms timer\'s lateness, the 10 ms subtracted), reset before each phase. A max far above the p99 = the loop was blocked now and then (a long synchronous task or a GC pause), which a request arriving meanwhile pays in full.');
+  log('');
+  log('| phase | p99 ms | max ms |');
+  log('| --- | ---: | ---: |');
+  for (const [phase, d] of Object.entries(R.loop)) log(`| ${phase} | ${f1(d.p99)} | ${f1(d.max)} |`);
+  log('');
+}
+
+if (R.notes.length) {
+  log('## Notes');
+  log('');
+  for (const n of R.notes) log(`- ${n}`);
+  log('');
+}
+
+// targets
+const targetLines = [];
+if (targets.length) {
+  targetLines.push('## Targets (issue 9; goals, not tests)');
+  targetLines.push('');
+  targetLines.push('| target | measured | |');
+  targetLines.push('| --- | ---: | --- |');
+  for (const t of targets) targetLines.push(`| ${t.name} | ${t.measured} | ${t.met ? 'met' : '**missed**'} |`);
+  targetLines.push('');
+}
+for (const l of targetLines) console.log(l);
+if (failures.length) {
+  log('## Failures');
+  log('');
+  for (const f of failures) log(`- ${f}`);
+  log('');
+}
+const timingLine = `Section times: ${timings.map(([n, s]) => `${n} ${s.toFixed(0)} s`).join(', ')}.`;
+console.log(timingLine);
+
+if (write) {
+  const header = [
+    '# Benchmark results',
+    '',
+    `Date: ${new Date().toISOString()}  `,
+    `Machine: ${machine}; ${loadNote}  `,
+    `Load generator, fake upstream, plain proxy, gateway, Postgres and Redis all on this machine (127.0.0.1). Run: \`${quick ? 'node bench/run.mjs --quick' : 'npm run bench'}${onlyArg ? ` -- --only ${onlyArg}` : ''}\` (${elapsedS} s). Numbers are ratios against baselines measured in the same run; absolute values move with the machine's load.`,
+    '',
+  ];
+  // Only a full run replaces the committed bench/RESULTS.md; --quick / --only runs go to bench/out/.
+  const partial = quick || onlyArg;
+  const dest = partial ? './out/RESULTS.md' : './RESULTS.md';
+  mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
+  writeFileSync(new URL(dest, import.meta.url), [...header, ...targetLines, ...out, timingLine, ''].join('\n'));
+  console.log(`\nwrote bench/${dest.slice(2)}`);
+}
+console.log(`bench finished in ${elapsedS} s${failures.length ? ` with ${failures.length} failure(s)` : ''}`);
+process.exit(failures.length ? 1 : 0);

@@ -1,4 +1,11 @@
 // A minimal OpenAI-compatible upstream for benchmarks: instant, fixed-delay, and paced SSE.
+//   - non-streaming: a fixed chat.completion after `delayMs` (0 = answered in the same tick);
+//   - streaming (body.stream): `deltas` chunks, one every `paceMs` (first one at once), then the
+//     usage chunk if asked for, then [DONE]. Request bodies may override per request with the
+//     unknown fields `bench_deltas` / `bench_pace_ms` (Floodgate passes unknown fields through).
+//   - `stats: true`: records when each completion request arrived and when its response finished
+//     (hrtime, ms), served at GET /__bench/stats and cleared by POST /__bench/reset. The queue
+//     section derives the dispatch hand-off time from them (slot freed → next request arrives).
 import http from 'node:http';
 
 const COMPLETION = JSON.stringify({
@@ -9,9 +16,30 @@ const COMPLETION = JSON.stringify({
   choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
   usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
 });
+const MAX_EVENTS = 500_000;
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
-export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20 } = {}) {
+export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20, stats = false } = {}) {
+  let arrivals = [];
+  let finishes = [];
   const server = http.createServer((req, res) => {
+    if (req.url.startsWith('/__bench/')) {
+      if (req.url === '/__bench/stats') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ arrivals, finishes }));
+      } else {
+        arrivals = [];
+        finishes = [];
+        res.writeHead(204);
+        res.end();
+      }
+      req.resume();
+      return;
+    }
+    if (stats && req.method === 'POST' && arrivals.length < MAX_EVENTS) {
+      arrivals.push(nowMs());
+      res.once('finish', () => finishes.push(nowMs()));
+    }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
@@ -26,35 +54,54 @@ export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20 
       } catch {
         // bench clients send JSON
       }
-      const delay = Number(req.headers['x-bench-delay-ms'] ?? delayMs);
       if (body.stream) {
+        const n = Number.isInteger(body.bench_deltas) ? body.bench_deltas : deltas;
+        const pace = Number.isInteger(body.bench_pace_ms) ? body.bench_pace_ms : paceMs;
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
         let i = 0;
+        let timer = null;
+        res.once('close', () => clearTimeout(timer));
         const send = () => {
-          if (i < deltas) {
-            res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: `t${i} ` } }] })}\n\n`);
+          if (res.destroyed) return;
+          if (i < n) {
+            res.write(
+              `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: `t${i} ` } }] })}\n\n`,
+            );
             i++;
-            setTimeout(send, paceMs);
+            timer = setTimeout(send, pace);
           } else {
             if (body.stream_options?.include_usage) {
-              res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 5, completion_tokens: deltas, total_tokens: 5 + deltas } })}\n\n`);
+              res.write(
+                `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 5, completion_tokens: n, total_tokens: 5 + n } })}\n\n`,
+              );
             }
             res.end('data: [DONE]\n\n');
           }
         };
-        setTimeout(send, delay);
+        if (delayMs > 0) timer = setTimeout(send, delayMs);
+        else send();
         return;
       }
       const answer = () => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(COMPLETION) });
         res.end(COMPLETION);
       };
-      if (delay > 0) setTimeout(answer, delay);
+      if (delayMs > 0) setTimeout(answer, delayMs);
       else answer();
     });
   });
   server.keepAliveTimeout = 60_000;
+  server.headersTimeout = 65_000;
+  server.requestTimeout = 0;
+  server.maxConnections = 20_000;
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${server.address().port}`;
-  return { url, close: () => new Promise((resolve) => server.close(resolve)) };
+  return {
+    url,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(resolve);
+      }),
+  };
 }

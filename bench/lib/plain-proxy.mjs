@@ -1,9 +1,11 @@
-// The practical floor: a minimal node:http + undici pass-through proxy (no auth, no limits, no logging).
+// The practical floor: a minimal node:http + undici pass-through proxy (no auth, no limits, no
+// logging). Streams pass through chunk by chunk. The pool has no connection cap (Floodgate's has 256
+// per upstream origin), so the floor is the machine, not a pool size.
 import http from 'node:http';
 import { Pool } from 'undici';
 
 export async function startPlainProxy(upstreamUrl) {
-  const pool = new Pool(upstreamUrl, { connections: 256, keepAliveTimeout: 60_000 });
+  const pool = new Pool(upstreamUrl, { connections: null, keepAliveTimeout: 60_000 });
   const server = http.createServer(async (req, res) => {
     const chunks = [];
     for await (const c of req) chunks.push(c);
@@ -23,10 +25,12 @@ export async function startPlainProxy(upstreamUrl) {
     }
   });
   server.keepAliveTimeout = 60_000;
+  server.requestTimeout = 0;
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     close: async () => {
+      server.closeAllConnections?.();
       await new Promise((resolve) => server.close(resolve));
       await pool.close();
     },

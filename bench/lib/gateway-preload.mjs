@@ -1,0 +1,129 @@
+// Loaded into the gateway process with `node --import bench/lib/gateway-preload.mjs dist/src/main.js`
+// (bench only: src/ is untouched and production never loads this). It does three things:
+//
+//  1. Watchdog: the gateway exits (SIGTERM to itself) when the bench that started it goes away.
+//  2. SIGUSR2 runs a full garbage collection when node was started with --expose-gc (memory section).
+//  3. Feature switches for the feature ladder, BENCH_DISABLE=<comma list>, by patching the classes
+//     of the compiled app before main.js uses them (ESM modules are singletons per URL, so the
+//     patched prototypes are the ones Nest instantiates):
+//       auth       AuthGuard authenticates the first request for real, then reuses that principal
+//                  (no header parsing, hashing or cache lookup).
+//       ratelimit  RateLimitGuard admits without a decision (no store round trip), and the TPM
+//                  charge after each response is skipped.
+//       keypool    AdmissionService.tryAcquire returns one lease acquired once for real (no
+//                  selection script: no key choice, RPM/TPM/concurrency check, retreat bucket, queue
+//                  gate); KeyPoolService.report does nothing (no release script, usage, Adaptive).
+//       metrics    prom-client Counter/Histogram record nothing (relay, HTTP and process metrics),
+//                  and MetricsInterceptor passes through.
+//       requestlog RequestLogWriter.add drops rows (no batched INSERT), LoggingInterceptor passes
+//                  through.
+//     A switch whose patch target no longer exists fails the start loudly (the ladder would
+//     otherwise silently measure the wrong thing).
+import 'reflect-metadata';
+
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) {
+    setTimeout(() => process.exit(1), 10_000).unref();
+    process.kill(process.pid, 'SIGTERM');
+  }
+}, 1000).unref();
+
+process.on('SIGUSR2', () => {
+  if (typeof globalThis.gc === 'function') {
+    globalThis.gc();
+    globalThis.gc();
+  }
+});
+
+const disabled = new Set(
+  (process.env.BENCH_DISABLE ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+const KNOWN = new Set(['auth', 'ratelimit', 'keypool', 'metrics', 'requestlog']);
+for (const d of disabled) if (!KNOWN.has(d)) throw new Error(`BENCH_DISABLE: unknown switch ${d}`);
+
+const dist = (p) => new URL(`../../dist/src/${p}`, import.meta.url).href;
+
+function patch(cls, method, make, label) {
+  const proto = cls?.prototype;
+  if (!proto || typeof proto[method] !== 'function') {
+    throw new Error(`bench preload: ${label}: ${cls?.name ?? '?'}.${method} not found (the app changed; update bench/lib/gateway-preload.mjs)`);
+  }
+  proto[method] = make(proto[method]);
+}
+
+if (disabled.has('auth')) {
+  const { AuthGuard } = await import(dist('auth/auth.guard.js'));
+  patch(
+    AuthGuard,
+    'canActivate',
+    (original) => {
+      let principal = null;
+      return async function canActivate(context) {
+        if (principal === null) {
+          const ok = await original.call(this, context);
+          principal = context.switchToHttp().getRequest().principal ?? null;
+          return ok;
+        }
+        context.switchToHttp().getRequest().principal = principal;
+        return true;
+      };
+    },
+    'auth',
+  );
+}
+
+if (disabled.has('ratelimit')) {
+  const { RateLimitGuard } = await import(dist('rate-limit/rate-limit.guard.js'));
+  const { RateLimitService } = await import(dist('rate-limit/rate-limit.service.js'));
+  patch(RateLimitGuard, 'canActivate', () => async () => true, 'ratelimit');
+  patch(RateLimitService, 'chargeTokens', () => async () => undefined, 'ratelimit');
+}
+
+if (disabled.has('keypool')) {
+  const { AdmissionService } = await import(dist('relay/admission.service.js'));
+  const { KeyPoolService } = await import(dist('key-pool/key-pool.service.js'));
+  patch(
+    AdmissionService,
+    'tryAcquire',
+    (original) => {
+      const leases = new Map();
+      return async function tryAcquire(providerId, ...rest) {
+        const cached = leases.get(providerId);
+        if (cached) return cached;
+        const r = await original.call(this, providerId, ...rest);
+        if (r.ok) leases.set(providerId, r);
+        return r;
+      };
+    },
+    'keypool',
+  );
+  const nothing = { cooldownUntilMs: null, cooldownSource: null, invalidated: false, inFlight: 0 };
+  patch(KeyPoolService, 'report', () => async () => nothing, 'keypool');
+}
+
+if (disabled.has('metrics')) {
+  const promModule = await import('prom-client');
+  const prom = promModule.default ?? promModule;
+  const { MetricsInterceptor } = await import(dist('observability/metrics.interceptor.js'));
+  const child = { inc() {}, observe() {}, set() {}, dec() {}, startTimer: () => () => 0 };
+  // prom-client picks inc/observe from these in each instrument's constructor (after this runs).
+  const methods = {
+    Counter: ['labels', 'incWithoutExemplar', 'incWithExemplar'],
+    Histogram: ['labels', 'observeWithoutExemplar', 'observeWithExemplar'],
+  };
+  for (const [name, list] of Object.entries(methods)) {
+    for (const m of list) patch(prom[name], m, () => (m === 'labels' ? () => child : () => undefined), 'metrics');
+  }
+  patch(MetricsInterceptor, 'intercept', () => (_context, next) => next.handle(), 'metrics');
+}
+
+if (disabled.has('requestlog')) {
+  const { RequestLogWriter } = await import(dist('relay/request-log.writer.js'));
+  const { LoggingInterceptor } = await import(dist('observability/logging.interceptor.js'));
+  patch(RequestLogWriter, 'add', () => () => undefined, 'requestlog');
+  patch(LoggingInterceptor, 'intercept', () => (_context, next) => next.handle(), 'requestlog');
+}
