@@ -21,6 +21,8 @@ export class RedisConnections implements OnApplicationShutdown {
     readonly prefix: string,
   ) {
     this.command = this.create('command', {
+      // Commands issued in the same tick share one write (the relay's scripts, pub/sub publishes).
+      enableAutoPipelining: true,
       enableOfflineQueue: false,
       commandTimeout: 1000,
       maxRetriesPerRequest: 1,
@@ -31,6 +33,7 @@ export class RedisConnections implements OnApplicationShutdown {
   /** A fail-fast connection with its own command timeout (the rate limiter wants ~100 ms). */
   failFast(name: string, commandTimeoutMs: number): Redis {
     return this.create(name, {
+      enableAutoPipelining: true,
       enableOfflineQueue: false,
       commandTimeout: commandTimeoutMs,
       maxRetriesPerRequest: 0,

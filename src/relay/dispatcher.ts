@@ -93,6 +93,8 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       this.contendedUntil.delete(providerId);
       return;
     }
+    // This instance's loop wakes at once; the others hear it over pub/sub.
+    this.loops.get(providerId)?.wake();
     this.pubsub.publish('relay:wake', providerId).catch(() => undefined);
   }
 

@@ -51,7 +51,7 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
     this.flushing = (async () => {
       try {
         for (let i = 0; i < batch.length; i += FLUSH_AT_ROWS) {
-          await this.rows.insert(batch.slice(i, i + FLUSH_AT_ROWS));
+          await this.insert(batch.slice(i, i + FLUSH_AT_ROWS));
         }
         this.written += batch.length;
         if (this.dropped > 0) {
@@ -70,6 +70,41 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
       }
     })();
     return this.flushing;
+  }
+
+  /**
+   * One statement per batch, one array parameter per column (unnest): building a TypeORM insert of
+   * 500 entities costs tens of ms of CPU on the event loop; this costs next to nothing.
+   */
+  private async insert(rows: RequestLogEntry[]): Promise<void> {
+    const col = <K extends keyof RequestLogEntry>(k: K) => rows.map((r) => r[k]);
+    await this.rows.query(
+      `INSERT INTO request_log (created_at, request_id, api_key_id, user_id, provider_id, provider_key_id, endpoint, model,
+         priority, status, error_code, prompt_tokens, completion_tokens, queue_ms, upstream_ms, overhead_ms, attempts, stream)
+       SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::varchar[],
+         $8::varchar[], $9::varchar[], $10::int[], $11::varchar[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[],
+         $17::smallint[], $18::boolean[])`,
+      [
+        col('createdAt'),
+        col('requestId'),
+        col('apiKeyId'),
+        col('userId'),
+        col('providerId'),
+        col('providerKeyId'),
+        col('endpoint'),
+        col('model'),
+        col('priority'),
+        col('status'),
+        col('errorCode'),
+        col('promptTokens'),
+        col('completionTokens'),
+        col('queueMs'),
+        col('upstreamMs'),
+        col('overheadMs'),
+        col('attempts'),
+        col('stream'),
+      ],
+    );
   }
 
   /** Before shutdown hooks: the database pool closes in onApplicationShutdown. */

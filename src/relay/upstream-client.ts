@@ -41,7 +41,9 @@ export class UpstreamClient implements OnApplicationShutdown {
     let pool = this.pools.get(origin);
     if (!pool) {
       pool = new Pool(origin, {
-        connections: 256,
+        // No cap per origin: a cap would make long streams beyond it wait for whole streams to end
+        // (the bench saw stalls at exactly 256). Concurrency is bounded by the key pool instead.
+        connections: null,
         pipelining: 1,
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 120_000,

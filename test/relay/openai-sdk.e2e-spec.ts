@@ -2,6 +2,8 @@ import OpenAI, { APIError, BadRequestError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
+import { RequestLogWriter } from '../../src/relay/request-log.writer.js';
+import { DataSource } from 'typeorm';
 import { createUserWithKey, newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { MODES } from '../support/gateway.js';
@@ -37,6 +39,33 @@ describe.each(MODES)('relay through the official openai SDK (%s mode)', (mode) =
     const seen = fx.fake.requests[0]!;
     expect(['sk-a', 'sk-b']).toContain(seen.key);
     expect(JSON.stringify(seen.headers)).not.toContain(fx.adminKey);
+  });
+
+  it('writes one request_log row per request, in batches, with tokens and timings', async () => {
+    const { response } = await fx.client.chat.completions
+      .create(
+        { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'log me' }] },
+        { headers: { 'X-Priority': 'high' } },
+      )
+      .withResponse();
+    const requestId = response.headers.get('x-request-id')!;
+    await fx.gw.app.get(RequestLogWriter).flush();
+    const rows = await fx.gw.app
+      .get(DataSource)
+      .query('SELECT * FROM request_log WHERE request_id = $1', [requestId]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      endpoint: 'chat',
+      model: 'gpt-4o-mini',
+      priority: 'high',
+      status: 200,
+      provider_id: fx.providerId,
+      provider_key_id: response.headers.get('x-floodgate-provider-key'),
+      queue_ms: 0,
+      attempts: 1,
+      stream: false,
+    });
+    expect(rows[0].prompt_tokens + rows[0].completion_tokens).toBeGreaterThan(0);
   });
 
   it('streams chunk by chunk and strips the usage chunk it asked for on the client’s behalf', async () => {
