@@ -1,4 +1,5 @@
 import { Controller, Get, Headers, Inject, Res } from '@nestjs/common';
+import { PrometheusController } from '@willsoto/nestjs-prometheus';
 import {
   ApiHeader,
   ApiOkResponse,
@@ -22,16 +23,21 @@ floodgate_http_requests_total{method="GET",route="/health/live",status_class="2x
 floodgate_http_requests_total{method="GET",route="unmatched",status_class="4xx"} 1
 `;
 
+/**
+ * The @willsoto/nestjs-prometheus controller (registered by PrometheusModule at /metrics), serving
+ * Floodgate's per-application registry instead of prom-client's global one, behind METRICS_TOKEN.
+ */
 @ApiTags('observability')
 @Public()
-@Controller('metrics')
-export class MetricsController {
+@Controller()
+export class MetricsController extends PrometheusController {
   private readonly token: MetricsTokenCheck;
 
   constructor(
     private readonly metrics: FloodgateMetrics,
     @Inject(APP_CONFIG) config: AppConfig,
   ) {
+    super();
     this.token = new MetricsTokenCheck(config.metricsToken);
   }
 
@@ -57,9 +63,9 @@ export class MetricsController {
     description: 'METRICS_TOKEN is set and the bearer token is missing or wrong',
     type: ErrorResponseDto,
   })
-  async scrape(
-    @Headers('authorization') authorization: string | undefined,
+  override async index(
     @Res({ passthrough: true }) reply: FastifyReply,
+    @Headers('authorization') authorization?: string,
   ): Promise<string> {
     if (!this.token.allows(authorization)) {
       throw ApiError.unauthorized(

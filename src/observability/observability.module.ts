@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import { AdaptiveModule } from '../adaptive/adaptive.module.js';
 import { DatabaseModule } from '../database/database.module.js';
@@ -22,8 +23,19 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
  * module: they record into src/metrics; this module reads their public services for the status.
  */
 @Module({
-  imports: [DatabaseModule, StateModule, KeyPoolModule, AdaptiveModule],
-  controllers: [MetricsController, StatusController, DashboardController],
+  imports: [
+    DatabaseModule,
+    StateModule,
+    KeyPoolModule,
+    AdaptiveModule,
+    // The package's module mounts our controller at /metrics; default metrics go to FloodgateMetrics' own registry.
+    PrometheusModule.register({
+      controller: MetricsController,
+      path: '/metrics',
+      defaultMetrics: { enabled: false },
+    }),
+  ],
+  controllers: [StatusController, DashboardController],
   providers: [
     TracingLifecycle,
     RequestObserver,
