@@ -591,13 +591,14 @@ export class RelayService {
     acct.promptTokens = parsed?.usage?.prompt_tokens ?? 0;
     acct.completionTokens = parsed?.usage?.completion_tokens ?? 0;
     acct.status = response.statusCode;
-    await this.release(attempt.lease, {
+    const outcome: KeyOutcome = {
       status: response.statusCode,
       headers: response.headers,
       tokens: acct.promptTokens + acct.completionTokens,
-    });
+    };
     const ours = this.floodgateHeaders(reply, acct, attempt.lease);
     if (response.statusCode >= 400) {
+      await this.release(attempt.lease, outcome);
       // Upstream client errors (400, 404, 422…) in our one error shape, the upstream's words kept.
       acct.outcome = 'client_error';
       acct.errorCode = parsed?.error?.code ?? 'upstream_rejected_request';
@@ -630,6 +631,8 @@ export class RelayService {
         ...ours,
       })
       .send(text);
+    // Reported after the answer is on its way: the key pool's bookkeeping is not the client's wait.
+    await this.release(attempt.lease, outcome);
   }
 
   private async streamBack(

@@ -69,9 +69,8 @@ describe('KeyPool across instances and restarts (distributed mode)', () => {
     const refused = results.filter((r) => !r.ok);
     expect(refused).toHaveLength(165);
     expect(refused.every((r) => !r.ok && r.refusal.kind === 'rate_limited')).toBe(true);
-    // both instances handed out leases
-    const granted = results.map((r, i) => (r.ok ? i % 2 : -1)).filter((x) => x >= 0);
-    expect(new Set(granted).size).toBe(2);
+    // (Which instance wins which lease depends on how each one's commands reach Redis — with
+    // auto-pipelining one instance's batch may take every slot; the invariant is the totals above.)
 
     // a lease travels between instances as JSON (the relay's dispatcher): the secret stays home
     const lease = results.find((r) => r.ok)!.ok

@@ -49,10 +49,15 @@ describe.each(MODES)('relay through the official openai SDK (%s mode)', (mode) =
       )
       .withResponse();
     const requestId = response.headers.get('x-request-id')!;
-    await fx.gw.app.get(RequestLogWriter).flush();
-    const rows = await fx.gw.app
-      .get(DataSource)
-      .query('SELECT * FROM request_log WHERE request_id = $1', [requestId]);
+    // The row is accounted just after the answer is sent: flush until it is there.
+    let rows: any[] = [];
+    for (let i = 0; i < 50 && rows.length === 0; i++) {
+      await fx.gw.app.get(RequestLogWriter).flush();
+      rows = await fx.gw.app
+        .get(DataSource)
+        .query('SELECT * FROM request_log WHERE request_id = $1', [requestId]);
+      if (rows.length === 0) await new Promise((r) => setTimeout(r, 20));
+    }
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       endpoint: 'chat',
