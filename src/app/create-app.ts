@@ -1,4 +1,5 @@
 import { NestFactory } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { requestIdFrom } from '../common/request-id.js';
@@ -17,6 +18,38 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
     trustProxy: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 512 },
+    // Errors Node's HTTP parser raises before Fastify sees a request (headers too large, garbage)
+    // still answer in the one error shape, with a request id.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return;
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const requestId = randomUUID();
+      const body = JSON.stringify({
+        error: {
+          type: 'invalid_request_error',
+          code: status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'bad_request',
+          message:
+            status === 431
+              ? 'Request headers are too large'
+              : status === 408
+                ? 'Request timed out'
+                : 'Malformed HTTP request',
+          param: null,
+          request_id: requestId,
+        },
+      });
+      const reason =
+        status === 431
+          ? 'Request Header Fields Too Large'
+          : status === 408
+            ? 'Request Timeout'
+            : 'Bad Request';
+      socket.end(
+        `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+          `x-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     bufferLogs: true,

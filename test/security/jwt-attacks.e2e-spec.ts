@@ -271,6 +271,12 @@ for (const f of FLAVOURS) {
       const token = `${f.sign(claims())}${'A'.repeat(64_000)}`;
       const r = await call(`${gw.url}/api/me`, { headers: { authorization: `Bearer ${token}` } });
       expect(r.status).toBe(431);
+      // Raised by Node's parser before any route runs, and still the one error shape with a request id.
+      expect(JSON.parse(r.text).error).toMatchObject({
+        type: 'invalid_request_error',
+        code: 'headers_too_large',
+      });
+      expect(JSON.parse(r.text).error.request_id).toMatch(/^[0-9a-f-]{36}$/);
       expect(r.text).not.toContain(token.slice(0, 40));
       expect(r.text).not.toContain('A'.repeat(64));
     });
