@@ -2,6 +2,9 @@ import type { DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations/index.js';
 import type { AppConfig } from '../config/app-config.js';
 
+/** The connection's application_name in embedded mode (one process owns the database). */
+export const EMBEDDED_APPLICATION_NAME = 'floodgate-embedded';
+
 export interface Endpoint {
   host: string;
   port: number;
@@ -31,7 +34,8 @@ export function dataSourceOptions(config: AppConfig, embedded?: Endpoint): DataS
       max: embedded ? 1 : config.database.poolSize,
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30000,
-      application_name: 'floodgate',
+      // Read back by session-lock.ts: embedded databases belong to one process.
+      application_name: embedded ? EMBEDDED_APPLICATION_NAME : 'floodgate',
     },
   };
 }

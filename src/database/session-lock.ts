@@ -1,14 +1,17 @@
 import type { DataSource } from 'typeorm';
+import { EMBEDDED_APPLICATION_NAME } from './data-source-options.js';
 
 /**
  * Embedded mode talks to PGlite over ONE pooled connection: PGlite runs one query at a time anyway,
  * and pglite-socket mixes up extended-protocol messages of concurrent connections ("unnamed
  * prepared statement does not exist"). One process owns an embedded database, so cross-instance
- * locks are moot there.
+ * locks are moot there — and a lock on a second connection would wait forever for the pool's only
+ * one. Decided by the mode, never by the pool size (DATABASE_POOL_SIZE=1 on a shared Postgres
+ * still needs the locks).
  */
-export function isSingleConnection(dataSource: DataSource): boolean {
-  const extra = (dataSource.options as { extra?: { max?: number } }).extra;
-  return extra?.max === 1;
+export function isEmbedded(dataSource: DataSource): boolean {
+  const extra = (dataSource.options as { extra?: { application_name?: string } }).extra;
+  return extra?.application_name === EMBEDDED_APPLICATION_NAME;
 }
 
 /**
@@ -21,7 +24,7 @@ export async function withSessionLock<T>(
   name: string,
   fn: () => Promise<T>,
 ): Promise<T> {
-  if (isSingleConnection(dataSource)) return fn();
+  if (isEmbedded(dataSource)) return fn();
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   try {
