@@ -1,5 +1,4 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ApiError } from '../common/api-error.js';
 import type { AcquireResult } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
 import { PriorityQueue } from '../state/priority-queue.js';
@@ -45,20 +44,8 @@ export class AdmissionService {
       keys.push(...extra.keys);
       args.push(...extra.args);
     }
-    return this.keyPool
-      .acquire(providerId, { gate: { gate: this.gate, keys, args }, excludeKeyIds })
-      .catch((err: unknown) => {
-        throw storeUnavailable(err);
-      });
+    // A store outage propagates as is: the global filter answers it 503 with Retry-After
+    // (isConnectivityError), while a genuine bug stays a visible 500.
+    return this.keyPool.acquire(providerId, { gate: { gate: this.gate, keys, args }, excludeKeyIds });
   }
-}
-
-/** The shared state store did not answer: the client gets 503 with Retry-After, never a 500. */
-export function storeUnavailable(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
-  return ApiError.serviceUnavailable(
-    'The gateway’s shared state store is unavailable; retry shortly',
-    1,
-    'state_store_unavailable',
-  );
 }

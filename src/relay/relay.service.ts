@@ -11,7 +11,7 @@ import { KeyPoolService } from '../key-pool/key-pool.service.js';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { injectTraceContext, withSpan } from '../observability/tracing.js';
-import { AdmissionService, storeUnavailable } from './admission.service.js';
+import { AdmissionService } from './admission.service.js';
 import { RelayDispatcher } from './dispatcher.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { modelAllowed, routeModel, type RoutableProvider as RoutableBase } from './model-router.js';
@@ -297,9 +297,7 @@ export class RelayService {
     const refusal = first.refusal;
     const timeoutMs = this.waitTimeoutMs[acct.priority];
     this.refuseIfHopeless(refusal, timeoutMs);
-    const depth = await this.dispatcher.depth(provider.id).catch((err: unknown) => {
-      throw storeUnavailable(err);
-    });
+    const depth = await this.dispatcher.depth(provider.id);
     const waiting = Object.values(depth).reduce((a, b) => a + b, 0);
     const started = Date.now();
     if (waiting >= this.config.queue.maxPerProvider) {
@@ -320,16 +318,12 @@ export class RelayService {
       this.metrics.queueWait.labels(provider.name, acct.priority).observe(acct.queueMs / 1000);
       return lease;
     }
-    const result = await this.dispatcher
-      .wait(provider.id, rank, {
-        requestId: String(request.id),
-        timeoutMs,
-        agingMs: this.config.queue.agingMs,
-        signal,
-      })
-      .catch((err: unknown) => {
-        throw storeUnavailable(err);
-      });
+    const result = await this.dispatcher.wait(provider.id, rank, {
+      requestId: String(request.id),
+      timeoutMs,
+      agingMs: this.config.queue.agingMs,
+      signal,
+    });
     acct.queueMs = result.waitedMs;
     this.metrics.queueWait.labels(provider.name, acct.priority).observe(result.waitedMs / 1000);
     switch (result.kind) {
