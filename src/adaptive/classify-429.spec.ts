@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { classify429, retryAfterMs, type Classify429Input } from './classify-429.js';
+import { retryAfterMs } from '../common/upstream-headers.js';
+import { classify429, type Classify429Input } from './classify-429.js';
 
 const NOW = Date.parse('2025-11-22T10:00:00Z');
 const base: Classify429Input = { inFlight: 2, limit: 8, longRetryAfterMs: 10_000, nowMs: NOW };

@@ -7,6 +7,7 @@
  *   rests the key until the window resets; lowering concurrency would not help);
  * - unknown: no signal either way → a mild decrease (the safe side, slowly).
  */
+import { remainingIsZero, retryAfterMs, type HeaderBag } from '../common/upstream-headers.js';
 export type Upstream429Type = 'concurrency' | 'rpm' | 'tpm' | 'unknown';
 
 /** Which rule decided (logs, tests). */
@@ -19,8 +20,6 @@ export type Upstream429Signal =
   | 'at_concurrency_limit'
   | 'long_retry_after'
   | 'no_signal';
-
-export type HeaderBag = Headers | Record<string, string | string[] | number | undefined | null>;
 
 export interface Classify429Input {
   headers?: HeaderBag | undefined;
@@ -47,35 +46,6 @@ const TOKEN_WORDS =
 const REQUEST_WORDS =
   /requests? per (min|minute|day|hour|second)|\brpm\b|\brpd\b|\brps\b|rate[_ ]limit[_ ]exceeded|rate limit reached for requests|insufficient[_ ]quota|quota/i;
 
-/** Case-insensitive single header value (first of a list). */
-export function headerValue(headers: HeaderBag | undefined, name: string): string | undefined {
-  if (!headers) return undefined;
-  if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name) ?? undefined;
-  const lower = name.toLowerCase();
-  for (const [k, v] of Object.entries(headers)) {
-    if (k.toLowerCase() !== lower || v === undefined || v === null) continue;
-    return Array.isArray(v) ? v[0] : String(v);
-  }
-  return undefined;
-}
-
-/** `retry-after-ms`, else `Retry-After` (seconds or HTTP date), in ms; null when absent or unreadable. */
-export function retryAfterMs(headers: HeaderBag | undefined, nowMs: number): number | null {
-  const ms = headerValue(headers, 'retry-after-ms')?.trim();
-  if (ms && /^\d+(\.\d+)?$/.test(ms)) return Math.ceil(Number(ms));
-  const v = headerValue(headers, 'retry-after')?.trim();
-  if (!v) return null;
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  if (!/[a-z]/i.test(v)) return null;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? null : Math.max(0, at - nowMs);
-}
-
-function isZero(headers: HeaderBag | undefined, name: string): boolean {
-  const v = headerValue(headers, name);
-  return v !== undefined && /^\s*0+\s*$/.test(v);
-}
-
 /**
  * The rules, first match wins:
  * 1. the provider says "concurrent/parallel/in flight" in the error code, type or message → concurrency;
@@ -90,9 +60,9 @@ export function classify429(input: Classify429Input): Classification {
   const text = [e?.code, e?.type, e?.message].filter((s): s is string => typeof s === 'string').join(' ');
   if (text && CONCURRENCY_WORDS.test(text))
     return { type: 'concurrency', signal: 'provider_says_concurrency' };
-  if (isZero(input.headers, 'x-ratelimit-remaining-requests'))
+  if (remainingIsZero(input.headers, 'x-ratelimit-remaining-requests'))
     return { type: 'rpm', signal: 'remaining_requests_zero' };
-  if (isZero(input.headers, 'x-ratelimit-remaining-tokens'))
+  if (remainingIsZero(input.headers, 'x-ratelimit-remaining-tokens'))
     return { type: 'tpm', signal: 'remaining_tokens_zero' };
   if (text && TOKEN_WORDS.test(text)) return { type: 'tpm', signal: 'provider_says_tokens' };
   if (text && REQUEST_WORDS.test(text)) return { type: 'rpm', signal: 'provider_says_requests' };

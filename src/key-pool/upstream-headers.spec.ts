@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { cooldownFor429, headerValue, parseOpenAiDuration, parseRetryAfter } from './upstream-headers.js';
+import { headerValue, parseOpenAiDuration, parseRetryAfter } from '../common/upstream-headers.js';
+import { cooldownFor429 } from './upstream-headers.js';
 
 const NOW = Date.parse('2025-11-22T10:00:00.000Z');
 const POLICY = { defaultMs: 60_000, maxMs: 300_000 };
