@@ -20,6 +20,7 @@ import type {
   KeyOutcome,
   KeyRefusal,
   KeyStateInfo,
+  ProviderSummary,
   KeyWindow,
   OutcomeListener,
   RefusalKind,
@@ -428,7 +429,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
    */
   async keyStates(): Promise<KeyStateInfo[]> {
     const rows = (await this.keys.query(
-      `SELECT k.id, k.label, k.provider_id, p.name AS provider_name, k.enabled, k.broken_at, k.invalid_at, k.cooldown_until, k.priority
+      `SELECT k.id, k.label, k.provider_id, p.name AS provider_name, k.enabled, k.broken_at, k.invalid_at, k.cooldown_until, k.priority,
+              k.max_rpm, k.max_concurrent
          FROM provider_keys k JOIN providers p ON p.id = k.provider_id ORDER BY p.name, k.priority, k.id`,
     )) as {
       id: string;
@@ -440,6 +442,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       invalid_at: Date | null;
       cooldown_until: Date | null;
       priority: number;
+      max_rpm: number | null;
+      max_concurrent: number | null;
     }[];
     return rows.map((r) => ({
       keyId: r.id,
@@ -453,7 +457,16 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         invalidAt: r.invalid_at,
         cooldownUntil: r.cooldown_until,
       }),
+      cooldownUntil: r.cooldown_until ? new Date(r.cooldown_until) : null,
+      maxRpm: r.max_rpm,
+      maxConcurrent: r.max_concurrent,
     }));
+  }
+
+  /** Every configured provider, enabled or not, by name. */
+  async providerSummaries(): Promise<ProviderSummary[]> {
+    const rows = await this.providers.find({ order: { name: 'ASC' } });
+    return rows.map((p) => ({ id: p.id, name: p.name, enabled: p.enabled, rpm: p.rpm, burst: p.burst }));
   }
 
   /** Every upstream key's concurrency setting, optionally of one provider or one key (Adaptive's admin API and metrics). One query, no secrets. */

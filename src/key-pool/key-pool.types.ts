@@ -164,6 +164,20 @@ export interface KeyStateInfo {
   providerName: string;
   priority: number;
   state: 'active' | 'cooling' | 'disabled' | 'broken' | 'invalid';
+  cooldownUntil: Date | null;
+  maxRpm: number | null;
+  /** null = adaptive, a number = fixed. */
+  maxConcurrent: number | null;
+}
+
+/** Every configured provider (enabled or not), for status pages. */
+export interface ProviderSummary {
+  id: string;
+  name: string;
+  enabled: boolean;
+  /** Provider-wide requests per minute and burst (the retreat bucket's base); null = none. */
+  rpm: number | null;
+  burst: number | null;
 }
 
 /** Live counters of one key from the shared store. */

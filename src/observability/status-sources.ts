@@ -1,21 +1,19 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { DataSource } from 'typeorm';
 import { AdaptiveService } from '../adaptive/adaptive.service.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
 
 /**
  * Where /api/admin/status, the dashboard and the scrape-time gauges get provider, key, bucket,
- * retreat and adaptive data. One small method per fact, so each plugs into the owning module's
- * public service as it lands — search for `WIRE:`. Until then a method either reads the table the
- * owning module's migration created (INTERIM, read-only) or answers "not reported" (null), and
- * `wiring()` says which, so the status JSON and the dashboard never present a guess as a number.
+ * retreat and adaptive data: one small method per fact, each reading the owning module's public
+ * service (KeyPool, Adaptive) — never their tables. `wiring()` stays in the status JSON so a source
+ * that is not reported is said to be so, rather than shown as a number.
  */
 
 export type KeyState = 'active' | 'cooling' | 'disabled' | 'broken' | 'invalid';
 export type RetreatState = 'normal' | 'retreat' | 'recover';
-export type Wiring = 'wired' | 'interim_database' | 'not_wired';
+export type Wiring = 'wired' | 'not_wired';
 
 export interface ProviderInfo {
   id: string;
@@ -84,15 +82,9 @@ export interface SourcesWiring {
   adaptive_adjustments: Wiring;
 }
 
-const UNDEFINED_TABLE = '42P01';
-
 @Injectable()
 export class StatusSources {
-  private readonly logger = new Logger('StatusSources');
-  private missingTableLogged = false;
-
   constructor(
-    private readonly dataSource: DataSource,
     private readonly keyPool: KeyPoolService,
     private readonly adaptive: AdaptiveService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -100,8 +92,8 @@ export class StatusSources {
 
   wiring(): SourcesWiring {
     return {
-      providers: 'interim_database',
-      keys: 'interim_database',
+      providers: 'wired',
+      keys: 'wired',
       live_key_counters: 'wired',
       token_bucket: 'wired',
       retreat: 'wired',
@@ -109,63 +101,28 @@ export class StatusSources {
     };
   }
 
-  /**
-   * Every configured provider, by name.
-   * WIRE: KeyPoolService only exposes `routableProviders()` (enabled ones); a public listing that
-   * includes disabled providers would replace this.
-   * INTERIM: a read-only SELECT on the `providers` table (KeyPool's migration).
-   */
+  /** Every configured provider (enabled or not), by name: KeyPool's public listing. */
   async providers(): Promise<ProviderInfo[]> {
-    const rows = await this.select<{
-      id: string;
-      name: string;
-      enabled: boolean;
-      rpm: number | null;
-      burst: number | null;
-    }>(`SELECT id, name, enabled, rpm, burst FROM providers ORDER BY lower(name)`);
-    return rows.map((r) => ({ id: r.id, name: r.name, enabled: r.enabled, rpm: r.rpm, burst: r.burst }));
+    return this.keyPool.providerSummaries();
   }
 
-  /**
-   * Every upstream key of every provider, state derived exactly as KeyPool's `keyState()` does.
-   * WIRE: a public key listing from KeyPool (KeyPoolAdminService.keysOf/keyView are not exported).
-   * INTERIM: a read-only SELECT on `provider_keys` (never the ciphertext).
-   */
+  /** Every upstream key with its derived state (KeyPool decides the state; never re-derived here). */
   async keys(): Promise<KeyInfo[]> {
-    const rows = await this.select<{
-      id: string;
-      provider_id: string;
-      label: string;
-      enabled: boolean;
-      broken_at: Date | null;
-      invalid_at: Date | null;
-      cooldown_until: Date | null;
-      max_rpm: number | null;
-      max_concurrent: number | null;
-    }>(
-      `SELECT id, provider_id, label, enabled, broken_at, invalid_at, cooldown_until, max_rpm, max_concurrent
-         FROM provider_keys ORDER BY priority, lower(label)`,
-    );
-    const now = Date.now();
-    return rows.map((r) => {
-      const cooldownUntil = r.cooldown_until ? new Date(r.cooldown_until) : null;
-      return {
-        id: r.id,
-        providerId: r.provider_id,
-        label: r.label,
-        state: deriveKeyState(r.enabled, r.broken_at, r.invalid_at, cooldownUntil, now),
-        cooldownUntil,
-        maxRpm: r.max_rpm,
-        maxConcurrent: r.max_concurrent,
-      };
-    });
+    return (await this.keyPool.keyStates()).map((k) => ({
+      id: k.keyId,
+      providerId: k.providerId,
+      label: k.label,
+      state: k.state,
+      cooldownUntil: k.cooldownUntil,
+      maxRpm: k.maxRpm,
+      maxConcurrent: k.maxConcurrent,
+    }));
   }
 
   /**
    * In-flight, RPM used and store cooldown of a provider's keys: KeyPoolService.windows (one store
    * round trip, all instances). KeyPool counts admitted requests only for keys with a max_rpm, so
    * rpm_used is null for the others.
-   * WIRE: Adaptive's learned limit per key → learnedLimit (null until then).
    */
   async liveKeyCounters(
     providerId: string,
@@ -211,36 +168,4 @@ export class StatusSources {
     const records = await this.adaptive.recentAdjustments(limit);
     return records.map((r) => ({ ...r, key_label: null }));
   }
-
-  private async select<T>(sql: string): Promise<T[]> {
-    try {
-      return (await this.dataSource.query(sql)) as T[];
-    } catch (err) {
-      if ((err as { code?: string }).code === UNDEFINED_TABLE) {
-        if (!this.missingTableLogged) {
-          this.missingTableLogged = true;
-          this.logger.warn(
-            'providers tables are missing (KeyPool migration not applied): status shows no providers',
-          );
-        }
-        return [];
-      }
-      throw err;
-    }
-  }
-}
-
-/** Same precedence as KeyPool's keyState(): disabled → broken → invalid → cooling → active. */
-export function deriveKeyState(
-  enabled: boolean,
-  brokenAt: Date | null,
-  invalidAt: Date | null,
-  cooldownUntil: Date | null,
-  nowMs: number,
-): KeyState {
-  if (!enabled) return 'disabled';
-  if (brokenAt) return 'broken';
-  if (invalidAt) return 'invalid';
-  if (cooldownUntil && cooldownUntil.getTime() > nowMs) return 'cooling';
-  return 'active';
 }
