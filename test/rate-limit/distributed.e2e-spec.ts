@@ -8,7 +8,7 @@ import { RateLimitService } from '../../src/rate-limit/rate-limit.service.js';
 import { createUserWithKey, newApiKey } from '../support/auth.js';
 import { isolatedEnv, startGateways, type TestGateway } from '../support/gateway.js';
 import { TEST_REDIS_URL } from '../support/services.js';
-import { ProxyProcess } from './proxy-process.js';
+import { FaultProxy } from '../support/cluster.js';
 
 /**
  * Two gateway instances sharing one Postgres and one Redis prefix, as replicas do. One key limited
@@ -160,15 +160,14 @@ function p99(samples: Sample[]): number {
 }
 
 describe('Redis frozen under load (distributed mode)', () => {
-  let proxy: ProxyProcess;
+  let proxy: FaultProxy;
   let cleanup: () => Promise<void>;
   let open: Instance;
   let closed: Instance;
 
   beforeAll(async () => {
-    const redis = new URL(TEST_REDIS_URL);
-    proxy = new ProxyProcess(redis.hostname, Number(redis.port || 6379));
-    await proxy.start();
+    // In its own process: it must forward at Redis speed while this process is busy.
+    proxy = await FaultProxy.start(TEST_REDIS_URL);
     const isolated = await isolatedEnv('distributed');
     cleanup = isolated.cleanup;
     const adminKey = newApiKey();
