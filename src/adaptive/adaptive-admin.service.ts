@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
+import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import type { AppConfig } from '../config/app-config.js';
@@ -28,7 +29,26 @@ export class AdaptiveAdminService {
     private readonly keyPool: KeyPoolService,
     private readonly adaptive: AdaptiveService,
     private readonly audit: AuditService,
+    private readonly dataSource: DataSource,
   ) {}
+
+  /** Sets max_concurrent and writes its audit row in one transaction; the caches drop after the commit. */
+  private async setMaxConcurrent(
+    keyId: string,
+    next: number | null,
+    request: FastifyRequest,
+    audit: (previous: number | null) => { action: string; changes: Record<string, unknown> },
+  ): Promise<{ previous: number | null; providerId: string }> {
+    const changed = await this.dataSource.transaction(async (m) => {
+      const result = await this.keyPool.setMaxConcurrent(keyId, next, m);
+      if (!result) throw ApiError.notFound('Key not found', 'key_not_found');
+      const { action, changes } = audit(result.previous);
+      await this.audit.record(m, request, { action, targetType: 'provider_key', targetId: keyId, changes });
+      return result;
+    });
+    await this.keyPool.invalidate(changed.providerId);
+    return changed;
+  }
 
   private async key(id: string): Promise<KeyConcurrencySetting> {
     const found = UUID.test(id) ? (await this.keyPool.concurrencySettings({ keyId: id }))[0] : undefined;
@@ -75,17 +95,13 @@ export class AdaptiveAdminService {
       next = dto.fixed_limit;
       message = `Switched to fixed limit mode; concurrency limit set to ${next}`;
     }
-    const changed = await this.keyPool.setMaxConcurrent(k.keyId, next);
-    if (!changed) throw ApiError.notFound('Key not found', 'key_not_found');
-    await this.audit.record(request, {
+    await this.setMaxConcurrent(k.keyId, next, request, (previous) => ({
       action: 'adaptive_key.mode',
-      targetType: 'provider_key',
-      targetId: k.keyId,
       changes: {
-        max_concurrent: { from: changed.previous, to: next },
-        adaptive: { from: changed.previous === null, to: next === null },
+        max_concurrent: { from: previous, to: next },
+        adaptive: { from: previous === null, to: next === null },
       },
-    });
+    }));
     const learned =
       next === null
         ? ((await this.adaptive.learnedLimits(k.providerId, [k.keyId])).get(k.keyId) ?? null)
@@ -108,32 +124,35 @@ export class AdaptiveAdminService {
   async resetLearning(id: string, request: FastifyRequest): Promise<ResetLearningResponseDto> {
     const k = await this.key(id);
     const before = (await this.adaptive.learning([k])).get(k.keyId)!;
-    await this.adaptive.resetLearning(k.providerId, k.keyId);
-    await this.audit.record(request, {
-      action: 'adaptive_key.reset_learning',
-      targetType: 'provider_key',
-      targetId: k.keyId,
-      changes: {
-        learned_limit: { from: before.learnedLimit, to: null },
-        concurrent_429_count: { from: before.concurrency429, to: 0 },
-        rpm_429_count: { from: before.rpm429 + before.tpm429, to: 0 },
-        adjustment_count: { from: before.adjustments.length, to: 0 },
-      },
+    // The audit row first, the reset (Redis, then Postgres) inside its transaction: a refused row
+    // resets nothing, a failed reset leaves no row.
+    await this.dataSource.transaction(async (m) => {
+      await this.audit.record(m, request, {
+        action: 'adaptive_key.reset_learning',
+        targetType: 'provider_key',
+        targetId: k.keyId,
+        changes: {
+          learned_limit: { from: before.learnedLimit, to: null },
+          concurrent_429_count: { from: before.concurrency429, to: 0 },
+          rpm_429_count: { from: before.rpm429 + before.tpm429, to: 0 },
+          adjustment_count: { from: before.adjustments.length, to: 0 },
+        },
+      });
+      await this.adaptive.resetLearning(k.providerId, k.keyId);
     });
     return { message: 'Learning state reset', key_id: k.keyId };
   }
 
   async setFixedLimit(id: string, limit: number, request: FastifyRequest): Promise<SetLimitResponseDto> {
     const k = await this.key(id);
-    const changed = await this.keyPool.setMaxConcurrent(k.keyId, limit);
-    if (!changed) throw ApiError.notFound('Key not found', 'key_not_found');
-    const previousMode = changed.previous === null ? 'adaptive' : 'fixed';
-    await this.audit.record(request, {
+    const changed = await this.setMaxConcurrent(k.keyId, limit, request, (previous) => ({
       action: 'adaptive_key.limit',
-      targetType: 'provider_key',
-      targetId: k.keyId,
-      changes: { max_concurrent: { from: changed.previous, to: limit }, previous_mode: previousMode },
-    });
+      changes: {
+        max_concurrent: { from: previous, to: limit },
+        previous_mode: previous === null ? 'adaptive' : 'fixed',
+      },
+    }));
+    const previousMode = changed.previous === null ? 'adaptive' : 'fixed';
     return {
       message: `Set to fixed limit mode; concurrency limit is ${limit}`,
       key_id: k.keyId,

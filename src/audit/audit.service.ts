@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { FastifyRequest } from 'fastify';
-import { Repository } from 'typeorm';
+import { Repository, type EntityManager } from 'typeorm';
 import { AuditEntry } from './audit-entry.entity.js';
 
 export interface AuditRecord {
@@ -34,12 +34,20 @@ export interface AuditQuery {
   actorId?: string;
 }
 
-/** The one way any module records an admin write: who, what, on which target, from where. */
+/**
+ * The one way any module records an admin write: who, what, on which target, from where.
+ *
+ * The audit row is written with the EntityManager of the transaction that makes the change
+ * (`dataSource.transaction(async (m) => { write with m; await audit.record(m, request, ...) })`),
+ * so a write and its audit row commit together or not at all. A change that lives outside
+ * Postgres (a Redis reset) runs inside that transaction after its audit row: if the row is
+ * refused the change is never made, if the change fails the row is rolled back.
+ */
 @Injectable()
 export class AuditService {
   constructor(@InjectRepository(AuditEntry) private readonly entries: Repository<AuditEntry>) {}
 
-  async record(request: FastifyRequest | null, record: AuditRecord): Promise<void> {
+  async record(manager: EntityManager, request: FastifyRequest | null, record: AuditRecord): Promise<void> {
     const principal = request?.principal;
     const entry: Partial<AuditEntry> = {
       actorId: principal?.userId ?? null,
@@ -51,7 +59,7 @@ export class AuditService {
       ip: request?.ip ?? null,
       requestId: request ? String(request.id) : null,
     };
-    await this.entries.save(this.entries.create(entry));
+    await manager.save(manager.create(AuditEntry, entry));
   }
 
   async list(query: AuditQuery): Promise<AuditEntry[]> {

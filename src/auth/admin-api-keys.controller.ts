@@ -9,7 +9,6 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { AuditService } from '../audit/audit.service.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
 import { ApiKeysService } from './api-keys.service.js';
@@ -18,10 +17,7 @@ import { ApiKeyListDto, ListApiKeysQueryDto, toApiKeyDto } from './dto/api-key.d
 @ApiTags('admin: api keys')
 @Controller('api/admin/api-keys')
 export class AdminApiKeysController {
-  constructor(
-    private readonly keys: ApiKeysService,
-    private readonly audit: AuditService,
-  ) {}
+  constructor(private readonly keys: ApiKeysService) {}
 
   @Get()
   @RequirePermission('api_keys', 'read')
@@ -52,14 +48,6 @@ export class AdminApiKeysController {
   @ApiNoContentResponse({ description: 'Revoked' })
   @ApiNotFoundResponse({ description: 'No such key', type: ErrorResponseDto })
   async revoke(@Param('id') id: string, @Req() request: FastifyRequest): Promise<void> {
-    const { key, alreadyRevoked } = await this.keys.revoke(id, null);
-    if (!alreadyRevoked) {
-      await this.audit.record(request, {
-        action: 'api_key.revoke',
-        targetType: 'api_key',
-        targetId: key.id,
-        changes: { owner_id: key.userId, name: key.name },
-      });
-    }
+    await this.keys.revoke(id, null, request);
   }
 }

@@ -11,7 +11,6 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
@@ -27,7 +26,7 @@ import {
   UserDto,
   UserListDto,
 } from './dto/user.dto.js';
-import { keyAuditFields, keyInputFrom } from './key-input.js';
+import { keyInputFrom } from './key-input.js';
 import { UsersService, type UserPatch } from './users.service.js';
 
 @ApiTags('admin: users')
@@ -36,7 +35,6 @@ export class AdminUsersController {
   constructor(
     private readonly users: UsersService,
     private readonly keys: ApiKeysService,
-    private readonly audit: AuditService,
   ) {}
 
   @Get()
@@ -67,25 +65,16 @@ export class AdminUsersController {
   @ApiBadRequestResponse({ description: 'Invalid body (unknown fields included)', type: ErrorResponseDto })
   @ApiConflictResponse({ description: 'Email or jwt_subject already used', type: ErrorResponseDto })
   async create(@Body() body: CreateUserDto, @Req() request: FastifyRequest): Promise<UserDto> {
-    const user = await this.users.create({
-      email: body.email,
-      name: body.name,
-      role: body.role,
-      disabled: body.disabled,
-      jwtSubject: body.jwt_subject,
-    });
-    await this.audit.record(request, {
-      action: 'user.create',
-      targetType: 'user',
-      targetId: user.id,
-      changes: {
-        email: user.email,
-        name: user.name,
-        role: user.role,
-        disabled: user.disabled,
-        jwt_subject: user.jwtSubject,
+    const user = await this.users.create(
+      {
+        email: body.email,
+        name: body.name,
+        role: body.role,
+        disabled: body.disabled,
+        jwtSubject: body.jwt_subject,
       },
-    });
+      request,
+    );
     return toUserDto(user);
   }
 
@@ -129,15 +118,7 @@ export class AdminUsersController {
     if (Object.values(patch).every((v) => v === undefined)) {
       throw ApiError.badRequest('Send at least one of email, name, role, disabled, jwt_subject');
     }
-    const { user, changes, keysCapped } = await this.users.update(id, patch);
-    if (Object.keys(changes).length > 0) {
-      await this.audit.record(request, {
-        action: 'user.update',
-        targetType: 'user',
-        targetId: user.id,
-        changes: keysCapped > 0 ? { ...changes, keys_capped: keysCapped } : changes,
-      });
-    }
+    const { user } = await this.users.update(id, patch, request);
     return toUserDto(user);
   }
 
@@ -153,13 +134,7 @@ export class AdminUsersController {
   @ApiNotFoundResponse({ description: 'No such user', type: ErrorResponseDto })
   @ApiConflictResponse({ description: 'The last enabled admin', type: ErrorResponseDto })
   async delete(@Param('id') id: string, @Req() request: FastifyRequest): Promise<void> {
-    const user = await this.users.delete(id);
-    await this.audit.record(request, {
-      action: 'user.delete',
-      targetType: 'user',
-      targetId: user.id,
-      changes: { email: user.email, role: user.role },
-    });
+    await this.users.delete(id, request);
   }
 
   @Post(':id/keys')
@@ -183,13 +158,7 @@ export class AdminUsersController {
     @Req() request: FastifyRequest,
   ): Promise<ApiKeyCreatedDto> {
     const owner = await this.users.get(id);
-    const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal);
-    await this.audit.record(request, {
-      action: 'api_key.create',
-      targetType: 'api_key',
-      targetId: key.id,
-      changes: keyAuditFields(key),
-    });
+    const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal, request);
     return { ...toApiKeyDto(key), key: raw };
   }
 }

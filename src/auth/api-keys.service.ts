@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { IsNull, Repository, type FindOptionsWhere } from 'typeorm';
+import type { FastifyRequest } from 'fastify';
+import { DataSource, IsNull, Repository, type FindOptionsWhere } from 'typeorm';
+import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import { ROLES, type Principal, type Priority, type Role } from '../common/principal.js';
 import { ApiKey } from './api-key.entity.js';
@@ -36,9 +38,17 @@ export class ApiKeysService {
   constructor(
     @InjectRepository(ApiKey) private readonly keys: Repository<ApiKey>,
     private readonly cache: CredentialCache,
+    private readonly dataSource: DataSource,
+    private readonly audit: AuditService,
   ) {}
 
-  async create(owner: User, input: ApiKeyInput, actor: Principal): Promise<CreatedApiKey> {
+  /** Creates the key and its `api_key.create` audit row in one transaction. */
+  async create(
+    owner: User,
+    input: ApiKeyInput,
+    actor: Principal,
+    request: FastifyRequest | null,
+  ): Promise<CreatedApiKey> {
     if (owner.disabled)
       throw ApiError.conflict(
         'The user is disabled: enable them before creating keys',
@@ -88,22 +98,31 @@ export class ApiKeysService {
 
     const material = generateApiKey();
     try {
-      const key = await this.keys.save(
-        this.keys.create({
-          userId: owner.id,
-          name: input.name,
-          keyHash: material.hash,
-          prefix: material.prefix,
-          last4: material.last4,
-          role,
-          rpm: settings.rpm,
-          tpm: settings.tpm,
-          allowedModels: settings.allowedModels,
-          maxPriority,
-          createdBy: actor.userId,
-          expiresAt: input.expiresAt ?? null,
-        }),
-      );
+      const key = await this.dataSource.transaction(async (m) => {
+        const created = await m.save(
+          m.create(ApiKey, {
+            userId: owner.id,
+            name: input.name,
+            keyHash: material.hash,
+            prefix: material.prefix,
+            last4: material.last4,
+            role,
+            rpm: settings.rpm,
+            tpm: settings.tpm,
+            allowedModels: settings.allowedModels,
+            maxPriority,
+            createdBy: actor.userId,
+            expiresAt: input.expiresAt ?? null,
+          }),
+        );
+        await this.audit.record(m, request, {
+          action: 'api_key.create',
+          targetType: 'api_key',
+          targetId: created.id,
+          changes: keyAuditFields(created),
+        });
+        return created;
+      });
       return { key, raw: material.raw };
     } catch (err) {
       // A SHA-256 collision of 256 random bits does not happen; anything else is a real error.
@@ -137,19 +156,35 @@ export class ApiKeysService {
 
   /**
    * Revokes a key; `ownerId` restricts it to that user's keys. Someone else's key answers 404,
-   * exactly like a missing one, so key ids do not leak. Idempotent.
+   * exactly like a missing one, so key ids do not leak. Idempotent; the revocation and its
+   * `api_key.revoke` audit row commit together.
    */
-  async revoke(id: string, ownerId: string | null): Promise<{ key: ApiKey; alreadyRevoked: boolean }> {
+  async revoke(
+    id: string,
+    ownerId: string | null,
+    request: FastifyRequest | null,
+  ): Promise<{ key: ApiKey; alreadyRevoked: boolean }> {
     const key = await this.findById(id);
     if (!key || (ownerId !== null && key.userId !== ownerId))
       throw ApiError.notFound('API key not found', 'api_key_not_found', 'id');
     if (key.revokedAt) return { key, alreadyRevoked: true };
-    await this.keys
-      .createQueryBuilder()
-      .update(ApiKey)
-      .set({ revokedAt: () => 'now()' })
-      .where('id = :id AND revoked_at IS NULL', { id })
-      .execute();
+    const revokedNow = await this.dataSource.transaction(async (m) => {
+      const result = await m
+        .createQueryBuilder()
+        .update(ApiKey)
+        .set({ revokedAt: () => 'now()' })
+        .where('id = :id AND revoked_at IS NULL', { id })
+        .execute();
+      if (!result.affected) return false;
+      await this.audit.record(m, request, {
+        action: 'api_key.revoke',
+        targetType: 'api_key',
+        targetId: key.id,
+        changes: { owner_id: key.userId, name: key.name },
+      });
+      return true;
+    });
+    if (!revokedNow) return { key: (await this.findById(id)) ?? key, alreadyRevoked: true };
     await this.cache.invalidate({ kind: 'api_key', id });
     const revoked = (await this.findById(id)) ?? key;
     return { key: revoked, alreadyRevoked: false };
@@ -184,4 +219,18 @@ function assertNotWider(
   ) {
     deny('allowed_models', 'A key cannot allow models outside its own allowed_models');
   }
+}
+
+/** What the audit log records about a key: its settings, never its value or hash. */
+function keyAuditFields(key: ApiKey): Record<string, unknown> {
+  return {
+    name: key.name,
+    owner_id: key.userId,
+    role: key.role,
+    prefix: key.prefix,
+    limits: { rpm: key.rpm, tpm: key.tpm },
+    allowed_models: key.allowedModels,
+    max_priority: key.maxPriority,
+    expires_at: key.expiresAt?.toISOString() ?? null,
+  };
 }

@@ -78,20 +78,18 @@ export class BootstrapAdmin implements OnApplicationBootstrap {
           'ADMIN_BOOTSTRAP_KEY is already the API key of a non-admin user: choose another value',
         );
       }
-      return { created: true, userId, generatedKey: configured ? null : material.raw };
-    });
-    if (result.created) {
-      await this.audit.record(null, {
+      await this.audit.record(m, null, {
         action: 'user.create',
         targetType: 'user',
-        targetId: result.userId,
+        targetId: userId,
         changes: {
           role: 'admin',
           reason: 'bootstrap',
           key_source: configured ? 'ADMIN_BOOTSTRAP_KEY' : 'generated',
         },
       });
-    }
+      return { created: true, userId, generatedKey: configured ? null : material.raw };
+    });
     return result;
   }
 }

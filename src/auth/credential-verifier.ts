@@ -1,7 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
-import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import type { Principal, Priority, Role } from '../common/principal.js';
 import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
@@ -58,7 +57,6 @@ export class CredentialVerifier {
     private readonly cache: CredentialCache,
     private readonly usage: UsageRecorder,
     private readonly users: UsersService,
-    private readonly audit: AuditService,
     @Inject(JWT_STRATEGY) private readonly jwt: JwtStrategy | null,
   ) {}
 
@@ -136,12 +134,10 @@ export class CredentialVerifier {
   ): Promise<Principal> {
     const identity = await this.jwt!.verify(request.headers, token);
     let subject = this.cache.subjects.get(identity.subject);
-    let provisioned = false;
     if (!subject) {
       const generation = this.cache.generation;
-      const resolved = await this.users.resolveJwtSubject(identity);
+      const resolved = await this.users.resolveJwtSubject(identity, request);
       const user = resolved.user;
-      provisioned = resolved.provisioned;
       subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
       this.cache.fillSubject(identity.subject, subject, generation);
     }
@@ -155,30 +151,7 @@ export class CredentialVerifier {
       apiKeyId: null,
       apiKey: null,
     };
-    if (provisioned) await this.recordProvisioning(request, principal, identity.subject);
     return principal;
-  }
-
-  /** A user created from a token's claims is in the audit log, as its own actor. */
-  private async recordProvisioning(
-    request: Partial<FastifyRequest>,
-    principal: Principal,
-    subject: string,
-  ): Promise<void> {
-    try {
-      // The guard sets request.principal only after authentication succeeds; the audit row needs it now.
-      const auditRequest = { ip: request.ip, id: request.id, principal } as unknown as FastifyRequest;
-      await this.audit.record(auditRequest, {
-        action: 'user.provision',
-        targetType: 'user',
-        targetId: principal.userId,
-        changes: { jwt_subject: subject, email: principal.email, role: principal.role },
-      });
-    } catch (err) {
-      this.logger.warn(
-        `could not audit the provisioning of user ${principal.userId}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
   }
 }
 

@@ -10,7 +10,6 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
@@ -24,7 +23,7 @@ import {
   ListOwnKeysQueryDto,
   toApiKeyDto,
 } from './dto/api-key.dto.js';
-import { keyAuditFields, keyInputFrom } from './key-input.js';
+import { keyInputFrom } from './key-input.js';
 import { UsersService } from './users.service.js';
 
 const OWN_KEYS_LIMIT = 1000;
@@ -35,7 +34,6 @@ export class KeysController {
   constructor(
     private readonly keys: ApiKeysService,
     private readonly users: UsersService,
-    private readonly audit: AuditService,
   ) {}
 
   @Post()
@@ -54,13 +52,7 @@ export class KeysController {
   ): Promise<ApiKeyCreatedDto> {
     const owner = await this.users.findById(principal.userId);
     if (!owner) throw ApiError.unauthorized('User no longer exists', 'user_not_found');
-    const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal);
-    await this.audit.record(request, {
-      action: 'api_key.create',
-      targetType: 'api_key',
-      targetId: key.id,
-      changes: keyAuditFields(key),
-    });
+    const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal, request);
     return { ...toApiKeyDto(key), key: raw };
   }
 
@@ -101,14 +93,6 @@ export class KeysController {
     @CurrentPrincipal() principal: Principal,
     @Req() request: FastifyRequest,
   ): Promise<void> {
-    const { key, alreadyRevoked } = await this.keys.revoke(id, principal.userId);
-    if (!alreadyRevoked) {
-      await this.audit.record(request, {
-        action: 'api_key.revoke',
-        targetType: 'api_key',
-        targetId: key.id,
-        changes: { owner_id: key.userId, name: key.name },
-      });
-    }
+    await this.keys.revoke(id, principal.userId, request);
   }
 }

@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import type { FastifyRequest } from 'fastify';
 import { DataSource, Repository, type EntityManager } from 'typeorm';
+import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import type { Role } from '../common/principal.js';
 import { CredentialCache } from './credential-cache.js';
@@ -29,13 +31,17 @@ export interface UserChange {
 
 const ADMINS_LOCK = 'floodgate:admins';
 
-/** Users: CRUD for the admin API, JWT provisioning, and the "one enabled admin remains" rule. */
+/**
+ * Users: CRUD for the admin API, JWT provisioning, and the "one enabled admin remains" rule.
+ * Every write commits together with its audit row (one transaction) or not at all.
+ */
 @Injectable()
 export class UsersService {
   constructor(
     @InjectRepository(User) private readonly users: Repository<User>,
     private readonly dataSource: DataSource,
     private readonly cache: CredentialCache,
+    private readonly audit: AuditService,
   ) {}
 
   async findById(id: string): Promise<User | null> {
@@ -65,23 +71,38 @@ export class UsersService {
     return { users: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
   }
 
-  async create(input: UserInput): Promise<User> {
+  async create(input: UserInput, request: FastifyRequest | null): Promise<User> {
     try {
-      return await this.users.save(
-        this.users.create({
-          email: input.email.trim().toLowerCase(),
-          name: input.name ?? null,
-          role: input.role,
-          disabled: input.disabled ?? false,
-          jwtSubject: input.jwtSubject ?? null,
-        }),
-      );
+      return await this.dataSource.transaction(async (m) => {
+        const user = await m.save(
+          m.create(User, {
+            email: input.email.trim().toLowerCase(),
+            name: input.name ?? null,
+            role: input.role,
+            disabled: input.disabled ?? false,
+            jwtSubject: input.jwtSubject ?? null,
+          }),
+        );
+        await this.audit.record(m, request, {
+          action: 'user.create',
+          targetType: 'user',
+          targetId: user.id,
+          changes: {
+            email: user.email,
+            name: user.name,
+            role: user.role,
+            disabled: user.disabled,
+            jwt_subject: user.jwtSubject,
+          },
+        });
+        return user;
+      });
     } catch (err) {
       throw conflictFor(err) ?? err;
     }
   }
 
-  async update(id: string, patch: UserPatch): Promise<UserChange> {
+  async update(id: string, patch: UserPatch, request: FastifyRequest | null): Promise<UserChange> {
     const user = await this.get(id);
     const touchesAdmins = patch.role !== undefined || patch.disabled !== undefined;
     let result: UserChange;
@@ -120,6 +141,12 @@ export class UsersService {
           )) as [unknown, number];
           keysCapped = count;
         }
+        await this.audit.record(m, request, {
+          action: 'user.update',
+          targetType: 'user',
+          targetId: saved.id,
+          changes: keysCapped > 0 ? { ...changes, keys_capped: keysCapped } : changes,
+        });
         return { user: saved, changes, keysCapped };
       });
     } catch (err) {
@@ -136,12 +163,18 @@ export class UsersService {
     return result;
   }
 
-  async delete(id: string): Promise<User> {
+  async delete(id: string, request: FastifyRequest | null): Promise<User> {
     const user = await this.get(id);
     await this.dataSource.transaction(async (m) => {
       await m.query('SELECT pg_advisory_xact_lock(hashtext($1))', [ADMINS_LOCK]);
       if (user.role === 'admin' && !user.disabled) await this.assertAnotherAdmin(m, user.id);
       await m.delete(User, { id: user.id }); // api_keys cascade
+      await this.audit.record(m, request, {
+        action: 'user.delete',
+        targetType: 'user',
+        targetId: user.id,
+        changes: { email: user.email, role: user.role },
+      });
     });
     await this.cache.invalidate({ kind: 'user', id: user.id });
     return user;
@@ -166,13 +199,34 @@ export class UsersService {
    * first use. Concurrent first requests converge on one row (ON CONFLICT). An email that already
    * belongs to another user is not taken over: an admin links accounts explicitly (jwt_subject).
    */
-  async resolveJwtSubject(identity: JwtIdentity): Promise<{ user: User; provisioned: boolean }> {
+  async resolveJwtSubject(
+    identity: JwtIdentity,
+    request: Partial<FastifyRequest> | null = null,
+  ): Promise<{ user: User; provisioned: boolean }> {
     const existing = await this.users.findOneBy({ jwtSubject: identity.subject });
     if (existing) return { user: existing, provisioned: false };
-    const inserted = (await this.dataSource.query(
-      `INSERT INTO users (email, name, role, jwt_subject) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id`,
-      [identity.email, identity.name, identity.role, identity.subject],
-    )) as { id: string }[];
+    // The provisioned user and its `user.provision` audit row (the user as its own actor) commit together.
+    const inserted = await this.dataSource.transaction(async (m) => {
+      const rows = (await m.query(
+        `INSERT INTO users (email, name, role, jwt_subject) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id, email, role`,
+        [identity.email, identity.name, identity.role, identity.subject],
+      )) as { id: string; email: string; role: Role }[];
+      const row = rows[0];
+      if (row) {
+        const auditRequest = {
+          ip: request?.ip,
+          id: request?.id,
+          principal: { userId: row.id, role: row.role },
+        } as unknown as FastifyRequest;
+        await this.audit.record(m, auditRequest, {
+          action: 'user.provision',
+          targetType: 'user',
+          targetId: row.id,
+          changes: { jwt_subject: identity.subject, email: row.email, role: row.role },
+        });
+      }
+      return rows;
+    });
     const user = await this.users.findOneBy(
       inserted[0] ? { id: inserted[0].id } : { jwtSubject: identity.subject },
     );

@@ -148,27 +148,29 @@ export class KeyPoolAdminService {
       source: ctx.source,
     });
     try {
-      await this.providers.insert(provider);
+      await this.dataSource.transaction(async (m) => {
+        await m.insert(Provider, provider);
+        await this.audit.record(m, ctx.request, {
+          action: 'provider.create',
+          targetType: 'provider',
+          targetId: provider.id,
+          changes: {
+            name: provider.name,
+            base_url: provider.baseUrl,
+            models: provider.models,
+            rpm: provider.rpm,
+            burst: provider.burst,
+            timeout_ms: provider.timeoutMs,
+            enabled: provider.enabled,
+            header_names: Object.keys(headers),
+            source: ctx.source,
+          },
+        });
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw nameTaken(dto.name);
       throw err;
     }
-    await this.audit.record(ctx.request, {
-      action: 'provider.create',
-      targetType: 'provider',
-      targetId: provider.id,
-      changes: {
-        name: provider.name,
-        base_url: provider.baseUrl,
-        models: provider.models,
-        rpm: provider.rpm,
-        burst: provider.burst,
-        timeout_ms: provider.timeoutMs,
-        enabled: provider.enabled,
-        header_names: Object.keys(headers),
-        source: ctx.source,
-      },
-    });
     return (await this.providers.findOneBy({ id: provider.id }))!;
   }
 
@@ -207,18 +209,20 @@ export class KeyPoolAdminService {
     if (ctx.source === 'file' && p.source !== 'file') patch.source = 'file';
     if (Object.keys(patch).length === 0) return { provider: p, changed: false };
     try {
-      await this.providers.update({ id: p.id }, patch);
+      await this.dataSource.transaction(async (m) => {
+        await m.update(Provider, { id: p.id }, patch);
+        if (Object.keys(changes).length > 0) {
+          await this.audit.record(m, ctx.request, {
+            action: 'provider.update',
+            targetType: 'provider',
+            targetId: p.id,
+            changes: { ...changes, source: ctx.source },
+          });
+        }
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw nameTaken(dto.name ?? p.name);
       throw err;
-    }
-    if (Object.keys(changes).length > 0) {
-      await this.audit.record(ctx.request, {
-        action: 'provider.update',
-        targetType: 'provider',
-        targetId: p.id,
-        changes: { ...changes, source: ctx.source },
-      });
     }
     await this.pool.invalidate(p.id);
     return { provider: (await this.providers.findOneBy({ id: p.id }))!, changed: true };
@@ -227,12 +231,14 @@ export class KeyPoolAdminService {
   async deleteProvider(id: string, ctx: WriteContext): Promise<void> {
     const p = await this.findProvider(id);
     const keys = await this.keys.find({ where: { providerId: p.id }, select: { id: true } });
-    await this.providers.delete({ id: p.id });
-    await this.audit.record(ctx.request, {
-      action: 'provider.delete',
-      targetType: 'provider',
-      targetId: p.id,
-      changes: { name: p.name, keys_deleted: keys.length, source: ctx.source },
+    await this.dataSource.transaction(async (m) => {
+      await m.delete(Provider, { id: p.id });
+      await this.audit.record(m, ctx.request, {
+        action: 'provider.delete',
+        targetType: 'provider',
+        targetId: p.id,
+        changes: { name: p.name, keys_deleted: keys.length, source: ctx.source },
+      });
     });
     await this.pool.invalidate(p.id);
     await Promise.all(keys.map((k) => this.pool.forgetKey(p.id, k.id).catch(() => undefined)));
@@ -312,27 +318,29 @@ export class KeyPoolAdminService {
       source: ctx.source,
     });
     try {
-      await this.keys.insert(key);
+      await this.dataSource.transaction(async (m) => {
+        await m.insert(ProviderKey, key);
+        await this.audit.record(m, ctx.request, {
+          action: 'provider_key.create',
+          targetType: 'provider_key',
+          targetId: id,
+          changes: {
+            provider_id: p.id,
+            label: key.label,
+            masked: key.masked,
+            priority: key.priority,
+            max_rpm: key.maxRpm,
+            max_tpm: key.maxTpm,
+            max_concurrent: key.maxConcurrent,
+            enabled: key.enabled,
+            source: ctx.source,
+          },
+        });
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw labelTaken(dto.label);
       throw err;
     }
-    await this.audit.record(ctx.request, {
-      action: 'provider_key.create',
-      targetType: 'provider_key',
-      targetId: id,
-      changes: {
-        provider_id: p.id,
-        label: key.label,
-        masked: key.masked,
-        priority: key.priority,
-        max_rpm: key.maxRpm,
-        max_tpm: key.maxTpm,
-        max_concurrent: key.maxConcurrent,
-        enabled: key.enabled,
-        source: ctx.source,
-      },
-    });
     await this.pool.invalidate(p.id);
     return (await this.keys.findOneBy({ id }))!;
   }
@@ -383,36 +391,38 @@ export class KeyPoolAdminService {
       clearCooldown = true;
     }
     if (ctx.source === 'file' && k.source !== 'file') patch.source = 'file';
-    if (Object.keys(patch).length > 0) {
-      try {
-        await this.keys.update({ id: k.id }, patch);
-      } catch (err) {
-        if (isUniqueViolation(err)) throw labelTaken(dto.label ?? k.label);
-        throw err;
-      }
+    const changed = Object.keys(changes).length > 0;
+    try {
+      await this.dataSource.transaction(async (m) => {
+        if (Object.keys(patch).length > 0) await m.update(ProviderKey, { id: k.id }, patch);
+        if (changed) {
+          await this.audit.record(m, ctx.request, {
+            action: 'provider_key.update',
+            targetType: 'provider_key',
+            targetId: k.id,
+            changes: { ...changes, source: ctx.source },
+          });
+        }
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw labelTaken(dto.label ?? k.label);
+      throw err;
     }
     if (clearCooldown) await this.pool.clearCooldown(k.providerId, k.id);
-    const changed = Object.keys(changes).length > 0;
-    if (changed) {
-      await this.audit.record(ctx.request, {
-        action: 'provider_key.update',
-        targetType: 'provider_key',
-        targetId: k.id,
-        changes: { ...changes, source: ctx.source },
-      });
-    }
     if (Object.keys(patch).length > 0 || clearCooldown) await this.pool.invalidate(k.providerId);
     return { key: (await this.keys.findOneBy({ id: k.id }))!, changed };
   }
 
   async deleteKey(id: string, ctx: WriteContext): Promise<void> {
     const k = await this.findKey(id);
-    await this.keys.delete({ id: k.id });
-    await this.audit.record(ctx.request, {
-      action: 'provider_key.delete',
-      targetType: 'provider_key',
-      targetId: k.id,
-      changes: { provider_id: k.providerId, label: k.label, masked: k.masked, source: ctx.source },
+    await this.dataSource.transaction(async (m) => {
+      await m.delete(ProviderKey, { id: k.id });
+      await this.audit.record(m, ctx.request, {
+        action: 'provider_key.delete',
+        targetType: 'provider_key',
+        targetId: k.id,
+        changes: { provider_id: k.providerId, label: k.label, masked: k.masked, source: ctx.source },
+      });
     });
     await this.pool.invalidate(k.providerId);
     await this.pool.forgetKey(k.providerId, k.id).catch(() => undefined);
@@ -446,12 +456,15 @@ export class KeyPoolAdminService {
       recovered: result.recovered,
       broken: result.broken + result.stillBroken,
     };
-    await this.audit.record(request, {
-      action: 'provider_key.heal',
-      targetType: 'provider_key',
-      targetId: null,
-      changes: { ...report },
-    });
+    // The heal commits batch by batch (resumable by design); its audit row reports what was done.
+    await this.dataSource.transaction((m) =>
+      this.audit.record(m, request, {
+        action: 'provider_key.heal',
+        targetType: 'provider_key',
+        targetId: null,
+        changes: { ...report },
+      }),
+    );
     return report;
   }
 

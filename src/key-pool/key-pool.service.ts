@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import { Repository } from 'typeorm';
+import { Repository, type EntityManager } from 'typeorm';
 import { ApiError } from '../common/api-error.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -508,15 +508,16 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Sets a key's max_concurrent (null = adaptive, a number = fixed) and drops the candidate caches on
-   * every instance. Returns the previous value, or null when the key does not exist. (Adaptive's
-   * mode/limit routes; they audit.)
+   * Sets a key's max_concurrent (null = adaptive, a number = fixed) within the caller's transaction
+   * (the caller writes its audit row in it and calls invalidate(providerId) after the commit).
+   * Returns the previous value, or null when the key does not exist. (Adaptive's mode/limit routes.)
    */
   async setMaxConcurrent(
     keyId: string,
     maxConcurrent: number | null,
+    manager: EntityManager,
   ): Promise<{ previous: number | null; providerId: string } | null> {
-    const rows = (await this.keys.query(
+    const rows = (await manager.query(
       `UPDATE provider_keys k SET max_concurrent = $2, updated_at = now()
          FROM (SELECT id, max_concurrent FROM provider_keys WHERE id = $1 FOR UPDATE) old
         WHERE k.id = old.id
@@ -531,7 +532,6 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     }[];
     const row = list[0];
     if (!row) return null;
-    await this.invalidate(row.provider_id);
     return { previous: row.previous, providerId: row.provider_id };
   }
 

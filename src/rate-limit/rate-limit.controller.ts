@@ -10,6 +10,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
+import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
@@ -32,6 +33,7 @@ export class RateLimitController {
   constructor(
     private readonly limiter: RateLimitService,
     private readonly audit: AuditService,
+    private readonly dataSource: DataSource,
   ) {}
 
   @Get(':subject')
@@ -71,12 +73,17 @@ export class RateLimitController {
     type: ErrorResponseDto,
   })
   async reset(@Param('subject') subject: string, @Req() request: FastifyRequest): Promise<void> {
-    const parsed = await this.limiter.reset(subject);
-    await this.audit.record(request, {
-      action: 'rate_limit.reset',
-      targetType: 'rate_limit_subject',
-      targetId: parsed.text,
-      changes: { subject: parsed.text },
+    const parsed = this.limiter.parse(subject);
+    // The audit row first, the reset (in Redis) inside its transaction: a refused row resets
+    // nothing, a failed reset leaves no row.
+    await this.dataSource.transaction(async (m) => {
+      await this.audit.record(m, request, {
+        action: 'rate_limit.reset',
+        targetType: 'rate_limit_subject',
+        targetId: parsed.text,
+        changes: { subject: parsed.text },
+      });
+      await this.limiter.reset(subject);
     });
   }
 }

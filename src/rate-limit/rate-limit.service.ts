@@ -461,7 +461,8 @@ export class RateLimitService implements OnModuleInit {
     return subject;
   }
 
-  private parse(subjectText: string): Subject {
+  /** The subject a `key:…` / `user:…` / `ip:…` text names; 400 when malformed. */
+  parse(subjectText: string): Subject {
     const subject = parseSubject(subjectText);
     if (!subject) {
       throw ApiError.badRequest(
