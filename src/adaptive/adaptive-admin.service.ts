@@ -138,7 +138,7 @@ export class AdaptiveAdminService {
           adjustment_count: { from: before.adjustments.length, to: 0 },
         },
       });
-      await this.adaptive.resetLearning(k.providerId, k.keyId);
+      await this.adaptive.resetLearning(k.providerId, k.keyId, m);
     });
     return { message: 'Learning state reset', key_id: k.keyId };
   }

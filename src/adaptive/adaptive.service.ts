@@ -7,7 +7,7 @@ import {
   OnModuleInit,
 } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
+import { Repository, type EntityManager } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { INVALIDATE_CHANNEL, KeyPoolService } from '../key-pool/key-pool.service.js';
@@ -605,11 +605,12 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
   }
 
   /** Forgets a key's learned value, 429 counters and adjustment history (its mode stays). */
-  async resetLearning(providerId: string, keyId: string): Promise<void> {
+  /** Resets a key's learning; the Postgres row is written with `manager` (the caller's audited transaction). */
+  async resetLearning(providerId: string, keyId: string, manager: EntityManager): Promise<void> {
     const r = await this.store.run(learnScript, learnKeys(providerId, keyId), ['reset']);
     this.views.delete(keyId);
     this.dirty.delete(keyId);
-    await this.rows.query(
+    await manager.query(
       `INSERT INTO adaptive_key_state (key_id, provider_id, version, updated_at)
          SELECT k.id, k.provider_id, $2, now() FROM provider_keys k WHERE k.id = $1
        ON CONFLICT (key_id) DO UPDATE SET learned_limit = NULL, concurrent_429_count = 0, rpm_429_count = 0,
