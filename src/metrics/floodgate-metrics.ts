@@ -32,7 +32,7 @@ export class FloodgateMetrics {
   });
   readonly relayRequests = new Counter({
     name: 'floodgate_relay_requests_total',
-    help: 'Relayed requests by provider, model, priority and outcome (ok, client_error, rate_limited, queue_full, upstream_error, upstream_timeout, canceled)',
+    help: 'Relayed requests by provider, model, priority and outcome (ok, client_error, rate_limited, queue_full, no_usable_keys, dependency_unavailable, unavailable, upstream_error, upstream_timeout, canceled, error)',
     labelNames: ['provider', 'model', 'priority', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -35,9 +35,13 @@ const OUTCOMES = [
   'client_error',
   'rate_limited',
   'queue_full',
+  'no_usable_keys',
+  'dependency_unavailable',
+  'unavailable',
   'upstream_error',
   'upstream_timeout',
   'canceled',
+  'error',
 ] as const;
 
 /** Seconds of per-second throughput kept in memory (the dashboard's line chart). */

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import { ApiError, type ErrorType } from '../common/api-error.js';
+import { toErrorResponse, type ErrorResponse } from '../common/error-response.js';
 import type { Principal, Priority } from '../common/principal.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -167,15 +168,12 @@ export class RelayService {
     try {
       await this.relay(endpoint, request, reply, principal, acct, abort.signal);
     } catch (err) {
-      if (err instanceof ApiError) {
-        acct.status = err.status;
-        acct.errorCode = err.code;
-        acct.outcome = outcomeForStatus(err.status);
-      } else {
-        acct.status = 500;
-        acct.errorCode = 'internal_error';
-        acct.outcome = 'error';
-      }
+      // The log and the metric say what the client is told: the same mapping the exception filter
+      // answers with (a store outage is 503 dependency_unavailable there, so it is here too).
+      const answer = toErrorResponse(err, String(request.id));
+      acct.status = answer.status;
+      acct.errorCode = answer.body.error.code;
+      acct.outcome = outcomeOf(answer);
       if (abort.signal.aborted) {
         acct.status = 499;
         acct.outcome = 'canceled';
@@ -803,14 +801,31 @@ function modelNotFound(model: string): ApiError {
   );
 }
 
-function outcomeForStatus(status: number): string {
-  if (status === 429) return 'rate_limited';
-  if (status === 503) return 'queue_full';
-  if (status === 504) return 'upstream_timeout';
-  if (status === 502) return 'upstream_error';
-  if (status === 499) return 'canceled';
-  if (status >= 500) return 'error';
-  return 'client_error';
+/**
+ * The `outcome` label of floodgate_relay_requests_total for an error answer, read from the answer
+ * itself (its error type and code), so the three 503s stay apart: queue_full (the provider's queue
+ * is full), no_usable_keys (no upstream key can serve), dependency_unavailable (Postgres or Redis
+ * unreachable); any other 503 is `unavailable`.
+ */
+export function outcomeOf(answer: Pick<ErrorResponse, 'status' | 'body'>): string {
+  const { type, code } = answer.body.error;
+  if (answer.status === 499) return 'canceled';
+  switch (type) {
+    case 'rate_limit_error':
+      return 'rate_limited';
+    case 'queue_full_error':
+      return 'queue_full';
+    case 'service_unavailable_error':
+      if (code === 'dependency_unavailable') return 'dependency_unavailable';
+      if (code === 'no_usable_upstream_keys') return 'no_usable_keys';
+      return 'unavailable';
+    case 'upstream_timeout_error':
+      return 'upstream_timeout';
+    case 'upstream_error':
+      return 'upstream_error';
+    default:
+      return answer.status >= 500 ? 'error' : 'client_error';
+  }
 }
 
 /** Just enough validation for a clear 400; unknown fields pass through untouched. */
