@@ -4,6 +4,7 @@ import { Auth1763770000000 } from './1763770000000-Auth.js';
 import { KeyPool1763771000000 } from './1763771000000-KeyPool.js';
 import { Adaptive1763772000000 } from './1763772000000-Adaptive.js';
 import { RequestLog1763773000000 } from './1763773000000-RequestLog.js';
+import { EncryptionKeys1763774700000 } from './1763774700000-EncryptionKeys.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -14,4 +15,5 @@ export const MIGRATIONS = [
   KeyPool1763771000000,
   Adaptive1763772000000,
   RequestLog1763773000000,
+  EncryptionKeys1763774700000,
 ];

@@ -26,7 +26,18 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const app = await createApp(config);
+  let app: Awaited<ReturnType<typeof createApp>>;
+  try {
+    app = await createApp(config);
+  } catch (err) {
+    // Configuration only the database can check (ENCRYPTION_KEYS material shared by replicas).
+    if (err instanceof ConfigError) {
+      for (const problem of err.problems)
+        process.stderr.write(`floodgate: configuration error: ${problem}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   const logger = new Logger('Floodgate');
   for (const w of warnings) logger.warn(w);
   installGracefulShutdown(app, config.shutdownTimeoutMs, logger);

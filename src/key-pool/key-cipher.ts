@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import type { EncryptionKey } from '../config/app-config.js';
 
 /**
@@ -23,6 +23,7 @@ export interface Sealed {
 }
 
 const VERSION = 'v1';
+const FINGERPRINT_LABEL = 'floodgate encryption key fingerprint v1';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -42,6 +43,17 @@ export class KeyCipher {
 
   has(keyId: string): boolean {
     return this.byId.has(keyId);
+  }
+
+  /**
+   * Each configured key's fingerprint: HMAC-SHA256 keyed by the material over a fixed label (hex).
+   * Equal material gives equal fingerprints on every instance; the material cannot be recovered from it.
+   */
+  fingerprints(): { id: string; fingerprint: string }[] {
+    return this.keyring.map((k) => ({
+      id: k.id,
+      fingerprint: createHmac('sha256', k.key).update(FINGERPRINT_LABEL).digest('hex'),
+    }));
   }
 
   encrypt(plaintext: string, aad: string): Sealed {

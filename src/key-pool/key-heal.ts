@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { announcedKeyIds, valueIsBad } from './encryption-key-registry.js';
 import { KeyCipher, providerKeyAad } from './key-cipher.js';
 
 export interface HealLogger {
@@ -24,6 +25,8 @@ export interface HealResult {
   recovered: number;
   /** Still broken after this run. */
   stillBroken: number;
+  /** Sealed under a key id another instance announced and this one lacks: left alone (not broken). */
+  elsewhere: number;
   batches: number;
   complete: boolean;
 }
@@ -60,6 +63,7 @@ export async function healProviderKeys(
     broken: 0,
     recovered: 0,
     stillBroken: 0,
+    elsewhere: 0,
     batches: 0,
     complete: false,
   };
@@ -68,6 +72,7 @@ export async function healProviderKeys(
     return result;
   }
   options.logger.log(`healing ${count} upstream key(s) not sealed under encryption key "${current}"…`);
+  const announced = await announcedKeyIds(dataSource);
   let cursor = '00000000-0000-0000-0000-000000000000';
   for (;;) {
     if (options.maxBatches !== undefined && result.batches >= options.maxBatches) break;
@@ -89,6 +94,11 @@ export async function healProviderKeys(
           plaintext = null;
         }
         if (plaintext === null) {
+          if (!valueIsBad(row.key_id, cipher, announced)) {
+            // Another replica holds this key (a rotation in progress): the value is fine, we just can't read it.
+            result.elsewhere++;
+            continue;
+          }
           if (row.broken_at) {
             result.stillBroken++;
           } else {
@@ -122,6 +132,11 @@ export async function healProviderKeys(
     }
     result.batches++;
     options.logger.log(`healed ${result.healed + result.recovered}/${count} keys`);
+  }
+  if (result.elsewhere > 0) {
+    options.logger.warn(
+      `${result.elsewhere} upstream key(s) are sealed under encryption key id(s) another instance announced and this one lacks (ENCRYPTION_KEYS); left as they are, not served by this instance`,
+    );
   }
   if (result.complete) {
     options.logger.log(

@@ -5,6 +5,7 @@ import { withSessionLock } from '../database/session-lock.js';
 import { ApiError } from '../common/api-error.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import { announceEncryptionKeys } from './encryption-key-registry.js';
 import { KeyCipher } from './key-cipher.js';
 import { healProviderKeys, type HealResult } from './key-heal.js';
 import { KeyPoolAdminService, type WriteContext } from './key-pool-admin.service.js';
@@ -40,6 +41,8 @@ export class KeyPoolBootstrap implements OnModuleInit {
   ) {}
 
   async onModuleInit(): Promise<void> {
+    // Before anything decrypts: material that disagrees with the other replicas' stops the start (exit 2).
+    await announceEncryptionKeys(this.dataSource, this.cipher);
     await this.heal();
     if (this.config.keyPool.providersFile) await this.applyFile(this.config.keyPool.providersFile);
   }

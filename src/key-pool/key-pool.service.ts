@@ -39,6 +39,7 @@ import {
   type SelectionCandidate,
   type SelectionResult,
 } from './key-selection.script.js';
+import { announcedKeyIds, valueIsBad } from './encryption-key-registry.js';
 import { KeyUsageRecorder } from './key-usage.recorder.js';
 import { keyState, ProviderKey } from './provider-key.entity.js';
 import { Provider } from './provider.entity.js';
@@ -611,7 +612,14 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         );
       } catch {
         unusable.broken++;
-        await this.markBroken(row, provider.name);
+        // Only a value that is itself bad is marked broken for everyone; one sealed under a key id
+        // another replica holds and this one lacks stays as it is (just not served from here).
+        if (valueIsBad(row.encryptionKeyId, this.cipher, await announcedKeyIds(this.keys)))
+          await this.markBroken(row, provider.name);
+        else
+          this.logger.warn(
+            `upstream key "${row.label}" (${row.id}) of provider ${provider.name} is sealed under encryption key "${row.encryptionKeyId}", which another instance announced and ENCRYPTION_KEYS here lacks; not served by this instance`,
+          );
         continue;
       }
       this.secrets.set(row.id, { providerId, apiKey });
