@@ -15,7 +15,8 @@ const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 /**
  * Claims → identity, after the signature, `exp`, `aud` and `iss` were verified by jsonwebtoken.
  * `exp` and `sub` are required (jsonwebtoken accepts a token without `exp`, we do not); a missing
- * or unknown `role` maps to `user`; a malformed `email` or `name` is dropped, never trusted.
+ * `role` maps to `user`, an unknown or mis-cased one refuses the token; a malformed `email` or `name`
+ * is dropped, never trusted.
  */
 export function identityFromClaims(payload: unknown): JwtIdentity {
   if (!payload || typeof payload !== 'object' || Array.isArray(payload)) {
@@ -35,7 +36,17 @@ export function identityFromClaims(payload: unknown): JwtIdentity {
       : null;
   const name =
     typeof claims.name === 'string' && claims.name.trim() !== '' ? claims.name.trim().slice(0, 200) : null;
-  const roleClaim = typeof claims.role === 'string' ? claims.role.trim().toLowerCase() : '';
-  const role = (ROLES as readonly string[]).includes(roleClaim) ? (roleClaim as Role) : 'user';
+  // A role claim is an exact value of the enum: "ADMIN", "Admin" or "superuser" grant nothing, not
+  // even a guessed role; the token is refused and nobody is provisioned. No claim at all: `user`.
+  let role: Role = 'user';
+  if (claims.role !== undefined) {
+    if (typeof claims.role !== 'string' || !(ROLES as readonly string[]).includes(claims.role)) {
+      throw ApiError.unauthorized(
+        `Token role claim must be one of ${ROLES.join(', ')} (exactly, lower case), got ${JSON.stringify(claims.role).slice(0, 40)}`,
+        'invalid_token',
+      );
+    }
+    role = claims.role as Role;
+  }
   return { subject: sub, email, name, role };
 }

@@ -370,15 +370,22 @@ export class KeyPoolAdminService {
     if (dto.max_concurrent !== undefined) set('maxConcurrent', dto.max_concurrent, 'max_concurrent');
     if (dto.enabled !== undefined) set('enabled', dto.enabled, 'enabled');
     let clearCooldown = false;
-    if (dto.key !== undefined && (k.brokenAt || this.decryptValue(k) !== dto.key)) {
-      const sealed = this.cipher.encrypt(dto.key, providerKeyAad(k.id));
-      patch.ciphertext = sealed.ciphertext;
-      patch.encryptionKeyId = sealed.keyId;
-      patch.masked = maskKey(dto.key);
-      patch.brokenAt = null;
-      patch.invalidAt = null;
-      changes.value_replaced = { masked_from: k.masked, masked_to: patch.masked };
-      clearCooldown = true;
+    if (dto.key !== undefined) {
+      // A submitted value — a new one or the same one again (the account was fixed upstream) — is a
+      // value the admin vouches for: `invalid` ends and the key is tried again.
+      if (k.brokenAt || this.decryptValue(k) !== dto.key) {
+        const sealed = this.cipher.encrypt(dto.key, providerKeyAad(k.id));
+        patch.ciphertext = sealed.ciphertext;
+        patch.encryptionKeyId = sealed.keyId;
+        patch.masked = maskKey(dto.key);
+        patch.brokenAt = null;
+        changes.value_replaced = { masked_from: k.masked, masked_to: patch.masked };
+      }
+      if (k.invalidAt) {
+        patch.invalidAt = null;
+        changes.invalid = { from: true, to: false };
+      }
+      if (patch.ciphertext !== undefined || k.invalidAt) clearCooldown = true;
     }
     if (dto.enabled === true) {
       // The admin vouches for the key: an invalid mark and a running cooldown end now.

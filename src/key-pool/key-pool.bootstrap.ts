@@ -143,7 +143,11 @@ export class KeyPoolBootstrap implements OnModuleInit {
             current.id,
             {
               label: fk.dto.label,
-              key: fk.dto.key,
+              // The value only when it changed: re-stating it at every start is not an admin
+              // re-submitting it (which would end an `invalid` mark).
+              ...(current.brokenAt || this.admin.decryptValue(current) !== fk.dto.key
+                ? { key: fk.dto.key }
+                : {}),
               priority: fk.dto.priority ?? 1,
               max_rpm: fk.dto.max_rpm ?? null,
               max_tpm: fk.dto.max_tpm ?? null,

@@ -165,9 +165,9 @@ for (const flavour of FLAVOURS) {
       ]);
     });
 
-    it('an unknown role claim provisions a plain user; concurrent first requests make one row', async () => {
+    it('no role claim provisions a plain user (an unknown one is refused: credential-rules); concurrent first requests make one row', async () => {
       const sub = `idp|${mode}-bob`;
-      const token = flavour.sign(claims({ sub, role: 'superuser' }));
+      const token = flavour.sign(claims({ sub }));
       const call = (): ReturnType<typeof getJson> => getJson(`${gw.url}/api/me`, { headers: bearer(token) });
       // Concurrent only against real Postgres: embedded PGlite mis-handles concurrent extended-protocol queries.
       const answers =
