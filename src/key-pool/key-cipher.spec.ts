@@ -99,3 +99,19 @@ describe('maskKey', () => {
     expect(maskKey(value)).toBe(masked);
   });
 });
+
+describe('KeyCipher.fingerprints', () => {
+  it('equal material → equal fingerprint on every instance; other material → another; never the material', () => {
+    const a = new KeyCipher([OLD, NEW]).fingerprints();
+    const b = new KeyCipher([{ id: 'old', key: Buffer.from(OLD.key) }]).fingerprints();
+    const other = new KeyCipher([{ id: 'old', key: randomBytes(32) }]).fingerprints();
+    expect(a.map((f) => f.id)).toEqual(['old', 'new']);
+    expect(b[0]!.fingerprint).toBe(a[0]!.fingerprint);
+    expect(other[0]!.fingerprint).not.toBe(a[0]!.fingerprint);
+    expect(a[0]!.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    for (const f of a) {
+      expect(f.fingerprint).not.toContain(OLD.key.toString('hex'));
+      expect(f.fingerprint).not.toContain(NEW.key.toString('hex'));
+    }
+  });
+});
