@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
-import { newApiKey } from '../support/auth.js';
+import { RelayDispatcher } from '../../src/relay/dispatcher.js';
+import { bearer, newApiKey } from '../support/auth.js';
 import { addProvider, dropClientConnections, sleep, startInstance } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { isolatedEnv, type TestGateway } from '../support/gateway.js';
@@ -24,6 +25,7 @@ const FREEZE_MS = 5000;
 const CLIENTS = 24;
 const EVERY_MS = 600;
 const DEADLINE_MS = 20_000;
+const LOW_TIMEOUT_MS = 2000;
 
 async function metricSum(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -51,6 +53,7 @@ describe('Redis SIGSTOP under paced load (two distributed instances, adaptive ke
       RATE_LIMIT_USER_RPM: '1000000',
       RATE_LIMIT_IP_RPM: '1000000',
       QUEUE_TIMEOUT_NORMAL_MS: '5000',
+      QUEUE_TIMEOUT_LOW_MS: String(LOW_TIMEOUT_MS),
       LOG_LEVEL: 'fatal',
     });
     cleanup = isolated.cleanup;
@@ -155,4 +158,50 @@ describe('Redis SIGSTOP under paced load (two distributed instances, adaptive ke
     expect(late).toBeGreaterThan(0);
     expect(logged.length).toBeGreaterThan(0);
   }, 60_000);
+
+  it('requests waiting in the queue when Redis freezes are answered by their own timeout, not when Redis returns', async () => {
+    const { providerId } = await addProvider(a, adminKey, fake, [{ key: 'sk-queued', max_concurrent: 1 }], {
+      models: ['queued-model'],
+      timeout_ms: 10_000,
+    });
+    fake.when({ model: 'queued-model', reply: { delayMs: 3000 } });
+    const ask = (url: string, tag: string) => {
+      const started = performance.now();
+      return fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { ...bearer(adminKey), 'x-priority': 'low' },
+        body: JSON.stringify({ model: 'queued-model', messages: [{ role: 'user', content: tag }] }),
+        signal: AbortSignal.timeout(DEADLINE_MS),
+      }).then(async (res) => ({
+        status: res.status,
+        retryAfter: res.headers.get('retry-after'),
+        body: (await res.json().catch(() => null)) as { error?: { type?: string; code?: string } } | null,
+        ms: performance.now() - started,
+      }));
+    };
+    const holder = ask(a.url, 'holder'); // takes the only slot for 3 s
+    await sleep(300);
+    const queued = [ask(a.url, 'q1'), ask(b.url, 'q2'), ask(a.url, 'q3'), ask(b.url, 'q4')];
+    await sleep(300);
+    const depth = await a.app.get(RelayDispatcher).depth(providerId);
+    redis.freeze();
+    // Redis comes back 8 s after the freeze, whatever the clients got meanwhile
+    const thawed = sleep(8000).then(() => redis.thaw());
+    const answers = await Promise.all(queued);
+    await thawed;
+    const held = await holder;
+    console.log(
+      `[faults] queued during an 8 s freeze (queue timeout ${LOW_TIMEOUT_MS} ms, ${JSON.stringify(depth)} waiting): ` +
+        answers.map((x) => `${x.status} ${x.body?.error?.code ?? ''} in ${x.ms.toFixed(0)} ms`).join('; ') +
+        `; the slot holder: ${held.status} in ${held.ms.toFixed(0)} ms`,
+    );
+    for (const x of answers) {
+      // its wait timeout, the dispatcher's late-grant window (2 s), the store's answer bound (1 s)
+      expect(x.ms).toBeLessThan(LOW_TIMEOUT_MS + 2000 + 1000 + 1000);
+      expect([429, 503]).toContain(x.status);
+      expect(x.body?.error?.code).toBeTruthy();
+      expect(x.retryAfter).not.toBeNull();
+    }
+    expect(held.status).toBe(200);
+  }, 30_000);
 });
