@@ -3,6 +3,8 @@ import { sleep } from './cluster.js';
 
 /** One client request of a paced load, as the client saw it. */
 export interface PacedResult {
+  /** The gateway the request went to. */
+  url: string;
   /** performance.now() at send / at the end of the body. */
   start: number;
   end: number;
@@ -42,6 +44,7 @@ export function pacedLoad(o: PacedLoadOptions): { stop(): Promise<PacedResult[]>
   let running = true;
   const one = async (url: string, stream: boolean, tag: string): Promise<void> => {
     const r: PacedResult = {
+      url,
       start: performance.now(),
       end: 0,
       stream,
