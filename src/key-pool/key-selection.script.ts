@@ -537,10 +537,8 @@ export const releaseLateScript: AtomicScript<number> = {
   lua: `
 local freed = 0
 for i = 1, #KEYS, 2 do
-  local j = i
-  local lease = ARGV[j]
-  freed = freed + redis.call('ZREM', KEYS[i + 1], lease)
-  if ARGV[j + 1] == '1' then redis.call('ZREM', KEYS[i], lease) end
+  freed = freed + redis.call('ZREM', KEYS[i + 1], ARGV[i])
+  if ARGV[i + 1] == '1' then redis.call('ZREM', KEYS[i], ARGV[i]) end
 end
 return freed
 `,
