@@ -80,7 +80,8 @@ describe('Redis SIGSTOP under paced load (two distributed instances, adaptive ke
     );
     fake.when({
       model: 'freeze-model',
-      reply: (req) => (req.body.stream ? { chunkDelayMs: 40, text: 'one two three four five' } : { delayMs: 150 }),
+      reply: (req) =>
+        req.body.stream ? { chunkDelayMs: 40, text: 'one two three four five' } : { delayMs: 150 },
     });
     const warn = vi.spyOn(Logger.prototype, 'warn');
     const pool = a.app.get(KeyPoolService);
@@ -133,7 +134,8 @@ describe('Redis SIGSTOP under paced load (two distributed instances, adaptive ke
       const k = `${r.status}${r.code ? ` ${r.code}` : ''}`;
       byStatus[k] = (byStatus[k] ?? 0) + 1;
     }
-    const late = (await metricSum(a.url, 'floodgate_upstream_key_leases_released_late_total')) +
+    const late =
+      (await metricSum(a.url, 'floodgate_upstream_key_leases_released_late_total')) +
       (await metricSum(b.url, 'floodgate_upstream_key_leases_released_late_total'));
     const logged = warn.mock.calls.filter((c) => /released late/.test(String(c[0])));
     const longest = Math.max(...results.map((r) => r.end - r.start));
@@ -141,7 +143,10 @@ describe('Redis SIGSTOP under paced load (two distributed instances, adaptive ke
       `[faults] Redis SIGSTOP ${FREEZE_MS} ms: upstream ${before.toFixed(1)}/s before; back to ≥ 70 % ` +
         `${recoveredMs === Infinity ? 'NOT within 8 s' : `+${recoveredMs} ms`} after SIGCONT; ` +
         `in_flight ≥ 8 in ${stuck.length} samples after SIGCONT (last at +${stuck.length ? stuck.at(-1)!.at - thawedAt : 0} ms); ` +
-        `in_flight after SIGCONT: ${inFlight.filter((s) => s.at >= thawedAt).map((s) => s.n).join(',')}; ` +
+        `in_flight after SIGCONT: ${inFlight
+          .filter((s) => s.at >= thawedAt)
+          .map((s) => s.n)
+          .join(',')}; ` +
         `${results.length} requests ${JSON.stringify(byStatus)}; longest ${longest.toFixed(0)} ms; ` +
         `late releases counted ${late}, logged: ${logged.map((c) => String(c[0])).join(' | ')}`,
     );

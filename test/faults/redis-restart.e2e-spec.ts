@@ -64,7 +64,8 @@ describe('Redis SIGKILL + restart (empty) under paced load (two distributed inst
     );
     fake.when({
       model: 'restart-model',
-      reply: (req) => (req.body.stream ? { chunkDelayMs: 40, text: 'one two three four five' } : { delayMs: 150 }),
+      reply: (req) =>
+        req.body.stream ? { chunkDelayMs: 40, text: 'one two three four five' } : { delayMs: 150 },
     });
 
     const load = pacedLoad({

@@ -31,7 +31,18 @@ export class OwnRedis {
   private async launch(): Promise<void> {
     const proc = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'no',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     proc.stdout!.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
@@ -40,7 +51,11 @@ export class OwnRedis {
     await pollUntil(
       async () => {
         if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}): ${this.out}`);
-        const c = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        const c = new Redis(this.url, {
+          lazyConnect: true,
+          maxRetriesPerRequest: 0,
+          retryStrategy: () => null,
+        });
         c.on('error', () => undefined);
         try {
           await c.connect();
