@@ -22,7 +22,8 @@ import { OwnRedis } from '../support/redis-server.js';
  * (floodgate_upstream_key_leases_released_late_total > 0) and logged.
  */
 const FREEZE_MS = 5000;
-const CLIENTS = 24;
+/** FREEZE_CLIENTS overrides the client count (the issue measured 100; on a shared 2-core machine that measures the CPU, not Redis). */
+const CLIENTS = Number(process.env.FREEZE_CLIENTS ?? 24);
 const EVERY_MS = 600;
 const DEADLINE_MS = 20_000;
 const LOW_TIMEOUT_MS = 2000;
