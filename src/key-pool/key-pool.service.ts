@@ -5,6 +5,7 @@ import { Repository, type EntityManager } from 'typeorm';
 import { ApiError } from '../common/api-error.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
 import { KeyCipher, providerKeyAad } from './key-cipher.js';
@@ -31,6 +32,7 @@ import {
   clearKeyStateScript,
   composeInputs,
   keyNames,
+  releaseLateScript,
   renewScript,
   reportScript,
   selectionInputs,
@@ -60,6 +62,25 @@ interface Candidate {
 }
 
 export const INVALIDATE_CHANNEL = 'keypool:invalidate';
+
+/**
+ * A lease this instance may still hold in the store without anybody using it: an acquisition whose
+ * answer never came back (the store may have run it — a frozen Redis runs everything it was sent
+ * once it thaws) or a release that failed. Any of `keyIds` may hold it.
+ */
+interface UnconfirmedLease {
+  providerId: string;
+  providerName: string;
+  keyIds: string[];
+  /** The request never went upstream: its RPM entry goes too. */
+  notSent: boolean;
+  sinceMs: number;
+}
+
+/** How often the ledger of unconfirmed leases is retried while it is not empty. */
+const RECONCILE_EVERY_MS = 250;
+/** The ledger's bound (oldest entries go first; they expire by themselves within the lease TTL). */
+const UNCONFIRMED_MAX = 50_000;
 
 /** Admin's max_concurrent as a fixed limit; null = no limit (until Adaptive installs its policy). */
 export const DEFAULT_CONCURRENCY_POLICY: ConcurrencyPolicy = {
@@ -96,6 +117,10 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   private readonly scripts = new Map<string, AtomicScript<SelectionResult>>();
   private readonly baseScript = selectionScript(null);
   private unsubscribe: Unsubscribe | undefined;
+  /** leaseId → lease this instance could not confirm released (retried until the store answers). */
+  private readonly unconfirmed = new Map<string, UnconfirmedLease>();
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private reconciling: Promise<void> | null = null;
   private readonly leaseTtlMs: number;
   private readonly hashTtlMs: number;
 
@@ -107,6 +132,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     @Inject(PubSub) private readonly pubsub: PubSub,
     private readonly cipher: KeyCipher,
     private readonly usageRecorder: KeyUsageRecorder,
+    private readonly metrics: FloodgateMetrics,
   ) {
     this.leaseTtlMs = config.keyPool.leaseTtlSeconds * 1000;
     this.hashTtlMs = Math.max(86_400_000, (config.keyPool.cooldownMaxSeconds + 120) * 1000);
@@ -120,6 +146,9 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     await this.unsubscribe?.();
+    if (this.unconfirmed.size > 0) await this.reconcile();
+    clearInterval(this.reconcileTimer);
+    this.reconcileTimer = undefined;
   }
 
   // ---- extension points ------------------------------------------------------------------
@@ -196,7 +225,21 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       selectionInputs(providerId, selection, leaseId, this.leaseTtlMs, this.hashTtlMs),
     );
     const script = options.gate ? this.scriptWithGate(options.gate.gate) : this.baseScript;
-    const r = await this.store.run(script, inputs.keys, inputs.args);
+    let r: SelectionResult;
+    try {
+      r = await this.store.run(script, inputs.keys, inputs.args);
+    } catch (err) {
+      // The store may still run it (a command that timed out on a frozen Redis runs when it thaws),
+      // leaving a lease nobody holds: released as soon as the store answers again.
+      this.unconfirmedLease(leaseId, {
+        providerId,
+        providerName: name,
+        keyIds: candidates.map((c) => c.info.keyId),
+        notSent: true,
+        sinceMs: Date.now(),
+      });
+      throw err;
+    }
 
     if (r[0] === 1) {
       const chosen = candidates[r[1] - 1]!;
@@ -302,8 +345,15 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     } catch (err) {
       this.logger.error(
         { err, key_id: lease.keyId },
-        'reporting to the key store failed; the lease expires by itself',
+        'reporting to the key store failed; the lease is released as soon as the store answers',
       );
+      this.unconfirmedLease(lease.leaseId, {
+        providerId: lease.providerId,
+        providerName: lease.providerName,
+        keyIds: [lease.keyId],
+        notSent: outcome.notSent === true,
+        sinceMs: Date.now(),
+      });
       if (cooldownMs > 0) result.cooldownUntilMs = Date.now() + cooldownMs;
     }
 
@@ -354,6 +404,88 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     return result;
+  }
+
+  // ---- leases the store could not confirm ---------------------------------------------------
+
+  private unconfirmedLease(leaseId: string, entry: UnconfirmedLease): void {
+    this.unconfirmed.delete(leaseId);
+    this.unconfirmed.set(leaseId, entry);
+    while (this.unconfirmed.size > UNCONFIRMED_MAX) {
+      this.unconfirmed.delete(this.unconfirmed.keys().next().value!);
+    }
+    if (!this.reconcileTimer) {
+      this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_EVERY_MS);
+      this.reconcileTimer.unref();
+    }
+  }
+
+  /** Leases this instance still has to confirm released (for status and tests). */
+  get unconfirmedLeases(): number {
+    return this.unconfirmed.size;
+  }
+
+  /**
+   * Releases every lease of the ledger (one script per provider); an entry stays until the store
+   * confirms it, or until the lease TTL has passed (it expired by itself). Leases that were still
+   * held are "released late": logged in one line and counted
+   * (floodgate_upstream_key_leases_released_late_total).
+   */
+  reconcile(): Promise<void> {
+    this.reconciling ??= this.doReconcile().finally(() => (this.reconciling = null));
+    return this.reconciling;
+  }
+
+  private async doReconcile(): Promise<void> {
+    const expiredBefore = Date.now() - this.leaseTtlMs - 1000;
+    const byProvider = new Map<string, [string, UnconfirmedLease][]>();
+    for (const [leaseId, e] of this.unconfirmed) {
+      if (e.sinceMs < expiredBefore) {
+        this.unconfirmed.delete(leaseId);
+        continue;
+      }
+      const list = byProvider.get(e.providerId) ?? [];
+      list.push([leaseId, e]);
+      byProvider.set(e.providerId, list);
+    }
+    const freed = new Map<string, number>();
+    for (const [providerId, entries] of byProvider) {
+      // Bounded batches: a long outage may have piled up thousands.
+      for (let i = 0; i < entries.length; i += 500) {
+        const batch = entries.slice(i, i + 500);
+        const keys: string[] = [];
+        const args: string[] = [];
+        for (const [leaseId, e] of batch) {
+          for (const keyId of e.keyIds) {
+            const [, rpm, , inf] = keyNames(providerId, keyId);
+            keys.push(rpm, inf);
+            args.push(leaseId, e.notSent ? '1' : '0');
+          }
+        }
+        let n: number;
+        try {
+          n = await this.store.run(releaseLateScript, keys, args);
+        } catch {
+          break; // still unreachable: the next round retries
+        }
+        for (const [leaseId] of batch) this.unconfirmed.delete(leaseId);
+        const name = batch[0]![1].providerName;
+        if (n > 0) freed.set(name, (freed.get(name) ?? 0) + n);
+      }
+    }
+    if (this.unconfirmed.size === 0) {
+      clearInterval(this.reconcileTimer);
+      this.reconcileTimer = undefined;
+    }
+    if (freed.size === 0) return;
+    let total = 0;
+    for (const [provider, n] of freed) {
+      this.metrics.leasesReleasedLate.inc({ provider }, n);
+      total += n;
+    }
+    this.logger.warn(
+      `${total} upstream-key ${plural(total, 'lease', 'leases')} released late (${[...freed].map(([p, n]) => `${p}: ${n}`).join(', ')}): the store had not answered their acquisition or release; their slots are free again`,
+    );
   }
 
   /**

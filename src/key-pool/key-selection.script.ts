@@ -525,3 +525,29 @@ return out
 };
 
 export type { ScriptValue };
+
+/**
+ * Late release of leases whose fate this instance could not confirm (an acquisition whose answer was
+ * lost, a release that failed): KEYS = pairs (rpm, inf) of keys of ONE provider; ARGV = per pair
+ * leaseId, dropRpm (1: the request was never sent, its RPM entry goes too). Removing a lease that is
+ * not there is a no-op, so retrying is always safe. → how many in-flight leases were still held (freed now).
+ */
+export const releaseLateScript: AtomicScript<number> = {
+  name: 'keypool-release-late',
+  lua: `
+local freed = 0
+for i = 1, #KEYS, 2 do
+  freed = freed + redis.call('ZREM', KEYS[i + 1], ARGV[i])
+  if ARGV[i + 1] == '1' then redis.call('ZREM', KEYS[i], ARGV[i]) end
+end
+return freed
+`,
+  local(db, keys, args) {
+    let freed = 0;
+    for (let i = 0; i < keys.length; i += 2) {
+      freed += db.zrem(keys[i + 1]!, args[i]!);
+      if (args[i + 1] === '1') db.zrem(keys[i]!, args[i]!);
+    }
+    return freed;
+  },
+};

@@ -137,6 +137,13 @@ export class FloodgateMetrics {
     registers: [this.registry],
   });
 
+  readonly leasesReleasedLate = new Counter({
+    name: 'floodgate_upstream_key_leases_released_late_total',
+    help: 'Upstream-key leases released only once the store answered again (their acquisition answer was lost or their release failed during a store outage)',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: '' });
   }

@@ -13,6 +13,26 @@ const CONTENDED_FOR_MS = 5_000;
 const IDLE_STOP_MS = 2_000;
 /** After a waiter's timeout the job may already be taken: how long to wait for its grant. */
 const LATE_GRANT_MS = 2_000;
+/**
+ * How long a waiting request waits for the queue's store to answer once its own time is up. The
+ * queue's connection waits out outages (BullMQ), so a frozen Redis would otherwise hold the request
+ * until Redis returns; a job whose removal was not confirmed is harmless (its grant, if any, finds
+ * no waiter and is given back).
+ */
+const STORE_ANSWER_MS = 1_000;
+const NO_ANSWER = Symbol('no answer');
+
+/** `p`, or NO_ANSWER when it has not settled within `ms` (p keeps running; its rejection is ignored). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | typeof NO_ANSWER> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<typeof NO_ANSWER>((resolve) => {
+      timer = setTimeout(() => resolve(NO_ANSWER), ms);
+      timer.unref();
+    }),
+  ]);
+}
 
 interface JobData {
   instance: string;
@@ -85,6 +105,12 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     return this.queue.counts(providerId, PRIORITY_LEVELS);
   }
 
+  /** `depth`, or null when the queue's store does not answer within `ms` (a request must not hang on it). */
+  async depthWithin(providerId: string, ms: number): Promise<Record<number, number> | null> {
+    const r = await within(this.depth(providerId), ms);
+    return r === NO_ANSWER ? null : r;
+  }
+
   /** Called when a lease is released: wakes the loops of a contended provider on every instance. */
   capacityReleased(providerId: string): void {
     const until = this.contendedUntil.get(providerId);
@@ -134,16 +160,26 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       }, options.agingMs);
     }
     try {
-      await this.queue.add<JobData>(providerId, {
+      // The request's own deadline bounds the enqueue too (the queue's connection waits out outages).
+      const added = this.queue.add<JobData>(providerId, {
         id: jobId,
         priority: level,
         data: { instance: this.instanceId, requestId: options.requestId },
       });
-      this.wakeAll(providerId);
-      let result = await outcome;
+      const first = await Promise.race([added.then(() => 'added' as const), outcome]);
+      if (first === 'added') this.wakeAll(providerId);
+      else added.catch(() => undefined);
+      let result = first === 'added' ? await outcome : first;
       if (result === 'timeout' || result === 'aborted') {
         const why = result;
-        if (!(await this.queue.remove(providerId, jobId).catch(() => false))) {
+        const removed = await within(
+          this.queue.remove(providerId, jobId).catch(() => false),
+          STORE_ANSWER_MS,
+        );
+        // No answer from the queue's store: answer now; a grant that comes later finds no waiter
+        // and is given back (onGrant).
+        if (removed === NO_ANSWER) return { kind: why, waitedMs: Date.now() - started };
+        if (!removed) {
           // Already taken by a dispatcher: its grant is on the way. Take it (and give it back if aborted).
           const late = await Promise.race([
             new Promise<GrantMessage | null>((resolve) => this.waiters.set(jobId, { providerId, resolve })),

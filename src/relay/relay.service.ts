@@ -295,7 +295,16 @@ export class RelayService {
     const refusal = first.refusal;
     const timeoutMs = this.waitTimeoutMs[acct.priority];
     this.refuseIfHopeless(refusal, timeoutMs);
-    const depth = await this.dispatcher.depth(provider.id);
+    const depth = await this.dispatcher.depthWithin(provider.id, Math.min(timeoutMs, 1000));
+    if (!depth) {
+      throw relayError(
+        503,
+        'service_unavailable_error',
+        'dependency_unavailable',
+        'The state store did not answer; retry shortly',
+        { retryAfterSeconds: 2, shouldRetry: true },
+      );
+    }
     const waiting = Object.values(depth).reduce((a, b) => a + b, 0);
     const started = Date.now();
     if (waiting >= this.config.queue.maxPerProvider) {

@@ -128,6 +128,9 @@ export class BullPriorityQueue extends PriorityQueue {
     let q = this.queues.get(name);
     if (!q) {
       q = new Queue(name, { connection: this.connection, prefix: `${this.prefix}:bull` });
+      // Connection errors are the shared connection's (logged by RedisConnections, rate-limited);
+      // without a listener BullMQ prints each one to stderr, once per queue, during a Redis outage.
+      q.on('error', () => undefined);
       this.queues.set(name, q);
     }
     return q;
@@ -141,6 +144,7 @@ export class BullPriorityQueue extends PriorityQueue {
         prefix: `${this.prefix}:bull`,
         autorun: false,
       });
+      w.on('error', () => undefined);
       this.workers.set(name, w);
     }
     return w;

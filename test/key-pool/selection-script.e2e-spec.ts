@@ -5,6 +5,7 @@ import type { AdmissionGate, ConcurrencyLimit } from '../../src/key-pool/key-poo
 import {
   composeInputs,
   keyNames,
+  releaseLateScript,
   renewScript,
   reportScript,
   selectionInputs,
@@ -252,6 +253,37 @@ describe.each([
     expect((await pool.acquire()).r[1]).toBe('rate_limited');
     await pool.report('a', l.leaseId, { notSent: true });
     expect((await pool.acquire()).keyId).toBe('a');
+  });
+
+  it('late release: frees the leases still held among the candidate keys (RPM too when never sent), counts them; a repeat is a no-op', async () => {
+    const limit: ConcurrencyLimit = { kind: 'fixed', limit: 2 };
+    const pool = new Pool(impl.store, [
+      key('a', 1, { maxRpm: 2, concurrency: limit }),
+      key('b', 1, { maxRpm: 2, concurrency: limit }),
+    ]);
+    const lost = await pool.acquire(); // an acquisition whose answer never came back
+    const failed = await pool.acquire(); // a sent request whose release failed
+    const late = (entries: { leaseId: string; keyIds: string[]; notSent: boolean }[]) => {
+      const keys: string[] = [];
+      const args: string[] = [];
+      for (const e of entries)
+        for (const k of e.keyIds) {
+          const [, rpm, , inf] = keyNames(pool.providerId, k);
+          keys.push(rpm, inf);
+          args.push(e.leaseId, e.notSent ? '1' : '0');
+        }
+      return impl.store.run(releaseLateScript, keys, args);
+    };
+    const entries = [
+      { leaseId: lost.leaseId, keyIds: ['a', 'b'], notSent: true },
+      { leaseId: failed.leaseId, keyIds: [failed.keyId!], notSent: false },
+      { leaseId: randomUUID(), keyIds: ['a', 'b'], notSent: true }, // never ran in the store
+    ];
+    expect(await late(entries)).toBe(2);
+    const [sa, sb] = [await pool.snapshot('a'), await pool.snapshot('b')];
+    expect(sa[2] + sb[2]).toBe(0); // no lease in flight
+    expect(sa[0] + sb[0]).toBe(1); // the sent request keeps its RPM entry, the lost one gave it back
+    expect(await late(entries)).toBe(0);
   });
 
   it('an admission gate is composed into the same step: checked first, committed only with a key', async () => {
