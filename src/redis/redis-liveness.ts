@@ -28,7 +28,8 @@ export type RedisUnavailableCause = 'not_connected' | 'silent' | 'connection_los
  * too busy to read Redis' answer in time". A busy event loop makes our waits longer, never a Redis
  * outage:
  *
- * - The connection must be `ready` (ioredis status). Anything else is unavailable at once.
+ * - The connection must be `ready` (ioredis status) with a writable socket. Anything else is
+ *   unavailable at once.
  * - A command counts as unanswered only while Redis is SILENT: no byte arrived on the connection
  *   since the command was written (writes are synchronous on connections without auto-pipelining:
  *   `writtenAt` is taken right before the write) and since the last byte of any other reply. Redis
@@ -80,9 +81,8 @@ export class RedisLiveness {
    * time) whose answer ends the stall.
    */
   unavailable(): RedisUnavailableError | null {
-    const status = this.client.status;
-    if (status !== 'ready')
-      return new RedisUnavailableError('not_connected', `redis connection is ${status}, not ready`);
+    const state = this.connectionState();
+    if (state) return new RedisUnavailableError('not_connected', `redis connection is ${state}`);
     if (this.stalledAt === null) return null;
     this.probe();
     const ms = Math.round(performance.now() - (this.lastByteAt || this.stalledAt));
@@ -151,13 +151,23 @@ export class RedisLiveness {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof Error && err.name === 'ReplyError')
       return new RedisUnavailableError('error_reply', `redis answered with an error: ${message}`);
-    if (this.client.status !== 'ready')
-      return new RedisUnavailableError('not_connected', `redis connection is ${this.client.status}: ${message}`);
+    const state = this.connectionState();
+    if (state) return new RedisUnavailableError('not_connected', `redis connection is ${state}: ${message}`);
     return new RedisUnavailableError('connection_lost', `redis connection failed: ${message}`);
   }
 
+  /** Null when the connection can carry a command; otherwise its state (ioredis status, socket). */
+  private connectionState(): string | null {
+    const status = this.client.status;
+    if (status !== 'ready') return `${status}, not ready`;
+    const stream = this.client.stream as Socket | undefined;
+    // reset by the peer: the socket is no longer writable a moment before ioredis' status says so
+    if (!stream?.writable) return 'closing (socket no longer writable)';
+    return null;
+  }
+
   private probe(): void {
-    if (this.probing || this.client.status !== 'ready') return;
+    if (this.probing || this.connectionState()) return;
     this.probing = true;
     this.client.ping().then(
       () => {
