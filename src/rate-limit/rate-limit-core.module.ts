@@ -46,7 +46,8 @@ type LimiterConnection = ReturnType<RedisConnections['watched']> | null;
         redis: RedisConnections | null,
         connection: LimiterConnection,
         shared: AtomicStore,
-      ): AtomicStore => (redis && connection ? new RedisAtomicStore(connection.client, redis.prefix) : shared),
+      ): AtomicStore =>
+        redis && connection ? new RedisAtomicStore(connection.client, redis.prefix) : shared,
     },
     {
       provide: RATE_LIMIT_LIVENESS,

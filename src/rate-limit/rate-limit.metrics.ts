@@ -18,7 +18,8 @@ export class RateLimitMetrics implements OnModuleInit {
 
   onModuleInit(): void {
     this.metrics.onCollect(() => this.collect());
-    this.limiter.onDecision = (ms, kind) => this.metrics.rateLimitDecisionSeconds.labels(kind).observe(ms / 1000);
+    this.limiter.onDecision = (ms, kind) =>
+      this.metrics.rateLimitDecisionSeconds.labels(kind).observe(ms / 1000);
   }
 
   private add(id: string, total: number, inc: (delta: number) => void): void {

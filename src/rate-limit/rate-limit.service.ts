@@ -5,7 +5,11 @@ import { ApiError } from '../common/api-error.js';
 import type { Principal } from '../common/principal.js';
 import type { AppConfig, RateLimitConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { RedisUnavailableError, type RedisLiveness, type RedisUnavailableCause } from '../redis/redis-liveness.js';
+import {
+  RedisUnavailableError,
+  type RedisLiveness,
+  type RedisUnavailableCause,
+} from '../redis/redis-liveness.js';
 import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomic-store.js';
 import { ClientIpService } from './client-ip.service.js';
 import { rateLimitHeaders, retryAfterSeconds, seconds, tightest, type PolicyOutcome } from './headers.js';
@@ -456,7 +460,11 @@ export class RateLimitService implements OnModuleInit {
     const n = Math.floor(tokens);
     if (!Number.isFinite(n) || n <= 0) return;
     try {
-      await this.send(ChargeTokensScript, budgetKeys(`key:${principal.apiKeyId}`), [this.member(), n, MINUTE_MS]);
+      await this.send(ChargeTokensScript, budgetKeys(`key:${principal.apiKeyId}`), [
+        this.member(),
+        n,
+        MINUTE_MS,
+      ]);
       this.counters.tokensCharged += n;
     } catch (err) {
       this.counters.chargeErrors++;

@@ -46,7 +46,13 @@ async function hit(url: string, key: string): Promise<Answer> {
       type,
     };
   } catch (err) {
-    return { status: 0, ms: performance.now() - started, limitHeader: null, retryAfter: null, type: String(err) };
+    return {
+      status: 0,
+      ms: performance.now() - started,
+      limitHeader: null,
+      retryAfter: null,
+      type: String(err),
+    };
   }
 }
 
@@ -122,8 +128,9 @@ describe('burst exactness on two instances (distributed, healthy Redis)', () => 
       results.push({
         admitted: ok.length,
         headerless: ok.filter((x) => x.limitHeader === null).length,
-        limited: answers.filter((x) => x.status === 429 && x.type === 'rate_limit_error' && Number(x.retryAfter) >= 1)
-          .length,
+        limited: answers.filter(
+          (x) => x.status === 429 && x.type === 'rate_limit_error' && Number(x.retryAfter) >= 1,
+        ).length,
         shed: answers.filter((x) => x.status === 503 && Number(x.retryAfter) >= 1).length,
         other: answers.filter((x) => ![200, 429, 503].includes(x.status)).length,
       });

@@ -59,7 +59,9 @@ describe('rate limiter: a busy event loop is not a Redis outage', () => {
     await cleanup?.();
   });
 
-  const policy = () => [requestPolicy('key', 'sliding_window', LIMIT, 60_000, LIMIT, `key:busy-${++subject}`)];
+  const policy = () => [
+    requestPolicy('key', 'sliding_window', LIMIT, 60_000, LIMIT, `key:busy-${++subject}`),
+  ];
   const kinds = (ds: DecisionResult[]) =>
     ds.reduce<Record<string, number>>((acc, d) => ((acc[d.kind] = (acc[d.kind] ?? 0) + 1), acc), {});
 
@@ -141,7 +143,9 @@ describe('rate limiter: a busy event loop is not a Redis outage', () => {
     } finally {
       await proxy.revive();
     }
-    console.log(`[busy loop] killed: ${JSON.stringify(decisions.map((d) => (d.kind === "unavailable" ? d.cause : d.kind)))}`);
+    console.log(
+      `[busy loop] killed: ${JSON.stringify(decisions.map((d) => (d.kind === 'unavailable' ? d.cause : d.kind)))}`,
+    );
     expect(decisions.every((d) => d.kind === 'unavailable' && d.cause === 'not_connected')).toBe(true);
     expect((decisions[0] as { reason: string }).reason).toMatch(/redis connection is \w+/);
     await pollUntil(async () => (await svc.decide(policy())).kind === 'admitted', {
