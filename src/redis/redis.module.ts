@@ -32,6 +32,17 @@ export class RedisConnections implements OnApplicationShutdown {
     });
   }
 
+  /** A fail-fast connection with its own command timeout (a timeout that a busy event loop can trip: prefer `watched`). */
+  failFast(name: string, commandTimeoutMs: number): Redis {
+    return this.create(name, {
+      enableAutoPipelining: true,
+      enableOfflineQueue: false,
+      commandTimeout: commandTimeoutMs,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+    });
+  }
+
   /**
    * A fail-fast connection whose availability is judged by RedisLiveness (connection state, and
    * Redis' silence while a command waits — never a client-side timeout that a busy event loop can
