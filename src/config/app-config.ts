@@ -234,7 +234,7 @@ export interface RateLimitConfig {
   ipAlgorithm: RateLimitAlgorithm;
   /** Bucket capacity when the IP policy is a token bucket. */
   ipBurst: number;
-  /** The longest a decision waits for Redis before the failure mode applies. */
+  /** How long Redis may stay silent while a decision waits before the failure mode applies (RedisLiveness). */
   decisionTimeoutMs: number;
 }
 

@@ -136,6 +136,21 @@ export class FloodgateMetrics {
     labelNames: ['failure_mode'] as const,
     registers: [this.registry],
   });
+  readonly rateLimitUnavailable = new Counter({
+    name: 'floodgate_rate_limit_store_unavailable_total',
+    help:
+      'Rate-limit decisions Redis could not make, by cause: not_connected, silent, connection_lost, ' +
+      'error_reply (answered by RATE_LIMIT_FAILURE_MODE) or overloaded (shed with 503)',
+    labelNames: ['failure_mode', 'cause'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitDecisionSeconds = new Histogram({
+    name: 'floodgate_rate_limit_decision_seconds',
+    help: 'Wall time of rate-limit decisions (store round trip and event-loop wait included)',
+    labelNames: ['result'] as const,
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  });
 
   readonly leasesReleasedLate = new Counter({
     name: 'floodgate_upstream_key_leases_released_late_total',

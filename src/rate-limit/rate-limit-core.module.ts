@@ -3,13 +3,23 @@ import { ApiKeysService } from '../auth/api-keys.service.js';
 import { AuthModule } from '../auth/auth.module.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import type { RedisLiveness } from '../redis/redis-liveness.js';
 import { REDIS, type RedisConnections } from '../redis/redis.module.js';
 import { AtomicStore, RedisAtomicStore } from '../state/atomic-store.js';
 import { StateModule } from '../state/state.module.js';
 import { ClientIpService } from './client-ip.service.js';
 import { RateLimitStorage } from './rate-limit.storage.js';
 import { RateLimitMetrics } from './rate-limit.metrics.js';
-import { KeyLimitsLookup, RATE_LIMIT_STORE, RateLimitService } from './rate-limit.service.js';
+import {
+  KeyLimitsLookup,
+  RATE_LIMIT_LIVENESS,
+  RATE_LIMIT_STORE,
+  RateLimitService,
+} from './rate-limit.service.js';
+
+/** Distributed: the limiter's own Redis connection and the liveness that judges it; embedded: null. */
+const RATE_LIMIT_CONNECTION = Symbol('RATE_LIMIT_CONNECTION');
+type LimiterConnection = ReturnType<RedisConnections['watched']> | null;
 
 /**
  * The limiter without its HTTP surface: the store, the service, client IP resolution and the
@@ -21,18 +31,28 @@ import { KeyLimitsLookup, RATE_LIMIT_STORE, RateLimitService } from './rate-limi
   providers: [
     {
       // Distributed: our own fail-fast connection (no offline queue: a disconnected Redis fails at
-      // once). The decision itself gives up after RATE_LIMIT_TIMEOUT_MS (RateLimitService); the
-      // connection's own command timeout is a looser backstop that bounds its queue while frozen.
+      // once), judged by RedisLiveness: a decision gives up only when the connection is not ready or
+      // Redis stays silent for RATE_LIMIT_TIMEOUT_MS — never because our own event loop was slow.
+      provide: RATE_LIMIT_CONNECTION,
+      inject: [REDIS, APP_CONFIG],
+      useFactory: (redis: RedisConnections | null, config: AppConfig): LimiterConnection =>
+        redis ? redis.watched('rate-limit', config.rateLimit.decisionTimeoutMs) : null,
+    },
+    {
       // Embedded: the shared in-process store.
       provide: RATE_LIMIT_STORE,
-      inject: [REDIS, AtomicStore, APP_CONFIG],
-      useFactory: (redis: RedisConnections | null, shared: AtomicStore, config: AppConfig): AtomicStore =>
-        redis
-          ? new RedisAtomicStore(
-              redis.failFast('rate-limit', Math.max(1000, config.rateLimit.decisionTimeoutMs * 5)),
-              redis.prefix,
-            )
-          : shared,
+      inject: [REDIS, RATE_LIMIT_CONNECTION, AtomicStore],
+      useFactory: (
+        redis: RedisConnections | null,
+        connection: LimiterConnection,
+        shared: AtomicStore,
+      ): AtomicStore =>
+        redis && connection ? new RedisAtomicStore(connection.client, redis.prefix) : shared,
+    },
+    {
+      provide: RATE_LIMIT_LIVENESS,
+      inject: [RATE_LIMIT_CONNECTION],
+      useFactory: (connection: LimiterConnection): RedisLiveness | null => connection?.liveness ?? null,
     },
     {
       provide: KeyLimitsLookup,

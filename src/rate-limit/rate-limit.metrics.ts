@@ -4,7 +4,8 @@ import { RateLimitService } from './rate-limit.service.js';
 
 /**
  * Publishes the limiter's decision counters as Prometheus counters at scrape time (the deltas since
- * the last scrape), so the decision path itself never touches prom-client.
+ * the last scrape), so the decision path itself never touches prom-client — except the decision
+ * latency histogram, observed through RateLimitService.onDecision.
  */
 @Injectable()
 export class RateLimitMetrics implements OnModuleInit {
@@ -17,6 +18,8 @@ export class RateLimitMetrics implements OnModuleInit {
 
   onModuleInit(): void {
     this.metrics.onCollect(() => this.collect());
+    this.limiter.onDecision = (ms, kind) =>
+      this.metrics.rateLimitDecisionSeconds.labels(kind).observe(ms / 1000);
   }
 
   private add(id: string, total: number, inc: (delta: number) => void): void {
@@ -40,5 +43,10 @@ export class RateLimitMetrics implements OnModuleInit {
     this.add('store_errors', stats.storeErrors, (d) =>
       this.metrics.rateLimitStoreErrors.labels(this.limiter.failureMode).inc(d),
     );
+    for (const [cause, total] of Object.entries(stats.unavailableByCause)) {
+      this.add(`unavailable:${cause}`, total, (d) =>
+        this.metrics.rateLimitUnavailable.labels(this.limiter.failureMode, cause).inc(d),
+      );
+    }
   }
 }

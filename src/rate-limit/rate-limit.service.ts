@@ -1,11 +1,16 @@
-import { HttpStatus, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { HttpStatus, Inject, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { randomBytes } from 'node:crypto';
 import { ApiError } from '../common/api-error.js';
 import type { Principal } from '../common/principal.js';
 import type { AppConfig, RateLimitConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { AtomicStore } from '../state/atomic-store.js';
+import {
+  RedisUnavailableError,
+  type RedisLiveness,
+  type RedisUnavailableCause,
+} from '../redis/redis-liveness.js';
+import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomic-store.js';
 import { ClientIpService } from './client-ip.service.js';
 import { rateLimitHeaders, retryAfterSeconds, seconds, tightest, type PolicyOutcome } from './headers.js';
 import {
@@ -34,21 +39,32 @@ import {
   type RateLimitStats,
 } from './rate-limit.types.js';
 
-/** The limiter's own AtomicStore: Redis through a fail-fast connection (~100 ms), or the in-process one. */
+/** The limiter's own AtomicStore: Redis through its own fail-fast connection, or the in-process one. */
 export const RATE_LIMIT_STORE = Symbol('RATE_LIMIT_STORE');
+/** Distributed: what judges whether the limiter's Redis connection can answer (null in process). */
+export const RATE_LIMIT_LIVENESS = Symbol('RATE_LIMIT_LIVENESS');
 
-/** After this many consecutive store failures, decisions stop asking Redis for CIRCUIT_OPEN_MS. */
-const CIRCUIT_FAILURES = 3;
-const CIRCUIT_OPEN_MS = 1000;
 const WARN_EVERY_MS = 10_000;
 const STARTUP_WAIT_MS = 2000;
-/** The script refuses to act after this share of the decision timeout (see `deadline`). */
-const DEADLINE_SHARE = 0.8;
+/** Retry-After (s) of a 503 from the limiter (failure mode closed, or load shed). */
+const RETRY_AFTER_SECONDS = 1;
+/** The Redis clock offset is the smallest one seen over the last two windows of this length. */
+const OFFSET_WINDOW_MS = 10_000;
+/** Local clock for deadlines: wall-clock based but monotonic (a stepped system clock does not move it). */
+const localNow = (): number => performance.timeOrigin + performance.now();
 /** Upper bounds (ms) of the decision latency histogram buckets; one more bucket for the rest. */
 export const LATENCY_BOUNDS_MS = [1, 2, 5, 10, 25, 50, 100, 200, 500, 1000];
 
+/**
+ * `unavailable`: Redis cannot answer (connection not ready, silent, lost, error reply) — decided by
+ * RATE_LIMIT_FAILURE_MODE. `overloaded`: Redis answered, but reached the decision after its deadline
+ * (it had fallen more than RATE_LIMIT_TIMEOUT_MS behind): the request is shed (503, Retry-After),
+ * never admitted, whatever the failure mode.
+ */
 export type DecisionResult =
-  { kind: 'admitted' | 'limited'; outcomes: PolicyOutcome[] } | { kind: 'unavailable'; reason: string };
+  | { kind: 'admitted' | 'limited'; outcomes: PolicyOutcome[] }
+  | { kind: 'unavailable'; reason: string; cause: RedisUnavailableCause }
+  | { kind: 'overloaded'; reason: string };
 
 /** What the guard (or the auth-failure hook) does with a request. */
 export interface Verdict {
@@ -76,9 +92,11 @@ export abstract class KeyLimitsLookup {
 
 /**
  * The rate limiter. Every decision is ONE AtomicStore run of AdmissionScript over every applicable
- * policy (all-or-nothing). Redis trouble never waits longer than RATE_LIMIT_TIMEOUT_MS and is
- * answered by RATE_LIMIT_FAILURE_MODE. Other modules call `chargeTokens` (Relay, after each
- * response) and `stats` (Observability).
+ * policy (all-or-nothing). Redis being unavailable — its connection not ready, or Redis silent for
+ * RATE_LIMIT_TIMEOUT_MS while a decision waits (RedisLiveness) — is answered by
+ * RATE_LIMIT_FAILURE_MODE. Our own load is not: a busy event loop only makes decisions slower, and a
+ * decision Redis itself reaches too late is shed (503), never admitted. Other modules call
+ * `chargeTokens` (Relay, after each response) and `stats` (Observability).
  */
 @Injectable()
 export class RateLimitService implements OnModuleInit {
@@ -88,13 +106,14 @@ export class RateLimitService implements OnModuleInit {
   private readonly instance = randomBytes(6).toString('base64url');
   private sequence = 0;
 
-  // Redis clock: offset of Redis TIME from this process's clock, learnt from every reply.
+  // Redis clock: an upper bound of (Redis TIME − localNow()), the smallest (Redis time − write
+  // time) seen in the current and the previous OFFSET_WINDOW_MS. Taken from the write time, never
+  // from when our loop got round to reading the reply, so a busy loop cannot skew it.
+  private offsetBest = Number.POSITIVE_INFINITY;
+  private offsetPrevious = Number.POSITIVE_INFINITY;
+  private offsetWindowStart = 0;
   private clockOffsetMs = 0;
   private clockKnown = false;
-
-  // Circuit: consecutive failures and, once open, when to ask Redis again.
-  private consecutiveFailures = 0;
-  private circuitOpenUntil = 0;
 
   // Rate-limited warnings: one line per WARN_EVERY_MS with the count since the last one.
   private lastWarnAt = 0;
@@ -106,6 +125,8 @@ export class RateLimitService implements OnModuleInit {
     failedOpen: 0,
     failedClosed: 0,
     shortCircuited: 0,
+    shed: 0,
+    unavailable: new Map<string, number>(),
     tokensCharged: 0,
     chargeErrors: 0,
     latency: {
@@ -121,9 +142,13 @@ export class RateLimitService implements OnModuleInit {
     @Inject(RATE_LIMIT_STORE) private readonly store: AtomicStore,
     private readonly clientIps: ClientIpService,
     private readonly keyLimits: KeyLimitsLookup,
+    @Optional() @Inject(RATE_LIMIT_LIVENESS) private readonly liveness: RedisLiveness | null = null,
   ) {
     this.config = appConfig.rateLimit;
   }
+
+  /** Called with every decision's wall time in ms (the metrics module observes a histogram). */
+  onDecision: ((ms: number, kind: DecisionResult['kind']) => void) | null = null;
 
   get failureMode(): 'open' | 'closed' {
     return this.config.failureMode;
@@ -188,6 +213,18 @@ export class RateLimitService implements OnModuleInit {
   }
 
   private verdict(decision: DecisionResult): Verdict {
+    if (decision.kind === 'overloaded') {
+      this.counters.shed++;
+      return {
+        headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
+        error: ApiError.serviceUnavailable(
+          'The rate limiter is overloaded and could not decide this request in time; retry shortly',
+          RETRY_AFTER_SECONDS,
+          'rate_limiter_overloaded',
+        ),
+        decision,
+      };
+    }
     if (decision.kind === 'unavailable') {
       if (this.config.failureMode === 'open') {
         this.counters.failedOpen++;
@@ -195,10 +232,10 @@ export class RateLimitService implements OnModuleInit {
       }
       this.counters.failedClosed++;
       return {
-        headers: { 'retry-after': String(Math.ceil(CIRCUIT_OPEN_MS / 1000)) },
+        headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
         error: ApiError.serviceUnavailable(
           'The rate limiter cannot reach its store, and RATE_LIMIT_FAILURE_MODE is closed; retry shortly',
-          Math.ceil(CIRCUIT_OPEN_MS / 1000),
+          RETRY_AFTER_SECONDS,
           'rate_limiter_unavailable',
         ),
         decision,
@@ -234,10 +271,15 @@ export class RateLimitService implements OnModuleInit {
   async decide(policies: readonly Policy[]): Promise<DecisionResult> {
     if (policies.length === 0) return { kind: 'admitted', outcomes: [] };
     const started = performance.now();
+    let kind: DecisionResult['kind'] = 'unavailable';
     try {
-      return await this.decideNow(policies);
+      const result = await this.decideNow(policies);
+      kind = result.kind;
+      return result;
     } finally {
-      this.observeLatency(performance.now() - started);
+      const ms = performance.now() - started;
+      this.observeLatency(ms);
+      this.onDecision?.(ms, kind);
     }
   }
 
@@ -251,20 +293,21 @@ export class RateLimitService implements OnModuleInit {
   }
 
   private async decideNow(policies: readonly Policy[]): Promise<DecisionResult> {
-    if (Date.now() < this.circuitOpenUntil) {
-      this.counters.shortCircuited++;
-      this.noteFailure('circuit open after repeated store failures', false);
-      return { kind: 'unavailable', reason: 'circuit open' };
-    }
     let reply: number[];
     try {
       reply = await this.run(policies, false);
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      this.noteFailure(reason, true);
-      return { kind: 'unavailable', reason };
+      if (err instanceof StaleDecisionError) {
+        this.noteFailure(err.message, 'overloaded');
+        return { kind: 'overloaded', reason: err.message };
+      }
+      const unavailable =
+        err instanceof RedisUnavailableError
+          ? err
+          : new RedisUnavailableError('connection_lost', err instanceof Error ? err.message : String(err));
+      this.noteFailure(unavailable.message, unavailable.kind);
+      return { kind: 'unavailable', reason: unavailable.message, cause: unavailable.kind };
     }
-    this.consecutiveFailures = 0;
     const outcomes = this.outcomes(policies, reply);
     const admitted = reply[0] === ADMITTED;
     for (const o of outcomes) {
@@ -275,7 +318,10 @@ export class RateLimitService implements OnModuleInit {
     return { kind: admitted ? 'admitted' : 'limited', outcomes };
   }
 
-  /** One AdmissionScript run; throws on store errors and on a stale (past-deadline) reply. */
+  /**
+   * One AdmissionScript run. Throws RedisUnavailableError (see RedisLiveness) and StaleDecisionError
+   * (Redis ran the script after its deadline: it changed nothing).
+   */
   private async run(policies: readonly Policy[], dryRun: boolean): Promise<number[]> {
     const keys: string[] = [];
     const args: (string | number)[] = [this.member(), this.deadline(), dryRun ? 1 : 0, policies.length];
@@ -283,61 +329,67 @@ export class RateLimitService implements OnModuleInit {
       keys.push(...p.keys);
       args.push(p.kind, p.limit, p.windowMs, p.burst, dryRun ? 0 : p.cost);
     }
-    const sentAt = Date.now();
-    const reply = await this.withDecisionTimeout(this.store.run(AdmissionScript, keys, args));
-    const receivedAt = Date.now();
-    if (this.store.kind === 'redis' && Array.isArray(reply) && typeof reply[1] === 'number') {
-      this.clockOffsetMs = reply[1] - (sentAt + receivedAt) / 2;
-      this.clockKnown = true;
-    }
-    if (reply[0] === STALE) throw new Error('store answered after the decision deadline');
+    const { reply, writtenAt } = await this.send(AdmissionScript, keys, args);
+    if (this.store.kind === 'redis' && Array.isArray(reply) && typeof reply[1] === 'number')
+      this.learnClock(reply[1], writtenAt);
+    if (reply[0] === STALE)
+      throw new StaleDecisionError(
+        `redis reached the decision more than ${this.config.decisionTimeoutMs} ms after it was sent`,
+      );
     if (reply.length !== 2 + policies.length * RESULTS_PER_POLICY)
       throw new Error('malformed admission reply');
     return reply;
   }
 
   /**
-   * Bounds how long a decision waits for Redis (RATE_LIMIT_TIMEOUT_MS). When the timer fires, the
-   * verdict waits one more turn of the event loop (setImmediate runs after the I/O poll phase): a
-   * reply already sitting in the socket is still taken. Without that, a busy event loop (timers run
-   * before I/O) would turn healthy-but-late-read replies into false "Redis is down" decisions.
+   * Every command of the limiter goes through here. Distributed: refused at once while the
+   * connection is known unavailable; otherwise written (synchronously: the limiter's connection has
+   * no auto-pipelining) and awaited through RedisLiveness, which gives up only when Redis is silent
+   * or the connection is lost — never on a timer our own busy loop could trip.
    */
-  private withDecisionTimeout<T>(work: Promise<T>): Promise<T> {
-    if (this.store.kind !== 'redis') return work;
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        setImmediate(() => {
-          if (settled) return;
-          settled = true;
-          reject(new Error(`no answer within ${this.config.decisionTimeoutMs} ms`));
-        });
-      }, this.config.decisionTimeoutMs);
-      work.then(
-        (value) => {
-          clearTimeout(timer);
-          if (settled) return;
-          settled = true;
-          resolve(value);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          if (settled) return;
-          settled = true;
-          reject(err instanceof Error ? err : new Error(String(err)));
-        },
-      );
-    });
+  private async send<R extends ScriptValue>(
+    script: AtomicScript<R>,
+    keys: string[],
+    args: (string | number)[],
+  ): Promise<{ reply: R; writtenAt: number }> {
+    if (this.store.kind !== 'redis' || !this.liveness) {
+      const writtenAt = localNow();
+      return { reply: await this.store.run(script, keys, args), writtenAt };
+    }
+    const unavailable = this.liveness.unavailable();
+    if (unavailable) {
+      this.counters.shortCircuited++;
+      throw unavailable;
+    }
+    const writtenAt = localNow();
+    const started = performance.now();
+    return { reply: await this.liveness.wait(this.store.run(script, keys, args), started), writtenAt };
+  }
+
+  /** Learns the Redis clock from a reply's Redis time and the local time the command was written. */
+  private learnClock(redisMs: number, writtenAt: number): void {
+    const now = localNow();
+    if (now - this.offsetWindowStart >= OFFSET_WINDOW_MS) {
+      this.offsetPrevious = this.offsetBest;
+      this.offsetBest = Number.POSITIVE_INFINITY;
+      this.offsetWindowStart = now;
+    }
+    this.offsetBest = Math.min(this.offsetBest, redisMs - writtenAt);
+    this.clockOffsetMs = Math.min(this.offsetBest, this.offsetPrevious);
+    this.clockKnown = true;
   }
 
   /**
-   * The latest Redis time at which the script may still act: a request we already answered by the
-   * failure mode (timeout) must never be counted later, when a frozen Redis wakes up and runs the
-   * queued script. 0 (no deadline) in process or before the Redis clock is known.
+   * The latest Redis time at which the script may still act: the write time plus
+   * RATE_LIMIT_TIMEOUT_MS, in Redis time. A decision given up on (Redis silent for that long since
+   * the write) can then never be counted later, when a frozen Redis wakes up and runs the queued
+   * script; a healthy Redis that reaches it later than that answers STALE and the request is shed.
+   * The offset is an upper bound (smallest Redis-time-minus-write-time seen), so the deadline is
+   * never early. 0 (no deadline) in process or before the Redis clock is known.
    */
   private deadline(): number {
     if (this.store.kind !== 'redis' || !this.clockKnown) return 0;
-    return Math.floor(Date.now() + this.clockOffsetMs + this.config.decisionTimeoutMs * DEADLINE_SHARE);
+    return Math.ceil(localNow() + this.clockOffsetMs + this.config.decisionTimeoutMs);
   }
 
   /** A request's unique member in every log it enters: instance id + sequence, never a timestamp. */
@@ -360,17 +412,27 @@ export class RateLimitService implements OnModuleInit {
     });
   }
 
-  private noteFailure(reason: string, counted: boolean): void {
-    if (counted) {
+  /**
+   * Counts a decision Redis could not make, by cause, and logs one line per WARN_EVERY_MS saying
+   * why (the connection state behind it) and what was done. `null` cause: not a decision (charging
+   * tokens), logged only.
+   */
+  private noteFailure(reason: string, cause: RedisUnavailableCause | 'overloaded' | null): void {
+    if (cause !== null) {
       this.counters.storeErrors++;
-      this.consecutiveFailures++;
-      if (this.consecutiveFailures >= CIRCUIT_FAILURES) this.circuitOpenUntil = Date.now() + CIRCUIT_OPEN_MS;
+      this.counters.unavailable.set(cause, (this.counters.unavailable.get(cause) ?? 0) + 1);
     }
     this.failuresSinceWarn++;
     const now = Date.now();
     if (now - this.lastWarnAt >= WARN_EVERY_MS) {
+      const action =
+        cause === 'overloaded'
+          ? 'shedding load (503)'
+          : cause === null
+            ? 'not charged'
+            : `failing ${this.config.failureMode}`;
       this.logger.warn(
-        `rate limiter store unavailable (${reason}): failing ${this.config.failureMode} — ` +
+        `rate limiter store ${cause === 'overloaded' ? 'overloaded' : 'unavailable'} (${reason}): ${action} — ` +
           `${this.failuresSinceWarn} decision(s) affected since the last report`,
       );
       this.lastWarnAt = now;
@@ -398,7 +460,7 @@ export class RateLimitService implements OnModuleInit {
     const n = Math.floor(tokens);
     if (!Number.isFinite(n) || n <= 0) return;
     try {
-      await this.store.run(ChargeTokensScript, budgetKeys(`key:${principal.apiKeyId}`), [
+      await this.send(ChargeTokensScript, budgetKeys(`key:${principal.apiKeyId}`), [
         this.member(),
         n,
         MINUTE_MS,
@@ -406,7 +468,7 @@ export class RateLimitService implements OnModuleInit {
       this.counters.tokensCharged += n;
     } catch (err) {
       this.counters.chargeErrors++;
-      this.noteFailure(`charging tokens: ${err instanceof Error ? err.message : String(err)}`, false);
+      this.noteFailure(`charging tokens: ${err instanceof Error ? err.message : String(err)}`, null);
     }
   }
 
@@ -450,7 +512,7 @@ export class RateLimitService implements OnModuleInit {
   async reset(subjectText: string): Promise<Subject> {
     const subject = this.parse(subjectText);
     try {
-      await this.store.run(ResetScript, subjectKeys(subject, this.routes()), []);
+      await this.send(ResetScript, subjectKeys(subject, this.routes()), []);
     } catch {
       throw ApiError.serviceUnavailable(
         'The rate limiter cannot reach its store; retry shortly',
@@ -487,6 +549,8 @@ export class RateLimitService implements OnModuleInit {
       failedOpen: c.failedOpen,
       failedClosed: c.failedClosed,
       shortCircuited: c.shortCircuited,
+      shed: c.shed,
+      unavailableByCause: Object.fromEntries(c.unavailable),
       tokensCharged: c.tokensCharged,
       chargeErrors: c.chargeErrors,
       decisionLatency: {
@@ -502,3 +566,6 @@ export class RateLimitService implements OnModuleInit {
     };
   }
 }
+
+/** Redis ran the admission script after the decision's deadline: nothing was counted. */
+class StaleDecisionError extends Error {}

@@ -26,6 +26,8 @@ export class RateLimitStorage implements ThrottlerStorage {
   ): Promise<ThrottlerStorageRecord> {
     const policy = requestPolicy(throttlerName, 'sliding_window', limit, ttl, limit, `throttler:${key}`);
     const decision = await this.limiter.decide([policy]);
+    if (decision.kind === 'overloaded')
+      return { totalHits: limit + 1, timeToExpire: 1, isBlocked: true, timeToBlockExpire: 1 };
     if (decision.kind === 'unavailable') {
       const open = this.limiter.failureMode === 'open';
       return { totalHits: open ? 0 : limit + 1, timeToExpire: 1, isBlocked: !open, timeToBlockExpire: 1 };

@@ -102,14 +102,18 @@ export interface PolicyState {
 export interface RateLimitStats {
   /** Per policy name: decisions that admitted / refused with that policy involved. */
   decisions: Record<string, { allowed: number; limited: number }>;
-  /** Decisions Redis could not answer in time (timeouts, connection errors, stale replies). */
+  /** Decisions Redis could not make (connection not ready, Redis silent, error replies, stale replies). */
   storeErrors: number;
   /** Requests let through because of RATE_LIMIT_FAILURE_MODE=open. */
   failedOpen: number;
   /** Requests refused with 503 because of RATE_LIMIT_FAILURE_MODE=closed. */
   failedClosed: number;
-  /** Decisions skipped without asking Redis while the circuit was open after repeated failures. */
+  /** Decisions answered without asking Redis while its connection was known unavailable. */
   shortCircuited: number;
+  /** Requests shed (503) because Redis reached their decision after its deadline (overloaded). */
+  shed: number;
+  /** Decisions Redis could not make, by cause (not_connected, silent, connection_lost, error_reply, overloaded). */
+  unavailableByCause: Record<string, number>;
   tokensCharged: number;
   chargeErrors: number;
   /** Wall time of decisions (store round trip included), as a cumulative histogram. */

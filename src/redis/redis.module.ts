@@ -2,11 +2,13 @@ import { Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/commo
 import { Redis, type RedisOptions } from 'ioredis';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import { RedisLiveness } from './redis-liveness.js';
 
 /**
  * Redis connections for distributed mode, by purpose:
  * - `command`: fail fast (no offline queue, short timeout) — admission decisions, health pings;
  *   Redis going away must never hang a request or a probe.
+ * - `watched()`: fail fast, judged by RedisLiveness instead of a timeout (the rate limiter).
  * - `blocking()`: patient connections for BullMQ and pub/sub (`maxRetriesPerRequest: null`).
  */
 @Injectable()
@@ -30,7 +32,7 @@ export class RedisConnections implements OnApplicationShutdown {
     });
   }
 
-  /** A fail-fast connection with its own command timeout (the rate limiter wants ~100 ms). */
+  /** A fail-fast connection with its own command timeout (a timeout that a busy event loop can trip: prefer `watched`). */
   failFast(name: string, commandTimeoutMs: number): Redis {
     return this.create(name, {
       enableAutoPipelining: true,
@@ -39,6 +41,22 @@ export class RedisConnections implements OnApplicationShutdown {
       maxRetriesPerRequest: 0,
       connectTimeout: 2000,
     });
+  }
+
+  /**
+   * A fail-fast connection whose availability is judged by RedisLiveness (connection state, and
+   * Redis' silence while a command waits — never a client-side timeout that a busy event loop can
+   * trip): no offline queue (a disconnected Redis fails at once), no command timeout, and no
+   * auto-pipelining, so each command is written synchronously and its write time is known.
+   */
+  watched(name: string, silenceMs: number): { client: Redis; liveness: RedisLiveness } {
+    const client = this.create(name, {
+      enableAutoPipelining: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+    });
+    return { client, liveness: new RedisLiveness(client, silenceMs) };
   }
 
   /** A connection that waits out outages (BullMQ requires maxRetriesPerRequest: null). */

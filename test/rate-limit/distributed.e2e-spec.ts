@@ -219,7 +219,7 @@ describe('Redis frozen under load (distributed mode)', () => {
     const closedSvc = closed.app.get(RateLimitService);
 
     // Healthy Redis, same load: the baseline. A busy event loop must not read as "Redis is down" (a
-    // reply already in the socket is taken, see RateLimitService.withDecisionTimeout), but a shared,
+    // reply already in the socket is taken, see src/redis/redis-liveness.ts), but a shared,
     // overloaded test machine can stall Redis or this process past 100 ms: such decisions follow the
     // failure mode, visibly (no headers / 503) — reported here, not asserted.
     const lag = monitorEventLoopDelay({ resolution: 5 });

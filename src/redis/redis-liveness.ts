@@ -1,0 +1,181 @@
+import type { Socket } from 'node:net';
+import type { Redis } from 'ioredis';
+
+/** Redis cannot answer: `reason` names the connection state that says so (logged, counted). */
+export class RedisUnavailableError extends Error {
+  constructor(
+    readonly kind: RedisUnavailableCause,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RedisUnavailableError';
+  }
+}
+
+/**
+ * Why a connection is unavailable:
+ * - `not_connected`: ioredis' status is not `ready` (connecting, reconnecting, closed) — a killed or
+ *   unreachable Redis; known at once, without sending anything;
+ * - `silent`: the connection is up but Redis sent no byte for the silence threshold while a command
+ *   of ours waited — a frozen (SIGSTOP) or partitioned Redis;
+ * - `connection_lost`: the connection closed with the command in flight;
+ * - `error_reply`: Redis answered with an error (LOADING, OOM, READONLY, …).
+ */
+export type RedisUnavailableCause = 'not_connected' | 'silent' | 'connection_lost' | 'error_reply';
+
+/**
+ * What "Redis is unavailable" means for one connection — and what it never means: "this process was
+ * too busy to read Redis' answer in time". A busy event loop makes our waits longer, never a Redis
+ * outage:
+ *
+ * - The connection must be `ready` (ioredis status) with a writable socket. Anything else is
+ *   unavailable at once.
+ * - A command counts as unanswered only while Redis is SILENT: no byte arrived on the connection
+ *   since the command was written (writes are synchronous on connections without auto-pipelining:
+ *   `writtenAt` is taken right before the write) and since the last byte of any other reply. Redis
+ *   answers one connection in order, so bytes flowing mean Redis is working through our commands.
+ * - Silence is judged only after this process has had a turn of its event loop to read its sockets:
+ *   when the timer fires, the verdict waits for `setImmediate` (which runs after the I/O poll phase),
+ *   so a reply sitting unread in our socket — because our loop was busy (timers run before I/O) — is
+ *   read first and counts as an answer. A loop blocked 300 ms therefore reads the reply late, but
+ *   reads it: the request is slower, not "Redis is down".
+ * - Once a command has been silent for `silenceMs`, the connection is `stalled`: every command still
+ *   waiting gives up at once (they are behind it), and `unavailable()` answers without sending until
+ *   a byte arrives again (a PING probe, sent one at a time, finds out) or the connection reconnects.
+ */
+export class RedisLiveness {
+  private lastByteAt = 0;
+  private stalledAt: number | null = null;
+  private probing = false;
+  private readonly watched = new WeakSet<Socket>();
+  private readonly waiting = new Set<(err: RedisUnavailableError) => void>();
+
+  constructor(
+    readonly client: Redis,
+    readonly silenceMs: number,
+  ) {
+    const watch = (): void => {
+      const stream = client.stream as Socket | undefined;
+      if (!stream || this.watched.has(stream)) return;
+      this.watched.add(stream);
+      stream.on('data', () => {
+        this.lastByteAt = performance.now();
+        this.stalledAt = null;
+      });
+    };
+    client.on('connect', watch);
+    client.on('ready', () => {
+      watch();
+      this.stalledAt = null;
+    });
+    watch();
+  }
+
+  /** True while Redis has been found silent and has not sent a byte since. */
+  get stalled(): boolean {
+    return this.stalledAt !== null;
+  }
+
+  /**
+   * Why Redis cannot be asked right now (null: ask it). While stalled, starts a PING probe (one at a
+   * time) whose answer ends the stall.
+   */
+  unavailable(): RedisUnavailableError | null {
+    const state = this.connectionState();
+    if (state) return new RedisUnavailableError('not_connected', `redis connection is ${state}`);
+    if (this.stalledAt === null) return null;
+    this.probe();
+    const ms = Math.round(performance.now() - (this.lastByteAt || this.stalledAt));
+    return new RedisUnavailableError(
+      'silent',
+      `redis has sent nothing for ${ms} ms while commands waited (connection ready: frozen or unreachable)`,
+    );
+  }
+
+  /**
+   * Waits for `command`, written on this connection at `writtenAt` (performance.now(), taken right
+   * before the call that wrote it). Resolves with Redis' answer however long a busy Redis or a busy
+   * loop takes to deliver it; rejects with RedisUnavailableError only when the connection is lost,
+   * Redis answers with an error, or Redis stays silent for `silenceMs`.
+   */
+  wait<T>(command: Promise<T>, writtenAt: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (): boolean => {
+        if (done) return false;
+        done = true;
+        if (timer) clearTimeout(timer);
+        this.waiting.delete(giveUp);
+        return true;
+      };
+      const giveUp = (err: RedisUnavailableError): void => {
+        if (finish()) reject(err);
+      };
+      const check = (): void => {
+        timer = undefined;
+        // one turn of the loop first: the poll phase reads whatever already sits in our socket
+        setImmediate(() => {
+          if (done) return;
+          const now = performance.now();
+          const silent = now - Math.max(writtenAt, this.lastByteAt);
+          if (silent < this.silenceMs) {
+            timer = setTimeout(check, Math.max(1, this.silenceMs - silent));
+            return;
+          }
+          this.stalledAt ??= now;
+          const err = new RedisUnavailableError(
+            'silent',
+            `redis sent nothing for ${Math.round(silent)} ms while a command waited (connection ready: frozen or unreachable)`,
+          );
+          for (const other of [...this.waiting]) other(err);
+          giveUp(err);
+        });
+      };
+      this.waiting.add(giveUp);
+      timer = setTimeout(check, this.silenceMs);
+      command.then(
+        (value) => {
+          if (finish()) resolve(value);
+        },
+        (err: unknown) => {
+          if (!finish()) return;
+          reject(this.classify(err));
+        },
+      );
+    });
+  }
+
+  private classify(err: unknown): Error {
+    if (err instanceof RedisUnavailableError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof Error && err.name === 'ReplyError')
+      return new RedisUnavailableError('error_reply', `redis answered with an error: ${message}`);
+    const state = this.connectionState();
+    if (state) return new RedisUnavailableError('not_connected', `redis connection is ${state}: ${message}`);
+    return new RedisUnavailableError('connection_lost', `redis connection failed: ${message}`);
+  }
+
+  /** Null when the connection can carry a command; otherwise its state (ioredis status, socket). */
+  private connectionState(): string | null {
+    const status = this.client.status;
+    if (status !== 'ready') return `${status}, not ready`;
+    const stream = this.client.stream as Socket | undefined;
+    // reset by the peer: the socket is no longer writable a moment before ioredis' status says so
+    if (!stream?.writable) return 'closing (socket no longer writable)';
+    return null;
+  }
+
+  private probe(): void {
+    if (this.probing || this.connectionState()) return;
+    this.probing = true;
+    this.client.ping().then(
+      () => {
+        this.probing = false;
+      },
+      () => {
+        this.probing = false;
+      },
+    );
+  }
+}
