@@ -250,7 +250,9 @@ function sweepFor(mode: Mode): void {
               const r = await rawHttp(
                 port,
                 `${method} ${fill({ [name]: value })} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${fx.adminKey}\r\n` +
-                  (body ? `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` : '') +
+                  (body
+                    ? `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`
+                    : '') +
                   `Connection: close\r\n\r\n${body}`,
               );
               return {
@@ -339,7 +341,9 @@ function sweepFor(mode: Mode): void {
           send: async () => {
             const token = signHs256(JWT_SECRET, { role: 'admin', ...claims });
             const body = hasBody && schema ? baseBody(opName) : undefined;
-            return fromCall(await call(`${fx.gw.url}${fill()}`, { method, headers: bearer(token, false), body }));
+            return fromCall(
+              await call(`${fx.gw.url}${fill()}`, { method, headers: bearer(token, false), body }),
+            );
           },
         });
       }
@@ -380,6 +384,103 @@ function sweepFor(mode: Mode): void {
           (problems.length ? `:\n  ${problems.sort().join('\n  ')}` : ''),
       );
       expect(problems).toEqual([]);
+    });
+
+    it('each kind of bad input gets its documented answer', async () => {
+      const admin = bearer(fx.adminKey);
+      const post = (path: string, body: string, headers: Record<string, string> = admin) =>
+        call(`${fx.gw.url}${path}`, { method: 'POST', headers, body });
+      const expectError = (
+        r: { status: number; body: any; headers: Headers },
+        status: number,
+        error: Record<string, unknown>,
+      ) => {
+        expect(r.status).toBe(status);
+        expect(r.body.error).toMatchObject(error);
+        expect(r.headers.get('x-request-id')).toBe(r.body.error.request_id);
+      };
+
+      // JSON nested 20k deep, relay and admin alike: refused by the body parser, naming the field.
+      const deepChat = `{"model":"gpt-4o-mini","messages":${deepJson(20_000, 'array')}}`;
+      expectError(await post('/v1/chat/completions', deepChat), 400, {
+        code: 'json_too_deep',
+        param: 'messages',
+      });
+      expectError(await post('/api/keys', deepJson(20_000, 'object')), 400, { code: 'json_too_deep' });
+      // 64 levels (the limit) still pass the parser (and then fail validation as an unknown field).
+      const atLimit = `{"name":"ok","x":${'['.repeat(63)}${']'.repeat(63)}}`;
+      expectError(await post('/api/keys', atLimit), 400, { code: 'validation_failed', param: 'x' });
+
+      // Strings Postgres can't store, in a body, a query, a path parameter.
+      expectError(await post('/api/keys', '{"name":"a\\u0000b"}'), 400, {
+        type: 'invalid_request_error',
+        code: 'validation_failed',
+        param: 'name',
+      });
+      expectError(await post('/api/keys', '{"name":"k","allowed_models":["ok","\\ud800"]}'), 400, {
+        param: 'allowed_models[1]',
+      });
+      expectError(await call(`${fx.gw.url}/api/admin/audit?action=a%00b`, { headers: admin }), 400, {
+        param: 'action',
+      });
+      expectError(await call(`${fx.gw.url}/api/admin/users/a%00b`, { headers: admin }), 400, {
+        param: 'id',
+      });
+      // An offset beyond a bigint.
+      expectError(
+        await call(`${fx.gw.url}/api/admin/users?offset=99999999999999999999`, { headers: admin }),
+        400,
+        { param: 'offset' },
+      );
+      // The relay refuses a model it would have to store; message contents pass through as they came.
+      expectError(
+        await post(
+          '/v1/chat/completions',
+          '{"model":"gpt-4o\\u0000","messages":[{"role":"user","content":"x"}]}',
+        ),
+        400,
+        { param: 'model' },
+      );
+      const nulContent = await post(
+        '/v1/chat/completions',
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a\\u0000b"}]}',
+      );
+      expect(nulContent.status).toBe(200);
+
+      // A signed JWT whose identity claims can't be stored is an invalid token.
+      for (const claims of [
+        { sub: 'a\u0000b' },
+        { sub: 's1', email: 'a\u0000@x.io' },
+        { sub: 's2', name: '\ud800' },
+      ]) {
+        const token = signHs256(JWT_SECRET, { role: 'admin', ...claims });
+        expectError(await call(`${fx.gw.url}/api/me`, { headers: bearer(token, false) }), 401, {
+          type: 'authentication_error',
+          code: 'invalid_token',
+        });
+      }
+
+      // URLs the router refuses: in the one shape, with a request id, never echoing the URL.
+      const long = await rawHttp(
+        port,
+        `GET /api/admin/users/${LONG_SEGMENT} HTTP/1.1\r\nHost: x\r\nX-Request-Id: long-1\r\nConnection: close\r\n\r\n`,
+      );
+      expect(long.status).toBe(414);
+      expect(JSON.parse(long.body).error).toMatchObject({
+        type: 'invalid_request_error',
+        code: 'uri_too_long',
+        request_id: 'long-1',
+      });
+      expect(long.headers.get('x-request-id')).toEqual(['long-1']);
+      expect(long.raw).not.toContain(LONG_SEGMENT);
+      const bad = await rawHttp(
+        port,
+        `GET /api/admin/users/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
+      expect(bad.status).toBe(400);
+      expect(JSON.parse(bad.body).error).toMatchObject({ code: 'invalid_url', param: null });
+      expect(bad.headers.get('x-request-id')?.[0]).toBe(JSON.parse(bad.body).error.request_id);
+      expect(bad.raw).not.toContain('%E0%A4%A');
     });
 
     /** Opens a raw connection, sends the head and `first` bytes, then `trickle` (one byte per tick). */
@@ -437,3 +538,4 @@ function sweepFor(mode: Mode): void {
 }
 
 sweepFor('distributed');
+sweepFor('embedded');
