@@ -94,7 +94,7 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    parseJson(request, body as string, (err, value) => {
+    void parseJson(request, body as string, (err, value) => {
       if (err) return done(err, undefined);
       const at = tooDeepAt(value);
       if (at !== null) {

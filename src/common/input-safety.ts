@@ -17,6 +17,7 @@
 export const MAX_JSON_DEPTH = 64;
 
 // A NUL, a high surrogate not followed by a low one, or a low surrogate not preceded by a high one.
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Why Postgres can't store `s` ("a NUL character", "an unpaired UTF-16 surrogate"), or null when it can. */

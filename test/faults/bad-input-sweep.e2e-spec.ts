@@ -91,6 +91,7 @@ const WHOLE_BODIES: Record<string, string> = {
 
 /** Hostile path segments, written raw on the wire (no client-side normalisation). */
 const PATH_VALUES: Record<string, string> = {
+  'nul-raw': '\u0000',
   'nul-encoded': '%00',
   'nul-in-id': `${randomUUID()}%00`,
   'malformed-percent': '%E0%A4%A',
