@@ -80,21 +80,25 @@ export function unsafeInputProblems(value: unknown, root = '', limit = 20): Inpu
  * root), or null. Iterative, and stops at the first offender: cheap next to JSON.parse itself.
  */
 export function tooDeepAt(value: unknown, max = MAX_JSON_DEPTH): string | null {
-  const stack: { value: unknown; depth: number; top: string }[] = [{ value, depth: 0, top: '' }];
+  // Only containers are pushed: a long array of numbers (embeddings input) costs one typeof each.
+  const stack: { value: object; depth: number; top: string }[] = [];
+  if (value !== null && typeof value === 'object') stack.push({ value, depth: 1, top: '' });
   while (stack.length > 0) {
     const { value: v, depth, top } = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (depth + 1 > max) return top;
+    if (depth > max) return top;
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++)
-        stack.push({ value: v[i], depth: depth + 1, top: depth === 0 ? `[${i}]` : top });
+      for (let i = 0; i < v.length; i++) {
+        const child: unknown = v[i];
+        if (child !== null && typeof child === 'object')
+          stack.push({ value: child, depth: depth + 1, top: depth === 1 ? `[${i}]` : top });
+      }
     } else {
-      for (const key of Object.keys(v))
-        stack.push({
-          value: (v as Record<string, unknown>)[key],
-          depth: depth + 1,
-          top: depth === 0 ? key : top,
-        });
+      for (const key in v) {
+        if (!Object.hasOwn(v, key)) continue;
+        const child: unknown = (v as Record<string, unknown>)[key];
+        if (child !== null && typeof child === 'object')
+          stack.push({ value: child, depth: depth + 1, top: depth === 1 ? key : top });
+      }
     }
   }
   return null;
