@@ -1,7 +1,12 @@
+import { Logger as NestLogger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { randomUUID } from 'node:crypto';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
+import { sendError } from '../common/all-exceptions.filter.js';
+import { ApiError } from '../common/api-error.js';
+import { MAX_JSON_DEPTH, tooDeepAt } from '../common/input-safety.js';
 import { requestIdFrom } from '../common/request-id.js';
 import { trackInFlight } from './in-flight.js';
 import type { AppConfig } from '../config/app-config.js';
@@ -10,6 +15,8 @@ import { setupSwagger } from './swagger.js';
 
 /** Builds the whole application (used by main.ts and by the e2e tests, so both run the same thing). */
 export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
+  const errorLogger = new NestLogger('Errors');
+  const readTimeoutMs = config.http.bodyReadTimeoutMs;
   const adapter = new FastifyAdapter({
     logger: false,
     bodyLimit: config.http.bodyLimitBytes,
@@ -18,13 +25,34 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
     trustProxy: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 512 },
-    // Errors Node's HTTP parser raises before Fastify sees a request (headers too large, garbage)
-    // still answer in the one error shape, with a request id.
+    // A request (headers and body) not fully received within BODY_READ_TIMEOUT_MS — a body short of
+    // its Content-Length, a byte every few seconds — is cut by Node's HTTP server, which hands the
+    // socket to clientErrorHandler below (408 in the one error shape, then closed). Node checks
+    // every connectionsCheckingInterval, so the cut comes within 1.25 × the timeout.
+    requestTimeout: readTimeoutMs,
+    http: {
+      requestTimeout: readTimeoutMs,
+      headersTimeout: Math.min(60_000, readTimeoutMs),
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(readTimeoutMs / 4))),
+    },
+    // URLs the router refuses before any route runs (malformed percent-encoding, a path parameter
+    // over maxParamLength) answer in the one error shape with a request id, never echoing the URL.
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      void reply.header('x-request-id', request.id);
+      sendError(reply, request, error, errorLogger);
+    },
+    // Errors Node's HTTP parser raises before Fastify sees a request (headers too large, garbage,
+    // a request not received in time) still answer in the one error shape, with a request id.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable) return;
+      // The response Node attached to the socket when the request's headers arrived (if they did).
+      const pending = (socket as { _httpMessage?: ServerResponse })._httpMessage;
+      if (!socket.writable || pending?.headersSent) {
+        socket.destroy();
+        return;
+      }
       const status =
         err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const requestId = randomUUID();
+      const requestId = requestIdFrom((pending?.req ?? { headers: {} }) as IncomingMessage);
       const body = JSON.stringify({
         error: {
           type: 'invalid_request_error',
@@ -61,6 +89,27 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
 
   const fastify = app.getHttpAdapter().getInstance();
   trackInFlight(fastify);
+  // JSON bodies: Fastify's own parser (size limit, prototype poisoning refused), then a depth limit
+  // for every route, before anything recursive walks the body (src/common/input-safety.ts).
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    void parseJson(request, body as string, (err, value) => {
+      if (err) return done(err, undefined);
+      const at = tooDeepAt(value);
+      if (at !== null) {
+        return done(
+          ApiError.badRequest(
+            `Request body is nested more than ${MAX_JSON_DEPTH} levels deep`,
+            at || null,
+            'json_too_deep',
+          ),
+          undefined,
+        );
+      }
+      done(null, value);
+    });
+  });
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
     done();

@@ -61,6 +61,14 @@ describe('JWT claims → user', () => {
     ['empty sub', { sub: ' ', exp }, 'sub claim is required'],
     ['numeric sub', { sub: 12, exp }, 'sub claim is required'],
     ['not an object', 'a string', 'Invalid token payload'],
+    ['NUL in sub', { sub: 'a\u0000b', exp }, 'the sub claim contains a NUL character'],
+    [
+      'unpaired surrogate in sub',
+      { sub: 'a\ud800', exp },
+      'the sub claim contains an unpaired UTF-16 surrogate',
+    ],
+    ['NUL in email', { sub: 's', email: 'a\u0000@b.io', exp }, 'the email claim contains a NUL character'],
+    ['NUL in name', { sub: 's', name: 'Eve\u0000', exp }, 'the name claim contains a NUL character'],
   ])('%s → 401', (_name, payload, message) => {
     const err = rejection(payload);
     expect(err).toBeInstanceOf(ApiError);

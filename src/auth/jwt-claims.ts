@@ -1,4 +1,5 @@
 import { ApiError } from '../common/api-error.js';
+import { unstorableReason } from '../common/input-safety.js';
 import { ROLES, type Role } from '../common/principal.js';
 
 /** Who a verified token says the caller is. */
@@ -16,7 +17,8 @@ const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
  * Claims → identity, after the signature, `exp`, `aud` and `iss` were verified by jsonwebtoken.
  * `exp` and `sub` are required (jsonwebtoken accepts a token without `exp`, we do not); a missing
  * `role` maps to `user`, an unknown or mis-cased one refuses the token; a malformed `email` or `name`
- * is dropped, never trusted.
+ * is dropped, never trusted; a `sub`, `email` or `name` Postgres can't store (NUL, unpaired
+ * surrogates) makes the token invalid.
  */
 export function identityFromClaims(payload: unknown): JwtIdentity {
   if (!payload || typeof payload !== 'object' || Array.isArray(payload)) {
@@ -29,6 +31,17 @@ export function identityFromClaims(payload: unknown): JwtIdentity {
   const sub = claims.sub;
   if (typeof sub !== 'string' || sub.trim() === '' || sub.length > 255) {
     throw ApiError.unauthorized('Token has no subject: the sub claim is required', 'invalid_token');
+  }
+  // A signed token whose identity claims can't be stored (NUL, unpaired surrogates) is refused
+  // outright rather than half-trusted: nothing legitimate issues one.
+  for (const claim of ['sub', 'email', 'name'] as const) {
+    const value = claims[claim];
+    if (typeof value === 'string' && unstorableReason(value)) {
+      throw ApiError.unauthorized(
+        `Invalid token: the ${claim} claim contains ${unstorableReason(value)}`,
+        'invalid_token',
+      );
+    }
   }
   const email =
     typeof claims.email === 'string' && claims.email.length <= 320 && EMAIL.test(claims.email.trim())

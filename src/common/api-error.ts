@@ -92,6 +92,8 @@ export function defaultsForStatus(status: number): { type: ErrorType; code: stri
       return { type: 'invalid_request_error', code: 'conflict' };
     case 413:
       return { type: 'invalid_request_error', code: 'payload_too_large' };
+    case 414:
+      return { type: 'invalid_request_error', code: 'uri_too_long' };
     case 415:
       return { type: 'invalid_request_error', code: 'unsupported_media_type' };
     case 429:

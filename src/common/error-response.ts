@@ -103,7 +103,9 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
       code =
         e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
           ? 'invalid_json'
-          : undefined;
+          : e.code === 'FST_ERR_BAD_URL'
+            ? 'invalid_url'
+            : undefined;
     }
   } else if (err instanceof SyntaxError && /JSON/.test(err.message)) {
     status = 400;
@@ -136,6 +138,11 @@ function fastifyMessage(code: string | undefined, message: string | undefined): 
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return 'Request body is not valid JSON';
+    // Fastify's own messages for these two quote the whole URL: never echo it.
+    case 'FST_ERR_BAD_URL':
+      return 'The URL path is not valid percent-encoded UTF-8';
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return 'A path parameter in the URL is too long';
     default:
       return message ?? 'Bad request';
   }

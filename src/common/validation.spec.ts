@@ -57,4 +57,27 @@ describe('validation pipe', () => {
     expect(err.message).toContain('settings.rpm must not be less than 1');
     expect(err.message).toContain('property settings.owner_id should not exist');
   });
+
+  it('refuses strings Postgres cannot store and numbers beyond 2^53, naming the field', async () => {
+    const nul = (await validate({ name: 'a\u0000b' })) as ApiError;
+    expect(nul).toMatchObject({ status: 400, code: 'validation_failed', param: 'name' });
+    expect(nul.message).toBe('name must not contain a NUL character (\\u0000)');
+    const surrogate = (await validate({ name: 'ok', settings: { rpm: 1, ['k\udc00']: 1 } })) as ApiError;
+    expect(surrogate).toMatchObject({ status: 400, param: 'settings' });
+    const huge = (await validate({ name: 'ok', settings: { rpm: 1e20 } })) as ApiError;
+    expect(huge).toMatchObject({ status: 400, param: 'settings.rpm' });
+    expect(huge.message).toContain('settings.rpm must be between');
+  });
+
+  it('checks query strings once transformed and path parameters as they are', async () => {
+    const pipe = createValidationPipe();
+    const param = await pipe
+      .transform('abc\u0000', { type: 'param', data: 'id', metatype: String })
+      .catch((e: unknown) => e);
+    expect(param).toMatchObject({ status: 400, param: 'id' });
+    // A well-formed pair (an emoji) is fine.
+    await expect(
+      pipe.transform('\ud83d\ude00', { type: 'param', data: 'id', metatype: String }),
+    ).resolves.toBe('\ud83d\ude00');
+  });
 });

@@ -43,6 +43,15 @@ describe('loadConfig', () => {
     );
   });
 
+  it('BODY_READ_TIMEOUT_MS: default 30 s, an integer 500-600000', () => {
+    expect(loadConfig({}).http.bodyReadTimeoutMs).toBe(30_000);
+    expect(loadConfig({ BODY_READ_TIMEOUT_MS: '1500' }).http.bodyReadTimeoutMs).toBe(1500);
+    expect(problems({ BODY_READ_TIMEOUT_MS: '0' })).toEqual([
+      'BODY_READ_TIMEOUT_MS must be an integer 500-600000, got "0"',
+    ]);
+    expect(problems({ BODY_READ_TIMEOUT_MS: '5s' })).toHaveLength(1);
+  });
+
   it('reports every problem at once', () => {
     expect(problems({ PORT: 'x', SHUTDOWN_TIMEOUT_MS: '-1', NODE_ENV: 'staging' })).toHaveLength(3);
   });

@@ -39,6 +39,8 @@ export interface AppConfig {
     host: string;
     port: number;
     bodyLimitBytes: number;
+    /** BODY_READ_TIMEOUT_MS: a request (headers and body) not fully received by then gets 408 and is closed. */
+    bodyReadTimeoutMs: number;
     trustedProxies: string[];
   };
   database: {
@@ -538,6 +540,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
       host,
       port,
       bodyLimitBytes: r.int('BODY_LIMIT_BYTES', 4 * 1024 * 1024, 1024, 100 * 1024 * 1024),
+      bodyReadTimeoutMs: r.int('BODY_READ_TIMEOUT_MS', 30_000, 500, 600_000),
       trustedProxies,
     },
     database: {

@@ -21,6 +21,17 @@ describe('GuardedProbe', () => {
     expect((await probe.run()).ok).toBe(false); // a new ping that hangs again (release was for the first)
   });
 
+  it('shares one ping between probes that arrive while it is in flight', async () => {
+    let pings = 0;
+    const probe = new GuardedProbe(async () => {
+      pings++;
+      await new Promise((r) => setTimeout(r, 20));
+    }, 1000);
+    const results = await Promise.all([probe.run(), probe.run(), probe.run()]);
+    expect(results.map((r) => r.ok)).toEqual([true, true, true]);
+    expect(pings).toBe(1);
+  });
+
   it('reports the error of a failing ping', async () => {
     const r = await new GuardedProbe(() => Promise.reject(new Error('ECONNREFUSED')), 100).run();
     expect(r).toMatchObject({ ok: false, message: 'ECONNREFUSED' });

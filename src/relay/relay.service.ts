@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import { ApiError, type ErrorType } from '../common/api-error.js';
 import { toErrorResponse, type ErrorResponse } from '../common/error-response.js';
+import { unstorableReason } from '../common/input-safety.js';
 import type { Principal, Priority } from '../common/principal.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -848,6 +849,10 @@ export function validateBody(endpoint: Endpoint, body: unknown): Record<string, 
     problems.push({ param: 'model', message: 'model must be a non-empty string' });
   else if (b.model.length > 256)
     problems.push({ param: 'model', message: 'model must be at most 256 characters' });
+  else if (unstorableReason(b.model))
+    // `model` is stored in the request log (and used in metrics labels); message contents are not
+    // stored and pass through to the upstream as they came (docs/relay.md).
+    problems.push({ param: 'model', message: `model must not contain ${unstorableReason(b.model)}` });
   if (endpoint === 'chat') {
     if (!Array.isArray(b.messages) || b.messages.length === 0)
       problems.push({ param: 'messages', message: 'messages must be a non-empty array' });

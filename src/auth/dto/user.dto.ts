@@ -13,6 +13,7 @@ import {
   Min,
 } from 'class-validator';
 import { ROLES, type Role } from '../../common/principal.js';
+import { OptionalNotNull } from '../../common/validation.js';
 import type { User } from '../user.entity.js';
 
 const trim = ({ value }: { value: unknown }): unknown => (typeof value === 'string' ? value.trim() : value);
@@ -53,7 +54,7 @@ export class CreateUserDto {
 
 export class UpdateUserDto {
   @ApiPropertyOptional({ example: 'ada@example.com', maxLength: 320 })
-  @IsOptional()
+  @OptionalNotNull()
   @Transform(trim)
   @IsEmail()
   @MaxLength(320)
@@ -70,12 +71,12 @@ export class UpdateUserDto {
     example: 'user',
     description: "Lowering a role also caps the user's keys to it",
   })
-  @IsOptional()
+  @OptionalNotNull()
   @IsIn(ROLES)
   role?: Role;
 
   @ApiPropertyOptional({ example: true, description: 'A disabled user can use none of their keys or tokens' })
-  @IsOptional()
+  @OptionalNotNull()
   @IsBoolean()
   disabled?: boolean;
 

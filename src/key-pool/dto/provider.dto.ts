@@ -12,11 +12,11 @@ import {
   MaxLength,
   Min,
   MinLength,
-  ValidateIf,
 } from 'class-validator';
+import { OptionalNotNull } from '../../common/validation.js';
 
-/** Present → validated; absent → skipped; `null` is refused (the field is not nullable). */
-export const OptionalNotNull = () => ValidateIf((_o: unknown, v: unknown) => v !== undefined);
+// Shared with every DTO (src/common/validation.ts); re-exported for the key pool's other DTOs.
+export { OptionalNotNull };
 
 export const PROVIDER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const MODEL_PATTERN = /^\S+$/;
