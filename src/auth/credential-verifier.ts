@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
+import { isConnectivityError } from '../common/error-response.js';
 import type { Principal, Priority, Role } from '../common/principal.js';
 import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
 import { CredentialCache } from './credential-cache.js';
@@ -10,6 +11,7 @@ import type { JwtStrategy } from './jwt.strategy.js';
 import { roleWithin } from './roles.js';
 import { UsageRecorder } from './usage-recorder.js';
 import { UsersService } from './users.service.js';
+import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 
 export const JWT_STRATEGY = Symbol('JWT_STRATEGY');
 
@@ -60,7 +62,28 @@ export class CredentialVerifier {
     private readonly users: UsersService,
     private readonly audit: AuditService,
     @Inject(JWT_STRATEGY) private readonly jwt: JwtStrategy | null,
+    private readonly metrics: FloodgateMetrics,
   ) {}
+
+  private staleSince: number | null = null;
+
+  /**
+   * Postgres could not be asked about a credential the cache verified recently: the cached answer is
+   * used (bounded by CREDENTIAL_MAX_STALENESS_MS; revocations arrive through pub/sub and drop the
+   * entry). One log line per outage, a metric per request.
+   */
+  private servedStale(method: 'api_key' | 'jwt', err: unknown): void {
+    this.metrics.staleCredentials.labels(method).inc();
+    const now = Date.now();
+    if (this.staleSince === null || now - this.staleSince > 60_000) {
+      this.staleSince = now;
+      this.logger.warn(
+        `Postgres is unreachable (${err instanceof Error ? err.message : String(err)}): accepting credentials verified within the last ${Math.round(
+          this.cache.maxStalenessMs / 1000,
+        )} s from the cache; unknown credentials get 503`,
+      );
+    }
+  }
 
   /** Resolves the request's credentials to a principal (does not set it on the request). */
   async authenticate(request: Pick<FastifyRequest, 'headers'> & Partial<FastifyRequest>): Promise<Principal> {
@@ -104,7 +127,17 @@ export class CredentialVerifier {
       return cached.principal;
     }
     const generation = this.cache.generation;
-    const rows = (await this.dataSource.query(KEY_LOOKUP_SQL, [hash])) as KeyRow[];
+    let rows: KeyRow[];
+    try {
+      rows = (await this.dataSource.query(KEY_LOOKUP_SQL, [hash])) as KeyRow[];
+    } catch (err) {
+      const stale = isConnectivityError(err) ? this.cache.staleKey(hash) : undefined;
+      if (!stale) throw err;
+      if (stale.expiresAtMs !== null && stale.expiresAtMs <= now) throw expiredKey();
+      this.servedStale('api_key', err);
+      this.usage.touch(stale.userId, stale.keyId, now);
+      return stale.principal;
+    }
     const row = rows[0];
     if (!row) throw invalidKey();
     if (row.revoked_at) throw ApiError.unauthorized('API key has been revoked', 'api_key_revoked');
@@ -139,11 +172,17 @@ export class CredentialVerifier {
     let provisioned = false;
     if (!subject) {
       const generation = this.cache.generation;
-      const resolved = await this.users.resolveJwtSubject(identity);
-      const user = resolved.user;
-      provisioned = resolved.provisioned;
-      subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
-      this.cache.fillSubject(identity.subject, subject, generation);
+      try {
+        const resolved = await this.users.resolveJwtSubject(identity);
+        const user = resolved.user;
+        provisioned = resolved.provisioned;
+        subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
+        this.cache.fillSubject(identity.subject, subject, generation);
+      } catch (err) {
+        subject = isConnectivityError(err) ? this.cache.staleSubject(identity.subject) : undefined;
+        if (!subject) throw err;
+        this.servedStale('jwt', err);
+      }
     }
     if (subject.disabled) throw disabledUser();
     this.usage.touch(subject.userId, null);

@@ -118,7 +118,7 @@ describe('distributed mode against frozen dependencies', () => {
     await expect(fetch(`${p.url}/health/live`)).rejects.toThrow(); // listener closed
     const answer = await slow;
     expect(answer.status).toBe(503);
-    expect(answer.body.error.database.message).toMatch(/no answer within/);
+    expect(answer.body.details.database.message).toMatch(/no answer within/);
     pgProxy.thaw(); // let the pool close cleanly
     const code = await p.exited;
     if (code !== 0) console.log(p.output());
