@@ -4,7 +4,8 @@ import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { classifyStoreFailure, RetryingBatch } from './retrying-batch.js';
 
 const pgError = (code: string, message = 'pg error') => Object.assign(new Error(message), { code });
-const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+const refused = () =>
+  Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
 const quiet = new Logger('test');
 quiet.log = quiet.warn = quiet.error = () => undefined;
 
@@ -99,7 +100,13 @@ describe('RetryingBatch', () => {
     );
     h.setDown(false);
     await h.batch.flush();
-    expect(new Map(h.stored)).toEqual(new Map([['a', 6], ['b', 1], ['c', 1]]));
+    expect(new Map(h.stored)).toEqual(
+      new Map([
+        ['a', 6],
+        ['b', 1],
+        ['c', 1],
+      ]),
+    );
   });
 
   it('a refused entry is isolated by halves and dropped alone; the rest of its chunk and later chunks are written', async () => {

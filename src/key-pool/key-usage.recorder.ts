@@ -1,4 +1,10 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -149,7 +155,9 @@ export class KeyUsageRecorder implements OnApplicationBootstrap, BeforeApplicati
       ])
       .catch((err: unknown) => {
         this.lastRetention = Date.now() - RETENTION_EVERY_MS + 60_000; // again in a minute
-        this.logger.warn(`usage retention failed, retried later: ${err instanceof Error ? err.message : String(err)}`);
+        this.logger.warn(
+          `usage retention failed, retried later: ${err instanceof Error ? err.message : String(err)}`,
+        );
       });
   }
 }

@@ -40,7 +40,8 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
       write: (entries) => this.insert(entries.map(([, row]) => row)),
       logger: this.logger,
       metrics,
-      describe: (_key, row) => `request ${storableText(row.requestId, 128)} (${row.endpoint}, status ${row.status})`,
+      describe: (_key, row) =>
+        `request ${storableText(row.requestId, 128)} (${row.endpoint}, status ${row.status})`,
     });
   }
 

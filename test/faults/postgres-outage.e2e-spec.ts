@@ -141,7 +141,9 @@ describe('Postgres unreachable for 10 s under paced load (real process)', () => 
 
     // the outage was real and the load paced through it
     expect(during.length).toBeGreaterThan(CALLERS * 20);
-    expect.soft(servedDuring / during.length, '≥ 95 % of known callers served during the outage').toBeGreaterThanOrEqual(0.95);
+    expect
+      .soft(servedDuring / during.length, '≥ 95 % of known callers served during the outage')
+      .toBeGreaterThanOrEqual(0.95);
     expect.soft(answers.filter((a) => a.status === 500 || a.status === -1).length, 'no 500').toBe(0);
     // readiness says the database is down while it is
     expect(readiness.length).toBeGreaterThan(3);
@@ -184,7 +186,9 @@ describe('Postgres unreachable for 10 s under paced load (real process)', () => 
       .slice(0, 5);
     if (lostLines.length) console.log(`[faults] gateway log:\n  ${lostLines.join('\n  ')}`);
     expect.soft(missingRows, 'no request_log row of a 200 lost').toBe(0);
-    expect.soft(usage.value.totalRequests, 'provider_keys.total_requests counts every upstream request').toBe(received);
+    expect
+      .soft(usage.value.totalRequests, 'provider_keys.total_requests counts every upstream request')
+      .toBe(received);
     expect.soft(usage.value.minuteRequests, 'key_usage_minutes counts every upstream request').toBe(received);
     expect(keyIds).toHaveLength(1);
   });

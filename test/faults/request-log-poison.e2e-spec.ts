@@ -83,7 +83,10 @@ describe.each(MODES)('request log poison rows (%s)', (mode) => {
     good.slice(10).forEach((id) => writer.add(entry(id)));
     await writer.flush();
     const rows = await stored([...good, nul, lone, long]);
-    expect(good.filter((id) => !rows.has(id)), 'good rows of the batch').toEqual([]);
+    expect(
+      good.filter((id) => !rows.has(id)),
+      'good rows of the batch',
+    ).toEqual([]);
     expect(rows.get(nul)?.model).toBe('gpt\ufffd-4o');
     expect(rows.get(nul)?.error_code).toBe('x\ufffdy');
     expect(rows.get(lone)?.model).toBe('gpt-\ufffd-4o');
@@ -94,7 +97,10 @@ describe.each(MODES)('request log poison rows (%s)', (mode) => {
     later.forEach((id) => writer.add(entry(id)));
     await writer.flush();
     const laterRows = await stored(later);
-    expect(later.filter((id) => !laterRows.has(id)), 'later batch').toEqual([]);
+    expect(
+      later.filter((id) => !laterRows.has(id)),
+      'later batch',
+    ).toEqual([]);
     expect(writer.pending).toBe(0);
   });
 
@@ -109,7 +115,10 @@ describe.each(MODES)('request log poison rows (%s)', (mode) => {
     const droppedBefore = writer.droppedRows;
     await writer.flush();
     const rows = await stored([...good, bad]);
-    expect(good.filter((id) => !rows.has(id)), 'good rows of the batch').toEqual([]);
+    expect(
+      good.filter((id) => !rows.has(id)),
+      'good rows of the batch',
+    ).toEqual([]);
     expect(rows.has(bad)).toBe(false);
     expect(writer.droppedRows - droppedBefore).toBe(1);
     expect(writer.pending).toBe(0);
@@ -118,10 +127,15 @@ describe.each(MODES)('request log poison rows (%s)', (mode) => {
     later.forEach((id) => writer.add(entry(id)));
     await writer.flush();
     const laterRows = await stored(later);
-    expect(later.filter((id) => !laterRows.has(id)), 'later batch').toEqual([]);
+    expect(
+      later.filter((id) => !laterRows.has(id)),
+      'later batch',
+    ).toEqual([]);
 
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
-    expect(metrics).toMatch(/floodgate_store_writes_dropped_total\{writer="request_log",reason="rejected"\} [1-9]/);
+    expect(metrics).toMatch(
+      /floodgate_store_writes_dropped_total\{writer="request_log",reason="rejected"\} [1-9]/,
+    );
   });
 
   it('a relayed request whose model holds a NUL does not stop later requests from being logged', async () => {
