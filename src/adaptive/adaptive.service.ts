@@ -686,7 +686,9 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
       try {
         snaps = await this.snapshots(providerId, ids);
       } catch (err) {
-        for (const id of ids) if (dirty.has(id)) this.dirty.set(id, providerId);
+        // every dirty key of this flush stays dirty, not only this provider's (rewriting one already
+        // written is a no-op: the upsert is version-guarded)
+        for (const [id, p] of dirty) if (!this.dirty.has(id)) this.dirty.set(id, p);
         throw err;
       }
       const records: Record<string, unknown>[] = [];
@@ -720,7 +722,9 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
           [JSON.stringify(records)],
         );
       } catch (err) {
-        for (const id of ids) if (dirty.has(id)) this.dirty.set(id, providerId);
+        // every dirty key of this flush stays dirty, not only this provider's (rewriting one already
+        // written is a no-op: the upsert is version-guarded)
+        for (const [id, p] of dirty) if (!this.dirty.has(id)) this.dirty.set(id, p);
         throw err;
       }
     }

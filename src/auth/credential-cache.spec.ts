@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { AppConfig } from '../config/app-config.js';
 import type { Principal } from '../common/principal.js';
 import { MemoryPubSub } from '../state/pub-sub.js';
 import { CredentialCache, type CachedKey } from './credential-cache.js';
@@ -76,5 +77,55 @@ describe('CredentialCache', () => {
     await bus.publish('auth:invalidate', JSON.stringify({ kind: 'api_key', id: 'k1' }));
     await tick();
     expect(a.keys.get('h1')).toBeDefined();
+  });
+
+  describe('stale entries (for when Postgres is unreachable)', () => {
+    afterEach(() => vi.useRealTimers());
+    const withStaleness = (bus: MemoryPubSub, ms: number) =>
+      new CredentialCache(bus, { auth: { credentialMaxStalenessMs: ms } } as AppConfig);
+
+    it('past the TTL an entry is no longer a hit but stays available as stale until the max staleness', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(1_000_000);
+      const bus = new MemoryPubSub();
+      const a = withStaleness(bus, 60_000);
+      await a.onModuleInit();
+      a.fillKey('h1', entry('u1', 'k1'), a.generation);
+      a.fillSubject('s1', { userId: 'u1', email: null, role: 'user', disabled: false }, a.generation);
+      vi.setSystemTime(1_000_000 + 10_000);
+      expect(a.keys.get('h1')).toBeUndefined();
+      expect(a.staleKey('h1')?.keyId).toBe('k1');
+      expect(a.staleSubject('s1')?.userId).toBe('u1');
+      vi.setSystemTime(1_000_000 + 60_001);
+      expect(a.staleKey('h1')).toBeUndefined();
+      expect(a.staleSubject('s1')).toBeUndefined();
+    });
+
+    it('a revocation received through pub/sub drops the stale entry too', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(2_000_000);
+      const bus = new MemoryPubSub();
+      const a = withStaleness(bus, 60_000);
+      const b = withStaleness(bus, 60_000);
+      await a.onModuleInit();
+      await b.onModuleInit();
+      b.fillKey('h1', entry('u1', 'k1'), b.generation);
+      b.fillKey('h2', entry('u2', 'k2'), b.generation);
+      vi.setSystemTime(2_000_000 + 10_000);
+      await a.invalidate({ kind: 'api_key', id: 'k1' });
+      await tick();
+      expect(b.staleKey('h1')).toBeUndefined();
+      expect(b.staleKey('h2')?.keyId).toBe('k2');
+    });
+
+    it('without a configured staleness nothing is served stale', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(3_000_000);
+      const a = new CredentialCache(new MemoryPubSub());
+      a.fillKey('h1', entry('u1', 'k1'), a.generation);
+      vi.setSystemTime(3_000_000 + 5_001);
+      expect(a.keys.get('h1')).toBeUndefined();
+      expect(a.staleKey('h1')).toBeUndefined();
+    });
   });
 });

@@ -1,5 +1,7 @@
-import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
 import type { Principal, Role } from '../common/principal.js';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
 import { TtlCache } from './ttl-cache.js';
 
@@ -32,16 +34,43 @@ export const CREDENTIAL_CACHE_MAX_ENTRIES = 10_000;
  * PubSub port (Redis in distributed mode), so a revoked key stops within the pub/sub latency
  * instead of the TTL. A fill that raced an invalidation is dropped (generation check), so a lookup
  * that read the row just before a revoke can never re-cache it.
+ *
+ * Past the TTL an entry is kept until CREDENTIAL_MAX_STALENESS_MS after it was verified (`staleKey`,
+ * `staleSubject`): the verifier falls back on it only when Postgres cannot be reached, so callers
+ * verified recently keep being served through a database outage. Invalidations drop stale entries
+ * too, so a revocation received through pub/sub is honoured at once, stale or not.
  */
 @Injectable()
 export class CredentialCache implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('CredentialCache');
-  readonly keys = new TtlCache<CachedKey>(CREDENTIAL_CACHE_MAX_ENTRIES, CREDENTIAL_CACHE_TTL_MS);
-  readonly subjects = new TtlCache<CachedSubject>(CREDENTIAL_CACHE_MAX_ENTRIES, CREDENTIAL_CACHE_TTL_MS);
+  readonly keys: TtlCache<CachedKey>;
+  readonly subjects: TtlCache<CachedSubject>;
+  /** How long after its verification an entry may still be used while Postgres is unreachable (0: never). */
+  readonly maxStalenessMs: number;
   private generationCounter = 0;
   private unsubscribe: Unsubscribe | undefined;
 
-  constructor(private readonly pubsub: PubSub) {}
+  constructor(
+    private readonly pubsub: PubSub,
+    @Optional() @Inject(APP_CONFIG) config?: AppConfig,
+  ) {
+    this.maxStalenessMs = config?.auth.credentialMaxStalenessMs ?? 0;
+    const keepStale = Math.max(0, this.maxStalenessMs - CREDENTIAL_CACHE_TTL_MS);
+    this.keys = new TtlCache(CREDENTIAL_CACHE_MAX_ENTRIES, CREDENTIAL_CACHE_TTL_MS, Date.now, keepStale);
+    this.subjects = new TtlCache(CREDENTIAL_CACHE_MAX_ENTRIES, CREDENTIAL_CACHE_TTL_MS, Date.now, keepStale);
+  }
+
+  /** A key verified within the max staleness (fresh or expired), for when Postgres cannot be asked. */
+  staleKey(hash: string): CachedKey | undefined {
+    const hit = this.keys.getStale(hash);
+    return hit && hit.ageMs <= this.maxStalenessMs ? hit.value : undefined;
+  }
+
+  /** A JWT subject's user row read within the max staleness, for when Postgres cannot be asked. */
+  staleSubject(subject: string): CachedSubject | undefined {
+    const hit = this.subjects.getStale(subject);
+    return hit && hit.ageMs <= this.maxStalenessMs ? hit.value : undefined;
+  }
 
   async onModuleInit(): Promise<void> {
     const subscribed = this.pubsub

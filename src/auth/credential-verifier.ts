@@ -2,13 +2,15 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { ApiError } from '../common/api-error.js';
+import { isConnectivityError } from '../common/error-response.js';
 import type { Principal, Priority, Role } from '../common/principal.js';
 import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
-import { CredentialCache } from './credential-cache.js';
+import { CREDENTIAL_CACHE_TTL_MS, CredentialCache } from './credential-cache.js';
 import type { JwtStrategy } from './jwt.strategy.js';
 import { roleWithin } from './roles.js';
 import { UsageRecorder } from './usage-recorder.js';
 import { UsersService } from './users.service.js';
+import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 
 export const JWT_STRATEGY = Symbol('JWT_STRATEGY');
 
@@ -58,7 +60,33 @@ export class CredentialVerifier {
     private readonly usage: UsageRecorder,
     private readonly users: UsersService,
     @Inject(JWT_STRATEGY) private readonly jwt: JwtStrategy | null,
+    private readonly metrics: FloodgateMetrics,
   ) {}
+
+  private staleSince: number | null = null;
+  /** Until then, a credential with a stale entry is answered from it without asking Postgres. */
+  private unreachableUntil = 0;
+
+  /**
+   * Postgres could not be asked about a credential the cache verified recently: the cached answer is
+   * used (bounded by CREDENTIAL_MAX_STALENESS_MS; revocations arrive through pub/sub and drop the
+   * entry). One log line per outage, a metric per request.
+   */
+  private servedStale(method: 'api_key' | 'jwt', err: unknown): void {
+    this.metrics.staleCredentials.labels(method).inc();
+    const now = Date.now();
+    // Postgres just failed: for one cache TTL, recently verified callers skip the lookup (no waiting
+    // on a frozen Postgres, no connection storm on a refusing one); then the next lookup tries again.
+    if (err !== null) this.unreachableUntil = now + CREDENTIAL_CACHE_TTL_MS;
+    if (err !== null && (this.staleSince === null || now - this.staleSince > 60_000)) {
+      this.staleSince = now;
+      this.logger.warn(
+        `Postgres is unreachable (${err instanceof Error ? err.message : 'lookup failed'}): accepting credentials verified within the last ${Math.round(
+          this.cache.maxStalenessMs / 1000,
+        )} s from the cache; unknown credentials get 503`,
+      );
+    }
+  }
 
   /** Resolves the request's credentials to a principal (does not set it on the request). */
   async authenticate(request: Pick<FastifyRequest, 'headers'> & Partial<FastifyRequest>): Promise<Principal> {
@@ -102,7 +130,25 @@ export class CredentialVerifier {
       return cached.principal;
     }
     const generation = this.cache.generation;
-    const rows = (await this.dataSource.query(KEY_LOOKUP_SQL, [hash])) as KeyRow[];
+    let rows: KeyRow[];
+    try {
+      const recent = this.cache.staleKey(hash);
+      if (recent && now < this.unreachableUntil) {
+        if (recent.expiresAtMs !== null && recent.expiresAtMs <= now) throw expiredKey();
+        this.servedStale('api_key', null);
+        this.usage.touch(recent.userId, recent.keyId, now);
+        return recent.principal;
+      }
+      const lookup = this.dataSource.query(KEY_LOOKUP_SQL, [hash]) as Promise<KeyRow[]>;
+      rows = recent ? await withinDeadline(lookup) : await lookup;
+    } catch (err) {
+      const stale = isConnectivityError(err) ? this.cache.staleKey(hash) : undefined;
+      if (!stale) throw err;
+      if (stale.expiresAtMs !== null && stale.expiresAtMs <= now) throw expiredKey();
+      this.servedStale('api_key', err);
+      this.usage.touch(stale.userId, stale.keyId, now);
+      return stale.principal;
+    }
     const row = rows[0];
     if (!row) throw invalidKey();
     if (row.revoked_at) throw ApiError.unauthorized('API key has been revoked', 'api_key_revoked');
@@ -136,10 +182,19 @@ export class CredentialVerifier {
     let subject = this.cache.subjects.get(identity.subject);
     if (!subject) {
       const generation = this.cache.generation;
-      const resolved = await this.users.resolveJwtSubject(identity, request);
-      const user = resolved.user;
-      subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
-      this.cache.fillSubject(identity.subject, subject, generation);
+      try {
+        const recent = this.cache.staleSubject(identity.subject);
+        if (recent && Date.now() < this.unreachableUntil) throw UNREACHABLE_RECENTLY;
+        const resolving = this.users.resolveJwtSubject(identity, request);
+        const resolved = recent ? await withinDeadline(resolving) : await resolving;
+        const user = resolved.user;
+        subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
+        this.cache.fillSubject(identity.subject, subject, generation);
+      } catch (err) {
+        subject = isConnectivityError(err) ? this.cache.staleSubject(identity.subject) : undefined;
+        if (!subject) throw err;
+        this.servedStale('jwt', err === UNREACHABLE_RECENTLY ? null : err);
+      }
     }
     if (subject.disabled) throw disabledUser();
     this.usage.touch(subject.userId, null);
@@ -153,6 +208,35 @@ export class CredentialVerifier {
     };
     return principal;
   }
+}
+
+/**
+ * With a recent answer at hand (a stale cache entry), a lookup gets this long: a Postgres that
+ * accepts bytes but never answers (frozen, partitioned) then falls back on that answer instead of
+ * holding the request until TCP gives up. Without one, the lookup waits as long as the pool allows.
+ */
+export const STALE_FALLBACK_DEADLINE_MS = 1000;
+
+/** Thrown (and caught) inside verifyJwt when Postgres failed moments ago: use the stale subject. */
+const UNREACHABLE_RECENTLY = Object.assign(new Error('Postgres was unreachable moments ago'), {
+  code: 'ECONNREFUSED',
+});
+
+function withinDeadline<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          Object.assign(new Error(`Postgres did not answer within ${STALE_FALLBACK_DEADLINE_MS} ms`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      STALE_FALLBACK_DEADLINE_MS,
+    );
+  });
+  work.catch(() => undefined); // a late failure after the deadline is not an unhandled rejection
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
 function deepFreeze<T>(value: T): T {

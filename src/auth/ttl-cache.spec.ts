@@ -13,6 +13,24 @@ describe('TtlCache', () => {
     expect(cache.size).toBe(0);
   });
 
+  it('keeps an expired entry for keepStaleMs: get misses, getStale returns it with its age', () => {
+    let now = 1000;
+    const cache = new TtlCache<string>(10, 5000, () => now, 10_000);
+    cache.set('a', 'A');
+    now += 6000;
+    expect(cache.get('a')).toBeUndefined();
+    expect(cache.getStale('a')).toEqual({ value: 'A', ageMs: 6000 });
+    now += 8999;
+    expect(cache.getStale('a')).toEqual({ value: 'A', ageMs: 14_999 });
+    cache.deleteWhere((v) => v === 'A');
+    expect(cache.getStale('a')).toBeUndefined();
+    cache.set('b', 'B');
+    now += 15_000;
+    expect(cache.get('b')).toBeUndefined();
+    expect(cache.getStale('b')).toBeUndefined();
+    expect(cache.size).toBe(0);
+  });
+
   it('stays within its bound by evicting the oldest entries', () => {
     const cache = new TtlCache<number>(3, 60_000);
     for (let i = 0; i < 10; i++) cache.set(`k${i}`, i);

@@ -50,6 +50,12 @@ export interface AppConfig {
     inMemory: boolean;
     migrationsRun: boolean;
     poolSize: number;
+    /**
+     * WRITE_BUFFER_MAX_ENTRIES: how much each batched writer (request log rows, key usage minutes,
+     * API key/user last-used times) keeps in memory while Postgres cannot be written; past it, new
+     * entries are dropped, logged and counted in floodgate_store_writes_dropped_total.
+     */
+    writeBufferMaxEntries: number;
   };
   redis: {
     url: string | undefined;
@@ -58,6 +64,11 @@ export interface AppConfig {
   };
   log: { level: LogLevel; format: LogFormat };
   auth: {
+    /**
+     * CREDENTIAL_MAX_STALENESS_MS: while Postgres is unreachable, a credential verified at most this
+     * long ago is still accepted from the cache (revocations still apply through pub/sub); 0 = never.
+     */
+    credentialMaxStalenessMs: number;
     adminBootstrapKey: string | undefined;
     jwt: {
       secret: string | undefined;
@@ -549,6 +560,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
       inMemory: dataDir === ':memory:',
       migrationsRun: r.bool('MIGRATIONS_RUN', true),
       poolSize: r.int('DATABASE_POOL_SIZE', 10, 1, 200),
+      writeBufferMaxEntries: r.int('WRITE_BUFFER_MAX_ENTRIES', 20_000, 100, 10_000_000),
     },
     redis: {
       url: redisUrl,
@@ -556,6 +568,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     },
     log: { level: logLevel, format: logFormat },
     auth: {
+      credentialMaxStalenessMs: r.int('CREDENTIAL_MAX_STALENESS_MS', 300_000, 0, 86_400_000),
       adminBootstrapKey,
       jwt: {
         secret: jwtSecret,

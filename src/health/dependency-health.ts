@@ -40,11 +40,28 @@ export class DependencyHealth {
     return this.readiness.isDraining ? check.down({ message: 'shutting down' }) : check.up();
   }
 
+  /**
+   * An unreachable external Postgres is reported but does not fail readiness: the instance still
+   * relays for callers it verified recently (cached credentials, providers and keys; limits and
+   * leases live in Redis) and buffers its accounting until Postgres returns. Every replica shares
+   * that Postgres, so a 503 here would make Kubernetes remove ALL of them from the Service and turn
+   * a degraded gateway into a total outage, with no healthier replica to send traffic to. The
+   * check is `degraded` (terminus: HTTP 200, overall status "degraded") with `reachable: false`.
+   * Embedded PGlite lives in the process: if it cannot answer, the instance is broken → `down`, 503.
+   */
   async postgres(): Promise<HealthIndicatorResult> {
     const result = await this.database.run();
     const check = this.indicators.check('database');
     const details = { kind: this.databaseInfo.kind, latency_ms: result.latencyMs };
-    return result.ok ? check.up(details) : check.down({ ...details, message: result.message });
+    if (result.ok) return check.up({ ...details, reachable: true });
+    if (this.databaseInfo.kind === 'postgres') {
+      return check.degraded({
+        ...details,
+        reachable: false,
+        message: `Postgres unreachable (${result.message}): relaying continues for recently verified callers and accounting is buffered; admin routes and unknown credentials answer 503`,
+      });
+    }
+    return check.down({ ...details, reachable: false, message: result.message });
   }
 
   async redis(): Promise<HealthIndicatorResult> {

@@ -88,9 +88,15 @@ export class HealthController {
     summary: 'Readiness probe',
     description:
       'Pings Postgres (and Redis in distributed mode), each with a 1 s deadline and its latency in the details. ' +
-      '503 when a dependency is down or frozen, and while the instance is shutting down.',
+      '503 when Redis or the embedded database is down or frozen, and while the instance is shutting down. ' +
+      'An unreachable external Postgres is reported as `database: {status: "degraded", reachable: false}` with ' +
+      'overall status "degraded" and HTTP 200: the relay keeps serving recently verified callers, and every replica ' +
+      'shares that Postgres, so failing readiness would only take all of them out of the load balancer.',
   })
-  @ApiOkResponse({ description: 'Ready to serve', schema: { example: EXAMPLE_UP } })
+  @ApiOkResponse({
+    description: 'Ready to serve (status "degraded": serving without Postgres)',
+    schema: { example: EXAMPLE_UP },
+  })
   @ApiServiceUnavailableResponse({
     description: 'A dependency is down, or the instance is draining',
     schema: { example: EXAMPLE_DOWN },

@@ -159,6 +159,25 @@ export class FloodgateMetrics {
     registers: [this.registry],
   });
 
+  readonly storeWritesDropped = new Counter({
+    name: 'floodgate_store_writes_dropped_total',
+    help: 'Entries a batched Postgres writer gave up on, by writer (request_log, key_usage, api_key_usage) and reason (buffer_full: its in-memory bound was hit while Postgres could not be written; rejected: Postgres refused that one entry; shutdown: still unwritten when the process stopped)',
+    labelNames: ['writer', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly storeWriteBuffer = new Gauge({
+    name: 'floodgate_store_write_buffer_entries',
+    help: 'Entries a batched Postgres writer holds in memory, not yet written, by writer',
+    labelNames: ['writer'] as const,
+    registers: [this.registry],
+  });
+  readonly staleCredentials = new Counter({
+    name: 'floodgate_auth_stale_credentials_total',
+    help: 'Requests authenticated from a cached credential past its cache TTL because Postgres was unreachable (bounded by CREDENTIAL_MAX_STALENESS_MS), by method (api_key, jwt)',
+    labelNames: ['method'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: '' });
   }

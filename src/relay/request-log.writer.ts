@@ -1,75 +1,78 @@
-import { Injectable, Logger, BeforeApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { RetryingBatch } from '../database/retrying-batch.js';
+import { storableText } from '../database/storable-text.js';
+import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { RequestLogRow } from './request-log.entity.js';
 
 export type RequestLogEntry = Omit<RequestLogRow, 'id'>;
 
 const FLUSH_INTERVAL_MS = 1000;
 const FLUSH_AT_ROWS = 500;
-const MAX_BUFFERED = 20_000;
 
 /**
  * The relay's request log, written in batches: rows collect in memory and go to Postgres in one
- * multi-row INSERT every second (or every 500 rows), and on shutdown. A failed flush keeps the rows
- * for the next attempt (bounded), so a Postgres restart loses no row of a completed request.
+ * multi-row INSERT every second (or every 500 rows), and on shutdown. Text columns are made
+ * storable first (no NUL, no lone surrogate, cut to the column's length), and the batching is the
+ * shared RetryingBatch: an unreachable Postgres keeps the rows (up to WRITE_BUFFER_MAX_ENTRIES) and
+ * retries with backoff; a row Postgres still refuses is dropped alone, never its batch.
  */
 @Injectable()
 export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger('RequestLog');
-  private buffer: RequestLogEntry[] = [];
+  private readonly batch: RetryingBatch<RequestLogEntry>;
   private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
-  private dropped = 0;
-  written = 0;
+  private seq = 0;
 
-  constructor(@InjectRepository(RequestLogRow) private readonly rows: Repository<RequestLogRow>) {}
+  constructor(
+    @InjectRepository(RequestLogRow) private readonly rows: Repository<RequestLogRow>,
+    @Inject(APP_CONFIG) config: AppConfig,
+    metrics: FloodgateMetrics,
+  ) {
+    this.batch = new RetryingBatch<RequestLogEntry>({
+      name: 'request_log',
+      unit: 'request log rows',
+      chunkSize: FLUSH_AT_ROWS,
+      maxEntries: config.database.writeBufferMaxEntries,
+      write: (entries) => this.insert(entries.map(([, row]) => row)),
+      logger: this.logger,
+      metrics,
+      describe: (_key, row) =>
+        `request ${storableText(row.requestId, 128)} (${row.endpoint}, status ${row.status})`,
+    });
+  }
 
   onModuleInit(): void {
-    this.timer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
+    this.timer = setInterval(() => this.batch.tick(), FLUSH_INTERVAL_MS);
     this.timer.unref();
   }
 
   add(entry: RequestLogEntry): void {
-    this.buffer.push(entry);
-    if (this.buffer.length > MAX_BUFFERED) {
-      this.buffer.splice(0, this.buffer.length - MAX_BUFFERED);
-      this.dropped++;
-    }
-    if (this.buffer.length >= FLUSH_AT_ROWS) void this.flush();
+    this.batch.add(String(++this.seq), storable(entry));
+    if (this.batch.size >= FLUSH_AT_ROWS) this.batch.tick();
   }
 
   get pending(): number {
-    return this.buffer.length;
+    return this.batch.size;
   }
 
-  async flush(): Promise<void> {
-    if (this.flushing) return this.flushing;
-    if (this.buffer.length === 0) return;
-    const batch = this.buffer;
-    this.buffer = [];
-    this.flushing = (async () => {
-      try {
-        for (let i = 0; i < batch.length; i += FLUSH_AT_ROWS) {
-          await this.insert(batch.slice(i, i + FLUSH_AT_ROWS));
-        }
-        this.written += batch.length;
-        if (this.dropped > 0) {
-          this.logger.warn(
-            `request log buffer overflowed ${this.dropped} time(s) while Postgres was unavailable`,
-          );
-          this.dropped = 0;
-        }
-      } catch (err) {
-        this.buffer = batch.concat(this.buffer).slice(-MAX_BUFFERED);
-        this.logger.warn(
-          `request log flush of ${batch.length} rows failed, will retry: ${(err as Error).message}`,
-        );
-      } finally {
-        this.flushing = undefined;
-      }
-    })();
-    return this.flushing;
+  /** Rows written since the start. */
+  get written(): number {
+    return this.batch.written;
+  }
+
+  /** Rows given up on since the start (refused by Postgres, buffer full, or unwritten at shutdown). */
+  get droppedRows(): number {
+    const d = this.batch.dropped;
+    return d.rejected + d.buffer_full + d.shutdown;
+  }
+
+  /** Writes every buffered row now (an unreachable Postgres keeps them for the next attempt). */
+  flush(): Promise<void> {
+    return this.batch.flush();
   }
 
   /**
@@ -110,6 +113,18 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
   /** Before shutdown hooks: the database pool closes in onApplicationShutdown. */
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.timer);
-    await this.flush();
+    await this.batch.close();
   }
+}
+
+/** Every text column within what Postgres stores (lengths from RequestLogRow). */
+function storable(e: RequestLogEntry): RequestLogEntry {
+  return {
+    ...e,
+    requestId: storableText(e.requestId, 128),
+    endpoint: storableText(e.endpoint, 32),
+    model: storableText(e.model, 255),
+    priority: storableText(e.priority, 8),
+    errorCode: storableText(e.errorCode, 64),
+  };
 }
