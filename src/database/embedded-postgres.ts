@@ -1,17 +1,113 @@
 import { Logger } from '@nestjs/common';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * Postgres settings for the embedded server, added to PGlite's own start parameters. PGlite's
+ * emscripten build backs Postgres' shared memory with zero-filled heap, so every byte of
+ * shared_buffers is resident from the first second: the default 128MB was most of the process.
+ * 16MB holds the gateway's working set (a few small tables); reads beyond it come from the OS page
+ * cache. WebAssembly memory never shrinks, so the per-operation budgets are capped too: a peak
+ * (an index build, a big sort) would otherwise stay resident for the life of the process.
+ */
+export const EMBEDDED_PG_SETTINGS: Readonly<Record<string, string>> = {
+  shared_buffers: '16MB',
+  wal_buffers: '1MB',
+  work_mem: '2MB',
+  maintenance_work_mem: '16MB',
+  temp_buffers: '2MB',
+};
+
+const startParams = (): string[] => [
+  ...PGlite.defaultStartParams,
+  ...Object.entries(EMBEDDED_PG_SETTINGS).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
+];
+
+/**
+ * Runs initdb in a child process. Initialising a cluster in-process costs a second PGlite instance,
+ * the initdb module and a tarball of the new cluster: ~500 MB that the garbage collector frees late
+ * and the allocator mostly never returns to the OS (~160 MB stayed resident after a forced GC). A
+ * process that exits returns all of it.
+ */
+async function initdbInChild(pgdata: string): Promise<void> {
+  const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  const script = `
+    const [entry, dir, params] = process.argv.slice(1);
+    const { PGlite } = require(entry);
+    PGlite.create(dir, { startParams: JSON.parse(params) })
+      .then((db) => db.close())
+      .catch((err) => { console.error(err); process.exit(1); });`;
+  await promisify(execFile)(process.execPath, ['-e', script, entry, pgdata, JSON.stringify(startParams())], {
+    timeout: 120_000,
+  });
+}
+
+/**
+ * A fresh cluster, initialised once per PGlite build and settings and kept under the OS temp
+ * directory; new data directories are copies of it (what PGlite's own clone() does, minus the
+ * tarball). initdb takes seconds; a copy takes milliseconds.
+ */
+async function templateCluster(): Promise<string> {
+  const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  const version = (JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')) as { version: string })
+    .version;
+  const key = createHash('sha256')
+    .update(`${entry}\n${version}\n${startParams().join(' ')}`)
+    .digest('hex')
+    .slice(0, 16);
+  const root = join(tmpdir(), 'floodgate-pglite');
+  const template = join(root, `template-${version}-${key}`);
+  if (existsSync(join(template, 'PG_VERSION'))) return template;
+  await mkdir(root, { recursive: true });
+  const building = await mkdtemp(join(root, 'building-'));
+  try {
+    await initdbInChild(join(building, 'pgdata'));
+    // Atomic: readers see a complete template or none. Losing a race to another process is fine.
+    await rename(join(building, 'pgdata'), template).catch((err: NodeJS.ErrnoException) => {
+      if (!existsSync(join(template, 'PG_VERSION'))) throw err;
+    });
+  } finally {
+    await rm(building, { recursive: true, force: true });
+  }
+  return template;
+}
+
+/** Makes `pgdata` a Postgres cluster if it is not one yet. */
+async function ensureCluster(pgdata: string): Promise<void> {
+  if (existsSync(join(pgdata, 'PG_VERSION'))) return;
+  await mkdir(dirname(pgdata), { recursive: true });
+  try {
+    const template = await templateCluster();
+    await rm(pgdata, { recursive: true, force: true });
+    await cp(template, pgdata, { recursive: true });
+  } catch {
+    // No usable temp directory (read-only, cleaned mid-copy…): initialise in place instead.
+    await rm(pgdata, { recursive: true, force: true });
+    await initdbInChild(pgdata);
+  }
+}
 
 /**
  * Embedded mode's Postgres: PGlite in this process, served on a loopback socket so TypeORM talks to
  * it through the ordinary `pg` driver — the same SQL and migrations as production.
+ *
+ * DATA_DIR=:memory: is a throwaway cluster in a private temp directory, removed at stop: files in
+ * the OS page cache rather than in PGlite's in-heap file system (which held the cluster, its 16MB
+ * WAL segments and the tarball it was loaded from as JavaScript buffers).
  */
 export class EmbeddedPostgres {
   private readonly logger = new Logger('EmbeddedPostgres');
   private db: PGlite | undefined;
   private server: PGLiteSocketServer | undefined;
+  private throwaway: string | undefined;
   host = '127.0.0.1';
   port = 0;
 
@@ -29,13 +125,15 @@ export class EmbeddedPostgres {
 
   async start(): Promise<void> {
     const started = Date.now();
+    let pgdata: string;
     if (this.dataDir === ':memory:') {
-      this.db = await PGlite.create();
+      this.throwaway = await mkdtemp(join(tmpdir(), 'floodgate-memory-'));
+      pgdata = join(this.throwaway, 'pgdata');
     } else {
-      const dir = join(this.dataDir, 'pgdata');
-      await mkdir(dir, { recursive: true });
-      this.db = await PGlite.create(dir);
+      pgdata = join(this.dataDir, 'pgdata');
     }
+    await ensureCluster(pgdata);
+    this.db = await PGlite.create(pgdata, { startParams: startParams() });
     this.server = new PGLiteSocketServer({
       db: this.db,
       host: this.host,
@@ -51,9 +149,12 @@ export class EmbeddedPostgres {
   async stop(): Promise<void> {
     const server = this.server;
     const db = this.db;
+    const throwaway = this.throwaway;
     this.server = undefined;
     this.db = undefined;
+    this.throwaway = undefined;
     await server?.stop().catch(() => undefined);
     await db?.close().catch(() => undefined);
+    if (throwaway) await rm(throwaway, { recursive: true, force: true }).catch(() => undefined);
   }
 }
