@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
 
 /**
  * Postgres settings for the embedded server, added to PGlite's own start parameters. PGlite's
@@ -32,6 +33,23 @@ const startParams = (): string[] => [
 ];
 
 /**
+ * Compiles PGlite's 9 MB WebAssembly module with V8's baseline compiler (Liftoff) only. By default
+ * V8 recompiles hot functions with TurboFan in the background; for Postgres that optimised code and
+ * the compiler's working memory cost ~60 MB resident (measured: 233 → 171 MB after 9,000 queries
+ * standalone) for ~10–20 % faster SQL execution, of which the gateway runs little (batched writes).
+ * V8 fixes a module's tiering when it compiles it, so the flag is set around PGlite's compile only
+ * and other WebAssembly (undici's HTTP parser) keeps the optimising tier.
+ */
+async function withBaselineWasmCompiler<T>(compile: () => Promise<T>): Promise<T> {
+  setFlagsFromString('--liftoff-only');
+  try {
+    return await compile();
+  } finally {
+    setFlagsFromString('--no-liftoff-only');
+  }
+}
+
+/**
  * Runs initdb in a child process. Initialising a cluster in-process costs a second PGlite instance,
  * the initdb module and a tarball of the new cluster: ~500 MB that the garbage collector frees late
  * and the allocator mostly never returns to the OS (~160 MB stayed resident after a forced GC). A
@@ -45,9 +63,13 @@ async function initdbInChild(pgdata: string): Promise<void> {
     PGlite.create(dir, { startParams: JSON.parse(params) })
       .then((db) => db.close())
       .catch((err) => { console.error(err); process.exit(1); });`;
-  await promisify(execFile)(process.execPath, ['-e', script, entry, pgdata, JSON.stringify(startParams())], {
-    timeout: 120_000,
-  });
+  await promisify(execFile)(
+    process.execPath,
+    ['--liftoff-only', '-e', script, entry, pgdata, JSON.stringify(startParams())],
+    {
+      timeout: 120_000,
+    },
+  );
 }
 
 /**
@@ -57,8 +79,9 @@ async function initdbInChild(pgdata: string): Promise<void> {
  */
 async function templateCluster(): Promise<string> {
   const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
-  const version = (JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')) as { version: string })
-    .version;
+  const version = (
+    JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')) as { version: string }
+  ).version;
   const key = createHash('sha256')
     .update(`${entry}\n${version}\n${startParams().join(' ')}`)
     .digest('hex')
@@ -110,6 +133,8 @@ export class EmbeddedPostgres {
   private throwaway: string | undefined;
   host = '127.0.0.1';
   port = 0;
+  /** Where the cluster's files are (for :memory:, a temp directory that stop() removes). */
+  directory: string | undefined;
 
   constructor(
     private readonly dataDir: string,
@@ -132,8 +157,9 @@ export class EmbeddedPostgres {
     } else {
       pgdata = join(this.dataDir, 'pgdata');
     }
+    this.directory = pgdata;
     await ensureCluster(pgdata);
-    this.db = await PGlite.create(pgdata, { startParams: startParams() });
+    this.db = await withBaselineWasmCompiler(() => PGlite.create(pgdata, { startParams: startParams() }));
     this.server = new PGLiteSocketServer({
       db: this.db,
       host: this.host,
