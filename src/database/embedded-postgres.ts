@@ -3,8 +3,8 @@ import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -118,13 +118,36 @@ async function ensureCluster(pgdata: string): Promise<void> {
   }
 }
 
+const THROWAWAY_PREFIX = 'floodgate-memory-';
+
+/** :memory: directories of processes that are gone (killed: no exit handler ran). */
+async function removeOrphanedThrowaways(): Promise<void> {
+  const names = await readdir(tmpdir()).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(THROWAWAY_PREFIX)) continue;
+    const pid = Number(name.slice(THROWAWAY_PREFIX.length).split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) continue;
+    await rm(join(tmpdir(), name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Embedded mode's Postgres: PGlite in this process, served on a loopback socket so TypeORM talks to
  * it through the ordinary `pg` driver — the same SQL and migrations as production.
  *
  * DATA_DIR=:memory: is a throwaway cluster in a private temp directory, removed at stop: files in
  * the OS page cache rather than in PGlite's in-heap file system (which held the cluster, its 16MB
- * WAL segments and the tarball it was loaded from as JavaScript buffers).
+ * WAL segments and the tarball it was loaded from as JavaScript buffers). A killed process's
+ * directory is removed by the next start on the machine (its name carries the pid).
  */
 export class EmbeddedPostgres {
   private readonly logger = new Logger('EmbeddedPostgres');
@@ -152,7 +175,10 @@ export class EmbeddedPostgres {
     const started = Date.now();
     let pgdata: string;
     if (this.dataDir === ':memory:') {
-      this.throwaway = await mkdtemp(join(tmpdir(), 'floodgate-memory-'));
+      await removeOrphanedThrowaways();
+      this.throwaway = await mkdtemp(join(tmpdir(), `${THROWAWAY_PREFIX}${process.pid}-`));
+      // Also on process.exit() without a shutdown (e.g. a configuration error after start).
+      process.once('exit', this.removeThrowaway);
       pgdata = join(this.throwaway, 'pgdata');
     } else {
       pgdata = join(this.dataDir, 'pgdata');
@@ -181,6 +207,13 @@ export class EmbeddedPostgres {
     this.throwaway = undefined;
     await server?.stop().catch(() => undefined);
     await db?.close().catch(() => undefined);
-    if (throwaway) await rm(throwaway, { recursive: true, force: true }).catch(() => undefined);
+    if (throwaway) {
+      process.off('exit', this.removeThrowaway);
+      await rm(throwaway, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
+
+  private readonly removeThrowaway = (): void => {
+    if (this.throwaway) rmSync(this.throwaway, { recursive: true, force: true });
+  };
 }

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -59,10 +60,15 @@ describe('embedded Postgres', () => {
   });
 
   it(':memory: leaves nothing behind; a data directory keeps its rows across restarts', async () => {
+    // A killed gateway's :memory: directory (no exit handler ran) goes at the next start.
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const orphan = join(tmpdir(), `floodgate-memory-${deadPid}-test`);
+    mkdirSync(join(orphan, 'pgdata'), { recursive: true });
     const throwaway = new EmbeddedPostgres(':memory:', 3);
     await throwaway.start();
     const dir = throwaway.directory!;
     expect(existsSync(join(dir, 'PG_VERSION'))).toBe(true);
+    expect(existsSync(orphan)).toBe(false);
     await throwaway.stop();
     expect(existsSync(dir)).toBe(false);
 
