@@ -1,0 +1,89 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EMBEDDED_PG_SETTINGS, EmbeddedPostgres } from '../../src/database/embedded-postgres.js';
+
+// Embedded mode's memory: PGlite keeps every byte of shared_buffers resident and initialising a
+// cluster in-process left a second PGlite, the initdb module and a tarball behind (~0.5 GB).
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+async function query(db: EmbeddedPostgres, sql: string): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client({
+    host: db.host,
+    port: db.port,
+    user: 'postgres',
+    password: 'postgres',
+    database: 'postgres',
+  });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows as Record<string, unknown>[];
+  } finally {
+    await client.end();
+  }
+}
+
+describe('embedded Postgres', () => {
+  // First in the file: nothing else has allocated WebAssembly memory in this process yet.
+  it('initialises a fresh data directory outside this process: no second instance left in its memory', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'floodgate-embedded-test-'));
+    dirs.push(dataDir);
+    const db = new EmbeddedPostgres(dataDir, 3);
+    await db.start();
+    try {
+      expect(existsSync(join(dataDir, 'pgdata', 'PG_VERSION'))).toBe(true);
+      // One instance's WebAssembly memory is 128 MiB; in-process initdb left ~660 MB here.
+      expect(process.memoryUsage().external / 1e6).toBeLessThan(300);
+    } finally {
+      await db.stop();
+    }
+  });
+
+  it('runs with the small memory settings', async () => {
+    const db = new EmbeddedPostgres(':memory:', 3);
+    await db.start();
+    try {
+      for (const [name, value] of Object.entries(EMBEDDED_PG_SETTINGS)) {
+        const [row] = await query(db, `SHOW ${name}`);
+        expect(row?.[name], name).toBe(value);
+      }
+    } finally {
+      await db.stop();
+    }
+  });
+
+  it(':memory: leaves nothing behind; a data directory keeps its rows across restarts', async () => {
+    // A killed gateway's :memory: directory (no exit handler ran) goes at the next start.
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const orphan = join(tmpdir(), `floodgate-memory-${deadPid}-test`);
+    mkdirSync(join(orphan, 'pgdata'), { recursive: true });
+    const throwaway = new EmbeddedPostgres(':memory:', 3);
+    await throwaway.start();
+    const dir = throwaway.directory!;
+    expect(existsSync(join(dir, 'PG_VERSION'))).toBe(true);
+    expect(existsSync(orphan)).toBe(false);
+    await throwaway.stop();
+    expect(existsSync(dir)).toBe(false);
+
+    const dataDir = mkdtempSync(join(tmpdir(), 'floodgate-embedded-test-'));
+    dirs.push(dataDir);
+    const first = new EmbeddedPostgres(dataDir, 3);
+    await first.start();
+    await query(first, `CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')`);
+    await first.stop();
+    const second = new EmbeddedPostgres(dataDir, 3);
+    await second.start();
+    try {
+      expect(await query(second, 'SELECT v FROM kept')).toEqual([{ v: 'still here' }]);
+    } finally {
+      await second.stop();
+    }
+  });
+});
