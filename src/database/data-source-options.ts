@@ -1,6 +1,7 @@
 import type { DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations/index.js';
 import type { AppConfig } from '../config/app-config.js';
+import { QueryErrorLogger } from './query-error-logger.js';
 
 /** The connection's application_name in embedded mode (one process owns the database). */
 export const EMBEDDED_APPLICATION_NAME = 'floodgate-embedded';
@@ -28,7 +29,8 @@ export function dataSourceOptions(config: AppConfig, embedded?: Endpoint): DataS
     migrationsRun: false,
     migrations: MIGRATIONS,
     migrationsTableName: 'migrations',
-    logging: ['error'],
+    logging: ['error', 'warn'],
+    logger: new QueryErrorLogger(),
     extra: {
       // Embedded: one connection (see session-lock.ts for why); PGlite serves one query at a time anyway.
       max: embedded ? 1 : config.database.poolSize,
