@@ -14,7 +14,12 @@ export interface DecreaseParams {
   minLimit: number;
 }
 
-export type AdjustmentReason = 'concurrency_429' | 'unknown_429' | 'high_utilisation' | 'probe';
+export type AdjustmentReason =
+  | 'concurrency_429'
+  | 'unknown_429'
+  | 'high_utilisation'
+  | 'slow_start'
+  | 'probe';
 
 /**
  * The new limit after an upstream 429, or null for "no change".
@@ -54,14 +59,28 @@ export interface IncreaseState {
   boundary: number | null;
   lastConcurrency429Ms: number;
   lastProbeMs: number;
+  /**
+   * The key was pushed back: a concurrency or unknown 429 since its learning began or was reset
+   * (the store's `c` or `u` counter is above 0). Until then, high utilisation grows it by slow start.
+   */
+  pushedBack: boolean;
+}
+
+export interface IncreaseParams {
+  maxLimit: number;
+  probeIntervalMs: number;
+  /** ADAPTIVE_SLOW_START_FACTOR in permille (2 → 2000); 1000 or less = no slow start. */
+  slowStartPermille: number;
 }
 
 export type IncreaseRefusal = 'hold' | 'max' | 'boundary' | 'quiet_period';
 
 /**
- * May the limit go up by one?
+ * May the limit go up, and to what?
  * - high_utilisation: not during a hold, never to the known boundary (the in-flight count a
- *   concurrency 429 happened at): below it the key is known to work;
+ *   concurrency 429 happened at): below it the key is known to work. +1 (additive increase) — or,
+ *   while the key was never pushed back, slow start: × the slow-start factor (at least +1), bounded
+ *   by maxLimit and the boundary, reason 'slow_start';
  * - probe: only after a whole probe interval without a concurrency 429 and since the last probe; it
  *   may cross the boundary (and forgets it), so a key is never stuck low after the upstream raised
  *   its limit.
@@ -70,19 +89,27 @@ export function increaseDecision(
   current: number,
   reason: 'high_utilisation' | 'probe',
   s: IncreaseState,
-  p: { maxLimit: number; probeIntervalMs: number },
-): { ok: true; limit: number } | { ok: false; why: IncreaseRefusal } {
+  p: IncreaseParams,
+):
+  | { ok: true; limit: number; reason: 'high_utilisation' | 'slow_start' | 'probe' }
+  | { ok: false; why: IncreaseRefusal } {
   if (s.nowMs < s.holdUntilMs) return { ok: false, why: 'hold' };
   if (current >= p.maxLimit) return { ok: false, why: 'max' };
   if (reason === 'high_utilisation') {
     if (s.boundary !== null && current + 1 >= s.boundary) return { ok: false, why: 'boundary' };
+    if (p.slowStartPermille > 1000 && !s.pushedBack) {
+      let next = Math.max(current + 1, Math.floor((current * p.slowStartPermille) / 1000));
+      next = Math.min(next, p.maxLimit);
+      if (s.boundary !== null) next = Math.min(next, s.boundary - 1);
+      return { ok: true, limit: next, reason: 'slow_start' };
+    }
   } else if (
     s.nowMs - s.lastConcurrency429Ms < p.probeIntervalMs ||
     s.nowMs - s.lastProbeMs < p.probeIntervalMs
   ) {
     return { ok: false, why: 'quiet_period' };
   }
-  return { ok: true, limit: current + 1 };
+  return { ok: true, limit: current + 1, reason };
 }
 
 /**
