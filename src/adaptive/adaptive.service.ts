@@ -317,6 +317,10 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     const limit =
       v.learned ??
       (lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit);
+    // A sample judges the limit in force when its slot was taken (the policy hands the view's
+    // limit to the lease as `initial`): answers to requests admitted under another limit say
+    // nothing about this one — right after a doubling they would all look half idle.
+    if (lease.concurrencyLimit.kind === 'learned' && lease.concurrencyLimit.initial !== limit) return;
     v.samples.add(lease.inFlight, limit);
     if (v.busy || limit >= a.maxLimit) return;
     const decision = v.samples.decision(a.utilisationThreshold, a.highUtilisationShare);

@@ -163,7 +163,7 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
     const codes = new Map<string, number>();
     let compared = 0;
     for (let b = 0; b < CASES / BATCH; b++) {
-      const [sec, usec] = (await client.time()) as [string, string];
+      const [sec, usec] = (await client.time()) as unknown as [string | number, string | number];
       const t0 = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
       const cases = Array.from({ length: BATCH }, () => makeCase(r, t0));
       const keyOf = (i: number) => [`${prefix}:kp:{eq}:k:${b}-${i}`, `${prefix}:ad:{eq}:k:${b}-${i}`] as const;
