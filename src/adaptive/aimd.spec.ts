@@ -69,12 +69,14 @@ describe('AIMD increase', () => {
       lastProbeMs: s.nowMs - 400_000,
     };
     expect(increaseDecision(4, 'probe', quiet, p)).toEqual({ ok: true, limit: 5, reason: 'probe' });
-    // a probe is +1 even before the first push-back (it is not a sign of a busy key)
+    // no probe before the first push-back (slow start); with slow start off, the probe applies
     expect(increaseDecision(4, 'probe', { ...quiet, pushedBack: false }, p)).toEqual({
-      ok: true,
-      limit: 5,
-      reason: 'probe',
+      ok: false,
+      why: 'slow_start',
     });
+    expect(
+      increaseDecision(4, 'probe', { ...quiet, pushedBack: false }, { ...p, slowStartPermille: 1000 }),
+    ).toEqual({ ok: true, limit: 5, reason: 'probe' });
     expect(increaseDecision(4, 'probe', { ...quiet, lastConcurrency429Ms: s.nowMs - 1000 }, p)).toEqual({
       ok: false,
       why: 'quiet_period',

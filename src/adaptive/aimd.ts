@@ -73,7 +73,7 @@ export interface IncreaseParams {
   slowStartPermille: number;
 }
 
-export type IncreaseRefusal = 'hold' | 'max' | 'boundary' | 'quiet_period';
+export type IncreaseRefusal = 'hold' | 'max' | 'boundary' | 'quiet_period' | 'slow_start';
 
 /**
  * May the limit go up, and to what?
@@ -83,7 +83,8 @@ export type IncreaseRefusal = 'hold' | 'max' | 'boundary' | 'quiet_period';
  *   by maxLimit and the boundary, reason 'slow_start';
  * - probe: only after a whole probe interval without a concurrency 429 and since the last probe; it
  *   may cross the boundary (and forgets it), so a key is never stuck low after the upstream raised
- *   its limit.
+ *   its limit. Not during slow start (refused with 'slow_start'): before the first push-back there
+ *   is nothing to rediscover, and a busy key grows faster by slow start.
  */
 export function increaseDecision(
   current: number,
@@ -95,14 +96,17 @@ export function increaseDecision(
   | { ok: false; why: IncreaseRefusal } {
   if (s.nowMs < s.holdUntilMs) return { ok: false, why: 'hold' };
   if (current >= p.maxLimit) return { ok: false, why: 'max' };
+  const slow = p.slowStartPermille > 1000 && !s.pushedBack;
   if (reason === 'high_utilisation') {
     if (s.boundary !== null && current + 1 >= s.boundary) return { ok: false, why: 'boundary' };
-    if (p.slowStartPermille > 1000 && !s.pushedBack) {
+    if (slow) {
       let next = Math.max(current + 1, Math.floor((current * p.slowStartPermille) / 1000));
       next = Math.min(next, p.maxLimit);
       if (s.boundary !== null) next = Math.min(next, s.boundary - 1);
       return { ok: true, limit: next, reason: 'slow_start' };
     }
+  } else if (slow) {
+    return { ok: false, why: 'slow_start' };
   } else if (
     s.nowMs - s.lastConcurrency429Ms < p.probeIntervalMs ||
     s.nowMs - s.lastProbeMs < p.probeIntervalMs

@@ -99,12 +99,12 @@ elseif op == 'inc' then
   if now < num(redis.call('HGET', ah, 'hold'), 0) then return {0, cur, cur, v, 'hold'} end
   if cur >= maxLimit then return {0, cur, cur, v, 'max'} end
   local bd = tonumber(redis.call('HGET', ah, 'bd'))
+  -- slow start: never pushed back (no concurrency or unknown 429 since learning began or was reset)
+  local slow = slowStart > 1000 and num(redis.call('HGET', ah, 'c'), 0) == 0 and num(redis.call('HGET', ah, 'u'), 0) == 0
   local nxt = cur + 1
   if reason == 'high_utilisation' then
     if bd ~= nil and cur + 1 >= bd then return {0, cur, cur, v, 'boundary'} end
-    -- slow start: never pushed back (no concurrency or unknown 429 since learning began or was reset)
-    local pushedBack = num(redis.call('HGET', ah, 'c'), 0) > 0 or num(redis.call('HGET', ah, 'u'), 0) > 0
-    if slowStart > 1000 and not pushedBack then
+    if slow then
       local m = math.floor(cur * slowStart / 1000)
       if m > nxt then nxt = m end
       if nxt > maxLimit then nxt = maxLimit end
@@ -112,6 +112,8 @@ elseif op == 'inc' then
       reason = 'slow_start'
     end
   else
+    -- nothing to rediscover before the first push-back: a busy key grows by slow start
+    if slow then return {0, cur, cur, v, 'slow_start'} end
     if now - num(redis.call('HGET', ah, 'lc'), 0) < probeMs or now - num(redis.call('HGET', ah, 'lp'), 0) < probeMs then
       return {0, cur, cur, v, 'quiet_period'}
     end

@@ -10,9 +10,9 @@ import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services
  * Lua copy (learn.lua) must be the same function. This suite generates a wide grid of stored states
  * × events (429 of every kind, increases with and without slow start, reset, load) and runs every
  * case through the Lua in a real Redis and through the TypeScript half (LocalDb + aimd.ts), then
- * asserts the same reply and the same resulting state (both hashes, field by field). Times are
- * seeded relative to Redis' clock and compared in whole seconds from it, so the few milliseconds a
- * batch takes do not matter; seeded times stay ≥ 5 s away from every threshold.
+ * asserts the same reply and the same resulting state (both hashes, field by field, exactly). Times
+ * are seeded relative to Redis' clock, ≥ 5 s away from every threshold; the TypeScript half runs at
+ * the millisecond the script read (bracketed by TIME before and after it).
  */
 
 // Deterministic PRNG (mulberry32): the same grid every run.
@@ -124,25 +124,14 @@ function makeCase(r: () => number, t0: number): Case {
   return { seed: { kh, ah }, op };
 }
 
-/** Epoch-ms values as whole seconds from t0 (`t+15`), everything else as stored. */
-function norm(value: string | number, t0: number): string {
-  const s = String(value);
-  if (/^\d{12,}$/.test(s)) return `t${Math.round((Number(s) - t0) / 1000)}`;
-  return s;
-}
-function normHash(h: Record<string, string>, t0: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
-    out[k] =
-      k === 'h'
-        ? v
-            .split(';')
-            .map((rec) => rec.split('|').map((x, i) => (i === 0 ? norm(x, t0) : x)).join('|'))
-            .join(';')
-        : norm(v, t0);
-  }
-  return out;
-}
+/** Order-independent form of a step's outcome. */
+const canon = (o: { reply: string[]; kh: Record<string, string>; ah: Record<string, string> }): string =>
+  JSON.stringify([o.reply, Object.entries(o.kh).sort(), Object.entries(o.ah).sort()]);
+
+const ms = (t: unknown): number => {
+  const [sec, usec] = t as [string | number, string | number];
+  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+};
 
 describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated grid', () => {
   let client: Redis;
@@ -168,13 +157,16 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
       const cases = Array.from({ length: BATCH }, () => makeCase(r, t0));
       const keyOf = (i: number) => [`${prefix}:kp:{eq}:k:${b}-${i}`, `${prefix}:ad:{eq}:k:${b}-${i}`] as const;
 
-      // Redis: seed, run, read back — one pipeline per batch.
+      // Redis: seed, then TIME / the script / TIME (the script's clock lies between the two),
+      // read back — one pipeline per batch.
       const p = client.pipeline();
       cases.forEach((c, i) => {
         const [kh, ah] = keyOf(i);
         if (Object.keys(c.seed.kh).length) p.hset(kh, c.seed.kh);
         if (Object.keys(c.seed.ah).length) p.hset(ah, c.seed.ah);
+        p.time();
         p.evalsha(sha, 2, kh, ah, ...encodeLearn(c.op));
+        p.time();
         p.hgetall(kh);
         p.hgetall(ah);
       });
@@ -182,27 +174,32 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
       let at = 0;
       cases.forEach((c, i) => {
         at += (Object.keys(c.seed.kh).length ? 1 : 0) + (Object.keys(c.seed.ah).length ? 1 : 0);
-        const [err, reply] = res[at]!;
+        const before = ms(res[at]![1]);
+        const [err, reply] = res[at + 1]!;
         expect(err).toBeNull();
-        const redisKh = res[at + 1]![1] as Record<string, string>;
-        const redisAh = res[at + 2]![1] as Record<string, string>;
-        at += 3;
+        const after = ms(res[at + 2]![1]);
+        const lua = {
+          reply: (reply as (string | number)[]).map(String),
+          kh: res[at + 3]![1] as Record<string, string>,
+          ah: res[at + 4]![1] as Record<string, string>,
+        };
+        at += 5;
 
-        // TypeScript: the same seed in a fresh LocalDb, the same clock.
-        const db = new LocalDb();
-        db.now = t0;
-        const [kh, ah] = ['kh', 'ah'];
-        if (Object.keys(c.seed.kh).length) db.hset(kh, c.seed.kh);
-        if (Object.keys(c.seed.ah).length) db.hset(ah, c.seed.ah);
-        const local = learnScript.local(db, [kh, ah], encodeLearn(c.op).map(String), t0);
-
-        const lua = (reply as (string | number)[]).map((x) => norm(x, t0));
-        const ts = local.map((x) => norm(x, t0));
-        const ctx = { case: c, lua, ts };
-        expect(lua, JSON.stringify(ctx)).toEqual(ts);
-        expect(normHash(redisKh, t0), JSON.stringify(ctx)).toEqual(normHash(db.hgetall(kh), t0));
-        expect(normHash(redisAh, t0), JSON.stringify(ctx)).toEqual(normHash(db.hgetall(ah), t0));
-        const code = `${c.op.op}:${String(local[4])}`;
+        // TypeScript: the same seed in a fresh LocalDb, at each millisecond the script may have
+        // read (almost always one); the outcome must equal the Lua's exactly at one of them.
+        const runTs = (now: number) => {
+          const db = new LocalDb();
+          db.now = now;
+          if (Object.keys(c.seed.kh).length) db.hset('kh', c.seed.kh);
+          if (Object.keys(c.seed.ah).length) db.hset('ah', c.seed.ah);
+          const out = learnScript.local(db, ['kh', 'ah'], encodeLearn(c.op).map(String), now);
+          return { reply: out.map(String), kh: db.hgetall('kh'), ah: db.hgetall('ah') };
+        };
+        let ts = runTs(before);
+        for (let now = before + 1; now <= after && canon(ts) !== canon(lua); now++)
+          ts = runTs(now);
+        expect(lua, JSON.stringify({ case: c, before, after })).toEqual(ts);
+        const code = `${c.op.op}:${ts.reply[4]}${ts.reply[0] === '0' && ts.reply[4] === 'slow_start' ? '_refused' : ''}`;
         codes.set(code, (codes.get(code) ?? 0) + 1);
         compared++;
       });
@@ -223,6 +220,7 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
       'inc:max',
       'inc:boundary',
       'inc:quiet_period',
+      'inc:slow_start_refused',
       'reset:reset',
       'load:loaded',
       'load:newer',
