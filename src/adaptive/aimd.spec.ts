@@ -148,7 +148,9 @@ describe('slow start (a key never pushed back)', () => {
   it('at least +1 (a small factor on a small limit), bounded by the max', () => {
     expect(increaseDecision(1, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(ss(2));
     expect(increaseDecision(2, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(ss(3));
-    expect(increaseDecision(10, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(ss(15));
+    expect(increaseDecision(10, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(
+      ss(15),
+    );
     expect(increaseDecision(9, 'high_utilisation', fresh, { ...p, maxLimit: 10 })).toEqual(ss(10));
   });
   it('never reaches a known boundary (a fixed-mode 429 recorded it)', () => {

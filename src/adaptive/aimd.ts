@@ -15,11 +15,7 @@ export interface DecreaseParams {
 }
 
 export type AdjustmentReason =
-  | 'concurrency_429'
-  | 'unknown_429'
-  | 'high_utilisation'
-  | 'slow_start'
-  | 'probe';
+  'concurrency_429' | 'unknown_429' | 'high_utilisation' | 'slow_start' | 'probe';
 
 /**
  * The new limit after an upstream 429, or null for "no change".

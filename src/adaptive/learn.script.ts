@@ -124,7 +124,13 @@ export interface LearnReply {
 }
 
 export function decodeLearn(r: LearnResult): LearnReply {
-  return { changed: r[0] === 1, old: Number(r[1]), next: Number(r[2]), version: Number(r[3]), code: String(r[4]) };
+  return {
+    changed: r[0] === 1,
+    old: Number(r[1]),
+    next: Number(r[2]),
+    version: Number(r[3]),
+    code: String(r[4]),
+  };
 }
 
 const LUA_LEARN = readLua(new URL('./learn.lua', import.meta.url), {

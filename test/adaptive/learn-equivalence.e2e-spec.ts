@@ -38,9 +38,10 @@ const BATCH = 1_000;
 const TYPES: Upstream429Type[] = ['concurrency', 'rpm', 'tpm', 'unknown'];
 
 function history(t0: number, count: number): string {
-  return Array.from({ length: count }, (_, i) => `${t0 - (count - i) * 1000}|${i + 1}|${i + 2}|high_utilisation|${i}`).join(
-    ';',
-  );
+  return Array.from(
+    { length: count },
+    (_, i) => `${t0 - (count - i) * 1000}|${i + 1}|${i + 2}|high_utilisation|${i}`,
+  ).join(';');
 }
 
 /** One case: a stored state relative to t0 and an event. */
@@ -155,7 +156,8 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
       const [sec, usec] = (await client.time()) as unknown as [string | number, string | number];
       const t0 = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
       const cases = Array.from({ length: BATCH }, () => makeCase(r, t0));
-      const keyOf = (i: number) => [`${prefix}:kp:{eq}:k:${b}-${i}`, `${prefix}:ad:{eq}:k:${b}-${i}`] as const;
+      const keyOf = (i: number) =>
+        [`${prefix}:kp:{eq}:k:${b}-${i}`, `${prefix}:ad:{eq}:k:${b}-${i}`] as const;
 
       // Redis: seed, then TIME / the script / TIME (the script's clock lies between the two),
       // read back — one pipeline per batch.
@@ -172,7 +174,7 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
       });
       const res = (await p.exec())!;
       let at = 0;
-      cases.forEach((c, i) => {
+      cases.forEach((c) => {
         at += (Object.keys(c.seed.kh).length ? 1 : 0) + (Object.keys(c.seed.ah).length ? 1 : 0);
         const before = ms(res[at]![1]);
         const [err, reply] = res[at + 1]!;
@@ -196,8 +198,7 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
           return { reply: out.map(String), kh: db.hgetall('kh'), ah: db.hgetall('ah') };
         };
         let ts = runTs(before);
-        for (let now = before + 1; now <= after && canon(ts) !== canon(lua); now++)
-          ts = runTs(now);
+        for (let now = before + 1; now <= after && canon(ts) !== canon(lua); now++) ts = runTs(now);
         expect(lua, JSON.stringify({ case: c, before, after })).toEqual(ts);
         const code = `${c.op.op}:${ts.reply[4]}${ts.reply[0] === '0' && ts.reply[4] === 'slow_start' ? '_refused' : ''}`;
         codes.set(code, (codes.get(code) ?? 0) + 1);
