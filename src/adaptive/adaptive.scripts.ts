@@ -20,7 +20,8 @@ import {
  *                   selection script in the same atomic step as the slot is taken)
  *   ad:{p}:k:<id>   hash  ll copy of the learned limit, v version (ms), c/r/t/u 429 counts (concurrency/rpm/tpm/unknown), l4 last 429
  *                         (ms), lt its type, lc last concurrency 429 (ms), bd boundary (lowest in-flight
- *                         count a concurrency 429 happened at since the last probe), hold (ms), lp last probe (ms), h history (last 20)
+ *                         count a concurrency 429 happened at since the last probe), hold (ms), lp last probe (ms), h history (last 20),
+ *                         sg the limit before the last slow-start step (until the first push-back)
  *   ad:{p}:rt       hash  retreat bucket: st state, f factor ‰, since, cut, calm, step, ob observed
  *                         base rpm, tk tokens, ts last refill (ms)
  *   ad:{p}:rw       hash  sliding window of upstream answers: 10 slots s<i> slot id, n<i> answers, e<i> 429s

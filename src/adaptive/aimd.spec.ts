@@ -160,6 +160,26 @@ describe('slow start (a key never pushed back)', () => {
       why: 'boundary',
     });
   });
+  it('the first push-back cuts no higher than the limit before the last slow-start step (ssthresh)', () => {
+    // 32 → 64 overshot an upstream of 40: refused at 60 in flight → min(51, 32) = 32
+    expect(decreaseFor429(64, 'concurrency', 60, false, P, 32)).toEqual({
+      limit: 32,
+      reason: 'concurrency_429',
+    });
+    // the plain cut is lower anyway
+    expect(decreaseFor429(16, 'concurrency', 5, false, P, 8)).toEqual({
+      limit: 4,
+      reason: 'concurrency_429',
+    });
+    // never below the minimum; nothing when it would not lower the limit
+    expect(decreaseFor429(4, 'concurrency', 9, false, { ...P, minLimit: 3 }, 2)).toEqual({
+      limit: 3,
+      reason: 'concurrency_429',
+    });
+    expect(decreaseFor429(8, 'concurrency', 20, false, P, 8)).toBeNull();
+    // an unknown 429 stays mild
+    expect(decreaseFor429(64, 'unknown', 60, false, P, 32)).toEqual({ limit: 57, reason: 'unknown_429' });
+  });
   it('ends with the first push-back: +1 from then on (AIMD)', () => {
     expect(increaseDecision(32, 'high_utilisation', { ...fresh, pushedBack: true }, p)).toEqual({
       ok: true,

@@ -21,7 +21,8 @@ export type AdjustmentReason =
  * The new limit after an upstream 429, or null for "no change".
  * - concurrency: floor(in-flight × factor), floor minLimit, applied only when LOWER than the current
  *   limit — the 429s of one burst carry different in-flight counts and the lowest wins, instead of
- *   each of them cutting again (no ratchet to 1);
+ *   each of them cutting again (no ratchet to 1); at the end of slow start (`slowStartGood`: the
+ *   limit before the last slow-start step) no higher than that;
  * - unknown: floor(limit × factor) (at least −1), but not again while a decrease hold runs;
  * - rpm / tpm: never (KeyPool's cooldown handles a spent window; concurrency is not the problem).
  */
@@ -31,9 +32,14 @@ export function decreaseFor429(
   inFlight: number,
   inHold: boolean,
   p: DecreaseParams,
+  slowStartGood: number | null = null,
 ): { limit: number; reason: AdjustmentReason } | null {
   if (type === 'concurrency') {
-    const next = Math.max(p.minLimit, Math.floor((inFlight * p.decreasePermille) / 1000));
+    let next = Math.floor((inFlight * p.decreasePermille) / 1000);
+    // The first push-back after a slow-start step: the limit before that step ran busy without a
+    // 429, the step overshot — no higher than that (TCP's ssthresh = half the window at the loss).
+    if (slowStartGood !== null) next = Math.min(next, slowStartGood);
+    next = Math.max(p.minLimit, next);
     return next < current ? { limit: next, reason: 'concurrency_429' } : null;
   }
   if (type === 'unknown') {

@@ -57,6 +57,12 @@ if op == '429' then
   local typ, inflight, learned, initial = ARGV[2], num(ARGV[3], 0), ARGV[4] == '1', num(ARGV[5], 1)
   local dec, unk, holdMs, minLimit = num(ARGV[6], 850), num(ARGV[7], 900), num(ARGV[8], 0), num(ARGV[9], 1)
   local field = ({concurrency = 'c', rpm = 'r', tpm = 't'})[typ] or 'u'
+  -- The limit before the last slow-start step; the first push-back ends slow start and uses it.
+  local good = nil
+  if typ == 'concurrency' or typ == 'unknown' then
+    good = tonumber(redis.call('HGET', ah, 'sg'))
+    if good ~= nil then redis.call('HDEL', ah, 'sg') end
+  end
   redis.call('HINCRBY', ah, field, 1)
   redis.call('HSET', ah, 'l4', now, 'lt', typ)
   if typ == 'concurrency' then
@@ -70,6 +76,7 @@ if op == '429' then
   local nxt, reason = nil, nil
   if typ == 'concurrency' then
     local c = math.floor(inflight * dec / 1000)
+    if good ~= nil and good < c then c = good end
     if c < minLimit then c = minLimit end
     if c < cur then nxt = c; reason = 'concurrency_429' end
   elseif typ == 'rpm' or typ == 'tpm' then
@@ -110,6 +117,7 @@ elseif op == 'inc' then
       if nxt > maxLimit then nxt = maxLimit end
       if bd ~= nil and nxt > bd - 1 then nxt = bd - 1 end
       reason = 'slow_start'
+      redis.call('HSET', ah, 'sg', cur)
     end
   else
     -- nothing to rediscover before the first push-back: a busy key grows by slow start

@@ -171,6 +171,9 @@ function localLearn(db: LocalDb, keys: string[], args: string[], now: number): L
     const isLearned = args[3] === '1';
     const initial = n(args[4], 1);
     const field = type === 'concurrency' ? 'c' : type === 'rpm' ? 'r' : type === 'tpm' ? 't' : 'u';
+    // The limit before the last slow-start step; the first push-back ends slow start and uses it.
+    const good = type === 'concurrency' || type === 'unknown' ? n(db.hget(ah, 'sg'), NaN) : NaN;
+    if (!Number.isNaN(good)) db.hdel(ah, 'sg');
     db.hincrby(ah, field, 1);
     db.hset(ah, { l4: now, lt: type });
     if (type === 'concurrency') {
@@ -181,11 +184,14 @@ function localLearn(db: LocalDb, keys: string[], args: string[], now: number): L
     const stored = learned();
     const cur = Number.isNaN(stored) ? initial : stored;
     if (!isLearned) return [0, cur, cur, bump(), 'fixed'];
-    const change = decreaseFor429(cur, type, inFlight, now < n(db.hget(ah, 'hold'), 0), {
-      decreasePermille: n(args[5], 850),
-      unknownPermille: n(args[6], 900),
-      minLimit: n(args[8], 1),
-    });
+    const change = decreaseFor429(
+      cur,
+      type,
+      inFlight,
+      now < n(db.hget(ah, 'hold'), 0),
+      { decreasePermille: n(args[5], 850), unknownPermille: n(args[6], 900), minLimit: n(args[8], 1) },
+      Number.isNaN(good) ? null : good,
+    );
     if (!change) return [0, cur, cur, bump(), 'no_change'];
     setLearned(change.limit);
     db.hset(ah, { hold: now + n(args[7], 0) });
@@ -219,6 +225,7 @@ function localLearn(db: LocalDb, keys: string[], args: string[], now: number): L
       db.hset(ah, { lp: now });
       db.hdel(ah, 'bd');
     }
+    if (d.reason === 'slow_start') db.hset(ah, { sg: cur });
     setLearned(d.limit);
     remember(cur, d.limit, d.reason, inFlight);
     return [1, cur, d.limit, bump(), d.reason];

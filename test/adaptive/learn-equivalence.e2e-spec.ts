@@ -66,6 +66,8 @@ function makeCase(r: () => number, t0: number): Case {
     const off = pick(choices);
     return off === null ? null : String(t0 + off);
   };
+  const sg = pick([null, null, null, Math.floor(eff / 2), 4, eff] as const); // before the last slow-start step
+  if (sg !== null) ah.sg = String(sg);
   const hold = time([null, null, -10_000, 60_000]);
   if (hold) ah.hold = hold;
   const lc = time([null, -10_000, -400_000]);
@@ -202,6 +204,8 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
         expect(lua, JSON.stringify({ case: c, before, after })).toEqual(ts);
         const code = `${c.op.op}:${ts.reply[4]}${ts.reply[0] === '0' && ts.reply[4] === 'slow_start' ? '_refused' : ''}`;
         codes.set(code, (codes.get(code) ?? 0) + 1);
+        if (code === '429:concurrency_429' && c.seed.ah.sg !== undefined && ts.reply[2] === c.seed.ah.sg)
+          codes.set('429:ssthresh', (codes.get('429:ssthresh') ?? 0) + 1);
         compared++;
       });
       await client.del(...cases.flatMap((_, i) => keyOf(i)));
@@ -210,6 +214,7 @@ describe('adaptive-learn: Lua (Redis) ≡ TypeScript (aimd.ts) over a generated 
     // The grid reaches every outcome of every operation.
     for (const code of [
       '429:concurrency_429',
+      '429:ssthresh',
       '429:unknown_429',
       '429:no_change',
       '429:fixed',

@@ -102,10 +102,8 @@ describe.each(MODES)('adaptive slow start (%s)', (mode) => {
     }
     const cut = afterPush.adjustments[decrease]!;
     expect(cut.reason).toBe('concurrency_429');
-    // 85 % of the in-flight count the 429 came back at (the gateway's count, which includes the
-    // requests the upstream already refused or answered): it may take a cut or two more to get
-    // under the upstream's 40 — what AIMD does from here.
-    expect(cut.new).toBeLessThan(cut.old);
+    // no higher than the limit before the last doubling (that one ran busy without a 429)
+    expect(cut.new).toBeLessThanOrEqual(grown[grown.length - 1]!.old);
 
     // Phase 3: AIMD from there — increases by one, never doubling again.
     const three = await driveLoad({ instances: [s], providerId, clients: CLIENTS, requests: 600 });
@@ -116,10 +114,12 @@ describe.each(MODES)('adaptive slow start (%s)', (mode) => {
       if (a.new > a.old) expect(a.new).toBe(a.old + 1);
     }
     const final = (await s.adaptive.learnedLimits(providerId, [keyId])).get(keyId)!;
-    expect(final).toBeLessThanOrEqual(UPSTREAM_LIMIT);
-    expect(final).toBeGreaterThanOrEqual(TARGET - 4);
     console.log(
       `[slow start ${mode}] steps ${grown.map((a) => `${a.old}→${a.new}`).join(', ')}; first upstream 429 after ${first429At} more requests (${two.upstream429} 429s in that phase), cut ${cut.old}→${cut.new} at ${cut.inFlight} in flight; next 600 requests: ${three.upstream429} upstream 429s, ${later.length} adjustments (${later.map((a) => `${a.old}→${a.new}`).join(', ')}), limit ${final}`,
     );
+    // AIMD around the upstream's limit: up to one below the lowest in-flight count a 429 came back
+    // at (the gateway's count, a request or two above the upstream's), then down again.
+    expect(final).toBeLessThanOrEqual(UPSTREAM_LIMIT + 2);
+    expect(final).toBeGreaterThanOrEqual(TARGET - 4);
   });
 });
