@@ -1,8 +1,6 @@
 import { keyStateKey, LEARNED_LIMIT_FIELD, type AdmissionGate } from '../key-pool/key-pool.types.js';
 import type { AtomicScript } from '../state/atomic-store.js';
 import type { LocalDb } from '../state/local-db.js';
-import { appendHistory, decreaseFor429, increaseDecision } from './aimd.js';
-import type { Upstream429Type } from './classify-429.js';
 import {
   ACCEPTED_MARGIN_PERMILLE,
   bucketParams,
@@ -14,14 +12,16 @@ import {
 } from './retreat-machine.js';
 
 /**
- * Adaptive's atomic steps, each written twice (Redis Lua / LocalDb) per docs/CONVENTIONS.md.
+ * Adaptive's atomic steps, each written twice (Redis Lua / LocalDb) per docs/CONVENTIONS.md. The
+ * learning step (adaptive-learn) is in learn.script.ts + learn.lua.
  *
  * Store layout (every key of a provider shares the hash tag {providerId} with KeyPool's keys):
  *   kp:{p}:k:<id>   KeyPool's key hash; Adaptive owns field `cl` (the learned limit, read by the
  *                   selection script in the same atomic step as the slot is taken)
  *   ad:{p}:k:<id>   hash  ll copy of the learned limit, v version (ms), c/r/t/u 429 counts (concurrency/rpm/tpm/unknown), l4 last 429
  *                         (ms), lt its type, lc last concurrency 429 (ms), bd boundary (lowest in-flight
- *                         count a concurrency 429 happened at since the last probe), hold (ms), lp last probe (ms), h history (last 20)
+ *                         count a concurrency 429 happened at since the last probe), hold (ms), lp last probe (ms), h history (last 20),
+ *                         sg the limit before the last slow-start step (until the first push-back)
  *   ad:{p}:rt       hash  retreat bucket: st state, f factor ‰, since, cut, calm, step, ob observed
  *                         base rpm, tk tokens, ts last refill (ms)
  *   ad:{p}:rw       hash  sliding window of upstream answers: 10 slots s<i> slot id, n<i> answers, e<i> 429s
@@ -29,6 +29,17 @@ import {
 export function adaptiveKeyStateKey(providerId: string, keyId: string): string {
   return `ad:{${providerId}}:k:${keyId}`;
 }
+export {
+  decodeLearn,
+  encodeLearn,
+  HISTORY_MAX,
+  KEY_STATE_TTL_MS,
+  learnScript,
+  type LearnOp,
+  type LearnReply,
+  type LearnResult,
+} from './learn.script.js';
+
 export function retreatStateKey(providerId: string): string {
   return `ad:{${providerId}}:rt`;
 }
@@ -40,9 +51,6 @@ export function learnKeys(providerId: string, keyId: string): [string, string] {
   return [keyStateKey(providerId, keyId), adaptiveKeyStateKey(providerId, keyId)];
 }
 
-export const HISTORY_MAX = 20;
-/** Adaptive's per-key hash outlives idle periods (Postgres is the durable copy). */
-export const KEY_STATE_TTL_MS = 30 * 86_400_000;
 const RT_TTL_MS = 86_400_000;
 
 const LUA_NOW = `
@@ -50,248 +58,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
-// ---------------------------------------------------------------------------------------------
-// Learning: one script, four operations
-// ---------------------------------------------------------------------------------------------
-
-/**
- * KEYS: [kp key hash, ad key hash]. ARGV[1] = op:
- *   429:   type, inFlight, learned (1|0), initial, decrease‰, unknown‰, holdMs, minLimit
- *   inc:   expected, reason (high_utilisation|probe), inFlight, initial, maxLimit, probeIntervalMs
- *   reset: (none) — forgets the learned value, counters and history (the version survives)
- *   load:  version, learned ('' = none), c, r, t, u, l4, lt, lc, bd, lp, history — only when the
- *          store knows nothing newer (start-up reload from Postgres)
- * → [changed 0|1, old, new, version, code]. old/new = the current limit (learned or initial) when
- *   nothing changed; code = the adjustment reason, or why nothing changed.
- */
-export type LearnResult = [number, number, number, number, string];
-
-const LUA_LEARN = `${LUA_NOW}
-local kh, ah = KEYS[1], KEYS[2]
-local op = ARGV[1]
-local function num(v, d) local n = tonumber(v) if n == nil then return d end return n end
-local function bump()
-  local v = num(redis.call('HGET', ah, 'v'), 0) + 1
-  if now > v then v = now end
-  redis.call('HSET', ah, 'v', v)
-  redis.call('PEXPIRE', ah, ${KEY_STATE_TTL_MS})
-  return v
-end
--- The learned limit lives in KeyPool's key hash (read by the selection script) with a copy here
--- (field ll): KeyPool's hash expires after a long idle period, this one outlives it.
-local function learnedOr(d)
-  local v = tonumber(redis.call('HGET', kh, '${LEARNED_LIMIT_FIELD}'))
-  if v == nil then v = tonumber(redis.call('HGET', ah, 'll')) end
-  if v == nil then return d end
-  return v
-end
-local function setLearned(v)
-  redis.call('HSET', kh, '${LEARNED_LIMIT_FIELD}', v)
-  redis.call('HSET', ah, 'll', v)
-end
-local function remember(old, new, reason, inflight)
-  local rec = now .. '|' .. old .. '|' .. new .. '|' .. reason .. '|' .. inflight
-  local h = redis.call('HGET', ah, 'h')
-  if h and h ~= '' then h = h .. ';' .. rec else h = rec end
-  local count = select(2, string.gsub(h, ';', ';')) + 1
-  while count > ${HISTORY_MAX} do
-    h = string.sub(h, string.find(h, ';', 1, true) + 1)
-    count = count - 1
-  end
-  redis.call('HSET', ah, 'h', h)
-end
-if op == '429' then
-  local typ, inflight, learned, initial = ARGV[2], num(ARGV[3], 0), ARGV[4] == '1', num(ARGV[5], 1)
-  local dec, unk, holdMs, minLimit = num(ARGV[6], 850), num(ARGV[7], 900), num(ARGV[8], 0), num(ARGV[9], 1)
-  local field = ({concurrency = 'c', rpm = 'r', tpm = 't'})[typ] or 'u'
-  redis.call('HINCRBY', ah, field, 1)
-  redis.call('HSET', ah, 'l4', now, 'lt', typ)
-  if typ == 'concurrency' then
-    redis.call('HSET', ah, 'lc', now)
-    local bd = tonumber(redis.call('HGET', ah, 'bd'))
-    if bd == nil or inflight < bd then redis.call('HSET', ah, 'bd', inflight) end
-  end
-  local cur = learnedOr(initial)
-  if not learned then return {0, cur, cur, bump(), 'fixed'} end
-  local nxt, reason = nil, nil
-  if typ == 'concurrency' then
-    local c = math.floor(inflight * dec / 1000)
-    if c < minLimit then c = minLimit end
-    if c < cur then nxt = c; reason = 'concurrency_429' end
-  elseif typ == 'rpm' or typ == 'tpm' then
-    reason = nil
-  else
-    local hold = num(redis.call('HGET', ah, 'hold'), 0)
-    if now >= hold and cur > minLimit then
-      local c = math.floor(cur * unk / 1000)
-      if c > cur - 1 then c = cur - 1 end
-      if c < minLimit then c = minLimit end
-      if c < cur then nxt = c; reason = 'unknown_429' end
-    end
-  end
-  if nxt == nil then return {0, cur, cur, bump(), 'no_change'} end
-  setLearned(nxt)
-  redis.call('HSET', ah, 'hold', now + holdMs)
-  remember(cur, nxt, reason, inflight)
-  return {1, cur, nxt, bump(), reason}
-elseif op == 'inc' then
-  local expected, reason, inflight, initial = num(ARGV[2], -1), ARGV[3], num(ARGV[4], 0), num(ARGV[5], 1)
-  local maxLimit, probeMs = num(ARGV[6], 100), num(ARGV[7], 300000)
-  local cur = learnedOr(initial)
-  if cur ~= expected then return {0, cur, cur, num(redis.call('HGET', ah, 'v'), 0), 'stale'} end
-  local v = num(redis.call('HGET', ah, 'v'), 0)
-  if now < num(redis.call('HGET', ah, 'hold'), 0) then return {0, cur, cur, v, 'hold'} end
-  if cur >= maxLimit then return {0, cur, cur, v, 'max'} end
-  if reason == 'high_utilisation' then
-    local bd = tonumber(redis.call('HGET', ah, 'bd'))
-    if bd ~= nil and cur + 1 >= bd then return {0, cur, cur, v, 'boundary'} end
-  else
-    if now - num(redis.call('HGET', ah, 'lc'), 0) < probeMs or now - num(redis.call('HGET', ah, 'lp'), 0) < probeMs then
-      return {0, cur, cur, v, 'quiet_period'}
-    end
-    redis.call('HSET', ah, 'lp', now)
-    redis.call('HDEL', ah, 'bd')
-  end
-  setLearned(cur + 1)
-  remember(cur, cur + 1, reason, inflight)
-  return {1, cur, cur + 1, bump(), reason}
-elseif op == 'reset' then
-  local v = num(redis.call('HGET', ah, 'v'), 0)
-  redis.call('HDEL', kh, '${LEARNED_LIMIT_FIELD}')
-  redis.call('DEL', ah)
-  redis.call('HSET', ah, 'v', v)
-  return {1, 0, 0, bump(), 'reset'}
-elseif op == 'load' then
-  local version = num(ARGV[2], 0)
-  local have = tonumber(redis.call('HGET', ah, 'v'))
-  if have ~= nil and have >= version then return {0, 0, 0, have, 'newer'} end
-  redis.call('DEL', ah)
-  redis.call('HSET', ah, 'v', version, 'c', num(ARGV[4], 0), 'r', num(ARGV[5], 0), 't', num(ARGV[6], 0), 'u', num(ARGV[7], 0))
-  local names = {'l4', 'lt', 'lc', 'bd', 'lp', 'h'}
-  for i, name in ipairs(names) do
-    local value = ARGV[7 + i]
-    if value ~= nil and value ~= '' then redis.call('HSET', ah, name, value) end
-  end
-  redis.call('PEXPIRE', ah, ${KEY_STATE_TTL_MS})
-  if ARGV[3] ~= '' then setLearned(ARGV[3]) else redis.call('HDEL', kh, '${LEARNED_LIMIT_FIELD}') end
-  return {1, 0, 0, version, 'loaded'}
-end
-return redis.error_reply('unknown op ' .. tostring(op))
-`;
-
 function n(v: string | null | undefined, d: number): number {
   if (v === null || v === undefined || v === '') return d;
   const x = Number(v);
   return Number.isNaN(x) ? d : x;
 }
-
-function localLearn(db: LocalDb, keys: string[], args: string[], now: number): LearnResult {
-  const [kh, ah] = keys as [string, string];
-  const op = args[0];
-  const bump = (): number => {
-    let v = n(db.hget(ah, 'v'), 0) + 1;
-    if (now > v) v = now;
-    db.hset(ah, { v });
-    db.pexpire(ah, KEY_STATE_TTL_MS);
-    return v;
-  };
-  const remember = (old: number, next: number, reason: string, inFlight: number) => {
-    db.hset(ah, {
-      h: appendHistory(db.hget(ah, 'h'), { atMs: now, old, new: next, reason, inFlight }, HISTORY_MAX),
-    });
-  };
-  const learned = () => n(db.hget(kh, LEARNED_LIMIT_FIELD), n(db.hget(ah, 'll'), NaN));
-  const setLearned = (v: number | string) => {
-    db.hset(kh, { [LEARNED_LIMIT_FIELD]: v });
-    db.hset(ah, { ll: v });
-  };
-  if (op === '429') {
-    const type = args[1] as Upstream429Type;
-    const inFlight = n(args[2], 0);
-    const isLearned = args[3] === '1';
-    const initial = n(args[4], 1);
-    const field = type === 'concurrency' ? 'c' : type === 'rpm' ? 'r' : type === 'tpm' ? 't' : 'u';
-    db.hincrby(ah, field, 1);
-    db.hset(ah, { l4: now, lt: type });
-    if (type === 'concurrency') {
-      db.hset(ah, { lc: now });
-      const bd = db.hget(ah, 'bd');
-      if (bd === null || bd === '' || inFlight < Number(bd)) db.hset(ah, { bd: inFlight });
-    }
-    const stored = learned();
-    const cur = Number.isNaN(stored) ? initial : stored;
-    if (!isLearned) return [0, cur, cur, bump(), 'fixed'];
-    const change = decreaseFor429(cur, type, inFlight, now < n(db.hget(ah, 'hold'), 0), {
-      decreasePermille: n(args[5], 850),
-      unknownPermille: n(args[6], 900),
-      minLimit: n(args[8], 1),
-    });
-    if (!change) return [0, cur, cur, bump(), 'no_change'];
-    setLearned(change.limit);
-    db.hset(ah, { hold: now + n(args[7], 0) });
-    remember(cur, change.limit, change.reason, inFlight);
-    return [1, cur, change.limit, bump(), change.reason];
-  }
-  if (op === 'inc') {
-    const expected = n(args[1], -1);
-    const reason = args[2] === 'probe' ? 'probe' : 'high_utilisation';
-    const inFlight = n(args[3], 0);
-    const stored = learned();
-    const cur = Number.isNaN(stored) ? n(args[4], 1) : stored;
-    const v = n(db.hget(ah, 'v'), 0);
-    if (cur !== expected) return [0, cur, cur, v, 'stale'];
-    const bd = db.hget(ah, 'bd');
-    const d = increaseDecision(
-      cur,
-      reason,
-      {
-        nowMs: now,
-        holdUntilMs: n(db.hget(ah, 'hold'), 0),
-        boundary: bd === null || bd === '' ? null : Number(bd),
-        lastConcurrency429Ms: n(db.hget(ah, 'lc'), 0),
-        lastProbeMs: n(db.hget(ah, 'lp'), 0),
-      },
-      { maxLimit: n(args[5], 100), probeIntervalMs: n(args[6], 300000) },
-    );
-    if (!d.ok) return [0, cur, cur, v, d.why];
-    if (reason === 'probe') {
-      db.hset(ah, { lp: now });
-      db.hdel(ah, 'bd');
-    }
-    setLearned(d.limit);
-    remember(cur, d.limit, reason, inFlight);
-    return [1, cur, d.limit, bump(), reason];
-  }
-  if (op === 'reset') {
-    const v = n(db.hget(ah, 'v'), 0);
-    db.hdel(kh, LEARNED_LIMIT_FIELD);
-    db.del(ah);
-    db.hset(ah, { v });
-    return [1, 0, 0, bump(), 'reset'];
-  }
-  if (op === 'load') {
-    const version = n(args[1], 0);
-    const have = db.hget(ah, 'v');
-    if (have !== null && have !== '' && Number(have) >= version) return [0, 0, 0, Number(have), 'newer'];
-    db.del(ah);
-    db.hset(ah, { v: version, c: n(args[3], 0), r: n(args[4], 0), t: n(args[5], 0), u: n(args[6], 0) });
-    ['l4', 'lt', 'lc', 'bd', 'lp', 'h'].forEach((name, i) => {
-      const value = args[7 + i];
-      if (value !== undefined && value !== '') db.hset(ah, { [name]: value });
-    });
-    db.pexpire(ah, KEY_STATE_TTL_MS);
-    if (args[2] !== '' && args[2] !== undefined) setLearned(args[2]);
-    else db.hdel(kh, LEARNED_LIMIT_FIELD);
-    return [1, 0, 0, version, 'loaded'];
-  }
-  throw new Error(`unknown op ${op}`);
-}
-
-export const learnScript: AtomicScript<LearnResult> = {
-  name: 'adaptive-learn',
-  lua: LUA_LEARN,
-  local: localLearn,
-};
 
 /** The fields `learnSnapshotScript` returns per key, in order. */
 export const SNAPSHOT_FIELDS = [

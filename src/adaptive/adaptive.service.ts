@@ -24,6 +24,8 @@ import { AtomicStore } from '../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
 import { AdaptiveKeyState, type StoredAdjustment } from './adaptive-key-state.entity.js';
 import {
+  decodeLearn,
+  encodeLearn,
   learnKeys,
   learnScript,
   learnSnapshotScript,
@@ -35,7 +37,7 @@ import {
   retreatWindowKey,
   type FixedShapeGate,
   type KeySnapshot,
-  type LearnResult,
+  type LearnReply,
 } from './adaptive.scripts.js';
 import { parseHistory, UtilisationWindow, type Adjustment } from './aimd.js';
 import { classify429, type Classification, type Upstream429Type } from './classify-429.js';
@@ -279,24 +281,30 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     const learned = lease.concurrencyLimit.kind === 'learned';
     const initial =
       lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit;
-    const r = await this.store.run(learnScript, learnKeys(lease.providerId, lease.keyId), [
-      '429',
-      type,
-      inFlight,
-      learned ? 1 : 0,
-      initial,
-      Math.round(a.decreaseFactor * 1000),
-      Math.round(a.unknownDecreaseFactor * 1000),
-      a.holdMs,
-      a.minLimit,
-    ]);
+    const r = decodeLearn(
+      await this.store.run(
+        learnScript,
+        learnKeys(lease.providerId, lease.keyId),
+        encodeLearn({
+          op: '429',
+          type,
+          inFlight,
+          learned,
+          initial,
+          decreasePermille: Math.round(a.decreaseFactor * 1000),
+          unknownPermille: Math.round(a.unknownDecreaseFactor * 1000),
+          holdMs: a.holdMs,
+          minLimit: a.minLimit,
+        }),
+      ),
+    );
     this.dirty.set(lease.keyId, lease.providerId);
     if (type === 'concurrency') {
       v.lastConcurrency429Ms = Date.now();
       v.boundary = v.boundary === null ? inFlight : Math.min(v.boundary, inFlight);
     }
-    if (r[0] === 1) {
-      v.learned = r[2];
+    if (r.changed) {
+      v.learned = r.next;
       v.holdUntilMs = Date.now() + a.holdMs;
       this.adjusted(lease, r, 'decrease', inFlight);
     }
@@ -309,6 +317,10 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     const limit =
       v.learned ??
       (lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit);
+    // A sample judges the limit in force when its slot was taken (the policy hands the view's
+    // limit to the lease as `initial`): answers to requests admitted under another limit say
+    // nothing about this one — right after a doubling they would all look half idle.
+    if (lease.concurrencyLimit.kind === 'learned' && lease.concurrencyLimit.initial !== limit) return;
     v.samples.add(lease.inFlight, limit);
     if (v.busy || limit >= a.maxLimit) return;
     const decision = v.samples.decision(a.utilisationThreshold, a.highUtilisationShare);
@@ -345,27 +357,35 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     reason: 'high_utilisation' | 'probe',
   ): Promise<void> {
     const a = this.config.adaptive;
-    const r = await this.store.run(learnScript, learnKeys(lease.providerId, lease.keyId), [
-      'inc',
-      expected,
-      reason,
-      lease.inFlight,
-      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit,
-      a.maxLimit,
-      a.probeIntervalMs,
-    ]);
+    const r = decodeLearn(
+      await this.store.run(
+        learnScript,
+        learnKeys(lease.providerId, lease.keyId),
+        encodeLearn({
+          op: 'inc',
+          expected,
+          reason,
+          inFlight: lease.inFlight,
+          initial:
+            lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit,
+          maxLimit: a.maxLimit,
+          probeIntervalMs: a.probeIntervalMs,
+          slowStartPermille: Math.round(a.slowStartFactor * 1000),
+        }),
+      ),
+    );
     const v = this.view(lease.keyId, lease.providerId);
-    if (r[0] === 1) {
-      v.learned = r[2];
+    if (r.changed) {
+      v.learned = r.next;
       if (reason === 'probe') {
         v.lastProbeMs = Date.now();
         v.boundary = null;
       }
       this.dirty.set(lease.keyId, lease.providerId);
       this.adjusted(lease, r, 'increase', lease.inFlight);
-    } else if (r[4] === 'stale') {
-      v.learned = r[1];
-    } else if (r[4] === 'quiet_period') {
+    } else if (r.code === 'stale') {
+      v.learned = r.old;
+    } else if (r.code === 'quiet_period') {
       // Another instance probed or saw a concurrency 429: the next snapshot refresh tells when.
       v.lastProbeMs = Date.now();
     }
@@ -373,12 +393,12 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
 
   private adjusted(
     lease: KeyLease,
-    r: LearnResult,
+    r: LearnReply,
     direction: 'increase' | 'decrease',
     inFlight: number,
   ): void {
     this.metrics.adaptiveAdjustments.inc({ provider: lease.providerName, key_id: lease.keyId, direction });
-    const text = `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName}: learned concurrency limit ${r[1]} → ${r[2]} (${r[4]}, ${inFlight} in flight)`;
+    const text = `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName}: learned concurrency limit ${r.old} → ${r.next} (${r.code}, ${inFlight} in flight)`;
     if (direction === 'decrease') this.logger.warn(text);
     else this.logger.log(text);
   }
@@ -607,7 +627,9 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
   /** Forgets a key's learned value, 429 counters and adjustment history (its mode stays). */
   /** Resets a key's learning; the Postgres row is written with `manager` (the caller's audited transaction). */
   async resetLearning(providerId: string, keyId: string, manager: EntityManager): Promise<void> {
-    const r = await this.store.run(learnScript, learnKeys(providerId, keyId), ['reset']);
+    const r = decodeLearn(
+      await this.store.run(learnScript, learnKeys(providerId, keyId), encodeLearn({ op: 'reset' })),
+    );
     this.views.delete(keyId);
     this.dirty.delete(keyId);
     await manager.query(
@@ -618,7 +640,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
          last_concurrency_429_at = NULL, boundary = NULL, last_probe_at = NULL, adjustments = '[]'::jsonb,
          version = EXCLUDED.version, updated_at = now()
        WHERE adaptive_key_state.version < EXCLUDED.version`,
-      [keyId, r[3]],
+      [keyId, r.version],
     );
     await this.pubsub.publish(RESET_CHANNEL, keyId).catch(() => undefined);
     this.logger.log(`learning of upstream key ${keyId} reset (learned limit, 429 counters, history)`);
@@ -757,22 +779,28 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
         .map((a) => `${Date.parse(a.timestamp)}|${a.old_limit}|${a.new_limit}|${a.reason}|${a.in_flight}`)
         .join(';');
       try {
-        const res = await this.store.run(learnScript, learnKeys(r.providerId, r.keyId), [
-          'load',
-          r.version,
-          r.learnedLimit ?? '',
-          r.concurrent429Count,
-          r.rpm429Count,
-          r.tpm429Count,
-          r.unknown429Count,
-          r.last429At ? r.last429At.getTime() : '',
-          r.last429Type ?? '',
-          r.lastConcurrency429At ? r.lastConcurrency429At.getTime() : '',
-          r.boundary ?? '',
-          r.lastProbeAt ? r.lastProbeAt.getTime() : '',
-          history,
-        ]);
-        if (res[0] === 1) loaded++;
+        const res = decodeLearn(
+          await this.store.run(
+            learnScript,
+            learnKeys(r.providerId, r.keyId),
+            encodeLearn({
+              op: 'load',
+              version: Number(r.version),
+              learned: r.learnedLimit,
+              c: r.concurrent429Count,
+              r: r.rpm429Count,
+              t: r.tpm429Count,
+              u: r.unknown429Count,
+              l4: r.last429At ? r.last429At.getTime() : null,
+              lt: r.last429Type,
+              lc: r.lastConcurrency429At ? r.lastConcurrency429At.getTime() : null,
+              bd: r.boundary,
+              lp: r.lastProbeAt ? r.lastProbeAt.getTime() : null,
+              history,
+            }),
+          ),
+        );
+        if (res.changed) loaded++;
       } catch (err) {
         this.logger.error({ err, key_id: r.keyId }, 'reloading a learned limit into the store failed');
       }

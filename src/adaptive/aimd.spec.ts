@@ -44,10 +44,12 @@ describe('AIMD increase', () => {
     boundary: null,
     lastConcurrency429Ms: 0,
     lastProbeMs: 0,
+    pushedBack: true, // AIMD proper: the key was pushed back once
   };
-  const p = { maxLimit: 100, probeIntervalMs: 300_000 };
+  const p = { maxLimit: 100, probeIntervalMs: 300_000, slowStartPermille: 2000 };
   it('high utilisation: +1 outside a hold, below the known boundary, up to the max', () => {
-    expect(increaseDecision(4, 'high_utilisation', s, p)).toEqual({ ok: true, limit: 5 });
+    const up = { ok: true, reason: 'high_utilisation' };
+    expect(increaseDecision(4, 'high_utilisation', s, p)).toEqual({ ...up, limit: 5 });
     expect(increaseDecision(4, 'high_utilisation', { ...s, holdUntilMs: s.nowMs + 1 }, p)).toEqual({
       ok: false,
       why: 'hold',
@@ -56,7 +58,7 @@ describe('AIMD increase', () => {
       ok: false,
       why: 'boundary',
     });
-    expect(increaseDecision(3, 'high_utilisation', { ...s, boundary: 5 }, p)).toEqual({ ok: true, limit: 4 });
+    expect(increaseDecision(3, 'high_utilisation', { ...s, boundary: 5 }, p)).toEqual({ ...up, limit: 4 });
     expect(increaseDecision(100, 'high_utilisation', s, p)).toEqual({ ok: false, why: 'max' });
   });
   it('probe: only after a quiet period (no concurrency 429, no probe), may cross the boundary', () => {
@@ -66,7 +68,15 @@ describe('AIMD increase', () => {
       lastConcurrency429Ms: s.nowMs - 300_000,
       lastProbeMs: s.nowMs - 400_000,
     };
-    expect(increaseDecision(4, 'probe', quiet, p)).toEqual({ ok: true, limit: 5 });
+    expect(increaseDecision(4, 'probe', quiet, p)).toEqual({ ok: true, limit: 5, reason: 'probe' });
+    // no probe before the first push-back (slow start); with slow start off, the probe applies
+    expect(increaseDecision(4, 'probe', { ...quiet, pushedBack: false }, p)).toEqual({
+      ok: false,
+      why: 'slow_start',
+    });
+    expect(
+      increaseDecision(4, 'probe', { ...quiet, pushedBack: false }, { ...p, slowStartPermille: 1000 }),
+    ).toEqual({ ok: true, limit: 5, reason: 'probe' });
     expect(increaseDecision(4, 'probe', { ...quiet, lastConcurrency429Ms: s.nowMs - 1000 }, p)).toEqual({
       ok: false,
       why: 'quiet_period',
@@ -113,5 +123,79 @@ describe('adjustment history', () => {
     expect(list[0]).toEqual({ atMs: 6, old: 6, new: 7, reason: 'probe', inFlight: 6 });
     expect(list[19]!.atMs).toBe(25);
     expect(parseHistory('')).toEqual([]);
+  });
+});
+
+describe('slow start (a key never pushed back)', () => {
+  const fresh: IncreaseState = {
+    nowMs: 1_000_000,
+    holdUntilMs: 0,
+    boundary: null,
+    lastConcurrency429Ms: 0,
+    lastProbeMs: 0,
+    pushedBack: false,
+  };
+  const p = { maxLimit: 100, probeIntervalMs: 300_000, slowStartPermille: 2000 };
+  const ss = (limit: number) => ({ ok: true, limit, reason: 'slow_start' });
+
+  it('high utilisation multiplies by the factor: 8 → 16 → 32 → 64 → 100 (the max)', () => {
+    expect(increaseDecision(8, 'high_utilisation', fresh, p)).toEqual(ss(16));
+    expect(increaseDecision(16, 'high_utilisation', fresh, p)).toEqual(ss(32));
+    expect(increaseDecision(32, 'high_utilisation', fresh, p)).toEqual(ss(64));
+    expect(increaseDecision(64, 'high_utilisation', fresh, p)).toEqual(ss(100));
+    expect(increaseDecision(100, 'high_utilisation', fresh, p)).toEqual({ ok: false, why: 'max' });
+  });
+  it('at least +1 (a small factor on a small limit), bounded by the max', () => {
+    expect(increaseDecision(1, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(ss(2));
+    expect(increaseDecision(2, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(ss(3));
+    expect(increaseDecision(10, 'high_utilisation', fresh, { ...p, slowStartPermille: 1500 })).toEqual(
+      ss(15),
+    );
+    expect(increaseDecision(9, 'high_utilisation', fresh, { ...p, maxLimit: 10 })).toEqual(ss(10));
+  });
+  it('never reaches a known boundary (a fixed-mode 429 recorded it)', () => {
+    expect(increaseDecision(8, 'high_utilisation', { ...fresh, boundary: 12 }, p)).toEqual(ss(11));
+    expect(increaseDecision(10, 'high_utilisation', { ...fresh, boundary: 11 }, p)).toEqual({
+      ok: false,
+      why: 'boundary',
+    });
+  });
+  it('the first push-back cuts no higher than the limit before the last slow-start step (ssthresh)', () => {
+    // 32 → 64 overshot an upstream of 40: refused at 60 in flight → min(51, 32) = 32
+    expect(decreaseFor429(64, 'concurrency', 60, false, P, 32)).toEqual({
+      limit: 32,
+      reason: 'concurrency_429',
+    });
+    // the plain cut is lower anyway
+    expect(decreaseFor429(16, 'concurrency', 5, false, P, 8)).toEqual({
+      limit: 4,
+      reason: 'concurrency_429',
+    });
+    // never below the minimum; nothing when it would not lower the limit
+    expect(decreaseFor429(4, 'concurrency', 9, false, { ...P, minLimit: 3 }, 2)).toEqual({
+      limit: 3,
+      reason: 'concurrency_429',
+    });
+    expect(decreaseFor429(8, 'concurrency', 20, false, P, 8)).toBeNull();
+    // an unknown 429 stays mild
+    expect(decreaseFor429(64, 'unknown', 60, false, P, 32)).toEqual({ limit: 57, reason: 'unknown_429' });
+  });
+  it('ends with the first push-back: +1 from then on (AIMD)', () => {
+    expect(increaseDecision(32, 'high_utilisation', { ...fresh, pushedBack: true }, p)).toEqual({
+      ok: true,
+      limit: 33,
+      reason: 'high_utilisation',
+    });
+  });
+  it('a factor of 1 (or a hold) turns it off', () => {
+    expect(increaseDecision(8, 'high_utilisation', fresh, { ...p, slowStartPermille: 1000 })).toEqual({
+      ok: true,
+      limit: 9,
+      reason: 'high_utilisation',
+    });
+    expect(increaseDecision(8, 'high_utilisation', { ...fresh, holdUntilMs: fresh.nowMs + 1 }, p)).toEqual({
+      ok: false,
+      why: 'hold',
+    });
   });
 });

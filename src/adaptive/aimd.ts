@@ -14,13 +14,15 @@ export interface DecreaseParams {
   minLimit: number;
 }
 
-export type AdjustmentReason = 'concurrency_429' | 'unknown_429' | 'high_utilisation' | 'probe';
+export type AdjustmentReason =
+  'concurrency_429' | 'unknown_429' | 'high_utilisation' | 'slow_start' | 'probe';
 
 /**
  * The new limit after an upstream 429, or null for "no change".
  * - concurrency: floor(in-flight × factor), floor minLimit, applied only when LOWER than the current
  *   limit — the 429s of one burst carry different in-flight counts and the lowest wins, instead of
- *   each of them cutting again (no ratchet to 1);
+ *   each of them cutting again (no ratchet to 1); at the end of slow start (`slowStartGood`: the
+ *   limit before the last slow-start step) no higher than that;
  * - unknown: floor(limit × factor) (at least −1), but not again while a decrease hold runs;
  * - rpm / tpm: never (KeyPool's cooldown handles a spent window; concurrency is not the problem).
  */
@@ -30,9 +32,14 @@ export function decreaseFor429(
   inFlight: number,
   inHold: boolean,
   p: DecreaseParams,
+  slowStartGood: number | null = null,
 ): { limit: number; reason: AdjustmentReason } | null {
   if (type === 'concurrency') {
-    const next = Math.max(p.minLimit, Math.floor((inFlight * p.decreasePermille) / 1000));
+    let next = Math.floor((inFlight * p.decreasePermille) / 1000);
+    // The first push-back after a slow-start step: the limit before that step ran busy without a
+    // 429, the step overshot — no higher than that (TCP's ssthresh = half the window at the loss).
+    if (slowStartGood !== null) next = Math.min(next, slowStartGood);
+    next = Math.max(p.minLimit, next);
     return next < current ? { limit: next, reason: 'concurrency_429' } : null;
   }
   if (type === 'unknown') {
@@ -54,35 +61,61 @@ export interface IncreaseState {
   boundary: number | null;
   lastConcurrency429Ms: number;
   lastProbeMs: number;
+  /**
+   * The key was pushed back: a concurrency or unknown 429 since its learning began or was reset
+   * (the store's `c` or `u` counter is above 0). Until then, high utilisation grows it by slow start.
+   */
+  pushedBack: boolean;
 }
 
-export type IncreaseRefusal = 'hold' | 'max' | 'boundary' | 'quiet_period';
+export interface IncreaseParams {
+  maxLimit: number;
+  probeIntervalMs: number;
+  /** ADAPTIVE_SLOW_START_FACTOR in permille (2 → 2000); 1000 or less = no slow start. */
+  slowStartPermille: number;
+}
+
+export type IncreaseRefusal = 'hold' | 'max' | 'boundary' | 'quiet_period' | 'slow_start';
 
 /**
- * May the limit go up by one?
+ * May the limit go up, and to what?
  * - high_utilisation: not during a hold, never to the known boundary (the in-flight count a
- *   concurrency 429 happened at): below it the key is known to work;
+ *   concurrency 429 happened at): below it the key is known to work. +1 (additive increase) — or,
+ *   while the key was never pushed back, slow start: × the slow-start factor (at least +1), bounded
+ *   by maxLimit and the boundary, reason 'slow_start';
  * - probe: only after a whole probe interval without a concurrency 429 and since the last probe; it
  *   may cross the boundary (and forgets it), so a key is never stuck low after the upstream raised
- *   its limit.
+ *   its limit. Not during slow start (refused with 'slow_start'): before the first push-back there
+ *   is nothing to rediscover, and a busy key grows faster by slow start.
  */
 export function increaseDecision(
   current: number,
   reason: 'high_utilisation' | 'probe',
   s: IncreaseState,
-  p: { maxLimit: number; probeIntervalMs: number },
-): { ok: true; limit: number } | { ok: false; why: IncreaseRefusal } {
+  p: IncreaseParams,
+):
+  | { ok: true; limit: number; reason: 'high_utilisation' | 'slow_start' | 'probe' }
+  | { ok: false; why: IncreaseRefusal } {
   if (s.nowMs < s.holdUntilMs) return { ok: false, why: 'hold' };
   if (current >= p.maxLimit) return { ok: false, why: 'max' };
+  const slow = p.slowStartPermille > 1000 && !s.pushedBack;
   if (reason === 'high_utilisation') {
     if (s.boundary !== null && current + 1 >= s.boundary) return { ok: false, why: 'boundary' };
+    if (slow) {
+      let next = Math.max(current + 1, Math.floor((current * p.slowStartPermille) / 1000));
+      next = Math.min(next, p.maxLimit);
+      if (s.boundary !== null) next = Math.min(next, s.boundary - 1);
+      return { ok: true, limit: next, reason: 'slow_start' };
+    }
+  } else if (slow) {
+    return { ok: false, why: 'slow_start' };
   } else if (
     s.nowMs - s.lastConcurrency429Ms < p.probeIntervalMs ||
     s.nowMs - s.lastProbeMs < p.probeIntervalMs
   ) {
     return { ok: false, why: 'quiet_period' };
   }
-  return { ok: true, limit: current + 1 };
+  return { ok: true, limit: current + 1, reason };
 }
 
 /**

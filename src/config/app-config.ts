@@ -138,6 +138,12 @@ export interface AdaptiveConfig {
   unknownDecreaseFactor: number;
   /** ADAPTIVE_HOLD_MS: no increase (and no further unknown-429 decrease) for this long after a decrease. */
   holdMs: number;
+  /**
+   * ADAPTIVE_SLOW_START_FACTOR: while a key was never pushed back (no concurrency or unknown 429
+   * since its learning began or was reset), high utilisation multiplies its limit by this (at least
+   * +1) instead of adding one. 1 = no slow start.
+   */
+  slowStartFactor: number;
   /** ADAPTIVE_UTILISATION_THRESHOLD: a sample is "high" when in-flight ≥ this share of the limit. */
   utilisationThreshold: number;
   /** ADAPTIVE_HIGH_UTILISATION_SHARE: +1 when at least this share of the recent samples are high. */
@@ -194,6 +200,7 @@ function loadAdaptiveConfig(r: EnvReader): AdaptiveConfig {
     decreaseFactor: readFraction(r, 'ADAPTIVE_DECREASE_FACTOR', 0.85, 0.1, 0.99),
     unknownDecreaseFactor: readFraction(r, 'ADAPTIVE_UNKNOWN_DECREASE_FACTOR', 0.9, 0.1, 0.99),
     holdMs: r.int('ADAPTIVE_HOLD_MS', 15_000, 0, 3_600_000),
+    slowStartFactor: readFraction(r, 'ADAPTIVE_SLOW_START_FACTOR', 2, 1, 10),
     utilisationThreshold: readFraction(r, 'ADAPTIVE_UTILISATION_THRESHOLD', 0.75, 0.1, 1),
     highUtilisationShare: readFraction(r, 'ADAPTIVE_HIGH_UTILISATION_SHARE', 0.6, 0.1, 1),
     sampleSize: r.int('ADAPTIVE_SAMPLE_SIZE', 20, 1, 10_000),

@@ -23,6 +23,10 @@ export interface LoadOptions {
   durationMs?: number;
   /** Compose the retreat bucket into admission (what the relay does). */
   retreatGate?: boolean;
+  /** Stop once this returns true (checked before each request). */
+  until?: () => boolean;
+  /** Called after each upstream answer with its status and the number of answers so far. */
+  onAnswer?: (status: number, answers: number) => void;
 }
 
 export interface LoadResult {
@@ -42,7 +46,8 @@ export async function driveLoad(o: LoadOptions): Promise<LoadResult> {
   let started = 0;
   let refusals = 0;
   const deadline = o.durationMs !== undefined ? Date.now() + o.durationMs : Infinity;
-  const more = () => (o.requests === undefined || started < o.requests) && Date.now() < deadline;
+  const more = () =>
+    (o.requests === undefined || started < o.requests) && Date.now() < deadline && !(o.until?.() ?? false);
   const worker = async (w: number) => {
     const { pool, adaptive } = o.instances[w % o.instances.length]!;
     while (more()) {
@@ -62,7 +67,9 @@ export async function driveLoad(o: LoadOptions): Promise<LoadResult> {
         break;
       }
       started++;
-      statuses.push(await call(pool, r.lease));
+      const status = await call(pool, r.lease);
+      statuses.push(status);
+      o.onAnswer?.(status, statuses.length);
     }
   };
   await Promise.all(Array.from({ length: o.clients }, (_, w) => worker(w)));

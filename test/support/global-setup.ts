@@ -28,4 +28,6 @@ export default async function setup(): Promise<void> {
       `warning: the build reported type errors (tests that start dist/src/main.js may fail):\n${out.slice(0, 2000)}\n`,
     );
   }
+  // tsc copies only TypeScript: the scripts' .lua files go next to their modules.
+  execFileSync(process.execPath, ['scripts/copy-lua.mjs'], { stdio: 'pipe' });
 }
