@@ -84,24 +84,34 @@ export class RelayService {
       const { provider, modelLabel } = routed;
       const { payload, injectedUsage } = accept(upstreamPayload(body, stream));
       // admit
-      const admitted = await withSpan(
+      const lease = await withSpan(
         'relay.admission',
         async (span) => {
-          const result = await this.admission.admit(provider, priority, requestId, client.signal);
-          span.setAttribute('queue_ms', result.queueMs);
-          return result;
+          try {
+            const admitted = await this.admission.admit(provider, priority, requestId, client.signal);
+            queueMs = admitted.queueMs;
+            if ('error' in admitted) throw admitted.error;
+            return admitted.lease;
+          } finally {
+            span.setAttribute('queue_ms', queueMs);
+          }
         },
         { provider: provider.name, priority },
       );
-      queueMs = admitted.queueMs;
-      if ('error' in admitted) throw admitted.error;
       // send
       const input = { endpoint, request, provider, priority, payload, signal: client.signal };
-      delivery = await this.sender.deliver(input, admitted.lease);
+      delivery = await this.sender.deliver(input, lease);
       if (!delivery.answer) throw delivery.error;
       // respond
-      const { lease, response, startedAt } = delivery.answer;
-      const respond = { reply, lease, response, startedAt, queueMs, upstreamMs: delivery.upstreamMs };
+      const { response, startedAt } = delivery.answer;
+      const respond = {
+        reply,
+        lease: delivery.answer.lease,
+        response,
+        startedAt,
+        queueMs,
+        upstreamMs: delivery.upstreamMs,
+      };
       answer =
         stream && response.statusCode === 200
           ? await this.sse.respond({
