@@ -18,6 +18,21 @@ const PUBLIC = [
   '^src/common/',
 ];
 
+// Packages domain code must not import (matched on the resolved path, wherever node_modules is).
+const DOMAIN_FORBIDDEN = `(^|/)node_modules/(${[
+  '@nestjs/',
+  'fastify/',
+  '@fastify/',
+  'ioredis/',
+  'pg/',
+  'pg-[^/]+/',
+  '@types/pg/',
+  '@electric-sql/',
+  'typeorm/',
+  'bullmq/',
+  'undici/',
+].join('|')})`;
+
 module.exports = {
   forbidden: [
     {
@@ -63,6 +78,14 @@ module.exports = {
         path: '^src/([^/]+)/',
         pathNot: ['^src/$1/', ...PUBLIC],
       },
+    },
+    {
+      name: 'domain-is-pure',
+      comment:
+        'Domain rules (src/<module>/domain/**) are plain TypeScript: no Nest, Fastify, Redis, Postgres, TypeORM, BullMQ or undici. Services orchestrate them; infrastructure talks to the stores.',
+      severity: 'error',
+      from: { path: '^src/[^/]+/domain/' },
+      to: { path: DOMAIN_FORBIDDEN },
     },
     {
       name: 'src-does-not-import-tests',

@@ -122,7 +122,7 @@ if (disabled.has('metrics')) {
 }
 
 if (disabled.has('requestlog')) {
-  const { RequestLogWriter } = await import(dist('relay/request-log.writer.js'));
+  const { RequestLogWriter } = await import(dist('relay/infrastructure/request-log.writer.js'));
   const { LoggingInterceptor } = await import(dist('observability/logging.interceptor.js'));
   patch(RequestLogWriter, 'add', () => () => undefined, 'requestlog');
   patch(LoggingInterceptor, 'intercept', () => (_context, next) => next.handle(), 'requestlog');

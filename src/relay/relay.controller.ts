@@ -17,7 +17,8 @@ import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
 import type { Principal } from '../common/principal.js';
-import { RelayService, type ModelCard } from './relay.service.js';
+import { RelayService } from './relay.service.js';
+import { RouteStage, type ModelCard } from './stages/route.stage.js';
 
 const PRIORITY_HEADER = {
   name: 'X-Priority',
@@ -77,7 +78,10 @@ const RELAY_HEADERS_DOC =
 @ApiTags('relay (OpenAI-compatible)')
 @Controller('v1')
 export class RelayController {
-  constructor(private readonly relay: RelayService) {}
+  constructor(
+    private readonly relay: RelayService,
+    private readonly routes: RouteStage,
+  ) {}
 
   @Post('chat/completions')
   @HttpCode(200)
@@ -146,7 +150,7 @@ export class RelayController {
     },
   })
   models(@CurrentPrincipal() principal: Principal): Promise<{ object: 'list'; data: ModelCard[] }> {
-    return this.relay.listModels(principal);
+    return this.routes.listModels(principal);
   }
 
   @Get('models/*')
@@ -167,6 +171,6 @@ export class RelayController {
     } catch {
       throw ApiError.badRequest('model id is not valid URL encoding', 'model');
     }
-    return this.relay.getModel(principal, id);
+    return this.routes.getModel(principal, id);
   }
 }

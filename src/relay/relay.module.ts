@@ -9,9 +9,16 @@ import { AdmissionService } from './admission.service.js';
 import { RelayDispatcher } from './dispatcher.js';
 import { RelayController } from './relay.controller.js';
 import { RelayService } from './relay.service.js';
-import { RequestLogRow } from './request-log.entity.js';
-import { RequestLogWriter } from './request-log.writer.js';
-import { UpstreamClient } from './upstream-client.js';
+import { RequestLogRow } from './infrastructure/request-log.entity.js';
+import { RequestLogWriter } from './infrastructure/request-log.writer.js';
+import { UpstreamClient } from './infrastructure/upstream-client.js';
+import { AccountStage } from './stages/account.stage.js';
+import { AdmitStage } from './stages/admit.stage.js';
+import { JsonResponder } from './stages/json-responder.js';
+import { LeaseKeeper } from './stages/lease-keeper.js';
+import { RouteStage } from './stages/route.stage.js';
+import { SendStage } from './stages/send.stage.js';
+import { SseResponder } from './stages/sse-responder.js';
 
 /** The OpenAI-compatible relay. Top of the dependency graph: nothing imports it. */
 @Module({
@@ -23,7 +30,20 @@ import { UpstreamClient } from './upstream-client.js';
     StateModule,
   ],
   controllers: [RelayController],
-  providers: [AdmissionService, RelayDispatcher, UpstreamClient, RequestLogWriter, RelayService],
+  providers: [
+    AdmissionService,
+    RelayDispatcher,
+    UpstreamClient,
+    RequestLogWriter,
+    LeaseKeeper,
+    RouteStage,
+    AdmitStage,
+    SendStage,
+    JsonResponder,
+    SseResponder,
+    AccountStage,
+    RelayService,
+  ],
   exports: [],
 })
 export class RelayModule implements OnModuleInit {

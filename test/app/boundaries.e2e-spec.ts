@@ -28,6 +28,17 @@ describe('module boundaries (dependency-cruiser)', () => {
     expect(failure!.stdout).toContain(
       'infrastructure-does-not-depend-on-features: src/state/imports-feature.ts',
     );
+    // domain code (src/*/domain/**) imports no Nest, Fastify, Redis, pg, TypeORM, BullMQ, undici
+    expect(failure!.stdout).toMatch(
+      /domain-is-pure: src\/relay\/domain\/imports-nest\.ts → \S*node_modules\/@nestjs\/common/,
+    );
+    expect(failure!.stdout).toMatch(
+      /domain-is-pure: src\/relay\/domain\/imports-undici\.ts → \S*node_modules\/undici/,
+    );
+    expect(failure!.stdout).toMatch(
+      /domain-is-pure: src\/adaptive\/domain\/imports-ioredis\.ts → \S*node_modules\/ioredis/,
+    );
     expect(failure!.stdout).not.toContain('src/health/good.ts');
+    expect(failure!.stdout).not.toContain('src/relay/domain/pure.ts');
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
-import { RequestLogWriter, type RequestLogEntry } from '../../src/relay/request-log.writer.js';
+import { RequestLogWriter, type RequestLogEntry } from '../../src/relay/infrastructure/request-log.writer.js';
 import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
 import { addProvider, chat, pollUntil } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';

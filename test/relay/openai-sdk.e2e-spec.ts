@@ -2,7 +2,7 @@ import OpenAI, { APIError, BadRequestError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
-import { RequestLogWriter } from '../../src/relay/request-log.writer.js';
+import { RequestLogWriter } from '../../src/relay/infrastructure/request-log.writer.js';
 import { DataSource } from 'typeorm';
 import { createUserWithKey, newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';

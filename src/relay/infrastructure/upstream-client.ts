@@ -1,6 +1,7 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
-import { UpstreamGuardService } from '../key-pool/upstream-guard.service.js';
+import { UpstreamGuardService } from '../../key-pool/upstream-guard.service.js';
+import type { UpstreamFailure } from '../domain/retry-table.js';
 
 export interface UpstreamRequest {
   baseUrl: string;
@@ -14,7 +15,7 @@ export interface UpstreamRequest {
   timeoutMs: number;
 }
 
-export type UpstreamFailure = 'connect' | 'timeout' | 'aborted' | 'protocol' | 'refused_address';
+export type { UpstreamFailure };
 
 export class UpstreamError extends Error {
   constructor(

@@ -1,11 +1,11 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
-import { RetryingBatch } from '../database/retrying-batch.js';
-import { storableText } from '../database/storable-text.js';
-import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import { RetryingBatch } from '../../database/retrying-batch.js';
+import { storableText } from '../../database/storable-text.js';
+import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import { RequestLogRow } from './request-log.entity.js';
 
 export type RequestLogEntry = Omit<RequestLogRow, 'id'>;

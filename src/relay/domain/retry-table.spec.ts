@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { failureOutcome, retryDecision, type AttemptContext } from './retry-table.js';
+
+// One test per row of docs/relay.md "Outcomes, retries and errors" (the streaming row's decision is
+// the stream's: see outcome.spec.ts), plus the table's edges: a second attempt is never retried, a
+// client that has gone is answered 499, 1xx/3xx are never passed on.
+const first: AttemptContext = { attempt: 1, clientGone: false, providerName: 'openai', timeoutMs: 30_000 };
+const second: AttemptContext = { ...first, attempt: 2 };
+
+describe('retry table (docs/relay.md)', () => {
+  it('2xx → the answer', () => {
+    for (const status of [200, 201, 204])
+      expect(retryDecision({ status }, first)).toEqual({ action: 'respond' });
+  });
+
+  it('429 → one retry on another key, else 429 upstream_rate_limited with Retry-After and x-should-retry: true', () => {
+    const d = retryDecision({ status: 429, retryAfter: '7' }, first);
+    expect(d.action).toBe('retry');
+    if (d.action === 'respond') throw new Error('expected a rejection');
+    expect(d.rejection).toMatchObject({
+      status: 429,
+      type: 'rate_limit_error',
+      code: 'upstream_rate_limited',
+      headers: { 'retry-after': '7', 'x-should-retry': 'true' },
+    });
+    // without (or with a useless) Retry-After: 1 s
+    for (const retryAfter of [undefined, 'soon', '0']) {
+      const r = retryDecision({ status: 429, retryAfter }, second);
+      expect(r).toMatchObject({ action: 'fail', rejection: { headers: { 'retry-after': '1' } } });
+    }
+  });
+
+  it('401 / 403 → one retry on another key, else 502 upstream_credentials_rejected', () => {
+    for (const status of [401, 403]) {
+      expect(retryDecision({ status }, first)).toMatchObject({
+        action: 'retry',
+        rejection: { status: 502, type: 'upstream_error', code: 'upstream_credentials_rejected' },
+      });
+    }
+  });
+
+  it('5xx → one retry on another key, else 502 upstream_error with x-should-retry: true', () => {
+    for (const status of [500, 502, 503, 529]) {
+      expect(retryDecision({ status }, first)).toMatchObject({
+        action: 'retry',
+        rejection: {
+          status: 502,
+          type: 'upstream_error',
+          code: 'upstream_error',
+          message: `Provider openai answered ${status}`,
+          headers: { 'x-should-retry': 'true' },
+        },
+      });
+    }
+  });
+
+  it('connection error → one retry on another key, else 502 upstream_unreachable with x-should-retry: true', () => {
+    for (const failure of ['connect', 'protocol'] as const) {
+      expect(retryDecision({ failure }, first)).toMatchObject({
+        action: 'retry',
+        rejection: { status: 502, code: 'upstream_unreachable', headers: { 'x-should-retry': 'true' } },
+      });
+    }
+    // an address the SSRF guard refused is a connection failure that says so
+    expect(retryDecision({ failure: 'refused_address' }, first)).toMatchObject({
+      action: 'retry',
+      rejection: { status: 502, code: 'upstream_address_refused' },
+    });
+  });
+
+  it('no answer within timeout_ms → not retried, 504 upstream_timeout_error', () => {
+    expect(retryDecision({ failure: 'timeout' }, first)).toEqual({
+      action: 'fail',
+      rejection: {
+        status: 504,
+        type: 'upstream_timeout_error',
+        code: 'upstream_timeout',
+        message: 'Provider openai did not answer within 30000 ms',
+        param: null,
+        headers: { 'x-should-retry': 'true' },
+      },
+    });
+  });
+
+  it('other 4xx (400, 404, 422…) → passed on', () => {
+    for (const status of [400, 404, 409, 413, 422])
+      expect(retryDecision({ status }, first)).toEqual({ action: 'respond' });
+  });
+
+  it('a client request is never sent upstream more than twice: the second attempt fails instead of retrying', () => {
+    for (const observed of [
+      { status: 429 },
+      { status: 401 },
+      { status: 500 },
+      { failure: 'connect' as const },
+    ]) {
+      expect(retryDecision(observed, first).action).toBe('retry');
+      expect(retryDecision(observed, second).action).toBe('fail');
+    }
+  });
+
+  it('1xx / 3xx are never passed on (no redirect reaches the client): retried, else 502 upstream_unexpected_status', () => {
+    for (const status of [101, 301, 302, 307]) {
+      expect(retryDecision({ status }, first)).toMatchObject({
+        action: 'retry',
+        rejection: {
+          status: 502,
+          code: 'upstream_unexpected_status',
+          headers: { 'x-should-retry': 'false' },
+        },
+      });
+    }
+  });
+
+  it('the client gone (or the request aborted) → 499, never retried', () => {
+    expect(retryDecision({ failure: 'aborted' }, first)).toMatchObject({
+      action: 'fail',
+      rejection: { status: 499, code: 'client_closed_request' },
+    });
+    expect(retryDecision({ failure: 'connect' }, { ...first, clientGone: true })).toMatchObject({
+      action: 'fail',
+      rejection: { status: 499 },
+    });
+  });
+
+  it('a transport failure reaches the key pool as connect / timeout / aborted / protocol', () => {
+    expect(failureOutcome('refused_address')).toBe('connect');
+    expect(failureOutcome('timeout')).toBe('timeout');
+    expect(failureOutcome('aborted')).toBe('aborted');
+    expect(failureOutcome('protocol')).toBe('protocol');
+  });
+});

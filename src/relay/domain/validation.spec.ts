@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { upstreamPayload, validateBody, wantsStream } from './validation.js';
+
+const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+
+describe('request validation', () => {
+  it('accepts a minimal body per endpoint and passes unknown fields through', () => {
+    expect(validateBody('chat', { ...chat, seed: 1 })).toEqual({ ok: true, value: { ...chat, seed: 1 } });
+    expect(validateBody('completions', { model: 'm', prompt: ['a'] }).ok).toBe(true);
+    expect(validateBody('embeddings', { model: 'm', input: 'x' }).ok).toBe(true);
+  });
+
+  it('a body that is not an object → 400 invalid_body', () => {
+    for (const body of [null, [], 'x', 3]) {
+      expect(validateBody('chat', body)).toMatchObject({
+        ok: false,
+        rejection: { status: 400, code: 'invalid_body' },
+      });
+    }
+  });
+
+  it('every problem in one message, the first one as param', () => {
+    const v = validateBody('chat', { model: '', messages: [], stream: 'yes' });
+    expect(v).toMatchObject({ ok: false, rejection: { code: 'validation_failed', param: 'model' } });
+    if (!v.ok)
+      expect(v.rejection.message).toBe(
+        'model must be a non-empty string; messages must be a non-empty array; stream must be a boolean',
+      );
+  });
+
+  it('a model the request log could not store (NUL, lone surrogate) or longer than 256 → 400 on model', () => {
+    for (const model of ['a\u0000b', 'a\ud800', 'x'.repeat(257)]) {
+      expect(validateBody('chat', { ...chat, model })).toMatchObject({
+        ok: false,
+        rejection: { param: 'model' },
+      });
+    }
+  });
+
+  it('messages of non-objects, prompt / input missing', () => {
+    expect(validateBody('chat', { model: 'm', messages: ['hi'] })).toMatchObject({
+      ok: false,
+      rejection: { param: 'messages' },
+    });
+    expect(validateBody('completions', { model: 'm' })).toMatchObject({
+      ok: false,
+      rejection: { param: 'prompt' },
+    });
+    expect(validateBody('embeddings', { model: 'm', input: 3 })).toMatchObject({
+      ok: false,
+      rejection: { param: 'input' },
+    });
+  });
+
+  it('streams: never for embeddings; usage asked for on the client’s behalf unless it did', () => {
+    expect(wantsStream('embeddings', { stream: true })).toBe(false);
+    expect(wantsStream('chat', { stream: true })).toBe(true);
+    expect(upstreamPayload({ ...chat, stream: true }, true)).toEqual({
+      ok: true,
+      value: {
+        payload: JSON.stringify({ ...chat, stream: true, stream_options: { include_usage: true } }),
+        injectedUsage: true,
+      },
+    });
+    const asked = { ...chat, stream: true, stream_options: { include_usage: true } };
+    expect(upstreamPayload(asked, true)).toEqual({
+      ok: true,
+      value: { payload: JSON.stringify(asked), injectedUsage: false },
+    });
+    expect(upstreamPayload({ ...chat, stream_options: 'x' }, true)).toMatchObject({
+      ok: false,
+      rejection: { status: 400, param: 'stream_options' },
+    });
+    expect(upstreamPayload(chat, false)).toEqual({
+      ok: true,
+      value: { payload: JSON.stringify(chat), injectedUsage: false },
+    });
+  });
+});

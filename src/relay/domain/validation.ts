@@ -1,0 +1,77 @@
+import { unstorableReason } from '../../common/input-safety.js';
+import { badRequest, type Verdict } from './rejection.js';
+
+export type Endpoint = 'chat' | 'completions' | 'embeddings';
+
+export const UPSTREAM_PATHS: Record<Endpoint, string> = {
+  chat: '/chat/completions',
+  completions: '/completions',
+  embeddings: '/embeddings',
+};
+
+/** Just enough validation for a clear 400; unknown fields pass through untouched (a shallow copy). */
+export function validateBody(endpoint: Endpoint, body: unknown): Verdict<Record<string, unknown>> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    return {
+      ok: false,
+      rejection: badRequest('The request body must be a JSON object', null, 'invalid_body'),
+    };
+  }
+  const b = body as Record<string, unknown>;
+  const problems: { param: string; message: string }[] = [];
+  if (typeof b.model !== 'string' || b.model.trim() === '')
+    problems.push({ param: 'model', message: 'model must be a non-empty string' });
+  else if (b.model.length > 256)
+    problems.push({ param: 'model', message: 'model must be at most 256 characters' });
+  else if (unstorableReason(b.model))
+    // `model` is stored in the request log (and used in metrics labels); message contents are not
+    // stored and pass through to the upstream as they came (docs/relay.md).
+    problems.push({ param: 'model', message: `model must not contain ${unstorableReason(b.model)}` });
+  if (endpoint === 'chat') {
+    if (!Array.isArray(b.messages) || b.messages.length === 0)
+      problems.push({ param: 'messages', message: 'messages must be a non-empty array' });
+    else if (b.messages.some((m) => m === null || typeof m !== 'object' || Array.isArray(m))) {
+      problems.push({ param: 'messages', message: 'every element of messages must be an object' });
+    }
+  }
+  if (endpoint === 'completions' && !(typeof b.prompt === 'string' || Array.isArray(b.prompt))) {
+    problems.push({ param: 'prompt', message: 'prompt must be a string or an array' });
+  }
+  if (endpoint === 'embeddings' && !(typeof b.input === 'string' || Array.isArray(b.input))) {
+    problems.push({ param: 'input', message: 'input must be a string or an array' });
+  }
+  if (b.stream !== undefined && typeof b.stream !== 'boolean')
+    problems.push({ param: 'stream', message: 'stream must be a boolean' });
+  if (problems.length > 0) {
+    const message = problems.map((p) => p.message).join('; ');
+    return { ok: false, rejection: badRequest(message, problems[0]!.param, 'validation_failed') };
+  }
+  return { ok: true, value: { ...b } };
+}
+
+/** Whether the client asked for server-sent events (embeddings never stream). */
+export function wantsStream(endpoint: Endpoint, body: Record<string, unknown>): boolean {
+  return endpoint !== 'embeddings' && body.stream === true;
+}
+
+/** What goes upstream: the client's body, plus `stream_options.include_usage` on streams (so usage can be charged). */
+export interface UpstreamPayload {
+  payload: string;
+  /** true when Floodgate asked for usage on the client's behalf: the extra usage event is stripped. */
+  injectedUsage: boolean;
+}
+
+export function upstreamPayload(body: Record<string, unknown>, stream: boolean): Verdict<UpstreamPayload> {
+  if (!stream) return { ok: true, value: { payload: JSON.stringify(body), injectedUsage: false } };
+  const options = (body.stream_options ?? {}) as Record<string, unknown>;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    return {
+      ok: false,
+      rejection: badRequest('stream_options must be an object', 'stream_options', 'invalid_request'),
+    };
+  }
+  if (options.include_usage === true)
+    return { ok: true, value: { payload: JSON.stringify(body), injectedUsage: false } };
+  const payload = JSON.stringify({ ...body, stream_options: { ...options, include_usage: true } });
+  return { ok: true, value: { payload, injectedUsage: true } };
+}

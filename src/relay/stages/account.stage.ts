@@ -1,0 +1,76 @@
+import { Injectable } from '@nestjs/common';
+import type { Principal, Priority } from '../../common/principal.js';
+import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import { RateLimitService } from '../../rate-limit/rate-limit.service.js';
+import type { Endpoint } from '../domain/validation.js';
+import { RequestLogWriter } from '../infrastructure/request-log.writer.js';
+
+/** Everything known about a finished request: what the log row and the metrics say. */
+export interface RequestRecord {
+  endpoint: Endpoint;
+  requestId: string;
+  principal: Principal;
+  model: string | null;
+  priority: Priority;
+  stream: boolean;
+  provider: { id: string; name: string } | null;
+  /** The model entry that routed it (the metrics label); 'unknown' before routing. */
+  modelLabel: string;
+  status: number;
+  errorCode: string | null;
+  outcome: string;
+  promptTokens: number;
+  completionTokens: number;
+  queueMs: number;
+  upstreamMs: number;
+  overheadMs: number;
+  attempts: number;
+  keyId: string | null;
+}
+
+/** The last stage: metrics, the client key's TPM charge, one request-log row (batched). Never blocks the answer. */
+@Injectable()
+export class AccountStage {
+  constructor(
+    private readonly metrics: FloodgateMetrics,
+    private readonly rateLimit: RateLimitService,
+    private readonly requestLog: RequestLogWriter,
+  ) {}
+
+  account(r: RequestRecord): void {
+    const providerName = r.provider?.name ?? 'none';
+    const status = r.status === 0 ? 500 : r.status;
+    this.metrics.relayRequests.labels(providerName, r.modelLabel, r.priority, r.outcome).inc();
+    if (r.provider && r.attempts > 0) {
+      this.metrics.upstreamLatency.labels(providerName, r.modelLabel).observe(r.upstreamMs / 1000);
+      this.metrics.overhead.labels(r.endpoint).observe(r.overheadMs / 1000);
+      if (r.promptTokens)
+        this.metrics.tokens.labels(providerName, r.modelLabel, 'prompt').inc(r.promptTokens);
+      if (r.completionTokens)
+        this.metrics.tokens.labels(providerName, r.modelLabel, 'completion').inc(r.completionTokens);
+    }
+    const tokens = r.promptTokens + r.completionTokens;
+    // The client key's TPM window is charged with what was actually used (never blocks the response).
+    if (tokens > 0) void this.rateLimit.chargeTokens(r.principal, tokens);
+    this.requestLog.add({
+      createdAt: new Date(),
+      requestId: r.requestId,
+      apiKeyId: r.principal.apiKeyId,
+      userId: r.principal.userId,
+      providerId: r.provider?.id ?? null,
+      providerKeyId: r.keyId,
+      endpoint: r.endpoint,
+      model: r.model?.slice(0, 255) ?? null,
+      priority: r.priority,
+      status,
+      errorCode: r.errorCode,
+      promptTokens: r.promptTokens,
+      completionTokens: r.completionTokens,
+      queueMs: Math.round(r.queueMs),
+      upstreamMs: Math.round(r.upstreamMs),
+      overheadMs: Math.round(r.overheadMs),
+      attempts: Math.max(1, r.attempts),
+      stream: r.stream,
+    });
+  }
+}

@@ -1,0 +1,29 @@
+import type { FastifyReply } from 'fastify';
+import type { Dispatcher } from 'undici';
+import type { KeyLease } from '../../key-pool/key-pool.types.js';
+
+/** What a responder needs: the attempt to answer with and the time already spent queueing and upstream. */
+export interface RespondInput {
+  reply: FastifyReply;
+  lease: KeyLease;
+  response: Dispatcher.ResponseData;
+  /** performance.now() when the attempt was sent. */
+  startedAt: number;
+  queueMs: number;
+  /** Upstream time of earlier attempts. */
+  upstreamMs: number;
+}
+
+/** What the client was answered, for the log and the metrics. */
+export interface Answer {
+  status: number;
+  outcome: string;
+  errorCode: string | null;
+  promptTokens: number;
+  completionTokens: number;
+  /** Upstream time, all attempts. */
+  upstreamMs: number;
+  overheadMs: number;
+  /** Thrown once the answer is accounted: an upstream 4xx passed on in the error shape, or a failed release. */
+  error?: unknown;
+}

@@ -1,0 +1,64 @@
+import { Injectable } from '@nestjs/common';
+import { performance } from 'node:perf_hooks';
+import { gatewayTiming } from '../domain/gateway-headers.js';
+import { clientResponseHeaders } from '../domain/headers.js';
+import { parseUpstreamJson, upstreamClientError } from '../domain/outcome.js';
+import type { Answer, RespondInput } from './answer.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { reject } from './reject.js';
+
+/** A whole (non-streamed) upstream answer: 2xx relayed as it came, other 4xx in the one error shape. */
+@Injectable()
+export class JsonResponder {
+  constructor(private readonly leases: LeaseKeeper) {}
+
+  async respond({ reply, lease, response, startedAt, queueMs, upstreamMs }: RespondInput): Promise<Answer> {
+    const text = await response.body.text();
+    upstreamMs += performance.now() - startedAt;
+    const parsed = parseUpstreamJson(text);
+    const promptTokens = parsed?.usage?.prompt_tokens ?? 0;
+    const completionTokens = parsed?.usage?.completion_tokens ?? 0;
+    const status = response.statusCode;
+    const outcome = { status, headers: response.headers, tokens: promptTokens + completionTokens };
+    const { overheadMs, headers: ours } = gatewayTiming(reply.elapsedTime, queueMs, upstreamMs, lease.keyId);
+    const answer: Answer = {
+      status,
+      outcome: 'ok',
+      errorCode: null,
+      promptTokens,
+      completionTokens,
+      upstreamMs,
+      overheadMs,
+    };
+    if (status >= 400) {
+      const rejection = upstreamClientError(status, parsed, lease.apiKey);
+      try {
+        await this.leases.release(lease, outcome);
+      } catch (error) {
+        return { ...answer, error };
+      }
+      return {
+        ...answer,
+        outcome: 'client_error',
+        errorCode: rejection.code,
+        error: reject(rejection, ours),
+      };
+    }
+    void reply
+      .status(status)
+      // The guard's rate-limit headers are already on the reply; upstream headers never replace them.
+      .headers({
+        ...clientResponseHeaders(response.headers),
+        ...(reply.getHeaders() as Record<string, string>),
+        ...ours,
+      })
+      .send(text);
+    // Reported after the answer is on its way: the key pool's bookkeeping is not the client's wait.
+    try {
+      await this.leases.release(lease, outcome);
+    } catch (error) {
+      return { ...answer, error };
+    }
+    return answer;
+  }
+}

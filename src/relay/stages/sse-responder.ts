@@ -1,0 +1,110 @@
+import { Injectable } from '@nestjs/common';
+import { performance } from 'node:perf_hooks';
+import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import { gatewayTiming } from '../domain/gateway-headers.js';
+import { clientResponseHeaders } from '../domain/headers.js';
+import { streamInterruptedEvent, streamKeyOutcome } from '../domain/outcome.js';
+import type { UpstreamFailure } from '../domain/retry-table.js';
+import { SseRelay } from '../domain/sse-relay.js';
+import { classify } from '../infrastructure/upstream-client.js';
+import type { Answer, RespondInput } from './answer.js';
+import { LeaseKeeper } from './lease-keeper.js';
+
+const KEEPALIVE_MS = 15_000;
+
+export interface StreamInput extends RespondInput {
+  /** Floodgate asked for usage on the client's behalf: the extra usage event is dropped. */
+  injectedUsage: boolean;
+  signal: AbortSignal;
+  providerName: string;
+  modelLabel: string;
+  requestId: string;
+}
+
+/**
+ * A 200 stream: server-sent events written as they arrive (never more than one incomplete event
+ * held), a keep-alive comment every 15 s of upstream silence, usage read on the way; a stream the
+ * upstream cuts ends with a final error event.
+ */
+@Injectable()
+export class SseResponder {
+  constructor(
+    private readonly leases: LeaseKeeper,
+    private readonly metrics: FloodgateMetrics,
+  ) {}
+
+  async respond(input: StreamInput): Promise<Answer> {
+    const { reply, lease, response, startedAt, queueMs } = input;
+    const ttfbMs = performance.now() - startedAt;
+    const { overheadMs, headers: ours } = gatewayTiming(
+      reply.elapsedTime,
+      queueMs,
+      input.upstreamMs + ttfbMs,
+      lease.keyId,
+    );
+    this.metrics.upstreamTtft.labels(input.providerName, input.modelLabel).observe(ttfbMs / 1000);
+    const upstreamHeaders = clientResponseHeaders(response.headers);
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      ...upstreamHeaders,
+      ...(reply.getHeaders() as Record<string, string>),
+      ...ours,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      connection: 'keep-alive',
+    });
+    raw.flushHeaders();
+    const sse = new SseRelay(input.injectedUsage);
+    let lastWrite = Date.now();
+    const keepalive = setInterval(() => {
+      if (Date.now() - lastWrite >= KEEPALIVE_MS - 50) {
+        raw.write(': keep-alive\n\n');
+        lastWrite = Date.now();
+      }
+    }, KEEPALIVE_MS);
+    let failure: UpstreamFailure | null = null;
+    try {
+      for await (const chunk of response.body) {
+        const out = sse.push(chunk as Buffer);
+        if (out) {
+          raw.write(out);
+          lastWrite = Date.now();
+        }
+      }
+      const rest = sse.end();
+      if (rest) raw.write(rest);
+    } catch (err) {
+      failure = classify(err).kind;
+    } finally {
+      clearInterval(keepalive);
+    }
+    const promptTokens = sse.usage?.prompt_tokens ?? 0;
+    const completionTokens = sse.completionTokens();
+    const clientGone = input.signal.aborted || failure === 'aborted';
+    const answer: Answer = {
+      status: clientGone ? 499 : 200,
+      outcome: clientGone ? 'canceled' : failure ? 'upstream_error' : 'ok',
+      errorCode: !clientGone && failure ? 'upstream_stream_interrupted' : null,
+      promptTokens,
+      completionTokens,
+      upstreamMs: input.upstreamMs + (performance.now() - startedAt),
+      overheadMs,
+    };
+    try {
+      await this.leases.release(
+        lease,
+        streamKeyOutcome(failure, clientGone, promptTokens + completionTokens),
+      );
+    } catch (error) {
+      return { ...answer, status: 200, outcome: 'ok', errorCode: null, error };
+    }
+    if (clientGone) raw.destroy();
+    else {
+      if (failure) raw.write(streamInterruptedEvent(input.requestId));
+      raw.end();
+    }
+    return answer;
+  }
+}
