@@ -288,12 +288,17 @@ async function queueSection() {
 async function contendedSection() {
   const slow = await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true });
   try {
-    for (const mode of ['embedded', 'distributed']) {
+    // BENCH_CONTENDED_MODES=distributed (e.g.) narrows the section while working on it.
+    const modes = (process.env.BENCH_CONTENDED_MODES ?? 'embedded,distributed').split(',');
+    const instances = Number(process.env.BENCH_CONTENDED_INSTANCES ?? 2);
+    for (const mode of modes) {
       const first = await startGateway(mode, { name: 'contended' });
       const gws = [first];
       try {
         const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
-        if (mode === 'distributed') gws.push(await startGateway(mode, { name: 'contended2', join: first }));
+        for (let i = 1; mode === 'distributed' && i < instances; i++) {
+          gws.push(await startGateway(mode, { name: `contended${i + 1}`, join: first }));
+        }
         R.contended[mode] = await contendedClosedLoop(gws, slow, clientKey, C.contended);
         status(`contended ${mode}: ${R.contended[mode].upstreamRate.toFixed(0)} req/s of ${R.contended[mode].capacity}`);
       } finally {
@@ -557,11 +562,11 @@ if (Object.keys(R.contended).length) {
     `Closed loop: ${C.contended.clients} clients, each sending its next request when the last is answered, for ${C.contended.seconds} s (after ${C.contended.warmupS} s of warm-up), at one upstream key with max_concurrent ${CONTENDED.maxConcurrent} in front of a ${CONTENDED.upstreamDelayMs} ms upstream (capacity ${CONTENDED.maxConcurrent / (CONTENDED.upstreamDelayMs / 1000)} req/s). Distributed = two instances of one cluster, clients split evenly. Hand-off = upstream slot freed → next request arrives at the upstream.`,
   );
   log('');
-  log('| mode | instances | upstream served req/s | of capacity | gateway 200s req/s | hand-off p50 ms | hand-off p99 ms | other answers |');
-  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  log('| mode | instances | upstream served req/s | of capacity | gateway 200s req/s | hand-off p50 ms | hand-off p99 ms | gateway CPU per served request | gateway CPU | other answers |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const [mode, q] of Object.entries(R.contended)) {
     log(
-      `| ${mode} | ${q.instances} | ${int(q.upstreamRate)} | ${pct(q.share)} | ${int(q.servedRate)} | ${f2(q.handoff.p50)} | ${f2(q.handoff.p99)} | ${q.outcomes.other}${Object.keys(q.other).length ? ` (${Object.entries(q.other).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} |`,
+      `| ${mode} | ${q.instances} | ${int(q.upstreamRate)} | ${pct(q.share)} | ${int(q.servedRate)} | ${f2(q.handoff.p50)} | ${f2(q.handoff.p99)} | ${int(q.cpuPerServedUs)} µs | ${f2(q.gatewayCores)} cores | ${q.outcomes.other}${Object.keys(q.other).length ? ` (${Object.entries(q.other).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} |`,
     );
   }
   log('');

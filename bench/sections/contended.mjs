@@ -9,6 +9,7 @@
 // Reported per mode: served req/s (answered 200 by the gateway and counted by the upstream) against
 // capacity, and the dispatch hand-off (upstream slot freed → next request arrives, see queue.mjs).
 import { Pool } from 'undici';
+import { cpuMicros } from '../lib/procs.mjs';
 import { percentile } from '../lib/stats.mjs';
 import { handoffs } from './queue.mjs';
 import { CHAT_BODY } from './throughput.mjs';
@@ -59,9 +60,11 @@ export async function contendedClosedLoop(gateways, upstream, clientKey, { clien
   await new Promise((r) => setTimeout(r, warmupS * 1000));
   await fetch(`${upstream.url}/__bench/reset`, { method: 'POST' });
   measuring = true;
+  const cpu0 = gateways.map((gw) => cpuMicros(gw.pid));
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const elapsedS = (performance.now() - t0) / 1000;
+  const cpu = gateways.reduce((sum, gw, i) => sum + cpuMicros(gw.pid) - cpu0[i], 0);
   const stats = await (await fetch(`${upstream.url}/__bench/stats`)).json();
   measuring = false;
   stop = true;
@@ -80,5 +83,9 @@ export async function contendedClosedLoop(gateways, upstream, clientKey, { clien
     outcomes,
     other: Object.fromEntries(other),
     handoff: { n: gaps.length, p50: percentile(gaps, 50), p99: percentile(gaps, 99) },
+    /** Gateway CPU (all instances) per request served, µs: what the contended path costs, whatever the load. */
+    cpuPerServedUs: outcomes.served ? cpu / outcomes.served : NaN,
+    /** Gateway CPU (all instances) in cores during the measurement. */
+    gatewayCores: cpu / 1e6 / elapsedS,
   };
 }

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { ApiError, type ErrorType } from '../common/api-error.js';
 import { toErrorResponse, type ErrorResponse } from '../common/error-response.js';
 import { unstorableReason } from '../common/input-safety.js';
-import type { Principal, Priority } from '../common/principal.js';
+import { PRIORITY_RANK, type Principal, type Priority } from '../common/principal.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease, KeyOutcome, KeyRefusal } from '../key-pool/key-pool.types.js';
@@ -27,7 +27,6 @@ const UPSTREAM_PATHS: Record<Endpoint, string> = {
   completions: '/completions',
   embeddings: '/embeddings',
 };
-export const PRIORITY_RANK: Record<Priority, number> = { urgent: 1, high: 2, normal: 3, low: 4 };
 const KEEPALIVE_MS = 15_000;
 
 interface Attempt {
