@@ -14,12 +14,6 @@ import { AdmissionService } from './admission.service.js';
 const CONTENDED_FOR_MS = 5_000;
 /** An instance announces a provider's contention to the others at most this often. */
 const ANNOUNCE_EVERY_MS = 1_000;
-/**
- * While every key is busy, a loop asks again this often (a slot freed by this or another instance
- * is handed over at once by the releaser; this only bounds the wait when that hand-off was missed:
- * a lease that expired, a release from an instance that had not heard of the contention).
- */
-const SATURATED_POLL_MS = 200;
 /** A loop whose waiters' jobs were all taken (their grants are on the way) looks again after this. */
 const EMPTY_POLL_MS = 250;
 /** After a waiter's timeout the job may already be taken: how long to wait for its grant. */
@@ -119,6 +113,11 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     this.stopped = true;
     for (const loop of this.loops.values()) loop.signal.wake();
     await Promise.all(this.unsubscribers.map((u) => u().catch(() => undefined)));
+  }
+
+  /** Whether this instance hands the slots it frees for the provider to its queue (see capacityReleased). */
+  isContended(providerId: string): boolean {
+    return (this.contendedUntil.get(providerId) ?? 0) >= Date.now();
   }
 
   /** Waiting requests per priority (1 urgent … 4 low) for a provider, all instances. */
@@ -331,8 +330,10 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       await this.send(job.data.instance, { jobId: job.id, refusal });
       return { kind: 'served' };
     }
-    const cap = refusal.kind === 'saturated' ? SATURATED_POLL_MS : 1000;
-    return { kind: 'wait', ms: Math.min(Math.max(refusal.retryAfterMs, 5), cap) };
+    // A slot freed by any instance is handed over by its releaser at once; this only bounds the wait
+    // when that was missed (a lease that expired instead of being released) or refused (cooldowns,
+    // RPM windows, the retreat bucket: their retry time).
+    return { kind: 'wait', ms: Math.min(Math.max(refusal.retryAfterMs, 5), 1000) };
   }
 
   private async send(instance: string, message: GrantMessage): Promise<void> {
