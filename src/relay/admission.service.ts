@@ -37,7 +37,12 @@ export class AdmissionService {
     bypassQueue: boolean,
     excludeKeyIds?: readonly string[],
   ): Promise<AcquireResult> {
-    return this.acquire(providerId, priority, bypassQueue ? QueueMode.bypass : QueueMode.respectQueue, excludeKeyIds);
+    return this.acquire(
+      providerId,
+      priority,
+      bypassQueue ? QueueMode.bypass : QueueMode.respectQueue,
+      excludeKeyIds,
+    );
   }
 
   /**

@@ -84,9 +84,12 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Dispatcher');
   readonly instanceId = randomUUID();
   private readonly waiters = new Map<string, Waiter>();
+  /** providerId → number of this instance's waiters (its dispatch loop runs while > 0). */
+  private readonly waiting = new Map<string, number>();
   private readonly loops = new Map<string, Loop>();
   private readonly contendedUntil = new Map<string, number>();
   private readonly announcedAt = new Map<string, number>();
+  private readonly handOffWarnedAt = new Map<string, number>();
   private readonly unsubscribers: Unsubscribe[] = [];
   private stopped = false;
   /** Jobs granted by this instance's loops (for tests and status). */
@@ -137,14 +140,19 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
    */
   capacityReleased(providerId: string): void {
     const until = this.contendedUntil.get(providerId);
-    if (until === undefined) return;
+    if (until === undefined || this.stopped) return;
     if (until < Date.now()) {
       this.contendedUntil.delete(providerId);
       return;
     }
-    this.dispatchOnce(providerId).catch((err: unknown) =>
-      this.logger.warn(`hand-off for provider ${providerId} failed: ${(err as Error).message}`),
-    );
+    this.dispatchOnce(providerId).catch((err: unknown) => {
+      // The waiters' own loops retry; one line per provider per 10 s is enough (a store outage
+      // would otherwise log once per released request).
+      const now = Date.now();
+      if ((this.handOffWarnedAt.get(providerId) ?? 0) + 10_000 > now) return;
+      this.handOffWarnedAt.set(providerId, now);
+      this.logger.warn(`hand-off for provider ${providerId} failed: ${(err as Error).message}`);
+    });
   }
 
   /**
@@ -163,7 +171,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     let level = priority;
     let settle!: (m: GrantMessage | 'timeout' | 'aborted') => void;
     const outcome = new Promise<GrantMessage | 'timeout' | 'aborted'>((resolve) => (settle = resolve));
-    this.waiters.set(jobId, { providerId, resolve: (m) => settle(m) });
+    this.setWaiter(jobId, { providerId, resolve: (m) => settle(m) });
     const onAbort = () => settle('aborted');
     options.signal.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => settle('timeout'), options.timeoutMs);
@@ -208,7 +216,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
         if (!removed) {
           // Already taken by a dispatcher: its grant is on the way. Take it (and give it back if aborted).
           const late = await Promise.race([
-            new Promise<GrantMessage | null>((resolve) => this.waiters.set(jobId, { providerId, resolve })),
+            new Promise<GrantMessage | null>((resolve) => this.setWaiter(jobId, { providerId, resolve })),
             new Promise<null>((resolve) => setTimeout(() => resolve(null), LATE_GRANT_MS)),
           ]);
           if (late?.lease && why === 'timeout' && !options.signal.aborted) {
@@ -230,7 +238,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       clearTimeout(timer);
       clearInterval(aging);
       options.signal.removeEventListener('abort', onAbort);
-      this.waiters.delete(jobId);
+      this.deleteWaiter(jobId);
     }
   }
 
@@ -258,8 +266,22 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   }
 
   private hasWaiters(providerId: string): boolean {
-    for (const w of this.waiters.values()) if (w.providerId === providerId) return true;
-    return false;
+    return (this.waiting.get(providerId) ?? 0) > 0;
+  }
+
+  private setWaiter(jobId: string, waiter: Waiter): void {
+    if (!this.waiters.has(jobId))
+      this.waiting.set(waiter.providerId, (this.waiting.get(waiter.providerId) ?? 0) + 1);
+    this.waiters.set(jobId, waiter);
+  }
+
+  private deleteWaiter(jobId: string): void {
+    const waiter = this.waiters.get(jobId);
+    if (!waiter) return;
+    this.waiters.delete(jobId);
+    const n = (this.waiting.get(waiter.providerId) ?? 1) - 1;
+    if (n > 0) this.waiting.set(waiter.providerId, n);
+    else this.waiting.delete(waiter.providerId);
   }
 
   private onGrant(raw: string): void {
@@ -269,6 +291,10 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     } catch {
       return;
     }
+    this.deliver(message);
+  }
+
+  private deliver(message: GrantMessage): void {
     const waiter = this.waiters.get(message.jobId);
     if (waiter) {
       waiter.resolve(message);
@@ -339,7 +365,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   private async send(instance: string, message: GrantMessage): Promise<void> {
     if (instance === this.instanceId) {
       // Same instance: no round trip through Redis.
-      this.onGrant(JSON.stringify(message));
+      this.deliver(message);
       return;
     }
     await this.pubsub.publish(`relay:grant:${instance}`, JSON.stringify(message));

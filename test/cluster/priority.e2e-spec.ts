@@ -151,7 +151,9 @@ describe('two instances, one upstream slot: the releasing instance hands its slo
       RATE_LIMIT_USER_RPM: '1000000',
     });
     gws = cluster.gateways;
-    ({ providerId } = await addProvider(gws[0]!, adminKey, fake, [{ key: 'sk-one-slot', max_concurrent: 1 }]));
+    ({ providerId } = await addProvider(gws[0]!, adminKey, fake, [
+      { key: 'sk-one-slot', max_concurrent: 1 },
+    ]));
     for (const gw of gws) expect((await chat(gw.url, adminKey, 'warm-up')).status).toBe(200);
   });
   afterAll(async () => {
@@ -169,7 +171,11 @@ describe('two instances, one upstream slot: the releasing instance hands its slo
     const call = chat(a.url, adminKey, 'queued-on-a', { priority: 'normal' });
     const depth = async () =>
       Object.values(await a.app.get(RelayDispatcher).depth(providerId)).reduce((x, y) => x + y, 0);
-    await pollUntil(async () => (await depth()) === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the job to queue' });
+    await pollUntil(async () => (await depth()) === 1, {
+      timeoutMs: 5000,
+      intervalMs: 5,
+      what: 'the job to queue',
+    });
     // B hears of the contention (A announces it when its request queues).
     await pollUntil(() => b.app.get(RelayDispatcher).isContended(providerId), {
       timeoutMs: 2000,

@@ -180,13 +180,17 @@ describe.each([
       expect(await impl.queue.counts(q, [1, 2, 3, 4])).toEqual({ 1: 0, 2: 0, 3: 0, 4: 0 });
     });
 
-    it.runIf(_name === 'redis')('keeps its keys under Floodgate\'s prefix in its own layout', async () => {
+    it.runIf(_name === 'redis')("keeps its keys under Floodgate's prefix in its own layout", async () => {
       const q = `q-${randomUUID()}`;
       await impl.queue.add(q, { id: 'a', priority: 2, data: { x: 1 } });
       const redis = new Redis(TEST_REDIS_URL);
       try {
         const keys = (await redis.keys(`*${q}*`)).sort();
-        expect(keys).toEqual([`${impl.prefix}:fq:{${q}}:jobs`, `${impl.prefix}:fq:{${q}}:seq`, `${impl.prefix}:fq:{${q}}:wait`]);
+        expect(keys).toEqual([
+          `${impl.prefix}:fq:{${q}}:jobs`,
+          `${impl.prefix}:fq:{${q}}:seq`,
+          `${impl.prefix}:fq:{${q}}:wait`,
+        ]);
         expect(await redis.type(`${impl.prefix}:fq:{${q}}:wait`)).toBe('zset');
         expect(await redis.type(`${impl.prefix}:fq:{${q}}:jobs`)).toBe('hash');
       } finally {
