@@ -5,7 +5,7 @@
 // count and time; every process, database and Redis prefix it creates is removed at the end, on
 // errors and on Ctrl-C.
 //
-//   node bench/run.mjs [--quick] [--only latency,throughput,ladder,streaming,queue,memory,profile]
+//   node bench/run.mjs [--quick] [--only latency,throughput,ladder,streaming,queue,contended,memory,profile]
 //                      [--profile] [--no-write]
 //
 // --quick: reduced counts and durations (CI smoke, < 2 min). --profile: also profile the gateway
@@ -20,6 +20,7 @@ import { summarise, summaryMarkdown } from './lib/cpuprofile.mjs';
 import { closeRedis, configure, loopDelay, metricValue, startGateway, sweepStale } from './lib/gateway.mjs';
 import { abort, cleanupAll, installSignalHandlers, rssMB, rssSampler, sleep, startServer, stopping, withTimeout } from './lib/procs.mjs';
 import { fmt } from './lib/stats.mjs';
+import { CONTENDED, contendedClosedLoop } from './sections/contended.mjs';
 import { QUEUE_ENV, contention } from './sections/queue.mjs';
 import { concurrentStreams, ttft } from './sections/streaming.mjs';
 import { CHAT_BODY, P99_LIMIT_MS, sweep } from './sections/throughput.mjs';
@@ -29,7 +30,7 @@ import { CHAT_BODY, P99_LIMIT_MS, sweep } from './sections/throughput.mjs';
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const write = !argv.includes('--no-write');
-const ALL = ['latency', 'throughput', 'ladder', 'streaming', 'queue', 'memory'];
+const ALL = ['latency', 'throughput', 'ladder', 'streaming', 'queue', 'contended', 'memory'];
 const KNOWN = [...ALL, 'profile'];
 const onlyIdx = argv.indexOf('--only');
 const onlyArg = argv.find((a) => a.startsWith('--only='))?.slice(7) ?? (onlyIdx !== -1 ? argv[onlyIdx + 1] : null);
@@ -52,6 +53,7 @@ const C = quick
       ttft: { rounds: 2, perRound: 40, warmup: 15 },
       streams: { start: 50, max: 50, budgetS: 10 },
       queue: { rate: 500, seconds: 2 },
+      contended: { clients: 64, seconds: 3, warmupS: 1 },
       profileS: 6,
     }
   : {
@@ -62,6 +64,7 @@ const C = quick
       ttft: { rounds: 5, perRound: 100, warmup: 50 },
       streams: { start: 50, max: 1600, budgetS: 45 },
       queue: { rate: 500, seconds: 10 },
+      contended: { clients: 64, seconds: 10, warmupS: 2 },
       profileS: 15,
     };
 
@@ -106,6 +109,7 @@ const R = {
   streams: {}, // mode -> ramp
   ladder: null,
   queue: {}, // mode -> result
+  contended: {}, // mode -> result
   loop: {}, // phase -> gateway event-loop delay { p99, max } ms
   notes: [],
 };
@@ -209,6 +213,7 @@ try {
 
   if (on('ladder')) await section('feature ladder', () => ladder(direct));
   if (on('queue')) await section('queue under contention', () => queueSection());
+  if (on('contended')) await section('contended closed loop', () => contendedSection());
   if (on('profile')) await section('profile', () => profile(upstream));
 } finally {
   await plain?.close();
@@ -273,6 +278,35 @@ async function queueSection() {
       } finally {
         await gw.stop();
         noteWarnings(`queue (${mode}) gateway`, gw);
+      }
+    }
+  } finally {
+    await slow.close();
+  }
+}
+
+async function contendedSection() {
+  const slow = await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true });
+  try {
+    // BENCH_CONTENDED_MODES=distributed (e.g.) narrows the section while working on it.
+    const modes = (process.env.BENCH_CONTENDED_MODES ?? 'embedded,distributed').split(',');
+    const instances = Number(process.env.BENCH_CONTENDED_INSTANCES ?? 2);
+    for (const mode of modes) {
+      const first = await startGateway(mode, { name: 'contended' });
+      const gws = [first];
+      try {
+        const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
+        for (let i = 1; mode === 'distributed' && i < instances; i++) {
+          gws.push(await startGateway(mode, { name: `contended${i + 1}`, join: first }));
+        }
+        R.contended[mode] = await contendedClosedLoop(gws, slow, clientKey, C.contended);
+        status(`contended ${mode}: ${R.contended[mode].upstreamRate.toFixed(0)} req/s of ${R.contended[mode].capacity}`);
+      } finally {
+        // the joined instance first: the first one's stop drops the shared database and prefix
+        for (const gw of gws.reverse()) {
+          await gw.stop();
+          noteWarnings(`contended (${mode}, ${gw.name}) gateway`, gw);
+        }
       }
     }
   } finally {
@@ -517,6 +551,27 @@ if (Object.keys(R.queue).length) {
     target(`dispatch p50 ≤ 1 ms (${mode})`, `${f2(q.handoff.p50)} ms`, q.handoff.p50 <= 1);
     target(`dispatch p99 ≤ 10 ms (${mode})`, `${f2(q.handoff.p99)} ms`, q.handoff.p99 <= 10);
     if (q.lateMs > 50) R.notes.push(`queue (${mode}): the load generator fell up to ${int(q.lateMs)} ms behind its schedule`);
+  }
+}
+
+// 5b. contended closed loop
+if (Object.keys(R.contended).length) {
+  log('## 5b. Contended path at the upstream\'s pace');
+  log('');
+  log(
+    `Closed loop: ${C.contended.clients} clients, each sending its next request when the last is answered, for ${C.contended.seconds} s (after ${C.contended.warmupS} s of warm-up), at one upstream key with max_concurrent ${CONTENDED.maxConcurrent} in front of a ${CONTENDED.upstreamDelayMs} ms upstream (capacity ${CONTENDED.maxConcurrent / (CONTENDED.upstreamDelayMs / 1000)} req/s). Distributed = two instances of one cluster, clients split evenly. Hand-off = upstream slot freed → next request arrives at the upstream.`,
+  );
+  log('');
+  log('| mode | instances | upstream served req/s | of capacity | gateway 200s req/s | hand-off p50 ms | hand-off p99 ms | gateway CPU per served request | gateway CPU | other answers |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const [mode, q] of Object.entries(R.contended)) {
+    log(
+      `| ${mode} | ${q.instances} | ${int(q.upstreamRate)} | ${pct(q.share)} | ${int(q.servedRate)} | ${f2(q.handoff.p50)} | ${f2(q.handoff.p99)} | ${int(q.cpuPerServedUs)} µs | ${f2(q.gatewayCores)} cores | ${q.outcomes.other}${Object.keys(q.other).length ? ` (${Object.entries(q.other).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} |`,
+    );
+  }
+  log('');
+  for (const [mode, q] of Object.entries(R.contended)) {
+    target(`contended ≥ 90 % of capacity (${mode}, ${q.instances} instance${q.instances > 1 ? 's' : ''})`, pct(q.share), q.share >= 0.9);
   }
 }
 

@@ -136,12 +136,14 @@ function tail(file, bytes = 4000) {
  *   env        extra environment (feature switches, queue settings, BENCH_DISABLE…)
  *   nodeFlags  node flags before the script (e.g. ['--cpu-prof', '--cpu-prof-dir=…'])
  *   name       label for the log file
- * Returns { url, adminKey, pid, mode, logFile, stop, gc }.
+ *   join       another distributed gateway whose database and Redis prefix this one shares (a second
+ *              instance of the same cluster; the first one's stop drops them)
+ * Returns { url, adminKey, pid, mode, logFile, stop, gc, databaseUrl, redisPrefix }.
  * Client limits are raised so the limiter decides (one round trip) but never refuses a bench request.
  */
-export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], name = 'gateway' } = {}) {
+export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], name = 'gateway', join = null } = {}) {
   const port = await freePort();
-  const adminKey = newKey();
+  const adminKey = join?.adminKey ?? newKey();
   const env = {
     PATH: process.env.PATH,
     NODE_ENV: 'production',
@@ -161,7 +163,11 @@ export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], n
   const cleanups = [];
   let db = null;
   let prefix = null;
-  if (mode === 'distributed') {
+  if (mode === 'distributed' && join) {
+    env.DATABASE_URL = join.databaseUrl;
+    env.REDIS_URL = REDIS_URL;
+    env.REDIS_PREFIX = join.redisPrefix;
+  } else if (mode === 'distributed') {
     db = await createDatabase();
     prefix = `${REDIS_PREFIX}${process.pid}_${randomBytes(3).toString('hex')}`;
     cleanups.push(onCleanup(() => deletePrefix(`${prefix}:`)));
@@ -215,6 +221,8 @@ export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], n
     name,
     logFile,
     stop,
+    databaseUrl: env.DATABASE_URL ?? null,
+    redisPrefix: env.REDIS_PREFIX ?? null,
     /**
      * Warnings and errors the gateway logged (per-request HTTP lines excluded), grouped by message
      * start: e.g. rate-limit decisions that failed open under load. [[message, count], …]

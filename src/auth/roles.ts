@@ -1,5 +1,5 @@
 import { PERMISSIONS, type Action, type Resource, type Scope } from '../common/permissions.js';
-import { ROLES, type Priority, type Role } from '../common/principal.js';
+import { PRIORITY_RANK, ROLES, type Priority, type Role } from '../common/principal.js';
 
 const ACTIONS: Action[] = ['read', 'write'];
 const RESOURCES = Object.keys(PERMISSIONS.admin) as Resource[];
@@ -40,10 +40,9 @@ export function permissionSummary(role: Role): PermissionSummary {
   ) as PermissionSummary;
 }
 
-const PRIORITY_RANK: Record<Priority, number> = { low: 0, normal: 1, high: 2, urgent: 3 };
-
+/** `candidate` is no more urgent than `ceiling` (rank 1 = urgent, so a larger rank is lower). */
 export function priorityWithin(candidate: Priority, ceiling: Priority): boolean {
-  return PRIORITY_RANK[candidate] <= PRIORITY_RANK[ceiling];
+  return PRIORITY_RANK[candidate] >= PRIORITY_RANK[ceiling];
 }
 
 const SCOPE_LABEL: Record<Scope, string> = { any: 'all', own: 'own' };

@@ -7,6 +7,13 @@ export type Role = 'admin' | 'developer' | 'user' | 'viewer';
 export const ROLES: readonly Role[] = ['admin', 'developer', 'user', 'viewer'];
 export type Priority = 'urgent' | 'high' | 'normal' | 'low';
 export const PRIORITIES: readonly Priority[] = ['urgent', 'high', 'normal', 'low'];
+/**
+ * The one definition of priority order: 1 = urgent (served first) … 4 = low. The queue's score, the
+ * dispatcher's levels, the status page's counts and the credential ceiling all read it.
+ */
+export const PRIORITY_RANK: Readonly<Record<Priority, number>> = { urgent: 1, high: 2, normal: 3, low: 4 };
+/** Every rank, most urgent first. */
+export const PRIORITY_RANKS: readonly number[] = PRIORITIES.map((p) => PRIORITY_RANK[p]);
 
 export interface ApiKeySettings {
   /** Requests per minute for this key; null = the gateway default. */

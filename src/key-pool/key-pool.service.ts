@@ -260,7 +260,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       };
       // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
       Object.defineProperty(lease, 'apiKey', { value: chosen.apiKey, enumerable: false, writable: false });
-      return { ok: true, lease };
+      return r.length === 5 ? { ok: true, lease, gateOutput: r[4] } : { ok: true, lease };
     }
     const [, kind, retryMs, nCool, nRate, nBusy] = r;
     return this.refuse(providerId, name, kind, retryMs, candidates.length, [nCool, nRate, nBusy]);

@@ -41,7 +41,9 @@ export interface KeyRefusal {
   keys: { usable: number; cooling: number; rateLimited: number; saturated: number };
 }
 
-export type AcquireResult = { ok: true; lease: KeyLease } | { ok: false; refusal: KeyRefusal };
+export type AcquireResult =
+  | { ok: true; lease: KeyLease; /** What the gate's commit returned, if anything. */ gateOutput?: string }
+  | { ok: false; refusal: KeyRefusal };
 
 /** What happened to a leased request (the Relay fills it from the upstream response). */
 export interface KeyOutcome {
@@ -133,7 +135,11 @@ export interface AdmissionGate {
   checkLua: string;
   commitLua: string;
   check(db: LocalDb, keys: string[], args: string[], nowMs: number): [string, number] | null;
-  commit(db: LocalDb, keys: string[], args: string[], nowMs: number, keyId: string): void;
+  /**
+   * Runs once a key is chosen. A string it returns (Lua: a string value) comes back with the lease
+   * as `gateOutput` (the queue gate hands back the job it popped); anything else is ignored.
+   */
+  commit(db: LocalDb, keys: string[], args: string[], nowMs: number, keyId: string): string | null | void;
 }
 
 export interface AcquireOptions {

@@ -76,10 +76,14 @@ export function selectionInputs(
 }
 
 /**
- * Result: `[1, index (1-based), inFlight, nowMs]` or `[0, kind, retryMs, nCooling, nRateLimited, nSaturated]`
- * (kind: cooling | rate_limited | saturated | no_usable_keys | gate:<code>).
+ * Result: `[1, index (1-based), inFlight, nowMs, gateOutput?]` or `[0, kind, retryMs, nCooling, nRateLimited, nSaturated]`
+ * (kind: cooling | rate_limited | saturated | no_usable_keys | gate:<code>; gateOutput: the string
+ * the gate's commit returned, if any).
  */
-export type SelectionResult = [1, number, number, number] | [0, string, number, number, number, number];
+export type SelectionResult =
+  | [1, number, number, number]
+  | [1, number, number, number, string]
+  | [0, string, number, number, number, number];
 
 // ---------------------------------------------------------------------------------------------
 // Lua half
@@ -210,7 +214,7 @@ function composedLua(gate: AdmissionGate | null): string {
     ? `local refused = fg_gate_check(GK, GA, now)\nif refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
     : '';
   const commit = gate
-    ? `if r[1] == 1 then fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)]) end\n`
+    ? `if r[1] == 1 then local out = fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)]); if type(out) == 'string' then r[5] = out end end\n`
     : '';
   return `${LUA_HELPERS}${LUA_SELECT}${gateFns}${luaSlices()}${check}local r = fg_select(SK, SA, now)\n${commit}return r\n`;
 }
@@ -361,7 +365,10 @@ export function selectionScript(gate: AdmissionGate | null = null): AtomicScript
         if (refused) return [0, `gate:${refused[0]}`, refused[1], 0, 0, 0];
       }
       const r = localSelect(db, SK, SA, now);
-      if (gate && r[0] === 1) gate.commit(db, GK, GA, now, keyIdOfIndex(SA, r[1]));
+      if (gate && r[0] === 1) {
+        const out = gate.commit(db, GK, GA, now, keyIdOfIndex(SA, r[1]));
+        if (typeof out === 'string') return [r[0], r[1], r[2], r[3], out];
+      }
       return r;
     },
   };

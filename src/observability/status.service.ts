@@ -8,7 +8,7 @@ import {
 import { DataSource } from 'typeorm';
 import type { Counter } from 'prom-client';
 import { packageInfo } from '../common/package-info.js';
-import { PRIORITIES, type Priority } from '../common/principal.js';
+import { PRIORITIES, PRIORITY_RANK, PRIORITY_RANKS, type Priority } from '../common/principal.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { InstanceRegistry } from '../database/instance-registry.js';
@@ -26,9 +26,6 @@ import {
   type TokenBucketView,
 } from './status-sources.js';
 
-/** Priority name → PriorityQueue level (1 first served). */
-export const PRIORITY_LEVELS: Record<Priority, number> = { urgent: 1, high: 2, normal: 3, low: 4 };
-const LEVELS = [1, 2, 3, 4];
 const KEY_STATES: KeyState[] = ['active', 'cooling', 'disabled', 'broken', 'invalid'];
 const OUTCOMES = [
   'ok',
@@ -278,7 +275,7 @@ export class StatusService implements OnApplicationBootstrap, OnModuleDestroy {
   ): Promise<ProviderStatus> {
     const [depth, bucket, retreat, live] = await Promise.all([
       guard(`queue of ${provider.name}`, null as Record<number, number> | null, () =>
-        this.queue.counts(provider.id, LEVELS),
+        this.queue.counts(provider.id, PRIORITY_RANKS),
       ),
       guard(`token bucket of ${provider.name}`, null as TokenBucketView | null, () =>
         this.sources.tokenBucket(provider),
@@ -291,7 +288,7 @@ export class StatusService implements OnApplicationBootstrap, OnModuleDestroy {
     const queue = emptyQueue();
     if (depth) {
       for (const name of PRIORITIES) {
-        queue[name] = Number(depth[PRIORITY_LEVELS[name]] ?? 0);
+        queue[name] = Number(depth[PRIORITY_RANK[name]] ?? 0);
         queue.total += queue[name];
       }
     }

@@ -9,7 +9,7 @@ import { RedisLiveness } from './redis-liveness.js';
  * - `command`: fail fast (no offline queue, short timeout) — admission decisions, health pings;
  *   Redis going away must never hang a request or a probe.
  * - `watched()`: fail fast, judged by RedisLiveness instead of a timeout (the rate limiter).
- * - `blocking()`: patient connections for BullMQ and pub/sub (`maxRetriesPerRequest: null`).
+ * - `blocking()`: patient connections for pub/sub (`maxRetriesPerRequest: null`).
  */
 @Injectable()
 export class RedisConnections implements OnApplicationShutdown {
@@ -59,7 +59,7 @@ export class RedisConnections implements OnApplicationShutdown {
     return { client, liveness: new RedisLiveness(client, silenceMs) };
   }
 
-  /** A connection that waits out outages (BullMQ requires maxRetriesPerRequest: null). */
+  /** A connection that waits out outages (`maxRetriesPerRequest: null`: the pub/sub subscriber). */
   patient(name: string): Redis {
     return this.create(name, { maxRetriesPerRequest: null, enableReadyCheck: true });
   }

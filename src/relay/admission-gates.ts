@@ -1,31 +1,60 @@
 import type { AdmissionGate } from '../key-pool/key-pool.types.js';
 import type { LocalDb } from '../state/local-db.js';
-import { PRIORITY_SCORE_FACTOR } from '../state/priority-queue.js';
+import { localPop, POP_LUA, PRIORITY_SCORE_FACTOR } from '../state/priority-queue.js';
+
+/** How a request meets the provider's queue in the admission step (ARGV of QUEUE_GATE). */
+export const QueueMode = {
+  /** A new request: refused while anybody of equal or higher priority waits (`queued_ahead`). */
+  respectQueue: 0,
+  /** Skips the queue check (a retry on another key, the queue-full passthrough). */
+  bypass: 1,
+  /**
+   * The dispatcher: admitted only when a live job waits (else `queue_empty`); the job at the head of
+   * the queue is popped in the same atomic step as the lease, and handed back with it.
+   */
+  dispatch: 2,
+} as const;
+export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
 
 /**
- * "Nobody of equal or higher priority is already waiting for this provider": the relay's gate in
- * KeyPool's atomic selection. Reads the provider queue's waiting set (BullMQ's layout: score =
- * priority·2³² + arrival), so a request can never overtake one that queued before it at the same or
- * a higher priority. The dispatcher serving the queue passes bypass = 1.
+ * The relay's gate in KeyPool's atomic selection, over the provider queue's own keys (PriorityQueue
+ * layout: `fq:{p}:wait` scored priority·2³² + arrival, `fq:{p}:jobs` the job records). A new request
+ * can never overtake one that queued before it at the same or a higher priority; the dispatcher wins
+ * a slot and the head of the queue in one step, so a slot is never won without a job to run in it
+ * (nor a job taken without a slot), whichever instance frees the slot or queued the job.
  *
- * KEYS: [waitingSet]   ARGV: [priority, bypass]
+ * KEYS: [waitingSet, jobRecords]   ARGV: [priority, mode (QueueMode)]
+ * Commit in dispatch mode returns the popped job ("id\nrecord", see decodePopped).
  */
 export const QUEUE_GATE: StaticGate = {
   name: 'queue',
-  keyCount: 1,
+  keyCount: 2,
   argCount: 2,
   checkLua: `
-    if tonumber(GA[2]) == 1 then return nil end
+    local mode = tonumber(GA[2])
+    if mode == ${QueueMode.bypass} then return nil end
+    if mode == ${QueueMode.dispatch} then
+      if redis.call('ZCARD', GK[1]) == 0 then return {'queue_empty', 0} end
+      return nil
+    end
     local ahead = redis.call('ZCOUNT', GK[1], 0, (tonumber(GA[1]) + 1) * ${PRIORITY_SCORE_FACTOR} - 1)
     if ahead > 0 then return {'queued_ahead', 0} end
     return nil`,
-  commitLua: `return nil`,
+  commitLua: `
+    if tonumber(GA[2]) ~= ${QueueMode.dispatch} then return nil end
+    ${POP_LUA}
+    return fq_pop(GK[1], GK[2], now) or ''`,
   check(db: LocalDb, keys: string[], args: string[]): [string, number] | null {
-    if (args[1] === '1') return null;
+    const mode = Number(args[1]);
+    if (mode === QueueMode.bypass) return null;
+    if (mode === QueueMode.dispatch) return db.zcard(keys[0]!) === 0 ? ['queue_empty', 0] : null;
     const ahead = db.zcount(keys[0]!, 0, (Number(args[0]) + 1) * PRIORITY_SCORE_FACTOR - 1);
     return ahead > 0 ? ['queued_ahead', 0] : null;
   },
-  commit(): void {},
+  commit(db: LocalDb, keys: string[], args: string[], nowMs: number): string | null {
+    if (Number(args[1]) !== QueueMode.dispatch) return null;
+    return localPop(db, keys[0]!, keys[1]!, nowMs) ?? '';
+  },
 };
 
 /** A gate whose number of KEYS and ARGV is fixed, so several can be combined into one. */
@@ -36,7 +65,8 @@ export interface StaticGate extends AdmissionGate {
 
 /**
  * Several gates as one (still one script, one round trip): checks run in order and the first
- * refusal wins; commits run in order once a key is chosen.
+ * refusal wins; commits run in order once a key is chosen, and the first commit output is the
+ * combined gate's output.
  */
 export function combineGates(gates: readonly StaticGate[]): StaticGate {
   const keyCount = gates.reduce((n, g) => n + g.keyCount, 0);
@@ -50,13 +80,18 @@ export function combineGates(gates: readonly StaticGate[]): StaticGate {
       const params = part === 'check' ? 'GK, GA, now' : 'GK, GA, now, keyId';
       lines.push(`local g${i} = function(${params})\n${body}\nend`);
       const call = `g${i}(fg_sub(GK, ${k + 1}, ${g.keyCount}), fg_sub(GA, ${a + 1}, ${g.argCount}), now${part === 'commit' ? ', keyId' : ''})`;
-      lines.push(part === 'check' ? `do local r = ${call}; if r then return r end end` : `${call}`);
+      lines.push(
+        part === 'check'
+          ? `do local r = ${call}; if r then return r end end`
+          : `do local c = ${call}; if c ~= nil and out == nil then out = c end end`,
+      );
       k += g.keyCount;
       a += g.argCount;
     });
-    lines.push('return nil');
+    lines.push(part === 'check' ? 'return nil' : 'return out');
     return [
       'local function fg_sub(t, from, n) local out = {} for i = 0, n - 1 do out[i + 1] = t[from + i] end return out end',
+      ...(part === 'commit' ? ['local out = nil'] : []),
       ...lines,
     ].join('\n');
   };
@@ -86,7 +121,12 @@ export function combineGates(gates: readonly StaticGate[]): StaticGate {
     commit(db, keys, args, nowMs, keyId) {
       const ks = slices(keys, (g) => g.keyCount);
       const as = slices(args, (g) => g.argCount);
-      gates.forEach((g, i) => g.commit(db, ks[i]!, as[i]!, nowMs, keyId));
+      let out: string | null = null;
+      gates.forEach((g, i) => {
+        const c = g.commit(db, ks[i]!, as[i]!, nowMs, keyId);
+        if (typeof c === 'string' && out === null) out = c;
+      });
+      return out;
     },
   };
 }

@@ -1,8 +1,8 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { AcquireResult } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
-import { PriorityQueue } from '../state/priority-queue.js';
-import { combineGates, QUEUE_GATE, type StaticGate } from './admission-gates.js';
+import { queueKeys } from '../state/priority-queue.js';
+import { combineGates, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
 
 /** Gate contributed by another module (Adaptive's retreat bucket): static shape, per-provider inputs. */
 export interface GateContribution {
@@ -20,25 +20,49 @@ export class AdmissionService {
   private contributions: GateContribution[] = [];
   private gate: StaticGate = QUEUE_GATE;
 
-  constructor(
-    private readonly keyPool: KeyPoolService,
-    @Inject(PriorityQueue) private readonly queue: PriorityQueue,
-  ) {}
+  constructor(private readonly keyPool: KeyPoolService) {}
 
   contribute(contribution: GateContribution): void {
     this.contributions.push(contribution);
     this.gate = combineGates([QUEUE_GATE, ...this.contributions.map((c) => c.gate)]);
   }
 
-  /** `priority` 1 urgent … 4 low; `bypassQueue` only for the dispatcher that serves the queue. */
+  /**
+   * `priority` 1 urgent … 4 low (PRIORITY_RANK); `bypassQueue` for a retry on another key and the
+   * queue-full passthrough.
+   */
   tryAcquire(
     providerId: string,
     priority: number,
     bypassQueue: boolean,
     excludeKeyIds?: readonly string[],
   ): Promise<AcquireResult> {
-    const keys: string[] = [this.queue.waitingSetKey(providerId)];
-    const args: (string | number)[] = [priority, bypassQueue ? 1 : 0];
+    return this.acquire(
+      providerId,
+      priority,
+      bypassQueue ? QueueMode.bypass : QueueMode.respectQueue,
+      excludeKeyIds,
+    );
+  }
+
+  /**
+   * The dispatcher's step: a lease and the head of the provider's queue together, or a refusal
+   * (`gate`/`queue_empty` when nobody waits). On success `gateOutput` is the popped job (decodePopped;
+   * empty when only expired jobs were left: the lease is then the caller's to give back).
+   */
+  dispatch(providerId: string): Promise<AcquireResult> {
+    return this.acquire(providerId, 1, QueueMode.dispatch);
+  }
+
+  private acquire(
+    providerId: string,
+    priority: number,
+    mode: QueueMode,
+    excludeKeyIds?: readonly string[],
+  ): Promise<AcquireResult> {
+    const [wait, jobs] = queueKeys(providerId);
+    const keys: string[] = [wait, jobs];
+    const args: (string | number)[] = [priority, mode];
     for (const c of this.contributions) {
       const extra = c.inputs(providerId);
       keys.push(...extra.keys);

@@ -2,22 +2,26 @@ import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from 
 import { randomUUID } from 'node:crypto';
 import type { KeyLease, KeyRefusal } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/key-pool.service.js';
-import { PriorityQueue } from '../state/priority-queue.js';
+import { PRIORITY_RANKS } from '../common/principal.js';
+import { decodePopped, PriorityQueue } from '../state/priority-queue.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
 import { AdmissionService } from './admission.service.js';
 
-const PRIORITY_LEVELS = [1, 2, 3, 4];
-/** How long a provider counts as contended after queue activity (capacity releases are broadcast meanwhile). */
+/**
+ * How long a provider counts as contended after a request queued for it anywhere in the cluster:
+ * meanwhile every lease this instance releases for it is handed to the head of its queue.
+ */
 const CONTENDED_FOR_MS = 5_000;
-/** A loop with an empty queue this long stops (it restarts on the next enqueue or wake). */
-const IDLE_STOP_MS = 2_000;
+/** An instance announces a provider's contention to the others at most this often. */
+const ANNOUNCE_EVERY_MS = 1_000;
+/** A loop whose waiters' jobs were all taken (their grants are on the way) looks again after this. */
+const EMPTY_POLL_MS = 250;
 /** After a waiter's timeout the job may already be taken: how long to wait for its grant. */
 const LATE_GRANT_MS = 2_000;
 /**
- * How long a waiting request waits for the queue's store to answer once its own time is up. The
- * queue's connection waits out outages (BullMQ), so a frozen Redis would otherwise hold the request
- * until Redis returns; a job whose removal was not confirmed is harmless (its grant, if any, finds
- * no waiter and is given back).
+ * How long a waiting request waits for the queue's store to answer once its own time is up; a job
+ * whose removal was not confirmed is harmless (it expires with the request's deadline, and its
+ * grant, if any, finds no waiter and is given back).
  */
 const STORE_ANSWER_MS = 1_000;
 const NO_ANSWER = Symbol('no answer');
@@ -56,22 +60,36 @@ interface Waiter {
   resolve: (message: GrantMessage) => void;
 }
 
+/** What one dispatch step did: granted (or answered) a job, found none, or must wait `ms`. */
+type DispatchStep = { kind: 'served' } | { kind: 'empty' } | { kind: 'wait'; ms: number };
+
 /**
- * Priority dispatch for requests that could not be admitted at once. Every instance runs one loop per
- * provider with waiting requests; a loop first wins capacity (KeyPool acquire with the queue gate
- * bypassed), only then takes the next job (BullMQ manual fetch: highest priority, FIFO within a level,
- * across all instances), and sends the lease to the waiting request's instance over pub/sub. So a job
- * is never taken without capacity to run it and a low-priority job can't block an urgent one that
- * arrives later. Loops wake on enqueue and on capacity release (broadcast only while the provider is
- * contended), and otherwise at the refusal's retry time.
+ * Priority dispatch for requests that could not be admitted at once. A waiting request is a job in
+ * the provider's queue (PriorityQueue: Floodgate's own keys, shared by every instance). One dispatch
+ * step = one atomic admission script that wins a slot AND pops the head of the queue together
+ * (AdmissionService.dispatch): highest priority, FIFO within a level, across all instances; the lease
+ * goes to the job's instance over pub/sub (or directly when it is this one), whose request is sent
+ * without another acquire. So a job is never taken without capacity to run it, and a low-priority job
+ * can't block an urgent one that arrives later.
+ *
+ * Who dispatches: the instance that frees a slot, right after its release (while the provider is
+ * contended, which every instance hears within a second of a request queueing anywhere), so the next
+ * request reaches the upstream one store round trip and one pub/sub hop after a slot frees; and, as a
+ * fallback for hand-offs that were missed or refused (cooldowns, RPM windows, expired leases), a loop
+ * per provider on each instance that has waiting requests, woken by its own enqueues and otherwise
+ * at the refusal's retry time.
  */
 @Injectable()
 export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Dispatcher');
   readonly instanceId = randomUUID();
   private readonly waiters = new Map<string, Waiter>();
-  private readonly loops = new Map<string, WakeSignal>();
+  /** providerId → number of this instance's waiters (its dispatch loop runs while > 0). */
+  private readonly waiting = new Map<string, number>();
+  private readonly loops = new Map<string, Loop>();
   private readonly contendedUntil = new Map<string, number>();
+  private readonly announcedAt = new Map<string, number>();
+  private readonly handOffWarnedAt = new Map<string, number>();
   private readonly unsubscribers: Unsubscribe[] = [];
   private stopped = false;
   /** Jobs granted by this instance's loops (for tests and status). */
@@ -87,22 +105,27 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   async onModuleInit(): Promise<void> {
     this.unsubscribers.push(
       await this.pubsub.subscribe(`relay:grant:${this.instanceId}`, (m) => this.onGrant(m)),
-      await this.pubsub.subscribe('relay:wake', (providerId) => {
+      await this.pubsub.subscribe('relay:contended', (providerId) => {
         this.contendedUntil.set(providerId, Date.now() + CONTENDED_FOR_MS);
-        this.ensureLoop(providerId);
+        this.announcedAt.set(providerId, Date.now());
       }),
     );
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
-    for (const loop of this.loops.values()) loop.wake();
+    for (const loop of this.loops.values()) loop.signal.wake();
     await Promise.all(this.unsubscribers.map((u) => u().catch(() => undefined)));
+  }
+
+  /** Whether this instance hands the slots it frees for the provider to its queue (see capacityReleased). */
+  isContended(providerId: string): boolean {
+    return (this.contendedUntil.get(providerId) ?? 0) >= Date.now();
   }
 
   /** Waiting requests per priority (1 urgent … 4 low) for a provider, all instances. */
   depth(providerId: string): Promise<Record<number, number>> {
-    return this.queue.counts(providerId, PRIORITY_LEVELS);
+    return this.queue.counts(providerId, PRIORITY_RANKS);
   }
 
   /** `depth`, or null when the queue's store does not answer within `ms` (a request must not hang on it). */
@@ -111,17 +134,25 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     return r === NO_ANSWER ? null : r;
   }
 
-  /** Called when a lease is released: wakes the loops of a contended provider on every instance. */
+  /**
+   * Called when a lease is released: while the provider is contended, hands the freed slot to the
+   * head of its queue at once (one dispatch step), whichever instance queued it.
+   */
   capacityReleased(providerId: string): void {
     const until = this.contendedUntil.get(providerId);
-    if (until === undefined) return;
+    if (until === undefined || this.stopped) return;
     if (until < Date.now()) {
       this.contendedUntil.delete(providerId);
       return;
     }
-    // This instance's loop wakes at once; the others hear it over pub/sub.
-    this.loops.get(providerId)?.wake();
-    this.pubsub.publish('relay:wake', providerId).catch(() => undefined);
+    this.dispatchOnce(providerId).catch((err: unknown) => {
+      // The waiters' own loops retry; one line per provider per 10 s is enough (a store outage
+      // would otherwise log once per released request).
+      const now = Date.now();
+      if ((this.handOffWarnedAt.get(providerId) ?? 0) + 10_000 > now) return;
+      this.handOffWarnedAt.set(providerId, now);
+      this.logger.warn(`hand-off for provider ${providerId} failed: ${(err as Error).message}`);
+    });
   }
 
   /**
@@ -134,11 +165,13 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     options: { requestId: string; timeoutMs: number; agingMs: number; signal: AbortSignal },
   ): Promise<WaitResult> {
     const started = Date.now();
+    // A job outlives its request only if this instance dies: dispatchers drop it after this.
+    const expiresAt = started + options.timeoutMs;
     const jobId = `${options.requestId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${randomUUID().slice(0, 8)}`;
     let level = priority;
     let settle!: (m: GrantMessage | 'timeout' | 'aborted') => void;
     const outcome = new Promise<GrantMessage | 'timeout' | 'aborted'>((resolve) => (settle = resolve));
-    this.waiters.set(jobId, { providerId, resolve: (m) => settle(m) });
+    this.setWaiter(jobId, { providerId, resolve: (m) => settle(m) });
     const onAbort = () => settle('aborted');
     options.signal.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => settle('timeout'), options.timeoutMs);
@@ -153,21 +186,22 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
               id: jobId,
               priority: level,
               data: { instance: this.instanceId, requestId: options.requestId },
+              expiresAt,
             });
-            this.wakeAll(providerId);
           }
         })().catch(() => undefined);
       }, options.agingMs);
     }
     try {
-      // The request's own deadline bounds the enqueue too (the queue's connection waits out outages).
+      // The request's own deadline bounds the enqueue too.
       const added = this.queue.add<JobData>(providerId, {
         id: jobId,
         priority: level,
         data: { instance: this.instanceId, requestId: options.requestId },
+        expiresAt,
       });
       const first = await Promise.race([added.then(() => 'added' as const), outcome]);
-      if (first === 'added') this.wakeAll(providerId);
+      if (first === 'added') this.enqueued(providerId);
       else added.catch(() => undefined);
       let result = first === 'added' ? await outcome : first;
       if (result === 'timeout' || result === 'aborted') {
@@ -182,7 +216,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
         if (!removed) {
           // Already taken by a dispatcher: its grant is on the way. Take it (and give it back if aborted).
           const late = await Promise.race([
-            new Promise<GrantMessage | null>((resolve) => this.waiters.set(jobId, { providerId, resolve })),
+            new Promise<GrantMessage | null>((resolve) => this.setWaiter(jobId, { providerId, resolve })),
             new Promise<null>((resolve) => setTimeout(() => resolve(null), LATE_GRANT_MS)),
           ]);
           if (late?.lease && why === 'timeout' && !options.signal.aborted) {
@@ -204,14 +238,50 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       clearTimeout(timer);
       clearInterval(aging);
       options.signal.removeEventListener('abort', onAbort);
-      this.waiters.delete(jobId);
+      this.deleteWaiter(jobId);
     }
   }
 
-  private wakeAll(providerId: string): void {
-    this.contendedUntil.set(providerId, Date.now() + CONTENDED_FOR_MS);
-    this.ensureLoop(providerId);
-    this.pubsub.publish('relay:wake', providerId).catch(() => undefined);
+  /**
+   * A job of this instance is in the queue: the provider is contended (announced to the other
+   * instances at most once per ANNOUNCE_EVERY_MS, cluster-wide), and this instance's loop runs. A new
+   * loop dispatches at once (a slot freed between the refused admission and the enqueue found nobody
+   * to hand off to); a running one is woken only if it last found the queue empty.
+   */
+  private enqueued(providerId: string): void {
+    const now = Date.now();
+    this.contendedUntil.set(providerId, now + CONTENDED_FOR_MS);
+    if ((this.announcedAt.get(providerId) ?? 0) + ANNOUNCE_EVERY_MS <= now) {
+      this.announcedAt.set(providerId, now);
+      this.pubsub.publish('relay:contended', providerId).catch(() => undefined);
+    }
+    const loop = this.loops.get(providerId);
+    if (!loop) {
+      const created: Loop = { signal: new WakeSignal(), lastEmpty: false };
+      this.loops.set(providerId, created);
+      void this.run(providerId, created);
+    } else if (loop.lastEmpty) {
+      loop.signal.wake();
+    }
+  }
+
+  private hasWaiters(providerId: string): boolean {
+    return (this.waiting.get(providerId) ?? 0) > 0;
+  }
+
+  private setWaiter(jobId: string, waiter: Waiter): void {
+    if (!this.waiters.has(jobId))
+      this.waiting.set(waiter.providerId, (this.waiting.get(waiter.providerId) ?? 0) + 1);
+    this.waiters.set(jobId, waiter);
+  }
+
+  private deleteWaiter(jobId: string): void {
+    const waiter = this.waiters.get(jobId);
+    if (!waiter) return;
+    this.waiters.delete(jobId);
+    const n = (this.waiting.get(waiter.providerId) ?? 1) - 1;
+    if (n > 0) this.waiting.set(waiter.providerId, n);
+    else this.waiting.delete(waiter.providerId);
   }
 
   private onGrant(raw: string): void {
@@ -221,6 +291,10 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     } catch {
       return;
     }
+    this.deliver(message);
+  }
+
+  private deliver(message: GrantMessage): void {
     const waiter = this.waiters.get(message.jobId);
     if (waiter) {
       waiter.resolve(message);
@@ -239,63 +313,69 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  private ensureLoop(providerId: string): void {
-    const existing = this.loops.get(providerId);
-    if (existing) {
-      existing.wake();
-      return;
-    }
-    const signal = new WakeSignal();
-    this.loops.set(providerId, signal);
-    void this.run(providerId, signal).finally(() => this.loops.delete(providerId));
-  }
-
-  private async run(providerId: string, signal: WakeSignal): Promise<void> {
-    const sleep = (ms: number) => signal.sleep(ms);
-    let idleSince = Date.now();
-    while (!this.stopped) {
+  /** While this instance has requests waiting for the provider: dispatch, else sleep until told or due. */
+  private async run(providerId: string, loop: Loop): Promise<void> {
+    for (;;) {
+      // Checked and left synchronously, so an enqueue never sees a loop that is about to end.
+      if (this.stopped || !this.hasWaiters(providerId)) {
+        if (this.loops.get(providerId) === loop) this.loops.delete(providerId);
+        return;
+      }
       try {
-        const counts = await this.queue.counts(providerId, PRIORITY_LEVELS);
-        const waiting = PRIORITY_LEVELS.reduce((n, p) => n + (counts[p] ?? 0), 0);
-        if (waiting === 0) {
-          if (Date.now() - idleSince > IDLE_STOP_MS) return;
-          await sleep(250);
-          continue;
-        }
-        idleSince = Date.now();
-        const result = await this.admission.tryAcquire(providerId, 1, true);
-        if (!result.ok) {
-          if (result.refusal.kind === 'no_usable_keys') {
-            // Nothing will change by waiting: answer the next waiter now (503), one at a time.
-            const job = await this.queue.take<JobData>(providerId);
-            if (job) await this.send(job.data.instance, { jobId: job.id, refusal: result.refusal });
-            continue;
-          }
-          await sleep(Math.min(Math.max(result.refusal.retryAfterMs, 5), 1000));
-          continue;
-        }
-        const job = await this.queue.take<JobData>(providerId);
-        if (!job) {
-          await this.keyPool.report(result.lease, { notSent: true });
-          continue;
-        }
-        this.granted++;
-        await this.send(job.data.instance, { jobId: job.id, lease: { ...result.lease } });
+        const step = await this.dispatchOnce(providerId);
+        loop.lastEmpty = step.kind === 'empty';
+        if (step.kind === 'served') continue;
+        await loop.signal.sleep(step.kind === 'empty' ? EMPTY_POLL_MS : step.ms);
       } catch (err) {
         this.logger.warn(`dispatch loop for provider ${providerId} failed: ${(err as Error).message}`);
-        await sleep(500);
+        await loop.signal.sleep(500);
       }
     }
+  }
+
+  /** One dispatch step: a slot and the head of the queue in one atomic script, then the grant. */
+  private async dispatchOnce(providerId: string): Promise<DispatchStep> {
+    const result = await this.admission.dispatch(providerId);
+    if (result.ok) {
+      const job = result.gateOutput ? decodePopped<JobData>(result.gateOutput) : null;
+      if (!job) {
+        // Only expired jobs were left (dropped by the same script): the slot goes back.
+        await this.keyPool.report(result.lease, { notSent: true });
+        return { kind: 'served' };
+      }
+      this.granted++;
+      await this.send(job.data.instance, { jobId: job.id, lease: { ...result.lease } });
+      return { kind: 'served' };
+    }
+    const refusal = result.refusal;
+    if (refusal.kind === 'gate' && refusal.code === 'queue_empty') return { kind: 'empty' };
+    if (refusal.kind === 'no_usable_keys') {
+      // Nothing will change by waiting: answer the next waiter now (503), one at a time.
+      const job = await this.queue.take<JobData>(providerId);
+      if (!job) return { kind: 'empty' };
+      await this.send(job.data.instance, { jobId: job.id, refusal });
+      return { kind: 'served' };
+    }
+    // A slot freed by any instance is handed over by its releaser at once; this only bounds the wait
+    // when that was missed (a lease that expired instead of being released) or refused (cooldowns,
+    // RPM windows, the retreat bucket: their retry time).
+    return { kind: 'wait', ms: Math.min(Math.max(refusal.retryAfterMs, 5), 1000) };
   }
 
   private async send(instance: string, message: GrantMessage): Promise<void> {
     if (instance === this.instanceId) {
       // Same instance: no round trip through Redis.
-      this.onGrant(JSON.stringify(message));
+      this.deliver(message);
       return;
     }
     await this.pubsub.publish(`relay:grant:${instance}`, JSON.stringify(message));
   }
+}
+
+interface Loop {
+  signal: WakeSignal;
+  /** The last dispatch step found the queue empty (an enqueue then wakes the loop). */
+  lastEmpty: boolean;
 }
 
 /** A sleep that a wake() cuts short; a wake() while awake makes the next sleep return at once. */

@@ -1,6 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { AtomicStore, type AtomicScript } from './atomic-store.js';
 import type { LocalDb } from './local-db.js';
 
 export interface QueueJob<T = unknown> {
@@ -13,29 +11,31 @@ export interface QueueJob<T = unknown> {
 
 /**
  * Waiting requests, ordered by priority then arrival, shared by every instance in distributed mode.
- * `take` is a manual fetch: the dispatcher calls it only once it holds capacity for the job, so a
- * job never sits "active" while a higher-priority one arrives behind it.
+ *
+ * Floodgate's own layout, under Floodgate's prefix (the AtomicStore's), one hash tag per queue:
+ *   fq:{q}:wait  sorted set   member = job id, score = priority · 2³² + arrival sequence
+ *   fq:{q}:jobs  hash         job id → job record (JSON: priority, enqueuedAt, expiresAt, data)
+ *   fq:{q}:seq   string       arrival sequence
+ * Every change is one atomic script over both structures (the same script in process, over the
+ * LocalDb of the in-process AtomicStore), so a job is in the waiting set exactly when its record
+ * exists, and whoever removes it from the set owns it. Admission scripts read and pop the same keys
+ * (`queueKeys`, QUEUE_GATE), in the same atomic step as the key selection.
  */
 export abstract class PriorityQueue {
-  abstract add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void>;
+  abstract add<T>(
+    queue: string,
+    job: { id: string; priority: number; data: T; expiresAt?: number },
+  ): Promise<void>;
   /** Removes a waiting job; false when it was already taken (or never there). */
   abstract remove(queue: string, id: string): Promise<boolean>;
+  /** The first job (highest priority, then oldest), removed from the queue; null when none waits. */
   abstract take<T>(queue: string): Promise<QueueJob<T> | null>;
   /** Waiting jobs per priority, for the given priorities. */
-  abstract counts(queue: string, priorities: number[]): Promise<Record<number, number>>;
+  abstract counts(queue: string, priorities: readonly number[]): Promise<Record<number, number>>;
   abstract close(): Promise<void>;
-
-  /**
-   * The AtomicStore key (logical, unprefixed) of the queue's waiting set, so an admission script can
-   * ask "is anybody of priority ≤ p waiting?" in the same atomic step: a sorted set whose scores are
-   * `priority * 2^32 + arrival sequence` (BullMQ's own layout), i.e. ZCOUNT 0 .. (p+1)*2^32-1.
-   */
-  waitingSetKey(queue: string): string {
-    checkName(queue);
-    return `bull:${queue}:prioritized`;
-  }
 }
 
+/** Score of a waiting job: priority · 2³² + arrival sequence (mod 2³²). */
 export const PRIORITY_SCORE_FACTOR = 0x100000000;
 
 const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
@@ -43,153 +43,180 @@ function checkName(queue: string): void {
   if (!QUEUE_NAME.test(queue)) throw new Error(`invalid queue name ${JSON.stringify(queue)}`);
 }
 
+/** The AtomicStore keys (logical, unprefixed) of a queue: [waiting set, job records, sequence]. */
+export function queueKeys(queue: string): [wait: string, jobs: string, seq: string] {
+  checkName(queue);
+  const base = `fq:{${queue}}`;
+  return [`${base}:wait`, `${base}:jobs`, `${base}:seq`];
+}
+
+/** A job record as stored in the jobs hash (short field names: one per waiting request). */
+export interface JobRecord<T = unknown> {
+  /** priority */
+  p: number;
+  /** enqueued at (ms) */
+  t: number;
+  /** expires at (ms): a dispatcher drops it instead of granting it (its waiter has given up). 0 = never. */
+  x: number;
+  d: T;
+}
+
+/** "jobId\nrecord": how scripts hand a popped job back. */
+export function decodePopped<T>(raw: string): QueueJob<T> | null {
+  const nl = raw.indexOf('\n');
+  if (nl < 0) return null;
+  try {
+    const record = JSON.parse(raw.slice(nl + 1)) as JobRecord<T>;
+    return { id: raw.slice(0, nl), priority: record.p, data: record.d, enqueuedAt: record.t };
+  } catch {
+    return null;
+  }
+}
+
 /**
- * In-process queue. Its waiting set lives in the same LocalDb as the in-process AtomicStore, in
- * BullMQ's layout, so admission scripts read it exactly as they read BullMQ's set in Redis.
+ * Lua and LocalDb halves of "pop the first live job" (records past their expiry are dropped on the
+ * way, at most 64 per call). Shared by `take` and the dispatch gate. Returns "id\nrecord" or nil.
  */
-export class MemoryPriorityQueue extends PriorityQueue {
-  private readonly jobs = new Map<string, QueueJob>();
-  private sequence = 0;
+export const POP_LUA = `
+local function fq_pop(wk, jk, now)
+  for _ = 1, 64 do
+    local head = redis.call('ZRANGE', wk, 0, 0)
+    if #head == 0 then return nil end
+    local id = head[1]
+    redis.call('ZREM', wk, id)
+    local rec = redis.call('HGET', jk, id)
+    redis.call('HDEL', jk, id)
+    if rec then
+      local x = tonumber(string.match(rec, '"x":(%d+)') or '0') or 0
+      if x == 0 or x > now then return id .. '\\n' .. rec end
+    end
+  end
+  return nil
+end
+`;
 
-  constructor(private readonly db: LocalDb) {
+export function localPop(db: LocalDb, wk: string, jk: string, now: number): string | null {
+  for (let i = 0; i < 64; i++) {
+    const head = db.zrange(wk, 0, 0)[0];
+    if (!head) return null;
+    db.zrem(wk, head.member);
+    const rec = db.hget(jk, head.member);
+    db.hdel(jk, head.member);
+    if (rec !== null) {
+      const x = Number(/"x":(\d+)/.exec(rec)?.[1] ?? '0') || 0;
+      if (x === 0 || x > now) return `${head.member}\n${rec}`;
+    }
+  }
+  return null;
+}
+
+/** KEYS: wait, jobs, seq. ARGV: id, priority, record. → 1 */
+const addScript: AtomicScript<number> = {
+  name: 'queue-add',
+  lua: `
+local seq = redis.call('INCR', KEYS[3]) % ${PRIORITY_SCORE_FACTOR}
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) * ${PRIORITY_SCORE_FACTOR} + seq, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+`,
+  local(db, keys, args) {
+    const seq = db.incrby(keys[2]!, 1) % PRIORITY_SCORE_FACTOR;
+    db.zadd(keys[0]!, Number(args[1]) * PRIORITY_SCORE_FACTOR + seq, args[0]!);
+    db.hset(keys[1]!, { [args[0]!]: args[2]! });
+    return 1;
+  },
+};
+
+/** KEYS: wait, jobs. ARGV: id. → 1 removed (the caller owns the job), 0 already gone. */
+const removeScript: AtomicScript<number> = {
+  name: 'queue-remove',
+  lua: `
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+`,
+  local(db, keys, args) {
+    if (db.zrem(keys[0]!, args[0]!) === 0) return 0;
+    db.hdel(keys[1]!, args[0]!);
+    return 1;
+  },
+};
+
+/** KEYS: wait, jobs. → "id\nrecord" or nil. */
+const takeScript: AtomicScript<string | null> = {
+  name: 'queue-take',
+  lua: `${POP_LUA}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return fq_pop(KEYS[1], KEYS[2], now)
+`,
+  local(db, keys, _args, now) {
+    return localPop(db, keys[0]!, keys[1]!, now);
+  },
+};
+
+/** KEYS: wait. ARGV: priorities. → count per priority, in order. */
+const countsScript: AtomicScript<number[]> = {
+  name: 'queue-counts',
+  lua: `
+local out = {}
+for i = 1, #ARGV do
+  local p = tonumber(ARGV[i])
+  out[i] = redis.call('ZCOUNT', KEYS[1], p * ${PRIORITY_SCORE_FACTOR}, (p + 1) * ${PRIORITY_SCORE_FACTOR} - 1)
+end
+return out
+`,
+  local(db, keys, args) {
+    return args.map((a) => {
+      const p = Number(a);
+      return db.zcount(keys[0]!, p * PRIORITY_SCORE_FACTOR, (p + 1) * PRIORITY_SCORE_FACTOR - 1);
+    });
+  },
+};
+
+/**
+ * The queue over an AtomicStore: Redis scripts in distributed mode, the same scripts' LocalDb halves
+ * in process. One implementation, so both modes keep one semantics.
+ */
+export class StorePriorityQueue extends PriorityQueue {
+  constructor(private readonly store: AtomicStore) {
     super();
   }
 
-  private jobKey(queue: string, id: string): string {
-    return `${queue}\u0000${id}`;
-  }
-
-  add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void> {
-    const set = this.waitingSetKey(queue);
-    if (!Number.isInteger(job.priority) || job.priority < 1)
-      return Promise.reject(new Error('priority must be an integer ≥ 1'));
-    this.sequence = (this.sequence + 1) % PRIORITY_SCORE_FACTOR;
-    this.db.now = Date.now();
-    this.db.zadd(set, job.priority * PRIORITY_SCORE_FACTOR + this.sequence, job.id);
-    this.jobs.set(this.jobKey(queue, job.id), { ...job, enqueuedAt: Date.now() });
-    return Promise.resolve();
-  }
-
-  remove(queue: string, id: string): Promise<boolean> {
-    const removed = this.db.zrem(this.waitingSetKey(queue), id) === 1;
-    if (removed) this.jobs.delete(this.jobKey(queue, id));
-    return Promise.resolve(removed);
-  }
-
-  take<T>(queue: string): Promise<QueueJob<T> | null> {
-    const set = this.waitingSetKey(queue);
-    const first = this.db.zrange(set, 0, 0)[0];
-    if (!first) return Promise.resolve(null);
-    this.db.zrem(set, first.member);
-    const key = this.jobKey(queue, first.member);
-    const job = this.jobs.get(key) as QueueJob<T> | undefined;
-    this.jobs.delete(key);
-    return Promise.resolve(job ?? null);
-  }
-
-  counts(queue: string, priorities: number[]): Promise<Record<number, number>> {
-    const set = this.waitingSetKey(queue);
-    return Promise.resolve(
-      Object.fromEntries(
-        priorities.map((p) => [
-          p,
-          this.db.zcount(set, p * PRIORITY_SCORE_FACTOR, (p + 1) * PRIORITY_SCORE_FACTOR - 1),
-        ]),
-      ),
-    );
-  }
-
-  close(): Promise<void> {
-    this.jobs.clear();
-    return Promise.resolve();
-  }
-}
-
-interface Envelope<T> {
-  data: T;
-  enqueuedAt: number;
-}
-
-/** BullMQ-backed: one BullMQ queue per logical queue, priorities 1..n (never 0: unprioritised jobs jump the line). */
-export class BullPriorityQueue extends PriorityQueue {
-  private readonly queues = new Map<string, Queue>();
-  private readonly workers = new Map<string, Worker>();
-  private readonly token = randomUUID();
-
-  constructor(
-    private readonly connection: Redis,
-    private readonly prefix: string,
-  ) {
-    super();
-  }
-
-  private queue(name: string): Queue {
-    checkName(name);
-    let q = this.queues.get(name);
-    if (!q) {
-      q = new Queue(name, { connection: this.connection, prefix: `${this.prefix}:bull` });
-      // Connection errors are the shared connection's (logged by RedisConnections, rate-limited);
-      // without a listener BullMQ prints each one to stderr, once per queue, during a Redis outage.
-      q.on('error', () => undefined);
-      this.queues.set(name, q);
-    }
-    return q;
-  }
-
-  private worker(name: string): Worker {
-    let w = this.workers.get(name);
-    if (!w) {
-      w = new Worker(name, null, {
-        connection: this.connection,
-        prefix: `${this.prefix}:bull`,
-        autorun: false,
-      });
-      w.on('error', () => undefined);
-      this.workers.set(name, w);
-    }
-    return w;
-  }
-
-  async add<T>(queue: string, job: { id: string; priority: number; data: T }): Promise<void> {
+  async add<T>(
+    queue: string,
+    job: { id: string; priority: number; data: T; expiresAt?: number },
+  ): Promise<void> {
     if (!Number.isInteger(job.priority) || job.priority < 1)
       throw new Error('priority must be an integer ≥ 1');
-    const envelope: Envelope<T> = { data: job.data, enqueuedAt: Date.now() };
-    await this.queue(queue).add('request', envelope, {
-      jobId: job.id,
-      priority: job.priority,
-      removeOnComplete: true,
-      removeOnFail: true,
-    });
+    const [wait, jobs, seq] = queueKeys(queue);
+    const record: JobRecord<T> = {
+      p: job.priority,
+      t: Date.now(),
+      x: Math.max(0, Math.floor(job.expiresAt ?? 0)),
+      d: job.data,
+    };
+    await this.store.run(addScript, [wait, jobs, seq], [job.id, job.priority, JSON.stringify(record)]);
   }
 
   async remove(queue: string, id: string): Promise<boolean> {
-    // Atomic truth first: whoever removes the id from the prioritized set owns the job (BullMQ's
-    // fetch pops from that set too). Queue.remove alone answers 1 for a job that no longer exists.
-    const q = this.queue(queue);
-    if ((await this.connection.zrem(q.keys.prioritized!, id)) !== 1) return false;
-    await q.remove(id).catch(() => undefined);
-    return true;
+    const [wait, jobs] = queueKeys(queue);
+    return (await this.store.run(removeScript, [wait, jobs], [id])) === 1;
   }
 
   async take<T>(queue: string): Promise<QueueJob<T> | null> {
-    this.queue(queue);
-    const worker = this.worker(queue);
-    const job = await worker.getNextJob(this.token, { block: false });
-    if (!job?.id) return null;
-    const envelope = job.data as Envelope<T>;
-    await job.moveToCompleted(null, this.token, false);
-    return { id: job.id, priority: job.priority, data: envelope.data, enqueuedAt: envelope.enqueuedAt };
+    const [wait, jobs] = queueKeys(queue);
+    const raw = await this.store.run(takeScript, [wait, jobs], []);
+    return typeof raw === 'string' ? decodePopped<T>(raw) : null;
   }
 
-  async counts(queue: string, priorities: number[]): Promise<Record<number, number>> {
-    const counts = await this.queue(queue).getCountsPerPriority(priorities);
-    return Object.fromEntries(priorities.map((p) => [p, Number(counts[String(p)] ?? 0)]));
+  async counts(queue: string, priorities: readonly number[]): Promise<Record<number, number>> {
+    const [wait] = queueKeys(queue);
+    const counts = await this.store.run(countsScript, [wait], [...priorities]);
+    return Object.fromEntries(priorities.map((p, i) => [p, Number(counts[i] ?? 0)]));
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.workers.values()].map((w) => w.close()));
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
-    this.workers.clear();
-    this.queues.clear();
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 }

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import { REDIS, RedisConnections, RedisModule } from '../redis/redis.module.js';
 import { AtomicStore, MemoryAtomicStore, RedisAtomicStore } from './atomic-store.js';
-import { BullPriorityQueue, MemoryPriorityQueue, PriorityQueue } from './priority-queue.js';
+import { PriorityQueue, StorePriorityQueue } from './priority-queue.js';
 import { MemoryPubSub, PubSub, RedisPubSub } from './pub-sub.js';
 
 @Injectable()
@@ -41,12 +41,10 @@ class StateLifecycle implements OnApplicationShutdown {
     },
     {
       provide: PriorityQueue,
-      inject: [REDIS, AtomicStore],
-      // In process, the queue's waiting set lives in the atomic store's LocalDb so admission scripts see it.
-      useFactory: (redis: RedisConnections | null, store: AtomicStore): PriorityQueue =>
-        redis
-          ? new BullPriorityQueue(redis.patient('bullmq'), redis.prefix)
-          : new MemoryPriorityQueue((store as MemoryAtomicStore).db),
+      inject: [AtomicStore],
+      // The queue's keys live in the atomic store (Redis, or its LocalDb in process) so admission
+      // scripts read and pop them in the same atomic step as the key selection.
+      useFactory: (store: AtomicStore): PriorityQueue => new StorePriorityQueue(store),
     },
     StateLifecycle,
   ],

@@ -20,6 +20,7 @@ import {
   type SelectionResult,
 } from '../../src/key-pool/key-selection.script.js';
 import { combineGates, QUEUE_GATE } from '../../src/relay/admission-gates.js';
+import { queueKeys } from '../../src/state/priority-queue.js';
 import {
   AtomicStore,
   MemoryAtomicStore,
@@ -397,7 +398,8 @@ describe.each(IMPLS)('Adaptive scripts contract (%s)', (_name, make) => {
       const script = selectionScript(combined);
       const p = randomUUID();
       const k = randomUUID();
-      const keys = [`q:${p}:waiting`, retreatStateKey(p)];
+      const [wait, jobs] = queueKeys(p);
+      const keys = [wait, jobs, retreatStateKey(p)];
       expect((await attempt(p, k, [3, 0, 120, 1, 1], script, keys))[0]).toBe(1);
       expect((await attempt(p, k, [3, 0, 120, 1, 1], script, keys))[1]).toBe('gate:provider_rate');
     });

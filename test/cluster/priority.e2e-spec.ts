@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
@@ -12,6 +13,25 @@ import {
 } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { startGateways, type TestGateway } from '../support/gateway.js';
+import { TEST_REDIS_URL } from '../support/services.js';
+
+/** Every key this cluster's Redis commands named (MONITOR, filtered to the cluster's prefix). */
+async function watchKeys(prefix: string): Promise<{ keys: Set<string>; stop(): Promise<void> }> {
+  const client = new Redis(TEST_REDIS_URL);
+  const monitor = await client.monitor();
+  const keys = new Set<string>();
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    for (const a of args) if (typeof a === 'string' && a.startsWith(`${prefix}:`)) keys.add(a);
+  });
+  return {
+    keys,
+    stop: async () => {
+      monitor.disconnect();
+      client.disconnect();
+      await new Promise((r) => setTimeout(r, 10));
+    },
+  };
+}
 
 /**
  * Priority order is global: one upstream slot (max_concurrent 1), requests queued on three different
@@ -52,7 +72,10 @@ describe('three instances, one upstream slot: strict priority, FIFO within a lev
     async () => {
       const depth = async () =>
         Object.values(await gws[0]!.app.get(RelayDispatcher).depth(providerId)).reduce((a, b) => a + b, 0);
+      const prefix = cluster.env.REDIS_PREFIX!;
       for (let round = 0; round < CLUSTER_REPEAT; round++) {
+        // The first round also records every key the cluster's commands name (Redis MONITOR).
+        const watch = round === 0 ? await watchKeys(prefix) : null;
         fake.reset();
         fake.when({ reply: { delayMs: 15 } });
         const grantedBefore = gws.map((g) => g.app.get(RelayDispatcher).granted);
@@ -95,7 +118,78 @@ describe('three instances, one upstream slot: strict priority, FIFO within a lev
         expect(granted.reduce((a, b) => a + b, 0)).toBe(plan.length);
         console.log(`[cluster] priority round ${round + 1}: grants per instance ${granted.join('/')}`);
         expect(await depth()).toBe(0);
+        if (watch) {
+          await watch.stop();
+          const seen = [...watch.keys];
+          // The queue lives in Floodgate's own keys, and admission read and popped them…
+          expect(seen).toContain(`${prefix}:fq:{${providerId}}:wait`);
+          expect(seen).toContain(`${prefix}:fq:{${providerId}}:jobs`);
+          // …and nothing touched anything under BullMQ's layout.
+          expect(seen.filter((k) => k.includes(':bull:') || k.endsWith(':prioritized'))).toEqual([]);
+        }
       }
     },
   );
+});
+
+/**
+ * The slot's releaser hands it to the head of the queue, whichever instance queued it: a request
+ * queued on A is granted by B when B frees the slot, with no dispatch step on A.
+ */
+describe('two instances, one upstream slot: the releasing instance hands its slot over', () => {
+  let cluster: Awaited<ReturnType<typeof startGateways>>;
+  let gws: TestGateway[];
+  let fake: FakeProvider;
+  let providerId: string;
+  const adminKey = newApiKey();
+
+  beforeAll(async () => {
+    fake = await FakeProvider.start();
+    cluster = await startGateways(2, {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      RATE_LIMIT_KEY_RPM: '1000000',
+      RATE_LIMIT_USER_RPM: '1000000',
+    });
+    gws = cluster.gateways;
+    ({ providerId } = await addProvider(gws[0]!, adminKey, fake, [
+      { key: 'sk-one-slot', max_concurrent: 1 },
+    ]));
+    for (const gw of gws) expect((await chat(gw.url, adminKey, 'warm-up')).status).toBe(200);
+  });
+  afterAll(async () => {
+    dropClientConnections(...(gws ?? []));
+    await cluster?.close();
+    await fake?.close();
+  });
+
+  it('a request queued on A is granted by B, the instance that frees the slot', async () => {
+    const [a, b] = gws as [TestGateway, TestGateway];
+    fake.reset();
+    const poolB = b.app.get(KeyPoolService);
+    const held = await poolB.acquire(providerId);
+    if (!held.ok) throw new Error(`could not take the slot: ${held.refusal.message}`);
+    const call = chat(a.url, adminKey, 'queued-on-a', { priority: 'normal' });
+    const depth = async () =>
+      Object.values(await a.app.get(RelayDispatcher).depth(providerId)).reduce((x, y) => x + y, 0);
+    await pollUntil(async () => (await depth()) === 1, {
+      timeoutMs: 5000,
+      intervalMs: 5,
+      what: 'the job to queue',
+    });
+    // B hears of the contention (A announces it when its request queues).
+    await pollUntil(() => b.app.get(RelayDispatcher).isContended(providerId), {
+      timeoutMs: 2000,
+      intervalMs: 5,
+      what: 'B to hear of the contention',
+    });
+    const before = [a.app.get(RelayDispatcher).granted, b.app.get(RelayDispatcher).granted];
+    await poolB.report(held.lease, { notSent: true });
+    b.app.get(RelayDispatcher).capacityReleased(providerId);
+    const answer = await call;
+    expect(answer.status).toBe(200);
+    expect(fake.requests.map((r) => r.body.messages[0].content)).toEqual(['queued-on-a']);
+    expect(b.app.get(RelayDispatcher).granted - before[1]!).toBe(1);
+    expect(a.app.get(RelayDispatcher).granted - before[0]!).toBe(0);
+    expect(await depth()).toBe(0);
+  });
 });

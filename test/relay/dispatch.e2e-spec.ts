@@ -64,9 +64,10 @@ describe('priority dispatch across two instances (one upstream slot)', () => {
     // Warm both instances (credential and provider caches).
     for (const c of clients) await chat(c, 'warm-up', 'normal');
     fake.reset();
-    // The blocker holds the only slot while everything else queues, so the queue order is known.
+    // The blocker holds the only slot while everything else queues, so the queue order is known
+    // (4 s: 25 enqueues one after another must fit in it on a loaded machine).
     fake.when({
-      reply: (req) => (req.body.messages[0].content === 'blocker' ? { delayMs: 1500 } : { delayMs: 10 }),
+      reply: (req) => (req.body.messages[0].content === 'blocker' ? { delayMs: 4000 } : { delayMs: 10 }),
     });
     const dispatcher = cluster.gateways[0]!.app.get(RelayDispatcher);
     const waiting = async () => Object.values(await dispatcher.depth(providerId)).reduce((a, b) => a + b, 0);

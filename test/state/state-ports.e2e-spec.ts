@@ -7,7 +7,7 @@ import {
   RedisAtomicStore,
   type AtomicScript,
 } from '../../src/state/atomic-store.js';
-import { BullPriorityQueue, MemoryPriorityQueue, PriorityQueue } from '../../src/state/priority-queue.js';
+import { PriorityQueue, queueKeys, StorePriorityQueue } from '../../src/state/priority-queue.js';
 import { MemoryPubSub, PubSub, RedisPubSub } from '../../src/state/pub-sub.js';
 import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
 
@@ -40,6 +40,8 @@ const takeIfBelow: AtomicScript<[number, number]> = {
 
 interface Impl {
   name: string;
+  /** The Redis prefix (redis implementation only). */
+  prefix?: string;
   store: AtomicStore;
   pubsub: PubSub;
   queue: PriorityQueue;
@@ -48,7 +50,7 @@ interface Impl {
 
 async function memoryImpl(): Promise<Impl> {
   const store = new MemoryAtomicStore();
-  const queue = new MemoryPriorityQueue(store.db);
+  const queue = new StorePriorityQueue(store);
   return { name: 'memory', store, pubsub: new MemoryPubSub(), queue, close: async () => store.close() };
 }
 
@@ -56,11 +58,12 @@ async function redisImpl(): Promise<Impl> {
   const prefix = uniqueName('fgports');
   const command = new Redis(TEST_REDIS_URL, { enableOfflineQueue: true });
   const subscriber = new Redis(TEST_REDIS_URL);
-  const patient = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new BullPriorityQueue(patient, prefix);
+  const store = new RedisAtomicStore(command, prefix);
+  const queue = new StorePriorityQueue(store);
   return {
     name: 'redis',
-    store: new RedisAtomicStore(command, prefix),
+    prefix,
+    store,
     pubsub: new RedisPubSub(command, subscriber, prefix),
     queue,
     close: async () => {
@@ -68,7 +71,6 @@ async function redisImpl(): Promise<Impl> {
       await dropRedisPrefix(prefix);
       command.disconnect();
       subscriber.disconnect();
-      patient.disconnect();
     },
   };
 }
@@ -146,7 +148,7 @@ describe.each([
       };
       await impl.queue.add(q, { id: 'n', priority: 3, data: {} });
       await impl.queue.add(q, { id: 'l', priority: 4, data: {} });
-      const key = impl.queue.waitingSetKey(q);
+      const [key] = queueKeys(q);
       expect(await impl.store.run(waitingAtOrAbove, [key], [1])).toBe(0);
       expect(await impl.store.run(waitingAtOrAbove, [key], [3])).toBe(1);
       expect(await impl.store.run(waitingAtOrAbove, [key], [4])).toBe(2);
@@ -164,6 +166,36 @@ describe.each([
       expect(job!.enqueuedAt).toBeGreaterThan(Date.now() - 10_000);
       expect(await impl.queue.remove(q, 'b')).toBe(false);
       expect(await impl.queue.take(q)).toBeNull();
+    });
+
+    it('drops jobs past their expiry instead of handing them out', async () => {
+      const q = `q-${randomUUID()}`;
+      await impl.queue.add(q, { id: 'gone', priority: 1, data: {}, expiresAt: Date.now() + 30 });
+      await impl.queue.add(q, { id: 'live', priority: 2, data: {}, expiresAt: Date.now() + 60_000 });
+      await impl.queue.add(q, { id: 'forever', priority: 3, data: {} });
+      await new Promise((r) => setTimeout(r, 60));
+      expect((await impl.queue.take(q))?.id).toBe('live');
+      expect((await impl.queue.take(q))?.id).toBe('forever');
+      expect(await impl.queue.take(q)).toBeNull();
+      expect(await impl.queue.counts(q, [1, 2, 3, 4])).toEqual({ 1: 0, 2: 0, 3: 0, 4: 0 });
+    });
+
+    it.runIf(_name === 'redis')("keeps its keys under Floodgate's prefix in its own layout", async () => {
+      const q = `q-${randomUUID()}`;
+      await impl.queue.add(q, { id: 'a', priority: 2, data: { x: 1 } });
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        const keys = (await redis.keys(`*${q}*`)).sort();
+        expect(keys).toEqual([
+          `${impl.prefix}:fq:{${q}}:jobs`,
+          `${impl.prefix}:fq:{${q}}:seq`,
+          `${impl.prefix}:fq:{${q}}:wait`,
+        ]);
+        expect(await redis.type(`${impl.prefix}:fq:{${q}}:wait`)).toBe('zset');
+        expect(await redis.type(`${impl.prefix}:fq:{${q}}:jobs`)).toBe('hash');
+      } finally {
+        redis.disconnect();
+      }
     });
   });
 });

@@ -1,8 +1,8 @@
-import type { Priority, Role } from '../../common/principal.js';
+import { PRIORITY_RANK, type Priority, type Role } from '../../common/principal.js';
 import { badRequest, forbidden, type Verdict } from './rejection.js';
 
-/** 1 = urgent … 4 = low: the rank admission and the queue order by (lower runs first). */
-export const PRIORITY_RANK: Record<Priority, number> = { urgent: 1, high: 2, normal: 3, low: 4 };
+// The one rank (1 = urgent … 4 = low, lower runs first) lives in common/principal.ts.
+export { PRIORITY_RANK };
 
 /** The highest priority a credential may ask for: its key's max_priority; JWT callers urgent for admins, high otherwise. */
 export function priorityCeiling(caller: { role: Role; apiKey: { maxPriority: Priority } | null }): Priority {
