@@ -136,10 +136,11 @@ function tail(file, bytes = 4000) {
  *   env        extra environment (feature switches, queue settings, BENCH_DISABLE…)
  *   nodeFlags  node flags before the script (e.g. ['--cpu-prof', '--cpu-prof-dir=…'])
  *   name       label for the log file
+ *   entry      the script, relative to the repository (bench/ab.mjs: a second build, e.g. dist-before/src/main.js)
  * Returns { url, adminKey, pid, mode, logFile, stop, gc }.
  * Client limits are raised so the limiter decides (one round trip) but never refuses a bench request.
  */
-export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], name = 'gateway' } = {}) {
+export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], name = 'gateway', entry = 'dist/src/main.js' } = {}) {
   const port = await freePort();
   const adminKey = newKey();
   const env = {
@@ -174,7 +175,7 @@ export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], n
   mkdirSync(`${OUT}logs`, { recursive: true });
   const logFile = `${OUT}logs/${name}-${mode}-${port}.log`;
   const fd = openSync(logFile, 'w');
-  const proc = spawnNode(['--expose-gc', '--import', PRELOAD, ...nodeFlags, 'dist/src/main.js'], {
+  const proc = spawnNode(['--expose-gc', '--import', PRELOAD, ...nodeFlags, entry], {
     env,
     cwd: ROOT,
     stdio: ['ignore', fd, fd],
