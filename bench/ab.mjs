@@ -9,7 +9,8 @@
 //   node bench/ab.mjs [--a dist-before/src/main.js] [--b dist/src/main.js] [--mode distributed]
 //                     [--rounds 5] [--seconds 5] [--env KEY=VALUE]… [--flags-a '…'] [--flags-b '…']
 // (--flags-*: node flags of that build, space-separated, e.g. --flags-b '--max-semi-space-size=4'.)
-// RSS: idle after start, then 10 s after the last load, then after a forced full GC.
+// RSS: idle after start, then 10 s after the last load (--late N: also N s later), then after a
+// forced full GC.
 import { interleavedLatency } from './latency.mjs';
 import { closeRedis, configure, startGateway } from './lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, rssMB, sleep, startServer } from './lib/procs.mjs';
@@ -60,6 +61,12 @@ try {
   const lat = await interleavedLatency([direct, ...builds.map((b) => b.target)], { rounds: Math.max(rounds, 5), perRound: 100, warmup: 200 });
   await sleep(10_000);
   for (const b of builds) b.after = rssMB(b.gw.pid);
+  const lateS = Number(arg('late', 0));
+  if (lateS > 0) {
+    await sleep(lateS * 1000);
+    for (const b of builds) b.late = rssMB(b.gw.pid);
+    console.log(`RSS ${10 + lateS} s after the load: ${builds.map((b) => `${b.label} ${b.late.toFixed(0)} MB`).join(', ')}`);
+  }
   for (const b of builds) await b.gw.gc();
   for (const b of builds) b.afterGc = rssMB(b.gw.pid);
   const rows = builds.map((b) => ({
