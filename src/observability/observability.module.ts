@@ -7,7 +7,6 @@ import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { StateModule } from '../state/state.module.js';
 import { DashboardController } from './dashboard.controller.js';
 import { HandlerContextInterceptor } from './handler-context.interceptor.js';
-import { IdleHeapTrim } from './idle-heap-trim.js';
 import { MetricsController } from './metrics.controller.js';
 import { RequestObserver } from './request-observer.js';
 import { StatusController } from './status.controller.js';
@@ -39,7 +38,6 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
   providers: [
     TracingLifecycle,
     RequestObserver,
-    IdleHeapTrim,
     StatusSources,
     StatusService,
     StatusStream,

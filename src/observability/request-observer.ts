@@ -60,8 +60,6 @@ type RawResponse = ServerResponse & { [kReply]?: FastifyReply };
 @Injectable()
 export class RequestObserver implements OnModuleInit {
   readonly http: HttpMetricsRecorder;
-  /** Requests observed so far (IdleHeapTrim tells idle from busy by it). */
-  finished = 0;
   private log: Pino | undefined;
 
   constructor(
@@ -138,7 +136,6 @@ export class RequestObserver implements OnModuleInit {
   observe(request: FastifyRequest, reply: FastifyReply, aborted: boolean): void {
     if (request.fgObserved) return;
     request.fgObserved = true;
-    this.finished++;
     const raw = reply.raw;
     const status = aborted && !raw.headersSent ? 499 : reply.statusCode;
     const elapsedMs = reply.elapsedTime;
