@@ -6,11 +6,13 @@
 // errors and on Ctrl-C.
 //
 //   node bench/run.mjs [--quick] [--only latency,throughput,ladder,streaming,queue,contended,memory,profile]
-//                      [--profile] [--no-write]
+//                      [--profile] [--no-write] [--no-peer]
 //
 // --quick: reduced counts and durations (CI smoke, < 2 min). --profile: also profile the gateway
 // (--cpu-prof) under relay load and write bench/out/profile-summary.md. Only a full run (no --quick,
 // no --only) writes bench/RESULTS.md; the others write bench/out/RESULTS.md. --no-write: print only.
+// --no-peer: without the Portkey peer column (otherwise installed into bench/.peer/ at bench time,
+// see bench/lib/peer.mjs; skipped with a note when the install or start fails).
 // Sections and how they measure: docs/performance.md.
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,8 +23,9 @@ import { closeRedis, configure, loopDelay, metricValue, startGateway, sweepStale
 import { abort, cleanupAll, installSignalHandlers, rssMB, rssSampler, sleep, startServer, stopping, withTimeout } from './lib/procs.mjs';
 import { fmt } from './lib/stats.mjs';
 import { CONTENDED, contendedClosedLoop } from './sections/contended.mjs';
+import { PORTKEY_VERSION, startPortkey } from './lib/peer.mjs';
 import { QUEUE_ENV, contention } from './sections/queue.mjs';
-import { concurrentStreams, ttft } from './sections/streaming.mjs';
+import { burstTtfb, concurrentStreams, ttft } from './sections/streaming.mjs';
 import { CHAT_BODY, P99_LIMIT_MS, sweep } from './sections/throughput.mjs';
 
 // ---- arguments ----------------------------------------------------------------------------------
@@ -30,6 +33,7 @@ import { CHAT_BODY, P99_LIMIT_MS, sweep } from './sections/throughput.mjs';
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const write = !argv.includes('--no-write');
+const withPeer = !argv.includes('--no-peer');
 const ALL = ['latency', 'throughput', 'ladder', 'streaming', 'queue', 'contended', 'memory'];
 const KNOWN = [...ALL, 'profile'];
 const onlyIdx = argv.indexOf('--only');
@@ -52,6 +56,7 @@ const C = quick
       ladder: { rounds: 3, perRound: 40, warmup: 60 },
       ttft: { rounds: 2, perRound: 40, warmup: 15 },
       streams: { start: 50, max: 50, budgetS: 10 },
+      burst: { streams: 32, rounds: 3, warmupRounds: 1 },
       queue: { rate: 500, seconds: 2 },
       contended: { clients: 64, seconds: 3, warmupS: 1 },
       profileS: 6,
@@ -63,6 +68,7 @@ const C = quick
       ladder: { rounds: 10, perRound: 100, warmup: 200 },
       ttft: { rounds: 5, perRound: 100, warmup: 50 },
       streams: { start: 50, max: 1600, budgetS: 45 },
+      burst: { streams: 32, rounds: 10, warmupRounds: 2 },
       queue: { rate: 500, seconds: 10 },
       contended: { clients: 64, seconds: 10, warmupS: 2 },
       profileS: 15,
@@ -106,6 +112,7 @@ const R = {
   throughput: {}, // target name -> sweep
   memory: {}, // mode -> { idle, peak, after, afterGc }
   ttft: {}, // mode -> rows
+  burst: {}, // mode -> rows (TTFB at 32 concurrent streams)
   streams: {}, // mode -> ramp
   ladder: null,
   queue: {}, // mode -> result
@@ -132,6 +139,7 @@ setTimeout(() => abort(124, `time limit of ${LIMIT_S} s reached`), LIMIT_S * 100
 rmSync(new URL('./out/logs/', import.meta.url), { recursive: true, force: true });
 let upstream = null;
 let plain = null;
+let portkey = null;
 try {
   const swept = await withTimeout(sweepStale(), 30_000, 'stale cleanup').catch((err) => {
     status(`stale cleanup skipped: ${err.message}`);
@@ -144,15 +152,51 @@ try {
   plain = await startServer('plain', { upstreamUrl: upstream.url });
   const direct = { name: 'direct', url: upstream.url, path: '/v1/chat/completions', headers: { ...json, authorization: 'Bearer sk-direct' }, pid: upstream.pid };
   const plainT = { name: 'plain proxy', url: plain.url, path: '/v1/chat/completions', headers: json, pid: plain.pid };
+  const perMode = on('latency') || on('throughput') || on('memory') || on('streaming');
 
-  if (on('throughput')) {
+  // The peer column: Portkey against the same fake upstream (x-bench-* = the probes' short streams).
+  let portkeyT = null;
+  if (withPeer && perMode) {
+    await section('peer: Portkey install and start', async () => {
+      try {
+        portkey = await startPortkey(upstream.url);
+        portkeyT = {
+          name: 'portkey',
+          url: portkey.url,
+          path: '/v1/chat/completions',
+          headers: { ...portkey.headers, 'x-bench-deltas': '2', 'x-bench-pace-ms': '5' },
+          pid: portkey.pid,
+        };
+      } catch (err) {
+        R.notes.push(`Portkey peer column skipped: ${err.message.split('\n')[0]}`);
+        status(`Portkey peer column skipped: ${err.message}`);
+      }
+    });
+  }
+  const peers = [plainT, ...(portkeyT ? [portkeyT] : [])];
+  if (on('memory')) {
+    await sleep(2000);
+    for (const p of peers) R.memory[p.name] = { idle: rssMB(p.pid) };
+  }
+
+  if (on('throughput') || on('memory')) {
     await section('throughput: baselines', async () => {
-      R.throughput.direct = await sweep(direct, C.throughput);
-      R.throughput['plain proxy'] = await sweep(plainT, C.throughput);
+      if (on('throughput')) R.throughput.direct = await sweep(direct, C.throughput);
+      const cfg = on('throughput') ? C.throughput : { levels: [64], durationS: C.throughput.durationS, warmupS: 0 };
+      const samplers = [];
+      for (const p of peers) {
+        const sampler = rssSampler(p.pid);
+        const result = await sweep(p, cfg);
+        if (on('throughput')) R.throughput[p.name] = result;
+        samplers.push([p, sampler.stop()]);
+      }
+      if (on('memory')) {
+        await sleep(C.memoryAfterS * 1000);
+        for (const [p, peak] of samplers) Object.assign(R.memory[p.name], { peak, after: rssMB(p.pid), afterGc: NaN });
+      }
     });
   }
 
-  const perMode = on('latency') || on('throughput') || on('memory') || on('streaming');
   for (const mode of perMode ? ['embedded', 'distributed'] : []) {
     if (stopping()) break;
     let gw = null;
@@ -170,7 +214,7 @@ try {
       if (on('latency')) {
         await section(`${mode}: added latency at c=1`, async () => {
           await loopDelay(gw);
-          R.latency[mode] = await interleavedLatency([direct, plainT, target], C.latency);
+          R.latency[mode] = await interleavedLatency([direct, ...peers, target], C.latency);
           R.loop[`${mode}: c=1 latency`] = await loopDelay(gw);
           const queued = await metricValue(gw, 'floodgate_queue_wait_seconds_sum');
           R.notes.push(`${mode}: queue wait total on the uncontended path = ${queued} s (the queue is never touched)`);
@@ -197,8 +241,10 @@ try {
       if (on('streaming')) {
         await section(`${mode}: streaming`, async () => {
           await loopDelay(gw);
-          R.ttft[mode] = await ttft([direct, plainT, target], C.ttft);
+          R.ttft[mode] = await ttft([direct, ...peers, target], C.ttft);
           R.loop[`${mode}: TTFT probes`] = await loopDelay(gw);
+          R.burst[mode] = await burstTtfb([direct, ...peers, target], C.burst);
+          R.loop[`${mode}: TTFB at ${C.burst.streams} streams`] = await loopDelay(gw);
           R.streams[mode] = await concurrentStreams(target, direct, { ...C.streams, loopDelay: () => loopDelay(gw) });
         });
       }
@@ -216,6 +262,7 @@ try {
   if (on('contended')) await section('contended closed loop', () => contendedSection());
   if (on('profile')) await section('profile', () => profile(upstream));
 } finally {
+  await portkey?.close();
   await plain?.close();
   await upstream?.close();
   await cleanupAll();
@@ -388,6 +435,79 @@ function target(name, measured, met) {
   targets.push({ name, measured, met });
 }
 
+// 0. the peer comparison (issue 14): one table, the baselines of the same run
+const goals = [];
+{
+  const modes = ['embedded', 'distributed'];
+  const cols = [
+    { key: 'plain proxy', label: 'plain node proxy' },
+    { key: 'portkey', label: `Portkey gateway ${PORTKEY_VERSION}` },
+    { key: 'floodgate (embedded)', label: 'Floodgate embedded', mode: 'embedded' },
+    { key: 'floodgate (distributed)', label: 'Floodgate distributed', mode: 'distributed' },
+  ];
+  const mean = (xs) => {
+    const v = xs.filter(Number.isFinite);
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+  };
+  const at64 = (key) => R.throughput[key]?.levels.find((l) => l.connections === 64);
+  // Peers are measured next to each mode (latency, streaming); their figure is the mean of those.
+  const rowOf = (table, key, mode) => {
+    const name = key.startsWith('floodgate') ? null : key;
+    if (mode) return table[mode]?.find((r) => r.name.startsWith('floodgate'));
+    const rows = modes.map((m) => table[m]?.find((r) => r.name === name)).filter(Boolean);
+    return rows.length ? { addedP50: mean(rows.map((r) => r.addedP50)), addedP99: mean(rows.map((r) => r.addedP99)) } : undefined;
+  };
+  const v = {};
+  for (const c of cols) {
+    const mem = R.memory[c.mode ?? c.key];
+    v[c.key] = {
+      rps: at64(c.key)?.rps,
+      cpu: at64(c.key)?.cpuUsPerReq,
+      lat: rowOf(R.latency, c.key, c.mode),
+      ttfb: rowOf(R.burst, c.key, c.mode),
+      idle: mem?.idle,
+      after: mem?.after,
+    };
+  }
+  const present = cols.filter((c) => Object.values(v[c.key]).some((x) => x !== undefined && (typeof x !== 'number' || Number.isFinite(x))));
+  if (present.length > 1) {
+    const P = v['plain proxy'];
+    const K = v.portkey;
+    log('## 0. Side by side: plain proxy, Portkey, Floodgate (issue 14)');
+    log('');
+    log(
+      `Same fake upstream (instant answers), same run. req/s and CPU at 64 connections (section 2's level; CPU = the serving process's user+system time ÷ requests); added latency at c=1 vs direct (section 1); streaming added TTFB p99 with ${C.burst.streams} streams started together vs direct (section 4); RSS idle and ${C.memoryAfterS} s after the load (section 6). Peers are measured next to each Floodgate mode; their latency and TTFB figures are the mean of the two. Ratios: ÷ the plain proxy / ÷ Portkey.`,
+    );
+    log('');
+    log(`| | ${present.map((c) => c.label).join(' | ')} |`);
+    log(`| --- |${present.map(() => ' ---: |').join('')}`);
+    const ratio = (x, base) => (Number.isFinite(x) && Number.isFinite(base) && base !== 0 ? `${f2(x / base)}×` : 'n/a');
+    const line = (label, cell) => log(`| ${label} | ${present.map((c) => cell(v[c.key], c)).join(' | ')} |`);
+    line('req/s at 64 conns', (x) => int(x.rps));
+    line('req/s ÷ plain / ÷ Portkey', (x, c) => (c.key === 'plain proxy' ? '1×' : `${ratio(x.rps, P.rps)} / ${c.key === 'portkey' ? '1×' : ratio(x.rps, K.rps)}`));
+    line('CPU per request µs', (x) => int(x.cpu));
+    line('CPU ÷ plain', (x) => ratio(x.cpu, P.cpu));
+    line('added p50 / p99 at c=1 ms', (x) => (x.lat ? `${f2(x.lat.addedP50)} / ${f2(x.lat.addedP99)}` : 'n/a'));
+    line(`streaming added TTFB p99, ${C.burst.streams} streams ms`, (x) => (x.ttfb ? f1(x.ttfb.addedP99) : 'n/a'));
+    line('RSS idle MB', (x) => f1(x.idle));
+    line(`RSS ${C.memoryAfterS} s after load MB`, (x) => (Number.isFinite(x.after) ? `${f1(x.after)} (${x.after >= x.idle ? '+' : ''}${pct((x.after - x.idle) / x.idle)})` : 'n/a'));
+    log('');
+    const goal = (name, measured, met) => goals.push({ name, measured, met });
+    const D = v['floodgate (distributed)'];
+    if (Number.isFinite(D.rps) && Number.isFinite(P.rps)) goal('distributed throughput ≥ 0.4× the plain proxy', ratio(D.rps, P.rps), D.rps / P.rps >= 0.4);
+    if (Number.isFinite(D.rps) && Number.isFinite(K.rps)) goal('distributed throughput ≥ 4× Portkey', ratio(D.rps, K.rps), D.rps / K.rps >= 4);
+    for (const m of modes) {
+      const F = v[`floodgate (${m})`];
+      if (Number.isFinite(F.cpu) && Number.isFinite(P.cpu)) goal(`CPU per request ≤ 3× the plain proxy (${m})`, `${int(F.cpu)} µs = ${ratio(F.cpu, P.cpu)}`, F.cpu / P.cpu <= 3);
+      if (F.lat && P.lat) goal(`added p50 at c=1 ≤ plain proxy's + 0.3 ms (${m})`, `${f2(F.lat.addedP50)} vs ${f2(P.lat.addedP50)} + 0.3 ms`, F.lat.addedP50 <= P.lat.addedP50 + 0.3);
+      if (F.ttfb && P.ttfb) goal(`streaming added TTFB p99 at ${C.burst.streams} streams ≤ plain proxy's + 10 ms (${m})`, `${f1(F.ttfb.addedP99)} vs ${f1(P.ttfb.addedP99)} + 10 ms`, F.ttfb.addedP99 <= P.ttfb.addedP99 + 10);
+      const cap = m === 'embedded' ? 250 : 150;
+      if (Number.isFinite(F.idle)) goal(`RSS idle ≤ ${cap} MB (${m})`, `${f1(F.idle)} MB`, F.idle <= cap);
+      if (Number.isFinite(F.after) && Number.isFinite(F.idle)) goal(`RSS back within 10 % of idle after load (${m})`, `${f1(F.idle)} → ${f1(F.after)} MB (${pct((F.after - F.idle) / F.idle)})`, F.after <= F.idle * 1.1);
+    }
+  }
+}
+
 // 1. latency
 if (Object.keys(R.latency).length) {
   log('## 1. Added latency at concurrency 1 (non-streaming, all features on)');
@@ -492,6 +612,21 @@ if (Object.keys(R.ttft).length) {
     if (g) target(`added TTFT p99 ≤ 2 ms (${mode})`, `${f3(g.addedP99)} ms`, g.addedP99 <= 2);
   }
   log('');
+  if (Object.keys(R.burst).length) {
+    log(
+      `Time to first byte with ${C.burst.streams} streams started together: ${C.burst.rounds} rounds; in each, every target in turn (rotating order) gets ${C.burst.streams} short streams at once over ${C.burst.streams} keep-alive connections; per round p50/p99 of the ${C.burst.streams} TTFBs, median over rounds. ms.`,
+    );
+    log('');
+    log('| mode | target | TTFB p50 | TTFB p99 | added p50 | added p99 |');
+    log('| --- | --- | ---: | ---: | ---: | ---: |');
+    for (const [mode, rows] of Object.entries(R.burst)) {
+      for (const r of rows) {
+        if (r.name === 'direct') log(`| ${mode} | direct | ${f2(r.p50)} | ${f2(r.p99)} | – | – |`);
+        else log(`| ${mode} | ${r.name} | ${f2(r.p50)} | ${f2(r.p99)} | ${f2(r.addedP50)} | ${f2(r.addedP99)} |`);
+      }
+    }
+    log('');
+  }
   const anyRamp = Object.values(R.streams)[0];
   if (anyRamp) {
     log(
@@ -586,6 +721,7 @@ if (Object.keys(R.memory).length) {
   for (const [mode, m] of Object.entries(R.memory)) log(`| ${mode} | ${f1(m.idle)} | ${f1(m.peak)} | ${f1(m.after)} | ${f1(m.afterGc)} |`);
   log('');
   for (const [mode, m] of Object.entries(R.memory)) {
+    if (mode !== 'embedded' && mode !== 'distributed') continue;
     target(`RSS idle ≤ 150 MB (${mode})`, `${f1(m.idle)} MB`, m.idle <= 150);
     if (Number.isFinite(m.peak)) target(`RSS under load ≤ 300 MB (${mode})`, `${f1(m.peak)} MB`, m.peak <= 300);
   }
@@ -624,6 +760,14 @@ if (R.notes.length) {
 
 // targets
 const targetLines = [];
+if (goals.length) {
+  targetLines.push(`## Issue 14 goals: ${goals.filter((g) => g.met).length} of ${goals.length} met`);
+  targetLines.push('');
+  targetLines.push('| goal | measured | |');
+  targetLines.push('| --- | ---: | --- |');
+  for (const g of goals) targetLines.push(`| ${g.name} | ${g.measured} | ${g.met ? 'met' : '**missed**'} |`);
+  targetLines.push('');
+}
 if (targets.length) {
   targetLines.push('## Targets (issue 9; goals, not tests)');
   targetLines.push('');

@@ -2,7 +2,9 @@
 //   - non-streaming: a fixed chat.completion after `delayMs` (0 = answered in the same tick);
 //   - streaming (body.stream): `deltas` chunks, one every `paceMs` (first one at once), then the
 //     usage chunk if asked for, then [DONE]. Request bodies may override per request with the
-//     unknown fields `bench_deltas` / `bench_pace_ms` (Floodgate passes unknown fields through).
+//     unknown fields `bench_deltas` / `bench_pace_ms` (Floodgate passes unknown fields through), or
+//     with the headers `x-bench-deltas` / `x-bench-pace-ms` (for the Portkey peer, which drops
+//     unknown body fields but forwards headers it is told to).
 //   - `stats: true`: records when each completion request arrived and when its response finished
 //     (hrtime, ms), served at GET /__bench/stats and cleared by POST /__bench/reset. The queue
 //     section derives the dispatch hand-off time from them (slot freed → next request arrives).
@@ -17,6 +19,10 @@ const COMPLETION = JSON.stringify({
   usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
 });
 const MAX_EVENTS = 500_000;
+const headerInt = (req, name) => {
+  const v = Number(req.headers[name]);
+  return req.headers[name] !== undefined && Number.isInteger(v) ? v : null;
+};
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20, stats = false } = {}) {
@@ -55,8 +61,8 @@ export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20,
         // bench clients send JSON
       }
       if (body.stream) {
-        const n = Number.isInteger(body.bench_deltas) ? body.bench_deltas : deltas;
-        const pace = Number.isInteger(body.bench_pace_ms) ? body.bench_pace_ms : paceMs;
+        const n = Number.isInteger(body.bench_deltas) ? body.bench_deltas : headerInt(req, 'x-bench-deltas') ?? deltas;
+        const pace = Number.isInteger(body.bench_pace_ms) ? body.bench_pace_ms : headerInt(req, 'x-bench-pace-ms') ?? paceMs;
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
         let i = 0;
         let timer = null;

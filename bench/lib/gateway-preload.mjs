@@ -14,9 +14,9 @@
 //                  selection script: no key choice, RPM/TPM/concurrency check, retreat bucket, queue
 //                  gate); KeyPoolService.report does nothing (no release script, usage, Adaptive).
 //       metrics    prom-client Counter/Histogram record nothing (relay, HTTP and process metrics),
-//                  and MetricsInterceptor passes through.
-//       requestlog RequestLogWriter.add drops rows (no batched INSERT), LoggingInterceptor passes
-//                  through.
+//                  and HandlerContextInterceptor passes through (no bound series, no handler name).
+//       requestlog RequestLogWriter.add drops rows (no batched INSERT), HandlerContextInterceptor
+//                  passes through.
 //     A switch whose patch target no longer exists fails the start loudly (the ladder would
 //     otherwise silently measure the wrong thing).
 import 'reflect-metadata';
@@ -108,7 +108,7 @@ if (disabled.has('keypool')) {
 if (disabled.has('metrics')) {
   const promModule = await import('prom-client');
   const prom = promModule.default ?? promModule;
-  const { MetricsInterceptor } = await import(dist('observability/metrics.interceptor.js'));
+  const { HandlerContextInterceptor } = await import(dist('observability/handler-context.interceptor.js'));
   const child = { inc() {}, observe() {}, set() {}, dec() {}, startTimer: () => () => 0 };
   // prom-client picks inc/observe from these in each instrument's constructor (after this runs).
   const methods = {
@@ -118,12 +118,12 @@ if (disabled.has('metrics')) {
   for (const [name, list] of Object.entries(methods)) {
     for (const m of list) patch(prom[name], m, () => (m === 'labels' ? () => child : () => undefined), 'metrics');
   }
-  patch(MetricsInterceptor, 'intercept', () => (_context, next) => next.handle(), 'metrics');
+  patch(HandlerContextInterceptor, 'intercept', () => (_context, next) => next.handle(), 'metrics');
 }
 
 if (disabled.has('requestlog')) {
   const { RequestLogWriter } = await import(dist('relay/infrastructure/request-log.writer.js'));
-  const { LoggingInterceptor } = await import(dist('observability/logging.interceptor.js'));
+  const { HandlerContextInterceptor } = await import(dist('observability/handler-context.interceptor.js'));
   patch(RequestLogWriter, 'add', () => () => undefined, 'requestlog');
-  patch(LoggingInterceptor, 'intercept', () => (_context, next) => next.handle(), 'requestlog');
+  patch(HandlerContextInterceptor, 'intercept', () => (_context, next) => next.handle(), 'requestlog');
 }

@@ -138,10 +138,14 @@ function tail(file, bytes = 4000) {
  *   name       label for the log file
  *   join       another distributed gateway whose database and Redis prefix this one shares (a second
  *              instance of the same cluster; the first one's stop drops them)
+ *   entry      the script, relative to the repository (bench/ab.mjs: a second build, e.g. dist-before/src/main.js)
  * Returns { url, adminKey, pid, mode, logFile, stop, gc, databaseUrl, redisPrefix }.
  * Client limits are raised so the limiter decides (one round trip) but never refuses a bench request.
  */
-export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], name = 'gateway', join = null } = {}) {
+export async function startGateway(
+  mode,
+  { env: extraEnv = {}, nodeFlags = [], name = 'gateway', join = null, entry = 'dist/src/main.js' } = {},
+) {
   const port = await freePort();
   const adminKey = join?.adminKey ?? newKey();
   const env = {
@@ -180,7 +184,7 @@ export async function startGateway(mode, { env: extraEnv = {}, nodeFlags = [], n
   mkdirSync(`${OUT}logs`, { recursive: true });
   const logFile = `${OUT}logs/${name}-${mode}-${port}.log`;
   const fd = openSync(logFile, 'w');
-  const proc = spawnNode(['--expose-gc', '--import', PRELOAD, ...nodeFlags, 'dist/src/main.js'], {
+  const proc = spawnNode(['--expose-gc', '--import', PRELOAD, ...nodeFlags, entry], {
     env,
     cwd: ROOT,
     stdio: ['ignore', fd, fd],

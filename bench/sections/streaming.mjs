@@ -173,3 +173,36 @@ export async function concurrentStreams(gateway, direct, { start = 50, max = 160
   }
   return { levels, maxGateway, maxDirect, stallMs: STALL_MS };
 }
+
+/**
+ * Streaming time to first byte at N concurrent streams (issue 14's "added TTFB p99 at 32 streams"):
+ * in each round every target in turn (order rotating from round to round) gets N short streams
+ * started together over one pool of N keep-alive connections; TTFB = request sent → first `data:`
+ * byte. Per round p99 of the N samples, median over rounds; added = target − the first target
+ * (direct) of the same run. targets: [{ name, url, path, headers }].
+ */
+export async function burstTtfb(targets, { streams = 32, rounds = 10, warmupRounds = 2 } = {}) {
+  const body = streamBody({ bench_deltas: 2, bench_pace_ms: 5 });
+  const opts = { connections: streams, keepAliveTimeout: 60_000, headersTimeout: 10_000, bodyTimeout: 10_000 };
+  const pools = targets.map((t) => new Pool(t.url, opts));
+  const burst = (t) => Promise.all(Array.from({ length: streams }, () => ttftOnce(pools[t], targets[t], body)));
+  try {
+    for (let r = 0; r < warmupRounds; r++) for (let t = 0; t < targets.length; t++) await burst(t);
+    const p99s = targets.map(() => []);
+    const p50s = targets.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < targets.length; k++) {
+        const t = (k + r) % targets.length;
+        const sorted = (await burst(t)).sort((a, b) => a - b);
+        p50s[t].push(percentile(sorted, 50));
+        p99s[t].push(percentile(sorted, 99));
+        await sleep(20);
+      }
+    }
+    const rows = targets.map((t, i) => ({ name: t.name, p50: median(p50s[i]), p99: median(p99s[i]), n: rounds * streams }));
+    const base = rows[0];
+    return rows.map((r) => ({ ...r, addedP50: r.p50 - base.p50, addedP99: r.p99 - base.p99 }));
+  } finally {
+    await Promise.all(pools.map((p) => p.close()));
+  }
+}

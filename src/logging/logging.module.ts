@@ -1,10 +1,11 @@
-import { Module, RequestMethod } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LoggerModule } from 'nestjs-pino';
 import type { Options } from 'pino-http';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { REDACT_CENSOR, REDACT_PATHS } from './redact.js';
+import { RequestLogContext } from './request-log-context.js';
 
 type RawRequest = IncomingMessage & {
   id?: string;
@@ -48,8 +49,8 @@ export function pinoHttpOptions(config: AppConfig): Options {
     },
     // The one line per request is written by the Observability module (src/observability/
     // request-observer.ts) when the response is done: it also sees guard rejections and 404s, knows
-    // the route template, and counts the request in the same place. pino-http only provides
-    // `req.log` (request_id bound) for logs written inside a request.
+    // the route template, and counts the request in the same place. pino-http's middleware is not
+    // mounted at all (see RequestLogContext); these options configure the root logger.
     autoLogging: false,
   };
 }
@@ -60,10 +61,12 @@ export function pinoHttpOptions(config: AppConfig): Options {
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig) => ({
         pinoHttp: pinoHttpOptions(config),
-        // On Fastify nestjs-pino's default route pattern matches nothing; this one matches every route.
-        forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
+        // No per-request middleware: RequestLogContext binds request_id for logs written inside a
+        // request, for a fraction of pino-http's per-request cost (issue 14, bench/out/profile-summary.md).
+        forRoutes: [],
       }),
     }),
   ],
+  providers: [RequestLogContext],
 })
 export class LoggingModule {}

@@ -6,9 +6,8 @@ import { DatabaseModule } from '../database/database.module.js';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { StateModule } from '../state/state.module.js';
 import { DashboardController } from './dashboard.controller.js';
-import { LoggingInterceptor } from './logging.interceptor.js';
+import { HandlerContextInterceptor } from './handler-context.interceptor.js';
 import { MetricsController } from './metrics.controller.js';
-import { MetricsInterceptor } from './metrics.interceptor.js';
 import { RequestObserver } from './request-observer.js';
 import { StatusController } from './status.controller.js';
 import { StatusSources } from './status-sources.js';
@@ -18,7 +17,7 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
 
 /**
  * Observability: GET /metrics (FloodgateMetrics' registry), one log line and one metric sample per
- * HTTP request (RequestObserver + the global metrics and logging interceptors), optional OTLP
+ * HTTP request (RequestObserver + the global HandlerContextInterceptor), optional OTLP
  * tracing, /api/admin/status (+ SSE stream) and the /dashboard page. Features never import this
  * module: they record into src/metrics; this module reads their public services for the status.
  */
@@ -42,8 +41,7 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
     StatusSources,
     StatusService,
     StatusStream,
-    { provide: APP_INTERCEPTOR, useClass: MetricsInterceptor },
-    { provide: APP_INTERCEPTOR, useClass: LoggingInterceptor },
+    { provide: APP_INTERCEPTOR, useClass: HandlerContextInterceptor },
   ],
   exports: [StatusService],
 })

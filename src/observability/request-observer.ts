@@ -20,11 +20,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The request has been counted and logged (by onResponse, or by the raw 'close' fallback). */
     fgObserved: boolean;
-    /** Metric children bound by MetricsInterceptor (handler reached); null → looked up by route. */
+    /** Metric children bound by HandlerContextInterceptor (handler reached); null → looked up by route. */
     fgSeries: RouteSeries | null;
-    /** `Controller.method`, set by LoggingInterceptor when the request reached a handler. */
+    /** `Controller.method`, set by HandlerContextInterceptor when the request reached a handler. */
     fgHandler: string | null;
-    /** What a handler threw, set by LoggingInterceptor (its class is logged; its stack on a 5xx). */
+    /** What a handler threw, set by the exception filter when `fgHandler` is set (its class is logged; its stack on a 5xx). */
     fgError: unknown;
     /** `error.type` / `error.code` of an error response, read from the body as it is sent. */
     fgErrorType: string | null;
@@ -53,9 +53,9 @@ type RawResponse = ServerResponse & { [kReply]?: FastifyReply };
  *    counted with status 499 when no header was sent yet, `aborted: true` in the log);
  *  - `request.fgObserved` makes the second trigger a no-op when the first one ran.
  *
- * The interceptors (MetricsInterceptor, LoggingInterceptor) only add handler-level context to the
- * request (bound metric children, handler name, the thrown error's class); they never record, so a
- * request is never counted twice nor missed.
+ * HandlerContextInterceptor and the exception filter only add handler-level context to the request
+ * (bound metric children, handler name, what the handler threw); they never record, so a request is
+ * never counted twice nor missed.
  */
 @Injectable()
 export class RequestObserver implements OnModuleInit {

@@ -1,0 +1,52 @@
+import type { HttpAdapterHost } from '@nestjs/core';
+import Fastify from 'fastify';
+import { PinoLogger } from 'nestjs-pino';
+import { Writable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { RequestLogContext } from './request-log-context.js';
+
+/**
+ * Logs written while a request is served carry its request_id — after the body was parsed and
+ * across awaits — without pino-http's middleware; logs outside a request carry none.
+ */
+describe('RequestLogContext', () => {
+  const lines: Record<string, unknown>[] = [];
+  const out = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n'))
+        if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  const params = { pinoHttp: [{ level: 'info' }, out] as [object, Writable] };
+  const logger = new PinoLogger(params as never);
+  const app = Fastify({ genReqId: () => `req-${lines.length}-${Math.random().toString(36).slice(2)}` });
+  new RequestLogContext(
+    { httpAdapter: { getInstance: () => app } } as unknown as HttpAdapterHost,
+    logger,
+  ).onModuleInit();
+  app.post('/x', async (request) => {
+    await new Promise((r) => setTimeout(r, 5));
+    logger.info({ marker: (request.body as { marker: string }).marker }, 'inside');
+    return { id: request.id };
+  });
+  afterAll(() => app.close());
+
+  it('binds request_id to logs written inside the request, and to nothing else', async () => {
+    const ids: string[] = [];
+    for (const marker of ['a', 'b']) {
+      const r = await app.inject({
+        method: 'POST',
+        url: '/x',
+        payload: { marker, pad: 'x'.repeat(100_000) },
+      });
+      ids.push((r.json() as { id: string }).id);
+    }
+    logger.info({ marker: 'outside' }, 'outside');
+    await new Promise((r) => setTimeout(r, 20));
+    const byMarker = (m: string) => lines.find((l) => l.marker === m);
+    expect(byMarker('a')).toMatchObject({ request_id: ids[0], msg: 'inside' });
+    expect(byMarker('b')).toMatchObject({ request_id: ids[1], msg: 'inside' });
+    expect(byMarker('outside')?.request_id).toBeUndefined();
+  });
+});
