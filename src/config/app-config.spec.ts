@@ -207,6 +207,7 @@ describe('loadConfig', () => {
       probeIntervalMs: 300_000,
       longRetryAfterMs: 10_000,
       flushMs: 2000,
+      slowStartFactor: 2,
     });
     expect(c.retreat).toEqual({
       enabled: true,
