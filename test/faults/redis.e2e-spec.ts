@@ -285,7 +285,18 @@ describe('Redis frozen and killed under load (distributed, open and closed fail 
     const client = (
       await createUserWithKey(open, adminKey, 'developer', { key: { limits: { rpm: 100000 } } })
     ).key;
-    expect((await chat(open.url, client, 'before')).status).toBe(200);
+    // The previous test killed and revived this Redis: the relay promises to serve again within 5 s
+    // of Redis' return (asserted below for this test's own kill), so that is the precondition here.
+    const { ms: readyMs } = await pollUntil(
+      async () => {
+        const answer = await chat(open.url, client, 'before');
+        if (answer.status !== 200)
+          console.log(`[faults] relay before the kill: ${answer.status} ${answer.text.slice(0, 200)}`);
+        return answer.status === 200;
+      },
+      { timeoutMs: 5000, intervalMs: 100, what: 'the relay to serve before Redis is killed' },
+    );
+    console.log(`[faults] relay serving ${readyMs.toFixed(0)} ms into the test`);
     await proxy.kill();
     const during: Awaited<ReturnType<typeof chat>>[] = [];
     try {
