@@ -8,6 +8,7 @@ import { sendError } from '../common/all-exceptions.filter.js';
 import { ApiError } from '../common/api-error.js';
 import { MAX_JSON_DEPTH, tooDeepAt } from '../common/input-safety.js';
 import { requestIdFrom } from '../common/request-id.js';
+import { markServerAnswer } from '../common/server-answer.js';
 import { trackInFlight } from './in-flight.js';
 import type { AppConfig } from '../config/app-config.js';
 import { AppModule } from './app.module.js';
@@ -53,6 +54,9 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
       const status =
         err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const requestId = requestIdFrom((pending?.req ?? { headers: {} }) as IncomingMessage);
+      if (pending && status === 408) {
+        markServerAnswer(pending, { status, type: 'invalid_request_error', code: 'request_timeout' });
+      }
       const body = JSON.stringify({
         error: {
           type: 'invalid_request_error',

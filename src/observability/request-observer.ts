@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { PinoLogger } from 'nestjs-pino';
 import type { Logger as Pino } from 'pino';
+import { serverAnswerOf } from '../common/server-answer.js';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { HttpMetricsRecorder, type RouteSeries } from './http-metrics.js';
 import { runWithSpan, startRequestSpan, withSpan } from './tracing.js';
@@ -133,11 +134,18 @@ export class RequestObserver implements OnModuleInit {
   }
 
   /** Counts and logs one finished (or abandoned) request. Exactly once per request. */
-  observe(request: FastifyRequest, reply: FastifyReply, aborted: boolean): void {
+  observe(request: FastifyRequest, reply: FastifyReply, closedEarly: boolean): void {
     if (request.fgObserved) return;
     request.fgObserved = true;
     const raw = reply.raw;
-    const status = aborted && !raw.headersSent ? 499 : reply.statusCode;
+    // Answered on the socket outside Fastify (Node's request timeout): log what the client was told.
+    const early = serverAnswerOf(raw);
+    const aborted = closedEarly && early === undefined;
+    if (early !== undefined) {
+      request.fgErrorType = early.type;
+      request.fgErrorCode = early.code;
+    }
+    const status = early?.status ?? (aborted && !raw.headersSent ? 499 : reply.statusCode);
     const elapsedMs = reply.elapsedTime;
     const route = request.routeOptions.url;
     const series = request.fgSeries ?? this.http.series(request.method, route);
