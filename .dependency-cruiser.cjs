@@ -88,6 +88,14 @@ module.exports = {
       to: { path: DOMAIN_FORBIDDEN },
     },
     {
+      name: 'domain-does-not-reach-io',
+      comment:
+        'Domain rules do not call the layers that do I/O: not their own module’s services/ or infrastructure/ (nor relay stages/), not state/, redis/ or database/. Those call the domain.',
+      severity: 'error',
+      from: { path: '^src/[^/]+/domain/' },
+      to: { path: '^src/([^/]+/(services|infrastructure|stages)/|state/|redis/|database/)' },
+    },
+    {
       name: 'src-does-not-import-tests',
       severity: 'error',
       from: { path: '^src/' },

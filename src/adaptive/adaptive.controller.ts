@@ -10,7 +10,7 @@ import {
 import type { FastifyRequest } from 'fastify';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
-import { AdaptiveAdminService } from './adaptive-admin.service.js';
+import { AdaptiveAdminService } from './services/adaptive-admin.service.js';
 import {
   AdaptiveKeyListItemDto,
   AdaptiveStatsDto,

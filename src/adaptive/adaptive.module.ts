@@ -3,10 +3,10 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuditModule } from '../audit/audit.module.js';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { StateModule } from '../state/state.module.js';
-import { AdaptiveAdminService } from './adaptive-admin.service.js';
-import { AdaptiveKeyState } from './adaptive-key-state.entity.js';
+import { AdaptiveAdminService } from './services/adaptive-admin.service.js';
+import { AdaptiveKeyState } from './infrastructure/adaptive-key-state.entity.js';
 import { AdaptiveController } from './adaptive.controller.js';
-import { AdaptiveService } from './adaptive.service.js';
+import { AdaptiveService } from './services/adaptive.service.js';
 
 /**
  * Learned concurrency per upstream key (plugged into KeyPool's selection), the per-provider retreat

@@ -4,17 +4,17 @@ import { AuditModule } from '../audit/audit.module.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { StateModule } from '../state/state.module.js';
-import { KeyCipher } from './key-cipher.js';
-import { KeyPoolAdminService } from './key-pool-admin.service.js';
-import { KeyPoolBootstrap } from './key-pool.bootstrap.js';
-import { KeyPoolService } from './key-pool.service.js';
-import { KeyUsageMinute } from './key-usage-minute.entity.js';
-import { KeyUsageRecorder } from './key-usage.recorder.js';
-import { ProviderKey } from './provider-key.entity.js';
+import { KeyCipher } from './domain/key-cipher.js';
+import { KeyPoolAdminService } from './services/key-pool-admin.service.js';
+import { KeyPoolBootstrap } from './services/key-pool.bootstrap.js';
+import { KeyPoolService } from './services/key-pool.service.js';
+import { KeyUsageMinute } from './infrastructure/key-usage-minute.entity.js';
+import { KeyUsageRecorder } from './infrastructure/key-usage.recorder.js';
+import { ProviderKey } from './infrastructure/provider-key.entity.js';
 import { ProviderKeysController } from './provider-keys.controller.js';
-import { Provider } from './provider.entity.js';
+import { Provider } from './infrastructure/provider.entity.js';
 import { ProvidersController } from './providers.controller.js';
-import { UpstreamGuardService } from './upstream-guard.service.js';
+import { UpstreamGuardService } from './services/upstream-guard.service.js';
 
 /**
  * Providers and their encrypted upstream keys; atomic limit-aware key selection (KeyPoolService),

@@ -19,7 +19,7 @@ import {
   UpdateProviderKeyDto,
   UsageQueryDto,
 } from './dto/provider-key.dto.js';
-import { KeyPoolAdminService } from './key-pool-admin.service.js';
+import { KeyPoolAdminService } from './services/key-pool-admin.service.js';
 
 const ID = {
   name: 'id',

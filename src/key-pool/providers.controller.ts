@@ -15,7 +15,7 @@ import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
 import { CreateProviderKeyDto, ProviderKeyDto } from './dto/provider-key.dto.js';
 import { CreateProviderDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
-import { KeyPoolAdminService } from './key-pool-admin.service.js';
+import { KeyPoolAdminService } from './services/key-pool-admin.service.js';
 
 const ID = { name: 'id', description: 'Provider id (uuid)', example: '0b6f7a52-1d7e-4a8f-9a51-2b8f1c0e6d42' };
 

@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { AdaptiveService } from '../adaptive/adaptive.service.js';
-import { KeyPoolService } from '../key-pool/key-pool.service.js';
+import { AdaptiveService } from '../adaptive/services/adaptive.service.js';
+import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 
 /**
  * Where /api/admin/status, the dashboard and the scrape-time gauges get provider, key, bucket,

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { selectionScript } from '../key-pool/key-selection.script.js';
+import { selectionScript } from '../key-pool/infrastructure/key-selection.script.js';
 import { MemoryAtomicStore } from '../state/atomic-store.js';
 import { decodePopped, queueKeys, StorePriorityQueue } from '../state/priority-queue.js';
 import { combineGates, QUEUE_GATE, QueueMode } from './admission-gates.js';

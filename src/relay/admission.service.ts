@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { AcquireResult } from '../key-pool/key-pool.types.js';
-import { KeyPoolService } from '../key-pool/key-pool.service.js';
+import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import { queueKeys } from '../state/priority-queue.js';
 import { combineGates, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
 

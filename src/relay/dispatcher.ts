@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { KeyLease, KeyRefusal } from '../key-pool/key-pool.types.js';
-import { KeyPoolService } from '../key-pool/key-pool.service.js';
+import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import { PRIORITY_RANKS } from '../common/principal.js';
 import { decodePopped, PriorityQueue } from '../state/priority-queue.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';

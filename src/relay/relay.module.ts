@@ -1,6 +1,6 @@
 import { Module, OnModuleInit } from '@nestjs/common';
 import { AdaptiveModule } from '../adaptive/adaptive.module.js';
-import { AdaptiveService } from '../adaptive/adaptive.service.js';
+import { AdaptiveService } from '../adaptive/services/adaptive.service.js';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';

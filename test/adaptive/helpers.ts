@@ -1,6 +1,6 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { AdaptiveService } from '../../src/adaptive/adaptive.service.js';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { AdaptiveService } from '../../src/adaptive/services/adaptive.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import type { AcquireOptions, KeyLease } from '../../src/key-pool/key-pool.types.js';
 
 export { adminClient, newAdminKey, seedProvider, sleep, startOn, type Admin } from '../key-pool/helpers.js';

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeLearn, learnScript, type LearnOp } from '../../src/adaptive/learn.script.js';
-import type { Upstream429Type } from '../../src/adaptive/classify-429.js';
+import { encodeLearn, learnScript, type LearnOp } from '../../src/adaptive/infrastructure/learn.script.js';
+import type { Upstream429Type } from '../../src/adaptive/domain/classify-429.js';
 import { LocalDb } from '../../src/state/local-db.js';
 import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { MODES, startGateway, startGateways, type TestGateway } from '../support/gateway.js';
 import { dropRedisPrefix } from '../support/services.js';

@@ -12,13 +12,13 @@ import {
   retreatStateKey,
   retreatWindowKey,
   type LearnResult,
-} from '../../src/adaptive/adaptive.scripts.js';
+} from '../../src/adaptive/infrastructure/adaptive.scripts.js';
 import {
   composeInputs,
   selectionInputs,
   selectionScript,
   type SelectionResult,
-} from '../../src/key-pool/key-selection.script.js';
+} from '../../src/key-pool/infrastructure/key-selection.script.js';
 import { combineGates, QUEUE_GATE } from '../../src/relay/admission-gates.js';
 import { queueKeys } from '../../src/state/priority-queue.js';
 import {

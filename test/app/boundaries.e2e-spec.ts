@@ -38,6 +38,10 @@ describe('module boundaries (dependency-cruiser)', () => {
     expect(failure!.stdout).toMatch(
       /domain-is-pure: src\/adaptive\/domain\/imports-ioredis\.ts → \S*node_modules\/ioredis/,
     );
+    // …nor its module's infrastructure/services (nor state/, redis/, database/)
+    expect(failure!.stdout).toContain(
+      'domain-does-not-reach-io: src/key-pool/domain/imports-infrastructure.ts → src/key-pool/infrastructure/selection.script.ts',
+    );
     expect(failure!.stdout).not.toContain('src/health/good.ts');
     expect(failure!.stdout).not.toContain('src/relay/domain/pure.ts');
   });

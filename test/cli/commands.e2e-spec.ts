@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyCipher, providerKeyAad } from '../../src/key-pool/key-cipher.js';
+import { KeyCipher, providerKeyAad } from '../../src/key-pool/domain/key-cipher.js';
 import { newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { getJson, startGateway, type TestGateway } from '../support/gateway.js';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyCipher, providerKeyAad } from '../../src/key-pool/key-cipher.js';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyCipher, providerKeyAad } from '../../src/key-pool/domain/key-cipher.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { createUserWithKey, newApiKey } from '../support/auth.js';
 import { getJson, MODES, startGateway, type TestGateway } from '../support/gateway.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdaptiveService } from '../../src/adaptive/adaptive.service.js';
+import { AdaptiveService } from '../../src/adaptive/services/adaptive.service.js';
 import { bearer, newApiKey } from '../support/auth.js';
 import { addProvider, chat, dropClientConnections, pollUntil, providerStatus } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';

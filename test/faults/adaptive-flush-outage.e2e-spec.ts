@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
-import { AdaptiveService } from '../../src/adaptive/adaptive.service.js';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { AdaptiveService } from '../../src/adaptive/services/adaptive.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { newApiKey } from '../support/auth.js';
 import { addProvider, dropClientConnections, FaultProxy, startInstance } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
 import { bearer, newApiKey } from '../support/auth.js';
 import { addProvider, dropClientConnections, sleep, startInstance } from '../support/cluster.js';

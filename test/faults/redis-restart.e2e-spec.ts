@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { newApiKey } from '../support/auth.js';
 import { addProvider, dropClientConnections, pollUntil, sleep, startInstance } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';

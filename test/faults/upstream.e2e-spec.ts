@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { newApiKey } from '../support/auth.js';
 import {
   addProvider,

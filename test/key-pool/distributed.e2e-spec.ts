@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KeyCipher } from '../../src/key-pool/key-cipher.js';
-import { healProviderKeys } from '../../src/key-pool/key-heal.js';
+import { KeyCipher } from '../../src/key-pool/domain/key-cipher.js';
+import { healProviderKeys } from '../../src/key-pool/infrastructure/key-heal.js';
 import type { KeyLease } from '../../src/key-pool/key-pool.types.js';
 import { isolatedEnv, type TestGateway } from '../support/gateway.js';
 import {

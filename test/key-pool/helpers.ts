@@ -4,7 +4,7 @@ import type net from 'node:net';
 import { DataSource } from 'typeorm';
 import { createApp } from '../../src/app/create-app.js';
 import { loadConfig } from '../../src/config/app-config.js';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import type { AcquireResult, KeyLease } from '../../src/key-pool/key-pool.types.js';
 import { getJson, type TestGateway } from '../support/gateway.js';
 

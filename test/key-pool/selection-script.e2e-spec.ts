@@ -13,7 +13,7 @@ import {
   snapshotScript,
   type SelectionCandidate,
   type SelectionResult,
-} from '../../src/key-pool/key-selection.script.js';
+} from '../../src/key-pool/infrastructure/key-selection.script.js';
 import {
   AtomicStore,
   MemoryAtomicStore,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { refusalToApiError } from '../../src/key-pool/key-pool.service.js';
+import { refusalToApiError } from '../../src/key-pool/services/key-pool.service.js';
 import type { KeyLease, KeyRefusal } from '../../src/key-pool/key-pool.types.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { MODES, startGateway, type TestGateway } from '../support/gateway.js';

@@ -1,7 +1,10 @@
 import net from 'node:net';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guardedConnector, UpstreamGuardService } from '../../src/key-pool/upstream-guard.service.js';
+import {
+  guardedConnector,
+  UpstreamGuardService,
+} from '../../src/key-pool/services/upstream-guard.service.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { adminClient, newAdminKey, type Admin } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
 import { bearer, newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';

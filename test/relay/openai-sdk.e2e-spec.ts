@@ -1,6 +1,6 @@
 import OpenAI, { APIError, BadRequestError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { KeyPoolService } from '../../src/key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
 import { RequestLogWriter } from '../../src/relay/infrastructure/request-log.writer.js';
 import { DataSource } from 'typeorm';

@@ -1,6 +1,6 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
-import { UpstreamGuardService } from '../../key-pool/upstream-guard.service.js';
+import { UpstreamGuardService } from '../../key-pool/services/upstream-guard.service.js';
 import type { UpstreamFailure } from '../domain/retry-table.js';
 
 export interface UpstreamRequest {

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { KeyLease, KeyOutcome } from '../../key-pool/key-pool.types.js';
-import { KeyPoolService } from '../../key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../dispatcher.js';
 
 /**

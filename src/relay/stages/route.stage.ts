@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../../common/principal.js';
-import { KeyPoolService } from '../../key-pool/key-pool.service.js';
+import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import { modelAllowed, routeModel, type RoutableProvider as RoutableBase } from '../domain/model-router.js';
 import { forbidden, modelNotFound } from '../domain/rejection.js';
 import { reject } from './reject.js';

@@ -7,7 +7,7 @@
  *   rests the key until the window resets; lowering concurrency would not help);
  * - unknown: no signal either way → a mild decrease (the safe side, slowly).
  */
-import { remainingIsZero, retryAfterMs, type HeaderBag } from '../common/upstream-headers.js';
+import { remainingIsZero, retryAfterMs, type HeaderBag } from '../../common/upstream-headers.js';
 export type Upstream429Type = 'concurrency' | 'rpm' | 'tpm' | 'unknown';
 
 /** Which rule decided (logs, tests). */

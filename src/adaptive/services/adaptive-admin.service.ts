@@ -1,12 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
-import { AuditService } from '../audit/audit.service.js';
-import { ApiError } from '../common/api-error.js';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
-import { KeyPoolService } from '../key-pool/key-pool.service.js';
-import type { KeyConcurrencySetting } from '../key-pool/key-pool.types.js';
+import { AuditService } from '../../audit/audit.service.js';
+import { ApiError } from '../../common/api-error.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
+import type { KeyConcurrencySetting } from '../../key-pool/key-pool.types.js';
 import { adjustmentView, AdaptiveService, type KeyLearning } from './adaptive.service.js';
 import type {
   AdaptiveKeyListItemDto,
@@ -17,7 +17,7 @@ import type {
   SummaryAdjustmentDto,
   ToggleModeDto,
   ToggleModeResponseDto,
-} from './dto/adaptive.dto.js';
+} from '../dto/adaptive.dto.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

@@ -6,10 +6,10 @@ import {
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
-import { RetryingBatch } from '../database/retrying-batch.js';
-import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import { RetryingBatch } from '../../database/retrying-batch.js';
+import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 
 interface MinuteDelta {
   requests: number;

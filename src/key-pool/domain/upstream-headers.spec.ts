@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { headerValue, parseOpenAiDuration, parseRetryAfter } from '../common/upstream-headers.js';
+import { headerValue, parseOpenAiDuration, parseRetryAfter } from '../../common/upstream-headers.js';
 import { cooldownFor429 } from './upstream-headers.js';
 
 const NOW = Date.parse('2025-11-22T10:00:00.000Z');

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import type { EncryptionKey } from '../config/app-config.js';
+import type { EncryptionKey } from '../../config/app-config.js';
 
 /**
  * Upstream key values at rest: AES-256-GCM, a fresh 12-byte IV per value, the 16-byte tag pinned

@@ -1,16 +1,20 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
 import { DataSource } from 'typeorm';
-import { withSessionLock } from '../database/session-lock.js';
-import { ApiError } from '../common/api-error.js';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
-import { announceEncryptionKeys } from './encryption-key-registry.js';
-import { KeyCipher } from './key-cipher.js';
-import { healProviderKeys, type HealResult } from './key-heal.js';
+import { withSessionLock } from '../../database/session-lock.js';
+import { ApiError } from '../../common/api-error.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import { announceEncryptionKeys } from '../infrastructure/encryption-key-registry.js';
+import { KeyCipher } from '../domain/key-cipher.js';
+import { healProviderKeys, type HealResult } from '../infrastructure/key-heal.js';
 import { KeyPoolAdminService, type WriteContext } from './key-pool-admin.service.js';
 import { KeyPoolService } from './key-pool.service.js';
-import { parseProvidersFile, ProvidersFileError, type FileProvider } from './providers-file.js';
+import {
+  parseProvidersFile,
+  ProvidersFileError,
+  type FileProvider,
+} from '../infrastructure/providers-file.js';
 
 const FILE_LOCK = 'floodgate:providers-file';
 

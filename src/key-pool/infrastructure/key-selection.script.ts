@@ -1,6 +1,6 @@
-import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
-import type { LocalDb } from '../state/local-db.js';
-import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit } from './key-pool.types.js';
+import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
+import type { LocalDb } from '../../state/local-db.js';
+import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit } from '../key-pool.types.js';
 
 /**
  * The KeyPool's atomic steps, each written twice (Redis Lua / LocalDb), see docs/key-pool.md.

@@ -16,7 +16,7 @@ import {
   parseRetryAfter,
   remainingIsZero,
   type HeaderBag,
-} from '../common/upstream-headers.js';
+} from '../../common/upstream-headers.js';
 
 export interface CooldownPolicy {
   defaultMs: number;

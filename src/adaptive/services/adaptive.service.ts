@@ -8,9 +8,9 @@ import {
 } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository, type EntityManager } from 'typeorm';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
-import { INVALIDATE_CHANNEL, KeyPoolService } from '../key-pool/key-pool.service.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import { INVALIDATE_CHANNEL, KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import type {
   CandidateKeyInfo,
   ConcurrencyLimit,
@@ -18,11 +18,11 @@ import type {
   KeyLease,
   KeyOutcome,
   ReportResult,
-} from '../key-pool/key-pool.types.js';
-import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
-import { AtomicStore } from '../state/atomic-store.js';
-import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
-import { AdaptiveKeyState, type StoredAdjustment } from './adaptive-key-state.entity.js';
+} from '../../key-pool/key-pool.types.js';
+import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import { AtomicStore } from '../../state/atomic-store.js';
+import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
+import { AdaptiveKeyState, type StoredAdjustment } from '../infrastructure/adaptive-key-state.entity.js';
 import {
   decodeLearn,
   encodeLearn,
@@ -38,10 +38,15 @@ import {
   type FixedShapeGate,
   type KeySnapshot,
   type LearnReply,
-} from './adaptive.scripts.js';
-import { parseHistory, UtilisationWindow, type Adjustment } from './aimd.js';
-import { classify429, type Classification, type Upstream429Type } from './classify-429.js';
-import { bucketParams, RETREAT_STATES, type RetreatEvent, type RetreatStateName } from './retreat-machine.js';
+} from '../infrastructure/adaptive.scripts.js';
+import { parseHistory, UtilisationWindow, type Adjustment } from '../domain/aimd.js';
+import { classify429, type Classification, type Upstream429Type } from '../domain/classify-429.js';
+import {
+  bucketParams,
+  RETREAT_STATES,
+  type RetreatEvent,
+  type RetreatStateName,
+} from '../domain/retreat-machine.js';
 
 /** The retreat bucket as the relay composes it into admission (a `StaticGate` + per-provider inputs). */
 export interface RetreatGateContribution {

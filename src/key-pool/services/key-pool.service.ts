@@ -2,13 +2,13 @@ import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from 
 import { InjectRepository } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
 import { Repository, type EntityManager } from 'typeorm';
-import { ApiError } from '../common/api-error.js';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
-import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
-import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
-import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
-import { KeyCipher, providerKeyAad } from './key-cipher.js';
+import { ApiError } from '../../common/api-error.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import { AtomicStore, type AtomicScript } from '../../state/atomic-store.js';
+import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
+import { KeyCipher, providerKeyAad } from '../domain/key-cipher.js';
 import type {
   AcquireOptions,
   AcquireResult,
@@ -27,7 +27,7 @@ import type {
   RefusalKind,
   RoutableProvider,
   ReportResult,
-} from './key-pool.types.js';
+} from '../key-pool.types.js';
 import {
   clearKeyStateScript,
   composeInputs,
@@ -40,12 +40,12 @@ import {
   snapshotScript,
   type SelectionCandidate,
   type SelectionResult,
-} from './key-selection.script.js';
-import { announcedKeyIds, valueIsBad } from './encryption-key-registry.js';
-import { KeyUsageRecorder } from './key-usage.recorder.js';
-import { keyState, ProviderKey } from './provider-key.entity.js';
-import { Provider } from './provider.entity.js';
-import { cooldownFor429 } from './upstream-headers.js';
+} from '../infrastructure/key-selection.script.js';
+import { announcedKeyIds, valueIsBad } from '../infrastructure/encryption-key-registry.js';
+import { KeyUsageRecorder } from '../infrastructure/key-usage.recorder.js';
+import { keyState, ProviderKey } from '../infrastructure/provider-key.entity.js';
+import { Provider } from '../infrastructure/provider.entity.js';
+import { cooldownFor429 } from '../domain/upstream-headers.js';
 
 /** Candidate keys of one provider: static configuration + decrypted values, cached in process. */
 interface ProviderEntry {

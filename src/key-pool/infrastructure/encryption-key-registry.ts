@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { ConfigError } from '../config/app-config.js';
-import type { KeyCipher } from './key-cipher.js';
+import { ConfigError } from '../../config/app-config.js';
+import type { KeyCipher } from '../domain/key-cipher.js';
 
 type Queryable = Pick<DataSource | EntityManager, 'query'>;
 

@@ -1,6 +1,6 @@
-import { keyStateKey, LEARNED_LIMIT_FIELD, type AdmissionGate } from '../key-pool/key-pool.types.js';
-import type { AtomicScript } from '../state/atomic-store.js';
-import type { LocalDb } from '../state/local-db.js';
+import { keyStateKey, LEARNED_LIMIT_FIELD, type AdmissionGate } from '../../key-pool/key-pool.types.js';
+import type { AtomicScript } from '../../state/atomic-store.js';
+import type { LocalDb } from '../../state/local-db.js';
 import {
   ACCEPTED_MARGIN_PERMILLE,
   bucketParams,
@@ -9,7 +9,7 @@ import {
   stepRetreat,
   WINDOW_SLOTS,
   type RetreatState,
-} from './retreat-machine.js';
+} from '../domain/retreat-machine.js';
 
 /**
  * Adaptive's atomic steps, each written twice (Redis Lua / LocalDb) per docs/CONVENTIONS.md. The

@@ -1,8 +1,8 @@
-import { LEARNED_LIMIT_FIELD } from '../key-pool/key-pool.types.js';
-import type { AtomicScript } from '../state/atomic-store.js';
-import type { LocalDb } from '../state/local-db.js';
-import { appendHistory, decreaseFor429, increaseDecision } from './aimd.js';
-import type { Upstream429Type } from './classify-429.js';
+import { LEARNED_LIMIT_FIELD } from '../../key-pool/key-pool.types.js';
+import type { AtomicScript } from '../../state/atomic-store.js';
+import type { LocalDb } from '../../state/local-db.js';
+import { appendHistory, decreaseFor429, increaseDecision } from '../domain/aimd.js';
+import type { Upstream429Type } from '../domain/classify-429.js';
 import { readLua } from './lua-file.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { announcedKeyIds, valueIsBad } from './encryption-key-registry.js';
-import { KeyCipher, providerKeyAad } from './key-cipher.js';
+import { KeyCipher, providerKeyAad } from '../domain/key-cipher.js';
 
 export interface HealLogger {
   log(message: string): void;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
-import { LocalDb } from '../state/local-db.js';
-import type { AdmissionGate, ConcurrencyLimit } from './key-pool.types.js';
+import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
+import { LocalDb } from '../../state/local-db.js';
+import type { AdmissionGate, ConcurrencyLimit } from '../key-pool.types.js';
 import {
   composeInputs,
   keyNames,

@@ -3,25 +3,25 @@ import { InjectRepository } from '@nestjs/typeorm';
 import type { FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { DataSource, QueryFailedError, Repository } from 'typeorm';
-import { AuditService } from '../audit/audit.service.js';
-import { ApiError } from '../common/api-error.js';
-import type { AppConfig } from '../config/app-config.js';
-import { APP_CONFIG } from '../config/config.module.js';
+import { AuditService } from '../../audit/audit.service.js';
+import { ApiError } from '../../common/api-error.js';
+import type { AppConfig } from '../../config/app-config.js';
+import { APP_CONFIG } from '../../config/config.module.js';
 import type {
   CreateProviderKeyDto,
   HealReportDto,
   KeyUsageDto,
   ProviderKeyDto,
   UpdateProviderKeyDto,
-} from './dto/provider-key.dto.js';
-import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
-import { KeyCipher, maskKey, providerKeyAad } from './key-cipher.js';
-import { healProviderKeys } from './key-heal.js';
-import type { KeyWindow } from './key-pool.types.js';
+} from '../dto/provider-key.dto.js';
+import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from '../dto/provider.dto.js';
+import { KeyCipher, maskKey, providerKeyAad } from '../domain/key-cipher.js';
+import { healProviderKeys } from '../infrastructure/key-heal.js';
+import type { KeyWindow } from '../key-pool.types.js';
 import { KeyPoolService } from './key-pool.service.js';
-import { KeyUsageMinute } from './key-usage-minute.entity.js';
-import { keyState, ProviderKey, type ProviderKeyState } from './provider-key.entity.js';
-import { Provider } from './provider.entity.js';
+import { KeyUsageMinute } from '../infrastructure/key-usage-minute.entity.js';
+import { keyState, ProviderKey, type ProviderKeyState } from '../infrastructure/provider-key.entity.js';
+import { Provider } from '../infrastructure/provider.entity.js';
 import { UpstreamGuardService, type Resolver, systemResolver } from './upstream-guard.service.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

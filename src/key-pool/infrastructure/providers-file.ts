@@ -2,8 +2,8 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { CreateProviderKeyDto } from './dto/provider-key.dto.js';
-import { CreateProviderDto } from './dto/provider.dto.js';
+import { CreateProviderKeyDto } from '../dto/provider-key.dto.js';
+import { CreateProviderDto } from '../dto/provider.dto.js';
 
 /**
  * PROVIDERS_FILE: a YAML (or JSON, which is YAML) document

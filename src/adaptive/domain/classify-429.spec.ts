@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retryAfterMs } from '../common/upstream-headers.js';
+import { retryAfterMs } from '../../common/upstream-headers.js';
 import { classify429, type Classify429Input } from './classify-429.js';
 
 const NOW = Date.parse('2025-11-22T10:00:00Z');
