@@ -53,6 +53,7 @@ const C = quick
       latency: { rounds: 5, perRound: 40, warmup: 100 },
       throughput: { levels: [1, 64], durationS: 2, warmupS: 1 },
       memoryAfterS: 3,
+      memoryIdleS: 3,
       ladder: { rounds: 3, perRound: 40, warmup: 60 },
       ttft: { rounds: 2, perRound: 40, warmup: 15 },
       streams: { start: 50, max: 50, budgetS: 10 },
@@ -64,7 +65,8 @@ const C = quick
   : {
       latency: { rounds: 15, perRound: 100, warmup: 300 },
       throughput: { levels: [1, 8, 64, 256], durationS: 5, warmupS: 2 },
-      memoryAfterS: 10,
+      memoryAfterS: 12,
+      memoryIdleS: 12,
       ladder: { rounds: 10, perRound: 100, warmup: 200 },
       ttft: { rounds: 5, perRound: 100, warmup: 50 },
       streams: { start: 50, max: 1600, budgetS: 45 },
@@ -208,7 +210,9 @@ try {
       const { clientKey } = await configure(gw, upstream.url);
       const target = relayTarget(`floodgate (${mode})`, gw, clientKey);
       if (on('memory')) {
-        await sleep(2000);
+        // Idle = steady state: long enough for the gateway's idle collector (MEMORY_IDLE_GC_MS 5 s,
+        // two passes) to have run after start-up and configuration.
+        await sleep(C.memoryIdleS * 1000);
         R.memory[mode] = { idle: rssMB(gw.pid) };
       }
       if (on('latency')) {
@@ -714,7 +718,7 @@ if (Object.keys(R.contended).length) {
 if (Object.keys(R.memory).length) {
   log('## 6. Memory (RSS of the gateway process, MB = 10⁶ bytes)');
   log('');
-  log(`Idle = 2 s after start and configuration; load = peak during the throughput sweep (sampled every 200 ms); after = ${C.memoryAfterS} s after the load, then after a forced full GC (--expose-gc, SIGUSR2 hook in the bench preload).`);
+  log(`Idle = ${C.memoryIdleS} s after start and configuration (the steady state: the idle collector, MEMORY_IDLE_GC_MS, has run); load = peak during the throughput sweep (sampled every 200 ms); after = ${C.memoryAfterS} s after the load, then after a forced full GC (--expose-gc, SIGUSR2 hook in the bench preload).`);
   log('');
   log('| mode | idle | under load (peak) | after load | after load + GC |');
   log('| --- | ---: | ---: | ---: | ---: |');

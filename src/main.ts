@@ -4,6 +4,8 @@ import { PinoLogger } from 'nestjs-pino';
 import { DataSource } from 'typeorm';
 import { bannerLines } from './app/banner.js';
 import { createApp } from './app/create-app.js';
+import { IdleCollector } from './app/idle-collector.js';
+import { inFlightOf } from './app/in-flight.js';
 import { installGracefulShutdown } from './app/shutdown.js';
 import { StartupNotes } from './common/startup-notes.js';
 import { ConfigError, loadConfig, type AppConfig } from './config/app-config.js';
@@ -42,6 +44,9 @@ async function main(): Promise<void> {
   for (const w of warnings) logger.warn(w);
   installGracefulShutdown(app, config.shutdownTimeoutMs, logger);
   await app.listen({ port: config.http.port, host: config.http.host });
+  // A burst's garbage given back once the process is quiet (src/app/idle-collector.ts).
+  const requests = inFlightOf(app.getHttpServer());
+  if (requests) new IdleCollector(requests, config.memoryIdleGcMs).start();
 
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;

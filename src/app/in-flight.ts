@@ -7,6 +7,8 @@ import type { FastifyInstance } from 'fastify';
  */
 export class InFlightRequests {
   count = 0;
+  /** Requests started since the server began (the idle collector's "has anything happened"). */
+  started = 0;
 }
 
 const trackers = new WeakMap<object, InFlightRequests>();
@@ -15,6 +17,7 @@ export function trackInFlight(fastify: FastifyInstance): InFlightRequests {
   const tracker = new InFlightRequests();
   fastify.addHook('onRequest', (_request, reply, done) => {
     tracker.count++;
+    tracker.started++;
     // 'close' fires once per response whether it completed or the client went away.
     reply.raw.once('close', () => tracker.count--);
     done();

@@ -104,6 +104,8 @@ export interface AppConfig {
   /** Adaptive: the per-provider retreat token bucket (docs/adaptive.md). */
   retreat: RetreatConfig;
   shutdownTimeoutMs: number;
+  /** Quiet time after which one full GC gives a burst's memory back (0 = never); src/app/idle-collector.ts. */
+  memoryIdleGcMs: number;
   metricsToken: string | undefined;
   otlpEndpoint: string | undefined;
 }
@@ -605,6 +607,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     adaptive: loadAdaptiveConfig(r),
     retreat: loadRetreatConfig(r),
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30000, 0, 3600000),
+    memoryIdleGcMs: r.int('MEMORY_IDLE_GC_MS', 5000, 0, 3600000),
     metricsToken: r.string('METRICS_TOKEN'),
     otlpEndpoint: r.url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
   };
