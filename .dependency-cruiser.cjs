@@ -96,6 +96,14 @@ module.exports = {
       to: { path: '^src/([^/]+/(services|infrastructure|stages)/|state/|redis/|database/)' },
     },
     {
+      name: 'services-go-through-repositories',
+      comment:
+        'Key-pool and adaptive services orchestrate; the SQL lives in repositories in their module’s infrastructure/ (provider.repository.ts, provider-key.repository.ts, adaptive-state.repository.ts). A service imports no TypeORM, not even a type: a transaction is the repository file’s TransactionManager alias.',
+      severity: 'error',
+      from: { path: '^src/(key-pool|adaptive)/services/' },
+      to: { path: '(^|/)node_modules/(typeorm|@nestjs/typeorm)/' },
+    },
+    {
       name: 'src-does-not-import-tests',
       severity: 'error',
       from: { path: '^src/' },

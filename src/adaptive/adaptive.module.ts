@@ -5,6 +5,7 @@ import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { StateModule } from '../state/state.module.js';
 import { AdaptiveAdminService } from './services/adaptive-admin.service.js';
 import { AdaptiveKeyState } from './infrastructure/adaptive-key-state.entity.js';
+import { AdaptiveStateRepository } from './infrastructure/adaptive-state.repository.js';
 import { AdaptiveController } from './adaptive.controller.js';
 import { AdaptiveService } from './services/adaptive.service.js';
 
@@ -15,7 +16,7 @@ import { AdaptiveService } from './services/adaptive.service.js';
 @Module({
   imports: [TypeOrmModule.forFeature([AdaptiveKeyState]), KeyPoolModule, StateModule, AuditModule],
   controllers: [AdaptiveController],
-  providers: [AdaptiveService, AdaptiveAdminService],
+  providers: [AdaptiveStateRepository, AdaptiveService, AdaptiveAdminService],
   exports: [AdaptiveService],
 })
 export class AdaptiveModule {}

@@ -11,8 +11,10 @@ import { KeyPoolService } from './services/key-pool.service.js';
 import { KeyUsageMinute } from './infrastructure/key-usage-minute.entity.js';
 import { KeyUsageRecorder } from './infrastructure/key-usage.recorder.js';
 import { ProviderKey } from './infrastructure/provider-key.entity.js';
+import { ProviderKeyRepository } from './infrastructure/provider-key.repository.js';
 import { ProviderKeysController } from './provider-keys.controller.js';
 import { Provider } from './infrastructure/provider.entity.js';
+import { ProviderRepository } from './infrastructure/provider.repository.js';
 import { ProvidersController } from './providers.controller.js';
 import { UpstreamGuardService } from './services/upstream-guard.service.js';
 
@@ -29,6 +31,8 @@ import { UpstreamGuardService } from './services/upstream-guard.service.js';
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig) => new KeyCipher(config.encryption.keys),
     },
+    ProviderRepository,
+    ProviderKeyRepository,
     KeyUsageRecorder,
     KeyPoolService,
     KeyPoolAdminService,

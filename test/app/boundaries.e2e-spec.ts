@@ -42,6 +42,14 @@ describe('module boundaries (dependency-cruiser)', () => {
     expect(failure!.stdout).toContain(
       'domain-does-not-reach-io: src/key-pool/domain/imports-infrastructure.ts → src/key-pool/infrastructure/selection.script.ts',
     );
+    // services reach Postgres through their module's repositories: no TypeORM import, not even a type
+    expect(failure!.stdout).toMatch(
+      /services-go-through-repositories: src\/key-pool\/services\/imports-typeorm\.ts → \S*node_modules\/typeorm\//,
+    );
+    expect(failure!.stdout).toMatch(
+      /services-go-through-repositories: src\/adaptive\/services\/imports-nest-typeorm\.ts → \S*node_modules\/@nestjs\/typeorm\//,
+    );
+    expect(failure!.stdout).not.toContain('src/key-pool/services/uses-repository.ts');
     expect(failure!.stdout).not.toContain('src/health/good.ts');
     expect(failure!.stdout).not.toContain('src/relay/domain/pure.ts');
   });

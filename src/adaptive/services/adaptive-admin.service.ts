@@ -1,12 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { DataSource } from 'typeorm';
 import { AuditService } from '../../audit/audit.service.js';
 import { ApiError } from '../../common/api-error.js';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import type { KeyConcurrencySetting } from '../../key-pool/key-pool.types.js';
+import { AdaptiveStateRepository } from '../infrastructure/adaptive-state.repository.js';
 import { adjustmentView, AdaptiveService, type KeyLearning } from './adaptive.service.js';
 import type {
   AdaptiveKeyListItemDto,
@@ -29,7 +29,7 @@ export class AdaptiveAdminService {
     private readonly keyPool: KeyPoolService,
     private readonly adaptive: AdaptiveService,
     private readonly audit: AuditService,
-    private readonly dataSource: DataSource,
+    private readonly states: AdaptiveStateRepository,
   ) {}
 
   /** Sets max_concurrent and writes its audit row in one transaction; the caches drop after the commit. */
@@ -39,7 +39,7 @@ export class AdaptiveAdminService {
     request: FastifyRequest,
     audit: (previous: number | null) => { action: string; changes: Record<string, unknown> },
   ): Promise<{ previous: number | null; providerId: string }> {
-    const changed = await this.dataSource.transaction(async (m) => {
+    const changed = await this.states.inTransaction(async (m) => {
       const result = await this.keyPool.setMaxConcurrent(keyId, next, m);
       if (!result) throw ApiError.notFound('Key not found', 'key_not_found');
       const { action, changes } = audit(result.previous);
@@ -126,7 +126,7 @@ export class AdaptiveAdminService {
     const before = (await this.adaptive.learning([k])).get(k.keyId)!;
     // The audit row first, the reset (Redis, then Postgres) inside its transaction: a refused row
     // resets nothing, a failed reset leaves no row.
-    await this.dataSource.transaction(async (m) => {
+    await this.states.inTransaction(async (m) => {
       await this.audit.record(m, request, {
         action: 'adaptive_key.reset_learning',
         targetType: 'provider_key',

@@ -6,8 +6,6 @@ import {
   OnApplicationShutdown,
   OnModuleInit,
 } from '@nestjs/common';
-import { InjectRepository } from '@nestjs/typeorm';
-import { Repository, type EntityManager } from 'typeorm';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import { INVALIDATE_CHANNEL, KeyPoolService } from '../../key-pool/services/key-pool.service.js';
@@ -22,7 +20,11 @@ import type {
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import { AtomicStore } from '../../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
-import { AdaptiveKeyState, type StoredAdjustment } from '../infrastructure/adaptive-key-state.entity.js';
+import type { AdaptiveKeyState, StoredAdjustment } from '../infrastructure/adaptive-key-state.entity.js';
+import {
+  AdaptiveStateRepository,
+  type TransactionManager,
+} from '../infrastructure/adaptive-state.repository.js';
 import {
   decodeLearn,
   encodeLearn,
@@ -156,7 +158,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     @Inject(AtomicStore) private readonly store: AtomicStore,
     @Inject(PubSub) private readonly pubsub: PubSub,
     private readonly metrics: FloodgateMetrics,
-    @InjectRepository(AdaptiveKeyState) private readonly rows: Repository<AdaptiveKeyState>,
+    private readonly states: AdaptiveStateRepository,
   ) {
     this.gateContribution = {
       gate: RETREAT_GATE,
@@ -616,10 +618,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
       });
     }
     if (missing.length > 0) {
-      const rows = await this.rows
-        .createQueryBuilder('a')
-        .where('a.key_id IN (:...ids)', { ids: missing })
-        .getMany();
+      const rows = await this.states.ofKeys(missing);
       const byId = new Map(rows.map((r) => [r.keyId, r]));
       for (const id of missing) {
         const r = byId.get(id);
@@ -631,22 +630,13 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
 
   /** Forgets a key's learned value, 429 counters and adjustment history (its mode stays). */
   /** Resets a key's learning; the Postgres row is written with `manager` (the caller's audited transaction). */
-  async resetLearning(providerId: string, keyId: string, manager: EntityManager): Promise<void> {
+  async resetLearning(providerId: string, keyId: string, manager: TransactionManager): Promise<void> {
     const r = decodeLearn(
       await this.store.run(learnScript, learnKeys(providerId, keyId), encodeLearn({ op: 'reset' })),
     );
     this.views.delete(keyId);
     this.dirty.delete(keyId);
-    await manager.query(
-      `INSERT INTO adaptive_key_state (key_id, provider_id, version, updated_at)
-         SELECT k.id, k.provider_id, $2, now() FROM provider_keys k WHERE k.id = $1
-       ON CONFLICT (key_id) DO UPDATE SET learned_limit = NULL, concurrent_429_count = 0, rpm_429_count = 0,
-         tpm_429_count = 0, unknown_429_count = 0, last_429_at = NULL, last_429_type = NULL,
-         last_concurrency_429_at = NULL, boundary = NULL, last_probe_at = NULL, adjustments = '[]'::jsonb,
-         version = EXCLUDED.version, updated_at = now()
-       WHERE adaptive_key_state.version < EXCLUDED.version`,
-      [keyId, r.version],
-    );
+    await this.states.resetKeyState(keyId, r.version, manager);
     await this.pubsub.publish(RESET_CHANNEL, keyId).catch(() => undefined);
     this.logger.log(`learning of upstream key ${keyId} reset (learned limit, 429 counters, history)`);
   }
@@ -726,28 +716,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
       });
       if (records.length === 0) continue;
       try {
-        await this.rows.query(
-          `INSERT INTO adaptive_key_state (key_id, provider_id, learned_limit, concurrent_429_count, rpm_429_count,
-              tpm_429_count, unknown_429_count, last_429_at, last_429_type, last_concurrency_429_at, boundary,
-              last_probe_at, adjustments, version, updated_at)
-            SELECT r.key_id, r.provider_id, r.learned_limit, r.concurrent_429_count, r.rpm_429_count, r.tpm_429_count,
-              r.unknown_429_count, r.last_429_at, r.last_429_type, r.last_concurrency_429_at, r.boundary,
-              r.last_probe_at, COALESCE(r.adjustments, '[]'::jsonb), r.version, now()
-              FROM jsonb_to_recordset($1::jsonb) AS r(key_id uuid, provider_id uuid, learned_limit integer,
-                concurrent_429_count integer, rpm_429_count integer, tpm_429_count integer, unknown_429_count integer,
-                last_429_at timestamptz, last_429_type varchar, last_concurrency_429_at timestamptz, boundary integer,
-                last_probe_at timestamptz, adjustments jsonb, version bigint)
-              JOIN provider_keys k ON k.id = r.key_id
-          ON CONFLICT (key_id) DO UPDATE SET learned_limit = EXCLUDED.learned_limit,
-            concurrent_429_count = EXCLUDED.concurrent_429_count, rpm_429_count = EXCLUDED.rpm_429_count,
-            tpm_429_count = EXCLUDED.tpm_429_count, unknown_429_count = EXCLUDED.unknown_429_count,
-            last_429_at = EXCLUDED.last_429_at, last_429_type = EXCLUDED.last_429_type,
-            last_concurrency_429_at = EXCLUDED.last_concurrency_429_at, boundary = EXCLUDED.boundary,
-            last_probe_at = EXCLUDED.last_probe_at, adjustments = EXCLUDED.adjustments,
-            version = EXCLUDED.version, updated_at = now()
-          WHERE adaptive_key_state.version < EXCLUDED.version`,
-          [JSON.stringify(records)],
-        );
+        await this.states.upsertSnapshots(records);
       } catch (err) {
         // every dirty key of this flush stays dirty, not only this provider's (rewriting one already
         // written is a no-op: the upsert is version-guarded)
@@ -773,7 +742,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
   private async loadPersisted(): Promise<void> {
     let rows: AdaptiveKeyState[];
     try {
-      rows = await this.rows.find();
+      rows = await this.states.all();
     } catch (err) {
       this.logger.error({ err }, 'loading learned concurrency limits failed; starting from the store alone');
       return;

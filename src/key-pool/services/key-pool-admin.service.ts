@@ -1,8 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { InjectRepository } from '@nestjs/typeorm';
 import type { FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import { DataSource, QueryFailedError, Repository } from 'typeorm';
 import { AuditService } from '../../audit/audit.service.js';
 import { ApiError } from '../../common/api-error.js';
 import type { AppConfig } from '../../config/app-config.js';
@@ -16,12 +14,12 @@ import type {
 } from '../dto/provider-key.dto.js';
 import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from '../dto/provider.dto.js';
 import { KeyCipher, maskKey, providerKeyAad } from '../domain/key-cipher.js';
-import { healProviderKeys } from '../infrastructure/key-heal.js';
 import type { KeyWindow } from '../key-pool.types.js';
 import { KeyPoolService } from './key-pool.service.js';
-import { KeyUsageMinute } from '../infrastructure/key-usage-minute.entity.js';
-import { keyState, ProviderKey, type ProviderKeyState } from '../infrastructure/provider-key.entity.js';
-import { Provider } from '../infrastructure/provider.entity.js';
+import { keyState, type ProviderKey, type ProviderKeyState } from '../infrastructure/provider-key.entity.js';
+import { ProviderKeyRepository } from '../infrastructure/provider-key.repository.js';
+import type { Provider } from '../infrastructure/provider.entity.js';
+import { isUniqueViolation, ProviderRepository } from '../infrastructure/provider.repository.js';
 import { UpstreamGuardService, type Resolver, systemResolver } from './upstream-guard.service.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -63,26 +61,18 @@ function iso(d: Date | null | undefined): string | null {
   return d ? d.toISOString() : null;
 }
 
-function isUniqueViolation(err: unknown): boolean {
-  return (
-    err instanceof QueryFailedError && (err.driverError as { code?: string } | undefined)?.code === '23505'
-  );
-}
-
 /** Admin API logic for providers and upstream keys: validation, encryption, audit, cache invalidation. */
 @Injectable()
 export class KeyPoolAdminService {
   private readonly logger = new Logger('KeyPoolAdmin');
 
   constructor(
-    @InjectRepository(Provider) private readonly providers: Repository<Provider>,
-    @InjectRepository(ProviderKey) private readonly keys: Repository<ProviderKey>,
-    @InjectRepository(KeyUsageMinute) private readonly usageRows: Repository<KeyUsageMinute>,
+    private readonly providers: ProviderRepository,
+    private readonly keys: ProviderKeyRepository,
     private readonly pool: KeyPoolService,
     private readonly cipher: KeyCipher,
     private readonly guard: UpstreamGuardService,
     private readonly audit: AuditService,
-    private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -93,17 +83,8 @@ export class KeyPoolAdminService {
   // ---- providers ----------------------------------------------------------------------------
 
   async listProviders(): Promise<ProviderDto[]> {
-    const providers = await this.providers.find({ order: { name: 'ASC' } });
-    const keys = await this.keys.find({
-      select: {
-        id: true,
-        providerId: true,
-        enabled: true,
-        brokenAt: true,
-        invalidAt: true,
-        cooldownUntil: true,
-      },
-    });
+    const providers = await this.providers.allByName();
+    const keys = await this.keys.stateColumnsOfAll();
     return providers.map((p) =>
       this.providerView(
         p,
@@ -114,17 +95,17 @@ export class KeyPoolAdminService {
 
   async getProvider(id: string): Promise<ProviderDto> {
     const p = await this.findProvider(id);
-    return this.providerView(p, await this.keys.find({ where: { providerId: p.id } }));
+    return this.providerView(p, await this.keys.ofProvider(p.id));
   }
 
   async findProvider(id: string): Promise<Provider> {
-    const p = UUID.test(id) ? await this.providers.findOneBy({ id }) : null;
+    const p = UUID.test(id) ? await this.providers.byId(id) : null;
     if (!p) throw ApiError.notFound(`provider ${id} not found`, 'provider_not_found');
     return p;
   }
 
   async findProviderByName(name: string): Promise<Provider | null> {
-    return this.providers.createQueryBuilder('p').where('lower(p.name) = lower(:name)', { name }).getOne();
+    return this.providers.byNameIgnoringCase(name);
   }
 
   async createProvider(
@@ -135,7 +116,7 @@ export class KeyPoolAdminService {
     const baseUrl = await this.checkBaseUrl(dto.base_url, ctx);
     const headers = checkHeaders(dto.headers ?? {});
     await this.assertNameFree(dto.name, null);
-    const provider = this.providers.create({
+    const provider = this.providers.build({
       id,
       name: dto.name,
       baseUrl,
@@ -148,9 +129,8 @@ export class KeyPoolAdminService {
       source: ctx.source,
     });
     try {
-      await this.dataSource.transaction(async (m) => {
-        await m.insert(Provider, provider);
-        await this.audit.record(m, ctx.request, {
+      await this.providers.insertWithAudit(provider, (m) =>
+        this.audit.record(m, ctx.request, {
           action: 'provider.create',
           targetType: 'provider',
           targetId: provider.id,
@@ -165,13 +145,13 @@ export class KeyPoolAdminService {
             header_names: Object.keys(headers),
             source: ctx.source,
           },
-        });
-      });
+        }),
+      );
     } catch (err) {
       if (isUniqueViolation(err)) throw nameTaken(dto.name);
       throw err;
     }
-    return (await this.providers.findOneBy({ id: provider.id }))!;
+    return (await this.providers.byId(provider.id))!;
   }
 
   /** Applies the given fields; returns the provider and whether anything changed. */
@@ -209,8 +189,7 @@ export class KeyPoolAdminService {
     if (ctx.source === 'file' && p.source !== 'file') patch.source = 'file';
     if (Object.keys(patch).length === 0) return { provider: p, changed: false };
     try {
-      await this.dataSource.transaction(async (m) => {
-        await m.update(Provider, { id: p.id }, patch);
+      await this.providers.updateWithAudit(p.id, patch, async (m) => {
         if (Object.keys(changes).length > 0) {
           await this.audit.record(m, ctx.request, {
             action: 'provider.update',
@@ -225,23 +204,22 @@ export class KeyPoolAdminService {
       throw err;
     }
     await this.pool.invalidate(p.id);
-    return { provider: (await this.providers.findOneBy({ id: p.id }))!, changed: true };
+    return { provider: (await this.providers.byId(p.id))!, changed: true };
   }
 
   async deleteProvider(id: string, ctx: WriteContext): Promise<void> {
     const p = await this.findProvider(id);
-    const keys = await this.keys.find({ where: { providerId: p.id }, select: { id: true } });
-    await this.dataSource.transaction(async (m) => {
-      await m.delete(Provider, { id: p.id });
-      await this.audit.record(m, ctx.request, {
+    const keyIds = await this.keys.idsOfProvider(p.id);
+    await this.providers.deleteWithAudit(p.id, (m) =>
+      this.audit.record(m, ctx.request, {
         action: 'provider.delete',
         targetType: 'provider',
         targetId: p.id,
-        changes: { name: p.name, keys_deleted: keys.length, source: ctx.source },
-      });
-    });
+        changes: { name: p.name, keys_deleted: keyIds.length, source: ctx.source },
+      }),
+    );
     await this.pool.invalidate(p.id);
-    await Promise.all(keys.map((k) => this.pool.forgetKey(p.id, k.id).catch(() => undefined)));
+    await Promise.all(keyIds.map((keyId) => this.pool.forgetKey(p.id, keyId).catch(() => undefined)));
   }
 
   private async assertNameFree(name: string, exceptId: string | null): Promise<void> {
@@ -259,10 +237,7 @@ export class KeyPoolAdminService {
 
   async listKeys(providerId: string): Promise<ProviderKeyDto[]> {
     const p = await this.findProvider(providerId);
-    const keys = await this.keys.find({
-      where: { providerId: p.id },
-      order: { priority: 'ASC', createdAt: 'ASC' },
-    });
+    const keys = await this.keys.ofProviderForListing(p.id);
     const windows = await this.safeWindows(
       p.id,
       keys.map((k) => k.id),
@@ -277,13 +252,13 @@ export class KeyPoolAdminService {
   }
 
   async findKey(id: string): Promise<ProviderKey> {
-    const k = UUID.test(id) ? await this.keys.findOneBy({ id }) : null;
+    const k = UUID.test(id) ? await this.keys.byId(id) : null;
     if (!k) throw ApiError.notFound(`upstream key ${id} not found`, 'provider_key_not_found');
     return k;
   }
 
   async keysOf(providerId: string): Promise<ProviderKey[]> {
-    return this.keys.find({ where: { providerId } });
+    return this.keys.ofProvider(providerId);
   }
 
   /** The decrypted value (PROVIDERS_FILE compares before re-encrypting); null when broken. */
@@ -303,7 +278,7 @@ export class KeyPoolAdminService {
     await this.assertLabelFree(p.id, dto.label, null);
     const id = randomUUID();
     const sealed = this.cipher.encrypt(dto.key, providerKeyAad(id));
-    const key = this.keys.create({
+    const key = this.keys.build({
       id,
       providerId: p.id,
       label: dto.label,
@@ -318,9 +293,8 @@ export class KeyPoolAdminService {
       source: ctx.source,
     });
     try {
-      await this.dataSource.transaction(async (m) => {
-        await m.insert(ProviderKey, key);
-        await this.audit.record(m, ctx.request, {
+      await this.keys.insertWithAudit(key, (m) =>
+        this.audit.record(m, ctx.request, {
           action: 'provider_key.create',
           targetType: 'provider_key',
           targetId: id,
@@ -335,14 +309,14 @@ export class KeyPoolAdminService {
             enabled: key.enabled,
             source: ctx.source,
           },
-        });
-      });
+        }),
+      );
     } catch (err) {
       if (isUniqueViolation(err)) throw labelTaken(dto.label);
       throw err;
     }
     await this.pool.invalidate(p.id);
-    return (await this.keys.findOneBy({ id }))!;
+    return (await this.keys.byId(id))!;
   }
 
   async updateKey(
@@ -400,8 +374,7 @@ export class KeyPoolAdminService {
     if (ctx.source === 'file' && k.source !== 'file') patch.source = 'file';
     const changed = Object.keys(changes).length > 0;
     try {
-      await this.dataSource.transaction(async (m) => {
-        if (Object.keys(patch).length > 0) await m.update(ProviderKey, { id: k.id }, patch);
+      await this.keys.updateWithAudit(k.id, patch, async (m) => {
         if (changed) {
           await this.audit.record(m, ctx.request, {
             action: 'provider_key.update',
@@ -417,29 +390,25 @@ export class KeyPoolAdminService {
     }
     if (clearCooldown) await this.pool.clearCooldown(k.providerId, k.id);
     if (Object.keys(patch).length > 0 || clearCooldown) await this.pool.invalidate(k.providerId);
-    return { key: (await this.keys.findOneBy({ id: k.id }))!, changed };
+    return { key: (await this.keys.byId(k.id))!, changed };
   }
 
   async deleteKey(id: string, ctx: WriteContext): Promise<void> {
     const k = await this.findKey(id);
-    await this.dataSource.transaction(async (m) => {
-      await m.delete(ProviderKey, { id: k.id });
-      await this.audit.record(m, ctx.request, {
+    await this.keys.deleteWithAudit(k.id, (m) =>
+      this.audit.record(m, ctx.request, {
         action: 'provider_key.delete',
         targetType: 'provider_key',
         targetId: k.id,
         changes: { provider_id: k.providerId, label: k.label, masked: k.masked, source: ctx.source },
-      });
-    });
+      }),
+    );
     await this.pool.invalidate(k.providerId);
     await this.pool.forgetKey(k.providerId, k.id).catch(() => undefined);
   }
 
   private async assertLabelFree(providerId: string, label: string, exceptId: string | null): Promise<void> {
-    const other = await this.keys
-      .createQueryBuilder('k')
-      .where('k.provider_id = :providerId AND lower(k.label) = lower(:label)', { providerId, label })
-      .getOne();
+    const other = await this.keys.byLabelIgnoringCase(providerId, label);
     if (other && other.id !== exceptId) throw labelTaken(label);
   }
 
@@ -451,7 +420,7 @@ export class KeyPoolAdminService {
    * key came back. Batched and resumable like the start-up heal. Audited.
    */
   async heal(request: FastifyRequest): Promise<HealReportDto> {
-    const result = await healProviderKeys(this.dataSource, this.cipher, {
+    const result = await this.keys.healSealedValues(this.cipher, {
       batchSize: this.config.keyPool.healBatchSize,
       logger: this.logger,
     });
@@ -464,7 +433,7 @@ export class KeyPoolAdminService {
       broken: result.broken + result.stillBroken,
     };
     // The heal commits batch by batch (resumable by design); its audit row reports what was done.
-    await this.dataSource.transaction((m) =>
+    await this.providers.inTransaction((m) =>
       this.audit.record(m, request, {
         action: 'provider_key.heal',
         targetType: 'provider_key',
@@ -482,11 +451,7 @@ export class KeyPoolAdminService {
     await this.pool.flushUsage();
     const end = Math.floor(Date.now() / 60_000) * 60_000;
     const start = end - (minutes - 1) * 60_000;
-    const rows = await this.usageRows
-      .createQueryBuilder('u')
-      .where('u.key_id = :id AND u.minute >= :start', { id: k.id, start: new Date(start) })
-      .orderBy('u.minute', 'ASC')
-      .getMany();
+    const rows = await this.keys.usageMinutesSince(k.id, new Date(start));
     const byMinute = new Map(rows.map((r) => [r.minute.getTime(), r]));
     const buckets = [];
     const totals = { requests: 0, tokens: 0, rate_limited: 0, errors: 0 };

@@ -1,13 +1,12 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
-import { DataSource } from 'typeorm';
-import { withSessionLock } from '../../database/session-lock.js';
 import { ApiError } from '../../common/api-error.js';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
-import { announceEncryptionKeys } from '../infrastructure/encryption-key-registry.js';
 import { KeyCipher } from '../domain/key-cipher.js';
-import { healProviderKeys, type HealResult } from '../infrastructure/key-heal.js';
+import type { HealResult } from '../infrastructure/key-heal.js';
+import { ProviderKeyRepository } from '../infrastructure/provider-key.repository.js';
+import { ProviderRepository } from '../infrastructure/provider.repository.js';
 import { KeyPoolAdminService, type WriteContext } from './key-pool-admin.service.js';
 import { KeyPoolService } from './key-pool.service.js';
 import {
@@ -38,7 +37,8 @@ export class KeyPoolBootstrap implements OnModuleInit {
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly dataSource: DataSource,
+    private readonly providers: ProviderRepository,
+    private readonly keys: ProviderKeyRepository,
     private readonly cipher: KeyCipher,
     private readonly admin: KeyPoolAdminService,
     private readonly pool: KeyPoolService,
@@ -46,7 +46,7 @@ export class KeyPoolBootstrap implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     // Before anything decrypts: material that disagrees with the other replicas' stops the start (exit 2).
-    await announceEncryptionKeys(this.dataSource, this.cipher);
+    await this.keys.announceEncryptionKeys(this.cipher);
     await this.heal();
     if (this.config.keyPool.providersFile) await this.applyFile(this.config.keyPool.providersFile);
   }
@@ -54,7 +54,7 @@ export class KeyPoolBootstrap implements OnModuleInit {
   /** Never fails start-up: a row that cannot be healed is marked broken; a database hiccup is logged. */
   async heal(maxBatches?: number): Promise<HealResult | null> {
     try {
-      const result = await healProviderKeys(this.dataSource, this.cipher, {
+      const result = await this.keys.healSealedValues(this.cipher, {
         batchSize: this.config.keyPool.healBatchSize,
         maxBatches,
         logger: this.logger,
@@ -85,7 +85,7 @@ export class KeyPoolBootstrap implements OnModuleInit {
       ]);
     }
     const providers = parseProvidersFile(path, text, process.env);
-    return withSessionLock(this.dataSource, FILE_LOCK, async () => {
+    return this.providers.underSessionLock(FILE_LOCK, async () => {
       const result = await this.apply(path, providers);
       const changed = Object.values(result).some((n) => n > 0);
       this.logger.log(
@@ -170,11 +170,9 @@ export class KeyPoolBootstrap implements OnModuleInit {
           }
         }
       }
-      for (const p of (await this.dataSource.query(`SELECT id FROM providers WHERE source = 'file'`)) as {
-        id: string;
-      }[]) {
-        if (!declared.has(p.id)) {
-          await this.admin.deleteProvider(p.id, ctx);
+      for (const id of await this.providers.fileProviderIds()) {
+        if (!declared.has(id)) {
+          await this.admin.deleteProvider(id, ctx);
           r.providersDeleted++;
         }
       }

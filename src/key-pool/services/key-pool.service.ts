@@ -1,7 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { InjectRepository } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import { Repository, type EntityManager } from 'typeorm';
 import { ApiError } from '../../common/api-error.js';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
@@ -41,10 +39,12 @@ import {
   type SelectionCandidate,
   type SelectionResult,
 } from '../infrastructure/key-selection.script.js';
-import { announcedKeyIds, valueIsBad } from '../infrastructure/encryption-key-registry.js';
+import { valueIsBad } from '../infrastructure/encryption-key-registry.js';
 import { KeyUsageRecorder } from '../infrastructure/key-usage.recorder.js';
-import { keyState, ProviderKey } from '../infrastructure/provider-key.entity.js';
-import { Provider } from '../infrastructure/provider.entity.js';
+import { keyState, type ProviderKey } from '../infrastructure/provider-key.entity.js';
+import { ProviderKeyRepository } from '../infrastructure/provider-key.repository.js';
+import type { Provider } from '../infrastructure/provider.entity.js';
+import { ProviderRepository, type TransactionManager } from '../infrastructure/provider.repository.js';
 import { cooldownFor429 } from '../domain/upstream-headers.js';
 
 /** Candidate keys of one provider: static configuration + decrypted values, cached in process. */
@@ -126,8 +126,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @InjectRepository(Provider) private readonly providers: Repository<Provider>,
-    @InjectRepository(ProviderKey) private readonly keys: Repository<ProviderKey>,
+    private readonly providers: ProviderRepository,
+    private readonly keys: ProviderKeyRepository,
     @Inject(AtomicStore) private readonly store: AtomicStore,
     @Inject(PubSub) private readonly pubsub: PubSub,
     private readonly cipher: KeyCipher,
@@ -369,27 +369,18 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName} answered 429: cooling down for ${Math.ceil(cooldownMs / 1000)} s (${result.cooldownSource})`,
       );
       await this.keys
-        .query(
-          `UPDATE provider_keys SET cooldown_until = GREATEST(COALESCE(cooldown_until, to_timestamp(0)), $2::timestamptz), last_429_at = now() WHERE id = $1`,
-          [lease.keyId, new Date(result.cooldownUntilMs).toISOString()],
-        )
+        .persistCooldown(lease.keyId, new Date(result.cooldownUntilMs))
         .catch((err: unknown) =>
           this.logger.error({ err, key_id: lease.keyId }, 'persisting a cooldown failed'),
         );
     }
     if (status === 401 || status === 403) {
       result.invalidated = true;
-      const rows = (await this.keys
-        .query(
-          `UPDATE provider_keys SET invalid_at = now() WHERE id = $1 AND invalid_at IS NULL RETURNING id`,
-          [lease.keyId],
-        )
-        .catch((err: unknown) => {
-          this.logger.error({ err, key_id: lease.keyId }, 'marking a key invalid failed');
-          return [[]];
-        })) as [unknown[], number] | unknown[];
-      const changed = Array.isArray(rows[0]) ? (rows[0] as unknown[]).length : rows.length;
-      if (changed > 0) {
+      const changed = await this.keys.markKeyInvalid(lease.keyId).catch((err: unknown) => {
+        this.logger.error({ err, key_id: lease.keyId }, 'marking a key invalid failed');
+        return false;
+      });
+      if (changed) {
         this.logger.warn(
           `upstream key "${lease.keyLabel}" (${lease.keyId}) of provider ${lease.providerName} was refused by the upstream (HTTP ${status}); marked invalid until an admin re-enables it`,
         );
@@ -519,7 +510,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
    */
   routableProviders(): Promise<RoutableProvider[]> {
     if (!this.routable) {
-      const p = this.providers.find({ where: { enabled: true }, order: { name: 'ASC' } }).then((rows) =>
+      const p = this.providers.enabledProviders().then((rows) =>
         rows.map((r) => ({
           id: r.id,
           name: r.name,
@@ -561,23 +552,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
    * One Postgres query; no secrets.
    */
   async keyStates(): Promise<KeyStateInfo[]> {
-    const rows = (await this.keys.query(
-      `SELECT k.id, k.label, k.provider_id, p.name AS provider_name, k.enabled, k.broken_at, k.invalid_at, k.cooldown_until, k.priority,
-              k.max_rpm, k.max_concurrent
-         FROM provider_keys k JOIN providers p ON p.id = k.provider_id ORDER BY p.name, k.priority, k.id`,
-    )) as {
-      id: string;
-      label: string;
-      provider_id: string;
-      provider_name: string;
-      enabled: boolean;
-      broken_at: Date | null;
-      invalid_at: Date | null;
-      cooldown_until: Date | null;
-      priority: number;
-      max_rpm: number | null;
-      max_concurrent: number | null;
-    }[];
+    const rows = await this.keys.keyStates();
     return rows.map((r) => ({
       keyId: r.id,
       label: r.label,
@@ -598,7 +573,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   /** Every configured provider, enabled or not, by name. */
   async providerSummaries(): Promise<ProviderSummary[]> {
-    const rows = await this.providers.find({ order: { name: 'ASC' } });
+    const rows = await this.providers.allByName();
     return rows.map((p) => ({ id: p.id, name: p.name, enabled: p.enabled, rpm: p.rpm, burst: p.burst }));
   }
 
@@ -606,30 +581,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   async concurrencySettings(
     filter: { providerId?: string; keyId?: string } = {},
   ): Promise<KeyConcurrencySetting[]> {
-    const where: string[] = [];
-    const params: string[] = [];
-    if (filter.providerId !== undefined) {
-      params.push(filter.providerId);
-      where.push(`k.provider_id = $${params.length}`);
-    }
-    if (filter.keyId !== undefined) {
-      params.push(filter.keyId);
-      where.push(`k.id = $${params.length}`);
-    }
-    const rows = (await this.keys.query(
-      `SELECT k.id, k.label, k.provider_id, p.name AS provider_name, k.enabled, k.max_concurrent
-         FROM provider_keys k JOIN providers p ON p.id = k.provider_id
-        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-        ORDER BY p.name, k.priority, k.created_at, k.id`,
-      params,
-    )) as {
-      id: string;
-      label: string;
-      provider_id: string;
-      provider_name: string;
-      enabled: boolean;
-      max_concurrent: number | null;
-    }[];
+    const rows = await this.keys.concurrencySettings(filter);
     return rows.map((r) => ({
       keyId: r.id,
       label: r.label,
@@ -648,24 +600,9 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   async setMaxConcurrent(
     keyId: string,
     maxConcurrent: number | null,
-    manager: EntityManager,
+    manager: TransactionManager,
   ): Promise<{ previous: number | null; providerId: string } | null> {
-    const rows = (await manager.query(
-      `UPDATE provider_keys k SET max_concurrent = $2, updated_at = now()
-         FROM (SELECT id, max_concurrent FROM provider_keys WHERE id = $1 FOR UPDATE) old
-        WHERE k.id = old.id
-        RETURNING k.provider_id, old.max_concurrent AS previous`,
-      [keyId, maxConcurrent],
-    )) as
-      | [{ provider_id: string; previous: number | null }[], number]
-      | { provider_id: string; previous: number | null }[];
-    const list = (Array.isArray(rows[0]) ? rows[0] : rows) as {
-      provider_id: string;
-      previous: number | null;
-    }[];
-    const row = list[0];
-    if (!row) return null;
-    return { previous: row.previous, providerId: row.provider_id };
+    return this.keys.setMaxConcurrent(keyId, maxConcurrent, manager);
   }
 
   /** Writes buffered usage now (the usage route calls it so its answer includes this instance's last seconds). */
@@ -715,9 +652,9 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   private async load(providerId: string): Promise<ProviderEntry | null> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(providerId)) return null;
-    const provider = await this.providers.findOneBy({ id: providerId });
+    const provider = await this.providers.byId(providerId);
     if (!provider) return null;
-    const rows = await this.keys.find({ where: { providerId }, order: { priority: 'ASC', id: 'ASC' } });
+    const rows = await this.keys.ofProviderInSelectionOrder(providerId);
     const unusable = { disabled: 0, broken: 0, invalid: 0 };
     const candidates: Candidate[] = [];
     const present = new Set(rows.map((r) => r.id));
@@ -746,7 +683,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         unusable.broken++;
         // Only a value that is itself bad is marked broken for everyone; one sealed under a key id
         // another replica holds and this one lacks stays as it is (just not served from here).
-        if (valueIsBad(row.encryptionKeyId, this.cipher, await announcedKeyIds(this.keys)))
+        if (valueIsBad(row.encryptionKeyId, this.cipher, await this.keys.announcedEncryptionKeyIds()))
           await this.markBroken(row, provider.name);
         else
           this.logger.warn(
@@ -775,11 +712,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   /** Marks a key broken; logs only when this call is the one that flipped it (once across instances). */
   private async markBroken(row: ProviderKey, providerName: string): Promise<void> {
     try {
-      const res = (await this.keys.query(
-        `UPDATE provider_keys SET broken_at = now() WHERE id = $1 AND broken_at IS NULL RETURNING id`,
-        [row.id],
-      )) as [unknown[], number];
-      if ((res[0]?.length ?? 0) > 0) {
+      if (await this.keys.markKeyBroken(row.id)) {
         this.logger.warn(
           `upstream key "${row.label}" (${row.id}) of provider ${providerName} cannot be decrypted (tampered, or its encryption key "${row.encryptionKeyId}" is gone); marked broken, the other keys keep serving`,
         );
