@@ -2,6 +2,7 @@
  * KeyPool's public types: what the Relay, Adaptive and Observability modules see. The service is
  * `KeyPoolService` (key-pool.service.ts); nothing else in src/key-pool is imported from outside.
  */
+import type { ScriptValue } from '../state/atomic-store.js';
 import type { LocalDb } from '../state/local-db.js';
 
 /** A leased upstream key: the right to send ONE request with `apiKey` to `baseUrl`. */
@@ -148,6 +149,26 @@ export interface AcquireOptions {
   /** An admission gate and its logical keys/args. */
   gate?: { gate: AdmissionGate; keys: string[]; args: (string | number)[] };
 }
+
+/**
+ * An acquisition prepared as one step of a larger atomic script (the relay runs it together with
+ * the client rate limits: one round trip). `lua` defines `fg_provider(K, A, now)` and runs nothing by
+ * itself; `local` is its twin; `keys`/`args` are its K/A. Exactly one of `finish` (the step's reply
+ * came back) or `abandon` (it did not: the store may still run it) must be called.
+ */
+export interface AcquireStep {
+  /** Identifies `lua` (equal names, equal text): a composed script can be cached on it. */
+  readonly name: string;
+  readonly lua: string;
+  local(db: LocalDb, keys: string[], args: string[], nowMs: number): ScriptValue;
+  readonly keys: string[];
+  readonly args: string[];
+  finish(reply: ScriptValue): AcquireResult;
+  abandon(): void;
+}
+
+/** `prepareAcquire`: a step to run, or the refusal already known without the store. */
+export type PreparedAcquire = { step: AcquireStep } | { result: AcquireResult };
 
 /** An enabled provider as the relay routes to it (model → provider) and Adaptive sizes its bucket. */
 export interface RoutableProvider {

@@ -11,7 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { IS_PUBLIC } from '../common/public.decorator.js';
 import type { PolicyOverrides } from './policies.js';
 import { RateLimitService, type RequestLimits } from './rate-limit.service.js';
-import { RATE_LIMIT_ROUTE, type RateLimitOptions } from './rate-limit.types.js';
+import { RATE_LIMIT_IN_ADMISSION, RATE_LIMIT_ROUTE, type RateLimitOptions } from './rate-limit.types.js';
 
 // @nestjs/throttler's metadata keys (its decorators write them; it does not export the constants).
 const THROTTLER_SKIP = 'THROTTLER:SKIP';
@@ -21,6 +21,8 @@ const BUILTIN = ['key', 'user', 'ip'] as const;
 
 interface RouteLimits extends RequestLimits {
   exempt: boolean;
+  /** @RateLimitInAdmission: the handler decides the policies in its own admission step. */
+  inAdmission: boolean;
 }
 
 /**
@@ -29,7 +31,9 @@ interface RouteLimits extends RequestLimits {
  * RateLimitModule) and its decorators keep working — `@SkipThrottle()` (all) or
  * `@SkipThrottle({ ip: true })` (one policy), `@Throttle({ key: { limit, ttl } })` (override a
  * policy on a route) — plus our `@RateLimit({...})` route policies. What changes: every applicable
- * policy is decided in ONE atomic store call, all-or-nothing, and a refusal is our 429 shape.
+ * policy is decided in ONE atomic store call, all-or-nothing, and a refusal is our 429 shape. On
+ * @RateLimitInAdmission routes (the relay's /v1 POST routes) the guard only computes the policies;
+ * the relay decides them in its own admission step, the same script that takes the upstream lease.
  *
  * Ordering: registered as APP_GUARD by RateLimitModule, which app.module.ts imports after
  * AuthModule, so it runs after the auth guard and sees `request.principal`. Requests the auth guard
@@ -63,6 +67,12 @@ export class RateLimitGuard extends ThrottlerGuard {
         `${request.method} ${request.routeOptions?.url ?? request.url} reached the rate limiter without a principal: ` +
           'is AuthModule imported before RateLimitModule? Only the IP and route policies apply to such requests.',
       );
+    }
+    if (route.inAdmission) {
+      // The relay decides these policies inside its atomic admission step (one store round trip
+      // for limits, gates and key selection); headers and a 429 come from there.
+      this.limiter.defer(request, route);
+      return true;
     }
     const verdict = await this.limiter.evaluate(request, route);
     const reply = res as FastifyReply;
@@ -113,6 +123,7 @@ export class RateLimitGuard extends ThrottlerGuard {
       }
     }
     const exempt = skipAll || (skip.size === BUILTIN.length && routes.length === 0);
-    return { exempt, routes, overrides, skip };
+    const inAdmission = get<boolean>(RATE_LIMIT_IN_ADMISSION) === true;
+    return { exempt, routes, overrides, skip, inAdmission };
   }
 }

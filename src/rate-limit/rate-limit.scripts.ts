@@ -1,5 +1,6 @@
 import type { AtomicScript } from '../state/atomic-store.js';
 import type { LocalDb } from '../state/local-db.js';
+import { readLua } from '../state/lua-file.js';
 
 /**
  * The limiter's atomic scripts, each written twice (Redis Lua + in-process), kept equal by the
@@ -57,115 +58,25 @@ local function trim_budget(log, sum, cutoff)
 end
 `;
 
-const ADMISSION_LUA = `
-${LUA_TRIM_BUDGET}
+/**
+ * The client limits as a Lua library (fg_client_evaluate / fg_client_reply), read from
+ * client-limits.lua; its constants must equal ours (checked when the file is read).
+ */
+export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.meta.url), {
+  RL_STALE: STALE,
+  RL_ADMITTED: ADMITTED,
+  RL_REJECTED: REJECTED,
+  RL_SLIDING_WINDOW: KIND_SLIDING_WINDOW,
+  RL_TOKEN_BUCKET: KIND_TOKEN_BUCKET,
+  RL_ARGS_PER_POLICY: ARGS_PER_POLICY,
+});
+
+const ADMISSION_LUA = `${CLIENT_LIMITS_LUA}
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local deadline = tonumber(ARGV[2])
-if deadline > 0 and now_ms > deadline then return {${STALE}, now_ms} end
-local member = ARGV[1]
-local dry = ARGV[3] == '1'
-local n = tonumber(ARGV[4])
-local policies = {}
-local k = 1
-local all_ok = true
-for i = 1, n do
-  local b = 4 + (i - 1) * ${ARGS_PER_POLICY}
-  local p = { kind = tonumber(ARGV[b + 1]), limit = tonumber(ARGV[b + 2]), window = tonumber(ARGV[b + 3]),
-              burst = tonumber(ARGV[b + 4]), cost = tonumber(ARGV[b + 5]), key = KEYS[k], retry = 0 }
-  if p.kind == ${KIND_SLIDING_WINDOW} then
-    k = k + 1
-    redis.call('ZREMRANGEBYSCORE', p.key, '-inf', now_ms - p.window)
-    p.count = redis.call('ZCARD', p.key)
-    p.ok = p.count + p.cost <= p.limit
-    if not p.ok then
-      if p.cost > p.limit then
-        p.retry = p.window
-      else
-        local rank = p.count + p.cost - p.limit - 1
-        local e = redis.call('ZRANGE', p.key, rank, rank, 'WITHSCORES')
-        p.retry = tonumber(e[2]) + p.window - now_ms
-      end
-    end
-  elseif p.kind == ${KIND_TOKEN_BUCKET} then
-    k = k + 1
-    p.interval = math.ceil(p.window * 1000 / p.limit)
-    p.tat = tonumber(redis.call('GET', p.key) or '0')
-    if p.tat < now_us then p.tat = now_us end
-    local allow_at = p.tat + p.interval * p.cost - p.burst * p.interval
-    p.ok = allow_at <= now_us
-    if not p.ok then p.retry = math.ceil((allow_at - now_us) / 1000) end
-  else
-    p.sum = KEYS[k + 1]
-    k = k + 2
-    p.used = trim_budget(p.key, p.sum, now_ms - p.window)
-    p.ok = p.used < p.limit
-    if not p.ok then
-      local entries = redis.call('ZRANGE', p.key, 0, -1, 'WITHSCORES')
-      local left = p.used
-      for j = 1, #entries, 2 do
-        left = left - tonumber(string.match(entries[j], ':(%d+)$'))
-        if left < p.limit then
-          p.retry = tonumber(entries[j + 1]) + p.window - now_ms
-          break
-        end
-      end
-    end
-  end
-  if not p.ok then all_ok = false end
-  policies[i] = p
-end
-local commit = all_ok and not dry
-local out = { all_ok and ${ADMITTED} or ${REJECTED}, now_ms }
-for i = 1, n do
-  local p = policies[i]
-  local remaining, current, reset = 0, 0, 0
-  if p.kind == ${KIND_SLIDING_WINDOW} then
-    if commit then
-      for j = 1, p.cost do
-        local m = member
-        if j > 1 then m = member .. ':' .. j end
-        redis.call('ZADD', p.key, now_ms, m)
-      end
-      redis.call('PEXPIRE', p.key, p.window)
-      p.count = p.count + p.cost
-    end
-    current = p.count
-    remaining = p.limit - current
-    if remaining < 0 then remaining = 0 end
-    if current > 0 then
-      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
-      reset = tonumber(e[2]) + p.window - now_ms
-    end
-  elseif p.kind == ${KIND_TOKEN_BUCKET} then
-    if commit and p.cost > 0 then
-      p.tat = p.tat + p.interval * p.cost
-      redis.call('SET', p.key, p.tat, 'PX', math.ceil((p.tat - now_us) / 1000) + 1)
-    end
-    remaining = math.floor((now_us + p.burst * p.interval - p.tat) / p.interval)
-    if remaining < 0 then remaining = 0 end
-    if remaining > p.burst then remaining = p.burst end
-    current = p.burst - remaining
-    if remaining < p.burst then
-      reset = math.ceil((p.tat - p.burst * p.interval + (remaining + 1) * p.interval - now_us) / 1000)
-    end
-  else
-    current = p.used
-    remaining = p.limit - p.used
-    if remaining < 0 then remaining = 0 end
-    local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
-    if #e > 0 then reset = tonumber(e[2]) + p.window - now_ms end
-  end
-  local ok = 0
-  if p.ok then ok = 1 end
-  table.insert(out, ok)
-  table.insert(out, remaining)
-  table.insert(out, current)
-  table.insert(out, reset)
-  table.insert(out, p.retry)
-end
-return out
+local st = fg_client_evaluate(KEYS, ARGV, now_ms, now_us)
+return fg_client_reply(st, st.all_ok and not st.dry)
 `;
 
 function tokensOf(member: string): number {
@@ -187,7 +98,7 @@ function trimBudget(db: LocalDb, log: string, sum: string, cutoff: number): numb
   return Number(db.get(sum) ?? '0');
 }
 
-interface LocalPolicy {
+export interface LocalPolicy {
   kind: number;
   limit: number;
   window: number;
@@ -203,6 +114,132 @@ interface LocalPolicy {
   used: number;
 }
 
+/** Phase 1 of the client limits (TypeScript twin of fg_client_evaluate): evaluates, records nothing. */
+export interface ClientEvaluation {
+  /** The script ran after the caller's deadline: nothing was looked at. */
+  stale: boolean;
+  allOk: boolean;
+  dry: boolean;
+  nowMs: number;
+  member: string;
+  policies: LocalPolicy[];
+}
+
+export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowMs: number): ClientEvaluation {
+  const nowUs = nowMs * 1000;
+  const st: ClientEvaluation = {
+    stale: false,
+    allOk: true,
+    dry: args[2] === '1',
+    nowMs,
+    member: args[0]!,
+    policies: [],
+  };
+  const deadline = Number(args[1]);
+  if (deadline > 0 && nowMs > deadline) {
+    st.stale = true;
+    return st;
+  }
+  const n = Number(args[3]);
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const b = 4 + i * ARGS_PER_POLICY;
+    const p: LocalPolicy = {
+      kind: Number(args[b]),
+      limit: Number(args[b + 1]),
+      window: Number(args[b + 2]),
+      burst: Number(args[b + 3]),
+      cost: Number(args[b + 4]),
+      key: keys[k]!,
+      retry: 0,
+      ok: true,
+      count: 0,
+      interval: 0,
+      tat: 0,
+      used: 0,
+    };
+    if (p.kind === KIND_SLIDING_WINDOW) {
+      k += 1;
+      db.zremrangebyscore(p.key, -Infinity, nowMs - p.window);
+      p.count = db.zcard(p.key);
+      p.ok = p.count + p.cost <= p.limit;
+      if (!p.ok) {
+        if (p.cost > p.limit) p.retry = p.window;
+        else {
+          const rank = p.count + p.cost - p.limit - 1;
+          p.retry = db.zrange(p.key, rank, rank)[0]!.score + p.window - nowMs;
+        }
+      }
+    } else if (p.kind === KIND_TOKEN_BUCKET) {
+      k += 1;
+      p.interval = Math.ceil((p.window * 1000) / p.limit);
+      p.tat = Math.max(Number(db.get(p.key) ?? '0'), nowUs);
+      const allowAt = p.tat + p.interval * p.cost - p.burst * p.interval;
+      p.ok = allowAt <= nowUs;
+      if (!p.ok) p.retry = Math.ceil((allowAt - nowUs) / 1000);
+    } else {
+      p.sum = keys[k + 1]!;
+      k += 2;
+      p.used = trimBudget(db, p.key, p.sum, nowMs - p.window);
+      p.ok = p.used < p.limit;
+      if (!p.ok) {
+        let left = p.used;
+        for (const e of db.zrange(p.key, 0, -1)) {
+          left -= tokensOf(e.member);
+          if (left < p.limit) {
+            p.retry = e.score + p.window - nowMs;
+            break;
+          }
+        }
+      }
+    }
+    if (!p.ok) st.allOk = false;
+    st.policies.push(p);
+  }
+  return st;
+}
+
+/** Phase 2 (twin of fg_client_reply): records the request when `commit`, and builds the reply. */
+export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean): number[] {
+  const nowMs = st.nowMs;
+  const nowUs = nowMs * 1000;
+  if (st.stale) return [STALE, nowMs];
+  const out: number[] = [st.allOk ? ADMITTED : REJECTED, nowMs];
+  for (const p of st.policies) {
+    let remaining = 0;
+    let current = 0;
+    let reset = 0;
+    if (p.kind === KIND_SLIDING_WINDOW) {
+      if (commit) {
+        for (let j = 1; j <= p.cost; j++) db.zadd(p.key, nowMs, j > 1 ? `${st.member}:${j}` : st.member);
+        db.pexpire(p.key, p.window);
+        p.count += p.cost;
+      }
+      current = p.count;
+      remaining = Math.max(0, p.limit - current);
+      if (current > 0) reset = db.zrange(p.key, 0, 0)[0]!.score + p.window - nowMs;
+    } else if (p.kind === KIND_TOKEN_BUCKET) {
+      if (commit && p.cost > 0) {
+        p.tat += p.interval * p.cost;
+        db.set(p.key, String(p.tat), Math.ceil((p.tat - nowUs) / 1000) + 1);
+      }
+      remaining = Math.floor((nowUs + p.burst * p.interval - p.tat) / p.interval);
+      remaining = Math.min(p.burst, Math.max(0, remaining));
+      current = p.burst - remaining;
+      if (remaining < p.burst) {
+        reset = Math.ceil((p.tat - p.burst * p.interval + (remaining + 1) * p.interval - nowUs) / 1000);
+      }
+    } else {
+      current = p.used;
+      remaining = Math.max(0, p.limit - p.used);
+      const oldest = db.zrange(p.key, 0, 0)[0];
+      if (oldest) reset = oldest.score + p.window - nowMs;
+    }
+    out.push(p.ok ? 1 : 0, remaining, current, reset, p.retry);
+  }
+  return out;
+}
+
 /**
  * KEYS: per policy (1 key; 2 for a token budget: log, sum).
  * ARGV: member, deadline_ms (Redis clock, 0 = none), dry_run (1 = evaluate only), n,
@@ -213,104 +250,8 @@ export const AdmissionScript: AtomicScript<number[]> = {
   name: 'rate-limit-admission',
   lua: ADMISSION_LUA,
   local(db, keys, args, nowMs) {
-    const nowUs = nowMs * 1000;
-    const deadline = Number(args[1]);
-    if (deadline > 0 && nowMs > deadline) return [STALE, nowMs];
-    const member = args[0]!;
-    const dry = args[2] === '1';
-    const n = Number(args[3]);
-    const policies: LocalPolicy[] = [];
-    let k = 0;
-    let allOk = true;
-    for (let i = 0; i < n; i++) {
-      const b = 4 + i * ARGS_PER_POLICY;
-      const p: LocalPolicy = {
-        kind: Number(args[b]),
-        limit: Number(args[b + 1]),
-        window: Number(args[b + 2]),
-        burst: Number(args[b + 3]),
-        cost: Number(args[b + 4]),
-        key: keys[k]!,
-        retry: 0,
-        ok: true,
-        count: 0,
-        interval: 0,
-        tat: 0,
-        used: 0,
-      };
-      if (p.kind === KIND_SLIDING_WINDOW) {
-        k += 1;
-        db.zremrangebyscore(p.key, -Infinity, nowMs - p.window);
-        p.count = db.zcard(p.key);
-        p.ok = p.count + p.cost <= p.limit;
-        if (!p.ok) {
-          if (p.cost > p.limit) p.retry = p.window;
-          else {
-            const rank = p.count + p.cost - p.limit - 1;
-            p.retry = db.zrange(p.key, rank, rank)[0]!.score + p.window - nowMs;
-          }
-        }
-      } else if (p.kind === KIND_TOKEN_BUCKET) {
-        k += 1;
-        p.interval = Math.ceil((p.window * 1000) / p.limit);
-        p.tat = Math.max(Number(db.get(p.key) ?? '0'), nowUs);
-        const allowAt = p.tat + p.interval * p.cost - p.burst * p.interval;
-        p.ok = allowAt <= nowUs;
-        if (!p.ok) p.retry = Math.ceil((allowAt - nowUs) / 1000);
-      } else {
-        p.sum = keys[k + 1]!;
-        k += 2;
-        p.used = trimBudget(db, p.key, p.sum, nowMs - p.window);
-        p.ok = p.used < p.limit;
-        if (!p.ok) {
-          let left = p.used;
-          for (const e of db.zrange(p.key, 0, -1)) {
-            left -= tokensOf(e.member);
-            if (left < p.limit) {
-              p.retry = e.score + p.window - nowMs;
-              break;
-            }
-          }
-        }
-      }
-      if (!p.ok) allOk = false;
-      policies.push(p);
-    }
-    const commit = allOk && !dry;
-    const out: number[] = [allOk ? ADMITTED : REJECTED, nowMs];
-    for (const p of policies) {
-      let remaining = 0;
-      let current = 0;
-      let reset = 0;
-      if (p.kind === KIND_SLIDING_WINDOW) {
-        if (commit) {
-          for (let j = 1; j <= p.cost; j++) db.zadd(p.key, nowMs, j > 1 ? `${member}:${j}` : member);
-          db.pexpire(p.key, p.window);
-          p.count += p.cost;
-        }
-        current = p.count;
-        remaining = Math.max(0, p.limit - current);
-        if (current > 0) reset = db.zrange(p.key, 0, 0)[0]!.score + p.window - nowMs;
-      } else if (p.kind === KIND_TOKEN_BUCKET) {
-        if (commit && p.cost > 0) {
-          p.tat += p.interval * p.cost;
-          db.set(p.key, String(p.tat), Math.ceil((p.tat - nowUs) / 1000) + 1);
-        }
-        remaining = Math.floor((nowUs + p.burst * p.interval - p.tat) / p.interval);
-        remaining = Math.min(p.burst, Math.max(0, remaining));
-        current = p.burst - remaining;
-        if (remaining < p.burst) {
-          reset = Math.ceil((p.tat - p.burst * p.interval + (remaining + 1) * p.interval - nowUs) / 1000);
-        }
-      } else {
-        current = p.used;
-        remaining = Math.max(0, p.limit - p.used);
-        const oldest = db.zrange(p.key, 0, 0)[0];
-        if (oldest) reset = oldest.score + p.window - nowMs;
-      }
-      out.push(p.ok ? 1 : 0, remaining, current, reset, p.retry);
-    }
-    return out;
+    const st = clientEvaluate(db, keys, args, nowMs);
+    return clientReply(db, st, st.allOk && !st.dry);
   },
 };
 

@@ -28,12 +28,17 @@ import {
   ADMITTED,
   AdmissionScript,
   ChargeTokensScript,
+  CLIENT_LIMITS_LUA,
+  clientEvaluate,
+  clientReply,
   RESULTS_PER_POLICY,
   ResetScript,
   STALE,
 } from './rate-limit.scripts.js';
 import {
   declaredRoutePolicies,
+  type ClientLimitsStep,
+  type CombinedRun,
   type PolicyState,
   type RateLimitOptions,
   type RateLimitStats,
@@ -74,6 +79,22 @@ export interface Verdict {
   decision: DecisionResult;
 }
 
+/** A decision taken together with another atomic step (decideWith). */
+export interface CombinedDecision<T> {
+  verdict: Verdict;
+  /** The other step's reply: null unless the client limits admitted and the store answered. */
+  rest: T | null;
+  /** The store's answer was lost: it may still run the script (what it reserved must be reconciled). */
+  lost: boolean;
+}
+
+/** The client limits as a step of a larger script (the relay's combined admission). */
+export const CLIENT_LIMITS_STEP: ClientLimitsStep = {
+  lua: CLIENT_LIMITS_LUA,
+  evaluate: clientEvaluate,
+  reply: clientReply,
+};
+
 export interface RequestLimits {
   routes?: readonly Required<RateLimitOptions>[];
   overrides?: PolicyOverrides;
@@ -103,6 +124,8 @@ export class RateLimitService implements OnModuleInit {
   private readonly logger = new Logger('RateLimit');
   private readonly config: RateLimitConfig;
   private readonly decided = new WeakSet<object>();
+  /** Requests whose policies the guard computed for the route's own admission step to decide. */
+  private readonly deferred = new WeakMap<object, Policy[]>();
   private readonly instance = randomBytes(6).toString('base64url');
   private sequence = 0;
 
@@ -199,7 +222,13 @@ export class RateLimitService implements OnModuleInit {
     alreadyRefused = false,
   ): Promise<Verdict> {
     this.decided.add(request);
-    const policies = applicablePolicies({
+    const decision = await this.decide(this.policiesOf(request, limits));
+    if (alreadyRefused && decision.kind === 'unavailable') return { headers: {}, error: null, decision };
+    return this.verdict(decision);
+  }
+
+  private policiesOf(request: FastifyRequest, limits: RequestLimits): Policy[] {
+    return applicablePolicies({
       config: this.config,
       principal: request.principal,
       clientIp: this.clientIp(request),
@@ -207,9 +236,76 @@ export class RateLimitService implements OnModuleInit {
       overrides: limits.overrides,
       skip: limits.skip,
     });
-    const decision = await this.decide(policies);
-    if (alreadyRefused && decision.kind === 'unavailable') return { headers: {}, error: null, decision };
-    return this.verdict(decision);
+  }
+
+  /**
+   * For a route that decides its client limits in its own admission step (@RateLimitInAdmission):
+   * computes the policies that apply, exactly as `evaluate` would, without asking the store. The
+   * request counts as decided (nothing else counts it); `decideWith` or `decideDeferred` decides it.
+   */
+  defer(request: FastifyRequest, limits: RequestLimits = {}): void {
+    this.decided.add(request);
+    this.deferred.set(request, this.policiesOf(request, limits));
+  }
+
+  /** True while the request has client limits waiting to be decided (once: deciding takes them). */
+  hasDeferred(request: object): boolean {
+    return this.deferred.has(request);
+  }
+
+  /** The deferred client limits decided alone (a path without a combined step); one store call. */
+  async decideDeferred(request: FastifyRequest): Promise<Verdict> {
+    const policies = this.deferred.get(request) ?? [];
+    this.deferred.delete(request);
+    return this.verdict(await this.decide(policies));
+  }
+
+  /**
+   * The deferred client limits decided INSIDE another atomic step, in one store run on the
+   * limiter's own connection (same liveness, deadline, clock and failure semantics as `decide`).
+   * The client step evaluates first; when it refuses, the script must change nothing else. A
+   * request without deferred policies, or whose policies are all skipped, is decided here too
+   * (admitted, no headers) — `rest` is then still the other step's reply.
+   */
+  async decideWith<T>(request: FastifyRequest, combined: CombinedRun<T>): Promise<CombinedDecision<T>> {
+    const policies = this.deferred.get(request) ?? [];
+    this.deferred.delete(request);
+    const started = performance.now();
+    let kind: DecisionResult['kind'] = 'unavailable';
+    try {
+      const inputs = this.inputs(policies, false);
+      const built = combined.build(inputs);
+      let sent: { reply: ScriptValue; writtenAt: number };
+      try {
+        sent = await this.send(built.script, built.keys, built.args);
+      } catch (err) {
+        const decision = this.failed(err);
+        kind = decision.kind;
+        return { verdict: this.verdict(decision), rest: null, lost: true };
+      }
+      const { client, rest } = combined.decode(sent.reply);
+      let reply: number[];
+      try {
+        reply = this.checked(policies, client, sent.writtenAt);
+      } catch (err) {
+        const decision = this.failed(err);
+        kind = decision.kind;
+        return { verdict: this.verdict(decision), rest: null, lost: false };
+      }
+      const decision = this.judged(policies, reply);
+      kind = decision.kind;
+      return {
+        verdict: this.verdict(decision),
+        rest: decision.kind === 'admitted' ? rest : null,
+        lost: false,
+      };
+    } finally {
+      if (policies.length > 0) {
+        const ms = performance.now() - started;
+        this.observeLatency(ms);
+        this.onDecision?.(ms, kind);
+      }
+    }
   }
 
   private verdict(decision: DecisionResult): Verdict {
@@ -297,17 +393,26 @@ export class RateLimitService implements OnModuleInit {
     try {
       reply = await this.run(policies, false);
     } catch (err) {
-      if (err instanceof StaleDecisionError) {
-        this.noteFailure(err.message, 'overloaded');
-        return { kind: 'overloaded', reason: err.message };
-      }
-      const unavailable =
-        err instanceof RedisUnavailableError
-          ? err
-          : new RedisUnavailableError('connection_lost', err instanceof Error ? err.message : String(err));
-      this.noteFailure(unavailable.message, unavailable.kind);
-      return { kind: 'unavailable', reason: unavailable.message, cause: unavailable.kind };
+      return this.failed(err);
     }
+    return this.judged(policies, reply);
+  }
+
+  /** A decision the store could not make: `overloaded` (stale) or `unavailable`, counted and logged. */
+  private failed(err: unknown): DecisionResult {
+    if (err instanceof StaleDecisionError) {
+      this.noteFailure(err.message, 'overloaded');
+      return { kind: 'overloaded', reason: err.message };
+    }
+    const unavailable =
+      err instanceof RedisUnavailableError
+        ? err
+        : new RedisUnavailableError('connection_lost', err instanceof Error ? err.message : String(err));
+    this.noteFailure(unavailable.message, unavailable.kind);
+    return { kind: 'unavailable', reason: unavailable.message, cause: unavailable.kind };
+  }
+
+  private judged(policies: readonly Policy[], reply: number[]): DecisionResult {
     const outcomes = this.outcomes(policies, reply);
     const admitted = reply[0] === ADMITTED;
     for (const o of outcomes) {
@@ -318,27 +423,46 @@ export class RateLimitService implements OnModuleInit {
     return { kind: admitted ? 'admitted' : 'limited', outcomes };
   }
 
-  /**
-   * One AdmissionScript run. Throws RedisUnavailableError (see RedisLiveness) and StaleDecisionError
-   * (Redis ran the script after its deadline: it changed nothing).
-   */
-  private async run(policies: readonly Policy[], dryRun: boolean): Promise<number[]> {
+  /** AdmissionScript's KEYS/ARGV for `policies` (a fresh member and deadline). */
+  private inputs(
+    policies: readonly Policy[],
+    dryRun: boolean,
+  ): { keys: string[]; args: (string | number)[] } {
     const keys: string[] = [];
     const args: (string | number)[] = [this.member(), this.deadline(), dryRun ? 1 : 0, policies.length];
     for (const p of policies) {
       keys.push(...p.keys);
       args.push(p.kind, p.limit, p.windowMs, p.burst, dryRun ? 0 : p.cost);
     }
+    return { keys, args };
+  }
+
+  /**
+   * One AdmissionScript run. Throws RedisUnavailableError (see RedisLiveness) and StaleDecisionError
+   * (Redis ran the script after its deadline: it changed nothing).
+   */
+  private async run(policies: readonly Policy[], dryRun: boolean): Promise<number[]> {
+    const { keys, args } = this.inputs(policies, dryRun);
     const { reply, writtenAt } = await this.send(AdmissionScript, keys, args);
-    if (this.store.kind === 'redis' && Array.isArray(reply) && typeof reply[1] === 'number')
-      this.learnClock(reply[1], writtenAt);
-    if (reply[0] === STALE)
+    return this.checked(policies, reply, writtenAt);
+  }
+
+  /**
+   * The client step's reply, checked: learns the Redis clock from it; throws StaleDecisionError
+   * (ran after its deadline: changed nothing) or an Error when it is not the shape `policies` give.
+   */
+  private checked(policies: readonly Policy[], reply: ScriptValue, writtenAt: number): number[] {
+    if (!Array.isArray(reply) || !reply.every((v) => typeof v === 'number'))
+      throw new Error('malformed admission reply');
+    const numbers = reply as number[];
+    if (this.store.kind === 'redis' && typeof numbers[1] === 'number') this.learnClock(numbers[1], writtenAt);
+    if (numbers[0] === STALE)
       throw new StaleDecisionError(
         `redis reached the decision more than ${this.config.decisionTimeoutMs} ms after it was sent`,
       );
-    if (reply.length !== 2 + policies.length * RESULTS_PER_POLICY)
+    if (numbers.length !== 2 + policies.length * RESULTS_PER_POLICY)
       throw new Error('malformed admission reply');
-    return reply;
+    return numbers;
   }
 
   /**

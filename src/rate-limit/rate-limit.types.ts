@@ -2,6 +2,9 @@ import { applyDecorators, SetMetadata } from '@nestjs/common';
 import { ApiHeader, ApiTooManyRequestsResponse } from '@nestjs/swagger';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import type { RateLimitAlgorithm } from '../config/app-config.js';
+import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
+import type { LocalDb } from '../state/local-db.js';
+import type { ClientEvaluation } from './rate-limit.scripts.js';
 
 /** Public types and the route decorator of the RateLimit module (other modules may import this file). */
 
@@ -26,6 +29,40 @@ export interface RateLimitOptions {
 }
 
 export const RATE_LIMIT_ROUTE = 'floodgate:rate-limit:route';
+export const RATE_LIMIT_IN_ADMISSION = 'floodgate:rate-limit:in-admission';
+
+/**
+ * The route decides its client limits inside its own atomic admission step (the relay's /v1 POST
+ * routes: client limits, provider gates and key selection in one store round trip). The guard then
+ * only computes the policies that apply (RateLimitService.defer) and makes no store call; the
+ * handler must decide them with RateLimitService.decideWith (or decideDeferred).
+ */
+export const RateLimitInAdmission = (): MethodDecorator & ClassDecorator =>
+  SetMetadata(RATE_LIMIT_IN_ADMISSION, true);
+
+/**
+ * The client limits as a step of a larger atomic script. `lua` is a library (client-limits.lua)
+ * defining `fg_client_evaluate(K, A, now_ms, now_us)` → st (`st.stale`, `st.all_ok`) and
+ * `fg_client_reply(st, commit)` → the limiter's reply; `evaluate` / `reply` are their twins over
+ * LocalDb. K/A are AdmissionScript's KEYS/ARGV (see rate-limit.scripts.ts).
+ */
+export interface ClientLimitsStep {
+  readonly lua: string;
+  evaluate(db: LocalDb, keys: string[], args: string[], nowMs: number): ClientEvaluation;
+  reply(db: LocalDb, evaluation: ClientEvaluation, commit: boolean): number[];
+}
+
+/** How a caller runs the client limits inside its own script (RateLimitService.decideWith). */
+export interface CombinedRun<T> {
+  /** The script to run, given the client step's KEYS/ARGV (built right before sending). */
+  build(client: { keys: string[]; args: (string | number)[] }): {
+    script: AtomicScript;
+    keys: string[];
+    args: (string | number)[];
+  };
+  /** Splits the reply: the client step's own reply, and the rest (null when the client step refused). */
+  decode(reply: ScriptValue): { client: ScriptValue; rest: T | null };
+}
 export const BUILTIN_POLICY_NAMES = ['key', 'user', 'ip', 'tpm'] as const;
 
 const registry = new Map<string, Required<RateLimitOptions>>();

@@ -1,8 +1,20 @@
 import { Injectable } from '@nestjs/common';
-import type { AcquireResult } from '../key-pool/key-pool.types.js';
+import type { FastifyRequest } from 'fastify';
+import type { AcquireOptions, AcquireResult, AcquireStep } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
+import { CLIENT_LIMITS_STEP, RateLimitService, type Verdict } from '../rate-limit/rate-limit.service.js';
+import type { AtomicScript } from '../state/atomic-store.js';
 import { queueKeys } from '../state/priority-queue.js';
 import { combineGates, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
+import { admissionScript, decodeAdmission, encodeAdmission } from './infrastructure/admission.script.js';
+
+/**
+ * The first admission of a relayed request: the client-limit verdict (null when the request had no
+ * deferred client limits) and, unless that verdict refuses, the acquisition's result.
+ */
+export type FirstAdmission =
+  | { verdict: Verdict | null; result: AcquireResult }
+  | { verdict: Verdict & { error: NonNullable<Verdict['error']> }; result: null };
 
 /** Gate contributed by another module (Adaptive's retreat bucket): static shape, per-provider inputs. */
 export interface GateContribution {
@@ -20,7 +32,12 @@ export class AdmissionService {
   private contributions: GateContribution[] = [];
   private gate: StaticGate = QUEUE_GATE;
 
-  constructor(private readonly keyPool: KeyPoolService) {}
+  private readonly combined = new Map<string, AtomicScript>();
+
+  constructor(
+    private readonly keyPool: KeyPoolService,
+    private readonly rateLimit: RateLimitService,
+  ) {}
 
   contribute(contribution: GateContribution): void {
     this.contributions.push(contribution);
@@ -46,6 +63,54 @@ export class AdmissionService {
   }
 
   /**
+   * A relayed request's first admission: its client rate limits (deferred by the guard,
+   * @RateLimitInAdmission), the provider's gates and the key selection decided in ONE atomic step on
+   * the limiter's connection (RateLimitService.decideWith: its liveness, deadline and failure mode).
+   * - client limits refuse → 429 verdict, no lease, nothing recorded;
+   * - admitted → the acquisition's result (a lease, or a capacity refusal: the request then queues
+   *   and counts against the client limits, never again for the dispatcher or the retry);
+   * - store unavailable → RATE_LIMIT_FAILURE_MODE: closed → 503 rate_limiter_unavailable; open → the
+   *   plain acquisition, which still needs the store (503 dependency_unavailable while it is down);
+   * - Redis reached the decision after its deadline → 503 rate_limiter_overloaded (nothing changed).
+   */
+  async first(request: FastifyRequest, providerId: string, priority: number): Promise<FirstAdmission> {
+    if (!this.rateLimit.hasDeferred(request))
+      return { verdict: null, result: await this.tryAcquire(providerId, priority, false) };
+    const options = this.options(providerId, priority, QueueMode.respectQueue);
+    const prepared = await this.keyPool.prepareAcquire(providerId, options);
+    if ('result' in prepared) {
+      // Refused without asking the store (no usable keys): the client limits are decided alone.
+      const verdict = await this.rateLimit.decideDeferred(request);
+      return verdict.error
+        ? { verdict: { ...verdict, error: verdict.error }, result: null }
+        : { verdict, result: prepared.result };
+    }
+    const step = prepared.step;
+    const decided = await this.rateLimit.decideWith(request, {
+      build: (client) => ({ script: this.combinedScript(step), ...encodeAdmission(client, step) }),
+      decode: (reply) => {
+        const { client, provider } = decodeAdmission(reply);
+        return { client, rest: provider };
+      },
+    });
+    if (decided.lost) step.abandon();
+    const verdict = decided.verdict;
+    if (verdict.error) return { verdict: { ...verdict, error: verdict.error }, result: null };
+    if (decided.rest !== null) return { verdict, result: step.finish(decided.rest) };
+    // Failing open: the client limits are skipped, the lease is not (it needs the store anyway).
+    return { verdict, result: await this.keyPool.acquire(providerId, options) };
+  }
+
+  private combinedScript(step: AcquireStep): AtomicScript {
+    let script = this.combined.get(step.name);
+    if (!script) {
+      script = admissionScript(CLIENT_LIMITS_STEP, step);
+      this.combined.set(step.name, script);
+    }
+    return script;
+  }
+
+  /**
    * The dispatcher's step: a lease and the head of the provider's queue together, or a refusal
    * (`gate`/`queue_empty` when nobody waits). On success `gateOutput` is the popped job (decodePopped;
    * empty when only expired jobs were left: the lease is then the caller's to give back).
@@ -60,6 +125,17 @@ export class AdmissionService {
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
   ): Promise<AcquireResult> {
+    // A store outage propagates as is: the global filter answers it 503 with Retry-After
+    // (isConnectivityError), while a genuine bug stays a visible 500.
+    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds));
+  }
+
+  private options(
+    providerId: string,
+    priority: number,
+    mode: QueueMode,
+    excludeKeyIds?: readonly string[],
+  ): AcquireOptions {
     const [wait, jobs] = queueKeys(providerId);
     const keys: string[] = [wait, jobs];
     const args: (string | number)[] = [priority, mode];
@@ -68,8 +144,6 @@ export class AdmissionService {
       keys.push(...extra.keys);
       args.push(...extra.args);
     }
-    // A store outage propagates as is: the global filter answers it 503 with Retry-After
-    // (isConnectivityError), while a genuine bug stays a visible 500.
-    return this.keyPool.acquire(providerId, { gate: { gate: this.gate, keys, args }, excludeKeyIds });
+    return { gate: { gate: this.gate, keys, args }, excludeKeyIds };
   }
 }

@@ -16,6 +16,7 @@ import { ApiError } from '../common/api-error.js';
 import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
+import { RateLimitInAdmission } from '../rate-limit/rate-limit.types.js';
 import type { Principal } from '../common/principal.js';
 import { RelayService } from './relay.service.js';
 import { RouteStage, type ModelCard } from './stages/route.stage.js';
@@ -86,6 +87,7 @@ export class RelayController {
   @Post('chat/completions')
   @HttpCode(200)
   @RequirePermission('relay', 'write')
+  @RateLimitInAdmission()
   @ApiOperation({
     summary: 'Chat completion (stream: true → server-sent events)',
     description: `Relayed to the provider that serves \`model\`. Unknown fields pass through untouched. ${RELAY_HEADERS_DOC}`,
@@ -101,6 +103,7 @@ export class RelayController {
   @Post('completions')
   @HttpCode(200)
   @RequirePermission('relay', 'write')
+  @RateLimitInAdmission()
   @ApiOperation({ summary: 'Legacy text completion (stream supported)', description: RELAY_HEADERS_DOC })
   @ApiHeader(PRIORITY_HEADER)
   @ApiBody({
@@ -119,6 +122,7 @@ export class RelayController {
   @Post('embeddings')
   @HttpCode(200)
   @RequirePermission('relay', 'write')
+  @RateLimitInAdmission()
   @ApiOperation({ summary: 'Embeddings', description: RELAY_HEADERS_DOC })
   @ApiHeader(PRIORITY_HEADER)
   @ApiBody({

@@ -88,7 +88,10 @@ export class RelayService {
         'relay.admission',
         async (span) => {
           try {
-            const admitted = await this.admission.admit(provider, priority, requestId, client.signal);
+            const admitted = await this.admission.admit(provider, priority, requestId, client.signal, {
+              request,
+              reply,
+            });
             queueMs = admitted.queueMs;
             if ('error' in admitted) throw admitted.error;
             return admitted.lease;

@@ -189,34 +189,42 @@ local function fg_select(K, A, now)
 end
 `;
 
-function luaSlices(): string {
-  return `
+/**
+ * The selection with its gate as a Lua library: defines `fg_provider(K, A, now)` (K/A laid out as
+ * composeInputs lays them out) and runs nothing by itself, so a larger script can include it (the
+ * relay's combined admission) — `composedLua` is this library plus one call.
+ */
+export function providerLua(gate: AdmissionGate | null): string {
+  const gateFns = gate
+    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId)\n${gate.commitLua}\nend\n`
+    : '';
+  const check = gate
+    ? `  local refused = fg_gate_check(GK, GA, now)\n  if refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
+    : '';
+  const commit = gate
+    ? `  if r[1] == 1 then local out = fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)]); if type(out) == 'string' then r[5] = out end end\n`
+    : '';
+  return `${LUA_HELPERS}${LUA_SELECT}${gateFns}
 local function fg_slice(t, from, count)
   local r = {}
   for i = 1, count do r[i] = t[from + i - 1] end
   return r
 end
-local now = fg_now()
-local gk = tonumber(ARGV[1])
-local ga = tonumber(ARGV[2])
-local GK = fg_slice(KEYS, 1, gk)
-local GA = fg_slice(ARGV, 3, ga)
-local SK = fg_slice(KEYS, gk + 1, #KEYS - gk)
-local SA = fg_slice(ARGV, 3 + ga, #ARGV - 2 - ga)
+local function fg_provider(K, A, now)
+  local gk = tonumber(A[1])
+  local ga = tonumber(A[2])
+  local GK = fg_slice(K, 1, gk)
+  local GA = fg_slice(A, 3, ga)
+  local SK = fg_slice(K, gk + 1, #K - gk)
+  local SA = fg_slice(A, 3 + ga, #A - 2 - ga)
+${check}  local r = fg_select(SK, SA, now)
+${commit}  return r
+end
 `;
 }
 
 function composedLua(gate: AdmissionGate | null): string {
-  const gateFns = gate
-    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId)\n${gate.commitLua}\nend\n`
-    : '';
-  const check = gate
-    ? `local refused = fg_gate_check(GK, GA, now)\nif refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
-    : '';
-  const commit = gate
-    ? `if r[1] == 1 then local out = fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)]); if type(out) == 'string' then r[5] = out end end\n`
-    : '';
-  return `${LUA_HELPERS}${LUA_SELECT}${gateFns}${luaSlices()}${check}local r = fg_select(SK, SA, now)\n${commit}return r\n`;
+  return `${providerLua(gate)}return fg_provider(KEYS, ARGV, fg_now())\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,6 +380,27 @@ export function selectionScript(gate: AdmissionGate | null = null): AtomicScript
       return r;
     },
   };
+}
+
+/**
+ * The selection reply, checked (a reply that is not one of SelectionResult's shapes throws): the
+ * only place its positions are read outside this file's scripts.
+ */
+export function decodeSelection(reply: ScriptValue): SelectionResult {
+  if (!Array.isArray(reply)) throw new Error('malformed key selection reply');
+  const num = (v: ScriptValue | undefined): number => {
+    if (typeof v !== 'number') throw new Error('malformed key selection reply');
+    return v;
+  };
+  if (reply[0] === 1) {
+    const head: [1, number, number, number] = [1, num(reply[1]), num(reply[2]), num(reply[3])];
+    if (reply.length === 5 && typeof reply[4] === 'string') return [...head, reply[4]];
+    if (reply.length !== 4) throw new Error('malformed key selection reply');
+    return head;
+  }
+  if (reply[0] === 0 && reply.length === 6 && typeof reply[1] === 'string')
+    return [0, reply[1], num(reply[2]), num(reply[3]), num(reply[4]), num(reply[5])];
+  throw new Error('malformed key selection reply');
 }
 
 /** The selection part's key id for a 1-based candidate index. */

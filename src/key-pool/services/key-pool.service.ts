@@ -10,6 +10,7 @@ import { KeyCipher, providerKeyAad } from '../domain/key-cipher.js';
 import type {
   AcquireOptions,
   AcquireResult,
+  AcquireStep,
   AdmissionGate,
   CandidateKeyInfo,
   ConcurrencyLimit,
@@ -22,6 +23,7 @@ import type {
   ProviderSummary,
   KeyWindow,
   OutcomeListener,
+  PreparedAcquire,
   RefusalKind,
   RoutableProvider,
   ReportResult,
@@ -29,7 +31,9 @@ import type {
 import {
   clearKeyStateScript,
   composeInputs,
+  decodeSelection,
   keyNames,
+  providerLua,
   releaseLateScript,
   renewScript,
   reportScript,
@@ -168,20 +172,54 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   /** Picks and reserves an upstream key of the provider, or says why not and when to ask again. */
   async acquire(providerId: string, options: AcquireOptions = {}): Promise<AcquireResult> {
+    const prepared = await this.prepareAcquire(providerId, options);
+    if ('result' in prepared) return prepared.result;
+    const { step } = prepared;
+    const script = options.gate ? this.scriptWithGate(options.gate.gate) : this.baseScript;
+    let reply: SelectionResult;
+    try {
+      reply = await this.store.run(script, step.keys, step.args);
+    } catch (err) {
+      // The store may still run it (a command that timed out on a frozen Redis runs when it thaws),
+      // leaving a lease nobody holds: released as soon as the store answers again.
+      step.abandon();
+      throw err;
+    }
+    return step.finish(reply);
+  }
+
+  /**
+   * `acquire` as a step another atomic script includes (the relay's combined admission: client
+   * limits + gates + selection in one round trip). A refusal known without the store (unknown or
+   * disabled provider, no usable keys) comes back as `result`.
+   */
+  async prepareAcquire(providerId: string, options: AcquireOptions = {}): Promise<PreparedAcquire> {
     const entry = await this.entry(providerId);
     if (!entry)
-      return this.refuse(
-        providerId,
-        providerId,
-        'no_usable_keys',
-        0,
-        0,
-        [0, 0, 0],
-        `provider ${providerId} does not exist`,
-      );
+      return {
+        result: this.refuse(
+          providerId,
+          providerId,
+          'no_usable_keys',
+          0,
+          0,
+          [0, 0, 0],
+          `provider ${providerId} does not exist`,
+        ),
+      };
     const name = entry.provider.name;
     if (!entry.provider.enabled) {
-      return this.refuse(providerId, name, 'no_usable_keys', 0, 0, [0, 0, 0], `provider ${name} is disabled`);
+      return {
+        result: this.refuse(
+          providerId,
+          name,
+          'no_usable_keys',
+          0,
+          0,
+          [0, 0, 0],
+          `provider ${name} is disabled`,
+        ),
+      };
     }
     const exclude = options.excludeKeyIds?.length ? new Set(options.excludeKeyIds) : null;
     const candidates = exclude
@@ -195,15 +233,17 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         u.invalid ? `${u.invalid} invalid` : '',
         exclude ? `${entry.candidates.length} excluded` : '',
       ].filter(Boolean);
-      return this.refuse(
-        providerId,
-        name,
-        'no_usable_keys',
-        0,
-        0,
-        [0, 0, 0],
-        `provider ${name} has no usable keys${why.length ? ` (${why.join(', ')})` : ''}`,
-      );
+      return {
+        result: this.refuse(
+          providerId,
+          name,
+          'no_usable_keys',
+          0,
+          0,
+          [0, 0, 0],
+          `provider ${name} has no usable keys${why.length ? ` (${why.join(', ')})` : ''}`,
+        ),
+      };
     }
 
     const leaseId = randomUUID();
@@ -225,45 +265,53 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       selectionInputs(providerId, selection, leaseId, this.leaseTtlMs, this.hashTtlMs),
     );
     const script = options.gate ? this.scriptWithGate(options.gate.gate) : this.baseScript;
-    let r: SelectionResult;
-    try {
-      r = await this.store.run(script, inputs.keys, inputs.args);
-    } catch (err) {
-      // The store may still run it (a command that timed out on a frozen Redis runs when it thaws),
-      // leaving a lease nobody holds: released as soon as the store answers again.
-      this.unconfirmedLease(leaseId, {
-        providerId,
-        providerName: name,
-        keyIds: candidates.map((c) => c.info.keyId),
-        notSent: true,
-        sinceMs: Date.now(),
-      });
-      throw err;
-    }
-
-    if (r[0] === 1) {
-      const chosen = candidates[r[1] - 1]!;
-      const lease: KeyLease = {
-        leaseId,
-        keyId: chosen.info.keyId,
-        keyLabel: chosen.label,
-        providerId,
-        providerName: name,
-        apiKey: '',
-        baseUrl: entry.provider.baseUrl,
-        headers: { ...entry.provider.headers },
-        timeoutMs: entry.provider.timeoutMs,
-        priority: chosen.info.priority,
-        acquiredAtMs: r[3],
-        inFlight: r[2],
-        concurrencyLimit: limits.get(chosen.info.keyId) ?? { kind: 'none' },
-      };
-      // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
-      Object.defineProperty(lease, 'apiKey', { value: chosen.apiKey, enumerable: false, writable: false });
-      return r.length === 5 ? { ok: true, lease, gateOutput: r[4] } : { ok: true, lease };
-    }
-    const [, kind, retryMs, nCool, nRate, nBusy] = r;
-    return this.refuse(providerId, name, kind, retryMs, candidates.length, [nCool, nRate, nBusy]);
+    const gate = options.gate?.gate ?? null;
+    const step: AcquireStep = {
+      name: script.name,
+      lua: providerLua(gate),
+      local: (db, keys, args, nowMs) => script.local(db, keys, args, nowMs),
+      keys: inputs.keys,
+      args: inputs.args,
+      abandon: () =>
+        this.unconfirmedLease(leaseId, {
+          providerId,
+          providerName: name,
+          keyIds: candidates.map((c) => c.info.keyId),
+          notSent: true,
+          sinceMs: Date.now(),
+        }),
+      finish: (reply) => {
+        const r = decodeSelection(reply);
+        if (r[0] === 1) {
+          const chosen = candidates[r[1] - 1]!;
+          const lease: KeyLease = {
+            leaseId,
+            keyId: chosen.info.keyId,
+            keyLabel: chosen.label,
+            providerId,
+            providerName: name,
+            apiKey: '',
+            baseUrl: entry.provider.baseUrl,
+            headers: { ...entry.provider.headers },
+            timeoutMs: entry.provider.timeoutMs,
+            priority: chosen.info.priority,
+            acquiredAtMs: r[3],
+            inFlight: r[2],
+            concurrencyLimit: limits.get(chosen.info.keyId) ?? { kind: 'none' },
+          };
+          // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
+          Object.defineProperty(lease, 'apiKey', {
+            value: chosen.apiKey,
+            enumerable: false,
+            writable: false,
+          });
+          return r.length === 5 ? { ok: true, lease, gateOutput: r[4] } : { ok: true, lease };
+        }
+        const [, kind, retryMs, nCool, nRate, nBusy] = r;
+        return this.refuse(providerId, name, kind, retryMs, candidates.length, [nCool, nRate, nBusy]);
+      },
+    };
+    return { step };
   }
 
   private refuse(

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiError } from '../../common/api-error.js';
 import type { Priority } from '../../common/principal.js';
 import type { AppConfig } from '../../config/app-config.js';
@@ -36,14 +37,25 @@ export class AdmitStage {
     private readonly metrics: FloodgateMetrics,
   ) {}
 
+  /**
+   * `http`: the request and its reply — the request's client rate limits are decided in the first
+   * admission step (same script as the lease), and their headers set on the reply here.
+   */
   async admit(
     provider: RoutableProvider,
     priority: Priority,
     requestId: string,
     signal: AbortSignal,
+    http: { request: FastifyRequest; reply: FastifyReply },
   ): Promise<Admitted> {
     const rank = PRIORITY_RANK[priority];
-    const first = await this.admission.tryAcquire(provider.id, rank, false);
+    const decided = await this.admission.first(http.request, provider.id, rank);
+    if (decided.verdict) {
+      for (const [name, value] of Object.entries(decided.verdict.headers))
+        void http.reply.header(name, value);
+    }
+    if (decided.result === null) throw decided.verdict.error;
+    const first = decided.result;
     if (first.ok) {
       this.metrics.queueWait.labels(provider.name, priority).observe(0);
       return { lease: first.lease, queueMs: 0 };

@@ -1,0 +1,146 @@
+-- The client rate limits (docs/rate-limit.md) as a Lua library: no statement runs by itself; the
+-- scripts that include it call its functions (rate-limit.scripts.ts: the limiter's AdmissionScript;
+-- the relay's combined admission, src/relay/infrastructure/admission.lua). The TypeScript twin is
+-- clientEvaluate / clientReply in rate-limit.scripts.ts; the constants below are checked against it.
+--
+-- K: per policy 1 key (2 for a token budget: log, sum).
+-- A: member, deadline_ms (Redis clock, 0 = none), dry_run (1 = evaluate only), n,
+--    n x (kind, limit, window_ms, burst, cost).
+-- Reply of fg_client_reply: {status, now_ms, n x (admitted, remaining, current, reset_ms, retry_ms)}.
+local RL_STALE = -1
+local RL_ADMITTED = 1
+local RL_REJECTED = 0
+local RL_SLIDING_WINDOW = 1
+local RL_TOKEN_BUCKET = 2
+local RL_ARGS_PER_POLICY = 5
+
+local function fg_rl_trim_budget(log, sum, cutoff)
+  local old = redis.call('ZRANGEBYSCORE', log, '-inf', cutoff)
+  if #old > 0 then
+    local gone = 0
+    for _, m in ipairs(old) do gone = gone + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
+    redis.call('DECRBY', sum, gone)
+  end
+  if redis.call('ZCARD', log) == 0 then
+    redis.call('DEL', sum)
+    return 0
+  end
+  return tonumber(redis.call('GET', sum) or '0')
+end
+
+-- Phase 1: evaluates every policy (trims expired entries; records nothing).
+-- Returns st: st.stale (ran after the deadline: nothing looked at), st.all_ok, st.dry.
+local function fg_client_evaluate(K, A, now_ms, now_us)
+  local st = { now_ms = now_ms, now_us = now_us, member = A[1], dry = A[3] == '1',
+               n = tonumber(A[4]), policies = {}, all_ok = true, stale = false }
+  local deadline = tonumber(A[2])
+  if deadline > 0 and now_ms > deadline then
+    st.stale = true
+    return st
+  end
+  local k = 1
+  for i = 1, st.n do
+    local b = 4 + (i - 1) * RL_ARGS_PER_POLICY
+    local p = { kind = tonumber(A[b + 1]), limit = tonumber(A[b + 2]), window = tonumber(A[b + 3]),
+                burst = tonumber(A[b + 4]), cost = tonumber(A[b + 5]), key = K[k], retry = 0 }
+    if p.kind == RL_SLIDING_WINDOW then
+      k = k + 1
+      redis.call('ZREMRANGEBYSCORE', p.key, '-inf', now_ms - p.window)
+      p.count = redis.call('ZCARD', p.key)
+      p.ok = p.count + p.cost <= p.limit
+      if not p.ok then
+        if p.cost > p.limit then
+          p.retry = p.window
+        else
+          local rank = p.count + p.cost - p.limit - 1
+          local e = redis.call('ZRANGE', p.key, rank, rank, 'WITHSCORES')
+          p.retry = tonumber(e[2]) + p.window - now_ms
+        end
+      end
+    elseif p.kind == RL_TOKEN_BUCKET then
+      k = k + 1
+      p.interval = math.ceil(p.window * 1000 / p.limit)
+      p.tat = tonumber(redis.call('GET', p.key) or '0')
+      if p.tat < now_us then p.tat = now_us end
+      local allow_at = p.tat + p.interval * p.cost - p.burst * p.interval
+      p.ok = allow_at <= now_us
+      if not p.ok then p.retry = math.ceil((allow_at - now_us) / 1000) end
+    else
+      p.sum = K[k + 1]
+      k = k + 2
+      p.used = fg_rl_trim_budget(p.key, p.sum, now_ms - p.window)
+      p.ok = p.used < p.limit
+      if not p.ok then
+        local entries = redis.call('ZRANGE', p.key, 0, -1, 'WITHSCORES')
+        local left = p.used
+        for j = 1, #entries, 2 do
+          left = left - tonumber(string.match(entries[j], ':(%d+)$'))
+          if left < p.limit then
+            p.retry = tonumber(entries[j + 1]) + p.window - now_ms
+            break
+          end
+        end
+      end
+    end
+    if not p.ok then st.all_ok = false end
+    st.policies[i] = p
+  end
+  return st
+end
+
+-- Phase 2: records the request in every policy when `commit` (only ever with st.all_ok), and
+-- returns the reply the limiter decodes.
+local function fg_client_reply(st, commit)
+  local now_ms, now_us = st.now_ms, st.now_us
+  if st.stale then return { RL_STALE, now_ms } end
+  local out = { st.all_ok and RL_ADMITTED or RL_REJECTED, now_ms }
+  for i = 1, st.n do
+    local p = st.policies[i]
+    local remaining, current, reset = 0, 0, 0
+    if p.kind == RL_SLIDING_WINDOW then
+      if commit then
+        for j = 1, p.cost do
+          local m = st.member
+          if j > 1 then m = st.member .. ':' .. j end
+          redis.call('ZADD', p.key, now_ms, m)
+        end
+        redis.call('PEXPIRE', p.key, p.window)
+        p.count = p.count + p.cost
+      end
+      current = p.count
+      remaining = p.limit - current
+      if remaining < 0 then remaining = 0 end
+      if current > 0 then
+        local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+        reset = tonumber(e[2]) + p.window - now_ms
+      end
+    elseif p.kind == RL_TOKEN_BUCKET then
+      if commit and p.cost > 0 then
+        p.tat = p.tat + p.interval * p.cost
+        redis.call('SET', p.key, p.tat, 'PX', math.ceil((p.tat - now_us) / 1000) + 1)
+      end
+      remaining = math.floor((now_us + p.burst * p.interval - p.tat) / p.interval)
+      if remaining < 0 then remaining = 0 end
+      if remaining > p.burst then remaining = p.burst end
+      current = p.burst - remaining
+      if remaining < p.burst then
+        reset = math.ceil((p.tat - p.burst * p.interval + (remaining + 1) * p.interval - now_us) / 1000)
+      end
+    else
+      current = p.used
+      remaining = p.limit - p.used
+      if remaining < 0 then remaining = 0 end
+      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+      if #e > 0 then reset = tonumber(e[2]) + p.window - now_ms end
+    end
+    local ok = 0
+    if p.ok then ok = 1 end
+    table.insert(out, ok)
+    table.insert(out, remaining)
+    table.insert(out, current)
+    table.insert(out, reset)
+    table.insert(out, p.retry)
+  end
+  return out
+end

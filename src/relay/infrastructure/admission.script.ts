@@ -1,0 +1,79 @@
+import type { AcquireStep } from '../../key-pool/key-pool.types.js';
+import type { ClientLimitsStep } from '../../rate-limit/rate-limit.types.js';
+import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
+import { readLua } from '../../state/lua-file.js';
+
+/**
+ * The relay's combined admission (admission.lua): client rate limits + provider gates + key
+ * selection in ONE atomic step — one EVALSHA in distributed mode, one LocalDb step embedded.
+ * The parts come from their modules (RateLimit's ClientLimitsStep, KeyPool's AcquireStep); this file
+ * only composes them, encodes their inputs and decodes the reply.
+ */
+const ADMISSION_LUA = readLua(new URL('./admission.lua', import.meta.url));
+
+/** One half's KEYS and ARGV, as its own module lays them out. */
+export interface StepInputs {
+  keys: string[];
+  args: (string | number)[];
+}
+
+/**
+ * KEYS = client keys ++ provider keys; ARGV = [#client keys, #client args, ...client args,
+ * ...provider args]. The halves stay separable (`splitAdmission`), so a Redis Cluster mode can run
+ * them as two ordered steps on their own slots.
+ */
+export function encodeAdmission(
+  client: StepInputs,
+  provider: StepInputs,
+): { keys: string[]; args: string[] } {
+  return {
+    keys: [...client.keys, ...provider.keys],
+    args: [
+      String(client.keys.length),
+      String(client.args.length),
+      ...client.args.map(String),
+      ...provider.args.map(String),
+    ],
+  };
+}
+
+/** The inverse of encodeAdmission (the local half reads its inputs with it). */
+export function splitAdmission(
+  keys: string[],
+  args: string[],
+): { client: { keys: string[]; args: string[] }; provider: { keys: string[]; args: string[] } } {
+  const ck = Number(args[0]);
+  const ca = Number(args[1]);
+  return {
+    client: { keys: keys.slice(0, ck), args: args.slice(2, 2 + ca) },
+    provider: { keys: keys.slice(ck), args: args.slice(2 + ca) },
+  };
+}
+
+/** The combined reply: the client step's reply, and the provider step's (null: not run). */
+export interface AdmissionReply {
+  client: ScriptValue;
+  provider: ScriptValue | null;
+}
+
+export function decodeAdmission(reply: ScriptValue): AdmissionReply {
+  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1]))
+    throw new Error('malformed admission reply');
+  const provider = reply[1];
+  return { client: reply[0]!, provider: provider.length === 0 ? null : provider };
+}
+
+/** The combined script for a client step and a provider step (cache it on `provider.name`). */
+export function admissionScript(client: ClientLimitsStep, provider: AcquireStep): AtomicScript {
+  return {
+    name: `relay-admission+${provider.name}`,
+    lua: `${client.lua}\n${provider.lua}\n${ADMISSION_LUA}`,
+    local(db, keys, args, nowMs) {
+      const parts = splitAdmission(keys, args);
+      const st = client.evaluate(db, parts.client.keys, parts.client.args, nowMs);
+      if (st.stale || !st.allOk) return [client.reply(db, st, false), []];
+      const selected = provider.local(db, parts.provider.keys, parts.provider.args, nowMs);
+      return [client.reply(db, st, true), selected];
+    },
+  };
+}
