@@ -1,0 +1,67 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer } from '../support/auth.js';
+import { startRelay, type RelayFixture } from '../support/relay.js';
+import { TEST_REDIS_URL } from '../support/services.js';
+
+/**
+ * Issue 14: one store round trip per request on the uncontended path. The relay's admission — the
+ * client rate limits, the provider's gates and the key selection with its lease — is ONE script run
+ * (EVALSHA) in distributed mode. Counted on a MONITOR connection, keeping only the commands that
+ * name this gateway's own key prefix (the test Redis is shared).
+ */
+describe('round trips of one uncontended relayed request (distributed)', () => {
+  let relay: RelayFixture;
+  let prefix: string;
+
+  beforeAll(async () => {
+    relay = await startRelay('distributed', {
+      keys: [{ key: 'sk-rt-1' }, { key: 'sk-rt-2' }],
+      // Adaptive's periodic flush (not per request) stays out of the counted second
+      env: { ADAPTIVE_FLUSH_MS: '600000' },
+    });
+    prefix = relay.gw.env.REDIS_PREFIX!;
+  });
+  afterAll(async () => {
+    await relay?.close();
+  });
+
+  const send = () =>
+    fetch(`${relay.gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: bearer(relay.adminKey),
+      body: JSON.stringify({ model: relay.fake.models[0], messages: [{ role: 'user', content: 'hi' }] }),
+    });
+
+  it('the client limits and the lease are decided by the same single EVALSHA; at most 3 EVALSHA in all', async () => {
+    for (let i = 0; i < 3; i++) expect((await send()).status).toBe(200); // warm: scripts loaded, caches filled
+    await new Promise((r) => setTimeout(r, 300));
+
+    const monitor = await new Redis(TEST_REDIS_URL).monitor();
+    const scripts: string[][] = [];
+    monitor.on('monitor', (_time: string, args: unknown[]) => {
+      const words = args.map(String);
+      const cmd = words[0]!.toLowerCase();
+      if ((cmd === 'evalsha' || cmd === 'eval') && words.some((w) => w.startsWith(`${prefix}:`)))
+        scripts.push(words.slice(3, 3 + Number(words[2])));
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const res = await send();
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-ratelimit-limit')).not.toBeNull();
+      await res.text();
+      await new Promise((r) => setTimeout(r, 500)); // the release/report after the answer
+    } finally {
+      monitor.disconnect();
+    }
+
+    const clientLimits = scripts.filter((keys) => keys.some((k) => k.startsWith(`${prefix}:rl:`)));
+    const leases = scripts.filter((keys) => keys.some((k) => /:kp:\{[^}]+\}:seq$/.test(k)));
+    const detail = JSON.stringify(scripts.map((keys) => keys.map((k) => k.slice(prefix.length + 1))));
+    expect(clientLimits, detail).toHaveLength(1);
+    expect(leases, detail).toHaveLength(1);
+    expect(clientLimits[0], 'client limits and lease in one script').toBe(leases[0]);
+    expect(scripts.length, detail).toBeLessThanOrEqual(3);
+  });
+});
