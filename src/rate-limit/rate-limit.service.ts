@@ -276,12 +276,14 @@ export class RateLimitService implements OnModuleInit {
       const inputs = this.inputs(policies, false);
       const built = combined.build(inputs);
       let sent: { reply: ScriptValue; writtenAt: number };
+      const io = { written: false };
       try {
-        sent = await this.send(built.script, built.keys, built.args);
+        sent = await this.send(built.script, built.keys, built.args, io);
       } catch (err) {
         const decision = this.failed(err);
         kind = decision.kind;
-        return { verdict: this.verdict(decision), rest: null, lost: true };
+        // refused before writing (connection known unavailable): nothing can run later
+        return { verdict: this.verdict(decision), rest: null, lost: io.written };
       }
       const { client, rest } = combined.decode(sent.reply);
       let reply: number[];
@@ -466,7 +468,8 @@ export class RateLimitService implements OnModuleInit {
   }
 
   /**
-   * Every command of the limiter goes through here. Distributed: refused at once while the
+   * Every command of the limiter goes through here (`io.written`: set once the command is handed
+   * to the connection — a failure before that cannot have run). Distributed: refused at once while the
    * connection is known unavailable; otherwise written (synchronously: the limiter's connection has
    * no auto-pipelining) and awaited through RedisLiveness, which gives up only when Redis is silent
    * or the connection is lost — never on a timer our own busy loop could trip.
@@ -475,9 +478,11 @@ export class RateLimitService implements OnModuleInit {
     script: AtomicScript<R>,
     keys: string[],
     args: (string | number)[],
+    io: { written: boolean } = { written: false },
   ): Promise<{ reply: R; writtenAt: number }> {
     if (this.store.kind !== 'redis' || !this.liveness) {
       const writtenAt = localNow();
+      io.written = true;
       return { reply: await this.store.run(script, keys, args), writtenAt };
     }
     const unavailable = this.liveness.unavailable();
@@ -486,6 +491,7 @@ export class RateLimitService implements OnModuleInit {
       throw unavailable;
     }
     const writtenAt = localNow();
+    io.written = true;
     const started = performance.now();
     return { reply: await this.liveness.wait(this.store.run(script, keys, args), started), writtenAt };
   }
