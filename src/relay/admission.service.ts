@@ -2,8 +2,13 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import type { AcquireOptions, AcquireResult, AcquireStep } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
-import { CLIENT_LIMITS_STEP, RateLimitService, type Verdict } from '../rate-limit/rate-limit.service.js';
-import type { AtomicScript } from '../state/atomic-store.js';
+import {
+  CLIENT_LIMITS_STEP,
+  RateLimitService,
+  type CombinedDecision,
+  type Verdict,
+} from '../rate-limit/rate-limit.service.js';
+import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
 import { queueKeys } from '../state/priority-queue.js';
 import { combineGates, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
 import { admissionScript, decodeAdmission, encodeAdmission } from './infrastructure/admission.script.js';
@@ -86,13 +91,19 @@ export class AdmissionService {
         : { verdict, result: prepared.result };
     }
     const step = prepared.step;
-    const decided = await this.rateLimit.decideWith(request, {
-      build: (client) => ({ script: this.combinedScript(step), ...encodeAdmission(client, step) }),
-      decode: (reply) => {
-        const { client, provider } = decodeAdmission(reply);
-        return { client, rest: provider };
-      },
-    });
+    let decided: CombinedDecision<ScriptValue>;
+    try {
+      decided = await this.rateLimit.decideWith(request, {
+        build: (client) => ({ script: this.combinedScript(step), ...encodeAdmission(client, step) }),
+        decode: (reply) => {
+          const { client, provider } = decodeAdmission(reply);
+          return { client, rest: provider };
+        },
+      });
+    } catch (err) {
+      step.abandon(); // a reply we could not read (a bug): whatever it reserved is given back
+      throw err;
+    }
     if (decided.lost) step.abandon();
     const verdict = decided.verdict;
     if (verdict.error) return { verdict: { ...verdict, error: verdict.error }, result: null };
