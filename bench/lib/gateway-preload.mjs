@@ -10,7 +10,7 @@
 //                  (no header parsing, hashing or cache lookup).
 //       ratelimit  RateLimitGuard admits without a decision (no store round trip), and the TPM
 //                  charge after each response is skipped.
-//       keypool    AdmissionService.tryAcquire returns one lease acquired once for real (no
+//       keypool    AdmissionService.tryAcquire (and .first, after the client limits) returns one lease acquired once for real (no
 //                  selection script: no key choice, RPM/TPM/concurrency check, retreat bucket, queue
 //                  gate); KeyPoolService.report does nothing (no release script, usage, Adaptive).
 //       metrics    prom-client Counter/Histogram record nothing (relay, HTTP and process metrics),
@@ -85,7 +85,20 @@ if (disabled.has('ratelimit')) {
 
 if (disabled.has('keypool')) {
   const { AdmissionService } = await import(dist('relay/admission.service.js'));
-  const { KeyPoolService } = await import(dist('key-pool/key-pool.service.js'));
+  const { KeyPoolService } = await import(dist('key-pool/services/key-pool.service.js'));
+  // A request's first admission decides its client limits with the lease in one script: without
+  // KeyPool, the limits are decided alone (as the guard used to) and the cached lease is used.
+  patch(
+    AdmissionService,
+    'first',
+    () =>
+      async function first(request, providerId, priority) {
+        const verdict = this.rateLimit.hasDeferred(request) ? await this.rateLimit.decideDeferred(request) : null;
+        if (verdict?.error) return { verdict, result: null };
+        return { verdict, result: await this.tryAcquire(providerId, priority, false) };
+      },
+    'keypool',
+  );
   patch(
     AdmissionService,
     'tryAcquire',
