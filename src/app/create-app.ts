@@ -9,7 +9,7 @@ import { ApiError } from '../common/api-error.js';
 import { MAX_JSON_DEPTH, tooDeepAt } from '../common/input-safety.js';
 import { requestIdFrom } from '../common/request-id.js';
 import { markServerAnswer } from '../common/server-answer.js';
-import { HandlerContextGuard } from '../observability/handler-context.guard.js';
+import { HandlerContextGuard } from '../observability/observability.module.js';
 import { trackInFlight } from './in-flight.js';
 import type { AppConfig } from '../config/app-config.js';
 import { AppModule } from './app.module.js';

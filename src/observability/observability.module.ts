@@ -21,6 +21,9 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
  * tracing, /api/admin/status (+ SSE stream) and the /dashboard page. Features never import this
  * module: they record into src/metrics; this module reads their public services for the status.
  */
+/** Appended by createApp as the last global guard (it must run after every APP_GUARD). */
+export { HandlerContextGuard };
+
 @Module({
   imports: [
     DatabaseModule,
