@@ -805,8 +805,8 @@ if (write) {
     const previous = readFileSync(new URL('./RESULTS.md', import.meta.url), 'utf8');
     const at = previous.indexOf('\n## Where the CPU goes');
     if (at !== -1) {
-      const next = previous.indexOf('\n## ', at + 1);
-      kept = [previous.slice(at + 1, next === -1 ? undefined : next).trimEnd(), ''];
+      const ends = ['\n## ', '\nSection times:'].map((m) => previous.indexOf(m, at + 1)).filter((i) => i !== -1);
+      kept = [previous.slice(at + 1, ends.length ? Math.min(...ends) : undefined).trimEnd(), ''];
     }
   } catch {
     // no previous results
