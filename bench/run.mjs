@@ -14,7 +14,7 @@
 // --no-peer: without the Portkey peer column (otherwise installed into bench/.peer/ at bench time,
 // see bench/lib/peer.mjs; skipped with a note when the install or start fails).
 // Sections and how they measure: docs/performance.md.
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { Pool } from 'undici';
 import { blockLatency, interleavedLatency } from './latency.mjs';
@@ -803,7 +803,19 @@ if (write) {
   const partial = quick || onlyArg;
   const dest = partial ? './out/RESULTS.md' : './RESULTS.md';
   mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
-  writeFileSync(new URL(dest, import.meta.url), [...header, ...targetLines, ...out, timingLine, ''].join('\n'));
+  // "Where the CPU goes" (bench/profile-ab.mjs, written by hand) is carried over from the file it replaces.
+  let kept = [];
+  try {
+    const previous = readFileSync(new URL('./RESULTS.md', import.meta.url), 'utf8');
+    const at = previous.indexOf('\n## Where the CPU goes');
+    if (at !== -1) {
+      const ends = ['\n## ', '\nSection times:'].map((m) => previous.indexOf(m, at + 1)).filter((i) => i !== -1);
+      kept = [previous.slice(at + 1, ends.length ? Math.min(...ends) : undefined).trimEnd(), ''];
+    }
+  } catch {
+    // no previous results
+  }
+  writeFileSync(new URL(dest, import.meta.url), [...header, ...targetLines, ...out, ...kept, timingLine, ''].join('\n'));
   console.log(`\nwrote bench/${dest.slice(2)}`);
 }
 console.log(`bench finished in ${elapsedS} s${failures.length ? ` with ${failures.length} failure(s)` : ''}`);

@@ -14,8 +14,8 @@
 //                  selection script: no key choice, RPM/TPM/concurrency check, retreat bucket, queue
 //                  gate); KeyPoolService.report does nothing (no release script, usage, Adaptive).
 //       metrics    prom-client Counter/Histogram record nothing (relay, HTTP and process metrics),
-//                  and HandlerContextInterceptor passes through (no bound series, no handler name).
-//       requestlog RequestLogWriter.add drops rows (no batched INSERT), HandlerContextInterceptor
+//                  and HandlerContextGuard passes through (no bound series, no handler name).
+//       requestlog RequestLogWriter.add drops rows (no batched INSERT), HandlerContextGuard
 //                  passes through.
 //     A switch whose patch target no longer exists fails the start loudly (the ladder would
 //     otherwise silently measure the wrong thing).
@@ -118,10 +118,20 @@ if (disabled.has('keypool')) {
   patch(KeyPoolService, 'report', () => async () => nothing, 'keypool');
 }
 
+/** The handler context (bound series, handler name) is not set: a guard now, an interceptor in older builds. */
+async function passHandlerContext(feature) {
+  try {
+    const { HandlerContextGuard } = await import(dist('observability/handler-context.guard.js'));
+    patch(HandlerContextGuard, 'canActivate', () => () => true, feature);
+  } catch {
+    const { HandlerContextInterceptor } = await import(dist('observability/handler-context.interceptor.js'));
+    patch(HandlerContextInterceptor, 'intercept', () => (_context, next) => next.handle(), feature);
+  }
+}
+
 if (disabled.has('metrics')) {
   const promModule = await import('prom-client');
   const prom = promModule.default ?? promModule;
-  const { HandlerContextInterceptor } = await import(dist('observability/handler-context.interceptor.js'));
   const child = { inc() {}, observe() {}, set() {}, dec() {}, startTimer: () => () => 0 };
   // prom-client picks inc/observe from these in each instrument's constructor (after this runs).
   const methods = {
@@ -131,12 +141,11 @@ if (disabled.has('metrics')) {
   for (const [name, list] of Object.entries(methods)) {
     for (const m of list) patch(prom[name], m, () => (m === 'labels' ? () => child : () => undefined), 'metrics');
   }
-  patch(HandlerContextInterceptor, 'intercept', () => (_context, next) => next.handle(), 'metrics');
+  await passHandlerContext('metrics');
 }
 
 if (disabled.has('requestlog')) {
   const { RequestLogWriter } = await import(dist('relay/infrastructure/request-log.writer.js'));
-  const { HandlerContextInterceptor } = await import(dist('observability/handler-context.interceptor.js'));
   patch(RequestLogWriter, 'add', () => () => undefined, 'requestlog');
-  patch(HandlerContextInterceptor, 'intercept', () => (_context, next) => next.handle(), 'requestlog');
+  await passHandlerContext('requestlog');
 }

@@ -9,6 +9,7 @@ import { ApiError } from '../common/api-error.js';
 import { MAX_JSON_DEPTH, tooDeepAt } from '../common/input-safety.js';
 import { requestIdFrom } from '../common/request-id.js';
 import { markServerAnswer } from '../common/server-answer.js';
+import { HandlerContextGuard } from '../observability/observability.module.js';
 import { trackInFlight } from './in-flight.js';
 import type { AppConfig } from '../config/app-config.js';
 import { AppModule } from './app.module.js';
@@ -120,6 +121,10 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   });
   // Errors Fastify raises before a route runs (bad JSON, body too large) reach Nest's error handler,
   // and so the global AllExceptionsFilter: one shape everywhere.
+
+  // The handler-context guard goes after every APP_GUARD (registered while the app was created):
+  // it marks a request as having reached its handler, so it must run last.
+  app.useGlobalGuards(app.get(HandlerContextGuard));
 
   setupSwagger(app);
   await app.init();

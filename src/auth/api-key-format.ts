@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { API_KEY_PATTERN } from '../config/app-config.js';
 
 /** Client API keys: `fg_` + 32 random bytes in base64url (43 characters), 256 bits of entropy. */
@@ -34,7 +34,8 @@ export function describeApiKey(raw: string): ApiKeyMaterial {
  * needed, and a lookup by hash is an indexed equality — no raw string is ever compared.
  */
 export function hashApiKey(raw: string): string {
-  return createHash('sha256').update(raw, 'utf8').digest('hex');
+  // One-shot crypto.hash: the same digest without building a Hash object per request.
+  return hash('sha256', raw, 'hex');
 }
 
 export function isApiKeyFormat(value: string): boolean {

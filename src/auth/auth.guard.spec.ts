@@ -36,15 +36,33 @@ function context(
   } as unknown as ExecutionContext;
 }
 
-function guardFor(role: Role | null): { guard: AuthGuard; authenticate: ReturnType<typeof vi.fn> } {
+function guardFor(
+  role: Role | null,
+  { cached = false } = {},
+): { guard: AuthGuard; authenticate: ReturnType<typeof vi.fn> } {
+  const principal = (): Principal => ({
+    userId: 'u',
+    email: null,
+    role: role!,
+    method: 'api_key',
+    apiKeyId: 'k',
+    apiKey: null,
+  });
   const authenticate = vi.fn(async (): Promise<Principal> => {
     if (!role) throw ApiError.unauthorized('Authorization header is missing');
-    return { userId: 'u', email: null, role, method: 'api_key', apiKeyId: 'k', apiKey: null };
+    return principal();
   });
+  // The credential cache's synchronous answer: a principal when `cached`, else "ask authenticate".
+  const cachedPrincipal = vi.fn(() => (cached && role ? principal() : undefined));
   return {
-    guard: new AuthGuard(new Reflector(), { authenticate } as unknown as CredentialVerifier),
+    guard: new AuthGuard(new Reflector(), { authenticate, cachedPrincipal } as unknown as CredentialVerifier),
     authenticate,
   };
+}
+
+/** canActivate answers synchronously when it can (public route, cached key); the tests look at the settled answer. */
+function settled(guard: AuthGuard, ctx: ExecutionContext): Promise<boolean> {
+  return Promise.resolve(guard.canActivate(ctx));
 }
 
 const p = Routes.prototype;
@@ -52,16 +70,16 @@ const p = Routes.prototype;
 describe('AuthGuard', () => {
   it('lets @Public() routes (method or class) through without looking at credentials', async () => {
     const { guard, authenticate } = guardFor(null);
-    await expect(guard.canActivate(context(Routes, p.open, { headers: {} }))).resolves.toBe(true);
+    await expect(settled(guard, context(Routes, p.open, { headers: {} }))).resolves.toBe(true);
     await expect(
-      guard.canActivate(context(PublicRoutes, PublicRoutes.prototype.probe, { headers: {} })),
+      settled(guard, context(PublicRoutes, PublicRoutes.prototype.probe, { headers: {} })),
     ).resolves.toBe(true);
     expect(authenticate).not.toHaveBeenCalled();
   });
 
   it('denies by default: a route with neither @Public() nor @RequirePermission() still needs credentials', async () => {
     const { guard } = guardFor(null);
-    await expect(guard.canActivate(context(Routes, p.plain, { headers: {} }))).rejects.toMatchObject({
+    await expect(settled(guard, context(Routes, p.plain, { headers: {} }))).rejects.toMatchObject({
       status: 401,
     });
   });
@@ -69,35 +87,35 @@ describe('AuthGuard', () => {
   it('puts the principal on the request for later guards and handlers', async () => {
     const { guard } = guardFor('viewer');
     const request: Record<string, unknown> = { headers: {} };
-    await expect(guard.canActivate(context(Routes, p.plain, request))).resolves.toBe(true);
+    await expect(settled(guard, context(Routes, p.plain, request))).resolves.toBe(true);
     expect(request.principal).toMatchObject({ userId: 'u', role: 'viewer' });
   });
 
   it('enforces @RequirePermission against the matrix: 403 when the role lacks the grant', async () => {
-    await expect(guardFor('user').guard.canActivate(context(Routes, p.relay, { headers: {} }))).resolves.toBe(
+    await expect(settled(guardFor('user').guard, context(Routes, p.relay, { headers: {} }))).resolves.toBe(
       true,
     );
-    const denied = guardFor('viewer').guard.canActivate(context(Routes, p.relay, { headers: {} }));
+    const denied = settled(guardFor('viewer').guard, context(Routes, p.relay, { headers: {} }));
     await expect(denied).rejects.toMatchObject({ status: 403, type: 'permission_error' });
-    await expect(guardFor('viewer').guard.canActivate(context(Routes, p.own, { headers: {} }))).resolves.toBe(
+    await expect(settled(guardFor('viewer').guard, context(Routes, p.own, { headers: {} }))).resolves.toBe(
       true,
     );
   });
 
   it('says why: no grant at all, or a grant on own items only', async () => {
     await expect(
-      guardFor('viewer').guard.canActivate(context(Routes, p.relay, { headers: {} })),
+      settled(guardFor('viewer').guard, context(Routes, p.relay, { headers: {} })),
     ).rejects.toMatchObject({
       message: 'Your role (viewer) may not write relay',
     });
     await expect(
-      guardFor('user').guard.canActivate(context(Routes, p.anyKeys, { headers: {} })),
+      settled(guardFor('user').guard, context(Routes, p.anyKeys, { headers: {} })),
     ).rejects.toMatchObject({
       message: 'Your role (user) may write only its own api_keys',
     });
-    await expect(
-      guardFor('admin').guard.canActivate(context(Routes, p.anyKeys, { headers: {} })),
-    ).resolves.toBe(true);
+    await expect(settled(guardFor('admin').guard, context(Routes, p.anyKeys, { headers: {} }))).resolves.toBe(
+      true,
+    );
   });
 
   it('fails closed outside HTTP', async () => {
@@ -105,12 +123,23 @@ describe('AuthGuard', () => {
       ...context(Routes, p.open, { headers: {} }),
       getType: () => 'rpc',
     } as unknown as ExecutionContext;
-    await expect(guardFor('admin').guard.canActivate(ctx)).resolves.toBe(false);
+    await expect(settled(guardFor('admin').guard, ctx)).resolves.toBe(false);
+  });
+
+  it('a key the credential cache knows is decided synchronously (no promise), permissions included', async () => {
+    const { guard, authenticate } = guardFor('user', { cached: true });
+    const request: Record<string, unknown> = { headers: {} };
+    expect(guard.canActivate(context(Routes, p.relay, request))).toBe(true);
+    expect(request.principal).toMatchObject({ userId: 'u', role: 'user' });
+    const denied = guard.canActivate(context(Routes, p.anyKeys, { headers: {} }));
+    expect(denied).toBeInstanceOf(Promise);
+    await expect(denied).rejects.toMatchObject({ status: 403, code: 'insufficient_permission' });
+    expect(authenticate).not.toHaveBeenCalled();
   });
 
   it('answers 401 before 403: no credentials on a protected route is 401', async () => {
     await expect(
-      guardFor(null).guard.canActivate(context(Routes, p.relay, { headers: {} })),
+      settled(guardFor(null).guard, context(Routes, p.relay, { headers: {} })),
     ).rejects.toMatchObject({ status: 401 });
   });
 });

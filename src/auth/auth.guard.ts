@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../common/api-error.js';
 import { can, REQUIRED_PERMISSION, type RequiredPermission } from '../common/permissions.js';
 import { IS_PUBLIC } from '../common/public.decorator.js';
+import type { Principal } from '../common/principal.js';
 import { CredentialVerifier } from './credential-verifier.js';
 
 interface RouteAuth {
@@ -26,15 +27,29 @@ export class AuthGuard implements CanActivate {
     private readonly verifier: CredentialVerifier,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     // Only HTTP exists here; anything else fails closed rather than slipping past authentication.
     if (context.getType() !== 'http') return false;
     const route = this.routeAuth(context);
     if (route.isPublic) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    const principal = await this.verifier.authenticate(request);
+    // An API key the credential cache knows: decided now, no promise (the relay's hot path).
+    const cached = this.verifier.cachedPrincipal(request.headers);
+    if (cached !== undefined) {
+      try {
+        return this.permit(request, cached, route.required);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    }
+    return this.verifier
+      .authenticate(request)
+      .then((principal) => this.permit(request, principal, route.required));
+  }
+
+  /** Puts the principal on the request; 403 when the route needs a grant its role lacks. */
+  private permit(request: FastifyRequest, principal: Principal, required: RequiredPermission | null): true {
     request.principal = principal;
-    const required = route.required;
     if (required && !can(principal.role, required.resource, required.action, required.scope)) {
       const ownOnly = can(principal.role, required.resource, required.action, 'own');
       throw ApiError.forbidden(

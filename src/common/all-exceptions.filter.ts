@@ -11,7 +11,7 @@ export class AllExceptionsFilter implements ExceptionFilter {
     const http = host.switchToHttp();
     const request = http.getRequest<FastifyRequest>();
     const reply = http.getResponse<FastifyReply>();
-    // A handler was reached (HandlerContextInterceptor): its request log line names what it threw.
+    // A handler was reached (HandlerContextGuard let it through): its request log line names what it threw.
     if (request.fgHandler !== null) request.fgError = exception;
     sendError(reply, request, exception, this.logger);
   }

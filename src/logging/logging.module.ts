@@ -5,7 +5,7 @@ import type { Options } from 'pino-http';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { REDACT_CENSOR, REDACT_PATHS } from './redact.js';
-import { RequestLogContext } from './request-log-context.js';
+import { RequestLogContext, requestIdMixin } from './request-log-context.js';
 
 type RawRequest = IncomingMessage & {
   id?: string;
@@ -33,6 +33,8 @@ export function pinoHttpOptions(config: AppConfig): Options {
     // Fastify assigns the id (incoming X-Request-Id when sane); pino reuses it so logs and responses agree.
     genReqId: (req) => (req as RawRequest).id ?? '-',
     customAttributeKeys: { reqId: 'request_id' },
+    // request_id on every line written while a request is served (RequestLogContext).
+    mixin: requestIdMixin,
     quietReqLogger: true,
     serializers: {
       req: (req: RawRequest) => ({
@@ -61,8 +63,9 @@ export function pinoHttpOptions(config: AppConfig): Options {
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig) => ({
         pinoHttp: pinoHttpOptions(config),
-        // No per-request middleware: RequestLogContext binds request_id for logs written inside a
-        // request, for a fraction of pino-http's per-request cost (issue 14, bench/out/profile-summary.md).
+        // No per-request middleware: RequestLogContext (+ the mixin above) binds request_id for logs
+        // written inside a request, for a fraction of pino-http's per-request cost (issue 14,
+        // bench/RESULTS.md "Where the CPU goes").
         forRoutes: [],
       }),
     }),

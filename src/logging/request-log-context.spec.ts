@@ -3,7 +3,7 @@ import Fastify from 'fastify';
 import { PinoLogger } from 'nestjs-pino';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RequestLogContext } from './request-log-context.js';
+import { RequestLogContext, requestIdMixin } from './request-log-context.js';
 
 /**
  * Logs written while a request is served carry its request_id — after the body was parsed and
@@ -18,16 +18,17 @@ describe('RequestLogContext', () => {
       done();
     },
   });
-  const params = { pinoHttp: [{ level: 'info' }, out] as [object, Writable] };
+  const params = { pinoHttp: [{ level: 'info', mixin: requestIdMixin }, out] as [object, Writable] };
   const logger = new PinoLogger(params as never);
   const app = Fastify({ genReqId: () => `req-${lines.length}-${Math.random().toString(36).slice(2)}` });
-  new RequestLogContext(
-    { httpAdapter: { getInstance: () => app } } as unknown as HttpAdapterHost,
-    logger,
-  ).onModuleInit();
+  new RequestLogContext({
+    httpAdapter: { getInstance: () => app },
+  } as unknown as HttpAdapterHost).onModuleInit();
   app.post('/x', async (request) => {
     await new Promise((r) => setTimeout(r, 5));
     logger.info({ marker: (request.body as { marker: string }).marker }, 'inside');
+    // a line that names a request id itself keeps it, once
+    logger.info({ marker: `${(request.body as { marker: string }).marker}-own`, request_id: 'own' }, 'own');
     return { id: request.id };
   });
   afterAll(() => app.close());
@@ -48,5 +49,6 @@ describe('RequestLogContext', () => {
     expect(byMarker('a')).toMatchObject({ request_id: ids[0], msg: 'inside' });
     expect(byMarker('b')).toMatchObject({ request_id: ids[1], msg: 'inside' });
     expect(byMarker('outside')?.request_id).toBeUndefined();
+    expect(byMarker('a-own')?.request_id).toBe('own');
   });
 });

@@ -1,12 +1,11 @@
 import { Module } from '@nestjs/common';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
-import { APP_INTERCEPTOR } from '@nestjs/core';
 import { AdaptiveModule } from '../adaptive/adaptive.module.js';
 import { DatabaseModule } from '../database/database.module.js';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { StateModule } from '../state/state.module.js';
 import { DashboardController } from './dashboard.controller.js';
-import { HandlerContextInterceptor } from './handler-context.interceptor.js';
+import { HandlerContextGuard } from './handler-context.guard.js';
 import { MetricsController } from './metrics.controller.js';
 import { RequestObserver } from './request-observer.js';
 import { StatusController } from './status.controller.js';
@@ -17,10 +16,14 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
 
 /**
  * Observability: GET /metrics (FloodgateMetrics' registry), one log line and one metric sample per
- * HTTP request (RequestObserver + the global HandlerContextInterceptor), optional OTLP
+ * HTTP request (RequestObserver + HandlerContextGuard, the last global guard, which createApp
+ * appends), optional OTLP
  * tracing, /api/admin/status (+ SSE stream) and the /dashboard page. Features never import this
  * module: they record into src/metrics; this module reads their public services for the status.
  */
+/** Appended by createApp as the last global guard (it must run after every APP_GUARD). */
+export { HandlerContextGuard };
+
 @Module({
   imports: [
     DatabaseModule,
@@ -41,8 +44,8 @@ import { TracingLifecycle } from './tracing.lifecycle.js';
     StatusSources,
     StatusService,
     StatusStream,
-    { provide: APP_INTERCEPTOR, useClass: HandlerContextInterceptor },
+    HandlerContextGuard,
   ],
-  exports: [StatusService],
+  exports: [StatusService, HandlerContextGuard],
 })
 export class ObservabilityModule {}

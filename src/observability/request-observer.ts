@@ -14,16 +14,16 @@ import { runWithSpan, startRequestSpan, withSpan } from './tracing.js';
 import { TracingLifecycle } from './tracing.lifecycle.js';
 
 /**
- * Per-request fields the observer and the interceptors share. Declared with `decorateRequest` so
+ * Per-request fields the observer, the handler-context guard and the exception filter share. Declared with `decorateRequest` so
  * every request object has the same shape from the start (no hidden-class churn, no allocation).
  */
 declare module 'fastify' {
   interface FastifyRequest {
     /** The request has been counted and logged (by onResponse, or by the raw 'close' fallback). */
     fgObserved: boolean;
-    /** Metric children bound by HandlerContextInterceptor (handler reached); null → looked up by route. */
+    /** Metric children bound by HandlerContextGuard (handler reached); null → looked up by route. */
     fgSeries: RouteSeries | null;
-    /** `Controller.method`, set by HandlerContextInterceptor when the request reached a handler. */
+    /** `Controller.method`, set by HandlerContextGuard when the request reached a handler. */
     fgHandler: string | null;
     /** What a handler threw, set by the exception filter when `fgHandler` is set (its class is logged; its stack on a 5xx). */
     fgError: unknown;
@@ -45,7 +45,7 @@ type RawResponse = ServerResponse & { [kReply]?: FastifyReply };
 /**
  * THE place where every HTTP request is counted (floodgate_http_requests_total and
  * floodgate_http_request_duration_seconds) and logged (one line), whatever answered it: a handler,
- * a guard (401/403/429 never reach interceptors), the not-found handler, the body parser, or
+ * a guard (401/403/429 never reach the handler), the not-found handler, the body parser, or
  * nobody because the client went away.
  *
  * Two Fastify-level triggers, one guard:
@@ -54,7 +54,7 @@ type RawResponse = ServerResponse & { [kReply]?: FastifyReply };
  *    counted with status 499 when no header was sent yet, `aborted: true` in the log);
  *  - `request.fgObserved` makes the second trigger a no-op when the first one ran.
  *
- * HandlerContextInterceptor and the exception filter only add handler-level context to the request
+ * HandlerContextGuard and the exception filter only add handler-level context to the request
  * (bound metric children, handler name, what the handler threw); they never record, so a request is
  * never counted twice nor missed.
  */
@@ -202,6 +202,8 @@ export class RequestObserver implements OnModuleInit {
    */
   private traceGlobalGuards(): void {
     for (const guard of this.appConfig.getGlobalGuards()) {
+      // Bookkeeping, not a step of the request worth a span.
+      if (guard.constructor?.name === 'HandlerContextGuard') continue;
       const original = guard.canActivate.bind(guard) as CanActivate['canActivate'];
       const name = spanNameOfGuard(guard);
       (guard as { canActivate: CanActivate['canActivate'] }).canActivate = (ctx: ExecutionContext) =>

@@ -35,6 +35,7 @@ export class UpstreamError extends Error {
 @Injectable()
 export class UpstreamClient implements OnApplicationShutdown {
   private readonly pools = new Map<string, Pool>();
+  private readonly targets = new Map<string, { pool: Pool; basePath: string }>();
 
   constructor(private readonly guard: UpstreamGuardService) {}
 
@@ -55,11 +56,22 @@ export class UpstreamClient implements OnApplicationShutdown {
     return pool;
   }
 
+  /** A base URL's pool and path prefix, parsed once (base URLs are few; parsing a URL is not free). */
+  private target(baseUrl: string): { pool: Pool; basePath: string } {
+    let target = this.targets.get(baseUrl);
+    if (target === undefined) {
+      const url = new URL(baseUrl);
+      target = { pool: this.pool(url.origin), basePath: url.pathname.replace(/\/+$/, '') };
+      if (this.targets.size >= 1000) this.targets.clear();
+      this.targets.set(baseUrl, target);
+    }
+    return target;
+  }
+
   async send(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
-    const url = new URL(req.baseUrl);
-    const basePath = url.pathname.replace(/\/+$/, '');
+    const { pool, basePath } = this.target(req.baseUrl);
     try {
-      return await this.pool(url.origin).request({
+      return await pool.request({
         path: `${basePath}${req.path}`,
         method: req.method,
         headers: req.headers,
@@ -76,6 +88,7 @@ export class UpstreamClient implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
     this.pools.clear();
+    this.targets.clear();
   }
 }
 
