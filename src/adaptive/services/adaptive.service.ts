@@ -15,10 +15,11 @@ import type {
   ConcurrencyPolicy,
   KeyLease,
   KeyOutcome,
+  ReportContributor,
   ReportResult,
 } from '../../key-pool/key-pool.types.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
-import { AtomicStore } from '../../state/atomic-store.js';
+import { AtomicStore, type ScriptValue } from '../../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
 import type { AdaptiveKeyState, StoredAdjustment } from '../infrastructure/adaptive-key-state.entity.js';
 import {
@@ -33,14 +34,20 @@ import {
   learnSnapshotScript,
   parseSnapshots,
   RETREAT_GATE,
-  retreatRecordScript,
   retreatSnapshotScript,
   retreatStateKey,
   retreatWindowKey,
   type FixedShapeGate,
   type KeySnapshot,
+  type LearnOp,
   type LearnReply,
 } from '../infrastructure/adaptive.scripts.js';
+import {
+  ADAPTIVE_REPORT,
+  decodeReport,
+  encodeReport,
+  type RecordResult,
+} from '../infrastructure/report.script.js';
 import { parseHistory, UtilisationWindow, type Adjustment } from '../domain/aimd.js';
 import { classify429, type Classification, type Upstream429Type } from '../domain/classify-429.js';
 import {
@@ -115,6 +122,17 @@ interface KeyView {
   busy: boolean;
 }
 
+/** What Adaptive's report contribution does for one answer (decided before the release script). */
+interface ReportPlan {
+  kind: 'none' | '429' | 'inc';
+  type?: Upstream429Type;
+  reason?: 'high_utilisation' | 'probe';
+  /** The answer is a rate 429 (counts against the provider's request rate). */
+  rate429: boolean;
+  /** Resolves the promise idle() waits for. */
+  done: () => void;
+}
+
 const RESET_CHANNEL = 'adaptive:reset';
 const RETREAT_CODE: Record<RetreatStateName, number> = { normal: 0, retreat: 1, recover: 2 };
 
@@ -143,11 +161,10 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
   private providersLoading: Promise<void> | null = null;
   private providersStale = false;
   private providersLoadedAt = 0;
-  private readonly retreatPending = new Map<string, { n: number; e: number; name: string }>();
-  private readonly retreatBusy = new Set<string>();
+  /** What `reportInputs` decided for a lease, for `reportSettled`. */
+  private readonly plans = new WeakMap<KeyLease, ReportPlan>();
   private readonly pending = new Set<Promise<void>>();
   private readonly unsubscribes: Unsubscribe[] = [];
-  private removeListener: (() => void) | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | null = null;
   private readonly gateContribution: RetreatGateContribution;
@@ -170,9 +187,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
 
   async onModuleInit(): Promise<void> {
     this.keyPool.useConcurrencyPolicy(this.policy);
-    this.removeListener = this.keyPool.onOutcome((lease, outcome, result) =>
-      this.onOutcome(lease, outcome, result),
-    );
+    this.keyPool.useReportContributor(this.contributor);
     this.unsubscribes.push(
       await this.pubsub.subscribe(INVALIDATE_CHANNEL, () => void this.refreshProviders('write')),
       await this.pubsub.subscribe(RESET_CHANNEL, (keyId) => this.views.delete(keyId)),
@@ -189,7 +204,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
 
   async onApplicationShutdown(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
-    this.removeListener?.();
+    this.keyPool.useReportContributor(null);
     await this.idle();
     await this.flush();
     for (const u of this.unsubscribes.splice(0)) await u().catch(() => undefined);
@@ -242,25 +257,146 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     return c;
   }
 
-  // ---- outcomes ---------------------------------------------------------------------------------
+  // ---- outcomes: Adaptive's report contribution ------------------------------------------------
+  //
+  // Every upstream answer is recorded in the same atomic step as KeyPool's release (one store round
+  // trip per answer): `reportInputs` runs before the release script and decides what this answer
+  // adds — one answer (and whether it is a rate 429) to the provider's retreat window, and the
+  // key's learning step when the answer calls for one (a 429; an increase the utilisation samples
+  // decided) — and `reportSettled` reads the reply after it.
 
-  private onOutcome(lease: KeyLease, outcome: KeyOutcome, result: ReportResult): void {
-    if (outcome.notSent || outcome.status === undefined) return;
+  private readonly contributor: ReportContributor = {
+    contribution: ADAPTIVE_REPORT,
+    inputs: (lease, outcome) => this.reportInputs(lease, outcome),
+    settled: (lease, _outcome, result, output) => this.reportSettled(lease, result, output),
+  };
+
+  private reportInputs(
+    lease: KeyLease,
+    outcome: KeyOutcome,
+  ): { keys: string[]; args: (string | number)[] } | null {
+    if (outcome.notSent || outcome.status === undefined) return null;
     this.touched.set(lease.keyId, lease.providerId);
-    let rate429 = false;
+    const a = this.config.adaptive;
+    const initial =
+      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit;
+    const plan: ReportPlan = { kind: 'none', rate429: false, done: () => undefined };
+    let learn: LearnOp | null = null;
     if (outcome.status === 429) {
       const c = this.classify(lease, outcome);
-      this.metrics.upstream429.inc({ provider: lease.providerName, key_id: lease.keyId, type: c.type });
       // Concurrency 429s belong to the key's learned limit, not to the provider's request rate.
-      rate429 = c.type !== 'concurrency';
+      plan.rate429 = c.type !== 'concurrency';
+      plan.kind = '429';
+      plan.type = c.type;
+      this.view(lease.keyId, lease.providerId).samples.reset();
       // The upstream counted every request in flight when it refused, including those that took
-      // their slot after this one (arrival order upstream is not slot order): the larger of the
-      // count at acquisition and the count at release (+ this one) is the better estimate.
-      this.track(this.on429(lease, c.type, Math.max(lease.inFlight, result.inFlight + 1)));
+      // their slot after this one (arrival order upstream is not slot order): the script raises
+      // this count at acquisition to the count after the release + 1 when that is larger.
+      learn = {
+        op: '429',
+        type: c.type,
+        inFlight: lease.inFlight,
+        learned: lease.concurrencyLimit.kind === 'learned',
+        initial,
+        decreasePermille: Math.round(a.decreaseFactor * 1000),
+        unknownPermille: Math.round(a.unknownDecreaseFactor * 1000),
+        holdMs: a.holdMs,
+        minLimit: a.minLimit,
+      };
     } else if (outcome.status < 400 && lease.concurrencyLimit.kind === 'learned') {
-      this.sample(lease);
+      const inc = this.sample(lease);
+      if (inc) {
+        plan.kind = 'inc';
+        plan.reason = inc.reason;
+        learn = {
+          op: 'inc',
+          expected: inc.expected,
+          reason: inc.reason,
+          inFlight: lease.inFlight,
+          initial,
+          maxLimit: a.maxLimit,
+          probeIntervalMs: a.probeIntervalMs,
+          slowStartPermille: Math.round(a.slowStartFactor * 1000),
+        };
+      }
     }
-    this.recordAnswer(lease.providerId, lease.providerName, rate429);
+    const r = this.config.retreat;
+    const inputs = encodeReport({
+      providerId: lease.providerId,
+      keyId: lease.keyId,
+      answers: 1,
+      rate429s: plan.rate429 ? 1 : 0,
+      retreat: {
+        windowMs: r.windowMs,
+        minSamples: r.minSamples,
+        enterPermyriad: Math.round(r.enterRate * 10000),
+        exitPermyriad: Math.round(r.exitRate * 10000),
+        holdMs: r.holdMs,
+        factorPermille: Math.round(r.factor * 1000),
+        minFactorPermille: Math.round(r.minFactor * 1000),
+        stepPermille: Math.round(r.recoverStep * 1000),
+        stepMs: r.recoverStepMs,
+        baseRpm: this.providers.get(lease.providerId)?.rpm ?? 0,
+        enabled: r.enabled,
+      },
+      learn,
+    });
+    // idle() waits for the report to settle
+    this.track(new Promise<void>((resolve) => (plan.done = resolve)));
+    this.plans.set(lease, plan);
+    return inputs;
+  }
+
+  private reportSettled(lease: KeyLease, result: ReportResult, output: ScriptValue | null): void {
+    const plan = this.plans.get(lease);
+    if (!plan) return;
+    this.plans.delete(lease);
+    const v = this.view(lease.keyId, lease.providerId);
+    try {
+      if (plan.kind === '429')
+        this.metrics.upstream429.inc({ provider: lease.providerName, key_id: lease.keyId, type: plan.type! });
+      // null: the store failed (KeyPool logged it and keeps the lease in its ledger); this answer is
+      // missing from the window and the learning step did not run.
+      const reply = output === null ? null : decodeReport(output);
+      if (reply?.retreat[4]) this.logTransition(lease.providerName, lease.providerId, reply.retreat);
+      const r = reply?.learn ?? null;
+      if (!r) return;
+      const a = this.config.adaptive;
+      if (plan.kind === '429') {
+        const inFlight = Math.max(lease.inFlight, result.inFlight + 1);
+        this.dirty.set(lease.keyId, lease.providerId);
+        if (plan.type === 'concurrency') {
+          v.lastConcurrency429Ms = Date.now();
+          v.boundary = v.boundary === null ? inFlight : Math.min(v.boundary, inFlight);
+        }
+        if (r.changed) {
+          v.learned = r.next;
+          v.holdUntilMs = Date.now() + a.holdMs;
+          this.adjusted(lease, r, 'decrease', inFlight);
+        }
+      } else if (plan.kind === 'inc') {
+        if (r.changed) {
+          v.learned = r.next;
+          if (plan.reason === 'probe') {
+            v.lastProbeMs = Date.now();
+            v.boundary = null;
+          }
+          this.dirty.set(lease.keyId, lease.providerId);
+          this.adjusted(lease, r, 'increase', lease.inFlight);
+        } else if (r.code === 'stale') {
+          v.learned = r.old;
+        } else if (r.code === 'quiet_period') {
+          // Another instance probed or saw a concurrency 429: the next snapshot refresh tells when.
+          v.lastProbeMs = Date.now();
+        }
+      }
+    } finally {
+      if (plan.kind === 'inc') {
+        v.busy = false;
+        v.samples.reset();
+      }
+      plan.done();
+    }
   }
 
   private view(keyId: string, providerId: string): KeyView {
@@ -281,44 +417,12 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     return v;
   }
 
-  private async on429(lease: KeyLease, type: Upstream429Type, inFlight: number): Promise<void> {
-    const a = this.config.adaptive;
-    const v = this.view(lease.keyId, lease.providerId);
-    v.samples.reset();
-    const learned = lease.concurrencyLimit.kind === 'learned';
-    const initial =
-      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit;
-    const r = decodeLearn(
-      await this.store.run(
-        learnScript,
-        learnKeys(lease.providerId, lease.keyId),
-        encodeLearn({
-          op: '429',
-          type,
-          inFlight,
-          learned,
-          initial,
-          decreasePermille: Math.round(a.decreaseFactor * 1000),
-          unknownPermille: Math.round(a.unknownDecreaseFactor * 1000),
-          holdMs: a.holdMs,
-          minLimit: a.minLimit,
-        }),
-      ),
-    );
-    this.dirty.set(lease.keyId, lease.providerId);
-    if (type === 'concurrency') {
-      v.lastConcurrency429Ms = Date.now();
-      v.boundary = v.boundary === null ? inFlight : Math.min(v.boundary, inFlight);
-    }
-    if (r.changed) {
-      v.learned = r.next;
-      v.holdUntilMs = Date.now() + a.holdMs;
-      this.adjusted(lease, r, 'decrease', inFlight);
-    }
-  }
-
-  /** A successful answer on an adaptive key: a utilisation sample; maybe +1. */
-  private sample(lease: KeyLease): void {
+  /**
+   * A successful answer on an adaptive key: a utilisation sample. Returns the increase to ask the
+   * store for (compare-and-set on `expected`) when the samples call for one, and marks the key busy
+   * until the report settles.
+   */
+  private sample(lease: KeyLease): { expected: number; reason: 'high_utilisation' | 'probe' } | null {
     const a = this.config.adaptive;
     const v = this.view(lease.keyId, lease.providerId);
     const limit =
@@ -327,11 +431,11 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     // A sample judges the limit in force when its slot was taken (the policy hands the view's
     // limit to the lease as `initial`): answers to requests admitted under another limit say
     // nothing about this one — right after a doubling they would all look half idle.
-    if (lease.concurrencyLimit.kind === 'learned' && lease.concurrencyLimit.initial !== limit) return;
+    if (lease.concurrencyLimit.kind === 'learned' && lease.concurrencyLimit.initial !== limit) return null;
     v.samples.add(lease.inFlight, limit);
-    if (v.busy || limit >= a.maxLimit) return;
+    if (v.busy || limit >= a.maxLimit) return null;
     const decision = v.samples.decision(a.utilisationThreshold, a.highUtilisationShare);
-    if (!decision) return;
+    if (!decision) return null;
     const now = Date.now();
     let reason: 'high_utilisation' | 'probe' | null = null;
     if (
@@ -348,54 +452,9 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
       reason = 'probe';
       v.samples.lastProbeAttemptMs = now;
     }
-    if (!reason) return;
+    if (!reason) return null;
     v.busy = true;
-    this.track(
-      this.increase(lease, limit, reason).finally(() => {
-        v.busy = false;
-        v.samples.reset();
-      }),
-    );
-  }
-
-  private async increase(
-    lease: KeyLease,
-    expected: number,
-    reason: 'high_utilisation' | 'probe',
-  ): Promise<void> {
-    const a = this.config.adaptive;
-    const r = decodeLearn(
-      await this.store.run(
-        learnScript,
-        learnKeys(lease.providerId, lease.keyId),
-        encodeLearn({
-          op: 'inc',
-          expected,
-          reason,
-          inFlight: lease.inFlight,
-          initial:
-            lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit,
-          maxLimit: a.maxLimit,
-          probeIntervalMs: a.probeIntervalMs,
-          slowStartPermille: Math.round(a.slowStartFactor * 1000),
-        }),
-      ),
-    );
-    const v = this.view(lease.keyId, lease.providerId);
-    if (r.changed) {
-      v.learned = r.next;
-      if (reason === 'probe') {
-        v.lastProbeMs = Date.now();
-        v.boundary = null;
-      }
-      this.dirty.set(lease.keyId, lease.providerId);
-      this.adjusted(lease, r, 'increase', lease.inFlight);
-    } else if (r.code === 'stale') {
-      v.learned = r.old;
-    } else if (r.code === 'quiet_period') {
-      // Another instance probed or saw a concurrency 429: the next snapshot refresh tells when.
-      v.lastProbeMs = Date.now();
-    }
+    return { expected: limit, reason };
   }
 
   private adjusted(
@@ -471,53 +530,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     return p;
   }
 
-  private recordAnswer(providerId: string, name: string, rate429: boolean): void {
-    const acc = this.retreatPending.get(providerId) ?? { n: 0, e: 0, name };
-    acc.n++;
-    if (rate429) acc.e++;
-    this.retreatPending.set(providerId, acc);
-    if (!this.retreatBusy.has(providerId)) this.track(this.drainAnswers(providerId));
-  }
-
-  /** One store step per batch of answers (answers arriving while a step runs join the next one). */
-  private async drainAnswers(providerId: string): Promise<void> {
-    this.retreatBusy.add(providerId);
-    try {
-      for (let acc = this.retreatPending.get(providerId); acc; acc = this.retreatPending.get(providerId)) {
-        this.retreatPending.delete(providerId);
-        const r = this.config.retreat;
-        const base = this.providers.get(providerId)?.rpm ?? 0;
-        const res = await this.store.run(
-          retreatRecordScript,
-          [retreatStateKey(providerId), retreatWindowKey(providerId)],
-          [
-            acc.n,
-            acc.e,
-            r.windowMs,
-            r.minSamples,
-            Math.round(r.enterRate * 10000),
-            Math.round(r.exitRate * 10000),
-            r.holdMs,
-            Math.round(r.factor * 1000),
-            Math.round(r.minFactor * 1000),
-            Math.round(r.recoverStep * 1000),
-            r.recoverStepMs,
-            base,
-            r.enabled ? 1 : 0,
-          ],
-        );
-        if (res[4]) this.logTransition(acc.name, providerId, res);
-      }
-    } finally {
-      this.retreatBusy.delete(providerId);
-    }
-  }
-
-  private logTransition(
-    name: string,
-    providerId: string,
-    r: [number, number, number, number, string, number, number, number],
-  ): void {
+  private logTransition(name: string, providerId: string, r: RecordResult): void {
     const [st, f, n, e, event, prev, base, accepted] = r;
     const from = RETREAT_STATES[prev] ?? 'normal';
     const to = RETREAT_STATES[st] ?? 'normal';

@@ -1,1 +1,0 @@
-export { readLua } from '../../state/lua-file.js';
