@@ -3,7 +3,7 @@
 -- tokens to the key's TPM log, applies a 429 cooldown, then runs the report contribution composed
 -- in front of this file (Adaptive's retreat window and learning) with the in-flight count after
 -- the release. The same step is written in TypeScript (release.script.ts, `localRelease`); the
--- randomised test test/key-pool/release-equivalence.e2e-spec.ts runs both and compares replies
+-- randomised test test/adaptive/report-equivalence.e2e-spec.ts runs both and compares replies
 -- and stored state.
 --
 -- The composer (release.script.ts) puts `local fg_contribute = nil` or

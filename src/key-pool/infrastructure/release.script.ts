@@ -11,7 +11,7 @@ import { keyNames, WINDOW_MS } from './key-selection.script.js';
  * way admission gates are composed into the selection script). Distributed mode runs release.lua
  * (one EVALSHA per answer); embedded mode runs `localRelease` below. Callers build KEYS/ARGV with
  * `encodeRelease` and read the reply with `decodeRelease`; the two halves are held equal by
- * test/key-pool/release-equivalence.e2e-spec.ts (randomised states × outcomes through both).
+ * test/adaptive/report-equivalence.e2e-spec.ts (randomised states × outcomes through both).
  */
 
 export interface ReleaseInput {
@@ -102,7 +102,8 @@ export function localRelease(
         sum -= tokensOf(e.member);
       }
       db.zremrangebyscore(tk, -Infinity, cutoff);
-      if (sum < 0 || !db.exists(tk)) sum = 0;
+      // LocalDb keeps an emptied set; Redis deletes it (EXISTS = 0): count, not existence
+      if (sum < 0 || db.zcard(tk) === 0) sum = 0;
     }
     if (sum < 0) sum = 0;
     const member = `${leaseId}:${args[1]}`;
