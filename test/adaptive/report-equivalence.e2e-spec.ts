@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeLearn, type LearnOp } from '../../src/adaptive/infrastructure/learn.script.js';
+import type { LearnOp } from '../../src/adaptive/infrastructure/learn.script.js';
 import {
   ADAPTIVE_REPORT,
   decodeReport,
