@@ -17,9 +17,9 @@
 -- The release only writes what the selection script reads as it always did (cd, ts = the TPM log's
 -- sum, the rpm/tpm/inf sets); it does less to get there: expired leases are not trimmed here (the
 -- selection trims before it counts; the reply counts live leases with ZCOUNT), the TPM log is
--- trimmed only when its oldest entry has left the window, ts is written once, and the key hash's
--- TTL (set by the acquisition moments ago) is only renewed when the hash had no ts yet or a
--- cooldown is written.
+-- trimmed only when its oldest entry has left the window, ts moves by one HINCRBY (no read), and
+-- the key hash's TTL (set by the acquisition moments ago) is only renewed when the hash had no ts
+-- yet, the log was gone, or a cooldown is written.
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local WINDOW_MS = 60000         -- WINDOW_MS
@@ -35,25 +35,34 @@ if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId) end
 
 local tokens = tonumber(ARGV[2]) or 0
 if tokens > 0 then
-  local raw = redis.call('HGET', hk, 'ts')
-  local before = tonumber(raw or '0') or 0
-  local sum = before
+  -- TPM log: trim what left the window, charge this response; ts (the log's sum) moves by one
+  -- HINCRBY of the difference, and is reset when the log was gone (expired) or had drifted below 0
   local cutoff = now - WINDOW_MS
+  local removed, reset = 0, false
   local oldest = redis.call('ZRANGE', tk, 0, 0, 'WITHSCORES')
   if #oldest == 0 then
-    sum = 0
+    reset = true
   elseif tonumber(oldest[2]) <= cutoff then
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', tk, '-inf', cutoff)) do
-      sum = sum - (tonumber(string.match(m, ':(%d+)$') or '0') or 0)
+      removed = removed + (tonumber(string.match(m, ':(%d+)$') or '0') or 0)
     end
     redis.call('ZREMRANGEBYSCORE', tk, '-inf', cutoff)
-    if sum < 0 or redis.call('EXISTS', tk) == 0 then sum = 0 end
+    if redis.call('EXISTS', tk) == 0 then reset = true end
   end
-  if sum < 0 then sum = 0 end
-  if redis.call('ZADD', tk, 'NX', now, leaseId .. ':' .. ARGV[2]) == 1 then sum = sum + tokens end
-  if sum ~= before or raw == false then redis.call('HSET', hk, 'ts', sum) end
+  local add = 0
+  if redis.call('ZADD', tk, 'NX', now, leaseId .. ':' .. ARGV[2]) == 1 then add = tokens end
+  if reset then
+    redis.call('HSET', hk, 'ts', add)
+    redis.call('PEXPIRE', hk, hashTtl)
+  else
+    local delta = add - removed
+    local v
+    if delta ~= 0 then v = redis.call('HINCRBY', hk, 'ts', delta) else v = tonumber(redis.call('HGET', hk, 'ts') or '0') or 0 end
+    if v - add < 0 then redis.call('HSET', hk, 'ts', add) end
+    -- no ts before (the hash's first charge, or a hash this step created): give it its TTL
+    if v == delta then redis.call('PEXPIRE', hk, hashTtl) end
+  end
   redis.call('PEXPIRE', tk, WINDOW_MS + 1000)
-  if raw == false then redis.call('PEXPIRE', hk, hashTtl) end
 end
 
 local cd = 0

@@ -90,30 +90,36 @@ export function localRelease(
   if (args[3] === '1') db.zrem(rk, leaseId);
   const tokens = Number(args[1]) || 0;
   if (tokens > 0) {
-    const raw = db.hget(hk, 'ts');
-    const before = Number(raw ?? '0') || 0;
-    let sum = before;
     const cutoff = now - WINDOW_MS;
+    let removed = 0;
+    let reset = false;
     const oldest = db.zrange(tk, 0, 0);
-    if (oldest.length === 0) sum = 0;
+    if (oldest.length === 0) reset = true;
     else if (oldest[0]!.score <= cutoff) {
       for (const e of db.zrange(tk, 0, -1)) {
         if (e.score > cutoff) break;
-        sum -= tokensOf(e.member);
+        removed += tokensOf(e.member);
       }
       db.zremrangebyscore(tk, -Infinity, cutoff);
       // LocalDb keeps an emptied set; Redis deletes it (EXISTS = 0): count, not existence
-      if (sum < 0 || db.zcard(tk) === 0) sum = 0;
+      if (db.zcard(tk) === 0) reset = true;
     }
-    if (sum < 0) sum = 0;
+    let add = 0;
     const member = `${leaseId}:${args[1]}`;
     if (db.zscore(tk, member) === null) {
       db.zadd(tk, now, member);
-      sum += tokens;
+      add = tokens;
     }
-    if (sum !== before || raw === null) db.hset(hk, { ts: sum });
+    if (reset) {
+      db.hset(hk, { ts: add });
+      db.pexpire(hk, hashTtl);
+    } else {
+      const delta = add - removed;
+      const v = delta !== 0 ? db.hincrby(hk, 'ts', delta) : Number(db.hget(hk, 'ts') ?? '0') || 0;
+      if (v - add < 0) db.hset(hk, { ts: add });
+      if (v === delta) db.pexpire(hk, hashTtl);
+    }
     db.pexpire(tk, WINDOW_MS + 1000);
-    if (raw === null) db.pexpire(hk, hashTtl);
   }
   let cd = 0;
   const cms = Number(args[2]) || 0;
