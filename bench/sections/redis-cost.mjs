@@ -16,6 +16,8 @@
 // (INFO cpu: used_cpu_user + used_cpu_sys, idle rate subtracted) and the ceiling it implies.
 //
 // Standalone: `npm run build --silent && node bench/sections/redis-cost.mjs [--entry dist/src/main.js] [--n 1000]`
+// Before/after: `node bench/sections/redis-cost.mjs --entry dist-before/src/main.js,dist/src/main.js
+// --labels before,after --rounds 2` (rounds alternate the order of the builds).
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
@@ -203,7 +205,7 @@ export function redisCostMarkdown(results) {
   return lines;
 }
 
-// Standalone run: `node bench/sections/redis-cost.mjs [--entry a,b] [--n 1000] [--seconds 5]`
+// Standalone run: `node bench/sections/redis-cost.mjs [--entry a,b] [--labels A,B] [--rounds R] [--n 1000] [--seconds 5]`
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { cleanupAll, installSignalHandlers, startServer } = await import('../lib/procs.mjs');
   const { closeRedis } = await import('../lib/gateway.mjs');
@@ -214,15 +216,24 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     return i === -1 ? dflt : argv[i + 1];
   };
   const entries = arg('entry', 'dist/src/main.js').split(',');
+  const labels = arg('labels', entries.join(',')).split(',');
+  const rounds = Number(arg('rounds', 1));
   const upstream = await startServer('upstream', { delayMs: 0 });
   try {
     const results = {};
-    for (const entry of entries) {
-      results[entry] = await redisCost(upstream.url, {
-        entry,
-        n: Number(arg('n', REDIS_COST.n)),
-        seconds: Number(arg('seconds', REDIS_COST.seconds)),
-      });
+    // rounds alternate the builds (A B, B A, …) so a change in the machine's load hits both
+    for (let round = 0; round < rounds; round++) {
+      const order = entries.map((e, i) => [e, labels[i] ?? e]);
+      if (round % 2 === 1) order.reverse();
+      for (const [entry, label] of order) {
+        const name = rounds > 1 ? `${label} (round ${round + 1})` : label;
+        results[name] = await redisCost(upstream.url, {
+          entry,
+          n: Number(arg('n', REDIS_COST.n)),
+          seconds: Number(arg('seconds', REDIS_COST.seconds)),
+        });
+        console.error(`${name}: ${results[name].phases.map((p) => `${p.label} ${Math.round(p.cpuUs)} µs CPU/req`).join(', ')}`);
+      }
     }
     console.log(redisCostMarkdown(results).join('\n'));
   } finally {

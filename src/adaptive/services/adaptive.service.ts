@@ -46,7 +46,10 @@ import {
   ADAPTIVE_REPORT,
   decodeReport,
   encodeReport,
+  retreatArgv,
+  retreatRecordScript,
   type RecordResult,
+  type RetreatArgs,
 } from '../infrastructure/report.script.js';
 import { parseHistory, UtilisationWindow, type Adjustment } from '../domain/aimd.js';
 import { classify429, type Classification, type Upstream429Type } from '../domain/classify-429.js';
@@ -129,9 +132,14 @@ interface ReportPlan {
   reason?: 'high_utilisation' | 'probe';
   /** The answer is a rate 429 (counts against the provider's request rate). */
   rate429: boolean;
+  /** The report carries the provider's pending answers into the retreat window. */
+  carries?: boolean;
   /** Resolves the promise idle() waits for. */
   done: () => void;
 }
+
+/** How long answers that no report carried wait for one before they go into the window on their own. */
+const RETREAT_FLUSH_MS = 20;
 
 const RESET_CHANNEL = 'adaptive:reset';
 const RETREAT_CODE: Record<RetreatStateName, number> = { normal: 0, retreat: 1, recover: 2 };
@@ -163,6 +171,12 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
   private providersLoadedAt = 0;
   /** What `reportInputs` decided for a lease, for `reportSettled`. */
   private readonly plans = new WeakMap<KeyLease, ReportPlan>();
+  /** providerId → answers not yet in the provider's retreat window (waiting for a report to carry them). */
+  private readonly retreatPending = new Map<string, { n: number; e: number }>();
+  /** providerId → reports (or flushes) of this instance carrying the provider's answers right now. */
+  private readonly retreatCarrying = new Map<string, number>();
+  /** providerId → the timer that records pending answers on their own when no report takes them. */
+  private readonly retreatFlushes = new Map<string, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<void>>();
   private readonly unsubscribes: Unsubscribe[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
@@ -320,31 +334,83 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
         };
       }
     }
-    const r = this.config.retreat;
+    // The answer joins the provider's pending answers; a report carries them all into the window
+    // unless another report of this instance is already carrying the provider's answers (then
+    // they wait for the next one: under load the window is updated once per round trip, not once
+    // per answer) — a learning step always goes, taking the pending answers along.
+    const pending = this.retreatPending.get(lease.providerId) ?? { n: 0, e: 0 };
+    pending.n++;
+    if (plan.rate429) pending.e++;
+    this.retreatPending.set(lease.providerId, pending);
+    if (!learn && (this.retreatCarrying.get(lease.providerId) ?? 0) > 0) return null;
+    this.retreatPending.delete(lease.providerId);
+    this.retreatCarrying.set(lease.providerId, (this.retreatCarrying.get(lease.providerId) ?? 0) + 1);
+    plan.carries = true;
     const inputs = encodeReport({
       providerId: lease.providerId,
       keyId: lease.keyId,
-      answers: 1,
-      rate429s: plan.rate429 ? 1 : 0,
-      retreat: {
-        windowMs: r.windowMs,
-        minSamples: r.minSamples,
-        enterPermyriad: Math.round(r.enterRate * 10000),
-        exitPermyriad: Math.round(r.exitRate * 10000),
-        holdMs: r.holdMs,
-        factorPermille: Math.round(r.factor * 1000),
-        minFactorPermille: Math.round(r.minFactor * 1000),
-        stepPermille: Math.round(r.recoverStep * 1000),
-        stepMs: r.recoverStepMs,
-        baseRpm: this.providers.get(lease.providerId)?.rpm ?? 0,
-        enabled: r.enabled,
-      },
+      answers: pending.n,
+      rate429s: pending.e,
+      retreat: this.retreatArgs(lease.providerId),
       learn,
     });
     // idle() waits for the report to settle
     this.track(new Promise<void>((resolve) => (plan.done = resolve)));
     this.plans.set(lease, plan);
     return inputs;
+  }
+
+  private retreatArgs(providerId: string): RetreatArgs {
+    const r = this.config.retreat;
+    return {
+      windowMs: r.windowMs,
+      minSamples: r.minSamples,
+      enterPermyriad: Math.round(r.enterRate * 10000),
+      exitPermyriad: Math.round(r.exitRate * 10000),
+      holdMs: r.holdMs,
+      factorPermille: Math.round(r.factor * 1000),
+      minFactorPermille: Math.round(r.minFactor * 1000),
+      stepPermille: Math.round(r.recoverStep * 1000),
+      stepMs: r.recoverStepMs,
+      baseRpm: this.providers.get(providerId)?.rpm ?? 0,
+      enabled: r.enabled,
+    };
+  }
+
+  /** One provider's carrying report settled (or a flush ran): pending answers go with the next report, or on their own. */
+  private retreatCarried(providerId: string): void {
+    const left = (this.retreatCarrying.get(providerId) ?? 1) - 1;
+    if (left > 0) this.retreatCarrying.set(providerId, left);
+    else this.retreatCarrying.delete(providerId);
+    if (left > 0 || !this.retreatPending.has(providerId) || this.retreatFlushes.has(providerId)) return;
+    // Nobody carries them yet: a report arriving within RETREAT_FLUSH_MS takes them along; if none
+    // comes, they go into the window on their own (the retreat recorder: report.lua without learning).
+    let done!: () => void;
+    this.track(new Promise<void>((resolve) => (done = resolve)));
+    const timer = setTimeout(() => {
+      this.retreatFlushes.delete(providerId);
+      const acc = this.retreatPending.get(providerId);
+      if (!acc || this.retreatCarrying.has(providerId)) return done();
+      this.retreatPending.delete(providerId);
+      this.retreatCarrying.set(providerId, 1);
+      this.track(
+        this.store
+          .run(
+            retreatRecordScript,
+            [retreatStateKey(providerId), retreatWindowKey(providerId)],
+            retreatArgv(acc.n, acc.e, this.retreatArgs(providerId)),
+          )
+          .then((res) => {
+            const name = this.providers.get(providerId)?.name ?? providerId;
+            if (res[4]) this.logTransition(name, providerId, res);
+          })
+          .finally(() => {
+            this.retreatCarried(providerId);
+            done();
+          }),
+      );
+    }, RETREAT_FLUSH_MS);
+    this.retreatFlushes.set(providerId, timer);
   }
 
   private reportSettled(lease: KeyLease, result: ReportResult, output: ScriptValue | null): void {
@@ -395,6 +461,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
         v.busy = false;
         v.samples.reset();
       }
+      if (plan.carries) this.retreatCarried(lease.providerId);
       plan.done();
     }
   }
