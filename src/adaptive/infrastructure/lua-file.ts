@@ -1,0 +1,1 @@
+export { readLua } from '../../state/lua-file.js';
