@@ -5,7 +5,7 @@
 // count and time; every process, database and Redis prefix it creates is removed at the end, on
 // errors and on Ctrl-C.
 //
-//   node bench/run.mjs [--quick] [--only latency,throughput,ladder,streaming,queue,contended,memory,profile]
+//   node bench/run.mjs [--quick] [--only latency,throughput,ladder,streaming,queue,contended,redis,memory,profile]
 //                      [--profile] [--no-write] [--no-peer]
 //
 // --quick: reduced counts and durations (CI smoke, < 2 min). --profile: also profile the gateway
@@ -23,6 +23,7 @@ import { closeRedis, configure, loopDelay, metricValue, startGateway, sweepStale
 import { abort, cleanupAll, installSignalHandlers, rssMB, rssSampler, sleep, startServer, stopping, withTimeout } from './lib/procs.mjs';
 import { fmt } from './lib/stats.mjs';
 import { CONTENDED, contendedClosedLoop } from './sections/contended.mjs';
+import { REDIS_COST, redisCost, redisCostMarkdown } from './sections/redis-cost.mjs';
 import { PORTKEY_VERSION, startPortkey } from './lib/peer.mjs';
 import { QUEUE_ENV, contention } from './sections/queue.mjs';
 import { burstTtfb, concurrentStreams, ttft } from './sections/streaming.mjs';
@@ -34,7 +35,7 @@ const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const write = !argv.includes('--no-write');
 const withPeer = !argv.includes('--no-peer');
-const ALL = ['latency', 'throughput', 'ladder', 'streaming', 'queue', 'contended', 'memory'];
+const ALL = ['latency', 'throughput', 'ladder', 'streaming', 'queue', 'contended', 'redis', 'memory'];
 const KNOWN = [...ALL, 'profile'];
 const onlyIdx = argv.indexOf('--only');
 const onlyArg = argv.find((a) => a.startsWith('--only='))?.slice(7) ?? (onlyIdx !== -1 ? argv[onlyIdx + 1] : null);
@@ -60,6 +61,7 @@ const C = quick
       burst: { streams: 32, rounds: 3, warmupRounds: 1 },
       queue: { rate: 500, seconds: 2 },
       contended: { clients: 64, seconds: 3, warmupS: 1 },
+      redis: { n: 300, levels: [8], seconds: 2, idleS: 2 },
       profileS: 6,
     }
   : {
@@ -73,6 +75,7 @@ const C = quick
       burst: { streams: 32, rounds: 10, warmupRounds: 2 },
       queue: { rate: 500, seconds: 10 },
       contended: { clients: 64, seconds: 10, warmupS: 2 },
+      redis: { n: REDIS_COST.n, levels: REDIS_COST.levels, seconds: REDIS_COST.seconds, idleS: REDIS_COST.idleS },
       profileS: 15,
     };
 
@@ -119,6 +122,7 @@ const R = {
   ladder: null,
   queue: {}, // mode -> result
   contended: {}, // mode -> result
+  redis: null, // Redis cost per request (distributed, private redis-server)
   loop: {}, // phase -> gateway event-loop delay { p99, max } ms
   notes: [],
 };
@@ -264,6 +268,12 @@ try {
   if (on('ladder')) await section('feature ladder', () => ladder(direct));
   if (on('queue')) await section('queue under contention', () => queueSection());
   if (on('contended')) await section('contended closed loop', () => contendedSection());
+  if (on('redis')) {
+    await section('Redis cost per request', async () => {
+      R.redis = await redisCost(upstream.url, C.redis);
+      status(`Redis cost: ${R.redis.phases.map((p) => `${p.label} ${Math.round(p.cpuUs)} µs CPU/req`).join(', ')}`);
+    });
+  }
   if (on('profile')) await section('profile', () => profile(upstream));
 } finally {
   await portkey?.close();
@@ -712,6 +722,20 @@ if (Object.keys(R.contended).length) {
   for (const [mode, q] of Object.entries(R.contended)) {
     target(`contended ≥ 90 % of capacity (${mode}, ${q.instances} instance${q.instances > 1 ? 's' : ''})`, pct(q.share), q.share >= 0.9);
   }
+}
+
+// 5c. Redis cost per request
+if (R.redis) {
+  log('## 5c. Redis cost per relayed request (distributed, issue 18)');
+  log('');
+  log(
+    `One gateway instance against a private redis-server (started for this section on a free port, so no other tenant's commands are counted), ${REDIS_COST.keys} fixed-concurrency keys, instant upstream. c=1: ${C.redis.n} sequential requests; c=K: K closed-loop clients for ${C.redis.seconds} s. Deltas of INFO commandstats and INFO cpu (used_cpu_user + used_cpu_sys) over each phase, minus the idle rate measured for ${C.redis.idleS} s before (Redis' cron and the gateway's periodic steps). A script's EVALSHA µs include the commands it runs. Ceiling = 1 Redis core ÷ Redis CPU per request: the most relayed requests per second a whole fleet of gateways can push through one Redis. Under load, answers that arrive while Adaptive's report runs may be coalesced, so EVALSHA per request can drop below the uncontended figure.`,
+  );
+  log('');
+  for (const line of redisCostMarkdown({ distributed: R.redis })) log(line);
+  const c1 = R.redis.phases[0];
+  if (c1) log(`Fleet ceiling (uncontended cost): **${int(c1.ceiling)} relayed req/s per Redis core** (${int(c1.cpuUs)} µs Redis CPU per request).`);
+  log('');
 }
 
 // 6. memory

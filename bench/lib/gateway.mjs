@@ -139,12 +139,14 @@ function tail(file, bytes = 4000) {
  *   join       another distributed gateway whose database and Redis prefix this one shares (a second
  *              instance of the same cluster; the first one's stop drops them)
  *   entry      the script, relative to the repository (bench/ab.mjs: a second build, e.g. dist-before/src/main.js)
- * Returns { url, adminKey, pid, mode, logFile, stop, gc, databaseUrl, redisPrefix }.
+ *   redisUrl   distributed: another Redis than REDIS_URL (a private redis-server the caller owns and
+ *              throws away; its prefix is then not deleted key by key)
+ * Returns { url, adminKey, pid, mode, logFile, stop, gc, databaseUrl, redisPrefix, redisUrl }.
  * Client limits are raised so the limiter decides (one round trip) but never refuses a bench request.
  */
 export async function startGateway(
   mode,
-  { env: extraEnv = {}, nodeFlags = [], name = 'gateway', join = null, entry = 'dist/src/main.js' } = {},
+  { env: extraEnv = {}, nodeFlags = [], name = 'gateway', join = null, entry = 'dist/src/main.js', redisUrl = REDIS_URL } = {},
 ) {
   const port = await freePort();
   const adminKey = join?.adminKey ?? newKey();
@@ -169,14 +171,15 @@ export async function startGateway(
   let prefix = null;
   if (mode === 'distributed' && join) {
     env.DATABASE_URL = join.databaseUrl;
-    env.REDIS_URL = REDIS_URL;
+    env.REDIS_URL = join.redisUrl ?? redisUrl;
     env.REDIS_PREFIX = join.redisPrefix;
   } else if (mode === 'distributed') {
     db = await createDatabase();
     prefix = `${REDIS_PREFIX}${process.pid}_${randomBytes(3).toString('hex')}`;
-    cleanups.push(onCleanup(() => deletePrefix(`${prefix}:`)));
+    // a private redis-server (redisUrl) is thrown away whole by its owner: nothing to delete here
+    if (redisUrl === REDIS_URL) cleanups.push(onCleanup(() => deletePrefix(`${prefix}:`)));
     env.DATABASE_URL = db.url;
-    env.REDIS_URL = REDIS_URL;
+    env.REDIS_URL = redisUrl;
     env.REDIS_PREFIX = prefix;
   } else {
     env.DATA_DIR = ':memory:';
@@ -196,7 +199,7 @@ export async function startGateway(
     stopped = true;
     await stopChild(proc, 15_000);
     for (const off of cleanups) off();
-    if (prefix) await deletePrefix(`${prefix}:`).catch((err) => console.error(`bench: clearing ${prefix}: ${err.message}`));
+    if (prefix && redisUrl === REDIS_URL) await deletePrefix(`${prefix}:`).catch((err) => console.error(`bench: clearing ${prefix}: ${err.message}`));
     await db?.drop();
   };
   const url = `http://127.0.0.1:${port}`;
@@ -227,6 +230,7 @@ export async function startGateway(
     stop,
     databaseUrl: env.DATABASE_URL ?? null,
     redisPrefix: env.REDIS_PREFIX ?? null,
+    redisUrl: env.REDIS_URL ?? null,
     /**
      * Warnings and errors the gateway logged (per-request HTTP lines excluded), grouped by message
      * start: e.g. rate-limit decisions that failed open under load. [[message, count], …]

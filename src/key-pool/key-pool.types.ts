@@ -143,6 +143,36 @@ export interface AdmissionGate {
   commit(db: LocalDb, keys: string[], args: string[], nowMs: number, keyId: string): string | null | void;
 }
 
+/**
+ * A report contribution composed INTO the release script (same atomic step, one round trip per
+ * answer), the way an AdmissionGate is composed into the selection script: Adaptive's retreat
+ * window and learning step. It runs after the slot is freed and sees the key's in-flight count
+ * after the release. Both halves must behave the same (contract-test them). Lua: the body of
+ * `function(CK, CA, now, inFlight)` using redis.call; its return value (a table, string or number;
+ * nil = nothing) comes back to `settled` as `output`.
+ */
+export interface ReportContribution {
+  /** Unique; part of the composed script's name. */
+  name: string;
+  lua: string;
+  run(db: LocalDb, keys: string[], args: string[], nowMs: number, inFlight: number): ScriptValue;
+}
+
+/** Who contributes to every report (Adaptive): the contribution, its per-answer inputs, its result. */
+export interface ReportContributor {
+  contribution: ReportContribution;
+  /**
+   * Synchronous and cheap, called before the release script runs: the contribution's logical
+   * KEYS/ARGV for this answer, or null to add nothing (the plain release runs).
+   */
+  inputs(lease: KeyLease, outcome: KeyOutcome): { keys: string[]; args: (string | number)[] } | null;
+  /**
+   * Called once after every report for which `inputs` was called (also when it returned null or the
+   * store failed; `output` is then null), before the outcome listeners.
+   */
+  settled(lease: KeyLease, outcome: KeyOutcome, result: ReportResult, output: ScriptValue | null): void;
+}
+
 export interface AcquireOptions {
   /** Keys not to use (the Relay's retry on another key). */
   excludeKeyIds?: readonly string[];

@@ -7,13 +7,13 @@ import {
   keyNames,
   releaseLateScript,
   renewScript,
-  reportScript,
   selectionInputs,
   selectionScript,
   snapshotScript,
   type SelectionCandidate,
   type SelectionResult,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
+import { encodeRelease, releaseScript } from '../../src/key-pool/infrastructure/release.script.js';
 import {
   AtomicStore,
   MemoryAtomicStore,
@@ -119,13 +119,7 @@ class Pool {
     leaseId: string,
     opts: { tokens?: number; cooldownMs?: number; notSent?: boolean } = {},
   ) {
-    return this.store.run(reportScript, keyNames(this.providerId, keyId), [
-      leaseId,
-      opts.tokens ?? 0,
-      opts.cooldownMs ?? 0,
-      opts.notSent ? 1 : 0,
-      86_400_000,
-    ]);
+    return this.store.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, opts));
   }
 
   snapshot(keyId: string) {
@@ -324,3 +318,22 @@ describe.each([
     expect(sequentialUs).toBeLessThan(name === 'memory' ? 1000 : 5000);
   });
 });
+
+const RELEASE = releaseScript(null);
+function releaseInputs(
+  providerId: string,
+  keyId: string,
+  leaseId: string,
+  opts: { tokens?: number; cooldownMs?: number; notSent?: boolean },
+): [string[], string[]] {
+  const { keys, args } = encodeRelease({
+    providerId,
+    keyId,
+    leaseId,
+    tokens: opts.tokens ?? 0,
+    cooldownMs: opts.cooldownMs ?? 0,
+    notSent: opts.notSent === true,
+    hashTtlMs: 86_400_000,
+  });
+  return [keys, args];
+}

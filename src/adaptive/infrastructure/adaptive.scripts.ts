@@ -1,19 +1,13 @@
-import { keyStateKey, LEARNED_LIMIT_FIELD, type AdmissionGate } from '../../key-pool/key-pool.types.js';
+import { LEARNED_LIMIT_FIELD, type AdmissionGate } from '../../key-pool/key-pool.types.js';
 import type { AtomicScript } from '../../state/atomic-store.js';
 import type { LocalDb } from '../../state/local-db.js';
-import {
-  ACCEPTED_MARGIN_PERMILLE,
-  bucketParams,
-  emptyRetreatState,
-  NORMAL,
-  stepRetreat,
-  WINDOW_SLOTS,
-  type RetreatState,
-} from '../domain/retreat-machine.js';
+import { bucketParams, NORMAL, WINDOW_SLOTS } from '../domain/retreat-machine.js';
 
 /**
  * Adaptive's atomic steps, each written twice (Redis Lua / LocalDb) per docs/CONVENTIONS.md. The
- * learning step (adaptive-learn) is in learn.script.ts + learn.lua.
+ * learning step (adaptive-learn) is in learn.script.ts + learn.lua; the per-answer step (retreat
+ * window + state machine + learning, composed into KeyPool's release script) in report.script.ts +
+ * report.lua.
  *
  * Store layout (every key of a provider shares the hash tag {providerId} with KeyPool's keys):
  *   kp:{p}:k:<id>   KeyPool's key hash; Adaptive owns field `cl` (the learned limit, read by the
@@ -26,9 +20,7 @@ import {
  *                         base rpm, tk tokens, ts last refill (ms)
  *   ad:{p}:rw       hash  sliding window of upstream answers: 10 slots s<i> slot id, n<i> answers, e<i> 429s
  */
-export function adaptiveKeyStateKey(providerId: string, keyId: string): string {
-  return `ad:{${providerId}}:k:${keyId}`;
-}
+export { adaptiveKeyStateKey, learnKeys, retreatStateKey, retreatWindowKey } from './store-keys.js';
 export {
   decodeLearn,
   encodeLearn,
@@ -40,18 +32,7 @@ export {
   type LearnResult,
 } from './learn.script.js';
 
-export function retreatStateKey(providerId: string): string {
-  return `ad:{${providerId}}:rt`;
-}
-export function retreatWindowKey(providerId: string): string {
-  return `ad:{${providerId}}:rw`;
-}
-/** KEYS of the learning scripts for one key. */
-export function learnKeys(providerId: string, keyId: string): [string, string] {
-  return [keyStateKey(providerId, keyId), adaptiveKeyStateKey(providerId, keyId)];
-}
-
-const RT_TTL_MS = 86_400_000;
+import { RT_TTL_MS } from './report.script.js';
 
 const LUA_NOW = `
 local t = redis.call('TIME')
@@ -212,14 +193,9 @@ return nil`,
   },
 };
 
-/**
- * Adds answers to the provider's window and runs the state machine once. A cut (enter, deeper cut,
- * back to RETREAT) empties the bucket: the burst saved up at the old rate is dropped.
- * KEYS: [ad:{p}:rt, ad:{p}:rw]. ARGV: [n, e, windowMs, minSamples, enter‱, exit‱, holdMs, factor‰,
- * minFactor‰, step‰, stepMs, baseRpm, enabled 1|0].
- * → [state, factor‰, answers in window, 429s in window, event, previous state, base rpm used, accepted rpm]
- */
-export type RecordResult = [number, number, number, number, string, number, number, number];
+// The recorder (answers into the window + the state machine) is Adaptive's report contribution,
+// composed into KeyPool's release script: report.script.ts + report.lua.
+export { retreatRecordScript, type RecordResult } from './report.script.js';
 
 const LUA_WINDOW = `
 local function fg_window(rw, now, windowMs, addN, addE)
@@ -271,98 +247,6 @@ function localWindow(db: LocalDb, rw: string, now: number, windowMs: number, add
   }
   return { N, E };
 }
-
-const RETREAT_FIELDS = ['st', 'f', 'since', 'cut', 'calm', 'step', 'ob'] as const;
-
-export const retreatRecordScript: AtomicScript<RecordResult> = {
-  name: 'adaptive-retreat-record',
-  lua: `${LUA_NOW}${LUA_WINDOW}
-local rt, rw = KEYS[1], KEYS[2]
-local A = {}
-for i = 1, 13 do A[i] = tonumber(ARGV[i]) or 0 end
-local addN, addE, windowMs, minSamples, enterP, exitP, holdMs, factorP, minFactorP, stepP, stepMs, baseRpm = A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12]
-local enabled = ARGV[13] == '1'
-local N, E = fg_window(rw, now, windowMs, addN, addE)
-local raw = redis.call('HMGET', rt, 'st', 'f', 'since', 'cut', 'calm', 'step', 'ob')
-local st, f, since, cut, calm, step, ob = tonumber(raw[1]) or 0, tonumber(raw[2]) or 1000, tonumber(raw[3]) or 0, tonumber(raw[4]) or 0, tonumber(raw[5]) or 0, tonumber(raw[6]) or 0, tonumber(raw[7]) or 0
-local prev = st
-local accepted = math.floor((N - E) * 60000 / windowMs)
-local observed = math.floor(N * 60000 / windowMs)
-local base = baseRpm
-if base <= 0 then base = ob end
-local event = ''
-local function cutFrom(fc, b)
-  local a = math.floor(fc * factorP / 1000)
-  local c = math.floor(accepted * ${ACCEPTED_MARGIN_PERMILLE} / b)
-  if c < a then a = c end
-  if a < minFactorP then a = minFactorP end
-  return a
-end
-if not enabled then
-  if st ~= 0 then st = 0; f = 1000; since = now; cut = 0; calm = 0; step = 0; ob = 0; event = 'disabled' end
-else
-  local enter = N >= minSamples and E * 10000 > enterP * N
-  local below = E == 0 or E * 10000 < exitP * N
-  if st == 0 then
-    if enter then
-      if baseRpm <= 0 then ob = math.max(1, observed); base = ob end
-      f = cutFrom(1000, base); st = 1; since = now; cut = now; calm = 0; event = 'enter'
-    end
-  elseif st == 1 then
-    if enter and now - cut >= windowMs then
-      f = math.min(f, cutFrom(f, math.max(1, base))); cut = now; calm = 0; event = 'cut'
-    elseif below then
-      if calm == 0 then calm = now end
-      if now - calm >= holdMs then st = 2; since = now; step = now; calm = 0; event = 'recover' end
-    else
-      calm = 0
-    end
-  elseif enter then
-    f = math.min(f, cutFrom(f, math.max(1, base))); st = 1; since = now; cut = now; calm = 0; event = 'retreat'
-  elseif below and now - step >= stepMs then
-    f = math.min(1000, f + stepP); step = now; event = 'step'
-    if f >= 1000 then st = 0; f = 1000; since = now; ob = 0; event = 'normal' end
-  end
-end
-redis.call('HSET', rt, 'st', st, 'f', f, 'since', since, 'cut', cut, 'calm', calm, 'step', step, 'ob', ob)
-if event == 'enter' or event == 'cut' or event == 'retreat' then redis.call('HSET', rt, 'tk', 0, 'ts', now) end
-redis.call('PEXPIRE', rt, ${RT_TTL_MS})
-return {st, f, N, E, event, prev, base, accepted}
-`,
-  local(db, keys, args, now) {
-    const [rt, rw] = keys as [string, string];
-    const A = args.map((a) => n(a, 0));
-    const { N, E } = localWindow(db, rw, now, A[2]!, A[0]!, A[1]!);
-    const raw = RETREAT_FIELDS.map((f) => db.hget(rt, f));
-    const s0: RetreatState = {
-      st: n(raw[0], 0),
-      f: n(raw[1], 1000),
-      since: n(raw[2], 0),
-      cut: n(raw[3], 0),
-      calm: n(raw[4], 0),
-      step: n(raw[5], 0),
-      ob: n(raw[6], 0),
-    };
-    const r = stepRetreat(s0, N, E, A[11]!, now, {
-      windowMs: A[2]!,
-      minSamples: A[3]!,
-      enterPermyriad: A[4]!,
-      exitPermyriad: A[5]!,
-      holdMs: A[6]!,
-      factorPermille: A[7]!,
-      minFactorPermille: A[8]!,
-      stepPermille: A[9]!,
-      stepMs: A[10]!,
-      enabled: args[12] === '1',
-    });
-    const s = r.event === 'disabled' ? { ...emptyRetreatState(), since: now } : r.state;
-    db.hset(rt, { st: s.st, f: s.f, since: s.since, cut: s.cut, calm: s.calm, step: s.step, ob: s.ob });
-    // A cut takes effect at once: the burst saved up at the old rate is dropped.
-    if (r.event === 'enter' || r.event === 'cut' || r.event === 'retreat') db.hset(rt, { tk: 0, ts: now });
-    db.pexpire(rt, RT_TTL_MS);
-    return [s.st, s.f, N, E, r.event, s0.st, r.base, r.acceptedRpm];
-  },
-};
 
 /**
  * Read-only view of a provider's retreat state and bucket. KEYS: [rt, rw]. ARGV: [windowMs].

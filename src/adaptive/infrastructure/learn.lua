@@ -10,14 +10,21 @@
 --   reset: (none)
 --   load:  version, learned ('' = none), c, r, t, u, l4, lt, lc, bd, lp, history
 -- Reply (decodeLearn()): {changed 0|1, old, new, version, code}.
+-- Run on its own (learnScript: `local NOW = nil` in front) or as `fg_learn(KEYS, ARGV, NOW)` inside
+-- Adaptive's report contribution (report.lua, composed into KeyPool's release script).
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local CL = 'cl'                 -- LEARNED_LIMIT_FIELD
 local TTL_MS = 2592000000       -- KEY_STATE_TTL_MS
 local HISTORY_MAX = 20          -- HISTORY_MAX
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- NOW: the clock of a script this step is composed into (report.lua passes its own, so the whole
+-- answer path reads one instant); nil when the step runs on its own (learnScript).
+local now = NOW
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local kh, ah = KEYS[1], KEYS[2]
 local op = ARGV[1]
 

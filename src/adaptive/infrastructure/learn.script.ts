@@ -3,7 +3,7 @@ import type { AtomicScript } from '../../state/atomic-store.js';
 import type { LocalDb } from '../../state/local-db.js';
 import { appendHistory, decreaseFor429, increaseDecision } from '../domain/aimd.js';
 import type { Upstream429Type } from '../domain/classify-429.js';
-import { readLua } from './lua-file.js';
+import { readLua } from '../../state/lua-file.js';
 
 /**
  * adaptive-learn: one atomic step on an upstream key's learned limit (four operations: 429, inc,
@@ -133,7 +133,8 @@ export function decodeLearn(r: LearnResult): LearnReply {
   };
 }
 
-const LUA_LEARN = readLua(new URL('./learn.lua', import.meta.url), {
+/** learn.lua's text (the body of `fg_learn(KEYS, ARGV, NOW)` when composed; see report.script.ts). */
+export const LUA_LEARN = readLua(new URL('./learn.lua', import.meta.url), {
   CL: LEARNED_LIMIT_FIELD,
   TTL_MS: KEY_STATE_TTL_MS,
   HISTORY_MAX,
@@ -145,7 +146,7 @@ function n(v: string | null | undefined, d: number): number {
   return Number.isNaN(x) ? d : x;
 }
 
-function localLearn(db: LocalDb, keys: string[], args: string[], now: number): LearnResult {
+export function localLearn(db: LocalDb, keys: string[], args: string[], now: number): LearnResult {
   const [kh, ah] = keys as [string, string];
   const op = args[0];
   const bump = (): number => {
@@ -257,6 +258,6 @@ function localLearn(db: LocalDb, keys: string[], args: string[], now: number): L
 
 export const learnScript: AtomicScript<LearnResult> = {
   name: 'adaptive-learn',
-  lua: LUA_LEARN,
+  lua: `local NOW = nil\n${LUA_LEARN}`,
   local: localLearn,
 };

@@ -15,10 +15,11 @@ import type {
   ConcurrencyPolicy,
   KeyLease,
   KeyOutcome,
+  ReportContributor,
   ReportResult,
 } from '../../key-pool/key-pool.types.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
-import { AtomicStore } from '../../state/atomic-store.js';
+import { AtomicStore, type ScriptValue } from '../../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
 import type { AdaptiveKeyState, StoredAdjustment } from '../infrastructure/adaptive-key-state.entity.js';
 import {
@@ -33,14 +34,23 @@ import {
   learnSnapshotScript,
   parseSnapshots,
   RETREAT_GATE,
-  retreatRecordScript,
   retreatSnapshotScript,
   retreatStateKey,
   retreatWindowKey,
   type FixedShapeGate,
   type KeySnapshot,
+  type LearnOp,
   type LearnReply,
 } from '../infrastructure/adaptive.scripts.js';
+import {
+  ADAPTIVE_REPORT,
+  decodeReport,
+  encodeReport,
+  retreatArgv,
+  retreatRecordScript,
+  type RecordResult,
+  type RetreatArgs,
+} from '../infrastructure/report.script.js';
 import { parseHistory, UtilisationWindow, type Adjustment } from '../domain/aimd.js';
 import { classify429, type Classification, type Upstream429Type } from '../domain/classify-429.js';
 import {
@@ -115,6 +125,22 @@ interface KeyView {
   busy: boolean;
 }
 
+/** What Adaptive's report contribution does for one answer (decided before the release script). */
+interface ReportPlan {
+  kind: 'none' | '429' | 'inc';
+  type?: Upstream429Type;
+  reason?: 'high_utilisation' | 'probe';
+  /** The answer is a rate 429 (counts against the provider's request rate). */
+  rate429: boolean;
+  /** The report carries the provider's pending answers into the retreat window. */
+  carries?: boolean;
+  /** Resolves the promise idle() waits for. */
+  done: () => void;
+}
+
+/** How long answers that no report carried wait for one before they go into the window on their own. */
+const RETREAT_FLUSH_MS = 20;
+
 const RESET_CHANNEL = 'adaptive:reset';
 const RETREAT_CODE: Record<RetreatStateName, number> = { normal: 0, retreat: 1, recover: 2 };
 
@@ -143,11 +169,16 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
   private providersLoading: Promise<void> | null = null;
   private providersStale = false;
   private providersLoadedAt = 0;
-  private readonly retreatPending = new Map<string, { n: number; e: number; name: string }>();
-  private readonly retreatBusy = new Set<string>();
+  /** What `reportInputs` decided for a lease, for `reportSettled`. */
+  private readonly plans = new WeakMap<KeyLease, ReportPlan>();
+  /** providerId → answers not yet in the provider's retreat window (waiting for a report to carry them). */
+  private readonly retreatPending = new Map<string, { n: number; e: number }>();
+  /** providerId → reports (or flushes) of this instance carrying the provider's answers right now. */
+  private readonly retreatCarrying = new Map<string, number>();
+  /** providerId → the timer that records pending answers on their own when no report takes them. */
+  private readonly retreatFlushes = new Map<string, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<void>>();
   private readonly unsubscribes: Unsubscribe[] = [];
-  private removeListener: (() => void) | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | null = null;
   private readonly gateContribution: RetreatGateContribution;
@@ -170,9 +201,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
 
   async onModuleInit(): Promise<void> {
     this.keyPool.useConcurrencyPolicy(this.policy);
-    this.removeListener = this.keyPool.onOutcome((lease, outcome, result) =>
-      this.onOutcome(lease, outcome, result),
-    );
+    this.keyPool.useReportContributor(this.contributor);
     this.unsubscribes.push(
       await this.pubsub.subscribe(INVALIDATE_CHANNEL, () => void this.refreshProviders('write')),
       await this.pubsub.subscribe(RESET_CHANNEL, (keyId) => this.views.delete(keyId)),
@@ -189,7 +218,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
 
   async onApplicationShutdown(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
-    this.removeListener?.();
+    this.keyPool.useReportContributor(null);
     await this.idle();
     await this.flush();
     for (const u of this.unsubscribes.splice(0)) await u().catch(() => undefined);
@@ -242,25 +271,199 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     return c;
   }
 
-  // ---- outcomes ---------------------------------------------------------------------------------
+  // ---- outcomes: Adaptive's report contribution ------------------------------------------------
+  //
+  // Every upstream answer is recorded in the same atomic step as KeyPool's release (one store round
+  // trip per answer): `reportInputs` runs before the release script and decides what this answer
+  // adds — one answer (and whether it is a rate 429) to the provider's retreat window, and the
+  // key's learning step when the answer calls for one (a 429; an increase the utilisation samples
+  // decided) — and `reportSettled` reads the reply after it.
 
-  private onOutcome(lease: KeyLease, outcome: KeyOutcome, result: ReportResult): void {
-    if (outcome.notSent || outcome.status === undefined) return;
+  private readonly contributor: ReportContributor = {
+    contribution: ADAPTIVE_REPORT,
+    inputs: (lease, outcome) => this.reportInputs(lease, outcome),
+    settled: (lease, _outcome, result, output) => this.reportSettled(lease, result, output),
+  };
+
+  private reportInputs(
+    lease: KeyLease,
+    outcome: KeyOutcome,
+  ): { keys: string[]; args: (string | number)[] } | null {
+    if (outcome.notSent || outcome.status === undefined) return null;
     this.touched.set(lease.keyId, lease.providerId);
-    let rate429 = false;
+    const a = this.config.adaptive;
+    const initial =
+      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit;
+    const plan: ReportPlan = { kind: 'none', rate429: false, done: () => undefined };
+    let learn: LearnOp | null = null;
     if (outcome.status === 429) {
       const c = this.classify(lease, outcome);
-      this.metrics.upstream429.inc({ provider: lease.providerName, key_id: lease.keyId, type: c.type });
       // Concurrency 429s belong to the key's learned limit, not to the provider's request rate.
-      rate429 = c.type !== 'concurrency';
+      plan.rate429 = c.type !== 'concurrency';
+      plan.kind = '429';
+      plan.type = c.type;
+      this.view(lease.keyId, lease.providerId).samples.reset();
       // The upstream counted every request in flight when it refused, including those that took
-      // their slot after this one (arrival order upstream is not slot order): the larger of the
-      // count at acquisition and the count at release (+ this one) is the better estimate.
-      this.track(this.on429(lease, c.type, Math.max(lease.inFlight, result.inFlight + 1)));
+      // their slot after this one (arrival order upstream is not slot order): the script raises
+      // this count at acquisition to the count after the release + 1 when that is larger.
+      learn = {
+        op: '429',
+        type: c.type,
+        inFlight: lease.inFlight,
+        learned: lease.concurrencyLimit.kind === 'learned',
+        initial,
+        decreasePermille: Math.round(a.decreaseFactor * 1000),
+        unknownPermille: Math.round(a.unknownDecreaseFactor * 1000),
+        holdMs: a.holdMs,
+        minLimit: a.minLimit,
+      };
     } else if (outcome.status < 400 && lease.concurrencyLimit.kind === 'learned') {
-      this.sample(lease);
+      const inc = this.sample(lease);
+      if (inc) {
+        plan.kind = 'inc';
+        plan.reason = inc.reason;
+        learn = {
+          op: 'inc',
+          expected: inc.expected,
+          reason: inc.reason,
+          inFlight: lease.inFlight,
+          initial,
+          maxLimit: a.maxLimit,
+          probeIntervalMs: a.probeIntervalMs,
+          slowStartPermille: Math.round(a.slowStartFactor * 1000),
+        };
+      }
     }
-    this.recordAnswer(lease.providerId, lease.providerName, rate429);
+    // The answer joins the provider's pending answers; a report carries them all into the window
+    // unless another report of this instance is already carrying the provider's answers (then
+    // they wait for the next one: under load the window is updated once per round trip, not once
+    // per answer) — a learning step always goes, taking the pending answers along.
+    const pending = this.retreatPending.get(lease.providerId) ?? { n: 0, e: 0 };
+    pending.n++;
+    if (plan.rate429) pending.e++;
+    this.retreatPending.set(lease.providerId, pending);
+    if (!learn && (this.retreatCarrying.get(lease.providerId) ?? 0) > 0) return null;
+    this.retreatPending.delete(lease.providerId);
+    this.retreatCarrying.set(lease.providerId, (this.retreatCarrying.get(lease.providerId) ?? 0) + 1);
+    plan.carries = true;
+    const inputs = encodeReport({
+      providerId: lease.providerId,
+      keyId: lease.keyId,
+      answers: pending.n,
+      rate429s: pending.e,
+      retreat: this.retreatArgs(lease.providerId),
+      learn,
+    });
+    // idle() waits for the report to settle
+    this.track(new Promise<void>((resolve) => (plan.done = resolve)));
+    this.plans.set(lease, plan);
+    return inputs;
+  }
+
+  private retreatArgs(providerId: string): RetreatArgs {
+    const r = this.config.retreat;
+    return {
+      windowMs: r.windowMs,
+      minSamples: r.minSamples,
+      enterPermyriad: Math.round(r.enterRate * 10000),
+      exitPermyriad: Math.round(r.exitRate * 10000),
+      holdMs: r.holdMs,
+      factorPermille: Math.round(r.factor * 1000),
+      minFactorPermille: Math.round(r.minFactor * 1000),
+      stepPermille: Math.round(r.recoverStep * 1000),
+      stepMs: r.recoverStepMs,
+      baseRpm: this.providers.get(providerId)?.rpm ?? 0,
+      enabled: r.enabled,
+    };
+  }
+
+  /** One provider's carrying report settled (or a flush ran): pending answers go with the next report, or on their own. */
+  private retreatCarried(providerId: string): void {
+    const left = (this.retreatCarrying.get(providerId) ?? 1) - 1;
+    if (left > 0) this.retreatCarrying.set(providerId, left);
+    else this.retreatCarrying.delete(providerId);
+    if (left > 0 || !this.retreatPending.has(providerId) || this.retreatFlushes.has(providerId)) return;
+    // Nobody carries them yet: a report arriving within RETREAT_FLUSH_MS takes them along; if none
+    // comes, they go into the window on their own (the retreat recorder: report.lua without learning).
+    let done!: () => void;
+    this.track(new Promise<void>((resolve) => (done = resolve)));
+    const timer = setTimeout(() => {
+      this.retreatFlushes.delete(providerId);
+      const acc = this.retreatPending.get(providerId);
+      if (!acc || this.retreatCarrying.has(providerId)) return done();
+      this.retreatPending.delete(providerId);
+      this.retreatCarrying.set(providerId, 1);
+      this.track(
+        this.store
+          .run(
+            retreatRecordScript,
+            [retreatStateKey(providerId), retreatWindowKey(providerId)],
+            retreatArgv(acc.n, acc.e, this.retreatArgs(providerId)),
+          )
+          .then((res) => {
+            const name = this.providers.get(providerId)?.name ?? providerId;
+            if (res[4]) this.logTransition(name, providerId, res);
+          })
+          .finally(() => {
+            this.retreatCarried(providerId);
+            done();
+          }),
+      );
+    }, RETREAT_FLUSH_MS);
+    this.retreatFlushes.set(providerId, timer);
+  }
+
+  private reportSettled(lease: KeyLease, result: ReportResult, output: ScriptValue | null): void {
+    const plan = this.plans.get(lease);
+    if (!plan) return;
+    this.plans.delete(lease);
+    const v = this.view(lease.keyId, lease.providerId);
+    try {
+      if (plan.kind === '429')
+        this.metrics.upstream429.inc({ provider: lease.providerName, key_id: lease.keyId, type: plan.type! });
+      // null: the store failed (KeyPool logged it and keeps the lease in its ledger); this answer is
+      // missing from the window and the learning step did not run.
+      const reply = output === null ? null : decodeReport(output);
+      if (reply?.retreat[4]) this.logTransition(lease.providerName, lease.providerId, reply.retreat);
+      const r = reply?.learn ?? null;
+      if (!r) return;
+      const a = this.config.adaptive;
+      if (plan.kind === '429') {
+        const inFlight = Math.max(lease.inFlight, result.inFlight + 1);
+        this.dirty.set(lease.keyId, lease.providerId);
+        if (plan.type === 'concurrency') {
+          v.lastConcurrency429Ms = Date.now();
+          v.boundary = v.boundary === null ? inFlight : Math.min(v.boundary, inFlight);
+        }
+        if (r.changed) {
+          v.learned = r.next;
+          v.holdUntilMs = Date.now() + a.holdMs;
+          this.adjusted(lease, r, 'decrease', inFlight);
+        }
+      } else if (plan.kind === 'inc') {
+        if (r.changed) {
+          v.learned = r.next;
+          if (plan.reason === 'probe') {
+            v.lastProbeMs = Date.now();
+            v.boundary = null;
+          }
+          this.dirty.set(lease.keyId, lease.providerId);
+          this.adjusted(lease, r, 'increase', lease.inFlight);
+        } else if (r.code === 'stale') {
+          v.learned = r.old;
+        } else if (r.code === 'quiet_period') {
+          // Another instance probed or saw a concurrency 429: the next snapshot refresh tells when.
+          v.lastProbeMs = Date.now();
+        }
+      }
+    } finally {
+      if (plan.kind === 'inc') {
+        v.busy = false;
+        v.samples.reset();
+      }
+      if (plan.carries) this.retreatCarried(lease.providerId);
+      plan.done();
+    }
   }
 
   private view(keyId: string, providerId: string): KeyView {
@@ -281,44 +484,12 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     return v;
   }
 
-  private async on429(lease: KeyLease, type: Upstream429Type, inFlight: number): Promise<void> {
-    const a = this.config.adaptive;
-    const v = this.view(lease.keyId, lease.providerId);
-    v.samples.reset();
-    const learned = lease.concurrencyLimit.kind === 'learned';
-    const initial =
-      lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit;
-    const r = decodeLearn(
-      await this.store.run(
-        learnScript,
-        learnKeys(lease.providerId, lease.keyId),
-        encodeLearn({
-          op: '429',
-          type,
-          inFlight,
-          learned,
-          initial,
-          decreasePermille: Math.round(a.decreaseFactor * 1000),
-          unknownPermille: Math.round(a.unknownDecreaseFactor * 1000),
-          holdMs: a.holdMs,
-          minLimit: a.minLimit,
-        }),
-      ),
-    );
-    this.dirty.set(lease.keyId, lease.providerId);
-    if (type === 'concurrency') {
-      v.lastConcurrency429Ms = Date.now();
-      v.boundary = v.boundary === null ? inFlight : Math.min(v.boundary, inFlight);
-    }
-    if (r.changed) {
-      v.learned = r.next;
-      v.holdUntilMs = Date.now() + a.holdMs;
-      this.adjusted(lease, r, 'decrease', inFlight);
-    }
-  }
-
-  /** A successful answer on an adaptive key: a utilisation sample; maybe +1. */
-  private sample(lease: KeyLease): void {
+  /**
+   * A successful answer on an adaptive key: a utilisation sample. Returns the increase to ask the
+   * store for (compare-and-set on `expected`) when the samples call for one, and marks the key busy
+   * until the report settles.
+   */
+  private sample(lease: KeyLease): { expected: number; reason: 'high_utilisation' | 'probe' } | null {
     const a = this.config.adaptive;
     const v = this.view(lease.keyId, lease.providerId);
     const limit =
@@ -327,11 +498,11 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     // A sample judges the limit in force when its slot was taken (the policy hands the view's
     // limit to the lease as `initial`): answers to requests admitted under another limit say
     // nothing about this one — right after a doubling they would all look half idle.
-    if (lease.concurrencyLimit.kind === 'learned' && lease.concurrencyLimit.initial !== limit) return;
+    if (lease.concurrencyLimit.kind === 'learned' && lease.concurrencyLimit.initial !== limit) return null;
     v.samples.add(lease.inFlight, limit);
-    if (v.busy || limit >= a.maxLimit) return;
+    if (v.busy || limit >= a.maxLimit) return null;
     const decision = v.samples.decision(a.utilisationThreshold, a.highUtilisationShare);
-    if (!decision) return;
+    if (!decision) return null;
     const now = Date.now();
     let reason: 'high_utilisation' | 'probe' | null = null;
     if (
@@ -348,54 +519,9 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
       reason = 'probe';
       v.samples.lastProbeAttemptMs = now;
     }
-    if (!reason) return;
+    if (!reason) return null;
     v.busy = true;
-    this.track(
-      this.increase(lease, limit, reason).finally(() => {
-        v.busy = false;
-        v.samples.reset();
-      }),
-    );
-  }
-
-  private async increase(
-    lease: KeyLease,
-    expected: number,
-    reason: 'high_utilisation' | 'probe',
-  ): Promise<void> {
-    const a = this.config.adaptive;
-    const r = decodeLearn(
-      await this.store.run(
-        learnScript,
-        learnKeys(lease.providerId, lease.keyId),
-        encodeLearn({
-          op: 'inc',
-          expected,
-          reason,
-          inFlight: lease.inFlight,
-          initial:
-            lease.concurrencyLimit.kind === 'learned' ? lease.concurrencyLimit.initial : a.initialLimit,
-          maxLimit: a.maxLimit,
-          probeIntervalMs: a.probeIntervalMs,
-          slowStartPermille: Math.round(a.slowStartFactor * 1000),
-        }),
-      ),
-    );
-    const v = this.view(lease.keyId, lease.providerId);
-    if (r.changed) {
-      v.learned = r.next;
-      if (reason === 'probe') {
-        v.lastProbeMs = Date.now();
-        v.boundary = null;
-      }
-      this.dirty.set(lease.keyId, lease.providerId);
-      this.adjusted(lease, r, 'increase', lease.inFlight);
-    } else if (r.code === 'stale') {
-      v.learned = r.old;
-    } else if (r.code === 'quiet_period') {
-      // Another instance probed or saw a concurrency 429: the next snapshot refresh tells when.
-      v.lastProbeMs = Date.now();
-    }
+    return { expected: limit, reason };
   }
 
   private adjusted(
@@ -471,53 +597,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     return p;
   }
 
-  private recordAnswer(providerId: string, name: string, rate429: boolean): void {
-    const acc = this.retreatPending.get(providerId) ?? { n: 0, e: 0, name };
-    acc.n++;
-    if (rate429) acc.e++;
-    this.retreatPending.set(providerId, acc);
-    if (!this.retreatBusy.has(providerId)) this.track(this.drainAnswers(providerId));
-  }
-
-  /** One store step per batch of answers (answers arriving while a step runs join the next one). */
-  private async drainAnswers(providerId: string): Promise<void> {
-    this.retreatBusy.add(providerId);
-    try {
-      for (let acc = this.retreatPending.get(providerId); acc; acc = this.retreatPending.get(providerId)) {
-        this.retreatPending.delete(providerId);
-        const r = this.config.retreat;
-        const base = this.providers.get(providerId)?.rpm ?? 0;
-        const res = await this.store.run(
-          retreatRecordScript,
-          [retreatStateKey(providerId), retreatWindowKey(providerId)],
-          [
-            acc.n,
-            acc.e,
-            r.windowMs,
-            r.minSamples,
-            Math.round(r.enterRate * 10000),
-            Math.round(r.exitRate * 10000),
-            r.holdMs,
-            Math.round(r.factor * 1000),
-            Math.round(r.minFactor * 1000),
-            Math.round(r.recoverStep * 1000),
-            r.recoverStepMs,
-            base,
-            r.enabled ? 1 : 0,
-          ],
-        );
-        if (res[4]) this.logTransition(acc.name, providerId, res);
-      }
-    } finally {
-      this.retreatBusy.delete(providerId);
-    }
-  }
-
-  private logTransition(
-    name: string,
-    providerId: string,
-    r: [number, number, number, number, string, number, number, number],
-  ): void {
+  private logTransition(name: string, providerId: string, r: RecordResult): void {
     const [st, f, n, e, event, prev, base, accepted] = r;
     const from = RETREAT_STATES[prev] ?? 'normal';
     const to = RETREAT_STATES[st] ?? 'normal';

@@ -422,68 +422,10 @@ export function composeInputs(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Report, renew, clear, snapshot
+// Renew, clear, snapshot
 // ---------------------------------------------------------------------------------------------
 
-/** KEYS: hash, rpm, tpm, inf. ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs. → [cooldownUntilMs|0, inFlight, nowMs] */
-export const reportScript: AtomicScript<[number, number, number]> = {
-  name: 'keypool-report',
-  lua: `${LUA_HELPERS}
-local now = fg_now()
-local hk, rk, tk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local hashTtl = tonumber(ARGV[5])
-redis.call('ZREM', ik, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
-if ARGV[4] == '1' then redis.call('ZREM', rk, ARGV[1]) end
-local tokens = tonumber(ARGV[2])
-if tokens > 0 then
-  fg_tpm_sum(hk, tk, now - ${WINDOW_MS})
-  if redis.call('ZADD', tk, 'NX', now, ARGV[1] .. ':' .. ARGV[2]) == 1 then
-    redis.call('HINCRBY', hk, 'ts', tokens)
-  end
-  redis.call('PEXPIRE', tk, ${WINDOW_MS + 1000})
-  redis.call('PEXPIRE', hk, hashTtl)
-end
-local cd = 0
-local cms = tonumber(ARGV[3])
-if cms > 0 then
-  cd = now + cms
-  local cur = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
-  if cur > cd then cd = cur end
-  redis.call('HSET', hk, 'cd', cd)
-  redis.call('PEXPIRE', hk, hashTtl)
-end
-return {cd, redis.call('ZCARD', ik), now}
-`,
-  local(db, keys, args, now) {
-    const [hk, rk, tk, ik] = keys as [string, string, string, string];
-    const hashTtl = Number(args[4]);
-    db.zrem(ik, args[0]!);
-    db.zremrangebyscore(ik, -Infinity, now);
-    if (args[3] === '1') db.zrem(rk, args[0]!);
-    const tokens = Number(args[1]);
-    if (tokens > 0) {
-      localTpmSum(db, hk, tk, now - WINDOW_MS);
-      const member = `${args[0]}:${args[1]}`;
-      if (db.zscore(tk, member) === null) {
-        db.zadd(tk, now, member);
-        db.hincrby(hk, 'ts', tokens);
-      }
-      db.pexpire(tk, WINDOW_MS + 1000);
-      db.pexpire(hk, hashTtl);
-    }
-    let cd = 0;
-    const cms = Number(args[2]);
-    if (cms > 0) {
-      cd = now + cms;
-      const cur = Number(db.hget(hk, 'cd') ?? '0') || 0;
-      if (cur > cd) cd = cur;
-      db.hset(hk, { cd });
-      db.pexpire(hk, hashTtl);
-    }
-    return [cd, db.zcard(ik), now];
-  },
-};
+// The answer path (release, tokens, cooldown, report contribution) is release.script.ts + release.lua.
 
 /** KEYS: inf. ARGV: leaseId, ttlMs. → 1 renewed, 0 lease gone (expired or released). */
 export const renewScript: AtomicScript<number> = {

@@ -6,13 +6,13 @@ import {
   composeInputs,
   keyNames,
   renewScript,
-  reportScript,
   selectionInputs,
   selectionScript,
   snapshotScript,
   type SelectionCandidate,
   type SelectionResult,
 } from './key-selection.script.js';
+import { encodeRelease, releaseScript } from './release.script.js';
 
 /** The local half with a hand-driven clock: exact window arithmetic, no sleeping. */
 class Harness {
@@ -60,13 +60,7 @@ class Harness {
     leaseId: string,
     opts: { tokens?: number; cooldownMs?: number; notSent?: boolean } = {},
   ) {
-    return this.run(reportScript, keyNames(this.providerId, keyId), [
-      leaseId,
-      opts.tokens ?? 0,
-      opts.cooldownMs ?? 0,
-      opts.notSent ? 1 : 0,
-      86_400_000,
-    ]);
+    return this.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, opts));
   }
 }
 
@@ -242,3 +236,22 @@ describe('selection script (local half)', () => {
     expect(new Harness([]).select()).toEqual([0, 'no_usable_keys', 0, 0, 0, 0]);
   });
 });
+
+const RELEASE = releaseScript(null);
+function releaseInputs(
+  providerId: string,
+  keyId: string,
+  leaseId: string,
+  opts: { tokens?: number; cooldownMs?: number; notSent?: boolean },
+): [string[], string[]] {
+  const { keys, args } = encodeRelease({
+    providerId,
+    keyId,
+    leaseId,
+    tokens: opts.tokens ?? 0,
+    cooldownMs: opts.cooldownMs ?? 0,
+    notSent: opts.notSent === true,
+    hashTtlMs: 86_400_000,
+  });
+  return [keys, args];
+}

@@ -4,7 +4,7 @@ import { ApiError } from '../../common/api-error.js';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
-import { AtomicStore, type AtomicScript } from '../../state/atomic-store.js';
+import { AtomicStore, type AtomicScript, type ScriptValue } from '../../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
 import { KeyCipher, providerKeyAad } from '../domain/key-cipher.js';
 import type {
@@ -26,6 +26,7 @@ import type {
   PreparedAcquire,
   RefusalKind,
   RoutableProvider,
+  ReportContributor,
   ReportResult,
 } from '../key-pool.types.js';
 import {
@@ -36,13 +37,18 @@ import {
   providerLua,
   releaseLateScript,
   renewScript,
-  reportScript,
   selectionInputs,
   selectionScript,
   snapshotScript,
   type SelectionCandidate,
   type SelectionResult,
 } from '../infrastructure/key-selection.script.js';
+import {
+  decodeRelease,
+  encodeRelease,
+  releaseScript,
+  type ReleaseResult,
+} from '../infrastructure/release.script.js';
 import { valueIsBad } from '../infrastructure/encryption-key-registry.js';
 import { KeyUsageRecorder } from '../infrastructure/key-usage.recorder.js';
 import { keyState, type ProviderKey } from '../infrastructure/provider-key.entity.js';
@@ -105,8 +111,10 @@ const REFUSAL_CODES: Record<Exclude<RefusalKind, 'gate'>, string> = {
  * 429 cooldowns / 401-403 invalidation and frees the concurrency slot.
  *
  * Extension points: `useConcurrencyPolicy` (Adaptive: per-key limits enforced inside the selection
- * script), `onOutcome` (listeners for every report), `acquire(…, { gate })` (an admission gate
- * composed into the same script: retreat bucket, priority waiters).
+ * script), `useReportContributor` (Adaptive: a step composed into the release script — retreat
+ * window, learning — so an answer costs one store round trip), `onOutcome` (listeners for every
+ * report), `acquire(…, { gate })` (an admission gate composed into the same script: retreat bucket,
+ * priority waiters).
  */
 @Injectable()
 export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
@@ -120,6 +128,9 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   private readonly reported = new WeakSet<KeyLease>();
   private readonly scripts = new Map<string, AtomicScript<SelectionResult>>();
   private readonly baseScript = selectionScript(null);
+  private contributor: ReportContributor | null = null;
+  private readonly plainRelease = releaseScript(null);
+  private contributedRelease: AtomicScript<ReleaseResult> | null = null;
   private unsubscribe: Unsubscribe | undefined;
   /** leaseId → lease this instance could not confirm released (retried until the store answers). */
   private readonly unconfirmed = new Map<string, UnconfirmedLease>();
@@ -160,6 +171,15 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   /** Adaptive installs its policy here (one policy; the last call wins). */
   useConcurrencyPolicy(policy: ConcurrencyPolicy): void {
     this.policy = policy;
+  }
+
+  /**
+   * Adaptive composes its per-answer step into the release script here (one contributor; the last
+   * call wins; null removes it). Its `inputs` runs before every report's script, `settled` after it.
+   */
+  useReportContributor(contributor: ReportContributor | null): void {
+    this.contributor = contributor;
+    this.contributedRelease = contributor ? releaseScript(contributor.contribution) : null;
   }
 
   /** Listen to every report (returns a function that removes the listener). */
@@ -381,15 +401,33 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       result.cooldownSource = decision.source;
     }
     let nowMs = Date.now();
+    const contributor = this.contributor;
+    let extra: { keys: string[]; args: (string | number)[] } | null = null;
+    let output: ScriptValue | null = null;
+    if (contributor) {
+      try {
+        extra = contributor.inputs(lease, outcome);
+      } catch (err) {
+        this.logger.error({ err }, 'a report contributor failed');
+      }
+    }
     try {
-      const [cd, inFlight, now] = await this.store.run(
-        reportScript,
-        keyNames(lease.providerId, lease.keyId),
-        [lease.leaseId, tokens, cooldownMs, outcome.notSent ? 1 : 0, this.hashTtlMs],
-      );
-      result.inFlight = inFlight;
-      nowMs = now;
-      if (cd > 0) result.cooldownUntilMs = cd;
+      const input = encodeRelease({
+        providerId: lease.providerId,
+        keyId: lease.keyId,
+        leaseId: lease.leaseId,
+        tokens,
+        cooldownMs,
+        notSent: outcome.notSent === true,
+        hashTtlMs: this.hashTtlMs,
+        contribution: extra,
+      });
+      const script = extra && this.contributedRelease ? this.contributedRelease : this.plainRelease;
+      const r = decodeRelease(await this.store.run(script, input.keys, input.args));
+      result.inFlight = r.inFlight;
+      nowMs = r.nowMs;
+      output = r.contribution;
+      if (r.cooldownUntilMs > 0) result.cooldownUntilMs = r.cooldownUntilMs;
     } catch (err) {
       this.logger.error(
         { err, key_id: lease.keyId },
@@ -403,6 +441,13 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         sinceMs: Date.now(),
       });
       if (cooldownMs > 0) result.cooldownUntilMs = Date.now() + cooldownMs;
+    }
+    if (contributor) {
+      try {
+        contributor.settled(lease, outcome, result, output);
+      } catch (err) {
+        this.logger.error({ err }, 'a report contributor failed');
+      }
     }
 
     this.usageRecorder.record(lease.keyId, nowMs, {

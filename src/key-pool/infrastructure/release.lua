@@ -1,0 +1,87 @@
+-- keypool-release: the answer path of one leased request in ONE atomic step (docs/key-pool.md):
+-- frees the lease's concurrency slot, gives back its RPM entry when nothing was sent, charges its
+-- tokens to the key's TPM log, applies a 429 cooldown, then runs the report contribution composed
+-- in front of this file (Adaptive's retreat window and learning) with the in-flight count after
+-- the release. The same step is written in TypeScript (release.script.ts, `localRelease`); the
+-- randomised test test/adaptive/report-equivalence.e2e-spec.ts runs both and compares replies
+-- and stored state.
+--
+-- The composer (release.script.ts) puts `local fg_contribute = nil` or
+-- `local function fg_contribute(CK, CA, now, inFlight) … end` before this file.
+--
+-- KEYS: hash, rpm, tpm, inf of the key, then the contribution's keys.
+-- ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs, #contribution keys,
+--       #contribution args, contribution args… (encodeRelease())
+-- Reply (decodeRelease()): {cooldownUntilMs (0 = none), inFlight, nowMs[, contribution reply]}
+--
+-- The release only writes what the selection script reads as it always did (cd, ts = the TPM log's
+-- sum, the rpm/tpm/inf sets); it does less to get there: expired leases are not trimmed here (the
+-- selection trims before it counts; the reply counts live leases with ZCOUNT), the TPM log is
+-- trimmed only when its oldest entry has left the window, ts moves by one HINCRBY (no read), and
+-- the key hash's TTL (set by the acquisition moments ago) is only renewed when the hash had no ts
+-- yet, the log was gone, or a cooldown is written.
+
+-- Constants shared with TypeScript; the loader refuses a file whose values differ.
+local WINDOW_MS = 60000         -- WINDOW_MS
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hk, rk, tk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local leaseId = ARGV[1]
+local hashTtl = tonumber(ARGV[5])
+
+redis.call('ZREM', ik, leaseId)
+if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId) end
+
+local tokens = tonumber(ARGV[2]) or 0
+if tokens > 0 then
+  -- TPM log: trim what left the window, charge this response; ts (the log's sum) moves by one
+  -- HINCRBY of the difference, and is reset when the log was gone (expired) or had drifted below 0
+  local cutoff = now - WINDOW_MS
+  local removed, reset = 0, false
+  local oldest = redis.call('ZRANGE', tk, 0, 0, 'WITHSCORES')
+  if #oldest == 0 then
+    reset = true
+  elseif tonumber(oldest[2]) <= cutoff then
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', tk, '-inf', cutoff)) do
+      removed = removed + (tonumber(string.match(m, ':(%d+)$') or '0') or 0)
+    end
+    redis.call('ZREMRANGEBYSCORE', tk, '-inf', cutoff)
+    if redis.call('EXISTS', tk) == 0 then reset = true end
+  end
+  local add = 0
+  if redis.call('ZADD', tk, 'NX', now, leaseId .. ':' .. ARGV[2]) == 1 then add = tokens end
+  if reset then
+    redis.call('HSET', hk, 'ts', add)
+    redis.call('PEXPIRE', hk, hashTtl)
+  else
+    local delta = add - removed
+    local v
+    if delta ~= 0 then v = redis.call('HINCRBY', hk, 'ts', delta) else v = tonumber(redis.call('HGET', hk, 'ts') or '0') or 0 end
+    if v - add < 0 then redis.call('HSET', hk, 'ts', add) end
+    -- no ts before (the hash's first charge, or a hash this step created): give it its TTL
+    if v == delta then redis.call('PEXPIRE', hk, hashTtl) end
+  end
+  redis.call('PEXPIRE', tk, WINDOW_MS + 1000)
+end
+
+local cd = 0
+local cms = tonumber(ARGV[3]) or 0
+if cms > 0 then
+  cd = now + cms
+  local cur = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
+  if cur > cd then cd = cur end
+  redis.call('HSET', hk, 'cd', cd)
+  redis.call('PEXPIRE', hk, hashTtl)
+end
+
+local inFlight = redis.call('ZCOUNT', ik, '(' .. now, '+inf')
+local gk, ga = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
+if fg_contribute ~= nil and (gk > 0 or ga > 0) then
+  local CK, CA = {}, {}
+  for i = 1, gk do CK[i] = KEYS[4 + i] end
+  for i = 1, ga do CA[i] = ARGV[7 + i] end
+  local out = fg_contribute(CK, CA, now, inFlight)
+  if out ~= nil then return {cd, inFlight, now, out} end
+end
+return {cd, inFlight, now}

@@ -1,0 +1,408 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LearnOp } from '../../src/adaptive/infrastructure/learn.script.js';
+import {
+  ADAPTIVE_REPORT,
+  decodeReport,
+  encodeReport,
+  type RetreatArgs,
+} from '../../src/adaptive/infrastructure/report.script.js';
+import type { Upstream429Type } from '../../src/adaptive/domain/classify-429.js';
+import {
+  decodeRelease,
+  encodeRelease,
+  releaseScript,
+  type ReleaseResult,
+} from '../../src/key-pool/infrastructure/release.script.js';
+import type { ScriptValue } from '../../src/state/atomic-store.js';
+import { LocalDb } from '../../src/state/local-db.js';
+import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
+
+/**
+ * The answer path in one atomic step: KeyPool's release (release.lua / localRelease) with Adaptive's
+ * report contribution composed in (report.lua + learn.lua / localReport + localLearn), and the
+ * plain release without it. Randomised stored states (key hash, rpm/tpm/inf sets, the provider's
+ * retreat hash and window, the key's learning hash) × answers (tokens, cooldown, not sent, success,
+ * 429 of every kind, an increase) run through the Lua in a real Redis and through the TypeScript
+ * half; the reply and every stored key (values, scores, whether it has a TTL and roughly which)
+ * must be equal. Times are seeded relative to Redis' clock; the TypeScript half runs at each
+ * millisecond the script may have read (bracketed by TIME before and after it).
+ */
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Hash = Record<string, string>;
+type ZSet = [number, string][];
+interface Seed {
+  hk: Hash;
+  rk: ZSet;
+  tk: ZSet;
+  ik: ZSet;
+  rt: Hash;
+  rw: Hash;
+  ah: Hash;
+}
+interface Case {
+  providerId: string;
+  keyId: string;
+  leaseId: string;
+  seed: Seed;
+  tokens: number;
+  cooldownMs: number;
+  notSent: boolean;
+  /** null: the plain release (no contribution). */
+  report: { answers: number; rate429s: number; retreat: RetreatArgs; learn: LearnOp | null } | null;
+}
+
+const CASES = 6_000;
+const BATCH = 500;
+const TYPES: Upstream429Type[] = ['concurrency', 'rpm', 'tpm', 'unknown'];
+
+function makeCase(r: () => number, t0: number, providerId: string): Case {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+  const leaseId = `lease-${int(1, 1e9)}`;
+  const seed: Seed = { hk: {}, rk: [], tk: [], ik: [], rt: {}, rw: {}, ah: {} };
+
+  // KeyPool's key state
+  if (r() < 0.9) seed.hk.lu = String(int(1, 1000));
+  const cd = pick([null, null, -5000, 20_000, 200_000] as const);
+  if (cd !== null) seed.hk.cd = String(t0 + cd);
+  const learned = pick([null, 2, 5, 8, 9, 16, 40] as const);
+  if (learned !== null && r() < 0.8) seed.hk.cl = String(learned);
+  if (r() < 0.5) seed.rk.push([t0 - int(0, 30_000), leaseId]);
+  for (let i = 0, n = int(0, 4); i < n; i++) seed.rk.push([t0 - int(0, 70_000), `other-${i}`]);
+  // TPM log: in and out of the window (some right at its edge); ts consistent or drifted
+  let sum = 0;
+  for (let i = 0, n = pick([0, 0, 1, 3, 8] as const); i < n; i++) {
+    const tokens = int(1, 900);
+    const at = t0 - pick([int(0, 50_000), int(55_000, 65_000), int(61_000, 200_000)] as const);
+    seed.tk.push([at, `t-${i}:${tokens}`]);
+    sum += tokens;
+  }
+  const tsKind = pick(['sum', 'sum', 'sum', 'none', 'drift', 'negative'] as const);
+  if (tsKind === 'sum' && (seed.tk.length > 0 || r() < 0.3)) seed.hk.ts = String(sum);
+  else if (tsKind === 'drift') seed.hk.ts = String(sum + int(1, 500));
+  else if (tsKind === 'negative') seed.hk.ts = String(-int(1, 50));
+  // in-flight leases: ours (live or expired), others live or expired
+  if (r() < 0.85) seed.ik.push([t0 + pick([30_000, -1000] as const), leaseId]);
+  for (let i = 0, n = int(0, 5); i < n; i++)
+    seed.ik.push([t0 + pick([-20_000, -1, 500, 30_000] as const), `inf-${i}`]);
+
+  // Adaptive: the provider's retreat state and window
+  const windowMs = pick([10_000, 60_000] as const);
+  const slotMs = Math.ceil(windowMs / 10);
+  const cur = Math.floor(t0 / slotMs);
+  const st = pick([null, 0, 0, 1, 1, 2, 2] as const);
+  if (st !== null) {
+    seed.rt.st = String(st);
+    seed.rt.f = String(st === 0 ? 1000 : pick([50, 300, 800, 950] as const));
+    seed.rt.since = String(t0 - int(0, 100_000));
+    seed.rt.cut = String(t0 - pick([1000, windowMs + 5000] as const));
+    seed.rt.calm = String(pick([0, 0, t0 - 1000, t0 - 400_000] as const));
+    seed.rt.step = String(t0 - pick([10, 400_000] as const));
+    seed.rt.ob = String(pick([0, 0, 120, 600] as const));
+  }
+  if (r() < 0.3) {
+    seed.rt.tk = String(int(0, 20));
+    seed.rt.ts = String(t0 - 100);
+  }
+  const heavy = r() < 0.4;
+  for (let i = 0; i < 10; i++) {
+    if (r() < 0.3) continue;
+    const sid = cur - pick([0, 0, 1, 3, 9, 10, 15] as const);
+    seed.rw[`s${sid % 10}`] = String(sid);
+    const n = int(0, heavy ? 40 : 8);
+    seed.rw[`n${sid % 10}`] = String(n);
+    seed.rw[`e${sid % 10}`] = String(heavy ? int(0, n) : pick([0, 0, 0, 1] as const));
+  }
+
+  // Adaptive: the key's learning state
+  if (learned !== null) seed.ah.ll = String(learned);
+  for (const f of ['c', 'u', 'r', 't'] as const) {
+    const v = pick([null, null, 0, 1, 3] as const);
+    if (v !== null) seed.ah[f] = String(v);
+  }
+  if (r() < 0.3) seed.ah.bd = String(int(2, 20));
+  if (r() < 0.3) seed.ah.hold = String(t0 + pick([-10_000, 60_000] as const));
+  if (r() < 0.3) seed.ah.lc = String(t0 - pick([10_000, 400_000] as const));
+  if (r() < 0.3) seed.ah.lp = String(t0 - pick([10_000, 400_000] as const));
+  if (r() < 0.2) seed.ah.sg = String(int(1, 8));
+  if (r() < 0.5) seed.ah.v = String(t0 - 30_000);
+
+  const notSent = r() < 0.1;
+  const kind = notSent ? 'plain' : pick(['plain', 'ok', 'ok', 'ok', '429', 'inc'] as const);
+  const inFlightAtAcquire = int(1, 30);
+  const initial = 8;
+  let report: Case['report'] = null;
+  if (kind !== 'plain') {
+    const type = pick(TYPES);
+    const learn: LearnOp | null =
+      kind === '429'
+        ? {
+            op: '429',
+            type,
+            inFlight: inFlightAtAcquire,
+            learned: r() < 0.8,
+            initial,
+            decreasePermille: 850,
+            unknownPermille: 900,
+            holdMs: 60_000,
+            minLimit: 1,
+          }
+        : kind === 'inc'
+          ? {
+              op: 'inc',
+              expected: pick([learned ?? initial, (learned ?? initial) + 1] as const),
+              reason: pick(['high_utilisation', 'probe'] as const),
+              inFlight: inFlightAtAcquire,
+              initial,
+              maxLimit: pick([10, 100] as const),
+              probeIntervalMs: 300_000,
+              slowStartPermille: pick([1000, 2000] as const),
+            }
+          : null;
+    report = {
+      answers: 1,
+      rate429s: kind === '429' && type !== 'concurrency' ? 1 : 0,
+      retreat: {
+        windowMs,
+        minSamples: pick([5, 20] as const),
+        enterPermyriad: pick([500, 1000] as const),
+        exitPermyriad: pick([200, 500] as const),
+        holdMs: pick([500, 60_000] as const),
+        factorPermille: 500,
+        minFactorPermille: 50,
+        stepPermille: pick([100, 250] as const),
+        stepMs: pick([100, 60_000] as const),
+        baseRpm: pick([0, 600, 6000] as const),
+        enabled: r() < 0.85,
+      },
+      learn,
+    };
+  }
+  return {
+    providerId,
+    keyId: 'k',
+    leaseId,
+    seed,
+    tokens: pick([0, 0, int(1, 5000)] as const),
+    cooldownMs: pick([0, 0, 0, 0, 30_000, 5000] as const),
+    notSent,
+    report,
+  };
+}
+
+function inputs(c: Case): { keys: string[]; args: string[] } {
+  return encodeRelease({
+    providerId: c.providerId,
+    keyId: c.keyId,
+    leaseId: c.leaseId,
+    tokens: c.tokens,
+    cooldownMs: c.cooldownMs,
+    notSent: c.notSent,
+    hashTtlMs: 86_400_000,
+    contribution: c.report ? encodeReport({ providerId: c.providerId, keyId: c.keyId, ...c.report }) : null,
+  });
+}
+
+/** Logical names of every key a case touches, with their type. */
+function touched(c: Case): [string, 'hash' | 'zset'][] {
+  const { keys } = inputs({ ...c, report: c.report ?? reportStub() });
+  return [
+    [keys[0]!, 'hash'],
+    [keys[1]!, 'zset'],
+    [keys[2]!, 'zset'],
+    [keys[3]!, 'zset'],
+    [keys[4]!, 'hash'],
+    [keys[5]!, 'hash'],
+    [keys[7]!, 'hash'],
+  ];
+}
+function reportStub(): NonNullable<Case['report']> {
+  return {
+    answers: 0,
+    rate429s: 0,
+    retreat: {
+      windowMs: 1,
+      minSamples: 0,
+      enterPermyriad: 0,
+      exitPermyriad: 0,
+      holdMs: 0,
+      factorPermille: 0,
+      minFactorPermille: 0,
+      stepPermille: 0,
+      stepMs: 0,
+      baseRpm: 0,
+      enabled: false,
+    },
+    learn: null,
+  };
+}
+const SEED_OF: (keyof Seed)[] = ['hk', 'rk', 'tk', 'ik', 'rt', 'rw', 'ah'];
+
+const deep = (v: unknown): unknown => (Array.isArray(v) ? v.map(deep) : String(v));
+/** TTL class: none, missing, or the remaining seconds (rounded to 5 s). */
+const ttlClass = (ms: number) =>
+  ms === -1 ? 'none' : ms === -2 ? 'missing' : `~${Math.round(ms / 5000) * 5}s`;
+/** A key's contents and TTL class (an emptied key is missing in Redis; LocalDb may keep it empty). */
+const entry = (pairs: [string, string][], ttl: string) =>
+  pairs.length === 0 ? [[], 'missing'] : [pairs.sort(), ttl];
+const ms = (t: unknown): number => {
+  const [sec, usec] = t as [string | number, string | number];
+  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+};
+
+describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) ≡ TypeScript (LocalDb)', () => {
+  let client: Redis;
+  const prefix = uniqueName('fgrel');
+  const composed = releaseScript(ADAPTIVE_REPORT);
+  const plain = releaseScript(null);
+  let shaComposed = '';
+  let shaPlain = '';
+
+  beforeAll(async () => {
+    client = new Redis(TEST_REDIS_URL);
+    shaComposed = (await client.script('LOAD', composed.lua)) as string;
+    shaPlain = (await client.script('LOAD', plain.lua)) as string;
+  });
+  afterAll(async () => {
+    await dropRedisPrefix(prefix);
+    client?.disconnect();
+  });
+
+  it(`${CASES} randomised cases: same reply, same stored state`, async () => {
+    const r = rng(18_1);
+    const seen = new Map<string, number>();
+    const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
+    let compared = 0;
+    for (let b = 0; b < CASES / BATCH; b++) {
+      const t0 = ms(await client.time());
+      const cases = Array.from({ length: BATCH }, (_, i) => makeCase(r, t0, `eq${b}-${i}`));
+      const p = client.pipeline();
+      const full = (k: string) => `${prefix}:${k}`;
+      for (const c of cases) {
+        touched(c).forEach(([k], j) => {
+          const s = c.seed[SEED_OF[j]!];
+          if (Array.isArray(s)) {
+            if (s.length) p.zadd(full(k), ...s.flatMap(([score, m]) => [score, m]));
+          } else if (Object.keys(s).length) p.hset(full(k), s);
+        });
+        const { keys, args } = inputs(c);
+        p.time();
+        p.evalsha(c.report ? shaComposed : shaPlain, keys.length, ...keys.map(full), ...args);
+        p.time();
+        for (const [k, type] of touched(c)) {
+          if (type === 'hash') p.hgetall(full(k));
+          else p.zrange(full(k), 0, -1, 'WITHSCORES');
+          p.pttl(full(k));
+        }
+      }
+      const res = (await p.exec())!;
+      let at = 0;
+      for (const c of cases) {
+        const keys = touched(c);
+        keys.forEach((_, j) => {
+          const s = c.seed[SEED_OF[j]!];
+          if (Array.isArray(s) ? s.length : Object.keys(s).length) at++;
+        });
+        const before = ms(res[at]![1]);
+        const [err, reply] = res[at + 1]!;
+        expect(err, JSON.stringify(c)).toBeNull();
+        const after = ms(res[at + 2]![1]);
+        at += 3;
+        const state: unknown[] = [];
+        for (const [, type] of keys) {
+          const v = res[at]![1];
+          const ttl = ttlClass(Number(res[at + 1]![1]));
+          at += 2;
+          if (type === 'hash') state.push(entry(Object.entries(v as Hash), ttl));
+          else {
+            const flat = v as string[];
+            const pairs: [string, string][] = [];
+            for (let i = 0; i < flat.length; i += 2) pairs.push([flat[i]!, flat[i + 1]!]);
+            state.push(entry(pairs, ttl));
+          }
+        }
+        const lua = JSON.stringify([deep(reply), state]);
+
+        const runTs = (now: number) => {
+          const db = new LocalDb();
+          db.now = now;
+          keys.forEach(([k], j) => {
+            const s = c.seed[SEED_OF[j]!];
+            if (Array.isArray(s)) for (const [score, m] of s) db.zadd(k, score, m);
+            else if (Object.keys(s).length) db.hset(k, s);
+          });
+          const { keys: K, args } = inputs(c);
+          const out = (c.report ? composed : plain).local(db, K, args, now);
+          const st: unknown[] = [];
+          for (const [k, type] of keys) {
+            const ttl = ttlClass(db.pttl(k));
+            if (type === 'hash') st.push(entry(Object.entries(db.hgetall(k)), ttl));
+            else
+              st.push(
+                entry(
+                  db.zrange(k, 0, -1).map((e) => [e.member, String(e.score)]),
+                  ttl,
+                ),
+              );
+          }
+          return { out, text: JSON.stringify([deep(out), st]) };
+        };
+        let ts = runTs(before);
+        for (let now = before + 1; now <= after && ts.text !== lua; now++) ts = runTs(now);
+        expect(lua, JSON.stringify({ case: c, before, after })).toEqual(ts.text);
+
+        // what the grid reached
+        const rel = decodeRelease(ts.out as ReleaseResult);
+        if (c.tokens > 0) count(c.seed.tk.some(([s]) => s <= before - 60_000) ? 'tpm:trim' : 'tpm:no-trim');
+        if (rel.cooldownUntilMs > 0) count('cooldown');
+        if (c.notSent) count('notSent');
+        if (rel.contribution !== null) {
+          const rep = decodeReport(rel.contribution as ScriptValue);
+          count(`retreat:${rep.retreat[4] || 'none'}`);
+          if (rep.learn) count(`learn:${c.report!.learn!.op}:${rep.learn.code}`);
+        }
+        compared++;
+      }
+      await client.del(...cases.flatMap((c) => touched(c).map(([k]) => full(k))));
+    }
+    expect(compared).toBe(CASES);
+    for (const k of [
+      'tpm:trim',
+      'tpm:no-trim',
+      'cooldown',
+      'notSent',
+      'retreat:none',
+      'retreat:enter',
+      'retreat:cut',
+      'retreat:recover',
+      'retreat:retreat',
+      'retreat:step',
+      'retreat:normal',
+      'retreat:disabled',
+      'learn:429:concurrency_429',
+      'learn:429:no_change',
+      'learn:429:fixed',
+      'learn:inc:high_utilisation',
+      'learn:inc:stale',
+    ])
+      expect(seen.get(k) ?? 0, k).toBeGreaterThan(5);
+    console.log(
+      `[release equivalence] ${compared} cases equal; ${[...seen]
+        .sort()
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+  });
+});
