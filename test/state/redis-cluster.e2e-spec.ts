@@ -1,5 +1,27 @@
-import type { Cluster } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  learnKeys,
+  retreatStateKey,
+  retreatWindowKey,
+} from '../../src/adaptive/infrastructure/adaptive.scripts.js';
+import { keyNames, sequenceKey } from '../../src/key-pool/infrastructure/key-selection.script.js';
+import {
+  budgetKeys,
+  parseSubject,
+  requestPolicy,
+  subjectKeys,
+  tokenBudgetPolicy,
+} from '../../src/rate-limit/policies.js';
+import type { Policy } from '../../src/rate-limit/policies.js';
+import {
+  ADMITTED,
+  AdmissionScript,
+  ChargeTokensScript,
+  ResetScript,
+} from '../../src/rate-limit/rate-limit.scripts.js';
+import { RedisAtomicStore } from '../../src/state/atomic-store.js';
+import { queueKeys } from '../../src/state/priority-queue.js';
 import { OwnRedisCluster } from '../support/redis-cluster.js';
 
 /**
@@ -58,5 +80,80 @@ describe('local Redis Cluster (test support)', () => {
     } finally {
       sub.disconnect();
     }
+  });
+
+  describe('every atomic script of a subject or a provider touches one slot (docs/scaling.md)', () => {
+    const PREFIX = 'fgslots';
+    const KEY_ID = '6f1c2b9e-0d4a-4c1e-9a59-1b2f3c4d5e6f';
+    const USER_ID = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    const slot = async (key: string) => Number(await client.cluster('KEYSLOT', `${PREFIX}:${key}`));
+    const slots = async (keys: string[]) => new Set(await Promise.all(keys.map(slot)));
+    const store = () => new RedisAtomicStore(client as unknown as Redis, PREFIX);
+
+    const subjectPolicies = (subject: string): Policy[] => [
+      requestPolicy('key', 'sliding_window', 3, 60_000, 3, subject),
+      tokenBudgetPolicy(1000, subject),
+      requestPolicy('chat', 'token_bucket', 10, 60_000, 5, subject, true),
+    ];
+    const admissionArgs = (policies: Policy[], member: string): (string | number)[] => [
+      member,
+      0,
+      0,
+      policies.length,
+      ...policies.flatMap((p) => [p.kind, p.limit, p.windowMs, p.burst, p.cost]),
+    ];
+
+    it('the client limits of one subject run as one script on the cluster (admit, charge, reset)', async () => {
+      const subject = `key:${KEY_ID}`;
+      const policies = subjectPolicies(subject);
+      const keys = policies.flatMap((p) => p.keys);
+      expect((await slots(keys)).size).toBe(1);
+      const replies = [];
+      for (let i = 0; i < 4; i++)
+        replies.push(await store().run(AdmissionScript, keys, admissionArgs(policies, `m${i}`)));
+      expect(replies.map((r) => r[0])).toEqual([ADMITTED, ADMITTED, ADMITTED, 0]);
+      const [used] = await store().run(ChargeTokensScript, budgetKeys(subject), ['c1', 42, 60_000]);
+      expect(used).toBe(42);
+      const all = subjectKeys(parseSubject(subject)!, [
+        { name: 'chat', algorithm: 'token_bucket', limit: 10, windowSeconds: 60, burst: 5, per: 'principal' },
+      ]);
+      expect((await slots(all)).size).toBe(1);
+      expect(await store().run(ResetScript, all, [])).toBeGreaterThanOrEqual(3);
+    });
+
+    it('key, user and IP subjects are distinct slots: one script over two subjects is CROSSSLOT', async () => {
+      const k = subjectPolicies(`key:${KEY_ID}`);
+      const u = [requestPolicy('user', 'sliding_window', 5, 60_000, 5, `user:${USER_ID}`)];
+      const ip = [requestPolicy('ip', 'token_bucket', 5, 60_000, 5, 'ip:203.0.113.9')];
+      const tags = await Promise.all(
+        [k, u, ip].map(async (ps) => [...(await slots(ps.flatMap((p) => p.keys)))]),
+      );
+      expect(tags.every((t) => t.length === 1)).toBe(true);
+      expect(new Set(tags.flat()).size).toBe(3);
+      const both = [...k, ...u];
+      await expect(
+        store().run(
+          AdmissionScript,
+          both.flatMap((p) => p.keys),
+          admissionArgs(both, 'x'),
+        ),
+      ).rejects.toThrow(/CROSSSLOT/);
+    });
+
+    it("a provider's key-pool, adaptive and queue keys share its slot", async () => {
+      const p = '3c9d7e1a-5b2f-4e8d-a1c6-7f0e9b8d2a4c';
+      const keys = [
+        ...keyNames(p, 'k1'),
+        ...keyNames(p, 'k2'),
+        sequenceKey(p),
+        ...queueKeys(p),
+        ...learnKeys(p, 'k1'),
+        retreatStateKey(p),
+        retreatWindowKey(p),
+      ];
+      expect((await slots(keys)).size).toBe(1);
+      const other = await slots(keyNames('a-different-provider', 'k1'));
+      expect(other.size).toBe(1);
+    });
   });
 });
