@@ -48,9 +48,9 @@ describe('applicablePolicies', () => {
   it('API key caller: key (default rpm) AND user AND ip, keyed by ids, never by key material', () => {
     const p = applicablePolicies({ config, principal: keyPrincipal(null, null), clientIp: '203.0.113.9' });
     expect(p.map((x) => [x.name, x.limit, x.subject, x.keys])).toEqual([
-      ['key', 60, `key:${KEY_ID}`, [`rl:key:sw:key:${KEY_ID}`]],
-      ['user', 600, `user:${USER_ID}`, [`rl:user:sw:user:${USER_ID}`]],
-      ['ip', 1000, 'ip:203.0.113.9', ['rl:ip:sw:ip:203.0.113.9']],
+      ['key', 60, `key:${KEY_ID}`, [`rl:{key:${KEY_ID}}:key:sw`]],
+      ['user', 600, `user:${USER_ID}`, [`rl:{user:${USER_ID}}:user:sw`]],
+      ['ip', 1000, 'ip:203.0.113.9', ['rl:{ip:203.0.113.9}:ip:sw']],
     ]);
   });
 
@@ -62,7 +62,7 @@ describe('applicablePolicies', () => {
       ['user', 600, 1, 'requests'],
       ['ip', 1000, 1, 'requests'],
     ]);
-    expect(p[1]!.keys).toEqual([`rl:tpm:log:key:${KEY_ID}`, `rl:tpm:sum:key:${KEY_ID}`]);
+    expect(p[1]!.keys).toEqual([`rl:{key:${KEY_ID}}:tpm:log`, `rl:{key:${KEY_ID}}:tpm:sum`]);
   });
 
   it('JWT caller: user and ip; unauthenticated: ip only', () => {
@@ -91,7 +91,7 @@ describe('applicablePolicies', () => {
       ['chat', 'token_bucket', 5, 10_000, 8, `key:${KEY_ID}`],
       ['login', 'sliding_window', 3, 60_000, 3, 'ip:2001:db8::/64'],
     ]);
-    expect(p[2]!.keys).toEqual([`rl:route:chat:tb:key:${KEY_ID}`]);
+    expect(p[2]!.keys).toEqual([`rl:{key:${KEY_ID}}:route:chat:tb`]);
   });
 
   it('the IP policy may be a token bucket', () => {
@@ -105,7 +105,7 @@ describe('applicablePolicies', () => {
       algorithm: 'token_bucket',
       limit: 1000,
       burst: 100,
-      keys: ['rl:ip:tb:ip:1.2.3.4'],
+      keys: ['rl:{ip:1.2.3.4}:ip:tb'],
     });
   });
 });
@@ -143,11 +143,11 @@ describe('admin subjects', () => {
     const keys = subjectKeys(subject, [chat]);
     expect(keys).toEqual(
       expect.arrayContaining([
-        `rl:key:sw:key:${KEY_ID}`,
-        `rl:key:tb:key:${KEY_ID}`,
-        `rl:tpm:log:key:${KEY_ID}`,
-        `rl:tpm:sum:key:${KEY_ID}`,
-        `rl:route:chat:tb:key:${KEY_ID}`,
+        `rl:{key:${KEY_ID}}:key:sw`,
+        `rl:{key:${KEY_ID}}:key:tb`,
+        `rl:{key:${KEY_ID}}:tpm:log`,
+        `rl:{key:${KEY_ID}}:tpm:sum`,
+        `rl:{key:${KEY_ID}}:route:chat:tb`,
       ]),
     );
   });

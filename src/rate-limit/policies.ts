@@ -55,6 +55,14 @@ function kindOf(algorithm: RateLimitAlgorithm): PolicyKind {
   return algorithm === 'token_bucket' ? KIND_TOKEN_BUCKET : KIND_SLIDING_WINDOW;
 }
 
+/**
+ * The hash-tagged head of every key of a subject (`rl:{key:<id>}`): Redis Cluster puts all of one
+ * subject's keys in one slot (docs/scaling.md, "Redis Cluster"), whatever the policy or algorithm.
+ */
+export function subjectTag(subject: string): string {
+  return `rl:{${subject}}`;
+}
+
 /** State keys of a request policy: the algorithm is part of the key, so switching it never collides. */
 export function policyKey(
   name: string,
@@ -62,11 +70,12 @@ export function policyKey(
   subject: string,
   route = false,
 ): string {
-  return `rl:${route ? `route:${name}` : name}:${ALG_SHORT[algorithm]}:${subject}`;
+  return `${subjectTag(subject)}:${route ? `route:${name}` : name}:${ALG_SHORT[algorithm]}`;
 }
 
 export function budgetKeys(subject: string): [string, string] {
-  return [`rl:tpm:log:${subject}`, `rl:tpm:sum:${subject}`];
+  const tag = subjectTag(subject);
+  return [`${tag}:tpm:log`, `${tag}:tpm:sum`];
 }
 
 export function requestPolicy(

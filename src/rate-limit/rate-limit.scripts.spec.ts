@@ -70,7 +70,7 @@ describe('sliding window (exact log)', () => {
   it('same-millisecond requests are separate members', () => {
     const db = new LocalDb();
     for (let i = 0; i < 3; i++) admit(db, T0, [sw]);
-    expect(db.zcard('rl:key:sw:key:a')).toBe(3);
+    expect(db.zcard('rl:{key:a}:key:sw')).toBe(3);
   });
 });
 
@@ -154,7 +154,7 @@ describe('deadline', () => {
     const db = new LocalDb();
     const sw = requestPolicy('key', 'sliding_window', 3, 1000, 0, 'key:a');
     expect(admit(db, T0, [sw], { deadline: T0 - 1 }).status).toBe(STALE);
-    expect(db.zcard('rl:key:sw:key:a')).toBe(0);
+    expect(db.zcard('rl:{key:a}:key:sw')).toBe(0);
     expect(admit(db, T0, [sw], { deadline: T0 }).status).toBe(ADMITTED);
   });
 });

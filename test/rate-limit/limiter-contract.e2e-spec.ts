@@ -202,6 +202,6 @@ describe.each([
     expect(hits.map((h) => h.isBlocked)).toEqual([false, false, false, true]);
     expect(hits[2]).toMatchObject({ totalHits: 3, timeToExpire: 60 });
     expect(hits[3]!.timeToBlockExpire).toBeGreaterThanOrEqual(59);
-    expect(await impl.zcard(`rl:default:sw:throttler:${key}`)).toBe(3);
+    expect(await impl.zcard(`rl:{throttler:${key}}:default:sw`)).toBe(3);
   });
 });

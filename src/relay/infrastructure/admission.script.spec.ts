@@ -3,7 +3,7 @@ import { decodeAdmission, encodeAdmission, splitAdmission } from './admission.sc
 
 describe('relay admission encoder / decoder', () => {
   const client = {
-    keys: ['rl:key:sw:key:a', 'rl:ip:sw:ip:1.2.3.4'],
+    keys: ['rl:{key:a}:key:sw', 'rl:{ip:1.2.3.4}:ip:sw'],
     args: ['m.1', 0, 0, 2, 1, 60, 60000, 60, 1],
   };
   const provider = {
