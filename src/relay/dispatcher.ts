@@ -5,6 +5,7 @@ import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import { PRIORITY_RANKS } from '../common/principal.js';
 import { decodePopped, PriorityQueue } from '../state/priority-queue.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
+import { GRANT_PUBLISHED } from './admission-gates.js';
 import { AdmissionService } from './admission.service.js';
 
 /**
@@ -45,7 +46,10 @@ interface JobData {
 
 interface GrantMessage {
   jobId: string;
+  /** A lease this instance took for the job (same instance) or that travelled as JSON. */
   lease?: Record<string, unknown>;
+  /** A lease another instance's dispatch script took and published (QUEUE_GATE): made whole here. */
+  grant?: { keyId: string; leaseId: string; at: number; inFlight: number; providerId: string };
   refusal?: KeyRefusal;
 }
 
@@ -91,6 +95,8 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   private readonly announcedAt = new Map<string, number>();
   private readonly handOffWarnedAt = new Map<string, number>();
   private readonly unsubscribers: Unsubscribe[] = [];
+  /** Where the dispatch script publishes other instances' grants (null in process: never needed). */
+  private readonly grantChannel: string | null;
   private stopped = false;
   /** Jobs granted by this instance's loops (for tests and status). */
   granted = 0;
@@ -100,7 +106,9 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     @Inject(PubSub) private readonly pubsub: PubSub,
     private readonly keyPool: KeyPoolService,
     private readonly admission: AdmissionService,
-  ) {}
+  ) {
+    this.grantChannel = this.pubsub.wireChannel('relay:grant:');
+  }
 
   async onModuleInit(): Promise<void> {
     this.unsubscribers.push(
@@ -219,19 +227,20 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
             new Promise<GrantMessage | null>((resolve) => this.setWaiter(jobId, { providerId, resolve })),
             new Promise<null>((resolve) => setTimeout(() => resolve(null), LATE_GRANT_MS)),
           ]);
-          if (late?.lease && why === 'timeout' && !options.signal.aborted) {
+          const carries = late?.lease !== undefined || late?.grant !== undefined;
+          if (late && carries && why === 'timeout' && !options.signal.aborted) {
             result = late;
           } else {
-            if (late?.lease) await this.releaseUnused(late);
+            if (late && carries) await this.releaseUnused(late, providerId);
             return { kind: why, waitedMs: Date.now() - started };
           }
         } else {
           return { kind: why, waitedMs: Date.now() - started };
         }
       }
+      if (result.refusal) return { kind: 'refused', refusal: result.refusal, waitedMs: Date.now() - started };
+      const lease = await this.leaseOf(providerId, result);
       const waitedMs = Date.now() - started;
-      if (result.refusal) return { kind: 'refused', refusal: result.refusal, waitedMs };
-      const lease = result.lease ? this.keyPool.rehydrate(result.lease) : null;
       if (!lease) return { kind: 'timeout', waitedMs };
       return { kind: 'granted', lease, waitedMs };
     } finally {
@@ -304,9 +313,16 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     void this.releaseUnused(message);
   }
 
-  private async releaseUnused(message: GrantMessage): Promise<void> {
-    if (!message.lease) return;
-    const lease = this.keyPool.rehydrate(message.lease);
+  /** The lease a grant carries, whole (null: this instance does not know its key). */
+  private async leaseOf(providerId: string, message: GrantMessage): Promise<KeyLease | null> {
+    if (message.grant) return this.keyPool.leaseFromGrant(providerId, message.grant);
+    return message.lease ? this.keyPool.rehydrate(message.lease) : null;
+  }
+
+  private async releaseUnused(message: GrantMessage, providerId?: string): Promise<void> {
+    const pid = providerId ?? message.grant?.providerId ?? (message.lease?.providerId as string | undefined);
+    if (!pid || (!message.lease && !message.grant)) return;
+    const lease = await this.leaseOf(pid, message).catch(() => null);
     if (lease) {
       await this.keyPool.report(lease, { notSent: true }).catch(() => undefined);
       this.capacityReleased(lease.providerId);
@@ -333,10 +349,20 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** One dispatch step: a slot and the head of the queue in one atomic script, then the grant. */
+  /**
+   * One dispatch step: a slot and the head of the queue in one atomic script, and the grant — sent
+   * by that same script when the job is another instance's (Redis), else delivered here.
+   */
   private async dispatchOnce(providerId: string): Promise<DispatchStep> {
-    const result = await this.admission.dispatch(providerId);
+    const result = await this.admission.dispatch(
+      providerId,
+      this.grantChannel === null ? undefined : { channel: this.grantChannel, instance: this.instanceId },
+    );
     if (result.ok) {
+      if (result.gateOutput?.startsWith(GRANT_PUBLISHED)) {
+        this.granted++;
+        return { kind: 'served' };
+      }
       const job = result.gateOutput ? decodePopped<JobData>(result.gateOutput) : null;
       if (!job) {
         // Only expired jobs were left (dropped by the same script): the slot goes back.

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// A/B of two builds on the contended section (bench/sections/contended.mjs) in one run: per round,
+// mode and build a fresh gateway (two instances of one cluster in distributed mode), the closed loop,
+// then stopped; rounds alternate which build goes first. Medians over rounds.
+//
+//   npm run build && cp -r dist dist-before   # (on the old code), then rebuild the new code
+//   node bench/contended-ab.mjs [--a dist-before/src/main.js] [--b dist/src/main.js]
+//        [--modes embedded,distributed] [--rounds 3] [--seconds 6] [--prof DIR] [--env KEY=VALUE]…
+// (--prof: node --cpu-prof of every gateway into DIR, for bench/lib/cpuprofile.mjs.)
+import { closeRedis, configure, startGateway } from './lib/gateway.mjs';
+import { cleanupAll, installSignalHandlers, startServer } from './lib/procs.mjs';
+import { median } from './lib/stats.mjs';
+import { CONTENDED, contendedClosedLoop } from './sections/contended.mjs';
+
+const argv = process.argv.slice(2);
+const arg = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i === -1 ? dflt : argv[i + 1];
+};
+const builds = [
+  ['A', arg('a', 'dist-before/src/main.js')],
+  ['B', arg('b', 'dist/src/main.js')],
+];
+const modes = arg('modes', 'embedded,distributed').split(',');
+const rounds = Number(arg('rounds', 3));
+const seconds = Number(arg('seconds', 6));
+const prof = arg('prof', '');
+const env = Object.fromEntries(argv.flatMap((a, i) => (argv[i - 1] === '--env' ? [a.split(/=(.*)/s).slice(0, 2)] : [])));
+
+installSignalHandlers();
+const slow = await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true });
+const results = {};
+try {
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of modes) {
+      for (const [label, entry] of r % 2 ? [...builds].reverse() : builds) {
+        const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}/${label}-${mode}`] : [];
+        const first = await startGateway(mode, { name: `cab-${label}`, entry, nodeFlags, env });
+        const gws = [first];
+        try {
+          const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
+          if (mode === 'distributed') gws.push(await startGateway(mode, { name: `cab-${label}2`, entry, nodeFlags, env, join: first }));
+          const q = await contendedClosedLoop(gws, slow, clientKey, { clients: 64, seconds, warmupS: 2 });
+          (results[`${mode} ${label}`] ??= []).push(q);
+          console.error(
+            `round ${r + 1} ${mode} ${label}: ${(q.share * 100).toFixed(1)} % of capacity, hand-off p50 ${q.handoff.p50.toFixed(2)} p99 ${q.handoff.p99.toFixed(2)} ms, ${Math.round(q.cpuPerServedUs)} µs CPU/served, other ${q.outcomes.other}`,
+          );
+        } finally {
+          for (const gw of gws.reverse()) await gw.stop();
+        }
+      }
+    }
+  }
+  console.log('| mode | build | of capacity | hand-off p50 ms | hand-off p99 ms | CPU µs per served | gateway cores | rounds (share) |');
+  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const [k, qs] of Object.entries(results)) {
+    const [mode, label] = k.split(' ');
+    console.log(
+      `| ${mode} | ${label} | ${(median(qs.map((q) => q.share)) * 100).toFixed(1)} % | ${median(qs.map((q) => q.handoff.p50)).toFixed(2)} | ${median(qs.map((q) => q.handoff.p99)).toFixed(2)} | ${Math.round(median(qs.map((q) => q.cpuPerServedUs)))} | ${median(qs.map((q) => q.gatewayCores)).toFixed(2)} | ${qs.map((q) => `${(q.share * 100).toFixed(0)}`).join(' / ')} |`,
+    );
+  }
+} finally {
+  await slow.close();
+  await cleanupAll();
+  closeRedis();
+}
