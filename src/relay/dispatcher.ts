@@ -72,16 +72,18 @@ type DispatchStep = { kind: 'served' } | { kind: 'empty' } | { kind: 'wait'; ms:
  * the provider's queue (PriorityQueue: Floodgate's own keys, shared by every instance). One dispatch
  * step = one atomic admission script that wins a slot AND pops the head of the queue together
  * (AdmissionService.dispatch): highest priority, FIFO within a level, across all instances; the lease
- * goes to the job's instance over pub/sub (or directly when it is this one), whose request is sent
- * without another acquire. So a job is never taken without capacity to run it, and a low-priority job
- * can't block an urgent one that arrives later.
+ * goes to the job's instance — published by that same script (Redis) when it is another instance,
+ * handed over in process when it is this one — whose request is sent without another acquire. So a
+ * job is never taken without capacity to run it, and a low-priority job can't block an urgent one
+ * that arrives later.
  *
- * Who dispatches: the instance that frees a slot, right after its release (while the provider is
- * contended, which every instance hears within a second of a request queueing anywhere), so the next
- * request reaches the upstream one store round trip and one pub/sub hop after a slot frees; and, as a
- * fallback for hand-offs that were missed or refused (cooldowns, RPM windows, expired leases), a loop
- * per provider on each instance that has waiting requests, woken by its own enqueues and otherwise
- * at the refusal's retry time.
+ * Who dispatches: the instance that frees a slot, in the same step as its release (LeaseKeeper sends
+ * the dispatch script right behind the report script; while the provider is contended, which every
+ * instance hears within a second of a request queueing anywhere), so the next request leaves for the
+ * upstream one store round (+ the script's pub/sub message, for a job queued elsewhere) after a slot
+ * frees; and, as a fallback for hand-offs that were missed or refused (cooldowns, RPM windows,
+ * expired leases), a loop per provider on each instance that has waiting requests, woken by its own
+ * enqueues and otherwise at the refusal's retry time.
  */
 @Injectable()
 export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
