@@ -6,6 +6,9 @@
 //   npm run build && cp -r dist dist-before   # (on the old code), then rebuild the new code
 //   node bench/contended-ab.mjs [--a dist-before/src/main.js] [--b dist/src/main.js]
 //        [--modes embedded,distributed] [--rounds 3] [--seconds 6] [--prof DIR] [--env KEY=VALUE]…
+//        [--parallel]
+// (--parallel: both builds loaded at the same time, each with its own upstream: on a shared machine
+// both then meet the same background load — and each other's.)
 // (--prof: node --cpu-prof of every gateway into DIR, for bench/lib/cpuprofile.mjs.)
 import { closeRedis, configure, startGateway } from './lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, startServer } from './lib/procs.mjs';
@@ -25,28 +28,55 @@ const modes = arg('modes', 'embedded,distributed').split(',');
 const rounds = Number(arg('rounds', 3));
 const seconds = Number(arg('seconds', 6));
 const prof = arg('prof', '');
+const parallel = argv.includes('--parallel');
 const env = Object.fromEntries(argv.flatMap((a, i) => (argv[i - 1] === '--env' ? [a.split(/=(.*)/s).slice(0, 2)] : [])));
 
 installSignalHandlers();
-const slow = await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true });
+const slows = [];
+for (let i = 0; i < (parallel ? 2 : 1); i++) slows.push(await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true }));
 const results = {};
+
+async function one(mode, label, entry, slow, r) {
+  const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}/${label}-${mode}`] : [];
+  const first = await startGateway(mode, { name: `cab-${label}`, entry, nodeFlags, env });
+  const gws = [first];
+  try {
+    const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
+    if (mode === 'distributed') gws.push(await startGateway(mode, { name: `cab-${label}2`, entry, nodeFlags, env, join: first }));
+    return { gws, clientKey, run: async () => {
+      const q = await contendedClosedLoop(gws, slow, clientKey, { clients: 64, seconds, warmupS: 2 });
+      (results[`${mode} ${label}`] ??= []).push(q);
+      console.error(
+        `round ${r + 1} ${mode} ${label}: ${(q.share * 100).toFixed(1)} % of capacity, hand-off p50 ${q.handoff.p50.toFixed(2)} p99 ${q.handoff.p99.toFixed(2)} ms, ${Math.round(q.cpuPerServedUs)} µs CPU/served, other ${q.outcomes.other} ${JSON.stringify(q.other)}`,
+      );
+    } };
+  } catch (err) {
+    for (const gw of gws.reverse()) await gw.stop();
+    throw err;
+  }
+}
+
 try {
   for (let r = 0; r < rounds; r++) {
     for (const mode of modes) {
-      for (const [label, entry] of r % 2 ? [...builds].reverse() : builds) {
-        const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}/${label}-${mode}`] : [];
-        const first = await startGateway(mode, { name: `cab-${label}`, entry, nodeFlags, env });
-        const gws = [first];
+      const order = r % 2 ? [...builds].reverse() : builds;
+      if (parallel) {
+        // Both builds at once, each against its own upstream: the same background load for both.
+        const sets = [];
         try {
-          const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
-          if (mode === 'distributed') gws.push(await startGateway(mode, { name: `cab-${label}2`, entry, nodeFlags, env, join: first }));
-          const q = await contendedClosedLoop(gws, slow, clientKey, { clients: 64, seconds, warmupS: 2 });
-          (results[`${mode} ${label}`] ??= []).push(q);
-          console.error(
-            `round ${r + 1} ${mode} ${label}: ${(q.share * 100).toFixed(1)} % of capacity, hand-off p50 ${q.handoff.p50.toFixed(2)} p99 ${q.handoff.p99.toFixed(2)} ms, ${Math.round(q.cpuPerServedUs)} µs CPU/served, other ${q.outcomes.other}`,
-          );
+          for (const [i, [label, entry]] of order.entries()) sets.push(await one(mode, label, entry, slows[i], r));
+          await Promise.all(sets.map((s) => s.run()));
         } finally {
-          for (const gw of gws.reverse()) await gw.stop();
+          for (const s of sets) for (const gw of s.gws.reverse()) await gw.stop();
+        }
+        continue;
+      }
+      for (const [label, entry] of order) {
+        const s = await one(mode, label, entry, slows[0], r);
+        try {
+          await s.run();
+        } finally {
+          for (const gw of s.gws.reverse()) await gw.stop();
         }
       }
     }
@@ -60,7 +90,7 @@ try {
     );
   }
 } finally {
-  await slow.close();
+  for (const slow of slows) await slow.close();
   await cleanupAll();
   closeRedis();
 }

@@ -256,4 +256,30 @@ describe('two instances, one upstream slot: the releasing instance hands its slo
     expect(fake.requests.map((r) => r.body.messages[0].content)).toEqual(['queued-on-a-2']);
     expect(await depth()).toBe(0);
   });
+
+  it('a published grant whose request is gone gives its slot back', async () => {
+    const [a, b] = gws as [TestGateway, TestGateway];
+    const poolB = b.app.get(KeyPoolService);
+    const held = await poolB.acquire(providerId);
+    if (!held.ok) throw new Error(`could not take the slot: ${held.refusal.message}`);
+    expect((await poolB.acquire(providerId)).ok).toBe(false);
+    const { leaseId, keyId, acquiredAtMs, inFlight } = held.lease;
+    await b.app.get(PubSub).publish(
+      `relay:grant:${a.app.get(RelayDispatcher).instanceId}`,
+      JSON.stringify({
+        jobId: 'nobody-waits',
+        grant: { keyId, leaseId, at: acquiredAtMs, inFlight, providerId },
+      }),
+    );
+    const back: (typeof held.lease)[] = [];
+    await pollUntil(
+      async () => {
+        const r = await poolB.acquire(providerId);
+        if (r.ok) back.push(r.lease);
+        return r.ok;
+      },
+      { timeoutMs: 3000, intervalMs: 20, what: 'the slot to come back' },
+    );
+    for (const lease of back) await poolB.report(lease, { notSent: true });
+  });
 });
