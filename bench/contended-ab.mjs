@@ -6,9 +6,10 @@
 //   npm run build && cp -r dist dist-before   # (on the old code), then rebuild the new code
 //   node bench/contended-ab.mjs [--a dist-before/src/main.js] [--b dist/src/main.js]
 //        [--modes embedded,distributed] [--rounds 3] [--seconds 6] [--prof DIR] [--env KEY=VALUE]…
-//        [--parallel]
+//        [--parallel | --interleave] [--warmup S]
 // (--parallel: both builds loaded at the same time, each with its own upstream: on a shared machine
-// both then meet the same background load — and each other's.)
+// both then meet the same background load — and each other's. --interleave: both builds started
+// once per mode, then --rounds short loops alternating A and B: paired samples close in time.)
 // (--prof: node --cpu-prof of every gateway into DIR, for bench/lib/cpuprofile.mjs.)
 import { closeRedis, configure, startGateway } from './lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, startServer } from './lib/procs.mjs';
@@ -29,11 +30,13 @@ const rounds = Number(arg('rounds', 3));
 const seconds = Number(arg('seconds', 6));
 const prof = arg('prof', '');
 const parallel = argv.includes('--parallel');
+const interleave = argv.includes('--interleave');
+const warmupS = Number(arg('warmup', 2));
 const env = Object.fromEntries(argv.flatMap((a, i) => (argv[i - 1] === '--env' ? [a.split(/=(.*)/s).slice(0, 2)] : [])));
 
 installSignalHandlers();
 const slows = [];
-for (let i = 0; i < (parallel ? 2 : 1); i++) slows.push(await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true }));
+for (let i = 0; i < (parallel || interleave ? 2 : 1); i++) slows.push(await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true }));
 const results = {};
 
 async function one(mode, label, entry, slow, r) {
@@ -43,11 +46,11 @@ async function one(mode, label, entry, slow, r) {
   try {
     const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
     if (mode === 'distributed') gws.push(await startGateway(mode, { name: `cab-${label}2`, entry, nodeFlags, env, join: first }));
-    return { gws, clientKey, run: async () => {
-      const q = await contendedClosedLoop(gws, slow, clientKey, { clients: 64, seconds, warmupS: 2 });
+    return { gws, clientKey, run: async (round = r) => {
+      const q = await contendedClosedLoop(gws, slow, clientKey, { clients: 64, seconds, warmupS });
       (results[`${mode} ${label}`] ??= []).push(q);
       console.error(
-        `round ${r + 1} ${mode} ${label}: ${(q.share * 100).toFixed(1)} % of capacity, hand-off p50 ${q.handoff.p50.toFixed(2)} p99 ${q.handoff.p99.toFixed(2)} ms, ${Math.round(q.cpuPerServedUs)} µs CPU/served, other ${q.outcomes.other} ${JSON.stringify(q.other)}`,
+        `round ${round + 1} ${mode} ${label}: ${(q.share * 100).toFixed(1)} % of capacity, hand-off p50 ${q.handoff.p50.toFixed(2)} p99 ${q.handoff.p99.toFixed(2)} ms, ${Math.round(q.cpuPerServedUs)} µs CPU/served, other ${q.outcomes.other} ${JSON.stringify(q.other)}`,
       );
     } };
   } catch (err) {
@@ -57,7 +60,20 @@ async function one(mode, label, entry, slow, r) {
 }
 
 try {
-  for (let r = 0; r < rounds; r++) {
+  if (interleave) {
+    // Both builds started once per mode; then short closed loops, alternating A/B, many rounds:
+    // paired samples taken close in time, so a change of background load hits both.
+    for (const mode of modes) {
+      const sets = [];
+      try {
+        for (const [i, [label, entry]] of builds.entries()) sets.push(await one(mode, label, entry, slows[i], 0));
+        for (let r = 0; r < rounds; r++) for (const s of r % 2 ? [...sets].reverse() : sets) await s.run(r);
+      } finally {
+        for (const s of sets) for (const gw of s.gws.reverse()) await gw.stop();
+      }
+    }
+  }
+  for (let r = 0; r < (interleave ? 0 : rounds); r++) {
     for (const mode of modes) {
       const order = r % 2 ? [...builds].reverse() : builds;
       if (parallel) {
