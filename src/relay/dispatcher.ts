@@ -317,7 +317,9 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
 
   /** The lease a grant carries, whole (null: this instance does not know its key). */
   private async leaseOf(providerId: string, message: GrantMessage): Promise<KeyLease | null> {
-    if (message.grant) return this.keyPool.leaseFromGrant(providerId, message.grant);
+    // The provider's view unreadable here (its cache gone while Postgres is down): as an unknown
+    // key — the request is answered, the lease expires with its TTL.
+    if (message.grant) return this.keyPool.leaseFromGrant(providerId, message.grant).catch(() => null);
     return message.lease ? this.keyPool.rehydrate(message.lease) : null;
   }
 
