@@ -137,10 +137,19 @@ export interface AdmissionGate {
   commitLua: string;
   check(db: LocalDb, keys: string[], args: string[], nowMs: number): [string, number] | null;
   /**
-   * Runs once a key is chosen. A string it returns (Lua: a string value) comes back with the lease
-   * as `gateOutput` (the queue gate hands back the job it popped); anything else is ignored.
+   * Runs once a key is chosen, with the lease it took (Lua: `keyId, inFlight, leaseId` after `now`).
+   * A string it returns (Lua: a string value) comes back with the lease as `gateOutput` (the queue
+   * gate hands back the job it popped); anything else is ignored.
    */
-  commit(db: LocalDb, keys: string[], args: string[], nowMs: number, keyId: string): string | null | void;
+  commit(
+    db: LocalDb,
+    keys: string[],
+    args: string[],
+    nowMs: number,
+    keyId: string,
+    inFlight?: number,
+    leaseId?: string,
+  ): string | null | void;
 }
 
 /**

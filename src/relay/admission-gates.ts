@@ -10,11 +10,16 @@ export const QueueMode = {
   bypass: 1,
   /**
    * The dispatcher: admitted only when a live job waits (else `queue_empty`); the job at the head of
-   * the queue is popped in the same atomic step as the lease, and handed back with it.
+   * the queue is popped in the same atomic step as the lease, and handed back with it. With a grant
+   * channel (ARGV 3, Redis only), a job queued by another instance gets its grant published to that
+   * instance by the same script (see QUEUE_GATE).
    */
   dispatch: 2,
 } as const;
 export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
+
+/** Prefix of a QUEUE_GATE dispatch output whose grant the script already published to the job's instance. */
+export const GRANT_PUBLISHED = '>';
 
 /**
  * The relay's gate in KeyPool's atomic selection, over the provider queue's own keys (PriorityQueue
@@ -23,13 +28,19 @@ export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
  * a slot and the head of the queue in one step, so a slot is never won without a job to run in it
  * (nor a job taken without a slot), whichever instance frees the slot or queued the job.
  *
- * KEYS: [waitingSet, jobRecords]   ARGV: [priority, mode (QueueMode)]
- * Commit in dispatch mode returns the popped job ("id\nrecord", see decodePopped).
+ * KEYS: [waitingSet, jobRecords]
+ * ARGV: [priority, mode (QueueMode), grantChannel ('' = none), dispatchingInstance]
+ * Commit in dispatch mode returns the popped job ("id\nrecord", see decodePopped). With a grant
+ * channel and a job whose record names another instance (`d.instance`), the script also publishes
+ * that instance's grant — `{"jobId","grant":{"keyId","leaseId","at","inFlight","providerId"}}` on grantChannel
+ * followed by the instance id — and returns the job prefixed with GRANT_PUBLISHED: the waiting
+ * request hears of its slot straight from the store, without a hop through the dispatching instance.
+ * The in-process half never publishes (one process: there is no other instance to tell).
  */
 export const QUEUE_GATE: StaticGate = {
   name: 'queue',
   keyCount: 2,
-  argCount: 2,
+  argCount: 4,
   checkLua: `
     local mode = tonumber(GA[2])
     if mode == ${QueueMode.bypass} then return nil end
@@ -43,7 +54,20 @@ export const QUEUE_GATE: StaticGate = {
   commitLua: `
     if tonumber(GA[2]) ~= ${QueueMode.dispatch} then return nil end
     ${POP_LUA}
-    return fq_pop(GK[1], GK[2], now) or ''`,
+    local popped = fq_pop(GK[1], GK[2], now)
+    if not popped then return '' end
+    if GA[3] ~= nil and GA[3] ~= '' and leaseId ~= nil then
+      local nl = string.find(popped, '\\n', 1, true)
+      local ok, rec = pcall(cjson.decode, string.sub(popped, nl + 1))
+      local to = ok and type(rec) == 'table' and type(rec.d) == 'table' and rec.d.instance or nil
+      if type(to) == 'string' and to ~= GA[4] then
+        local grant = {keyId = keyId, leaseId = leaseId, at = now, inFlight = inFlight,
+          providerId = string.match(GK[1], 'fq:{(.*)}:wait$')}
+        redis.call('PUBLISH', GA[3] .. to, cjson.encode({jobId = string.sub(popped, 1, nl - 1), grant = grant}))
+        return '${GRANT_PUBLISHED}' .. popped
+      end
+    end
+    return popped`,
   check(db: LocalDb, keys: string[], args: string[]): [string, number] | null {
     const mode = Number(args[1]);
     if (mode === QueueMode.bypass) return null;
@@ -77,9 +101,9 @@ export function combineGates(gates: readonly StaticGate[]): StaticGate {
     let a = 0;
     gates.forEach((g, i) => {
       const body = part === 'check' ? g.checkLua : g.commitLua;
-      const params = part === 'check' ? 'GK, GA, now' : 'GK, GA, now, keyId';
+      const params = part === 'check' ? 'GK, GA, now' : 'GK, GA, now, keyId, inFlight, leaseId';
       lines.push(`local g${i} = function(${params})\n${body}\nend`);
-      const call = `g${i}(fg_sub(GK, ${k + 1}, ${g.keyCount}), fg_sub(GA, ${a + 1}, ${g.argCount}), now${part === 'commit' ? ', keyId' : ''})`;
+      const call = `g${i}(fg_sub(GK, ${k + 1}, ${g.keyCount}), fg_sub(GA, ${a + 1}, ${g.argCount}), now${part === 'commit' ? ', keyId, inFlight, leaseId' : ''})`;
       lines.push(
         part === 'check'
           ? `do local r = ${call}; if r then return r end end`
@@ -118,12 +142,12 @@ export function combineGates(gates: readonly StaticGate[]): StaticGate {
       }
       return null;
     },
-    commit(db, keys, args, nowMs, keyId) {
+    commit(db, keys, args, nowMs, keyId, inFlight, leaseId) {
       const ks = slices(keys, (g) => g.keyCount);
       const as = slices(args, (g) => g.argCount);
       let out: string | null = null;
       gates.forEach((g, i) => {
-        const c = g.commit(db, ks[i]!, as[i]!, nowMs, keyId);
+        const c = g.commit(db, ks[i]!, as[i]!, nowMs, keyId, inFlight, leaseId);
         if (typeof c === 'string' && out === null) out = c;
       });
       return out;

@@ -124,10 +124,12 @@ export class AdmissionService {
   /**
    * The dispatcher's step: a lease and the head of the provider's queue together, or a refusal
    * (`gate`/`queue_empty` when nobody waits). On success `gateOutput` is the popped job (decodePopped;
-   * empty when only expired jobs were left: the lease is then the caller's to give back).
+   * empty when only expired jobs were left: the lease is then the caller's to give back). With
+   * `grant` (Redis), a job of another instance is granted by the script itself (published on
+   * `grant.channel` + its instance; `gateOutput` then starts with GRANT_PUBLISHED).
    */
-  dispatch(providerId: string): Promise<AcquireResult> {
-    return this.acquire(providerId, 1, QueueMode.dispatch);
+  dispatch(providerId: string, grant?: { channel: string; instance: string }): Promise<AcquireResult> {
+    return this.acquire(providerId, 1, QueueMode.dispatch, undefined, grant);
   }
 
   private acquire(
@@ -135,10 +137,11 @@ export class AdmissionService {
     priority: number,
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
+    grant?: { channel: string; instance: string },
   ): Promise<AcquireResult> {
     // A store outage propagates as is: the global filter answers it 503 with Retry-After
     // (isConnectivityError), while a genuine bug stays a visible 500.
-    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds));
+    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds, grant));
   }
 
   private options(
@@ -146,10 +149,11 @@ export class AdmissionService {
     priority: number,
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
+    grant?: { channel: string; instance: string },
   ): AcquireOptions {
     const [wait, jobs] = queueKeys(providerId);
     const keys: string[] = [wait, jobs];
-    const args: (string | number)[] = [priority, mode];
+    const args: (string | number)[] = [priority, mode, grant?.channel ?? '', grant?.instance ?? ''];
     for (const c of this.contributions) {
       const extra = c.inputs(providerId);
       keys.push(...extra.keys);

@@ -5,6 +5,7 @@ import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import { PRIORITY_RANKS } from '../common/principal.js';
 import { decodePopped, PriorityQueue } from '../state/priority-queue.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
+import { GRANT_PUBLISHED } from './admission-gates.js';
 import { AdmissionService } from './admission.service.js';
 
 /**
@@ -45,7 +46,10 @@ interface JobData {
 
 interface GrantMessage {
   jobId: string;
+  /** A lease this instance took for the job (same instance) or that travelled as JSON. */
   lease?: Record<string, unknown>;
+  /** A lease another instance's dispatch script took and published (QUEUE_GATE): made whole here. */
+  grant?: { keyId: string; leaseId: string; at: number; inFlight: number; providerId: string };
   refusal?: KeyRefusal;
 }
 
@@ -68,16 +72,18 @@ type DispatchStep = { kind: 'served' } | { kind: 'empty' } | { kind: 'wait'; ms:
  * the provider's queue (PriorityQueue: Floodgate's own keys, shared by every instance). One dispatch
  * step = one atomic admission script that wins a slot AND pops the head of the queue together
  * (AdmissionService.dispatch): highest priority, FIFO within a level, across all instances; the lease
- * goes to the job's instance over pub/sub (or directly when it is this one), whose request is sent
- * without another acquire. So a job is never taken without capacity to run it, and a low-priority job
- * can't block an urgent one that arrives later.
+ * goes to the job's instance — published by that same script (Redis) when it is another instance,
+ * handed over in process when it is this one — whose request is sent without another acquire. So a
+ * job is never taken without capacity to run it, and a low-priority job can't block an urgent one
+ * that arrives later.
  *
- * Who dispatches: the instance that frees a slot, right after its release (while the provider is
- * contended, which every instance hears within a second of a request queueing anywhere), so the next
- * request reaches the upstream one store round trip and one pub/sub hop after a slot frees; and, as a
- * fallback for hand-offs that were missed or refused (cooldowns, RPM windows, expired leases), a loop
- * per provider on each instance that has waiting requests, woken by its own enqueues and otherwise
- * at the refusal's retry time.
+ * Who dispatches: the instance that frees a slot, in the same step as its release (LeaseKeeper sends
+ * the dispatch script right behind the report script; while the provider is contended, which every
+ * instance hears within a second of a request queueing anywhere), so the next request leaves for the
+ * upstream one store round (+ the script's pub/sub message, for a job queued elsewhere) after a slot
+ * frees; and, as a fallback for hand-offs that were missed or refused (cooldowns, RPM windows,
+ * expired leases), a loop per provider on each instance that has waiting requests, woken by its own
+ * enqueues and otherwise at the refusal's retry time.
  */
 @Injectable()
 export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
@@ -91,6 +97,8 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   private readonly announcedAt = new Map<string, number>();
   private readonly handOffWarnedAt = new Map<string, number>();
   private readonly unsubscribers: Unsubscribe[] = [];
+  /** Where the dispatch script publishes other instances' grants (null in process: never needed). */
+  private readonly grantChannel: string | null;
   private stopped = false;
   /** Jobs granted by this instance's loops (for tests and status). */
   granted = 0;
@@ -100,7 +108,9 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     @Inject(PubSub) private readonly pubsub: PubSub,
     private readonly keyPool: KeyPoolService,
     private readonly admission: AdmissionService,
-  ) {}
+  ) {
+    this.grantChannel = this.pubsub.wireChannel('relay:grant:');
+  }
 
   async onModuleInit(): Promise<void> {
     this.unsubscribers.push(
@@ -219,19 +229,20 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
             new Promise<GrantMessage | null>((resolve) => this.setWaiter(jobId, { providerId, resolve })),
             new Promise<null>((resolve) => setTimeout(() => resolve(null), LATE_GRANT_MS)),
           ]);
-          if (late?.lease && why === 'timeout' && !options.signal.aborted) {
+          const carries = late?.lease !== undefined || late?.grant !== undefined;
+          if (late && carries && why === 'timeout' && !options.signal.aborted) {
             result = late;
           } else {
-            if (late?.lease) await this.releaseUnused(late);
+            if (late && carries) await this.releaseUnused(late, providerId);
             return { kind: why, waitedMs: Date.now() - started };
           }
         } else {
           return { kind: why, waitedMs: Date.now() - started };
         }
       }
+      if (result.refusal) return { kind: 'refused', refusal: result.refusal, waitedMs: Date.now() - started };
+      const lease = await this.leaseOf(providerId, result);
       const waitedMs = Date.now() - started;
-      if (result.refusal) return { kind: 'refused', refusal: result.refusal, waitedMs };
-      const lease = result.lease ? this.keyPool.rehydrate(result.lease) : null;
       if (!lease) return { kind: 'timeout', waitedMs };
       return { kind: 'granted', lease, waitedMs };
     } finally {
@@ -304,9 +315,18 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     void this.releaseUnused(message);
   }
 
-  private async releaseUnused(message: GrantMessage): Promise<void> {
-    if (!message.lease) return;
-    const lease = this.keyPool.rehydrate(message.lease);
+  /** The lease a grant carries, whole (null: this instance does not know its key). */
+  private async leaseOf(providerId: string, message: GrantMessage): Promise<KeyLease | null> {
+    // The provider's view unreadable here (its cache gone while Postgres is down): as an unknown
+    // key — the request is answered, the lease expires with its TTL.
+    if (message.grant) return this.keyPool.leaseFromGrant(providerId, message.grant).catch(() => null);
+    return message.lease ? this.keyPool.rehydrate(message.lease) : null;
+  }
+
+  private async releaseUnused(message: GrantMessage, providerId?: string): Promise<void> {
+    const pid = providerId ?? message.grant?.providerId ?? (message.lease?.providerId as string | undefined);
+    if (!pid || (!message.lease && !message.grant)) return;
+    const lease = await this.leaseOf(pid, message).catch(() => null);
     if (lease) {
       await this.keyPool.report(lease, { notSent: true }).catch(() => undefined);
       this.capacityReleased(lease.providerId);
@@ -333,10 +353,20 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** One dispatch step: a slot and the head of the queue in one atomic script, then the grant. */
+  /**
+   * One dispatch step: a slot and the head of the queue in one atomic script, and the grant — sent
+   * by that same script when the job is another instance's (Redis), else delivered here.
+   */
   private async dispatchOnce(providerId: string): Promise<DispatchStep> {
-    const result = await this.admission.dispatch(providerId);
+    const result = await this.admission.dispatch(
+      providerId,
+      this.grantChannel === null ? undefined : { channel: this.grantChannel, instance: this.instanceId },
+    );
     if (result.ok) {
+      if (result.gateOutput?.startsWith(GRANT_PUBLISHED)) {
+        this.granted++;
+        return { kind: 'served' };
+      }
       const job = result.gateOutput ? decodePopped<JobData>(result.gateOutput) : null;
       if (!job) {
         // Only expired jobs were left (dropped by the same script): the slot goes back.

@@ -8,6 +8,13 @@ export type Unsubscribe = () => Promise<void>;
 export abstract class PubSub {
   abstract publish(channel: string, message: string): Promise<void>;
   abstract subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe>;
+  /**
+   * The name `channel` has on the wire, for a store script that publishes on it itself (Redis
+   * PUBLISH in Lua); null when scripts cannot publish (in process).
+   */
+  wireChannel(_channel: string): string | null {
+    return null;
+  }
 }
 
 export class MemoryPubSub extends PubSub {
@@ -52,6 +59,10 @@ export class RedisPubSub extends PubSub {
 
   async publish(channel: string, message: string): Promise<void> {
     await this.publisher.publish(`${this.prefix}:${channel}`, message);
+  }
+
+  override wireChannel(channel: string): string {
+    return `${this.prefix}:${channel}`;
   }
 
   async subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe> {

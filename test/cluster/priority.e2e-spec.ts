@@ -2,6 +2,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../../src/relay/dispatcher.js';
+import { LeaseKeeper } from '../../src/relay/stages/lease-keeper.js';
+import { AtomicStore } from '../../src/state/atomic-store.js';
+import { PubSub } from '../../src/state/pub-sub.js';
 import { newApiKey } from '../support/auth.js';
 import {
   addProvider,
@@ -191,5 +194,92 @@ describe('two instances, one upstream slot: the releasing instance hands its slo
     expect(b.app.get(RelayDispatcher).granted - before[1]!).toBe(1);
     expect(a.app.get(RelayDispatcher).granted - before[0]!).toBe(0);
     expect(await depth()).toBe(0);
+  });
+
+  /**
+   * What the hand-off costs, by the order of events rather than by timing: B's release sends the
+   * report and, right behind it on the same connection, the dispatch step (no wait for the report's
+   * answer in between); the dispatch script publishes A's grant itself, so B publishes nothing.
+   * Slot freed → A granted = one pipelined pair of scripts from B and one message from Redis to A.
+   */
+  it('releasing a slot for a request queued on another instance: dispatch pipelined behind the report, grant published by the store', async () => {
+    const [a, b] = gws as [TestGateway, TestGateway];
+    fake.reset();
+    const poolB = b.app.get(KeyPoolService);
+    const held = await poolB.acquire(providerId);
+    if (!held.ok) throw new Error(`could not take the slot: ${held.refusal.message}`);
+    const call = chat(a.url, adminKey, 'queued-on-a-2', { priority: 'normal' });
+    const depth = async () =>
+      Object.values(await a.app.get(RelayDispatcher).depth(providerId)).reduce((x, y) => x + y, 0);
+    await pollUntil(async () => (await depth()) === 1, {
+      timeoutMs: 5000,
+      intervalMs: 5,
+      what: 'the job to queue',
+    });
+    await pollUntil(() => b.app.get(RelayDispatcher).isContended(providerId), {
+      timeoutMs: 2000,
+      intervalMs: 5,
+      what: 'B to hear of the contention',
+    });
+
+    const events: string[] = [];
+    const store = b.app.get(AtomicStore);
+    const run = store.run.bind(store);
+    const pubsub = b.app.get(PubSub);
+    const publish = pubsub.publish.bind(pubsub);
+    store.run = ((script, keys, args) => {
+      events.push(`send ${script.name}`);
+      const p = run(script, keys, args);
+      void p.then(
+        () => events.push(`answer ${script.name}`),
+        () => undefined,
+      );
+      return p;
+    }) as typeof store.run;
+    pubsub.publish = (channel, message) => {
+      events.push(`publish ${channel.split(':').slice(0, 2).join(':')}`);
+      return publish(channel, message);
+    };
+    try {
+      await b.app.get(LeaseKeeper).release(held.lease, { notSent: true });
+      const answer = await call;
+      expect(answer.status).toBe(200);
+    } finally {
+      // own properties shadowing the prototype's: deleting them restores the originals
+      delete (store as Partial<AtomicStore>).run;
+      delete (pubsub as Partial<PubSub>).publish;
+    }
+    const hand = events.filter((e) => /keypool-report|keypool-select|publish relay:grant/.test(e));
+    expect(hand[0]).toBe('send keypool-report');
+    expect(hand[1]).toMatch(/^send keypool-select\+queue/);
+    expect(hand).not.toContain('publish relay:grant');
+    expect(fake.requests.map((r) => r.body.messages[0].content)).toEqual(['queued-on-a-2']);
+    expect(await depth()).toBe(0);
+  });
+
+  it('a published grant whose request is gone gives its slot back', async () => {
+    const [a, b] = gws as [TestGateway, TestGateway];
+    const poolB = b.app.get(KeyPoolService);
+    const held = await poolB.acquire(providerId);
+    if (!held.ok) throw new Error(`could not take the slot: ${held.refusal.message}`);
+    expect((await poolB.acquire(providerId)).ok).toBe(false);
+    const { leaseId, keyId, acquiredAtMs, inFlight } = held.lease;
+    await b.app.get(PubSub).publish(
+      `relay:grant:${a.app.get(RelayDispatcher).instanceId}`,
+      JSON.stringify({
+        jobId: 'nobody-waits',
+        grant: { keyId, leaseId, at: acquiredAtMs, inFlight, providerId },
+      }),
+    );
+    const back: (typeof held.lease)[] = [];
+    await pollUntil(
+      async () => {
+        const r = await poolB.acquire(providerId);
+        if (r.ok) back.push(r.lease);
+        return r.ok;
+      },
+      { timeoutMs: 3000, intervalMs: 20, what: 'the slot to come back' },
+    );
+    for (const lease of back) await poolB.report(lease, { notSent: true });
   });
 });

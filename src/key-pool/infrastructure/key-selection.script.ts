@@ -196,13 +196,13 @@ end
  */
 export function providerLua(gate: AdmissionGate | null): string {
   const gateFns = gate
-    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId)\n${gate.commitLua}\nend\n`
+    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId, inFlight, leaseId)\n${gate.commitLua}\nend\n`
     : '';
   const check = gate
     ? `  local refused = fg_gate_check(GK, GA, now)\n  if refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
     : '';
   const commit = gate
-    ? `  if r[1] == 1 then local out = fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)]); if type(out) == 'string' then r[5] = out end end\n`
+    ? `  if r[1] == 1 then local out = fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)], r[3], SA[1]); if type(out) == 'string' then r[5] = out end end\n`
     : '';
   return `${LUA_HELPERS}${LUA_SELECT}${gateFns}
 local function fg_slice(t, from, count)
@@ -374,7 +374,7 @@ export function selectionScript(gate: AdmissionGate | null = null): AtomicScript
       }
       const r = localSelect(db, SK, SA, now);
       if (gate && r[0] === 1) {
-        const out = gate.commit(db, GK, GA, now, keyIdOfIndex(SA, r[1]));
+        const out = gate.commit(db, GK, GA, now, keyIdOfIndex(SA, r[1]), r[2], SA[0]);
         if (typeof out === 'string') return [r[0], r[1], r[2], r[3], out];
       }
       return r;

@@ -304,27 +304,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         const r = decodeSelection(reply);
         if (r[0] === 1) {
           const chosen = candidates[r[1] - 1]!;
-          const lease: KeyLease = {
-            leaseId,
-            keyId: chosen.info.keyId,
-            keyLabel: chosen.label,
-            providerId,
-            providerName: name,
-            apiKey: '',
-            baseUrl: entry.provider.baseUrl,
-            headers: { ...entry.provider.headers },
-            timeoutMs: entry.provider.timeoutMs,
-            priority: chosen.info.priority,
-            acquiredAtMs: r[3],
-            inFlight: r[2],
-            concurrencyLimit: limits.get(chosen.info.keyId) ?? { kind: 'none' },
-          };
-          // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
-          Object.defineProperty(lease, 'apiKey', {
-            value: chosen.apiKey,
-            enumerable: false,
-            writable: false,
-          });
+          const lease = this.leaseOf(entry, chosen, leaseId, r[3], r[2], limits.get(chosen.info.keyId));
           return r.length === 5 ? { ok: true, lease, gateOutput: r[4] } : { ok: true, lease };
         }
         const [, kind, retryMs, nCool, nRate, nBusy] = r;
@@ -332,6 +312,57 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       },
     };
     return { step };
+  }
+
+  /**
+   * A lease another instance's admission step took for this one (the relay's dispatcher: a grant
+   * published by the store script that took the slot), made whole from this instance's own view of
+   * the provider. null when this instance does not know the key (the slot is then given back).
+   */
+  async leaseFromGrant(
+    providerId: string,
+    grant: { keyId: string; leaseId: string; at: number; inFlight: number },
+  ): Promise<KeyLease | null> {
+    const entry = await this.entry(providerId);
+    const chosen = entry?.candidates.find((c) => c.info.keyId === grant.keyId);
+    if (entry && chosen) return this.leaseOf(entry, chosen, grant.leaseId, grant.at, grant.inFlight);
+    // Unknown here (disabled or removed meanwhile): the slot goes back at once.
+    await this.store
+      .run(
+        releaseLateScript,
+        keyNames(providerId, grant.keyId).filter((_, i) => i === 1 || i === 3),
+        [grant.leaseId, 1],
+      )
+      .catch(() => undefined);
+    return null;
+  }
+
+  private leaseOf(
+    entry: ProviderEntry,
+    chosen: Candidate,
+    leaseId: string,
+    acquiredAtMs: number,
+    inFlight: number,
+    limit: ConcurrencyLimit = this.policy.limitFor(chosen.info),
+  ): KeyLease {
+    const lease: KeyLease = {
+      leaseId,
+      keyId: chosen.info.keyId,
+      keyLabel: chosen.label,
+      providerId: entry.provider.id,
+      providerName: entry.provider.name,
+      apiKey: '',
+      baseUrl: entry.provider.baseUrl,
+      headers: { ...entry.provider.headers },
+      timeoutMs: entry.provider.timeoutMs,
+      priority: chosen.info.priority,
+      acquiredAtMs,
+      inFlight,
+      concurrencyLimit: limit,
+    };
+    // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
+    Object.defineProperty(lease, 'apiKey', { value: chosen.apiKey, enumerable: false, writable: false });
+    return lease;
   }
 
   private refuse(

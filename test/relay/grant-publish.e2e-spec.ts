@@ -1,0 +1,123 @@
+import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  composeInputs,
+  selectionInputs,
+  selectionScript,
+  type SelectionResult,
+} from '../../src/key-pool/infrastructure/key-selection.script.js';
+import { combineGates, GRANT_PUBLISHED, QUEUE_GATE, QueueMode } from '../../src/relay/admission-gates.js';
+import { MemoryAtomicStore, RedisAtomicStore, type AtomicStore } from '../../src/state/atomic-store.js';
+import { decodePopped, queueKeys, StorePriorityQueue } from '../../src/state/priority-queue.js';
+import { RedisPubSub } from '../../src/state/pub-sub.js';
+import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
+
+/**
+ * The dispatch step grants a job queued by another instance itself: QUEUE_GATE's commit publishes
+ * the lease on that instance's grant channel (Redis), so the dispatching instance is no hop on the
+ * way. Its own jobs, and every job in process, come back to the caller as before.
+ */
+describe('QUEUE_GATE dispatch: the grant of another instance’s job is published by the script', () => {
+  const prefix = uniqueName('fggrant');
+  let command: Redis;
+  let subscriber: Redis;
+  let redis: RedisAtomicStore;
+  let pubsub: RedisPubSub;
+
+  beforeAll(() => {
+    command = new Redis(TEST_REDIS_URL);
+    subscriber = new Redis(TEST_REDIS_URL);
+    redis = new RedisAtomicStore(command, prefix);
+    pubsub = new RedisPubSub(command, subscriber, prefix);
+  });
+  afterAll(async () => {
+    await dropRedisPrefix(prefix);
+    command?.disconnect();
+    subscriber?.disconnect();
+  });
+
+  const script = selectionScript(combineGates([QUEUE_GATE]));
+
+  async function dispatch(store: AtomicStore, providerId: string, channel: string, instance: string) {
+    const leaseId = randomUUID();
+    const [wait, jobs] = queueKeys(providerId);
+    const inputs = composeInputs(
+      { keys: [wait, jobs], args: [1, QueueMode.dispatch, channel, instance] },
+      selectionInputs(
+        providerId,
+        [
+          {
+            keyId: 'k1',
+            priority: 1,
+            maxRpm: null,
+            maxTpm: null,
+            concurrency: { kind: 'fixed', limit: 2 },
+            dbCooldownUntilMs: 0,
+          },
+        ],
+        leaseId,
+        30_000,
+        86_400_000,
+      ),
+    );
+    const r = await store.run<SelectionResult>(script, inputs.keys, inputs.args);
+    return { r, leaseId };
+  }
+
+  it('a job of another instance: published with the lease, output marked; own job: handed back unmarked', async () => {
+    const providerId = randomUUID();
+    const queue = new StorePriorityQueue(redis);
+    await queue.add(providerId, { id: 'job-b', priority: 3, data: { instance: 'inst-b', requestId: 'r1' } });
+    await queue.add(providerId, { id: 'job-a', priority: 3, data: { instance: 'inst-a', requestId: 'r2' } });
+    const heard: string[] = [];
+    const unsubscribe = await pubsub.subscribe('relay:grant:inst-b', (m) => heard.push(m));
+    try {
+      const channel = pubsub.wireChannel('relay:grant:');
+      expect(channel).toBe(`${prefix}:relay:grant:`);
+
+      const first = await dispatch(redis, providerId, channel, 'inst-a');
+      expect(first.r[0]).toBe(1);
+      const out = first.r[4] as string;
+      expect(out.startsWith(GRANT_PUBLISHED)).toBe(true);
+      expect(decodePopped(out.slice(GRANT_PUBLISHED.length))).toMatchObject({ id: 'job-b' });
+      for (let i = 0; i < 100 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(heard).toHaveLength(1);
+      const message = JSON.parse(heard[0]!) as { jobId: string; grant: Record<string, unknown> };
+      expect(message.jobId).toBe('job-b');
+      expect(message.grant).toMatchObject({ keyId: 'k1', leaseId: first.leaseId, inFlight: 1, providerId });
+      expect(Math.abs((message.grant.at as number) - Date.now())).toBeLessThan(5_000);
+
+      // the dispatching instance's own job: no message, the job comes back to it
+      const second = await dispatch(redis, providerId, channel, 'inst-a');
+      expect(second.r[0]).toBe(1);
+      expect((second.r[4] as string).startsWith(GRANT_PUBLISHED)).toBe(false);
+      expect(decodePopped(second.r[4] as string)).toMatchObject({ id: 'job-a' });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(heard).toHaveLength(1);
+    } finally {
+      await unsubscribe();
+    }
+  });
+
+  it('without a grant channel (and always in process) the job comes back to the caller, unmarked', async () => {
+    const memory = new MemoryAtomicStore();
+    try {
+      for (const store of [redis, memory] as AtomicStore[]) {
+        const providerId = randomUUID();
+        const queue = new StorePriorityQueue(store);
+        await queue.add(providerId, {
+          id: 'job-b',
+          priority: 2,
+          data: { instance: 'inst-b', requestId: 'r' },
+        });
+        const channel = store === memory ? `${prefix}:relay:grant:` : '';
+        const { r } = await dispatch(store, providerId, channel, 'inst-a');
+        expect(r[0]).toBe(1);
+        expect(decodePopped(r[4] as string)).toMatchObject({ id: 'job-b' });
+      }
+    } finally {
+      memory.close();
+    }
+  });
+});
