@@ -163,8 +163,14 @@ describe('Redis SIGSTOP under paced load (two distributed instances, adaptive ke
       expect(r.errorShape, JSON.stringify(r)).toBe(true);
       expect(r.retryAfter, JSON.stringify(r)).not.toBeNull();
     }
-    expect(late).toBeGreaterThan(0);
-    expect(logged.length).toBeGreaterThan(0);
+    // No slot stays held: in_flight is back under the pre-freeze level within 3 s of SIGCONT, whether
+    // the frozen releases were answered late by Redis itself or given back by the ledger (which of
+    // the two happens depends on whether a command had timed out before the thaw: both are right).
+    const freed = inFlight.find((x) => x.at >= thawedAt && x.n < 8);
+    expect(freed, 'in_flight back under 8 after SIGCONT').toBeDefined();
+    expect(freed!.at - thawedAt).toBeLessThanOrEqual(3000);
+    // what the ledger released is counted and logged
+    if (late > 0) expect(logged.length).toBeGreaterThan(0);
   }, 60_000);
 
   it('requests waiting in the queue when Redis freezes are answered by their own timeout, not when Redis returns', async () => {
