@@ -105,6 +105,8 @@ describe.each([
     const sw = requestPolicy('t', 'sliding_window', 5, 800, 0, `r:${id()}`);
     const start = Date.now();
     const first = await Promise.all(Array.from({ length: 5 }, () => impl.limiter.decide([sw])));
+    // the five were admitted at (slightly) different moments under load: all are in before this
+    const firstDone = Date.now();
     expect(first.every(admitted)).toBe(true);
     // hammer while limited: 30 refusals over ~300 ms
     let refusals = 0;
@@ -116,8 +118,10 @@ describe.each([
     }
     expect(refusals).toBe(30);
     const d = await impl.limiter.decide([sw]);
-    await sleep(retryMs(d));
-    // all five slots come back together (refusals took none of them)
+    expect(retryMs(d)).toBeGreaterThan(0);
+    // retry_ms frees the oldest slot; the newest of the five is free 800 ms after `firstDone`
+    await sleep(Math.max(retryMs(d), firstDone + 800 + 20 - Date.now()));
+    // all five slots come back (refusals took none of them)
     const back = await Promise.all(Array.from({ length: 6 }, () => impl.limiter.decide([sw])));
     expect(back.filter(admitted)).toHaveLength(5);
     expect(Date.now() - start).toBeGreaterThanOrEqual(800);

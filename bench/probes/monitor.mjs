@@ -1,7 +1,9 @@
+// Probe (not part of `npm run bench`): the Redis MONITOR trace of ONE uncontended relayed request in
+// distributed mode (which scripts, which keys). `npm run build && node bench/probes/monitor.mjs`
 import { Redis } from 'ioredis';
-import { startGateway, configure, REDIS_URL, closeRedis } from '/work/main/bench/lib/gateway.mjs';
-import { startFakeUpstream } from '/work/main/bench/lib/fake-upstream.mjs';
-import { cleanupAll } from '/work/main/bench/lib/procs.mjs';
+import { startGateway, configure, REDIS_URL, closeRedis } from '../lib/gateway.mjs';
+import { startFakeUpstream } from '../lib/fake-upstream.mjs';
+import { cleanupAll } from '../lib/procs.mjs';
 const up = await startFakeUpstream({});
 const gw = await startGateway('distributed', {});
 const { clientKey } = await configure(gw, up.url, { keys: 4 });

@@ -1,3 +1,5 @@
+// Loaded into the gateway by bench/probes/memory.mjs: writes process.memoryUsage() and the V8 heap
+// space sizes to $MEM_OUT every 500 ms.
 import '../lib/gateway-preload.mjs';
 import { writeFileSync } from 'node:fs';
 import v8 from 'node:v8';

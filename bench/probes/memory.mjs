@@ -1,3 +1,6 @@
+// Probe (not part of `npm run bench`): RSS and V8 heap spaces of one gateway idle, after a 10 s load at
+// 64 connections, 10 s later, and after a forced GC. `npm run build && node bench/probes/memory.mjs [embedded|distributed]`
+// (LOAD_S=seconds). Used to find what the RSS after a burst is made of (docs/performance.md).
 import { startGateway, configure, closeRedis } from '../lib/gateway.mjs';
 import { startFakeUpstream } from '../lib/fake-upstream.mjs';
 import { cleanupAll } from '../lib/procs.mjs';
@@ -6,7 +9,7 @@ import { Agent, request } from 'undici';
 const mode = process.argv[2] ?? 'distributed';
 const out = `/tmp/mem-${mode}.json`;
 const up = await startFakeUpstream({});
-const gw = await startGateway(mode, { env: { MEM_OUT: out, ...(process.env.XENV ? JSON.parse(process.env.XENV) : {}) }, nodeFlags: ['--import', new URL('./mem-preload.mjs', import.meta.url).pathname] });
+const gw = await startGateway(mode, { env: { MEM_OUT: out, ...(process.env.XENV ? JSON.parse(process.env.XENV) : {}) }, nodeFlags: ['--import', new URL('./memory-preload.mjs', import.meta.url).pathname] });
 const { clientKey } = await configure(gw, up.url);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const show = (label) => { const m = JSON.parse(readFileSync(out, 'utf8')); console.log(label.padEnd(14), Object.entries(m).map(([k, v]) => `${k}=${v.toFixed(1)}`).join(' ')); };
