@@ -191,8 +191,9 @@ export interface AcquireOptions {
 
 /**
  * An acquisition prepared as one step of a larger atomic script (the relay runs it together with
- * the client rate limits: one round trip). `lua` defines `fg_provider(K, A, now)` and runs nothing by
- * itself; `local` is its twin; `keys`/`args` are its K/A. Exactly one of `finish` (the step's reply
+ * the client rate limits: one round trip). `lua` defines `fg_provider(K, A, now[, ko, ao])` and runs
+ * nothing by itself; `local` is its twin; `keys`/`args` are its K/A (read in place after the first
+ * ko keys / ao args of the tables passed). Exactly one of `finish` (the step's reply
  * came back) or `abandon` (it did not: the store may still run it) must be called.
  */
 export interface AcquireStep {

@@ -29,19 +29,23 @@ local function fg_rl_trim_budget(log, sum, cutoff)
   return tonumber(redis.call('GET', sum) or '0')
 end
 
--- Phase 1: evaluates every policy (trims expired entries; records nothing).
+-- Phase 1: evaluates every policy (trims expired entries; records nothing). K/A start after the
+-- first ko keys / ao args of the tables passed (0 when omitted: a caller's KEYS/ARGV are read in
+-- place, never copied).
 -- Returns st: st.stale (ran after the deadline: nothing looked at), st.all_ok, st.dry.
-local function fg_client_evaluate(K, A, now_ms, now_us)
-  local st = { now_ms = now_ms, now_us = now_us, member = A[1], dry = A[3] == '1',
-               n = tonumber(A[4]), policies = {}, all_ok = true, stale = false }
-  local deadline = tonumber(A[2])
+local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
+  ko = ko or 0
+  ao = ao or 0
+  local st = { now_ms = now_ms, now_us = now_us, member = A[ao + 1], dry = A[ao + 3] == '1',
+               n = tonumber(A[ao + 4]), policies = {}, all_ok = true, stale = false }
+  local deadline = tonumber(A[ao + 2])
   if deadline > 0 and now_ms > deadline then
     st.stale = true
     return st
   end
-  local k = 1
+  local k = ko + 1
   for i = 1, st.n do
-    local b = 4 + (i - 1) * RL_ARGS_PER_POLICY
+    local b = ao + 4 + (i - 1) * RL_ARGS_PER_POLICY
     local p = { kind = tonumber(A[b + 1]), limit = tonumber(A[b + 2]), window = tonumber(A[b + 3]),
                 burst = tonumber(A[b + 4]), cost = tonumber(A[b + 5]), key = K[k], retry = 0 }
     if p.kind == RL_SLIDING_WINDOW then

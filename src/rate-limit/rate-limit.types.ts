@@ -42,9 +42,10 @@ export const RateLimitInAdmission = (): MethodDecorator & ClassDecorator =>
 
 /**
  * The client limits as a step of a larger atomic script. `lua` is a library (client-limits.lua)
- * defining `fg_client_evaluate(K, A, now_ms, now_us)` → st (`st.stale`, `st.all_ok`) and
+ * defining `fg_client_evaluate(K, A, now_ms, now_us[, ko, ao])` → st (`st.stale`, `st.all_ok`) and
  * `fg_client_reply(st, commit)` → the limiter's reply; `evaluate` / `reply` are their twins over
- * LocalDb. K/A are AdmissionScript's KEYS/ARGV (see rate-limit.scripts.ts).
+ * LocalDb. K/A are AdmissionScript's KEYS/ARGV (see rate-limit.scripts.ts), read from after their first
+ * ko keys / ao args when a larger script passes its own KEYS/ARGV in place.
  */
 export interface ClientLimitsStep {
   readonly lua: string;

@@ -113,41 +113,50 @@ end
 `;
 
 const LUA_SELECT = `
-local function fg_select(K, A, now)
-  local leaseId = A[1]
-  local leaseTtl = tonumber(A[2])
-  local hashTtl = tonumber(A[3])
-  local n = tonumber(A[4])
+-- K/A: the caller's KEYS/ARGV; the selection's part starts after ko keys / ao args (read in place,
+-- not copied). Per candidate one HMGET reads cd, lu (and cl for a learned limit) at once; the
+-- chosen key's leases were trimmed and counted in the loop, so the commit adds the lease to that
+-- count instead of trimming and counting again (same writes, same reply).
+local function fg_select(K, A, now, ko, ao)
+  local call = redis.call
+  local leaseId = A[ao + 1]
+  local leaseTtl = tonumber(A[ao + 2])
+  local hashTtl = tonumber(A[ao + 3])
+  local n = tonumber(A[ao + 4])
   local cutoff = now - ${WINDOW_MS}
-  local best, bestPri, bestLu = nil, nil, nil
+  local best, bestPri, bestLu, bestCount = nil, nil, nil, nil
   local earliest, earliestKind = nil, nil
   local nCool, nRate, nBusy = 0, 0, 0
   for i = 0, n - 1 do
-    local a = 5 + ${CANDIDATE_ARG_STRIDE} * i
-    local k = 2 + ${CANDIDATE_KEY_STRIDE} * i
+    local a = ao + 5 + ${CANDIDATE_ARG_STRIDE} * i
+    local k = ko + 2 + ${CANDIDATE_KEY_STRIDE} * i
     local pri = tonumber(A[a + 1])
     if best ~= nil and pri > bestPri then break end
-    local hk, rk, tk, ik = K[k], K[k + 1], K[k + 2], K[k + 3]
+    local hk = K[k]
     local maxRpm, maxTpm = tonumber(A[a + 2]), tonumber(A[a + 3])
     local concMode, concValue = tonumber(A[a + 4]), tonumber(A[a + 5])
-    local kind, ready = nil, 0
-    local cd = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
+    local h
+    if concMode == 2 then h = call('HMGET', hk, 'cd', 'lu', '${'cl'}') else h = call('HMGET', hk, 'cd', 'lu') end
+    local kind, ready, count = nil, 0, nil
+    local cd = tonumber(h[1] or '0') or 0
     local dbcd = tonumber(A[a + 6]) or 0
     if dbcd > cd then cd = dbcd end
     if cd > now then kind = 'cooling'; ready = cd end
     if kind == nil and maxRpm > 0 then
-      redis.call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
-      local c = redis.call('ZCARD', rk)
+      local rk = K[k + 1]
+      call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
+      local c = call('ZCARD', rk)
       if c >= maxRpm then
-        local e = redis.call('ZRANGE', rk, c - maxRpm, c - maxRpm, 'WITHSCORES')
+        local e = call('ZRANGE', rk, c - maxRpm, c - maxRpm, 'WITHSCORES')
         kind = 'rate_limited'; ready = tonumber(e[2]) + ${WINDOW_MS}
       end
     end
     if kind == nil and maxTpm > 0 then
+      local tk = K[k + 2]
       local sum = fg_tpm_sum(hk, tk, cutoff)
       if sum >= maxTpm then
         kind = 'rate_limited'; ready = now + ${WINDOW_MS}
-        local all = redis.call('ZRANGE', tk, 0, -1, 'WITHSCORES')
+        local all = call('ZRANGE', tk, 0, -1, 'WITHSCORES')
         for j = 1, #all, 2 do
           sum = sum - fg_tokens(all[j])
           if sum < maxTpm then ready = tonumber(all[j + 1]) + ${WINDOW_MS}; break end
@@ -156,13 +165,15 @@ local function fg_select(K, A, now)
     end
     if kind == nil and concMode > 0 then
       local limit = concValue
-      if concMode == 2 then limit = math.floor(tonumber(redis.call('HGET', hk, '${'cl'}') or '') or concValue) end
-      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
-      if redis.call('ZCARD', ik) >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
+      if concMode == 2 then limit = math.floor(tonumber(h[3] or '') or concValue) end
+      local ik = K[k + 3]
+      call('ZREMRANGEBYSCORE', ik, '-inf', now)
+      count = call('ZCARD', ik)
+      if count >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
     end
     if kind == nil then
-      local lu = tonumber(redis.call('HGET', hk, 'lu') or '0') or 0
-      if best == nil or lu < bestLu then best = i; bestPri = pri; bestLu = lu end
+      local lu = tonumber(h[2] or '0') or 0
+      if best == nil or lu < bestLu then best = i; bestPri = pri; bestLu = lu; bestCount = count end
     else
       if kind == 'cooling' then nCool = nCool + 1 elseif kind == 'rate_limited' then nRate = nRate + 1 else nBusy = nBusy + 1 end
       if earliest == nil or ready < earliest then earliest = ready; earliestKind = kind end
@@ -172,27 +183,37 @@ local function fg_select(K, A, now)
     if earliest == nil then return {0, 'no_usable_keys', 0, 0, 0, 0} end
     return {0, earliestKind, earliest - now, nCool, nRate, nBusy}
   end
-  local a = 5 + ${CANDIDATE_ARG_STRIDE} * best
-  local k = 2 + ${CANDIDATE_KEY_STRIDE} * best
+  local a = ao + 5 + ${CANDIDATE_ARG_STRIDE} * best
+  local k = ko + 2 + ${CANDIDATE_KEY_STRIDE} * best
   local hk, rk, ik = K[k], K[k + 1], K[k + 3]
-  local seq = redis.call('INCR', K[1])
-  redis.call('HSET', hk, 'lu', seq)
-  redis.call('PEXPIRE', hk, hashTtl)
+  local seq = call('INCR', K[ko + 1])
+  call('HSET', hk, 'lu', seq)
+  call('PEXPIRE', hk, hashTtl)
   if tonumber(A[a + 2]) > 0 then
-    redis.call('ZADD', rk, now, leaseId)
-    redis.call('PEXPIRE', rk, ${WINDOW_MS + 1000})
+    call('ZADD', rk, now, leaseId)
+    call('PEXPIRE', rk, ${WINDOW_MS + 1000})
   end
-  redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
-  redis.call('ZADD', ik, now + leaseTtl, leaseId)
-  redis.call('PEXPIRE', ik, leaseTtl + 1000)
-  return {1, best + 1, redis.call('ZCARD', ik), now}
+  if bestCount == nil then call('ZREMRANGEBYSCORE', ik, '-inf', now) end
+  local added = call('ZADD', ik, now + leaseTtl, leaseId)
+  call('PEXPIRE', ik, leaseTtl + 1000)
+  if bestCount ~= nil then return {1, best + 1, bestCount + added, now} end
+  return {1, best + 1, call('ZCARD', ik), now}
+end
+`;
+
+const GATE_SLICE = `
+local function fg_slice(t, from, count)
+  local r = {}
+  for i = 1, count do r[i] = t[from + i - 1] end
+  return r
 end
 `;
 
 /**
- * The selection with its gate as a Lua library: defines `fg_provider(K, A, now)` (K/A laid out as
- * composeInputs lays them out) and runs nothing by itself, so a larger script can include it (the
- * relay's combined admission) — `composedLua` is this library plus one call.
+ * The selection with its gate as a Lua library: defines `fg_provider(K, A, now[, ko, ao])` (K/A
+ * laid out as composeInputs lays them out, starting after the first ko keys / ao args of the
+ * caller's tables: 0 when omitted) and runs nothing by itself, so a larger script can include it
+ * (the relay's combined admission) — `composedLua` is this library plus one call.
  */
 export function providerLua(gate: AdmissionGate | null): string {
   const gateFns = gate
@@ -202,22 +223,15 @@ export function providerLua(gate: AdmissionGate | null): string {
     ? `  local refused = fg_gate_check(GK, GA, now)\n  if refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
     : '';
   const commit = gate
-    ? `  if r[1] == 1 then local out = fg_gate_commit(GK, GA, now, SA[5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)], r[3], SA[1]); if type(out) == 'string' then r[5] = out end end\n`
+    ? `  if r[1] == 1 then local sa = ao + 2 + ga; local out = fg_gate_commit(GK, GA, now, A[sa + 5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)], r[3], A[sa + 1]); if type(out) == 'string' then r[5] = out end end\n`
     : '';
-  return `${LUA_HELPERS}${LUA_SELECT}${gateFns}
-local function fg_slice(t, from, count)
-  local r = {}
-  for i = 1, count do r[i] = t[from + i - 1] end
-  return r
-end
-local function fg_provider(K, A, now)
-  local gk = tonumber(A[1])
-  local ga = tonumber(A[2])
-  local GK = fg_slice(K, 1, gk)
-  local GA = fg_slice(A, 3, ga)
-  local SK = fg_slice(K, gk + 1, #K - gk)
-  local SA = fg_slice(A, 3 + ga, #A - 2 - ga)
-${check}  local r = fg_select(SK, SA, now)
+  return `${LUA_HELPERS}${LUA_SELECT}${gateFns}${gate ? GATE_SLICE : ''}
+local function fg_provider(K, A, now, ko, ao)
+  ko = ko or 0
+  ao = ao or 0
+  local gk = tonumber(A[ao + 1])
+  local ga = tonumber(A[ao + 2])
+${gate ? '  local GK = fg_slice(K, ko + 1, gk)\n  local GA = fg_slice(A, ao + 3, ga)\n' : ''}${check}  local r = fg_select(K, A, now, ko + gk, ao + 2 + ga)
 ${commit}  return r
 end
 `;

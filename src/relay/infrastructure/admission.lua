@@ -1,8 +1,8 @@
 -- The relay's admission as ONE atomic step (docs/relay.md, "Admission"): the client rate limits of
 -- the request, the provider's gates (queue order, retreat bucket) and KeyPool's key selection with
 -- its lease. Included before this file (admission.script.ts composes them):
---   client-limits.lua     fg_client_evaluate(K, A, now_ms, now_us), fg_client_reply(st, commit)
---   KeyPool's library     fg_provider(K, A, now_ms)  (gates + selection, see key-selection.script.ts)
+--   client-limits.lua     fg_client_evaluate(K, A, now_ms, now_us, ko, ao), fg_client_reply(st, commit)
+--   KeyPool's library     fg_provider(K, A, now_ms, ko, ao)  (gates + selection, see key-selection.script.ts)
 --
 -- KEYS = client keys ++ provider keys
 -- ARGV = [#client keys, #client args, client args..., provider args...]
@@ -20,17 +20,14 @@
 -- encoder's separate halves allow.
 local ck = tonumber(ARGV[1])
 local ca = tonumber(ARGV[2])
-local CK, CA, PK, PA = {}, {}, {}, {}
-for i = 1, ck do CK[i] = KEYS[i] end
-for i = ck + 1, #KEYS do PK[i - ck] = KEYS[i] end
-for i = 1, ca do CA[i] = ARGV[2 + i] end
-for i = 3 + ca, #ARGV do PA[i - 2 - ca] = ARGV[i] end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local client = fg_client_evaluate(CK, CA, now_ms, now_us)
+-- both halves read KEYS/ARGV in place (offsets: client args after the 2 counts, provider keys after
+-- the ck client keys, provider args after the client args)
+local client = fg_client_evaluate(KEYS, ARGV, now_ms, now_us, 0, 2)
 if client.stale or not client.all_ok then
   return { fg_client_reply(client, false), {} }
 end
-local provider = fg_provider(PK, PA, now_ms)
+local provider = fg_provider(KEYS, ARGV, now_ms, ck, 2 + ca)
 return { fg_client_reply(client, true), provider }
