@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { InFlightRequests } from './in-flight.js';
 
@@ -8,13 +8,45 @@ import type { InFlightRequests } from './in-flight.js';
  * it, so a process that goes quiet after a burst keeps the burst's garbage (and its RSS) until the
  * next burst: measured in distributed mode, 169 MB idle → 232 MB ten seconds after a 10 s load, and
  * 147 MB after one full collection. So: when no request has started for `quietMs` and nothing is in
- * flight, and the heap has grown well past what the last collection left, run ONE full collection.
- * Under load it never runs (requests keep arriving); an idle process with probes and scrapes does not
- * collect again until its heap has grown by `GROWTH_BYTES`. Off with MEMORY_IDLE_GC_MS=0.
+ * flight, and the heap has grown well past what the last collection left, run ONE full collection
+ * pass. Under load it never runs (requests keep arriving); an idle process with probes and scrapes
+ * does not collect again until its heap has grown by `GROWTH_BYTES`. Off with MEMORY_IDLE_GC_MS=0.
+ *
+ * The young generation (up to 2 × 16 MB of semi-spaces after a burst) is given back only by a
+ * collection that V8 runs while its measured allocation rate is low (< 1 MB/s): V8 divides the bytes
+ * allocated between its recent collections by their time, over at least the last 5 s
+ * (`RATE_WINDOW_MS`). The burst's last stretch (up to a semi-space of allocations since its last
+ * collection) counts at the next collection, so: one young-generation collection (a few ms) once the
+ * process has been quiet for a second — it closes the burst's books — then the full pass at least
+ * `RATE_WINDOW_MS` later, which sees only the quiet rate and shrinks the young generation. Further
+ * passes, each ≥ `RATE_WINDOW_MS` + 1 s after the previous one, while it is still grown (at most
+ * `YOUNG_TRIES`: a process that keeps allocating > 1 MB/s while idle never gets it shrunk, and is not
+ * collected again and again for nothing).
  */
 const GROWTH_BYTES = 24 * 1024 * 1024;
+const RATE_WINDOW_MS = 5000;
+/** Committed young generation above this = still grown (V8 starts at 1 MB; a burst takes it to 32). */
+const YOUNG_SHRUNK_BYTES = 4 * 1024 * 1024;
+const YOUNG_TRIES = 3;
 
-type Gc = () => void;
+const FLUSH_AFTER_MS = 1000;
+const SPACING_MS = RATE_WINDOW_MS + 1000;
+
+/** V8's `gc` (`--expose-gc`): a full collection, or with `{ type: 'minor' }` a young-generation one. */
+type Gc = (options?: { type: 'minor' | 'major' }) => void;
+
+/** What the collector reads of the heap (V8's statistics; replaced in the unit test). */
+export interface HeapSizes {
+  /** Committed heap, all spaces. */
+  total(): number;
+  /** Committed young generation (new space). */
+  young(): number;
+}
+
+const v8Sizes: HeapSizes = {
+  total: () => getHeapStatistics().total_heap_size,
+  young: () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
+};
 
 function findGc(): Gc | null {
   const exposed = (globalThis as { gc?: Gc }).gc;
@@ -34,14 +66,18 @@ export class IdleCollector {
   private timer: NodeJS.Timeout | null = null;
   private lastStarted = -1;
   private lastActivity = 0;
+  private lastPass = -Infinity;
+  /** When this quiet period's young-generation collection ran (null: not yet). */
+  private flushedAt: number | null = null;
   private heapAfterLast = 0;
-  /** Passes run in the current quiet period (0, 1 or 2). */
-  private passes = 0;
+  /** Passes run for the young generation alone since the heap last grew. */
+  private youngPasses = 0;
 
   constructor(
     private readonly requests: InFlightRequests,
     private readonly quietMs: number,
     private readonly gc: Gc | null = findGc(),
+    private readonly heap: HeapSizes = v8Sizes,
   ) {}
 
   start(): void {
@@ -61,36 +97,37 @@ export class IdleCollector {
     if (started !== this.lastStarted || this.requests.count > 0) {
       this.lastStarted = started;
       this.lastActivity = now;
-      this.passes = 0;
+      this.flushedAt = null;
       return false;
     }
-    if (!this.gc || this.passes >= 2) return false;
     const quietFor = now - this.lastActivity;
-    if (this.passes === 0) {
-      if (quietFor < this.quietMs) return false;
-      if (getHeapStatistics().total_heap_size < this.heapAfterLast + GROWTH_BYTES) {
-        this.passes = 2;
-        return false;
-      }
-    } else if (quietFor < 2 * this.quietMs) return false;
-    // A second pass one quiet period later: V8 shrinks its young generation only once its measured
-    // allocation rate is low, which the burst still dominated at the first pass.
-    this.passes++;
+    if (!this.gc || quietFor < Math.min(FLUSH_AFTER_MS, this.quietMs)) return false;
+    const grew = this.heap.total() >= this.heapAfterLast + GROWTH_BYTES;
+    if (!grew && (this.heap.young() <= YOUNG_SHRUNK_BYTES || this.youngPasses >= YOUNG_TRIES)) return false;
+    if (this.flushedAt === null) {
+      this.gc({ type: 'minor' });
+      this.flushedAt = now;
+      return false;
+    }
+    if (quietFor < this.quietMs) return false;
+    if (now - Math.max(this.flushedAt, this.lastPass) < SPACING_MS) return false;
+    this.youngPasses = grew ? 0 : this.youngPasses + 1;
     const t0 = performance.now();
     const before = process.memoryUsage().rss;
     // At least twice, then until the heap stops shrinking (at most 4): the first frees the
     // garbage, the next ones let V8 give back the space it no longer needs.
-    let total = getHeapStatistics().total_heap_size;
+    let total = this.heap.total();
     for (let i = 0; i < 4; i++) {
       this.gc();
-      const next = getHeapStatistics().total_heap_size;
+      const next = this.heap.total();
       if (i >= 1 && next >= total * 0.98) break;
       total = next;
     }
-    this.heapAfterLast = getHeapStatistics().total_heap_size;
+    this.heapAfterLast = this.heap.total();
+    this.lastPass = now;
     const after = process.memoryUsage().rss;
     this.log.debug(
-      `idle: full collection pass in ${(performance.now() - t0).toFixed(0)} ms, RSS ${(before / 1e6).toFixed(0)} → ${(after / 1e6).toFixed(0)} MB`,
+      `idle: full collection pass in ${(performance.now() - t0).toFixed(0)} ms, RSS ${(before / 1e6).toFixed(0)} → ${(after / 1e6).toFixed(0)} MB, young generation ${(this.heap.young() / 1e6).toFixed(0)} MB`,
     );
     return true;
   }
