@@ -19,8 +19,9 @@ import type { InFlightRequests } from './in-flight.js';
  * collection) counts at the next collection, so: one young-generation collection (a few ms) once the
  * process has been quiet for a second — it closes the burst's books — and, while the young
  * generation is still grown after the pass, another pass at least `RATE_WINDOW_MS` + 1 s after that
- * one, which sees only the quiet rate and shrinks it (a quiet of ~7 s: with a request every few
- * seconds it stays grown); if it did not, again ≥ that long after. At most `YOUNG_TRIES` of them: a process that keeps allocating
+ * young-generation collection, which sees only the quiet rate and shrinks it (a quiet of ~7 s: with a
+ * request every few seconds it stays grown); if something still allocated in that window (embedded
+ * mode writing the burst's request log), again 3 s later. At most `YOUNG_TRIES` of them: a process that keeps allocating
  * > 1 MB/s while idle never gets it shrunk, and is not collected again and again for nothing.
  *
  * One late pass `LATE_PASS_MS` after a burst's pass, when the process is quiet then: state that
@@ -37,6 +38,8 @@ const YOUNG_TRIES = 3;
 const LATE_PASS_MS = 75_000;
 const FLUSH_AFTER_MS = 1000;
 const SPACING_MS = RATE_WINDOW_MS + 1000;
+/** A failed young-generation pass saw allocation in V8's window: a later one sees a later window. */
+const RETRY_MS = 3000;
 
 /** V8's `gc` (`--expose-gc`): a full collection, or with `{ type: 'minor' }` a young-generation one. */
 type Gc = (options?: { type: 'minor' | 'major' }) => void;
@@ -121,7 +124,7 @@ export class IdleCollector {
     }
     if (quietFor < this.quietMs) return false;
     // The young generation shrinks only at a collection ≥ 5 s after our last one (see above).
-    const shrinkable = young && now - Math.max(this.flushedAt, this.lastYoungPass) >= SPACING_MS;
+    const shrinkable = young && now - this.flushedAt >= SPACING_MS && now - this.lastYoungPass >= RETRY_MS;
     if (!grew && !late && !shrinkable) return false;
     if (grew) {
       this.youngPasses = 0;
