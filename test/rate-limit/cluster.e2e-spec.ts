@@ -1,4 +1,4 @@
-import type { Cluster } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
 import { addProvider, chat, dropClientConnections, startInstance } from '../support/cluster.js';
@@ -68,7 +68,7 @@ describe('distributed mode on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
     fake = await FakeProvider.start();
     const env: Record<string, string> = {
       NODE_ENV: 'test',
-      LOG_LEVEL: 'error',
+      LOG_LEVEL: process.env.CLUSTER_LOG_LEVEL ?? 'error',
       LOG_FORMAT: 'json',
       ENCRYPTION_KEYS: `test1:${Buffer.alloc(32, 7).toString('base64')}`,
       HOST: '127.0.0.1',
@@ -82,6 +82,8 @@ describe('distributed mode on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
       RATE_LIMIT_IP_RPM: '1000000',
       // a loaded test machine must not turn slow replies into failure-mode answers
       RATE_LIMIT_TIMEOUT_MS: '2000',
+      // Adaptive's periodic flush (not per request) stays out of the counted round trips
+      ADAPTIVE_FLUSH_MS: '600000',
     };
     gateways = [await startInstance(env), await startInstance(env)];
   }, 120_000);
@@ -176,4 +178,56 @@ describe('distributed mode on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
     expect(fake.maxInFlight).toBe(1);
   }, 60_000);
+
+  it('round trips of one uncontended relayed request: one script per subject (key, user, IP), then the provider step', async () => {
+    const fresh = await FakeProvider.start();
+    try {
+      await addProvider(gateways[0]!, adminKey, fresh, [{ key: 'sk-rt-cluster' }], {
+        models: ['rt-model'],
+      });
+      const { key } = await createUserWithKey(gateways[0]!, adminKey, 'user', {
+        key: { limits: { rpm: 100 } },
+      });
+      const send = () => chat(gateways[0]!.url, key, 'rt', { model: 'rt-model' });
+      for (let i = 0; i < 3; i++) expect((await send()).status).toBe(200); // warm: scripts loaded, caches filled
+      await new Promise((r) => setTimeout(r, 300));
+      // every master's MONITOR: the scripts naming this deployment's prefix, in arrival order
+      const scripts: { at: number; keys: string[] }[] = [];
+      const monitors = await Promise.all(
+        cluster.ports.map((port) => new Redis({ host: '127.0.0.1', port }).monitor()),
+      );
+      try {
+        for (const m of monitors)
+          m.on('monitor', (time: string, args: unknown[]) => {
+            const words = args.map(String);
+            const cmd = words[0]!.toLowerCase();
+            if ((cmd === 'evalsha' || cmd === 'eval') && words.some((w) => w.startsWith(`${prefix}:`)))
+              scripts.push({ at: Number(time), keys: words.slice(3, 3 + Number(words[2])) });
+          });
+        await new Promise((r) => setTimeout(r, 100));
+        const res = await send();
+        expect(res.status).toBe(200);
+        await new Promise((r) => setTimeout(r, 500)); // the release/report after the answer
+      } finally {
+        for (const m of monitors) m.disconnect();
+      }
+      scripts.sort((a, b) => a.at - b.at);
+      const tags = scripts.map((s) => [...new Set(s.keys.map((k) => /\{([^}]*)\}/.exec(k)?.[1]))]);
+      // every script touches one hash tag (one slot)
+      for (const t of tags) expect(t).toHaveLength(1);
+      const subjects = tags.map((t) => t[0]!.split(':')[0]);
+      console.log(
+        `[cluster round trips] ${scripts.length} scripts: ${scripts.map((s) => s.keys[0]).join(' → ')}`,
+      );
+      const clientSteps = subjects.filter((s) => s === 'key' || s === 'user' || s === 'ip');
+      expect(clientSteps).toEqual(['key', 'user', 'ip']);
+      // the client steps come first, then the provider's own slot (selection + lease, then the release)
+      expect(subjects.slice(0, 3)).toEqual(['key', 'user', 'ip']);
+      expect(subjects.slice(3).every((s) => s !== 'key' && s !== 'user' && s !== 'ip')).toBe(true);
+      // single Redis: 2 (round-trips.e2e-spec.ts); cluster: 3 client steps + the selection + the answer path
+      expect(subjects).toHaveLength(5);
+    } finally {
+      await fresh.close();
+    }
+  });
 });
