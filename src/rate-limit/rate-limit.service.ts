@@ -420,19 +420,21 @@ export class RateLimitService implements OnModuleInit {
   /**
    * Redis Cluster: the policies of each subject (`steps`, in order: API key, user, IP — see
    * subjectSteps) decided as one AdmissionScript run per subject, each atomic on its slot, all with
-   * the same member and deadline. The first step that refuses, answers STALE or fails ends the
+   * the same member; each step carries its own deadline, taken when it is sent (a step Redis runs
+   * after it answers STALE and changes nothing). The first step that refuses, answers STALE or fails ends the
    * decision and rolls back the steps already committed (RollbackScript). The reply is merged in
    * policy order from the steps that ran: a rolled-back step reports its state without the request;
    * the policies of steps that never ran are not reported (no headers for them).
    */
   private async decideInSteps(policies: readonly Policy[], steps: Policy[][]): Promise<DecisionResult> {
     const member = this.member();
-    const deadline = this.deadline();
     const committed: { policies: Policy[]; keys: string[]; args: (string | number)[]; reply: number[] }[] =
       [];
     let refused: { policies: Policy[]; reply: number[] } | null = null;
     for (const step of steps) {
-      const { keys, args } = this.inputs(step, false, member, deadline);
+      // each step's own deadline (taken as it is sent): a busy loop between two steps delays the
+      // second, it does not make it stale
+      const { keys, args } = this.inputs(step, false, member, this.deadline());
       let reply: number[];
       try {
         const sent = await this.send(AdmissionScript, keys, args);
