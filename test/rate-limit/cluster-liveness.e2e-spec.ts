@@ -1,5 +1,3 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { Redis, type Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/app-config.js';
@@ -12,8 +10,6 @@ import { RedisAtomicStore } from '../../src/state/atomic-store.js';
 import { pollUntil } from '../support/cluster.js';
 import { OwnRedisCluster } from '../support/redis-cluster.js';
 import { uniqueName } from '../support/services.js';
-
-const run = promisify(execFile);
 
 /**
  * The limiter's liveness on a Redis Cluster (ClusterLiveness): each command is judged by the
