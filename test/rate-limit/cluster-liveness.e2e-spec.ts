@@ -94,7 +94,9 @@ describe('rate limiter liveness on a Redis Cluster', () => {
     const [frozenPort, otherPort] = [...subjectOn.keys()];
     const frozen = subjectOn.get(frozenPort!)!;
     const healthy = subjectOn.get(otherPort!)!;
-    const info = await new Redis({ host: '127.0.0.1', port: frozenPort! }).info('server');
+    const direct = new Redis({ host: '127.0.0.1', port: frozenPort! });
+    const info = await direct.info('server');
+    direct.disconnect();
     frozenPid = Number(/process_id:(\d+)/.exec(info)![1]);
     const before = { frozen: await windowOf(frozen), healthy: await windowOf(healthy) };
     process.kill(frozenPid, 'SIGSTOP');
