@@ -205,8 +205,9 @@ export interface LivenessSource {
  * the node's connection not ready → unavailable at once; the node silent for `silenceMs` while the
  * command waits → unavailable; our own busy loop → never.
  *
- * Not judged per node (judged on the cluster client instead): a command with no keys (the start-up
- * probe), and any command while the cluster client itself is not ready (its slot map unknown).
+ * Not judged per node: any command while the cluster client itself is not ready (its slot map
+ * unknown), and a command with no keys — the limiter's start-up probe, answered only once every
+ * master's connection is ready (so the first decisions after start are not failure-mode ones).
  * A command ioredis redirects (MOVED/ASK during a resharding) is still judged by the first node's
  * silence; the node answered the redirection, so it is not silent, and the redirected node's
  * silence counts only once the first node has been silent for `silenceMs` too.
@@ -224,9 +225,22 @@ export class ClusterLiveness implements LivenessSource {
   for(keys: readonly string[]): CommandLiveness {
     if (this.cluster.status !== 'ready')
       return notReady(`redis cluster client is ${this.cluster.status}, not ready`);
-    const node =
-      keys.length > 0 ? this.nodeFor(`${this.prefix}:${keys[0]}`) : this.cluster.nodes('master')[0];
+    if (keys.length === 0) {
+      // the start-up probe: answered once every master's connection is ready
+      const masters = this.cluster.nodes('master');
+      const waiting = masters.filter((n) => n.status !== 'ready');
+      waiting.forEach(connectIfIdle);
+      if (masters.length === 0 || waiting.length > 0)
+        return notReady(
+          `${waiting.length} of ${masters.length} redis cluster master connection(s) not ready`,
+        );
+      return this.ofNode(masters[0]!);
+    }
+    const node = this.nodeFor(`${this.prefix}:${keys[0]}`);
     if (!node) return notReady('no redis cluster master serves this slot');
+    // never connected yet (ioredis connects nodes lazily): connect it, and refuse this command
+    // like any not-ready connection (a node still `connecting` would refuse it anyway)
+    connectIfIdle(node);
     return this.ofNode(node);
   }
 
@@ -246,6 +260,10 @@ export class ClusterLiveness implements LivenessSource {
     if (!master) return undefined;
     return this.cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === master);
   }
+}
+
+function connectIfIdle(node: Redis): void {
+  if (node.status === 'wait') node.connect().catch(() => undefined);
 }
 
 function notReady(message: string): CommandLiveness {

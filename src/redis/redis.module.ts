@@ -136,9 +136,7 @@ export class RedisConnections implements OnApplicationShutdown {
   /**
    * A Cluster client with `options` split the way ioredis takes them: offline queue, auto-pipelining
    * and the ready check at the cluster level (a command is refused at once while the cluster is not
-   * ready, when `enableOfflineQueue` is false); timeouts and retries per node. Node connections are
-   * connected eagerly (ioredis connects them lazily, on their first command) so that a master's
-   * connection state is known before a decision is sent to it (ClusterLiveness).
+   * ready, when `enableOfflineQueue` is false); timeouts and retries per node.
    */
   private createCluster(name: string, nodes: RedisNode[], options: RedisOptions): Cluster {
     const { enableAutoPipelining, enableOfflineQueue, enableReadyCheck, ...perNode } = options;
@@ -153,8 +151,12 @@ export class RedisConnections implements OnApplicationShutdown {
       nodes.map((n) => ({ host: n.host, port: n.port })),
       clusterOptions,
     );
+    // Node connections are connected as soon as the cluster is ready (ioredis connects them lazily,
+    // on their first command, and a node still `connecting` refuses commands when the offline queue
+    // is off: a burst right after start would fail them all). Never before `ready`: a node caught
+    // `connecting` by the cluster's own ready check makes the whole client reconnect.
     const connect = (node: Redis): void => {
-      if (node.status === 'wait') node.connect().catch(() => undefined);
+      if (cluster.status === 'ready' && node.status === 'wait') node.connect().catch(() => undefined);
     };
     const connectAll = (): void => cluster.nodes('all').forEach(connect);
     cluster.on('ready', connectAll);

@@ -50,14 +50,11 @@ describe('rate limiter liveness on a Redis Cluster', () => {
       { find: () => Promise.resolve(null) },
       watched.liveness,
     );
-    await pollUntil(
-      () => client.status === 'ready' && client.nodes('master').every((n) => n.status === 'ready'),
-      {
-        timeoutMs: 10_000,
-        intervalMs: 20,
-        what: 'cluster client and its masters ready',
-      },
-    );
+    await pollUntil(() => client.status === 'ready', {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      what: 'cluster client ready',
+    });
     for (let i = 0; subjectOn.size < cluster.ports.length; i++) {
       const subject = `s:${i}`;
       const owner = client.slots[keySlot(`${prefix}:rl:{${subject}}:t:sw`)]![0]!;

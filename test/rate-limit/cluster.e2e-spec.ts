@@ -193,9 +193,8 @@ describe('distributed mode on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
       await new Promise((r) => setTimeout(r, 300));
       // every master's MONITOR: the scripts naming this deployment's prefix, in arrival order
       const scripts: { at: number; keys: string[] }[] = [];
-      const monitors = await Promise.all(
-        cluster.ports.map((port) => new Redis({ host: '127.0.0.1', port }).monitor()),
-      );
+      const bases = cluster.ports.map((port) => new Redis({ host: '127.0.0.1', port }));
+      const monitors = await Promise.all(bases.map((b) => b.monitor()));
       try {
         for (const m of monitors)
           m.on('monitor', (time: string, args: unknown[]) => {
@@ -209,7 +208,7 @@ describe('distributed mode on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
         expect(res.status).toBe(200);
         await new Promise((r) => setTimeout(r, 500)); // the release/report after the answer
       } finally {
-        for (const m of monitors) m.disconnect();
+        for (const m of [...monitors, ...bases]) m.disconnect();
       }
       scripts.sort((a, b) => a.at - b.at);
       const tags = scripts.map((s) => [...new Set(s.keys.map((k) => /\{([^}]*)\}/.exec(k)?.[1]))]);
