@@ -143,6 +143,8 @@ export class RateLimitService implements OnModuleInit {
   // Rate-limited warnings: one line per WARN_EVERY_MS with the count since the last one.
   private lastWarnAt = 0;
   private failuresSinceWarn = 0;
+  private lastRollbackWarnAt = 0;
+  private rollbackFailuresSinceWarn = 0;
 
   private readonly counters = {
     decisions: new Map<string, { allowed: number; limited: number }>(),
@@ -420,11 +422,11 @@ export class RateLimitService implements OnModuleInit {
   /**
    * Redis Cluster: the policies of each subject (`steps`, in order: API key, user, IP — see
    * subjectSteps) decided as one AdmissionScript run per subject, each atomic on its slot, all with
-   * the same member; each step carries its own deadline, taken when it is sent (a step Redis runs
-   * after it answers STALE and changes nothing). The first step that refuses, answers STALE or fails ends the
-   * decision and rolls back the steps already committed (RollbackScript). The reply is merged in
-   * policy order from the steps that ran: a rolled-back step reports its state without the request;
-   * the policies of steps that never ran are not reported (no headers for them).
+   * the same member. Each step carries its own deadline, taken when it is sent (a step Redis runs
+   * after it answers STALE and changes nothing). The first step that refuses, answers STALE or
+   * fails ends the decision and rolls back the steps already committed (RollbackScript). The reply
+   * is merged in policy order from the steps that ran: a rolled-back step reports its state without
+   * the request; the policies of steps that never ran are not reported (no headers for them).
    */
   private async decideInSteps(policies: readonly Policy[], steps: Policy[][]): Promise<DecisionResult> {
     const member = this.member();
@@ -474,7 +476,8 @@ export class RateLimitService implements OnModuleInit {
   /**
    * Gives back the places the committed steps took (one RollbackScript per step, in parallel: each
    * on its own slot). A rollback that cannot run leaves its place taken until the policy's window
-   * expires it: logged and counted (floodgate_rate_limit_rollback_failures_total).
+   * expires it: counted (floodgate_rate_limit_rollbacks_total{result="failed"}) and logged, one line
+   * per WARN_EVERY_MS with the count since the last one.
    */
   private async rollBack(
     committed: readonly { keys: string[]; args: (string | number)[] }[],
@@ -487,9 +490,15 @@ export class RateLimitService implements OnModuleInit {
           await this.send(RollbackScript, c.keys, c.args);
         } catch (err) {
           this.counters.rollbackFailures++;
+          this.rollbackFailuresSinceWarn++;
+          const now = Date.now();
+          if (now - this.lastRollbackWarnAt < WARN_EVERY_MS) return;
           this.logger.warn(
-            `rate limit rollback of ${c.keys[0] ?? '?'} (request ${member}) failed: ${err instanceof Error ? err.message : String(err)} — its place stays taken until its window expires it`,
+            `rate limit rollback of ${c.keys[0] ?? '?'} (request ${member}) failed: ${err instanceof Error ? err.message : String(err)} — ` +
+              `its place stays taken until its window expires it; ${this.rollbackFailuresSinceWarn} rollback(s) failed since the last report`,
           );
+          this.lastRollbackWarnAt = now;
+          this.rollbackFailuresSinceWarn = 0;
         }
       }),
     );

@@ -73,6 +73,20 @@ describe('rate limiter liveness on a Redis Cluster', () => {
 
   const kind = (d: DecisionResult) => (d.kind === 'unavailable' ? `unavailable:${d.cause}` : d.kind);
 
+  it("keySlot (the slot a step is judged on) equals Redis' own CLUSTER KEYSLOT", async () => {
+    const keys = [
+      `${prefix}:rl:{key:7b576b0b-50e4-4023-ac1a-6f54e1af93c4}:key:sw`,
+      `${prefix}:rl:{ip:2001:db8::/64}:ip:tb`,
+      `${prefix}:kp:{p1}:seq`,
+      'no-tag-at-all',
+      'empty{}tag',
+      '{}{b}',
+      'x{a}{b}',
+      'ünïcødé{ü}',
+    ];
+    for (const key of keys) expect(keySlot(key), key).toBe(Number(await reader.cluster('KEYSLOT', key)));
+  });
+
   it('a multi-subject decision is one step per subject, each on its own master; a busy loop right after sending is not an outage', async () => {
     const [a, b, c] = [...subjectOn.values()];
     // every master has the script loaded (a master's first EVALSHA answers NOSCRIPT and the EVAL
