@@ -274,6 +274,12 @@ export class RateLimitService implements OnModuleInit {
    * (admitted, no headers) — `rest` is then still the other step's reply.
    */
   async decideWith<T>(request: FastifyRequest, combined: CombinedRun<T>): Promise<CombinedDecision<T>> {
+    // a combined script spans the client's and the provider's slots: a cluster refuses it
+    // (CROSSSLOT), which would read as a store failure and fail open — callers check `stepped`
+    if (this.store.slotted)
+      throw new Error(
+        'decideWith needs a single Redis; on a Redis Cluster use decideDeferred (see `stepped`)',
+      );
     const policies = this.deferred.get(request) ?? [];
     this.deferred.delete(request);
     const started = performance.now();
