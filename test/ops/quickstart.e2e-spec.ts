@@ -231,7 +231,7 @@ describe('first run: the banner of a fresh `node dist/src/main.js`', () => {
     // it, so it normally ends the output too; pino-pretty writes them from a worker thread, so on a
     // very loaded machine a late log line may still follow it)
     expect(out.split(' is up (')).toHaveLength(2);
-    // a clean first start warns about nothing (TypeORM used to try CREATE EXTENSION "uuid-ossp")
+    // no extension warning at start (TypeORM used to try CREATE EXTENSION "uuid-ossp" every time)
     expect(out.slice(0, out.indexOf(' is up ('))).not.toMatch(/uuid-ossp|extension/);
     const bannerText = banner.slice(0, banner.indexOf(QUICK_START_FOOTER) + QUICK_START_FOOTER.length);
     expect(bannerText).not.toMatch(/INFO|WARN/);
