@@ -2,12 +2,12 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toErrorResponse } from '../common/error-response.js';
 import type { Priority } from '../common/principal.js';
-import { withSpan } from '../observability/tracing.js';
+import { tracingEnabled, withSpan } from '../observability/tracing.js';
 import { outcomeOf } from './domain/outcome.js';
 import { parsePriority, priorityCeiling } from './domain/priority.js';
 import { upstreamPayload, validateBody, wantsStream, type Endpoint } from './domain/validation.js';
 import { AccountStage } from './stages/account.stage.js';
-import { AdmitStage } from './stages/admit.stage.js';
+import { AdmitStage, type Admitted } from './stages/admit.stage.js';
 import type { Answer } from './stages/answer.js';
 import { JsonResponder } from './stages/json-responder.js';
 import { LeaseKeeper } from './stages/lease-keeper.js';
@@ -82,27 +82,31 @@ export class RelayService {
       // route
       routed = await this.routes.route(model, principal);
       const { provider, modelLabel } = routed;
-      const { payload, injectedUsage } = accept(upstreamPayload(body, stream));
-      // admit
-      const lease = await withSpan(
-        'relay.admission',
-        async (span) => {
-          try {
-            const admitted = await this.admission.admit(provider, priority, requestId, client.signal, {
-              request,
-              reply,
-            });
-            queueMs = admitted.queueMs;
-            if ('error' in admitted) throw admitted.error;
-            return admitted.lease;
-          } finally {
-            span.setAttribute('queue_ms', queueMs);
-          }
-        },
-        { provider: provider.name, priority },
-      );
+      const { payload, injectedUsage } = accept(upstreamPayload(body, stream, request.rawJson));
+      // admit (in a span when tracing; with it off, no closure and promise of its own)
+      const http = { request, reply };
+      let admitted: Admitted;
+      if (tracingEnabled()) {
+        admitted = await withSpan(
+          'relay.admission',
+          async (span) => {
+            try {
+              const a = await this.admission.admit(provider, priority, requestId, client.signal, http);
+              queueMs = a.queueMs;
+              if ('error' in a) throw a.error;
+              return a;
+            } finally {
+              span.setAttribute('queue_ms', queueMs);
+            }
+          },
+          { provider: provider.name, priority },
+        );
+      } else admitted = await this.admission.admit(provider, priority, requestId, client.signal, http);
+      queueMs = admitted.queueMs;
+      if ('error' in admitted) throw admitted.error;
+      const lease = admitted.lease;
       // send
-      const input = { endpoint, request, provider, priority, payload, signal: client.signal };
+      const input = { endpoint, request, provider, priority, payload, signal: client.signal, requestId };
       delivery = await this.sender.deliver(input, lease);
       if (!delivery.answer) throw delivery.error;
       // respond

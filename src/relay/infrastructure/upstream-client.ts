@@ -68,21 +68,24 @@ export class UpstreamClient implements OnApplicationShutdown {
     return target;
   }
 
-  async send(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
-    const { pool, basePath } = this.target(req.baseUrl);
+  /** Rejects with what undici threw (the caller classifies it: `classify`). */
+  send(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+    let target: { pool: Pool; basePath: string };
     try {
-      return await pool.request({
-        path: `${basePath}${req.path}`,
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        signal: req.signal,
-        headersTimeout: req.timeoutMs,
-        bodyTimeout: req.timeoutMs,
-      });
+      target = this.target(req.baseUrl);
     } catch (err) {
-      throw classify(err);
+      return Promise.reject(err as Error);
     }
+    const { pool, basePath } = target;
+    return pool.request({
+      path: basePath + req.path,
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      signal: req.signal,
+      headersTimeout: req.timeoutMs,
+      bodyTimeout: req.timeoutMs,
+    });
   }
 
   async onApplicationShutdown(): Promise<void> {
