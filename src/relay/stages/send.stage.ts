@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
-import type { Dispatcher } from 'undici';
 import type { Priority } from '../../common/principal.js';
 import type { KeyLease, KeyOutcome } from '../../key-pool/key-pool.types.js';
 import type { Span } from '@opentelemetry/api';
@@ -10,7 +9,13 @@ import { upstreamRequestHeaders } from '../domain/headers.js';
 import { parseUpstreamJson } from '../domain/outcome.js';
 import { failureOutcome, retryDecision, type Observed } from '../domain/retry-table.js';
 import { UPSTREAM_PATHS, type Endpoint } from '../domain/validation.js';
-import { UpstreamClient, UpstreamError, classify } from '../infrastructure/upstream-client.js';
+import {
+  UpstreamClient,
+  UpstreamError,
+  classify,
+  type UpstreamBody,
+  type UpstreamResponse,
+} from '../infrastructure/upstream-client.js';
 import { AdmitStage } from './admit.stage.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { reject } from './reject.js';
@@ -19,7 +24,7 @@ import type { RoutableProvider } from './route.stage.js';
 /** One request to the upstream with a held lease: its response (headers in, body unread) or its failure. */
 export interface Attempt {
   lease: KeyLease;
-  response?: Dispatcher.ResponseData;
+  response?: UpstreamResponse;
   error?: UpstreamError;
   startedAt: number;
 }
@@ -30,7 +35,7 @@ export interface Delivery {
   keyId: string;
   upstreamMs: number;
   /** The attempt whose response goes to the client (its lease still held: the responder releases it). */
-  answer?: Attempt & { response: Dispatcher.ResponseData };
+  answer?: Attempt & { response: UpstreamResponse };
   error?: unknown;
 }
 
@@ -171,7 +176,7 @@ export class SendStage {
 }
 
 /** Reads at most `limit` bytes of a body as text and discards the rest. */
-async function readCapped(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+async function readCapped(body: UpstreamBody, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
