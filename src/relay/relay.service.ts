@@ -11,6 +11,7 @@ import { AdmitStage, type Admitted } from './stages/admit.stage.js';
 import type { Answer } from './stages/answer.js';
 import { JsonResponder } from './stages/json-responder.js';
 import { LeaseKeeper } from './stages/lease-keeper.js';
+import { ClientGone } from './stages/client-gone.js';
 import { accept } from './stages/reject.js';
 import { RouteStage, type Routed } from './stages/route.stage.js';
 import { SendStage, type Delivery } from './stages/send.stage.js';
@@ -58,7 +59,7 @@ export class RelayService {
     const principal = request.principal!;
     const requestId = String(request.id);
     // The client going away aborts the queue wait or the upstream request at once.
-    const client = new AbortController();
+    const client = new ClientGone();
     const onClose = () => {
       if (!reply.raw.writableFinished) client.abort();
     };
@@ -91,7 +92,7 @@ export class RelayService {
           'relay.admission',
           async (span) => {
             try {
-              const a = await this.admission.admit(provider, priority, requestId, client.signal, http);
+              const a = await this.admission.admit(provider, priority, requestId, client, http);
               queueMs = a.queueMs;
               if ('error' in a) throw a.error;
               return a;
@@ -101,12 +102,12 @@ export class RelayService {
           },
           { provider: provider.name, priority },
         );
-      } else admitted = await this.admission.admit(provider, priority, requestId, client.signal, http);
+      } else admitted = await this.admission.admit(provider, priority, requestId, client, http);
       queueMs = admitted.queueMs;
       if ('error' in admitted) throw admitted.error;
       const lease = admitted.lease;
       // send
-      const input = { endpoint, request, provider, priority, payload, signal: client.signal, requestId };
+      const input = { endpoint, request, provider, priority, payload, signal: client, requestId };
       delivery = await this.sender.deliver(input, lease);
       if (!delivery.answer) throw delivery.error;
       // respond
@@ -124,7 +125,7 @@ export class RelayService {
           ? await this.sse.respond({
               ...respond,
               injectedUsage,
-              signal: client.signal,
+              signal: client,
               providerName: provider.name,
               modelLabel,
               requestId,
@@ -137,7 +138,7 @@ export class RelayService {
       const told = toErrorResponse(err, requestId);
       const { type, code } = told.body.error;
       failure = { status: told.status, errorCode: code, outcome: outcomeOf(told.status, type, code) };
-      if (client.signal.aborted) {
+      if (client.aborted) {
         failure = { status: 499, errorCode: code, outcome: 'canceled' };
         if (!reply.sent) reply.raw.destroy();
         return;

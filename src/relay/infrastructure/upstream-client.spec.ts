@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppConfig } from '../../config/app-config.js';
 import { UpstreamGuardService } from '../../key-pool/services/upstream-guard.service.js';
+import { ClientGone } from '../stages/client-gone.js';
 import { UpstreamClient, classify, type UpstreamRequest } from './upstream-client.js';
 
 // The upstream client's response body (a chunk queue on undici's dispatcher API, not a Node stream)
@@ -49,7 +50,7 @@ afterAll(async () => {
 
 const guard = new UpstreamGuardService({ upstream: { allowPrivate: true } } as unknown as AppConfig);
 const client = new UpstreamClient(guard);
-const request = (path: string, signal = new AbortController().signal): UpstreamRequest => ({
+const request = (path: string, signal = new ClientGone()): UpstreamRequest => ({
   baseUrl: base,
   path,
   method: 'POST',
@@ -83,9 +84,9 @@ describe('UpstreamClient', () => {
     expect(await response.body.text()).toBe('{"ok":true}');
   });
 
-  it('the signal aborts a body being read: the reader gets an abort, the upstream connection closes', async () => {
-    const controller = new AbortController();
-    const response = await client.send(request('/slow', controller.signal));
+  it('the client going aborts a body being read: the reader gets an abort, the upstream connection closes', async () => {
+    const controller = new ClientGone();
+    const response = await client.send(request('/slow', controller));
     const chunks: string[] = [];
     const read = (async () => {
       for await (const chunk of response.body) {
@@ -102,12 +103,12 @@ describe('UpstreamClient', () => {
     await expect.poll(() => closed.includes('/v1/slow')).toBe(true);
   });
 
-  it('an aborted signal refuses before anything is sent; an unreachable upstream is a connect failure', async () => {
-    const controller = new AbortController();
-    controller.abort();
-    await expect(
-      client.send(request('/small', controller.signal)).catch((e: unknown) => classify(e).kind),
-    ).resolves.toBe('aborted');
+  it('a client already gone refuses before anything is sent; an unreachable upstream is a connect failure', async () => {
+    const gone = new ClientGone();
+    gone.abort();
+    await expect(client.send(request('/small', gone)).catch((e: unknown) => classify(e).kind)).resolves.toBe(
+      'aborted',
+    );
     const unreachable = { ...request('/small'), baseUrl: 'http://127.0.0.1:1/v1' };
     await expect(client.send(unreachable).catch((e: unknown) => classify(e).kind)).resolves.toBe('connect');
   });
@@ -119,5 +120,34 @@ describe('UpstreamClient', () => {
       break;
     }
     await expect.poll(() => closed.filter((u) => u === '/v1/slow').length).toBe(2);
+  });
+});
+
+describe('ClientGone', () => {
+  it('aborts its AbortSignal whether it was asked for before or after the client went', () => {
+    const early = new ClientGone();
+    const signal = early.signal;
+    expect(signal.aborted).toBe(false);
+    early.abort();
+    expect(signal.aborted).toBe(true);
+    const late = new ClientGone();
+    late.abort();
+    expect(late.aborted).toBe(true);
+    expect(late.signal.aborted).toBe(true);
+  });
+
+  it('calls its listener once, and not after it is removed', () => {
+    const gone = new ClientGone();
+    let calls = 0;
+    const listener = () => calls++;
+    gone.onAbort(listener);
+    gone.offAbort(listener);
+    gone.abort();
+    expect(calls).toBe(0);
+    const again = new ClientGone();
+    again.onAbort(listener);
+    again.abort();
+    again.abort();
+    expect(calls).toBe(1);
   });
 });

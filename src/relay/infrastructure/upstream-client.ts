@@ -10,12 +10,20 @@ export interface UpstreamRequest {
   method: 'GET' | 'POST';
   headers: Record<string, string>;
   body?: string;
-  signal: AbortSignal;
+  /** The client going away aborts the request (before it is sent, or while its body is read). */
+  signal: Cancellation;
   /** Time to the response headers and between body chunks. */
   timeoutMs: number;
 }
 
 export type { UpstreamFailure };
+
+/** Abort without an AbortSignal: one listener at a time (see relay/stages/client-gone.ts). */
+export interface Cancellation {
+  readonly aborted: boolean;
+  onAbort(listener: () => void): void;
+  offAbort(listener: () => void): void;
+}
 
 /** An upstream answer with its headers in and its body read on demand (`text()` or chunk by chunk). */
 export interface UpstreamResponse {
@@ -32,15 +40,11 @@ export interface UpstreamBody extends AsyncIterable<Buffer> {
 /** Body bytes buffered before the upstream socket is paused until the reader catches up (undici's default). */
 const HIGH_WATER_MARK = 64 * 1024;
 
-function abortReason(signal: AbortSignal): Error {
-  return (signal.reason as Error | undefined) ?? new undiciErrors.RequestAbortedError();
-}
-
 /**
  * One upstream request on undici's dispatcher API: what `Pool.request` does for the relay, without
  * its per-request async resource, Node stream and body mixin — the response body is a queue of
  * chunks read by `text()` or `for await`, the socket paused past 64 KiB unread, the request aborted
- * by the signal (or by a reader that stops early) with the signal's reason, as `request` does.
+ * when the client goes (or by a reader that stops early), as `request` does with a signal.
  */
 class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
   private abortRequest: ((err?: Error) => void) | null = null;
@@ -56,14 +60,14 @@ class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
   private failure: Error | null = null;
   /** A reader waiting for the next chunk, the end or the failure. */
   private wake: (() => void) | null = null;
-  private readonly onAbort = () => this.abort(abortReason(this.signal));
+  private readonly onAbort = () => this.abort(new undiciErrors.RequestAbortedError());
 
   constructor(
-    private readonly signal: AbortSignal,
+    private readonly signal: Cancellation,
     private readonly resolve: (response: UpstreamResponse) => void,
     private readonly reject: (err: Error) => void,
   ) {
-    signal.addEventListener('abort', this.onAbort, { once: true });
+    signal.onAbort(this.onAbort);
   }
 
   private abort(err: Error): void {
@@ -72,7 +76,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
   }
 
   private settle(): void {
-    this.signal.removeEventListener('abort', this.onAbort);
+    this.signal.offAbort(this.onAbort);
     const wake = this.wake;
     this.wake = null;
     wake?.();
@@ -245,7 +249,7 @@ export class UpstreamClient implements OnApplicationShutdown {
     const { pool, basePath } = target;
     return new Promise((resolve, reject) => {
       const exchange = new UpstreamExchange(req.signal, resolve, reject);
-      if (req.signal.aborted) return exchange.onError(abortReason(req.signal));
+      if (req.signal.aborted) return exchange.onError(new undiciErrors.RequestAbortedError());
       pool.dispatch(
         {
           path: basePath + req.path,

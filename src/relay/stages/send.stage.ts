@@ -18,6 +18,7 @@ import {
 } from '../infrastructure/upstream-client.js';
 import { AdmitStage } from './admit.stage.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import type { ClientGone } from './client-gone.js';
 import { reject } from './reject.js';
 import type { RoutableProvider } from './route.stage.js';
 
@@ -45,7 +46,7 @@ export interface SendInput {
   provider: RoutableProvider;
   priority: Priority;
   payload: string;
-  signal: AbortSignal;
+  signal: ClientGone;
   requestId: string;
 }
 

@@ -8,6 +8,7 @@ import type { UpstreamFailure } from '../domain/retry-table.js';
 import { SseRelay } from '../domain/sse-relay.js';
 import { classify } from '../infrastructure/upstream-client.js';
 import type { Answer, RespondInput } from './answer.js';
+import type { ClientGone } from './client-gone.js';
 import { LeaseKeeper } from './lease-keeper.js';
 
 const KEEPALIVE_MS = 15_000;
@@ -22,7 +23,7 @@ const SSE_HEADERS = {
 export interface StreamInput extends RespondInput {
   /** Floodgate asked for usage on the client's behalf: the extra usage event is dropped. */
   injectedUsage: boolean;
-  signal: AbortSignal;
+  signal: ClientGone;
   providerName: string;
   modelLabel: string;
   requestId: string;
