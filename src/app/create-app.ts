@@ -104,6 +104,8 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   // JSON bodies: Fastify's own parser (size limit, prototype poisoning refused), then a depth limit
   // for every route, before anything recursive walks the body (src/common/input-safety.ts).
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  // Declared up front: every request object keeps one shape whether or not it had a JSON body.
+  fastify.decorateRequest('rawJson', undefined);
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     void parseJson(request, body as string, (err, value) => {
