@@ -15,6 +15,13 @@ import type { AppConfig } from '../config/app-config.js';
 import { AppModule } from './app.module.js';
 import { setupSwagger } from './swagger.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** A JSON body's text as received (set by the JSON parser below). */
+    rawJson?: string;
+  }
+}
+
 /** Builds the whole application (used by main.ts and by the e2e tests, so both run the same thing). */
 export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
   const errorLogger = new NestLogger('Errors');
@@ -97,6 +104,8 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   // JSON bodies: Fastify's own parser (size limit, prototype poisoning refused), then a depth limit
   // for every route, before anything recursive walks the body (src/common/input-safety.ts).
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  // Declared up front: every request object keeps one shape whether or not it had a JSON body.
+  fastify.decorateRequest('rawJson', undefined);
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     void parseJson(request, body as string, (err, value) => {
@@ -112,6 +121,9 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
           undefined,
         );
       }
+      // Kept for the relay, which sends a body it doesn't change upstream as it came.
+      const text = body as string;
+      request.rawJson = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
       done(null, value);
     });
   });

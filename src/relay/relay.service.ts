@@ -2,15 +2,16 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toErrorResponse } from '../common/error-response.js';
 import type { Priority } from '../common/principal.js';
-import { withSpan } from '../observability/tracing.js';
+import { tracingEnabled, withSpan } from '../observability/tracing.js';
 import { outcomeOf } from './domain/outcome.js';
 import { parsePriority, priorityCeiling } from './domain/priority.js';
 import { upstreamPayload, validateBody, wantsStream, type Endpoint } from './domain/validation.js';
 import { AccountStage } from './stages/account.stage.js';
-import { AdmitStage } from './stages/admit.stage.js';
+import { AdmitStage, type Admitted } from './stages/admit.stage.js';
 import type { Answer } from './stages/answer.js';
 import { JsonResponder } from './stages/json-responder.js';
 import { LeaseKeeper } from './stages/lease-keeper.js';
+import { ClientGone } from './stages/client-gone.js';
 import { accept } from './stages/reject.js';
 import { RouteStage, type Routed } from './stages/route.stage.js';
 import { SendStage, type Delivery } from './stages/send.stage.js';
@@ -58,7 +59,7 @@ export class RelayService {
     const principal = request.principal!;
     const requestId = String(request.id);
     // The client going away aborts the queue wait or the upstream request at once.
-    const client = new AbortController();
+    const client = new ClientGone();
     const onClose = () => {
       if (!reply.raw.writableFinished) client.abort();
     };
@@ -82,27 +83,31 @@ export class RelayService {
       // route
       routed = await this.routes.route(model, principal);
       const { provider, modelLabel } = routed;
-      const { payload, injectedUsage } = accept(upstreamPayload(body, stream));
-      // admit
-      const lease = await withSpan(
-        'relay.admission',
-        async (span) => {
-          try {
-            const admitted = await this.admission.admit(provider, priority, requestId, client.signal, {
-              request,
-              reply,
-            });
-            queueMs = admitted.queueMs;
-            if ('error' in admitted) throw admitted.error;
-            return admitted.lease;
-          } finally {
-            span.setAttribute('queue_ms', queueMs);
-          }
-        },
-        { provider: provider.name, priority },
-      );
+      const { payload, injectedUsage } = accept(upstreamPayload(body, stream, request.rawJson));
+      // admit (in a span when tracing; with it off, no closure and promise of its own)
+      const http = { request, reply };
+      let admitted: Admitted;
+      if (tracingEnabled()) {
+        admitted = await withSpan(
+          'relay.admission',
+          async (span) => {
+            try {
+              const a = await this.admission.admit(provider, priority, requestId, client, http);
+              queueMs = a.queueMs;
+              if ('error' in a) throw a.error;
+              return a;
+            } finally {
+              span.setAttribute('queue_ms', queueMs);
+            }
+          },
+          { provider: provider.name, priority },
+        );
+      } else admitted = await this.admission.admit(provider, priority, requestId, client, http);
+      queueMs = admitted.queueMs;
+      if ('error' in admitted) throw admitted.error;
+      const lease = admitted.lease;
       // send
-      const input = { endpoint, request, provider, priority, payload, signal: client.signal };
+      const input = { endpoint, request, provider, priority, payload, signal: client, requestId };
       delivery = await this.sender.deliver(input, lease);
       if (!delivery.answer) throw delivery.error;
       // respond
@@ -120,7 +125,7 @@ export class RelayService {
           ? await this.sse.respond({
               ...respond,
               injectedUsage,
-              signal: client.signal,
+              signal: client,
               providerName: provider.name,
               modelLabel,
               requestId,
@@ -133,7 +138,7 @@ export class RelayService {
       const told = toErrorResponse(err, requestId);
       const { type, code } = told.body.error;
       failure = { status: told.status, errorCode: code, outcome: outcomeOf(told.status, type, code) };
-      if (client.signal.aborted) {
+      if (client.aborted) {
         failure = { status: 499, errorCode: code, outcome: 'canceled' };
         if (!reply.sent) reply.raw.destroy();
         return;

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { KeyRefusal } from '../../key-pool/key-pool.types.js';
 import { hopelessRefusal, queuePlan, refusalRejection } from './admission-rules.js';
-import { outcomeOf, streamInterruptedEvent, streamKeyOutcome, upstreamClientError } from './outcome.js';
+import {
+  outcomeOf,
+  parseUpstreamJson,
+  streamInterruptedEvent,
+  streamKeyOutcome,
+  upstreamClientError,
+  upstreamUsage,
+} from './outcome.js';
 
 const refusal = (kind: KeyRefusal['kind'], retryAfterMs: number): KeyRefusal => ({
   kind,
@@ -88,5 +95,53 @@ describe('admission rules', () => {
         headers: { 'retry-after': '2' },
       },
     });
+  });
+});
+
+describe('upstreamUsage (usage of a whole answer without parsing all of it)', () => {
+  const cases: [string, string][] = [
+    [
+      'usage last',
+      '{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}',
+    ],
+    [
+      'whitespace and nested details',
+      '{ "data": [0.1, -2e-3],\n  "usage" : { "prompt_tokens": 7, "prompt_tokens_details": {"cached_tokens": 2} }\n}\n',
+    ],
+    [
+      'members after usage',
+      '{"usage":{"prompt_tokens":1,"completion_tokens":2},"system_fingerprint":"fp","x":[1,{"a":"}"}]}',
+    ],
+    [
+      'a nested usage after the top-level one',
+      '{"usage":{"prompt_tokens":1},"x_groq":{"usage":{"prompt_tokens":99}}}',
+    ],
+    ['a nested usage only', '{"choices":[],"x_groq":{"usage":{"prompt_tokens":99}}}'],
+    [
+      'usage named inside strings',
+      '{"content":"\\"usage\\": {\\"prompt_tokens\\": 9}}","usage":{"prompt_tokens":4}}',
+    ],
+    [
+      'a key ending in an escaped quote',
+      '{"say \\"usage":{"prompt_tokens":9},"usage":{"prompt_tokens":4},"z":1}',
+    ],
+    ['duplicate top-level usage', '{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}'],
+    ['usage null', '{"usage":null}'],
+    ['usage a number', '{"usage":5}'],
+    ['no usage', '{"id":"x"}'],
+    ['an array', '[{"usage":{"prompt_tokens":1}}]'],
+    ['braces in strings after usage', '{"usage":{"prompt_tokens":1},"note":"}}]]{{"}'],
+    ['not JSON', 'upstream said no'],
+  ];
+  for (const [name, text] of cases) {
+    it(`${name}: the same as parsing the whole answer`, () => {
+      expect(upstreamUsage(text)).toEqual(parseUpstreamJson(text)?.usage);
+    });
+  }
+
+  it('reads the usage of an answer too long to parse for it', () => {
+    const floats = Array.from({ length: 3000 }, (_, i) => (i / 7).toFixed(6)).join(',');
+    const text = `{"object":"list","data":[{"embedding":[${floats}]}],"usage":{"prompt_tokens":12,"total_tokens":12}}`;
+    expect(upstreamUsage(text)).toEqual({ prompt_tokens: 12, total_tokens: 12 });
   });
 });

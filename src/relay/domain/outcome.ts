@@ -18,6 +18,72 @@ export function parseUpstreamJson(text: string): UpstreamJson | null {
 }
 
 /**
+ * The `usage` of a whole upstream JSON answer, without parsing the whole answer when it need not:
+ * `usage` comes last in OpenAI-style answers, so the object after the last `"usage":` is parsed
+ * alone when the scan of what follows it (strings skipped) shows it is a member of the top-level
+ * object. Anything else (a nested `usage` after it, a non-object usage, no `usage`) falls back to
+ * parsing the whole text, as does a text that is not valid JSON in the usage object. An embeddings
+ * answer (thousands of floats before `usage`) is the case this exists for.
+ */
+export function upstreamUsage(text: string): UpstreamJson['usage'] | undefined {
+  const at = text.lastIndexOf('"usage"');
+  if (at > 0) {
+    const fast = usageAt(text, at);
+    if (fast !== FALLBACK) return fast as UpstreamJson['usage'];
+  }
+  return parseUpstreamJson(text)?.usage;
+}
+
+const FALLBACK = Symbol('fallback');
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/** The value after `"usage":` at `at`, when it is an object that ends the top-level object; FALLBACK otherwise. */
+function usageAt(text: string, at: number): unknown {
+  let i = at + 7;
+  while (i < text.length && isSpace(text.charCodeAt(i))) i++;
+  if (text.charCodeAt(i) !== 0x3a /* : */) return FALLBACK;
+  i++;
+  while (i < text.length && isSpace(text.charCodeAt(i))) i++;
+  if (text.charCodeAt(i) !== 0x7b /* { */) return FALLBACK;
+  const start = i;
+  // The usage object's end, then the rest: it must close exactly the top-level object and end there.
+  let depth = 0;
+  let end = -1;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (end === -1 && depth === 0) end = i + 1;
+      else if (depth === -1) {
+        if (c !== 0x7d) return FALLBACK;
+        for (let j = i + 1; j < text.length; j++) if (!isSpace(text.charCodeAt(j))) return FALLBACK;
+        // The key must be a member name of the top-level object: preceded by `{` or `,`.
+        let k = at - 1;
+        while (k >= 0 && isSpace(text.charCodeAt(k))) k--;
+        const before = text.charCodeAt(k);
+        if (before !== 0x2c && before !== 0x7b) return FALLBACK;
+        try {
+          return JSON.parse(text.slice(start, end)) as unknown;
+        } catch {
+          return FALLBACK;
+        }
+      }
+    }
+  }
+  return FALLBACK;
+}
+
+/**
  * An upstream client error (400, 404, 422…) passed on in the one error shape, the upstream's words
  * kept — except its credential, should it echo it.
  */

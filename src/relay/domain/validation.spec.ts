@@ -76,4 +76,34 @@ describe('request validation', () => {
       value: { payload: JSON.stringify(chat), injectedUsage: false },
     });
   });
+
+  it('sends the client’s JSON text as it came when the body goes upstream unchanged', () => {
+    const raw =
+      '{ "model": "gpt-4o-mini", "messages": [{"role":"user","content":"hi"}], "seed": 12345678901234567890 }';
+    const body = JSON.parse(raw) as Record<string, unknown>;
+    expect(upstreamPayload(body, false, raw)).toEqual({
+      ok: true,
+      value: { payload: raw, injectedUsage: false },
+    });
+    const asked = '{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}';
+    expect(upstreamPayload(JSON.parse(asked) as Record<string, unknown>, true, asked)).toEqual({
+      ok: true,
+      value: { payload: asked, injectedUsage: false },
+    });
+    // A stream that needs usage asked for is re-serialised with it.
+    const plain = '{"model":"m","messages":[],"stream":true}';
+    const injected = upstreamPayload(JSON.parse(plain) as Record<string, unknown>, true, plain);
+    expect(injected).toEqual({
+      ok: true,
+      value: {
+        payload: JSON.stringify({
+          model: 'm',
+          messages: [],
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+        injectedUsage: true,
+      },
+    });
+  });
 });

@@ -61,8 +61,16 @@ export interface UpstreamPayload {
   injectedUsage: boolean;
 }
 
-export function upstreamPayload(body: Record<string, unknown>, stream: boolean): Verdict<UpstreamPayload> {
-  if (!stream) return { ok: true, value: { payload: JSON.stringify(body), injectedUsage: false } };
+/**
+ * `raw`: the body's JSON text as the client sent it, when known; sent as it is whenever the body goes
+ * upstream unchanged (no second serialisation, and numbers JSON can't hold exactly stay exact).
+ */
+export function upstreamPayload(
+  body: Record<string, unknown>,
+  stream: boolean,
+  raw?: string,
+): Verdict<UpstreamPayload> {
+  if (!stream) return { ok: true, value: { payload: raw ?? JSON.stringify(body), injectedUsage: false } };
   const options = (body.stream_options ?? {}) as Record<string, unknown>;
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     return {
@@ -71,7 +79,7 @@ export function upstreamPayload(body: Record<string, unknown>, stream: boolean):
     };
   }
   if (options.include_usage === true)
-    return { ok: true, value: { payload: JSON.stringify(body), injectedUsage: false } };
+    return { ok: true, value: { payload: raw ?? JSON.stringify(body), injectedUsage: false } };
   const payload = JSON.stringify({ ...body, stream_options: { ...options, include_usage: true } });
   return { ok: true, value: { payload, injectedUsage: true } };
 }

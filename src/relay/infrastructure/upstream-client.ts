@@ -10,12 +10,179 @@ export interface UpstreamRequest {
   method: 'GET' | 'POST';
   headers: Record<string, string>;
   body?: string;
-  signal: AbortSignal;
+  /** The client going away aborts the request (before it is sent, or while its body is read). */
+  signal: Cancellation;
   /** Time to the response headers and between body chunks. */
   timeoutMs: number;
 }
 
 export type { UpstreamFailure };
+
+/** Abort without an AbortSignal: one listener at a time (see relay/stages/client-gone.ts). */
+export interface Cancellation {
+  readonly aborted: boolean;
+  onAbort(listener: () => void): void;
+  offAbort(listener: () => void): void;
+}
+
+/** An upstream answer with its headers in and its body read on demand (`text()` or chunk by chunk). */
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: Record<string, string | string[]>;
+  body: UpstreamBody;
+}
+
+export interface UpstreamBody extends AsyncIterable<Buffer> {
+  /** The whole body as UTF-8 text. */
+  text(): Promise<string>;
+}
+
+/** Body bytes buffered before the upstream socket is paused until the reader catches up (undici's default). */
+const HIGH_WATER_MARK = 64 * 1024;
+
+/**
+ * One upstream request on undici's dispatcher API: what `Pool.request` does for the relay, without
+ * its per-request async resource, Node stream and body mixin — the response body is a queue of
+ * chunks read by `text()` or `for await`, the socket paused past 64 KiB unread, the request aborted
+ * when the client goes (or by a reader that stops early), as `request` does with a signal.
+ */
+class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
+  private abortRequest: ((err?: Error) => void) | null = null;
+  private resumeSocket: (() => void) | null = null;
+  private headersIn = false;
+  /** The socket is paused: more than HIGH_WATER_MARK unread. */
+  private paused = false;
+  /** `text()` is collecting the whole body: never pause. */
+  private collecting = false;
+  private readonly chunks: Buffer[] = [];
+  private buffered = 0;
+  private ended = false;
+  private failure: Error | null = null;
+  /** A reader waiting for the next chunk, the end or the failure. */
+  private wake: (() => void) | null = null;
+  private readonly onAbort = () => this.abort(new undiciErrors.RequestAbortedError());
+
+  constructor(
+    private readonly signal: Cancellation,
+    private readonly resolve: (response: UpstreamResponse) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    signal.onAbort(this.onAbort);
+  }
+
+  private abort(err: Error): void {
+    if (this.abortRequest) this.abortRequest(err);
+    else this.onError(err);
+  }
+
+  private settle(): void {
+    this.signal.offAbort(this.onAbort);
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortRequest = abort;
+    // Aborted while queued in the pool: ends here, never sent.
+    if (this.failure) abort(this.failure);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: informational, the answer follows
+    this.headersIn = true;
+    this.resumeSocket = resume;
+    this.resolve({ statusCode, headers: parseHeaders(rawHeaders), body: this });
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+    if (this.collecting || this.buffered < HIGH_WATER_MARK) return true;
+    this.paused = true;
+    return false;
+  }
+
+  private resume(): void {
+    if (this.paused && !this.ended && !this.failure) {
+      this.paused = false;
+      this.resumeSocket?.();
+    }
+  }
+
+  onComplete(): void {
+    this.ended = true;
+    this.settle();
+  }
+
+  onError(err: Error): void {
+    if (this.ended || this.failure) return;
+    this.failure = err;
+    this.settle();
+    if (!this.headersIn) this.reject(err);
+  }
+
+  /** The next chunk; null at the end; throws the failure. */
+  private async next(): Promise<Buffer | null> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk !== undefined) {
+        this.buffered -= chunk.length;
+        if (this.buffered < HIGH_WATER_MARK) this.resume();
+        return chunk;
+      }
+      if (this.failure) throw this.failure;
+      if (this.ended) return null;
+      await new Promise<void>((wake) => (this.wake = wake));
+    }
+  }
+
+  async text(): Promise<string> {
+    // Whole answers usually arrive before anyone asks: no wait then.
+    this.collecting = true;
+    this.resume();
+    while (!this.ended && !this.failure) await new Promise<void>((wake) => (this.wake = wake));
+    if (this.failure) throw this.failure;
+    const chunks = this.chunks.splice(0);
+    this.buffered = 0;
+    return chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8');
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return {
+      next: async () => {
+        const chunk = await this.next();
+        return chunk === null ? { done: true, value: undefined } : { done: false, value: chunk };
+      },
+      // A reader that stops early (break, throw) ends the request: nobody will read the rest.
+      return: () => {
+        if (!this.ended && !this.failure) this.abort(new undiciErrors.RequestAbortedError());
+        return Promise.resolve({ done: true, value: undefined });
+      },
+    };
+  }
+}
+
+/** undici's header parsing for a response: lower-case names, repeated headers as arrays. */
+function parseHeaders(raw: Buffer[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const seen = Object.hasOwn(out, name) ? out[name] : undefined;
+    if (seen === undefined) {
+      if (name === '__proto__')
+        Object.defineProperty(out, name, { value, enumerable: true, configurable: true, writable: true });
+      else out[name] = value;
+    } else if (typeof seen === 'string') out[name] = [seen, value];
+    else seen.push(value);
+  }
+  return out;
+}
 
 export class UpstreamError extends Error {
   constructor(
@@ -68,21 +235,33 @@ export class UpstreamClient implements OnApplicationShutdown {
     return target;
   }
 
-  async send(req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
-    const { pool, basePath } = this.target(req.baseUrl);
+  /**
+   * Resolves with the response once its headers are in (the body still to read), or rejects with
+   * what undici or the signal threw (the caller classifies it: `classify`).
+   */
+  send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    let target: { pool: Pool; basePath: string };
     try {
-      return await pool.request({
-        path: `${basePath}${req.path}`,
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        signal: req.signal,
-        headersTimeout: req.timeoutMs,
-        bodyTimeout: req.timeoutMs,
-      });
+      target = this.target(req.baseUrl);
     } catch (err) {
-      throw classify(err);
+      return Promise.reject(err as Error);
     }
+    const { pool, basePath } = target;
+    return new Promise((resolve, reject) => {
+      const exchange = new UpstreamExchange(req.signal, resolve, reject);
+      if (req.signal.aborted) return exchange.onError(new undiciErrors.RequestAbortedError());
+      pool.dispatch(
+        {
+          path: basePath + req.path,
+          method: req.method,
+          headers: req.headers,
+          body: req.body,
+          headersTimeout: req.timeoutMs,
+          bodyTimeout: req.timeoutMs,
+        },
+        exchange,
+      );
+    });
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -18,6 +18,7 @@ import {
 } from '../domain/admission-rules.js';
 import { PRIORITY_RANK } from '../domain/priority.js';
 import { clientClosed } from '../domain/rejection.js';
+import type { ClientGone } from './client-gone.js';
 import { reject } from './reject.js';
 import type { RoutableProvider } from './route.stage.js';
 
@@ -45,7 +46,7 @@ export class AdmitStage {
     provider: RoutableProvider,
     priority: Priority,
     requestId: string,
-    signal: AbortSignal,
+    client: ClientGone,
     http: { request: FastifyRequest; reply: FastifyReply },
   ): Promise<Admitted> {
     const rank = PRIORITY_RANK[priority];
@@ -75,7 +76,7 @@ export class AdmitStage {
     if (plan.kind === 'reject') throw reject(plan.rejection);
     if (plan.kind === 'passthrough') {
       const started = Date.now();
-      const lease = await this.passthrough(provider.id, rank, timeoutMs, signal);
+      const lease = await this.passthrough(provider.id, rank, timeoutMs, client);
       const queueMs = Date.now() - started;
       this.metrics.queueWait.labels(provider.name, priority).observe(queueMs / 1000);
       return { lease, queueMs };
@@ -84,7 +85,7 @@ export class AdmitStage {
       requestId,
       timeoutMs,
       agingMs: this.config.queue.agingMs,
-      signal,
+      signal: client.signal,
     });
     const queueMs = result.waitedMs;
     this.metrics.queueWait.labels(provider.name, priority).observe(queueMs / 1000);
@@ -111,14 +112,14 @@ export class AdmitStage {
     providerId: string,
     rank: number,
     timeoutMs: number,
-    signal: AbortSignal,
+    client: ClientGone,
   ): Promise<KeyLease> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const r = await this.admission.tryAcquire(providerId, rank, true);
       if (r.ok) return r.lease;
       if (r.refusal.kind === 'no_usable_keys') throw reject(refusalRejection(r.refusal));
-      if (signal.aborted) throw reject(clientClosed());
+      if (client.aborted) throw reject(clientClosed());
       if (Date.now() + Math.min(r.refusal.retryAfterMs, 50) > deadline)
         throw reject(passthroughTimeout(r.refusal.retryAfterMs));
       await new Promise((resolve) => setTimeout(resolve, Math.max(5, Math.min(r.refusal.retryAfterMs, 50))));

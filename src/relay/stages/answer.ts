@@ -1,12 +1,12 @@
 import type { FastifyReply } from 'fastify';
-import type { Dispatcher } from 'undici';
 import type { KeyLease } from '../../key-pool/key-pool.types.js';
+import type { UpstreamResponse } from '../infrastructure/upstream-client.js';
 
 /** What a responder needs: the attempt to answer with and the time already spent queueing and upstream. */
 export interface RespondInput {
   reply: FastifyReply;
   lease: KeyLease;
-  response: Dispatcher.ResponseData;
+  response: UpstreamResponse;
   /** performance.now() when the attempt was sent. */
   startedAt: number;
   queueMs: number;

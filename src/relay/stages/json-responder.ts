@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders } from '../domain/headers.js';
-import { parseUpstreamJson, upstreamClientError } from '../domain/outcome.js';
+import { parseUpstreamJson, upstreamClientError, upstreamUsage } from '../domain/outcome.js';
 import type { Answer, RespondInput } from './answer.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { reject } from './reject.js';
@@ -15,10 +15,12 @@ export class JsonResponder {
   async respond({ reply, lease, response, startedAt, queueMs, upstreamMs }: RespondInput): Promise<Answer> {
     const text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
-    const parsed = parseUpstreamJson(text);
-    const promptTokens = parsed?.usage?.prompt_tokens ?? 0;
-    const completionTokens = parsed?.usage?.completion_tokens ?? 0;
     const status = response.statusCode;
+    // A 4xx is read whole (its error); an answer only for its usage.
+    const parsed = status >= 400 ? parseUpstreamJson(text) : null;
+    const usage = status >= 400 ? parsed?.usage : upstreamUsage(text);
+    const promptTokens = usage?.prompt_tokens ?? 0;
+    const completionTokens = usage?.completion_tokens ?? 0;
     const outcome = { status, headers: response.headers, tokens: promptTokens + completionTokens };
     const { overheadMs, headers: ours } = gatewayTiming(reply.elapsedTime, queueMs, upstreamMs, lease.keyId);
     const answer: Answer = {

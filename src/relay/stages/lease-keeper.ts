@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { KeyLease, KeyOutcome } from '../../key-pool/key-pool.types.js';
@@ -11,9 +11,16 @@ import { RelayDispatcher } from '../dispatcher.js';
  * provider's dispatcher.
  */
 @Injectable()
-export class LeaseKeeper {
+export class LeaseKeeper implements OnApplicationShutdown {
   private readonly renewEveryMs: number;
-  private readonly renewals = new WeakMap<KeyLease, NodeJS.Timeout>();
+  /** Held leases → when each was last renewed (or taken). */
+  private readonly held = new Map<KeyLease, number>();
+  /**
+   * One timer for every held lease (not one per request), ticking at half the renewal period while
+   * any is held: a lease is renewed between one and one and a half periods after the last renewal,
+   * so at most half a TTL apart.
+   */
+  private ticker: NodeJS.Timeout | null = null;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -24,9 +31,29 @@ export class LeaseKeeper {
   }
 
   hold(lease: KeyLease): void {
-    const timer = setInterval(() => void this.keyPool.renew(lease).catch(() => undefined), this.renewEveryMs);
-    timer.unref();
-    this.renewals.set(lease, timer);
+    this.held.set(lease, Date.now());
+    if (this.ticker === null) {
+      this.ticker = setInterval(() => this.renewDue(), Math.floor(this.renewEveryMs / 2));
+      this.ticker.unref();
+    }
+  }
+
+  onApplicationShutdown(): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+  }
+
+  private renewDue(): void {
+    const now = Date.now();
+    for (const [lease, renewedAt] of this.held) {
+      if (now - renewedAt < this.renewEveryMs) continue;
+      this.held.set(lease, now);
+      void this.keyPool.renew(lease).catch(() => undefined);
+    }
+    if (this.held.size === 0 && this.ticker !== null) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
   }
 
   /**
@@ -39,8 +66,7 @@ export class LeaseKeeper {
    * loops take it.)
    */
   async release(lease: KeyLease, outcome: KeyOutcome): Promise<void> {
-    clearInterval(this.renewals.get(lease));
-    this.renewals.delete(lease);
+    this.held.delete(lease);
     const reported = this.keyPool.report(lease, outcome);
     this.dispatcher.capacityReleased(lease.providerId);
     await reported;
@@ -48,6 +74,6 @@ export class LeaseKeeper {
 
   /** A path that left the lease held (an unexpected throw) gives it back. */
   async releaseIfHeld(lease: KeyLease): Promise<void> {
-    if (this.renewals.has(lease)) await this.release(lease, { error: 'aborted' }).catch(() => undefined);
+    if (this.held.has(lease)) await this.release(lease, { error: 'aborted' }).catch(() => undefined);
   }
 }

@@ -8,14 +8,22 @@ import type { UpstreamFailure } from '../domain/retry-table.js';
 import { SseRelay } from '../domain/sse-relay.js';
 import { classify } from '../infrastructure/upstream-client.js';
 import type { Answer, RespondInput } from './answer.js';
+import type { ClientGone } from './client-gone.js';
 import { LeaseKeeper } from './lease-keeper.js';
 
 const KEEPALIVE_MS = 15_000;
 
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  'x-accel-buffering': 'no',
+  connection: 'keep-alive',
+};
+
 export interface StreamInput extends RespondInput {
   /** Floodgate asked for usage on the client's behalf: the extra usage event is dropped. */
   injectedUsage: boolean;
-  signal: AbortSignal;
+  signal: ClientGone;
   providerName: string;
   modelLabel: string;
   requestId: string;
@@ -43,19 +51,19 @@ export class SseResponder {
       lease.keyId,
     );
     this.metrics.upstreamTtft.labels(input.providerName, input.modelLabel).observe(ttfbMs / 1000);
-    const upstreamHeaders = clientResponseHeaders(response.headers);
+    // One header object: the upstream's, then the reply's (x-request-id, rate-limit headers), then ours.
+    const headers: Record<string, string | number | string[]> = clientResponseHeaders(response.headers);
+    Object.assign(headers, reply.getHeaders(), ours, SSE_HEADERS);
     reply.hijack();
     const raw = reply.raw;
-    raw.writeHead(200, {
-      ...upstreamHeaders,
-      ...(reply.getHeaders() as Record<string, string>),
-      ...ours,
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      connection: 'keep-alive',
+    raw.writeHead(200, headers);
+    // The headers go out with the first event when it is already here (one write, not two: the
+    // upstream's headers and first event usually arrive together); on their own otherwise, at the
+    // latest one turn of the event loop later.
+    let wrote = false;
+    const flush = setImmediate(() => {
+      if (!wrote) raw.flushHeaders();
     });
-    raw.flushHeaders();
     const sse = new SseRelay(input.injectedUsage);
     let lastWrite = Date.now();
     const keepalive = setInterval(() => {
@@ -70,6 +78,7 @@ export class SseResponder {
         const out = sse.push(chunk as Buffer);
         if (out) {
           raw.write(out);
+          wrote = true;
           lastWrite = Date.now();
         }
       }
@@ -78,6 +87,7 @@ export class SseResponder {
     } catch (err) {
       failure = classify(err).kind;
     } finally {
+      clearImmediate(flush);
       clearInterval(keepalive);
     }
     const promptTokens = sse.usage?.prompt_tokens ?? 0;
