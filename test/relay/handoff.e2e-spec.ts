@@ -72,12 +72,13 @@ const setScript: AtomicScript<number> = {
 
 /**
  * The hand-off of a freed slot is the release script and, right behind it, the dispatch script on
- * the store's connection. That connection must write a command as soon as it is issued: with
- * ioredis' auto-pipelining a command issued while an earlier batch's replies are outstanding waits
- * for all of them before it is even written — under load that stop-and-wait put several ms between
- * a release and the dispatch that hands its slot on (bench contended section).
+ * the store's connection. That connection must not hold a command back until earlier replies are
+ * in: with ioredis' auto-pipelining a command issued while an earlier batch's replies are
+ * outstanding waits for all of them before it is even written — under load that stop-and-wait put
+ * several ms between a release and the dispatch that hands its slot on (bench contended section).
+ * (Commands of one event-loop turn still share a write: RedisConnections' coalesceWrites.)
  */
-describe('the store connection writes each command at once', () => {
+describe('the store connection writes a command without waiting for earlier replies', () => {
   const prefix = uniqueName('fghandoff');
   let proxy: ReplyHoldingProxy;
   let connections: RedisConnections;
