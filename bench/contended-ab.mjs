@@ -6,11 +6,14 @@
 //   npm run build && cp -r dist dist-before   # (on the old code), then rebuild the new code
 //   node bench/contended-ab.mjs [--a dist-before/src/main.js] [--b dist/src/main.js]
 //        [--modes embedded,distributed] [--rounds 3] [--seconds 6] [--prof DIR] [--env KEY=VALUE]…
-//        [--parallel | --interleave] [--warmup S]
+//        [--parallel | --interleave] [--warmup S] [--no-baseline] [--redis URL]
 // (--parallel: both builds loaded at the same time, each with its own upstream: on a shared machine
 // both then meet the same background load — and each other's. --interleave: both builds started
 // once per mode, then --rounds short loops alternating A and B: paired samples close in time.)
 // (--prof: node --cpu-prof of every gateway into DIR, for bench/lib/cpuprofile.mjs.)
+// Unless --no-baseline, every round also runs the reference of the contended section: the plain
+// proxy with a FIFO semaphore of max_concurrent (bench/lib/plain-proxy.mjs), measured the same way
+// against the same upstream, and the table gives each build's share as a ratio of it.
 import { closeRedis, configure, startGateway } from './lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, startServer } from './lib/procs.mjs';
 import { median } from './lib/stats.mjs';
@@ -32,6 +35,9 @@ const prof = arg('prof', '');
 const parallel = argv.includes('--parallel');
 const interleave = argv.includes('--interleave');
 const warmupS = Number(arg('warmup', 2));
+const baseline = !argv.includes('--no-baseline');
+/** --redis: e.g. a private redis-server, so other tenants' commands don't sit between ours. */
+const redisUrl = arg('redis', undefined);
 const env = Object.fromEntries(argv.flatMap((a, i) => (argv[i - 1] === '--env' ? [a.split(/=(.*)/s).slice(0, 2)] : [])));
 
 installSignalHandlers();
@@ -39,13 +45,27 @@ const slows = [];
 for (let i = 0; i < (parallel || interleave ? 2 : 1); i++) slows.push(await startServer('upstream', { delayMs: CONTENDED.upstreamDelayMs, stats: true }));
 const results = {};
 
+/** The reference: plain proxy + FIFO semaphore of max_concurrent, one round against `slow`. */
+async function proxyRound(slow, round) {
+  const proxy = await startServer('plain', { upstreamUrl: slow.url, maxConcurrent: CONTENDED.maxConcurrent });
+  try {
+    const q = await contendedClosedLoop([proxy], slow, 'unused', { clients: 64, seconds, warmupS });
+    (results['reference proxy'] ??= []).push(q);
+    console.error(
+      `round ${round + 1} reference proxy: ${(q.share * 100).toFixed(1)} % of capacity, hand-off p50 ${q.handoff.p50.toFixed(2)} p99 ${q.handoff.p99.toFixed(2)} ms, ${Math.round(q.cpuPerServedUs)} µs CPU/served`,
+    );
+  } finally {
+    await proxy.close();
+  }
+}
+
 async function one(mode, label, entry, slow, r) {
   const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}/${label}-${mode}`] : [];
-  const first = await startGateway(mode, { name: `cab-${label}`, entry, nodeFlags, env });
+  const first = await startGateway(mode, { name: `cab-${label}`, entry, nodeFlags, env, ...(redisUrl ? { redisUrl } : {}) });
   const gws = [first];
   try {
     const { clientKey } = await configure(first, slow.url, { keys: 1, maxConcurrent: CONTENDED.maxConcurrent });
-    if (mode === 'distributed') gws.push(await startGateway(mode, { name: `cab-${label}2`, entry, nodeFlags, env, join: first }));
+    if (mode === 'distributed') gws.push(await startGateway(mode, { name: `cab-${label}2`, entry, nodeFlags, env, join: first, ...(redisUrl ? { redisUrl } : {}) }));
     return { gws, clientKey, run: async (round = r) => {
       const q = await contendedClosedLoop(gws, slow, clientKey, { clients: 64, seconds, warmupS });
       (results[`${mode} ${label}`] ??= []).push(q);
@@ -67,13 +87,17 @@ try {
       const sets = [];
       try {
         for (const [i, [label, entry]] of builds.entries()) sets.push(await one(mode, label, entry, slows[i], 0));
-        for (let r = 0; r < rounds; r++) for (const s of r % 2 ? [...sets].reverse() : sets) await s.run(r);
+        for (let r = 0; r < rounds; r++) {
+          for (const s of r % 2 ? [...sets].reverse() : sets) await s.run(r);
+          if (baseline && mode === modes[0]) await proxyRound(slows[0], r);
+        }
       } finally {
         for (const s of sets) for (const gw of s.gws.reverse()) await gw.stop();
       }
     }
   }
   for (let r = 0; r < (interleave ? 0 : rounds); r++) {
+    if (baseline) await proxyRound(slows[0], r);
     for (const mode of modes) {
       const order = r % 2 ? [...builds].reverse() : builds;
       if (parallel) {
@@ -97,12 +121,14 @@ try {
       }
     }
   }
-  console.log('| mode | build | of capacity | hand-off p50 ms | hand-off p99 ms | CPU µs per served | gateway cores | rounds (share) |');
-  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  const ref = results['reference proxy'] ? median(results['reference proxy'].map((q) => q.share)) : NaN;
+  console.log('| mode | build | of capacity | of the reference proxy | hand-off p50 ms | hand-off p99 ms | CPU µs per served | gateway cores | rounds (share) |');
+  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const [k, qs] of Object.entries(results)) {
     const [mode, label] = k.split(' ');
+    const share = median(qs.map((q) => q.share));
     console.log(
-      `| ${mode} | ${label} | ${(median(qs.map((q) => q.share)) * 100).toFixed(1)} % | ${median(qs.map((q) => q.handoff.p50)).toFixed(2)} | ${median(qs.map((q) => q.handoff.p99)).toFixed(2)} | ${Math.round(median(qs.map((q) => q.cpuPerServedUs)))} | ${median(qs.map((q) => q.gatewayCores)).toFixed(2)} | ${qs.map((q) => `${(q.share * 100).toFixed(0)}`).join(' / ')} |`,
+      `| ${mode} | ${label} | ${(share * 100).toFixed(1)} % | ${Number.isNaN(ref) ? '–' : `${((share / ref) * 100).toFixed(1)} %`} | ${median(qs.map((q) => q.handoff.p50)).toFixed(2)} | ${median(qs.map((q) => q.handoff.p99)).toFixed(2)} | ${Math.round(median(qs.map((q) => q.cpuPerServedUs)))} | ${median(qs.map((q) => q.gatewayCores)).toFixed(2)} | ${qs.map((q) => `${(q.share * 100).toFixed(0)}`).join(' / ')} |`,
     );
   }
 } finally {

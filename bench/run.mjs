@@ -352,6 +352,15 @@ async function contendedSection() {
     // BENCH_CONTENDED_MODES=distributed (e.g.) narrows the section while working on it.
     const modes = (process.env.BENCH_CONTENDED_MODES ?? 'embedded,distributed').split(',');
     const instances = Number(process.env.BENCH_CONTENDED_INSTANCES ?? 2);
+    // The reference, measured the same way against the same upstream: a plain proxy with a FIFO
+    // semaphore of max_concurrent (what a perfect in-process hand-off gives on this machine now).
+    const proxy = await startServer('plain', { upstreamUrl: slow.url, maxConcurrent: CONTENDED.maxConcurrent });
+    try {
+      R.contendedReference = await contendedClosedLoop([proxy], slow, 'unused', C.contended);
+      status(`contended reference proxy: ${R.contendedReference.upstreamRate.toFixed(0)} req/s of ${R.contendedReference.capacity}`);
+    } finally {
+      await proxy.close();
+    }
     for (const mode of modes) {
       const first = await startGateway(mode, { name: 'contended' });
       const gws = [first];
@@ -711,17 +720,25 @@ if (Object.keys(R.contended).length) {
     `Closed loop: ${C.contended.clients} clients, each sending its next request when the last is answered, for ${C.contended.seconds} s (after ${C.contended.warmupS} s of warm-up), at one upstream key with max_concurrent ${CONTENDED.maxConcurrent} in front of a ${CONTENDED.upstreamDelayMs} ms upstream (capacity ${CONTENDED.maxConcurrent / (CONTENDED.upstreamDelayMs / 1000)} req/s). Distributed = two instances of one cluster, clients split evenly. Hand-off = upstream slot freed → next request arrives at the upstream.`,
   );
   log('');
-  log('| mode | instances | upstream served req/s | of capacity | gateway 200s req/s | hand-off p50 ms | hand-off p99 ms | gateway CPU per served request | gateway CPU | other answers |');
-  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
-  for (const [mode, q] of Object.entries(R.contended)) {
+  const ref = R.contendedReference;
+  if (ref)
     log(
-      `| ${mode} | ${q.instances} | ${int(q.upstreamRate)} | ${pct(q.share)} | ${int(q.servedRate)} | ${f2(q.handoff.p50)} | ${f2(q.handoff.p99)} | ${int(q.cpuPerServedUs)} µs | ${f2(q.gatewayCores)} cores | ${q.outcomes.other}${Object.keys(q.other).length ? ` (${Object.entries(q.other).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} |`,
+      `Reference: a plain node proxy with a FIFO semaphore of ${CONTENDED.maxConcurrent} (the slot passes to the next waiter as soon as a response is read), measured the same way in the same run; "of reference" = the mode's share ÷ the reference's.`,
+    );
+  log('');
+  log('| mode | instances | upstream served req/s | of capacity | of reference | gateway 200s req/s | hand-off p50 ms | hand-off p99 ms | gateway CPU per served request | gateway CPU | other answers |');
+  log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  const rows = [...(ref ? [['reference proxy', ref]] : []), ...Object.entries(R.contended)];
+  for (const [mode, q] of rows) {
+    log(
+      `| ${mode} | ${q.instances} | ${int(q.upstreamRate)} | ${pct(q.share)} | ${ref ? pct(q.share / ref.share) : '–'} | ${int(q.servedRate)} | ${f2(q.handoff.p50)} | ${f2(q.handoff.p99)} | ${int(q.cpuPerServedUs)} µs | ${f2(q.gatewayCores)} cores | ${q.outcomes.other}${Object.keys(q.other).length ? ` (${Object.entries(q.other).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} |`,
     );
   }
   log('');
   for (const [mode, q] of Object.entries(R.contended)) {
     target(`contended ≥ 90 % of capacity (${mode}, ${q.instances} instance${q.instances > 1 ? 's' : ''})`, pct(q.share), q.share >= 0.9);
   }
+  if (ref) log(`Reference proxy in this run: ${pct(ref.share)} of capacity.`);
 }
 
 // 5c. Redis cost per request

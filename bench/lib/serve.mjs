@@ -10,7 +10,7 @@ const server =
   kind === 'upstream'
     ? await startFakeUpstream(options)
     : kind === 'plain'
-      ? await startPlainProxy(options.upstreamUrl)
+      ? await startPlainProxy(options.upstreamUrl, options)
       : null;
 if (!server) {
   console.error(`serve.mjs: unknown kind ${kind}`);

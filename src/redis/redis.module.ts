@@ -1,6 +1,7 @@
 import { Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { AppConfig, RedisNode } from '../config/app-config.js';
+import type { Socket as NetStream } from 'node:net';
 import { APP_CONFIG } from '../config/config.module.js';
 import { ClusterLiveness, RedisLiveness, type LivenessSource } from './redis-liveness.js';
 
@@ -33,13 +34,19 @@ export class RedisConnections implements OnApplicationShutdown {
     readonly prefix: string,
   ) {
     this.command = this.create('command', {
-      // Commands issued in the same tick share one write (the relay's scripts, pub/sub publishes).
-      enableAutoPipelining: true,
+      // Not ioredis' auto-pipelining: it runs one batch per connection at a time, so a command
+      // issued while a batch is out waits for that whole batch's replies before it is even written
+      // — the dispatch that hands a released slot on waited for the release's reply (and under
+      // load for whatever batch was out: release→dispatch reply p50 4–7 ms in the contended bench,
+      // ~1 ms without). coalesceWrites keeps the one write per tick without the wait. A cluster
+      // client keeps auto-pipelining (per node; the hand-off there is a separate step anyway).
+      enableAutoPipelining: 'nodes' in target,
       enableOfflineQueue: false,
       commandTimeout: 1000,
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
     });
+    if (this.command instanceof Redis) coalesceWrites(this.command);
   }
 
   /** A fail-fast connection with its own command timeout (a timeout that a busy event loop can trip: prefer `watched`). */
@@ -181,6 +188,31 @@ export class RedisConnections implements OnApplicationShutdown {
       }),
     );
   }
+}
+
+/**
+ * Commands issued in the same turn of the event loop leave in one write (one syscall here, one read
+ * for Redis), as with auto-pipelining, but a batch never waits for an earlier batch's replies: the
+ * socket is corked at the first command and uncorked once the loop has run this turn's I/O callbacks
+ * (setImmediate). A lease's release and the dispatch behind it go out together. (Uncorking on the
+ * next tick instead split them and cost Redis ~15 % more CPU per request at 8–32 clients: fewer
+ * commands per read.) Order is the socket's, unchanged.
+ */
+function coalesceWrites(client: Redis): void {
+  let corked = false;
+  const send = client.sendCommand.bind(client);
+  client.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => {
+    const socket = client.stream as NetStream | undefined;
+    if (!corked && args[1] === undefined && client.status === 'ready' && socket?.writable) {
+      corked = true;
+      socket.cork();
+      setImmediate(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    return send(...args);
+  }) as Redis['sendCommand'];
 }
 
 export const REDIS = Symbol('REDIS');
