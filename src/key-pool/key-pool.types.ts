@@ -25,6 +25,8 @@ export interface KeyLease {
   inFlight: number;
   /** The concurrency limit enforced for this acquisition (null: none). */
   concurrencyLimit: ConcurrencyLimit;
+  /** The key's max_tpm when the slot was taken: which TPM window its answer charges (tpmBucketed). */
+  maxTpm: number | null;
 }
 
 export type RefusalKind = 'cooling' | 'rate_limited' | 'saturated' | 'no_usable_keys' | 'gate';

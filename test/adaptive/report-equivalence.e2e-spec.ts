@@ -14,6 +14,7 @@ import {
   releaseScript,
   type ReleaseResult,
 } from '../../src/key-pool/infrastructure/release.script.js';
+import { BUCKET_MS, WINDOW_BUCKETS } from '../../src/key-pool/infrastructure/window-buckets.js';
 import type { ScriptValue } from '../../src/state/atomic-store.js';
 import { LocalDb } from '../../src/state/local-db.js';
 import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
@@ -46,6 +47,8 @@ interface Seed {
   hk: Hash;
   rk: ZSet;
   tk: ZSet;
+  /** The TPM window as sub-buckets (window-buckets.ts), used instead of tk when the case's tpmBuckets. */
+  tb: Hash;
   ik: ZSet;
   rt: Hash;
   rw: Hash;
@@ -59,6 +62,8 @@ interface Case {
   tokens: number;
   cooldownMs: number;
   notSent: boolean;
+  /** The key's TPM window is the sub-bucket hash (a large max_tpm or none), not the exact log. */
+  tpmBuckets: boolean;
   /** null: the plain release (no contribution). */
   report: { answers: number; rate429s: number; retreat: RetreatArgs; learn: LearnOp | null } | null;
 }
@@ -71,7 +76,7 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const leaseId = `lease-${int(1, 1e9)}`;
-  const seed: Seed = { hk: {}, rk: [], tk: [], ik: [], rt: {}, rw: {}, ah: {} };
+  const seed: Seed = { hk: {}, rk: [], tk: [], tb: {}, ik: [], rt: {}, rw: {}, ah: {} };
 
   // KeyPool's key state
   if (r() < 0.9) seed.hk.lu = String(int(1, 1000));
@@ -93,6 +98,26 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
   if (tsKind === 'sum' && (seed.tk.length > 0 || r() < 0.3)) seed.hk.ts = String(sum);
   else if (tsKind === 'drift') seed.hk.ts = String(sum + int(1, 500));
   else if (tsKind === 'negative') seed.hk.ts = String(-int(1, 50));
+  // TPM sub-buckets: in the window, at its edge, long gone; s and lo consistent, drifted or missing
+  const tpmBuckets = r() < 0.5;
+  const bid = Math.floor(t0 / BUCKET_MS);
+  let bsum = 0;
+  let blo: number | null = null;
+  for (let i = 0, n = pick([0, 0, 1, 3, 8] as const); i < n; i++) {
+    const id = bid - pick([0, 0, 1, 5, WINDOW_BUCKETS - 1, WINDOW_BUCKETS, WINDOW_BUCKETS + 1, 200] as const);
+    const v = int(1, 900);
+    seed.tb[String(id)] = String(Number(seed.tb[String(id)] ?? 0) + v);
+    bsum += v;
+    blo = blo === null ? id : Math.min(blo, id);
+  }
+  if (blo !== null || r() < 0.2) {
+    const sKind = pick(['sum', 'sum', 'sum', 'drift', 'none'] as const);
+    if (sKind === 'sum') seed.tb.s = String(bsum);
+    else if (sKind === 'drift') seed.tb.s = String(bsum + int(1, 500));
+    const loKind = pick(['exact', 'exact', 'lower', 'none'] as const);
+    if (loKind === 'exact' && blo !== null) seed.tb.lo = String(blo);
+    else if (loKind === 'lower') seed.tb.lo = String((blo ?? bid) - int(1, 100));
+  }
   // in-flight leases: ours (live or expired), others live or expired
   if (r() < 0.85) seed.ik.push([t0 + pick([30_000, -1000] as const), leaseId]);
   for (let i = 0, n = int(0, 5); i < n; i++)
@@ -198,6 +223,7 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     tokens: pick([0, 0, int(1, 5000)] as const),
     cooldownMs: pick([0, 0, 0, 0, 30_000, 5000] as const),
     notSent,
+    tpmBuckets,
     report,
   };
 }
@@ -211,6 +237,7 @@ function inputs(c: Case): { keys: string[]; args: string[] } {
     cooldownMs: c.cooldownMs,
     notSent: c.notSent,
     hashTtlMs: 86_400_000,
+    tpmBuckets: c.tpmBuckets,
     contribution: c.report ? encodeReport({ providerId: c.providerId, keyId: c.keyId, ...c.report }) : null,
   });
 }
@@ -221,7 +248,7 @@ function touched(c: Case): [string, 'hash' | 'zset'][] {
   return [
     [keys[0]!, 'hash'],
     [keys[1]!, 'zset'],
-    [keys[2]!, 'zset'],
+    [keys[2]!, c.tpmBuckets ? 'hash' : 'zset'],
     [keys[3]!, 'zset'],
     [keys[4]!, 'hash'],
     [keys[5]!, 'hash'],
@@ -249,6 +276,7 @@ function reportStub(): NonNullable<Case['report']> {
   };
 }
 const SEED_OF: (keyof Seed)[] = ['hk', 'rk', 'tk', 'ik', 'rt', 'rw', 'ah'];
+const seedOf = (c: Case, j: number) => (j === 2 && c.tpmBuckets ? c.seed.tb : c.seed[SEED_OF[j]!]);
 
 const deep = (v: unknown): unknown => (Array.isArray(v) ? v.map(deep) : String(v));
 /** TTL class: none, missing, or the remaining seconds (rounded to 5 s). */
@@ -292,7 +320,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       const full = (k: string) => `${prefix}:${k}`;
       for (const c of cases) {
         touched(c).forEach(([k], j) => {
-          const s = c.seed[SEED_OF[j]!];
+          const s = seedOf(c, j);
           if (Array.isArray(s)) {
             if (s.length) p.zadd(full(k), ...s.flatMap(([score, m]) => [score, m]));
           } else if (Object.keys(s).length) p.hset(full(k), s);
@@ -312,7 +340,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       for (const c of cases) {
         const keys = touched(c);
         keys.forEach((_, j) => {
-          const s = c.seed[SEED_OF[j]!];
+          const s = seedOf(c, j);
           if (Array.isArray(s) ? s.length : Object.keys(s).length) at++;
         });
         const before = ms(res[at]![1]);
@@ -339,7 +367,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           const db = new LocalDb();
           db.now = now;
           keys.forEach(([k], j) => {
-            const s = c.seed[SEED_OF[j]!];
+            const s = seedOf(c, j);
             if (Array.isArray(s)) for (const [score, m] of s) db.zadd(k, score, m);
             else if (Object.keys(s).length) db.hset(k, s);
           });
@@ -365,7 +393,15 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
 
         // what the grid reached
         const rel = decodeRelease(ts.out as ReleaseResult);
-        if (c.tokens > 0) count(c.seed.tk.some(([s]) => s <= before - 60_000) ? 'tpm:trim' : 'tpm:no-trim');
+        if (c.tokens > 0 && !c.tpmBuckets)
+          count(c.seed.tk.some(([s]) => s <= before - 60_000) ? 'tpm:trim' : 'tpm:no-trim');
+        if (c.tokens > 0 && c.tpmBuckets) {
+          const opened = c.seed.tb[String(Math.floor(before / BUCKET_MS))] === undefined;
+          const stale = Object.keys(c.seed.tb).some(
+            (f) => f !== 's' && f !== 'lo' && Number(f) < Math.floor(before / BUCKET_MS) - WINDOW_BUCKETS,
+          );
+          count(`tpb:${opened ? 'new-bucket' : 'same-bucket'}${opened && stale ? '+trim' : ''}`);
+        }
         if (rel.cooldownUntilMs > 0) count('cooldown');
         if (c.notSent) count('notSent');
         if (rel.contribution !== null) {
@@ -381,6 +417,9 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
     for (const k of [
       'tpm:trim',
       'tpm:no-trim',
+      'tpb:new-bucket',
+      'tpb:new-bucket+trim',
+      'tpb:same-bucket',
       'cooldown',
       'notSent',
       'retreat:none',

@@ -10,6 +10,7 @@ import {
   sequenceKey,
   type SelectionCandidate,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
+import { BUCKET_MS, tpmBucketed, WINDOW_BUCKETS } from '../../src/key-pool/infrastructure/window-buckets.js';
 import { CLIENT_LIMITS_STEP } from '../../src/rate-limit/rate-limit.service.js';
 import {
   ADMITTED,
@@ -129,9 +130,10 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
   const nKeys = int(1, 3);
   for (let i = 0; i < nKeys; i++) {
     const keyId = `k${i}`;
-    const [hk, rk, tk, ik] = keyNames(providerId, keyId);
+    // max_tpm 20,000 is above TPM_EXACT_MAX: its window is the sub-bucket hash (:tpb)
+    const maxTpm = pick([null, null, 100, 20_000]);
+    const [hk, rk, tk, ik] = keyNames(providerId, keyId, tpmBucketed(maxTpm));
     const maxRpm = pick([null, 1, 2, 3]);
-    const maxTpm = pick([null, null, 100]);
     const concurrency: ConcurrencyLimit = pick([
       { kind: 'none' },
       { kind: 'fixed', limit: int(1, 2) },
@@ -148,9 +150,26 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
         key: rk,
         entries: Array.from({ length: rpmN }, (_, j) => [t0 - int(1_000, 50_000), `r${j}`]),
       });
-    if (maxTpm && r() < 0.5) {
+    if (maxTpm === 100 && r() < 0.5) {
       seeds.push({ type: 'zset', key: tk, entries: [[t0 - int(1_000, 50_000), 'x:120']] });
       fields.ts = '120';
+    }
+    if (maxTpm === 20_000 && r() < 0.7) {
+      // buckets in the window, at its edge and gone; s consistent; lo exact or lower (a trim is due)
+      const bid = Math.floor(t0 / BUCKET_MS);
+      const b: Record<string, string> = {};
+      let sum = 0;
+      let lo = bid;
+      for (let j = 0, n = int(1, 4); j < n; j++) {
+        const id = bid - pick([0, 1, 30, WINDOW_BUCKETS - 1, WINDOW_BUCKETS, WINDOW_BUCKETS + 1, 300]);
+        const v = pick([2000, 7000, 12_000]);
+        b[String(id)] = String(Number(b[String(id)] ?? 0) + v);
+        sum += v;
+        lo = Math.min(lo, id);
+      }
+      b.s = String(sum);
+      b.lo = String(lo - pick([0, 0, 5]));
+      seeds.push({ type: 'hash', key: tk, fields: b });
     }
     if (Object.keys(fields).length) seeds.push({ type: 'hash', key: hk, fields });
     const infN = int(0, 2);
@@ -195,7 +214,7 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     sequenceKey(providerId),
     wait,
     jobs,
-    ...candidates.flatMap((c) => keyNames(providerId, c.keyId)),
+    ...candidates.flatMap((c) => keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm))),
   ];
   return { seeds, clientKeys, clientArgs, bucketKeys, policies, providerKeys, step };
 }

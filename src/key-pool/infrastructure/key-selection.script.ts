@@ -1,6 +1,16 @@
 import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
 import type { LocalDb } from '../../state/local-db.js';
 import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit } from '../key-pool.types.js';
+import {
+  BUCKET_MS,
+  LUA_WINDOW_BUCKETS,
+  TPM_EXACT_MAX,
+  WINDOW_BUCKETS,
+  tpmBucketed,
+  wbPeek,
+  wbReady,
+  wbSum,
+} from './window-buckets.js';
 
 /**
  * The KeyPool's atomic steps, each written twice (Redis Lua / LocalDb), see docs/key-pool.md.
@@ -8,7 +18,10 @@ import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit 
  * Store layout per upstream key (all keys of a provider share the hash tag {providerId}):
  *   kp:{p}:k:<id>       hash   lu = LRU sequence, cd = cooldown until (ms), ts = tokens in window, cl = learned concurrency limit
  *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with max_rpm
- *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time
+ *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time;
+ *                              the exact TPM log, kept only for a max_tpm <= TPM_EXACT_MAX
+ *   kp:{p}:k:<id>:tpb   hash   the TPM window as sub-buckets (window-buckets.ts) for every other key
+ *                              (a larger max_tpm, or none: then only read for usage)
  *   kp:{p}:k:<id>:inf   zset   in-flight leases, score = lease expiry
  *   kp:{p}:seq          string provider-wide use counter (LRU order that is exact across instances)
  *
@@ -24,9 +37,23 @@ export const SATURATED_RETRY_MS = 1000;
 export const CANDIDATE_KEY_STRIDE = 4;
 export const CANDIDATE_ARG_STRIDE = 7;
 
-export function keyNames(providerId: string, keyId: string): [string, string, string, string] {
+/**
+ * The four keys of an upstream key the scripts take: hash, rpm, the TPM window (the exact log
+ * `:tpm`, or the sub-bucket window `:tpb` when `tpmBuckets`: see `tpmBucketed(maxTpm)`), inf.
+ */
+export function keyNames(
+  providerId: string,
+  keyId: string,
+  tpmBuckets = false,
+): [string, string, string, string] {
   const hash = keyStateKey(providerId, keyId);
-  return [hash, `${hash}:rpm`, `${hash}:tpm`, keyInFlightKey(providerId, keyId)];
+  return [hash, `${hash}:rpm`, `${hash}:${tpmBuckets ? 'tpb' : 'tpm'}`, keyInFlightKey(providerId, keyId)];
+}
+
+/** Every state key of an upstream key (snapshot, clear): hash, rpm, tpm log, inf, tpm buckets. */
+export function allKeyNames(providerId: string, keyId: string): [string, string, string, string, string] {
+  const [hash, rpm, tpm, inf] = keyNames(providerId, keyId);
+  return [hash, rpm, tpm, inf, `${hash}:tpb`];
 }
 
 export function sequenceKey(providerId: string): string {
@@ -54,7 +81,7 @@ export function selectionInputs(
   const keys = [sequenceKey(providerId)];
   const args = [leaseId, String(leaseTtlMs), String(hashTtlMs), String(candidates.length)];
   for (const c of candidates) {
-    keys.push(...keyNames(providerId, c.keyId));
+    keys.push(...keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm)));
     const mode = c.concurrency.kind === 'fixed' ? 1 : c.concurrency.kind === 'learned' ? 2 : 0;
     const value =
       c.concurrency.kind === 'fixed'
@@ -89,7 +116,7 @@ export type SelectionResult =
 // Lua half
 // ---------------------------------------------------------------------------------------------
 
-const LUA_HELPERS = `
+const LUA_HELPERS = `${LUA_WINDOW_BUCKETS}
 local function fg_tokens(member)
   return tonumber(string.match(member, ':(%d+)$') or '0') or 0
 end
@@ -151,7 +178,11 @@ local function fg_select(K, A, now, ko, ao)
         kind = 'rate_limited'; ready = tonumber(e[2]) + ${WINDOW_MS}
       end
     end
-    if kind == nil and maxTpm > 0 then
+    if kind == nil and maxTpm > ${TPM_EXACT_MAX} then
+      local tk = K[k + 2]
+      local sum = fg_wb_sum(tk, now)
+      if sum >= maxTpm then kind = 'rate_limited'; ready = fg_wb_ready(tk, now, sum, maxTpm) end
+    elseif kind == nil and maxTpm > 0 then
       local tk = K[k + 2]
       local sum = fg_tpm_sum(hk, tk, cutoff)
       if sum >= maxTpm then
@@ -304,7 +335,13 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
         ready = db.zrange(rk, c - maxRpm, c - maxRpm)[0]!.score + WINDOW_MS;
       }
     }
-    if (kind === null && maxTpm > 0) {
+    if (kind === null && maxTpm > TPM_EXACT_MAX) {
+      const sum = wbSum(db, tk, now);
+      if (sum >= maxTpm) {
+        kind = 'rate_limited';
+        ready = wbReady(db, tk, now, sum, maxTpm);
+      }
+    } else if (kind === null && maxTpm > 0) {
       let sum = localTpmSum(db, hk, tk, cutoff);
       if (sum >= maxTpm) {
         kind = 'rate_limited';
@@ -464,11 +501,11 @@ return 1
   },
 };
 
-/** KEYS: hash, rpm, tpm, inf. ARGV: 'cooldown' (end the cooldown) | 'all' (forget the key). */
+/** KEYS: allKeyNames (hash, rpm, tpm log, inf, tpm buckets). ARGV: 'cooldown' (end the cooldown) | 'all' (forget the key). */
 export const clearKeyStateScript: AtomicScript<number> = {
   name: 'keypool-clear',
   lua: `
-if ARGV[1] == 'all' then return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) end
+if ARGV[1] == 'all' then return redis.call('DEL', unpack(KEYS)) end
 return redis.call('HDEL', KEYS[1], 'cd')
 `,
   local(db, keys, args) {
@@ -479,17 +516,26 @@ return redis.call('HDEL', KEYS[1], 'cd')
   },
 };
 
-/** KEYS: 4 per key (hash, rpm, tpm, inf). → flat [requests, tokens, inFlight, cooldownUntil, ...] per key. Read-only. */
+/**
+ * KEYS: 5 per key (allKeyNames: hash, rpm, tpm log, inf, tpm buckets). → flat [requests, tokens,
+ * inFlight, cooldownUntil, ...] per key (tokens: the exact log's and the sub-bucket window's, one of
+ * them is empty unless the key's max_tpm just crossed TPM_EXACT_MAX). Read-only.
+ */
 export const snapshotScript: AtomicScript<number[]> = {
   name: 'keypool-snapshot',
   lua: `${LUA_HELPERS}
 local now = fg_now()
 local cutoff = now - ${WINDOW_MS}
 local out = {}
-for i = 1, #KEYS, 4 do
+local first = math.floor(now / ${BUCKET_MS}) - ${WINDOW_BUCKETS}
+for i = 1, #KEYS, 5 do
   local hk, rk, tk, ik = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
   local tokens = 0
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', tk, '(' .. cutoff, '+inf')) do tokens = tokens + fg_tokens(m) end
+  local b = redis.call('HGETALL', KEYS[i + 4])
+  for j = 1, #b, 2 do
+    if b[j] ~= 's' and b[j] ~= 'lo' and tonumber(b[j]) >= first then tokens = tokens + tonumber(b[j + 1]) end
+  end
   local cd = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
   if cd <= now then cd = 0 end
   table.insert(out, redis.call('ZCOUNT', rk, '(' .. cutoff, '+inf'))
@@ -502,12 +548,13 @@ return out
   local(db, keys, _args, now) {
     const cutoff = now - WINDOW_MS;
     const out: number[] = [];
-    for (let i = 0; i < keys.length; i += 4) {
+    for (let i = 0; i < keys.length; i += 5) {
       const [hk, rk, tk, ik] = [keys[i]!, keys[i + 1]!, keys[i + 2]!, keys[i + 3]!];
-      const tokens = db
-        .zrange(tk, 0, -1)
-        .filter((e) => e.score > cutoff)
-        .reduce((s, e) => s + tokensOf(e.member), 0);
+      const tokens =
+        db
+          .zrange(tk, 0, -1)
+          .filter((e) => e.score > cutoff)
+          .reduce((s, e) => s + tokensOf(e.member), 0) + wbPeek(db.hgetall(keys[i + 4]!), now);
       let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
       if (cd <= now) cd = 0;
       out.push(db.zcount(rk, cutoff + 0.5, Infinity), tokens, db.zcount(ik, now + 0.5, Infinity), cd);

@@ -6,12 +6,14 @@
 -- randomised test test/adaptive/report-equivalence.e2e-spec.ts runs both and compares replies
 -- and stored state.
 --
--- The composer (release.script.ts) puts `local fg_contribute = nil` or
+-- The composer (release.script.ts) puts the sub-bucket window library (window-buckets.ts:
+-- fg_wb_add) and `local fg_contribute = nil` or
 -- `local function fg_contribute(CK, CA, now, inFlight) … end` before this file.
 --
--- KEYS: hash, rpm, tpm, inf of the key, then the contribution's keys.
--- ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs, #contribution keys,
---       #contribution args, contribution args… (encodeRelease())
+-- KEYS: hash, rpm, TPM window (the exact log :tpm, or the sub-bucket window :tpb), inf of the key,
+--       then the contribution's keys.
+-- ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs, TPM window kind (1 = sub-buckets,
+--       0 = exact log), #contribution keys, #contribution args, contribution args… (encodeRelease())
 -- Reply (decodeRelease()): {cooldownUntilMs (0 = none), inFlight, nowMs[, contribution reply]}
 --
 -- The release only writes what the selection script reads as it always did (cd, ts = the TPM log's
@@ -19,7 +21,9 @@
 -- selection trims before it counts; the reply counts live leases with ZCOUNT), the TPM log is
 -- trimmed only when its oldest entry has left the window, ts moves by one HINCRBY (no read), and
 -- the key hash's TTL (set by the acquisition moments ago) is only renewed when the hash had no ts
--- yet, the log was gone, or a cooldown is written.
+-- yet, the log was gone, or a cooldown is written. A key whose TPM window is sub-buckets (a large
+-- max_tpm, or none) is charged with fg_wb_add: one HINCRBY of the bucket and one of the sum, and
+-- neither ts nor the hash's TTL is touched.
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local WINDOW_MS = 60000         -- WINDOW_MS
@@ -34,7 +38,9 @@ redis.call('ZREM', ik, leaseId)
 if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId) end
 
 local tokens = tonumber(ARGV[2]) or 0
-if tokens > 0 then
+if tokens > 0 and ARGV[6] == '1' then
+  fg_wb_add(tk, now, tokens)
+elseif tokens > 0 then
   -- TPM log: trim what left the window, charge this response; ts (the log's sum) moves by one
   -- HINCRBY of the difference, and is reset when the log was gone (expired) or had drifted below 0
   local cutoff = now - WINDOW_MS
@@ -76,11 +82,11 @@ if cms > 0 then
 end
 
 local inFlight = redis.call('ZCOUNT', ik, '(' .. now, '+inf')
-local gk, ga = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
+local gk, ga = tonumber(ARGV[7]) or 0, tonumber(ARGV[8]) or 0
 if fg_contribute ~= nil and (gk > 0 or ga > 0) then
   local CK, CA = {}, {}
   for i = 1, gk do CK[i] = KEYS[4 + i] end
-  for i = 1, ga do CA[i] = ARGV[7 + i] end
+  for i = 1, ga do CA[i] = ARGV[8 + i] end
   local out = fg_contribute(CK, CA, now, inFlight)
   if out ~= nil then return {cd, inFlight, now, out} end
 end
