@@ -150,6 +150,30 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     seed.rw[`n${sid % 10}`] = String(n);
     seed.rw[`e${sid % 10}`] = String(heavy ? int(0, n) : pick([0, 0, 0, 1] as const));
   }
+  // the window's totals (report.lua): for this slot (the answer path's fast path) and consistent,
+  // drifted, for an older slot, or absent (a window written before they existed)
+  const totals = pick(['none', 'cur', 'cur', 'cur', 'drift', 'old'] as const);
+  if (totals !== 'none') {
+    const i = cur % 10;
+    if (totals !== 'old' && seed.rw[`s${i}`] !== String(cur)) {
+      seed.rw[`s${i}`] = String(cur);
+      seed.rw[`n${i}`] = String(int(0, heavy ? 40 : 8));
+      seed.rw[`e${i}`] = '0';
+    }
+    let N = 0;
+    let E = 0;
+    for (let j = 0; j < 10; j++) {
+      const sid = Number(seed.rw[`s${j}`] ?? NaN);
+      if (sid > cur - 10 && sid <= cur) {
+        N += Number(seed.rw[`n${j}`] ?? 0);
+        E += Number(seed.rw[`e${j}`] ?? 0);
+      }
+    }
+    if (totals === 'drift') N += int(1, 5);
+    seed.rw.c = `${totals === 'old' ? cur - 1 : cur}:${windowMs}`;
+    seed.rw.N = String(N);
+    seed.rw.E = String(E);
+  }
 
   // Adaptive: the key's learning state
   if (learned !== null) seed.ah.ll = String(learned);
@@ -405,6 +429,8 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
         if (rel.cooldownUntilMs > 0) count('cooldown');
         if (c.notSent) count('notSent');
         if (rel.contribution !== null) {
+          const tag = `${Math.floor(before / Math.ceil(c.report!.retreat.windowMs / 10))}:${c.report!.retreat.windowMs}`;
+          count(c.seed.rw.c === tag ? 'window:totals' : 'window:sum');
           const rep = decodeReport(rel.contribution as ScriptValue);
           count(`retreat:${rep.retreat[4] || 'none'}`);
           if (rep.learn) count(`learn:${c.report!.learn!.op}:${rep.learn.code}`);
@@ -422,6 +448,8 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       'tpb:same-bucket',
       'cooldown',
       'notSent',
+      'window:totals',
+      'window:sum',
       'retreat:none',
       'retreat:enter',
       'retreat:cut',
