@@ -142,6 +142,8 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     const fields: Record<string, string> = {};
     if (r() < 0.6) fields.lu = String(int(1, 20));
     if (r() < 0.2) fields.cd = String(t0 + pick([-30_000, 30_000]));
+    // when the selection last renewed the hash's TTL: recently (no renewal now) or long ago
+    if (r() < 0.5) fields.rx = String(t0 - pick([1000, 30 * 3_600_000]));
     if (concurrency.kind === 'learned' && r() < 0.6) fields.cl = String(int(1, 3));
     const rpmN = int(0, 3);
     if (rpmN > 0)

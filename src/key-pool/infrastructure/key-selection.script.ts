@@ -16,7 +16,8 @@ import {
  * The KeyPool's atomic steps, each written twice (Redis Lua / LocalDb), see docs/key-pool.md.
  *
  * Store layout per upstream key (all keys of a provider share the hash tag {providerId}):
- *   kp:{p}:k:<id>       hash   lu = LRU sequence, cd = cooldown until (ms), ts = tokens in window, cl = learned concurrency limit
+ *   kp:{p}:k:<id>       hash   lu = LRU sequence, cd = cooldown until (ms), ts = tokens in the exact TPM log,
+ *                              cl = learned concurrency limit, rx = when the selection last renewed the hash's TTL
  *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with max_rpm
  *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time;
  *                              the exact TPM log, kept only for a max_tpm <= TPM_EXACT_MAX
@@ -141,9 +142,9 @@ end
 
 const LUA_SELECT = `
 -- K/A: the caller's KEYS/ARGV; the selection's part starts after ko keys / ao args (read in place,
--- not copied). Per candidate one HMGET reads cd, lu (and cl for a learned limit) at once; the
--- chosen key's leases were trimmed and counted in the loop, so the commit adds the lease to that
--- count instead of trimming and counting again (same writes, same reply).
+-- not copied). Per candidate one HMGET reads cd, lu, rx (and cl for a learned limit) at once and
+-- one ZCOUNT counts its live leases; the commit trims only the chosen key's expired leases and adds
+-- the lease to the count the loop took.
 local function fg_select(K, A, now, ko, ao)
   local call = redis.call
   local leaseId = A[ao + 1]
@@ -151,7 +152,7 @@ local function fg_select(K, A, now, ko, ao)
   local hashTtl = tonumber(A[ao + 3])
   local n = tonumber(A[ao + 4])
   local cutoff = now - ${WINDOW_MS}
-  local best, bestPri, bestLu, bestCount = nil, nil, nil, nil
+  local best, bestPri, bestLu, bestCount, bestRx = nil, nil, nil, nil, nil
   local earliest, earliestKind = nil, nil
   local nCool, nRate, nBusy = 0, 0, 0
   for i = 0, n - 1 do
@@ -163,7 +164,7 @@ local function fg_select(K, A, now, ko, ao)
     local maxRpm, maxTpm = tonumber(A[a + 2]), tonumber(A[a + 3])
     local concMode, concValue = tonumber(A[a + 4]), tonumber(A[a + 5])
     local h
-    if concMode == 2 then h = call('HMGET', hk, 'cd', 'lu', '${'cl'}') else h = call('HMGET', hk, 'cd', 'lu') end
+    if concMode == 2 then h = call('HMGET', hk, 'cd', 'lu', 'rx', 'cl') else h = call('HMGET', hk, 'cd', 'lu', 'rx') end
     local kind, ready, count = nil, 0, nil
     local cd = tonumber(h[1] or '0') or 0
     local dbcd = tonumber(A[a + 6]) or 0
@@ -196,15 +197,13 @@ local function fg_select(K, A, now, ko, ao)
     end
     if kind == nil and concMode > 0 then
       local limit = concValue
-      if concMode == 2 then limit = math.floor(tonumber(h[3] or '') or concValue) end
-      local ik = K[k + 3]
-      call('ZREMRANGEBYSCORE', ik, '-inf', now)
-      count = call('ZCARD', ik)
+      if concMode == 2 then limit = math.floor(tonumber(h[4] or '') or concValue) end
+      count = call('ZCOUNT', K[k + 3], '(' .. now, '+inf')
       if count >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
     end
     if kind == nil then
       local lu = tonumber(h[2] or '0') or 0
-      if best == nil or lu < bestLu then best = i; bestPri = pri; bestLu = lu; bestCount = count end
+      if best == nil or lu < bestLu then best = i; bestPri = pri; bestLu = lu; bestCount = count; bestRx = tonumber(h[3] or '') end
     else
       if kind == 'cooling' then nCool = nCool + 1 elseif kind == 'rate_limited' then nRate = nRate + 1 else nBusy = nBusy + 1 end
       if earliest == nil or ready < earliest then earliest = ready; earliestKind = kind end
@@ -218,13 +217,19 @@ local function fg_select(K, A, now, ko, ao)
   local k = ko + 2 + ${CANDIDATE_KEY_STRIDE} * best
   local hk, rk, ik = K[k], K[k + 1], K[k + 3]
   local seq = call('INCR', K[ko + 1])
-  call('HSET', hk, 'lu', seq)
-  call('PEXPIRE', hk, hashTtl)
+  -- the hash's TTL is renewed when a quarter of it has passed since the last renewal (rx), not per request
+  if bestRx == nil or now - bestRx >= hashTtl / 4 then
+    call('HSET', hk, 'lu', seq, 'rx', now)
+    call('PEXPIRE', hk, hashTtl)
+  else
+    call('HSET', hk, 'lu', seq)
+  end
   if tonumber(A[a + 2]) > 0 then
     call('ZADD', rk, now, leaseId)
     call('PEXPIRE', rk, ${WINDOW_MS + 1000})
   end
-  if bestCount == nil then call('ZREMRANGEBYSCORE', ik, '-inf', now) end
+  -- only the chosen key's expired leases are trimmed (the loop counted live ones with ZCOUNT)
+  call('ZREMRANGEBYSCORE', ik, '-inf', now)
   local added = call('ZADD', ik, now + leaseTtl, leaseId)
   call('PEXPIRE', ik, leaseTtl + 1000)
   if bestCount ~= nil then return {1, best + 1, bestCount + added, now} end
@@ -303,6 +308,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   let best: number | null = null;
   let bestPri = 0;
   let bestLu = 0;
+  let bestCount: number | null = null;
   let earliest: number | null = null;
   let earliestKind = '';
   let nCool = 0;
@@ -320,6 +326,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
     const concValue = Number(A[a + 5]);
     let kind: string | null = null;
     let ready = 0;
+    let count: number | null = null;
     let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
     const dbcd = Number(A[a + 6]) || 0;
     if (dbcd > cd) cd = dbcd;
@@ -361,8 +368,8 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
         const learned = Number(db.hget(hk, 'cl') ?? '');
         limit = Math.floor(db.hget(hk, 'cl') !== null && !Number.isNaN(learned) ? learned : concValue);
       }
-      db.zremrangebyscore(ik, -Infinity, now);
-      if (db.zcard(ik) >= limit) {
+      count = db.zcount(ik, now + 0.5, Infinity);
+      if (count >= limit) {
         kind = 'saturated';
         ready = now + SATURATED_RETRY_MS;
       }
@@ -373,6 +380,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
         best = i;
         bestPri = pri;
         bestLu = lu;
+        bestCount = count;
       }
     } else {
       if (kind === 'cooling') nCool++;
@@ -392,16 +400,19 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   const k = 1 + CANDIDATE_KEY_STRIDE * best;
   const [hk, rk, ik] = [K[k]!, K[k + 1]!, K[k + 3]!];
   const seq = db.incrby(K[0]!, 1);
-  db.hset(hk, { lu: seq });
-  db.pexpire(hk, hashTtl);
+  const rx = db.hget(hk, 'rx');
+  if (rx === null || Number.isNaN(Number(rx)) || now - Number(rx) >= hashTtl / 4) {
+    db.hset(hk, { lu: seq, rx: now });
+    db.pexpire(hk, hashTtl);
+  } else db.hset(hk, { lu: seq });
   if (Number(A[a + 2]) > 0) {
     db.zadd(rk, now, leaseId);
     db.pexpire(rk, WINDOW_MS + 1000);
   }
   db.zremrangebyscore(ik, -Infinity, now);
-  db.zadd(ik, now + leaseTtl, leaseId);
+  const added = db.zadd(ik, now + leaseTtl, leaseId);
   db.pexpire(ik, leaseTtl + 1000);
-  return [1, best + 1, db.zcard(ik), now];
+  return [1, best + 1, bestCount !== null ? bestCount + added : db.zcard(ik), now];
 }
 
 /**

@@ -261,6 +261,22 @@ describe('selection script (local half)', () => {
     expect(h.db.get('tok')).toBe('0');
   });
 
+  it("the key hash's TTL is renewed on the first use and then once a quarter of it has passed, not per request", () => {
+    const h = new Harness([key('a', 1)]);
+    const hk = keyNames('p1', 'a')[0];
+    const t0 = h.now;
+    h.picked();
+    expect(h.db.pttl(hk)).toBe(86_400_000);
+    expect(h.db.hget(hk, 'rx')).toBe(String(t0));
+    h.now = t0 + 3_600_000;
+    h.picked();
+    expect(h.db.pttl(hk)).toBe(86_400_000 - 3_600_000); // not renewed
+    h.now = t0 + 86_400_000 / 4;
+    h.picked();
+    expect(h.db.pttl(hk)).toBe(86_400_000); // renewed
+    expect(h.db.hget(hk, 'rx')).toBe(String(h.now));
+  });
+
   it('no candidates → no_usable_keys', () => {
     expect(new Harness([]).select()).toEqual([0, 'no_usable_keys', 0, 0, 0, 0]);
   });
