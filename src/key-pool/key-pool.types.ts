@@ -159,8 +159,9 @@ export interface AdmissionGate {
  * answer), the way an AdmissionGate is composed into the selection script: Adaptive's retreat
  * window and learning step. It runs after the slot is freed and sees the key's in-flight count
  * after the release. Both halves must behave the same (contract-test them). Lua: the body of
- * `function(CK, CA, now, inFlight)` using redis.call; its return value (a table, string or number;
- * nil = nothing) comes back to `settled` as `output`.
+ * `function(K, A, ko, ao, na, now, inFlight)` using redis.call, its keys being K[ko + 1]… and its
+ * na args A[ao + 1] … A[ao + na] (the release's KEYS/ARGV read in place, not copied); its return
+ * value (a table, string or number; nil = nothing) comes back to `settled` as `output`.
  */
 export interface ReportContribution {
   /** Unique; part of the composed script's name. */

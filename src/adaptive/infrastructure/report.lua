@@ -4,7 +4,8 @@
 --      state machine (ad:{p}:rt) runs once (rules: domain/retreat-machine.ts);
 --   2. when the answer calls for it, the key's learning step (learn.lua: a 429, or an increase the
 --      instance decided from its utilisation samples) on kp:{p}:k:<id> / ad:{p}:k:<id>.
--- This file is the body of `function(CK, CA, now, inFlight)`; report.script.ts puts
+-- This file is the body of `function(K, A, ko, ao, na, now, inFlight)` (its KEYS from K[ko + 1],
+-- its na ARGV from A[ao + 1]: CK and CA below, read in place); report.script.ts puts
 -- `local function fg_learn(KEYS, ARGV, NOW) <learn.lua> end` in front of it. The TypeScript half
 -- is `localReport` in report.script.ts; test/adaptive/report-equivalence.e2e-spec.ts runs
 -- randomised states × answers through both and compares replies and stored state.
@@ -24,12 +25,11 @@ local WINDOW_SLOTS = 10                 -- WINDOW_SLOTS
 local ACCEPTED_MARGIN_PERMILLE = 900    -- ACCEPTED_MARGIN_PERMILLE
 local RT_TTL_MS = 86400000              -- RT_TTL_MS
 
-local rt, rw = CK[1], CK[2]
-local A = {}
-for i = 1, 13 do A[i] = tonumber(CA[i]) or 0 end
+local rt, rw = K[ko + 1], K[ko + 2]
+local function arg(i) return tonumber(A[ao + i]) or 0 end
 local addN, addE, windowMs, minSamples, enterP, exitP, holdMs, factorP, minFactorP, stepP, stepMs, baseRpm =
-  A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12]
-local enabled = CA[13] == '1'
+  arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9), arg(10), arg(11), arg(12)
+local enabled = A[ao + 13] == '1'
 
 -- 1a. the window. Its totals N and E are kept in the hash too, for the slot (and window length)
 -- they were summed at (field c = '<slot>:<windowMs>'): while the slot is the same, no slot leaves
@@ -131,13 +131,13 @@ end
 local retreat = {st, f, N, E, event, st0, base, accepted}
 
 -- 2. the learning step, when there is one
-if #CA > 13 then
+if na > 13 then
   local LA = {}
-  for i = 14, #CA do LA[#LA + 1] = CA[i] end
+  for i = 14, na do LA[#LA + 1] = A[ao + i] end
   if LA[1] == '429' then
     local at = tonumber(LA[3]) or 0
     if inFlight + 1 > at then LA[3] = tostring(inFlight + 1) end
   end
-  return {retreat, fg_learn({CK[3], CK[4]}, LA, now)}
+  return {retreat, fg_learn({K[ko + 3], K[ko + 4]}, LA, now)}
 end
 return {retreat}

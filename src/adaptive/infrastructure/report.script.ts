@@ -253,10 +253,10 @@ export const retreatRecordScript: AtomicScript<RecordResult> = {
   name: 'adaptive-retreat-record',
   lua: `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function fg_report(CK, CA, now, inFlight)
+local function fg_report(K, A, ko, ao, na, now, inFlight)
 ${ADAPTIVE_REPORT.lua}
 end
-local out = fg_report({KEYS[1], KEYS[2]}, {unpack(ARGV, 1, 13)}, now, 0)
+local out = fg_report(KEYS, ARGV, 0, 0, 13, now, 0)
 return out[1]
 `,
   local(db, keys, args, now) {

@@ -8,7 +8,8 @@
 --
 -- The composer (release.script.ts) puts the sub-bucket window library (window-buckets.ts:
 -- fg_wb_add) and `local fg_contribute = nil` or
--- `local function fg_contribute(CK, CA, now, inFlight) … end` before this file.
+-- `local function fg_contribute(K, A, ko, ao, na, now, inFlight) … end` before this file (its keys
+-- and args read in place: KEYS after the key's 4, ARGV after the 8 of the release).
 --
 -- KEYS: hash, rpm, TPM window (the exact log :tpm, or the sub-bucket window :tpb), inf of the key,
 --       then the contribution's keys.
@@ -84,10 +85,7 @@ end
 local inFlight = redis.call('ZCOUNT', ik, '(' .. now, '+inf')
 local gk, ga = tonumber(ARGV[7]) or 0, tonumber(ARGV[8]) or 0
 if fg_contribute ~= nil and (gk > 0 or ga > 0) then
-  local CK, CA = {}, {}
-  for i = 1, gk do CK[i] = KEYS[4 + i] end
-  for i = 1, ga do CA[i] = ARGV[8 + i] end
-  local out = fg_contribute(CK, CA, now, inFlight)
+  local out = fg_contribute(KEYS, ARGV, 4, 8, ga, now, inFlight)
   if out ~= nil then return {cd, inFlight, now, out} end
 end
 return {cd, inFlight, now}

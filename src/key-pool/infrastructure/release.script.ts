@@ -149,7 +149,7 @@ export function localRelease(
 /** The release script, optionally with a report contribution composed in front of it. */
 export function releaseScript(contribution: ReportContribution | null = null): AtomicScript<ReleaseResult> {
   const prelude = contribution
-    ? `local function fg_contribute(CK, CA, now, inFlight)\n${contribution.lua}\nend\n`
+    ? `local function fg_contribute(K, A, ko, ao, na, now, inFlight)\n${contribution.lua}\nend\n`
     : 'local fg_contribute = nil\n';
   return {
     name: contribution ? `keypool-release+${contribution.name}` : 'keypool-release',
