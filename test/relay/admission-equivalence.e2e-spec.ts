@@ -4,6 +4,7 @@ import type { AcquireStep, ConcurrencyLimit } from '../../src/key-pool/key-pool.
 import {
   composeInputs,
   keyNames,
+  lruKey,
   providerLua,
   selectionInputs,
   selectionScript,
@@ -128,6 +129,7 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
   const providerId = `p${tag}`;
   const candidates: SelectionCandidate[] = [];
   const nKeys = int(1, 3);
+  const lru: [number, string][] = [];
   for (let i = 0; i < nKeys; i++) {
     const keyId = `k${i}`;
     // max_tpm 20,000 is above TPM_EXACT_MAX: its window is the sub-bucket hash (:tpb)
@@ -140,7 +142,8 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
       { kind: 'learned', initial: 2 },
     ] as ConcurrencyLimit[]);
     const fields: Record<string, string> = {};
-    if (r() < 0.6) fields.lu = String(int(1, 20));
+    // the key's place in the provider's LRU set (ties broken by candidate order)
+    if (r() < 0.6) lru.push([int(1, 20), keyId]);
     if (r() < 0.2) fields.cd = String(t0 + pick([-30_000, 30_000]));
     // when the selection last renewed the hash's TTL: recently (no renewal now) or long ago
     if (r() < 0.5) fields.rx = String(t0 - pick([1000, 30 * 3_600_000]));
@@ -191,6 +194,7 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     });
   }
   candidates.sort((a, b) => a.priority - b.priority);
+  if (lru.length > 0) seeds.push({ type: 'zset', key: lruKey(providerId), entries: lru });
   const [wait, jobs] = queueKeys(providerId);
   if (r() < 0.3) {
     const p = int(1, 4);
@@ -214,6 +218,7 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
   };
   const providerKeys = [
     sequenceKey(providerId),
+    lruKey(providerId),
     wait,
     jobs,
     ...candidates.flatMap((c) => keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm))),
