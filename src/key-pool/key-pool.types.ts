@@ -27,6 +27,8 @@ export interface KeyLease {
   concurrencyLimit: ConcurrencyLimit;
   /** The key's max_tpm when the slot was taken: which TPM window its answer charges (tpmBucketed). */
   maxTpm: number | null;
+  /** The key's max_rpm when the slot was taken: which RPM window a request never sent leaves (rpmBucketed). */
+  maxRpm: number | null;
 }
 
 export type RefusalKind = 'cooling' | 'rate_limited' | 'saturated' | 'no_usable_keys' | 'gate';

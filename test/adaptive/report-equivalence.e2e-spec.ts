@@ -49,6 +49,8 @@ interface Seed {
   tk: ZSet;
   /** The TPM window as sub-buckets (window-buckets.ts), used instead of tk when the case's tpmBuckets. */
   tb: Hash;
+  /** The RPM window as sub-buckets, used instead of rk when the case's rpmAt is set. */
+  rb: Hash;
   ik: ZSet;
   rt: Hash;
   rw: Hash;
@@ -64,6 +66,8 @@ interface Case {
   notSent: boolean;
   /** The key's TPM window is the sub-bucket hash (a large max_tpm or none), not the exact log. */
   tpmBuckets: boolean;
+  /** The key's RPM window is the sub-bucket hash; the lease was acquired at this time (else null). */
+  rpmAt: number | null;
   /** null: the plain release (no contribution). */
   report: { answers: number; rate429s: number; retreat: RetreatArgs; learn: LearnOp | null } | null;
 }
@@ -76,7 +80,7 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const leaseId = `lease-${int(1, 1e9)}`;
-  const seed: Seed = { hk: {}, rk: [], tk: [], tb: {}, ik: [], rt: {}, rw: {}, ah: {} };
+  const seed: Seed = { hk: {}, rk: [], tk: [], tb: {}, rb: {}, ik: [], rt: {}, rw: {}, ah: {} };
 
   // KeyPool's key state
   if (r() < 0.9) seed.hk.lu = String(int(1, 1000));
@@ -117,6 +121,16 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     const loKind = pick(['exact', 'exact', 'lower', 'none'] as const);
     if (loKind === 'exact' && blo !== null) seed.tb.lo = String(blo);
     else if (loKind === 'lower') seed.tb.lo = String((blo ?? bid) - int(1, 100));
+  }
+  // RPM sub-buckets: the lease's acquisition bucket present (0, 1 or more), or gone
+  const rpmAt = r() < 0.4 ? t0 - pick([10, 5000, 30_000, 61_000] as const) : null;
+  if (rpmAt !== null && r() < 0.8) {
+    const id = Math.floor(rpmAt / BUCKET_MS);
+    const v = pick([0, 1, 1, 7] as const);
+    seed.rb[String(id)] = String(v);
+    seed.rb[String(id - 3)] = '4';
+    seed.rb.s = String(v + 4);
+    seed.rb.lo = String(id - 3);
   }
   // in-flight leases: ours (live or expired), others live or expired
   if (r() < 0.85) seed.ik.push([t0 + pick([30_000, -1000] as const), leaseId]);
@@ -248,6 +262,7 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     cooldownMs: pick([0, 0, 0, 0, 30_000, 5000] as const),
     notSent,
     tpmBuckets,
+    rpmAt,
     report,
   };
 }
@@ -262,6 +277,7 @@ function inputs(c: Case): { keys: string[]; args: string[] } {
     notSent: c.notSent,
     hashTtlMs: 86_400_000,
     tpmBuckets: c.tpmBuckets,
+    rpmBuckets: c.rpmAt !== null ? { acquiredAtMs: c.rpmAt } : null,
     contribution: c.report ? encodeReport({ providerId: c.providerId, keyId: c.keyId, ...c.report }) : null,
   });
 }
@@ -271,7 +287,7 @@ function touched(c: Case): [string, 'hash' | 'zset'][] {
   const { keys } = inputs({ ...c, report: c.report ?? reportStub() });
   return [
     [keys[0]!, 'hash'],
-    [keys[1]!, 'zset'],
+    [keys[1]!, c.rpmAt !== null ? 'hash' : 'zset'],
     [keys[2]!, c.tpmBuckets ? 'hash' : 'zset'],
     [keys[3]!, 'zset'],
     [keys[4]!, 'hash'],
@@ -300,7 +316,8 @@ function reportStub(): NonNullable<Case['report']> {
   };
 }
 const SEED_OF: (keyof Seed)[] = ['hk', 'rk', 'tk', 'ik', 'rt', 'rw', 'ah'];
-const seedOf = (c: Case, j: number) => (j === 2 && c.tpmBuckets ? c.seed.tb : c.seed[SEED_OF[j]!]);
+const seedOf = (c: Case, j: number) =>
+  j === 2 && c.tpmBuckets ? c.seed.tb : j === 1 && c.rpmAt !== null ? c.seed.rb : c.seed[SEED_OF[j]!];
 
 const deep = (v: unknown): unknown => (Array.isArray(v) ? v.map(deep) : String(v));
 /** TTL class: none, missing, or the remaining seconds (rounded to 5 s). */
@@ -427,7 +444,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           count(`tpb:${opened ? 'new-bucket' : 'same-bucket'}${opened && stale ? '+trim' : ''}`);
         }
         if (rel.cooldownUntilMs > 0) count('cooldown');
-        if (c.notSent) count('notSent');
+        if (c.notSent) count(c.rpmAt !== null ? 'notSent:rpb' : 'notSent');
         if (rel.contribution !== null) {
           const tag = `${Math.floor(before / Math.ceil(c.report!.retreat.windowMs / 10))}:${c.report!.retreat.windowMs}`;
           count(c.seed.rw.c === tag ? 'window:totals' : 'window:sum');
@@ -448,6 +465,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       'tpb:same-bucket',
       'cooldown',
       'notSent',
+      'notSent:rpb',
       'window:totals',
       'window:sum',
       'retreat:none',

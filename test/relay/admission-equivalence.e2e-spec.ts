@@ -11,7 +11,12 @@ import {
   sequenceKey,
   type SelectionCandidate,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
-import { BUCKET_MS, tpmBucketed, WINDOW_BUCKETS } from '../../src/key-pool/infrastructure/window-buckets.js';
+import {
+  BUCKET_MS,
+  rpmBucketed,
+  tpmBucketed,
+  WINDOW_BUCKETS,
+} from '../../src/key-pool/infrastructure/window-buckets.js';
 import { CLIENT_LIMITS_STEP } from '../../src/rate-limit/rate-limit.service.js';
 import {
   ADMITTED,
@@ -134,8 +139,9 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     const keyId = `k${i}`;
     // max_tpm 20,000 is above TPM_EXACT_MAX: its window is the sub-bucket hash (:tpb)
     const maxTpm = pick([null, null, 100, 20_000]);
-    const [hk, rk, tk, ik] = keyNames(providerId, keyId, tpmBucketed(maxTpm));
-    const maxRpm = pick([null, 1, 2, 3]);
+    // max_rpm 5,000 is above RPM_EXACT_MAX: its window is the sub-bucket hash (:rpb)
+    const maxRpm = pick([null, 1, 2, 3, 5000]);
+    const [hk, rk, tk, ik] = keyNames(providerId, keyId, tpmBucketed(maxTpm), rpmBucketed(maxRpm));
     const concurrency: ConcurrencyLimit = pick([
       { kind: 'none' },
       { kind: 'fixed', limit: int(1, 2) },
@@ -148,7 +154,23 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     // when the selection last renewed the hash's TTL: recently (no renewal now) or long ago
     if (r() < 0.5) fields.rx = String(t0 - pick([1000, 30 * 3_600_000]));
     if (concurrency.kind === 'learned' && r() < 0.6) fields.cl = String(int(1, 3));
-    const rpmN = int(0, 3);
+    const rpmN = maxRpm === 5000 ? 0 : int(0, 3);
+    if (maxRpm === 5000 && r() < 0.7) {
+      const bid = Math.floor(t0 / BUCKET_MS);
+      const b: Record<string, string> = {};
+      let sum = 0;
+      let lo = bid;
+      for (let j = 0, n = int(1, 3); j < n; j++) {
+        const id = bid - pick([0, 2, WINDOW_BUCKETS, WINDOW_BUCKETS + 1, 100]);
+        const v = pick([1000, 2500, 4999]);
+        b[String(id)] = String(Number(b[String(id)] ?? 0) + v);
+        sum += v;
+        lo = Math.min(lo, id);
+      }
+      b.s = String(sum);
+      b.lo = String(lo);
+      seeds.push({ type: 'hash', key: rk, fields: b });
+    }
     if (rpmN > 0)
       seeds.push({
         type: 'zset',
@@ -221,7 +243,7 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     lruKey(providerId),
     wait,
     jobs,
-    ...candidates.flatMap((c) => keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm))),
+    ...candidates.flatMap((c) => keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm), rpmBucketed(c.maxRpm))),
   ];
   return { seeds, clientKeys, clientArgs, bucketKeys, policies, providerKeys, step };
 }

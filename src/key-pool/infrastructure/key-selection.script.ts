@@ -4,9 +4,12 @@ import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit 
 import {
   BUCKET_MS,
   LUA_WINDOW_BUCKETS,
+  RPM_EXACT_MAX,
   TPM_EXACT_MAX,
   WINDOW_BUCKETS,
+  rpmBucketed,
   tpmBucketed,
+  wbAdd,
   wbPeek,
   wbReady,
   wbSum,
@@ -18,7 +21,9 @@ import {
  * Store layout per upstream key (all keys of a provider share the hash tag {providerId}):
  *   kp:{p}:k:<id>       hash   cd = cooldown until (ms), ts = tokens in the exact TPM log,
  *                              cl = learned concurrency limit, rx = when the selection last renewed the hash's TTL
- *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with max_rpm
+ *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with
+ *                              a max_rpm <= RPM_EXACT_MAX (the exact RPM log)
+ *   kp:{p}:k:<id>:rpb   hash   the RPM window as sub-buckets (window-buckets.ts) for a larger max_rpm
  *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time;
  *                              the exact TPM log, kept only for a max_tpm <= TPM_EXACT_MAX
  *   kp:{p}:k:<id>:tpb   hash   the TPM window as sub-buckets (window-buckets.ts) for every other key
@@ -48,15 +53,24 @@ export function keyNames(
   providerId: string,
   keyId: string,
   tpmBuckets = false,
+  rpmBuckets = false,
 ): [string, string, string, string] {
   const hash = keyStateKey(providerId, keyId);
-  return [hash, `${hash}:rpm`, `${hash}:${tpmBuckets ? 'tpb' : 'tpm'}`, keyInFlightKey(providerId, keyId)];
+  return [
+    hash,
+    `${hash}:${rpmBuckets ? 'rpb' : 'rpm'}`,
+    `${hash}:${tpmBuckets ? 'tpb' : 'tpm'}`,
+    keyInFlightKey(providerId, keyId),
+  ];
 }
 
-/** Every state key of an upstream key (snapshot, clear): hash, rpm, tpm log, inf, tpm buckets. */
-export function allKeyNames(providerId: string, keyId: string): [string, string, string, string, string] {
+/** Every state key of an upstream key (snapshot, clear): hash, rpm log, tpm log, inf, tpm buckets, rpm buckets. */
+export function allKeyNames(
+  providerId: string,
+  keyId: string,
+): [string, string, string, string, string, string] {
   const [hash, rpm, tpm, inf] = keyNames(providerId, keyId);
-  return [hash, rpm, tpm, inf, `${hash}:tpb`];
+  return [hash, rpm, tpm, inf, `${hash}:tpb`, `${hash}:rpb`];
 }
 
 export function sequenceKey(providerId: string): string {
@@ -89,7 +103,7 @@ export function selectionInputs(
   const keys = [sequenceKey(providerId), lruKey(providerId)];
   const args = [leaseId, String(leaseTtlMs), String(hashTtlMs), String(candidates.length)];
   for (const c of candidates) {
-    keys.push(...keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm)));
+    keys.push(...keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm), rpmBucketed(c.maxRpm)));
     const mode = c.concurrency.kind === 'fixed' ? 1 : c.concurrency.kind === 'learned' ? 2 : 0;
     const value =
       c.concurrency.kind === 'fixed'
@@ -199,7 +213,11 @@ local function fg_select(K, A, now, ko, ao)
       local dbcd = tonumber(A[a + 6]) or 0
       if dbcd > cd then cd = dbcd end
       if cd > now then kind = 'cooling'; ready = cd end
-      if kind == nil and maxRpm > 0 then
+      if kind == nil and maxRpm > ${RPM_EXACT_MAX} then
+        local rk = K[k + 1]
+        local c = fg_wb_sum(rk, now)
+        if c >= maxRpm then kind = 'rate_limited'; ready = fg_wb_ready(rk, now, c, maxRpm) end
+      elseif kind == nil and maxRpm > 0 then
         local rk = K[k + 1]
         call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
         local c = call('ZCARD', rk)
@@ -257,7 +275,10 @@ local function fg_select(K, A, now, ko, ao)
   elseif fresh == 1 then
     call('PEXPIRE', lk, hashTtl)
   end
-  if tonumber(A[a + 2]) > 0 then
+  local maxRpm = tonumber(A[a + 2])
+  if maxRpm > ${RPM_EXACT_MAX} then
+    fg_wb_add(rk, now, 1)
+  elseif maxRpm > 0 then
     call('ZADD', rk, now, leaseId)
     call('PEXPIRE', rk, ${WINDOW_MS + 1000})
   end
@@ -373,7 +394,13 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
         kind = 'cooling';
         ready = cd;
       }
-      if (kind === null && maxRpm > 0) {
+      if (kind === null && maxRpm > RPM_EXACT_MAX) {
+        const c = wbSum(db, rk, now);
+        if (c >= maxRpm) {
+          kind = 'rate_limited';
+          ready = wbReady(db, rk, now, c, maxRpm);
+        }
+      } else if (kind === null && maxRpm > 0) {
         db.zremrangebyscore(rk, -Infinity, cutoff);
         const c = db.zcard(rk);
         if (c >= maxRpm) {
@@ -443,7 +470,9 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
     db.pexpire(hk, hashTtl);
     db.pexpire(lk, hashTtl);
   } else if (fresh === 1) db.pexpire(lk, hashTtl);
-  if (Number(A[a + 2]) > 0) {
+  const maxRpm = Number(A[a + 2]);
+  if (maxRpm > RPM_EXACT_MAX) wbAdd(db, rk, now, 1);
+  else if (maxRpm > 0) {
     db.zadd(rk, now, leaseId);
     db.pexpire(rk, WINDOW_MS + 1000);
   }
@@ -566,9 +595,9 @@ return redis.call('HDEL', KEYS[1], 'cd')
 };
 
 /**
- * KEYS: 5 per key (allKeyNames: hash, rpm, tpm log, inf, tpm buckets). → flat [requests, tokens,
- * inFlight, cooldownUntil, ...] per key (tokens: the exact log's and the sub-bucket window's, one of
- * them is empty unless the key's max_tpm just crossed TPM_EXACT_MAX). Read-only.
+ * KEYS: 6 per key (allKeyNames: hash, rpm log, tpm log, inf, tpm buckets, rpm buckets). → flat
+ * [requests, tokens, inFlight, cooldownUntil, ...] per key (requests and tokens: the exact log's and
+ * the sub-bucket window's, one of them empty unless the key's limit just crossed its threshold). Read-only.
  */
 export const snapshotScript: AtomicScript<number[]> = {
   name: 'keypool-snapshot',
@@ -577,7 +606,7 @@ local now = fg_now()
 local cutoff = now - ${WINDOW_MS}
 local out = {}
 local first = math.floor(now / ${BUCKET_MS}) - ${WINDOW_BUCKETS}
-for i = 1, #KEYS, 5 do
+for i = 1, #KEYS, 6 do
   local hk, rk, tk, ik = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
   local tokens = 0
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', tk, '(' .. cutoff, '+inf')) do tokens = tokens + fg_tokens(m) end
@@ -585,9 +614,14 @@ for i = 1, #KEYS, 5 do
   for j = 1, #b, 2 do
     if b[j] ~= 's' and b[j] ~= 'lo' and tonumber(b[j]) >= first then tokens = tokens + tonumber(b[j + 1]) end
   end
+  local requests = redis.call('ZCOUNT', rk, '(' .. cutoff, '+inf')
+  b = redis.call('HGETALL', KEYS[i + 5])
+  for j = 1, #b, 2 do
+    if b[j] ~= 's' and b[j] ~= 'lo' and tonumber(b[j]) >= first then requests = requests + tonumber(b[j + 1]) end
+  end
   local cd = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
   if cd <= now then cd = 0 end
-  table.insert(out, redis.call('ZCOUNT', rk, '(' .. cutoff, '+inf'))
+  table.insert(out, requests)
   table.insert(out, tokens)
   table.insert(out, redis.call('ZCOUNT', ik, '(' .. now, '+inf'))
   table.insert(out, cd)
@@ -597,7 +631,7 @@ return out
   local(db, keys, _args, now) {
     const cutoff = now - WINDOW_MS;
     const out: number[] = [];
-    for (let i = 0; i < keys.length; i += 5) {
+    for (let i = 0; i < keys.length; i += 6) {
       const [hk, rk, tk, ik] = [keys[i]!, keys[i + 1]!, keys[i + 2]!, keys[i + 3]!];
       const tokens =
         db
@@ -606,7 +640,8 @@ return out
           .reduce((s, e) => s + tokensOf(e.member), 0) + wbPeek(db.hgetall(keys[i + 4]!), now);
       let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
       if (cd <= now) cd = 0;
-      out.push(db.zcount(rk, cutoff + 0.5, Infinity), tokens, db.zcount(ik, now + 0.5, Infinity), cd);
+      const requests = db.zcount(rk, cutoff + 0.5, Infinity) + wbPeek(db.hgetall(keys[i + 5]!), now);
+      out.push(requests, tokens, db.zcount(ik, now + 0.5, Infinity), cd);
     }
     return out;
   },
@@ -617,7 +652,9 @@ export type { ScriptValue };
 /**
  * Late release of leases whose fate this instance could not confirm (an acquisition whose answer was
  * lost, a release that failed): KEYS = pairs (rpm, inf) of keys of ONE provider; ARGV = per pair
- * leaseId, dropRpm (1: the request was never sent, its RPM entry goes too). Removing a lease that is
+ * leaseId, dropRpm (1: the request was never sent, its RPM entry goes too). The exact RPM log only: a
+ * key with a sub-bucket RPM window keeps counting such a request until it leaves the window (never
+ * over the limit, at most one request per lost lease too early refused). Removing a lease that is
  * not there is a no-op, so retrying is always safe. → how many in-flight leases were still held (freed now).
  */
 export const releaseLateScript: AtomicScript<number> = {

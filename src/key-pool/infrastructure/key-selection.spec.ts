@@ -14,7 +14,7 @@ import {
   type SelectionResult,
 } from './key-selection.script.js';
 import { encodeRelease, releaseScript } from './release.script.js';
-import { BUCKET_MS, tpmBucketed } from './window-buckets.js';
+import { BUCKET_MS, rpmBucketed, tpmBucketed } from './window-buckets.js';
 
 /** The local half with a hand-driven clock: exact window arithmetic, no sleeping. */
 class Harness {
@@ -60,10 +60,12 @@ class Harness {
   report(
     keyId: string,
     leaseId: string,
-    opts: { tokens?: number; cooldownMs?: number; notSent?: boolean } = {},
+    opts: { tokens?: number; cooldownMs?: number; notSent?: boolean; acquiredAtMs?: number } = {},
   ) {
-    const buckets = tpmBucketed(this.candidates.find((c) => c.keyId === keyId)?.maxTpm);
-    return this.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, { ...opts, buckets }));
+    const c = this.candidates.find((x) => x.keyId === keyId);
+    const buckets = tpmBucketed(c?.maxTpm);
+    const rpm = rpmBucketed(c?.maxRpm) ? { acquiredAtMs: opts.acquiredAtMs ?? this.now } : null;
+    return this.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, { ...opts, buckets, rpm }));
   }
 }
 
@@ -261,6 +263,24 @@ describe('selection script (local half)', () => {
     expect(h.db.get('tok')).toBe('0');
   });
 
+  it('RPM above RPM_EXACT_MAX: sub-bucket window; full at max_rpm; a request never sent is given back once', () => {
+    const h = new Harness([key('a', 1, { maxRpm: 1001 })]);
+    h.now = Math.ceil(h.now / BUCKET_MS) * BUCKET_MS + 200;
+    const t0 = h.now;
+    const leases = [];
+    for (let i = 0; i < 1001; i++) leases.push(h.acquire());
+    expect(leases.every((l) => l.r[0] === 1)).toBe(true);
+    expect(h.db.exists(keyNames('p1', 'a')[1])).toBe(false); // no exact log
+    h.now = t0 + 30_000;
+    // full; the first bucket (all 1001) leaves at its end + 60 s = t0 − 200 + 61 s
+    expect(h.select()).toEqual([0, 'rate_limited', 30_800, 0, 1, 0]);
+    h.report('a', leases[0]!.leaseId, { notSent: true, acquiredAtMs: t0 });
+    h.report('a', leases[0]!.leaseId, { notSent: true, acquiredAtMs: t0 }); // released already: nothing more
+    expect(h.picked()).toBe('a');
+    expect(h.select()[0]).toBe(0);
+    expect(h.run(snapshotScript, allKeyNames('p1', 'a'), [])[0]).toBe(1001);
+  });
+
   it("the key hash's TTL is renewed on the first use and then once a quarter of it has passed, not per request", () => {
     const h = new Harness([key('a', 1)]);
     const hk = keyNames('p1', 'a')[0];
@@ -287,7 +307,13 @@ function releaseInputs(
   providerId: string,
   keyId: string,
   leaseId: string,
-  opts: { tokens?: number; cooldownMs?: number; notSent?: boolean; buckets?: boolean },
+  opts: {
+    tokens?: number;
+    cooldownMs?: number;
+    notSent?: boolean;
+    buckets?: boolean;
+    rpm?: { acquiredAtMs: number } | null;
+  },
 ): [string[], string[]] {
   const { keys, args } = encodeRelease({
     providerId,
@@ -298,6 +324,7 @@ function releaseInputs(
     notSent: opts.notSent === true,
     hashTtlMs: 86_400_000,
     tpmBuckets: opts.buckets === true,
+    rpmBuckets: opts.rpm ?? null,
   });
   return [keys, args];
 }

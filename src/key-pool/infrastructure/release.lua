@@ -11,9 +11,9 @@
 -- `local function fg_contribute(K, A, ko, ao, na, now, inFlight) … end` before this file (its keys
 -- and args read in place: KEYS after the key's 4, ARGV after the 8 of the release).
 --
--- KEYS: hash, rpm, TPM window (the exact log :tpm, or the sub-bucket window :tpb), inf of the key,
+-- KEYS: hash, RPM window (the exact log :rpm, or the sub-bucket window :rpb), TPM window (the exact log :tpm, or the sub-bucket window :tpb), inf of the key,
 --       then the contribution's keys.
--- ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs, TPM window kind (1 = sub-buckets,
+-- ARGV: leaseId, tokens, cooldownMs, notSent (0 | 1 | b<acquiredAtMs> for a sub-bucket RPM window), hashTtlMs, TPM window kind (1 = sub-buckets,
 --       0 = exact log), #contribution keys, #contribution args, contribution args… (encodeRelease())
 -- Reply (decodeRelease()): {cooldownUntilMs (0 = none), inFlight, nowMs[, contribution reply]}
 --
@@ -35,8 +35,12 @@ local hk, rk, tk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local leaseId = ARGV[1]
 local hashTtl = tonumber(ARGV[5])
 
-redis.call('ZREM', ik, leaseId)
-if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId) end
+-- notSent: '1' = the RPM entry leaves the exact log; 'b<acquiredAtMs>' = one request leaves the
+-- sub-bucket RPM window (its bucket), only if the lease was still held (so a second release of the
+-- same lease gives nothing back twice)
+local freed = redis.call('ZREM', ik, leaseId)
+if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId)
+elseif freed == 1 and string.sub(ARGV[4], 1, 1) == 'b' then fg_wb_give(rk, tonumber(string.sub(ARGV[4], 2)) or 0) end
 
 local tokens = tonumber(ARGV[2]) or 0
 if tokens > 0 and ARGV[6] == '1' then

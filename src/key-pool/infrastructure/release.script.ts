@@ -3,7 +3,7 @@ import type { LocalDb } from '../../state/local-db.js';
 import { readLua } from '../../state/lua-file.js';
 import type { ReportContribution } from '../key-pool.types.js';
 import { keyNames, WINDOW_MS } from './key-selection.script.js';
-import { LUA_WINDOW_BUCKETS, wbAdd } from './window-buckets.js';
+import { LUA_WINDOW_BUCKETS, wbAdd, wbGive } from './window-buckets.js';
 
 /**
  * keypool-release: the answer path of a leased request in one atomic step — release the slot, give
@@ -29,6 +29,11 @@ export interface ReleaseInput {
   hashTtlMs: number;
   /** The key's TPM window is the sub-bucket window (`tpmBucketed(maxTpm)`), not the exact log. */
   tpmBuckets: boolean;
+  /**
+   * The key's RPM window is the sub-bucket window (`rpmBucketed(maxRpm)`): a request never sent is
+   * given back to the bucket of its acquisition (`acquiredAtMs`, the store's clock then).
+   */
+  rpmBuckets?: { acquiredAtMs: number } | null;
   /** The contribution's logical KEYS/ARGV (null: none for this answer). */
   contribution?: { keys: string[]; args: (string | number)[] } | null;
 }
@@ -53,14 +58,17 @@ export function encodeRelease(i: ReleaseInput): { keys: string[]; args: string[]
     i.leaseId,
     String(Math.max(0, Math.floor(i.tokens))),
     String(Math.max(0, Math.floor(i.cooldownMs))),
-    i.notSent ? '1' : '0',
+    i.notSent ? (i.rpmBuckets ? `b${Math.floor(i.rpmBuckets.acquiredAtMs)}` : '1') : '0',
     String(i.hashTtlMs),
     i.tpmBuckets ? '1' : '0',
     String(c?.keys.length ?? 0),
     String(c?.args.length ?? 0),
     ...(c?.args ?? []).map(String),
   ];
-  return { keys: [...keyNames(i.providerId, i.keyId, i.tpmBuckets), ...(c?.keys ?? [])], args };
+  return {
+    keys: [...keyNames(i.providerId, i.keyId, i.tpmBuckets, !!i.rpmBuckets), ...(c?.keys ?? [])],
+    args,
+  };
 }
 
 export function decodeRelease(r: ReleaseResult): ReleaseReply {
@@ -90,8 +98,9 @@ export function localRelease(
   const [hk, rk, tk, ik] = keys as [string, string, string, string];
   const leaseId = args[0]!;
   const hashTtl = Number(args[4]);
-  db.zrem(ik, leaseId);
+  const freed = db.zrem(ik, leaseId);
   if (args[3] === '1') db.zrem(rk, leaseId);
+  else if (freed === 1 && args[3]!.startsWith('b')) wbGive(db, rk, Number(args[3]!.slice(1)) || 0);
   const tokens = Number(args[1]) || 0;
   if (tokens > 0 && args[5] === '1') {
     wbAdd(db, tk, now, tokens);

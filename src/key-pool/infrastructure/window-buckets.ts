@@ -2,7 +2,8 @@ import type { LocalDb } from '../../state/local-db.js';
 
 /**
  * A sliding window of sub-buckets (issue 18: the cost of a sliding log grows with the limit; a
- * large limit gets counters instead). One hash per window:
+ * large limit gets counters instead): an upstream key's TPM window (`:tpb`, TPM_EXACT_MAX) and RPM
+ * window (`:rpb`, RPM_EXACT_MAX). One hash per window:
  *   <bucket id>  amount charged in that bucket (id = floor(ms / BUCKET_MS), decimal)
  *   s            the sum of every bucket field present
  *   lo           the lowest bucket id that may still be present
@@ -30,6 +31,17 @@ export const BUCKET_HASH_TTL_MS = BUCKET_MS * (WINDOW_BUCKETS + 1) + 1000;
  * or none (the window is then only read for usage), uses the sub-bucket window.
  */
 export const TPM_EXACT_MAX = 10_000;
+
+/**
+ * The same for the RPM window: a max_rpm up to this keeps the exact log (one sorted-set member per
+ * admitted request); a larger one counts requests in sub-buckets.
+ */
+export const RPM_EXACT_MAX = 1000;
+
+/** The key's RPM window is a sub-bucket window (else the exact log; null = no RPM window at all). */
+export function rpmBucketed(maxRpm: number | null | undefined): boolean {
+  return !!maxRpm && maxRpm > RPM_EXACT_MAX;
+}
 
 /** The key's TPM window is a sub-bucket window (else the exact log). */
 export function tpmBucketed(maxTpm: number | null | undefined): boolean {
@@ -73,6 +85,15 @@ local function fg_wb_sum(wk, now)
   local lo = tonumber(h[2] or '')
   if lo == nil or lo >= first then return s end
   return fg_wb_trim(wk, first, s)
+end
+-- gives back one unit charged at \`at\` (a request never sent), if its bucket is still there
+local function fg_wb_give(wk, at)
+  local id = tostring(math.floor(at / ${BUCKET_MS}))
+  local v = tonumber(redis.call('HGET', wk, id) or '')
+  if v ~= nil and v > 0 then
+    redis.call('HINCRBY', wk, id, -1)
+    redis.call('HINCRBY', wk, 's', -1)
+  end
 end
 -- when a window holding sum >= limit gets below it: the end of the oldest buckets' time in it
 local function fg_wb_ready(wk, now, sum, limit)
@@ -132,6 +153,17 @@ export function wbSum(db: LocalDb, wk: string, now: number): number {
   const lo = Number(db.hget(wk, 'lo') ?? NaN);
   if (Number.isNaN(lo) || lo >= first) return s;
   return wbTrim(db, wk, first, s);
+}
+
+/** TypeScript twin of fg_wb_give. */
+export function wbGive(db: LocalDb, wk: string, at: number): void {
+  const id = String(Math.floor(at / BUCKET_MS));
+  const raw = db.hget(wk, id);
+  const v = raw === null || raw === '' ? NaN : Number(raw);
+  if (!Number.isNaN(v) && v > 0) {
+    db.hincrby(wk, id, -1);
+    db.hincrby(wk, 's', -1);
+  }
 }
 
 /** TypeScript twin of fg_wb_ready. */

@@ -50,7 +50,7 @@ import {
   releaseScript,
   type ReleaseResult,
 } from '../infrastructure/release.script.js';
-import { tpmBucketed } from '../infrastructure/window-buckets.js';
+import { rpmBucketed, tpmBucketed } from '../infrastructure/window-buckets.js';
 import { valueIsBad } from '../infrastructure/encryption-key-registry.js';
 import { KeyUsageRecorder } from '../infrastructure/key-usage.recorder.js';
 import { keyState, type ProviderKey } from '../infrastructure/provider-key.entity.js';
@@ -362,6 +362,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       inFlight,
       concurrencyLimit: limit,
       maxTpm: chosen.info.maxTpm,
+      maxRpm: chosen.info.maxRpm,
     };
     // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
     Object.defineProperty(lease, 'apiKey', { value: chosen.apiKey, enumerable: false, writable: false });
@@ -455,6 +456,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         notSent: outcome.notSent === true,
         hashTtlMs: this.hashTtlMs,
         tpmBuckets: tpmBucketed(lease.maxTpm),
+        rpmBuckets: rpmBucketed(lease.maxRpm) ? { acquiredAtMs: lease.acquiredAtMs } : null,
         contribution: extra,
       });
       const script = extra && this.contributedRelease ? this.contributedRelease : this.plainRelease;
