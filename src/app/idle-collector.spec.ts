@@ -1,52 +1,135 @@
 import { describe, expect, it } from 'vitest';
-import { IdleCollector } from './idle-collector.js';
+import { IdleCollector, type HeapSizes } from './idle-collector.js';
 import { InFlightRequests } from './in-flight.js';
 
+const MB = 1024 * 1024;
+
+/**
+ * A fake heap: `total` and `young` as the test sets them. A full collection brings the total down
+ * to `live` and, when `shrinks` says so, the young generation back to 1 MB (what V8 does once its
+ * measured allocation rate is low); a young-generation collection changes no size.
+ */
 function setup(quietMs = 5000) {
   const requests = new InFlightRequests();
-  let collections = 0;
-  const collector = new IdleCollector(requests, quietMs, () => collections++);
-  return { requests, collector, collections: () => collections };
+  const heap = { total: 100 * MB, young: 32 * MB, live: 60 * MB, shrinks: false };
+  const calls: string[] = [];
+  const sizes: HeapSizes = { total: () => heap.total, young: () => heap.young };
+  const collector = new IdleCollector(
+    requests,
+    quietMs,
+    (options) => {
+      calls.push(options?.type ?? 'major');
+      if (options?.type === 'minor') return;
+      if (heap.shrinks) heap.young = 1 * MB;
+      heap.total = heap.live + heap.young;
+    },
+    sizes,
+  );
+  const count = (type: string) => calls.filter((c) => c === type).length;
+  return { requests, collector, heap, calls, majors: () => count('major'), minors: () => count('minor') };
 }
 
 describe('IdleCollector', () => {
-  it('collects only after a full quiet period, and a second pass one period later', () => {
-    const { requests, collector, collections } = setup();
+  it('after a second of quiet closes the burst with a young-generation collection, then a full pass once quiet for quietMs', () => {
+    const { requests, collector, calls, majors, minors } = setup();
     requests.started = 10;
     expect(collector.tick(0)).toBe(false); // activity seen now
-    expect(collector.tick(4999)).toBe(false);
+    expect(collector.tick(999)).toBe(false);
+    expect(calls).toEqual([]);
+    expect(collector.tick(1000)).toBe(false);
+    expect(calls).toEqual(['minor']);
+    for (let t = 2000; t < 5000; t += 1000) expect(collector.tick(t)).toBe(false);
     expect(collector.tick(5000)).toBe(true);
-    const afterFirst = collections();
-    expect(afterFirst).toBeGreaterThanOrEqual(2); // at least two full collections per pass
-    expect(collector.tick(9000)).toBe(false);
-    expect(collector.tick(10_000)).toBe(true); // the second pass
-    expect(collector.tick(60_000)).toBe(false); // then nothing until new activity
-    expect(collections()).toBeGreaterThan(afterFirst);
+    expect(minors()).toBe(1);
+    expect(majors()).toBeGreaterThanOrEqual(2); // at least two full collections per pass
+  });
+
+  it('young generation still grown: another pass ≥ 6 s after the young-generation collection, and again 3 s apart until it shrinks', () => {
+    const { requests, collector, heap, majors } = setup();
+    requests.started = 1;
+    collector.tick(0);
+    collector.tick(1000); // young-generation collection
+    expect(collector.tick(5000)).toBe(true); // the heap grew: the pass; young generation still 32 MB
+    // V8 measures its allocation rate over ≥ 5 s of collections: sooner, it sees the burst's tail
+    expect(collector.tick(6000)).toBe(false);
+    expect(collector.tick(7000)).toBe(true);
+    for (let t = 8000; t < 10_000; t += 1000) expect(collector.tick(t)).toBe(false);
+    heap.shrinks = true;
+    expect(collector.tick(10_000)).toBe(true); // this one shrinks it
+    const n = majors();
+    for (let t = 11_000; t < 80_000; t += 1000) expect(collector.tick(t)).toBe(false); // done
+    expect(majors()).toBe(n);
+  });
+
+  it('waits for quietMs when that is longer than the spacing', () => {
+    const { requests, collector, majors } = setup(20_000);
+    requests.started = 1;
+    collector.tick(0);
+    for (let t = 1000; t < 20_000; t += 1000) expect(collector.tick(t)).toBe(false);
+    expect(collector.tick(20_000)).toBe(true);
+    expect(majors()).toBeGreaterThan(0);
+  });
+
+  it('gives up on the young generation after three passes (an idle process that keeps allocating)', () => {
+    const { requests, collector } = setup(1000);
+    requests.started = 1;
+    collector.tick(0);
+    let passes = 0;
+    for (let t = 1000; t < 120_000; t += 1000) if (collector.tick(t)) passes++;
+    expect(passes).toBe(5); // the heap-growth pass, three for the young generation, the late one
+  });
+
+  it('one late pass 75 s after a burst, with health probes every 10 s meanwhile, then nothing', () => {
+    const { requests, collector, heap, majors } = setup();
+    heap.shrinks = true;
+    requests.started = 1;
+    collector.tick(0);
+    collector.tick(1000);
+    expect(collector.tick(7000)).toBe(true); // the burst's pass
+    const passTimes: number[] = [];
+    for (let t = 8000; t < 300_000; t += 1000) {
+      if (t % 10_000 === 0) requests.started++; // a probe: never quiet for more than 10 s
+      if (collector.tick(t)) passes(t);
+    }
+    function passes(t: number) {
+      passTimes.push(t);
+    }
+    // the late pass: due at 82 s, run at the first quiet moment after it (≥ 5 s after a probe)
+    expect(passTimes).toEqual([85_000]);
+    expect(majors()).toBeGreaterThanOrEqual(4);
   });
 
   it('never collects while requests keep arriving or are in flight', () => {
-    const { requests, collector, collections } = setup(1000);
+    const { requests, collector, calls } = setup(1000);
     for (let t = 0; t < 20_000; t += 500) {
       requests.started++;
       expect(collector.tick(t)).toBe(false);
     }
     requests.count = 1; // a long stream: nothing new starts, but one is in flight
     for (let t = 20_000; t < 40_000; t += 500) expect(collector.tick(t)).toBe(false);
-    expect(collections()).toBe(0);
+    expect(calls).toEqual([]);
   });
 
   it('a probe or a scrape after a collection does not trigger another unless the heap grew', () => {
-    const { requests, collector, collections } = setup(1000);
+    const { requests, collector, heap, calls } = setup(1000);
+    heap.shrinks = true;
     requests.started = 1;
     collector.tick(0);
     collector.tick(1000);
-    collector.tick(2000);
-    const n = collections();
-    expect(n).toBeGreaterThan(0);
-    requests.started++; // a health probe
-    collector.tick(10_000);
-    expect(collector.tick(11_000)).toBe(false); // heap has not grown by 24 MB since
-    expect(collections()).toBe(n);
+    expect(collector.tick(7000)).toBe(true);
+    const n = calls.length;
+    for (let t = 10_000; t < 60_000; t += 5000) {
+      requests.started++; // a health probe
+      collector.tick(t);
+      expect(collector.tick(t + 1000)).toBe(false);
+      expect(collector.tick(t + 4000)).toBe(false); // heap has not grown by 24 MB since
+    }
+    expect(calls.length).toBe(n); // not even the young-generation collection
+    heap.total += 30 * MB; // a burst
+    requests.started++;
+    collector.tick(60_000);
+    collector.tick(61_000);
+    expect(collector.tick(67_000)).toBe(true);
   });
 
   it('is off with MEMORY_IDLE_GC_MS=0', () => {

@@ -10,6 +10,9 @@ describe('toErrorResponse', () => {
       new Error("Stream isn't writeable and enableOfflineQueue options is false"),
       new Error('Command timed out'),
       new Error('Connection is closed.'),
+      // Redis Cluster (REDIS_CLUSTER_NODES): the cluster client not ready, a slot without its master
+      new Error("Cluster isn't ready and enableOfflineQueue options is false"),
+      new Error('CLUSTERDOWN The cluster is down'),
       new Error('x', { cause: Object.assign(new Error('y'), { code: '08006' }) }),
     ];
     for (const err of outages) {

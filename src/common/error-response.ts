@@ -37,7 +37,7 @@ const CONNECTIVITY_CODES = new Set([
 // pg / TypeORM connection failures, and ioredis' own: a disconnected fail-fast connection, a command
 // timeout, retries exhausted.
 const CONNECTIVITY_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Connection is closed|Stream isn't writeable|connect ECONNREFUSED|Command timed out|Reached the max retries per request limit/;
+  /Connection terminated|timeout exceeded when trying to connect|Connection is closed|Stream isn't writeable|connect ECONNREFUSED|Command timed out|Reached the max retries per request limit|Cluster isn't ready|Cluster is ended|None of startup nodes is available|^CLUSTERDOWN|^TRYAGAIN|Too many Cluster redirections/;
 
 /** A dependency (Postgres, Redis) that could not be reached — an outage, not a bug: 503, not 500. */
 export function isConnectivityError(err: unknown): boolean {

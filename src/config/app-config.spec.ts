@@ -113,6 +113,45 @@ describe('loadConfig', () => {
     expect(p[0]).not.toContain('hunter2');
   });
 
+  it('REDIS_CLUSTER_NODES selects distributed mode on a Redis Cluster, as the alternative to REDIS_URL', () => {
+    const db = { DATABASE_URL: 'postgres://u:p@h/db' };
+    const c = loadConfig({ ...db, REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b.internal:7001,[::1]:7002' });
+    expect(c.mode).toBe('distributed');
+    expect(c.redis.url).toBeUndefined();
+    expect(c.redis.nodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-b.internal', port: 7001 },
+      { host: '::1', port: 7002 },
+    ]);
+    expect(loadConfig({ ...db, REDIS_URL: 'redis://h:6379' }).redis.nodes).toBeUndefined();
+    expect(loadConfig({}).redis.nodes).toBeUndefined();
+  });
+
+  it('REDIS_CLUSTER_NODES: both variables, a bad entry or no DATABASE_URL is a start-up error', () => {
+    const db = { DATABASE_URL: 'postgres://u:p@h/db' };
+    expect(problems({ ...db, REDIS_URL: 'redis://h:6379', REDIS_CLUSTER_NODES: 'h:7000' })).toEqual([
+      'REDIS_URL and REDIS_CLUSTER_NODES must not both be set (one Redis, or one Redis Cluster), got both',
+    ]);
+    for (const bad of [
+      'h',
+      'h:0',
+      'h:65536',
+      'redis://h:7000',
+      'h:7000,,h:7001',
+      'h:7000:1',
+      '[zz]:7000',
+      ' :7000',
+      'h:port',
+    ]) {
+      const p = problems({ ...db, REDIS_CLUSTER_NODES: bad });
+      expect(p, bad).toHaveLength(1);
+      expect(p[0], bad).toMatch(/^REDIS_CLUSTER_NODES must be a comma list of host:port/);
+    }
+    expect(problems({ REDIS_CLUSTER_NODES: 'h:7000' })[0]).toMatch(
+      /^DATABASE_URL must be set when REDIS_CLUSTER_NODES is/,
+    );
+  });
+
   it('validates ADMIN_BOOTSTRAP_KEY and TRUSTED_PROXIES', () => {
     expect(problems({ ADMIN_BOOTSTRAP_KEY: 'admin' })[0]).toMatch(
       /^ADMIN_BOOTSTRAP_KEY must be fg_ followed by 43/,

@@ -30,10 +30,15 @@ export interface EncryptionKey {
   key: Buffer;
 }
 
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
 export interface AppConfig {
   env: NodeEnv;
   isProduction: boolean;
-  /** `distributed` when REDIS_URL is set: state shared through Redis by many instances. */
+  /** `distributed` when REDIS_URL or REDIS_CLUSTER_NODES is set: state shared through Redis by many instances. */
   mode: Mode;
   http: {
     host: string;
@@ -58,7 +63,10 @@ export interface AppConfig {
     writeBufferMaxEntries: number;
   };
   redis: {
+    /** REDIS_URL: one Redis (or a proxy in front of several). */
     url: string | undefined;
+    /** REDIS_CLUSTER_NODES: seed nodes of a Redis Cluster (the alternative to `url`; never both). */
+    nodes: RedisNode[] | undefined;
     /** Every key Floodgate writes starts with this prefix (several deployments can share one Redis). */
     prefix: string;
   };
@@ -410,6 +418,29 @@ export function isValidCidr(value: string): boolean {
   return Number(bits) <= (family === 4 ? 32 : 128);
 }
 
+/**
+ * REDIS_CLUSTER_NODES: `host:port,host:port,…` (any reachable subset of the cluster's nodes; ioredis
+ * discovers the rest). IPv6 hosts in brackets: `[::1]:7000`.
+ */
+function parseClusterNodes(r: EnvReader): RedisNode[] | undefined {
+  const raw = r.raw('REDIS_CLUSTER_NODES');
+  if (raw === undefined) return undefined;
+  const form = 'a comma list of host:port (port 1-65535; IPv6 as [addr]:port)';
+  const entries = raw.split(',').map((e) => e.trim());
+  const nodes: RedisNode[] = [];
+  for (const entry of entries) {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9][A-Za-z0-9.-]*)):(\d{1,5})$/.exec(entry);
+    const port = m ? Number(m[3]) : 0;
+    const host = m ? (m[1] ?? m[2]!) : '';
+    if (!m || port < 1 || port > 65535 || (m[1] !== undefined && isIP(host) !== 6)) {
+      r.problems.push(`REDIS_CLUSTER_NODES must be ${form}, got an entry ${JSON.stringify(entry)}`);
+      return undefined;
+    }
+    nodes.push({ host, port });
+  }
+  return nodes;
+}
+
 function loadKeyPoolConfig(r: EnvReader): KeyPoolConfig {
   const keyPool: KeyPoolConfig = {
     providersFile: r.string('PROVIDERS_FILE'),
@@ -461,10 +492,18 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
 
   const databaseUrl = r.url('DATABASE_URL', ['postgres:', 'postgresql:']);
   const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
-  if (r.raw('REDIS_URL') && !r.raw('DATABASE_URL')) {
+  const redisNodes = parseClusterNodes(r);
+  if (r.raw('REDIS_URL') && r.raw('REDIS_CLUSTER_NODES')) {
     r.problems.push(
-      'DATABASE_URL must be set when REDIS_URL is (distributed mode shares one Postgres between instances), got nothing',
+      'REDIS_URL and REDIS_CLUSTER_NODES must not both be set (one Redis, or one Redis Cluster), got both',
     );
+  }
+  for (const name of ['REDIS_URL', 'REDIS_CLUSTER_NODES']) {
+    if (r.raw(name) && !r.raw('DATABASE_URL')) {
+      r.problems.push(
+        `DATABASE_URL must be set when ${name} is (distributed mode shares one Postgres between instances), got nothing`,
+      );
+    }
   }
   const dataDir = r.string('DATA_DIR') ?? './.data';
 
@@ -555,7 +594,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
   const config: AppConfig = {
     env: nodeEnv,
     isProduction,
-    mode: redisUrl ? 'distributed' : 'embedded',
+    mode: redisUrl || redisNodes ? 'distributed' : 'embedded',
     http: {
       host,
       port,
@@ -573,6 +612,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     },
     redis: {
       url: redisUrl,
+      nodes: redisNodes,
       prefix: r.string('REDIS_PREFIX') ?? 'floodgate',
     },
     log: { level: logLevel, format: logFormat },

@@ -29,6 +29,10 @@ export function dataSourceOptions(config: AppConfig, embedded?: Endpoint): DataS
     migrationsRun: false,
     migrations: MIGRATIONS,
     migrationsTableName: 'migrations',
+    // The schema comes from migrations/ and its uuid defaults use gen_random_uuid() (core since
+    // Postgres 13), so no extension is needed: without this TypeORM tries CREATE EXTENSION "uuid-ossp"
+    // at every start (a warning on PGlite and for a database user without CREATE privilege).
+    installExtensions: false,
     logging: ['error', 'warn'],
     logger: new QueryErrorLogger(),
     extra: {

@@ -21,7 +21,9 @@ export class DependencyHealth {
     @Inject(REDIS) redis: RedisConnections | null,
   ) {
     this.database = new GuardedProbe(() => dataSource.query('SELECT 1'), PING_TIMEOUT_MS);
-    this.redisProbe = redis ? new GuardedProbe(() => redis.command.ping(), PING_TIMEOUT_MS) : undefined;
+    // Every master (one Redis: the command connection): a cluster with one master down cannot
+    // serve that master's slots.
+    this.redisProbe = redis ? new GuardedProbe(() => redis.pingMasters(), PING_TIMEOUT_MS) : undefined;
   }
 
   get hasRedis(): boolean {

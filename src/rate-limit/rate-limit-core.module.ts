@@ -3,7 +3,7 @@ import { ApiKeysService } from '../auth/api-keys.service.js';
 import { AuthModule } from '../auth/auth.module.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import type { RedisLiveness } from '../redis/redis-liveness.js';
+import type { LivenessSource } from '../redis/redis-liveness.js';
 import { REDIS, type RedisConnections } from '../redis/redis.module.js';
 import { AtomicStore, RedisAtomicStore } from '../state/atomic-store.js';
 import { StateModule } from '../state/state.module.js';
@@ -52,7 +52,7 @@ type LimiterConnection = ReturnType<RedisConnections['watched']> | null;
     {
       provide: RATE_LIMIT_LIVENESS,
       inject: [RATE_LIMIT_CONNECTION],
-      useFactory: (connection: LimiterConnection): RedisLiveness | null => connection?.liveness ?? null,
+      useFactory: (connection: LimiterConnection): LivenessSource | null => connection?.liveness ?? null,
     },
     {
       provide: KeyLimitsLookup,

@@ -1,4 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Counter } from 'prom-client';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 import { RateLimitService } from './rate-limit.service.js';
 
@@ -10,11 +11,22 @@ import { RateLimitService } from './rate-limit.service.js';
 @Injectable()
 export class RateLimitMetrics implements OnModuleInit {
   private readonly reported = new Map<string, number>();
+  /** Redis Cluster only (the client limits as ordered per-subject steps): kept here, next to its source. */
+  private readonly rollbacks: Counter<'result'>;
 
   constructor(
     private readonly limiter: RateLimitService,
     private readonly metrics: FloodgateMetrics,
-  ) {}
+  ) {
+    this.rollbacks = new Counter({
+      name: 'floodgate_rate_limit_rollbacks_total',
+      help:
+        'Redis Cluster: per-subject client-limit steps rolled back because a later subject refused or ' +
+        'failed, by result (done; failed: the place stays taken until its window expires it)',
+      labelNames: ['result'] as const,
+      registers: [metrics.registry],
+    });
+  }
 
   onModuleInit(): void {
     this.metrics.onCollect(() => this.collect());
@@ -43,6 +55,10 @@ export class RateLimitMetrics implements OnModuleInit {
     this.add('store_errors', stats.storeErrors, (d) =>
       this.metrics.rateLimitStoreErrors.labels(this.limiter.failureMode).inc(d),
     );
+    this.add('rollbacks:done', stats.rollbacks - stats.rollbackFailures, (d) =>
+      this.rollbacks.labels('done').inc(d),
+    );
+    this.add('rollbacks:failed', stats.rollbackFailures, (d) => this.rollbacks.labels('failed').inc(d));
     for (const [cause, total] of Object.entries(stats.unavailableByCause)) {
       this.add(`unavailable:${cause}`, total, (d) =>
         this.metrics.rateLimitUnavailable.labels(this.limiter.failureMode, cause).inc(d),

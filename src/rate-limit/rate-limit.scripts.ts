@@ -292,3 +292,84 @@ export const ResetScript: AtomicScript<number> = {
     return keys.length === 0 ? 0 : db.del(...keys);
   },
 };
+
+/**
+ * Undoes one committed AdmissionScript step (Redis Cluster: the client limits run as one step per
+ * subject, and a later subject's refusal rolls back the earlier ones). KEYS/ARGV: the step's own
+ * (member, deadline, dry_run, n, n × (kind, limit, window_ms, burst, cost)); deadline and dry_run
+ * are ignored — a rollback always runs.
+ * - sliding window: ZREM the request's member(s) (`member`, `member:2`, …) — exact and idempotent;
+ * - token bucket: TAT −= interval·cost, never below now (a TAT at or behind now is a full bucket:
+ *   the key is deleted) — not idempotent: run it once;
+ * - token budget: nothing (check-only at admission).
+ * Reply: [places given back, now_ms].
+ */
+export const RollbackScript: AtomicScript<number[]> = {
+  name: 'rate-limit-rollback',
+  lua: `
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local member = ARGV[1]
+local n = tonumber(ARGV[4])
+local k = 1
+local undone = 0
+for i = 1, n do
+  local b = 4 + (i - 1) * ${ARGS_PER_POLICY}
+  local kind, limit, window, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
+  if kind == ${KIND_SLIDING_WINDOW} then
+    for j = 1, cost do
+      local m = member
+      if j > 1 then m = member .. ':' .. j end
+      undone = undone + redis.call('ZREM', KEYS[k], m)
+    end
+    k = k + 1
+  elseif kind == ${KIND_TOKEN_BUCKET} then
+    local tat = tonumber(redis.call('GET', KEYS[k]) or '0')
+    if cost > 0 and tat > now_us then
+      local back = tat - math.ceil(window * 1000 / limit) * cost
+      if back <= now_us then
+        redis.call('DEL', KEYS[k])
+      else
+        redis.call('SET', KEYS[k], back, 'PX', math.ceil((back - now_us) / 1000) + 1)
+      end
+      undone = undone + 1
+    end
+    k = k + 1
+  else
+    k = k + 2
+  end
+end
+return { undone, now_ms }
+`,
+  local(db, keys, args, nowMs) {
+    const nowUs = nowMs * 1000;
+    const member = args[0]!;
+    const n = Number(args[3]);
+    let k = 0;
+    let undone = 0;
+    for (let i = 0; i < n; i++) {
+      const b = 4 + i * ARGS_PER_POLICY;
+      const kind = Number(args[b]);
+      const limit = Number(args[b + 1]);
+      const window = Number(args[b + 2]);
+      const cost = Number(args[b + 4]);
+      if (kind === KIND_SLIDING_WINDOW) {
+        for (let j = 1; j <= cost; j++) undone += db.zrem(keys[k]!, j > 1 ? `${member}:${j}` : member);
+        k += 1;
+      } else if (kind === KIND_TOKEN_BUCKET) {
+        const tat = Number(db.get(keys[k]!) ?? '0');
+        if (cost > 0 && tat > nowUs) {
+          const back = tat - Math.ceil((window * 1000) / limit) * cost;
+          if (back <= nowUs) db.del(keys[k]!);
+          else db.set(keys[k]!, String(back), Math.ceil((back - nowUs) / 1000) + 1);
+          undone += 1;
+        }
+        k += 1;
+      } else {
+        k += 2;
+      }
+    }
+    return [undone, nowMs];
+  },
+};

@@ -7,7 +7,7 @@ import type { AppConfig, RateLimitConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import {
   RedisUnavailableError,
-  type RedisLiveness,
+  type LivenessSource,
   type RedisUnavailableCause,
 } from '../redis/redis-liveness.js';
 import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomic-store.js';
@@ -30,9 +30,11 @@ import {
   ChargeTokensScript,
   CLIENT_LIMITS_LUA,
   clientEvaluate,
+  KIND_TOKEN_BUCKET,
   clientReply,
   RESULTS_PER_POLICY,
   ResetScript,
+  RollbackScript,
   STALE,
 } from './rate-limit.scripts.js';
 import {
@@ -141,6 +143,8 @@ export class RateLimitService implements OnModuleInit {
   // Rate-limited warnings: one line per WARN_EVERY_MS with the count since the last one.
   private lastWarnAt = 0;
   private failuresSinceWarn = 0;
+  private lastRollbackWarnAt = 0;
+  private rollbackFailuresSinceWarn = 0;
 
   private readonly counters = {
     decisions: new Map<string, { allowed: number; limited: number }>(),
@@ -152,6 +156,8 @@ export class RateLimitService implements OnModuleInit {
     unavailable: new Map<string, number>(),
     tokensCharged: 0,
     chargeErrors: 0,
+    rollbacks: 0,
+    rollbackFailures: 0,
     latency: {
       count: 0,
       sumMs: 0,
@@ -165,7 +171,7 @@ export class RateLimitService implements OnModuleInit {
     @Inject(RATE_LIMIT_STORE) private readonly store: AtomicStore,
     private readonly clientIps: ClientIpService,
     private readonly keyLimits: KeyLimitsLookup,
-    @Optional() @Inject(RATE_LIMIT_LIVENESS) private readonly liveness: RedisLiveness | null = null,
+    @Optional() @Inject(RATE_LIMIT_LIVENESS) private readonly liveness: LivenessSource | null = null,
   ) {
     this.config = appConfig.rateLimit;
   }
@@ -268,6 +274,12 @@ export class RateLimitService implements OnModuleInit {
    * (admitted, no headers) — `rest` is then still the other step's reply.
    */
   async decideWith<T>(request: FastifyRequest, combined: CombinedRun<T>): Promise<CombinedDecision<T>> {
+    // a combined script spans the client's and the provider's slots: a cluster refuses it
+    // (CROSSSLOT), which would read as a store failure and fail open — callers check `stepped`
+    if (this.store.slotted)
+      throw new Error(
+        'decideWith needs a single Redis; on a Redis Cluster use decideDeferred (see `stepped`)',
+      );
     const policies = this.deferred.get(request) ?? [];
     this.deferred.delete(request);
     const started = performance.now();
@@ -391,6 +403,10 @@ export class RateLimitService implements OnModuleInit {
   }
 
   private async decideNow(policies: readonly Policy[]): Promise<DecisionResult> {
+    if (this.store.slotted) {
+      const steps = subjectSteps(policies);
+      if (steps.length > 1) return this.decideInSteps(policies, steps);
+    }
     let reply: number[];
     try {
       reply = await this.run(policies, false);
@@ -398,6 +414,100 @@ export class RateLimitService implements OnModuleInit {
       return this.failed(err);
     }
     return this.judged(policies, reply);
+  }
+
+  /**
+   * True on a Redis Cluster: a decision over several subjects runs as ordered single-slot steps
+   * (decideInSteps), so it cannot be folded into another script (the relay then decides the client
+   * limits with `decideDeferred` and acquires on the provider's slot separately).
+   */
+  get stepped(): boolean {
+    return this.store.slotted;
+  }
+
+  /**
+   * Redis Cluster: the policies of each subject (`steps`, in order: API key, user, IP — see
+   * subjectSteps) decided as one AdmissionScript run per subject, each atomic on its slot, all with
+   * the same member. Each step carries its own deadline, taken when it is sent (a step Redis runs
+   * after it answers STALE and changes nothing). The first step that refuses, answers STALE or
+   * fails ends the decision and rolls back the steps already committed (RollbackScript). The reply
+   * is merged in policy order from the steps that ran: a rolled-back step reports its state without
+   * the request; the policies of steps that never ran are not reported (no headers for them).
+   */
+  private async decideInSteps(policies: readonly Policy[], steps: Policy[][]): Promise<DecisionResult> {
+    const member = this.member();
+    const committed: { policies: Policy[]; keys: string[]; args: (string | number)[]; reply: number[] }[] =
+      [];
+    let refused: { policies: Policy[]; reply: number[] } | null = null;
+    for (const step of steps) {
+      // each step's own deadline (taken as it is sent): a busy loop between two steps delays the
+      // second, it does not make it stale
+      const { keys, args } = this.inputs(step, false, member, this.deadline());
+      let reply: number[];
+      try {
+        const sent = await this.send(AdmissionScript, keys, args);
+        reply = this.checked(step, sent.reply, sent.writtenAt);
+      } catch (err) {
+        await this.rollBack(committed, member);
+        return this.failed(err);
+      }
+      if (reply[0] !== ADMITTED) {
+        refused = { policies: step, reply };
+        break;
+      }
+      committed.push({ policies: step, keys, args, reply });
+    }
+    if (refused) {
+      await this.rollBack(committed, member);
+      for (const c of committed) withoutRequest(c.policies, c.reply);
+    }
+    const ran = [...committed, ...(refused ? [refused] : [])];
+    const order = new Map(policies.map((p, i) => [p, i]));
+    const results = ran
+      .flatMap((r) =>
+        r.policies.map((p, i) => ({
+          policy: p,
+          values: r.reply.slice(2 + i * RESULTS_PER_POLICY, 2 + (i + 1) * RESULTS_PER_POLICY),
+        })),
+      )
+      .sort((a, b) => order.get(a.policy)! - order.get(b.policy)!);
+    const last = ran[ran.length - 1]!.reply;
+    const merged = [refused ? refused.reply[0]! : ADMITTED, last[1]!, ...results.flatMap((r) => r.values)];
+    return this.judged(
+      results.map((r) => r.policy),
+      merged,
+    );
+  }
+
+  /**
+   * Gives back the places the committed steps took (one RollbackScript per step, in parallel: each
+   * on its own slot). A rollback that cannot run leaves its place taken until the policy's window
+   * expires it: counted (floodgate_rate_limit_rollbacks_total{result="failed"}) and logged, one line
+   * per WARN_EVERY_MS with the count since the last one.
+   */
+  private async rollBack(
+    committed: readonly { keys: string[]; args: (string | number)[] }[],
+    member: string,
+  ): Promise<void> {
+    await Promise.all(
+      committed.map(async (c) => {
+        this.counters.rollbacks++;
+        try {
+          await this.send(RollbackScript, c.keys, c.args);
+        } catch (err) {
+          this.counters.rollbackFailures++;
+          this.rollbackFailuresSinceWarn++;
+          const now = Date.now();
+          if (now - this.lastRollbackWarnAt < WARN_EVERY_MS) return;
+          this.logger.warn(
+            `rate limit rollback of ${c.keys[0] ?? '?'} (request ${member}) failed: ${err instanceof Error ? err.message : String(err)} — ` +
+              `its place stays taken until its window expires it; ${this.rollbackFailuresSinceWarn} rollback(s) failed since the last report`,
+          );
+          this.lastRollbackWarnAt = now;
+          this.rollbackFailuresSinceWarn = 0;
+        }
+      }),
+    );
   }
 
   /** A decision the store could not make: `overloaded` (stale) or `unavailable`, counted and logged. */
@@ -429,9 +539,11 @@ export class RateLimitService implements OnModuleInit {
   private inputs(
     policies: readonly Policy[],
     dryRun: boolean,
+    member = this.member(),
+    deadline = this.deadline(),
   ): { keys: string[]; args: (string | number)[] } {
     const keys: string[] = [];
-    const args: (string | number)[] = [this.member(), this.deadline(), dryRun ? 1 : 0, policies.length];
+    const args: (string | number)[] = [member, deadline, dryRun ? 1 : 0, policies.length];
     for (const p of policies) {
       keys.push(...p.keys);
       args.push(p.kind, p.limit, p.windowMs, p.burst, dryRun ? 0 : p.cost);
@@ -485,7 +597,9 @@ export class RateLimitService implements OnModuleInit {
       io.written = true;
       return { reply: await this.store.run(script, keys, args), writtenAt };
     }
-    const unavailable = this.liveness.unavailable();
+    // one Redis: its connection; a cluster: the connection to the master owning the keys' slot
+    const liveness = this.liveness.for(keys);
+    const unavailable = liveness.unavailable();
     if (unavailable) {
       this.counters.shortCircuited++;
       throw unavailable;
@@ -493,7 +607,7 @@ export class RateLimitService implements OnModuleInit {
     const writtenAt = localNow();
     io.written = true;
     const started = performance.now();
-    return { reply: await this.liveness.wait(this.store.run(script, keys, args), started), writtenAt };
+    return { reply: await liveness.wait(this.store.run(script, keys, args), started), writtenAt };
   }
 
   /** Learns the Redis clock from a reply's Redis time and the local time the command was written. */
@@ -683,6 +797,8 @@ export class RateLimitService implements OnModuleInit {
       unavailableByCause: Object.fromEntries(c.unavailable),
       tokensCharged: c.tokensCharged,
       chargeErrors: c.chargeErrors,
+      rollbacks: c.rollbacks,
+      rollbackFailures: c.rollbackFailures,
       decisionLatency: {
         count: c.latency.count,
         sumMs: c.latency.sumMs,
@@ -695,6 +811,32 @@ export class RateLimitService implements OnModuleInit {
       },
     };
   }
+}
+
+/**
+ * The policies grouped by subject, in the order their subjects first appear — `applicablePolicies`
+ * lists the API key (its request and TPM policies) first, then the user, then the IP; route
+ * policies join their subject's group. One group per hash slot (policies.ts subjectTag).
+ */
+export function subjectSteps(policies: readonly Policy[]): Policy[][] {
+  const groups = new Map<string, Policy[]>();
+  for (const p of policies) {
+    const g = groups.get(p.subject);
+    if (g) g.push(p);
+    else groups.set(p.subject, [p]);
+  }
+  return [...groups.values()];
+}
+
+/** A rolled-back step's reply as if it had not admitted the request: its place given back. */
+function withoutRequest(policies: readonly Policy[], reply: number[]): void {
+  policies.forEach((p, i) => {
+    if (p.cost === 0) return;
+    const b = 2 + i * RESULTS_PER_POLICY;
+    const capacity = p.kind === KIND_TOKEN_BUCKET ? p.burst : p.limit;
+    reply[b + 1] = Math.min(capacity, reply[b + 1]! + p.cost);
+    reply[b + 2] = Math.max(0, reply[b + 2]! - p.cost);
+  });
 }
 
 /** Redis ran the admission script after the decision's deadline: nothing was counted. */

@@ -154,6 +154,10 @@ export interface RateLimitStats {
   unavailableByCause: Record<string, number>;
   tokensCharged: number;
   chargeErrors: number;
+  /** Redis Cluster: committed per-subject steps rolled back because a later subject refused or failed. */
+  rollbacks: number;
+  /** …of which the rollback could not run (the place stays taken until its window expires it). */
+  rollbackFailures: number;
   /** Wall time of decisions (store round trip included), as a cumulative histogram. */
   decisionLatency: { count: number; sumMs: number; maxMs: number; buckets: { le: number; count: number }[] };
 }

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** Redis cannot answer: `reason` names the connection state that says so (logged, counted). */
 export class RedisUnavailableError extends Error {
@@ -43,7 +43,7 @@ export type RedisUnavailableCause = 'not_connected' | 'silent' | 'connection_los
  *   waiting gives up at once (they are behind it), and `unavailable()` answers without sending until
  *   a byte arrives again (a PING probe, sent one at a time, finds out) or the connection reconnects.
  */
-export class RedisLiveness {
+export class RedisLiveness implements LivenessSource {
   private lastByteAt = 0;
   private stalledAt: number | null = null;
   private probing = false;
@@ -69,6 +69,11 @@ export class RedisLiveness {
       this.stalledAt = null;
     });
     watch();
+  }
+
+  /** One Redis: every command is judged by this connection. */
+  for(): CommandLiveness {
+    return this;
   }
 
   /** True while Redis has been found silent and has not sent a byte since. */
@@ -178,4 +183,114 @@ export class RedisLiveness {
       },
     );
   }
+}
+
+/** What judges one command: RedisLiveness itself (one Redis), or the liveness of the node a command goes to. */
+export interface CommandLiveness {
+  readonly stalled: boolean;
+  unavailable(): RedisUnavailableError | null;
+  wait<T>(command: Promise<T>, writtenAt: number): Promise<T>;
+}
+
+/** The liveness that judges a command over `keys` (logical keys, without the deployment prefix). */
+export interface LivenessSource {
+  for(keys: readonly string[]): CommandLiveness;
+}
+
+/**
+ * RedisLiveness on a Redis Cluster: one per node connection of the watched Cluster client (created
+ * on first use, so nodes that join are covered; a node connection ioredis replaces gets a fresh
+ * one). A command over `keys` is judged by the liveness of the master owning their slot (every
+ * limiter command touches one slot: its keys share a hash tag), with the same rules as on one Redis:
+ * the node's connection not ready → unavailable at once; the node silent for `silenceMs` while the
+ * command waits → unavailable; our own busy loop → never.
+ *
+ * Not judged per node: any command while the cluster client itself is not ready (its slot map
+ * unknown), and a command with no keys — the limiter's start-up probe, answered only once every
+ * master's connection is ready (so the first decisions after start are not failure-mode ones).
+ * A command ioredis redirects (MOVED/ASK during a resharding) is still judged by the first node's
+ * silence; the node answered the redirection, so it is not silent, and the redirected node's
+ * silence counts only once the first node has been silent for `silenceMs` too.
+ */
+export class ClusterLiveness implements LivenessSource {
+  private readonly perNode = new WeakMap<Redis, RedisLiveness>();
+
+  constructor(
+    readonly cluster: Cluster,
+    readonly silenceMs: number,
+    /** The deployment prefix the store adds to every key (never contains braces). */
+    readonly prefix: string,
+  ) {}
+
+  for(keys: readonly string[]): CommandLiveness {
+    if (this.cluster.status !== 'ready')
+      return notReady(`redis cluster client is ${this.cluster.status}, not ready`);
+    if (keys.length === 0) {
+      // the start-up probe: answered once every master's connection is ready
+      const masters = this.cluster.nodes('master');
+      const waiting = masters.filter((n) => n.status !== 'ready');
+      waiting.forEach(connectIfIdle);
+      if (masters.length === 0 || waiting.length > 0)
+        return notReady(
+          `${waiting.length} of ${masters.length} redis cluster master connection(s) not ready`,
+        );
+      return this.ofNode(masters[0]!);
+    }
+    const node = this.nodeFor(`${this.prefix}:${keys[0]}`);
+    if (!node) return notReady('no redis cluster master serves this slot');
+    // never connected yet (ioredis connects nodes lazily): connect it, and refuse this command
+    // like any not-ready connection (a node still `connecting` would refuse it anyway)
+    connectIfIdle(node);
+    return this.ofNode(node);
+  }
+
+  private ofNode(node: Redis): RedisLiveness {
+    let liveness = this.perNode.get(node);
+    if (!liveness) {
+      liveness = new RedisLiveness(node, this.silenceMs);
+      this.perNode.set(node, liveness);
+    }
+    return liveness;
+  }
+
+  /** The master connection ioredis sends a command on `key` to (its slot map, as ioredis keeps it). */
+  private nodeFor(key: string): Redis | undefined {
+    const owners = this.cluster.slots[keySlot(key)];
+    const master = owners?.[0];
+    if (!master) return undefined;
+    return this.cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === master);
+  }
+}
+
+function connectIfIdle(node: Redis): void {
+  if (node.status === 'wait') node.connect().catch(() => undefined);
+}
+
+function notReady(message: string): CommandLiveness {
+  const err = (): RedisUnavailableError => new RedisUnavailableError('not_connected', message);
+  return {
+    stalled: false,
+    unavailable: err,
+    wait: () => Promise.reject(err()),
+  };
+}
+
+/** CRC16/XMODEM, the hash Redis Cluster uses for slots. */
+function crc16(data: Buffer): number {
+  let crc = 0;
+  for (const byte of data) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The cluster slot of a key: only the part between the first `{` and the next `}` when non-empty. */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  if (open !== -1) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) key = key.slice(open + 1, close);
+  }
+  return crc16(Buffer.from(key)) % 16384;
 }

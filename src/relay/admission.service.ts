@@ -81,6 +81,14 @@ export class AdmissionService {
   async first(request: FastifyRequest, providerId: string, priority: number): Promise<FirstAdmission> {
     if (!this.rateLimit.hasDeferred(request))
       return { verdict: null, result: await this.tryAcquire(providerId, priority, false) };
+    if (this.rateLimit.stepped) {
+      // Redis Cluster: the client limits (one step per subject, each on its slot, rolled back on a
+      // refusal) and then the provider step on the provider's slot — the dispatcher's own
+      // selection script. As in the single script, a provider refusal keeps the client steps.
+      const verdict = await this.rateLimit.decideDeferred(request);
+      if (verdict.error) return { verdict: { ...verdict, error: verdict.error }, result: null };
+      return { verdict, result: await this.tryAcquire(providerId, priority, false) };
+    }
     const options = this.options(providerId, priority, QueueMode.respectQueue);
     const prepared = await this.keyPool.prepareAcquire(providerId, options);
     if ('result' in prepared) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { LocalDb } from './local-db.js';
 
 /** What a script may return: Redis turns Lua numbers into integers, so fractions travel as strings. */
@@ -21,6 +21,11 @@ export interface AtomicScript<R extends ScriptValue = ScriptValue> {
 
 export abstract class AtomicStore {
   abstract readonly kind: 'memory' | 'redis';
+  /**
+   * True on a Redis Cluster: a script may only touch keys of one hash slot (one hash tag), so work
+   * over several slots runs as separate steps (docs/scaling.md, "Redis Cluster").
+   */
+  abstract readonly slotted: boolean;
   /** Runs the script atomically. Distributed: one round trip (EVALSHA, EVAL once on NOSCRIPT). */
   abstract run<R extends ScriptValue>(
     script: AtomicScript<R>,
@@ -31,6 +36,7 @@ export abstract class AtomicStore {
 
 export class MemoryAtomicStore extends AtomicStore {
   readonly kind = 'memory' as const;
+  readonly slotted = false;
   readonly db = new LocalDb();
 
   constructor() {
@@ -55,13 +61,16 @@ export class MemoryAtomicStore extends AtomicStore {
 
 export class RedisAtomicStore extends AtomicStore {
   readonly kind = 'redis' as const;
+  readonly slotted: boolean;
   private readonly shas = new Map<string, string>();
 
   constructor(
-    private readonly client: Redis,
+    /** One Redis, or a Redis Cluster (every script's keys share one slot). */
+    private readonly client: Redis | Cluster,
     private readonly prefix: string,
   ) {
     super();
+    this.slotted = client instanceof Cluster;
   }
 
   private sha(script: AtomicScript): string {

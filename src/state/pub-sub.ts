@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 export type Unsubscribe = () => Promise<void>;
 
@@ -40,9 +40,10 @@ export class RedisPubSub extends PubSub {
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
 
   constructor(
-    private readonly publisher: Redis,
+    /** One Redis or a Redis Cluster (PUBLISH is broadcast over the cluster bus). */
+    private readonly publisher: Redis | Cluster,
     /** A dedicated connection: a subscribed connection can do nothing else. ioredis resubscribes after reconnects. */
-    private readonly subscriber: Redis,
+    private readonly subscriber: Redis | Cluster,
     private readonly prefix: string,
   ) {
     super();

@@ -248,4 +248,9 @@ describe('docker/ files match the application', () => {
     expect(dockerfile).toContain('CMD ["node", "dist/src/main.js"]');
     expect(dockerfile).toMatch(/^STOPSIGNAL SIGTERM$/m);
   });
+
+  it('Dockerfile: glibc gives large buffers back (fixed mmap threshold, docs/performance.md memory)', () => {
+    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    expect(runtime).toMatch(/^\s+MALLOC_MMAP_THRESHOLD_=131072 \\$/m);
+  });
 });
