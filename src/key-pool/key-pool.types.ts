@@ -25,6 +25,10 @@ export interface KeyLease {
   inFlight: number;
   /** The concurrency limit enforced for this acquisition (null: none). */
   concurrencyLimit: ConcurrencyLimit;
+  /** The key's max_tpm when the slot was taken: which TPM window its answer charges (tpmBucketed). */
+  maxTpm: number | null;
+  /** The key's max_rpm when the slot was taken: which RPM window a request never sent leaves (rpmBucketed). */
+  maxRpm: number | null;
 }
 
 export type RefusalKind = 'cooling' | 'rate_limited' | 'saturated' | 'no_usable_keys' | 'gate';
@@ -157,8 +161,9 @@ export interface AdmissionGate {
  * answer), the way an AdmissionGate is composed into the selection script: Adaptive's retreat
  * window and learning step. It runs after the slot is freed and sees the key's in-flight count
  * after the release. Both halves must behave the same (contract-test them). Lua: the body of
- * `function(CK, CA, now, inFlight)` using redis.call; its return value (a table, string or number;
- * nil = nothing) comes back to `settled` as `output`.
+ * `function(K, A, ko, ao, na, now, inFlight)` using redis.call, its keys being K[ko + 1]… and its
+ * na args A[ao + 1] … A[ao + na] (the release's KEYS/ARGV read in place, not copied); its return
+ * value (a table, string or number; nil = nothing) comes back to `settled` as `output`.
  */
 export interface ReportContribution {
   /** Unique; part of the composed script's name. */

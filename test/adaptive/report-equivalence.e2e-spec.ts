@@ -14,6 +14,7 @@ import {
   releaseScript,
   type ReleaseResult,
 } from '../../src/key-pool/infrastructure/release.script.js';
+import { BUCKET_MS, WINDOW_BUCKETS } from '../../src/key-pool/infrastructure/window-buckets.js';
 import type { ScriptValue } from '../../src/state/atomic-store.js';
 import { LocalDb } from '../../src/state/local-db.js';
 import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
@@ -46,6 +47,10 @@ interface Seed {
   hk: Hash;
   rk: ZSet;
   tk: ZSet;
+  /** The TPM window as sub-buckets (window-buckets.ts), used instead of tk when the case's tpmBuckets. */
+  tb: Hash;
+  /** The RPM window as sub-buckets, used instead of rk when the case's rpmAt is set. */
+  rb: Hash;
   ik: ZSet;
   rt: Hash;
   rw: Hash;
@@ -59,6 +64,10 @@ interface Case {
   tokens: number;
   cooldownMs: number;
   notSent: boolean;
+  /** The key's TPM window is the sub-bucket hash (a large max_tpm or none), not the exact log. */
+  tpmBuckets: boolean;
+  /** The key's RPM window is the sub-bucket hash; the lease was acquired at this time (else null). */
+  rpmAt: number | null;
   /** null: the plain release (no contribution). */
   report: { answers: number; rate429s: number; retreat: RetreatArgs; learn: LearnOp | null } | null;
 }
@@ -71,7 +80,7 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const leaseId = `lease-${int(1, 1e9)}`;
-  const seed: Seed = { hk: {}, rk: [], tk: [], ik: [], rt: {}, rw: {}, ah: {} };
+  const seed: Seed = { hk: {}, rk: [], tk: [], tb: {}, rb: {}, ik: [], rt: {}, rw: {}, ah: {} };
 
   // KeyPool's key state
   if (r() < 0.9) seed.hk.lu = String(int(1, 1000));
@@ -93,6 +102,36 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
   if (tsKind === 'sum' && (seed.tk.length > 0 || r() < 0.3)) seed.hk.ts = String(sum);
   else if (tsKind === 'drift') seed.hk.ts = String(sum + int(1, 500));
   else if (tsKind === 'negative') seed.hk.ts = String(-int(1, 50));
+  // TPM sub-buckets: in the window, at its edge, long gone; s and lo consistent, drifted or missing
+  const tpmBuckets = r() < 0.5;
+  const bid = Math.floor(t0 / BUCKET_MS);
+  let bsum = 0;
+  let blo: number | null = null;
+  for (let i = 0, n = pick([0, 0, 1, 3, 8] as const); i < n; i++) {
+    const id = bid - pick([0, 0, 1, 5, WINDOW_BUCKETS - 1, WINDOW_BUCKETS, WINDOW_BUCKETS + 1, 200] as const);
+    const v = int(1, 900);
+    seed.tb[String(id)] = String(Number(seed.tb[String(id)] ?? 0) + v);
+    bsum += v;
+    blo = blo === null ? id : Math.min(blo, id);
+  }
+  if (blo !== null || r() < 0.2) {
+    const sKind = pick(['sum', 'sum', 'sum', 'drift', 'none'] as const);
+    if (sKind === 'sum') seed.tb.s = String(bsum);
+    else if (sKind === 'drift') seed.tb.s = String(bsum + int(1, 500));
+    const loKind = pick(['exact', 'exact', 'lower', 'none'] as const);
+    if (loKind === 'exact' && blo !== null) seed.tb.lo = String(blo);
+    else if (loKind === 'lower') seed.tb.lo = String((blo ?? bid) - int(1, 100));
+  }
+  // RPM sub-buckets: the lease's acquisition bucket present (0, 1 or more), or gone
+  const rpmAt = r() < 0.4 ? t0 - pick([10, 5000, 30_000, 61_000] as const) : null;
+  if (rpmAt !== null && r() < 0.8) {
+    const id = Math.floor(rpmAt / BUCKET_MS);
+    const v = pick([0, 1, 1, 7] as const);
+    seed.rb[String(id)] = String(v);
+    seed.rb[String(id - 3)] = '4';
+    seed.rb.s = String(v + 4);
+    seed.rb.lo = String(id - 3);
+  }
   // in-flight leases: ours (live or expired), others live or expired
   if (r() < 0.85) seed.ik.push([t0 + pick([30_000, -1000] as const), leaseId]);
   for (let i = 0, n = int(0, 5); i < n; i++)
@@ -124,6 +163,30 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     const n = int(0, heavy ? 40 : 8);
     seed.rw[`n${sid % 10}`] = String(n);
     seed.rw[`e${sid % 10}`] = String(heavy ? int(0, n) : pick([0, 0, 0, 1] as const));
+  }
+  // the window's totals (report.lua): for this slot (the answer path's fast path) and consistent,
+  // drifted, for an older slot, or absent (a window written before they existed)
+  const totals = pick(['none', 'cur', 'cur', 'cur', 'drift', 'old'] as const);
+  if (totals !== 'none') {
+    const i = cur % 10;
+    if (totals !== 'old' && seed.rw[`s${i}`] !== String(cur)) {
+      seed.rw[`s${i}`] = String(cur);
+      seed.rw[`n${i}`] = String(int(0, heavy ? 40 : 8));
+      seed.rw[`e${i}`] = '0';
+    }
+    let N = 0;
+    let E = 0;
+    for (let j = 0; j < 10; j++) {
+      const sid = Number(seed.rw[`s${j}`] ?? NaN);
+      if (sid > cur - 10 && sid <= cur) {
+        N += Number(seed.rw[`n${j}`] ?? 0);
+        E += Number(seed.rw[`e${j}`] ?? 0);
+      }
+    }
+    if (totals === 'drift') N += int(1, 5);
+    seed.rw.c = `${totals === 'old' ? cur - 1 : cur}:${windowMs}`;
+    seed.rw.N = String(N);
+    seed.rw.E = String(E);
   }
 
   // Adaptive: the key's learning state
@@ -198,6 +261,8 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     tokens: pick([0, 0, int(1, 5000)] as const),
     cooldownMs: pick([0, 0, 0, 0, 30_000, 5000] as const),
     notSent,
+    tpmBuckets,
+    rpmAt,
     report,
   };
 }
@@ -211,6 +276,8 @@ function inputs(c: Case): { keys: string[]; args: string[] } {
     cooldownMs: c.cooldownMs,
     notSent: c.notSent,
     hashTtlMs: 86_400_000,
+    tpmBuckets: c.tpmBuckets,
+    rpmBuckets: c.rpmAt !== null ? { acquiredAtMs: c.rpmAt } : null,
     contribution: c.report ? encodeReport({ providerId: c.providerId, keyId: c.keyId, ...c.report }) : null,
   });
 }
@@ -220,8 +287,8 @@ function touched(c: Case): [string, 'hash' | 'zset'][] {
   const { keys } = inputs({ ...c, report: c.report ?? reportStub() });
   return [
     [keys[0]!, 'hash'],
-    [keys[1]!, 'zset'],
-    [keys[2]!, 'zset'],
+    [keys[1]!, c.rpmAt !== null ? 'hash' : 'zset'],
+    [keys[2]!, c.tpmBuckets ? 'hash' : 'zset'],
     [keys[3]!, 'zset'],
     [keys[4]!, 'hash'],
     [keys[5]!, 'hash'],
@@ -249,6 +316,8 @@ function reportStub(): NonNullable<Case['report']> {
   };
 }
 const SEED_OF: (keyof Seed)[] = ['hk', 'rk', 'tk', 'ik', 'rt', 'rw', 'ah'];
+const seedOf = (c: Case, j: number) =>
+  j === 2 && c.tpmBuckets ? c.seed.tb : j === 1 && c.rpmAt !== null ? c.seed.rb : c.seed[SEED_OF[j]!];
 
 const deep = (v: unknown): unknown => (Array.isArray(v) ? v.map(deep) : String(v));
 /** TTL class: none, missing, or the remaining seconds (rounded to 5 s). */
@@ -292,7 +361,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       const full = (k: string) => `${prefix}:${k}`;
       for (const c of cases) {
         touched(c).forEach(([k], j) => {
-          const s = c.seed[SEED_OF[j]!];
+          const s = seedOf(c, j);
           if (Array.isArray(s)) {
             if (s.length) p.zadd(full(k), ...s.flatMap(([score, m]) => [score, m]));
           } else if (Object.keys(s).length) p.hset(full(k), s);
@@ -312,7 +381,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       for (const c of cases) {
         const keys = touched(c);
         keys.forEach((_, j) => {
-          const s = c.seed[SEED_OF[j]!];
+          const s = seedOf(c, j);
           if (Array.isArray(s) ? s.length : Object.keys(s).length) at++;
         });
         const before = ms(res[at]![1]);
@@ -339,7 +408,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           const db = new LocalDb();
           db.now = now;
           keys.forEach(([k], j) => {
-            const s = c.seed[SEED_OF[j]!];
+            const s = seedOf(c, j);
             if (Array.isArray(s)) for (const [score, m] of s) db.zadd(k, score, m);
             else if (Object.keys(s).length) db.hset(k, s);
           });
@@ -365,10 +434,20 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
 
         // what the grid reached
         const rel = decodeRelease(ts.out as ReleaseResult);
-        if (c.tokens > 0) count(c.seed.tk.some(([s]) => s <= before - 60_000) ? 'tpm:trim' : 'tpm:no-trim');
+        if (c.tokens > 0 && !c.tpmBuckets)
+          count(c.seed.tk.some(([s]) => s <= before - 60_000) ? 'tpm:trim' : 'tpm:no-trim');
+        if (c.tokens > 0 && c.tpmBuckets) {
+          const opened = c.seed.tb[String(Math.floor(before / BUCKET_MS))] === undefined;
+          const stale = Object.keys(c.seed.tb).some(
+            (f) => f !== 's' && f !== 'lo' && Number(f) < Math.floor(before / BUCKET_MS) - WINDOW_BUCKETS,
+          );
+          count(`tpb:${opened ? 'new-bucket' : 'same-bucket'}${opened && stale ? '+trim' : ''}`);
+        }
         if (rel.cooldownUntilMs > 0) count('cooldown');
-        if (c.notSent) count('notSent');
+        if (c.notSent) count(c.rpmAt !== null ? 'notSent:rpb' : 'notSent');
         if (rel.contribution !== null) {
+          const tag = `${Math.floor(before / Math.ceil(c.report!.retreat.windowMs / 10))}:${c.report!.retreat.windowMs}`;
+          count(c.seed.rw.c === tag ? 'window:totals' : 'window:sum');
           const rep = decodeReport(rel.contribution as ScriptValue);
           count(`retreat:${rep.retreat[4] || 'none'}`);
           if (rep.learn) count(`learn:${c.report!.learn!.op}:${rep.learn.code}`);
@@ -381,8 +460,14 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
     for (const k of [
       'tpm:trim',
       'tpm:no-trim',
+      'tpb:new-bucket',
+      'tpb:new-bucket+trim',
+      'tpb:same-bucket',
       'cooldown',
       'notSent',
+      'notSent:rpb',
+      'window:totals',
+      'window:sum',
       'retreat:none',
       'retreat:enter',
       'retreat:cut',

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdmissionGate, ConcurrencyLimit } from '../../src/key-pool/key-pool.types.js';
 import {
+  allKeyNames,
   composeInputs,
   keyNames,
   releaseLateScript,
@@ -14,6 +15,7 @@ import {
   type SelectionResult,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
 import { encodeRelease, releaseScript } from '../../src/key-pool/infrastructure/release.script.js';
+import { tpmBucketed } from '../../src/key-pool/infrastructure/window-buckets.js';
 import {
   AtomicStore,
   MemoryAtomicStore,
@@ -119,11 +121,12 @@ class Pool {
     leaseId: string,
     opts: { tokens?: number; cooldownMs?: number; notSent?: boolean } = {},
   ) {
-    return this.store.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, opts));
+    const buckets = tpmBucketed(this.candidates.find((c) => c.keyId === keyId)?.maxTpm);
+    return this.store.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, { ...opts, buckets }));
   }
 
   snapshot(keyId: string) {
-    return this.store.run(snapshotScript, keyNames(this.providerId, keyId), []);
+    return this.store.run(snapshotScript, allKeyNames(this.providerId, keyId), []);
   }
 }
 
@@ -187,6 +190,22 @@ describe.each([
     expect(refused.r[1]).toBe('rate_limited');
     expect(refused.r[2]).toBeGreaterThan(59_000);
     expect((await pool.snapshot('a'))[1]).toBe(1100);
+  });
+
+  it('TPM above TPM_EXACT_MAX (sub-bucket window): charges fill it, refusal at max_tpm says when the oldest bucket leaves', async () => {
+    const pool = new Pool(impl.store, [key('a', 1, { maxTpm: 20_000 })]);
+    const l1 = await pool.acquire();
+    await pool.report('a', l1.leaseId, { tokens: 12_000 });
+    const l2 = await pool.acquire();
+    expect(l2.keyId).toBe('a');
+    await pool.report('a', l2.leaseId, { tokens: 9000 });
+    const refused = await pool.acquire();
+    expect(refused.r[0]).toBe(0);
+    expect(refused.r[1]).toBe('rate_limited');
+    // the first charge's bucket leaves 60–61 s after it
+    expect(refused.r[2]).toBeGreaterThan(59_000);
+    expect(refused.r[2]).toBeLessThanOrEqual(61_000);
+    expect((await pool.snapshot('a'))[1]).toBe(21_000);
   });
 
   it('cooldown: the key is skipped until it passes, then serves again by itself; refusal carries the earliest recovery', async () => {
@@ -324,7 +343,7 @@ function releaseInputs(
   providerId: string,
   keyId: string,
   leaseId: string,
-  opts: { tokens?: number; cooldownMs?: number; notSent?: boolean },
+  opts: { tokens?: number; cooldownMs?: number; notSent?: boolean; buckets?: boolean },
 ): [string[], string[]] {
   const { keys, args } = encodeRelease({
     providerId,
@@ -334,6 +353,7 @@ function releaseInputs(
     cooldownMs: opts.cooldownMs ?? 0,
     notSent: opts.notSent === true,
     hashTtlMs: 86_400_000,
+    tpmBuckets: opts.buckets === true,
   });
   return [keys, args];
 }

@@ -4,12 +4,19 @@ import type { AcquireStep, ConcurrencyLimit } from '../../src/key-pool/key-pool.
 import {
   composeInputs,
   keyNames,
+  lruKey,
   providerLua,
   selectionInputs,
   selectionScript,
   sequenceKey,
   type SelectionCandidate,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
+import {
+  BUCKET_MS,
+  rpmBucketed,
+  tpmBucketed,
+  WINDOW_BUCKETS,
+} from '../../src/key-pool/infrastructure/window-buckets.js';
 import { CLIENT_LIMITS_STEP } from '../../src/rate-limit/rate-limit.service.js';
 import {
   ADMITTED,
@@ -127,30 +134,69 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
   const providerId = `p${tag}`;
   const candidates: SelectionCandidate[] = [];
   const nKeys = int(1, 3);
+  const lru: [number, string][] = [];
   for (let i = 0; i < nKeys; i++) {
     const keyId = `k${i}`;
-    const [hk, rk, tk, ik] = keyNames(providerId, keyId);
-    const maxRpm = pick([null, 1, 2, 3]);
-    const maxTpm = pick([null, null, 100]);
+    // max_tpm 20,000 is above TPM_EXACT_MAX: its window is the sub-bucket hash (:tpb)
+    const maxTpm = pick([null, null, 100, 20_000]);
+    // max_rpm 5,000 is above RPM_EXACT_MAX: its window is the sub-bucket hash (:rpb)
+    const maxRpm = pick([null, 1, 2, 3, 5000]);
+    const [hk, rk, tk, ik] = keyNames(providerId, keyId, tpmBucketed(maxTpm), rpmBucketed(maxRpm));
     const concurrency: ConcurrencyLimit = pick([
       { kind: 'none' },
       { kind: 'fixed', limit: int(1, 2) },
       { kind: 'learned', initial: 2 },
     ] as ConcurrencyLimit[]);
     const fields: Record<string, string> = {};
-    if (r() < 0.6) fields.lu = String(int(1, 20));
+    // the key's place in the provider's LRU set (ties broken by candidate order)
+    if (r() < 0.6) lru.push([int(1, 20), keyId]);
     if (r() < 0.2) fields.cd = String(t0 + pick([-30_000, 30_000]));
+    // when the selection last renewed the hash's TTL: recently (no renewal now) or long ago
+    if (r() < 0.5) fields.rx = String(t0 - pick([1000, 30 * 3_600_000]));
     if (concurrency.kind === 'learned' && r() < 0.6) fields.cl = String(int(1, 3));
-    const rpmN = int(0, 3);
+    const rpmN = maxRpm === 5000 ? 0 : int(0, 3);
+    if (maxRpm === 5000 && r() < 0.7) {
+      const bid = Math.floor(t0 / BUCKET_MS);
+      const b: Record<string, string> = {};
+      let sum = 0;
+      let lo = bid;
+      for (let j = 0, n = int(1, 3); j < n; j++) {
+        const id = bid - pick([0, 2, WINDOW_BUCKETS, WINDOW_BUCKETS + 1, 100]);
+        const v = pick([1000, 2500, 4999]);
+        b[String(id)] = String(Number(b[String(id)] ?? 0) + v);
+        sum += v;
+        lo = Math.min(lo, id);
+      }
+      b.s = String(sum);
+      b.lo = String(lo);
+      seeds.push({ type: 'hash', key: rk, fields: b });
+    }
     if (rpmN > 0)
       seeds.push({
         type: 'zset',
         key: rk,
         entries: Array.from({ length: rpmN }, (_, j) => [t0 - int(1_000, 50_000), `r${j}`]),
       });
-    if (maxTpm && r() < 0.5) {
+    if (maxTpm === 100 && r() < 0.5) {
       seeds.push({ type: 'zset', key: tk, entries: [[t0 - int(1_000, 50_000), 'x:120']] });
       fields.ts = '120';
+    }
+    if (maxTpm === 20_000 && r() < 0.7) {
+      // buckets in the window, at its edge and gone; s consistent; lo exact or lower (a trim is due)
+      const bid = Math.floor(t0 / BUCKET_MS);
+      const b: Record<string, string> = {};
+      let sum = 0;
+      let lo = bid;
+      for (let j = 0, n = int(1, 4); j < n; j++) {
+        const id = bid - pick([0, 1, 30, WINDOW_BUCKETS - 1, WINDOW_BUCKETS, WINDOW_BUCKETS + 1, 300]);
+        const v = pick([2000, 7000, 12_000]);
+        b[String(id)] = String(Number(b[String(id)] ?? 0) + v);
+        sum += v;
+        lo = Math.min(lo, id);
+      }
+      b.s = String(sum);
+      b.lo = String(lo - pick([0, 0, 5]));
+      seeds.push({ type: 'hash', key: tk, fields: b });
     }
     if (Object.keys(fields).length) seeds.push({ type: 'hash', key: hk, fields });
     const infN = int(0, 2);
@@ -170,6 +216,7 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
     });
   }
   candidates.sort((a, b) => a.priority - b.priority);
+  if (lru.length > 0) seeds.push({ type: 'zset', key: lruKey(providerId), entries: lru });
   const [wait, jobs] = queueKeys(providerId);
   if (r() < 0.3) {
     const p = int(1, 4);
@@ -193,9 +240,10 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
   };
   const providerKeys = [
     sequenceKey(providerId),
+    lruKey(providerId),
     wait,
     jobs,
-    ...candidates.flatMap((c) => keyNames(providerId, c.keyId)),
+    ...candidates.flatMap((c) => keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm), rpmBucketed(c.maxRpm))),
   ];
   return { seeds, clientKeys, clientArgs, bucketKeys, policies, providerKeys, step };
 }

@@ -4,7 +4,8 @@
 --      state machine (ad:{p}:rt) runs once (rules: domain/retreat-machine.ts);
 --   2. when the answer calls for it, the key's learning step (learn.lua: a 429, or an increase the
 --      instance decided from its utilisation samples) on kp:{p}:k:<id> / ad:{p}:k:<id>.
--- This file is the body of `function(CK, CA, now, inFlight)`; report.script.ts puts
+-- This file is the body of `function(K, A, ko, ao, na, now, inFlight)` (its KEYS from K[ko + 1],
+-- its na ARGV from A[ao + 1]: CK and CA below, read in place); report.script.ts puts
 -- `local function fg_learn(KEYS, ARGV, NOW) <learn.lua> end` in front of it. The TypeScript half
 -- is `localReport` in report.script.ts; test/adaptive/report-equivalence.e2e-spec.ts runs
 -- randomised states × answers through both and compares replies and stored state.
@@ -17,49 +18,62 @@
 --
 -- Writes only what changes: the window's slot is (re)started with one HSET, and only then are the
 -- TTLs of rw and rt renewed (a slot is far shorter than either TTL); rt is written only when the
--- state machine changed a field (a steady NORMAL provider's answers cost HGETALL, HINCRBY, HMGET).
+-- state machine changed a field (a steady NORMAL provider's answers cost HMGET, 2 HINCRBY, HMGET).
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local WINDOW_SLOTS = 10                 -- WINDOW_SLOTS
 local ACCEPTED_MARGIN_PERMILLE = 900    -- ACCEPTED_MARGIN_PERMILLE
 local RT_TTL_MS = 86400000              -- RT_TTL_MS
 
-local rt, rw = CK[1], CK[2]
-local A = {}
-for i = 1, 13 do A[i] = tonumber(CA[i]) or 0 end
+local rt, rw = K[ko + 1], K[ko + 2]
+local function arg(i) return tonumber(A[ao + i]) or 0 end
 local addN, addE, windowMs, minSamples, enterP, exitP, holdMs, factorP, minFactorP, stepP, stepMs, baseRpm =
-  A[1], A[2], A[3], A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12]
-local enabled = CA[13] == '1'
+  arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9), arg(10), arg(11), arg(12)
+local enabled = A[ao + 13] == '1'
 
--- 1a. the window
+-- 1a. the window. Its totals N and E are kept in the hash too, for the slot (and window length)
+-- they were summed at (field c = '<slot>:<windowMs>'): while the slot is the same, no slot leaves
+-- the window, so an answer adds to its slot and to N/E (HMGET + HINCRBYs); the first answer of a
+-- new slot reads every slot (HGETALL), restarts its own and sums them again.
 local slotMs = math.ceil(windowMs / WINDOW_SLOTS)
 local curSlot = math.floor(now / slotMs)
-local h = {}
-local all = redis.call('HGETALL', rw)
-for j = 1, #all, 2 do h[all[j]] = tonumber(all[j + 1]) end
+local tag = curSlot .. ':' .. windowMs
+local i = curSlot % WINDOW_SLOTS
 local fresh = false
-if addN > 0 then
-  local i = curSlot % WINDOW_SLOTS
-  if h['s' .. i] ~= curSlot then
-    redis.call('HSET', rw, 's' .. i, curSlot, 'n' .. i, addN, 'e' .. i, addE)
-    redis.call('PEXPIRE', rw, windowMs * 2 + 1000)
-    h['s' .. i] = curSlot; h['n' .. i] = addN; h['e' .. i] = addE
-    fresh = true
-  else
-    redis.call('HINCRBY', rw, 'n' .. i, addN)
-    h['n' .. i] = (h['n' .. i] or 0) + addN
-    if addE > 0 then
-      redis.call('HINCRBY', rw, 'e' .. i, addE)
+local N, E = 0, 0
+local tot = redis.call('HMGET', rw, 'c', 'N', 'E')
+if addN > 0 and tot[1] == tag then
+  N = (tonumber(tot[2]) or 0) + addN
+  E = (tonumber(tot[3]) or 0) + addE
+  redis.call('HINCRBY', rw, 'n' .. i, addN)
+  redis.call('HINCRBY', rw, 'N', addN)
+  if addE > 0 then
+    redis.call('HINCRBY', rw, 'e' .. i, addE)
+    redis.call('HINCRBY', rw, 'E', addE)
+  end
+else
+  local h = {}
+  local all = redis.call('HGETALL', rw)
+  for j = 1, #all, 2 do h[all[j]] = tonumber(all[j + 1]) end
+  if addN > 0 then
+    if h['s' .. i] ~= curSlot then
+      h['s' .. i] = curSlot; h['n' .. i] = addN; h['e' .. i] = addE
+      fresh = true
+    else
+      h['n' .. i] = (h['n' .. i] or 0) + addN
       h['e' .. i] = (h['e' .. i] or 0) + addE
     end
   end
-end
-local N, E = 0, 0
-for i = 0, WINDOW_SLOTS - 1 do
-  local sid = h['s' .. i]
-  if sid ~= nil and sid > curSlot - WINDOW_SLOTS and sid <= curSlot then
-    N = N + (h['n' .. i] or 0)
-    E = E + (h['e' .. i] or 0)
+  for j = 0, WINDOW_SLOTS - 1 do
+    local sid = h['s' .. j]
+    if sid ~= nil and sid > curSlot - WINDOW_SLOTS and sid <= curSlot then
+      N = N + (h['n' .. j] or 0)
+      E = E + (h['e' .. j] or 0)
+    end
+  end
+  if addN > 0 then
+    redis.call('HSET', rw, 's' .. i, curSlot, 'n' .. i, h['n' .. i], 'e' .. i, h['e' .. i] or 0, 'c', tag, 'N', N, 'E', E)
+    if fresh then redis.call('PEXPIRE', rw, windowMs * 2 + 1000) end
   end
 end
 
@@ -117,13 +131,13 @@ end
 local retreat = {st, f, N, E, event, st0, base, accepted}
 
 -- 2. the learning step, when there is one
-if #CA > 13 then
+if na > 13 then
   local LA = {}
-  for i = 14, #CA do LA[#LA + 1] = CA[i] end
+  for i = 14, na do LA[#LA + 1] = A[ao + i] end
   if LA[1] == '429' then
     local at = tonumber(LA[3]) or 0
     if inFlight + 1 > at then LA[3] = tostring(inFlight + 1) end
   end
-  return {retreat, fg_learn({CK[3], CK[4]}, LA, now)}
+  return {retreat, fg_learn({K[ko + 3], K[ko + 4]}, LA, now)}
 end
 return {retreat}

@@ -151,37 +151,47 @@ export function localReport(
   while (A.length < 13) A.push(0);
   const [addN, addE, windowMs] = A as [number, number, number];
 
-  // 1a. the window
+  // 1a. the window (totals kept for the slot they were summed at: see report.lua)
   const slotMs = Math.ceil(windowMs / WINDOW_SLOTS);
   const cur = Math.floor(now / slotMs);
-  const h: Record<string, number> = {};
-  for (const [k, v] of Object.entries(db.hgetall(rw))) h[k] = Number(v);
+  const tag = `${cur}:${windowMs}`;
+  const i = cur % WINDOW_SLOTS;
   let fresh = false;
-  if (addN > 0) {
-    const i = cur % WINDOW_SLOTS;
-    if (h[`s${i}`] !== cur) {
-      db.hset(rw, { [`s${i}`]: cur, [`n${i}`]: addN, [`e${i}`]: addE });
-      db.pexpire(rw, windowMs * 2 + 1000);
-      h[`s${i}`] = cur;
-      h[`n${i}`] = addN;
-      h[`e${i}`] = addE;
-      fresh = true;
-    } else {
-      db.hincrby(rw, `n${i}`, addN);
-      h[`n${i}`] = (h[`n${i}`] ?? 0) + addN;
-      if (addE > 0) {
-        db.hincrby(rw, `e${i}`, addE);
+  let N = 0;
+  let E = 0;
+  if (addN > 0 && db.hget(rw, 'c') === tag) {
+    N = n(db.hget(rw, 'N'), 0) + addN;
+    E = n(db.hget(rw, 'E'), 0) + addE;
+    db.hincrby(rw, `n${i}`, addN);
+    db.hincrby(rw, 'N', addN);
+    if (addE > 0) {
+      db.hincrby(rw, `e${i}`, addE);
+      db.hincrby(rw, 'E', addE);
+    }
+  } else {
+    const h: Record<string, number> = {};
+    for (const [k, v] of Object.entries(db.hgetall(rw))) h[k] = Number(v);
+    if (addN > 0) {
+      if (h[`s${i}`] !== cur) {
+        h[`s${i}`] = cur;
+        h[`n${i}`] = addN;
+        h[`e${i}`] = addE;
+        fresh = true;
+      } else {
+        h[`n${i}`] = (h[`n${i}`] ?? 0) + addN;
         h[`e${i}`] = (h[`e${i}`] ?? 0) + addE;
       }
     }
-  }
-  let N = 0;
-  let E = 0;
-  for (let i = 0; i < WINDOW_SLOTS; i++) {
-    const sid = h[`s${i}`];
-    if (sid !== undefined && !Number.isNaN(sid) && sid > cur - WINDOW_SLOTS && sid <= cur) {
-      N += h[`n${i}`] ?? 0;
-      E += h[`e${i}`] ?? 0;
+    for (let j = 0; j < WINDOW_SLOTS; j++) {
+      const sid = h[`s${j}`];
+      if (sid !== undefined && !Number.isNaN(sid) && sid > cur - WINDOW_SLOTS && sid <= cur) {
+        N += h[`n${j}`] ?? 0;
+        E += h[`e${j}`] ?? 0;
+      }
+    }
+    if (addN > 0) {
+      db.hset(rw, { [`s${i}`]: cur, [`n${i}`]: h[`n${i}`]!, [`e${i}`]: h[`e${i}`] ?? 0, c: tag, N, E });
+      if (fresh) db.pexpire(rw, windowMs * 2 + 1000);
     }
   }
 
@@ -243,10 +253,10 @@ export const retreatRecordScript: AtomicScript<RecordResult> = {
   name: 'adaptive-retreat-record',
   lua: `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function fg_report(CK, CA, now, inFlight)
+local function fg_report(K, A, ko, ao, na, now, inFlight)
 ${ADAPTIVE_REPORT.lua}
 end
-local out = fg_report({KEYS[1], KEYS[2]}, {unpack(ARGV, 1, 13)}, now, 0)
+local out = fg_report(KEYS, ARGV, 0, 0, 13, now, 0)
 return out[1]
 `,
   local(db, keys, args, now) {

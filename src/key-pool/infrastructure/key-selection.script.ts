@@ -1,16 +1,37 @@
 import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
 import type { LocalDb } from '../../state/local-db.js';
 import { keyInFlightKey, keyStateKey, type AdmissionGate, type ConcurrencyLimit } from '../key-pool.types.js';
+import {
+  BUCKET_MS,
+  LUA_WINDOW_BUCKETS,
+  RPM_EXACT_MAX,
+  TPM_EXACT_MAX,
+  WINDOW_BUCKETS,
+  rpmBucketed,
+  tpmBucketed,
+  wbAdd,
+  wbPeek,
+  wbReady,
+  wbSum,
+} from './window-buckets.js';
 
 /**
  * The KeyPool's atomic steps, each written twice (Redis Lua / LocalDb), see docs/key-pool.md.
  *
  * Store layout per upstream key (all keys of a provider share the hash tag {providerId}):
- *   kp:{p}:k:<id>       hash   lu = LRU sequence, cd = cooldown until (ms), ts = tokens in window, cl = learned concurrency limit
- *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with max_rpm
- *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time
+ *   kp:{p}:k:<id>       hash   cd = cooldown until (ms), ts = tokens in the exact TPM log,
+ *                              cl = learned concurrency limit, rx = when the selection last renewed the hash's TTL
+ *   kp:{p}:k:<id>:rpm   zset   one member per admitted request (leaseId), score = admission time; kept only with
+ *                              a max_rpm <= RPM_EXACT_MAX (the exact RPM log)
+ *   kp:{p}:k:<id>:rpb   hash   the RPM window as sub-buckets (window-buckets.ts) for a larger max_rpm
+ *   kp:{p}:k:<id>:tpm   zset   one member per charged response ("leaseId:tokens"), score = report time;
+ *                              the exact TPM log, kept only for a max_tpm <= TPM_EXACT_MAX
+ *   kp:{p}:k:<id>:tpb   hash   the TPM window as sub-buckets (window-buckets.ts) for every other key
+ *                              (a larger max_tpm, or none: then only read for usage)
  *   kp:{p}:k:<id>:inf   zset   in-flight leases, score = lease expiry
  *   kp:{p}:seq          string provider-wide use counter (LRU order that is exact across instances)
+ *   kp:{p}:lru          zset   member = key id, score = the seq of its last selection (a key not in it: 0);
+ *                              replaces the hash field lu (read per candidate before)
  *
  * INVARIANT of the selection script: for every key, the number of members of its rpm set with a score
  * in (now - 60 s, now] never exceeds max_rpm, because the only writer of that set is this script, it
@@ -24,13 +45,41 @@ export const SATURATED_RETRY_MS = 1000;
 export const CANDIDATE_KEY_STRIDE = 4;
 export const CANDIDATE_ARG_STRIDE = 7;
 
-export function keyNames(providerId: string, keyId: string): [string, string, string, string] {
+/**
+ * The four keys of an upstream key the scripts take: hash, rpm, the TPM window (the exact log
+ * `:tpm`, or the sub-bucket window `:tpb` when `tpmBuckets`: see `tpmBucketed(maxTpm)`), inf.
+ */
+export function keyNames(
+  providerId: string,
+  keyId: string,
+  tpmBuckets = false,
+  rpmBuckets = false,
+): [string, string, string, string] {
   const hash = keyStateKey(providerId, keyId);
-  return [hash, `${hash}:rpm`, `${hash}:tpm`, keyInFlightKey(providerId, keyId)];
+  return [
+    hash,
+    `${hash}:${rpmBuckets ? 'rpb' : 'rpm'}`,
+    `${hash}:${tpmBuckets ? 'tpb' : 'tpm'}`,
+    keyInFlightKey(providerId, keyId),
+  ];
+}
+
+/** Every state key of an upstream key (snapshot, clear): hash, rpm log, tpm log, inf, tpm buckets, rpm buckets. */
+export function allKeyNames(
+  providerId: string,
+  keyId: string,
+): [string, string, string, string, string, string] {
+  const [hash, rpm, tpm, inf] = keyNames(providerId, keyId);
+  return [hash, rpm, tpm, inf, `${hash}:tpb`, `${hash}:rpb`];
 }
 
 export function sequenceKey(providerId: string): string {
   return `kp:{${providerId}}:seq`;
+}
+
+/** The provider's LRU set: member = key id, score = the `seq` value of the key's last selection. */
+export function lruKey(providerId: string): string {
+  return `kp:{${providerId}}:lru`;
 }
 
 export interface SelectionCandidate {
@@ -51,10 +100,10 @@ export function selectionInputs(
   leaseTtlMs: number,
   hashTtlMs: number,
 ): { keys: string[]; args: string[] } {
-  const keys = [sequenceKey(providerId)];
+  const keys = [sequenceKey(providerId), lruKey(providerId)];
   const args = [leaseId, String(leaseTtlMs), String(hashTtlMs), String(candidates.length)];
   for (const c of candidates) {
-    keys.push(...keyNames(providerId, c.keyId));
+    keys.push(...keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm), rpmBucketed(c.maxRpm)));
     const mode = c.concurrency.kind === 'fixed' ? 1 : c.concurrency.kind === 'learned' ? 2 : 0;
     const value =
       c.concurrency.kind === 'fixed'
@@ -89,7 +138,7 @@ export type SelectionResult =
 // Lua half
 // ---------------------------------------------------------------------------------------------
 
-const LUA_HELPERS = `
+const LUA_HELPERS = `${LUA_WINDOW_BUCKETS}
 local function fg_tokens(member)
   return tonumber(string.match(member, ':(%d+)$') or '0') or 0
 end
@@ -114,9 +163,11 @@ end
 
 const LUA_SELECT = `
 -- K/A: the caller's KEYS/ARGV; the selection's part starts after ko keys / ao args (read in place,
--- not copied). Per candidate one HMGET reads cd, lu (and cl for a learned limit) at once; the
--- chosen key's leases were trimmed and counted in the loop, so the commit adds the lease to that
--- count instead of trimming and counting again (same writes, same reply).
+-- not copied). The candidates' LRU sequences come from the provider's LRU set in one ZMSCORE; each
+-- priority group is then walked in LRU order and the first usable key wins, so an uncontended
+-- request looks at one key (one HMGET of cd, rx [, cl] and one ZCOUNT of its live leases), not at
+-- every key. Refusals (no usable key) have visited every key, as before. The commit trims only the
+-- chosen key's expired leases and adds the lease to the count the walk took.
 local function fg_select(K, A, now, ko, ao)
   local call = redis.call
   local leaseId = A[ao + 1]
@@ -124,76 +175,114 @@ local function fg_select(K, A, now, ko, ao)
   local hashTtl = tonumber(A[ao + 3])
   local n = tonumber(A[ao + 4])
   local cutoff = now - ${WINDOW_MS}
-  local best, bestPri, bestLu, bestCount = nil, nil, nil, nil
+  local lk = K[ko + 2]
+  local lu = {}
+  if n > 0 then
+    local ids = {}
+    for i = 0, n - 1 do ids[i + 1] = A[ao + 5 + ${CANDIDATE_ARG_STRIDE} * i] end
+    local raw = call('ZMSCORE', lk, unpack(ids))
+    for i = 1, n do lu[i] = tonumber(raw[i]) or 0 end
+  end
+  local best, bestCount, bestRx = nil, nil, nil
   local earliest, earliestKind = nil, nil
   local nCool, nRate, nBusy = 0, 0, 0
-  for i = 0, n - 1 do
-    local a = ao + 5 + ${CANDIDATE_ARG_STRIDE} * i
-    local k = ko + 2 + ${CANDIDATE_KEY_STRIDE} * i
-    local pri = tonumber(A[a + 1])
-    if best ~= nil and pri > bestPri then break end
-    local hk = K[k]
-    local maxRpm, maxTpm = tonumber(A[a + 2]), tonumber(A[a + 3])
-    local concMode, concValue = tonumber(A[a + 4]), tonumber(A[a + 5])
-    local h
-    if concMode == 2 then h = call('HMGET', hk, 'cd', 'lu', '${'cl'}') else h = call('HMGET', hk, 'cd', 'lu') end
-    local kind, ready, count = nil, 0, nil
-    local cd = tonumber(h[1] or '0') or 0
-    local dbcd = tonumber(A[a + 6]) or 0
-    if dbcd > cd then cd = dbcd end
-    if cd > now then kind = 'cooling'; ready = cd end
-    if kind == nil and maxRpm > 0 then
-      local rk = K[k + 1]
-      call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
-      local c = call('ZCARD', rk)
-      if c >= maxRpm then
-        local e = call('ZRANGE', rk, c - maxRpm, c - maxRpm, 'WITHSCORES')
-        kind = 'rate_limited'; ready = tonumber(e[2]) + ${WINDOW_MS}
-      end
+  local g = 0
+  while best == nil and g < n do
+    -- the priority group g..e, in LRU order (ties: candidate order)
+    local pri = A[ao + 6 + ${CANDIDATE_ARG_STRIDE} * g]
+    local e = g
+    while e + 1 < n and A[ao + 6 + ${CANDIDATE_ARG_STRIDE} * (e + 1)] == pri do e = e + 1 end
+    local order = {}
+    for i = g, e do order[#order + 1] = i end
+    if e > g then
+      table.sort(order, function(x, y)
+        if lu[x + 1] ~= lu[y + 1] then return lu[x + 1] < lu[y + 1] end
+        return x < y
+      end)
     end
-    if kind == nil and maxTpm > 0 then
-      local tk = K[k + 2]
-      local sum = fg_tpm_sum(hk, tk, cutoff)
-      if sum >= maxTpm then
-        kind = 'rate_limited'; ready = now + ${WINDOW_MS}
-        local all = call('ZRANGE', tk, 0, -1, 'WITHSCORES')
-        for j = 1, #all, 2 do
-          sum = sum - fg_tokens(all[j])
-          if sum < maxTpm then ready = tonumber(all[j + 1]) + ${WINDOW_MS}; break end
+    for _, i in ipairs(order) do
+      local a = ao + 5 + ${CANDIDATE_ARG_STRIDE} * i
+      local k = ko + 3 + ${CANDIDATE_KEY_STRIDE} * i
+      local hk = K[k]
+      local maxRpm, maxTpm = tonumber(A[a + 2]), tonumber(A[a + 3])
+      local concMode, concValue = tonumber(A[a + 4]), tonumber(A[a + 5])
+      local h
+      if concMode == 2 then h = call('HMGET', hk, 'cd', 'rx', 'cl') else h = call('HMGET', hk, 'cd', 'rx') end
+      local kind, ready, count = nil, 0, nil
+      local cd = tonumber(h[1] or '0') or 0
+      local dbcd = tonumber(A[a + 6]) or 0
+      if dbcd > cd then cd = dbcd end
+      if cd > now then kind = 'cooling'; ready = cd end
+      if kind == nil and maxRpm > ${RPM_EXACT_MAX} then
+        local rk = K[k + 1]
+        local c = fg_wb_sum(rk, now)
+        if c >= maxRpm then kind = 'rate_limited'; ready = fg_wb_ready(rk, now, c, maxRpm) end
+      elseif kind == nil and maxRpm > 0 then
+        local rk = K[k + 1]
+        call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
+        local c = call('ZCARD', rk)
+        if c >= maxRpm then
+          local r = call('ZRANGE', rk, c - maxRpm, c - maxRpm, 'WITHSCORES')
+          kind = 'rate_limited'; ready = tonumber(r[2]) + ${WINDOW_MS}
         end
       end
-    end
-    if kind == nil and concMode > 0 then
-      local limit = concValue
-      if concMode == 2 then limit = math.floor(tonumber(h[3] or '') or concValue) end
-      local ik = K[k + 3]
-      call('ZREMRANGEBYSCORE', ik, '-inf', now)
-      count = call('ZCARD', ik)
-      if count >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
-    end
-    if kind == nil then
-      local lu = tonumber(h[2] or '0') or 0
-      if best == nil or lu < bestLu then best = i; bestPri = pri; bestLu = lu; bestCount = count end
-    else
+      if kind == nil and maxTpm > ${TPM_EXACT_MAX} then
+        local tk = K[k + 2]
+        local sum = fg_wb_sum(tk, now)
+        if sum >= maxTpm then kind = 'rate_limited'; ready = fg_wb_ready(tk, now, sum, maxTpm) end
+      elseif kind == nil and maxTpm > 0 then
+        local tk = K[k + 2]
+        local sum = fg_tpm_sum(hk, tk, cutoff)
+        if sum >= maxTpm then
+          kind = 'rate_limited'; ready = now + ${WINDOW_MS}
+          local all = call('ZRANGE', tk, 0, -1, 'WITHSCORES')
+          for j = 1, #all, 2 do
+            sum = sum - fg_tokens(all[j])
+            if sum < maxTpm then ready = tonumber(all[j + 1]) + ${WINDOW_MS}; break end
+          end
+        end
+      end
+      if kind == nil and concMode > 0 then
+        local limit = concValue
+        if concMode == 2 then limit = math.floor(tonumber(h[3] or '') or concValue) end
+        count = call('ZCOUNT', K[k + 3], '(' .. now, '+inf')
+        if count >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
+      end
+      if kind == nil then
+        best = i; bestCount = count; bestRx = tonumber(h[2] or '')
+        break
+      end
       if kind == 'cooling' then nCool = nCool + 1 elseif kind == 'rate_limited' then nRate = nRate + 1 else nBusy = nBusy + 1 end
       if earliest == nil or ready < earliest then earliest = ready; earliestKind = kind end
     end
+    g = e + 1
   end
   if best == nil then
     if earliest == nil then return {0, 'no_usable_keys', 0, 0, 0, 0} end
     return {0, earliestKind, earliest - now, nCool, nRate, nBusy}
   end
   local a = ao + 5 + ${CANDIDATE_ARG_STRIDE} * best
-  local k = ko + 2 + ${CANDIDATE_KEY_STRIDE} * best
+  local k = ko + 3 + ${CANDIDATE_KEY_STRIDE} * best
   local hk, rk, ik = K[k], K[k + 1], K[k + 3]
   local seq = call('INCR', K[ko + 1])
-  call('HSET', hk, 'lu', seq)
-  call('PEXPIRE', hk, hashTtl)
-  if tonumber(A[a + 2]) > 0 then
+  local fresh = call('ZADD', lk, seq, A[a])
+  -- TTLs of the key hash and the LRU set: renewed when a quarter of the hash's has passed since the
+  -- last renewal (rx), not per request (and the LRU set's when it gains a key)
+  if bestRx == nil or now - bestRx >= hashTtl / 4 then
+    call('HSET', hk, 'rx', now)
+    call('PEXPIRE', hk, hashTtl)
+    call('PEXPIRE', lk, hashTtl)
+  elseif fresh == 1 then
+    call('PEXPIRE', lk, hashTtl)
+  end
+  local maxRpm = tonumber(A[a + 2])
+  if maxRpm > ${RPM_EXACT_MAX} then
+    fg_wb_add(rk, now, 1)
+  elseif maxRpm > 0 then
     call('ZADD', rk, now, leaseId)
     call('PEXPIRE', rk, ${WINDOW_MS + 1000})
   end
-  if bestCount == nil then call('ZREMRANGEBYSCORE', ik, '-inf', now) end
+  call('ZREMRANGEBYSCORE', ik, '-inf', now)
   local added = call('ZADD', ik, now + leaseTtl, leaseId)
   call('PEXPIRE', ik, leaseTtl + 1000)
   if bestCount ~= nil then return {1, best + 1, bestCount + added, now} end
@@ -269,75 +358,93 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   const hashTtl = Number(A[2]);
   const n = Number(A[3]);
   const cutoff = now - WINDOW_MS;
+  const lk = K[1]!;
+  const lu: number[] = [];
+  for (let i = 0; i < n; i++) lu.push(db.zscore(lk, A[4 + CANDIDATE_ARG_STRIDE * i]!) ?? 0);
   let best: number | null = null;
-  let bestPri = 0;
-  let bestLu = 0;
+  let bestCount: number | null = null;
   let earliest: number | null = null;
   let earliestKind = '';
   let nCool = 0;
   let nRate = 0;
   let nBusy = 0;
-  for (let i = 0; i < n; i++) {
-    const a = 4 + CANDIDATE_ARG_STRIDE * i;
-    const k = 1 + CANDIDATE_KEY_STRIDE * i;
-    const pri = Number(A[a + 1]);
-    if (best !== null && pri > bestPri) break;
-    const [hk, rk, tk, ik] = [K[k]!, K[k + 1]!, K[k + 2]!, K[k + 3]!];
-    const maxRpm = Number(A[a + 2]);
-    const maxTpm = Number(A[a + 3]);
-    const concMode = Number(A[a + 4]);
-    const concValue = Number(A[a + 5]);
-    let kind: string | null = null;
-    let ready = 0;
-    let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
-    const dbcd = Number(A[a + 6]) || 0;
-    if (dbcd > cd) cd = dbcd;
-    if (cd > now) {
-      kind = 'cooling';
-      ready = cd;
-    }
-    if (kind === null && maxRpm > 0) {
-      db.zremrangebyscore(rk, -Infinity, cutoff);
-      const c = db.zcard(rk);
-      if (c >= maxRpm) {
-        kind = 'rate_limited';
-        ready = db.zrange(rk, c - maxRpm, c - maxRpm)[0]!.score + WINDOW_MS;
+  let g = 0;
+  while (best === null && g < n) {
+    const pri = A[5 + CANDIDATE_ARG_STRIDE * g];
+    let e = g;
+    while (e + 1 < n && A[5 + CANDIDATE_ARG_STRIDE * (e + 1)] === pri) e++;
+    const order: number[] = [];
+    for (let i = g; i <= e; i++) order.push(i);
+    order.sort((x, y) => (lu[x] !== lu[y] ? lu[x]! - lu[y]! : x - y));
+    for (const i of order) {
+      const a = 4 + CANDIDATE_ARG_STRIDE * i;
+      const k = 2 + CANDIDATE_KEY_STRIDE * i;
+      const [hk, rk, tk, ik] = [K[k]!, K[k + 1]!, K[k + 2]!, K[k + 3]!];
+      const maxRpm = Number(A[a + 2]);
+      const maxTpm = Number(A[a + 3]);
+      const concMode = Number(A[a + 4]);
+      const concValue = Number(A[a + 5]);
+      let kind: string | null = null;
+      let ready = 0;
+      let count: number | null = null;
+      let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
+      const dbcd = Number(A[a + 6]) || 0;
+      if (dbcd > cd) cd = dbcd;
+      if (cd > now) {
+        kind = 'cooling';
+        ready = cd;
       }
-    }
-    if (kind === null && maxTpm > 0) {
-      let sum = localTpmSum(db, hk, tk, cutoff);
-      if (sum >= maxTpm) {
-        kind = 'rate_limited';
-        ready = now + WINDOW_MS;
-        for (const e of db.zrange(tk, 0, -1)) {
-          sum -= tokensOf(e.member);
-          if (sum < maxTpm) {
-            ready = e.score + WINDOW_MS;
-            break;
+      if (kind === null && maxRpm > RPM_EXACT_MAX) {
+        const c = wbSum(db, rk, now);
+        if (c >= maxRpm) {
+          kind = 'rate_limited';
+          ready = wbReady(db, rk, now, c, maxRpm);
+        }
+      } else if (kind === null && maxRpm > 0) {
+        db.zremrangebyscore(rk, -Infinity, cutoff);
+        const c = db.zcard(rk);
+        if (c >= maxRpm) {
+          kind = 'rate_limited';
+          ready = db.zrange(rk, c - maxRpm, c - maxRpm)[0]!.score + WINDOW_MS;
+        }
+      }
+      if (kind === null && maxTpm > TPM_EXACT_MAX) {
+        const sum = wbSum(db, tk, now);
+        if (sum >= maxTpm) {
+          kind = 'rate_limited';
+          ready = wbReady(db, tk, now, sum, maxTpm);
+        }
+      } else if (kind === null && maxTpm > 0) {
+        let sum = localTpmSum(db, hk, tk, cutoff);
+        if (sum >= maxTpm) {
+          kind = 'rate_limited';
+          ready = now + WINDOW_MS;
+          for (const en of db.zrange(tk, 0, -1)) {
+            sum -= tokensOf(en.member);
+            if (sum < maxTpm) {
+              ready = en.score + WINDOW_MS;
+              break;
+            }
           }
         }
       }
-    }
-    if (kind === null && concMode > 0) {
-      let limit = concValue;
-      if (concMode === 2) {
-        const learned = Number(db.hget(hk, 'cl') ?? '');
-        limit = Math.floor(db.hget(hk, 'cl') !== null && !Number.isNaN(learned) ? learned : concValue);
+      if (kind === null && concMode > 0) {
+        let limit = concValue;
+        if (concMode === 2) {
+          const learned = Number(db.hget(hk, 'cl') ?? '');
+          limit = Math.floor(db.hget(hk, 'cl') !== null && !Number.isNaN(learned) ? learned : concValue);
+        }
+        count = db.zcount(ik, now + 0.5, Infinity);
+        if (count >= limit) {
+          kind = 'saturated';
+          ready = now + SATURATED_RETRY_MS;
+        }
       }
-      db.zremrangebyscore(ik, -Infinity, now);
-      if (db.zcard(ik) >= limit) {
-        kind = 'saturated';
-        ready = now + SATURATED_RETRY_MS;
-      }
-    }
-    if (kind === null) {
-      const lu = Number(db.hget(hk, 'lu') ?? '0') || 0;
-      if (best === null || lu < bestLu) {
+      if (kind === null) {
         best = i;
-        bestPri = pri;
-        bestLu = lu;
+        bestCount = count;
+        break;
       }
-    } else {
       if (kind === 'cooling') nCool++;
       else if (kind === 'rate_limited') nRate++;
       else nBusy++;
@@ -346,25 +453,33 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
         earliestKind = kind;
       }
     }
+    g = e + 1;
   }
   if (best === null) {
     if (earliest === null) return [0, 'no_usable_keys', 0, 0, 0, 0];
     return [0, earliestKind, earliest - now, nCool, nRate, nBusy];
   }
   const a = 4 + CANDIDATE_ARG_STRIDE * best;
-  const k = 1 + CANDIDATE_KEY_STRIDE * best;
+  const k = 2 + CANDIDATE_KEY_STRIDE * best;
   const [hk, rk, ik] = [K[k]!, K[k + 1]!, K[k + 3]!];
   const seq = db.incrby(K[0]!, 1);
-  db.hset(hk, { lu: seq });
-  db.pexpire(hk, hashTtl);
-  if (Number(A[a + 2]) > 0) {
+  const fresh = db.zadd(lk, seq, A[a]!);
+  const rx = db.hget(hk, 'rx');
+  if (rx === null || Number.isNaN(Number(rx)) || now - Number(rx) >= hashTtl / 4) {
+    db.hset(hk, { rx: now });
+    db.pexpire(hk, hashTtl);
+    db.pexpire(lk, hashTtl);
+  } else if (fresh === 1) db.pexpire(lk, hashTtl);
+  const maxRpm = Number(A[a + 2]);
+  if (maxRpm > RPM_EXACT_MAX) wbAdd(db, rk, now, 1);
+  else if (maxRpm > 0) {
     db.zadd(rk, now, leaseId);
     db.pexpire(rk, WINDOW_MS + 1000);
   }
   db.zremrangebyscore(ik, -Infinity, now);
-  db.zadd(ik, now + leaseTtl, leaseId);
+  const added = db.zadd(ik, now + leaseTtl, leaseId);
   db.pexpire(ik, leaseTtl + 1000);
-  return [1, best + 1, db.zcard(ik), now];
+  return [1, best + 1, bestCount !== null ? bestCount + added : db.zcard(ik), now];
 }
 
 /**
@@ -464,11 +579,11 @@ return 1
   },
 };
 
-/** KEYS: hash, rpm, tpm, inf. ARGV: 'cooldown' (end the cooldown) | 'all' (forget the key). */
+/** KEYS: allKeyNames (hash, rpm, tpm log, inf, tpm buckets). ARGV: 'cooldown' (end the cooldown) | 'all' (forget the key). */
 export const clearKeyStateScript: AtomicScript<number> = {
   name: 'keypool-clear',
   lua: `
-if ARGV[1] == 'all' then return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) end
+if ARGV[1] == 'all' then return redis.call('DEL', unpack(KEYS)) end
 return redis.call('HDEL', KEYS[1], 'cd')
 `,
   local(db, keys, args) {
@@ -479,20 +594,34 @@ return redis.call('HDEL', KEYS[1], 'cd')
   },
 };
 
-/** KEYS: 4 per key (hash, rpm, tpm, inf). → flat [requests, tokens, inFlight, cooldownUntil, ...] per key. Read-only. */
+/**
+ * KEYS: 6 per key (allKeyNames: hash, rpm log, tpm log, inf, tpm buckets, rpm buckets). → flat
+ * [requests, tokens, inFlight, cooldownUntil, ...] per key (requests and tokens: the exact log's and
+ * the sub-bucket window's, one of them empty unless the key's limit just crossed its threshold). Read-only.
+ */
 export const snapshotScript: AtomicScript<number[]> = {
   name: 'keypool-snapshot',
   lua: `${LUA_HELPERS}
 local now = fg_now()
 local cutoff = now - ${WINDOW_MS}
 local out = {}
-for i = 1, #KEYS, 4 do
+local first = math.floor(now / ${BUCKET_MS}) - ${WINDOW_BUCKETS}
+for i = 1, #KEYS, 6 do
   local hk, rk, tk, ik = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
   local tokens = 0
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', tk, '(' .. cutoff, '+inf')) do tokens = tokens + fg_tokens(m) end
+  local b = redis.call('HGETALL', KEYS[i + 4])
+  for j = 1, #b, 2 do
+    if b[j] ~= 's' and b[j] ~= 'lo' and tonumber(b[j]) >= first then tokens = tokens + tonumber(b[j + 1]) end
+  end
+  local requests = redis.call('ZCOUNT', rk, '(' .. cutoff, '+inf')
+  b = redis.call('HGETALL', KEYS[i + 5])
+  for j = 1, #b, 2 do
+    if b[j] ~= 's' and b[j] ~= 'lo' and tonumber(b[j]) >= first then requests = requests + tonumber(b[j + 1]) end
+  end
   local cd = tonumber(redis.call('HGET', hk, 'cd') or '0') or 0
   if cd <= now then cd = 0 end
-  table.insert(out, redis.call('ZCOUNT', rk, '(' .. cutoff, '+inf'))
+  table.insert(out, requests)
   table.insert(out, tokens)
   table.insert(out, redis.call('ZCOUNT', ik, '(' .. now, '+inf'))
   table.insert(out, cd)
@@ -502,15 +631,17 @@ return out
   local(db, keys, _args, now) {
     const cutoff = now - WINDOW_MS;
     const out: number[] = [];
-    for (let i = 0; i < keys.length; i += 4) {
+    for (let i = 0; i < keys.length; i += 6) {
       const [hk, rk, tk, ik] = [keys[i]!, keys[i + 1]!, keys[i + 2]!, keys[i + 3]!];
-      const tokens = db
-        .zrange(tk, 0, -1)
-        .filter((e) => e.score > cutoff)
-        .reduce((s, e) => s + tokensOf(e.member), 0);
+      const tokens =
+        db
+          .zrange(tk, 0, -1)
+          .filter((e) => e.score > cutoff)
+          .reduce((s, e) => s + tokensOf(e.member), 0) + wbPeek(db.hgetall(keys[i + 4]!), now);
       let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
       if (cd <= now) cd = 0;
-      out.push(db.zcount(rk, cutoff + 0.5, Infinity), tokens, db.zcount(ik, now + 0.5, Infinity), cd);
+      const requests = db.zcount(rk, cutoff + 0.5, Infinity) + wbPeek(db.hgetall(keys[i + 5]!), now);
+      out.push(requests, tokens, db.zcount(ik, now + 0.5, Infinity), cd);
     }
     return out;
   },
@@ -521,7 +652,9 @@ export type { ScriptValue };
 /**
  * Late release of leases whose fate this instance could not confirm (an acquisition whose answer was
  * lost, a release that failed): KEYS = pairs (rpm, inf) of keys of ONE provider; ARGV = per pair
- * leaseId, dropRpm (1: the request was never sent, its RPM entry goes too). Removing a lease that is
+ * leaseId, dropRpm (1: the request was never sent, its RPM entry goes too). The exact RPM log only: a
+ * key with a sub-bucket RPM window keeps counting such a request until it leaves the window (never
+ * over the limit, at most one request per lost lease too early refused). Removing a lease that is
  * not there is a no-op, so retrying is always safe. → how many in-flight leases were still held (freed now).
  */
 export const releaseLateScript: AtomicScript<number> = {

@@ -3,6 +3,7 @@ import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
 import { LocalDb } from '../../state/local-db.js';
 import type { AdmissionGate, ConcurrencyLimit } from '../key-pool.types.js';
 import {
+  allKeyNames,
   composeInputs,
   keyNames,
   renewScript,
@@ -13,6 +14,7 @@ import {
   type SelectionResult,
 } from './key-selection.script.js';
 import { encodeRelease, releaseScript } from './release.script.js';
+import { BUCKET_MS, rpmBucketed, tpmBucketed } from './window-buckets.js';
 
 /** The local half with a hand-driven clock: exact window arithmetic, no sleeping. */
 class Harness {
@@ -58,9 +60,12 @@ class Harness {
   report(
     keyId: string,
     leaseId: string,
-    opts: { tokens?: number; cooldownMs?: number; notSent?: boolean } = {},
+    opts: { tokens?: number; cooldownMs?: number; notSent?: boolean; acquiredAtMs?: number } = {},
   ) {
-    return this.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, opts));
+    const c = this.candidates.find((x) => x.keyId === keyId);
+    const buckets = tpmBucketed(c?.maxTpm);
+    const rpm = rpmBucketed(c?.maxRpm) ? { acquiredAtMs: opts.acquiredAtMs ?? this.now } : null;
+    return this.run(RELEASE, ...releaseInputs(this.providerId, keyId, leaseId, { ...opts, buckets, rpm }));
   }
 }
 
@@ -131,8 +136,34 @@ describe('selection script (local half)', () => {
     expect(h.select()).toEqual([0, 'rate_limited', 40_000, 0, 1, 0]);
     h.now = t0 + 60_000;
     expect(h.picked()).toBe('a');
-    const snap = h.run(snapshotScript, keyNames('p1', 'a'), []);
+    const snap = h.run(snapshotScript, allKeyNames('p1', 'a'), []);
     expect(snap[1]).toBe(500);
+  });
+
+  it('TPM above TPM_EXACT_MAX: sub-bucket window, refused at max_tpm, ready when the oldest bucket leaves (≤ 1 bucket late)', () => {
+    const h = new Harness([key('a', 1, { maxTpm: 100_000 })]);
+    h.now = Math.ceil(h.now / BUCKET_MS) * BUCKET_MS + 300; // 300 ms into a bucket
+    const t0 = h.now;
+    const r1 = h.acquire();
+    h.report('a', r1.leaseId, { tokens: 60_000 });
+    h.now = t0 + 10_000;
+    h.report('a', h.acquire().leaseId, { tokens: 50_000 });
+    h.now = t0 + 20_000;
+    // 110,000 ≥ 100,000; without the first charge 50,000 < 100,000: the exact log frees at t0 + 60 s,
+    // the buckets when t0's bucket leaves: its end (t0 − 300 + 1000) + 60 s
+    expect(h.select()).toEqual([0, 'rate_limited', 40_700, 0, 1, 0]);
+    h.now = t0 + 60_699;
+    expect(h.select()[0]).toBe(0);
+    h.now = t0 + 60_700;
+    expect(h.picked()).toBe('a');
+    expect(h.run(snapshotScript, allKeyNames('p1', 'a'), [])[1]).toBe(50_000);
+    // the exact log was not written; the bucket hash holds one bucket and the sum
+    expect(h.db.exists(keyNames('p1', 'a')[2])).toBe(false);
+    expect(h.db.hgetall(keyNames('p1', 'a', true)[2])).toEqual({
+      [String(Math.floor((t0 + 10_000) / BUCKET_MS))]: '50000',
+      s: '50000',
+      lo: String(Math.floor((t0 + 10_000) / BUCKET_MS)),
+    });
   });
 
   it('cooldown from report (store) and from Postgres (argument) both skip the key; the earliest recovery is reported', () => {
@@ -232,6 +263,40 @@ describe('selection script (local half)', () => {
     expect(h.db.get('tok')).toBe('0');
   });
 
+  it('RPM above RPM_EXACT_MAX: sub-bucket window; full at max_rpm; a request never sent is given back once', () => {
+    const h = new Harness([key('a', 1, { maxRpm: 1001 })]);
+    h.now = Math.ceil(h.now / BUCKET_MS) * BUCKET_MS + 200;
+    const t0 = h.now;
+    const leases = [];
+    for (let i = 0; i < 1001; i++) leases.push(h.acquire());
+    expect(leases.every((l) => l.r[0] === 1)).toBe(true);
+    expect(h.db.exists(keyNames('p1', 'a')[1])).toBe(false); // no exact log
+    h.now = t0 + 30_000;
+    // full; the first bucket (all 1001) leaves at its end + 60 s = t0 − 200 + 61 s
+    expect(h.select()).toEqual([0, 'rate_limited', 30_800, 0, 1, 0]);
+    h.report('a', leases[0]!.leaseId, { notSent: true, acquiredAtMs: t0 });
+    h.report('a', leases[0]!.leaseId, { notSent: true, acquiredAtMs: t0 }); // released already: nothing more
+    expect(h.picked()).toBe('a');
+    expect(h.select()[0]).toBe(0);
+    expect(h.run(snapshotScript, allKeyNames('p1', 'a'), [])[0]).toBe(1001);
+  });
+
+  it("the key hash's TTL is renewed on the first use and then once a quarter of it has passed, not per request", () => {
+    const h = new Harness([key('a', 1)]);
+    const hk = keyNames('p1', 'a')[0];
+    const t0 = h.now;
+    h.picked();
+    expect(h.db.pttl(hk)).toBe(86_400_000);
+    expect(h.db.hget(hk, 'rx')).toBe(String(t0));
+    h.now = t0 + 3_600_000;
+    h.picked();
+    expect(h.db.pttl(hk)).toBe(86_400_000 - 3_600_000); // not renewed
+    h.now = t0 + 86_400_000 / 4;
+    h.picked();
+    expect(h.db.pttl(hk)).toBe(86_400_000); // renewed
+    expect(h.db.hget(hk, 'rx')).toBe(String(h.now));
+  });
+
   it('no candidates → no_usable_keys', () => {
     expect(new Harness([]).select()).toEqual([0, 'no_usable_keys', 0, 0, 0, 0]);
   });
@@ -242,7 +307,13 @@ function releaseInputs(
   providerId: string,
   keyId: string,
   leaseId: string,
-  opts: { tokens?: number; cooldownMs?: number; notSent?: boolean },
+  opts: {
+    tokens?: number;
+    cooldownMs?: number;
+    notSent?: boolean;
+    buckets?: boolean;
+    rpm?: { acquiredAtMs: number } | null;
+  },
 ): [string[], string[]] {
   const { keys, args } = encodeRelease({
     providerId,
@@ -252,6 +323,8 @@ function releaseInputs(
     cooldownMs: opts.cooldownMs ?? 0,
     notSent: opts.notSent === true,
     hashTtlMs: 86_400_000,
+    tpmBuckets: opts.buckets === true,
+    rpmBuckets: opts.rpm ?? null,
   });
   return [keys, args];
 }

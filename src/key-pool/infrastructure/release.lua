@@ -6,12 +6,15 @@
 -- randomised test test/adaptive/report-equivalence.e2e-spec.ts runs both and compares replies
 -- and stored state.
 --
--- The composer (release.script.ts) puts `local fg_contribute = nil` or
--- `local function fg_contribute(CK, CA, now, inFlight) … end` before this file.
+-- The composer (release.script.ts) puts the sub-bucket window library (window-buckets.ts:
+-- fg_wb_add) and `local fg_contribute = nil` or
+-- `local function fg_contribute(K, A, ko, ao, na, now, inFlight) … end` before this file (its keys
+-- and args read in place: KEYS after the key's 4, ARGV after the 8 of the release).
 --
--- KEYS: hash, rpm, tpm, inf of the key, then the contribution's keys.
--- ARGV: leaseId, tokens, cooldownMs, notSent (0|1), hashTtlMs, #contribution keys,
---       #contribution args, contribution args… (encodeRelease())
+-- KEYS: hash, RPM window (the exact log :rpm, or the sub-bucket window :rpb), TPM window (the exact log :tpm, or the sub-bucket window :tpb), inf of the key,
+--       then the contribution's keys.
+-- ARGV: leaseId, tokens, cooldownMs, notSent (0 | 1 | b<acquiredAtMs> for a sub-bucket RPM window), hashTtlMs, TPM window kind (1 = sub-buckets,
+--       0 = exact log), #contribution keys, #contribution args, contribution args… (encodeRelease())
 -- Reply (decodeRelease()): {cooldownUntilMs (0 = none), inFlight, nowMs[, contribution reply]}
 --
 -- The release only writes what the selection script reads as it always did (cd, ts = the TPM log's
@@ -19,7 +22,9 @@
 -- selection trims before it counts; the reply counts live leases with ZCOUNT), the TPM log is
 -- trimmed only when its oldest entry has left the window, ts moves by one HINCRBY (no read), and
 -- the key hash's TTL (set by the acquisition moments ago) is only renewed when the hash had no ts
--- yet, the log was gone, or a cooldown is written.
+-- yet, the log was gone, or a cooldown is written. A key whose TPM window is sub-buckets (a large
+-- max_tpm, or none) is charged with fg_wb_add: one HINCRBY of the bucket and one of the sum, and
+-- neither ts nor the hash's TTL is touched.
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local WINDOW_MS = 60000         -- WINDOW_MS
@@ -30,11 +35,17 @@ local hk, rk, tk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local leaseId = ARGV[1]
 local hashTtl = tonumber(ARGV[5])
 
-redis.call('ZREM', ik, leaseId)
-if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId) end
+-- notSent: '1' = the RPM entry leaves the exact log; 'b<acquiredAtMs>' = one request leaves the
+-- sub-bucket RPM window (its bucket), only if the lease was still held (so a second release of the
+-- same lease gives nothing back twice)
+local freed = redis.call('ZREM', ik, leaseId)
+if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId)
+elseif freed == 1 and string.sub(ARGV[4], 1, 1) == 'b' then fg_wb_give(rk, tonumber(string.sub(ARGV[4], 2)) or 0) end
 
 local tokens = tonumber(ARGV[2]) or 0
-if tokens > 0 then
+if tokens > 0 and ARGV[6] == '1' then
+  fg_wb_add(tk, now, tokens)
+elseif tokens > 0 then
   -- TPM log: trim what left the window, charge this response; ts (the log's sum) moves by one
   -- HINCRBY of the difference, and is reset when the log was gone (expired) or had drifted below 0
   local cutoff = now - WINDOW_MS
@@ -76,12 +87,9 @@ if cms > 0 then
 end
 
 local inFlight = redis.call('ZCOUNT', ik, '(' .. now, '+inf')
-local gk, ga = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
+local gk, ga = tonumber(ARGV[7]) or 0, tonumber(ARGV[8]) or 0
 if fg_contribute ~= nil and (gk > 0 or ga > 0) then
-  local CK, CA = {}, {}
-  for i = 1, gk do CK[i] = KEYS[4 + i] end
-  for i = 1, ga do CA[i] = ARGV[7 + i] end
-  local out = fg_contribute(CK, CA, now, inFlight)
+  local out = fg_contribute(KEYS, ARGV, 4, 8, ga, now, inFlight)
   if out ~= nil then return {cd, inFlight, now, out} end
 end
 return {cd, inFlight, now}

@@ -3,6 +3,7 @@ import type { LocalDb } from '../../state/local-db.js';
 import { readLua } from '../../state/lua-file.js';
 import type { ReportContribution } from '../key-pool.types.js';
 import { keyNames, WINDOW_MS } from './key-selection.script.js';
+import { LUA_WINDOW_BUCKETS, wbAdd, wbGive } from './window-buckets.js';
 
 /**
  * keypool-release: the answer path of a leased request in one atomic step — release the slot, give
@@ -26,6 +27,13 @@ export interface ReleaseInput {
   notSent: boolean;
   /** TTL of the key's state hash when this step has to (re)create it. */
   hashTtlMs: number;
+  /** The key's TPM window is the sub-bucket window (`tpmBucketed(maxTpm)`), not the exact log. */
+  tpmBuckets: boolean;
+  /**
+   * The key's RPM window is the sub-bucket window (`rpmBucketed(maxRpm)`): a request never sent is
+   * given back to the bucket of its acquisition (`acquiredAtMs`, the store's clock then).
+   */
+  rpmBuckets?: { acquiredAtMs: number } | null;
   /** The contribution's logical KEYS/ARGV (null: none for this answer). */
   contribution?: { keys: string[]; args: (string | number)[] } | null;
 }
@@ -50,13 +58,17 @@ export function encodeRelease(i: ReleaseInput): { keys: string[]; args: string[]
     i.leaseId,
     String(Math.max(0, Math.floor(i.tokens))),
     String(Math.max(0, Math.floor(i.cooldownMs))),
-    i.notSent ? '1' : '0',
+    i.notSent ? (i.rpmBuckets ? `b${Math.floor(i.rpmBuckets.acquiredAtMs)}` : '1') : '0',
     String(i.hashTtlMs),
+    i.tpmBuckets ? '1' : '0',
     String(c?.keys.length ?? 0),
     String(c?.args.length ?? 0),
     ...(c?.args ?? []).map(String),
   ];
-  return { keys: [...keyNames(i.providerId, i.keyId), ...(c?.keys ?? [])], args };
+  return {
+    keys: [...keyNames(i.providerId, i.keyId, i.tpmBuckets, !!i.rpmBuckets), ...(c?.keys ?? [])],
+    args,
+  };
 }
 
 export function decodeRelease(r: ReleaseResult): ReleaseReply {
@@ -86,10 +98,13 @@ export function localRelease(
   const [hk, rk, tk, ik] = keys as [string, string, string, string];
   const leaseId = args[0]!;
   const hashTtl = Number(args[4]);
-  db.zrem(ik, leaseId);
+  const freed = db.zrem(ik, leaseId);
   if (args[3] === '1') db.zrem(rk, leaseId);
+  else if (freed === 1 && args[3]!.startsWith('b')) wbGive(db, rk, Number(args[3]!.slice(1)) || 0);
   const tokens = Number(args[1]) || 0;
-  if (tokens > 0) {
+  if (tokens > 0 && args[5] === '1') {
+    wbAdd(db, tk, now, tokens);
+  } else if (tokens > 0) {
     const cutoff = now - WINDOW_MS;
     let removed = 0;
     let reset = false;
@@ -131,10 +146,10 @@ export function localRelease(
     db.pexpire(hk, hashTtl);
   }
   const inFlight = db.zcount(ik, now + 0.5, Infinity);
-  const gk = Number(args[5]) || 0;
-  const ga = Number(args[6]) || 0;
+  const gk = Number(args[6]) || 0;
+  const ga = Number(args[7]) || 0;
   if (contribution && (gk > 0 || ga > 0)) {
-    const out = contribution.run(db, keys.slice(4, 4 + gk), args.slice(7, 7 + ga), now, inFlight);
+    const out = contribution.run(db, keys.slice(4, 4 + gk), args.slice(8, 8 + ga), now, inFlight);
     if (out !== null && out !== undefined) return [cd, inFlight, now, out];
   }
   return [cd, inFlight, now];
@@ -143,11 +158,11 @@ export function localRelease(
 /** The release script, optionally with a report contribution composed in front of it. */
 export function releaseScript(contribution: ReportContribution | null = null): AtomicScript<ReleaseResult> {
   const prelude = contribution
-    ? `local function fg_contribute(CK, CA, now, inFlight)\n${contribution.lua}\nend\n`
+    ? `local function fg_contribute(K, A, ko, ao, na, now, inFlight)\n${contribution.lua}\nend\n`
     : 'local fg_contribute = nil\n';
   return {
     name: contribution ? `keypool-release+${contribution.name}` : 'keypool-release',
-    lua: `${prelude}${LUA_RELEASE}`,
+    lua: `${LUA_WINDOW_BUCKETS}${prelude}${LUA_RELEASE}`,
     local: (db, keys, args, now) => localRelease(db, keys, args, now, contribution),
   };
 }

@@ -30,6 +30,7 @@ import type {
   ReportResult,
 } from '../key-pool.types.js';
 import {
+  allKeyNames,
   clearKeyStateScript,
   composeInputs,
   decodeSelection,
@@ -49,6 +50,7 @@ import {
   releaseScript,
   type ReleaseResult,
 } from '../infrastructure/release.script.js';
+import { rpmBucketed, tpmBucketed } from '../infrastructure/window-buckets.js';
 import { valueIsBad } from '../infrastructure/encryption-key-registry.js';
 import { KeyUsageRecorder } from '../infrastructure/key-usage.recorder.js';
 import { keyState, type ProviderKey } from '../infrastructure/provider-key.entity.js';
@@ -359,6 +361,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       acquiredAtMs,
       inFlight,
       concurrencyLimit: limit,
+      maxTpm: chosen.info.maxTpm,
+      maxRpm: chosen.info.maxRpm,
     };
     // Not enumerable: JSON.stringify / pino / util.inspect of a lease never show the secret.
     Object.defineProperty(lease, 'apiKey', { value: chosen.apiKey, enumerable: false, writable: false });
@@ -451,6 +455,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         cooldownMs,
         notSent: outcome.notSent === true,
         hashTtlMs: this.hashTtlMs,
+        tpmBuckets: tpmBucketed(lease.maxTpm),
+        rpmBuckets: rpmBucketed(lease.maxRpm) ? { acquiredAtMs: lease.acquiredAtMs } : null,
         contribution: extra,
       });
       const script = extra && this.contributedRelease ? this.contributedRelease : this.plainRelease;
@@ -659,7 +665,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     if (keyIds.length === 0) return [];
     const flat = await this.store.run(
       snapshotScript,
-      keyIds.flatMap((id) => keyNames(providerId, id)),
+      keyIds.flatMap((id) => allKeyNames(providerId, id)),
       [],
     );
     return keyIds.map((keyId, i) => ({
@@ -748,12 +754,12 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   /** Ends a key's cooldown in the store (enabling a key clears its cooldown). */
   async clearCooldown(providerId: string, keyId: string): Promise<void> {
-    await this.store.run(clearKeyStateScript, keyNames(providerId, keyId), ['cooldown']);
+    await this.store.run(clearKeyStateScript, allKeyNames(providerId, keyId), ['cooldown']);
   }
 
   /** Forgets everything the store knows about a key (deleted keys). */
   async forgetKey(providerId: string, keyId: string): Promise<void> {
-    await this.store.run(clearKeyStateScript, keyNames(providerId, keyId), ['all']);
+    await this.store.run(clearKeyStateScript, allKeyNames(providerId, keyId), ['all']);
   }
 
   private dropCache(providerId: string): void {
