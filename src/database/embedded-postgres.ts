@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
 import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -9,7 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { setFlagsFromString } from 'node:v8';
+import { Worker } from 'node:worker_threads';
 
 /**
  * Postgres settings for the embedded server, added to PGlite's own start parameters. PGlite's
@@ -33,21 +32,50 @@ const startParams = (): string[] => [
 ];
 
 /**
- * Compiles PGlite's 9 MB WebAssembly module with V8's baseline compiler (Liftoff) only. By default
- * V8 recompiles hot functions with TurboFan in the background; for Postgres that optimised code and
- * the compiler's working memory cost ~60 MB resident (measured: 233 → 171 MB after 9,000 queries
- * standalone) for ~10–20 % faster SQL execution, of which the gateway runs little (batched writes).
- * V8 fixes a module's tiering when it compiles it, so the flag is set around PGlite's compile only
- * and other WebAssembly (undici's HTTP parser) keeps the optimising tier.
+ * The embedded server's thread: PGlite and its socket server run in a worker thread, so Postgres'
+ * work (a request-log batch INSERT, an index scan: WebAssembly that runs to completion) never
+ * blocks the gateway's event loop — in-process it held the loop for stretches of tens of ms under
+ * load, during which no request moved. The gateway still talks to it over the loopback socket with
+ * the ordinary `pg` driver, as before.
+ *
+ * PGlite's 9 MB WebAssembly module is compiled with V8's baseline compiler (Liftoff) only. By
+ * default V8 recompiles hot functions with TurboFan in the background; for Postgres that optimised
+ * code and the compiler's working memory cost ~60 MB resident (measured: 233 → 171 MB after 9,000
+ * queries standalone) for ~10–20 % faster SQL execution, of which the gateway runs little (batched
+ * writes). V8 fixes a module's tiering when it compiles it, so the flag is set around PGlite's
+ * compile only and other WebAssembly (undici's HTTP parser) keeps the optimising tier.
+ *
+ * CommonJS source evaluated by the worker (`eval: true`): it runs the same from the compiled build
+ * and from TypeScript sources under the test runner.
  */
-async function withBaselineWasmCompiler<T>(compile: () => Promise<T>): Promise<T> {
-  setFlagsFromString('--liftoff-only');
-  try {
-    return await compile();
-  } finally {
-    setFlagsFromString('--no-liftoff-only');
-  }
-}
+const SERVER_THREAD = `
+  const { parentPort, workerData } = require('node:worker_threads');
+  const { setFlagsFromString } = require('node:v8');
+  const { PGlite } = require(workerData.pglite);
+  const { PGLiteSocketServer } = require(workerData.socket);
+  let db;
+  let server;
+  (async () => {
+    setFlagsFromString('--liftoff-only');
+    try {
+      db = await PGlite.create(workerData.pgdata, { startParams: workerData.startParams });
+    } finally {
+      setFlagsFromString('--no-liftoff-only');
+    }
+    server = new PGLiteSocketServer({ db, host: workerData.host, port: 0, maxConnections: workerData.maxConnections });
+    await server.start();
+    parentPort.postMessage({ type: 'ready', conn: server.getServerConn() });
+  })().catch((err) => parentPort.postMessage({ type: 'error', message: String((err && err.stack) || err) }));
+  parentPort.on('message', async (msg) => {
+    if (msg !== 'stop') return;
+    if (server) await server.stop().catch(() => undefined);
+    if (db) await db.close().catch(() => undefined);
+    parentPort.postMessage({ type: 'stopped' });
+  });
+`;
+
+type ServerThreadMessage =
+  { type: 'ready'; conn: string } | { type: 'error'; message: string } | { type: 'stopped' };
 
 /**
  * Runs initdb in a child process. Initialising a cluster in-process costs a second PGlite instance,
@@ -151,8 +179,7 @@ function isAlive(pid: number): boolean {
  */
 export class EmbeddedPostgres {
   private readonly logger = new Logger('EmbeddedPostgres');
-  private db: PGlite | undefined;
-  private server: PGLiteSocketServer | undefined;
+  private thread: Worker | undefined;
   private throwaway: string | undefined;
   host = '127.0.0.1';
   port = 0;
@@ -185,28 +212,62 @@ export class EmbeddedPostgres {
     }
     this.directory = pgdata;
     await ensureCluster(pgdata);
-    this.db = await withBaselineWasmCompiler(() => PGlite.create(pgdata, { startParams: startParams() }));
-    this.server = new PGLiteSocketServer({
-      db: this.db,
-      host: this.host,
-      port: 0,
-      maxConnections: this.maxConnections,
+    const require = createRequire(import.meta.url);
+    const thread = new Worker(SERVER_THREAD, {
+      eval: true,
+      // The thread's own JavaScript is small (PGlite's glue, the socket server's buffers; the
+      // database lives in WebAssembly memory, outside these limits): a small young generation
+      // keeps its isolate from growing semi-spaces it never gives back.
+      resourceLimits: { maxYoungGenerationSizeMb: 2 },
+      workerData: {
+        pglite: require.resolve('@electric-sql/pglite'),
+        socket: require.resolve('@electric-sql/pglite-socket'),
+        pgdata,
+        startParams: startParams(),
+        host: this.host,
+        maxConnections: this.maxConnections,
+      },
     });
-    await this.server.start();
-    const conn = this.server.getServerConn();
+    this.thread = thread;
+    const conn = await new Promise<string>((resolvePort, reject) => {
+      const onExit = (code: number) => reject(new Error(`embedded Postgres thread exited (code ${code})`));
+      thread.once('error', reject);
+      thread.once('exit', onExit);
+      thread.once('message', (msg: ServerThreadMessage) => {
+        thread.off('exit', onExit);
+        thread.off('error', reject);
+        if (msg.type === 'ready') resolvePort(msg.conn);
+        else
+          reject(
+            new Error(`embedded Postgres failed to start: ${msg.type === 'error' ? msg.message : msg.type}`),
+          );
+      });
+    }).catch(async (err: unknown) => {
+      this.thread = undefined;
+      await thread.terminate();
+      throw err;
+    });
+    // A crash of the server thread after start leaves the gateway without its database: say so.
+    thread.on('error', (err) => this.logger.error(`embedded Postgres thread failed: ${String(err)}`));
     this.port = Number(conn.slice(conn.lastIndexOf(':') + 1));
     this.logger.log(`embedded Postgres (PGlite) ready in ${Date.now() - started} ms, data ${this.location}`);
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    const db = this.db;
+    const thread = this.thread;
     const throwaway = this.throwaway;
-    this.server = undefined;
-    this.db = undefined;
+    this.thread = undefined;
     this.throwaway = undefined;
-    await server?.stop().catch(() => undefined);
-    await db?.close().catch(() => undefined);
+    if (thread) {
+      // The server and the database close in their thread (a checkpoint for a kept data directory).
+      const stopped = new Promise<void>((done) => {
+        thread.on('message', (msg: ServerThreadMessage) => msg.type === 'stopped' && done());
+        thread.once('exit', () => done());
+      });
+      thread.postMessage('stop');
+      await Promise.race([stopped, new Promise((done) => setTimeout(done, 10_000).unref())]);
+      await thread.terminate();
+    }
     if (throwaway) {
       process.off('exit', this.removeThrowaway);
       await rm(throwaway, { recursive: true, force: true }).catch(() => undefined);
