@@ -4,6 +4,7 @@
 -- clientEvaluate / clientReply in rate-limit.scripts.ts; the constants below are checked against it.
 --
 -- K: per policy 1 key (2 for a token budget: log, sum).
+-- Kinds: RL_SLIDING_WINDOW (exact log), RL_SLIDING_BUCKETS (sub-bucket window), RL_TOKEN_BUCKET, 3 = token budget.
 -- A: member, deadline_ms (Redis clock, 0 = none), dry_run (1 = evaluate only), n,
 --    n x (kind, limit, window_ms, burst, cost).
 -- Reply of fg_client_reply: {status, now_ms, n x (admitted, remaining, current, reset_ms, retry_ms)}.
@@ -12,6 +13,8 @@ local RL_ADMITTED = 1
 local RL_REJECTED = 0
 local RL_SLIDING_WINDOW = 1
 local RL_TOKEN_BUCKET = 2
+local RL_SLIDING_BUCKETS = 4
+local RL_SUB_BUCKETS = 60
 local RL_ARGS_PER_POLICY = 5
 
 local function fg_rl_trim_budget(log, sum, cutoff)
@@ -27,6 +30,64 @@ local function fg_rl_trim_budget(log, sum, cutoff)
     return 0
   end
   return tonumber(redis.call('GET', sum) or '0')
+end
+
+-- The sliding window of sub-buckets (kind RL_SLIDING_BUCKETS, a limit above SLIDING_EXACT_MAX: see
+-- rate-limit.scripts.ts for the layout and the error bound). One hash: '<bucket id>' = requests
+-- admitted in that bucket (id = floor(ms / bms), bms = ceil(window / RL_SUB_BUCKETS)), s = their
+-- sum, lo = the lowest id that may still be present, b = bms (a hash of another bucket size, i.e.
+-- another window, is dropped).
+-- Deletes the buckets below `first`, takes them off s; returns the new s and lo (nil: hash gone).
+local function fg_rl_sb_trim(key, first, s)
+  local all = redis.call('HGETALL', key)
+  local dead, lo = {}, nil
+  for j = 1, #all, 2 do
+    local f = all[j]
+    if f ~= 's' and f ~= 'lo' and f ~= 'b' then
+      local id = tonumber(f)
+      if id < first then s = s - tonumber(all[j + 1]); dead[#dead + 1] = f
+      elseif lo == nil or id < lo then lo = id end
+    end
+  end
+  if lo == nil then redis.call('DEL', key); return 0, nil end
+  if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+  redis.call('HSET', key, 's', s, 'lo', lo)
+  return s, lo
+end
+
+-- The count over the window (every bucket id >= first), trimming only when lo says a bucket left.
+local function fg_rl_sb_count(p, now_ms)
+  p.bms = math.ceil(p.window / RL_SUB_BUCKETS)
+  p.first = math.floor(now_ms / p.bms) - RL_SUB_BUCKETS
+  local h = redis.call('HMGET', p.key, 's', 'lo', 'b')
+  local s = tonumber(h[1] or '0') or 0
+  local lo = tonumber(h[2] or '')
+  if h[3] and tonumber(h[3]) ~= p.bms then
+    redis.call('DEL', p.key)
+    s, lo = 0, nil
+  elseif lo ~= nil and lo < p.first then
+    s, lo = fg_rl_sb_trim(p.key, p.first, s)
+  end
+  p.lo = lo
+  return s
+end
+
+-- Refused: when enough of the oldest buckets have left the window for count + cost <= limit.
+local function fg_rl_sb_retry(p, now_ms)
+  if p.cost > p.limit then return p.window end
+  local all = redis.call('HGETALL', p.key)
+  local ids = {}
+  for j = 1, #all, 2 do
+    local f = all[j]
+    if f ~= 's' and f ~= 'lo' and f ~= 'b' then ids[#ids + 1] = { tonumber(f), tonumber(all[j + 1]) } end
+  end
+  table.sort(ids, function(x, y) return x[1] < y[1] end)
+  local left = p.count
+  for _, e in ipairs(ids) do
+    left = left - e[2]
+    if left + p.cost <= p.limit then return (e[1] + RL_SUB_BUCKETS + 1) * p.bms - now_ms end
+  end
+  return p.window
 end
 
 -- Phase 1: evaluates every policy (trims expired entries; records nothing). K/A start after the
@@ -62,6 +123,11 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
           p.retry = tonumber(e[2]) + p.window - now_ms
         end
       end
+    elseif p.kind == RL_SLIDING_BUCKETS then
+      k = k + 1
+      p.count = fg_rl_sb_count(p, now_ms)
+      p.ok = p.count + p.cost <= p.limit
+      if not p.ok then p.retry = fg_rl_sb_retry(p, now_ms) end
     elseif p.kind == RL_TOKEN_BUCKET then
       k = k + 1
       p.interval = math.ceil(p.window * 1000 / p.limit)
@@ -119,6 +185,24 @@ local function fg_client_reply(st, commit)
         local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
         reset = tonumber(e[2]) + p.window - now_ms
       end
+    elseif p.kind == RL_SLIDING_BUCKETS then
+      if commit and p.cost > 0 then
+        local id = math.floor(now_ms / p.bms)
+        if redis.call('HINCRBY', p.key, id, p.cost) == p.cost then
+          -- a new bucket (once per bms): the TTL (the newest bucket counts until (id + N + 1)·bms)
+          redis.call('PEXPIRE', p.key, (RL_SUB_BUCKETS + 1) * p.bms)
+          if p.lo == nil then
+            redis.call('HSET', p.key, 'lo', id, 'b', p.bms)
+            p.lo = id
+          end
+        end
+        redis.call('HINCRBY', p.key, 's', p.cost)
+        p.count = p.count + p.cost
+      end
+      current = p.count
+      remaining = p.limit - current
+      if remaining < 0 then remaining = 0 end
+      if current > 0 and p.lo ~= nil then reset = (p.lo + RL_SUB_BUCKETS + 1) * p.bms - now_ms end
     elseif p.kind == RL_TOKEN_BUCKET then
       if commit and p.cost > 0 then
         p.tat = p.tat + p.interval * p.cost

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../common/principal.js';
 import type { RateLimitConfig } from '../config/app-config.js';
-import { applicablePolicies, parseSubject, subjectKeys, subjectPolicies } from './policies.js';
+import { applicablePolicies, parseSubject, routePolicy, subjectKeys, subjectPolicies } from './policies.js';
+import { KIND_SLIDING_BUCKETS, KIND_SLIDING_WINDOW, SLIDING_EXACT_MAX } from './rate-limit.scripts.js';
 import type { RateLimitOptions } from './rate-limit.types.js';
 
 const config: RateLimitConfig = {
@@ -148,7 +149,31 @@ describe('admin subjects', () => {
         `rl:{key:${KEY_ID}}:tpm:log`,
         `rl:{key:${KEY_ID}}:tpm:sum`,
         `rl:{key:${KEY_ID}}:route:chat:tb`,
+        `rl:{key:${KEY_ID}}:key:sb`,
+        `rl:{key:${KEY_ID}}:route:chat:sb`,
       ]),
     );
+  });
+});
+
+describe('sliding windows: exact log up to SLIDING_EXACT_MAX, sub-buckets above', () => {
+  it('limit 1,000 keeps the exact log (:sw); 1,001 is a sub-bucket window (:sb) on the same subject tag', () => {
+    const small = applicablePolicies({
+      config,
+      principal: keyPrincipal(SLIDING_EXACT_MAX, null),
+      clientIp: '1.1.1.1',
+    });
+    const large = applicablePolicies({
+      config,
+      principal: keyPrincipal(SLIDING_EXACT_MAX + 1, null),
+      clientIp: '1.1.1.1',
+    });
+    expect([small[0]!.kind, small[0]!.keys]).toEqual([KIND_SLIDING_WINDOW, [`rl:{key:${KEY_ID}}:key:sw`]]);
+    expect([large[0]!.kind, large[0]!.keys]).toEqual([KIND_SLIDING_BUCKETS, [`rl:{key:${KEY_ID}}:key:sb`]]);
+    expect(large[0]!.algorithm).toBe('sliding_window');
+    // a token bucket never changes with the limit
+    expect(
+      routePolicy({ ...chat, algorithm: 'token_bucket', limit: 50_000, burst: 100 }, 'ip:1.1.1.1').keys,
+    ).toEqual(['rl:{ip:1.1.1.1}:route:chat:tb']);
   });
 });

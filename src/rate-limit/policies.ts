@@ -2,9 +2,10 @@ import type { RateLimitConfig } from '../config/app-config.js';
 import type { Principal } from '../common/principal.js';
 import { ipRateLimitSubject, normaliseIp } from './client-ip.service.js';
 import {
-  KIND_SLIDING_WINDOW,
   KIND_TOKEN_BUCKET,
   KIND_TOKEN_BUDGET,
+  KIND_SLIDING_BUCKETS,
+  slidingKind,
   type PolicyKind,
 } from './rate-limit.scripts.js';
 import type { RateLimitAlgorithm, RateLimitOptions } from './rate-limit.types.js';
@@ -51,8 +52,9 @@ export interface PolicyInput {
 
 const ALG_SHORT: Record<RateLimitAlgorithm, string> = { sliding_window: 'sw', token_bucket: 'tb' };
 
-function kindOf(algorithm: RateLimitAlgorithm): PolicyKind {
-  return algorithm === 'token_bucket' ? KIND_TOKEN_BUCKET : KIND_SLIDING_WINDOW;
+/** A sliding window above SLIDING_EXACT_MAX is a sub-bucket window (rate-limit.scripts.ts). */
+function kindOf(algorithm: RateLimitAlgorithm, limit: number): PolicyKind {
+  return algorithm === 'token_bucket' ? KIND_TOKEN_BUCKET : slidingKind(limit);
 }
 
 /**
@@ -63,14 +65,19 @@ export function subjectTag(subject: string): string {
   return `rl:{${subject}}`;
 }
 
-/** State keys of a request policy: the algorithm is part of the key, so switching it never collides. */
+/**
+ * State keys of a request policy: the algorithm is part of the key, so switching it never collides;
+ * so is the sliding window's structure (`sw` the exact log, `sb` the sub-bucket window, a hash).
+ */
 export function policyKey(
   name: string,
   algorithm: RateLimitAlgorithm,
   subject: string,
   route = false,
+  buckets = false,
 ): string {
-  return `${subjectTag(subject)}:${route ? `route:${name}` : name}:${ALG_SHORT[algorithm]}`;
+  const alg = buckets && algorithm === 'sliding_window' ? 'sb' : ALG_SHORT[algorithm];
+  return `${subjectTag(subject)}:${route ? `route:${name}` : name}:${alg}`;
 }
 
 export function budgetKeys(subject: string): [string, string] {
@@ -87,17 +94,18 @@ export function requestPolicy(
   subject: string,
   route = false,
 ): Policy {
+  const kind = kindOf(algorithm, limit);
   return {
     name,
     algorithm,
-    kind: kindOf(algorithm),
+    kind,
     unit: 'requests',
     limit,
     windowMs,
     burst: algorithm === 'token_bucket' ? burst : limit,
     cost: 1,
     subject,
-    keys: [policyKey(name, algorithm, subject, route)],
+    keys: [policyKey(name, algorithm, subject, route, kind === KIND_SLIDING_BUCKETS)],
   };
 }
 
@@ -239,12 +247,15 @@ export function subjectPolicies(
 
 /** Every key a subject may own (reset deletes them all, whatever the current configuration). */
 export function subjectKeys(subject: Subject, routes: readonly Required<RateLimitOptions>[]): string[] {
-  const algs: RateLimitAlgorithm[] = ['sliding_window', 'token_bucket'];
+  const all = (name: string, route = false) => [
+    policyKey(name, 'sliding_window', subject.text, route),
+    policyKey(name, 'sliding_window', subject.text, route, true),
+    policyKey(name, 'token_bucket', subject.text, route),
+  ];
   const keys: string[] = [];
-  if (subject.kind === 'key')
-    keys.push(...algs.map((a) => policyKey('key', a, subject.text)), ...budgetKeys(subject.text));
-  else if (subject.kind === 'user') keys.push(...algs.map((a) => policyKey('user', a, subject.text)));
-  else keys.push(...algs.map((a) => policyKey('ip', a, subject.text)));
-  for (const route of routes) keys.push(...algs.map((a) => policyKey(route.name, a, subject.text, true)));
+  if (subject.kind === 'key') keys.push(...all('key'), ...budgetKeys(subject.text));
+  else if (subject.kind === 'user') keys.push(...all('user'));
+  else keys.push(...all('ip'));
+  for (const route of routes) keys.push(...all(route.name, true));
   return keys;
 }

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { LocalDb } from '../state/local-db.js';
 import { requestPolicy, tokenBudgetPolicy, type Policy } from './policies.js';
-import { ADMITTED, AdmissionScript, ChargeTokensScript, REJECTED, STALE } from './rate-limit.scripts.js';
+import {
+  ADMITTED,
+  AdmissionScript,
+  ChargeTokensScript,
+  KIND_SLIDING_BUCKETS,
+  REJECTED,
+  STALE,
+} from './rate-limit.scripts.js';
 
 /**
  * The in-process halves of the scripts on a controlled clock: exact boundaries without timing
@@ -156,5 +163,39 @@ describe('deadline', () => {
     expect(admit(db, T0, [sw], { deadline: T0 - 1 }).status).toBe(STALE);
     expect(db.zcard('rl:{key:a}:key:sw')).toBe(0);
     expect(admit(db, T0, [sw], { deadline: T0 }).status).toBe(ADMITTED);
+  });
+});
+
+describe('sliding window above SLIDING_EXACT_MAX: sub-buckets (local half, controlled clock)', () => {
+  it('refused at the limit; retry when the oldest bucket leaves (≤ 1 bucket after the exact log); reset; one hash', () => {
+    const db = new LocalDb();
+    const sb = { ...requestPolicy('key', 'sliding_window', 1500, 60_000, 0, 'key:b'), cost: 1000 };
+    expect(sb.kind).toBe(KIND_SLIDING_BUCKETS);
+    const t0 = 1_800_000_000_300; // 300 ms into a 1 s bucket
+    expect(admit(db, t0, [sb]).status).toBe(ADMITTED);
+    const half = { ...sb, cost: 500 };
+    const second = admit(db, t0 + 10_000, [half]);
+    expect(second.status).toBe(ADMITTED);
+    // reset: when the oldest bucket (t0's) leaves the window: its end + 60 s
+    expect(second.policies[0]).toMatchObject({ current: 1500, remaining: 0, resetMs: 50_700 });
+    const one = { ...sb, cost: 1 };
+    // the exact log would admit at t0 + 60 000 (40 000 ms from now); the buckets at t0's bucket end + 60 s
+    const refused = admit(db, t0 + 20_000, [one]);
+    expect(refused.status).toBe(REJECTED);
+    expect(refused.policies[0]).toMatchObject({ admitted: false, current: 1500, retryMs: 40_700 });
+    expect(admit(db, t0 + 60_699, [one]).status).toBe(REJECTED);
+    const freed = admit(db, t0 + 60_700, [one]);
+    expect(freed.status).toBe(ADMITTED);
+    expect(freed.policies[0]).toMatchObject({ current: 501, remaining: 999 });
+    // one hash: the two live buckets, the sum, lo and the bucket size — no log
+    const b = (t: number) => String(Math.floor(t / 1000));
+    expect(db.hgetall(sb.keys[0]!)).toEqual({
+      [b(t0 + 10_000)]: '500',
+      [b(t0 + 60_700)]: '1',
+      s: '501',
+      lo: b(t0 + 10_000),
+      b: '1000',
+    });
+    expect(sb.keys).toEqual(['rl:{key:b}:key:sb']);
   });
 });

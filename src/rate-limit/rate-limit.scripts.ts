@@ -12,6 +12,20 @@ import { readLua } from '../state/lua-file.js';
  *     one), trimmed to the last `window` ms on every call. Admit iff count + cost <= limit.
  *   2 token bucket (GCRA): one integer, the theoretical arrival time in µs. `limit` tokens per
  *     `window` ms refill, `burst` is the capacity. Admit iff tat + interval·cost − burst·interval <= now.
+ *   4 sliding window of sub-buckets (a limit above SLIDING_EXACT_MAX): one hash per policy,
+ *     '<bucket id>' = requests admitted in that bucket (id = floor(ms / bms), bms = ceil(window /
+ *     SUB_BUCKETS)), s = their sum, lo = the lowest id that may still be present, b = bms. The
+ *     count is the sum of every bucket whose id >= floor(now / bms) − SUB_BUCKETS, read as one HMGET
+ *     (s, lo, b); an admission is one HINCRBY of its bucket and one of s (+ PEXPIRE and, for the
+ *     first bucket, HSET lo/b once per bucket). Buckets that left the window are deleted (and taken
+ *     off s) only when lo says there are some: once per bucket boundary, not per request.
+ *     Error bound (test/rate-limit/sub-buckets.e2e-spec.ts): the count covers everything the exact
+ *     log counts (the last `window` ms) plus what was admitted in the part of the oldest bucket that
+ *     lies before now − window — less than one bucket (window / 60) of time. It never counts less
+ *     than the exact log, so no `window`-long interval ever admits more than `limit`; a subject at
+ *     its limit may be refused up to one bucket earlier (its retry time is up to one bucket later)
+ *     than with the exact log. Retry: when enough of the oldest buckets have left the window
+ *     ((id + SUB_BUCKETS + 1)·bms − now); reset: when the oldest bucket leaves.
  *   3 token budget (TPM, check only): a log of charges (member `<token>:<tokens>`) plus their running
  *     sum; refuse while the sum over the last `window` ms is >= limit. Charged by ChargeTokensScript.
  *
@@ -23,7 +37,36 @@ import { readLua } from '../state/lua-file.js';
 export const KIND_SLIDING_WINDOW = 1;
 export const KIND_TOKEN_BUCKET = 2;
 export const KIND_TOKEN_BUDGET = 3;
-export type PolicyKind = typeof KIND_SLIDING_WINDOW | typeof KIND_TOKEN_BUCKET | typeof KIND_TOKEN_BUDGET;
+export const KIND_SLIDING_BUCKETS = 4;
+export type PolicyKind =
+  | typeof KIND_SLIDING_WINDOW
+  | typeof KIND_TOKEN_BUCKET
+  | typeof KIND_TOKEN_BUDGET
+  | typeof KIND_SLIDING_BUCKETS;
+
+/**
+ * Where the exact log stays: a sliding-window policy whose limit is at most this keeps the
+ * sorted-set log (kind 1); a larger limit uses the sub-bucket window (kind 4). Why 1,000: the log
+ * costs a ZADD into a set of up to `limit` members per request and ~100 B per member (a skiplist
+ * above 128 members), so its cost grows with the limit, while the sub-bucket window costs the same
+ * at any limit; its error (below) is at most one bucket's worth of traffic, i.e. 1/60 of the window,
+ * which at a limit of 1,000 or less is a handful of requests — there the exact log is cheap enough
+ * and its exactness is worth keeping (the defaults, key 60, user 600, IP 1,000 per minute, all stay
+ * exact).
+ */
+export const SLIDING_EXACT_MAX = 1000;
+/** Sub-buckets per window (the bucket size is ceil(window / SUB_BUCKETS) ms). */
+export const SUB_BUCKETS = 60;
+
+/** The sliding-window kind for a limit: the exact log up to SLIDING_EXACT_MAX, sub-buckets above. */
+export function slidingKind(limit: number): typeof KIND_SLIDING_WINDOW | typeof KIND_SLIDING_BUCKETS {
+  return limit > SLIDING_EXACT_MAX ? KIND_SLIDING_BUCKETS : KIND_SLIDING_WINDOW;
+}
+
+/** A sub-bucket window's bucket size in ms. */
+export function subBucketMs(windowMs: number): number {
+  return Math.ceil(windowMs / SUB_BUCKETS);
+}
 
 /** Keys a policy kind uses, in KEYS order. */
 export function keyCount(kind: PolicyKind): number {
@@ -68,6 +111,8 @@ export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.m
   RL_REJECTED: REJECTED,
   RL_SLIDING_WINDOW: KIND_SLIDING_WINDOW,
   RL_TOKEN_BUCKET: KIND_TOKEN_BUCKET,
+  RL_SLIDING_BUCKETS: KIND_SLIDING_BUCKETS,
+  RL_SUB_BUCKETS: SUB_BUCKETS,
   RL_ARGS_PER_POLICY: ARGS_PER_POLICY,
 });
 
@@ -98,6 +143,63 @@ function trimBudget(db: LocalDb, log: string, sum: string, cutoff: number): numb
   return Number(db.get(sum) ?? '0');
 }
 
+const SB_META = new Set(['s', 'lo', 'b']);
+
+/** Twin of fg_rl_sb_trim: deletes the buckets below `first`; the new s and lo (null: hash gone). */
+function sbTrim(db: LocalDb, key: string, first: number, s: number): [number, number | null] {
+  let lo: number | null = null;
+  const dead: string[] = [];
+  for (const [f, v] of Object.entries(db.hgetall(key))) {
+    if (SB_META.has(f)) continue;
+    const id = Number(f);
+    if (id < first) {
+      s -= Number(v);
+      dead.push(f);
+    } else if (lo === null || id < lo) lo = id;
+  }
+  if (lo === null) {
+    db.del(key);
+    return [0, null];
+  }
+  for (const f of dead) db.hdel(key, f);
+  db.hset(key, { s, lo });
+  return [s, lo];
+}
+
+/** Twin of fg_rl_sb_count. */
+function sbCount(db: LocalDb, p: LocalPolicy, nowMs: number): number {
+  p.bms = subBucketMs(p.window);
+  const first = Math.floor(nowMs / p.bms) - SUB_BUCKETS;
+  let s = Number(db.hget(p.key, 's') ?? '0') || 0;
+  const loText = db.hget(p.key, 'lo');
+  let lo: number | null = loText === null ? null : Number(loText);
+  const b = db.hget(p.key, 'b');
+  if (b !== null && Number(b) !== p.bms) {
+    db.del(p.key);
+    s = 0;
+    lo = null;
+  } else if (lo !== null && lo < first) {
+    [s, lo] = sbTrim(db, p.key, first, s);
+  }
+  p.lo = lo;
+  return s;
+}
+
+/** Twin of fg_rl_sb_retry. */
+function sbRetry(db: LocalDb, p: LocalPolicy, nowMs: number): number {
+  if (p.cost > p.limit) return p.window;
+  const ids = Object.entries(db.hgetall(p.key))
+    .filter(([f]) => !SB_META.has(f))
+    .map(([f, v]) => [Number(f), Number(v)] as const)
+    .sort((x, y) => x[0] - y[0]);
+  let left = p.count;
+  for (const [id, v] of ids) {
+    left -= v;
+    if (left + p.cost <= p.limit) return (id + SUB_BUCKETS + 1) * p.bms - nowMs;
+  }
+  return p.window;
+}
+
 export interface LocalPolicy {
   kind: number;
   limit: number;
@@ -112,6 +214,9 @@ export interface LocalPolicy {
   interval: number;
   tat: number;
   used: number;
+  /** Sub-bucket window: the bucket size (ms) and the lowest bucket id present (null: none). */
+  bms: number;
+  lo: number | null;
 }
 
 /** Phase 1 of the client limits (TypeScript twin of fg_client_evaluate): evaluates, records nothing. */
@@ -157,6 +262,8 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       interval: 0,
       tat: 0,
       used: 0,
+      bms: 0,
+      lo: null,
     };
     if (p.kind === KIND_SLIDING_WINDOW) {
       k += 1;
@@ -170,6 +277,11 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
           p.retry = db.zrange(p.key, rank, rank)[0]!.score + p.window - nowMs;
         }
       }
+    } else if (p.kind === KIND_SLIDING_BUCKETS) {
+      k += 1;
+      p.count = sbCount(db, p, nowMs);
+      p.ok = p.count + p.cost <= p.limit;
+      if (!p.ok) p.retry = sbRetry(db, p, nowMs);
     } else if (p.kind === KIND_TOKEN_BUCKET) {
       k += 1;
       p.interval = Math.ceil((p.window * 1000) / p.limit);
@@ -218,6 +330,22 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
       current = p.count;
       remaining = Math.max(0, p.limit - current);
       if (current > 0) reset = db.zrange(p.key, 0, 0)[0]!.score + p.window - nowMs;
+    } else if (p.kind === KIND_SLIDING_BUCKETS) {
+      if (commit && p.cost > 0) {
+        const id = Math.floor(nowMs / p.bms);
+        if (db.hincrby(p.key, String(id), p.cost) === p.cost) {
+          db.pexpire(p.key, (SUB_BUCKETS + 1) * p.bms);
+          if (p.lo === null) {
+            db.hset(p.key, { lo: id, b: p.bms });
+            p.lo = id;
+          }
+        }
+        db.hincrby(p.key, 's', p.cost);
+        p.count += p.cost;
+      }
+      current = p.count;
+      remaining = Math.max(0, p.limit - current);
+      if (current > 0 && p.lo !== null) reset = (p.lo + SUB_BUCKETS + 1) * p.bms - nowMs;
     } else if (p.kind === KIND_TOKEN_BUCKET) {
       if (commit && p.cost > 0) {
         p.tat += p.interval * p.cost;
@@ -296,9 +424,13 @@ export const ResetScript: AtomicScript<number> = {
 /**
  * Undoes one committed AdmissionScript step (Redis Cluster: the client limits run as one step per
  * subject, and a later subject's refusal rolls back the earlier ones). KEYS/ARGV: the step's own
- * (member, deadline, dry_run, n, n × (kind, limit, window_ms, burst, cost)); deadline and dry_run
- * are ignored — a rollback always runs.
+ * (member, admitted_at, dry_run, n, n × (kind, limit, window_ms, burst, cost)), with the deadline's
+ * place holding the admission's time (the Redis clock in ms: its reply's now_ms); dry_run is
+ * ignored — a rollback always runs.
  * - sliding window: ZREM the request's member(s) (`member`, `member:2`, …) — exact and idempotent;
+ * - sliding window of sub-buckets: the bucket the admission was counted in (floor(admitted_at /
+ *   bms)) and the sum go down by `cost` (never below 0; nothing when that bucket has left the
+ *   window: it no longer counts) — not idempotent: run it once;
  * - token bucket: TAT −= interval·cost, never below now (a TAT at or behind now is a full bucket:
  *   the key is deleted) — not idempotent: run it once;
  * - token budget: nothing (check-only at admission).
@@ -322,6 +454,18 @@ for i = 1, n do
       local m = member
       if j > 1 then m = member .. ':' .. j end
       undone = undone + redis.call('ZREM', KEYS[k], m)
+    end
+    k = k + 1
+  elseif kind == ${KIND_SLIDING_BUCKETS} then
+    local bms = math.ceil(window / ${SUB_BUCKETS})
+    local id = math.floor(tonumber(ARGV[2]) / bms)
+    local h = redis.call('HMGET', KEYS[k], tostring(id), 'b')
+    local v = tonumber(h[1] or '0') or 0
+    if cost > 0 and v > 0 and tonumber(h[2] or '0') == bms and id >= math.floor(now_ms / bms) - ${SUB_BUCKETS} then
+      local take = math.min(cost, v)
+      redis.call('HINCRBY', KEYS[k], tostring(id), -take)
+      redis.call('HINCRBY', KEYS[k], 's', -take)
+      undone = undone + take
     end
     k = k + 1
   elseif kind == ${KIND_TOKEN_BUCKET} then
@@ -356,6 +500,18 @@ return { undone, now_ms }
       const cost = Number(args[b + 4]);
       if (kind === KIND_SLIDING_WINDOW) {
         for (let j = 1; j <= cost; j++) undone += db.zrem(keys[k]!, j > 1 ? `${member}:${j}` : member);
+        k += 1;
+      } else if (kind === KIND_SLIDING_BUCKETS) {
+        const bms = subBucketMs(window);
+        const id = String(Math.floor(Number(args[1]) / bms));
+        const v = Number(db.hget(keys[k]!, id) ?? '0') || 0;
+        const sameSize = Number(db.hget(keys[k]!, 'b') ?? '0') === bms;
+        if (cost > 0 && v > 0 && sameSize && Number(id) >= Math.floor(nowMs / bms) - SUB_BUCKETS) {
+          const take = Math.min(cost, v);
+          db.hincrby(keys[k]!, id, -take);
+          db.hincrby(keys[k]!, 's', -take);
+          undone += take;
+        }
         k += 1;
       } else if (kind === KIND_TOKEN_BUCKET) {
         const tat = Number(db.get(keys[k]!) ?? '0');

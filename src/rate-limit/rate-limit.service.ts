@@ -486,14 +486,18 @@ export class RateLimitService implements OnModuleInit {
    * per WARN_EVERY_MS with the count since the last one.
    */
   private async rollBack(
-    committed: readonly { keys: string[]; args: (string | number)[] }[],
+    committed: readonly { keys: string[]; args: (string | number)[]; reply: number[] }[],
     member: string,
   ): Promise<void> {
     await Promise.all(
       committed.map(async (c) => {
         this.counters.rollbacks++;
+        // the step's own KEYS/ARGV, the deadline's place holding the admission's time (its reply's
+        // now_ms): a sub-bucket window gives back the bucket the request was counted in
+        const args = [...c.args];
+        args[1] = c.reply[1]!;
         try {
-          await this.send(RollbackScript, c.keys, c.args);
+          await this.send(RollbackScript, c.keys, args);
         } catch (err) {
           this.counters.rollbackFailures++;
           this.rollbackFailuresSinceWarn++;

@@ -20,10 +20,13 @@ import {
 import { CLIENT_LIMITS_STEP } from '../../src/rate-limit/rate-limit.service.js';
 import {
   ADMITTED,
+  KIND_SLIDING_BUCKETS,
   KIND_SLIDING_WINDOW,
   KIND_TOKEN_BUCKET,
   KIND_TOKEN_BUDGET,
   REJECTED,
+  SUB_BUCKETS,
+  subBucketMs,
 } from '../../src/rate-limit/rate-limit.scripts.js';
 import { QUEUE_GATE, QueueMode } from '../../src/relay/admission-gates.js';
 import {
@@ -39,7 +42,8 @@ import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services
 /**
  * The relay's combined admission (client limits + queue gate + key selection, admission.lua) exists
  * twice: Lua in Redis and its TypeScript twin over LocalDb. This suite generates stored states
- * (client sliding windows / token buckets / token budgets near their limits; upstream keys cooling,
+ * (client sliding windows — exact logs, and sub-bucket windows for limits above 1,000 — / token
+ * buckets / token budgets near their limits; upstream keys cooling,
  * at their RPM/TPM, at their concurrency; a queue with waiters ahead or not) and runs every case
  * through both, then asserts the same reply and the same resulting state, key by key. The TypeScript
  * half runs at the millisecond the script read (its reply carries it). Token buckets are kept in µs
@@ -91,10 +95,51 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
   const nPolicies = int(0, 4);
   const clientArgs: (string | number)[] = [`m-${tag}`, 0, 0, nPolicies];
   for (let j = 0; j < nPolicies; j++) {
-    const kind = pick([KIND_SLIDING_WINDOW, KIND_SLIDING_WINDOW, KIND_TOKEN_BUCKET, KIND_TOKEN_BUDGET]);
+    const kind = pick([
+      KIND_SLIDING_WINDOW,
+      KIND_SLIDING_WINDOW,
+      KIND_SLIDING_BUCKETS,
+      KIND_TOKEN_BUCKET,
+      KIND_TOKEN_BUDGET,
+    ]);
     const key = `rl:c${j}:${tag}`;
     policies.push({ kind, key });
-    if (kind === KIND_SLIDING_WINDOW) {
+    if (kind === KIND_SLIDING_BUCKETS) {
+      // a large limit: near it (the count spread over buckets in the window), sometimes with a
+      // bucket that has left the window (trimmed first), or a hash of another bucket size
+      const limit = int(1001, 3000);
+      const bms = subBucketMs(WINDOW);
+      const cur = Math.floor(t0 / bms);
+      const n = pick([0, limit - 1, limit, limit, limit + 1, int(1, limit)]);
+      const fields: Record<string, string> = {};
+      let left = n;
+      while (left > 0) {
+        const v = Math.min(left, int(1, Math.ceil(limit / 3)));
+        const id = String(cur - int(0, SUB_BUCKETS));
+        fields[id] = String(Number(fields[id] ?? 0) + v);
+        left -= v;
+      }
+      let sum = n;
+      if (n > 0 && r() < 0.3) {
+        const gone = int(1, 500);
+        fields[String(cur - SUB_BUCKETS - int(1, 5))] = String(gone);
+        sum += gone;
+      }
+      if (Object.keys(fields).length > 0) {
+        fields.s = String(sum);
+        fields.lo = String(
+          Math.min(
+            ...Object.keys(fields)
+              .map(Number)
+              .filter((x) => !Number.isNaN(x)),
+          ),
+        );
+        fields.b = String(r() < 0.1 ? bms * 2 : bms);
+        seeds.push({ type: 'hash', key, fields });
+      }
+      clientKeys.push(key);
+      clientArgs.push(kind, limit, WINDOW, limit, 1);
+    } else if (kind === KIND_SLIDING_WINDOW) {
       const limit = int(1, 4);
       const n = pick([0, limit - 1, limit, limit, limit + 1].map((x) => Math.max(0, x)));
       const entries: [number, string][] = Array.from({ length: n }, (_, i) => [
@@ -296,7 +341,7 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
 
   it(`${CASES} generated cases: same reply, same stored state; refusals change nothing`, async () => {
     const r = rng(2026_12_04);
-    const seen = { clientRefused: 0, leased: 0, capacityRefused: 0 };
+    const seen = { clientRefused: 0, leased: 0, capacityRefused: 0, bucketsRefused: 0, bucketsAdmitted: 0 };
     let sha = '';
     for (let b = 0; b < CASES / BATCH; b++) {
       const [sec, usec] = (await client.time()) as unknown as [string, string];
@@ -367,6 +412,11 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
         // The rules, on the TypeScript half (now known equal to the Lua).
         const ts = decodeAdmission(tsReply);
         const status = (ts.client as number[])[0];
+        c.policies.forEach((policy, j) => {
+          if (policy.kind !== KIND_SLIDING_BUCKETS) return;
+          if ((ts.client as number[])[2 + j * 5] === 1) seen.bucketsAdmitted++;
+          else seen.bucketsRefused++;
+        });
         if (status === REJECTED) {
           seen.clientRefused++;
           expect(ts.provider).toBeNull();
@@ -381,6 +431,10 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
           for (const policy of c.policies) {
             if (policy.kind === KIND_SLIDING_WINDOW)
               expect(db.zscore(policy.key, String(c.clientArgs[0]))).not.toBeNull();
+            if (policy.kind === KIND_SLIDING_BUCKETS)
+              expect(
+                Number(db.hget(policy.key, String(Math.floor(nowMs / subBucketMs(WINDOW))))),
+              ).toBeGreaterThan(0);
           }
         }
       }
@@ -389,5 +443,7 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
     expect(seen.clientRefused).toBeGreaterThan(CASES / 20);
     expect(seen.leased).toBeGreaterThan(CASES / 20);
     expect(seen.capacityRefused).toBeGreaterThan(CASES / 20);
+    expect(seen.bucketsRefused).toBeGreaterThan(CASES / 20);
+    expect(seen.bucketsAdmitted).toBeGreaterThan(CASES / 20);
   }, 120_000);
 });
