@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['eslint.config.js', 'dist/**', 'node_modules/**', 'coverage/**', 'bench/out/**', 'docker/**', '**/*.mjs', '**/*.cjs', 'bin/**', 'test/fixtures/**'] },
+  { ignores: ['eslint.config.js', 'dist/**', 'dist-before/**', 'node_modules/**', 'coverage/**', 'bench/out/**', 'docker/**', '**/*.mjs', '**/*.cjs', 'bin/**', 'test/fixtures/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
