@@ -179,7 +179,9 @@ export async function startGateway(
     // a private redis-server (redisUrl) is thrown away whole by its owner: nothing to delete here
     if (redisUrl === REDIS_URL) cleanups.push(onCleanup(() => deletePrefix(`${prefix}:`)));
     env.DATABASE_URL = db.url;
-    env.REDIS_URL = redisUrl;
+    // redisUrl 'cluster:host:port,host:port,…': a (private) Redis Cluster via REDIS_CLUSTER_NODES
+    if (redisUrl.startsWith('cluster:')) env.REDIS_CLUSTER_NODES = redisUrl.slice('cluster:'.length);
+    else env.REDIS_URL = redisUrl;
     env.REDIS_PREFIX = prefix;
   } else {
     env.DATA_DIR = ':memory:';
