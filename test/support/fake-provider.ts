@@ -16,6 +16,7 @@ import type { AddressInfo, Socket } from 'node:net';
  *   fake.when({ key: 'sk-a', times: 1, reply: FakeProvider.rateLimited(3) });   // one 429, Retry-After: 3
  *   fake.when({ key: 'sk-b', reply: FakeProvider.unauthorized() });             // always 401
  *   fake.when({ path: '/v1/embeddings', reply: { delayMs: 500 } });             // slow, then normal answer
+ *   fake.when({ reply: { firstEventDelayMs: 1500 } });    // stream: headers at once, first event 1.5 s later
  *   fake.when({ reply: (req) => (req.body.model === 'x' ? { status: 500 } : {}) });
  *
  * Built-in limits (options or setters): `maxConcurrent` (429 "concurrency" above N in flight) and
@@ -41,6 +42,9 @@ export interface RecordedRequest {
   closedEarly: boolean;
   /** When the exchange ended (complete or closed). */
   endedAt?: number;
+  /** Streams: when the status line and headers were flushed, and when the first SSE event was written. */
+  headersSentAt?: number;
+  firstEventAt?: number;
 }
 
 export interface FakeReply {
@@ -53,6 +57,8 @@ export interface FakeReply {
   delayMs?: number;
   /** Streams: pause between SSE chunks. */
   chunkDelayMs?: number;
+  /** Streams: send the status line and headers at once, then hold the first SSE event this long. */
+  firstEventDelayMs?: number;
   /** The completion text to answer with (split into one chunk per word when streaming). */
   text?: string;
   /** Destroy the socket instead of answering (connection error for the client). */
@@ -307,7 +313,17 @@ export class FakeProvider {
           connection: 'keep-alive',
           ...reply.headers,
         });
-        const send = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+        if (reply.firstEventDelayMs) {
+          // Without a flush Node holds the headers until the first write.
+          res.flushHeaders();
+          record.headersSentAt = Date.now();
+          await sleep(reply.firstEventDelayMs);
+          if (res.destroyed) return;
+        }
+        const send = (data: unknown) => {
+          record.firstEventAt ??= Date.now();
+          return res.write(`data: ${JSON.stringify(data)}\n\n`);
+        };
         const chunkObject = chat ? 'chat.completion.chunk' : 'text_completion';
         const choice = (delta: string | null, finish: string | null, role = false) =>
           chat
