@@ -308,8 +308,10 @@ end
  * (the relay's combined admission) — `composedLua` is this library plus one call.
  */
 export function providerLua(gate: AdmissionGate | null): string {
+  // fg_gate_memo: one table per script call that a gate's check may leave state in for its commit
+  // (the retreat gate: what it read), so the commit need not read it again
   const gateFns = gate
-    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId, inFlight, leaseId)\n${gate.commitLua}\nend\n`
+    ? `local fg_gate_memo = {}\nlocal function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId, inFlight, leaseId)\n${gate.commitLua}\nend\n`
     : '';
   const check = gate
     ? `  local refused = fg_gate_check(GK, GA, now)\n  if refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
