@@ -59,16 +59,21 @@ end
 local function fg_rl_sb_count(p, now_ms)
   p.bms = math.ceil(p.window / RL_SUB_BUCKETS)
   p.first = math.floor(now_ms / p.bms) - RL_SUB_BUCKETS
-  local h = redis.call('HMGET', p.key, 's', 'lo', 'b')
+  p.id = math.floor(now_ms / p.bms)
+  -- the current bucket is read with the sum, so the commit writes both with one HSET
+  local h = redis.call('HMGET', p.key, 's', 'lo', 'b', p.id)
   local s = tonumber(h[1] or '0') or 0
   local lo = tonumber(h[2] or '')
+  p.cur = tonumber(h[4] or '0') or 0
   if h[3] and tonumber(h[3]) ~= p.bms then
     redis.call('DEL', p.key)
-    s, lo = 0, nil
+    s, lo, p.cur = 0, nil, 0
   elseif lo ~= nil and lo < p.first then
     s, lo = fg_rl_sb_trim(p.key, p.first, s)
+    if lo == nil then p.cur = 0 end
   end
   p.lo = lo
+  p.s = s
   return s
 end
 
@@ -187,16 +192,18 @@ local function fg_client_reply(st, commit)
       end
     elseif p.kind == RL_SLIDING_BUCKETS then
       if commit and p.cost > 0 then
-        local id = math.floor(now_ms / p.bms)
-        if redis.call('HINCRBY', p.key, id, p.cost) == p.cost then
+        local id = p.id
+        -- the bucket and s were read by the evaluation (same atomic step): one HSET writes both
+        if p.cur + p.cost == p.cost and p.lo == nil then
+          redis.call('HSET', p.key, id, p.cur + p.cost, 'lo', id, 'b', p.bms, 's', p.s + p.cost)
+          p.lo = id
+        else
+          redis.call('HSET', p.key, id, p.cur + p.cost, 's', p.s + p.cost)
+        end
+        if p.cur + p.cost == p.cost then
           -- a new bucket (once per bms): the TTL (the newest bucket counts until (id + N + 1)·bms)
           redis.call('PEXPIRE', p.key, (RL_SUB_BUCKETS + 1) * p.bms)
-          if p.lo == nil then
-            redis.call('HSET', p.key, 'lo', id, 'b', p.bms)
-            p.lo = id
-          end
         end
-        redis.call('HINCRBY', p.key, 's', p.cost)
         p.count = p.count + p.cost
       end
       current = p.count

@@ -110,19 +110,25 @@ export interface FixedShapeGate extends AdmissionGate {
 
 export const RETREAT_GATE_CODE = 'provider_rate';
 
-/** Lua: computes `rate` (tokens per ms), `cap` of the provider's bucket, or returns nil (no bucket). */
+/**
+ * Lua: computes `rate` (tokens per ms), `cap` of the provider's bucket from ONE read of the retreat
+ * hash (h = st, f, ob, tk, ts), or returns nil (no bucket). `fg_gate_memo` is a table the composer
+ * (KeyPool's providerLua) declares once per script call: the check leaves there what the commit
+ * needs (false: no bucket; a number: the tokens it left in the hash), so the commit reads nothing.
+ */
 const LUA_BUCKET_PARAMS = `
 local rt = GK[1]
 local base, burst, enabled = tonumber(GA[1]) or 0, tonumber(GA[2]) or 0, GA[3] == '1'
+local h = redis.call('HMGET', rt, 'st', 'f', 'ob', 'tk', 'ts')
 local st, f = 0, 1000
 if enabled then
-  st = tonumber(redis.call('HGET', rt, 'st')) or 0
-  if st ~= 0 then f = tonumber(redis.call('HGET', rt, 'f')) or 1000 end
+  st = tonumber(h[1]) or 0
+  if st ~= 0 then f = tonumber(h[2]) or 1000 end
 end
 if base <= 0 then
-  if st == 0 then return nil end
-  base = tonumber(redis.call('HGET', rt, 'ob')) or 0
-  if base <= 0 then return nil end
+  if st == 0 then fg_gate_memo.retreat = false; return nil end
+  base = tonumber(h[3]) or 0
+  if base <= 0 then fg_gate_memo.retreat = false; return nil end
 end
 local cap0 = burst
 if cap0 <= 0 then cap0 = math.max(1, math.ceil(base / 60)) end
@@ -154,17 +160,22 @@ export const RETREAT_GATE: FixedShapeGate = {
   keyCount: 1,
   argCount: 3,
   checkLua: `${LUA_BUCKET_PARAMS}
-local tk = tonumber(redis.call('HGET', rt, 'tk'))
-local ts = tonumber(redis.call('HGET', rt, 'ts'))
+local tk = tonumber(h[4])
+local ts = tonumber(h[5])
 if tk == nil or ts == nil then tk = cap; ts = now end
 if now > ts then tk = tk + (now - ts) * rate end
 if tk > cap then tk = cap end
 redis.call('HSET', rt, 'tk', tk, 'ts', now)
 redis.call('PEXPIRE', rt, ${RT_TTL_MS})
 if tk < 1 then return {'${RETREAT_GATE_CODE}', math.ceil((1 - tk) / rate)} end
+fg_gate_memo.retreat = tk
 return nil`,
-  commitLua: `${LUA_BUCKET_PARAMS}
-local tk = tonumber(redis.call('HGET', rt, 'tk')) or cap
+  commitLua: `
+local m = fg_gate_memo.retreat
+if m == false then return nil end
+if m ~= nil then redis.call('HSET', GK[1], 'tk', m - 1); return nil end
+${LUA_BUCKET_PARAMS}
+local tk = tonumber(h[4]) or cap
 redis.call('HSET', rt, 'tk', tk - 1)
 return nil`,
   check(db, keys, args, now) {

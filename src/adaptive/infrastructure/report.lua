@@ -18,7 +18,7 @@
 --
 -- Writes only what changes: the window's slot is (re)started with one HSET, and only then are the
 -- TTLs of rw and rt renewed (a slot is far shorter than either TTL); rt is written only when the
--- state machine changed a field (a steady NORMAL provider's answers cost HMGET, 2 HINCRBY, HMGET).
+-- state machine changed a field (a steady NORMAL provider's answers cost HMGET, HSET, HMGET).
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local WINDOW_SLOTS = 10                 -- WINDOW_SLOTS
@@ -33,23 +33,23 @@ local enabled = A[ao + 13] == '1'
 
 -- 1a. the window. Its totals N and E are kept in the hash too, for the slot (and window length)
 -- they were summed at (field c = '<slot>:<windowMs>'): while the slot is the same, no slot leaves
--- the window, so an answer adds to its slot and to N/E (HMGET + HINCRBYs); the first answer of a
--- new slot reads every slot (HGETALL), restarts its own and sums them again.
+-- the window, so an answer adds to its slot and to N/E (one HMGET of the totals and the slot, one
+-- HSET); the first answer of a new slot reads every slot (HGETALL), restarts its own and sums them again.
 local slotMs = math.ceil(windowMs / WINDOW_SLOTS)
 local curSlot = math.floor(now / slotMs)
 local tag = curSlot .. ':' .. windowMs
 local i = curSlot % WINDOW_SLOTS
 local fresh = false
 local N, E = 0, 0
-local tot = redis.call('HMGET', rw, 'c', 'N', 'E')
+local tot = redis.call('HMGET', rw, 'c', 'N', 'E', 'n' .. i, 'e' .. i)
 if addN > 0 and tot[1] == tag then
+  -- the slot's counts were read with the totals (same atomic step): one HSET writes them all
   N = (tonumber(tot[2]) or 0) + addN
   E = (tonumber(tot[3]) or 0) + addE
-  redis.call('HINCRBY', rw, 'n' .. i, addN)
-  redis.call('HINCRBY', rw, 'N', addN)
   if addE > 0 then
-    redis.call('HINCRBY', rw, 'e' .. i, addE)
-    redis.call('HINCRBY', rw, 'E', addE)
+    redis.call('HSET', rw, 'n' .. i, (tonumber(tot[4]) or 0) + addN, 'N', N, 'e' .. i, (tonumber(tot[5]) or 0) + addE, 'E', E)
+  else
+    redis.call('HSET', rw, 'n' .. i, (tonumber(tot[4]) or 0) + addN, 'N', N)
   end
 else
   local h = {}

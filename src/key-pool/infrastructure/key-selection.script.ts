@@ -166,8 +166,9 @@ const LUA_SELECT = `
 -- not copied). The candidates' LRU sequences come from the provider's LRU set in one ZMSCORE; each
 -- priority group is then walked in LRU order and the first usable key wins, so an uncontended
 -- request looks at one key (one HMGET of cd, rx [, cl] and one ZCOUNT of its live leases), not at
--- every key. Refusals (no usable key) have visited every key, as before. The commit trims only the
--- chosen key's expired leases and adds the lease to the count the walk took.
+-- every key. Refusals (no usable key) have visited every key, as before. The commit adds the lease
+-- to the count the walk took; the chosen key's expired leases (never counted: ZCOUNT above now) are
+-- trimmed only when the hash's TTL is renewed (rx), not per request.
 local function fg_select(K, A, now, ko, ao)
   local call = redis.call
   local leaseId = A[ao + 1]
@@ -272,6 +273,9 @@ local function fg_select(K, A, now, ko, ao)
     call('HSET', hk, 'rx', now)
     call('PEXPIRE', hk, hashTtl)
     call('PEXPIRE', lk, hashTtl)
+    -- expired leases (a release that never came) leave the set here, with the hash's TTL renewal:
+    -- every count reads live leases only (ZCOUNT above now), so they need no trim per request
+    call('ZREMRANGEBYSCORE', ik, '-inf', now)
   elseif fresh == 1 then
     call('PEXPIRE', lk, hashTtl)
   end
@@ -282,11 +286,10 @@ local function fg_select(K, A, now, ko, ao)
     call('ZADD', rk, now, leaseId)
     call('PEXPIRE', rk, ${WINDOW_MS + 1000})
   end
-  call('ZREMRANGEBYSCORE', ik, '-inf', now)
   local added = call('ZADD', ik, now + leaseTtl, leaseId)
   call('PEXPIRE', ik, leaseTtl + 1000)
   if bestCount ~= nil then return {1, best + 1, bestCount + added, now} end
-  return {1, best + 1, call('ZCARD', ik), now}
+  return {1, best + 1, call('ZCOUNT', ik, '(' .. now, '+inf'), now}
 end
 `;
 
@@ -305,8 +308,10 @@ end
  * (the relay's combined admission) — `composedLua` is this library plus one call.
  */
 export function providerLua(gate: AdmissionGate | null): string {
+  // fg_gate_memo: one table per script call that a gate's check may leave state in for its commit
+  // (the retreat gate: what it read), so the commit need not read it again
   const gateFns = gate
-    ? `local function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId, inFlight, leaseId)\n${gate.commitLua}\nend\n`
+    ? `local fg_gate_memo = {}\nlocal function fg_gate_check(GK, GA, now)\n${gate.checkLua}\nend\nlocal function fg_gate_commit(GK, GA, now, keyId, inFlight, leaseId)\n${gate.commitLua}\nend\n`
     : '';
   const check = gate
     ? `  local refused = fg_gate_check(GK, GA, now)\n  if refused then return {0, 'gate:' .. refused[1], tonumber(refused[2]), 0, 0, 0} end\n`
@@ -469,6 +474,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
     db.hset(hk, { rx: now });
     db.pexpire(hk, hashTtl);
     db.pexpire(lk, hashTtl);
+    db.zremrangebyscore(ik, -Infinity, now);
   } else if (fresh === 1) db.pexpire(lk, hashTtl);
   const maxRpm = Number(A[a + 2]);
   if (maxRpm > RPM_EXACT_MAX) wbAdd(db, rk, now, 1);
@@ -476,10 +482,9 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
     db.zadd(rk, now, leaseId);
     db.pexpire(rk, WINDOW_MS + 1000);
   }
-  db.zremrangebyscore(ik, -Infinity, now);
   const added = db.zadd(ik, now + leaseTtl, leaseId);
   db.pexpire(ik, leaseTtl + 1000);
-  return [1, best + 1, bestCount !== null ? bestCount + added : db.zcard(ik), now];
+  return [1, best + 1, bestCount !== null ? bestCount + added : db.zcount(ik, now + 0.5, Infinity), now];
 }
 
 /**
