@@ -23,7 +23,7 @@ import { closeRedis, configure, loopDelay, metricValue, startGateway, sweepStale
 import { abort, cleanupAll, installSignalHandlers, rssMB, rssSampler, sleep, startServer, stopping, withTimeout } from './lib/procs.mjs';
 import { fmt } from './lib/stats.mjs';
 import { CONTENDED, contendedClosedLoop } from './sections/contended.mjs';
-import { REDIS_COST, redisCost, redisCostMarkdown } from './sections/redis-cost.mjs';
+import { REAL_LIMITS, REDIS_COST, redisCost, redisCostMarkdown } from './sections/redis-cost.mjs';
 import { PORTKEY_VERSION, startPortkey } from './lib/peer.mjs';
 import { QUEUE_ENV, contention } from './sections/queue.mjs';
 import { burstTtfb, concurrentStreams, ttft } from './sections/streaming.mjs';
@@ -123,6 +123,7 @@ const R = {
   queue: {}, // mode -> result
   contended: {}, // mode -> result
   redis: null, // Redis cost per request (distributed, private redis-server)
+  redisReal: null, // the same with the limits a real key has (REAL_LIMITS), c=1 only
   loop: {}, // phase -> gateway event-loop delay { p99, max } ms
   notes: [],
 };
@@ -272,6 +273,8 @@ try {
     await section('Redis cost per request', async () => {
       R.redis = await redisCost(upstream.url, C.redis);
       status(`Redis cost: ${R.redis.phases.map((p) => `${p.label} ${Math.round(p.cpuUs)} µs CPU/req`).join(', ')}`);
+      R.redisReal = await redisCost(upstream.url, { idleS: C.redis.idleS, limits: 'real' });
+      status(`Redis cost, real limits: c=1 ${Math.round(R.redisReal.phases[0].cpuUs)} µs CPU/req`);
     });
   }
   if (on('profile')) await section('profile', () => profile(upstream));
@@ -752,6 +755,17 @@ if (R.redis) {
   for (const line of redisCostMarkdown({ distributed: R.redis })) log(line);
   const c1 = R.redis.phases[0];
   if (c1) log(`Fleet ceiling (uncontended cost): **${int(c1.ceiling)} relayed req/s per Redis core** (${int(c1.cpuUs)} µs Redis CPU per request).`);
+  log('');
+  if (R.redisReal) {
+    const L = REAL_LIMITS;
+    log(
+      `**With the limits a real key has** (issue 18's goal is stated for these): client key ${L.clientLimits.rpm} rpm (exact sliding log) and ${int(L.clientLimits.tpm)} tpm (token budget), its user ${L.env.RATE_LIMIT_USER_RPM} rpm (sub-buckets), its IP ${L.env.RATE_LIMIT_IP_RPM} rpm (exact log), each upstream key ${L.keyLimits.max_rpm} rpm (exact log) and ${int(L.keyLimits.max_tpm)} tpm (sub-buckets), plus the concurrency lease and the retreat gate; ${L.warmup} warm-up requests, then ${L.n} sequential ones (no load levels: they would reach the limits).`,
+    );
+    log('');
+    for (const line of redisCostMarkdown({ 'distributed, real limits': R.redisReal })) log(line);
+  }
+  const goal = R.redisReal?.phases[0] ?? c1;
+  if (goal) target(`Redis CPU ≤ 40 µs per uncontended relayed request${R.redisReal ? ', real limits' : ''} (issue 18)`, `${int(goal.cpuUs)} µs`, goal.cpuUs <= 40);
   log('');
 }
 

@@ -283,7 +283,11 @@ export async function admin(gw, method, path, body) {
  * `maxConcurrent` (fixed, so Adaptive never lowers it and the pool never queues unless a section
  * wants it); returns a client key with huge limits that may use every priority.
  */
-export async function configure(gw, upstreamUrl, { keys = 4, maxConcurrent = 10_000, name = 'bench' } = {}) {
+export async function configure(
+  gw,
+  upstreamUrl,
+  { keys = 4, maxConcurrent = 10_000, name = 'bench', keyLimits = {}, clientLimits = { rpm: 1000000, tpm: null } } = {},
+) {
   const provider = await admin(gw, 'POST', '/api/admin/providers', {
     name,
     base_url: `${upstreamUrl}/v1`,
@@ -295,12 +299,13 @@ export async function configure(gw, upstreamUrl, { keys = 4, maxConcurrent = 10_
       label: `k${i}`,
       key: `sk-bench-${i}`,
       max_concurrent: maxConcurrent,
+      ...keyLimits,
     });
   }
   const me = await admin(gw, 'GET', '/api/me');
   const key = await admin(gw, 'POST', `/api/admin/users/${me.user?.id ?? me.id}/keys`, {
     name: 'bench',
-    limits: { rpm: 1000000, tpm: null },
+    limits: clientLimits,
     max_priority: 'urgent',
   });
   return { providerId: provider.id, clientKey: key.key };

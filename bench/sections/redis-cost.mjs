@@ -27,6 +27,24 @@ import { CHAT_BODY } from './throughput.mjs';
 
 export const REDIS_COST = { keys: 4, warmup: 300, n: 1000, idleS: 3, levels: [8, 32], seconds: 5 };
 
+/**
+ * The limits "a real key has" (issue 18 item 1), for the `limits: 'real'` profile: every window the
+ * admission and the answer path keep, with small limits on their exact sliding logs and large
+ * ones on sub-bucket windows. The client key: 600 rpm (exact log) and 2M tpm (the tpm policy);
+ * its user 6,000 rpm (sub-buckets); its IP 1,000 rpm (exact log); each upstream key 900 rpm (exact
+ * log) and 1M tpm (sub-buckets), plus its concurrency lease and the retreat gate. Sized so that the
+ * warm-up and the c=1 phase (REAL_LIMITS.warmup + REAL_LIMITS.n requests in well under a minute)
+ * never reach a limit; no load levels (they would).
+ */
+export const REAL_LIMITS = {
+  warmup: 50,
+  n: 400,
+  levels: [],
+  env: { RATE_LIMIT_USER_RPM: '6000', RATE_LIMIT_IP_RPM: '1000', RATE_LIMIT_KEY_RPM: '600' },
+  clientLimits: { rpm: 600, tpm: 2_000_000 },
+  keyLimits: { max_rpm: 900, max_tpm: 1_000_000 },
+};
+
 /** A throw-away redis-server of the bench's own. */
 export async function startPrivateRedis() {
   checkRunning();
@@ -120,14 +138,25 @@ function perRequest(d, requests, idle) {
  * Runs the phases against one gateway build (`entry`) and its own Redis; returns
  * { idle: { cpuUsPerS, commandsPerS }, phases: [{ label, connections, ...perRequest }] }.
  */
-export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, levels, seconds } = {}) {
-  const o = { ...REDIS_COST, ...Object.fromEntries(Object.entries({ keys, warmup, n, idleS, levels, seconds }).filter(([, v]) => v !== undefined)) };
+export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, levels, seconds, limits = 'bench' } = {}) {
+  const real = limits === 'real';
+  const base = real ? { ...REDIS_COST, warmup: REAL_LIMITS.warmup, n: REAL_LIMITS.n, levels: REAL_LIMITS.levels } : REDIS_COST;
+  const given = real ? { keys, idleS } : { keys, warmup, n, idleS, levels, seconds };
+  const o = { ...base, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
   const redis = await startPrivateRedis();
   let gw = null;
   let pool = null;
   try {
-    gw = await startGateway('distributed', { name: 'redis-cost', redisUrl: redis.url, ...(entry ? { entry } : {}) });
-    const { clientKey } = await configure(gw, upstreamUrl, { keys: o.keys });
+    gw = await startGateway('distributed', {
+      name: 'redis-cost',
+      redisUrl: redis.url,
+      ...(entry ? { entry } : {}),
+      ...(real ? { env: REAL_LIMITS.env } : {}),
+    });
+    const { clientKey } = await configure(gw, upstreamUrl, {
+      keys: o.keys,
+      ...(real ? { clientLimits: REAL_LIMITS.clientLimits, keyLimits: REAL_LIMITS.keyLimits } : {}),
+    });
     pool = new Pool(gw.url, { connections: Math.max(1, ...o.levels), keepAliveTimeout: 60_000, headersTimeout: 10_000, bodyTimeout: 10_000 });
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` };
     let failed = 0;
@@ -205,7 +234,8 @@ export function redisCostMarkdown(results) {
   return lines;
 }
 
-// Standalone run: `node bench/sections/redis-cost.mjs [--entry a,b] [--labels A,B] [--rounds R] [--n 1000] [--seconds 5]`
+// Standalone run: `node bench/sections/redis-cost.mjs [--entry a,b] [--labels A,B] [--rounds R] [--n 1000] [--seconds 5] [--limits bench|real]`
+// (`--limits real`: REAL_LIMITS, c=1 only; --n and --seconds are then ignored)
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { cleanupAll, installSignalHandlers, startServer } = await import('../lib/procs.mjs');
   const { closeRedis } = await import('../lib/gateway.mjs');
@@ -229,6 +259,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
         const name = rounds > 1 ? `${label} (round ${round + 1})` : label;
         results[name] = await redisCost(upstream.url, {
           entry,
+          limits: arg('limits', 'bench'),
           n: Number(arg('n', REDIS_COST.n)),
           seconds: Number(arg('seconds', REDIS_COST.seconds)),
         });
