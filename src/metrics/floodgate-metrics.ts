@@ -193,6 +193,7 @@ export class FloodgateMetrics {
     queueWait: histogramChildren(this.queueWait),
     tokens: counterChildren(this.tokens),
     overhead: histogramChildren(this.overhead),
+    rateLimitDecisionSeconds: histogramChildren(this.rateLimitDecisionSeconds),
   };
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

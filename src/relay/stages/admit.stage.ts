@@ -52,8 +52,8 @@ export class AdmitStage {
     const rank = PRIORITY_RANK[priority];
     const decided = await this.admission.first(http.request, provider.id, rank);
     if (decided.verdict) {
-      for (const [name, value] of Object.entries(decided.verdict.headers))
-        void http.reply.header(name, value);
+      const headers = decided.verdict.headers;
+      for (const name in headers) void http.reply.header(name, headers[name]);
     }
     if (decided.result === null) throw decided.verdict.error;
     const first = decided.result;
