@@ -33,7 +33,7 @@ interface CounterEntry {
 interface HistogramEntry {
   sum: number;
   count: number;
-  bucketValues: Record<number, number>;
+  bucketValues: Record<string, number>;
 }
 
 /** prom-client's series key: `name:value,` for each label, in sorted label-name order. */
@@ -73,6 +73,9 @@ export function fastHistogram(metric: Histogram<string>, values: readonly string
   const labels = labelObject(internals, values);
   const hash = seriesHash(internals, labels);
   const bounds = internals.upperBounds;
+  // The bucket's property name, as prom-client keys `bucketValues` (String(bound)): converting the
+  // number on every sample is most of what a sample would cost.
+  const keys = bounds.map(String);
   return {
     observe(value: number) {
       const entry = internals.hashMap[hash];
@@ -83,9 +86,8 @@ export function fastHistogram(metric: Histogram<string>, values: readonly string
       entry.sum += value;
       entry.count += 1;
       for (let i = 0; i < bounds.length; i++) {
-        const bound = bounds[i]!;
-        if (value <= bound) {
-          entry.bucketValues[bound] += 1;
+        if (value <= bounds[i]!) {
+          entry.bucketValues[keys[i]!]! += 1;
           return;
         }
       }
