@@ -76,7 +76,7 @@ export interface AppConfig {
     /**
      * LOG_REQUEST_CONTEXT: lines logged while a request is served (other than its access line, which
      * always has it) carry the request's `request_id`. Off by default: it takes an AsyncLocalStorage,
-     * whose promise hooks cost ~15 % of the relay's CPU per request on Node 20 (bench/RESULTS.md).
+     * whose promise hooks cost 6–16 % of the relay's CPU per request on Node 20 (bench/RESULTS.md).
      */
     requestContext: boolean;
   };

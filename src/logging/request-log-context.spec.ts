@@ -57,7 +57,7 @@ describe('RequestLogContext (LOG_REQUEST_CONTEXT=true)', () => {
 
 /**
  * Off (the default): no onRequest hook, so no AsyncLocalStorage is ever run and Node installs no
- * promise hooks for it (the ~15 % of the relay's CPU it costs on Node 20).
+ * promise hooks for it (6–16 % of the relay's CPU on Node 20).
  */
 describe('RequestLogContext (LOG_REQUEST_CONTEXT unset)', () => {
   it('installs no hook', () => {

@@ -41,7 +41,7 @@ export function bindRequestIds(fastify: FastifyInstance): void {
  * (src/observability/request-observer.ts) from the root logger, with `request_id` spelled out.
  *
  * Off by default: on Node 20 a running AsyncLocalStorage enables async hooks for every promise
- * (an init hook storing the context on it, before/after hooks around each reaction), about 15 % of
+ * (an init hook storing the context on it, before/after hooks around each reaction), 6–16 % of
  * the relay's CPU per request with its ~90 promises (bench/RESULTS.md "Where the CPU goes"). With
  * tracing on, OpenTelemetry's context manager pays that price anyway.
  */
