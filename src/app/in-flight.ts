@@ -15,11 +15,15 @@ const trackers = new WeakMap<object, InFlightRequests>();
 
 export function trackInFlight(fastify: FastifyInstance): InFlightRequests {
   const tracker = new InFlightRequests();
+  // 'close' fires once per response whether it completed or the client went away; one listener
+  // function for every response (no closure or once-wrapper per request).
+  const closed = () => {
+    tracker.count--;
+  };
   fastify.addHook('onRequest', (_request, reply, done) => {
     tracker.count++;
     tracker.started++;
-    // 'close' fires once per response whether it completed or the client went away.
-    reply.raw.once('close', () => tracker.count--);
+    reply.raw.on('close', closed);
     done();
   });
   trackers.set(fastify.server, tracker);

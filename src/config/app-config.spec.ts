@@ -19,7 +19,7 @@ describe('loadConfig', () => {
     expect(c.mode).toBe('embedded');
     expect(c.http).toMatchObject({ port: 3000, host: '0.0.0.0' });
     expect(c.env).toBe('development');
-    expect(c.log).toEqual({ level: 'info', format: 'pretty' });
+    expect(c.log).toEqual({ level: 'info', format: 'pretty', requestContext: false });
     expect(c.database).toMatchObject({ url: undefined, dataDir: './.data', migrationsRun: true });
     expect(c.auth.jwt).toMatchObject({ algorithms: ['HS256'], audience: 'floodgate' });
     expect(c.rateLimit.failureMode).toBe('open');
@@ -37,6 +37,7 @@ describe('loadConfig', () => {
     expect(problems({ QUEUE_FULL_POLICY: 'drop' })[0]).toMatch(
       /^QUEUE_FULL_POLICY must be one of reject, passthrough/,
     );
+    expect(loadConfig({ LOG_REQUEST_CONTEXT: 'true' }).log.requestContext).toBe(true);
     expect(problems({ LOG_LEVEL: 'loud' })[0]).toMatch(/^LOG_LEVEL must be one of fatal, error, warn/);
     expect(problems({ ALLOW_PRIVATE_UPSTREAMS: 'sure' })[0]).toMatch(
       /^ALLOW_PRIVATE_UPSTREAMS must be one of true, false/,

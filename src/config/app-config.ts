@@ -70,7 +70,16 @@ export interface AppConfig {
     /** Every key Floodgate writes starts with this prefix (several deployments can share one Redis). */
     prefix: string;
   };
-  log: { level: LogLevel; format: LogFormat };
+  log: {
+    level: LogLevel;
+    format: LogFormat;
+    /**
+     * LOG_REQUEST_CONTEXT: lines logged while a request is served (other than its access line, which
+     * always has it) carry the request's `request_id`. Off by default: it takes an AsyncLocalStorage,
+     * whose promise hooks cost 6–16 % of the relay's CPU per request on Node 20 (bench/RESULTS.md).
+     */
+    requestContext: boolean;
+  };
   auth: {
     /**
      * CREDENTIAL_MAX_STALENESS_MS: while Postgres is unreachable, a credential verified at most this
@@ -615,7 +624,11 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
       nodes: redisNodes,
       prefix: r.string('REDIS_PREFIX') ?? 'floodgate',
     },
-    log: { level: logLevel, format: logFormat },
+    log: {
+      level: logLevel,
+      format: logFormat,
+      requestContext: r.bool('LOG_REQUEST_CONTEXT', false),
+    },
     auth: {
       credentialMaxStalenessMs: r.int('CREDENTIAL_MAX_STALENESS_MS', 300_000, 0, 86_400_000),
       adminBootstrapKey,

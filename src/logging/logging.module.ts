@@ -33,8 +33,9 @@ export function pinoHttpOptions(config: AppConfig): Options {
     // Fastify assigns the id (incoming X-Request-Id when sane); pino reuses it so logs and responses agree.
     genReqId: (req) => (req as RawRequest).id ?? '-',
     customAttributeKeys: { reqId: 'request_id' },
-    // request_id on every line written while a request is served (RequestLogContext).
-    mixin: requestIdMixin,
+    // request_id on every line written while a request is served (RequestLogContext), when
+    // LOG_REQUEST_CONTEXT=true.
+    mixin: config.log.requestContext ? requestIdMixin : undefined,
     quietReqLogger: true,
     serializers: {
       req: (req: RawRequest) => ({

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { counterChildren, histogramChildren } from './fast-children.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
@@ -177,6 +178,23 @@ export class FloodgateMetrics {
     labelNames: ['method'] as const,
     registers: [this.registry],
   });
+
+  /**
+   * Label children of the metrics every relayed request records, cached per label values and
+   * updating prom-client's series in place (src/metrics/fast-children.ts): no label object, label
+   * validation or series-hash string per sample.
+   */
+  readonly hot = {
+    httpRequests: counterChildren(this.httpRequests),
+    httpDuration: histogramChildren(this.httpDuration),
+    relayRequests: counterChildren(this.relayRequests),
+    upstreamLatency: histogramChildren(this.upstreamLatency),
+    upstreamTtft: histogramChildren(this.upstreamTtft),
+    queueWait: histogramChildren(this.queueWait),
+    tokens: counterChildren(this.tokens),
+    overhead: histogramChildren(this.overhead),
+    rateLimitDecisionSeconds: histogramChildren(this.rateLimitDecisionSeconds),
+  };
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: '' });

@@ -41,8 +41,8 @@ export class RouteSeries {
     let histogram = this.histograms[idx];
     if (counter === undefined || histogram === undefined) {
       const cls = STATUS_CLASSES[idx]!;
-      counter = this.metrics.httpRequests.labels(this.method, this.route, cls);
-      histogram = this.metrics.httpDuration.labels(this.method, this.route, cls);
+      counter = this.metrics.hot.httpRequests.get3(this.method, this.route, cls);
+      histogram = this.metrics.hot.httpDuration.get3(this.method, this.route, cls);
       this.counters[idx] = counter;
       this.histograms[idx] = histogram;
     }

@@ -89,11 +89,12 @@ export function resolveClientIp(
   forwardedFor: string | string[] | undefined,
   trusted: TrustedProxies,
 ): string {
-  const peerAddr = peer ? parseStrict(peer) : null;
-  if (!peerAddr) return peer ?? 'unknown';
-  if (trusted.empty || !trusted.containsParsed(peerAddr) || forwardedFor === undefined) {
-    return peerAddr.toString();
-  }
+  if (!peer) return peer ?? 'unknown';
+  // No proxy to believe: the socket's address, parsed once per address.
+  if (trusted.empty || forwardedFor === undefined) return canonicalPeer(peer) ?? peer;
+  const peerAddr = parseStrict(peer);
+  if (!peerAddr) return peer;
+  if (!trusted.containsParsed(peerAddr)) return peerAddr.toString();
   const raw = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor;
   const hops = raw.split(',');
   let lastTrusted: Address = peerAddr;
@@ -114,6 +115,37 @@ export function resolveClientIp(
  * end site usually owns a whole /64, so per-address limits would be free to dodge).
  */
 export function ipRateLimitSubject(ip: string): string {
+  let subject = subjects.get(ip);
+  if (subject === undefined) {
+    subject = rateLimitSubjectOf(ip);
+    remember(subjects, ip, subject);
+  }
+  return subject;
+}
+
+/**
+ * Per-request parsing memoised (a client's address is the same on every request of its
+ * connections): address text → canonical address / rate-limit subject. Bounded: cleared when full.
+ */
+const MEMO_MAX = 4096;
+const subjects = new Map<string, string>();
+const peers = new Map<string, string | null>();
+function remember<V>(memo: Map<string, V>, key: string, value: V): void {
+  if (memo.size >= MEMO_MAX) memo.clear();
+  memo.set(key, value);
+}
+
+/** The canonical text of a socket's address (null: not an address). */
+function canonicalPeer(peer: string): string | null {
+  let canonical = peers.get(peer);
+  if (canonical === undefined) {
+    canonical = parseStrict(peer)?.toString() ?? null;
+    remember(peers, peer, canonical);
+  }
+  return canonical;
+}
+
+function rateLimitSubjectOf(ip: string): string {
   const addr = parseStrict(ip);
   if (!addr) return ip;
   if (addr.kind() === 'ipv4') return addr.toString();

@@ -28,17 +28,19 @@ export function seconds(ms: number): number {
 }
 
 export function retryAfterSeconds(outcomes: readonly PolicyOutcome[]): number {
-  const waitMs = Math.max(0, ...outcomes.filter((o) => !o.admitted).map((o) => o.retryMs));
+  let waitMs = 0;
+  for (const o of outcomes) if (!o.admitted && o.retryMs > waitMs) waitMs = o.retryMs;
   return Math.max(1, Math.ceil(waitMs / 1000));
 }
 
 /** The policy that refused last-to-free, or the request policy with the least room. */
 export function tightest(outcomes: readonly PolicyOutcome[]): PolicyOutcome | undefined {
-  const refused = outcomes.filter((o) => !o.admitted);
-  if (refused.length > 0) return refused.reduce((a, b) => (b.retryMs > a.retryMs ? b : a));
-  const requests = outcomes.filter((o) => o.policy.unit === 'requests');
+  let refused: PolicyOutcome | undefined;
+  for (const o of outcomes) if (!o.admitted && (!refused || o.retryMs > refused.retryMs)) refused = o;
+  if (refused) return refused;
   let best: PolicyOutcome | undefined;
-  for (const o of requests) {
+  for (const o of outcomes) {
+    if (o.policy.unit !== 'requests') continue;
     if (
       !best ||
       o.remaining < best.remaining ||
@@ -51,8 +53,15 @@ export function tightest(outcomes: readonly PolicyOutcome[]): PolicyOutcome | un
   return best;
 }
 
+/** `"name"`, quotes and backslashes dropped; memoised (policy names are few and fixed). */
+const quoted = new Map<string, string>();
 function quote(name: string): string {
-  return `"${name.replace(/["\\]/g, '')}"`;
+  let q = quoted.get(name);
+  if (q === undefined) {
+    q = `"${name.replace(/["\\]/g, '')}"`;
+    if (quoted.size < 1024) quoted.set(name, q);
+  }
+  return q;
 }
 
 export function rateLimitHeaders(
@@ -68,22 +77,22 @@ export function rateLimitHeaders(
       seconds(top.admitted ? top.resetMs : Math.max(top.retryMs, top.resetMs)),
     );
   }
-  const requests = outcomes.filter((o) => o.policy.unit === 'requests');
-  if (requests.length > 0) {
-    headers['ratelimit-policy'] = requests
-      .map((o) => {
-        const p = o.policy;
-        const burst = p.algorithm === 'token_bucket' ? `;burst=${p.burst}` : '';
-        return `${quote(p.name)};q=${p.limit};w=${seconds(p.windowMs)}${burst}`;
-      })
-      .join(', ');
-    headers.ratelimit = requests
-      .map((o) => {
-        const r = o.admitted ? o.remaining : 0;
-        const t = seconds(o.admitted ? o.resetMs : Math.max(o.retryMs, o.resetMs));
-        return `${quote(o.policy.name)};r=${r};t=${t}`;
-      })
-      .join(', ');
+  let policy = '';
+  let state = '';
+  for (const o of outcomes) {
+    if (o.policy.unit !== 'requests') continue;
+    const p = o.policy;
+    const name = quote(p.name);
+    const burst = p.algorithm === 'token_bucket' ? `;burst=${p.burst}` : '';
+    const r = o.admitted ? o.remaining : 0;
+    const t = seconds(o.admitted ? o.resetMs : Math.max(o.retryMs, o.resetMs));
+    const sep = policy === '' ? '' : ', ';
+    policy += `${sep}${name};q=${p.limit};w=${seconds(p.windowMs)}${burst}`;
+    state += `${sep}${name};r=${r};t=${t}`;
+  }
+  if (policy !== '') {
+    headers['ratelimit-policy'] = policy;
+    headers.ratelimit = state;
   }
   if (refused) headers['retry-after'] = String(retryAfterSeconds(outcomes));
   return headers;

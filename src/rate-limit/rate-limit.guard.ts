@@ -1,4 +1,4 @@
-import { ExecutionContext, Injectable, Logger } from '@nestjs/common';
+import { ExecutionContext, Injectable, Logger, type CanActivate } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import {
   InjectThrottlerOptions,
@@ -53,9 +53,17 @@ export class RateLimitGuard extends ThrottlerGuard {
     private readonly limiter: RateLimitService,
   ) {
     super(options, storage, reflector);
+    (this as CanActivate).canActivate = (context) => this.decide(context);
   }
 
-  override async canActivate(context: ExecutionContext): Promise<boolean> {
+  // ThrottlerGuard's signature is Promise-only; Nest calls the instance's `canActivate` (set in the
+  // constructor to `decide`), so an exempt route or a relay route answers `true` synchronously: no
+  // async function, and no awaits in Nest's guards consumer, on the hot path.
+  override canActivate(context: ExecutionContext): Promise<boolean> {
+    return Promise.resolve(this.decide(context));
+  }
+
+  private decide(context: ExecutionContext): boolean | Promise<boolean> {
     if (context.getType() !== 'http') return true;
     const route = this.routeLimits(context);
     if (route.exempt) return true;
@@ -74,11 +82,12 @@ export class RateLimitGuard extends ThrottlerGuard {
       this.limiter.defer(request, route);
       return true;
     }
-    const verdict = await this.limiter.evaluate(request, route);
-    const reply = res as FastifyReply;
-    for (const [name, value] of Object.entries(verdict.headers)) void reply.header(name, value);
-    if (verdict.error) throw verdict.error;
-    return true;
+    return this.limiter.evaluate(request, route).then((verdict) => {
+      const reply = res as FastifyReply;
+      for (const name in verdict.headers) void reply.header(name, verdict.headers[name]);
+      if (verdict.error) throw verdict.error;
+      return true;
+    });
   }
 
   /** Route metadata, read once per handler (no reflector walk on the hot path). */

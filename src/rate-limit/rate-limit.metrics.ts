@@ -31,7 +31,7 @@ export class RateLimitMetrics implements OnModuleInit {
   onModuleInit(): void {
     this.metrics.onCollect(() => this.collect());
     this.limiter.onDecision = (ms, kind) =>
-      this.metrics.rateLimitDecisionSeconds.labels(kind).observe(ms / 1000);
+      this.metrics.hot.rateLimitDecisionSeconds.get1(kind).observe(ms / 1000);
   }
 
   private add(id: string, total: number, inc: (delta: number) => void): void {

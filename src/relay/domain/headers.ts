@@ -53,7 +53,8 @@ export function upstreamRequestHeaders(
     const value = client[name];
     if (typeof value === 'string' && HEADER_VALUE_OK.test(value)) out[name] = value;
   }
-  for (const [name, value] of Object.entries(extra)) {
+  for (const name in extra) {
+    const value = extra[name]!;
     const lower = name.toLowerCase();
     if (
       lower === 'authorization' ||
@@ -75,7 +76,8 @@ export function clientResponseHeaders(
   upstream: Record<string, string | string[] | undefined>,
 ): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name];
     const lower = name.toLowerCase();
     if (
       value === undefined ||

@@ -40,14 +40,14 @@ export class AccountStage {
   account(r: RequestRecord): void {
     const providerName = r.provider?.name ?? 'none';
     const status = r.status === 0 ? 500 : r.status;
-    this.metrics.relayRequests.labels(providerName, r.modelLabel, r.priority, r.outcome).inc();
+    const hot = this.metrics.hot;
+    hot.relayRequests.get4(providerName, r.modelLabel, r.priority, r.outcome).inc();
     if (r.provider && r.attempts > 0) {
-      this.metrics.upstreamLatency.labels(providerName, r.modelLabel).observe(r.upstreamMs / 1000);
-      this.metrics.overhead.labels(r.endpoint).observe(r.overheadMs / 1000);
-      if (r.promptTokens)
-        this.metrics.tokens.labels(providerName, r.modelLabel, 'prompt').inc(r.promptTokens);
+      hot.upstreamLatency.get2(providerName, r.modelLabel).observe(r.upstreamMs / 1000);
+      hot.overhead.get1(r.endpoint).observe(r.overheadMs / 1000);
+      if (r.promptTokens) hot.tokens.get3(providerName, r.modelLabel, 'prompt').inc(r.promptTokens);
       if (r.completionTokens)
-        this.metrics.tokens.labels(providerName, r.modelLabel, 'completion').inc(r.completionTokens);
+        hot.tokens.get3(providerName, r.modelLabel, 'completion').inc(r.completionTokens);
     }
     const tokens = r.promptTokens + r.completionTokens;
     // The client key's TPM window is charged with what was actually used (never blocks the response).

@@ -52,13 +52,13 @@ export class AdmitStage {
     const rank = PRIORITY_RANK[priority];
     const decided = await this.admission.first(http.request, provider.id, rank);
     if (decided.verdict) {
-      for (const [name, value] of Object.entries(decided.verdict.headers))
-        void http.reply.header(name, value);
+      const headers = decided.verdict.headers;
+      for (const name in headers) void http.reply.header(name, headers[name]);
     }
     if (decided.result === null) throw decided.verdict.error;
     const first = decided.result;
     if (first.ok) {
-      this.metrics.queueWait.labels(provider.name, priority).observe(0);
+      this.metrics.hot.queueWait.get2(provider.name, priority).observe(0);
       return { lease: first.lease, queueMs: 0 };
     }
     const timeoutMs = this.config.queue.timeoutMs[priority];
@@ -78,7 +78,7 @@ export class AdmitStage {
       const started = Date.now();
       const lease = await this.passthrough(provider.id, rank, timeoutMs, client);
       const queueMs = Date.now() - started;
-      this.metrics.queueWait.labels(provider.name, priority).observe(queueMs / 1000);
+      this.metrics.hot.queueWait.get2(provider.name, priority).observe(queueMs / 1000);
       return { lease, queueMs };
     }
     const result = await this.dispatcher.wait(provider.id, rank, {
@@ -88,7 +88,7 @@ export class AdmitStage {
       signal: client.signal,
     });
     const queueMs = result.waitedMs;
-    this.metrics.queueWait.labels(provider.name, priority).observe(queueMs / 1000);
+    this.metrics.hot.queueWait.get2(provider.name, priority).observe(queueMs / 1000);
     switch (result.kind) {
       case 'granted':
         return { lease: result.lease, queueMs };

@@ -16,26 +16,15 @@ export class JsonResponder {
     const text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
     const status = response.statusCode;
-    // A 4xx is read whole (its error); an answer only for its usage.
-    const parsed = status >= 400 ? parseUpstreamJson(text) : null;
-    const usage = status >= 400 ? parsed?.usage : upstreamUsage(text);
-    const promptTokens = usage?.prompt_tokens ?? 0;
-    const completionTokens = usage?.completion_tokens ?? 0;
-    const outcome = { status, headers: response.headers, tokens: promptTokens + completionTokens };
     const { overheadMs, headers: ours } = gatewayTiming(reply.elapsedTime, queueMs, upstreamMs, lease.keyId);
-    const answer: Answer = {
-      status,
-      outcome: 'ok',
-      errorCode: null,
-      promptTokens,
-      completionTokens,
-      upstreamMs,
-      overheadMs,
-    };
     if (status >= 400) {
+      // A 4xx is read whole: its error, and its usage if it has one.
+      const parsed = parseUpstreamJson(text);
+      const tokens = tokensOf(parsed?.usage);
       const rejection = upstreamClientError(status, parsed, lease.apiKey);
+      const answer = answerOf(status, tokens, upstreamMs, overheadMs);
       try {
-        await this.leases.release(lease, outcome);
+        await this.leases.release(lease, { status, headers: response.headers, tokens: tokens.total });
       } catch (error) {
         return { ...answer, error };
       }
@@ -53,12 +42,39 @@ export class JsonResponder {
     for (const name in upstream) if (!reply.hasHeader(name)) void reply.header(name, upstream[name]);
     for (const name in ours) void reply.header(name, ours[name]);
     void reply.send(text);
-    // Reported after the answer is on its way: the key pool's bookkeeping is not the client's wait.
+    // After the answer is on its way: its usage (read for accounting only) and the key pool's
+    // bookkeeping are not the client's wait.
+    const tokens = tokensOf(upstreamUsage(text));
+    const answer = answerOf(status, tokens, upstreamMs, overheadMs);
     try {
-      await this.leases.release(lease, outcome);
+      await this.leases.release(lease, { status, headers: response.headers, tokens: tokens.total });
     } catch (error) {
       return { ...answer, error };
     }
     return answer;
   }
+}
+
+interface Tokens {
+  prompt: number;
+  completion: number;
+  total: number;
+}
+
+function tokensOf(usage: { prompt_tokens?: number; completion_tokens?: number } | undefined): Tokens {
+  const prompt = usage?.prompt_tokens ?? 0;
+  const completion = usage?.completion_tokens ?? 0;
+  return { prompt, completion, total: prompt + completion };
+}
+
+function answerOf(status: number, tokens: Tokens, upstreamMs: number, overheadMs: number): Answer {
+  return {
+    status,
+    outcome: 'ok',
+    errorCode: null,
+    promptTokens: tokens.prompt,
+    completionTokens: tokens.completion,
+    upstreamMs,
+    overheadMs,
+  };
 }

@@ -50,7 +50,7 @@ export class SseResponder {
       input.upstreamMs + ttfbMs,
       lease.keyId,
     );
-    this.metrics.upstreamTtft.labels(input.providerName, input.modelLabel).observe(ttfbMs / 1000);
+    this.metrics.hot.upstreamTtft.get2(input.providerName, input.modelLabel).observe(ttfbMs / 1000);
     // One header object: the upstream's, then the reply's (x-request-id, rate-limit headers), then ours.
     const headers: Record<string, string | number | string[]> = clientResponseHeaders(response.headers);
     Object.assign(headers, reply.getHeaders(), ours, SSE_HEADERS);
