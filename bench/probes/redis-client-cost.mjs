@@ -23,7 +23,8 @@ const arg = (name, dflt) => {
   return i === -1 ? dflt : argv[i + 1];
 };
 const capFile = argv[0];
-if (!capFile || capFile.startsWith('--')) throw new Error('usage: redis-client-cost.mjs <capture.json> [flags]');
+if (!capFile || capFile.startsWith('--'))
+  throw new Error('usage: redis-client-cost.mjs <capture.json> [flags]');
 const N = Number(arg('n', 3000));
 const ROUNDS = Number(arg('rounds', 5));
 const CONC = arg('conc', '1,32').split(',').map(Number);
@@ -64,7 +65,11 @@ async function storesOf(dir) {
   const { RedisAtomicStore } = await import(`${root}/state/atomic-store.js`);
   const conns = new RedisConnections({ url: redis.url }, PFX);
   const watched = conns.watched('rate-limit', 1000).client;
-  await Promise.all([conns.command, watched].map((c) => (c.status === 'ready' ? null : new Promise((r) => c.once('ready', r)))));
+  await Promise.all(
+    [conns.command, watched].map((c) =>
+      c.status === 'ready' ? null : new Promise((r) => c.once('ready', r)),
+    ),
+  );
   clients.push(conns);
   const command = new RedisAtomicStore(conns.command, PFX);
   const limiter = new RedisAtomicStore(watched, PFX);
@@ -228,9 +233,12 @@ for (const conc of CONC) {
   for (const f of Object.values(variants)) await measure(f, conc); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     const names = Object.keys(variants);
-    for (const name of r % 2 ? names.reverse() : names) (res[name] ??= []).push(await measure(variants[name], conc));
+    for (const name of r % 2 ? names.reverse() : names)
+      (res[name] ??= []).push(await measure(variants[name], conc));
   }
-  console.log(`\nconcurrency ${conc}, ${N} requests × ${calls} script calls, ${ROUNDS} rounds: client CPU µs`);
+  console.log(
+    `\nconcurrency ${conc}, ${N} requests × ${calls} script calls, ${ROUNDS} rounds: client CPU µs`,
+  );
   for (const [name, v] of Object.entries(res)) {
     v.sort((x, y) => x - y);
     const med = v[v.length >> 1];
