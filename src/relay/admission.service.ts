@@ -1,5 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import type { AcquireOptions, AcquireResult, AcquireStep } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import {
@@ -8,9 +9,9 @@ import {
   type CombinedDecision,
   type Verdict,
 } from '../rate-limit/rate-limit.service.js';
-import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
+import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomic-store.js';
 import { queueKeys } from '../state/priority-queue.js';
-import { combineGates, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
+import { combineGates, grantBoxKey, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
 import { admissionScript, decodeAdmission, encodeAdmission } from './infrastructure/admission.script.js';
 
 /**
@@ -20,6 +21,19 @@ import { admissionScript, decodeAdmission, encodeAdmission } from './infrastruct
 export type FirstAdmission =
   | { verdict: Verdict | null; result: AcquireResult }
   | { verdict: Verdict & { error: NonNullable<Verdict['error']> }; result: null };
+
+/**
+ * One dispatch step, prepared once so that it can be run again with the same inputs (same lease id,
+ * same grant box): a repeat after the step ran changes nothing and answers with the first run's
+ * outcome (refusal ALREADY_DISPATCHED, see QUEUE_GATE).
+ */
+export interface DispatchAttempt {
+  /** True when the step keeps a grant box (the store can lose replies: Redis), so a repeat is safe. */
+  readonly repeatable: boolean;
+  run(): Promise<AcquireResult>;
+  /** Gives the step's lease up as unconfirmed: KeyPool releases it once the store answers. */
+  abandon(): void;
+}
 
 /** Gate contributed by another module (Adaptive's retreat bucket): static shape, per-provider inputs. */
 export interface GateContribution {
@@ -38,10 +52,13 @@ export class AdmissionService {
   private gate: StaticGate = QUEUE_GATE;
 
   private readonly combined = new Map<string, AtomicScript>();
+  /** The selection script with the gate (KeyPool's), runnable from a prepared step, by name. */
+  private readonly runnable = new Map<string, AtomicScript>();
 
   constructor(
     private readonly keyPool: KeyPoolService,
     private readonly rateLimit: RateLimitService,
+    @Inject(AtomicStore) private readonly store: AtomicStore,
   ) {}
 
   contribute(contribution: GateContribution): void {
@@ -135,9 +152,39 @@ export class AdmissionService {
    * empty when only expired jobs were left: the lease is then the caller's to give back). With
    * `grant` (Redis), a job of another instance is granted by the script itself (published on
    * `grant.channel` + its instance; `gateOutput` then starts with GRANT_PUBLISHED).
+   *
+   * Prepared, not run: the caller runs it, and runs it again when its reply was lost (a store that
+   * can lose replies — Redis — gets a grant box per step: QUEUE_GATE). Costs the same one round trip
+   * as an acquisition; preparing asks no store.
    */
-  dispatch(providerId: string, grant?: { channel: string; instance: string }): Promise<AcquireResult> {
-    return this.acquire(providerId, 1, QueueMode.dispatch, undefined, grant);
+  async prepareDispatch(
+    providerId: string,
+    grant?: { channel: string; instance: string },
+  ): Promise<DispatchAttempt> {
+    const repeatable = this.store.kind === 'redis';
+    const options = this.options(providerId, 1, QueueMode.dispatch, undefined, grant, repeatable);
+    const prepared = await this.keyPool.prepareAcquire(providerId, options);
+    if ('result' in prepared) {
+      const result = Promise.resolve(prepared.result);
+      return { repeatable: false, run: () => result, abandon: () => undefined };
+    }
+    const step = prepared.step;
+    let script = this.runnable.get(step.name);
+    if (!script) {
+      // KeyPool's own selection-with-gate script (the same text, so the same SHA as its acquire)
+      script = {
+        name: step.name,
+        lua: `${step.lua}return fg_provider(KEYS, ARGV, fg_now())\n`,
+        local: step.local,
+      };
+      this.runnable.set(step.name, script);
+    }
+    const run = script;
+    return {
+      repeatable,
+      run: async () => step.finish(await this.store.run(run, step.keys, step.args)),
+      abandon: () => step.abandon(),
+    };
   }
 
   private acquire(
@@ -145,11 +192,10 @@ export class AdmissionService {
     priority: number,
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
-    grant?: { channel: string; instance: string },
   ): Promise<AcquireResult> {
     // A store outage propagates as is: the global filter answers it 503 with Retry-After
     // (isConnectivityError), while a genuine bug stays a visible 500.
-    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds, grant));
+    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds));
   }
 
   private options(
@@ -158,9 +204,10 @@ export class AdmissionService {
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
     grant?: { channel: string; instance: string },
+    withBox = false,
   ): AcquireOptions {
     const [wait, jobs] = queueKeys(providerId);
-    const keys: string[] = [wait, jobs];
+    const keys: string[] = [wait, jobs, grantBoxKey(providerId, withBox ? randomUUID() : '')];
     const args: (string | number)[] = [priority, mode, grant?.channel ?? '', grant?.instance ?? ''];
     for (const c of this.contributions) {
       const extra = c.inputs(providerId);

@@ -5,8 +5,15 @@ import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import { PRIORITY_RANKS } from '../common/principal.js';
 import { decodePopped, PriorityQueue } from '../state/priority-queue.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
-import { GRANT_PUBLISHED } from './admission-gates.js';
-import { AdmissionService } from './admission.service.js';
+import type { AcquireResult } from '../key-pool/key-pool.types.js';
+import {
+  ALREADY_DISPATCHED,
+  decodeGrantBox,
+  GRANT_BOX_TTL_MS,
+  GRANT_PUBLISHED,
+  type GrantBox,
+} from './admission-gates.js';
+import { AdmissionService, type DispatchAttempt } from './admission.service.js';
 
 /**
  * How long a provider counts as contended after a request queued for it anywhere in the cluster:
@@ -26,6 +33,16 @@ const LATE_GRANT_MS = 2_000;
  */
 const STORE_ANSWER_MS = 1_000;
 const NO_ANSWER = Symbol('no answer');
+/** How often dispatch steps whose reply was lost are run again (while any is, and the store answers). */
+const RECOVER_EVERY_MS = 250;
+/**
+ * A lost step is run again only while its grant box surely still exists (the box lives
+ * GRANT_BOX_TTL_MS from the script's run, which is after the step was sent); after that it is given
+ * up to KeyPool's ledger (its lease released once the store answers).
+ */
+const RECOVER_FOR_MS = GRANT_BOX_TTL_MS - 2_000;
+/** Bound of the lost steps kept for recovery (the oldest is given up first). */
+const RECOVER_MAX = 10_000;
 
 /** `p`, or NO_ANSWER when it has not settled within `ms` (p keeps running; its rejection is ignored). */
 function within<T>(p: Promise<T>, ms: number): Promise<T | typeof NO_ANSWER> {
@@ -100,8 +117,14 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   /** Where the dispatch script publishes other instances' grants (null in process: never needed). */
   private readonly grantChannel: string | null;
   private stopped = false;
+  /** Dispatch steps whose reply was lost (the store may have run them) → provider and since when. */
+  private readonly lost = new Map<DispatchAttempt, { providerId: string; sinceMs: number }>();
+  private recoverTimer: NodeJS.Timeout | undefined;
+  private recovering = false;
   /** Jobs granted by this instance's loops (for tests and status). */
   granted = 0;
+  /** Dispatch steps whose lost reply was recovered by running them again (for tests and status). */
+  recovered = 0;
 
   constructor(
     @Inject(PriorityQueue) private readonly queue: PriorityQueue,
@@ -125,6 +148,10 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     for (const loop of this.loops.values()) loop.signal.wake();
+    clearInterval(this.recoverTimer);
+    this.recoverTimer = undefined;
+    for (const attempt of this.lost.keys()) attempt.abandon();
+    this.lost.clear();
     await Promise.all(this.unsubscribers.map((u) => u().catch(() => undefined)));
   }
 
@@ -358,10 +385,26 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
    * by that same script when the job is another instance's (Redis), else delivered here.
    */
   private async dispatchOnce(providerId: string): Promise<DispatchStep> {
-    const result = await this.admission.dispatch(
+    const attempt = await this.admission.prepareDispatch(
       providerId,
       this.grantChannel === null ? undefined : { channel: this.grantChannel, instance: this.instanceId },
     );
+    let result: AcquireResult;
+    try {
+      result = await attempt.run();
+    } catch (err) {
+      // The store may have run it (a reply that came after the command timeout, a connection cut
+      // after the command went out): the popped job and its lease are in its grant box. Run the
+      // same step again until the store answers; without a box, its lease is given up to KeyPool.
+      if (attempt.repeatable && !this.stopped) this.lose(providerId, attempt);
+      else attempt.abandon();
+      throw err;
+    }
+    return this.settle(providerId, result);
+  }
+
+  /** What a dispatch step's answer means for its job and lease. */
+  private async settle(providerId: string, result: AcquireResult): Promise<DispatchStep> {
     if (result.ok) {
       if (result.gateOutput?.startsWith(GRANT_PUBLISHED)) {
         this.granted++;
@@ -378,6 +421,12 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       return { kind: 'served' };
     }
     const refusal = result.refusal;
+    if (refusal.kind === 'gate' && refusal.code.startsWith(ALREADY_DISPATCHED)) {
+      // A repeat of a step that had run (its first reply lost): what it did, from its grant box.
+      const box = decodeGrantBox(refusal.code.slice(ALREADY_DISPATCHED.length));
+      if (box) await this.settleBox(providerId, box);
+      return { kind: 'served' };
+    }
     if (refusal.kind === 'gate' && refusal.code === 'queue_empty') return { kind: 'empty' };
     if (refusal.kind === 'no_usable_keys') {
       // Nothing will change by waiting: answer the next waiter now (503), one at a time.
@@ -390,6 +439,76 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     // when that was missed (a lease that expired instead of being released) or refused (cooldowns,
     // RPM windows, the retreat bucket: their retry time).
     return { kind: 'wait', ms: Math.min(Math.max(refusal.retryAfterMs, 5), 1000) };
+  }
+
+  /** A step's outcome read back from its grant box: its job gets the grant (or its lease goes back). */
+  private async settleBox(providerId: string, box: GrantBox): Promise<void> {
+    const grant = { keyId: box.keyId, leaseId: box.leaseId, at: box.at, inFlight: box.inFlight, providerId };
+    if (box.output.startsWith(GRANT_PUBLISHED)) {
+      this.granted++; // the script published it to the job's instance
+      return;
+    }
+    const job = box.output ? decodePopped<JobData>(box.output) : null;
+    if (!job) {
+      await this.releaseUnused({ jobId: '', grant }, providerId);
+      return;
+    }
+    this.granted++;
+    await this.send(job.data.instance, { jobId: job.id, grant });
+  }
+
+  /** Keeps a step whose reply was lost, to run it again (recoverLost). */
+  private lose(providerId: string, attempt: DispatchAttempt): void {
+    this.lost.set(attempt, { providerId, sinceMs: Date.now() });
+    for (const oldest of this.lost.keys()) {
+      if (this.lost.size <= RECOVER_MAX) break;
+      this.lost.delete(oldest);
+      oldest.abandon();
+    }
+    if (!this.recoverTimer) {
+      this.recoverTimer = setInterval(() => void this.recoverLost(), RECOVER_EVERY_MS);
+      this.recoverTimer.unref();
+    }
+  }
+
+  /**
+   * Runs every lost step again, oldest first, until the store fails to answer (the next tick
+   * retries): a step the store had run answers with its grant box, which is settled now (the grant
+   * delivered, or its lease given back when its request has gone); one it had not run runs now, as
+   * any dispatch step. A step past RECOVER_FOR_MS is given up to KeyPool's ledger.
+   */
+  private async recoverLost(): Promise<void> {
+    if (this.recovering) return;
+    this.recovering = true;
+    try {
+      for (const [attempt, { providerId, sinceMs }] of this.lost) {
+        if (this.stopped) return;
+        if (Date.now() - sinceMs > RECOVER_FOR_MS) {
+          this.lost.delete(attempt);
+          attempt.abandon();
+          continue;
+        }
+        let result: AcquireResult;
+        try {
+          result = await attempt.run();
+        } catch {
+          return; // still no answer: the next tick tries again
+        }
+        this.lost.delete(attempt);
+        this.recovered++;
+        await this.settle(providerId, result).catch((err: unknown) =>
+          this.logger.warn(
+            `recovering a dispatch for provider ${providerId} failed: ${(err as Error).message}`,
+          ),
+        );
+      }
+    } finally {
+      this.recovering = false;
+      if (this.lost.size === 0 && this.recoverTimer) {
+        clearInterval(this.recoverTimer);
+        this.recoverTimer = undefined;
+      }
+    }
   }
 
   private async send(instance: string, message: GrantMessage): Promise<void> {
