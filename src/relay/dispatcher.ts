@@ -472,36 +472,25 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Runs every lost step again, oldest first, until the store fails to answer (the next tick
-   * retries): a step the store had run answers with its grant box, which is settled now (the grant
-   * delivered, or its lease given back when its request has gone); one it had not run runs now, as
-   * any dispatch step. A step past RECOVER_FOR_MS is given up to KeyPool's ledger.
+   * Runs the lost steps again: the oldest alone first (while the store does not answer, one command
+   * per tick), then, once it answered, all the others at once (one write, one round). A step the
+   * store had run answers with its grant box, settled at once (the grant delivered, or its lease
+   * given back when its request has gone); one it had not run runs now, as any dispatch step. A step
+   * past RECOVER_FOR_MS is given up to KeyPool's ledger.
    */
   private async recoverLost(): Promise<void> {
     if (this.recovering) return;
     this.recovering = true;
     try {
-      for (const [attempt, { providerId, sinceMs }] of this.lost) {
-        if (this.stopped) return;
-        if (Date.now() - sinceMs > RECOVER_FOR_MS) {
-          this.lost.delete(attempt);
-          attempt.abandon();
-          continue;
-        }
-        let result: AcquireResult;
-        try {
-          result = await attempt.run();
-        } catch {
-          return; // still no answer: the next tick tries again
-        }
+      const now = Date.now();
+      for (const [attempt, { sinceMs }] of this.lost) {
+        if (now - sinceMs <= RECOVER_FOR_MS) continue;
         this.lost.delete(attempt);
-        this.recovered++;
-        await this.settle(providerId, result).catch((err: unknown) =>
-          this.logger.warn(
-            `recovering a dispatch for provider ${providerId} failed: ${(err as Error).message}`,
-          ),
-        );
+        attempt.abandon();
       }
+      const [oldest, ...others] = [...this.lost];
+      if (!oldest || this.stopped || !(await this.runAgain(oldest))) return;
+      await Promise.all(others.map((entry) => this.runAgain(entry)));
     } finally {
       this.recovering = false;
       if (this.lost.size === 0 && this.recoverTimer) {
@@ -509,6 +498,25 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
         this.recoverTimer = undefined;
       }
     }
+  }
+
+  /** One lost step run again: false when the store still did not answer (it stays lost). */
+  private async runAgain([attempt, { providerId }]: [
+    DispatchAttempt,
+    { providerId: string },
+  ]): Promise<boolean> {
+    let result: AcquireResult;
+    try {
+      result = await attempt.run();
+    } catch {
+      return false;
+    }
+    this.lost.delete(attempt);
+    this.recovered++;
+    this.settle(providerId, result).catch((err: unknown) =>
+      this.logger.warn(`recovering a dispatch for provider ${providerId} failed: ${(err as Error).message}`),
+    );
+    return true;
   }
 
   private async send(instance: string, message: GrantMessage): Promise<void> {

@@ -166,7 +166,7 @@ describe.each([
     }
     console.log(
       `[lost-dispatch-reply ${mode}] proxy lost ${proxy.fired} reply; blocker ${b.status}; queued ${q.status}${q.code ? ` ${q.code}` : ''} after ${q.ms} ms (queue timeout ${QUEUE_TIMEOUT_MS} ms); ` +
-        `in-flight ${inFlight} ${Date.now() - doneAt} ms after both answered; upstream saw ${JSON.stringify(fx.fake.requests.map((r) => r.body.messages[0].content))}`,
+        `in-flight ${inFlight} ${Date.now() - doneAt} ms after both answered; steps run again ${dispatcher.recovered}; upstream saw ${JSON.stringify(fx.fake.requests.map((r) => r.body.messages[0].content))}`,
     );
     expect(proxy.fired).toBe(1);
     expect(b.status).toBe(200);
