@@ -88,20 +88,34 @@ class ReplyLosingProxy {
   }
 }
 
-const QUEUE_TIMEOUT_MS = 10_000;
-
 /**
  * The dispatch script pops the queue's head and takes a slot in one atomic step; for a job of the
  * same instance the grant travels only in the script's reply. That reply can be lost after Redis ran
  * the script: it arrives after the store connection's commandTimeout (1 s: a loaded event loop, a
  * slow network), or the connection drops before it arrives. Neither may lose the grant (the waiting
  * request must be served, not left to its queue timeout) nor hold the slot until the lease TTL
- * (30 s here): the in-flight count must come back to 0 once the requests are done.
+ * (30 s here): the in-flight count must come back to 0 once the requests are done. When the
+ * request has given up by the time the grant is recovered (its 2.5 s queue timeout, its failed
+ * removal, then the 2 s late-grant window, all within the 6 s the reply is held), the grant's lease
+ * is given back at once.
  */
 describe.each([
-  { mode: 'delay' as const, ms: 1500, what: 'arrives after the command timeout' },
-  { mode: 'cut' as const, ms: 0, what: 'is cut with its connection' },
-])('the dispatch script’s reply $what (distributed, one slot)', ({ mode, ms }) => {
+  {
+    mode: 'delay' as const,
+    ms: 1500,
+    queueTimeoutMs: 10_000,
+    served: true,
+    what: 'arrives after the command timeout',
+  },
+  { mode: 'cut' as const, ms: 0, queueTimeoutMs: 10_000, served: true, what: 'is cut with its connection' },
+  {
+    mode: 'delay' as const,
+    ms: 6000,
+    queueTimeoutMs: 2500,
+    served: false,
+    what: 'comes back after its request gave up',
+  },
+])('the dispatch script’s reply $what (distributed, one slot)', ({ mode, ms, queueTimeoutMs, served }) => {
   let proxy: ReplyLosingProxy;
   let fx: RelayFixture;
 
@@ -111,7 +125,7 @@ describe.each([
     fx = await startRelay('distributed', {
       env: {
         REDIS_URL: proxy.url,
-        QUEUE_TIMEOUT_NORMAL_MS: String(QUEUE_TIMEOUT_MS),
+        QUEUE_TIMEOUT_NORMAL_MS: String(queueTimeoutMs),
         RATE_LIMIT_KEY_RPM: '1000000',
         RATE_LIMIT_USER_RPM: '1000000',
         RATE_LIMIT_IP_RPM: '1000000',
@@ -137,43 +151,59 @@ describe.each([
     return { status: res.status, code: body?.error?.code, ms: Date.now() - started };
   };
 
-  it('the waiting request is still served, and the slot is free again afterwards', async () => {
-    expect((await ask('warm')).status).toBe(200);
-    fx.fake.reset();
-    fx.fake.when({
-      reply: (req) => (req.body.messages[0].content === 'blocker' ? { delayMs: 1500 } : { delayMs: 10 }),
-    });
-    const dispatcher = fx.gw.app.get(RelayDispatcher);
-    const blocker = ask('blocker');
-    while (fx.fake.inFlight < 1) await sleep(5);
-    const queued = ask('queued');
-    for (let i = 0; i < 1000; i++) {
-      const depth = await dispatcher.depth(fx.providerId);
-      if (Object.values(depth).reduce((a, b) => a + b, 0) >= 1) break;
-      await sleep(5);
-    }
-    // the slot the blocker frees goes to the queued request: the reply of that dispatch is lost
-    proxy.arm(mode, ms);
-    const [b, q] = await Promise.all([blocker, queued]);
-    const pool = fx.gw.app.get(KeyPoolService);
-    const keyId = fx.keyIds['sk-one']!;
-    const doneAt = Date.now();
-    let inFlight = -1;
-    while (Date.now() - doneAt < 5000) {
-      inFlight = (await pool.windows(fx.providerId, [keyId]))[0]!.inFlight;
-      if (inFlight === 0) break;
-      await sleep(100);
-    }
-    console.log(
-      `[lost-dispatch-reply ${mode}] proxy lost ${proxy.fired} reply; blocker ${b.status}; queued ${q.status}${q.code ? ` ${q.code}` : ''} after ${q.ms} ms (queue timeout ${QUEUE_TIMEOUT_MS} ms); ` +
-        `in-flight ${inFlight} ${Date.now() - doneAt} ms after both answered; steps run again ${dispatcher.recovered}; upstream saw ${JSON.stringify(fx.fake.requests.map((r) => r.body.messages[0].content))}`,
-    );
-    expect(proxy.fired).toBe(1);
-    expect(b.status).toBe(200);
-    expect(q.status).toBe(200);
-    expect(fx.fake.requests.map((r) => r.body.messages[0].content)).toEqual(['blocker', 'queued']);
-    expect(inFlight).toBe(0);
-    // and the slot serves the next request at once
-    expect((await ask('after')).status).toBe(200);
-  }, 40_000);
+  it(
+    served
+      ? 'the waiting request is still served, and the slot is free again afterwards'
+      : 'the request times out as before, and the recovered grant’s slot is given back at once',
+    async () => {
+      expect((await ask('warm')).status).toBe(200);
+      fx.fake.reset();
+      fx.fake.when({
+        reply: (req) => (req.body.messages[0].content === 'blocker' ? { delayMs: 1500 } : { delayMs: 10 }),
+      });
+      const dispatcher = fx.gw.app.get(RelayDispatcher);
+      const blocker = ask('blocker');
+      while (fx.fake.inFlight < 1) await sleep(5);
+      const queued = ask('queued');
+      for (let i = 0; i < 1000; i++) {
+        const depth = await dispatcher.depth(fx.providerId);
+        if (Object.values(depth).reduce((a, b) => a + b, 0) >= 1) break;
+        await sleep(5);
+      }
+      // the slot the blocker frees goes to the queued request: the reply of that dispatch is lost
+      proxy.arm(mode, ms);
+      const [b, q] = await Promise.all([blocker, queued]);
+      const pool = fx.gw.app.get(KeyPoolService);
+      const keyId = fx.keyIds['sk-one']!;
+      const doneAt = Date.now();
+      let inFlight = -1;
+      // (read on the gateway's own store connection: -1 while the proxy still holds its replies)
+      while (Date.now() - doneAt < 8000) {
+        inFlight = await pool
+          .windows(fx.providerId, [keyId])
+          .then((w) => w[0]!.inFlight)
+          .catch(() => -1);
+        if (inFlight === 0) break;
+        await sleep(100);
+      }
+      console.log(
+        `[lost-dispatch-reply ${mode}] proxy lost ${proxy.fired} reply; blocker ${b.status}; queued ${q.status}${q.code ? ` ${q.code}` : ''} after ${q.ms} ms (queue timeout ${queueTimeoutMs} ms); ` +
+          `in-flight ${inFlight} ${Date.now() - doneAt} ms after both answered; steps run again ${dispatcher.recovered}; upstream saw ${JSON.stringify(fx.fake.requests.map((r) => r.body.messages[0].content))}`,
+      );
+      expect(proxy.fired).toBe(1);
+      expect(b.status).toBe(200);
+      if (served) {
+        expect(q.status).toBe(200);
+        expect(fx.fake.requests.map((r) => r.body.messages[0].content)).toEqual(['blocker', 'queued']);
+      } else {
+        expect([q.status, q.code]).toEqual([429, 'queue_timeout']);
+        expect(fx.fake.requests.map((r) => r.body.messages[0].content)).toEqual(['blocker']);
+        expect(dispatcher.recovered).toBeGreaterThan(0); // the grant came back by running the step again
+      }
+      expect(inFlight).toBe(0);
+      // and the slot serves the next request at once
+      expect((await ask('after')).status).toBe(200);
+    },
+    40_000,
+  );
 });
