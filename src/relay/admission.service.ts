@@ -175,7 +175,7 @@ export class AdmissionService {
       script = {
         name: step.name,
         lua: `${step.lua}return fg_provider(KEYS, ARGV, fg_now())\n`,
-        local: step.local,
+        local: (db, keys, args, nowMs) => step.local(db, keys, args, nowMs),
       };
       this.runnable.set(step.name, script);
     }
