@@ -13,6 +13,7 @@ import {
   grantBoxKey,
   QUEUE_GATE,
   QueueMode,
+  readGrantBoxScript,
 } from './admission-gates.js';
 
 const SRC = new URL('../', import.meta.url).pathname;
@@ -132,6 +133,12 @@ describe('grant boxes (a dispatch step that can be run again)', () => {
       const empty = [wait, jobs, grantBoxKey('p', 'd3')];
       expect(QUEUE_GATE.commit(store.db, empty, args, now, 'k1', 3, 'lease-3')).toBe('');
       expect(decodeGrantBox(store.db.get(empty[2]!)!)).toMatchObject({ leaseId: 'lease-3', output: '' });
+      // what a dispatcher whose reply was lost reads
+      expect(decodeGrantBox((await store.run(readGrantBoxScript, [keys[2]!], []))!)).toMatchObject({
+        leaseId: 'lease-1',
+        output: out,
+      });
+      expect(await store.run(readGrantBoxScript, [grantBoxKey('p', 'never')], [])).toBeNull();
       // other modes never read the box
       expect(QUEUE_GATE.check(store.db, keys, ['1', String(QueueMode.respectQueue)], now)).toBeNull();
     } finally {

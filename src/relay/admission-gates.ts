@@ -1,4 +1,5 @@
 import type { AdmissionGate } from '../key-pool/key-pool.types.js';
+import type { AtomicScript } from '../state/atomic-store.js';
 import type { LocalDb } from '../state/local-db.js';
 import { localPop, POP_LUA, PRIORITY_SCORE_FACTOR, queueKeys } from '../state/priority-queue.js';
 
@@ -29,7 +30,7 @@ export const ALREADY_DISPATCHED = 'dispatched:';
 
 /**
  * How long a dispatch's grant box is kept: the window in which a dispatcher that lost the script's
- * reply can still learn what it did by running the same step again (the store's TTL drops it).
+ * reply can still learn what it did by reading it (the store's TTL drops it).
  */
 export const GRANT_BOX_TTL_MS = 10_000;
 
@@ -74,6 +75,18 @@ export function decodeGrantBox(raw: string): GrantBox | null {
   return box;
 }
 
+/**
+ * KEYS: [grantBox]. → the box (encodeGrantBox) or null: how a dispatcher whose step's reply was
+ * lost learns what the step did. Read-only (a repeat of a lost read is as good as the first).
+ */
+export const readGrantBoxScript: AtomicScript<string | null> = {
+  name: 'relay-grant-box',
+  lua: `return redis.call('GET', KEYS[1])`,
+  local(db, keys) {
+    return db.get(keys[0]!);
+  },
+};
+
 /** The grant box a dispatch step keeps, if any (a placeholder key, or none, means none). */
 function usesBox(key: string | undefined): key is string {
   return key !== undefined && !key.endsWith(':');
@@ -95,12 +108,12 @@ function usesBox(key: string | undefined): key is string {
  * request hears of its slot straight from the store, without a hop through the dispatching instance.
  * The in-process half never publishes (one process: there is no other instance to tell).
  *
- * Lost replies (docs/relay.md, "A lost dispatch reply"): with its own grant box, a dispatch step
+ * Lost replies (docs/relay.md, "a lost dispatch reply"): with its own grant box, a dispatch step
  * that commits also leaves what it did there (encodeGrantBox: the lease and the output) for
- * GRANT_BOX_TTL_MS, and the same step run again (same box, same lease id: a dispatcher whose reply
- * never came, or ioredis re-sending a command after a reconnect) changes nothing and is refused with
- * ALREADY_DISPATCHED + that record — so the grant that only the reply carried is not lost, and no
- * second job is popped under the same lease id.
+ * GRANT_BOX_TTL_MS — a dispatcher whose reply never came reads it (readGrantBoxScript) — and the
+ * same step sent again (same box, same lease id: ioredis re-sending a command after a reconnect)
+ * changes nothing and is refused with ALREADY_DISPATCHED + that record — so the grant that only the
+ * reply carried is not lost, and no second job is popped under the same lease id.
  */
 export const QUEUE_GATE: StaticGate = {
   name: 'queue',

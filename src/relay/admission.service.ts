@@ -11,7 +11,16 @@ import {
 } from '../rate-limit/rate-limit.service.js';
 import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomic-store.js';
 import { queueKeys } from '../state/priority-queue.js';
-import { combineGates, grantBoxKey, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
+import {
+  combineGates,
+  decodeGrantBox,
+  grantBoxKey,
+  type GrantBox,
+  QUEUE_GATE,
+  QueueMode,
+  readGrantBoxScript,
+  type StaticGate,
+} from './admission-gates.js';
 import { admissionScript, decodeAdmission, encodeAdmission } from './infrastructure/admission.script.js';
 
 /**
@@ -23,14 +32,19 @@ export type FirstAdmission =
   | { verdict: Verdict & { error: NonNullable<Verdict['error']> }; result: null };
 
 /**
- * One dispatch step, prepared once so that it can be run again with the same inputs (same lease id,
- * same grant box): a repeat after the step ran changes nothing and answers with the first run's
- * outcome (refusal ALREADY_DISPATCHED, see QUEUE_GATE).
+ * One dispatch step, prepared once, with what its grant box kept (QUEUE_GATE) when its reply was
+ * lost. The same step sent again (ioredis re-sends a command that was out when its connection
+ * dropped) changes nothing and answers with the first run's outcome (refusal ALREADY_DISPATCHED).
  */
 export interface DispatchAttempt {
-  /** True when the step keeps a grant box (the store can lose replies: Redis), so a repeat is safe. */
-  readonly repeatable: boolean;
+  /** True when the step keeps a grant box (the store can lose replies: Redis). */
+  readonly recoverable: boolean;
   run(): Promise<AcquireResult>;
+  /**
+   * What the step did, from its grant box: null when it took nothing (refused, or never ran — a read
+   * sent after the step on the same connection runs after it). Rejects while the store does not answer.
+   */
+  recover(): Promise<GrantBox | null>;
   /** Gives the step's lease up as unconfirmed: KeyPool releases it once the store answers. */
   abandon(): void;
 }
@@ -153,20 +167,25 @@ export class AdmissionService {
    * `grant` (Redis), a job of another instance is granted by the script itself (published on
    * `grant.channel` + its instance; `gateOutput` then starts with GRANT_PUBLISHED).
    *
-   * Prepared, not run: the caller runs it, and runs it again when its reply was lost (a store that
-   * can lose replies — Redis — gets a grant box per step: QUEUE_GATE). Costs the same one round trip
-   * as an acquisition; preparing asks no store.
+   * Prepared, not run: the caller runs it, and reads its grant box when its reply was lost (a store
+   * that can lose replies — Redis — gets one per step: QUEUE_GATE). Costs the same one round trip as
+   * an acquisition; preparing asks no store.
    */
   async prepareDispatch(
     providerId: string,
     grant?: { channel: string; instance: string },
   ): Promise<DispatchAttempt> {
-    const repeatable = this.store.kind === 'redis';
-    const options = this.options(providerId, 1, QueueMode.dispatch, undefined, grant, repeatable);
+    const box = this.store.kind === 'redis' ? grantBoxKey(providerId, randomUUID()) : null;
+    const options = this.options(providerId, 1, QueueMode.dispatch, undefined, grant, box);
     const prepared = await this.keyPool.prepareAcquire(providerId, options);
     if ('result' in prepared) {
       const result = Promise.resolve(prepared.result);
-      return { repeatable: false, run: () => result, abandon: () => undefined };
+      return {
+        recoverable: false,
+        run: () => result,
+        recover: () => Promise.resolve(null),
+        abandon: () => undefined,
+      };
     }
     const step = prepared.step;
     let script = this.runnable.get(step.name);
@@ -181,8 +200,13 @@ export class AdmissionService {
     }
     const run = script;
     return {
-      repeatable,
+      recoverable: box !== null,
       run: async () => step.finish(await this.store.run(run, step.keys, step.args)),
+      recover: async () => {
+        if (box === null) return null;
+        const raw = await this.store.run(readGrantBoxScript, [box], []);
+        return typeof raw === 'string' ? decodeGrantBox(raw) : null;
+      },
       abandon: () => step.abandon(),
     };
   }
@@ -204,10 +228,10 @@ export class AdmissionService {
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
     grant?: { channel: string; instance: string },
-    withBox = false,
+    box: string | null = null,
   ): AcquireOptions {
     const [wait, jobs] = queueKeys(providerId);
-    const keys: string[] = [wait, jobs, grantBoxKey(providerId, withBox ? randomUUID() : '')];
+    const keys: string[] = [wait, jobs, box ?? grantBoxKey(providerId)];
     const args: (string | number)[] = [priority, mode, grant?.channel ?? '', grant?.instance ?? ''];
     for (const c of this.contributions) {
       const extra = c.inputs(providerId);

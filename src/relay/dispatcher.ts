@@ -33,12 +33,12 @@ const LATE_GRANT_MS = 2_000;
  */
 const STORE_ANSWER_MS = 1_000;
 const NO_ANSWER = Symbol('no answer');
-/** How often dispatch steps whose reply was lost are run again (while any is, and the store answers). */
+/** How often the grant boxes of dispatch steps whose reply was lost are read (while any is lost). */
 const RECOVER_EVERY_MS = 250;
 /**
- * A lost step is run again only while its grant box surely still exists (the box lives
- * GRANT_BOX_TTL_MS from the script's run, which is after the step was sent); after that it is given
- * up to KeyPool's ledger (its lease released once the store answers).
+ * A lost step's grant box is read only while it surely still exists (the box lives
+ * GRANT_BOX_TTL_MS from the script's run, which is after the step was sent); after that the step is
+ * given up to KeyPool's ledger (its lease released once the store answers).
  */
 const RECOVER_FOR_MS = GRANT_BOX_TTL_MS - 2_000;
 /** Bound of the lost steps kept for recovery (the oldest is given up first). */
@@ -123,7 +123,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   private recovering = false;
   /** Jobs granted by this instance's loops (for tests and status). */
   granted = 0;
-  /** Dispatch steps whose lost reply was recovered by running them again (for tests and status). */
+  /** Dispatch steps whose lost reply was recovered from their grant box (for tests and status). */
   recovered = 0;
 
   constructor(
@@ -394,9 +394,9 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       result = await attempt.run();
     } catch (err) {
       // The store may have run it (a reply that came after the command timeout, a connection cut
-      // after the command went out): the popped job and its lease are in its grant box. Run the
-      // same step again until the store answers; without a box, its lease is given up to KeyPool.
-      if (attempt.repeatable && !this.stopped) this.lose(providerId, attempt);
+      // after the command went out): the popped job and its lease are in its grant box, read as
+      // soon as the store answers again; without a box, its lease is given up to KeyPool.
+      if (attempt.recoverable && !this.stopped) this.lose(providerId, attempt);
       else attempt.abandon();
       throw err;
     }
@@ -472,11 +472,10 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Runs the lost steps again: the oldest alone first (while the store does not answer, one command
-   * per tick), then, once it answered, all the others at once (one write, one round). A step the
-   * store had run answers with its grant box, settled at once (the grant delivered, or its lease
-   * given back when its request has gone); one it had not run runs now, as any dispatch step. A step
-   * past RECOVER_FOR_MS is given up to KeyPool's ledger.
+   * Reads the lost steps' grant boxes: the oldest alone first (while the store does not answer, one
+   * command per tick), then, once it answered, all the others at once (one write, one round). A box
+   * is settled at once: the grant delivered, or its lease given back when its request has gone; no
+   * box means the step took nothing. A step past RECOVER_FOR_MS is given up to KeyPool's ledger.
    */
   private async recoverLost(): Promise<void> {
     if (this.recovering) return;
@@ -489,8 +488,8 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
         attempt.abandon();
       }
       const [oldest, ...others] = [...this.lost];
-      if (!oldest || this.stopped || !(await this.runAgain(oldest))) return;
-      await Promise.all(others.map((entry) => this.runAgain(entry)));
+      if (!oldest || this.stopped || !(await this.recoverOne(oldest))) return;
+      await Promise.all(others.map((entry) => this.recoverOne(entry)));
     } finally {
       this.recovering = false;
       if (this.lost.size === 0 && this.recoverTimer) {
@@ -500,20 +499,21 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** One lost step run again: false when the store still did not answer (it stays lost). */
-  private async runAgain([attempt, { providerId }]: [
+  /** One lost step's grant box read and settled: false when the store still did not answer. */
+  private async recoverOne([attempt, { providerId }]: [
     DispatchAttempt,
     { providerId: string },
   ]): Promise<boolean> {
-    let result: AcquireResult;
+    let box: GrantBox | null;
     try {
-      result = await attempt.run();
+      box = await attempt.recover();
     } catch {
       return false;
     }
     this.lost.delete(attempt);
+    if (!box) return true;
     this.recovered++;
-    this.settle(providerId, result).catch((err: unknown) =>
+    this.settleBox(providerId, box).catch((err: unknown) =>
       this.logger.warn(`recovering a dispatch for provider ${providerId} failed: ${(err as Error).message}`),
     );
     return true;

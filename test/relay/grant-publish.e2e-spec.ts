@@ -15,6 +15,7 @@ import {
   grantBoxKey,
   QUEUE_GATE,
   QueueMode,
+  readGrantBoxScript,
 } from '../../src/relay/admission-gates.js';
 import { MemoryAtomicStore, RedisAtomicStore, type AtomicStore } from '../../src/state/atomic-store.js';
 import { decodePopped, queueKeys, StorePriorityQueue } from '../../src/state/priority-queue.js';
@@ -173,6 +174,8 @@ describe('QUEUE_GATE dispatch: the grant of another instance’s job is publishe
             });
             expect(box!.at).toBe(first.r[3]);
             expect(decodePopped(out.replace(GRANT_PUBLISHED, ''))).toMatchObject({ id: expected });
+            // what a dispatcher whose reply was lost reads: the same record
+            expect(decodeGrantBox((await store.run(readGrantBoxScript, [step.box], []))!)).toEqual(box);
           }
           // the repeats popped nothing: job-c is still waiting; two leases taken in all
           expect(await queue.counts(providerId, [2])).toEqual({ 2: 1 });

@@ -188,7 +188,7 @@ describe.each([
       }
       console.log(
         `[lost-dispatch-reply ${mode}] proxy lost ${proxy.fired} reply; blocker ${b.status}; queued ${q.status}${q.code ? ` ${q.code}` : ''} after ${q.ms} ms (queue timeout ${queueTimeoutMs} ms); ` +
-          `in-flight ${inFlight} ${Date.now() - doneAt} ms after both answered; steps run again ${dispatcher.recovered}; upstream saw ${JSON.stringify(fx.fake.requests.map((r) => r.body.messages[0].content))}`,
+          `in-flight ${inFlight} ${Date.now() - doneAt} ms after both answered; grants recovered from their box ${dispatcher.recovered}; upstream saw ${JSON.stringify(fx.fake.requests.map((r) => r.body.messages[0].content))}`,
       );
       expect(proxy.fired).toBe(1);
       expect(b.status).toBe(200);
@@ -198,7 +198,7 @@ describe.each([
       } else {
         expect([q.status, q.code]).toEqual([429, 'queue_timeout']);
         expect(fx.fake.requests.map((r) => r.body.messages[0].content)).toEqual(['blocker']);
-        expect(dispatcher.recovered).toBeGreaterThan(0); // the grant came back by running the step again
+        expect(dispatcher.recovered).toBeGreaterThan(0); // the grant came back from its grant box
       }
       expect(inFlight).toBe(0);
       // and the slot serves the next request at once
