@@ -208,7 +208,22 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     let level = priority;
     let settle!: (m: GrantMessage | 'timeout' | 'aborted') => void;
     const outcome = new Promise<GrantMessage | 'timeout' | 'aborted'>((resolve) => (settle = resolve));
-    this.setWaiter(jobId, { providerId, resolve: (m) => settle(m) });
+    // Every message for the job is kept, whenever it comes while the request is here — also after
+    // its timeout, while its job's removal is out (a grant then is used or given back, never dropped).
+    let delivered: GrantMessage | undefined;
+    let onLate: ((m: GrantMessage) => void) | undefined;
+    this.setWaiter(jobId, {
+      providerId,
+      resolve: (m) => {
+        if (delivered) {
+          void this.releaseUnused(m, providerId); // a second grant for one job: not needed
+          return;
+        }
+        delivered = m;
+        settle(m);
+        onLate?.(m);
+      },
+    });
     const onAbort = () => settle('aborted');
     options.signal.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => settle('timeout'), options.timeoutMs);
@@ -247,23 +262,24 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
           this.queue.remove(providerId, jobId).catch(() => false),
           STORE_ANSWER_MS,
         );
-        // No answer from the queue's store: answer now; a grant that comes later finds no waiter
-        // and is given back (onGrant).
-        if (removed === NO_ANSWER) return { kind: why, waitedMs: Date.now() - started };
-        if (!removed) {
-          // Already taken by a dispatcher: its grant is on the way. Take it (and give it back if aborted).
-          const late = await Promise.race([
-            new Promise<GrantMessage | null>((resolve) => this.setWaiter(jobId, { providerId, resolve })),
-            new Promise<null>((resolve) => setTimeout(() => resolve(null), LATE_GRANT_MS)),
+        // No answer from the queue's store: answer now (unless its grant came meanwhile); a grant
+        // that comes later finds no waiter and is given back (onGrant). Removed: nobody took it.
+        // Not removed: already taken by a dispatcher, its grant is on the way (or came meanwhile).
+        let late: GrantMessage | null = delivered ?? null;
+        if (!late && removed === false) {
+          let timer: NodeJS.Timeout | undefined;
+          late = await Promise.race([
+            new Promise<GrantMessage>((resolve) => (onLate = resolve)),
+            new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), LATE_GRANT_MS))),
           ]);
-          const carries = late?.lease !== undefined || late?.grant !== undefined;
-          if (late && carries && why === 'timeout' && !options.signal.aborted) {
-            result = late;
-          } else {
-            if (late && carries) await this.releaseUnused(late, providerId);
-            return { kind: why, waitedMs: Date.now() - started };
-          }
+          clearTimeout(timer);
+        }
+        const carries = late?.lease !== undefined || late?.grant !== undefined;
+        if (late && carries && why === 'timeout' && !options.signal.aborted) {
+          result = late;
         } else {
+          // (and a grant for a request that is not served is given back)
+          if (late && carries) await this.releaseUnused(late, providerId);
           return { kind: why, waitedMs: Date.now() - started };
         }
       }
@@ -457,7 +473,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     await this.send(job.data.instance, { jobId: job.id, grant });
   }
 
-  /** Keeps a step whose reply was lost, to run it again (recoverLost). */
+  /** Keeps a step whose reply was lost, to read its grant box (recoverLost). */
   private lose(providerId: string, attempt: DispatchAttempt): void {
     this.lost.set(attempt, { providerId, sinceMs: Date.now() });
     for (const oldest of this.lost.keys()) {
