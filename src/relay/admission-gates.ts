@@ -1,6 +1,7 @@
 import type { AdmissionGate } from '../key-pool/key-pool.types.js';
+import type { AtomicScript } from '../state/atomic-store.js';
 import type { LocalDb } from '../state/local-db.js';
-import { localPop, POP_LUA, PRIORITY_SCORE_FACTOR } from '../state/priority-queue.js';
+import { localPop, POP_LUA, PRIORITY_SCORE_FACTOR, queueKeys } from '../state/priority-queue.js';
 
 /** How a request meets the provider's queue in the admission step (ARGV of QUEUE_GATE). */
 export const QueueMode = {
@@ -22,13 +23,83 @@ export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
 export const GRANT_PUBLISHED = '>';
 
 /**
+ * Refusal code prefix of a dispatch step that had already run (its grant box exists): the code
+ * carries the first run's outcome (`decodeGrantBox` of what follows the prefix), nothing changed.
+ */
+export const ALREADY_DISPATCHED = 'dispatched:';
+
+/**
+ * How long a dispatch's grant box is kept: the window in which a dispatcher that lost the script's
+ * reply can still learn what it did by reading it (the store's TTL drops it).
+ */
+export const GRANT_BOX_TTL_MS = 10_000;
+
+/**
+ * The grant box of one dispatch step (`dispatchId` unique per step; its repeats use the same one),
+ * in the queue's hash slot. Without `dispatchId`: the placeholder the other modes pass (never read
+ * or written; a dispatch with it keeps no box).
+ */
+export function grantBoxKey(providerId: string, dispatchId = ''): string {
+  const [wait] = queueKeys(providerId);
+  return `${wait.slice(0, -'wait'.length)}grant:${dispatchId}`;
+}
+
+/** What a dispatch step did, as its grant box keeps it. */
+export interface GrantBox {
+  keyId: string;
+  leaseId: string;
+  /** The store's clock when the lease was taken (ms). */
+  at: number;
+  inFlight: number;
+  /** The step's gate output: the popped job ("id\nrecord", GRANT_PUBLISHED-prefixed when published), '' when none. */
+  output: string;
+}
+
+/** keyId, leaseId, at, inFlight and the output, one line each (the output last: it has a newline). */
+export function encodeGrantBox(box: GrantBox): string {
+  return `${box.keyId}\n${box.leaseId}\n${box.at}\n${box.inFlight}\n${box.output}`;
+}
+
+export function decodeGrantBox(raw: string): GrantBox | null {
+  const parts = raw.split('\n');
+  if (parts.length < 5) return null;
+  const [keyId, leaseId, at, inFlight] = parts as [string, string, string, string];
+  const box = {
+    keyId,
+    leaseId,
+    at: Number(at),
+    inFlight: Number(inFlight),
+    output: parts.slice(4).join('\n'),
+  };
+  if (!keyId || !leaseId || !Number.isFinite(box.at) || !Number.isFinite(box.inFlight)) return null;
+  return box;
+}
+
+/**
+ * KEYS: [grantBox]. → the box (encodeGrantBox) or null: how a dispatcher whose step's reply was
+ * lost learns what the step did. Read-only (a repeat of a lost read is as good as the first).
+ */
+export const readGrantBoxScript: AtomicScript<string | null> = {
+  name: 'relay-grant-box',
+  lua: `return redis.call('GET', KEYS[1])`,
+  local(db, keys) {
+    return db.get(keys[0]!);
+  },
+};
+
+/** The grant box a dispatch step keeps, if any (a placeholder key, or none, means none). */
+function usesBox(key: string | undefined): key is string {
+  return key !== undefined && !key.endsWith(':');
+}
+
+/**
  * The relay's gate in KeyPool's atomic selection, over the provider queue's own keys (PriorityQueue
  * layout: `fq:{p}:wait` scored priority·2³² + arrival, `fq:{p}:jobs` the job records). A new request
  * can never overtake one that queued before it at the same or a higher priority; the dispatcher wins
  * a slot and the head of the queue in one step, so a slot is never won without a job to run in it
  * (nor a job taken without a slot), whichever instance frees the slot or queued the job.
  *
- * KEYS: [waitingSet, jobRecords]
+ * KEYS: [waitingSet, jobRecords, grantBox (grantBoxKey: the dispatch step's own, or the placeholder)]
  * ARGV: [priority, mode (QueueMode), grantChannel ('' = none), dispatchingInstance]
  * Commit in dispatch mode returns the popped job ("id\nrecord", see decodePopped). With a grant
  * channel and a job whose record names another instance (`d.instance`), the script also publishes
@@ -36,15 +107,27 @@ export const GRANT_PUBLISHED = '>';
  * followed by the instance id — and returns the job prefixed with GRANT_PUBLISHED: the waiting
  * request hears of its slot straight from the store, without a hop through the dispatching instance.
  * The in-process half never publishes (one process: there is no other instance to tell).
+ *
+ * Lost replies (docs/relay.md, "a lost dispatch reply"): with its own grant box, a dispatch step
+ * that commits also leaves what it did there (encodeGrantBox: the lease and the output) for
+ * GRANT_BOX_TTL_MS — a dispatcher whose reply never came reads it (readGrantBoxScript) — and the
+ * same step sent again (same box, same lease id: ioredis re-sending a command after a reconnect)
+ * changes nothing and is refused with ALREADY_DISPATCHED + that record — so the grant that only the
+ * reply carried is not lost, and no second job is popped under the same lease id.
  */
 export const QUEUE_GATE: StaticGate = {
   name: 'queue',
-  keyCount: 2,
+  keyCount: 3,
   argCount: 4,
   checkLua: `
     local mode = tonumber(GA[2])
     if mode == ${QueueMode.bypass} then return nil end
     if mode == ${QueueMode.dispatch} then
+      local box = GK[3]
+      if box ~= nil and string.sub(box, -1) ~= ':' then
+        local done = redis.call('GET', box)
+        if done then return {'${ALREADY_DISPATCHED}' .. done, 0} end
+      end
       if redis.call('ZCARD', GK[1]) == 0 then return {'queue_empty', 0} end
       return nil
     end
@@ -55,8 +138,8 @@ export const QUEUE_GATE: StaticGate = {
     if tonumber(GA[2]) ~= ${QueueMode.dispatch} then return nil end
     ${POP_LUA}
     local popped = fq_pop(GK[1], GK[2], now)
-    if not popped then return '' end
-    if GA[3] ~= nil and GA[3] ~= '' and leaseId ~= nil then
+    local out = popped or ''
+    if popped and GA[3] ~= nil and GA[3] ~= '' and leaseId ~= nil then
       local nl = string.find(popped, '\\n', 1, true)
       local ok, rec = pcall(cjson.decode, string.sub(popped, nl + 1))
       local to = ok and type(rec) == 'table' and type(rec.d) == 'table' and rec.d.instance or nil
@@ -64,20 +147,33 @@ export const QUEUE_GATE: StaticGate = {
         local grant = {keyId = keyId, leaseId = leaseId, at = now, inFlight = inFlight,
           providerId = string.match(GK[1], 'fq:{(.*)}:wait$')}
         redis.call('PUBLISH', GA[3] .. to, cjson.encode({jobId = string.sub(popped, 1, nl - 1), grant = grant}))
-        return '${GRANT_PUBLISHED}' .. popped
+        out = '${GRANT_PUBLISHED}' .. popped
       end
     end
-    return popped`,
+    local box = GK[3]
+    if box ~= nil and string.sub(box, -1) ~= ':' and leaseId ~= nil then
+      redis.call('SET', box, keyId .. '\\n' .. leaseId .. '\\n' .. now .. '\\n' .. inFlight .. '\\n' .. out,
+        'PX', ${GRANT_BOX_TTL_MS})
+    end
+    return out`,
   check(db: LocalDb, keys: string[], args: string[]): [string, number] | null {
     const mode = Number(args[1]);
     if (mode === QueueMode.bypass) return null;
-    if (mode === QueueMode.dispatch) return db.zcard(keys[0]!) === 0 ? ['queue_empty', 0] : null;
+    if (mode === QueueMode.dispatch) {
+      const done = usesBox(keys[2]) ? db.get(keys[2]) : null;
+      if (done !== null) return [`${ALREADY_DISPATCHED}${done}`, 0];
+      return db.zcard(keys[0]!) === 0 ? ['queue_empty', 0] : null;
+    }
     const ahead = db.zcount(keys[0]!, 0, (Number(args[0]) + 1) * PRIORITY_SCORE_FACTOR - 1);
     return ahead > 0 ? ['queued_ahead', 0] : null;
   },
-  commit(db: LocalDb, keys: string[], args: string[], nowMs: number): string | null {
+  commit(db, keys, args, nowMs, keyId, inFlight, leaseId): string | null {
     if (Number(args[1]) !== QueueMode.dispatch) return null;
-    return localPop(db, keys[0]!, keys[1]!, nowMs) ?? '';
+    const out = localPop(db, keys[0]!, keys[1]!, nowMs) ?? '';
+    const box = keys[2];
+    if (usesBox(box) && leaseId !== undefined && keyId !== undefined && inFlight !== undefined)
+      db.set(box, encodeGrantBox({ keyId, leaseId, at: nowMs, inFlight, output: out }), GRANT_BOX_TTL_MS);
+    return out;
   },
 };
 

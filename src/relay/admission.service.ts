@@ -1,5 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import type { AcquireOptions, AcquireResult, AcquireStep } from '../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import {
@@ -8,9 +9,18 @@ import {
   type CombinedDecision,
   type Verdict,
 } from '../rate-limit/rate-limit.service.js';
-import type { AtomicScript, ScriptValue } from '../state/atomic-store.js';
+import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomic-store.js';
 import { queueKeys } from '../state/priority-queue.js';
-import { combineGates, QUEUE_GATE, QueueMode, type StaticGate } from './admission-gates.js';
+import {
+  combineGates,
+  decodeGrantBox,
+  grantBoxKey,
+  type GrantBox,
+  QUEUE_GATE,
+  QueueMode,
+  readGrantBoxScript,
+  type StaticGate,
+} from './admission-gates.js';
 import { admissionScript, decodeAdmission, encodeAdmission } from './infrastructure/admission.script.js';
 
 /**
@@ -20,6 +30,24 @@ import { admissionScript, decodeAdmission, encodeAdmission } from './infrastruct
 export type FirstAdmission =
   | { verdict: Verdict | null; result: AcquireResult }
   | { verdict: Verdict & { error: NonNullable<Verdict['error']> }; result: null };
+
+/**
+ * One dispatch step, prepared once, with what its grant box kept (QUEUE_GATE) when its reply was
+ * lost. The same step sent again (ioredis re-sends a command that was out when its connection
+ * dropped) changes nothing and answers with the first run's outcome (refusal ALREADY_DISPATCHED).
+ */
+export interface DispatchAttempt {
+  /** True when the step keeps a grant box (the store can lose replies: Redis). */
+  readonly recoverable: boolean;
+  run(): Promise<AcquireResult>;
+  /**
+   * What the step did, from its grant box: null when it took nothing (refused, or never ran — a read
+   * sent after the step on the same connection runs after it). Rejects while the store does not answer.
+   */
+  recover(): Promise<GrantBox | null>;
+  /** Gives the step's lease up as unconfirmed: KeyPool releases it once the store answers. */
+  abandon(): void;
+}
 
 /** Gate contributed by another module (Adaptive's retreat bucket): static shape, per-provider inputs. */
 export interface GateContribution {
@@ -38,10 +66,13 @@ export class AdmissionService {
   private gate: StaticGate = QUEUE_GATE;
 
   private readonly combined = new Map<string, AtomicScript>();
+  /** The selection script with the gate (KeyPool's), runnable from a prepared step, by name. */
+  private readonly runnable = new Map<string, AtomicScript>();
 
   constructor(
     private readonly keyPool: KeyPoolService,
     private readonly rateLimit: RateLimitService,
+    @Inject(AtomicStore) private readonly store: AtomicStore,
   ) {}
 
   contribute(contribution: GateContribution): void {
@@ -135,9 +166,49 @@ export class AdmissionService {
    * empty when only expired jobs were left: the lease is then the caller's to give back). With
    * `grant` (Redis), a job of another instance is granted by the script itself (published on
    * `grant.channel` + its instance; `gateOutput` then starts with GRANT_PUBLISHED).
+   *
+   * Prepared, not run: the caller runs it, and reads its grant box when its reply was lost (a store
+   * that can lose replies — Redis — gets one per step: QUEUE_GATE). Costs the same one round trip as
+   * an acquisition; preparing asks no store.
    */
-  dispatch(providerId: string, grant?: { channel: string; instance: string }): Promise<AcquireResult> {
-    return this.acquire(providerId, 1, QueueMode.dispatch, undefined, grant);
+  async prepareDispatch(
+    providerId: string,
+    grant?: { channel: string; instance: string },
+  ): Promise<DispatchAttempt> {
+    const box = this.store.kind === 'redis' ? grantBoxKey(providerId, randomUUID()) : null;
+    const options = this.options(providerId, 1, QueueMode.dispatch, undefined, grant, box);
+    const prepared = await this.keyPool.prepareAcquire(providerId, options);
+    if ('result' in prepared) {
+      const result = Promise.resolve(prepared.result);
+      return {
+        recoverable: false,
+        run: () => result,
+        recover: () => Promise.resolve(null),
+        abandon: () => undefined,
+      };
+    }
+    const step = prepared.step;
+    let script = this.runnable.get(step.name);
+    if (!script) {
+      // KeyPool's own selection-with-gate script (the same text, so the same SHA as its acquire)
+      script = {
+        name: step.name,
+        lua: `${step.lua}return fg_provider(KEYS, ARGV, fg_now())\n`,
+        local: (db, keys, args, nowMs) => step.local(db, keys, args, nowMs),
+      };
+      this.runnable.set(step.name, script);
+    }
+    const run = script;
+    return {
+      recoverable: box !== null,
+      run: async () => step.finish(await this.store.run(run, step.keys, step.args)),
+      recover: async () => {
+        if (box === null) return null;
+        const raw = await this.store.run(readGrantBoxScript, [box], []);
+        return typeof raw === 'string' ? decodeGrantBox(raw) : null;
+      },
+      abandon: () => step.abandon(),
+    };
   }
 
   private acquire(
@@ -145,11 +216,10 @@ export class AdmissionService {
     priority: number,
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
-    grant?: { channel: string; instance: string },
   ): Promise<AcquireResult> {
     // A store outage propagates as is: the global filter answers it 503 with Retry-After
     // (isConnectivityError), while a genuine bug stays a visible 500.
-    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds, grant));
+    return this.keyPool.acquire(providerId, this.options(providerId, priority, mode, excludeKeyIds));
   }
 
   private options(
@@ -158,9 +228,10 @@ export class AdmissionService {
     mode: QueueMode,
     excludeKeyIds?: readonly string[],
     grant?: { channel: string; instance: string },
+    box: string | null = null,
   ): AcquireOptions {
     const [wait, jobs] = queueKeys(providerId);
-    const keys: string[] = [wait, jobs];
+    const keys: string[] = [wait, jobs, box ?? grantBoxKey(providerId)];
     const args: (string | number)[] = [priority, mode, grant?.channel ?? '', grant?.instance ?? ''];
     for (const c of this.contributions) {
       const extra = c.inputs(providerId);

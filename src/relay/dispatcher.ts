@@ -5,8 +5,15 @@ import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
 import { PRIORITY_RANKS } from '../common/principal.js';
 import { decodePopped, PriorityQueue } from '../state/priority-queue.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
-import { GRANT_PUBLISHED } from './admission-gates.js';
-import { AdmissionService } from './admission.service.js';
+import type { AcquireResult } from '../key-pool/key-pool.types.js';
+import {
+  ALREADY_DISPATCHED,
+  decodeGrantBox,
+  GRANT_BOX_TTL_MS,
+  GRANT_PUBLISHED,
+  type GrantBox,
+} from './admission-gates.js';
+import { AdmissionService, type DispatchAttempt } from './admission.service.js';
 
 /**
  * How long a provider counts as contended after a request queued for it anywhere in the cluster:
@@ -26,6 +33,16 @@ const LATE_GRANT_MS = 2_000;
  */
 const STORE_ANSWER_MS = 1_000;
 const NO_ANSWER = Symbol('no answer');
+/** How often the grant boxes of dispatch steps whose reply was lost are read (while any is lost). */
+const RECOVER_EVERY_MS = 250;
+/**
+ * A lost step's grant box is read only while it surely still exists (the box lives
+ * GRANT_BOX_TTL_MS from the script's run, which is after the step was sent); after that the step is
+ * given up to KeyPool's ledger (its lease released once the store answers).
+ */
+const RECOVER_FOR_MS = GRANT_BOX_TTL_MS - 2_000;
+/** Bound of the lost steps kept for recovery (the oldest is given up first). */
+const RECOVER_MAX = 10_000;
 
 /** `p`, or NO_ANSWER when it has not settled within `ms` (p keeps running; its rejection is ignored). */
 function within<T>(p: Promise<T>, ms: number): Promise<T | typeof NO_ANSWER> {
@@ -100,8 +117,14 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   /** Where the dispatch script publishes other instances' grants (null in process: never needed). */
   private readonly grantChannel: string | null;
   private stopped = false;
+  /** Dispatch steps whose reply was lost (the store may have run them) → provider and since when. */
+  private readonly lost = new Map<DispatchAttempt, { providerId: string; sinceMs: number }>();
+  private recoverTimer: NodeJS.Timeout | undefined;
+  private recovering = false;
   /** Jobs granted by this instance's loops (for tests and status). */
   granted = 0;
+  /** Dispatch steps whose lost reply was recovered from their grant box (for tests and status). */
+  recovered = 0;
 
   constructor(
     @Inject(PriorityQueue) private readonly queue: PriorityQueue,
@@ -125,6 +148,10 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     for (const loop of this.loops.values()) loop.signal.wake();
+    clearInterval(this.recoverTimer);
+    this.recoverTimer = undefined;
+    for (const attempt of this.lost.keys()) attempt.abandon();
+    this.lost.clear();
     await Promise.all(this.unsubscribers.map((u) => u().catch(() => undefined)));
   }
 
@@ -181,7 +208,22 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     let level = priority;
     let settle!: (m: GrantMessage | 'timeout' | 'aborted') => void;
     const outcome = new Promise<GrantMessage | 'timeout' | 'aborted'>((resolve) => (settle = resolve));
-    this.setWaiter(jobId, { providerId, resolve: (m) => settle(m) });
+    // Every message for the job is kept, whenever it comes while the request is here — also after
+    // its timeout, while its job's removal is out (a grant then is used or given back, never dropped).
+    let delivered: GrantMessage | undefined;
+    let onLate: ((m: GrantMessage) => void) | undefined;
+    this.setWaiter(jobId, {
+      providerId,
+      resolve: (m) => {
+        if (delivered) {
+          void this.releaseUnused(m, providerId); // a second grant for one job: not needed
+          return;
+        }
+        delivered = m;
+        settle(m);
+        onLate?.(m);
+      },
+    });
     const onAbort = () => settle('aborted');
     options.signal.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => settle('timeout'), options.timeoutMs);
@@ -220,23 +262,24 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
           this.queue.remove(providerId, jobId).catch(() => false),
           STORE_ANSWER_MS,
         );
-        // No answer from the queue's store: answer now; a grant that comes later finds no waiter
-        // and is given back (onGrant).
-        if (removed === NO_ANSWER) return { kind: why, waitedMs: Date.now() - started };
-        if (!removed) {
-          // Already taken by a dispatcher: its grant is on the way. Take it (and give it back if aborted).
-          const late = await Promise.race([
-            new Promise<GrantMessage | null>((resolve) => this.setWaiter(jobId, { providerId, resolve })),
-            new Promise<null>((resolve) => setTimeout(() => resolve(null), LATE_GRANT_MS)),
+        // No answer from the queue's store: answer now (unless its grant came meanwhile); a grant
+        // that comes later finds no waiter and is given back (onGrant). Removed: nobody took it.
+        // Not removed: already taken by a dispatcher, its grant is on the way (or came meanwhile).
+        let late: GrantMessage | null = delivered ?? null;
+        if (!late && removed === false) {
+          let timer: NodeJS.Timeout | undefined;
+          late = await Promise.race([
+            new Promise<GrantMessage>((resolve) => (onLate = resolve)),
+            new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), LATE_GRANT_MS))),
           ]);
-          const carries = late?.lease !== undefined || late?.grant !== undefined;
-          if (late && carries && why === 'timeout' && !options.signal.aborted) {
-            result = late;
-          } else {
-            if (late && carries) await this.releaseUnused(late, providerId);
-            return { kind: why, waitedMs: Date.now() - started };
-          }
+          clearTimeout(timer);
+        }
+        const carries = late?.lease !== undefined || late?.grant !== undefined;
+        if (late && carries && why === 'timeout' && !options.signal.aborted) {
+          result = late;
         } else {
+          // (and a grant for a request that is not served is given back)
+          if (late && carries) await this.releaseUnused(late, providerId);
           return { kind: why, waitedMs: Date.now() - started };
         }
       }
@@ -358,10 +401,26 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
    * by that same script when the job is another instance's (Redis), else delivered here.
    */
   private async dispatchOnce(providerId: string): Promise<DispatchStep> {
-    const result = await this.admission.dispatch(
+    const attempt = await this.admission.prepareDispatch(
       providerId,
       this.grantChannel === null ? undefined : { channel: this.grantChannel, instance: this.instanceId },
     );
+    let result: AcquireResult;
+    try {
+      result = await attempt.run();
+    } catch (err) {
+      // The store may have run it (a reply that came after the command timeout, a connection cut
+      // after the command went out): the popped job and its lease are in its grant box, read as
+      // soon as the store answers again; without a box, its lease is given up to KeyPool.
+      if (attempt.recoverable && !this.stopped) this.lose(providerId, attempt);
+      else attempt.abandon();
+      throw err;
+    }
+    return this.settle(providerId, result);
+  }
+
+  /** What a dispatch step's answer means for its job and lease. */
+  private async settle(providerId: string, result: AcquireResult): Promise<DispatchStep> {
     if (result.ok) {
       if (result.gateOutput?.startsWith(GRANT_PUBLISHED)) {
         this.granted++;
@@ -378,6 +437,12 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       return { kind: 'served' };
     }
     const refusal = result.refusal;
+    if (refusal.kind === 'gate' && refusal.code.startsWith(ALREADY_DISPATCHED)) {
+      // A repeat of a step that had run (its first reply lost): what it did, from its grant box.
+      const box = decodeGrantBox(refusal.code.slice(ALREADY_DISPATCHED.length));
+      if (box) await this.settleBox(providerId, box);
+      return { kind: 'served' };
+    }
     if (refusal.kind === 'gate' && refusal.code === 'queue_empty') return { kind: 'empty' };
     if (refusal.kind === 'no_usable_keys') {
       // Nothing will change by waiting: answer the next waiter now (503), one at a time.
@@ -390,6 +455,84 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
     // when that was missed (a lease that expired instead of being released) or refused (cooldowns,
     // RPM windows, the retreat bucket: their retry time).
     return { kind: 'wait', ms: Math.min(Math.max(refusal.retryAfterMs, 5), 1000) };
+  }
+
+  /** A step's outcome read back from its grant box: its job gets the grant (or its lease goes back). */
+  private async settleBox(providerId: string, box: GrantBox): Promise<void> {
+    const grant = { keyId: box.keyId, leaseId: box.leaseId, at: box.at, inFlight: box.inFlight, providerId };
+    if (box.output.startsWith(GRANT_PUBLISHED)) {
+      this.granted++; // the script published it to the job's instance
+      return;
+    }
+    const job = box.output ? decodePopped<JobData>(box.output) : null;
+    if (!job) {
+      await this.releaseUnused({ jobId: '', grant }, providerId);
+      return;
+    }
+    this.granted++;
+    await this.send(job.data.instance, { jobId: job.id, grant });
+  }
+
+  /** Keeps a step whose reply was lost, to read its grant box (recoverLost). */
+  private lose(providerId: string, attempt: DispatchAttempt): void {
+    this.lost.set(attempt, { providerId, sinceMs: Date.now() });
+    for (const oldest of this.lost.keys()) {
+      if (this.lost.size <= RECOVER_MAX) break;
+      this.lost.delete(oldest);
+      oldest.abandon();
+    }
+    if (!this.recoverTimer) {
+      this.recoverTimer = setInterval(() => void this.recoverLost(), RECOVER_EVERY_MS);
+      this.recoverTimer.unref();
+    }
+  }
+
+  /**
+   * Reads the lost steps' grant boxes: the oldest alone first (while the store does not answer, one
+   * command per tick), then, once it answered, all the others at once (one write, one round). A box
+   * is settled at once: the grant delivered, or its lease given back when its request has gone; no
+   * box means the step took nothing. A step past RECOVER_FOR_MS is given up to KeyPool's ledger.
+   */
+  private async recoverLost(): Promise<void> {
+    if (this.recovering) return;
+    this.recovering = true;
+    try {
+      const now = Date.now();
+      for (const [attempt, { sinceMs }] of this.lost) {
+        if (now - sinceMs <= RECOVER_FOR_MS) continue;
+        this.lost.delete(attempt);
+        attempt.abandon();
+      }
+      const [oldest, ...others] = [...this.lost];
+      if (!oldest || this.stopped || !(await this.recoverOne(oldest))) return;
+      await Promise.all(others.map((entry) => this.recoverOne(entry)));
+    } finally {
+      this.recovering = false;
+      if (this.lost.size === 0 && this.recoverTimer) {
+        clearInterval(this.recoverTimer);
+        this.recoverTimer = undefined;
+      }
+    }
+  }
+
+  /** One lost step's grant box read and settled: false when the store still did not answer. */
+  private async recoverOne([attempt, { providerId }]: [
+    DispatchAttempt,
+    { providerId: string },
+  ]): Promise<boolean> {
+    let box: GrantBox | null;
+    try {
+      box = await attempt.recover();
+    } catch {
+      return false;
+    }
+    this.lost.delete(attempt);
+    if (!box) return true;
+    this.recovered++;
+    this.settleBox(providerId, box).catch((err: unknown) =>
+      this.logger.warn(`recovering a dispatch for provider ${providerId} failed: ${(err as Error).message}`),
+    );
+    return true;
   }
 
   private async send(instance: string, message: GrantMessage): Promise<void> {

@@ -19,7 +19,7 @@ import {
   selectionScript,
   type SelectionResult,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
-import { combineGates, QUEUE_GATE } from '../../src/relay/admission-gates.js';
+import { combineGates, grantBoxKey, QUEUE_GATE } from '../../src/relay/admission-gates.js';
 import { queueKeys } from '../../src/state/priority-queue.js';
 import {
   AtomicStore,
@@ -399,7 +399,7 @@ describe.each(IMPLS)('Adaptive scripts contract (%s)', (_name, make) => {
       const p = randomUUID();
       const k = randomUUID();
       const [wait, jobs] = queueKeys(p);
-      const keys = [wait, jobs, retreatStateKey(p)];
+      const keys = [wait, jobs, grantBoxKey(p), retreatStateKey(p)];
       expect((await attempt(p, k, [3, 0, '', '', 120, 1, 1], script, keys))[0]).toBe(1);
       expect((await attempt(p, k, [3, 0, '', '', 120, 1, 1], script, keys))[1]).toBe('gate:provider_rate');
     });

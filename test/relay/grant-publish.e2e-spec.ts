@@ -7,7 +7,16 @@ import {
   selectionScript,
   type SelectionResult,
 } from '../../src/key-pool/infrastructure/key-selection.script.js';
-import { combineGates, GRANT_PUBLISHED, QUEUE_GATE, QueueMode } from '../../src/relay/admission-gates.js';
+import {
+  ALREADY_DISPATCHED,
+  combineGates,
+  decodeGrantBox,
+  GRANT_PUBLISHED,
+  grantBoxKey,
+  QUEUE_GATE,
+  QueueMode,
+  readGrantBoxScript,
+} from '../../src/relay/admission-gates.js';
 import { MemoryAtomicStore, RedisAtomicStore, type AtomicStore } from '../../src/state/atomic-store.js';
 import { decodePopped, queueKeys, StorePriorityQueue } from '../../src/state/priority-queue.js';
 import { RedisPubSub } from '../../src/state/pub-sub.js';
@@ -39,11 +48,20 @@ describe('QUEUE_GATE dispatch: the grant of another instance’s job is publishe
 
   const script = selectionScript(combineGates([QUEUE_GATE]));
 
-  async function dispatch(store: AtomicStore, providerId: string, channel: string, instance: string) {
-    const leaseId = randomUUID();
+  async function dispatch(
+    store: AtomicStore,
+    providerId: string,
+    channel: string,
+    instance: string,
+    step: { leaseId: string; box?: string } = { leaseId: randomUUID() },
+  ) {
+    const leaseId = step.leaseId;
     const [wait, jobs] = queueKeys(providerId);
     const inputs = composeInputs(
-      { keys: [wait, jobs], args: [1, QueueMode.dispatch, channel, instance] },
+      {
+        keys: step.box ? [wait, jobs, step.box] : [wait, jobs],
+        args: [1, QueueMode.dispatch, channel, instance],
+      },
       selectionInputs(
         providerId,
         [
@@ -115,6 +133,60 @@ describe('QUEUE_GATE dispatch: the grant of another instance’s job is publishe
         const { r } = await dispatch(store, providerId, channel, 'inst-a');
         expect(r[0]).toBe(1);
         expect(decodePopped(r[4] as string)).toMatchObject({ id: 'job-b' });
+      }
+    } finally {
+      memory.close();
+    }
+  });
+
+  it('the same step run again (its reply lost) answers with what the first run did: nothing popped, taken or published twice', async () => {
+    const memory = new MemoryAtomicStore();
+    try {
+      for (const store of [redis, memory] as AtomicStore[]) {
+        const providerId = randomUUID();
+        const queue = new StorePriorityQueue(store);
+        for (const [id, inst] of [
+          ['job-b', 'inst-b'],
+          ['job-a', 'inst-a'],
+          ['job-c', 'inst-a'],
+        ] as const)
+          await queue.add(providerId, { id, priority: 2, data: { instance: inst, requestId: id } });
+        const heard: string[] = [];
+        const unsubscribe = await pubsub.subscribe('relay:grant:inst-b', (m) => heard.push(m));
+        const channel = store === redis ? pubsub.wireChannel('relay:grant:') : '';
+        try {
+          // a job of another instance (published when on Redis), then one of this instance
+          for (const expected of ['job-b', 'job-a']) {
+            const step = { leaseId: randomUUID(), box: grantBoxKey(providerId, randomUUID()) };
+            const first = await dispatch(store, providerId, channel, 'inst-a', step);
+            expect(first.r[0]).toBe(1);
+            const out = first.r[4] as string;
+            const again = await dispatch(store, providerId, channel, 'inst-a', step);
+            expect(again.r[0]).toBe(0);
+            const code = again.r[1] as string;
+            expect(code.startsWith(`gate:${ALREADY_DISPATCHED}`)).toBe(true);
+            const box = decodeGrantBox(code.slice(`gate:${ALREADY_DISPATCHED}`.length));
+            expect(box).toMatchObject({
+              keyId: 'k1',
+              leaseId: step.leaseId,
+              inFlight: first.r[2],
+              output: out,
+            });
+            expect(box!.at).toBe(first.r[3]);
+            expect(decodePopped(out.replace(GRANT_PUBLISHED, ''))).toMatchObject({ id: expected });
+            // what a dispatcher whose reply was lost reads: the same record
+            expect(decodeGrantBox((await store.run(readGrantBoxScript, [step.box], []))!)).toEqual(box);
+          }
+          // the repeats popped nothing: job-c is still waiting; two leases taken in all
+          expect(await queue.counts(providerId, [2])).toEqual({ 2: 1 });
+          const next = await dispatch(store, providerId, channel, 'inst-a');
+          expect(next.r[0]).toBe(0); // the key's 2 slots are both held: the repeats took none
+          expect(next.r[1]).toBe('saturated');
+          await new Promise((r) => setTimeout(r, 50));
+          expect(heard).toHaveLength(store === redis ? 1 : 0);
+        } finally {
+          await unsubscribe();
+        }
       }
     } finally {
       memory.close();
