@@ -4,9 +4,13 @@
 // glibc's brk heap and thread arenas, other anonymous memory, files), process.memoryUsage(), the V8
 // heap spaces and the WebAssembly memory sizes (bench/probes/rss-preload.mjs), then the mappings that
 // grew most between idle and after-load.
-//   npm run build && node bench/probes/rss.mjs [embedded|distributed] [--seconds 5] [--after 12] [--full] [--snap]
+//   npm run build && node bench/probes/rss.mjs [embedded|distributed] [--seconds 5] [--after 12] [--full] [--snap] [--malloc] [--entry dist-before/src/main.js]
+// --malloc: glibc's per-arena view (malloc_info) idle and after, then RSS after malloc_trim(0)
+// (bench/probes/malloc-ctl.c preloaded; needs gcc). --arenas: which thread owns which arena (gdb).
+// --entry: another build (A/B: run both in turn).
 // Variants: XENV='{"MALLOC_ARENA_MAX":"2"}' (extra gateway environment), NODEFLAGS='--max-semi-space-size=4'.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { closeRedis, configure, startGateway } from '../lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, rssMB, rssSampler, sleep, startServer } from '../lib/procs.mjs';
 import { sweep } from '../sections/throughput.mjs';
@@ -59,6 +63,74 @@ function classify(maps) {
 }
 
 const wantSnap = argv.includes('--snap');
+const wantMalloc = argv.includes('--malloc');
+const wantArenas = argv.includes('--arenas');
+
+/** --malloc: glibc's own view, through bench/probes/malloc-ctl.c preloaded into the gateway. */
+const MALLOC_CTL = '/tmp/malloc-ctl.so';
+if (wantMalloc) execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-o', MALLOC_CTL, new URL('./malloc-ctl.c', import.meta.url).pathname, '-lpthread']);
+async function mallocCtl(pid, cmd) {
+  const file = `/tmp/malloc-ctl-${pid}.cmd`;
+  rmSync(`${file}.done`, { force: true });
+  writeFileSync(file, cmd);
+  for (let i = 0; i < 100 && !existsSync(`${file}.done`); i++) await sleep(50);
+}
+/** Per arena: MB mapped (system) and MB free inside it (fast bins + the rest). */
+async function mallocInfo(pid, label) {
+  const file = `${out}.malloc-${label}.xml`;
+  await mallocCtl(pid, `info ${file}`);
+  const xml = readFileSync(file, 'utf8');
+  return [...xml.matchAll(/<heap nr="(\d+)">([\s\S]*?)<\/heap>/g)].map(([, nr, body]) => {
+    const num = (re) => Number(re.exec(body)?.[1] ?? 0);
+    return {
+      nr: Number(nr),
+      system: num(/<system type="current" size="(\d+)"/) / 1e6,
+      free: (num(/<total type="fast" count="\d+" size="(\d+)"/) + num(/<total type="rest" count="\d+" size="(\d+)"/)) / 1e6,
+    };
+  });
+}
+const mallocTrim = (pid) => mallocCtl(pid, 'trim');
+/**
+ * --arenas: which thread uses which glibc arena (gdb reads each thread's `thread_arena`; needs
+ * glibc's debug symbols), with each arena's resident MB from smaps. A thread is named by what it
+ * waits in: the event loops (main, the embedded Postgres worker, V8's delayed-task scheduler) in
+ * epoll, the V8 platform and libuv threadpool threads on a futex.
+ */
+function arenaOwners(pid, maps) {
+  const out = execFileSync('gdb', ['-p', String(pid), '-batch', '-nx', '-ex', 'thread apply all print (void*)thread_arena'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+    timeout: 60_000,
+  });
+  const rows = [];
+  let tid = null;
+  for (const line of out.split('\n')) {
+    const t = /\(LWP (\d+)\)/.exec(line);
+    if (t) tid = Number(t[1]);
+    const a = /^\$\d+ = \(void \*\) (0x[0-9a-f]+)( <main_arena>)?/.exec(line);
+    if (a && tid !== null) {
+      const addr = BigInt(a[1]);
+      const base = a[2] ? null : addr & ~(ARENA - 1n);
+      const map = base === null ? maps.find((m) => m.path === '[heap]') : maps.find((m) => m.start === base);
+      let wait = '?';
+      try {
+        wait = { 7: 'poll', 202: 'futex', 232: 'epoll', 281: 'epoll' }[readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').split(' ')[0]] ?? 'running';
+      } catch {}
+      rows.push({ tid, arena: base === null ? 'main (brk)' : `0x${base.toString(16)}`, rssMB: map ? map.rssKb / 1000 : 0, wait });
+      tid = null;
+    }
+  }
+  return rows.sort((x, y) => x.tid - y.tid);
+}
+
+function threads(pid) {
+  const names = {};
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    const n = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+    names[n] = (names[n] ?? 0) + 1;
+  }
+  return names;
+}
 async function heapSnapshot(label) {
   if (!wantSnap) return;
   writeFileSync(`${out}.snap-${label}`, '');
@@ -68,8 +140,20 @@ async function heapSnapshot(label) {
   console.log(`heap snapshot: ${file}`);
 }
 
+function readOut() {
+  // the preload rewrites the file every 500 ms: a read can catch it half-written
+  for (let i = 0; ; i++) {
+    try {
+      return JSON.parse(readFileSync(out, 'utf8'));
+    } catch (err) {
+      if (i >= 50) throw err;
+      execFileSync('sleep', ['0.02']);
+    }
+  }
+}
+
 function snapshot(pid, label) {
-  const j = JSON.parse(readFileSync(out, 'utf8'));
+  const j = readOut();
   const maps = smaps(pid);
   return { label, rss: rssMB(pid), groups: classify(maps), maps, j };
 }
@@ -107,15 +191,18 @@ function print(snaps) {
 
 installSignalHandlers();
 const upstream = await startServer('upstream', { delayMs: 0 });
+const entryIdx = argv.indexOf('--entry');
 const gw = await startGateway(mode, {
   name: 'rss-probe',
-  env: { RSS_OUT: out, ...(process.env.XENV ? JSON.parse(process.env.XENV) : {}) },
+  ...(entryIdx === -1 ? {} : { entry: argv[entryIdx + 1] }),
+  env: { RSS_OUT: out, ...(wantMalloc ? { LD_PRELOAD: MALLOC_CTL } : {}), ...(process.env.XENV ? JSON.parse(process.env.XENV) : {}) },
   nodeFlags: [...(process.env.NODEFLAGS ? process.env.NODEFLAGS.split(' ') : []), '--import', new URL('./rss-preload.mjs', import.meta.url).pathname],
 });
 try {
   const { clientKey } = await configure(gw, upstream.url);
   await sleep(idleS * 1000);
   const snaps = [snapshot(gw.pid, 'idle')];
+  const mallocInfoIdle = wantMalloc ? await mallocInfo(gw.pid, 'idle') : null;
   await heapSnapshot('idle');
   const sampler = rssSampler(gw.pid);
   const r = await sweep(
@@ -126,12 +213,29 @@ try {
   snaps.push(snapshot(gw.pid, `load end (peak ${f(sampler.stop())})`));
   await sleep(afterS * 1000);
   snaps.push(snapshot(gw.pid, `${afterS} s after`));
+  const owners = wantArenas ? arenaOwners(gw.pid, snaps.at(-1).maps) : null;
   await gw.gc();
   await sleep(600);
   snaps.push(snapshot(gw.pid, 'after forced GC'));
   await heapSnapshot('after');
+  if (wantMalloc) {
+    const info = { idle: mallocInfoIdle, after: await mallocInfo(gw.pid, 'after') };
+    await mallocTrim(gw.pid);
+    await sleep(300);
+    snaps.push(snapshot(gw.pid, 'after malloc_trim(0)'));
+    info.trimmed = await mallocInfo(gw.pid, 'trimmed');
+    console.log(`threads: ${JSON.stringify(threads(gw.pid))}`);
+    console.log('glibc arenas (malloc_info; MB mapped / free inside):');
+    for (const [label, heaps] of Object.entries(info))
+      console.log(`  ${label}: ${heaps.map((h) => `#${h.nr} ${f(h.system)}/${f(h.free)}`).join('  ')}`);
+  }
   for (const l of r.levels) console.log(`load c=${l.connections}: ${f(l.rps)} req/s, ${f(l.cpuUsPerReq)} µs CPU/req`);
   print(snaps);
+  if (owners) {
+    const idleMaps = new Map(snaps[0].maps.map((m) => [`0x${m.start.toString(16)}`, m]));
+    console.log(`\nglibc arenas by thread, ${snaps[2].label} (MB resident; idle):`);
+    for (const o of owners) console.log(`  tid ${o.tid} (${o.wait}): arena ${o.arena} ${f(o.rssMB)} (${f((idleMaps.get(o.arena)?.rssKb ?? NaN) / 1000)})`);
+  }
 } finally {
   await gw.stop();
   await upstream.stop?.();

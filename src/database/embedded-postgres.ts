@@ -32,6 +32,16 @@ const startParams = (): string[] => [
 ];
 
 /**
+ * PAGE_BACKED_ARTIFACTS: PGlite reads its 9 MB WebAssembly module and 6 MB file-system bundle with
+ * fs.readFile, into malloc'd buffers. glibc serves a block that large with mmap and, when it is
+ * freed, raises its mmap threshold to the block's size and its trim threshold to twice that (its
+ * "dynamic threshold"): from then on, for the life of the process, every allocation under 9 MB
+ * comes from the heap and arenas, and no arena gives back a free top under 18 MB. After a burst,
+ * the server thread's arena stayed 15–20 MB above its idle size for good (probe:
+ * bench/probes/rss.mjs --arenas; glibc's `mp_` read with gdb: mmap_threshold 9,089,024). Read into
+ * a resizable ArrayBuffer instead, which V8 maps from the OS page allocator, not malloc, these
+ * files never touch glibc, and the thresholds stay near their 128 KB default.
+ *
  * The embedded server's thread: PGlite and its socket server run in a worker thread, so Postgres'
  * work (a request-log batch INSERT, an index scan: WebAssembly that runs to completion) never
  * blocks the gateway's event loop — in-process it held the loop for stretches of tens of ms under
@@ -55,10 +65,36 @@ const SERVER_THREAD = `
   const { PGLiteSocketServer } = require(workerData.socket);
   let db;
   let server;
+  // A file read into page-allocated memory (see PAGE_BACKED_ARTIFACTS).
+  function readPageBacked(path) {
+    const fs = require('node:fs');
+    const fd = fs.openSync(path, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const bytes = new Uint8Array(new ArrayBuffer(size, { maxByteLength: size }));
+      for (let off = 0; off < size; ) {
+        const n = fs.readSync(fd, bytes, off, size - off, off);
+        if (n === 0) throw new Error('unexpected end of ' + path);
+        off += n;
+      }
+      return bytes;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
   (async () => {
     setFlagsFromString('--liftoff-only');
     try {
-      db = await PGlite.create(workerData.pgdata, { startParams: workerData.startParams });
+      const dist = require('node:path').dirname(workerData.pglite);
+      const [wasm, bundle] = [dist + '/pglite.wasm', dist + '/pglite.data'];
+      // (A PGlite that ships them elsewhere loads them itself.)
+      const artifacts = {};
+      if (require('node:fs').existsSync(wasm) && require('node:fs').existsSync(bundle)) {
+        const data = readPageBacked(bundle);
+        artifacts.pgliteWasmModule = new WebAssembly.Module(readPageBacked(wasm));
+        artifacts.fsBundle = { arrayBuffer: async () => data.buffer };
+      }
+      db = await PGlite.create(workerData.pgdata, { startParams: workerData.startParams, ...artifacts });
     } finally {
       setFlagsFromString('--no-liftoff-only');
     }
