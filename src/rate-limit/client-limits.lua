@@ -16,37 +16,25 @@ local RL_TOKEN_BUCKET = 2
 local RL_SLIDING_BUCKETS = 4
 local RL_SUB_BUCKETS = 60
 local RL_ARGS_PER_POLICY = 5
-local RL_LOG_PREFIX = 8
 
 -- The exact logs (an exact sliding window: one member per admitted request; a token budget: one
 -- member "<token>:<tokens>" per charge, plus the running sum of its charges in its own key) are
 -- trimmed lazily and keep a long TTL (docs/rate-limit.md, "Exact logs"):
---   * a read takes the oldest RL_LOG_PREFIX entries (one ZRANGE): the ones that have left the window
---     (<= cutoff) are skipped by the count, the first one still in it is the reset time;
---   * entries that left the window are deleted (ZREMRANGEBYSCORE) only when the prefix holds nothing
---     else (RL_LOG_PREFIX of them) or the oldest is more than one slack (window / RL_SUB_BUCKETS)
---     out of it, and the TTL (2 x window + slack) is renewed then — and when the log is created —,
---     not on every write. Why that TTL never drops a live entry: a write at t that renews nothing
---     found the oldest entry o > t - window - slack; the last renewal came at or after o was added
---     (o was there when the trim before it ran, or o created the log), so the log lives until at
---     least o + 2 x window + slack > t + window: past the end of the window of everything in it.
---     (A ZREM of an entry — a rollback — renews the TTL too, for the same reason.)
--- Reads the prefix of a log: k = entries that left the window, g = their tokens (token budgets),
--- e = the raw reply, n = its length in entries.
-local function fg_rl_log_prefix(key, cutoff, budget)
-  local e = redis.call('ZRANGE', key, 0, RL_LOG_PREFIX - 1, 'WITHSCORES')
-  local n = #e / 2
-  local k, g = 0, 0
-  while k < n and tonumber(e[2 * k + 2]) <= cutoff do
-    if budget then g = g + (tonumber(string.match(e[2 * k + 1], ':(%d+)$')) or 0) end
-    k = k + 1
-  end
-  return e, n, k, g
-end
-
--- True when a log read as (e, n, k) must be trimmed now.
-local function fg_rl_log_due(e, n, k, cutoff, slack)
-  return n > 0 and (k == RL_LOG_PREFIX or tonumber(e[2]) <= cutoff - slack)
+--   * a read looks at the oldest entry (ZRANGE 0 0); the count is the window's (ZCOUNT above the
+--     cutoff), so entries that left the window never count, trimmed or not;
+--   * they are deleted (ZREMRANGEBYSCORE) only when the oldest is more than one slack
+--     (window / RL_SUB_BUCKETS) out of the window — once per slack, not per request — and the TTL
+--     (2 x window + slack) is renewed then and when the log is created, not on every write. Why
+--     that TTL never drops a live entry: a write at t that renews nothing found the oldest entry
+--     o > t - window - slack, and the last renewal came at or after o was added (o was there when
+--     the trim before it ran, or o created the log), so the log lives until at least
+--     o + 2 x window + slack > t + window: past the end of the window of everything in it. (A ZREM
+--     of an entry — a rollback — renews the TTL too, for the same reason.)
+-- The oldest entry of a log in the window (cutoff exclusive), nil when none.
+local function fg_rl_log_oldest(key, cutoff)
+  local r = redis.call('ZRANGEBYSCORE', key, '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #r == 0 then return nil end
+  return tonumber(r[2])
 end
 
 -- The sliding window of sub-buckets (kind RL_SLIDING_BUCKETS, a limit above SLIDING_EXACT_MAX: see
@@ -133,22 +121,23 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
                 burst = tonumber(A[b + 4]), cost = tonumber(A[b + 5]), key = K[k], retry = 0 }
     if p.kind == RL_SLIDING_WINDOW then
       k = k + 1
-      local cutoff = now_ms - p.window
+      p.cutoff = now_ms - p.window
       p.slack = math.ceil(p.window / RL_SUB_BUCKETS)
-      local e, n, skip = fg_rl_log_prefix(p.key, cutoff, false)
-      p.fresh = n == 0
-      p.stale = skip
-      if fg_rl_log_due(e, n, skip, cutoff, p.slack) then
-        redis.call('ZREMRANGEBYSCORE', p.key, '-inf', cutoff)
+      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+      local o = tonumber(e[2] or '')
+      p.fresh = o == nil
+      -- p.oldest: the oldest entry in the window (nil: none; false: not read yet)
+      if o ~= nil and o <= p.cutoff - p.slack then
+        redis.call('ZREMRANGEBYSCORE', p.key, '-inf', p.cutoff)
         p.count = redis.call('ZCARD', p.key)
         if p.count > 0 then redis.call('PEXPIRE', p.key, 2 * p.window + p.slack) else p.fresh = true end
-        p.stale = 0
-        -- the oldest entry left is not known (read by the reply when needed)
-        p.oldest = false
+        if p.count > 0 then p.oldest = false else p.oldest = nil end
+      elseif o == nil then
+        p.count = 0
+        p.oldest = nil
       else
-        if n < RL_LOG_PREFIX then p.count = n - skip else p.count = redis.call('ZCARD', p.key) - skip end
-        -- nil: no entry in the window
-        if skip < n then p.oldest = tonumber(e[2 * skip + 2]) else p.oldest = nil end
+        p.count = redis.call('ZCOUNT', p.key, '(' .. p.cutoff, '+inf')
+        if o > p.cutoff then p.oldest = o elseif p.count > 0 then p.oldest = false else p.oldest = nil end
       end
       p.ok = p.count + p.cost <= p.limit
       if not p.ok then
@@ -158,7 +147,9 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
           local rank = p.count + p.cost - p.limit - 1
           local at
           if rank == 0 and p.oldest then at = p.oldest
-          else at = tonumber(redis.call('ZRANGE', p.key, p.stale + rank, p.stale + rank, 'WITHSCORES')[2]) end
+          else
+            at = tonumber(redis.call('ZRANGEBYSCORE', p.key, '(' .. p.cutoff, '+inf', 'WITHSCORES', 'LIMIT', rank, 1)[2])
+          end
           p.retry = at + p.window - now_ms
         end
       end
@@ -178,39 +169,45 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
     else
       p.sum = K[k + 1]
       k = k + 2
-      local cutoff = now_ms - p.window
+      p.cutoff = now_ms - p.window
       p.slack = math.ceil(p.window / RL_SUB_BUCKETS)
-      local e, n, skip, gone = fg_rl_log_prefix(p.key, cutoff, true)
-      p.stale = skip
-      if n == 0 then
+      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+      local o = tonumber(e[2] or '')
+      if o == nil then
         p.used = 0
         p.oldest = nil
-      elseif fg_rl_log_due(e, n, skip, cutoff, p.slack) then
-        gone = 0
-        for _, m in ipairs(redis.call('ZRANGEBYSCORE', p.key, '-inf', cutoff)) do
+      elseif o <= p.cutoff - p.slack then
+        local gone = 0
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', p.key, '-inf', p.cutoff)) do
           gone = gone + (tonumber(string.match(m, ':(%d+)$')) or 0)
         end
-        redis.call('ZREMRANGEBYSCORE', p.key, '-inf', cutoff)
-        p.stale = 0
+        redis.call('ZREMRANGEBYSCORE', p.key, '-inf', p.cutoff)
         if redis.call('ZCARD', p.key) == 0 then
           redis.call('DEL', p.sum)
           p.used = 0
           p.oldest = nil
         else
           p.used = redis.call('DECRBY', p.sum, gone)
-          local ttl = 2 * p.window + p.slack
-          redis.call('PEXPIRE', p.key, ttl)
-          redis.call('PEXPIRE', p.sum, ttl)
+          redis.call('PEXPIRE', p.key, 2 * p.window + p.slack)
+          redis.call('PEXPIRE', p.sum, 2 * p.window + p.slack)
           p.oldest = false
         end
-      else
+      elseif o <= p.cutoff then
+        -- charges less than one slack out of the window: still in the sum, not counted
+        local gone = 0
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', p.key, '-inf', p.cutoff)) do
+          gone = gone + (tonumber(string.match(m, ':(%d+)$')) or 0)
+        end
         p.used = (tonumber(redis.call('GET', p.sum) or '0') or 0) - gone
-        if skip < n then p.oldest = tonumber(e[2 * skip + 2]) else p.oldest = nil end
+        p.oldest = false
+      else
+        p.used = tonumber(redis.call('GET', p.sum) or '0') or 0
+        p.oldest = o
       end
       if p.used < 0 then p.used = 0 end
       p.ok = p.used < p.limit
       if not p.ok then
-        local entries = redis.call('ZRANGEBYSCORE', p.key, '(' .. cutoff, '+inf', 'WITHSCORES')
+        local entries = redis.call('ZRANGEBYSCORE', p.key, '(' .. p.cutoff, '+inf', 'WITHSCORES')
         local left = p.used
         for j = 1, #entries, 2 do
           left = left - (tonumber(string.match(entries[j], ':(%d+)$')) or 0)
@@ -243,7 +240,7 @@ local function fg_client_reply(st, commit)
           if j > 1 then m = st.member .. ':' .. j end
           redis.call('ZADD', p.key, now_ms, m)
         end
-        -- the TTL is set when the log is created or trimmed, not per write (see fg_rl_log_prefix)
+        -- the TTL is set when the log is created or trimmed, not per write (see the exact logs above)
         if p.fresh then redis.call('PEXPIRE', p.key, 2 * p.window + p.slack) end
         if p.count == 0 then p.oldest = now_ms end
         p.count = p.count + p.cost
@@ -252,7 +249,7 @@ local function fg_client_reply(st, commit)
       remaining = p.limit - current
       if remaining < 0 then remaining = 0 end
       if current > 0 then
-        if not p.oldest then p.oldest = tonumber(redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')[2]) end
+        if not p.oldest then p.oldest = fg_rl_log_oldest(p.key, p.cutoff) end
         reset = p.oldest + p.window - now_ms
       end
     elseif p.kind == RL_SLIDING_BUCKETS then
@@ -291,7 +288,7 @@ local function fg_client_reply(st, commit)
       current = p.used
       remaining = p.limit - p.used
       if remaining < 0 then remaining = 0 end
-      if p.oldest == false then p.oldest = tonumber(redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')[2]) end
+      if p.oldest == false then p.oldest = fg_rl_log_oldest(p.key, p.cutoff) end
       if p.oldest then reset = p.oldest + p.window - now_ms end
     end
     local ok = 0

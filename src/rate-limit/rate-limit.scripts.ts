@@ -59,11 +59,10 @@ export const SLIDING_EXACT_MAX = 1000;
 export const SUB_BUCKETS = 60;
 
 /**
- * Exact logs (sliding window, token budget) are read by their oldest LOG_PREFIX entries (one
- * ZRANGE) and trimmed lazily: when that prefix holds only entries that left the window, or the
- * oldest is more than `logSlackMs(window)` out of it (see client-limits.lua, fg_rl_log_prefix).
+ * Exact logs (sliding window, token budget) count the window (ZCOUNT above the cutoff) and are
+ * trimmed lazily: only when their oldest entry is more than `logSlackMs(window)` out of the window
+ * (see client-limits.lua, "The exact logs").
  */
-export const LOG_PREFIX = 8;
 /** How far out of the window an exact log's oldest entry may be before the log is trimmed. */
 export function logSlackMs(windowMs: number): number {
   return Math.ceil(windowMs / SUB_BUCKETS);
@@ -112,7 +111,6 @@ export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.m
   RL_SLIDING_BUCKETS: KIND_SLIDING_BUCKETS,
   RL_SUB_BUCKETS: SUB_BUCKETS,
   RL_ARGS_PER_POLICY: ARGS_PER_POLICY,
-  RL_LOG_PREFIX: LOG_PREFIX,
 });
 
 /** fg_rl_charge (token-charge.lua): the budget charge as a Lua library (twin: chargeBudget). */
@@ -133,26 +131,20 @@ function tokensOf(member: string): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** Twin of fg_rl_log_prefix: the oldest LOG_PREFIX entries, how many left the window, their tokens. */
-function logPrefix(
-  db: LocalDb,
-  key: string,
-  cutoff: number,
-  budget: boolean,
-): { e: { score: number; member: string }[]; k: number; g: number } {
-  const e = db.zrange(key, 0, LOG_PREFIX - 1);
-  let k = 0;
-  let g = 0;
-  while (k < e.length && e[k]!.score <= cutoff) {
-    if (budget) g += tokensOf(e[k]!.member);
-    k++;
-  }
-  return { e, k, g };
+/** Twin of fg_rl_log_oldest: the oldest entry in the window (cutoff exclusive), null when none. */
+function logOldest(db: LocalDb, key: string, cutoff: number): number | null {
+  for (const e of db.zrange(key, 0, -1)) if (e.score > cutoff) return e.score;
+  return null;
 }
 
-/** Twin of fg_rl_log_due. */
-function logDue(e: { score: number }[], k: number, cutoff: number, slack: number): boolean {
-  return e.length > 0 && (k === LOG_PREFIX || e[0]!.score <= cutoff - slack);
+/** The tokens of a budget log's charges at or below the cutoff. */
+function staleTokens(db: LocalDb, key: string, cutoff: number): number {
+  let gone = 0;
+  for (const e of db.zrange(key, 0, -1)) {
+    if (e.score > cutoff) break;
+    gone += tokensOf(e.member);
+  }
+  return gone;
 }
 
 /** Twin of fg_rl_charge: charges `tokens` to a token budget (log, sum) at nowMs; the sum after it. */
@@ -176,8 +168,7 @@ export function chargeBudget(
     return tokens;
   }
   if (oldest.score <= cutoff - slack) {
-    let gone = 0;
-    for (const e of db.zrange(log, 0, -1)) if (e.score <= cutoff) gone += tokensOf(e.member);
+    const gone = staleTokens(db, log, cutoff);
     db.zremrangebyscore(log, -Infinity, cutoff);
     db.zadd(log, nowMs, `${member}:${tokens}`);
     const v = db.incrby(sum, tokens - gone);
@@ -265,9 +256,9 @@ export interface LocalPolicy {
   /** Sub-bucket window: the bucket size (ms) and the lowest bucket id present (null: none). */
   bms: number;
   lo: number | null;
-  /** Exact logs: the trim slack, entries out of the window still there, the log was absent. */
+  /** Exact logs: the window's start (exclusive), the trim slack, the log was absent. */
+  cutoff: number;
   slack: number;
-  stale: number;
   fresh: boolean;
   /** Exact logs: the oldest entry in the window (null: none; false: not read yet). */
   oldest: number | null | false;
@@ -318,28 +309,29 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       used: 0,
       bms: 0,
       lo: null,
+      cutoff: 0,
       slack: 0,
-      stale: 0,
       fresh: false,
       oldest: null,
     };
     if (p.kind === KIND_SLIDING_WINDOW) {
       k += 1;
-      const cutoff = nowMs - p.window;
+      p.cutoff = nowMs - p.window;
       p.slack = logSlackMs(p.window);
-      const { e, k: skip } = logPrefix(db, p.key, cutoff, false);
-      p.fresh = e.length === 0;
-      p.stale = skip;
-      if (logDue(e, skip, cutoff, p.slack)) {
-        db.zremrangebyscore(p.key, -Infinity, cutoff);
+      const o = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      p.fresh = o === null;
+      if (o !== null && o <= p.cutoff - p.slack) {
+        db.zremrangebyscore(p.key, -Infinity, p.cutoff);
         p.count = db.zcard(p.key);
         if (p.count > 0) db.pexpire(p.key, logTtlMs(p.window));
         else p.fresh = true;
-        p.stale = 0;
-        p.oldest = false;
+        p.oldest = p.count > 0 ? false : null;
+      } else if (o === null) {
+        p.count = 0;
+        p.oldest = null;
       } else {
-        p.count = (e.length < LOG_PREFIX ? e.length : db.zcard(p.key)) - skip;
-        p.oldest = skip < e.length ? e[skip]!.score : null;
+        p.count = db.zcount(p.key, p.cutoff + 0.5, Infinity);
+        p.oldest = o > p.cutoff ? o : p.count > 0 ? false : null;
       }
       p.ok = p.count + p.cost <= p.limit;
       if (!p.ok) {
@@ -349,7 +341,7 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
           const at =
             rank === 0 && p.oldest
               ? p.oldest
-              : db.zrange(p.key, p.stale + rank, p.stale + rank)[0]!.score;
+              : db.zrange(p.key, 0, -1).filter((e) => e.score > p.cutoff)[rank]!.score;
           p.retry = at + p.window - nowMs;
         }
       }
@@ -368,18 +360,15 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
     } else {
       p.sum = keys[k + 1]!;
       k += 2;
-      const cutoff = nowMs - p.window;
+      p.cutoff = nowMs - p.window;
       p.slack = logSlackMs(p.window);
-      const { e, k: skip, g } = logPrefix(db, p.key, cutoff, true);
-      p.stale = skip;
-      if (e.length === 0) {
+      const o = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      if (o === null) {
         p.used = 0;
         p.oldest = null;
-      } else if (logDue(e, skip, cutoff, p.slack)) {
-        let gone = 0;
-        for (const en of db.zrange(p.key, 0, -1)) if (en.score <= cutoff) gone += tokensOf(en.member);
-        db.zremrangebyscore(p.key, -Infinity, cutoff);
-        p.stale = 0;
+      } else if (o <= p.cutoff - p.slack) {
+        const gone = staleTokens(db, p.key, p.cutoff);
+        db.zremrangebyscore(p.key, -Infinity, p.cutoff);
         if (db.zcard(p.key) === 0) {
           db.del(p.sum);
           p.used = 0;
@@ -390,16 +379,19 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
           db.pexpire(p.sum, logTtlMs(p.window));
           p.oldest = false;
         }
+      } else if (o <= p.cutoff) {
+        p.used = (Number(db.get(p.sum) ?? '0') || 0) - staleTokens(db, p.key, p.cutoff);
+        p.oldest = false;
       } else {
-        p.used = (Number(db.get(p.sum) ?? '0') || 0) - g;
-        p.oldest = skip < e.length ? e[skip]!.score : null;
+        p.used = Number(db.get(p.sum) ?? '0') || 0;
+        p.oldest = o;
       }
       if (p.used < 0) p.used = 0;
       p.ok = p.used < p.limit;
       if (!p.ok) {
         let left = p.used;
         for (const en of db.zrange(p.key, 0, -1)) {
-          if (en.score <= cutoff) continue;
+          if (en.score <= p.cutoff) continue;
           left -= tokensOf(en.member);
           if (left < p.limit) {
             p.retry = en.score + p.window - nowMs;
@@ -434,8 +426,8 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
       current = p.count;
       remaining = Math.max(0, p.limit - current);
       if (current > 0) {
-        if (!p.oldest) p.oldest = db.zrange(p.key, 0, 0)[0]!.score;
-        reset = p.oldest + p.window - nowMs;
+        if (!p.oldest) p.oldest = logOldest(db, p.key, p.cutoff);
+        reset = p.oldest! + p.window - nowMs;
       }
     } else if (p.kind === KIND_SLIDING_BUCKETS) {
       if (commit && p.cost > 0) {
@@ -467,7 +459,7 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
     } else {
       current = p.used;
       remaining = Math.max(0, p.limit - p.used);
-      if (p.oldest === false) p.oldest = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      if (p.oldest === false) p.oldest = logOldest(db, p.key, p.cutoff);
       if (p.oldest) reset = p.oldest + p.window - nowMs;
     }
     out.push(p.ok ? 1 : 0, remaining, current, reset, p.retry);

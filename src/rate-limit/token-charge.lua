@@ -4,7 +4,7 @@
 -- pool's release script as its rider (a single Redis, embedded: the charge rides in the answer's one
 -- script call; src/relay/infrastructure/answer-charge.ts composes it). The TypeScript twin is
 -- chargeBudget in rate-limit.scripts.ts. The log's layout, lazy trim and TTL rule are those of the
--- exact logs in client-limits.lua (fg_rl_log_prefix).
+-- exact logs in client-limits.lua.
 local RL_CHARGE_SLACK_PARTS = 60
 
 -- Charges tokens to a token budget (log, sum) at now_ms: the answer path's step (composed into the
