@@ -761,7 +761,10 @@ export class RateLimitService implements OnModuleInit {
     if (!principal?.apiKeyId || tpm === null || tpm === undefined) return null;
     const n = Math.floor(tokens);
     if (!Number.isFinite(n) || n <= 0) return null;
-    return { keys: budgetKeys(`key:${principal.apiKeyId}`), args: [this.member(), String(n), String(MINUTE_MS)] };
+    return {
+      keys: budgetKeys(`key:${principal.apiKeyId}`),
+      args: [this.member(), String(n), String(MINUTE_MS)],
+    };
   }
 
   /** A `tokenCharge` another step carried: `ran` when the store ran it (else it is lost: best effort). */
@@ -771,7 +774,7 @@ export class RateLimitService implements OnModuleInit {
       return;
     }
     this.counters.chargeErrors++;
-    this.noteFailure('charging tokens: the answer path\'s store step did not run', null);
+    this.noteFailure("charging tokens: the answer path's store step did not run", null);
   }
 
   /** Current state of every policy of an admin subject (`key:{id}`, `user:{id}`, `ip:{address}`). */

@@ -55,7 +55,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
     return scripts;
   }
 
-  it('a client key with a TPM limit: its token charge rides in the answer path\'s one script (2 EVALSHA in all)', async () => {
+  it("a client key with a TPM limit: its token charge rides in the answer path's one script (2 EVALSHA in all)", async () => {
     const tpm = await createUserWithKey(relay.gw, relay.adminKey, 'user', {
       key: { limits: { tpm: 1_000_000 } },
     });
@@ -67,8 +67,14 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
     const answer = scripts.find((keys) => !keys.some((k) => /^kp:\{[^}]+\}:seq$/.test(k)))!;
     expect(answer, detail).toBeDefined();
     // the release (the key's in-flight set) and the client key's budget log and sum, together
-    expect(answer.some((k) => /^kp:\{[^}]+\}:k:[^:]+:inf$/.test(k)), detail).toBe(true);
-    expect(answer.filter((k) => k.startsWith(`rl:{key:${tpm.keyId}}`)), detail).toHaveLength(2);
+    expect(
+      answer.some((k) => /^kp:\{[^}]+\}:k:[^:]+:inf$/.test(k)),
+      detail,
+    ).toBe(true);
+    expect(
+      answer.filter((k) => k.startsWith(`rl:{key:${tpm.keyId}}`)),
+      detail,
+    ).toHaveLength(2);
   });
 
   it('the client limits and the lease are decided by the same single EVALSHA; the answer path is one more: 2 EVALSHA in all', async () => {

@@ -190,4 +190,3 @@ export function releaseScript(
     local: (db, keys, args, now) => localRelease(db, keys, args, now, contribution, rider),
   };
 }
-
