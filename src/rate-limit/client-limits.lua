@@ -135,9 +135,13 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
       elseif o == nil then
         p.count = 0
         p.oldest = nil
+      elseif o > p.cutoff then
+        -- every entry is in the window: the set's size is the count
+        p.count = redis.call('ZCARD', p.key)
+        p.oldest = o
       else
         p.count = redis.call('ZCOUNT', p.key, '(' .. p.cutoff, '+inf')
-        if o > p.cutoff then p.oldest = o elseif p.count > 0 then p.oldest = false else p.oldest = nil end
+        if p.count > 0 then p.oldest = false else p.oldest = nil end
       end
       p.ok = p.count + p.cost <= p.limit
       if not p.ok then

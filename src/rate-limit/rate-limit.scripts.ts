@@ -329,9 +329,12 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       } else if (o === null) {
         p.count = 0;
         p.oldest = null;
+      } else if (o > p.cutoff) {
+        p.count = db.zcard(p.key);
+        p.oldest = o;
       } else {
         p.count = db.zcount(p.key, p.cutoff + 0.5, Infinity);
-        p.oldest = o > p.cutoff ? o : p.count > 0 ? false : null;
+        p.oldest = p.count > 0 ? false : null;
       }
       p.ok = p.count + p.cost <= p.limit;
       if (!p.ok) {

@@ -446,7 +446,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           const ttl = ttlClass(Number(res[at + 1]![1]));
           at += 2;
           if (type === 'hash') state.push(entry(Object.entries(v as Hash), ttl));
-          else if (type === 'string') state.push(entry(v === null ? [] : [['v', String(v)]], ttl));
+          else if (type === 'string') state.push(entry(v === null ? [] : [['v', v as string]], ttl));
           else {
             const flat = v as string[];
             const pairs: [string, string][] = [];

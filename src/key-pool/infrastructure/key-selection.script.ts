@@ -237,7 +237,8 @@ local function fg_select(K, A, now, ko, ao)
           call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
           call('PEXPIRE', rk, ${RPM_LOG_TTL_MS})
         end
-        local c = call('ZCOUNT', rk, '(' .. cutoff, '+inf')
+        local c
+        if #o > 0 and not trimmed and tonumber(o[2]) > cutoff then c = call('ZCARD', rk) else c = call('ZCOUNT', rk, '(' .. cutoff, '+inf') end
         fresh = #o == 0 or (trimmed and c == 0)
         if c >= maxRpm then
           local r = call('ZRANGEBYSCORE', rk, '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', c - maxRpm, 1)
@@ -431,7 +432,10 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
           db.zremrangebyscore(rk, -Infinity, cutoff);
           db.pexpire(rk, RPM_LOG_TTL_MS);
         }
-        const c = db.zcount(rk, cutoff + 0.5, Infinity);
+        const c =
+          o !== undefined && !trimmed && o.score > cutoff
+            ? db.zcard(rk)
+            : db.zcount(rk, cutoff + 0.5, Infinity);
         fresh = o === undefined || (trimmed && c === 0);
         if (c >= maxRpm) {
           kind = 'rate_limited';
