@@ -78,6 +78,8 @@ export interface ReportResult {
   invalidated: boolean;
   /** In-flight requests on the key after releasing this one. */
   inFlight: number;
+  /** A rider was given and the store ran it (false: none, or the store did not answer). */
+  rode?: boolean;
 }
 
 /**
@@ -170,6 +172,27 @@ export interface ReportContribution {
   name: string;
   lua: string;
   run(db: LocalDb, keys: string[], args: string[], nowMs: number, inFlight: number): ScriptValue;
+}
+
+/**
+ * Another module's step composed into one report's release script (the relay: the client key's
+ * token charge, so an answer costs one store call). `lua` defines `fg_ride(K, A, ko, ao, now)` and
+ * runs nothing by itself (its KEYS/ARGV are read in place after the first ko keys / ao args); `run`
+ * is its TypeScript twin. Only for a store where the rider's keys and the key pool's share one
+ * script (not a Redis Cluster: different hash slots).
+ */
+export interface ReportRider {
+  /** Unique; part of the composed script's name (equal names, equal text). */
+  readonly name: string;
+  readonly lua: string;
+  run(db: LocalDb, keys: string[], args: string[], nowMs: number): void;
+}
+
+/** A rider and its logical KEYS/ARGV for one report. */
+export interface RiderInput {
+  rider: ReportRider;
+  keys: string[];
+  args: (string | number)[];
 }
 
 /** Who contributes to every report (Adaptive): the contribution, its per-answer inputs, its result. */

@@ -17,19 +17,24 @@ local RL_SLIDING_BUCKETS = 4
 local RL_SUB_BUCKETS = 60
 local RL_ARGS_PER_POLICY = 5
 
-local function fg_rl_trim_budget(log, sum, cutoff)
-  local old = redis.call('ZRANGEBYSCORE', log, '-inf', cutoff)
-  if #old > 0 then
-    local gone = 0
-    for _, m in ipairs(old) do gone = gone + tonumber(string.match(m, ':(%d+)$')) end
-    redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
-    redis.call('DECRBY', sum, gone)
-  end
-  if redis.call('ZCARD', log) == 0 then
-    redis.call('DEL', sum)
-    return 0
-  end
-  return tonumber(redis.call('GET', sum) or '0')
+-- The exact logs (an exact sliding window: one member per admitted request; a token budget: one
+-- member "<token>:<tokens>" per charge, plus the running sum of its charges in its own key) are
+-- trimmed lazily and keep a long TTL (docs/rate-limit.md, "Exact logs"):
+--   * a read looks at the oldest entry (ZRANGE 0 0); the count is the window's (ZCOUNT above the
+--     cutoff), so entries that left the window never count, trimmed or not;
+--   * they are deleted (ZREMRANGEBYSCORE) only when the oldest is more than one slack
+--     (window / RL_SUB_BUCKETS) out of the window — once per slack, not per request — and the TTL
+--     (2 x window + slack) is renewed then and when the log is created, not on every write. Why
+--     that TTL never drops a live entry: a write at t that renews nothing found the oldest entry
+--     o > t - window - slack, and the last renewal came at or after o was added (o was there when
+--     the trim before it ran, or o created the log), so the log lives until at least
+--     o + 2 x window + slack > t + window: past the end of the window of everything in it. (A ZREM
+--     of an entry — a rollback — renews the TTL too, for the same reason.)
+-- The oldest entry of a log in the window (cutoff exclusive), nil when none.
+local function fg_rl_log_oldest(key, cutoff)
+  local r = redis.call('ZRANGEBYSCORE', key, '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #r == 0 then return nil end
+  return tonumber(r[2])
 end
 
 -- The sliding window of sub-buckets (kind RL_SLIDING_BUCKETS, a limit above SLIDING_EXACT_MAX: see
@@ -116,16 +121,40 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
                 burst = tonumber(A[b + 4]), cost = tonumber(A[b + 5]), key = K[k], retry = 0 }
     if p.kind == RL_SLIDING_WINDOW then
       k = k + 1
-      redis.call('ZREMRANGEBYSCORE', p.key, '-inf', now_ms - p.window)
-      p.count = redis.call('ZCARD', p.key)
+      p.cutoff = now_ms - p.window
+      p.slack = math.ceil(p.window / RL_SUB_BUCKETS)
+      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+      local o = tonumber(e[2] or '')
+      p.fresh = o == nil
+      -- p.oldest: the oldest entry in the window (nil: none; false: not read yet)
+      if o ~= nil and o <= p.cutoff - p.slack then
+        redis.call('ZREMRANGEBYSCORE', p.key, '-inf', p.cutoff)
+        p.count = redis.call('ZCARD', p.key)
+        if p.count > 0 then redis.call('PEXPIRE', p.key, 2 * p.window + p.slack) else p.fresh = true end
+        if p.count > 0 then p.oldest = false else p.oldest = nil end
+      elseif o == nil then
+        p.count = 0
+        p.oldest = nil
+      elseif o > p.cutoff then
+        -- every entry is in the window: the set's size is the count
+        p.count = redis.call('ZCARD', p.key)
+        p.oldest = o
+      else
+        p.count = redis.call('ZCOUNT', p.key, '(' .. p.cutoff, '+inf')
+        if p.count > 0 then p.oldest = false else p.oldest = nil end
+      end
       p.ok = p.count + p.cost <= p.limit
       if not p.ok then
         if p.cost > p.limit then
           p.retry = p.window
         else
           local rank = p.count + p.cost - p.limit - 1
-          local e = redis.call('ZRANGE', p.key, rank, rank, 'WITHSCORES')
-          p.retry = tonumber(e[2]) + p.window - now_ms
+          local at
+          if rank == 0 and p.oldest then at = p.oldest
+          else
+            at = tonumber(redis.call('ZRANGEBYSCORE', p.key, '(' .. p.cutoff, '+inf', 'WITHSCORES', 'LIMIT', rank, 1)[2])
+          end
+          p.retry = at + p.window - now_ms
         end
       end
     elseif p.kind == RL_SLIDING_BUCKETS then
@@ -144,13 +173,48 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
     else
       p.sum = K[k + 1]
       k = k + 2
-      p.used = fg_rl_trim_budget(p.key, p.sum, now_ms - p.window)
+      p.cutoff = now_ms - p.window
+      p.slack = math.ceil(p.window / RL_SUB_BUCKETS)
+      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
+      local o = tonumber(e[2] or '')
+      if o == nil then
+        p.used = 0
+        p.oldest = nil
+      elseif o <= p.cutoff - p.slack then
+        local gone = 0
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', p.key, '-inf', p.cutoff)) do
+          gone = gone + (tonumber(string.match(m, ':(%d+)$')) or 0)
+        end
+        redis.call('ZREMRANGEBYSCORE', p.key, '-inf', p.cutoff)
+        if redis.call('ZCARD', p.key) == 0 then
+          redis.call('DEL', p.sum)
+          p.used = 0
+          p.oldest = nil
+        else
+          p.used = redis.call('DECRBY', p.sum, gone)
+          redis.call('PEXPIRE', p.key, 2 * p.window + p.slack)
+          redis.call('PEXPIRE', p.sum, 2 * p.window + p.slack)
+          p.oldest = false
+        end
+      elseif o <= p.cutoff then
+        -- charges less than one slack out of the window: still in the sum, not counted
+        local gone = 0
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', p.key, '-inf', p.cutoff)) do
+          gone = gone + (tonumber(string.match(m, ':(%d+)$')) or 0)
+        end
+        p.used = (tonumber(redis.call('GET', p.sum) or '0') or 0) - gone
+        p.oldest = false
+      else
+        p.used = tonumber(redis.call('GET', p.sum) or '0') or 0
+        p.oldest = o
+      end
+      if p.used < 0 then p.used = 0 end
       p.ok = p.used < p.limit
       if not p.ok then
-        local entries = redis.call('ZRANGE', p.key, 0, -1, 'WITHSCORES')
+        local entries = redis.call('ZRANGEBYSCORE', p.key, '(' .. p.cutoff, '+inf', 'WITHSCORES')
         local left = p.used
         for j = 1, #entries, 2 do
-          left = left - tonumber(string.match(entries[j], ':(%d+)$'))
+          left = left - (tonumber(string.match(entries[j], ':(%d+)$')) or 0)
           if left < p.limit then
             p.retry = tonumber(entries[j + 1]) + p.window - now_ms
             break
@@ -174,21 +238,23 @@ local function fg_client_reply(st, commit)
     local p = st.policies[i]
     local remaining, current, reset = 0, 0, 0
     if p.kind == RL_SLIDING_WINDOW then
-      if commit then
+      if commit and p.cost > 0 then
         for j = 1, p.cost do
           local m = st.member
           if j > 1 then m = st.member .. ':' .. j end
           redis.call('ZADD', p.key, now_ms, m)
         end
-        redis.call('PEXPIRE', p.key, p.window)
+        -- the TTL is set when the log is created or trimmed, not per write (see the exact logs above)
+        if p.fresh then redis.call('PEXPIRE', p.key, 2 * p.window + p.slack) end
+        if p.count == 0 then p.oldest = now_ms end
         p.count = p.count + p.cost
       end
       current = p.count
       remaining = p.limit - current
       if remaining < 0 then remaining = 0 end
       if current > 0 then
-        local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
-        reset = tonumber(e[2]) + p.window - now_ms
+        if not p.oldest then p.oldest = fg_rl_log_oldest(p.key, p.cutoff) end
+        reset = p.oldest + p.window - now_ms
       end
     elseif p.kind == RL_SLIDING_BUCKETS then
       if commit and p.cost > 0 then
@@ -226,8 +292,8 @@ local function fg_client_reply(st, commit)
       current = p.used
       remaining = p.limit - p.used
       if remaining < 0 then remaining = 0 end
-      local e = redis.call('ZRANGE', p.key, 0, 0, 'WITHSCORES')
-      if #e > 0 then reset = tonumber(e[2]) + p.window - now_ms end
+      if p.oldest == false then p.oldest = fg_rl_log_oldest(p.key, p.cutoff) end
+      if p.oldest then reset = p.oldest + p.window - now_ms end
     end
     local ok = 0
     if p.ok then ok = 1 end

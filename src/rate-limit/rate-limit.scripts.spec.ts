@@ -199,3 +199,52 @@ describe('sliding window above SLIDING_EXACT_MAX: sub-buckets (local half, contr
     expect(sb.keys).toEqual(['rl:{key:b}:key:sb']);
   });
 });
+
+describe('exact logs: lazy trim and the renew-on-trim TTL (issue 18)', () => {
+  /** A deterministic generator (mulberry32). */
+  function rng(seed: number): () => number {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), a | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  it('the log never expires with an entry in its window: counts equal a reference log over random gaps (bursts, pauses around window + slack, 2 × window)', () => {
+    const W = 10_000;
+    const sw = requestPolicy('key', 'sliding_window', 40, W, 0, 'key:ttl');
+    const budget = { ...tokenBudgetPolicy(1_000_000, 'key:ttl'), windowMs: W };
+    const r = rng(18);
+    const db = new LocalDb();
+    const admitted: number[] = [];
+    const charged: [number, number][] = [];
+    let now = T0;
+    let trims = 0;
+    for (let i = 0; i < 5000; i++) {
+      // gaps chosen around the rule's edges: the slack (W/60), the window, window + slack, 2 windows
+      now += [1, 7, 150, W - 200, W + 100, W + 170, 2 * W + 160, 2 * W + 300][Math.floor(r() * 8)]!;
+      if (r() < 0.3) now += Math.floor(r() * 400);
+      const before = db.zcard(sw.keys[0]!);
+      const d = admit(db, now, [sw, budget]);
+      if (db.zcard(sw.keys[0]!) < before) trims++;
+      const inWindow = admitted.filter((t) => t > now - W).length;
+      const used = charged.filter(([t]) => t > now - W).reduce((a, [, n]) => a + n, 0);
+      expect(d.policies[1]!.current, `budget at step ${i}`).toBe(used);
+      if (inWindow + 1 <= 40) {
+        expect(d.status, `step ${i}`).toBe(ADMITTED);
+        expect(d.policies[0]!.current, `step ${i}`).toBe(inWindow + 1);
+        admitted.push(now);
+        const n = 1 + Math.floor(r() * 50);
+        db.now = now;
+        ChargeTokensScript.local(db, budget.keys, [`c${i}`, String(n), String(W)], now);
+        charged.push([now, n]);
+      } else {
+        expect(d.status, `step ${i}`).toBe(REJECTED);
+        expect(d.policies[0]!.current, `step ${i}`).toBe(inWindow);
+      }
+    }
+    expect(trims).toBeGreaterThan(50);
+  });
+});

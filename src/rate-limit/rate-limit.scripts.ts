@@ -58,6 +58,20 @@ export const SLIDING_EXACT_MAX = 1000;
 /** Sub-buckets per window (the bucket size is ceil(window / SUB_BUCKETS) ms). */
 export const SUB_BUCKETS = 60;
 
+/**
+ * Exact logs (sliding window, token budget) count the window (ZCOUNT above the cutoff) and are
+ * trimmed lazily: only when their oldest entry is more than `logSlackMs(window)` out of the window
+ * (see client-limits.lua, "The exact logs").
+ */
+/** How far out of the window an exact log's oldest entry may be before the log is trimmed. */
+export function logSlackMs(windowMs: number): number {
+  return Math.ceil(windowMs / SUB_BUCKETS);
+}
+/** An exact log's TTL, set when the log is created or trimmed (never drops a live entry: client-limits.lua). */
+export function logTtlMs(windowMs: number): number {
+  return 2 * windowMs + logSlackMs(windowMs);
+}
+
 /** The sliding-window kind for a limit: the exact log up to SLIDING_EXACT_MAX, sub-buckets above. */
 export function slidingKind(limit: number): typeof KIND_SLIDING_WINDOW | typeof KIND_SLIDING_BUCKETS {
   return limit > SLIDING_EXACT_MAX ? KIND_SLIDING_BUCKETS : KIND_SLIDING_WINDOW;
@@ -84,23 +98,6 @@ export const REJECTED = 0;
 /** The script ran after the caller's deadline: it changed nothing (the caller had given up). */
 export const STALE = -1;
 
-const LUA_TRIM_BUDGET = `
-local function trim_budget(log, sum, cutoff)
-  local old = redis.call('ZRANGEBYSCORE', log, '-inf', cutoff)
-  if #old > 0 then
-    local gone = 0
-    for _, m in ipairs(old) do gone = gone + tonumber(string.match(m, ':(%d+)$')) end
-    redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
-    redis.call('DECRBY', sum, gone)
-  end
-  if redis.call('ZCARD', log) == 0 then
-    redis.call('DEL', sum)
-    return 0
-  end
-  return tonumber(redis.call('GET', sum) or '0')
-end
-`;
-
 /**
  * The client limits as a Lua library (fg_client_evaluate / fg_client_reply), read from
  * client-limits.lua; its constants must equal ours (checked when the file is read).
@@ -116,6 +113,11 @@ export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.m
   RL_ARGS_PER_POLICY: ARGS_PER_POLICY,
 });
 
+/** fg_rl_charge (token-charge.lua): the budget charge as a Lua library (twin: chargeBudget). */
+export const TOKEN_CHARGE_LUA = readLua(new URL('./token-charge.lua', import.meta.url), {
+  RL_CHARGE_SLACK_PARTS: SUB_BUCKETS,
+});
+
 const ADMISSION_LUA = `${CLIENT_LIMITS_LUA}
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -129,18 +131,55 @@ function tokensOf(member: string): number {
   return m ? Number(m[1]) : 0;
 }
 
-function trimBudget(db: LocalDb, log: string, sum: string, cutoff: number): number {
-  const old = db.zrange(log, 0, -1).filter((e) => e.score <= cutoff);
-  if (old.length > 0) {
-    const gone = old.reduce((acc, e) => acc + tokensOf(e.member), 0);
+/** Twin of fg_rl_log_oldest: the oldest entry in the window (cutoff exclusive), null when none. */
+function logOldest(db: LocalDb, key: string, cutoff: number): number | null {
+  for (const e of db.zrange(key, 0, -1)) if (e.score > cutoff) return e.score;
+  return null;
+}
+
+/** The tokens of a budget log's charges at or below the cutoff. */
+function staleTokens(db: LocalDb, key: string, cutoff: number): number {
+  let gone = 0;
+  for (const e of db.zrange(key, 0, -1)) {
+    if (e.score > cutoff) break;
+    gone += tokensOf(e.member);
+  }
+  return gone;
+}
+
+/** Twin of fg_rl_charge: charges `tokens` to a token budget (log, sum) at nowMs; the sum after it. */
+export function chargeBudget(
+  db: LocalDb,
+  log: string,
+  sum: string,
+  member: string,
+  tokens: number,
+  window: number,
+  nowMs: number,
+): number {
+  const slack = logSlackMs(window);
+  const ttl = logTtlMs(window);
+  const cutoff = nowMs - window;
+  const oldest = db.zrange(log, 0, 0)[0];
+  if (!oldest) {
+    db.zadd(log, nowMs, `${member}:${tokens}`);
+    db.pexpire(log, ttl);
+    db.set(sum, String(tokens), ttl);
+    return tokens;
+  }
+  if (oldest.score <= cutoff - slack) {
+    const gone = staleTokens(db, log, cutoff);
     db.zremrangebyscore(log, -Infinity, cutoff);
-    db.incrby(sum, -gone);
+    db.zadd(log, nowMs, `${member}:${tokens}`);
+    const v = db.incrby(sum, tokens - gone);
+    db.pexpire(log, ttl);
+    db.pexpire(sum, ttl);
+    return v;
   }
-  if (db.zcard(log) === 0) {
-    db.del(sum);
-    return 0;
-  }
-  return Number(db.get(sum) ?? '0');
+  db.zadd(log, nowMs, `${member}:${tokens}`);
+  const v = db.incrby(sum, tokens);
+  if (v === tokens) db.pexpire(sum, ttl);
+  return v;
 }
 
 const SB_META = new Set(['s', 'lo', 'b']);
@@ -217,6 +256,12 @@ export interface LocalPolicy {
   /** Sub-bucket window: the bucket size (ms) and the lowest bucket id present (null: none). */
   bms: number;
   lo: number | null;
+  /** Exact logs: the window's start (exclusive), the trim slack, the log was absent. */
+  cutoff: number;
+  slack: number;
+  fresh: boolean;
+  /** Exact logs: the oldest entry in the window (null: none; false: not read yet). */
+  oldest: number | null | false;
 }
 
 /** Phase 1 of the client limits (TypeScript twin of fg_client_evaluate): evaluates, records nothing. */
@@ -264,17 +309,43 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       used: 0,
       bms: 0,
       lo: null,
+      cutoff: 0,
+      slack: 0,
+      fresh: false,
+      oldest: null,
     };
     if (p.kind === KIND_SLIDING_WINDOW) {
       k += 1;
-      db.zremrangebyscore(p.key, -Infinity, nowMs - p.window);
-      p.count = db.zcard(p.key);
+      p.cutoff = nowMs - p.window;
+      p.slack = logSlackMs(p.window);
+      const o = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      p.fresh = o === null;
+      if (o !== null && o <= p.cutoff - p.slack) {
+        db.zremrangebyscore(p.key, -Infinity, p.cutoff);
+        p.count = db.zcard(p.key);
+        if (p.count > 0) db.pexpire(p.key, logTtlMs(p.window));
+        else p.fresh = true;
+        p.oldest = p.count > 0 ? false : null;
+      } else if (o === null) {
+        p.count = 0;
+        p.oldest = null;
+      } else if (o > p.cutoff) {
+        p.count = db.zcard(p.key);
+        p.oldest = o;
+      } else {
+        p.count = db.zcount(p.key, p.cutoff + 0.5, Infinity);
+        p.oldest = p.count > 0 ? false : null;
+      }
       p.ok = p.count + p.cost <= p.limit;
       if (!p.ok) {
         if (p.cost > p.limit) p.retry = p.window;
         else {
           const rank = p.count + p.cost - p.limit - 1;
-          p.retry = db.zrange(p.key, rank, rank)[0]!.score + p.window - nowMs;
+          const at =
+            rank === 0 && p.oldest
+              ? p.oldest
+              : db.zrange(p.key, 0, -1).filter((e) => e.score > p.cutoff)[rank]!.score;
+          p.retry = at + p.window - nowMs;
         }
       }
     } else if (p.kind === KIND_SLIDING_BUCKETS) {
@@ -292,14 +363,41 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
     } else {
       p.sum = keys[k + 1]!;
       k += 2;
-      p.used = trimBudget(db, p.key, p.sum, nowMs - p.window);
+      p.cutoff = nowMs - p.window;
+      p.slack = logSlackMs(p.window);
+      const o = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      if (o === null) {
+        p.used = 0;
+        p.oldest = null;
+      } else if (o <= p.cutoff - p.slack) {
+        const gone = staleTokens(db, p.key, p.cutoff);
+        db.zremrangebyscore(p.key, -Infinity, p.cutoff);
+        if (db.zcard(p.key) === 0) {
+          db.del(p.sum);
+          p.used = 0;
+          p.oldest = null;
+        } else {
+          p.used = db.incrby(p.sum, -gone);
+          db.pexpire(p.key, logTtlMs(p.window));
+          db.pexpire(p.sum, logTtlMs(p.window));
+          p.oldest = false;
+        }
+      } else if (o <= p.cutoff) {
+        p.used = (Number(db.get(p.sum) ?? '0') || 0) - staleTokens(db, p.key, p.cutoff);
+        p.oldest = false;
+      } else {
+        p.used = Number(db.get(p.sum) ?? '0') || 0;
+        p.oldest = o;
+      }
+      if (p.used < 0) p.used = 0;
       p.ok = p.used < p.limit;
       if (!p.ok) {
         let left = p.used;
-        for (const e of db.zrange(p.key, 0, -1)) {
-          left -= tokensOf(e.member);
+        for (const en of db.zrange(p.key, 0, -1)) {
+          if (en.score <= p.cutoff) continue;
+          left -= tokensOf(en.member);
           if (left < p.limit) {
-            p.retry = e.score + p.window - nowMs;
+            p.retry = en.score + p.window - nowMs;
             break;
           }
         }
@@ -322,14 +420,18 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
     let current = 0;
     let reset = 0;
     if (p.kind === KIND_SLIDING_WINDOW) {
-      if (commit) {
+      if (commit && p.cost > 0) {
         for (let j = 1; j <= p.cost; j++) db.zadd(p.key, nowMs, j > 1 ? `${st.member}:${j}` : st.member);
-        db.pexpire(p.key, p.window);
+        if (p.fresh) db.pexpire(p.key, logTtlMs(p.window));
+        if (p.count === 0) p.oldest = nowMs;
         p.count += p.cost;
       }
       current = p.count;
       remaining = Math.max(0, p.limit - current);
-      if (current > 0) reset = db.zrange(p.key, 0, 0)[0]!.score + p.window - nowMs;
+      if (current > 0) {
+        if (!p.oldest) p.oldest = logOldest(db, p.key, p.cutoff);
+        reset = p.oldest! + p.window - nowMs;
+      }
     } else if (p.kind === KIND_SLIDING_BUCKETS) {
       if (commit && p.cost > 0) {
         const id = Math.floor(nowMs / p.bms);
@@ -360,8 +462,8 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
     } else {
       current = p.used;
       remaining = Math.max(0, p.limit - p.used);
-      const oldest = db.zrange(p.key, 0, 0)[0];
-      if (oldest) reset = oldest.score + p.window - nowMs;
+      if (p.oldest === false) p.oldest = logOldest(db, p.key, p.cutoff);
+      if (p.oldest) reset = p.oldest + p.window - nowMs;
     }
     out.push(p.ok ? 1 : 0, remaining, current, reset, p.retry);
   }
@@ -384,31 +486,20 @@ export const AdmissionScript: AtomicScript<number[]> = {
 };
 
 /**
- * Charges actual token usage to a budget (after the response). KEYS: log, sum.
- * ARGV: member (unique), tokens (integer > 0), window_ms. Reply: [used_in_window, now_ms].
+ * Charges actual token usage to a budget (after the response) on its own: a Redis Cluster's answer
+ * path (on a single Redis and embedded the charge rides in the key pool's release: CHARGE_STEP).
+ * KEYS: log, sum. ARGV: member (unique), tokens (integer > 0), window_ms. Reply: [the budget's sum
+ * after the charge (charges less than one trim slack out of the window may still be in it), now_ms].
  */
 export const ChargeTokensScript: AtomicScript<number[]> = {
   name: 'rate-limit-charge-tokens',
-  lua: `
-${LUA_TRIM_BUDGET}
+  lua: `${TOKEN_CHARGE_LUA}
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[3])
-trim_budget(KEYS[1], KEYS[2], now_ms - window)
-redis.call('ZADD', KEYS[1], now_ms, ARGV[1] .. ':' .. ARGV[2])
-local used = redis.call('INCRBY', KEYS[2], tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], window)
-redis.call('PEXPIRE', KEYS[2], window)
-return { used, now_ms }
+return { fg_rl_charge(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms), now_ms }
 `,
   local(db, keys, args, nowMs) {
-    const window = Number(args[2]);
-    trimBudget(db, keys[0]!, keys[1]!, nowMs - window);
-    db.zadd(keys[0]!, nowMs, `${args[0]}:${args[1]}`);
-    const used = db.incrby(keys[1]!, Number(args[1]));
-    db.pexpire(keys[0]!, window);
-    db.pexpire(keys[1]!, window);
-    return [used, nowMs];
+    return [chargeBudget(db, keys[0]!, keys[1]!, args[0]!, Number(args[1]), Number(args[2]), nowMs), nowMs];
   },
 };
 
@@ -450,11 +541,14 @@ for i = 1, n do
   local b = 4 + (i - 1) * ${ARGS_PER_POLICY}
   local kind, limit, window, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
   if kind == ${KIND_SLIDING_WINDOW} then
+    local was = undone
     for j = 1, cost do
       local m = member
       if j > 1 then m = member .. ':' .. j end
       undone = undone + redis.call('ZREM', KEYS[k], m)
     end
+    -- the log's TTL rule (client-limits.lua) wants a renewal whenever an entry leaves it
+    if undone > was then redis.call('PEXPIRE', KEYS[k], 2 * window + math.ceil(window / ${SUB_BUCKETS})) end
     k = k + 1
   elseif kind == ${KIND_SLIDING_BUCKETS} then
     local bms = math.ceil(window / ${SUB_BUCKETS})
@@ -499,7 +593,9 @@ return { undone, now_ms }
       const window = Number(args[b + 2]);
       const cost = Number(args[b + 4]);
       if (kind === KIND_SLIDING_WINDOW) {
+        const was = undone;
         for (let j = 1; j <= cost; j++) undone += db.zrem(keys[k]!, j > 1 ? `${member}:${j}` : member);
+        if (undone > was) db.pexpire(keys[k]!, logTtlMs(window));
         k += 1;
       } else if (kind === KIND_SLIDING_BUCKETS) {
         const bms = subBucketMs(window);

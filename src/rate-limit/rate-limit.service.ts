@@ -27,6 +27,7 @@ import {
 import {
   ADMITTED,
   AdmissionScript,
+  chargeBudget,
   ChargeTokensScript,
   CLIENT_LIMITS_LUA,
   clientEvaluate,
@@ -36,6 +37,7 @@ import {
   ResetScript,
   RollbackScript,
   STALE,
+  TOKEN_CHARGE_LUA,
 } from './rate-limit.scripts.js';
 import {
   declaredRoutePolicies,
@@ -44,6 +46,7 @@ import {
   type PolicyState,
   type RateLimitOptions,
   type RateLimitStats,
+  type TokenChargeStep,
 } from './rate-limit.types.js';
 
 /** The limiter's own AtomicStore: Redis through its own fail-fast connection, or the in-process one. */
@@ -95,6 +98,22 @@ export const CLIENT_LIMITS_STEP: ClientLimitsStep = {
   lua: CLIENT_LIMITS_LUA,
   evaluate: clientEvaluate,
   reply: clientReply,
+};
+
+/**
+ * The client key's token charge as a step of another script (the relay composes it into the key
+ * pool's release: an answer is one store call). Its inputs come from `tokenCharge`.
+ */
+export const TOKEN_CHARGE_STEP: TokenChargeStep = {
+  name: 'rl-charge',
+  lua: `${TOKEN_CHARGE_LUA}
+local function fg_ride(K, A, ko, ao, now)
+  fg_rl_charge(K[ko + 1], K[ko + 2], A[ao + 1], tonumber(A[ao + 2]), tonumber(A[ao + 3]), now)
+end
+`,
+  run(db, keys, args, nowMs) {
+    chargeBudget(db, keys[0]!, keys[1]!, args[0]!, Number(args[1]), Number(args[2]), nowMs);
+  },
 };
 
 export interface RequestLimits {
@@ -718,6 +737,44 @@ export class RateLimitService implements OnModuleInit {
       this.counters.chargeErrors++;
       this.noteFailure(`charging tokens: ${err instanceof Error ? err.message : String(err)}`, null);
     }
+  }
+
+  /**
+   * True when the token charge can ride in another step of the shared store (TOKEN_CHARGE_STEP
+   * with `tokenCharge`'s inputs): in process, or on a single Redis — not on a Redis Cluster (the
+   * client's keys and the key pool's live in different slots: `chargeTokens` runs its own step).
+   */
+  get chargeRides(): boolean {
+    return !this.store.slotted;
+  }
+
+  /**
+   * `chargeTokens` as TOKEN_CHARGE_STEP's KEYS/ARGV, for a caller that runs it inside its own
+   * script (null: nothing to charge — no key, no TPM limit, no tokens). Report what became of it
+   * with `chargeSettled`.
+   */
+  tokenCharge(
+    principal: Principal | undefined | null,
+    tokens: number,
+  ): { keys: string[]; args: string[] } | null {
+    const tpm = principal?.apiKey?.tpm;
+    if (!principal?.apiKeyId || tpm === null || tpm === undefined) return null;
+    const n = Math.floor(tokens);
+    if (!Number.isFinite(n) || n <= 0) return null;
+    return {
+      keys: budgetKeys(`key:${principal.apiKeyId}`),
+      args: [this.member(), String(n), String(MINUTE_MS)],
+    };
+  }
+
+  /** A `tokenCharge` another step carried: `ran` when the store ran it (else it is lost: best effort). */
+  chargeSettled(tokens: number, ran: boolean): void {
+    if (ran) {
+      this.counters.tokensCharged += Math.floor(tokens);
+      return;
+    }
+    this.counters.chargeErrors++;
+    this.noteFailure("charging tokens: the answer path's store step did not run", null);
   }
 
   /** Current state of every policy of an admin subject (`key:{id}`, `user:{id}`, `ip:{address}`). */

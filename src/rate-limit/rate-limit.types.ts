@@ -53,6 +53,19 @@ export interface ClientLimitsStep {
   reply(db: LocalDb, evaluation: ClientEvaluation, commit: boolean): number[];
 }
 
+/**
+ * The client key's token charge as a step of a larger atomic script (the key pool's release: the
+ * answer path's one script call). `lua` (token-charge.lua plus a wrapper) defines
+ * `fg_ride(K, A, ko, ao, now)` and runs nothing by itself; K/A are ChargeTokensScript's KEYS
+ * (log, sum) and ARGV (member, tokens, window_ms), read in place after the first ko keys / ao args;
+ * `run` is its twin over LocalDb.
+ */
+export interface TokenChargeStep {
+  readonly name: string;
+  readonly lua: string;
+  run(db: LocalDb, keys: string[], args: string[], nowMs: number): void;
+}
+
 /** How a caller runs the client limits inside its own script (RateLimitService.decideWith). */
 export interface CombinedRun<T> {
   /** The script to run, given the client step's KEYS/ARGV (built right before sending). */

@@ -6,6 +6,7 @@ import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
 import { StateModule } from '../state/state.module.js';
 import { AdmissionService } from './admission.service.js';
+import { AnswerCharge } from './infrastructure/answer-charge.js';
 import { RelayDispatcher } from './dispatcher.js';
 import { RelayController } from './relay.controller.js';
 import { RelayService } from './relay.service.js';
@@ -35,6 +36,7 @@ import { SseResponder } from './stages/sse-responder.js';
     RelayDispatcher,
     UpstreamClient,
     RequestLogWriter,
+    AnswerCharge,
     LeaseKeeper,
     RouteStage,
     AdmitStage,

@@ -15,6 +15,7 @@ import {
   type ReleaseResult,
 } from '../../src/key-pool/infrastructure/release.script.js';
 import { BUCKET_MS, WINDOW_BUCKETS } from '../../src/key-pool/infrastructure/window-buckets.js';
+import { TOKEN_CHARGE_STEP } from '../../src/rate-limit/rate-limit.service.js';
 import type { ScriptValue } from '../../src/state/atomic-store.js';
 import { LocalDb } from '../../src/state/local-db.js';
 import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services.js';
@@ -55,6 +56,9 @@ interface Seed {
   rt: Hash;
   rw: Hash;
   ah: Hash;
+  /** The rider (the client key's token budget): its log, and its sum (null: missing). */
+  cl: ZSet;
+  cs: string | null;
 }
 interface Case {
   providerId: string;
@@ -70,6 +74,8 @@ interface Case {
   rpmAt: number | null;
   /** null: the plain release (no contribution). */
   report: { answers: number; rate429s: number; retreat: RetreatArgs; learn: LearnOp | null } | null;
+  /** The client key's token charge riding in the release (null: none). */
+  charge: { tokens: number; member: string } | null;
 }
 
 const CASES = 6_000;
@@ -80,7 +86,34 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const leaseId = `lease-${int(1, 1e9)}`;
-  const seed: Seed = { hk: {}, rk: [], tk: [], tb: {}, rb: {}, ik: [], rt: {}, rw: {}, ah: {} };
+  const seed: Seed = {
+    hk: {},
+    rk: [],
+    tk: [],
+    tb: {},
+    rb: {},
+    ik: [],
+    rt: {},
+    rw: {},
+    ah: {},
+    cl: [],
+    cs: null,
+  };
+  // the rider's budget log: empty, in the window, less than the trim slack (1 s) out of it, further
+  let charge: Case['charge'] = null;
+  if (r() < 0.5) {
+    charge = { tokens: int(1, 5000), member: `m-${int(1, 1e9)}` };
+    let csum = 0;
+    for (let i = 0, n = pick([0, 1, 3] as const); i < n; i++) {
+      const tokens = int(1, 900);
+      // (less than the slack out: close to the window's edge, so a batch that runs late still has them)
+      const at = t0 - pick([int(100, 50_000), int(60_020, 60_300), int(61_100, 90_000)] as const);
+      seed.cl.push([at, `c-${i}:${tokens}`]);
+      csum += tokens;
+    }
+    const csKind = pick(['sum', 'sum', 'sum', 'none'] as const);
+    if (csKind === 'sum' && (seed.cl.length > 0 || r() < 0.3)) seed.cs = String(csum);
+  }
 
   // KeyPool's key state
   if (r() < 0.9) seed.hk.lu = String(int(1, 1000));
@@ -264,6 +297,7 @@ function makeCase(r: () => number, t0: number, providerId: string): Case {
     tpmBuckets,
     rpmAt,
     report,
+    charge,
   };
 }
 
@@ -279,12 +313,22 @@ function inputs(c: Case): { keys: string[]; args: string[] } {
     tpmBuckets: c.tpmBuckets,
     rpmBuckets: c.rpmAt !== null ? { acquiredAtMs: c.rpmAt } : null,
     contribution: c.report ? encodeReport({ providerId: c.providerId, keyId: c.keyId, ...c.report }) : null,
+    rider: c.charge
+      ? {
+          keys: [`rl:{key:${c.providerId}}:tpm:log`, `rl:{key:${c.providerId}}:tpm:sum`],
+          args: [c.charge.member, c.charge.tokens, 60_000],
+        }
+      : null,
   });
 }
 
 /** Logical names of every key a case touches, with their type. */
-function touched(c: Case): [string, 'hash' | 'zset'][] {
-  const { keys } = inputs({ ...c, report: c.report ?? reportStub() });
+function touched(c: Case): [string, 'hash' | 'zset' | 'string'][] {
+  const { keys } = inputs({
+    ...c,
+    report: c.report ?? reportStub(),
+    charge: c.charge ?? { tokens: 1, member: 'x' },
+  });
   return [
     [keys[0]!, 'hash'],
     [keys[1]!, c.rpmAt !== null ? 'hash' : 'zset'],
@@ -293,6 +337,8 @@ function touched(c: Case): [string, 'hash' | 'zset'][] {
     [keys[4]!, 'hash'],
     [keys[5]!, 'hash'],
     [keys[7]!, 'hash'],
+    [keys[keys.length - 2]!, 'zset'],
+    [keys[keys.length - 1]!, 'string'],
   ];
 }
 function reportStub(): NonNullable<Case['report']> {
@@ -315,7 +361,7 @@ function reportStub(): NonNullable<Case['report']> {
     learn: null,
   };
 }
-const SEED_OF: (keyof Seed)[] = ['hk', 'rk', 'tk', 'ik', 'rt', 'rw', 'ah'];
+const SEED_OF: (keyof Seed)[] = ['hk', 'rk', 'tk', 'ik', 'rt', 'rw', 'ah', 'cl', 'cs'];
 const seedOf = (c: Case, j: number) =>
   j === 2 && c.tpmBuckets ? c.seed.tb : j === 1 && c.rpmAt !== null ? c.seed.rb : c.seed[SEED_OF[j]!];
 
@@ -334,15 +380,17 @@ const ms = (t: unknown): number => {
 describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) ≡ TypeScript (LocalDb)', () => {
   let client: Redis;
   const prefix = uniqueName('fgrel');
-  const composed = releaseScript(ADAPTIVE_REPORT);
-  const plain = releaseScript(null);
-  let shaComposed = '';
-  let shaPlain = '';
+  // [contribution][rider]: the plain release, with Adaptive's report, with the client's token charge, both
+  const scripts = [
+    [releaseScript(null), releaseScript(null, TOKEN_CHARGE_STEP)],
+    [releaseScript(ADAPTIVE_REPORT), releaseScript(ADAPTIVE_REPORT, TOKEN_CHARGE_STEP)],
+  ];
+  const shas = new Map<string, string>();
+  const scriptOf = (c: Case) => scripts[c.report ? 1 : 0]![c.charge ? 1 : 0]!;
 
   beforeAll(async () => {
     client = new Redis(TEST_REDIS_URL);
-    shaComposed = (await client.script('LOAD', composed.lua)) as string;
-    shaPlain = (await client.script('LOAD', plain.lua)) as string;
+    for (const s of scripts.flat()) shas.set(s.name, (await client.script('LOAD', s.lua)) as string);
   });
   afterAll(async () => {
     await dropRedisPrefix(prefix);
@@ -362,16 +410,19 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       for (const c of cases) {
         touched(c).forEach(([k], j) => {
           const s = seedOf(c, j);
-          if (Array.isArray(s)) {
+          if (s === null) return;
+          if (typeof s === 'string') p.set(full(k), s);
+          else if (Array.isArray(s)) {
             if (s.length) p.zadd(full(k), ...s.flatMap(([score, m]) => [score, m]));
           } else if (Object.keys(s).length) p.hset(full(k), s);
         });
         const { keys, args } = inputs(c);
         p.time();
-        p.evalsha(c.report ? shaComposed : shaPlain, keys.length, ...keys.map(full), ...args);
+        p.evalsha(shas.get(scriptOf(c).name)!, keys.length, ...keys.map(full), ...args);
         p.time();
         for (const [k, type] of touched(c)) {
           if (type === 'hash') p.hgetall(full(k));
+          else if (type === 'string') p.get(full(k));
           else p.zrange(full(k), 0, -1, 'WITHSCORES');
           p.pttl(full(k));
         }
@@ -382,7 +433,8 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
         const keys = touched(c);
         keys.forEach((_, j) => {
           const s = seedOf(c, j);
-          if (Array.isArray(s) ? s.length : Object.keys(s).length) at++;
+          if (s === null) return;
+          if (typeof s === 'string' || (Array.isArray(s) ? s.length : Object.keys(s).length)) at++;
         });
         const before = ms(res[at]![1]);
         const [err, reply] = res[at + 1]!;
@@ -395,6 +447,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           const ttl = ttlClass(Number(res[at + 1]![1]));
           at += 2;
           if (type === 'hash') state.push(entry(Object.entries(v as Hash), ttl));
+          else if (type === 'string') state.push(entry(v === null ? [] : [['v', v as string]], ttl));
           else {
             const flat = v as string[];
             const pairs: [string, string][] = [];
@@ -409,16 +462,21 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           db.now = now;
           keys.forEach(([k], j) => {
             const s = seedOf(c, j);
-            if (Array.isArray(s)) for (const [score, m] of s) db.zadd(k, score, m);
+            if (s === null) return;
+            if (typeof s === 'string') db.set(k, s);
+            else if (Array.isArray(s)) for (const [score, m] of s) db.zadd(k, score, m);
             else if (Object.keys(s).length) db.hset(k, s);
           });
           const { keys: K, args } = inputs(c);
-          const out = (c.report ? composed : plain).local(db, K, args, now);
+          const out = scriptOf(c).local(db, K, args, now);
           const st: unknown[] = [];
           for (const [k, type] of keys) {
             const ttl = ttlClass(db.pttl(k));
             if (type === 'hash') st.push(entry(Object.entries(db.hgetall(k)), ttl));
-            else
+            else if (type === 'string') {
+              const v = db.get(k);
+              st.push(entry(v === null ? [] : [['v', v]], ttl));
+            } else
               st.push(
                 entry(
                   db.zrange(k, 0, -1).map((e) => [e.member, String(e.score)]),
@@ -443,6 +501,19 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
           );
           count(`tpb:${opened ? 'new-bucket' : 'same-bucket'}${opened && stale ? '+trim' : ''}`);
         }
+        if (c.charge) {
+          const oldest = Math.min(...c.seed.cl.map(([at]) => at));
+          count(
+            c.seed.cl.length === 0
+              ? 'charge:new-log'
+              : oldest <= before - 61_000
+                ? 'charge:trim'
+                : oldest <= before - 60_000
+                  ? 'charge:stale-kept'
+                  : 'charge:in-window',
+          );
+          if (c.seed.cl.length > 0 && c.seed.cs === null) count('charge:sum-missing');
+        }
         if (rel.cooldownUntilMs > 0) count('cooldown');
         if (c.notSent) count(c.rpmAt !== null ? 'notSent:rpb' : 'notSent');
         if (rel.contribution !== null) {
@@ -458,6 +529,11 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
     }
     expect(compared).toBe(CASES);
     for (const k of [
+      'charge:new-log',
+      'charge:trim',
+      'charge:stale-kept',
+      'charge:in-window',
+      'charge:sum-missing',
       'tpm:trim',
       'tpm:no-trim',
       'tpb:new-bucket',

@@ -65,11 +65,11 @@ function rng(seed: number): () => number {
 }
 
 const CASES = 3000;
-const BATCH = 250;
+const BATCH = 100;
 const WINDOW = 60_000;
 
 type Seed =
-  | { type: 'zset'; key: string; entries: [number, string][] }
+  | { type: 'zset'; key: string; entries: [number, string][]; ttl?: number }
   | { type: 'hash'; key: string; fields: Record<string, string> }
   | { type: 'string'; key: string; value: string };
 
@@ -88,6 +88,17 @@ interface Case {
 function makeCase(r: () => number, t0: number, tag: string): Case {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+  /**
+   * Entries that have left the window (exact logs are trimmed lazily): none, some less than the
+   * trim slack (1 s for a 60 s window) out of it (kept, not counted), or some further out (the log
+   * is trimmed and its TTL renewed) — kept away from both boundaries; "less than the slack" is
+   * seeded close to the window's edge, so a batch that runs a few hundred ms after t0 (a loaded
+   * machine) still has such entries.
+   */
+  const stale = (n: number): number[] =>
+    Array.from({ length: n }, () => t0 - WINDOW - pick([int(20, 300), int(1_100, 30_000)]));
+  /** A log's TTL before the step: none, or one that a renewal (121 s) can be told from. */
+  const seedTtl = () => pick([undefined, 90_000, 200_000]);
   const seeds: Seed[] = [];
   const clientKeys: string[] = [];
   const bucketKeys = new Set<string>();
@@ -146,7 +157,8 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
         t0 - int(1_000, 50_000),
         `old${i}`,
       ]);
-      if (n > 0) seeds.push({ type: 'zset', key, entries });
+      stale(pick([0, 0, 1, 3])).forEach((at, i) => entries.push([at, `gone${i}`]));
+      if (entries.length > 0) seeds.push({ type: 'zset', key, entries, ttl: seedTtl() });
       clientKeys.push(key);
       clientArgs.push(kind, limit, WINDOW, limit, 1);
     } else if (kind === KIND_TOKEN_BUCKET) {
@@ -163,13 +175,20 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
       const sum = `${key}:sum`;
       const limit = 1000;
       const charges = pick([[], [300], [600, 500], [999, 1]]);
-      if (charges.length > 0) {
+      const gone = pick([[], [], [400], [250, 2000]]);
+      if (charges.length + gone.length > 0) {
+        const at = stale(gone.length);
         seeds.push({
           type: 'zset',
           key,
-          entries: charges.map((t, i) => [t0 - int(1_000, 50_000), `c${i}:${t}`]),
+          entries: [
+            ...charges.map((t, i): [number, string] => [t0 - int(1_000, 50_000), `c${i}:${t}`]),
+            ...gone.map((t, i): [number, string] => [at[i]!, `g${i}:${t}`]),
+          ],
+          ttl: seedTtl(),
         });
-        seeds.push({ type: 'string', key: sum, value: String(charges.reduce((a, b) => a + b, 0)) });
+        const total = [...charges, ...gone].reduce((a, b) => a + b, 0);
+        seeds.push({ type: 'string', key: sum, value: String(total) });
       }
       clientKeys.push(key, sum);
       clientArgs.push(kind, limit, WINDOW, limit, 0);
@@ -216,11 +235,16 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
       b.lo = String(lo);
       seeds.push({ type: 'hash', key: rk, fields: b });
     }
-    if (rpmN > 0)
+    const rpmGone = maxRpm !== null && maxRpm !== 5000 ? stale(pick([0, 0, 1, 2])) : [];
+    if (rpmN + rpmGone.length > 0)
       seeds.push({
         type: 'zset',
         key: rk,
-        entries: Array.from({ length: rpmN }, (_, j) => [t0 - int(1_000, 50_000), `r${j}`]),
+        entries: [
+          ...Array.from({ length: rpmN }, (_, j): [number, string] => [t0 - int(1_000, 50_000), `r${j}`]),
+          ...rpmGone.map((at, j): [number, string] => [at, `rg${j}`]),
+        ],
+        ttl: seedTtl(),
       });
     if (maxTpm === 100 && r() < 0.5) {
       seeds.push({ type: 'zset', key: tk, entries: [[t0 - int(1_000, 50_000), 'x:120']] });
@@ -295,6 +319,9 @@ function makeCase(r: () => number, t0: number, tag: string): Case {
 
 type State = Record<string, unknown>;
 
+/** TTL class: none, or the remaining seconds rounded to 5 s (the Lua side is read a few ms later). */
+const ttlClass = (ms: number) => (ms === -1 ? 'none' : `~${Math.round(ms / 5000) * 5}s`);
+
 function localState(db: LocalDb, keys: string[]): State {
   const out: State = {};
   for (const k of keys) {
@@ -304,6 +331,7 @@ function localState(db: LocalDb, keys: string[]): State {
     else if (v instanceof Map) {
       if (v.size > 0) out[k] = db.hgetall(k);
     } else if (db.zcard(k) > 0) out[k] = db.zrange(k, 0, -1).map((e) => [e.member, e.score]);
+    if (k in out) out[`${k} ttl`] = ttlClass(db.pttl(k));
   }
   return out;
 }
@@ -312,6 +340,8 @@ function localState(db: LocalDb, keys: string[]): State {
 function canon(reply: ScriptValue, state: State, c: Case): string {
   const s: State = {};
   for (const [k, v] of Object.entries(state).sort(([a], [b]) => a.localeCompare(b))) {
+    // a token bucket's value and TTL come from clocks of different precision (see above)
+    if (k.endsWith(' ttl') && c.bucketKeys.has(k.slice(0, -4))) continue;
     s[k] = c.bucketKeys.has(k) ? 'tat' : v;
   }
   const decoded = decodeAdmission(reply);
@@ -341,7 +371,16 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
 
   it(`${CASES} generated cases: same reply, same stored state; refusals change nothing`, async () => {
     const r = rng(2026_12_04);
-    const seen = { clientRefused: 0, leased: 0, capacityRefused: 0, bucketsRefused: 0, bucketsAdmitted: 0 };
+    const seen = {
+      clientRefused: 0,
+      leased: 0,
+      capacityRefused: 0,
+      bucketsRefused: 0,
+      bucketsAdmitted: 0,
+      // exact logs (client windows, budgets, upstream RPM): trimmed now, or stale entries kept
+      logTrimmed: 0,
+      logStaleKept: 0,
+    };
     let sha = '';
     for (let b = 0; b < CASES / BATCH; b++) {
       const [sec, usec] = (await client.time()) as unknown as [string, string];
@@ -354,8 +393,10 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
       const p = client.pipeline();
       for (const c of cases) {
         for (const s of c.seeds) {
-          if (s.type === 'zset') for (const [score, m] of s.entries) p.zadd(full(s.key), score, m);
-          else if (s.type === 'hash') p.hset(full(s.key), s.fields);
+          if (s.type === 'zset') {
+            for (const [score, m] of s.entries) p.zadd(full(s.key), score, m);
+            if (s.ttl) p.pexpire(full(s.key), s.ttl);
+          } else if (s.type === 'hash') p.hset(full(s.key), s.fields);
           else p.set(full(s.key), s.value);
         }
         const { keys, args } = encodeAdmission(
@@ -368,12 +409,13 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
           p.zrange(full(k), 0, -1, 'WITHSCORES');
           p.hgetall(full(k));
           p.get(full(k));
+          p.pttl(full(k));
         }
       }
       const res = (await p.exec())!;
       let at = 0;
       for (const c of cases) {
-        at += c.seeds.reduce((n, s) => n + (s.type === 'zset' ? s.entries.length : 1), 0);
+        at += c.seeds.reduce((n, s) => n + (s.type === 'zset' ? s.entries.length + (s.ttl ? 1 : 0) : 1), 0);
         const [err, reply] = res[at]!;
         expect(err).toBeNull();
         at += 1;
@@ -387,17 +429,27 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
             luaState[k] = entries;
           } else if (type === 'hash') luaState[k] = res[at + 2]![1];
           else if (type === 'string') luaState[k] = res[at + 3]![1];
-          at += 4;
+          if (k in luaState) luaState[`${k} ttl`] = ttlClass(Number(res[at + 4]![1]));
+          at += 5;
         }
 
         // TypeScript: the same seed in a fresh LocalDb, at the millisecond the script read.
         const decoded = decodeAdmission(reply as ScriptValue);
         const nowMs = (decoded.client as number[])[1]!;
+        for (const sd of c.seeds) {
+          if (sd.type !== 'zset' || sd.entries.length === 0) continue;
+          if (!c.clientKeys.includes(sd.key) && !sd.key.endsWith(':rpm')) continue;
+          const oldest = Math.min(...sd.entries.map(([at]) => at));
+          if (oldest <= nowMs - WINDOW - 1000) seen.logTrimmed++;
+          else if (oldest <= nowMs - WINDOW) seen.logStaleKept++;
+        }
         const db = new LocalDb();
         db.now = nowMs;
         for (const s of c.seeds) {
-          if (s.type === 'zset') for (const [score, m] of s.entries) db.zadd(s.key, score, m);
-          else if (s.type === 'hash') db.hset(s.key, s.fields);
+          if (s.type === 'zset') {
+            for (const [score, m] of s.entries) db.zadd(s.key, score, m);
+            if (s.ttl) db.pexpire(s.key, s.ttl);
+          } else if (s.type === 'hash') db.hset(s.key, s.fields);
           else db.set(s.key, s.value);
         }
         const before = localState(db, c.providerKeys);
@@ -445,5 +497,7 @@ describe('relay admission: Lua (Redis) ≡ TypeScript (LocalDb), all-or-nothing'
     expect(seen.capacityRefused).toBeGreaterThan(CASES / 20);
     expect(seen.bucketsRefused).toBeGreaterThan(CASES / 20);
     expect(seen.bucketsAdmitted).toBeGreaterThan(CASES / 20);
+    expect(seen.logTrimmed).toBeGreaterThan(CASES / 20);
+    expect(seen.logStaleKept).toBeGreaterThan(CASES / 20);
   }, 120_000);
 });

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer } from '../support/auth.js';
+import { bearer, createUserWithKey } from '../support/auth.js';
 import { startRelay, type RelayFixture } from '../support/relay.js';
 import { TEST_REDIS_URL } from '../support/services.js';
 
@@ -26,12 +26,56 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
     await relay?.close();
   });
 
-  const send = () =>
+  const send = (key = relay.adminKey) =>
     fetch(`${relay.gw.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: bearer(relay.adminKey),
+      headers: bearer(key),
       body: JSON.stringify({ model: relay.fake.models[0], messages: [{ role: 'user', content: 'hi' }] }),
     });
+
+  /** The scripts one request runs (each as its KEYS, without the prefix), counted on MONITOR. */
+  async function scriptsOf(key: string): Promise<string[][]> {
+    const monitor = await new Redis(TEST_REDIS_URL).monitor();
+    const scripts: string[][] = [];
+    monitor.on('monitor', (_time: string, args: unknown[]) => {
+      const words = args.map(String);
+      const cmd = words[0]!.toLowerCase();
+      if ((cmd === 'evalsha' || cmd === 'eval') && words.some((w) => w.startsWith(`${prefix}:`)))
+        scripts.push(words.slice(3, 3 + Number(words[2])).map((k) => k.slice(prefix.length + 1)));
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const res = await send(key);
+      expect(res.status).toBe(200);
+      await res.text();
+      await new Promise((r) => setTimeout(r, 500)); // the release/report after the answer
+    } finally {
+      monitor.disconnect();
+    }
+    return scripts;
+  }
+
+  it("a client key with a TPM limit: its token charge rides in the answer path's one script (2 EVALSHA in all)", async () => {
+    const tpm = await createUserWithKey(relay.gw, relay.adminKey, 'user', {
+      key: { limits: { tpm: 1_000_000 } },
+    });
+    for (let i = 0; i < 3; i++) expect((await send(tpm.key)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    const scripts = await scriptsOf(tpm.key);
+    const detail = JSON.stringify(scripts);
+    expect(scripts.length, detail).toBe(2);
+    const answer = scripts.find((keys) => !keys.some((k) => /^kp:\{[^}]+\}:seq$/.test(k)))!;
+    expect(answer, detail).toBeDefined();
+    // the release (the key's in-flight set) and the client key's budget log and sum, together
+    expect(
+      answer.some((k) => /^kp:\{[^}]+\}:k:[^:]+:inf$/.test(k)),
+      detail,
+    ).toBe(true);
+    expect(
+      answer.filter((k) => k.startsWith(`rl:{key:${tpm.keyId}}`)),
+      detail,
+    ).toHaveLength(2);
+  });
 
   it('the client limits and the lease are decided by the same single EVALSHA; the answer path is one more: 2 EVALSHA in all', async () => {
     for (let i = 0; i < 3; i++) expect((await send()).status).toBe(200); // warm: scripts loaded, caches filled

@@ -39,6 +39,16 @@ import {
  * synchronous function in process). The same holds for in-flight leases and the concurrency limit.
  */
 export const WINDOW_MS = 60_000;
+/**
+ * The exact RPM log is trimmed lazily: only when its oldest entry is more than RPM_LOG_SLACK_MS out
+ * of the window (the count reads the window with ZCOUNT, so older entries never count), and its TTL
+ * (RPM_LOG_TTL_MS = 2 windows + the slack) is renewed then, when the log is created, and when an
+ * entry is taken out (ZREM) — not per request. Why that never drops a live entry: a request at t
+ * that renews nothing found the oldest entry o > t − window − slack, and the last renewal came at
+ * or after o was added, so the log lives until at least o + 2·window + slack > t + window.
+ */
+export const RPM_LOG_SLACK_MS = 1000;
+export const RPM_LOG_TTL_MS = 2 * WINDOW_MS + RPM_LOG_SLACK_MS;
 /** Retry hint when every key is at its concurrency limit (a slot frees when any request ends). */
 export const SATURATED_RETRY_MS = 1000;
 
@@ -184,7 +194,7 @@ local function fg_select(K, A, now, ko, ao)
     local raw = call('ZMSCORE', lk, unpack(ids))
     for i = 1, n do lu[i] = tonumber(raw[i]) or 0 end
   end
-  local best, bestCount, bestRx = nil, nil, nil
+  local best, bestCount, bestRx, bestFresh = nil, nil, nil, false
   local earliest, earliestKind = nil, nil
   local nCool, nRate, nBusy = 0, 0, 0
   local g = 0
@@ -209,7 +219,7 @@ local function fg_select(K, A, now, ko, ao)
       local concMode, concValue = tonumber(A[a + 4]), tonumber(A[a + 5])
       local h
       if concMode == 2 then h = call('HMGET', hk, 'cd', 'rx', 'cl') else h = call('HMGET', hk, 'cd', 'rx') end
-      local kind, ready, count = nil, 0, nil
+      local kind, ready, count, fresh = nil, 0, nil, false
       local cd = tonumber(h[1] or '0') or 0
       local dbcd = tonumber(A[a + 6]) or 0
       if dbcd > cd then cd = dbcd end
@@ -219,11 +229,19 @@ local function fg_select(K, A, now, ko, ao)
         local c = fg_wb_sum(rk, now)
         if c >= maxRpm then kind = 'rate_limited'; ready = fg_wb_ready(rk, now, c, maxRpm) end
       elseif kind == nil and maxRpm > 0 then
+        -- the exact log, trimmed lazily (RPM_LOG_SLACK_MS): the count is the window's (ZCOUNT)
         local rk = K[k + 1]
-        call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
-        local c = call('ZCARD', rk)
+        local o = call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+        local trimmed = #o > 0 and tonumber(o[2]) <= cutoff - ${RPM_LOG_SLACK_MS}
+        if trimmed then
+          call('ZREMRANGEBYSCORE', rk, '-inf', cutoff)
+          call('PEXPIRE', rk, ${RPM_LOG_TTL_MS})
+        end
+        local c
+        if #o > 0 and not trimmed and tonumber(o[2]) > cutoff then c = call('ZCARD', rk) else c = call('ZCOUNT', rk, '(' .. cutoff, '+inf') end
+        fresh = #o == 0 or (trimmed and c == 0)
         if c >= maxRpm then
-          local r = call('ZRANGE', rk, c - maxRpm, c - maxRpm, 'WITHSCORES')
+          local r = call('ZRANGEBYSCORE', rk, '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', c - maxRpm, 1)
           kind = 'rate_limited'; ready = tonumber(r[2]) + ${WINDOW_MS}
         end
       end
@@ -250,7 +268,7 @@ local function fg_select(K, A, now, ko, ao)
         if count >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
       end
       if kind == nil then
-        best = i; bestCount = count; bestRx = tonumber(h[2] or '')
+        best = i; bestCount = count; bestRx = tonumber(h[2] or ''); bestFresh = fresh
         break
       end
       if kind == 'cooling' then nCool = nCool + 1 elseif kind == 'rate_limited' then nRate = nRate + 1 else nBusy = nBusy + 1 end
@@ -284,7 +302,7 @@ local function fg_select(K, A, now, ko, ao)
     fg_wb_add(rk, now, 1)
   elseif maxRpm > 0 then
     call('ZADD', rk, now, leaseId)
-    call('PEXPIRE', rk, ${WINDOW_MS + 1000})
+    if bestFresh then call('PEXPIRE', rk, ${RPM_LOG_TTL_MS}) end
   end
   local added = call('ZADD', ik, now + leaseTtl, leaseId)
   call('PEXPIRE', ik, leaseTtl + 1000)
@@ -368,6 +386,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   for (let i = 0; i < n; i++) lu.push(db.zscore(lk, A[4 + CANDIDATE_ARG_STRIDE * i]!) ?? 0);
   let best: number | null = null;
   let bestCount: number | null = null;
+  let bestFresh = false;
   let earliest: number | null = null;
   let earliestKind = '';
   let nCool = 0;
@@ -392,6 +411,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
       let kind: string | null = null;
       let ready = 0;
       let count: number | null = null;
+      let fresh = false;
       let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
       const dbcd = Number(A[a + 6]) || 0;
       if (dbcd > cd) cd = dbcd;
@@ -406,11 +426,21 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
           ready = wbReady(db, rk, now, c, maxRpm);
         }
       } else if (kind === null && maxRpm > 0) {
-        db.zremrangebyscore(rk, -Infinity, cutoff);
-        const c = db.zcard(rk);
+        const o = db.zrange(rk, 0, 0)[0];
+        const trimmed = o !== undefined && o.score <= cutoff - RPM_LOG_SLACK_MS;
+        if (trimmed) {
+          db.zremrangebyscore(rk, -Infinity, cutoff);
+          db.pexpire(rk, RPM_LOG_TTL_MS);
+        }
+        const c =
+          o !== undefined && !trimmed && o.score > cutoff
+            ? db.zcard(rk)
+            : db.zcount(rk, cutoff + 0.5, Infinity);
+        fresh = o === undefined || (trimmed && c === 0);
         if (c >= maxRpm) {
           kind = 'rate_limited';
-          ready = db.zrange(rk, c - maxRpm, c - maxRpm)[0]!.score + WINDOW_MS;
+          const live = db.zrange(rk, 0, -1).filter((e) => e.score > cutoff);
+          ready = live[c - maxRpm]!.score + WINDOW_MS;
         }
       }
       if (kind === null && maxTpm > TPM_EXACT_MAX) {
@@ -448,6 +478,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
       if (kind === null) {
         best = i;
         bestCount = count;
+        bestFresh = fresh;
         break;
       }
       if (kind === 'cooling') nCool++;
@@ -480,7 +511,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   if (maxRpm > RPM_EXACT_MAX) wbAdd(db, rk, now, 1);
   else if (maxRpm > 0) {
     db.zadd(rk, now, leaseId);
-    db.pexpire(rk, WINDOW_MS + 1000);
+    if (bestFresh) db.pexpire(rk, RPM_LOG_TTL_MS);
   }
   const added = db.zadd(ik, now + leaseTtl, leaseId);
   db.pexpire(ik, leaseTtl + 1000);
@@ -668,7 +699,8 @@ export const releaseLateScript: AtomicScript<number> = {
 local freed = 0
 for i = 1, #KEYS, 2 do
   freed = freed + redis.call('ZREM', KEYS[i + 1], ARGV[i])
-  if ARGV[i + 1] == '1' then redis.call('ZREM', KEYS[i], ARGV[i]) end
+  -- an entry leaving the exact RPM log renews its TTL (RPM_LOG_TTL_MS)
+  if ARGV[i + 1] == '1' and redis.call('ZREM', KEYS[i], ARGV[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ${RPM_LOG_TTL_MS}) end
 end
 return freed
 `,
@@ -676,7 +708,7 @@ return freed
     let freed = 0;
     for (let i = 0; i < keys.length; i += 2) {
       freed += db.zrem(keys[i + 1]!, args[i]!);
-      if (args[i + 1] === '1') db.zrem(keys[i]!, args[i]!);
+      if (args[i + 1] === '1' && db.zrem(keys[i]!, args[i]!) === 1) db.pexpire(keys[i]!, RPM_LOG_TTL_MS);
     }
     return freed;
   },

@@ -7,14 +7,18 @@
 -- and stored state.
 --
 -- The composer (release.script.ts) puts the sub-bucket window library (window-buckets.ts:
--- fg_wb_add) and `local fg_contribute = nil` or
--- `local function fg_contribute(K, A, ko, ao, na, now, inFlight) … end` before this file (its keys
--- and args read in place: KEYS after the key's 4, ARGV after the 8 of the release).
+-- fg_wb_add), `local fg_contribute = nil` or
+-- `local function fg_contribute(K, A, ko, ao, na, now, inFlight) … end`, and `local fg_ride = nil`
+-- or a rider's library defining `fg_ride(K, A, ko, ao, now)` (another module's step riding in the
+-- same call: the client key's token charge) before this file (their keys and args read in place:
+-- the contribution's KEYS after the key's 4 and ARGV after the 10 of the release, the rider's after
+-- the contribution's).
 --
 -- KEYS: hash, RPM window (the exact log :rpm, or the sub-bucket window :rpb), TPM window (the exact log :tpm, or the sub-bucket window :tpb), inf of the key,
---       then the contribution's keys.
+--       then the contribution's keys, then the rider's keys.
 -- ARGV: leaseId, tokens, cooldownMs, notSent (0 | 1 | b<acquiredAtMs> for a sub-bucket RPM window), hashTtlMs, TPM window kind (1 = sub-buckets,
---       0 = exact log), #contribution keys, #contribution args, contribution args… (encodeRelease())
+--       0 = exact log), #contribution keys, #contribution args, #rider keys, #rider args,
+--       contribution args…, rider args… (encodeRelease())
 -- Reply (decodeRelease()): {cooldownUntilMs (0 = none), inFlight, nowMs[, contribution reply]}
 --
 -- The release only writes what the selection script reads as it always did (cd, ts = the TPM log's
@@ -28,6 +32,7 @@
 
 -- Constants shared with TypeScript; the loader refuses a file whose values differ.
 local WINDOW_MS = 60000         -- WINDOW_MS
+local RPM_LOG_TTL_MS = 121000   -- RPM_LOG_TTL_MS
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -39,7 +44,9 @@ local hashTtl = tonumber(ARGV[5])
 -- sub-bucket RPM window (its bucket), only if the lease was still held (so a second release of the
 -- same lease gives nothing back twice)
 local freed = redis.call('ZREM', ik, leaseId)
-if ARGV[4] == '1' then redis.call('ZREM', rk, leaseId)
+-- an entry leaving the exact RPM log renews its TTL (the log's TTL rule: key-selection.script.ts)
+if ARGV[4] == '1' then
+  if redis.call('ZREM', rk, leaseId) == 1 then redis.call('PEXPIRE', rk, RPM_LOG_TTL_MS) end
 elseif freed == 1 and string.sub(ARGV[4], 1, 1) == 'b' then fg_wb_give(rk, tonumber(string.sub(ARGV[4], 2)) or 0) end
 
 local tokens = tonumber(ARGV[2]) or 0
@@ -86,10 +93,12 @@ if cms > 0 then
   redis.call('PEXPIRE', hk, hashTtl)
 end
 
-local inFlight = redis.call('ZCOUNT', ik, '(' .. now, '+inf')
 local gk, ga = tonumber(ARGV[7]) or 0, tonumber(ARGV[8]) or 0
+local xk, xa = tonumber(ARGV[9]) or 0, tonumber(ARGV[10]) or 0
+if fg_ride ~= nil and (xk > 0 or xa > 0) then fg_ride(KEYS, ARGV, 4 + gk, 10 + ga, now) end
+local inFlight = redis.call('ZCOUNT', ik, '(' .. now, '+inf')
 if fg_contribute ~= nil and (gk > 0 or ga > 0) then
-  local out = fg_contribute(KEYS, ARGV, 4, 8, ga, now, inFlight)
+  local out = fg_contribute(KEYS, ARGV, 4, 10, ga, now, inFlight)
   if out ~= nil then return {cd, inFlight, now, out} end
 end
 return {cd, inFlight, now}

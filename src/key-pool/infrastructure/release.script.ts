@@ -1,8 +1,8 @@
 import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
 import type { LocalDb } from '../../state/local-db.js';
 import { readLua } from '../../state/lua-file.js';
-import type { ReportContribution } from '../key-pool.types.js';
-import { keyNames, WINDOW_MS } from './key-selection.script.js';
+import type { ReportContribution, ReportRider } from '../key-pool.types.js';
+import { keyNames, RPM_LOG_TTL_MS, WINDOW_MS } from './key-selection.script.js';
 import { LUA_WINDOW_BUCKETS, wbAdd, wbGive } from './window-buckets.js';
 
 /**
@@ -36,6 +36,8 @@ export interface ReleaseInput {
   rpmBuckets?: { acquiredAtMs: number } | null;
   /** The contribution's logical KEYS/ARGV (null: none for this answer). */
   contribution?: { keys: string[]; args: (string | number)[] } | null;
+  /** The rider's logical KEYS/ARGV (null: none for this answer). */
+  rider?: { keys: string[]; args: (string | number)[] } | null;
 }
 
 /** Raw reply: [cooldownUntilMs|0, inFlight, nowMs] or [..., contribution reply]. */
@@ -54,6 +56,7 @@ export interface ReleaseReply {
 
 export function encodeRelease(i: ReleaseInput): { keys: string[]; args: string[] } {
   const c = i.contribution ?? null;
+  const x = i.rider ?? null;
   const args = [
     i.leaseId,
     String(Math.max(0, Math.floor(i.tokens))),
@@ -63,10 +66,17 @@ export function encodeRelease(i: ReleaseInput): { keys: string[]; args: string[]
     i.tpmBuckets ? '1' : '0',
     String(c?.keys.length ?? 0),
     String(c?.args.length ?? 0),
+    String(x?.keys.length ?? 0),
+    String(x?.args.length ?? 0),
     ...(c?.args ?? []).map(String),
+    ...(x?.args ?? []).map(String),
   ];
   return {
-    keys: [...keyNames(i.providerId, i.keyId, i.tpmBuckets, !!i.rpmBuckets), ...(c?.keys ?? [])],
+    keys: [
+      ...keyNames(i.providerId, i.keyId, i.tpmBuckets, !!i.rpmBuckets),
+      ...(c?.keys ?? []),
+      ...(x?.keys ?? []),
+    ],
     args,
   };
 }
@@ -80,7 +90,7 @@ export function decodeRelease(r: ReleaseResult): ReleaseReply {
   };
 }
 
-const LUA_RELEASE = readLua(new URL('./release.lua', import.meta.url), { WINDOW_MS });
+const LUA_RELEASE = readLua(new URL('./release.lua', import.meta.url), { WINDOW_MS, RPM_LOG_TTL_MS });
 
 function tokensOf(member: string): number {
   const m = /:(\d+)$/.exec(member);
@@ -94,13 +104,15 @@ export function localRelease(
   args: string[],
   now: number,
   contribution: ReportContribution | null,
+  rider: ReportRider | null = null,
 ): ReleaseResult {
   const [hk, rk, tk, ik] = keys as [string, string, string, string];
   const leaseId = args[0]!;
   const hashTtl = Number(args[4]);
   const freed = db.zrem(ik, leaseId);
-  if (args[3] === '1') db.zrem(rk, leaseId);
-  else if (freed === 1 && args[3]!.startsWith('b')) wbGive(db, rk, Number(args[3]!.slice(1)) || 0);
+  if (args[3] === '1') {
+    if (db.zrem(rk, leaseId) === 1) db.pexpire(rk, RPM_LOG_TTL_MS);
+  } else if (freed === 1 && args[3]!.startsWith('b')) wbGive(db, rk, Number(args[3]!.slice(1)) || 0);
   const tokens = Number(args[1]) || 0;
   if (tokens > 0 && args[5] === '1') {
     wbAdd(db, tk, now, tokens);
@@ -145,24 +157,36 @@ export function localRelease(
     db.hset(hk, { cd });
     db.pexpire(hk, hashTtl);
   }
-  const inFlight = db.zcount(ik, now + 0.5, Infinity);
   const gk = Number(args[6]) || 0;
   const ga = Number(args[7]) || 0;
+  const xk = Number(args[8]) || 0;
+  const xa = Number(args[9]) || 0;
+  if (rider && (xk > 0 || xa > 0))
+    rider.run(db, keys.slice(4 + gk, 4 + gk + xk), args.slice(10 + ga, 10 + ga + xa), now);
+  const inFlight = db.zcount(ik, now + 0.5, Infinity);
   if (contribution && (gk > 0 || ga > 0)) {
-    const out = contribution.run(db, keys.slice(4, 4 + gk), args.slice(8, 8 + ga), now, inFlight);
+    const out = contribution.run(db, keys.slice(4, 4 + gk), args.slice(10, 10 + ga), now, inFlight);
     if (out !== null && out !== undefined) return [cd, inFlight, now, out];
   }
   return [cd, inFlight, now];
 }
 
-/** The release script, optionally with a report contribution composed in front of it. */
-export function releaseScript(contribution: ReportContribution | null = null): AtomicScript<ReleaseResult> {
+/**
+ * The release script, optionally with a report contribution and a rider composed in front of it
+ * (a rider's keys and args are only read when the inputs carry some: `encodeRelease({ rider })`).
+ */
+export function releaseScript(
+  contribution: ReportContribution | null = null,
+  rider: ReportRider | null = null,
+): AtomicScript<ReleaseResult> {
   const prelude = contribution
     ? `local function fg_contribute(K, A, ko, ao, na, now, inFlight)\n${contribution.lua}\nend\n`
     : 'local fg_contribute = nil\n';
+  const riding = rider ? `${rider.lua}\n` : 'local fg_ride = nil\n';
+  const name = contribution ? `keypool-release+${contribution.name}` : 'keypool-release';
   return {
-    name: contribution ? `keypool-release+${contribution.name}` : 'keypool-release',
-    lua: `${LUA_WINDOW_BUCKETS}${prelude}${LUA_RELEASE}`,
-    local: (db, keys, args, now) => localRelease(db, keys, args, now, contribution),
+    name: rider ? `${name}+${rider.name}` : name,
+    lua: `${LUA_WINDOW_BUCKETS}${prelude}${riding}${LUA_RELEASE}`,
+    local: (db, keys, args, now) => localRelease(db, keys, args, now, contribution, rider),
   };
 }

@@ -27,7 +27,9 @@ import type {
   RefusalKind,
   RoutableProvider,
   ReportContributor,
+  ReportRider,
   ReportResult,
+  RiderInput,
 } from '../key-pool.types.js';
 import {
   allKeyNames,
@@ -133,6 +135,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   private contributor: ReportContributor | null = null;
   private readonly plainRelease = releaseScript(null);
   private contributedRelease: AtomicScript<ReleaseResult> | null = null;
+  /** Release scripts with a rider, by contribution and rider name. */
+  private readonly ridden = new Map<string, AtomicScript<ReleaseResult>>();
   private unsubscribe: Unsubscribe | undefined;
   /** leaseId → lease this instance could not confirm released (retried until the store answers). */
   private readonly unconfirmed = new Map<string, UnconfirmedLease>();
@@ -182,6 +186,18 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   useReportContributor(contributor: ReportContributor | null): void {
     this.contributor = contributor;
     this.contributedRelease = contributor ? releaseScript(contributor.contribution) : null;
+  }
+
+  /** The release script with a rider (and the contribution when `contributed`), built once per pair. */
+  private riddenRelease(contributed: boolean, rider: ReportRider): AtomicScript<ReleaseResult> {
+    const contribution = contributed ? (this.contributor?.contribution ?? null) : null;
+    const name = `${contribution?.name ?? ''}|${rider.name}`;
+    let script = this.ridden.get(name);
+    if (!script) {
+      script = releaseScript(contribution, rider);
+      this.ridden.set(name, script);
+    }
+    return script;
   }
 
   /** Listen to every report (returns a function that removes the listener). */
@@ -415,7 +431,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
    * Reports what happened to a leased request. Idempotent per lease. Never throws for storage
    * trouble (the lease then simply expires after KEY_LEASE_TTL_SECONDS).
    */
-  async report(lease: KeyLease, outcome: KeyOutcome): Promise<ReportResult> {
+  async report(lease: KeyLease, outcome: KeyOutcome, rider: RiderInput | null = null): Promise<ReportResult> {
     const result: ReportResult = {
       cooldownUntilMs: null,
       cooldownSource: null,
@@ -458,9 +474,17 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         tpmBuckets: tpmBucketed(lease.maxTpm),
         rpmBuckets: rpmBucketed(lease.maxRpm) ? { acquiredAtMs: lease.acquiredAtMs } : null,
         contribution: extra,
+        rider: rider && !this.store.slotted ? rider : null,
       });
-      const script = extra && this.contributedRelease ? this.contributedRelease : this.plainRelease;
+      const contributed = !!extra && this.contributedRelease !== null;
+      const script =
+        rider && !this.store.slotted
+          ? this.riddenRelease(contributed, rider.rider)
+          : contributed
+            ? this.contributedRelease!
+            : this.plainRelease;
       const r = decodeRelease(await this.store.run(script, input.keys, input.args));
+      if (rider && !this.store.slotted) result.rode = true;
       result.inFlight = r.inFlight;
       nowMs = r.nowMs;
       output = r.contribution;

@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal, Priority } from '../../common/principal.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
-import { RateLimitService } from '../../rate-limit/rate-limit.service.js';
 import type { Endpoint } from '../domain/validation.js';
 import { RequestLogWriter } from '../infrastructure/request-log.writer.js';
 
@@ -28,12 +27,11 @@ export interface RequestRecord {
   keyId: string | null;
 }
 
-/** The last stage: metrics, the client key's TPM charge, one request-log row (batched). Never blocks the answer. */
+/** The last stage: metrics, one request-log row (batched). Never blocks the answer. */
 @Injectable()
 export class AccountStage {
   constructor(
     private readonly metrics: FloodgateMetrics,
-    private readonly rateLimit: RateLimitService,
     private readonly requestLog: RequestLogWriter,
   ) {}
 
@@ -49,9 +47,7 @@ export class AccountStage {
       if (r.completionTokens)
         hot.tokens.get3(providerName, r.modelLabel, 'completion').inc(r.completionTokens);
     }
-    const tokens = r.promptTokens + r.completionTokens;
-    // The client key's TPM window is charged with what was actually used (never blocks the response).
-    if (tokens > 0) void this.rateLimit.chargeTokens(r.principal, tokens);
+    // The client key's TPM window was charged by the answer's lease release (LeaseKeeper, AnswerCharge).
     this.requestLog.add({
       createdAt: new Date(),
       requestId: r.requestId,

@@ -1,9 +1,11 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
+import type { Principal } from '../../common/principal.js';
 import type { KeyLease, KeyOutcome } from '../../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../dispatcher.js';
+import { AnswerCharge } from '../infrastructure/answer-charge.js';
 
 /**
  * Keeps an upstream key's lease alive for as long as it is held (waiting for headers, reading a slow
@@ -21,11 +23,14 @@ export class LeaseKeeper implements OnApplicationShutdown {
    * so at most half a TTL apart.
    */
   private ticker: NodeJS.Timeout | null = null;
+  /** Leases that carry the client's answer → its principal (their release charges its tokens). */
+  private readonly answering = new WeakMap<KeyLease, Principal>();
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly keyPool: KeyPoolService,
     private readonly dispatcher: RelayDispatcher,
+    private readonly charge: AnswerCharge,
   ) {
     this.renewEveryMs = Math.max(500, Math.floor((config.keyPool.leaseTtlSeconds * 1000) / 3));
   }
@@ -67,9 +72,20 @@ export class LeaseKeeper implements OnApplicationShutdown {
    */
   async release(lease: KeyLease, outcome: KeyOutcome): Promise<void> {
     this.held.delete(lease);
-    const reported = this.keyPool.report(lease, outcome);
+    // the answer's lease: the client key's tokens are charged in the same store call (AnswerCharge)
+    const principal = this.answering.get(lease);
+    this.answering.delete(lease);
+    const tokens = principal ? Math.max(0, Math.floor(outcome.tokens ?? 0)) : 0;
+    const rider = tokens > 0 ? this.charge.rider(principal, tokens) : null;
+    const reported = this.keyPool.report(lease, outcome, rider);
     this.dispatcher.capacityReleased(lease.providerId);
-    await reported;
+    const result = await reported;
+    if (tokens > 0) this.charge.settle(principal, tokens, rider, result);
+  }
+
+  /** The lease carries the client's answer: its release also charges the client key's tokens. */
+  answers(lease: KeyLease, principal: Principal | undefined): void {
+    if (principal) this.answering.set(lease, principal);
   }
 
   /** A path that left the lease held (an unexpected throw) gives it back. */

@@ -82,6 +82,7 @@ export class SendStage {
           timeoutMs: lease.timeoutMs,
         };
         if (retryDecision(observed, context).action === 'respond') {
+          this.leases.answers(lease, input.request.principal);
           return {
             attempts: tried.length,
             keyId: lease.keyId,
