@@ -37,7 +37,8 @@ interface Failure {
  * - send (stages/send.stage.ts): upstream with the lease, the retry table (domain/retry-table.ts),
  *   at most two attempts;
  * - respond (stages/json-responder.ts, stages/sse-responder.ts): the answer, the lease given back;
- * - account (stages/account.stage.ts): metrics, the client's TPM, one request-log row.
+ * - account (stages/account.stage.ts): metrics and one request-log row (the client key's TPM charge rides in
+ *   the lease's release: infrastructure/answer-charge.ts).
  *
  * Each stage returns what it established; the account at the end is built from those values, so a
  * request that fails halfway is still logged with what it got through. Rules live in domain/ (no
