@@ -2,6 +2,9 @@ import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
 
+/** How long an unsubscribe waits for Redis' answer before the caller moves on. */
+const UNSUBSCRIBE_WAIT_MS = 1000;
+
 export type Unsubscribe = () => Promise<void>;
 
 /** Fire-and-forget messages between instances (cache invalidation, dispatch grants). */
@@ -79,7 +82,15 @@ export class RedisPubSub extends PubSub {
       set.delete(handler);
       if (set.size === 0) {
         this.handlers.delete(full);
-        await this.subscriber.unsubscribe(full);
+        // The subscriber waits out outages (its commands queue until Redis is back), so an
+        // UNSUBSCRIBE sent while it is down would hold the caller — a shutdown during a Redis outage
+        // waited out SHUTDOWN_TIMEOUT_MS. The handler is gone either way: a message that still
+        // arrives finds none (and a subscription ioredis restores on reconnect is harmless).
+        if (this.subscriber.status !== 'ready') return;
+        await Promise.race([
+          this.subscriber.unsubscribe(full).catch(() => undefined),
+          new Promise<void>((resolve) => setTimeout(resolve, UNSUBSCRIBE_WAIT_MS).unref()),
+        ]);
       }
     };
   }
