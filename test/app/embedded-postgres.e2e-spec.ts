@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -31,44 +31,24 @@ async function query(db: EmbeddedPostgres, sql: string): Promise<Record<string, 
 }
 
 describe('embedded Postgres', () => {
-  it("leaves glibc's mmap threshold low: PGlite's 9 MB module and 6 MB bundle never go through malloc", async () => {
+  it("leaves glibc's mmap threshold low: PGlite's 9 MB module and 6 MB bundle never go through malloc", () => {
     // glibc raises its mmap threshold to the size of the largest mmap'd block freed (up to 32 MB)
     // and its arenas' trim threshold to twice that. PGlite's own fs.readFile of pglite.wasm took it
     // to 9 MB for good: no arena gave back less than 18 MB free at its top, and the server
     // thread's stayed ~17 MB larger after every burst. A 3 MB block must still get its own mapping.
-    // First in the file: after the other tests (servers started and stopped in this process) the
-    // threshold was found raised already; a gateway never stops its server.
-    const db = new EmbeddedPostgres(':memory:', 3);
-    await db.start();
-    try {
-      // Enough work for the server thread to collect its start-up garbage (the files' buffers).
-      const client = new pg.Client({ host: db.host, port: db.port, user: 'postgres', password: 'postgres' });
-      await client.connect();
-      const payload = 'x'.repeat(200_000);
-      for (let i = 0; i < 150; i++) await client.query('SELECT length($1::text)', [payload]);
-      await client.end();
-      const ranges = () =>
-        readFileSync('/proc/self/maps', 'utf8')
-          .split('\n')
-          .map((line) => line.split(/\s+/))
-          .filter((f) => f.length >= 5 && !f[5])
-          .map((f) => f[0]!);
-      const before = new Set(ranges());
-      const block = Buffer.allocUnsafeSlow(3 * 1024 * 1024);
-      block.fill(1);
-      const ARENA = 64n * 1024n * 1024n;
-      const mapped = ranges()
-        .filter((r) => !before.has(r))
-        .map((r) => r.split('-').map((x) => BigInt(`0x${x}`)))
-        .filter(([start, end]) => start! % ARENA !== 0n && end! - start! >= BigInt(block.length));
-      expect(mapped.length, 'a new anonymous mapping for the 3 MB block').toBeGreaterThan(0);
-    } finally {
-      await db.stop();
-    }
+    // In a fresh process: the threshold is process-wide, and a test worker shared with other files
+    // (servers started and stopped, large buffers freed) may have raised it already.
+    const child = spawnSync(process.execPath, ['test/fixtures/mmap-threshold-child.mjs'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(child.status, child.stderr).toBe(0);
+    const { mapped } = JSON.parse(child.stdout.trim().split('\n').pop()!) as { mapped: number };
+    expect(mapped, 'a new anonymous mapping for the 3 MB block').toBeGreaterThan(0);
   });
 
-  // Nothing else has allocated WebAssembly memory in this process yet (the test above ran in its
-  // own thread).
+  // Nothing else has allocated WebAssembly memory in this process yet (the test above ran in a
+  // child process).
   it('initialises a fresh data directory outside this process: no second instance left in its memory', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'floodgate-embedded-test-'));
     dirs.push(dataDir);
