@@ -3,7 +3,7 @@
  * module's public surface: its *.module.ts file and the service files it exports (listed in
  * PUBLIC below). Direction: relay → key-pool/adaptive/rate-limit → auth/audit/common → infrastructure.
  */
-const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'relay', 'observability', 'health'];
+const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'routing', 'relay', 'observability', 'health'];
 const INFRA = ['config', 'database', 'redis', 'state', 'logging', 'metrics'];
 
 // What each module lets others import (module file + exported services + shared types).
@@ -60,7 +60,14 @@ module.exports = {
       comment: 'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
       severity: 'error',
       from: { path: '^src/(auth|audit|health)/' },
-      to: { path: '^src/(rate-limit|key-pool|adaptive|relay|observability)/' },
+      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|relay|observability)/' },
+    },
+    {
+      name: 'routing-sits-below-relay-and-observability',
+      comment: 'Routing (aliases, breakers) uses KeyPool and the stores; rate-limit, key-pool and adaptive never import it.',
+      severity: 'error',
+      from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
+      to: { path: '^src/routing/' },
     },
     {
       name: 'key-pool-does-not-import-adaptive-or-rate-limit',

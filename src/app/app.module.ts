@@ -15,6 +15,7 @@ import { MetricsModule } from '../metrics/metrics.module.js';
 import { ObservabilityModule } from '../observability/observability.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
 import { RelayModule } from '../relay/relay.module.js';
+import { RoutingModule } from '../routing/routing.module.js';
 import { StateModule } from '../state/state.module.js';
 
 /** The composition root: infrastructure first, then features. Feature modules are added here as they land. */
@@ -36,6 +37,7 @@ export class AppModule {
         AuditModule,
         KeyPoolModule,
         AdaptiveModule,
+        RoutingModule,
         RelayModule,
         ObservabilityModule,
       ],

@@ -3,6 +3,7 @@ import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { AdaptiveModule } from '../adaptive/adaptive.module.js';
 import { DatabaseModule } from '../database/database.module.js';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
+import { RoutingModule } from '../routing/routing.module.js';
 import { StateModule } from '../state/state.module.js';
 import { DashboardController } from './dashboard.controller.js';
 import { HandlerContextGuard } from './handler-context.guard.js';
@@ -30,6 +31,7 @@ export { HandlerContextGuard };
     StateModule,
     KeyPoolModule,
     AdaptiveModule,
+    RoutingModule,
     // The package's module mounts our controller at /metrics; default metrics go to FloodgateMetrics' own registry.
     PrometheusModule.register({
       controller: MetricsController,

@@ -4,6 +4,7 @@ import { AdaptiveService } from '../adaptive/services/adaptive.service.js';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
+import { RoutingModule } from '../routing/routing.module.js';
 import { StateModule } from '../state/state.module.js';
 import { AdmissionService } from './admission.service.js';
 import { AnswerCharge } from './infrastructure/answer-charge.js';
@@ -28,6 +29,7 @@ import { SseResponder } from './stages/sse-responder.js';
     KeyPoolModule,
     AdaptiveModule,
     RateLimitModule,
+    RoutingModule,
     StateModule,
   ],
   controllers: [RelayController],
