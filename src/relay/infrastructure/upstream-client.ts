@@ -14,6 +14,11 @@ export interface UpstreamRequest {
   signal: Cancellation;
   /** Time to the response headers and between body chunks. */
   timeoutMs: number;
+  /**
+   * Per-target overrides (a route target's `timeouts`), each optional: connect, first byte (response
+   * headers) and the whole exchange (`totalMs`: the caller passes the streaming total for a stream).
+   */
+  timeouts?: { connectMs?: number | null; firstByteMs?: number | null; totalMs?: number | null };
 }
 
 export type { UpstreamFailure };
