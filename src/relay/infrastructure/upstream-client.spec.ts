@@ -1,10 +1,15 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createServer as createTcpServer,
+  type AddressInfo,
+  type Server as TcpServer,
+  type Socket,
+} from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AppConfig } from '../../config/app-config.js';
 import { UpstreamGuardService } from '../../key-pool/services/upstream-guard.service.js';
 import { ClientGone } from '../stages/client-gone.js';
-import { UpstreamClient, classify, type UpstreamRequest } from './upstream-client.js';
+import { MAX_POOLS, UpstreamClient, classify, poolKey, type UpstreamRequest } from './upstream-client.js';
 
 // The upstream client's response body (a chunk queue on undici's dispatcher API, not a Node stream)
 // against a real HTTP server: whole bodies past the high-water mark, chunk-by-chunk reads, aborts.
@@ -12,6 +17,10 @@ const BIG = 300 * 1024;
 let server: Server;
 let base: string;
 const closed: string[] = [];
+/** Accepts TCP and never answers: a TLS handshake to it never completes (connect timeout). */
+let silent: TcpServer;
+let silentBase: string;
+const silentSockets: Socket[] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -29,6 +38,8 @@ beforeAll(async () => {
         res.end();
       };
       pump();
+    } else if (req.url === '/v1/hang') {
+      // accepts the request, never answers
     } else if (req.url === '/v1/slow') {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: first\n\n');
@@ -40,12 +51,20 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  silent = createTcpServer((socket) => {
+    silentSockets.push(socket);
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  silentBase = `https://127.0.0.1:${(silent.address() as AddressInfo).port}/v1`;
 });
 
 afterAll(async () => {
   await client.onApplicationShutdown();
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
+  silentSockets.forEach((s) => s.destroy());
+  await new Promise((resolve) => silent.close(resolve));
 });
 
 const guard = new UpstreamGuardService({ upstream: { allowPrivate: true } } as unknown as AppConfig);
@@ -120,6 +139,90 @@ describe('UpstreamClient', () => {
       break;
     }
     await expect.poll(() => closed.filter((u) => u === '/v1/slow').length).toBe(2);
+  });
+});
+
+describe('UpstreamClient per-target timeouts', () => {
+  // Each case would take timeoutMs (30 s) or the default connect timeout (10 s) without its override:
+  // the 5 s test timeout fails it.
+  const slowDefault = (path: string, timeouts: UpstreamRequest['timeouts']): UpstreamRequest => ({
+    ...request(path),
+    timeoutMs: 30_000,
+    timeouts,
+  });
+  const failure = (p: Promise<unknown>) =>
+    p.then(
+      () => null,
+      (e: unknown) => classify(e).kind,
+    );
+
+  it('firstByteMs: no response headers in time is a timeout', async () => {
+    const started = performance.now();
+    expect(await failure(client.send(slowDefault('/hang', { firstByteMs: 200 })))).toBe('timeout');
+    expect(performance.now() - started).toBeLessThan(4000);
+  });
+
+  it('totalMs before the headers: the send rejects with a timeout', async () => {
+    expect(await failure(client.send(slowDefault('/hang', { totalMs: 200 })))).toBe('timeout');
+  });
+
+  it('totalMs after the headers: the body read throws a timeout, the upstream connection closes', async () => {
+    const before = closed.filter((u) => u === '/v1/slow').length;
+    const response = await client.send(slowDefault('/slow', { totalMs: 300 }));
+    const chunks: string[] = [];
+    const read = (async () => {
+      for await (const chunk of response.body) chunks.push(chunk.toString());
+    })();
+    expect(await failure(read)).toBe('timeout');
+    expect(chunks).toEqual(['data: first\n\n']);
+    await expect.poll(() => closed.filter((u) => u === '/v1/slow').length).toBe(before + 1);
+  });
+
+  it('totalMs: the timer is cleared when the exchange ends, and none is set without totalMs', async () => {
+    const set = vi.spyOn(globalThis, 'setTimeout');
+    const clear = vi.spyOn(globalThis, 'clearTimeout');
+    try {
+      const response = await client.send(slowDefault('/small', { totalMs: 4321 }));
+      expect(await response.body.text()).toBe('{"ok":true}');
+      const mine = set.mock.results.filter((_, i) => set.mock.calls[i]![1] === 4321);
+      expect(mine).toHaveLength(1);
+      expect(clear.mock.calls.some(([handle]) => handle === mine[0]!.value)).toBe(true);
+      set.mockClear();
+      const plain = await client.send(slowDefault('/small', { firstByteMs: 4321 }));
+      await plain.body.text();
+      expect(set.mock.calls.filter((c) => c[1] === 4321)).toHaveLength(0);
+    } finally {
+      set.mockRestore();
+      clear.mockRestore();
+    }
+  });
+
+  it('connectMs: a TLS handshake that never completes is a timeout', async () => {
+    const started = performance.now();
+    expect(
+      await failure(client.send({ ...slowDefault('/small', { connectMs: 300 }), baseUrl: silentBase })),
+    ).toBe('timeout');
+    expect(performance.now() - started).toBeLessThan(4000);
+  });
+
+  it('pools are per origin and connect timeout, the default keyed by the origin alone, bounded', async () => {
+    expect(poolKey('http://a:1', 10_000)).toBe('http://a:1');
+    expect(poolKey('http://a:1', 2500)).toBe('http://a:1 2500');
+    const own = new UpstreamClient(guard);
+    const gone = new ClientGone();
+    gone.abort();
+    const send = (connectMs?: number) =>
+      own.send({ ...request('/small', gone), timeouts: { connectMs } }).catch(() => undefined);
+    await send();
+    await send(10_000);
+    await send(undefined);
+    expect(own.poolCount).toBe(1);
+    await send(2500);
+    await send(2500);
+    expect(own.poolCount).toBe(2);
+    for (let i = 1; i <= MAX_POOLS + 10; i++) await send(i);
+    expect(own.poolCount).toBe(MAX_POOLS);
+    await own.onApplicationShutdown();
   });
 });
 

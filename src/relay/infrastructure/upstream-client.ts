@@ -17,6 +17,9 @@ export interface UpstreamRequest {
   /**
    * Per-target overrides (a route target's `timeouts`), each optional: connect, first byte (response
    * headers) and the whole exchange (`totalMs`: the caller passes the streaming total for a stream).
+   * `connectMs`: TCP (+TLS) connect, default 10 s. `firstByteMs`: to the response headers, default
+   * `timeoutMs`. `totalMs`: from send to the end of the body, none by default; before the headers
+   * the send rejects with a timeout, after them the body read throws one (`classify` → 'timeout').
    */
   timeouts?: { connectMs?: number | null; firstByteMs?: number | null; totalMs?: number | null };
 }
@@ -65,6 +68,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
   private failure: Error | null = null;
   /** A reader waiting for the next chunk, the end or the failure. */
   private wake: (() => void) | null = null;
+  /** The whole-exchange timer (`timeouts.totalMs`); none without one. */
+  private totalTimer: NodeJS.Timeout | null = null;
   private readonly onAbort = () => this.abort(new undiciErrors.RequestAbortedError());
 
   constructor(
@@ -75,12 +80,24 @@ class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
     signal.onAbort(this.onAbort);
   }
 
+  /** Fails the exchange (headers or body, whichever is pending) `ms` from now unless it ends first. */
+  startTotalTimer(ms: number): void {
+    this.totalTimer = setTimeout(() => {
+      this.totalTimer = null;
+      this.abort(new TotalTimeoutError(ms));
+    }, ms);
+  }
+
   private abort(err: Error): void {
     if (this.abortRequest) this.abortRequest(err);
     else this.onError(err);
   }
 
   private settle(): void {
+    if (this.totalTimer !== null) {
+      clearTimeout(this.totalTimer);
+      this.totalTimer = null;
+    }
     this.signal.offAbort(this.onAbort);
     const wake = this.wake;
     this.wake = null;
@@ -189,6 +206,24 @@ function parseHeaders(raw: Buffer[]): Record<string, string | string[]> {
   return out;
 }
 
+/** `timeouts.totalMs` elapsed before the exchange ended (classified 'timeout'). */
+export class TotalTimeoutError extends Error {
+  readonly code = 'UPSTREAM_TOTAL_TIMEOUT';
+  constructor(ms: number) {
+    super(`upstream exchange exceeded its total timeout (${ms} ms)`);
+    this.name = 'TotalTimeoutError';
+  }
+}
+
+/** Connect timeout when a request names none (undici's default too). */
+export const DEFAULT_CONNECT_MS = 10_000;
+/**
+ * Pools kept at most. A pool is per (origin, connect timeout): origins × the distinct `connectMs` of
+ * route targets, a handful in practice; past this the oldest pool is closed (gracefully: its requests
+ * in flight finish) so values an admin cycles through cannot pile up pools.
+ */
+export const MAX_POOLS = 256;
+
 export class UpstreamError extends Error {
   constructor(
     readonly kind: UpstreamFailure,
@@ -199,10 +234,23 @@ export class UpstreamError extends Error {
   }
 }
 
+/** The pool key: the origin alone with the default connect timeout, `origin connectMs` otherwise. */
+export function poolKey(origin: string, connectMs: number): string {
+  return connectMs === DEFAULT_CONNECT_MS ? origin : `${origin} ${connectMs}`;
+}
+
+/** A usable positive whole number of ms, or the fallback (null, undefined, 0, NaN: none given). */
+function ms(value: number | null | undefined, fallback: number): number {
+  return value !== null && value !== undefined && value > 0 && Number.isFinite(value)
+    ? Math.ceil(value)
+    : fallback;
+}
+
 /**
- * undici connection pools, one per upstream origin, keep-alive, every connection dialled through
- * KeyPool's SSRF guard (the address actually connected to is checked, so DNS rebinding can't reach
- * a forbidden address).
+ * undici connection pools, one per upstream origin and connect timeout (undici sets the connect
+ * timeout per pool, in its connector), keep-alive, every connection dialled through KeyPool's SSRF
+ * guard (the address actually connected to is checked, so DNS rebinding can't reach a forbidden
+ * address).
  */
 @Injectable()
 export class UpstreamClient implements OnApplicationShutdown {
@@ -211,9 +259,22 @@ export class UpstreamClient implements OnApplicationShutdown {
 
   constructor(private readonly guard: UpstreamGuardService) {}
 
-  private pool(origin: string): Pool {
-    let pool = this.pools.get(origin);
+  /** Pools open now (per origin and connect timeout). */
+  get poolCount(): number {
+    return this.pools.size;
+  }
+
+  private pool(origin: string, connectMs: number): Pool {
+    const key = poolKey(origin, connectMs);
+    let pool = this.pools.get(key);
     if (!pool) {
+      if (this.pools.size >= MAX_POOLS) {
+        const [oldestKey, oldest] = this.pools.entries().next().value as [string, Pool];
+        this.pools.delete(oldestKey);
+        // Requests in flight on it finish; the cached targets may point at it: rebuilt on demand.
+        oldest.close().catch(() => undefined);
+        this.targets.clear();
+      }
       pool = new Pool(origin, {
         // No cap per origin: a cap would make long streams beyond it wait for whole streams to end
         // (the bench saw stalls at exactly 256). Concurrency is bounded by the key pool instead.
@@ -221,21 +282,25 @@ export class UpstreamClient implements OnApplicationShutdown {
         pipelining: 1,
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 120_000,
-        connect: this.guard.connector({ timeout: 10_000 }),
+        connect: this.guard.connector({ timeout: connectMs }),
       });
-      this.pools.set(origin, pool);
+      this.pools.set(key, pool);
     }
     return pool;
   }
 
-  /** A base URL's pool and path prefix, parsed once (base URLs are few; parsing a URL is not free). */
-  private target(baseUrl: string): { pool: Pool; basePath: string } {
-    let target = this.targets.get(baseUrl);
+  /**
+   * A base URL's pool (for a connect timeout) and path prefix, parsed once (base URLs are few;
+   * parsing a URL is not free).
+   */
+  private target(baseUrl: string, connectMs: number): { pool: Pool; basePath: string } {
+    const cacheKey = connectMs === DEFAULT_CONNECT_MS ? baseUrl : `${baseUrl} ${connectMs}`;
+    let target = this.targets.get(cacheKey);
     if (target === undefined) {
       const url = new URL(baseUrl);
-      target = { pool: this.pool(url.origin), basePath: url.pathname.replace(/\/+$/, '') };
+      target = { pool: this.pool(url.origin, connectMs), basePath: url.pathname.replace(/\/+$/, '') };
       if (this.targets.size >= 1000) this.targets.clear();
-      this.targets.set(baseUrl, target);
+      this.targets.set(cacheKey, target);
     }
     return target;
   }
@@ -245,9 +310,10 @@ export class UpstreamClient implements OnApplicationShutdown {
    * what undici or the signal threw (the caller classifies it: `classify`).
    */
   send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const t = req.timeouts;
     let target: { pool: Pool; basePath: string };
     try {
-      target = this.target(req.baseUrl);
+      target = this.target(req.baseUrl, t ? ms(t.connectMs, DEFAULT_CONNECT_MS) : DEFAULT_CONNECT_MS);
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -255,13 +321,15 @@ export class UpstreamClient implements OnApplicationShutdown {
     return new Promise((resolve, reject) => {
       const exchange = new UpstreamExchange(req.signal, resolve, reject);
       if (req.signal.aborted) return exchange.onError(new undiciErrors.RequestAbortedError());
+      const totalMs = t ? ms(t.totalMs, 0) : 0;
+      if (totalMs > 0) exchange.startTotalTimer(totalMs);
       pool.dispatch(
         {
           path: basePath + req.path,
           method: req.method,
           headers: req.headers,
           body: req.body,
-          headersTimeout: req.timeoutMs,
+          headersTimeout: t ? ms(t.firstByteMs, req.timeoutMs) : req.timeoutMs,
           bodyTimeout: req.timeoutMs,
         },
         exchange,
@@ -297,7 +365,8 @@ export function classify(err: unknown): UpstreamError {
   if (
     code === 'UND_ERR_HEADERS_TIMEOUT' ||
     code === 'UND_ERR_BODY_TIMEOUT' ||
-    code === 'UND_ERR_CONNECT_TIMEOUT'
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'UPSTREAM_TOTAL_TIMEOUT'
   ) {
     return new UpstreamError('timeout', 'upstream did not answer in time');
   }
