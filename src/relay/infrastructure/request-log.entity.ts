@@ -1,5 +1,16 @@
 import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 
+/** One upstream attempt as `request_log.attempt_log` stores it (AttemptRecord, snake_case keys). */
+export interface StoredAttempt {
+  attempt: number;
+  provider_id: string;
+  model: string;
+  key_id: string | null;
+  status: number | null;
+  outcome: string;
+  ms: number;
+}
+
 @Entity({ name: 'request_log' })
 @Index('IDX_request_log_created_at', ['createdAt'])
 export class RequestLogRow {
@@ -59,4 +70,12 @@ export class RequestLogRow {
 
   @Column({ type: 'boolean', default: false })
   stream: boolean;
+
+  /** The route that served the request; null without a route. */
+  @Column({ name: 'route_id', type: 'uuid', nullable: true })
+  routeId: string | null;
+
+  /** Every upstream attempt, oldest first; null when none was recorded. */
+  @Column({ name: 'attempt_log', type: 'jsonb', nullable: true })
+  attemptLog: StoredAttempt[] | null;
 }

@@ -1,7 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal, Priority } from '../../common/principal.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import type { AttemptRecord } from '../domain/attempt.js';
 import type { Endpoint } from '../domain/validation.js';
+import type { StoredAttempt } from '../infrastructure/request-log.entity.js';
 import { RequestLogWriter } from '../infrastructure/request-log.writer.js';
 
 /** Everything known about a finished request: what the log row and the metrics say. */
@@ -25,6 +27,10 @@ export interface RequestRecord {
   overheadMs: number;
   attempts: number;
   keyId: string | null;
+  /** The route that served it (request_log.route_id); null or absent without a route. */
+  routeId?: string | null;
+  /** Every upstream attempt, oldest first (request_log.attempt_log); null or absent: none recorded. */
+  attemptLog?: readonly AttemptRecord[] | null;
 }
 
 /** The last stage: metrics, one request-log row (batched). Never blocks the answer. */
@@ -67,6 +73,21 @@ export class AccountStage {
       overheadMs: Math.round(r.overheadMs),
       attempts: Math.max(1, r.attempts),
       stream: r.stream,
+      routeId: r.routeId ?? null,
+      attemptLog: r.attemptLog ? r.attemptLog.map(storedAttempt) : null,
     });
   }
+}
+
+/** An attempt as the request log stores it (snake_case keys, whole milliseconds). */
+function storedAttempt(a: AttemptRecord): StoredAttempt {
+  return {
+    attempt: a.attempt,
+    provider_id: a.providerId,
+    model: a.model,
+    key_id: a.keyId,
+    status: a.status,
+    outcome: a.outcome,
+    ms: Math.round(a.ms),
+  };
 }
