@@ -7,6 +7,7 @@ import { Route } from './infrastructure/route.entity.js';
 import { RouteRepository } from './infrastructure/route.repository.js';
 import { RoutesController } from './routes.controller.js';
 import { BreakerService } from './services/breaker.service.js';
+import { RoutesBootstrap } from './services/routes.bootstrap.js';
 import { RoutesService } from './services/routes.service.js';
 
 /**
@@ -17,7 +18,7 @@ import { RoutesService } from './services/routes.service.js';
 @Module({
   imports: [TypeOrmModule.forFeature([Route]), KeyPoolModule, AuditModule, StateModule],
   controllers: [RoutesController],
-  providers: [RouteRepository, RoutesService, BreakerService],
+  providers: [RouteRepository, RoutesService, RoutesBootstrap, BreakerService],
   exports: [RoutesService, BreakerService],
 })
 export class RoutingModule {}
