@@ -2,8 +2,17 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoutesService } from '../../src/routing/services/routes.service.js';
 import { createUserWithKey } from '../support/auth.js';
-import { getJson, MODES, startGateway, startGateways, type TestGateway } from '../support/gateway.js';
-import { adminClient, newAdminKey, type Admin } from '../key-pool/helpers.js';
+import { FaultProxy } from '../support/cluster.js';
+import { TEST_POSTGRES_URL } from '../support/services.js';
+import {
+  getJson,
+  isolatedEnv,
+  MODES,
+  startGateway,
+  startGateways,
+  type TestGateway,
+} from '../support/gateway.js';
+import { adminClient, newAdminKey, startOn, type Admin } from '../key-pool/helpers.js';
 
 const routes = (gw: { app: TestGateway['app'] }) => gw.app.get(RoutesService);
 
@@ -367,5 +376,59 @@ describe('Routes cache across instances (distributed mode, one Redis)', () => {
 
     await admin.del(`/api/admin/routes/${created.body.id}`);
     await eventually(async () => (await routes(b).resolve('x-alias')) === null, 'B to see the deletion');
+  });
+});
+
+describe('Routes cache while Postgres is unreachable (distributed mode)', () => {
+  let proxy: FaultProxy;
+  let gw: TestGateway;
+  let cleanup: () => Promise<void>;
+  const adminKey = newAdminKey();
+
+  beforeAll(async () => {
+    proxy = await FaultProxy.start(TEST_POSTGRES_URL);
+    const isolated = await isolatedEnv('distributed', {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      RATE_LIMIT_KEY_RPM: '100000',
+    });
+    cleanup = isolated.cleanup;
+    gw = await startOn({ ...isolated.env, DATABASE_URL: proxy.url(isolated.env.DATABASE_URL!) });
+  });
+  afterAll(async () => {
+    await proxy?.revive().catch(() => undefined);
+    await gw?.close();
+    await proxy?.close();
+    await cleanup?.();
+  });
+
+  it('keeps serving the last loaded routes when a reload fails, and loads again once Postgres is back', async () => {
+    const admin = adminClient(gw.url, adminKey);
+    const p = await provider(admin, 'outage');
+    const r = await admin.post('/api/admin/routes', {
+      model: 'steady',
+      targets: [{ provider_id: p, model: 'm' }],
+    });
+    expect(r.status).toBe(201);
+    expect((await routes(gw).resolve('steady'))?.id).toBe(r.body.id);
+
+    await proxy.kill();
+    await routes(gw).invalidate(); // what another instance's write does: the next resolve must reload
+    for (let i = 0; i < 3; i++) {
+      expect((await routes(gw).resolve('steady'))?.id).toBe(r.body.id);
+      expect((await routes(gw).enabledRoutes()).map((x) => x.model)).toEqual(['steady']);
+    }
+    await expect(routes(gw).list()).rejects.toThrow(); // uncached reads do go to Postgres
+
+    await proxy.revive();
+    let created: { status: number; body: any } | undefined;
+    await eventually(async () => {
+      created = await admin.post('/api/admin/routes', {
+        model: 'after-outage',
+        targets: [{ provider_id: p, model: 'm' }],
+      });
+      return created.status === 201;
+    }, 'Postgres to answer again');
+    expect((await routes(gw).resolve('after-outage'))?.id).toBe(created!.body.id);
+    expect((await routes(gw).resolve('steady'))?.id).toBe(r.body.id);
   });
 });
