@@ -5,7 +5,7 @@ import { KeyPool1763771000000 } from './1763771000000-KeyPool.js';
 import { Adaptive1763772000000 } from './1763772000000-Adaptive.js';
 import { RequestLog1763773000000 } from './1763773000000-RequestLog.js';
 import { EncryptionKeys1763774700000 } from './1763774700000-EncryptionKeys.js';
-import { Routes1763775000000 } from './1763775000000-Routes.js';
+import { Routes1763775700000 } from './1763775700000-Routes.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -17,5 +17,5 @@ export const MIGRATIONS = [
   Adaptive1763772000000,
   RequestLog1763773000000,
   EncryptionKeys1763774700000,
-  Routes1763775000000,
+  Routes1763775700000,
 ];

@@ -6,8 +6,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * deleted later — the relay skips it, the admin API shows `provider: null`). `source` as for
  * providers: `file` rows are PROVIDERS_FILE's and pruned when the file drops them.
  */
-export class Routes1763775000000 implements MigrationInterface {
-  name = 'Routes1763775000000';
+export class Routes1763775700000 implements MigrationInterface {
+  name = 'Routes1763775700000';
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`
