@@ -6,6 +6,7 @@ import { Adaptive1763772000000 } from './1763772000000-Adaptive.js';
 import { RequestLog1763773000000 } from './1763773000000-RequestLog.js';
 import { EncryptionKeys1763774700000 } from './1763774700000-EncryptionKeys.js';
 import { RequestLogAttempts1763775600000 } from './1763775600000-RequestLogAttempts.js';
+import { Routes1763775700000 } from './1763775700000-Routes.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -18,4 +19,5 @@ export const MIGRATIONS = [
   RequestLog1763773000000,
   EncryptionKeys1763774700000,
   RequestLogAttempts1763775600000,
+  Routes1763775700000,
 ];

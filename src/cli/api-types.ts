@@ -131,3 +131,25 @@ export interface Status {
   }[];
   problems: string[];
 }
+
+export interface RouteTarget {
+  provider_id: string;
+  /** The provider's name; null when the provider was deleted. */
+  provider: string | null;
+  model: string;
+  weight: number;
+  tier: number;
+  timeouts: Record<string, number | null> | null;
+  breaker: 'auto' | 'open' | 'closed';
+}
+
+export interface Route {
+  id: string;
+  model: string;
+  targets: RouteTarget[];
+  max_attempts: number;
+  enabled: boolean;
+  source: string;
+  created_at: string;
+  updated_at: string;
+}

@@ -15,6 +15,7 @@ import {
 import { ENCRYPTION_COMMANDS } from './commands/encryption.js';
 import { KEYS_COMMANDS } from './commands/keys.js';
 import { PROVIDERS_COMMANDS } from './commands/providers.js';
+import { ROUTES_COMMANDS } from './commands/routes.js';
 import { STATUS_COMMANDS } from './commands/status.js';
 import { UPSTREAM_KEYS_COMMANDS } from './commands/upstream-keys.js';
 import { USERS_COMMANDS } from './commands/users.js';
@@ -33,6 +34,7 @@ export const COMMANDS: CommandSpec[] = [
   ...KEYS_COMMANDS,
   ...USERS_COMMANDS,
   ...PROVIDERS_COMMANDS,
+  ...ROUTES_COMMANDS,
   ...UPSTREAM_KEYS_COMMANDS,
   ...ENCRYPTION_COMMANDS,
   ...STATUS_COMMANDS,
@@ -42,6 +44,7 @@ const GROUPS: Record<string, string> = {
   keys: 'client API keys: create, list, revoke',
   users: 'users: create, list',
   providers: 'upstream providers: add, list, disable, enable',
+  routes: 'model routes (aliases → provider models): create, list, delete',
   'upstream-keys': "providers' API keys: add, list, disable, enable",
   encryption: 'encryption at rest: rotate',
   status: 'what the gateway is doing right now',

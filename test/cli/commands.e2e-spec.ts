@@ -342,6 +342,73 @@ describe('floodgate CLI against a running gateway', () => {
     expect(gone.stderr).toMatch(/\n {2}HTTP 404, invalid_request_error \(provider_not_found\)/);
   });
 
+  it('routes create (targets by provider name, -q, table, refusals → exit 1), list, delete by model or id', async () => {
+    const id = ok(
+      await cli([
+        'routes',
+        'create',
+        '--model',
+        'cli-chat',
+        '--target',
+        'fake/gpt-4o-mini,weight=3',
+        '--target',
+        'SPARE/org/llama:8b,tier=2',
+        '--max-attempts',
+        '2',
+        '-q',
+      ]),
+    ).stdout.trim();
+    expect(id).toMatch(new RegExp(`^${UUID_RE.source}$`));
+    const spareId = (await api('GET', '/api/admin/providers')).body.find((p: any) => p.name === 'spare').id;
+    expect((await api('GET', `/api/admin/routes/${id}`)).body).toMatchObject({
+      model: 'cli-chat',
+      max_attempts: 2,
+      targets: [
+        { provider_id: providerId, model: 'gpt-4o-mini', weight: 3, tier: 1 },
+        { provider_id: spareId, model: 'org/llama:8b', weight: 1, tier: 2 },
+      ],
+    });
+    const table = ok(
+      await cli(['routes', 'create', '--model', 'cli-other', '--target', 'fake/gpt-4o', '--disabled']),
+    );
+    expect(table.stdout).toMatch(/^Created route [0-9a-f-]{36} \(cli-other\)\n/);
+    expect(table.stdout).toMatch(/^ {2}status +disabled$/m);
+
+    const taken = await cli(['routes', 'create', '--model', 'cli-chat', '--target', 'fake/x']);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toMatch(/\n {2}HTTP 409, invalid_request_error \(route_exists\), field model/);
+    const noProvider = await cli(['routes', 'create', '--model', 'y', '--target', 'nope/x']);
+    expect(noProvider.code).toBe(1);
+    expect(noProvider.stderr).toBe('floodgate: no provider named "nope" (providers: fake, spare)\n');
+    const pattern = await cli(['routes', 'create', '--model', 'y*', '--target', 'fake/x']);
+    expect(pattern.code).toBe(1);
+    expect(pattern.stderr).toMatch(
+      /\n {2}HTTP 400, invalid_request_error \(validation_failed\), field model/,
+    );
+
+    const list = tableRows(ok(await cli(['routes', 'list'])).stdout);
+    expect(list[0]).toEqual(['ID', 'MODEL', 'TARGETS', 'ATTEMPTS', 'STATUS', 'SOURCE']);
+    expect(list).toContainEqual([
+      id,
+      'cli-chat',
+      'fake/gpt-4o-mini×3, spare/org/llama:8b (tier 2)',
+      '2',
+      'enabled',
+      'api',
+    ]);
+    expect(list.find((r) => r[1] === 'cli-other')?.[4]).toBe('disabled');
+    expect(ok(await cli(['routes', 'list', '--json'])).json()).toHaveLength(2);
+
+    expect(ok(await cli(['routes', 'delete', 'cli-chat'])).stdout).toBe(`deleted route cli-chat (${id})\n`);
+    expect((await api('GET', `/api/admin/routes/${id}`)).status).toBe(404);
+    const other = (await api('GET', '/api/admin/routes')).body[0].id as string;
+    ok(await cli(['routes', 'delete', other]));
+    expect((await api('GET', '/api/admin/routes')).body).toEqual([]);
+    const missing = await cli(['routes', 'delete', 'cli-chat']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe('floodgate: no route for model "cli-chat"\n');
+  });
+
   let keyA: string;
 
   it('upstream-keys add from --key-env, stdin and --key (warned); list never shows a value; disable/enable steer the relay', async () => {

@@ -15,7 +15,7 @@ describe('floodgate CLI: help and usage errors (exit 2)', () => {
   it('--help lists every command group; no arguments prints it on stderr and exits 2', async () => {
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
-    for (const group of ['keys', 'users', 'providers', 'upstream-keys', 'encryption', 'status'])
+    for (const group of ['keys', 'users', 'providers', 'routes', 'upstream-keys', 'encryption', 'status'])
       expect(help.stdout).toMatch(new RegExp(`^  ${group} `, 'm'));
     expect(help.stdout).toContain('FLOODGATE_ADMIN_KEY');
     expect(help.stdout).toContain('Exit codes: 0 ok, 1');
@@ -45,6 +45,9 @@ describe('floodgate CLI: help and usage errors (exit 2)', () => {
         'providers disable',
         'providers enable',
         'providers list',
+        'routes create',
+        'routes delete',
+        'routes list',
         'status',
         'upstream-keys add',
         'upstream-keys disable',
@@ -109,6 +112,19 @@ describe('floodgate CLI: help and usage errors (exit 2)', () => {
       'floodgate providers add --help',
     ],
     [['providers', 'disable'], 'missing argument', 'floodgate providers disable --help'],
+    [['routes', 'create', '--target', 'a/b'], '--model is required', 'floodgate routes create --help'],
+    [['routes', 'create', '--model', 'm'], '--target is required', 'floodgate routes create --help'],
+    [
+      ['routes', 'create', '--model', 'm', '--target', 'no-slash'],
+      '--target must look like PROVIDER/MODEL[,weight=N][,tier=N], got "no-slash"',
+      'floodgate routes create --help',
+    ],
+    [
+      ['routes', 'create', '--model', 'm', '--target', 'a/b,weight=0'],
+      '--target options are weight=1-1000 and tier=1-10, got "weight=0" in "a/b,weight=0"',
+      'floodgate routes create --help',
+    ],
+    [['routes', 'delete'], 'missing argument', 'floodgate routes delete --help'],
     [['providers', 'list', 'extra'], 'unexpected argument "extra"', 'floodgate providers list --help'],
     [['users', 'create', '--email', 'a@b.c'], '--role is required', 'floodgate users create --help'],
     [

@@ -162,6 +162,7 @@ function sweepFor(mode: Mode): void {
     let target: UserWithKey;
     let sweepProviderId: string;
     let sweepUpstreamKeyId: string;
+    let sweepRouteId: string;
 
     beforeAll(async () => {
       fx = await startRelay(mode, {
@@ -182,6 +183,11 @@ function sweepFor(mode: Mode): void {
         key: `sk-sweep-${randomBytes(8).toString('hex')}`,
       });
       sweepUpstreamKeyId = k.body.id;
+      const r = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/routes', {
+        model: `sweep-${randomBytes(4).toString('hex')}`,
+        targets: [{ provider_id: sweepProviderId, model: 'sweep-model' }],
+      });
+      sweepRouteId = r.body.id;
     });
     afterAll(async () => {
       await fx?.close();
@@ -194,6 +200,7 @@ function sweepFor(mode: Mode): void {
       if (method === 'DELETE') return randomUUID();
       if (path.startsWith('/api/admin/users/')) return target.user.id;
       if (path.startsWith('/api/admin/providers/')) return sweepProviderId;
+      if (path.startsWith('/api/admin/routes/')) return sweepRouteId;
       if (path.startsWith('/api/admin/provider-keys/') || path.startsWith('/api/admin/adaptive/keys/'))
         return sweepUpstreamKeyId;
       throw new Error(`no valid value for the path parameter ${name} of ${method} ${path}: add one`);
@@ -212,6 +219,11 @@ function sweepFor(mode: Mode): void {
         'POST /api/admin/providers/{id}/keys': { label: `sweep-${uniq}`, key: `sk-sweep-${uniq}` },
         'PATCH /api/admin/provider-keys/{id}': { priority: 5 },
         'PATCH /api/admin/adaptive/keys/{id}/mode': { enabled: false, fixed_limit: 3 },
+        'POST /api/admin/routes': {
+          model: `sweep-${uniq}`,
+          targets: [{ provider_id: sweepProviderId, model: 'sweep-model' }],
+        },
+        'PATCH /api/admin/routes/{id}': { max_attempts: 2 },
         'POST /v1/chat/completions': { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
         'POST /v1/completions': { model: 'gpt-4o-mini', prompt: 'hi' },
         'POST /v1/embeddings': { model: 'text-embedding-3-small', input: 'hi' },

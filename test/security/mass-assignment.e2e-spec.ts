@@ -20,6 +20,7 @@ interface Ctx {
   target: UserWithKey;
   providerId: string;
   upstreamKeyId: string;
+  routeId: string;
 }
 
 interface WriteRoute {
@@ -144,7 +145,26 @@ const ROUTES: Record<string, WriteRoute> = {
     ok: 200,
     snapshot: (ctx) => get(ctx, `/api/admin/provider-keys/${ctx.upstreamKeyId}`),
   },
+  'POST /api/admin/routes': {
+    method: 'POST',
+    as: (ctx) => ctx.fx.adminKey,
+    path: () => '/api/admin/routes',
+    valid: () => ({ model: uniq('r'), targets: [{ provider_id: CTX_PROVIDER.id, model: 'm' }] }),
+    ok: 201,
+    snapshot: (ctx) => get(ctx, '/api/admin/routes'),
+  },
+  'PATCH /api/admin/routes/{id}': {
+    method: 'PATCH',
+    as: (ctx) => ctx.fx.adminKey,
+    path: (ctx) => `/api/admin/routes/${ctx.routeId}`,
+    valid: () => ({ max_attempts: 4 }),
+    ok: 200,
+    snapshot: (ctx) => get(ctx, `/api/admin/routes/${ctx.routeId}`),
+  },
 };
+
+/** The fixture's provider id, for bodies built without the context (`valid()` takes none). */
+const CTX_PROVIDER = { id: '' };
 
 const PASSTHROUGH = ['POST /v1/chat/completions', 'POST /v1/completions', 'POST /v1/embeddings'];
 
@@ -163,6 +183,12 @@ describe.each(MODES)('security: mass assignment (%s mode)', (mode) => {
     ctx.target = await createUserWithKey(ctx.fx.gw, ctx.fx.adminKey, 'user');
     ctx.providerId = ctx.fx.providerId;
     ctx.upstreamKeyId = Object.values(ctx.fx.keyIds)[0]!;
+    CTX_PROVIDER.id = ctx.providerId;
+    const route = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', '/api/admin/routes', {
+      model: uniq('mass'),
+      targets: [{ provider_id: ctx.providerId, model: 'm' }],
+    });
+    ctx.routeId = route.body.id;
     doc = (await call(`${ctx.fx.gw.url}/docs-json`)).body;
   });
   afterAll(async () => {

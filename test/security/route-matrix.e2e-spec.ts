@@ -51,6 +51,15 @@ async function throwawayProvider(ctx: Ctx): Promise<string> {
   return r.body.id as string;
 }
 
+async function throwawayRoute(ctx: Ctx): Promise<string> {
+  const r = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', '/api/admin/routes', {
+    model: uniq('tmp-route'),
+    targets: [{ provider_id: ctx.fx.providerId, model: 'm' }],
+  });
+  if (r.status !== 201) throw new Error(`route: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.id as string;
+}
+
 async function throwawayUpstreamKey(ctx: Ctx): Promise<string> {
   const providerId = await throwawayProvider(ctx);
   const r = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', `/api/admin/providers/${providerId}/keys`, {
@@ -199,6 +208,38 @@ const TABLE: Record<string, RouteCase> = {
     ok: 204,
     prepare: async (ctx) => ({ path: `/api/admin/providers/${await throwawayProvider(ctx)}` }),
   },
+  // ---- routes: the providers' permissions ----
+  'GET /api/admin/routes': {
+    allowed: ['admin', 'developer', 'viewer'],
+    ok: 200,
+    prepare: staticPath('/api/admin/routes'),
+  },
+  'POST /api/admin/routes': {
+    allowed: ['admin'],
+    ok: 201,
+    prepare: async (ctx) => ({
+      path: '/api/admin/routes',
+      body: { model: uniq('route'), targets: [{ provider_id: ctx.fx.providerId, model: 'm' }] },
+    }),
+  },
+  'GET /api/admin/routes/{id}': {
+    allowed: ['admin', 'developer', 'viewer'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/admin/routes/${await throwawayRoute(ctx)}` }),
+  },
+  'PATCH /api/admin/routes/{id}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({
+      path: `/api/admin/routes/${await throwawayRoute(ctx)}`,
+      body: { max_attempts: 2 },
+    }),
+  },
+  'DELETE /api/admin/routes/{id}': {
+    allowed: ['admin'],
+    ok: 204,
+    prepare: async (ctx) => ({ path: `/api/admin/routes/${await throwawayRoute(ctx)}` }),
+  },
   // Upstream keys are provider_keys: admin only, even through the providers path.
   'GET /api/admin/providers/{id}/keys': {
     allowed: ['admin'],
@@ -336,6 +377,9 @@ const ID_ROUTES: [string, (id: string) => string][] = [
   ['GET', (id) => `/api/admin/providers/${id}`],
   ['PATCH', (id) => `/api/admin/providers/${id}`],
   ['DELETE', (id) => `/api/admin/providers/${id}`],
+  ['GET', (id) => `/api/admin/routes/${id}`],
+  ['PATCH', (id) => `/api/admin/routes/${id}`],
+  ['DELETE', (id) => `/api/admin/routes/${id}`],
   ['GET', (id) => `/api/admin/providers/${id}/keys`],
   ['POST', (id) => `/api/admin/providers/${id}/keys`],
   ['GET', (id) => `/api/admin/provider-keys/${id}`],

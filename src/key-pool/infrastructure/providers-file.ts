@@ -125,7 +125,8 @@ export function parseProvidersFile(
   if (typeof root !== 'object' || root === null || !Array.isArray(root.providers)) {
     throw new ProvidersFileError(path, ['the document must be a mapping with a `providers` list']);
   }
-  const extra = Object.keys(root).filter((k) => k !== 'providers');
+  // `routes:` belongs to routing (src/routing/infrastructure/routes-file.ts), applied after the providers.
+  const extra = Object.keys(root).filter((k) => k !== 'providers' && k !== 'routes');
   if (extra.length > 0) problems.push(`unknown top-level field(s): ${extra.join(', ')}`);
   const out: FileProvider[] = [];
   const names = new Set<string>();
