@@ -298,4 +298,38 @@ describe('loadConfig', () => {
       'RETREAT_WINDOW_MS must be an integer 100-3600000, got "5"',
     ]);
   });
+
+  it('reads the circuit breaker section (BREAKER_*) with defaults and one problem line per bad value', () => {
+    expect(loadConfig({}).breaker).toEqual({
+      consecutiveFailures: 5,
+      failureRate: 0.5,
+      minRequests: 20,
+      windowMs: 30_000,
+      openMs: 30_000,
+    });
+    expect(
+      loadConfig({
+        BREAKER_CONSECUTIVE_FAILURES: '3',
+        BREAKER_FAILURE_RATE: '0.25',
+        BREAKER_MIN_REQUESTS: '10',
+        BREAKER_WINDOW_MS: '60000',
+        BREAKER_OPEN_MS: '500',
+      }).breaker,
+    ).toEqual({ consecutiveFailures: 3, failureRate: 0.25, minRequests: 10, windowMs: 60_000, openMs: 500 });
+    expect(
+      problems({
+        BREAKER_CONSECUTIVE_FAILURES: '0',
+        BREAKER_FAILURE_RATE: '1.5',
+        BREAKER_MIN_REQUESTS: 'many',
+        BREAKER_WINDOW_MS: '10',
+        BREAKER_OPEN_MS: '-1',
+      }),
+    ).toEqual([
+      'BREAKER_CONSECUTIVE_FAILURES must be an integer 1-1000000, got "0"',
+      'BREAKER_FAILURE_RATE must be a number 0.01-1, got "1.5"',
+      'BREAKER_MIN_REQUESTS must be an integer 1-1000000, got "many"',
+      'BREAKER_WINDOW_MS must be an integer 1000-3600000, got "10"',
+      'BREAKER_OPEN_MS must be an integer 100-3600000, got "-1"',
+    ]);
+  });
 });

@@ -120,6 +120,8 @@ export interface AppConfig {
   adaptive: AdaptiveConfig;
   /** Adaptive: the per-provider retreat token bucket (docs/adaptive.md). */
   retreat: RetreatConfig;
+  /** Routing: the circuit breaker per route target (docs/breaker.md). */
+  breaker: BreakerConfig;
   shutdownTimeoutMs: number;
   /** Quiet time after which one full GC gives a burst's memory back (0 = never); src/app/idle-collector.ts. */
   memoryIdleGcMs: number;
@@ -197,6 +199,32 @@ export interface RetreatConfig {
   /** RETREAT_RECOVER_STEP: RECOVER raises the factor by this every RETREAT_RECOVER_STEP_MS. */
   recoverStep: number;
   recoverStepMs: number;
+}
+
+// ---- Routing: circuit breaker (docs/breaker.md) ------------------------------------------------
+
+/** The circuit breaker per route target (provider + model); shared by every instance. */
+export interface BreakerConfig {
+  /** BREAKER_CONSECUTIVE_FAILURES: this many failures in a row open the breaker. */
+  consecutiveFailures: number;
+  /** BREAKER_FAILURE_RATE: failures / requests in the window above this open it (0-1). */
+  failureRate: number;
+  /** BREAKER_MIN_REQUESTS: requests in the window before the rate counts. */
+  minRequests: number;
+  /** BREAKER_WINDOW_MS: the (fixed) window the rate is counted over. */
+  windowMs: number;
+  /** BREAKER_OPEN_MS: how long it stays open before one half-open probe may go. */
+  openMs: number;
+}
+
+function loadBreakerConfig(r: EnvReader): BreakerConfig {
+  return {
+    consecutiveFailures: r.int('BREAKER_CONSECUTIVE_FAILURES', 5, 1, 1_000_000),
+    failureRate: readFraction(r, 'BREAKER_FAILURE_RATE', 0.5, 0.01, 1),
+    minRequests: r.int('BREAKER_MIN_REQUESTS', 20, 1, 1_000_000),
+    windowMs: r.int('BREAKER_WINDOW_MS', 30_000, 1000, 3_600_000),
+    openMs: r.int('BREAKER_OPEN_MS', 30_000, 100, 3_600_000),
+  };
 }
 
 /** A decimal in [min, max] ("0.85"); one problem line when it is not. */
@@ -659,6 +687,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     keyPool: loadKeyPoolConfig(r),
     adaptive: loadAdaptiveConfig(r),
     retreat: loadRetreatConfig(r),
+    breaker: loadBreakerConfig(r),
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30000, 0, 3600000),
     memoryIdleGcMs: r.int('MEMORY_IDLE_GC_MS', 5000, 0, 3600000),
     metricsToken: r.string('METRICS_TOKEN'),
