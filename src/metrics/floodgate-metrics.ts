@@ -125,6 +125,18 @@ export class FloodgateMetrics {
     labelNames: ['provider'] as const,
     registers: [this.registry],
   });
+  readonly breakerState = new Gauge({
+    name: 'floodgate_breaker_state',
+    help: 'Circuit breaker per route target (provider name, upstream model): 0 closed, 1 half_open, 2 open (its own state; an admin force is in /api/admin/status)',
+    labelNames: ['provider', 'model'] as const,
+    registers: [this.registry],
+  });
+  readonly breakerTransitions = new Counter({
+    name: 'floodgate_breaker_transitions_total',
+    help: 'Circuit breaker transitions per route target, counted by the instance that made them (to: open, half_open, closed)',
+    labelNames: ['provider', 'model', 'to'] as const,
+    registers: [this.registry],
+  });
   readonly rateLimitDecisions = new Counter({
     name: 'floodgate_rate_limit_decisions_total',
     help: 'Client rate-limit decisions by policy and result (allowed, limited)',

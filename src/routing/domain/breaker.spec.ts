@@ -164,8 +164,9 @@ describe('breaker rules', () => {
     expect(stepBreaker(emptyRecord(), claim, T, rules)).toMatchObject({ admission: 'allow', changed: false });
     expect(stepBreaker(opened(), { op: 'get' }, T, rules).changed).toBe(false);
     const a = stepBreaker(emptyRecord(), fail(), T, rules);
-    expect(a.next.v).toBe(1);
-    expect(stepBreaker(a.next, fail(), T, rules).next.v).toBe(2);
+    expect(a.next.v).toBe(T);
+    expect(stepBreaker(a.next, fail(), T, rules).next.v).toBe(T + 1);
+    expect(stepBreaker(a.next, fail(), T + 50, rules).next.v).toBe(T + 50);
   });
 
   it('converts the configured rate to per mille', () => {

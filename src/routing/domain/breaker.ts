@@ -44,7 +44,10 @@ export interface BreakerRecord {
   pu: number;
   /** Last failure (ms, store clock). */
   lf: number;
-  /** Version: +1 on every change (views keep the newest). */
+  /**
+   * Version: on every change max(v + 1, now) — a clock that only grows, also across an expired
+   * record — so views keep the newest of a reply and a message.
+   */
   v: number;
 }
 
@@ -158,7 +161,7 @@ export function stepBreaker(
       break;
   }
   const changed = RECORD_FIELDS.some((f) => r[f] !== rec[f]);
-  if (changed) r.v = rec.v + 1;
+  if (changed) r.v = Math.max(rec.v + 1, now);
   return { next: r, changed, transition, admission };
 }
 

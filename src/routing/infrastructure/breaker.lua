@@ -97,6 +97,7 @@ for _, f in ipairs(F) do
 end
 if changed then
   rec.v = old.v + 1
+  if now > rec.v then rec.v = now end
   redis.call('HSET', key, 's', rec.s, 'cf', rec.cf, 'ws', rec.ws, 'wf', rec.wf, 'wr', rec.wr,
     'ou', rec.ou, 'pu', rec.pu, 'lf', rec.lf, 'v', rec.v)
   redis.call('PEXPIRE', key, ttlMs)
