@@ -60,6 +60,10 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2 class="section-title">Providers</h2>
     <div id="providers"></div>
   </section>
+  <section>
+    <h2 class="section-title">Breakers <span class="hint">circuit breaker per route target, shared by every instance</span></h2>
+    <div id="breakers" class="panel"></div>
+  </section>
   <p id="sources-note" class="note"></p>
 </main>
 <script src="dashboard/assets/chart.umd.js"></script>
@@ -117,6 +121,9 @@ h2 { font-size: 14px; margin: 0 0 10px; color: var(--text); font-weight: 600; }
 .badge.normal, .badge.active { background: rgba(63,185,80,.15); color: var(--ok); }
 .badge.recover, .badge.cooling { background: rgba(210,153,34,.15); color: var(--warn); }
 .badge.retreat, .badge.broken, .badge.invalid { background: rgba(248,81,73,.15); color: var(--bad); }
+.badge.closed { background: rgba(63,185,80,.15); color: var(--ok); }
+.badge.half_open { background: rgba(210,153,34,.15); color: var(--warn); }
+.badge.open { background: rgba(248,81,73,.15); color: var(--bad); }
 .badge.disabled, .badge.unknown { background: var(--panel-2); color: var(--muted); }
 .provider-grid { display: grid; grid-template-columns: 230px 300px minmax(0, 1fr); gap: 16px; align-items: start; }
 .gauge-wrap { text-align: center; }
@@ -410,6 +417,7 @@ export const DASHBOARD_JS = String.raw`(function () {
     renderInstances(s.instances);
     renderAdjustments(s.adaptive.recent_adjustments);
     renderProviders(s.providers);
+    renderBreakers(s.breakers);
     renderSources(s.sources, s.problems);
   }
 
@@ -452,9 +460,54 @@ export const DASHBOARD_JS = String.raw`(function () {
     box.appendChild(table);
   }
 
+  function renderBreakers(breakers) {
+    var box = $('breakers');
+    box.textContent = '';
+    if (breakers === null || breakers === undefined) {
+      box.appendChild(el('div', 'empty', 'Not reported: the breakers could not be read (see below).'));
+      return;
+    }
+    if (breakers.length === 0) {
+      var empty = el('div', 'empty');
+      empty.appendChild(document.createTextNode('No route targets — define a route with '));
+      empty.appendChild(el('code', null, 'POST /api/admin/routes'));
+      box.appendChild(empty);
+      return;
+    }
+    var table = el('table');
+    table.id = 'breakers-table';
+    var head = el('tr');
+    ['route', 'provider', 'model', 'state', 'forced', 'failures in a row', 'window failures / requests', 'probe in'].forEach(function (h) { head.appendChild(el('th', null, h)); });
+    table.appendChild(head);
+    breakers.forEach(function (b) {
+      var tr = el('tr');
+      tr.dataset.route = b.route;
+      tr.dataset.provider = b.provider;
+      tr.dataset.model = b.model;
+      tr.appendChild(el('td', 'label-cell', b.route));
+      tr.appendChild(el('td', 'label-cell', b.provider));
+      tr.appendChild(el('td', 'label-cell', b.model));
+      var st = el('td');
+      var badge = el('span', 'badge ' + b.state, b.state.replace('_', '-'));
+      badge.dataset.role = 'breaker-state';
+      st.appendChild(badge);
+      tr.appendChild(st);
+      var forced = el('td', b.forced === 'auto' ? 'muted' : null, b.forced === 'auto' ? 'auto' : 'forced ' + b.forced);
+      forced.dataset.role = 'breaker-forced';
+      tr.appendChild(forced);
+      tr.appendChild(el('td', null, b.consecutive_failures));
+      tr.appendChild(el('td', null, b.window_failures + ' / ' + b.window_requests));
+      var probe = el('td', b.state === 'open' && b.open_until ? 'cooldown' : null, b.state === 'open' && b.open_until ? countdown(b.open_until) : '—');
+      if (b.state === 'open' && b.open_until) probe.dataset.until = b.open_until;
+      tr.appendChild(probe);
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
+  }
+
   function renderSources(sources, problems) {
     var missing = [];
-    var names = { live_key_counters: 'in-flight / RPM per key', token_bucket: 'token buckets', retreat: 'retreat state', adaptive_adjustments: 'adaptive adjustments' };
+    var names = { live_key_counters: 'in-flight / RPM per key', token_bucket: 'token buckets', retreat: 'retreat state', adaptive_adjustments: 'adaptive adjustments', breakers: 'circuit breakers' };
     for (var k in names) if (sources[k] === 'not_wired') missing.push(names[k]);
     var text = missing.length ? 'Not reported by this gateway yet: ' + missing.join(', ') + ' (shown as —).' : '';
     if (problems && problems.length) text += (text ? ' ' : '') + 'Could not read: ' + problems.join('; ') + '.';

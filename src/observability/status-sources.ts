@@ -3,11 +3,14 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { AdaptiveService } from '../adaptive/services/adaptive.service.js';
 import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
+import type { BreakerForce, BreakerState } from '../routing/routing.types.js';
+import { BreakerService } from '../routing/services/breaker.service.js';
+import { RoutesService } from '../routing/services/routes.service.js';
 
 /**
  * Where /api/admin/status, the dashboard and the scrape-time gauges get provider, key, bucket,
  * retreat and adaptive data: one small method per fact, each reading the owning module's public
- * service (KeyPool, Adaptive) — never their tables. `wiring()` stays in the status JSON so a source
+ * service (KeyPool, Adaptive, Routing) — never their tables. `wiring()` stays in the status JSON so a source
  * that is not reported is said to be so, rather than shown as a number.
  */
 
@@ -73,6 +76,27 @@ export interface AdjustmentView {
   in_flight: number | null;
 }
 
+/** One route target's circuit breaker (docs/breaker.md). */
+export interface BreakerStatus {
+  /** The route's name (the model clients send) and id. */
+  route: string;
+  route_id: string;
+  provider_id: string;
+  /** The provider's name; its id when the provider is gone. */
+  provider: string;
+  /** The model the upstream receives. */
+  model: string;
+  /** The breaker's own state (shared by every instance): an open one past its open time shows half_open. */
+  state: BreakerState;
+  /** The admin's override on the route target (`auto`: the breaker decides). */
+  forced: BreakerForce;
+  consecutive_failures: number;
+  window_failures: number;
+  window_requests: number;
+  /** When an open breaker lets its probe through (ISO-8601); null unless open or half_open. */
+  open_until: string | null;
+}
+
 export interface SourcesWiring {
   providers: Wiring;
   keys: Wiring;
@@ -80,6 +104,7 @@ export interface SourcesWiring {
   token_bucket: Wiring;
   retreat: Wiring;
   adaptive_adjustments: Wiring;
+  breakers: Wiring;
 }
 
 @Injectable()
@@ -87,6 +112,8 @@ export class StatusSources {
   constructor(
     private readonly keyPool: KeyPoolService,
     private readonly adaptive: AdaptiveService,
+    private readonly routes: RoutesService,
+    private readonly breaker: BreakerService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -98,6 +125,7 @@ export class StatusSources {
       token_bucket: 'wired',
       retreat: 'wired',
       adaptive_adjustments: 'wired',
+      breakers: 'wired',
     };
   }
 
@@ -167,5 +195,31 @@ export class StatusSources {
   async recentAdjustments(limit: number): Promise<AdjustmentView[] | null> {
     const records = await this.adaptive.recentAdjustments(limit);
     return records.map((r) => ({ ...r, key_label: null }));
+  }
+
+  /** The circuit breaker of every target of every route (Routing's shared state: all instances agree). */
+  async breakers(providers: ProviderInfo[]): Promise<BreakerStatus[]> {
+    const routes = await this.routes.list();
+    const rows = routes.flatMap((r) => r.targets.map((t) => ({ route: r, target: t })));
+    const views = await this.breaker.views(
+      rows.map(({ target: t }) => ({ providerId: t.providerId, model: t.model, forced: t.breaker })),
+    );
+    const names = new Map(providers.map((p) => [p.id, p.name]));
+    return rows.map(({ route, target }, i) => {
+      const v = views[i]!;
+      return {
+        route: route.model,
+        route_id: route.id,
+        provider_id: target.providerId,
+        provider: names.get(target.providerId) ?? target.providerId,
+        model: target.model,
+        state: v.state,
+        forced: v.forced,
+        consecutive_failures: v.consecutiveFailures,
+        window_failures: v.windowFailures,
+        window_requests: v.windowRequests,
+        open_until: v.openUntilMs === null ? null : new Date(v.openUntilMs).toISOString(),
+      };
+    });
   }
 }

@@ -1,13 +1,21 @@
 import { Controller, Get, Query, Req, Res } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse,
+  ApiExtraModels,
+  ApiOkResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
-import { STATUS_EXAMPLE, StatusQueryDto } from './status.dto.js';
+import { BreakerStatusDto, STATUS_EXAMPLE, StatusQueryDto } from './status.dto.js';
 import { StatusService, type StatusSnapshot } from './status.service.js';
 import { SSE_RETRY_MS, StatusStream } from './status-stream.js';
 
 @ApiTags('status')
+@ApiExtraModels(BreakerStatusDto)
 @Controller('api/admin/status')
 export class StatusController {
   constructor(
@@ -22,8 +30,8 @@ export class StatusController {
     description:
       'Mode, version, uptime, live instances, request totals and throughput (this instance), queue depth per ' +
       "provider and priority, each provider's token bucket and retreat state, its upstream keys (state, cooldown, " +
-      'learned or fixed concurrency limit, in-flight, RPM used) and recent adaptive adjustments. Queue, keys and ' +
-      'retreat are shared state: every instance answers the same. `sources` says which facts are reported by their ' +
+      'learned or fixed concurrency limit, in-flight, RPM used), recent adaptive adjustments and the circuit breaker ' +
+      'of every route target (`breakers`: BreakerStatusDto). Queue, keys, retreat and breakers are shared state: every instance answers the same. `sources` says which facts are reported by their ' +
       'owning module; a fact that is not is null, never a made-up zero. Same numbers as GET /metrics.',
   })
   @ApiOkResponse({ description: 'The status', schema: { example: STATUS_EXAMPLE } })

@@ -1,4 +1,4 @@
-import { ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsInt, IsOptional, Max, Min } from 'class-validator';
 import { HISTORY_SECONDS } from './status.service.js';
@@ -16,6 +16,71 @@ export class StatusQueryDto {
   @Min(0)
   @Max(HISTORY_SECONDS)
   history_seconds?: number;
+}
+
+/** One route target's circuit breaker in GET /api/admin/status (`breakers`; docs/breaker.md). */
+export class BreakerStatusDto {
+  @ApiProperty({ example: 'chat-default', description: 'The route: the model name clients send' })
+  route!: string;
+
+  @ApiProperty({
+    example: '1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+    description: "The route's id (PATCH /api/admin/routes/{id} forces a target's breaker)",
+  })
+  route_id!: string;
+
+  @ApiProperty({ example: '9b2e4f1a-6c3d-4e8f-a1b2-c3d4e5f6a7b8', description: "The target's provider id" })
+  provider_id!: string;
+
+  @ApiProperty({
+    example: 'openai',
+    description: "The provider's name (its id when the provider no longer exists)",
+  })
+  provider!: string;
+
+  @ApiProperty({ example: 'gpt-4o-mini', description: 'The model the upstream receives' })
+  model!: string;
+
+  @ApiProperty({
+    enum: ['closed', 'open', 'half_open'],
+    example: 'open',
+    description:
+      "The breaker's own state, shared by every instance: closed (sends), open (sends nothing until open_until), " +
+      'half_open (open time over: one probe request may go, or is out; its success closes the breaker, its failure opens it again)',
+  })
+  state!: string;
+
+  @ApiProperty({
+    enum: ['auto', 'open', 'closed'],
+    example: 'auto',
+    description:
+      "The admin's override on the route target (PATCH): `open` sends nothing, `closed` sends whatever the state; `auto` follows the state",
+  })
+  forced!: string;
+
+  @ApiProperty({
+    example: 5,
+    description: 'Failures in a row (5xx, timeout, connection error; 429s are not counted)',
+  })
+  consecutive_failures!: number;
+
+  @ApiProperty({ example: 6, description: 'Failures in the current window (BREAKER_WINDOW_MS)' })
+  window_failures!: number;
+
+  @ApiProperty({
+    example: 11,
+    description:
+      'Requests in the current window (successes are added about once a second, so this may lag by a second)',
+  })
+  window_requests!: number;
+
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    example: '2025-11-22T10:15:58.000Z',
+    description: 'When an open breaker lets its probe through (ISO-8601); null while closed',
+  })
+  open_until!: string | null;
 }
 
 /** The documented example of GET /api/admin/status (also in docs/observability.md). */
@@ -140,6 +205,21 @@ export const STATUS_EXAMPLE = {
       },
     ],
   },
+  breakers: [
+    {
+      route: 'chat-default',
+      route_id: '1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+      provider_id: '9b2e4f1a-6c3d-4e8f-a1b2-c3d4e5f6a7b8',
+      provider: 'openai',
+      model: 'gpt-4o-mini',
+      state: 'open',
+      forced: 'auto',
+      consecutive_failures: 5,
+      window_failures: 6,
+      window_requests: 11,
+      open_until: '2025-11-22T10:15:58.000Z',
+    },
+  ],
   sources: {
     providers: 'wired',
     keys: 'wired',
@@ -147,6 +227,7 @@ export const STATUS_EXAMPLE = {
     token_bucket: 'wired',
     retreat: 'wired',
     adaptive_adjustments: 'wired',
+    breakers: 'wired',
   },
   problems: [],
 };

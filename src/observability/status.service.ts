@@ -17,6 +17,7 @@ import { PriorityQueue } from '../state/priority-queue.js';
 import {
   StatusSources,
   type AdjustmentView,
+  type BreakerStatus,
   type KeyInfo,
   type KeyState,
   type LiveKeyCounters,
@@ -133,6 +134,8 @@ export interface StatusSnapshot {
   queue: QueueDepth & { total: number };
   providers: ProviderStatus[];
   adaptive: { recent_adjustments: AdjustmentView[] | null };
+  /** The circuit breaker of every route target; null when it could not be read (see problems). */
+  breakers: BreakerStatus[] | null;
   sources: SourcesWiring;
   /** Parts that could not be read this time (e.g. the database is down); their numbers are missing, not zero. */
   problems: string[];
@@ -228,16 +231,19 @@ export class StatusService implements OnApplicationBootstrap, OnModuleDestroy {
     ]);
 
     const now = Date.now();
-    const providerStatuses = await Promise.all(
-      providers.map((p) =>
-        this.providerStatus(
-          p,
-          keys.filter((k) => k.providerId === p.id),
-          now,
-          guard,
+    const [providerStatuses, breakers] = await Promise.all([
+      Promise.all(
+        providers.map((p) =>
+          this.providerStatus(
+            p,
+            keys.filter((k) => k.providerId === p.id),
+            now,
+            guard,
+          ),
         ),
       ),
-    );
+      guard('breakers', null as BreakerStatus[] | null, () => this.sources.breakers(providers)),
+    ]);
     const queue = emptyQueue();
     for (const p of providerStatuses) {
       for (const name of PRIORITIES) queue[name] += p.queue[name];
@@ -262,6 +268,7 @@ export class StatusService implements OnApplicationBootstrap, OnModuleDestroy {
       queue,
       providers: providerStatuses,
       adaptive: { recent_adjustments: adjustments },
+      breakers,
       sources: this.sources.wiring(),
       problems,
     };
