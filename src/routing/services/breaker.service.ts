@@ -277,8 +277,9 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
     return Math.max(PROBE_CLAIM_MIN_MS, p?.timeoutMs ?? 0);
   }
 
+  /** Every provider's name by id (enabled or not, with keys or not): the metrics' provider label. */
   private async providerNames(): Promise<Map<string, string>> {
-    const providers = await this.keyPool.routableProviders().catch(() => []);
+    const providers = await this.keyPool.providerSummaries().catch(() => []);
     return new Map(providers.map((p) => [p.id, p.name]));
   }
 
