@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BreakerService } from '../../src/routing/services/breaker.service.js';
 import { bearer } from '../support/auth.js';
 import { getJson, startGateway, type TestGateway } from '../support/gateway.js';
 
@@ -27,6 +28,7 @@ describe('dashboard in a browser', () => {
   const problems: string[] = [];
   /** While a wrong key is tried on purpose, Chrome's "Failed to load resource: … 401" is expected. */
   let expectingAuthFailure = false;
+  let demoProviderId = '';
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) {
@@ -100,6 +102,9 @@ describe('dashboard in a browser', () => {
       'No providers yet — add one with POST /api/admin/providers',
     );
     expect(await page.locator('#adjustments').textContent()).toContain('No learned-limit adjustments yet');
+    expect(await page.locator('#breakers').textContent()).toContain(
+      'No route targets — define a route with POST /api/admin/routes',
+    );
   });
 
   it('sends traffic and sees the numbers change live', async () => {
@@ -134,6 +139,7 @@ describe('dashboard in a browser', () => {
       }),
     });
     expect(provider.status).toBe(201);
+    demoProviderId = provider.body.id;
     for (const [label, extra] of [
       ['primary', {}],
       ['backup', { max_concurrent: 4, max_rpm: 120 }],
@@ -167,6 +173,41 @@ describe('dashboard in a browser', () => {
     mkdirSync('test-results', { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
     expect(statSync(SCREENSHOT).size).toBeGreaterThan(10_000);
+    expect(problems).toEqual([]);
+  });
+
+  it('a route’s targets appear in the Breakers table; failures open one (badge, countdown), a forced one says so', async () => {
+    const route = await getJson(`${gw.url}/api/admin/routes`, {
+      method: 'POST',
+      headers: bearer(admin),
+      body: JSON.stringify({
+        model: 'chat-demo',
+        targets: [
+          { provider_id: demoProviderId, model: 'gpt-demo', weight: 1, tier: 1 },
+          { provider_id: demoProviderId, model: 'gpt-demo-2', weight: 1, tier: 2, breaker: 'open' },
+        ],
+      }),
+    });
+    expect(route.status, JSON.stringify(route.body)).toBe(201);
+    const rows = page.locator('#breakers-table tr[data-route="chat-demo"]');
+    await expect.poll(() => rows.count(), { timeout: 5000 }).toBe(2);
+    const first = page.locator('#breakers-table tr[data-model="gpt-demo"]');
+    expect(await first.locator('[data-role="breaker-state"]').textContent()).toBe('closed');
+    expect(
+      await page
+        .locator('#breakers-table tr[data-model="gpt-demo-2"] [data-role="breaker-forced"]')
+        .textContent(),
+    ).toBe('forced open');
+
+    const breaker = gw.app.get(BreakerService);
+    for (let i = 0; i < 5; i++)
+      breaker.report({ providerId: demoProviderId, model: 'gpt-demo' }, 'failure', false);
+    await expect
+      .poll(() => first.locator('[data-role="breaker-state"]').textContent(), { timeout: 5000 })
+      .toBe('open');
+    const text = await first.textContent();
+    expect(text).toContain('openai-demo');
+    expect(text).toMatch(/5\s*5 \/ 5\s*\d+ s/); // in a row, window failures / requests, countdown
     expect(problems).toEqual([]);
   });
 });
