@@ -7,6 +7,7 @@ import { BreakerService } from '../../src/routing/services/breaker.service.js';
 import type { BreakerAdmission, TargetRef } from '../../src/routing/routing.types.js';
 import { pollUntil } from '../support/cluster.js';
 import { isolatedEnv, startGateway, type TestGateway } from '../support/gateway.js';
+import { OwnRedisCluster } from '../support/redis-cluster.js';
 import { OwnRedis } from '../support/redis-server.js';
 
 /**
@@ -43,6 +44,45 @@ async function raceClaims(services: BreakerService[], t: TargetRef): Promise<Bre
   return Promise.all(services.flatMap((b) => [admitNow(b, t), admitNow(b, t), admitNow(b, t)]));
 }
 
+/** Failures on A open it on B; concurrent claims on A and B → one probe; its success closes on both. */
+async function openOnAProbeClosesOnBoth(A: BreakerService, B: BreakerService): Promise<void> {
+  const t = target();
+  expect(await admitNow(B, t)).toBe('allow'); // B reads the (absent) record once: closed
+  await failUntilOpen(A, t);
+  // B learns it from the transition's message, with no request of its own
+  await pollUntil(() => B.admit(t, 'auto') === 'deny', { timeoutMs: 5000, what: 'B denies' });
+  expect(A.admit(t, 'auto')).toBe('deny');
+  const [view] = await B.views([{ ...t, forced: 'auto' }]);
+  expect(view).toMatchObject({ state: 'open', consecutiveFailures: 3, windowFailures: 3, forced: 'auto' });
+  expect(view!.openUntilMs).toBeGreaterThan(Date.now() - 100);
+
+  await new Promise((r) => setTimeout(r, 900));
+  expect((await B.views([{ ...t, forced: 'auto' }]))[0]!.state).toBe('half_open');
+  const answers = await raceClaims([A, B], t);
+  expect(answers.filter((a) => a === 'probe')).toHaveLength(1);
+  expect(answers.filter((a) => a === 'deny')).toHaveLength(5);
+  const winner = answers.indexOf('probe') < 3 ? A : B;
+  const other = winner === A ? B : A;
+  // the probe is out: nobody else gets one
+  expect(await admitNow(other, t)).toBe('deny');
+
+  winner.report(t, 'success', true);
+  await pollUntil(() => other.admit(t, 'auto') === 'allow', {
+    timeoutMs: 5000,
+    what: 'closed on the other',
+  });
+  await pollUntil(() => winner.admit(t, 'auto') === 'allow', {
+    timeoutMs: 5000,
+    what: 'closed on the winner',
+  });
+  expect((await A.views([{ ...t, forced: 'auto' }]))[0]).toMatchObject({
+    state: 'closed',
+    consecutiveFailures: 0,
+    windowFailures: 0,
+    openUntilMs: null,
+  });
+}
+
 describe('BreakerService: two instances sharing a Redis', () => {
   let redis: OwnRedis;
   let client: Redis;
@@ -75,41 +115,7 @@ describe('BreakerService: two instances sharing a Redis', () => {
   });
 
   it('failures reported on A open it on B; one probe among concurrent claims on A and B; success closes on both', async () => {
-    const t = target();
-    expect(await admitNow(B, t)).toBe('allow'); // B reads the (absent) record once: closed
-    await failUntilOpen(A, t);
-    // B learns it from the transition's message, with no request of its own
-    await pollUntil(() => B.admit(t, 'auto') === 'deny', { timeoutMs: 5000, what: 'B denies' });
-    expect(A.admit(t, 'auto')).toBe('deny');
-    const [view] = await B.views([{ ...t, forced: 'auto' }]);
-    expect(view).toMatchObject({ state: 'open', consecutiveFailures: 3, windowFailures: 3, forced: 'auto' });
-    expect(view!.openUntilMs).toBeGreaterThan(Date.now() - 100);
-
-    await new Promise((r) => setTimeout(r, 900));
-    expect((await B.views([{ ...t, forced: 'auto' }]))[0]!.state).toBe('half_open');
-    const answers = await raceClaims([A, B], t);
-    expect(answers.filter((a) => a === 'probe')).toHaveLength(1);
-    expect(answers.filter((a) => a === 'deny')).toHaveLength(5);
-    const winner = answers.indexOf('probe') < 3 ? A : B;
-    const other = winner === A ? B : A;
-    // the probe is out: nobody else gets one
-    expect(await admitNow(other, t)).toBe('deny');
-
-    winner.report(t, 'success', true);
-    await pollUntil(() => other.admit(t, 'auto') === 'allow', {
-      timeoutMs: 5000,
-      what: 'closed on the other',
-    });
-    await pollUntil(() => winner.admit(t, 'auto') === 'allow', {
-      timeoutMs: 5000,
-      what: 'closed on the winner',
-    });
-    expect((await A.views([{ ...t, forced: 'auto' }]))[0]).toMatchObject({
-      state: 'closed',
-      consecutiveFailures: 0,
-      windowFailures: 0,
-      openUntilMs: null,
-    });
+    await openOnAProbeClosesOnBoth(A, B);
   });
 
   it('a failed probe opens it again for BREAKER_OPEN_MS', async () => {
@@ -186,6 +192,35 @@ async function evalshaCalls(client: Redis): Promise<number> {
   for (const m of info.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
   return n;
 }
+
+describe('BreakerService: two instances on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
+  let cluster: OwnRedisCluster;
+  let apps: TestGateway['app'][] = [];
+  let cleanup: () => Promise<void> = async () => undefined;
+
+  beforeAll(async () => {
+    cluster = await OwnRedisCluster.start();
+    const isolated = await isolatedEnv('distributed', BREAKER_ENV);
+    cleanup = isolated.cleanup;
+    const env: Record<string, string> = { ...isolated.env, REDIS_CLUSTER_NODES: cluster.addresses.join(',') };
+    delete env.REDIS_URL;
+    for (let i = 0; i < 2; i++) {
+      const app = await createApp(loadConfig(env));
+      await app.init();
+      apps.push(app);
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all(apps.map((a) => a.close()));
+    apps = [];
+    await cluster?.stop();
+    await cleanup();
+  });
+
+  it('the record lives in the provider’s slot: open on both, one probe, closed on both', async () => {
+    await openOnAProbeClosesOnBoth(apps[0]!.get(BreakerService), apps[1]!.get(BreakerService));
+  });
+});
 
 describe('BreakerService: embedded (LocalDb)', () => {
   let gw: TestGateway;
