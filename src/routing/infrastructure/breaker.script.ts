@@ -41,7 +41,8 @@ export function encodeBreaker(op: BreakerOp, rules: BreakerRules): (string | num
     rules.minRequests,
     rules.windowMs,
     rules.openMs,
-    breakerTtlMs(rules),
+    // a claim keeps the record at least as long as the probe may take
+    breakerTtlMs(rules) + (op.op === 'claim' ? op.claimMs : 0),
   ];
   switch (op.op) {
     case 'fail':

@@ -23,6 +23,7 @@ import {
 import {
   breakerKey,
   breakerScript,
+  breakerTtlMs,
   decodeBreaker,
   encodeBreaker,
   type BreakerReply,
@@ -66,6 +67,7 @@ interface TargetState {
 export class BreakerService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Breaker');
   private readonly rules: BreakerRules;
+  private readonly ttlMs: number;
   private readonly targets = new Map<string, TargetState>();
   private readonly inflight = new Set<Promise<unknown>>();
   private unsubscribe: Unsubscribe | undefined;
@@ -83,6 +85,7 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
     private readonly routes: RoutesService,
   ) {
     this.rules = breakerRules(config.breaker);
+    this.ttlMs = breakerTtlMs(this.rules);
   }
 
   async onModuleInit(): Promise<void> {
@@ -213,8 +216,11 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
       .run(breakerScript, [breakerKey(t.target.providerId, t.target.model)], encodeBreaker(op, this.rules))
       .then((raw) => {
         const reply = decodeBreaker(raw);
-        // The store's answer is the truth at that moment; a version 0 is a record that expired.
-        if (!t.rec || reply.record.v >= t.rec.v || reply.record.v === 0) t.rec = reply.record;
+        // The newest record wins (a message may have overtaken this reply). Version 0 is no record:
+        // it replaces the view only once the view's record could have expired (its version is the
+        // time of its last change, and the store renews the TTL on every change).
+        const rec = reply.record;
+        if (!t.rec || rec.v >= t.rec.v || (rec.v === 0 && Date.now() - t.rec.v >= this.ttlMs)) t.rec = rec;
         if (reply.transition !== '') {
           this.countTransition(t.target, reply.transition);
           const message = JSON.stringify({
