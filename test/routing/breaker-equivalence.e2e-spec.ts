@@ -65,7 +65,8 @@ function makeCase(r: () => number, t0: number): Case {
   if (k < 0.3) op = { op: 'fail', probe: r() < 0.4 };
   else if (k < 0.55) op = { op: 'ok', probe: r() < 0.4 };
   else if (k < 0.7) op = { op: 'add', n: pick([0, 1, 7]), lastMs: t0 + pick([-30_000, -10_000, 0]) };
-  else if (k < 0.95) op = { op: 'claim', claimMs: pick([1_000, 30_000]) };
+  else if (k < 0.9) op = { op: 'claim', claimMs: pick([1_000, 30_000]) };
+  else if (k < 0.95) op = { op: 'release', token: seed.pu !== undefined && r() < 0.7 ? Number(seed.pu) : t0 };
   else op = { op: 'get' };
   return { seed, op, rules };
 }
@@ -131,7 +132,9 @@ describe('routing-breaker: Lua (Redis) ≡ TypeScript (stepBreaker) over a gener
         let ts = runTs(before);
         for (let now = before + 1; now <= after && canon(ts) !== canon(lua); now++) ts = runTs(now);
         expect(lua, JSON.stringify({ case: c, before, after })).toEqual(ts);
-        const outcome = `${c.op.op}:${ts.reply[9] || '-'}:${ts.reply[10] || '-'}`;
+        const released =
+          c.op.op === 'release' && ts.hash.pu === '0' && c.seed.pu !== '0' && c.seed.pu !== undefined;
+        const outcome = `${c.op.op}:${ts.reply[9] || '-'}:${ts.reply[10] || '-'}${released ? ':released' : ''}`;
         outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
         compared++;
       });
@@ -149,6 +152,8 @@ describe('routing-breaker: Lua (Redis) ≡ TypeScript (stepBreaker) over a gener
       'claim:-:probe',
       'claim:-:deny',
       'claim:-:allow',
+      'release:-:-',
+      'release:-:-:released',
       'get:-:-',
     ])
       expect(outcomes.get(o) ?? 0, o).toBeGreaterThan(20);

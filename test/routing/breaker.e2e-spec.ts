@@ -139,6 +139,25 @@ describe('BreakerService: two instances sharing a Redis', () => {
     expect((await raceClaims([A, B], t)).filter((a) => a === 'probe')).toHaveLength(1);
   });
 
+  it('a probe claim given back (the request went elsewhere) lets the next admission on another instance probe at once', async () => {
+    const t = target();
+    await failUntilOpen(A, t);
+    await pollUntil(() => B.admit(t, 'auto') === 'deny', { timeoutMs: 5000, what: 'B denies' });
+    await new Promise((r) => setTimeout(r, 900));
+    expect(await admitNow(A, t)).toBe('probe');
+    expect(await admitNow(B, t)).toBe('deny'); // the claim holds for 30 s or more
+    A.releaseProbe(t);
+    await pollUntil(async () => (await admitNow(B, t)) === 'probe', {
+      timeoutMs: 5000,
+      what: 'B gets the probe after the release',
+    });
+    expect(await admitNow(A, t)).toBe('deny');
+    // a second release by A (its claim is gone) frees nothing: B's claim holds
+    A.releaseProbe(t);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await admitNow(A, t)).toBe('deny');
+  });
+
   it('forced open denies a closed target, forced closed allows an open one (no store step)', async () => {
     const t = target();
     await admitNow(A, t);

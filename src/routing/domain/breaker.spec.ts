@@ -151,6 +151,21 @@ describe('breaker rules', () => {
     expect(again.next).toMatchObject({ s: HALF_OPEN, pu: T + 65_000 });
   });
 
+  it('an unused probe claim is given back by its token only; then the next claim may probe at once', () => {
+    const h = stepBreaker(opened(), claim, T + 5_000, rules).next;
+    expect(h.pu).toBe(T + 35_000);
+    const stale = stepBreaker(h, { op: 'release', token: T + 1 }, T + 5_100, rules);
+    expect(stale.changed).toBe(false);
+    const r = stepBreaker(h, { op: 'release', token: h.pu }, T + 5_100, rules);
+    expect(r).toMatchObject({ changed: true, transition: '' });
+    expect(r.next).toMatchObject({ s: HALF_OPEN, pu: 0 });
+    expect(visibleState(r.next, T + 5_100)).toBe('half_open');
+    expect(admitFromView(r.next, 'auto', T + 5_101)).toBe('claim');
+    expect(stepBreaker(r.next, claim, T + 5_101, rules)).toMatchObject({ admission: 'probe' });
+    // nothing to release when not half-open
+    expect(stepBreaker(opened(), { op: 'release', token: 0 }, T, rules).changed).toBe(false);
+  });
+
   it('forced open / closed override the view; auto follows it', () => {
     const o = opened();
     expect(admitFromView(undefined, 'open', T)).toBe('deny');

@@ -69,6 +69,12 @@ export type BreakerOp =
   | { op: 'add'; n: number; lastMs: number }
   /** Claim the half-open probe; the claim holds `claimMs`. */
   | { op: 'claim'; claimMs: number }
+  /**
+   * Give back a probe claim that was never used (the request went elsewhere or was gone before it
+   * was sent): only the claim `token` (its `pu`) names is released, so a stale release never frees
+   * a newer claim. The next admission may probe at once.
+   */
+  | { op: 'release'; token: number }
   /** Read only. */
   | { op: 'get' };
 
@@ -156,6 +162,9 @@ export function stepBreaker(
         r.pu = now + op.claimMs;
         admission = 'probe';
       } else admission = 'deny';
+      break;
+    case 'release':
+      if (r.s === HALF_OPEN && r.pu === op.token) r.pu = 0;
       break;
     case 'get':
       break;

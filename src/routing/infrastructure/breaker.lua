@@ -5,8 +5,9 @@
 -- stored records × events through both and asserts the same reply and the same stored hash.
 --
 -- KEYS: [brk:{<providerId>}:<model>]
--- ARGV: op (fail|ok|add|claim|get), consecutiveFailures, failureRate‰, minRequests, windowMs, openMs,
---       ttlMs, a1, a2 — fail/ok: a1 = probe (1|0); add: a1 = n, a2 = lastMs; claim: a1 = claimMs
+-- ARGV: op (fail|ok|add|claim|release|get), consecutiveFailures, failureRate‰, minRequests, windowMs,
+--       openMs, ttlMs, a1, a2 — fail/ok: a1 = probe (1|0); add: a1 = n, a2 = lastMs;
+--       claim: a1 = claimMs; release: a1 = the claim's token (its pu)
 -- Reply: {s, cf, ws, wf, wr, ou, pu, lf, v, transition ('' | open | half_open | closed),
 --         admission ('' | allow | probe | deny)} (decodeBreaker())
 -- Writes the whole record (and renews its TTL) only when a field changed.
@@ -87,6 +88,9 @@ elseif op == 'claim' then
       admission = 'deny'
     end
   end
+elseif op == 'release' then
+  local token = tonumber(ARGV[8]) or -1
+  if rec.s == HALF_OPEN and rec.pu == token then rec.pu = 0 end
 elseif op ~= 'get' then
   return redis.error_reply('unknown op ' .. tostring(op))
 end

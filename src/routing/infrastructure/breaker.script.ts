@@ -52,6 +52,8 @@ export function encodeBreaker(op: BreakerOp, rules: BreakerRules): (string | num
       return [...head, op.n, op.lastMs];
     case 'claim':
       return [...head, op.claimMs];
+    case 'release':
+      return [...head, op.token];
     case 'get':
       return head;
   }
@@ -109,6 +111,8 @@ function decodeOp(args: string[]): BreakerOp {
       return { op, n: num(args[7]), lastMs: num(args[8]) };
     case 'claim':
       return { op, claimMs: num(args[7]) };
+    case 'release':
+      return { op, token: args[7] === undefined || args[7] === '' ? -1 : num(args[7]) };
     case 'get':
       return { op };
     default:

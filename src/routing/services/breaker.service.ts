@@ -56,6 +56,8 @@ interface TargetState {
   /** A first read or a probe claim in flight (other admissions of this instance wait on / skip it). */
   loading: Promise<void> | null;
   claiming: boolean;
+  /** The token (claim end) of the probe this instance holds, for `releaseProbe`; 0: none. */
+  probeToken: number;
 }
 
 /**
@@ -137,7 +139,10 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
     return this.claimMs(target.providerId)
       .then((claimMs) => this.run(t, { op: 'claim', claimMs }))
       .then(
-        (reply) => (reply.admission === 'probe' ? 'probe' : reply.admission === 'allow' ? 'allow' : 'deny'),
+        (reply) => {
+          if (reply.admission === 'probe') t.probeToken = reply.record.pu;
+          return reply.admission === 'probe' ? 'probe' : reply.admission === 'allow' ? 'allow' : 'deny';
+        },
         () => 'deny' as const,
       )
       .finally(() => {
@@ -154,6 +159,7 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
   report(target: TargetRef, outcome: BreakerOutcome, probe: boolean): void {
     try {
       const t = this.state(target);
+      if (probe) t.probeToken = 0;
       if (outcome === 'failure') {
         void this.run(t, { op: 'fail', probe }).catch(() => undefined);
       } else if (probe || (t.rec !== undefined && (t.rec.cf > 0 || t.rec.s !== CLOSED))) {
@@ -162,6 +168,24 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
         t.pendingOk += 1;
         t.lastOkMs = Date.now();
       }
+    } catch (err) {
+      this.logError(err);
+    }
+  }
+
+  /**
+   * A probe this instance was given ('probe' from `admit`) will not be sent after all (no capacity
+   * on the target right now, the client went away before it was sent): its claim is given back so
+   * the next admission anywhere may probe at once, instead of waiting for the claim to expire. Not
+   * for a probe that was sent — report its outcome. Never throws.
+   */
+  releaseProbe(target: TargetRef): void {
+    try {
+      const t = this.state(target);
+      if (t.probeToken === 0) return;
+      const token = t.probeToken;
+      t.probeToken = 0;
+      void this.run(t, { op: 'release', token }).catch(() => undefined);
     } catch (err) {
       this.logError(err);
     }
@@ -204,6 +228,7 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
         lastOkMs: 0,
         loading: null,
         claiming: false,
+        probeToken: 0,
       };
       this.targets.set(k, t);
     }
@@ -221,8 +246,8 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
         // time of its last change, and the store renews the TTL on every change).
         const rec = reply.record;
         if (!t.rec || rec.v >= t.rec.v || (rec.v === 0 && Date.now() - t.rec.v >= this.ttlMs)) t.rec = rec;
-        if (reply.transition !== '') {
-          this.countTransition(t.target, reply.transition);
+        if (reply.transition !== '' || (op.op === 'release' && rec.pu === 0)) {
+          if (reply.transition !== '') this.countTransition(t.target, reply.transition);
           const message = JSON.stringify({
             p: t.target.providerId,
             m: t.target.model,
