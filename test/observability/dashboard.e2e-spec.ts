@@ -208,6 +208,7 @@ describe('dashboard in a browser', () => {
     const text = await first.textContent();
     expect(text).toContain('openai-demo');
     expect(text).toMatch(/5\s*5 \/ 5\s*\d+ s/); // in a row, window failures / requests, countdown
+    await page.locator('#breakers').screenshot({ path: 'test-results/dashboard-breakers.png' });
     expect(problems).toEqual([]);
   });
 });
