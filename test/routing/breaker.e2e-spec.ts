@@ -203,6 +203,26 @@ describe('BreakerService: two instances sharing a Redis', () => {
       what: 'cf reset by the immediate success',
     });
   });
+
+  // last: kills this describe's Redis
+  it('Redis gone: report never throws, a known closed target is still allowed at once, an unknown one after the failed read; shutdown does not wait', async () => {
+    const known = target();
+    expect(await admitNow(A, known)).toBe('allow');
+    await redis.kill();
+    expect(() => A.report(known, 'failure', false)).not.toThrow();
+    expect(() => A.report(known, 'success', false)).not.toThrow();
+    expect(() => A.report(known, 'success', true)).not.toThrow();
+    expect(A.admit(known, 'auto')).toBe('allow');
+    const started = Date.now();
+    expect(await admitNow(A, target())).toBe('allow');
+    expect(Date.now() - started).toBeLessThan(3000);
+    const [v] = await A.views([{ ...known, forced: 'auto' }]);
+    expect(v!.state).toBe('closed');
+    const closing = Date.now();
+    await Promise.all(apps.map((a) => a.close()));
+    apps = [];
+    expect(Date.now() - closing).toBeLessThan(5000);
+  });
 });
 
 async function evalshaCalls(client: Redis): Promise<number> {
