@@ -167,6 +167,15 @@ describe('BreakerService: two instances sharing a Redis', () => {
     expect(A.admit(t, 'auto')).toBe('deny');
     const [v] = await A.views([{ ...t, forced: 'closed' }]);
     expect(v).toMatchObject({ state: 'open', forced: 'closed' });
+    // forced closed over an open breaker: its traffic's successes cost no store step
+    await client.config('RESETSTAT');
+    for (let i = 0; i < 50; i++) {
+      expect(A.admit(t, 'closed')).toBe('allow');
+      A.report(t, 'success', false);
+    }
+    await new Promise((r) => setTimeout(r, 1200)); // past a flush
+    // (the two instances' background steps — other targets' refreshes, KeyPool, Adaptive — only)
+    expect(await evalshaCalls(client)).toBeLessThan(25);
   });
 
   it('closed: admit answers synchronously, successes cost no store step each (one flush per second)', async () => {

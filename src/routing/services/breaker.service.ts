@@ -162,8 +162,11 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
       if (probe) t.probeToken = 0;
       if (outcome === 'failure') {
         void this.run(t, { op: 'fail', probe }).catch(() => undefined);
-      } else if (probe || (t.rec !== undefined && (t.rec.cf > 0 || t.rec.s !== CLOSED))) {
+      } else if (probe || (t.rec !== undefined && t.rec.s === CLOSED && t.rec.cf > 0)) {
         void this.run(t, { op: 'ok', probe }).catch(() => undefined);
+      } else if (t.rec !== undefined && t.rec.s !== CLOSED) {
+        // Not the probe, and not closed: a success changes nothing (only the probe closes it). A
+        // target forced closed while its breaker is open sends all its traffic here: no store step.
       } else {
         t.pendingOk += 1;
         t.lastOkMs = Date.now();
@@ -193,11 +196,12 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
 
   /** The breakers of these targets (read from the store), for /api/admin/status, the dashboard and the gauges. */
   async views(targets: readonly (TargetRef & { forced: BreakerForce })[]): Promise<BreakerView[]> {
-    const now = Date.now();
     return Promise.all(
       targets.map(async (target) => {
         const t = this.state(target);
+        // The shared record; the last view when the store can't answer.
         await this.run(t, { op: 'get' }).catch(() => undefined);
+        const now = Date.now();
         const rec = t.rec ?? emptyRecord();
         const state = visibleState(rec, now);
         const w = visibleWindow(rec, now, this.rules);
