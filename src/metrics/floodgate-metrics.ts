@@ -191,6 +191,20 @@ export class FloodgateMetrics {
     registers: [this.registry],
   });
 
+  // ---- routes (issue 15, relay side) --------------------------------------------------------
+  /**
+   * A routed request moved past a target: at admission (`breaker_open`, `no_capacity`) or after an
+   * attempt failed (`rate_limited`, `upstream_error`, `timeout`, `connect_error`). Labels bounded by
+   * the routes an admin defined and these six reasons.
+   */
+  readonly routeFallbacks = new Counter({
+    name: 'floodgate_route_fallbacks_total',
+    help: 'Routed requests moved past a target (to the next of their plan), by route alias and reason',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
+  // ---- end routes (relay side) ---------------------------------------------------------------
+
   /**
    * Label children of the metrics every relayed request records, cached per label values and
    * updating prom-client's series in place (src/metrics/fast-children.ts): no label object, label

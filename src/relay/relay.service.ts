@@ -3,18 +3,19 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toErrorResponse } from '../common/error-response.js';
 import type { Priority } from '../common/principal.js';
 import { tracingEnabled, withSpan } from '../observability/tracing.js';
+import { BreakerService } from '../routing/services/breaker.service.js';
 import { outcomeOf } from './domain/outcome.js';
 import { parsePriority, priorityCeiling } from './domain/priority.js';
 import { upstreamPayload, validateBody, wantsStream, type Endpoint } from './domain/validation.js';
 import { AccountStage } from './stages/account.stage.js';
-import { AdmitStage, type Admitted } from './stages/admit.stage.js';
+import { AdmitStage, type Admitted, type RouteAdmitted } from './stages/admit.stage.js';
 import type { Answer } from './stages/answer.js';
 import { JsonResponder } from './stages/json-responder.js';
 import { LeaseKeeper } from './stages/lease-keeper.js';
 import { ClientGone } from './stages/client-gone.js';
 import { accept } from './stages/reject.js';
-import { RouteStage, type Routed } from './stages/route.stage.js';
-import { SendStage, type Delivery } from './stages/send.stage.js';
+import { RouteStage, type RoutableProvider, type RouteContext, type Routed } from './stages/route.stage.js';
+import { SendStage, type Delivery, type Targeted } from './stages/send.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
 
 export type { Endpoint };
@@ -32,10 +33,11 @@ interface Failure {
  *   validate → route → admit → send → respond → account
  *
  * - validate (domain/validation.ts, domain/priority.ts): a clear 400/403 or the body and priority;
- * - route (stages/route.stage.ts): allowed_models, then model → provider;
+ * - route (stages/route.stage.ts): allowed_models, then a route alias (its targets) or model → provider;
  * - admit (stages/admit.stage.ts): one atomic admission step; the priority queue only when contended;
+ *   a route walks its target plan (tiers, weights, breakers) and waits in all its targets' queues at once;
  * - send (stages/send.stage.ts): upstream with the lease, the retry table (domain/retry-table.ts),
- *   at most two attempts;
+ *   at most two attempts — with a route, up to its max_attempts, each on another target;
  * - respond (stages/json-responder.ts, stages/sse-responder.ts): the answer, the lease given back;
  * - account (stages/account.stage.ts): metrics and one request-log row (the client key's TPM charge rides in
  *   the lease's release: infrastructure/answer-charge.ts).
@@ -54,7 +56,29 @@ export class RelayService {
     private readonly sse: SseResponder,
     private readonly leases: LeaseKeeper,
     private readonly accounting: AccountStage,
+    private readonly breaker: BreakerService,
   ) {}
+
+  /** A routed request's admission across its targets (in a span when tracing). */
+  private admitRoute(
+    route: RouteContext,
+    priority: Priority,
+    requestId: string,
+    client: ClientGone,
+    http: { request: FastifyRequest; reply: FastifyReply },
+  ): Promise<RouteAdmitted> {
+    if (!tracingEnabled()) return this.admission.admitRoute(route, priority, requestId, client, http);
+    return withSpan(
+      'relay.admission',
+      async (span) => {
+        const a = await this.admission.admitRoute(route, priority, requestId, client, http);
+        span.setAttribute('queue_ms', a.queueMs);
+        if ('target' in a) span.setAttribute('route_target', a.target.label);
+        return a;
+      },
+      { route: route.def.model, priority },
+    ) as Promise<RouteAdmitted>;
+  }
 
   async handle(endpoint: Endpoint, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const principal = request.principal!;
@@ -71,6 +95,8 @@ export class RelayService {
     let priority: Priority = 'normal';
     let stream = false;
     let routed: Routed | null = null;
+    /** A routed request: the provider of the target admitted (then of the last attempt). */
+    let served: RoutableProvider | null = null;
     let queueMs = 0;
     let delivery: Delivery | null = null;
     let answer: Answer | null = null;
@@ -83,33 +109,59 @@ export class RelayService {
       stream = wantsStream(endpoint, body);
       // route
       routed = await this.routes.route(model, principal);
-      const { provider, modelLabel } = routed;
+      const { modelLabel, route } = routed;
+      let provider = routed.provider;
       const { payload, injectedUsage } = accept(upstreamPayload(body, stream, request.rawJson));
       // admit (in a span when tracing; with it off, no closure and promise of its own)
       const http = { request, reply };
-      let admitted: Admitted;
-      if (tracingEnabled()) {
-        admitted = await withSpan(
-          'relay.admission',
-          async (span) => {
-            try {
-              const a = await this.admission.admit(provider, priority, requestId, client, http);
-              queueMs = a.queueMs;
-              if ('error' in a) throw a.error;
-              return a;
-            } finally {
-              span.setAttribute('queue_ms', queueMs);
-            }
-          },
-          { provider: provider.name, priority },
-        );
-      } else admitted = await this.admission.admit(provider, priority, requestId, client, http);
-      queueMs = admitted.queueMs;
-      if ('error' in admitted) throw admitted.error;
+      let admitted: Admitted | RouteAdmitted;
+      let targeted: Targeted | null = null;
+      if (route !== null) {
+        const a = await this.admitRoute(route, priority, requestId, client, http);
+        queueMs = a.queueMs;
+        if ('error' in a) throw a.error;
+        admitted = a;
+        provider = a.target.provider;
+        served = provider;
+        targeted = { target: a.target, probe: a.probe };
+      } else {
+        if (tracingEnabled()) {
+          admitted = await withSpan(
+            'relay.admission',
+            async (span) => {
+              try {
+                const a = await this.admission.admit(provider, priority, requestId, client, http);
+                queueMs = a.queueMs;
+                if ('error' in a) throw a.error;
+                return a;
+              } finally {
+                span.setAttribute('queue_ms', queueMs);
+              }
+            },
+            { provider: provider.name, priority },
+          );
+        } else admitted = await this.admission.admit(provider, priority, requestId, client, http);
+        queueMs = admitted.queueMs;
+        if ('error' in admitted) throw admitted.error;
+      }
       const lease = admitted.lease;
       // send
-      const input = { endpoint, request, provider, priority, payload, signal: client, requestId };
-      delivery = await this.sender.deliver(input, lease);
+      const input = {
+        endpoint,
+        request,
+        reply,
+        provider,
+        priority,
+        payload,
+        signal: client,
+        requestId,
+        model,
+        stream,
+        route,
+        body,
+      };
+      delivery = await this.sender.deliver(input, lease, targeted);
+      if (delivery.target) served = delivery.target.provider;
       if (!delivery.answer) throw delivery.error;
       // respond
       const { response, startedAt } = delivery.answer;
@@ -120,18 +172,25 @@ export class RelayService {
         startedAt,
         queueMs,
         upstreamMs: delivery.upstreamMs,
+        alias: route === null ? null : route.def.model,
       };
-      answer =
-        stream && response.statusCode === 200
-          ? await this.sse.respond({
-              ...respond,
-              injectedUsage,
-              signal: client,
-              providerName: provider.name,
-              modelLabel,
-              requestId,
-            })
-          : await this.json.respond(respond);
+      if (stream && response.statusCode === 200) {
+        answer = await this.sse.respond({
+          ...respond,
+          injectedUsage,
+          signal: client,
+          providerName: (served ?? provider).name,
+          modelLabel,
+          requestId,
+        });
+        // A routed stream tells its target's breaker how it ended (cut mid-way: a failure, not retried).
+        if (delivery.target && answer.status !== 499)
+          this.breaker.report(
+            delivery.target.ref,
+            answer.outcome === 'ok' ? 'success' : 'failure',
+            delivery.probe,
+          );
+      } else answer = await this.json.respond(respond);
       if ('error' in answer) throw answer.error;
     } catch (err) {
       // The log and the metric say what the client is told: the same mapping the exception filter
@@ -157,7 +216,7 @@ export class RelayService {
         model,
         priority,
         stream,
-        provider: routed?.provider ?? null,
+        provider: served ?? routed?.provider ?? null,
         modelLabel: routed?.modelLabel ?? 'unknown',
         status: failure?.status ?? answer?.status ?? 0,
         errorCode: failure ? failure.errorCode : (answer?.errorCode ?? null),

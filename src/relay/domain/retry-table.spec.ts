@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { failureOutcome, retryDecision, type AttemptContext } from './retry-table.js';
+import {
+  attemptOutcome,
+  breakerOutcome,
+  failureOutcome,
+  retryDecision,
+  type AttemptContext,
+} from './retry-table.js';
 
 // One test per row of docs/relay.md "Outcomes, retries and errors" (the streaming row's decision is
 // the stream's: see outcome.spec.ts), plus the table's edges: a second attempt is never retried, a
@@ -128,5 +134,43 @@ describe('retry table (docs/relay.md)', () => {
     expect(failureOutcome('timeout')).toBe('timeout');
     expect(failureOutcome('aborted')).toBe('aborted');
     expect(failureOutcome('protocol')).toBe('protocol');
+  });
+
+  it('with a route: a timeout before the first byte moves on too, up to max_attempts; a 4xx never', () => {
+    const routed = (attempt: number) => ({ ...first, attempt, routed: true, maxAttempts: 3 });
+    for (const observed of [
+      { failure: 'timeout' as const },
+      { status: 429 },
+      { status: 500 },
+      { status: 503 },
+      { failure: 'connect' as const },
+    ]) {
+      expect(retryDecision(observed, routed(1)).action).toBe('retry');
+      expect(retryDecision(observed, routed(2)).action).toBe('retry');
+      expect(retryDecision(observed, routed(3)).action).toBe('fail');
+    }
+    expect(retryDecision({ failure: 'timeout' }, routed(3))).toMatchObject({ rejection: { status: 504 } });
+    for (const status of [400, 404, 422]) expect(retryDecision({ status }, routed(1)).action).toBe('respond');
+    expect(retryDecision({ failure: 'aborted' }, routed(1)).action).toBe('fail');
+    // without a route, a timeout is still not retried
+    expect(retryDecision({ failure: 'timeout' }, first).action).toBe('fail');
+  });
+
+  it('classifies attempts for the attempt log and the breaker', () => {
+    expect(attemptOutcome({ status: 200 })).toBe('ok');
+    expect(attemptOutcome({ status: 429 })).toBe('rate_limited');
+    expect(attemptOutcome({ status: 400 })).toBe('client_error');
+    expect(attemptOutcome({ status: 401 })).toBe('upstream_error');
+    expect(attemptOutcome({ status: 502 })).toBe('upstream_error');
+    expect(attemptOutcome({ failure: 'timeout' })).toBe('timeout');
+    expect(attemptOutcome({ failure: 'refused_address' })).toBe('connect_error');
+    expect(attemptOutcome({ failure: 'aborted' })).toBe('canceled');
+    expect(breakerOutcome({ status: 200 })).toBe('success');
+    expect(breakerOutcome({ status: 500 })).toBe('failure');
+    expect(breakerOutcome({ failure: 'timeout' })).toBe('failure');
+    expect(breakerOutcome({ failure: 'connect' })).toBe('failure');
+    expect(breakerOutcome({ status: 429 })).toBeNull();
+    expect(breakerOutcome({ status: 400 })).toBeNull();
+    expect(breakerOutcome({ failure: 'aborted' })).toBeNull();
   });
 });

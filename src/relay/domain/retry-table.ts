@@ -9,8 +9,15 @@ export type Observed =
   { status: number; retryAfter?: string | string[] | undefined } | { failure: UpstreamFailure };
 
 export interface AttemptContext {
-  /** 1 for the first attempt, 2 for the retry: a client request goes upstream at most twice. */
+  /** 1 for the first attempt, 2 for the retry: a client request goes upstream at most twice (without a route). */
   attempt: number;
+  /**
+   * Attempts allowed in all: 2 without a route (one retry on another key, the default); a route's
+   * `max_attempts` with one (each retry on another target).
+   */
+  maxAttempts?: number;
+  /** A routed request: a timeout before the first byte also moves on (to the next target). */
+  routed?: boolean;
   /** The client has gone. */
   clientGone: boolean;
   providerName: string;
@@ -27,7 +34,7 @@ export type RetryDecision = { action: 'respond' } | { action: 'retry' | 'fail'; 
 /** The retry table of docs/relay.md ("Outcomes, retries and errors"), one branch per row. */
 export function retryDecision(observed: Observed, ctx: AttemptContext): RetryDecision {
   const retryOr = (otherwise: Rejection): RetryDecision => ({
-    action: ctx.attempt < 2 ? 'retry' : 'fail',
+    action: ctx.attempt < (ctx.maxAttempts ?? 2) ? 'retry' : 'fail',
     rejection: otherwise,
   });
   const provider = ctx.providerName;
@@ -35,16 +42,15 @@ export function retryDecision(observed: Observed, ctx: AttemptContext): RetryDec
     if (observed.failure === 'aborted' || ctx.clientGone)
       return { action: 'fail', rejection: clientClosed() };
     if (observed.failure === 'timeout') {
-      return {
-        action: 'fail',
-        rejection: rejection(
-          504,
-          'upstream_timeout_error',
-          'upstream_timeout',
-          `Provider ${provider} did not answer within ${ctx.timeoutMs} ms`,
-          { shouldRetry: true },
-        ),
-      };
+      const timedOut = rejection(
+        504,
+        'upstream_timeout_error',
+        'upstream_timeout',
+        `Provider ${provider} did not answer within ${ctx.timeoutMs} ms`,
+        { shouldRetry: true },
+      );
+      // Without a route the same provider would be as slow again: not retried. With one, the next target.
+      return ctx.routed ? retryOr(timedOut) : { action: 'fail', rejection: timedOut };
     }
     const code = observed.failure === 'refused_address' ? 'upstream_address_refused' : 'upstream_unreachable';
     return retryOr(
@@ -106,4 +112,35 @@ export function retryDecision(observed: Observed, ctx: AttemptContext): RetryDec
 /** The transport failure as KeyPool's outcome records it (a refused address counts as a connect failure). */
 export function failureOutcome(failure: UpstreamFailure): KeyOutcome['error'] {
   return failure === 'refused_address' ? 'connect' : failure;
+}
+
+/**
+ * An attempt's outcome as the request log's attempt_log records it (AttemptRecord.outcome): ok |
+ * rate_limited (429) | client_error (other 4xx the client caused) | upstream_error (5xx, 401/403 —
+ * the gateway's credentials —, unexpected statuses) | timeout | connect_error | canceled.
+ */
+export function attemptOutcome(observed: Observed): string {
+  if ('failure' in observed) {
+    if (observed.failure === 'timeout') return 'timeout';
+    if (observed.failure === 'aborted') return 'canceled';
+    return 'connect_error';
+  }
+  const status = observed.status;
+  if (status >= 200 && status < 300) return 'ok';
+  if (status === 429) return 'rate_limited';
+  if (status >= 400 && status < 500 && status !== 401 && status !== 403) return 'client_error';
+  return 'upstream_error';
+}
+
+/**
+ * What a route target's circuit breaker is told about an attempt: 5xx, timeouts and connection
+ * errors are failures, a 2xx a success; 429s (cooldown and retreat handle them), the client's 4xx
+ * and a client that went away tell it nothing (null). A 2xx stream reports when it ends instead.
+ */
+export function breakerOutcome(observed: Observed): 'success' | 'failure' | null {
+  if ('failure' in observed) return observed.failure === 'aborted' ? null : 'failure';
+  const status = observed.status;
+  if (status >= 200 && status < 300) return 'success';
+  if (status >= 500) return 'failure';
+  return null;
 }

@@ -49,4 +49,27 @@ describe('SseRelay', () => {
     expect(relay.push(Buffer.from(': keep-alive\n\ndata: {"x":1}'))).toBe(': keep-alive\n\n');
     expect(relay.end()).toBe('data: {"x":1}');
   });
+
+  it('shows the alias in every event of a routed stream, split anywhere, usage and [DONE] kept', () => {
+    const ev = (content: string) =>
+      `data: ${JSON.stringify({ id: 'c', model: 'gpt-4o-mini-2024', choices: [{ index: 0, delta: { content } }] })}\n\n`;
+    const usage = `data: ${JSON.stringify({ id: 'c', model: 'gpt-4o-mini-2024', choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } })}\n\n`;
+    const all = ev('Hel') + ev('lo') + usage + 'data: [DONE]\n\n';
+    const relay = new SseRelay(true, 'chat-default');
+    let out = '';
+    for (let i = 0; i < all.length; i += 7) out += relay.push(Buffer.from(all.slice(i, i + 7)));
+    out += relay.end();
+    const events = out.split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(3); // the injected usage event is still stripped
+    for (const e of events.slice(0, 2)) expect(JSON.parse(e.slice(6)).model).toBe('chat-default');
+    expect(events[2]).toBe('data: [DONE]');
+    expect(out).not.toContain('gpt-4o-mini-2024');
+    expect(relay.usage?.completion_tokens).toBe(2);
+    expect(relay.deliveredChars).toBe(5);
+  });
+
+  it('without an alias, events pass byte for byte', () => {
+    const text = `data: ${JSON.stringify({ model: 'gpt-4o-mini', choices: [] })}\n\n`;
+    expect(new SseRelay(false).push(Buffer.from(text))).toBe(text);
+  });
 });

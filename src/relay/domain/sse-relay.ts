@@ -1,4 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
+import { aliasSseEvent } from './route-model.js';
 
 export interface StreamUsage {
   prompt_tokens: number;
@@ -11,7 +12,7 @@ export interface StreamUsage {
  * event), while reading the usage the upstream reports and, when Floodgate asked for usage on the
  * client's behalf (`stream_options.include_usage`), dropping the extra usage-only event the client
  * did not ask for. Counts delivered content so a stream cut short is still charged for what the
- * client received.
+ * client received. For a routed request (`alias`), every event's `model` is the alias the client sent.
  */
 export class SseRelay {
   private readonly decoder = new StringDecoder('utf8');
@@ -21,7 +22,10 @@ export class SseRelay {
   sawDone = false;
   events = 0;
 
-  constructor(private readonly stripUsageEvent: boolean) {}
+  constructor(
+    private readonly stripUsageEvent: boolean,
+    private readonly alias: string | null = null,
+  ) {}
 
   /** Feed upstream bytes; returns the text to write to the client now ('' when nothing is complete). */
   push(chunk: Buffer): string {
@@ -43,10 +47,12 @@ export class SseRelay {
       const event = this.buffer.slice(0, match.index);
       const separator = match[0];
       this.buffer = this.buffer.slice(match.index + separator.length);
-      if (this.keep(event)) out += event + separator;
+      if (this.keep(event))
+        out += (this.alias === null ? event : aliasSseEvent(event, this.alias)) + separator;
     }
     if (final && this.buffer.length > 0) {
-      if (this.keep(this.buffer)) out += this.buffer;
+      if (this.keep(this.buffer))
+        out += this.alias === null ? this.buffer : aliasSseEvent(this.buffer, this.alias);
       this.buffer = '';
     }
     return out;

@@ -12,6 +12,8 @@ export interface RespondInput {
   queueMs: number;
   /** Upstream time of earlier attempts. */
   upstreamMs: number;
+  /** A routed request: the alias the client sent, shown as the answer's `model` (null: relayed as it came). */
+  alias: string | null;
 }
 
 /** What the client was answered, for the log and the metrics. */

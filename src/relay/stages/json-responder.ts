@@ -3,17 +3,29 @@ import { performance } from 'node:perf_hooks';
 import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders } from '../domain/headers.js';
 import { parseUpstreamJson, upstreamClientError, upstreamUsage } from '../domain/outcome.js';
+import { aliasJson } from '../domain/route-model.js';
 import type { Answer, RespondInput } from './answer.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { reject } from './reject.js';
 
-/** A whole (non-streamed) upstream answer: 2xx relayed as it came, other 4xx in the one error shape. */
+/**
+ * A whole (non-streamed) upstream answer: 2xx relayed as it came (a routed request's with the alias
+ * as its `model`), other 4xx in the one error shape.
+ */
 @Injectable()
 export class JsonResponder {
   constructor(private readonly leases: LeaseKeeper) {}
 
-  async respond({ reply, lease, response, startedAt, queueMs, upstreamMs }: RespondInput): Promise<Answer> {
-    const text = await response.body.text();
+  async respond({
+    reply,
+    lease,
+    response,
+    startedAt,
+    queueMs,
+    upstreamMs,
+    alias,
+  }: RespondInput): Promise<Answer> {
+    let text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
     const status = response.statusCode;
     const { overheadMs, headers: ours } = gatewayTiming(reply.elapsedTime, queueMs, upstreamMs, lease.keyId);
@@ -41,6 +53,7 @@ export class JsonResponder {
     const upstream = clientResponseHeaders(response.headers);
     for (const name in upstream) if (!reply.hasHeader(name)) void reply.header(name, upstream[name]);
     for (const name in ours) void reply.header(name, ours[name]);
+    if (alias !== null) text = aliasJson(text, alias);
     void reply.send(text);
     // After the answer is on its way: its usage (read for accounting only) and the key pool's
     // bookkeeping are not the client's wait.

@@ -1,16 +1,43 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../../common/principal.js';
 import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
+import type { RouteDef, RouteTarget, TargetRef } from '../../routing/routing.types.js';
+import { RoutesService } from '../../routing/services/routes.service.js';
 import { modelAllowed, routeModel, type RoutableProvider as RoutableBase } from '../domain/model-router.js';
 import { forbidden, modelNotFound } from '../domain/rejection.js';
+import { routeTargetHeader } from '../domain/route-model.js';
+import { noRouteTarget } from '../domain/route-rules.js';
 import { reject } from './reject.js';
 
 export type RoutableProvider = RoutableBase & { createdAt: Date };
 
-/** Where a request goes: the provider, and the model entry (id or pattern) that matched — the metrics label. */
+/** A route target on an enabled provider: what admission and sending use. */
+export interface RoutedTarget {
+  target: RouteTarget;
+  provider: RoutableProvider;
+  /** The breaker's identity of the target. */
+  ref: TargetRef;
+  tier: number;
+  weight: number;
+  /** `provider name/model`: the x-floodgate-route-target header. */
+  label: string;
+}
+
+/** A routed request: its route and the targets it can use (on enabled providers), in definition order. */
+export interface RouteContext {
+  def: RouteDef;
+  targets: RoutedTarget[];
+}
+
+/**
+ * Where a request goes: the provider (for a route: its first target's, until admission picks one),
+ * the metrics' model label (the model entry that matched, or the route's alias), and the route if
+ * the model is a route alias.
+ */
 export interface Routed {
   provider: RoutableProvider;
   modelLabel: string;
+  route: RouteContext | null;
 }
 
 export interface ModelCard {
@@ -20,29 +47,87 @@ export interface ModelCard {
   owned_by: string;
 }
 
-/** model → provider for the relay, and the model listing (the same routes, as the SDK lists them). */
+/** What route aliases are listed as owned by in /v1/models. */
+const ROUTE_OWNER = 'floodgate';
+
+/**
+ * model → route or provider for the relay, and the model listing (the same routes, as the SDK
+ * lists them). A route alias wins over the providers' model ids.
+ */
 @Injectable()
 export class RouteStage {
-  constructor(private readonly keyPool: KeyPoolService) {}
+  /** A route's usable targets, per route definition, built from one providers list (rebuilt when either changes). */
+  private readonly resolved = new WeakMap<
+    RouteDef,
+    { providers: readonly RoutableProvider[]; ctx: RouteContext }
+  >();
 
-  /** The key's allowed_models first (403), then the routes of enabled providers (404). */
+  constructor(
+    private readonly keyPool: KeyPoolService,
+    private readonly routes: RoutesService,
+  ) {}
+
+  /**
+   * The key's allowed_models first (403; for a route, the alias the client sent), then a route with
+   * that alias (503 no_route_target when none of its targets is on an enabled provider), then the
+   * routes of enabled providers (404).
+   */
   async route(model: string, principal: Principal): Promise<Routed> {
     if (!modelAllowed(model, principal.apiKey?.allowedModels ?? null)) {
       throw reject(forbidden(`This API key may not use model ${model}`, 'model_not_allowed'));
     }
-    const route = routeModel(model, await this.keyPool.routableProviders());
+    const def = await this.routes.resolve(model);
+    const providers = await this.keyPool.routableProviders();
+    if (def !== null) {
+      const ctx = this.context(def, providers);
+      const primary = ctx.targets[0];
+      if (!primary) throw reject(noRouteTarget(def.model));
+      return { provider: primary.provider, modelLabel: def.model, route: ctx };
+    }
+    const route = routeModel(model, providers);
     if (!route) throw reject(modelNotFound(model));
-    return { provider: route.provider, modelLabel: route.matched };
+    return { provider: route.provider, modelLabel: route.matched, route: null };
+  }
+
+  private context(def: RouteDef, providers: readonly RoutableProvider[]): RouteContext {
+    const cached = this.resolved.get(def);
+    if (cached && cached.providers === providers) return cached.ctx;
+    const byId = new Map(providers.map((p) => [p.id, p]));
+    const targets: RoutedTarget[] = [];
+    for (const target of def.targets) {
+      const provider = byId.get(target.providerId);
+      if (!provider) continue; // disabled or deleted
+      targets.push({
+        target,
+        provider,
+        ref: { providerId: target.providerId, model: target.model },
+        tier: target.tier,
+        weight: target.weight,
+        label: routeTargetHeader(provider.name, target.model),
+      });
+    }
+    const ctx = { def, targets };
+    this.resolved.set(def, { providers, ctx });
+    return ctx;
   }
 
   async listModels(principal: Principal): Promise<{ object: 'list'; data: ModelCard[] }> {
-    const providers = await this.keyPool.routableProviders();
+    const allowed = principal.apiKey?.allowedModels ?? null;
+    const [providers, routes] = await Promise.all([
+      this.keyPool.routableProviders(),
+      this.routes.enabledRoutes(),
+    ]);
     const seen = new Set<string>();
     const data: ModelCard[] = [];
+    // Route aliases first: an alias wins over a provider's model id of the same name.
+    for (const r of routes) {
+      if (seen.has(r.model) || !modelAllowed(r.model, allowed)) continue;
+      seen.add(r.model);
+      data.push(routeCard(r));
+    }
     for (const p of [...providers].sort((a, b) => a.name.localeCompare(b.name))) {
       for (const id of p.models) {
-        if (id.includes('*') || seen.has(id) || !modelAllowed(id, principal.apiKey?.allowedModels ?? null))
-          continue;
+        if (id.includes('*') || seen.has(id) || !modelAllowed(id, allowed)) continue;
         seen.add(id);
         data.push({
           id,
@@ -57,8 +142,11 @@ export class RouteStage {
   }
 
   async getModel(principal: Principal, id: string): Promise<ModelCard> {
+    if (!modelAllowed(id, principal.apiKey?.allowedModels ?? null)) throw reject(modelNotFound(id));
+    const def = await this.routes.resolve(id);
+    if (def !== null) return routeCard(def);
     const route = routeModel(id, await this.keyPool.routableProviders());
-    if (!route || !modelAllowed(id, principal.apiKey?.allowedModels ?? null)) throw reject(modelNotFound(id));
+    if (!route) throw reject(modelNotFound(id));
     return {
       id,
       object: 'model',
@@ -66,4 +154,13 @@ export class RouteStage {
       owned_by: route.provider.name,
     };
   }
+}
+
+function routeCard(def: RouteDef): ModelCard {
+  return {
+    id: def.model,
+    object: 'model',
+    created: Math.floor(new Date(def.createdAt).getTime() / 1000),
+    owned_by: ROUTE_OWNER,
+  };
 }

@@ -64,7 +64,7 @@ export class SseResponder {
     const flush = setImmediate(() => {
       if (!wrote) raw.flushHeaders();
     });
-    const sse = new SseRelay(input.injectedUsage);
+    const sse = new SseRelay(input.injectedUsage, input.alias);
     let lastWrite = Date.now();
     const keepalive = setInterval(() => {
       if (Date.now() - lastWrite >= KEEPALIVE_MS - 50) {
