@@ -228,6 +228,8 @@ export class RelayService {
         overheadMs: answer?.overheadMs ?? 0,
         attempts: delivery?.attempts ?? 0,
         keyId: delivery?.keyId ?? null,
+        routeId: routed?.route?.def.id ?? null,
+        attemptLog: delivery?.attemptLog ?? null,
       });
     }
   }

@@ -1,5 +1,7 @@
 import OpenAI from 'openai';
+import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RequestLogWriter } from '../../src/relay/infrastructure/request-log.writer.js';
 import { createUserWithKey } from '../support/auth.js';
 import { dropUpstreamConnections, openStream, readSse } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';
@@ -179,7 +181,7 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     const b = await fx.addUpstream('rl429b');
     a.fake.when({ times: 1, reply: FakeProvider.rateLimited(30) });
     c.fake.when({ reply: { destroy: true } });
-    await fx.createRoute({
+    const route = await fx.createRoute({
       model: 'after-429',
       targets: [
         { provider_id: a.providerId, model: a.model, tier: 1 },
@@ -191,6 +193,17 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     expect(r.status).toBe(200);
     expect(r.headers.get(TARGET)).toBe(`rl429b/${b.model}`);
     expect([a.fake.requests.length, c.fake.requests.length, b.fake.requests.length]).toEqual([1, 1, 1]);
+    // the request log has the route and every attempt: number, target, outcome
+    const row = await logRow(fx, r.headers.get('x-request-id')!);
+    expect(row.route_id).toBe(route.id);
+    expect(row.attempts).toBe(3);
+    expect(row.provider_id).toBe(b.providerId);
+    expect(row.attempt_log).toMatchObject([
+      { attempt: 1, provider_id: a.providerId, model: a.model, status: 429, outcome: 'rate_limited' },
+      { attempt: 2, provider_id: c.providerId, model: c.model, status: null, outcome: 'connect_error' },
+      { attempt: 3, provider_id: b.providerId, model: b.model, status: 200, outcome: 'ok' },
+    ]);
+    expect(row.attempt_log.every((x: { key_id: string }) => typeof x.key_id === 'string')).toBe(true);
   });
 
   it('all targets full → the request waits and is served by whichever frees first', async () => {
@@ -277,6 +290,19 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     expect(listed.body.data.map((m: { id: string }) => m.id)).toEqual(['allowed-alias']);
   });
 
+  it('without a route nothing changes: the provider model is served as before, one attempt logged, no route header', async () => {
+    const a = await fx.addUpstream('plain');
+    const r = await chatVia(fx.gw.url, fx.adminKey, a.model);
+    expect(r.status).toBe(200);
+    expect(r.headers.get(TARGET)).toBeNull();
+    expect(r.body.model).toBe(a.model);
+    const row = await logRow(fx, r.headers.get('x-request-id')!);
+    expect(row.route_id).toBeNull();
+    expect(row.attempt_log).toMatchObject([
+      { attempt: 1, provider_id: a.providerId, model: a.model, status: 200, outcome: 'ok' },
+    ]);
+  });
+
   it('a route whose only target is on a disabled provider → 503 no_route_target', async () => {
     const a = await fx.addUpstream('disa');
     await fx.createRoute({ model: 'dead-route', targets: [{ provider_id: a.providerId, model: a.model }] });
@@ -321,6 +347,18 @@ describe('routes across two instances (distributed)', () => {
     expect(b.fake.requests).toHaveLength(10);
   });
 });
+
+/** The request's request_log row, once the batched writer has written it. */
+async function logRow(fx: RoutesFixture, requestId: string): Promise<any> {
+  const db = fx.gw.app.get(DataSource);
+  for (let i = 0; i < 100; i++) {
+    await fx.gw.app.get(RequestLogWriter).flush();
+    const rows = await db.query('SELECT * FROM request_log WHERE request_id = $1', [requestId]);
+    if (rows.length > 0) return rows[0];
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no request_log row for ${requestId}`);
+}
 
 async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
