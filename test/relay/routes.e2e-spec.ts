@@ -206,6 +206,29 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     expect(row.attempt_log.every((x: { key_id: string }) => typeof x.key_id === 'string')).toBe(true);
   });
 
+  it('a target that does not answer within its own first_byte_ms moves to the next target (timeout before the first byte)', async () => {
+    const a = await fx.addUpstream('slowa');
+    const b = await fx.addUpstream('fastb');
+    a.fake.when({ reply: { delayMs: 3000 } });
+    await fx.createRoute({
+      model: 'slow-first',
+      targets: [
+        { provider_id: a.providerId, model: a.model, tier: 1, timeouts: { first_byte_ms: 300 } },
+        { provider_id: b.providerId, model: b.model, tier: 2 },
+      ],
+    });
+    const started = Date.now();
+    const r = await chatVia(fx.gw.url, fx.adminKey, 'slow-first');
+    expect(r.status).toBe(200);
+    expect(r.headers.get(TARGET)).toBe(`fastb/${b.model}`);
+    expect(Date.now() - started).toBeLessThan(2000); // the provider's timeout_ms is 10 s
+    const row = await logRow(fx, r.headers.get('x-request-id')!);
+    expect(row.attempt_log).toMatchObject([
+      { attempt: 1, provider_id: a.providerId, outcome: 'timeout', status: null },
+      { attempt: 2, provider_id: b.providerId, outcome: 'ok', status: 200 },
+    ]);
+  });
+
   it('all targets full → the request waits and is served by whichever frees first', async () => {
     const a = await fx.addUpstream('fulla', [{ max_concurrent: 1 }]);
     const b = await fx.addUpstream('fullb', [{ max_concurrent: 1 }]);
