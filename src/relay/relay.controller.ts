@@ -56,12 +56,14 @@ const RelayErrors = () => (target: object, key: string | symbol, descriptor: Pro
   })(target, key, descriptor);
   ApiResponse({
     status: 502,
-    description: 'Upstream error after one retry on another key',
+    description:
+      'Upstream error after one retry on another key (a route alias: after its max_attempts targets)',
     type: ErrorResponseDto,
   })(target, key, descriptor);
   ApiResponse({
     status: 503,
-    description: 'Queue full (queue_full_error) or no usable upstream keys; Retry-After',
+    description:
+      'Queue full (queue_full_error), no usable upstream keys, a route alias without a target on an enabled provider (no_route_target) or with every target’s breaker open (route_targets_unavailable); Retry-After',
     type: ErrorResponseDto,
   })(target, key, descriptor);
   ApiResponse({ status: 504, description: 'Upstream timeout', type: ErrorResponseDto })(
@@ -73,7 +75,8 @@ const RelayErrors = () => (target: object, key: string | symbol, descriptor: Pro
 
 const RELAY_HEADERS_DOC =
   'Response headers: x-request-id, x-floodgate-queue-ms, x-floodgate-overhead-ms (gateway time, upstream excluded), ' +
-  'x-floodgate-provider-key (upstream key id), X-RateLimit-*, RateLimit-Policy, RateLimit.';
+  'x-floodgate-provider-key (upstream key id), X-RateLimit-*, RateLimit-Policy, RateLimit; for a route alias, ' +
+  'x-floodgate-route-target (`provider name/model` of the target that answered, or was tried last).';
 
 /** OpenAI-compatible endpoints: point the official SDK's baseURL at `<floodgate>/v1`. */
 @ApiTags('relay (OpenAI-compatible)')
@@ -90,7 +93,7 @@ export class RelayController {
   @RateLimitInAdmission()
   @ApiOperation({
     summary: 'Chat completion (stream: true → server-sent events)',
-    description: `Relayed to the provider that serves \`model\`. Unknown fields pass through untouched. ${RELAY_HEADERS_DOC}`,
+    description: `Relayed to the provider that serves \`model\` (or, for a route alias, to its targets by tier and weight, with fallbacks; the answer shows the alias as \`model\`). Unknown fields pass through untouched. ${RELAY_HEADERS_DOC}`,
   })
   @ApiHeader(PRIORITY_HEADER)
   @ApiBody({ schema: { type: 'object', required: ['model', 'messages'], example: CHAT_EXAMPLE } })
@@ -143,7 +146,7 @@ export class RelayController {
   @ApiOperation({
     summary: 'Models this credential may use',
     description:
-      'The union of the exact model ids of enabled providers, filtered by the key’s allowed_models. Pattern entries (`meta/*`) route requests but are not listed.',
+      'Route aliases (owned_by "floodgate") and the exact model ids of enabled providers, filtered by the key’s allowed_models (which applies to the alias, not to the targets’ models). Pattern entries (`meta/*`) route requests but are not listed.',
   })
   @ApiOkResponse({
     schema: {
@@ -159,7 +162,10 @@ export class RelayController {
 
   @Get('models/*')
   @RequirePermission('relay', 'read')
-  @ApiOperation({ summary: 'One model (ids may contain /, e.g. meta/llama-3.1-8b-instruct)' })
+  @ApiOperation({
+    summary: 'One model (ids may contain /, e.g. meta/llama-3.1-8b-instruct)',
+    description: 'A route alias (owned_by "floodgate") or a model id of an enabled provider.',
+  })
   @ApiOkResponse({
     schema: {
       example: { id: 'meta/llama-3.1-8b-instruct', object: 'model', created: 1763769600, owned_by: 'nim' },
