@@ -256,6 +256,36 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     expect(b.fake.requests).toHaveLength(2);
   });
 
+  it('many waiters across two full targets: all served, every grant used or given back (no slot leaks)', async () => {
+    const a = await fx.addUpstream('storma', [{ max_concurrent: 1 }]);
+    const b = await fx.addUpstream('stormb', [{ max_concurrent: 1 }]);
+    a.fake.when({ reply: { delayMs: 150 } });
+    b.fake.when({ reply: { delayMs: 150 } });
+    await fx.createRoute({
+      model: 'storm',
+      targets: [
+        { provider_id: a.providerId, model: a.model, tier: 1 },
+        { provider_id: b.providerId, model: b.model, tier: 1 },
+      ],
+    });
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => chatVia(fx.gw.url, fx.adminKey, 'storm')),
+    );
+    expect(answers.map((r) => r.status)).toEqual(Array(12).fill(200));
+    expect(a.fake.maxInFlight).toBe(1);
+    expect(b.fake.maxInFlight).toBe(1);
+    expect(a.fake.requests.length + b.fake.requests.length).toBe(12);
+    // Both slots are free again: two requests at once are both admitted at once, one on each target
+    // (a grant kept by a withdrawn wait would hold a slot until its lease expired).
+    await new Promise((r) => setTimeout(r, 2500)); // late grants of withdrawn waits are given back within LATE_GRANT_MS
+    const after = await Promise.all([
+      chatVia(fx.gw.url, fx.adminKey, 'storm'),
+      chatVia(fx.gw.url, fx.adminKey, 'storm'),
+    ]);
+    expect(after.map((r) => r.headers.get('x-floodgate-queue-ms'))).toEqual(['0', '0']);
+    expect(new Set(after.map((r) => r.headers.get(TARGET))).size).toBe(2);
+  });
+
   it('the openai SDK against the alias sees the alias as model, stream and non-stream', async () => {
     const a = await fx.addUpstream('sdka');
     await fx.createRoute({ model: 'chat-default', targets: [{ provider_id: a.providerId, model: a.model }] });
