@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FloodgateMetrics } from '../../src/metrics/floodgate-metrics.js';
 import { RequestLogWriter } from '../../src/relay/infrastructure/request-log.writer.js';
 import { createUserWithKey } from '../support/auth.js';
 import { dropUpstreamConnections, openStream, readSse } from '../support/cluster.js';
@@ -47,6 +48,14 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     // without a breaker (or before it opens), each request tried tier 1 first
     expect(a.fake.requests.length).toBeGreaterThanOrEqual(1);
     expect(a.fake.requests.every((q) => q.body.model === a.model)).toBe(true);
+    // metrics: the fallbacks by route and reason; the relay's model label is the alias
+    const text = await fx.gw.app.get(FloodgateMetrics).render();
+    expect(text).toContain(
+      `floodgate_route_fallbacks_total{route="fallback-500",reason="upstream_error"} ${a.fake.requests.length}`,
+    );
+    expect(text).toMatch(
+      /floodgate_relay_requests_total\{provider="okb",model="fallback-500",priority="normal",outcome="ok"\} 5/,
+    );
   });
 
   it('tier 1 saturated (max_concurrent 2, slow upstream), tier 2 free: the overflow goes to tier 2 at once, tier 1 runs at its limit', async () => {
