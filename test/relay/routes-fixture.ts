@@ -1,6 +1,3 @@
-import { randomUUID } from 'node:crypto';
-import type { RouteDef } from '../../src/routing/routing.types.js';
-import { RoutesService } from '../../src/routing/services/routes.service.js';
 import { newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { getJson, startGateway, startGateways, type Mode, type TestGateway } from '../support/gateway.js';
@@ -94,7 +91,6 @@ export async function startRoutes(
     async createRoute(body) {
       const created = await adminCall(gw, adminKey, 'POST', '/api/admin/routes', body);
       if (created.status === 201) return created.body;
-      if (created.status === 404 && process.env.ROUTES_STUB === '1') return injectRoute(gateways, body);
       throw new Error(`route: ${created.status} ${JSON.stringify(created.body)}`);
     },
     async close() {
@@ -103,46 +99,6 @@ export async function startRoutes(
     },
   };
   return fixture;
-}
-
-/**
- * Development only (ROUTES_STUB=1, before the routes API existed): the route put straight into each
- * instance's RoutesService. The tests proper create routes through the admin API.
- */
-function injectRoute(gateways: TestGateway[], body: Record<string, unknown>) {
-  const now = new Date();
-  const def: RouteDef = {
-    id: randomUUID(),
-    model: body.model as string,
-    maxAttempts: (body.max_attempts as number | undefined) ?? 3,
-    enabled: true,
-    createdAt: now,
-    updatedAt: now,
-    targets: (body.targets as Record<string, any>[]).map((t) => ({
-      providerId: t.provider_id,
-      model: t.model,
-      weight: t.weight ?? 1,
-      tier: t.tier ?? 1,
-      timeouts: t.timeouts
-        ? {
-            connectMs: t.timeouts.connect_ms ?? null,
-            firstByteMs: t.timeouts.first_byte_ms ?? null,
-            totalMs: t.timeouts.total_ms ?? null,
-            streamTotalMs: t.timeouts.stream_total_ms ?? null,
-          }
-        : null,
-      breaker: t.breaker ?? 'auto',
-    })),
-  };
-  for (const gw of gateways) {
-    const svc = gw.app.get(RoutesService) as any;
-    const defs: Map<string, RouteDef> = (svc.__stubRoutes ??= new Map());
-    defs.set(def.model, def);
-    svc.resolve = (m: string) => Promise.resolve(defs.get(m) ?? null);
-    svc.enabledRoutes = () => Promise.resolve([...defs.values()]);
-    svc.list = svc.enabledRoutes;
-  }
-  return { id: def.id, model: def.model };
 }
 
 /** One chat completion through Floodgate (non-stream): status, headers, parsed body. */
