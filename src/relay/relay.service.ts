@@ -229,7 +229,10 @@ export class RelayService {
         attempts: delivery?.attempts ?? 0,
         keyId: delivery?.keyId ?? null,
         routeId: routed?.route?.def.id ?? null,
-        attemptLog: delivery?.attemptLog ?? null,
+        // A single attempt without a route is the row's own columns (provider, key, status): its
+        // attempt_log stays null, so the common row costs no jsonb. Routes and retries log every attempt.
+        attemptLog:
+          delivery !== null && (routed?.route || delivery.attemptLog.length > 1) ? delivery.attemptLog : null,
       });
     }
   }

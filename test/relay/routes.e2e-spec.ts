@@ -352,17 +352,27 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     expect(listed.body.data.map((m: { id: string }) => m.id)).toEqual(['allowed-alias']);
   });
 
-  it('without a route nothing changes: the provider model is served as before, one attempt logged, no route header', async () => {
-    const a = await fx.addUpstream('plain');
+  it('without a route nothing changes: served as before, no route header, no attempt_log for a single attempt; a retry logs both', async () => {
+    const a = await fx.addUpstream('plain', [{}, {}]);
     const r = await chatVia(fx.gw.url, fx.adminKey, a.model);
     expect(r.status).toBe(200);
     expect(r.headers.get(TARGET)).toBeNull();
     expect(r.body.model).toBe(a.model);
     const row = await logRow(fx, r.headers.get('x-request-id')!);
     expect(row.route_id).toBeNull();
-    expect(row.attempt_log).toMatchObject([
-      { attempt: 1, provider_id: a.providerId, model: a.model, status: 200, outcome: 'ok' },
+    expect(row.attempt_log).toBeNull();
+    expect(row.attempts).toBe(1);
+    // one 500, then the retry on the other key: both attempts logged
+    a.fake.when({ times: 1, reply: FakeProvider.serverError(500) });
+    const retried = await chatVia(fx.gw.url, fx.adminKey, a.model);
+    expect(retried.status).toBe(200);
+    const row2 = await logRow(fx, retried.headers.get('x-request-id')!);
+    expect(row2.attempts).toBe(2);
+    expect(row2.attempt_log).toMatchObject([
+      { attempt: 1, provider_id: a.providerId, model: a.model, status: 500, outcome: 'upstream_error' },
+      { attempt: 2, provider_id: a.providerId, model: a.model, status: 200, outcome: 'ok' },
     ]);
+    expect(row2.attempt_log[0].key_id).not.toBe(row2.attempt_log[1].key_id);
   });
 
   it('a route whose only target is on a disabled provider → 503 no_route_target', async () => {
