@@ -1,0 +1,75 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer } from '../support/auth.js';
+import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
+import { TEST_REDIS_URL } from '../support/services.js';
+
+/**
+ * A routed request whose primary target has headroom costs the store what a request without a
+ * route costs: the admission (client limits + gates + key selection) in one EVALSHA, the release
+ * in one more — no extra round trip for the route or its breaker. Counted on a MONITOR connection
+ * (only this gateway's key prefix: the test Redis is shared), as round-trips.e2e-spec.ts does.
+ */
+describe('round trips of one uncontended routed request (distributed)', () => {
+  let relay: RelayFixture;
+  let prefix: string;
+
+  beforeAll(async () => {
+    relay = await startRelay('distributed', {
+      keys: [{ key: 'sk-rrt-1' }],
+      env: { ADAPTIVE_FLUSH_MS: '600000' },
+    });
+    prefix = relay.gw.env.REDIS_PREFIX!;
+    const created = await adminCall(relay.gw, relay.adminKey, 'POST', '/api/admin/routes', {
+      model: 'rt-alias',
+      targets: [{ provider_id: relay.providerId, model: relay.fake.models[0], tier: 1 }],
+    });
+    expect(created.status).toBe(201);
+  });
+  afterAll(async () => {
+    await relay?.close();
+  });
+
+  const send = (model: string) =>
+    fetch(`${relay.gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: bearer(relay.adminKey),
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+
+  async function scriptsOf(model: string): Promise<string[][]> {
+    const monitor = await new Redis(TEST_REDIS_URL).monitor();
+    const scripts: string[][] = [];
+    monitor.on('monitor', (_time: string, args: unknown[]) => {
+      const words = args.map(String);
+      const cmd = words[0]!.toLowerCase();
+      if ((cmd === 'evalsha' || cmd === 'eval') && words.some((w) => w.startsWith(`${prefix}:`)))
+        scripts.push(words.slice(3, 3 + Number(words[2])).map((k) => k.slice(prefix.length + 1)));
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const res = await send(model);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-floodgate-route-target')).toBe(
+        model === 'rt-alias' ? `fake/${relay.fake.models[0]}` : null,
+      );
+      await res.text();
+      await new Promise((r) => setTimeout(r, 500)); // the release after the answer
+    } finally {
+      monitor.disconnect();
+    }
+    return scripts;
+  }
+
+  it('the same two EVALSHA as without a route', async () => {
+    for (let i = 0; i < 3; i++) {
+      expect((await send('rt-alias')).status).toBe(200);
+      expect((await send(relay.fake.models[0]!)).status).toBe(200);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const plain = await scriptsOf(relay.fake.models[0]!);
+    const routed = await scriptsOf('rt-alias');
+    expect(plain).toHaveLength(2);
+    expect(routed, JSON.stringify(routed)).toHaveLength(2);
+  });
+});
