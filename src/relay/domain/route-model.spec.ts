@@ -49,5 +49,8 @@ describe('route model rewriting', () => {
 
   it('names the target as provider/model', () => {
     expect(routeTargetHeader('openai', 'gpt-4o-mini')).toBe('openai/gpt-4o-mini');
+    expect(routeTargetHeader('nim', 'meta/llama-3.1 8b')).toBe('nim/meta/llama-3.1 8b');
+    // a header value can't carry characters past U+00FF: percent-encoded, as in a URL
+    expect(routeTargetHeader('local', 'modèle-中文')).toBe('local/mod%C3%A8le-%E4%B8%AD%E6%96%87');
   });
 });

@@ -58,7 +58,14 @@ export function aliasSseEvent(event: string, alias: string): string {
   return out.join(newline);
 }
 
-/** `x-floodgate-route-target`: which target answered (or was tried last). */
+/**
+ * `x-floodgate-route-target`: which target answered (or was tried last). A header value can hold
+ * only printable ASCII safely (Node refuses characters past U+00FF): anything else in a model name
+ * is percent-encoded (UTF-8), as in a URL.
+ */
 export function routeTargetHeader(providerName: string, model: string): string {
-  return `${providerName}/${model}`;
+  const value = `${providerName}/${model}`;
+  return /[^\x20-\x7e]/.test(value)
+    ? value.replace(/[^\x20-\x7e]+/g, (run) => encodeURIComponent(run))
+    : value;
 }
