@@ -184,12 +184,15 @@ export class RelayService {
           requestId,
         });
         // A routed stream tells its target's breaker how it ended (cut mid-way: a failure, not retried).
-        if (delivery.target && answer.status !== 499)
-          this.breaker.report(
-            delivery.target.ref,
-            answer.outcome === 'ok' ? 'success' : 'failure',
-            delivery.probe,
-          );
+        if (delivery.target) {
+          if (answer.status !== 499)
+            this.breaker.report(
+              delivery.target.ref,
+              answer.outcome === 'ok' ? 'success' : 'failure',
+              delivery.probe,
+            );
+          else if (delivery.probe) this.breaker.releaseProbe(delivery.target.ref);
+        }
       } else answer = await this.json.respond(respond);
       if ('error' in answer) throw answer.error;
     } catch (err) {

@@ -58,7 +58,9 @@ describe('round trips of one uncontended routed request (distributed)', () => {
         model === 'rt-alias' ? `fake/${relay.fake.models[0]}` : null,
       );
       await res.text();
-      await new Promise((r) => setTimeout(r, 500)); // the release after the answer
+      // the release after the answer (slower under load: wait for it, then a little longer)
+      for (let i = 0; i < 150 && scripts.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 300));
     } finally {
       monitor.disconnect();
     }

@@ -169,15 +169,26 @@ export class AdmitStage {
       let result: AcquireResult;
       if (!limitsDecided) {
         limitsDecided = true;
-        const decided = await this.admission.first(http.request, target.provider.id, rank);
+        const decided = await this.admission
+          .first(http.request, target.provider.id, rank)
+          .catch((err: unknown) => {
+            if (admission === 'probe') this.breaker.releaseProbe(target.ref);
+            throw err;
+          });
         if (decided.verdict) {
           const headers = decided.verdict.headers;
           for (const name in headers) void http.reply.header(name, headers[name]);
         }
-        if (decided.result === null) throw decided.verdict.error;
+        if (decided.result === null) {
+          if (admission === 'probe') this.breaker.releaseProbe(target.ref);
+          throw decided.verdict.error;
+        }
         result = decided.result;
       } else {
-        result = await this.admission.tryAcquire(target.provider.id, rank, false);
+        result = await this.admission.tryAcquire(target.provider.id, rank, false).catch((err: unknown) => {
+          if (admission === 'probe') this.breaker.releaseProbe(target.ref);
+          throw err;
+        });
       }
       if (result.ok) {
         this.countFallbacks(alias, passed);
@@ -186,12 +197,11 @@ export class AdmitStage {
       }
       passed.push('no_capacity');
       const refusedFor = hopelessRefusal(result.refusal, timeoutMs);
-      if (refusedFor) {
-        hopeless ??= refusedFor;
-        continue;
-      }
-      if (!waitable.some((w) => w.target.provider.id === target.provider.id))
-        waitable.push({ target, probe: admission === 'probe' });
+      const waits = !refusedFor && !waitable.some((w) => w.target.provider.id === target.provider.id);
+      if (waits) waitable.push({ target, probe: admission === 'probe' });
+      // A probe that will not be sent (or not now) is given back: another request may probe at once.
+      else if (admission === 'probe') this.breaker.releaseProbe(target.ref);
+      if (refusedFor) hopeless ??= refusedFor;
     }
     if (waitable.length === 0) throw reject(hopeless ?? routeTargetsBroken(alias));
     let open = waitable;
@@ -205,10 +215,20 @@ export class AdmitStage {
         (_, i) => Object.values(depths[i]!).reduce((a, b) => a + b, 0) < this.config.queue.maxPerProvider,
       );
     }
-    if (open.length > 1) return this.waitForAny(open, priority, requestId, client);
-    const only = open[0] ?? waitable[0]!;
-    const admitted = await this.waitFor(only.target.provider, priority, requestId, client);
-    return 'error' in admitted ? admitted : { ...admitted, target: only.target, probe: only.probe };
+    let admitted: RouteAdmitted;
+    if (open.length > 1) admitted = await this.waitForAny(open, priority, requestId, client);
+    else {
+      const only = open[0] ?? waitable[0]!;
+      try {
+        const a = await this.waitFor(only.target.provider, priority, requestId, client);
+        admitted = 'error' in a ? a : { ...a, target: only.target, probe: only.probe };
+      } catch (err) {
+        this.releaseProbes(waitable, null);
+        throw err;
+      }
+    }
+    this.releaseProbes(waitable, 'target' in admitted ? admitted.target : null);
+    return admitted;
   }
 
   /**
@@ -308,11 +328,23 @@ export class AdmitStage {
         this.metrics.routeFallbacks.labels(route.def.model, 'breaker_open').inc();
         continue;
       }
-      const r = await this.admission.tryAcquire(target.provider.id, rank, true);
+      const r = await this.admission.tryAcquire(target.provider.id, rank, true).catch((err: unknown) => {
+        if (admission === 'probe') this.breaker.releaseProbe(target.ref);
+        throw err;
+      });
       if (r.ok) return { lease: r.lease, target, probe: admission === 'probe' };
+      if (admission === 'probe') this.breaker.releaseProbe(target.ref);
       this.metrics.routeFallbacks.labels(route.def.model, 'no_capacity').inc();
     }
     return null;
+  }
+
+  /** The probes held by waits that did not win (all of them when none did) are given back. */
+  private releaseProbes(
+    waits: readonly { target: RoutedTarget; probe: boolean }[],
+    won: RoutedTarget | null,
+  ): void {
+    for (const w of waits) if (w.probe && w.target !== won) this.breaker.releaseProbe(w.target.ref);
   }
 
   /** The breaker's answer, without an await when it answers at once (closed: the common case). */

@@ -191,10 +191,14 @@ export class SendStage {
     }
   }
 
-  /** What a target's breaker hears about an attempt (nothing for 429s, the client's 4xx, a client gone). */
+  /**
+   * What a target's breaker hears about an attempt (nothing for 429s, the client's 4xx, a client
+   * gone — a probe that told nothing is given back, so another request may probe at once).
+   */
   private report(target: RoutedTarget, observed: Observed, probe: boolean): void {
     const outcome = breakerOutcome(observed);
     if (outcome) this.breaker.report(target.ref, outcome, probe);
+    else if (probe) this.breaker.releaseProbe(target.ref);
   }
 
   private send(input: SendInput, lease: KeyLease, target: RoutedTarget | null): Promise<Attempt> {
