@@ -81,4 +81,36 @@ describe('routes with a circuit breaker across two instances (distributed)', () 
     }
     expect(a.fake.requests).toHaveLength(0);
   });
+
+  it('a half-open probe answered 429 tells the breaker nothing and is given back: the next request probes at once', async () => {
+    const a = await fx.addUpstream('probea', [{}, {}]); // a 429 cools its key: the other one probes next
+    const b = await fx.addUpstream('probeb');
+    a.fake.when({ reply: FakeProvider.serverError(500) });
+    await fx.createRoute({
+      model: 'probe-429',
+      targets: [
+        { provider_id: a.providerId, model: a.model, tier: 1 },
+        { provider_id: b.providerId, model: b.model, tier: 2 },
+      ],
+    });
+    for (let i = 0; i < 6; i++) expect((await chatVia(fx.gw.url, fx.adminKey, 'probe-429')).status).toBe(200);
+    const opened = a.fake.requests.length;
+    expect((await chatVia(fx.gw.url, fx.adminKey, 'probe-429')).headers.get(TARGET)).toBe(
+      `probeb/${b.model}`,
+    );
+    expect(a.fake.requests.length).toBe(opened); // open
+    a.fake.reset();
+    a.fake.when({ times: 1, reply: FakeProvider.rateLimited(null) });
+    await new Promise((r) => setTimeout(r, OPEN_MS + 300));
+    // the probe: a 429 (not a failure for the breaker), the request served by tier 2
+    const probed = await chatVia(fx.gw.url, fx.adminKey, 'probe-429');
+    expect(probed.status).toBe(200);
+    expect(probed.headers.get(TARGET)).toBe(`probeb/${b.model}`);
+    expect(a.fake.requests).toHaveLength(1);
+    // its claim given back: the next request probes at once (not after the claim's expiry), succeeds,
+    // and the breaker closes
+    const next = await chatVia(fx.gateways[1]!.url, fx.adminKey, 'probe-429');
+    expect(next.headers.get(TARGET)).toBe(`probea/${a.model}`);
+    expect(a.fake.requests).toHaveLength(2);
+  });
 });
