@@ -375,6 +375,68 @@ describe.each(MODES)('routes: choosing a target and falling back (%s mode)', (mo
     expect(row2.attempt_log[0].key_id).not.toBe(row2.attempt_log[1].key_id);
   });
 
+  it('a target on a disabled provider is skipped: the next target serves; embeddings and completions show the alias too', async () => {
+    const a = await fx.addUpstream('offa');
+    const b = await fx.addUpstream('onb');
+    await fx.createRoute({
+      model: 'skip-disabled',
+      targets: [
+        { provider_id: a.providerId, model: a.model, tier: 1 },
+        { provider_id: b.providerId, model: b.model, tier: 2 },
+      ],
+    });
+    expect(
+      (
+        await adminCall(fx.gw, fx.adminKey, 'PATCH', `/api/admin/providers/${a.providerId}`, {
+          enabled: false,
+        })
+      ).status,
+    ).toBe(200);
+    const r = await chatVia(fx.gw.url, fx.adminKey, 'skip-disabled');
+    expect(r.status).toBe(200);
+    expect(r.headers.get(TARGET)).toBe(`onb/${b.model}`);
+    const client = new OpenAI({ apiKey: fx.adminKey, baseURL: `${fx.gw.url}/v1`, maxRetries: 0 });
+    const embedding = await client.embeddings.create({ model: 'skip-disabled', input: 'hello' });
+    expect(embedding.model).toBe('skip-disabled');
+    const completion = await client.completions.create({ model: 'skip-disabled', prompt: 'Say hi' });
+    expect(completion.model).toBe('skip-disabled');
+    expect(a.fake.requests).toHaveLength(0);
+    expect(b.fake.requests.map((q) => q.body.model)).toEqual([b.model, b.model, b.model]);
+  });
+
+  it("a stream gets its target's stream_total_ms (cut, not retried); a whole answer its total_ms", async () => {
+    const a = await fx.addUpstream('stta');
+    const b = await fx.addUpstream('sttb');
+    a.fake.when({
+      reply: { chunkDelayMs: 100, text: Array.from({ length: 30 }, (_, i) => `w${i}`).join(' ') },
+    });
+    await fx.createRoute({
+      model: 'stream-total',
+      targets: [
+        {
+          provider_id: a.providerId,
+          model: a.model,
+          tier: 1,
+          timeouts: { total_ms: 5000, stream_total_ms: 700 },
+        },
+        { provider_id: b.providerId, model: b.model, tier: 2 },
+      ],
+    });
+    const started = Date.now();
+    const res = await openStream(fx.gw.url, fx.adminKey, 'stt', { model: 'stream-total' });
+    expect(res.status).toBe(200);
+    const sse = await readSse(res);
+    expect(Date.now() - started).toBeLessThan(2500); // 30 chunks × 100 ms would take 3 s
+    expect(sse.error).toMatchObject({ code: 'upstream_stream_interrupted' });
+    expect(b.fake.requests).toHaveLength(0);
+    // the same target answers a whole (non-streamed) request within its total_ms (5 s): the stream's 700 ms does not apply
+    a.fake.reset();
+    a.fake.when({ reply: { delayMs: 1000 } });
+    const whole = await chatVia(fx.gw.url, fx.adminKey, 'stream-total');
+    expect(whole.status).toBe(200);
+    expect(whole.headers.get(TARGET)).toBe(`stta/${a.model}`);
+  });
+
   it('a route whose only target is on a disabled provider → 503 no_route_target', async () => {
     const a = await fx.addUpstream('disa');
     await fx.createRoute({ model: 'dead-route', targets: [{ provider_id: a.providerId, model: a.model }] });
