@@ -2,28 +2,32 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createUserWithKey } from '../support/auth.js';
 import { startRelay, type RelayFixture } from '../support/relay.js';
-import { TEST_REDIS_URL } from '../support/services.js';
+import { OwnRedis } from '../support/redis-server.js';
 
 /**
  * Issue 14: one store round trip per request on the uncontended path. The relay's admission — the
  * client rate limits, the provider's gates and the key selection with its lease — is ONE script run
  * (EVALSHA) in distributed mode. Counted on a MONITOR connection, keeping only the commands that
- * name this gateway's own key prefix (the test Redis is shared).
+ * name this gateway's own key prefix (on a Redis of the test's own).
  */
 describe('round trips of one uncontended relayed request (distributed)', () => {
   let relay: RelayFixture;
   let prefix: string;
+  // A Redis of its own: MONITOR on the shared one sees (and chokes on) other test files' traffic.
+  let redis: OwnRedis;
 
   beforeAll(async () => {
+    redis = await OwnRedis.start();
     relay = await startRelay('distributed', {
       keys: [{ key: 'sk-rt-1' }, { key: 'sk-rt-2' }],
       // Adaptive's periodic flush (not per request) stays out of the counted second
-      env: { ADAPTIVE_FLUSH_MS: '600000' },
+      env: { ADAPTIVE_FLUSH_MS: '600000', REDIS_URL: redis.url },
     });
     prefix = relay.gw.env.REDIS_PREFIX!;
   });
   afterAll(async () => {
     await relay?.close();
+    await redis?.stop();
   });
 
   const send = (key = relay.adminKey) =>
@@ -35,7 +39,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
 
   /** The scripts one request runs (each as its KEYS, without the prefix), counted on MONITOR. */
   async function scriptsOf(key: string): Promise<string[][]> {
-    const monitor = await new Redis(TEST_REDIS_URL).monitor();
+    const monitor = await new Redis(redis.url).monitor();
     const scripts: string[][] = [];
     monitor.on('monitor', (_time: string, args: unknown[]) => {
       const words = args.map(String);
@@ -81,7 +85,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
     for (let i = 0; i < 3; i++) expect((await send()).status).toBe(200); // warm: scripts loaded, caches filled
     await new Promise((r) => setTimeout(r, 300));
 
-    const monitor = await new Redis(TEST_REDIS_URL).monitor();
+    const monitor = await new Redis(redis.url).monitor();
     const scripts: string[][] = [];
     monitor.on('monitor', (_time: string, args: unknown[]) => {
       const words = args.map(String);

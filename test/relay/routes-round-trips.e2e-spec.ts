@@ -2,24 +2,27 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer } from '../support/auth.js';
 import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
-import { TEST_REDIS_URL } from '../support/services.js';
+import { OwnRedis } from '../support/redis-server.js';
 
 /**
  * A routed request whose primary target has headroom costs the store what a request without a
  * route costs: the admission (client limits + gates + key selection) in one EVALSHA, the release
  * in one more — no extra round trip for the route or its breaker. Counted on a MONITOR connection
- * (only this gateway's key prefix: the test Redis is shared), as round-trips.e2e-spec.ts does. The
+ * (on a Redis of the test's own), as round-trips.e2e-spec.ts does. The
  * breaker's periodic flush of the successes it counted in process (`brk:` keys, at most one per
  * target per flush interval, whatever the traffic) is not a request's and is left out.
  */
 describe('round trips of one uncontended routed request (distributed)', () => {
   let relay: RelayFixture;
   let prefix: string;
+  // A Redis of its own: MONITOR on the shared one sees (and chokes on) other test files' traffic.
+  let redis: OwnRedis;
 
   beforeAll(async () => {
+    redis = await OwnRedis.start();
     relay = await startRelay('distributed', {
       keys: [{ key: 'sk-rrt-1' }],
-      env: { ADAPTIVE_FLUSH_MS: '600000' },
+      env: { ADAPTIVE_FLUSH_MS: '600000', REDIS_URL: redis.url },
     });
     prefix = relay.gw.env.REDIS_PREFIX!;
     const created = await adminCall(relay.gw, relay.adminKey, 'POST', '/api/admin/routes', {
@@ -30,6 +33,7 @@ describe('round trips of one uncontended routed request (distributed)', () => {
   });
   afterAll(async () => {
     await relay?.close();
+    await redis?.stop();
   });
 
   const send = (model: string) =>
@@ -40,7 +44,7 @@ describe('round trips of one uncontended routed request (distributed)', () => {
     });
 
   async function scriptsOf(model: string): Promise<string[][]> {
-    const monitor = await new Redis(TEST_REDIS_URL).monitor();
+    const monitor = await new Redis(redis.url).monitor();
     const scripts: string[][] = [];
     monitor.on('monitor', (_time: string, args: unknown[]) => {
       const words = args.map(String);
