@@ -3,7 +3,7 @@
  * module's public surface: its *.module.ts file and the service files it exports (listed in
  * PUBLIC below). Direction: relay → key-pool/adaptive/rate-limit → auth/audit/common → infrastructure.
  */
-const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'routing', 'relay', 'observability', 'health'];
+const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'routing', 'alerts', 'relay', 'observability', 'health'];
 const INFRA = ['config', 'database', 'redis', 'state', 'logging', 'metrics'];
 
 // What each module lets others import (module file + exported services + shared types).
@@ -60,7 +60,7 @@ module.exports = {
       comment: 'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
       severity: 'error',
       from: { path: '^src/(auth|audit|health)/' },
-      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|relay|observability)/' },
+      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|alerts|relay|observability)/' },
     },
     {
       name: 'routing-sits-below-relay-and-observability',
@@ -68,6 +68,21 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
       to: { path: '^src/routing/' },
+    },
+    {
+      name: 'alerts-sits-below-relay-and-observability',
+      comment:
+        'Alerts (webhooks) listens to KeyPool and Routing and may use auth, audit and the infrastructure; only the app, relay and observability import it (AlertsService.emit).',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/(alerts|app|relay|observability)/', '^src/main\\.ts$'] },
+      to: { path: '^src/alerts/' },
+    },
+    {
+      name: 'alerts-imports-only-what-it-listens-to',
+      comment: 'Alerts may import key-pool, routing, auth, audit, state, config, database, metrics, common (and logging/redis infrastructure); never rate-limit, adaptive, relay, observability or health.',
+      severity: 'error',
+      from: { path: '^src/alerts/' },
+      to: { path: '^src/(rate-limit|adaptive|relay|observability|health)/' },
     },
     {
       name: 'key-pool-does-not-import-adaptive-or-rate-limit',
