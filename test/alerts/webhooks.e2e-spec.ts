@@ -23,7 +23,11 @@ function signatureOk(secret: string, raw: Buffer, header: unknown): boolean {
   return header === `sha256=${createHmac('sha256', secret).update(raw).digest('hex')}`;
 }
 
-async function waitUntil<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
+async function waitUntil<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -37,7 +41,9 @@ const SECRET = 'test-signing-secret-0123456789';
 
 /** A webhook's deliveries page (fails the test on anything but 200). */
 async function deliveriesOf(gw: { url: string }, key: string, id: string, query = '') {
-  const r = await getJson(`${gw.url}/api/admin/webhooks/${id}/deliveries${query}`, { headers: bearer(key, false) });
+  const r = await getJson(`${gw.url}/api/admin/webhooks/${id}/deliveries${query}`, {
+    headers: bearer(key, false),
+  });
   if (r.status !== 200) throw new Error(`deliveries: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body as { data: any[]; next_cursor: string | null };
 }
@@ -141,7 +147,9 @@ describe.each(MODES)('webhooks admin API (%s)', (mode: Mode) => {
       events: ['*'],
     });
     for (const q of ['limit=0', 'limit=201', 'limit=x', 'cursor=bm9wZQ'])
-      expect((await adminCall(gw, admin, 'GET', `/api/admin/webhooks/${page.body.id}/deliveries?${q}`)).status).toBe(400);
+      expect(
+        (await adminCall(gw, admin, 'GET', `/api/admin/webhooks/${page.body.id}/deliveries?${q}`)).status,
+      ).toBe(400);
     await del(gw, admin, `/api/admin/webhooks/${page.body.id}`);
   });
 
@@ -171,8 +179,12 @@ describe.each(MODES)('webhooks admin API (%s)', (mode: Mode) => {
     const dev = await createUserWithKey(gw, admin, 'developer');
     expect((await adminCall(gw, dev.key, 'GET', '/api/admin/webhooks')).status).toBe(403);
     expect(
-      (await adminCall(gw, dev.key, 'POST', '/api/admin/webhooks', { url: 'http://127.0.0.1/x', events: ['*'] }))
-        .status,
+      (
+        await adminCall(gw, dev.key, 'POST', '/api/admin/webhooks', {
+          url: 'http://127.0.0.1/x',
+          events: ['*'],
+        })
+      ).status,
     ).toBe(403);
   });
 });
@@ -180,7 +192,10 @@ describe.each(MODES)('webhooks admin API (%s)', (mode: Mode) => {
 describe('webhooks: private addresses refused when not allowed', () => {
   it('refuses 127.0.0.1 with ALLOW_PRIVATE_UPSTREAMS=false', async () => {
     const admin = newApiKey();
-    const gw = await startGateway('embedded', { ADMIN_BOOTSTRAP_KEY: admin, ALLOW_PRIVATE_UPSTREAMS: 'false' });
+    const gw = await startGateway('embedded', {
+      ADMIN_BOOTSTRAP_KEY: admin,
+      ALLOW_PRIVATE_UPSTREAMS: 'false',
+    });
     try {
       const r = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', {
         url: 'http://127.0.0.1:9/hook',
@@ -224,12 +239,16 @@ describe.each(MODES)('webhook deliveries (%s)', (mode: Mode) => {
         await relay.client.chat.completions
           .create({ model: relay.fake.models[0]!, messages: [{ role: 'user', content: 'hi' }] })
           .catch(() => undefined);
-      expect(relay.fake.requests.filter((r) => r.key === 'sk-a' && r.status === 429).length).toBeGreaterThan(0);
+      expect(relay.fake.requests.filter((r) => r.key === 'sk-a' && r.status === 429).length).toBeGreaterThan(
+        0,
+      );
       const [got] = await receiver.waitFor(1);
       expect(got!.headers['content-type']).toBe('application/json');
       expect(got!.headers['x-floodgate-event']).toBe('key.cooling');
       expect(signatureOk(SECRET, got!.raw, got!.headers['x-floodgate-signature'])).toBe(true);
-      expect(signatureOk('another-secret-0123456789', got!.raw, got!.headers['x-floodgate-signature'])).toBe(false);
+      expect(signatureOk('another-secret-0123456789', got!.raw, got!.headers['x-floodgate-signature'])).toBe(
+        false,
+      );
       expect(Object.keys(got!.body)).toEqual(['id', 'type', 'created_at', 'data']);
       expect(got!.body).toMatchObject({
         type: 'key.cooling',
@@ -273,7 +292,10 @@ describe.each(MODES)('webhook deliveries (%s)', (mode: Mode) => {
     const admin = newApiKey();
     const gw = await startGateway(mode, { ADMIN_BOOTSTRAP_KEY: admin });
     try {
-      const hook = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', { url: receiver.url, events: ['*'] });
+      const hook = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['*'],
+      });
       receiver.statuses = [500, 500, 200];
       const eventId = gw.app.get(AlertsService).emit('budget.threshold', { threshold_percent: 80 });
       const got = await receiver.waitFor(3);
@@ -304,7 +326,10 @@ describe.each(MODES)('webhook deliveries (%s)', (mode: Mode) => {
     const admin = newApiKey();
     const gw = await startGateway(mode, { ADMIN_BOOTSTRAP_KEY: admin, WEBHOOK_MAX_ATTEMPTS: '1' });
     try {
-      const hook = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', { url: receiver.url, events: ['breaker.opened'] });
+      const hook = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['breaker.opened'],
+      });
       receiver.answer = () => 503;
       const alerts = gw.app.get(AlertsService);
       const ids = [1, 2, 3].map((n) => alerts.emit('breaker.opened', { n }));
@@ -336,7 +361,10 @@ describe.each(MODES)('webhook deliveries (%s)', (mode: Mode) => {
     const admin = newApiKey();
     const gw = await startGateway(mode, { ADMIN_BOOTSTRAP_KEY: admin, WEBHOOK_MAX_ATTEMPTS: '1' });
     try {
-      const hook = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', { url: receiver.url, events: ['*'] });
+      const hook = await adminCall(gw, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['*'],
+      });
       // as if DNS had changed after the save: the stored URL now leads to a link-local address
       await gw.app.get(DataSource).query(`UPDATE webhooks SET url = 'http://169.254.169.254/hook'`);
       gw.app.get(AlertsService).emit('key.broken', { key_id: 'x' });
@@ -369,7 +397,10 @@ describe('webhook deliveries across instances (distributed)', () => {
     try {
       await app.listen({ port: 0, host: '127.0.0.1' });
       const url = await app.getUrl();
-      const hook = await adminCall({ url }, admin, 'POST', '/api/admin/webhooks', { url: receiver.url, events: ['*'] });
+      const hook = await adminCall({ url }, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['*'],
+      });
       receiver.statuses = [500];
       app.get(AlertsService).emit('breaker.opened', { model: 'm' });
       await receiver.waitFor(1);
@@ -377,9 +408,12 @@ describe('webhook deliveries across instances (distributed)', () => {
       const pending = await waitUntil('first attempt recorded', async () => {
         const probe = await createApp(loadConfig({ ...env, WEBHOOK_POLL_INTERVAL_MS: '60000' }));
         try {
-          const rows = (await probe.get(DataSource).query(
-            `SELECT status, attempts FROM webhook_deliveries`,
-          )) as { status: string; attempts: number }[];
+          const rows = (await probe
+            .get(DataSource)
+            .query(`SELECT status, attempts FROM webhook_deliveries`)) as {
+            status: string;
+            attempts: number;
+          }[];
           return rows[0]?.attempts === 1 ? rows : null;
         } finally {
           await probe.close();
@@ -423,11 +457,14 @@ describe('webhook deliveries across instances (distributed)', () => {
       await receiver.waitFor(events * 2, 45_000);
       await new Promise((r) => setTimeout(r, 2000));
       expect(receiver.received).toHaveLength(events * 2);
-      const pairs = receiver.received.map((r) => `${r.headers['x-floodgate-delivery']}#${r.headers['x-floodgate-attempt']}`);
+      const pairs = receiver.received.map(
+        (r) => `${String(r.headers['x-floodgate-delivery'])}#${String(r.headers['x-floodgate-attempt'])}`,
+      );
       expect(new Set(pairs).size).toBe(events * 2);
-      const rows = (await a.app.get(DataSource).query(
-        `SELECT status, attempts FROM webhook_deliveries`,
-      )) as { status: string; attempts: number }[];
+      const rows = (await a.app.get(DataSource).query(`SELECT status, attempts FROM webhook_deliveries`)) as {
+        status: string;
+        attempts: number;
+      }[];
       expect(rows).toHaveLength(events);
       expect(rows.every((r) => r.status === 'delivered' && Number(r.attempts) === 2)).toBe(true);
     } finally {
@@ -448,8 +485,15 @@ describe('webhook deliveries across instances (distributed)', () => {
         base_url: fake.baseUrl,
         models: fake.models,
       });
-      await adminCall(a, admin, 'POST', `/api/admin/providers/${provider.body.id}/keys`, { label: 'only', key: 'sk-a' });
-      await adminCall(a, admin, 'POST', '/api/admin/webhooks', { url: receiver.url, events: ['key.cooling'], secret: SECRET });
+      await adminCall(a, admin, 'POST', `/api/admin/providers/${provider.body.id}/keys`, {
+        label: 'only',
+        key: 'sk-a',
+      });
+      await adminCall(a, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['key.cooling'],
+        secret: SECRET,
+      });
       // every request is held 300 ms and answered 429: both instances have requests in flight on the key
       fake.when({ key: 'sk-a', reply: { ...FakeProvider.rateLimited(30), delayMs: 300 } });
       const calls = [a, b, a, b, a, b].map((g) =>
@@ -464,7 +508,13 @@ describe('webhook deliveries across instances (distributed)', () => {
       await receiver.waitFor(1);
       await new Promise((r) => setTimeout(r, 2000));
       expect(receiver.received).toHaveLength(1);
-      expect(signatureOk(SECRET, receiver.received[0]!.raw, receiver.received[0]!.headers['x-floodgate-signature'])).toBe(true);
+      expect(
+        signatureOk(
+          SECRET,
+          receiver.received[0]!.raw,
+          receiver.received[0]!.headers['x-floodgate-signature'],
+        ),
+      ).toBe(true);
     } finally {
       await cluster.close();
       await fake.close();

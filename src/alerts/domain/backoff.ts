@@ -12,12 +12,14 @@ export function retryDelayMs(failedAttempts: number): number {
 
 /** What one attempt's result means for its delivery. */
 export type AttemptVerdict =
-  | { status: 'delivered' }
-  | { status: 'pending'; retryInMs: number }
-  | { status: 'failed' };
+  { status: 'delivered' } | { status: 'pending'; retryInMs: number } | { status: 'failed' };
 
 /** A 2xx answer delivers; anything else (another status, no answer) is retried until `maxAttempts`. */
-export function judgeAttempt(attempt: number, maxAttempts: number, httpStatus: number | null): AttemptVerdict {
+export function judgeAttempt(
+  attempt: number,
+  maxAttempts: number,
+  httpStatus: number | null,
+): AttemptVerdict {
   if (httpStatus !== null && httpStatus >= 200 && httpStatus < 300) return { status: 'delivered' };
   if (attempt >= maxAttempts) return { status: 'failed' };
   return { status: 'pending', retryInMs: retryDelayMs(attempt) };

@@ -12,7 +12,11 @@ export function signBody(secret: string, body: string | Uint8Array): string {
 }
 
 /** Constant-time check of a received `x-floodgate-signature` value against the body. */
-export function verifySignature(secret: string, body: string | Uint8Array, header: string | undefined): boolean {
+export function verifySignature(
+  secret: string,
+  body: string | Uint8Array,
+  header: string | undefined,
+): boolean {
   if (typeof header !== 'string' || !/^sha256=[0-9a-f]{64}$/.test(header)) return false;
   const expected = Buffer.from(signBody(secret, body), 'utf8');
   const given = Buffer.from(header, 'utf8');

@@ -53,7 +53,11 @@ export class CreateWebhookDto {
   @Matches(/^[\x21-\x7e]+$/, { message: 'secret must be printable ASCII without spaces' })
   secret?: string;
 
-  @ApiPropertyOptional({ example: true, default: true, description: 'Disabled webhooks get no new deliveries' })
+  @ApiPropertyOptional({
+    example: true,
+    default: true,
+    description: 'Disabled webhooks get no new deliveries',
+  })
   @OptionalNotNull()
   @IsBoolean()
   enabled?: boolean;
@@ -74,7 +78,8 @@ export class WebhookDto {
 
   @ApiProperty({
     example: 'whsec_…x9Qk',
-    description: 'The last characters of the signing secret (the secret itself is never returned after creation)',
+    description:
+      'The last characters of the signing secret (the secret itself is never returned after creation)',
   })
   secret_hint: string;
 
@@ -88,7 +93,8 @@ export class WebhookDto {
 export class CreatedWebhookDto extends WebhookDto {
   @ApiPropertyOptional({
     example: 'whsec_3q2-7wEjRkQ0l0D3yqS2mN2m5h2Xo3o4lZ8pV9Qk9x0',
-    description: 'Present only when the secret was generated (no `secret` in the request): shown once, store it now',
+    description:
+      'Present only when the secret was generated (no `secret` in the request): shown once, store it now',
   })
   secret?: string;
 }

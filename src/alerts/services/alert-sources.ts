@@ -1,10 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import type { KeyLease, KeyOutcome, ReportResult } from '../../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
-import {
-  BreakerService,
-  type BreakerTransitionEvent,
-} from '../../routing/services/breaker.service.js';
+import { BreakerService, type BreakerTransitionEvent } from '../../routing/services/breaker.service.js';
 import { AtomicStore } from '../../state/atomic-store.js';
 import { TransitionMemory } from '../domain/events.js';
 import { onceKey, onceScript } from '../infrastructure/once.script.js';

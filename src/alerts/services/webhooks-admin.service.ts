@@ -181,6 +181,7 @@ function encodeCursor(r: DeliveryRow): string {
 function decodeCursor(cursor: string): { createdUs: string; id: string } {
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
   const m = /^(\d{1,20})\.([0-9a-f-]{36})$/i.exec(text);
-  if (!m || !UUID.test(m[2]!)) throw ApiError.badRequest('cursor is not a next_cursor of this list', 'cursor');
+  if (!m || !UUID.test(m[2]!))
+    throw ApiError.badRequest('cursor is not a next_cursor of this list', 'cursor');
   return { createdUs: m[1]!, id: m[2]! };
 }
