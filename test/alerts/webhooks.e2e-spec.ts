@@ -1,9 +1,10 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AlertsService } from '../../src/alerts/services/alerts.service.js';
 import { createApp } from '../../src/app/create-app.js';
 import { loadConfig } from '../../src/config/app-config.js';
+import { BreakerService } from '../../src/routing/services/breaker.service.js';
 import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import {
@@ -518,6 +519,55 @@ describe('webhook deliveries across instances (distributed)', () => {
     } finally {
       await cluster.close();
       await fake.close();
+    }
+  });
+
+  it('breaker transitions: one breaker.opened and one breaker.closed, whichever instance reported', async () => {
+    receiver.received.length = 0;
+    receiver.answer = null;
+    const admin = newApiKey();
+    const cluster = await startGateways(2, {
+      ADMIN_BOOTSTRAP_KEY: admin,
+      BREAKER_CONSECUTIVE_FAILURES: '3',
+      BREAKER_OPEN_MS: '800',
+      BREAKER_MIN_REQUESTS: '1000',
+    });
+    try {
+      const [a, b] = cluster.gateways as [TestGateway, TestGateway];
+      await adminCall(a, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['breaker.opened', 'breaker.closed'],
+      });
+      const A = a.app.get(BreakerService);
+      const B = b.app.get(BreakerService);
+      const t = { providerId: randomUUID(), model: 'gpt-test' };
+      await A.admit(t, 'auto');
+      await B.admit(t, 'auto');
+      A.report(t, 'failure', false);
+      B.report(t, 'failure', false);
+      A.report(t, 'failure', false);
+      B.report(t, 'failure', false);
+      const [opened] = await receiver.waitFor(1);
+      expect(opened!.body).toMatchObject({
+        type: 'breaker.opened',
+        data: { provider_id: t.providerId, provider_name: null, model: 'gpt-test', consecutive_failures: 3 },
+      });
+      expect(Date.parse(opened!.body.data.open_until)).toBeGreaterThan(Date.parse(opened!.body.created_at));
+      // after BREAKER_OPEN_MS one probe goes; its success closes the breaker
+      await new Promise((r) => setTimeout(r, 900));
+      const answers = await Promise.all([A.admit(t, 'auto'), B.admit(t, 'auto')]);
+      const prober = answers[0] === 'probe' ? A : B;
+      expect(answers.filter((x) => x === 'probe')).toHaveLength(1);
+      prober.report(t, 'success', true);
+      const got = await receiver.waitFor(2);
+      expect(got[1]!.body).toMatchObject({
+        type: 'breaker.closed',
+        data: { provider_id: t.providerId, model: 'gpt-test' },
+      });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(receiver.received.map((r) => r.body.type)).toEqual(['breaker.opened', 'breaker.closed']);
+    } finally {
+      await cluster.close();
     }
   });
 });
