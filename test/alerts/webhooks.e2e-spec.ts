@@ -289,6 +289,48 @@ describe.each(MODES)('webhook deliveries (%s)', (mode: Mode) => {
     }
   });
 
+  it('sends one key.broken when the provider refuses a key (401), only to webhooks subscribed to it', async () => {
+    const relay = await startRelay(mode, { keys: [{ key: 'sk-a' }, { key: 'sk-b' }] });
+    try {
+      const hook = await adminCall(relay.gw, relay.adminKey, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['key.broken'],
+        secret: SECRET,
+      });
+      const other = await adminCall(relay.gw, relay.adminKey, 'POST', '/api/admin/webhooks', {
+        url: `${receiver.url}/cooling-only`,
+        events: ['key.cooling'],
+      });
+      relay.fake.when({ key: 'sk-a', reply: FakeProvider.unauthorized() });
+      for (let i = 0; i < 4; i++)
+        await relay.client.chat.completions
+          .create({ model: relay.fake.models[0]!, messages: [{ role: 'user', content: 'hi' }] })
+          .catch(() => undefined);
+      expect(relay.fake.requests.filter((r) => r.key === 'sk-a' && r.status === 401).length).toBeGreaterThan(
+        0,
+      );
+      const [got] = await receiver.waitFor(1);
+      expect(got!.headers['x-floodgate-event']).toBe('key.broken');
+      expect(signatureOk(SECRET, got!.raw, got!.headers['x-floodgate-signature'])).toBe(true);
+      expect(got!.body).toMatchObject({
+        type: 'key.broken',
+        data: {
+          key_id: relay.keyIds['sk-a'],
+          provider_id: relay.providerId,
+          state: 'invalid',
+          reason: 'refused_by_upstream',
+          http_status: 401,
+        },
+      });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(receiver.received).toHaveLength(1);
+      expect((await deliveriesOf(relay.gw, relay.adminKey, other.body.id)).data).toEqual([]);
+      expect((await deliveriesOf(relay.gw, relay.adminKey, hook.body.id)).data).toHaveLength(1);
+    } finally {
+      await relay.close();
+    }
+  });
+
   it('retries a receiver answering 500 twice, then 200: 3 attempts, delivered', async () => {
     const admin = newApiKey();
     const gw = await startGateway(mode, { ADMIN_BOOTSTRAP_KEY: admin });
@@ -432,6 +474,43 @@ describe('webhook deliveries across instances (distributed)', () => {
         return r.body.data[0]?.status === 'delivered' ? r.body.data[0] : null;
       });
       expect(d.attempts.map((a: { http_status: number }) => a.http_status)).toEqual([500, 200]);
+    } finally {
+      await app.close();
+      await cleanup();
+    }
+  }, 90_000);
+
+  it('after an ENCRYPTION_KEYS rotation the secret is re-sealed at start and deliveries stay signed with it', async () => {
+    receiver.received.length = 0;
+    receiver.answer = null;
+    const admin = newApiKey();
+    const { env, cleanup } = await isolatedEnv('distributed', { ADMIN_BOOTSTRAP_KEY: admin });
+    const oldKey = env.ENCRYPTION_KEYS!;
+    const newKey = `k2026:${Buffer.alloc(32, 9).toString('base64')}`;
+    let app = await createApp(loadConfig(env));
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const hook = await adminCall({ url: await app.getUrl() }, admin, 'POST', '/api/admin/webhooks', {
+        url: receiver.url,
+        events: ['*'],
+        secret: SECRET,
+      });
+      expect(hook.status).toBe(201);
+      await app.close();
+      // the new key first (current), the old one still configured: the start re-seals
+      app = await createApp(loadConfig({ ...env, ENCRYPTION_KEYS: `${newKey},${oldKey}` }));
+      await app.init();
+      const rows = (await app.get(DataSource).query(`SELECT encryption_key_id FROM webhooks`)) as {
+        encryption_key_id: string;
+      }[];
+      expect(rows).toEqual([{ encryption_key_id: 'k2026' }]);
+      await app.close();
+      // the old key gone: the secret still opens
+      app = await createApp(loadConfig({ ...env, ENCRYPTION_KEYS: newKey }));
+      await app.init();
+      app.get(AlertsService).emit('key.cooling', { key_id: 'k' });
+      const [got] = await receiver.waitFor(1);
+      expect(signatureOk(SECRET, got!.raw, got!.headers['x-floodgate-signature'])).toBe(true);
     } finally {
       await app.close();
       await cleanup();
