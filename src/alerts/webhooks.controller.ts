@@ -62,7 +62,10 @@ export class WebhooksController {
 
   @Get(':id')
   @RequirePermission('provider_keys', 'read')
-  @ApiOperation({ summary: 'Get a webhook' })
+  @ApiOperation({
+    summary: 'Get a webhook',
+    description: 'Its url, events and enabled flag; the signing secret is never returned (secret_hint only).',
+  })
   @ApiParam(ID)
   @ApiOkResponse({ type: WebhookDto })
   @ApiNotFoundResponse({ description: 'No such webhook (webhook_not_found)', type: ErrorResponseDto })
