@@ -3,7 +3,18 @@
  * module's public surface: its *.module.ts file and the service files it exports (listed in
  * PUBLIC below). Direction: relay → key-pool/adaptive/rate-limit → auth/audit/common → infrastructure.
  */
-const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'routing', 'relay', 'observability', 'health'];
+const FEATURES = [
+  'auth',
+  'audit',
+  'rate-limit',
+  'key-pool',
+  'adaptive',
+  'routing',
+  'alerts',
+  'relay',
+  'observability',
+  'health',
+];
 const INFRA = ['config', 'database', 'redis', 'state', 'logging', 'metrics'];
 
 // What each module lets others import (module file + exported services + shared types).
@@ -57,17 +68,35 @@ module.exports = {
     },
     {
       name: 'lower-layers-do-not-import-upper',
-      comment: 'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
+      comment:
+        'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
       severity: 'error',
       from: { path: '^src/(auth|audit|health)/' },
-      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|relay|observability)/' },
+      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|alerts|relay|observability)/' },
     },
     {
       name: 'routing-sits-below-relay-and-observability',
-      comment: 'Routing (aliases, breakers) uses KeyPool and the stores; rate-limit, key-pool and adaptive never import it.',
+      comment:
+        'Routing (aliases, breakers) uses KeyPool and the stores; rate-limit, key-pool and adaptive never import it.',
       severity: 'error',
       from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
       to: { path: '^src/routing/' },
+    },
+    {
+      name: 'alerts-sits-below-relay-and-observability',
+      comment:
+        'Alerts (webhooks) listens to KeyPool and Routing and may use auth, audit and the infrastructure; only the app, relay and observability import it (AlertsService.emit).',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/(alerts|app|relay|observability)/', '^src/main\\.ts$'] },
+      to: { path: '^src/alerts/' },
+    },
+    {
+      name: 'alerts-imports-only-what-it-listens-to',
+      comment:
+        'Alerts may import key-pool, routing, auth, audit, state, config, database, metrics, common (and logging/redis infrastructure); never rate-limit, adaptive, relay, observability or health.',
+      severity: 'error',
+      from: { path: '^src/alerts/' },
+      to: { path: '^src/(rate-limit|adaptive|relay|observability|health)/' },
     },
     {
       name: 'key-pool-does-not-import-adaptive-or-rate-limit',
@@ -78,7 +107,8 @@ module.exports = {
     },
     {
       name: 'only-public-surface-across-modules',
-      comment: 'Import another module only through its module file or exported services, never its internals.',
+      comment:
+        'Import another module only through its module file or exported services, never its internals.',
       severity: 'error',
       from: { path: '^src/([^/]+)/' },
       to: {
@@ -122,7 +152,11 @@ module.exports = {
     exclude: { path: '\\.spec\\.ts$' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], extensions: ['.ts', '.js'] },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default'],
+      extensions: ['.ts', '.js'],
+    },
     reporterOptions: { text: { highlightFocused: true } },
   },
 };

@@ -1,6 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { AdaptiveModule } from '../adaptive/adaptive.module.js';
+import { AlertsModule } from '../alerts/alerts.module.js';
 import { AuditModule } from '../audit/audit.module.js';
 import { AuthModule } from '../auth/auth.module.js';
 import { AllExceptionsFilter } from '../common/all-exceptions.filter.js';
@@ -38,6 +39,7 @@ export class AppModule {
         KeyPoolModule,
         AdaptiveModule,
         RoutingModule,
+        AlertsModule,
         RelayModule,
         ObservabilityModule,
       ],

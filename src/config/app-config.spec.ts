@@ -332,4 +332,19 @@ describe('loadConfig', () => {
       'BREAKER_OPEN_MS must be an integer 100-3600000, got "-1"',
     ]);
   });
+
+  it('reads the alerts section (WEBHOOK_*) with defaults and one problem line per bad value', () => {
+    expect(loadConfig({}).alerts).toEqual({ maxAttempts: 6, timeoutMs: 5000, pollIntervalMs: 1000 });
+    expect(
+      loadConfig({ WEBHOOK_MAX_ATTEMPTS: '3', WEBHOOK_TIMEOUT_MS: '2000', WEBHOOK_POLL_INTERVAL_MS: '200' })
+        .alerts,
+    ).toEqual({ maxAttempts: 3, timeoutMs: 2000, pollIntervalMs: 200 });
+    expect(
+      problems({ WEBHOOK_MAX_ATTEMPTS: '0', WEBHOOK_TIMEOUT_MS: 'soon', WEBHOOK_POLL_INTERVAL_MS: '10' }),
+    ).toEqual([
+      'WEBHOOK_MAX_ATTEMPTS must be an integer 1-20, got "0"',
+      'WEBHOOK_TIMEOUT_MS must be an integer 100-60000, got "soon"',
+      'WEBHOOK_POLL_INTERVAL_MS must be an integer 50-60000, got "10"',
+    ]);
+  });
 });

@@ -122,6 +122,8 @@ export interface AppConfig {
   retreat: RetreatConfig;
   /** Routing: the circuit breaker per route target (docs/breaker.md). */
   breaker: BreakerConfig;
+  /** Alerts: webhook deliveries (docs/alerts.md). */
+  alerts: AlertsConfig;
   shutdownTimeoutMs: number;
   /** Quiet time after which one full GC gives a burst's memory back (0 = never); src/app/idle-collector.ts. */
   memoryIdleGcMs: number;
@@ -224,6 +226,26 @@ function loadBreakerConfig(r: EnvReader): BreakerConfig {
     minRequests: r.int('BREAKER_MIN_REQUESTS', 20, 1, 1_000_000),
     windowMs: r.int('BREAKER_WINDOW_MS', 30_000, 1000, 3_600_000),
     openMs: r.int('BREAKER_OPEN_MS', 30_000, 100, 3_600_000),
+  };
+}
+
+// ---- Alerts: webhooks (docs/alerts.md) ---------------------------------------------------------
+
+/** Webhook deliveries: retries, timeouts and how often due deliveries are looked for. */
+export interface AlertsConfig {
+  /** WEBHOOK_MAX_ATTEMPTS: attempts per delivery (the first included) before it is marked failed. */
+  maxAttempts: number;
+  /** WEBHOOK_TIMEOUT_MS: one attempt (connect + answer) may take this long. */
+  timeoutMs: number;
+  /** WEBHOOK_POLL_INTERVAL_MS: each instance looks for due deliveries this often. */
+  pollIntervalMs: number;
+}
+
+function loadAlertsConfig(r: EnvReader): AlertsConfig {
+  return {
+    maxAttempts: r.int('WEBHOOK_MAX_ATTEMPTS', 6, 1, 20),
+    timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 5000, 100, 60_000),
+    pollIntervalMs: r.int('WEBHOOK_POLL_INTERVAL_MS', 1000, 50, 60_000),
   };
 }
 
@@ -688,6 +710,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     adaptive: loadAdaptiveConfig(r),
     retreat: loadRetreatConfig(r),
     breaker: loadBreakerConfig(r),
+    alerts: loadAlertsConfig(r),
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30000, 0, 3600000),
     memoryIdleGcMs: r.int('MEMORY_IDLE_GC_MS', 5000, 0, 3600000),
     metricsToken: r.string('METRICS_TOKEN'),

@@ -16,11 +16,13 @@ import { ProviderKeysController } from './provider-keys.controller.js';
 import { Provider } from './infrastructure/provider.entity.js';
 import { ProviderRepository } from './infrastructure/provider.repository.js';
 import { ProvidersController } from './providers.controller.js';
+import { SecretSealerService } from './services/secret-sealer.service.js';
 import { UpstreamGuardService } from './services/upstream-guard.service.js';
 
 /**
  * Providers and their encrypted upstream keys; atomic limit-aware key selection (KeyPoolService),
- * cooldowns, usage, the SSRF guard (UpstreamGuardService) and the admin API. See docs/key-pool.md.
+ * cooldowns, usage, the SSRF guard (UpstreamGuardService), the cipher for other modules' secrets
+ * (SecretSealerService) and the admin API. See docs/key-pool.md.
  */
 @Module({
   imports: [TypeOrmModule.forFeature([Provider, ProviderKey, KeyUsageMinute]), AuditModule, StateModule],
@@ -37,8 +39,9 @@ import { UpstreamGuardService } from './services/upstream-guard.service.js';
     KeyPoolService,
     KeyPoolAdminService,
     UpstreamGuardService,
+    SecretSealerService,
     KeyPoolBootstrap,
   ],
-  exports: [KeyPoolService, UpstreamGuardService],
+  exports: [KeyPoolService, UpstreamGuardService, SecretSealerService],
 })
 export class KeyPoolModule {}

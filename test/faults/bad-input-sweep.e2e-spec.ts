@@ -163,6 +163,7 @@ function sweepFor(mode: Mode): void {
     let sweepProviderId: string;
     let sweepUpstreamKeyId: string;
     let sweepRouteId: string;
+    let sweepWebhookId: string;
 
     beforeAll(async () => {
       fx = await startRelay(mode, {
@@ -188,6 +189,11 @@ function sweepFor(mode: Mode): void {
         targets: [{ provider_id: sweepProviderId, model: 'sweep-model' }],
       });
       sweepRouteId = r.body.id;
+      const w = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/webhooks', {
+        url: `${fx.fake.baseUrl}/sweep-hook`,
+        events: ['*'],
+      });
+      sweepWebhookId = w.body.id;
     });
     afterAll(async () => {
       await fx?.close();
@@ -201,6 +207,7 @@ function sweepFor(mode: Mode): void {
       if (path.startsWith('/api/admin/users/')) return target.user.id;
       if (path.startsWith('/api/admin/providers/')) return sweepProviderId;
       if (path.startsWith('/api/admin/routes/')) return sweepRouteId;
+      if (path.startsWith('/api/admin/webhooks/')) return sweepWebhookId;
       if (path.startsWith('/api/admin/provider-keys/') || path.startsWith('/api/admin/adaptive/keys/'))
         return sweepUpstreamKeyId;
       throw new Error(`no valid value for the path parameter ${name} of ${method} ${path}: add one`);
@@ -224,6 +231,7 @@ function sweepFor(mode: Mode): void {
           targets: [{ provider_id: sweepProviderId, model: 'sweep-model' }],
         },
         'PATCH /api/admin/routes/{id}': { max_attempts: 2 },
+        'POST /api/admin/webhooks': { url: `${fx.fake.baseUrl}/sweep-hook`, events: ['*'] },
         'POST /v1/chat/completions': { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
         'POST /v1/completions': { model: 'gpt-4o-mini', prompt: 'hi' },
         'POST /v1/embeddings': { model: 'text-embedding-3-small', input: 'hi' },

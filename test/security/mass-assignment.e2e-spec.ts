@@ -161,6 +161,14 @@ const ROUTES: Record<string, WriteRoute> = {
     ok: 200,
     snapshot: (ctx) => get(ctx, `/api/admin/routes/${ctx.routeId}`),
   },
+  'POST /api/admin/webhooks': {
+    method: 'POST',
+    as: (ctx) => ctx.fx.adminKey,
+    path: () => '/api/admin/webhooks',
+    valid: () => ({ url: 'http://127.0.0.1:9/hook', events: ['key.cooling'] }),
+    ok: 201,
+    snapshot: (ctx) => get(ctx, '/api/admin/webhooks'),
+  },
 };
 
 /** The fixture's provider id, for bodies built without the context (`valid()` takes none). */

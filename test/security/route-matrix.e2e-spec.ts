@@ -60,6 +60,15 @@ async function throwawayRoute(ctx: Ctx): Promise<string> {
   return r.body.id as string;
 }
 
+async function throwawayWebhook(ctx: Ctx): Promise<string> {
+  const r = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', '/api/admin/webhooks', {
+    url: `${ctx.fx.fake.baseUrl}/hook`,
+    events: ['*'],
+  });
+  if (r.status !== 201) throw new Error(`webhook: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.id as string;
+}
+
 async function throwawayUpstreamKey(ctx: Ctx): Promise<string> {
   const providerId = await throwawayProvider(ctx);
   const r = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', `/api/admin/providers/${providerId}/keys`, {
@@ -240,6 +249,35 @@ const TABLE: Record<string, RouteCase> = {
     ok: 204,
     prepare: async (ctx) => ({ path: `/api/admin/routes/${await throwawayRoute(ctx)}` }),
   },
+  // ---- webhooks: provider_keys' permissions (a URL and a signing secret are credentials) ----
+  'GET /api/admin/webhooks': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: staticPath('/api/admin/webhooks'),
+  },
+  'POST /api/admin/webhooks': {
+    allowed: ['admin'],
+    ok: 201,
+    prepare: async (ctx) => ({
+      path: '/api/admin/webhooks',
+      body: { url: `${ctx.fx.fake.baseUrl}/hook`, events: ['key.cooling'] },
+    }),
+  },
+  'GET /api/admin/webhooks/{id}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/admin/webhooks/${await throwawayWebhook(ctx)}` }),
+  },
+  'DELETE /api/admin/webhooks/{id}': {
+    allowed: ['admin'],
+    ok: 204,
+    prepare: async (ctx) => ({ path: `/api/admin/webhooks/${await throwawayWebhook(ctx)}` }),
+  },
+  'GET /api/admin/webhooks/{id}/deliveries': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/admin/webhooks/${await throwawayWebhook(ctx)}/deliveries` }),
+  },
   // Upstream keys are provider_keys: admin only, even through the providers path.
   'GET /api/admin/providers/{id}/keys': {
     allowed: ['admin'],
@@ -380,6 +418,9 @@ const ID_ROUTES: [string, (id: string) => string][] = [
   ['GET', (id) => `/api/admin/routes/${id}`],
   ['PATCH', (id) => `/api/admin/routes/${id}`],
   ['DELETE', (id) => `/api/admin/routes/${id}`],
+  ['GET', (id) => `/api/admin/webhooks/${id}`],
+  ['DELETE', (id) => `/api/admin/webhooks/${id}`],
+  ['GET', (id) => `/api/admin/webhooks/${id}/deliveries`],
   ['GET', (id) => `/api/admin/providers/${id}/keys`],
   ['POST', (id) => `/api/admin/providers/${id}/keys`],
   ['GET', (id) => `/api/admin/provider-keys/${id}`],

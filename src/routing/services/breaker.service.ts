@@ -46,6 +46,21 @@ export const BREAKER_REFRESH_MS = 5000;
 /** A probe's claim holds at least this long (or the provider's timeout, if longer): then another may go. */
 export const PROBE_CLAIM_MIN_MS = 30_000;
 
+/**
+ * A transition this instance's store step made (exactly one instance sees each one: the one whose
+ * step changed the state; the others learn it from pub/sub and are not told here).
+ */
+export interface BreakerTransitionEvent {
+  target: TargetRef;
+  to: 'open' | 'half_open' | 'closed';
+  /** When the half-open probe may go (ms, store clock); 0 unless `to` is open. */
+  openUntilMs: number;
+  consecutiveFailures: number;
+  windowFailures: number;
+  windowRequests: number;
+}
+export type BreakerTransitionListener = (event: BreakerTransitionEvent) => void;
+
 interface TargetState {
   target: TargetRef;
   /** The last record seen (reply or message); undefined until first read. */
@@ -77,6 +92,7 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
   private refreshTimer: NodeJS.Timeout | undefined;
   private lastErrorLogMs = 0;
   private closing = false;
+  private readonly transitionListeners = new Set<BreakerTransitionListener>();
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -107,6 +123,12 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
     const done = Promise.all([this.flush(), ...this.inflight]).then(() => undefined);
     await Promise.race([done, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
     await this.unsubscribe?.().catch(() => undefined);
+  }
+
+  /** Called on every transition this instance's store step made (Alerts); returns the remover. */
+  onTransition(listener: BreakerTransitionListener): () => void {
+    this.transitionListeners.add(listener);
+    return () => this.transitionListeners.delete(listener);
   }
 
   // ---- the relay's side ------------------------------------------------------------------------
@@ -251,7 +273,10 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
         const rec = reply.record;
         if (!t.rec || rec.v >= t.rec.v || (rec.v === 0 && Date.now() - t.rec.v >= this.ttlMs)) t.rec = rec;
         if (reply.transition !== '' || (op.op === 'release' && rec.pu === 0)) {
-          if (reply.transition !== '') this.countTransition(t.target, reply.transition);
+          if (reply.transition !== '') {
+            this.countTransition(t.target, reply.transition);
+            this.tellTransition(t.target, reply.transition, reply.record);
+          }
           const message = JSON.stringify({
             p: t.target.providerId,
             m: t.target.model,
@@ -316,6 +341,25 @@ export class BreakerService implements OnModuleInit, OnApplicationShutdown {
   private async providerNames(): Promise<Map<string, string>> {
     const providers = await this.keyPool.providerSummaries().catch(() => []);
     return new Map(providers.map((p) => [p.id, p.name]));
+  }
+
+  private tellTransition(target: TargetRef, to: string, rec: BreakerRecord): void {
+    if (to !== 'open' && to !== 'half_open' && to !== 'closed') return;
+    const event: BreakerTransitionEvent = {
+      target,
+      to,
+      openUntilMs: to === 'open' ? rec.ou : 0,
+      consecutiveFailures: rec.cf,
+      windowFailures: rec.wf,
+      windowRequests: rec.wr,
+    };
+    for (const listener of this.transitionListeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.logError(err);
+      }
+    }
   }
 
   private countTransition(target: TargetRef, to: string): void {
