@@ -3,7 +3,7 @@
  * module's public surface: its *.module.ts file and the service files it exports (listed in
  * PUBLIC below). Direction: relay → key-pool/adaptive/rate-limit → auth/audit/common → infrastructure.
  */
-const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'routing', 'relay', 'observability', 'health'];
+const FEATURES = ['auth', 'audit', 'rate-limit', 'key-pool', 'adaptive', 'routing', 'spend', 'relay', 'observability', 'health'];
 const INFRA = ['config', 'database', 'redis', 'state', 'logging', 'metrics'];
 
 // What each module lets others import (module file + exported services + shared types).
@@ -60,7 +60,7 @@ module.exports = {
       comment: 'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
       severity: 'error',
       from: { path: '^src/(auth|audit|health)/' },
-      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|relay|observability)/' },
+      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|spend|relay|observability)/' },
     },
     {
       name: 'routing-sits-below-relay-and-observability',
@@ -68,6 +68,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
       to: { path: '^src/routing/' },
+    },
+    {
+      name: 'spend-sits-below-relay-and-observability',
+      comment: 'Spend (prices, cost, rollups) uses KeyPool; rate-limit, key-pool and adaptive never import it (the relay does).',
+      severity: 'error',
+      from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
+      to: { path: '^src/spend/' },
     },
     {
       name: 'key-pool-does-not-import-adaptive-or-rate-limit',
@@ -107,7 +114,7 @@ module.exports = {
       comment:
         'Key-pool and adaptive services orchestrate; the SQL lives in repositories in their module’s infrastructure/ (provider.repository.ts, provider-key.repository.ts, adaptive-state.repository.ts). A service imports no TypeORM, not even a type: a transaction is the repository file’s TransactionManager alias.',
       severity: 'error',
-      from: { path: '^src/(key-pool|adaptive)/services/' },
+      from: { path: '^src/(key-pool|adaptive|spend)/services/' },
       to: { path: '(^|/)node_modules/(typeorm|@nestjs/typeorm)/' },
     },
     {

@@ -226,6 +226,7 @@ export class RelayService {
         outcome: failure?.outcome ?? answer?.outcome ?? 'ok',
         promptTokens: answer?.promptTokens ?? 0,
         completionTokens: answer?.completionTokens ?? 0,
+        cachedPromptTokens: answer?.cachedPromptTokens ?? 0,
         queueMs,
         upstreamMs: answer?.upstreamMs ?? delivery?.upstreamMs ?? 0,
         overheadMs: answer?.overheadMs ?? 0,
