@@ -31,7 +31,13 @@ const EXPECTED: Record<Role, string[]> = {
     'spend:read:any',
   ],
   user: ['relay:read:any', 'relay:write:any', 'api_keys:read:own', 'api_keys:write:own', 'spend:read:own'],
-  viewer: ['status:read:any', 'providers:read:any', 'api_keys:read:own', 'api_keys:write:own', 'spend:read:any'],
+  viewer: [
+    'status:read:any',
+    'providers:read:any',
+    'api_keys:read:own',
+    'api_keys:write:own',
+    'spend:read:any',
+  ],
 };
 
 describe('permission matrix can()', () => {

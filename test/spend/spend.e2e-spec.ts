@@ -20,7 +20,8 @@ const GPT4O = { input: 2_500_000n, output: 10_000_000n, cached: 1_250_000n };
 
 /** The cost formula written out independently: round half up of Σ tokens × µ$/Mtok / 10^6. */
 function expectedMicros(prompt: number, completion: number, cached = 0, price = MICRO): number {
-  const n = BigInt(prompt - cached) * price.input + BigInt(cached) * price.cached + BigInt(completion) * price.output;
+  const n =
+    BigInt(prompt - cached) * price.input + BigInt(cached) * price.cached + BigInt(completion) * price.output;
   return Number((n + 500_000n) / 1_000_000n);
 }
 
@@ -74,9 +75,10 @@ describe.each(MODES)('spend (%s)', (mode) => {
     );
 
   const costOfRow = async (requestId: string) =>
-    (await db.query('SELECT prompt_tokens, completion_tokens, cost_micro_usd FROM request_log WHERE request_id = $1', [
-      requestId,
-    ])) as { prompt_tokens: number; completion_tokens: number; cost_micro_usd: string | null }[];
+    (await db.query(
+      'SELECT prompt_tokens, completion_tokens, cost_micro_usd FROM request_log WHERE request_id = $1',
+      [requestId],
+    )) as { prompt_tokens: number; completion_tokens: number; cost_micro_usd: string | null }[];
 
   it('pricing is part of the provider: stored, shown, patched, audited; a bad price is a 400 naming it', async () => {
     const got = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${fx.providerId}`);
@@ -103,7 +105,12 @@ describe.each(MODES)('spend (%s)', (mode) => {
       output_per_mtok: 0,
       cached_input_per_mtok: 0.02,
     });
-    const audit = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/audit?action=provider.update&limit=5`);
+    const audit = await adminCall(
+      fx.gw,
+      fx.adminKey,
+      'GET',
+      `/api/admin/audit?action=provider.update&limit=5`,
+    );
     expect(JSON.stringify(audit.body)).toContain('text-embedding-*');
     await adminCall(fx.gw, fx.adminKey, 'PATCH', `/api/admin/providers/${fx.providerId}`, {
       pricing: { 'gpt-4o-mini': PRICE },
@@ -141,7 +148,9 @@ describe.each(MODES)('spend (%s)', (mode) => {
     expect(new Date(byModel.body.data[0].interval_start).getTime() % 86_400_000).toBe(0);
     const byUser = await spend('/api/admin/spend?group_by=user');
     const aliceRows = byUser.body.data.filter((r: { group: string }) => r.group === alice.user.id);
-    expect(aliceRows.reduce((s: number, r: { cost_usd: number }) => s + micros(r.cost_usd), 0)).toBe(N * each);
+    expect(aliceRows.reduce((s: number, r: { cost_usd: number }) => s + micros(r.cost_usd), 0)).toBe(
+      N * each,
+    );
     const byProvider = await spend('/api/admin/spend?group_by=provider');
     expect(byProvider.body.data.some((r: { group: string }) => r.group === fx.providerId)).toBe(true);
     // a window that ends before the requests: nothing of them
@@ -158,13 +167,15 @@ describe.each(MODES)('spend (%s)', (mode) => {
     const each = expectedMicros(usage.prompt_tokens, usage.completion_tokens);
     const own = await spend('/api/me/spend', bob.key);
     expect(own.status).toBe(200);
-    expect(own.body.data.map((r: { group: string }) => r.group)).toEqual(
-      own.body.data.map(() => bob.keyId),
-    );
+    expect(own.body.data.map((r: { group: string }) => r.group)).toEqual(own.body.data.map(() => bob.keyId));
     expect(own.body.data.reduce((s: number, r: { requests: number }) => s + r.requests, 0)).toBe(N);
-    expect(own.body.data.reduce((s: number, r: { cost_usd: number }) => s + micros(r.cost_usd), 0)).toBe(N * each);
+    expect(own.body.data.reduce((s: number, r: { cost_usd: number }) => s + micros(r.cost_usd), 0)).toBe(
+      N * each,
+    );
     const byModel = await spend('/api/me/spend?group_by=model', bob.key);
-    expect(byModel.body.data.map((r: { group: string }) => r.group)).toEqual(byModel.body.data.map(() => 'gpt-4o-mini'));
+    expect(byModel.body.data.map((r: { group: string }) => r.group)).toEqual(
+      byModel.body.data.map(() => 'gpt-4o-mini'),
+    );
     // a plain user may read its own spend, not everyone's
     expect((await spend('/api/me/spend', alice.key)).status).toBe(200);
     expect((await spend('/api/admin/spend', alice.key)).status).toBe(403);
@@ -183,7 +194,11 @@ describe.each(MODES)('spend (%s)', (mode) => {
           created: 1,
           model: 'gpt-4o-mini',
           choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 1000, completion_tokens: 10, prompt_tokens_details: { cached_tokens: 600 } },
+          usage: {
+            prompt_tokens: 1000,
+            completion_tokens: 10,
+            prompt_tokens_details: { cached_tokens: 600 },
+          },
         },
       },
     });
