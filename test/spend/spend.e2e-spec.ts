@@ -213,6 +213,33 @@ describe.each(MODES)('spend (%s)', (mode) => {
     expect(expectedMicros(1000, 10, 600)).toBe(870);
   });
 
+  it("a routed request is priced at its target's model on the target's provider; the rollup groups it by that model", async () => {
+    const alias = `alias-${randomUUID().slice(0, 8)}`;
+    const route = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/routes', {
+      model: alias,
+      targets: [{ provider_id: fx.providerId, model: 'gpt-4o-mini' }],
+    });
+    expect(route.status, JSON.stringify(route.body)).toBe(201);
+    const key = await createUserWithKey(fx.gw, fx.adminKey, 'user');
+    const ids = [randomUUID(), randomUUID()];
+    const answers = [await chat(key.key, alias, ids[0]), await chat(key.key, alias, ids[1])];
+    await logged(...ids);
+    let total = 0;
+    for (const [i, id] of ids.entries()) {
+      const { prompt_tokens: p, completion_tokens: c } = answers[i]!.usage;
+      const [row] = await costOfRow(id);
+      expect(row?.cost_micro_usd).toBe(String(expectedMicros(p, c)));
+      total += expectedMicros(p, c);
+    }
+    const own = await spend('/api/me/spend?group_by=model', key.key);
+    expect(own.body.data.map((r: { group: string }) => r.group)).toEqual(
+      own.body.data.map(() => 'gpt-4o-mini'),
+    );
+    expect(own.body.data.reduce((s: number, r: { cost_usd: number }) => s + micros(r.cost_usd), 0)).toBe(
+      total,
+    );
+  });
+
   it('a stream cut mid-way is charged what was counted', async () => {
     fx.fake.when({
       model: 'gpt-4o-mini',

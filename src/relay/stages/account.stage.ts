@@ -89,6 +89,7 @@ export class AccountStage {
       routeId: r.routeId ?? null,
       attemptLog: r.attemptLog ? r.attemptLog.map(storedAttempt) : null,
       costMicroUsd,
+      servedModel: r.servedModel ?? null,
     });
   }
 }
