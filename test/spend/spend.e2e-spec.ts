@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
 import { RequestLogWriter, type RequestLogEntry } from '../../src/relay/infrastructure/request-log.writer.js';
-import { bearer, createUserWithKey, type UserWithKey } from '../support/auth.js';
-import { pollUntil } from '../support/cluster.js';
-import { getJson, MODES } from '../support/gateway.js';
+import { bearer, createUserWithKey, newApiKey, type UserWithKey } from '../support/auth.js';
+import { addProvider, chat as clusterChat, pollUntil } from '../support/cluster.js';
+import { FakeProvider } from '../support/fake-provider.js';
+import { getJson, MODES, startGateways, type TestGateway } from '../support/gateway.js';
 import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
 
 /**
@@ -337,5 +338,99 @@ describe.each(MODES)('spend (%s)', (mode) => {
       [keyId],
     )) as { requests: number; cost: number }[];
     expect(sum).toEqual({ requests: 19, cost: 19 * 7 });
+  });
+});
+
+describe('spend across two instances (distributed)', () => {
+  let cluster: Awaited<ReturnType<typeof startGateways>>;
+  let fake: FakeProvider;
+  const adminKey = newApiKey();
+
+  beforeAll(async () => {
+    fake = await FakeProvider.start();
+    cluster = await startGateways(2, {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      RATE_LIMIT_KEY_RPM: '100000',
+      RATE_LIMIT_USER_RPM: '100000',
+    });
+  });
+  afterAll(async () => {
+    await cluster?.close();
+    await fake?.close();
+  });
+
+  it("a price written on one instance prices the other's requests; the spend API sums both instances' rollups", async () => {
+    const [a, b] = cluster.gateways as [TestGateway, TestGateway];
+    const { providerId } = await addProvider(a, adminKey, fake, [{ key: 'sk-spend-1' }], {
+      pricing: { 'gpt-4o-mini': PRICE },
+    });
+    const user = await createUserWithKey(a, adminKey, 'user');
+    const db = a.app.get(DataSource);
+    const flushBoth = () => Promise.all([a, b].map((g) => g.app.get(RequestLogWriter).flush()));
+    const rowOf = async (requestId: string) => {
+      const { value } = await pollUntil(
+        async () => {
+          await flushBoth();
+          const rows = (await db.query(
+            'SELECT prompt_tokens, completion_tokens, cost_micro_usd FROM request_log WHERE request_id = $1',
+            [requestId],
+          )) as { prompt_tokens: number; completion_tokens: number; cost_micro_usd: string | null }[];
+          return rows[0];
+        },
+        { timeoutMs: 10_000, what: `request ${requestId} in the request log` },
+      );
+      return value;
+    };
+
+    // instance b learned of the provider (and its price) through pub/sub
+    const first = await pollUntil(
+      async () => {
+        const r = await clusterChat(b.url, user.key, 'two-instances');
+        if (r.status !== 200) return false;
+        const row = await rowOf(r.requestId);
+        return row.cost_micro_usd === String(expectedMicros(row.prompt_tokens, row.completion_tokens)) && row;
+      },
+      { timeoutMs: 10_000, what: "instance b pricing at the provider's price" },
+    );
+    let total = Number(first.value.cost_micro_usd);
+    let requests = 1;
+
+    const doubled = { input_per_mtok: 2.469134, output_per_mtok: 15.308642, cached_input_per_mtok: 1 };
+    const patched = await adminCall(a, adminKey, 'PATCH', `/api/admin/providers/${providerId}`, {
+      pricing: { 'gpt-4o-mini': doubled },
+    });
+    expect(patched.status).toBe(200);
+    const DOUBLED = { input: 2_469_134n, output: 15_308_642n, cached: 1_000_000n };
+    await pollUntil(
+      async () => {
+        const r = await clusterChat(b.url, user.key, 'two-instances');
+        expect(r.status).toBe(200);
+        const row = await rowOf(r.requestId);
+        total += Number(row.cost_micro_usd);
+        requests++;
+        return (
+          row.cost_micro_usd === String(expectedMicros(row.prompt_tokens, row.completion_tokens, 0, DOUBLED))
+        );
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: 'instance b pricing at the new price' },
+    );
+    // and a request on a, at the new price at once (its own write)
+    const onA = await clusterChat(a.url, user.key, 'two-instances');
+    const rowA = await rowOf(onA.requestId);
+    expect(rowA.cost_micro_usd).toBe(
+      String(expectedMicros(rowA.prompt_tokens, rowA.completion_tokens, 0, DOUBLED)),
+    );
+    total += Number(rowA.cost_micro_usd);
+    requests++;
+
+    await flushBoth();
+    for (const g of [a, b]) {
+      const res = await getJson(`${g.url}/api/me/spend`, { headers: bearer(user.key, false) });
+      expect(res.status).toBe(200);
+      expect(res.body.data.reduce((s: number, r: { requests: number }) => s + r.requests, 0)).toBe(requests);
+      expect(res.body.data.reduce((s: number, r: { cost_usd: number }) => s + micros(r.cost_usd), 0)).toBe(
+        total,
+      );
+    }
   });
 });
