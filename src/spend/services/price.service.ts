@@ -5,6 +5,8 @@ import { costMicroUsd, microPrice, type MicroPrice, type TokenCounts } from '../
 import { resolvePrice, type PriceSource } from '../domain/price-catalog.js';
 
 const RETRY_MS = 5_000;
+/** How long an admin write (or a key marked invalid) waits for the reload before answering anyway. */
+const WRITE_WAIT_MS = 2_000;
 const MAX_RESOLVED = 10_000;
 
 interface Resolved {
@@ -33,7 +35,7 @@ export class PriceService implements OnModuleInit, OnModuleDestroy {
   constructor(private readonly pool: KeyPoolService) {}
 
   async onModuleInit(): Promise<void> {
-    this.unregister = this.pool.onCacheDrop(() => this.refresh());
+    this.unregister = this.pool.onCacheDrop(() => this.refreshWithin(WRITE_WAIT_MS));
     await this.refresh();
   }
 
@@ -66,6 +68,16 @@ export class PriceService implements OnModuleInit, OnModuleDestroy {
       }
     });
     return this.chain;
+  }
+
+  /** `refresh`, waited for at most `ms` (a slow Postgres never holds KeyPool's invalidate longer). */
+  private refreshWithin(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    });
+    return Promise.race([this.refresh(), bound]).finally(() => clearTimeout(timer));
   }
 
   /** The price of `model` on a provider (its own pricing, else the catalog), in µ$ per million tokens. */
