@@ -10,6 +10,7 @@ const FEATURES = [
   'key-pool',
   'adaptive',
   'routing',
+  'spend',
   'alerts',
   'relay',
   'observability',
@@ -72,7 +73,7 @@ module.exports = {
         'auth/audit/health sit below rate-limit, key-pool and adaptive; those sit below relay and observability.',
       severity: 'error',
       from: { path: '^src/(auth|audit|health)/' },
-      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|alerts|relay|observability)/' },
+      to: { path: '^src/(rate-limit|key-pool|adaptive|routing|spend|alerts|relay|observability)/' },
     },
     {
       name: 'routing-sits-below-relay-and-observability',
@@ -97,6 +98,14 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/alerts/' },
       to: { path: '^src/(rate-limit|adaptive|relay|observability|health)/' },
+    },
+    {
+      name: 'spend-sits-below-relay-and-observability',
+      comment:
+        'Spend (prices, cost, rollups) uses KeyPool; rate-limit, key-pool and adaptive never import it (the relay does).',
+      severity: 'error',
+      from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
+      to: { path: '^src/spend/' },
     },
     {
       name: 'key-pool-does-not-import-adaptive-or-rate-limit',
@@ -137,7 +146,7 @@ module.exports = {
       comment:
         'Key-pool and adaptive services orchestrate; the SQL lives in repositories in their module’s infrastructure/ (provider.repository.ts, provider-key.repository.ts, adaptive-state.repository.ts). A service imports no TypeORM, not even a type: a transaction is the repository file’s TransactionManager alias.',
       severity: 'error',
-      from: { path: '^src/(key-pool|adaptive)/services/' },
+      from: { path: '^src/(key-pool|adaptive|spend)/services/' },
       to: { path: '(^|/)node_modules/(typeorm|@nestjs/typeorm)/' },
     },
     {

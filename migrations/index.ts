@@ -7,6 +7,7 @@ import { RequestLog1763773000000 } from './1763773000000-RequestLog.js';
 import { EncryptionKeys1763774700000 } from './1763774700000-EncryptionKeys.js';
 import { RequestLogAttempts1763775600000 } from './1763775600000-RequestLogAttempts.js';
 import { Routes1763775700000 } from './1763775700000-Routes.js';
+import { Spend1763775800000 } from './1763775800000-Spend.js';
 import { Webhooks1763776500000 } from './1763776500000-Webhooks.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
@@ -21,5 +22,6 @@ export const MIGRATIONS = [
   EncryptionKeys1763774700000,
   RequestLogAttempts1763775600000,
   Routes1763775700000,
+  Spend1763775800000,
   Webhooks1763776500000,
 ];

@@ -17,6 +17,7 @@ import { ObservabilityModule } from '../observability/observability.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
 import { RelayModule } from '../relay/relay.module.js';
 import { RoutingModule } from '../routing/routing.module.js';
+import { SpendModule } from '../spend/spend.module.js';
 import { StateModule } from '../state/state.module.js';
 
 /** The composition root: infrastructure first, then features. Feature modules are added here as they land. */
@@ -40,6 +41,7 @@ export class AppModule {
         AdaptiveModule,
         RoutingModule,
         AlertsModule,
+        SpendModule,
         RelayModule,
         ObservabilityModule,
       ],

@@ -14,6 +14,7 @@ const RESOURCES: Resource[] = [
   'status',
   'audit',
   'relay',
+  'spend',
 ];
 
 /** The matrix, written out independently of PERMISSIONS: [resource, action, scope] triples each role holds. */
@@ -27,9 +28,16 @@ const EXPECTED: Record<Role, string[]> = {
     'providers:read:any',
     'status:read:any',
     'adaptive:read:any',
+    'spend:read:any',
   ],
-  user: ['relay:read:any', 'relay:write:any', 'api_keys:read:own', 'api_keys:write:own'],
-  viewer: ['status:read:any', 'providers:read:any', 'api_keys:read:own', 'api_keys:write:own'],
+  user: ['relay:read:any', 'relay:write:any', 'api_keys:read:own', 'api_keys:write:own', 'spend:read:own'],
+  viewer: [
+    'status:read:any',
+    'providers:read:any',
+    'api_keys:read:own',
+    'api_keys:write:own',
+    'spend:read:any',
+  ],
 };
 
 describe('permission matrix can()', () => {

@@ -12,7 +12,8 @@ export type Resource =
   | 'adaptive'
   | 'status'
   | 'audit'
-  | 'relay';
+  | 'relay'
+  | 'spend';
 export type Action = 'read' | 'write';
 /** `own`: only what the caller owns (their API keys); `any`: everyone's. */
 export type Scope = 'own' | 'any';
@@ -34,6 +35,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     status: { read: 'any', write: 'any' },
     audit: { read: 'any', write: 'any' },
     relay: { read: 'any', write: 'any' },
+    spend: { read: 'any', write: 'any' },
   },
   developer: {
     users: {},
@@ -45,6 +47,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     status: { read: 'any' },
     audit: {},
     relay: { read: 'any', write: 'any' },
+    spend: { read: 'any' },
   },
   user: {
     users: {},
@@ -56,6 +59,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     status: {},
     audit: {},
     relay: { read: 'any', write: 'any' },
+    spend: { read: 'own' },
   },
   viewer: {
     users: {},
@@ -67,6 +71,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     status: { read: 'any' },
     audit: {},
     relay: {},
+    spend: { read: 'any' },
   },
 };
 

@@ -5,6 +5,9 @@
 import type { ScriptValue } from '../state/atomic-store.js';
 import type { LocalDb } from '../state/local-db.js';
 
+/** A provider's `pricing` (USD per million tokens per model id or `*` pattern; docs/spend.md). */
+export type { ModelPricing, ProviderPricing } from './domain/pricing.js';
+
 /** A leased upstream key: the right to send ONE request with `apiKey` to `baseUrl`. */
 export interface KeyLease {
   leaseId: string;

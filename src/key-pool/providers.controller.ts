@@ -3,6 +3,7 @@ import {
   ApiBadRequestResponse,
   ApiConflictResponse,
   ApiCreatedResponse,
+  ApiExtraModels,
   ApiNoContentResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
@@ -14,12 +15,13 @@ import type { FastifyRequest } from 'fastify';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { RequirePermission } from '../common/permissions.js';
 import { CreateProviderKeyDto, ProviderKeyDto } from './dto/provider-key.dto.js';
-import { CreateProviderDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
+import { CreateProviderDto, ModelPriceDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
 import { KeyPoolAdminService } from './services/key-pool-admin.service.js';
 
 const ID = { name: 'id', description: 'Provider id (uuid)', example: '0b6f7a52-1d7e-4a8f-9a51-2b8f1c0e6d42' };
 
 @ApiTags('providers')
+@ApiExtraModels(ModelPriceDto)
 @Controller('api/admin/providers')
 export class ProvidersController {
   constructor(private readonly admin: KeyPoolAdminService) {}
@@ -37,11 +39,11 @@ export class ProvidersController {
   @ApiOperation({
     summary: 'Create a provider',
     description:
-      'base_url must be http(s); every address its host resolves to is checked (link-local and cloud metadata always refused, private/loopback unless ALLOW_PRIVATE_UPSTREAMS). Audited.',
+      'base_url must be http(s); every address its host resolves to is checked (link-local and cloud metadata always refused, private/loopback unless ALLOW_PRIVATE_UPSTREAMS). `pricing` (USD per million tokens per model id or pattern) prices its requests; models without an entry use the built-in catalog (docs/spend.md). Audited.',
   })
   @ApiCreatedResponse({ type: ProviderDto })
   @ApiBadRequestResponse({
-    description: 'Validation failed (param names the field, e.g. base_url)',
+    description: 'Validation failed (param names the field, e.g. base_url, pricing.gpt-4o.output_per_mtok)',
     type: ErrorResponseDto,
   })
   @ApiConflictResponse({

@@ -5,6 +5,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
 import { RoutingModule } from '../routing/routing.module.js';
+import { SpendModule } from '../spend/spend.module.js';
 import { StateModule } from '../state/state.module.js';
 import { AdmissionService } from './admission.service.js';
 import { AnswerCharge } from './infrastructure/answer-charge.js';
@@ -30,6 +31,7 @@ import { SseResponder } from './stages/sse-responder.js';
     AdaptiveModule,
     RateLimitModule,
     RoutingModule,
+    SpendModule,
     StateModule,
   ],
   controllers: [RelayController],

@@ -97,6 +97,8 @@ export class RelayService {
     let routed: Routed | null = null;
     /** A routed request: the provider of the target admitted (then of the last attempt). */
     let served: RoutableProvider | null = null;
+    /** …and that target's model (what the provider served: it prices the request). */
+    let servedModel: string | null = null;
     let queueMs = 0;
     let delivery: Delivery | null = null;
     let answer: Answer | null = null;
@@ -123,6 +125,7 @@ export class RelayService {
         admitted = a;
         provider = a.target.provider;
         served = provider;
+        servedModel = a.target.target.model;
         targeted = { target: a.target, probe: a.probe };
       } else {
         if (tracingEnabled()) {
@@ -161,7 +164,10 @@ export class RelayService {
         body,
       };
       delivery = await this.sender.deliver(input, lease, targeted);
-      if (delivery.target) served = delivery.target.provider;
+      if (delivery.target) {
+        served = delivery.target.provider;
+        servedModel = delivery.target.target.model;
+      }
       if (!delivery.answer) throw delivery.error;
       // respond
       const { response, startedAt } = delivery.answer;
@@ -226,6 +232,8 @@ export class RelayService {
         outcome: failure?.outcome ?? answer?.outcome ?? 'ok',
         promptTokens: answer?.promptTokens ?? 0,
         completionTokens: answer?.completionTokens ?? 0,
+        cachedPromptTokens: answer?.cachedPromptTokens ?? 0,
+        servedModel,
         queueMs,
         upstreamMs: answer?.upstreamMs ?? delivery?.upstreamMs ?? 0,
         overheadMs: answer?.overheadMs ?? 0,

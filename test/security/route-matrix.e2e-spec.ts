@@ -367,6 +367,12 @@ const TABLE: Record<string, RouteCase> = {
   },
 
   // ---- status (read: admin, developer, viewer) ----
+  'GET /api/admin/spend': {
+    allowed: ['admin', 'developer', 'viewer'],
+    ok: 200,
+    prepare: staticPath('/api/admin/spend'),
+  },
+  'GET /api/me/spend': { allowed: ALL, ok: 200, prepare: staticPath('/api/me/spend') },
   'GET /api/admin/status': {
     allowed: ['admin', 'developer', 'viewer'],
     ok: 200,

@@ -21,6 +21,35 @@ export { OptionalNotNull };
 export const PROVIDER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const MODEL_PATTERN = /^\S+$/;
 
+const PRICING_EXAMPLE = {
+  'gpt-4o-mini': { input_per_mtok: 0.15, output_per_mtok: 0.6, cached_input_per_mtok: 0.075 },
+  'text-embedding-*': { input_per_mtok: 0.02, output_per_mtok: 0, cached_input_per_mtok: 0.02 },
+};
+const PRICING_DESCRIPTION =
+  'USD per million tokens, per model id or `*` pattern (an exact id wins, then the most specific pattern); numbers 0-1000000 with at most 6 decimals; `cached_input_per_mtok` defaults to `input_per_mtok`. A model without an entry here is priced from the built-in catalog (docs/spend.md), if it is there. Replaces the whole table on PATCH; `{}` clears it.';
+
+/** A model's price (USD per million tokens). */
+export class ModelPriceDto {
+  @ApiProperty({
+    example: 0.15,
+    minimum: 0,
+    maximum: 1_000_000,
+    description: 'Prompt tokens not served from cache',
+  })
+  input_per_mtok: number;
+
+  @ApiProperty({ example: 0.6, minimum: 0, maximum: 1_000_000, description: 'Completion tokens' })
+  output_per_mtok: number;
+
+  @ApiPropertyOptional({
+    example: 0.075,
+    minimum: 0,
+    maximum: 1_000_000,
+    description: 'Prompt tokens the upstream served from its cache; default: input_per_mtok',
+  })
+  cached_input_per_mtok: number;
+}
+
 export class CreateProviderDto {
   @ApiProperty({
     example: 'openai',
@@ -104,6 +133,16 @@ export class CreateProviderDto {
   @OptionalNotNull()
   @IsObject()
   headers?: Record<string, string>;
+
+  @ApiPropertyOptional({
+    example: PRICING_EXAMPLE,
+    description: PRICING_DESCRIPTION,
+    type: 'object',
+    additionalProperties: { $ref: '#/components/schemas/ModelPriceDto' },
+  })
+  @OptionalNotNull()
+  @IsObject()
+  pricing?: Record<string, ModelPriceDto>;
 }
 
 export class UpdateProviderDto {
@@ -165,6 +204,16 @@ export class UpdateProviderDto {
   @OptionalNotNull()
   @IsObject()
   headers?: Record<string, string>;
+
+  @ApiPropertyOptional({
+    example: PRICING_EXAMPLE,
+    description: PRICING_DESCRIPTION,
+    type: 'object',
+    additionalProperties: { $ref: '#/components/schemas/ModelPriceDto' },
+  })
+  @OptionalNotNull()
+  @IsObject()
+  pricing?: Record<string, ModelPriceDto>;
 }
 
 export class ProviderKeyCountsDto {
@@ -191,6 +240,14 @@ export class ProviderDto {
     additionalProperties: { type: 'string' },
   })
   headers: Record<string, string>;
+  @ApiProperty({
+    example: PRICING_EXAMPLE,
+    description:
+      'USD per million tokens per model id or pattern; models missing here use the built-in catalog',
+    type: 'object',
+    additionalProperties: { $ref: '#/components/schemas/ModelPriceDto' },
+  })
+  pricing: Record<string, ModelPriceDto>;
   @ApiProperty({ enum: ['api', 'file'], example: 'api', description: '`file`: managed by PROVIDERS_FILE' })
   source: string;
   @ApiProperty({ type: ProviderKeyCountsDto }) keys: ProviderKeyCountsDto;

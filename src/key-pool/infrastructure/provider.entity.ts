@@ -1,3 +1,4 @@
+import type { ProviderPricing } from '../domain/pricing.js';
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn } from 'typeorm';
 
 /** An upstream LLM provider (one OpenAI-compatible base URL). */
@@ -33,6 +34,10 @@ export class Provider {
   /** Extra headers sent upstream with every request (never credentials: those are upstream keys). */
   @Column({ type: 'jsonb', default: () => "'{}'::jsonb" })
   headers: Record<string, string>;
+
+  /** USD per million tokens per model id or `*` pattern (docs/spend.md); {} = the built-in catalog only. */
+  @Column({ type: 'jsonb', default: () => "'{}'::jsonb" })
+  pricing: ProviderPricing;
 
   /** `api` (admin API) or `file` (PROVIDERS_FILE; pruned when removed from the file). */
   @Column({ type: 'varchar', length: 8, default: 'api' })

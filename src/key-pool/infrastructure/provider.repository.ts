@@ -38,6 +38,11 @@ export class ProviderRepository {
     return this.providers.find({ order: { name: 'ASC' } });
   }
 
+  /** Every provider's id and `pricing` (the Spend module's price cache; one query). */
+  async pricingOfAll(): Promise<{ id: string; pricing: Provider['pricing'] }[]> {
+    return this.providers.find({ select: { id: true, pricing: true } });
+  }
+
   byId(id: string): Promise<Provider | null> {
     return this.providers.findOneBy({ id });
   }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { CreateProviderKeyDto } from '../dto/provider-key.dto.js';
 import { CreateProviderDto } from '../dto/provider.dto.js';
+import { checkPricing } from '../domain/pricing.js';
 
 /**
  * PROVIDERS_FILE: a YAML (or JSON, which is YAML) document
@@ -17,6 +18,8 @@ import { CreateProviderDto } from '../dto/provider.dto.js';
  *           key: env:OPENAI_KEY_1        # or file:/run/secrets/openai-1
  *           priority: 1
  *           max_rpm: 500
+ *       pricing:                         # optional, USD per million tokens (docs/spend.md)
+ *         gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6, cached_input_per_mtok: 0.075}
  *
  * Providers take the admin API's fields; keys too, except that `key` must reference a secret
  * (`env:NAME` or `file:/path`) — a literal key in a file that ends up in git is refused.
@@ -142,6 +145,10 @@ export function parseProvidersFile(
       const lower = dto.name.toLowerCase();
       if (names.has(lower)) problems.push(`${at}.name: ${dto.name} appears twice`);
       names.add(lower);
+      if (dto.pricing !== undefined) {
+        const priced = checkPricing(dto.pricing);
+        if (!priced.ok) problems.push(`${at}.${priced.message}`);
+      }
     }
     const keys: FileKey[] = [];
     if (rawKeys !== undefined && !Array.isArray(rawKeys)) problems.push(`${at}.keys must be a list`);

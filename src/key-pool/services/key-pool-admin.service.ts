@@ -14,6 +14,7 @@ import type {
 } from '../dto/provider-key.dto.js';
 import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from '../dto/provider.dto.js';
 import { KeyCipher, maskKey, providerKeyAad } from '../domain/key-cipher.js';
+import { checkPricing, type ProviderPricing } from '../domain/pricing.js';
 import type { KeyWindow } from '../key-pool.types.js';
 import { KeyPoolService } from './key-pool.service.js';
 import { keyState, type ProviderKey, type ProviderKeyState } from '../infrastructure/provider-key.entity.js';
@@ -115,6 +116,7 @@ export class KeyPoolAdminService {
   ): Promise<Provider> {
     const baseUrl = await this.checkBaseUrl(dto.base_url, ctx);
     const headers = checkHeaders(dto.headers ?? {});
+    const pricing = pricingOf(dto.pricing ?? {});
     await this.assertNameFree(dto.name, null);
     const provider = this.providers.build({
       id,
@@ -126,6 +128,7 @@ export class KeyPoolAdminService {
       timeoutMs: dto.timeout_ms ?? 60000,
       enabled: dto.enabled ?? true,
       headers,
+      pricing,
       source: ctx.source,
     });
     try {
@@ -143,6 +146,7 @@ export class KeyPoolAdminService {
             timeout_ms: provider.timeoutMs,
             enabled: provider.enabled,
             header_names: Object.keys(headers),
+            pricing,
             source: ctx.source,
           },
         }),
@@ -151,6 +155,8 @@ export class KeyPoolAdminService {
       if (isUniqueViolation(err)) throw nameTaken(dto.name);
       throw err;
     }
+    // Caches keyed on providers (routable list, prices) learn about it here and on every instance.
+    await this.pool.invalidate(provider.id);
     return (await this.providers.byId(provider.id))!;
   }
 
@@ -186,6 +192,7 @@ export class KeyPoolAdminService {
         changes.header_names = { from: Object.keys(p.headers), to: Object.keys(headers) };
       }
     }
+    if (dto.pricing !== undefined) set('pricing', pricingOf(dto.pricing), 'pricing');
     if (ctx.source === 'file' && p.source !== 'file') patch.source = 'file';
     if (Object.keys(patch).length === 0) return { provider: p, changed: false };
     try {
@@ -518,6 +525,7 @@ export class KeyPoolAdminService {
       timeout_ms: p.timeoutMs,
       enabled: p.enabled,
       headers: p.headers,
+      pricing: p.pricing ?? {},
       source: p.source,
       keys: counts,
       created_at: p.createdAt.toISOString(),
@@ -571,6 +579,13 @@ function labelTaken(label: string): ApiError {
     'label',
     'provider_key_label_taken',
   );
+}
+
+/** A provider's `pricing`, checked and normalised (cached_input_per_mtok filled in); 400 naming the field. */
+function pricingOf(raw: unknown): ProviderPricing {
+  const checked = checkPricing(raw);
+  if (!checked.ok) throw ApiError.badRequest(checked.message, checked.param);
+  return checked.pricing;
 }
 
 /** Extra upstream headers: sane names, no CR/LF, no credentials or framing headers. */

@@ -126,6 +126,7 @@ export class KeyPoolBootstrap implements OnModuleInit {
               timeout_ms: fp.dto.timeout_ms ?? 60000,
               enabled: fp.dto.enabled ?? true,
               headers: fp.dto.headers ?? {},
+              pricing: fp.dto.pricing ?? {},
             },
             ctx,
           );

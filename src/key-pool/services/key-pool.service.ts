@@ -7,6 +7,7 @@ import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import { AtomicStore, type AtomicScript, type ScriptValue } from '../../state/atomic-store.js';
 import { PubSub, type Unsubscribe } from '../../state/pub-sub.js';
 import { KeyCipher, providerKeyAad } from '../domain/key-cipher.js';
+import type { ProviderPricing } from '../domain/pricing.js';
 import type {
   AcquireOptions,
   AcquireResult,
@@ -138,6 +139,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   /** Release scripts with a rider, by contribution and rider name. */
   private readonly ridden = new Map<string, AtomicScript<ReleaseResult>>();
   private unsubscribe: Unsubscribe | undefined;
+  /** Called whenever the provider caches are dropped (an admin write here, or one published by another instance). */
+  private readonly dropListeners = new Set<(providerId: string) => Promise<void> | void>();
   /** leaseId → lease this instance could not confirm released (retried until the store answers). */
   private readonly unconfirmed = new Map<string, UnconfirmedLease>();
   private reconcileTimer: NodeJS.Timeout | undefined;
@@ -160,9 +163,9 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onModuleInit(): Promise<void> {
-    this.unsubscribe = await this.pubsub.subscribe(INVALIDATE_CHANNEL, (providerId) =>
-      this.dropCache(providerId),
-    );
+    this.unsubscribe = await this.pubsub.subscribe(INVALIDATE_CHANNEL, (providerId) => {
+      void Promise.all(this.dropCache(providerId));
+    });
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -684,6 +687,25 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     return this.routable;
   }
 
+  /**
+   * Every provider's `pricing` (USD per million tokens per model id or pattern), enabled or not: one
+   * Postgres query. Callers cache it and refresh on `onCacheDrop` (the Spend module's PriceService).
+   */
+  async providerPricing(): Promise<Map<string, ProviderPricing>> {
+    const rows = await this.providers.pricingOfAll();
+    return new Map(rows.map((r) => [r.id, r.pricing ?? {}]));
+  }
+
+  /**
+   * Registers a listener run whenever this instance drops its provider caches: after an admin write
+   * here (`invalidate` awaits it, so a write's answer comes after the listener's refresh) and when
+   * another instance publishes one. Returns the unregister function.
+   */
+  onCacheDrop(listener: (providerId: string) => Promise<void> | void): () => void {
+    this.dropListeners.add(listener);
+    return () => this.dropListeners.delete(listener);
+  }
+
   /** Live window counters of the given keys (one store round trip). */
   async windows(providerId: string, keyIds: readonly string[]): Promise<KeyWindow[]> {
     if (keyIds.length === 0) return [];
@@ -768,7 +790,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
 
   /** Drops the cached candidate list here and on every other instance. */
   async invalidate(providerId: string | '*'): Promise<void> {
-    this.dropCache(providerId);
+    await Promise.all(this.dropCache(providerId));
     try {
       await this.pubsub.publish(INVALIDATE_CHANNEL, providerId);
     } catch (err) {
@@ -786,10 +808,20 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     await this.store.run(clearKeyStateScript, allKeyNames(providerId, keyId), ['all']);
   }
 
-  private dropCache(providerId: string): void {
+  /** Drops the caches; returns the listeners' work (never rejecting) for `invalidate` to await. */
+  private dropCache(providerId: string): Promise<void>[] {
     this.routable = null;
     if (providerId === '*') this.cache.clear();
     else this.cache.delete(providerId);
+    const work: Promise<void>[] = [];
+    for (const listener of this.dropListeners) {
+      work.push(
+        Promise.resolve()
+          .then(() => listener(providerId))
+          .catch((err: unknown) => this.logger.error({ err }, 'a provider cache listener failed')),
+      );
+    }
+    return work;
   }
 
   private entry(providerId: string): Promise<ProviderEntry | null> {

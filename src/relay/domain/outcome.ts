@@ -4,8 +4,19 @@ import { failureOutcome, type UpstreamFailure } from './retry-table.js';
 
 /** The parts of an upstream JSON answer the relay reads. */
 export interface UpstreamJson {
-  usage?: { prompt_tokens?: number; completion_tokens?: number };
+  usage?: {
+    prompt_tokens?: number;
+    completion_tokens?: number;
+    /** OpenAI: `cached_tokens` of the prompt were served from the upstream's prompt cache. */
+    prompt_tokens_details?: { cached_tokens?: number } | null;
+  };
   error?: { message?: string; code?: string; type?: string; param?: string };
+}
+
+/** The prompt tokens an upstream usage reports as cached (`prompt_tokens_details.cached_tokens`); 0 when absent or not a count. */
+export function cachedPromptTokens(usage: UpstreamJson['usage'] | null | undefined): number {
+  const n: unknown = usage?.prompt_tokens_details?.cached_tokens;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 export function parseUpstreamJson(text: string): UpstreamJson | null {

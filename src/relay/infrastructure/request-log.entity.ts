@@ -75,6 +75,13 @@ export class RequestLogRow {
   @Column({ name: 'route_id', type: 'uuid', nullable: true })
   routeId: string | null;
 
+  /**
+   * The request's cost in integer micro-dollars (bigint: TypeORM reads it as a string); null when it
+   * reached no provider or no price was known for its model (docs/spend.md).
+   */
+  @Column({ name: 'cost_micro_usd', type: 'bigint', nullable: true })
+  costMicroUsd: string | null;
+
   /** Every upstream attempt, oldest first; null when none was recorded. */
   @Column({ name: 'attempt_log', type: 'jsonb', nullable: true })
   attemptLog: StoredAttempt[] | null;

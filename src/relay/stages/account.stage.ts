@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal, Priority } from '../../common/principal.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import { PriceService } from '../../spend/services/price.service.js';
 import type { AttemptRecord } from '../domain/attempt.js';
 import type { Endpoint } from '../domain/validation.js';
 import type { StoredAttempt } from '../infrastructure/request-log.entity.js';
@@ -22,6 +23,10 @@ export interface RequestRecord {
   outcome: string;
   promptTokens: number;
   completionTokens: number;
+  /** Of promptTokens, those served from the upstream's prompt cache (absent: 0). */
+  cachedPromptTokens?: number;
+  /** The model the provider served (a route target's model); absent: `model`. Prices the request. */
+  servedModel?: string | null;
   queueMs: number;
   upstreamMs: number;
   overheadMs: number;
@@ -39,6 +44,7 @@ export class AccountStage {
   constructor(
     private readonly metrics: FloodgateMetrics,
     private readonly requestLog: RequestLogWriter,
+    private readonly prices: PriceService,
   ) {}
 
   account(r: RequestRecord): void {
@@ -54,6 +60,13 @@ export class AccountStage {
         hot.tokens.get3(providerName, r.modelLabel, 'completion').inc(r.completionTokens);
     }
     // The client key's TPM window was charged by the answer's lease release (LeaseKeeper, AnswerCharge).
+    // Cost: once, here, from what was counted (a cut-off stream too), at the served provider+model's
+    // price (in-process cache: no Postgres read). The spend rollup is summed from these rows.
+    const costMicroUsd = this.prices.costOf(r.provider?.id ?? null, r.servedModel ?? r.model, {
+      promptTokens: r.promptTokens,
+      cachedPromptTokens: r.cachedPromptTokens ?? 0,
+      completionTokens: r.completionTokens,
+    });
     this.requestLog.add({
       createdAt: new Date(),
       requestId: r.requestId,
@@ -75,6 +88,8 @@ export class AccountStage {
       stream: r.stream,
       routeId: r.routeId ?? null,
       attemptLog: r.attemptLog ? r.attemptLog.map(storedAttempt) : null,
+      costMicroUsd,
+      servedModel: r.servedModel ?? null,
     });
   }
 }

@@ -23,6 +23,8 @@ export interface Answer {
   errorCode: string | null;
   promptTokens: number;
   completionTokens: number;
+  /** Of promptTokens, how many the upstream served from its prompt cache (priced at the cached rate). */
+  cachedPromptTokens?: number;
   /** Upstream time, all attempts. */
   upstreamMs: number;
   overheadMs: number;

@@ -2,7 +2,13 @@ import { Injectable } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders } from '../domain/headers.js';
-import { parseUpstreamJson, upstreamClientError, upstreamUsage } from '../domain/outcome.js';
+import {
+  cachedPromptTokens,
+  parseUpstreamJson,
+  upstreamClientError,
+  upstreamUsage,
+  type UpstreamJson,
+} from '../domain/outcome.js';
 import { aliasJson } from '../domain/route-model.js';
 import type { Answer, RespondInput } from './answer.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -71,13 +77,14 @@ export class JsonResponder {
 interface Tokens {
   prompt: number;
   completion: number;
+  cached: number;
   total: number;
 }
 
-function tokensOf(usage: { prompt_tokens?: number; completion_tokens?: number } | undefined): Tokens {
+function tokensOf(usage: UpstreamJson['usage'] | undefined): Tokens {
   const prompt = usage?.prompt_tokens ?? 0;
   const completion = usage?.completion_tokens ?? 0;
-  return { prompt, completion, total: prompt + completion };
+  return { prompt, completion, cached: cachedPromptTokens(usage), total: prompt + completion };
 }
 
 function answerOf(status: number, tokens: Tokens, upstreamMs: number, overheadMs: number): Answer {
@@ -87,6 +94,7 @@ function answerOf(status: number, tokens: Tokens, upstreamMs: number, overheadMs
     errorCode: null,
     promptTokens: tokens.prompt,
     completionTokens: tokens.completion,
+    cachedPromptTokens: tokens.cached,
     upstreamMs,
     overheadMs,
   };

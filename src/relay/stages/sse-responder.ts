@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders } from '../domain/headers.js';
-import { streamInterruptedEvent, streamKeyOutcome } from '../domain/outcome.js';
+import { cachedPromptTokens, streamInterruptedEvent, streamKeyOutcome } from '../domain/outcome.js';
 import type { UpstreamFailure } from '../domain/retry-table.js';
 import { SseRelay } from '../domain/sse-relay.js';
 import { classify } from '../infrastructure/upstream-client.js';
@@ -99,6 +99,7 @@ export class SseResponder {
       errorCode: !clientGone && failure ? 'upstream_stream_interrupted' : null,
       promptTokens,
       completionTokens,
+      cachedPromptTokens: cachedPromptTokens(sse.usage),
       upstreamMs: input.upstreamMs + (performance.now() - startedAt),
       overheadMs,
     };
