@@ -59,12 +59,16 @@ export interface AttemptResult {
 export class DeliveryRepository {
   constructor(private readonly dataSource: DataSource) {}
 
-  /** One row per (event, subscribed enabled webhook); returns how many were created. */
+  /**
+   * One row per (event, subscribed enabled webhook); returns how many were created. created_at is the
+   * transaction's time plus the event's position in µs, so events emitted in one millisecond keep
+   * their order in the newest-first listing (clock_timestamp() repeats itself on PGlite).
+   */
   async enqueue(events: { id: string; type: string; body: string }[]): Promise<number> {
     if (events.length === 0) return 0;
     const rows = (await this.dataSource.query(
       `INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, body, created_at, next_attempt_at)
-       SELECT w.id, e.id, e.type, e.body, clock_timestamp(), now()
+       SELECT w.id, e.id, e.type, e.body, now() + e.n * interval '1 microsecond', now()
          FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS e(id, type, body, n)
          JOIN webhooks w
            ON w.enabled AND (w.events @> jsonb_build_array(e.type) OR w.events @> '["*"]'::jsonb)
