@@ -14,7 +14,7 @@ import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../common/api-error.js';
 import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
-import { RequirePermission } from '../common/permissions.js';
+import { can, RequirePermission } from '../common/permissions.js';
 import type { Principal } from '../common/principal.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { ApiKeyCreatedDto, CreateApiKeyDto, toApiKeyDto } from './dto/api-key.dto.js';
@@ -138,10 +138,11 @@ export class AdminUsersController {
   }
 
   @Post(':id/keys')
-  @RequirePermission('api_keys', 'write')
+  @RequirePermission('api_keys', 'write', 'team')
   @ApiOperation({
     summary: 'Create an API key for a user',
-    description: "The raw `key` is in this response only. Its role is at most the user's role.",
+    description:
+      "The raw `key` is in this response only. Its role is at most the user's role. The key carries the user's team (`team_id`, default; any other value is a 400). Admins: any user; a team_admin: members of its own team only (403 otherwise).",
   })
   @ApiParam({ name: 'id', format: 'uuid' })
   @ApiCreatedResponse({ type: ApiKeyCreatedDto })
@@ -157,7 +158,16 @@ export class AdminUsersController {
     @CurrentPrincipal() principal: Principal,
     @Req() request: FastifyRequest,
   ): Promise<ApiKeyCreatedDto> {
-    const owner = await this.users.get(id);
+    const teamAdminOnly = !can(principal.role, 'api_keys', 'write');
+    const owner = teamAdminOnly ? await this.users.findById(id) : await this.users.get(id);
+    // A team_admin learns nothing about users outside its team: missing and foreign are both 403.
+    if (teamAdminOnly && (!owner || owner.teamId === null || owner.teamId !== principal.team?.id)) {
+      throw ApiError.forbidden(
+        "A team_admin may create keys for its own team's members only",
+        'insufficient_permission',
+      );
+    }
+    if (!owner) throw ApiError.notFound('User not found', 'user_not_found', 'id');
     const { key, raw } = await this.keys.create(owner, keyInputFrom(body), principal, request);
     return { ...toApiKeyDto(key), key: raw };
   }

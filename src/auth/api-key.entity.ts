@@ -42,6 +42,10 @@ export class ApiKey {
   @Column({ name: 'max_priority', type: 'varchar', length: 8, default: 'high' })
   maxPriority: Priority;
 
+  /** The owner's team, kept equal to it (set when the owner joins a team, cleared when they leave). */
+  @Column({ name: 'team_id', type: 'uuid', nullable: true })
+  teamId: string | null;
+
   /** Who created the key (the owner, or an admin creating it for them). */
   @Column({ name: 'created_by', type: 'uuid', nullable: true })
   createdBy: string | null;

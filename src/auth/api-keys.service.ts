@@ -9,6 +9,7 @@ import { ApiKey } from './api-key.entity.js';
 import { generateApiKey } from './api-key-format.js';
 import { CredentialCache } from './credential-cache.js';
 import { isUuid, uniqueViolation } from './db-errors.js';
+import { keyTeam } from './domain/team-rules.js';
 import { priorityWithin, roleWithin } from './roles.js';
 import type { User } from './user.entity.js';
 
@@ -20,6 +21,8 @@ export interface ApiKeyInput {
   tpm?: number | null;
   allowedModels?: string[] | null;
   maxPriority?: Priority;
+  /** undefined: the owner's team; otherwise it must be the owner's team (domain/team-rules keyTeam). */
+  teamId?: string | null;
 }
 
 export interface CreatedApiKey {
@@ -85,6 +88,8 @@ export class ApiKeysService {
         'max_priority',
       );
     }
+    const team = keyTeam(input.teamId === undefined ? undefined : (input.teamId?.toLowerCase() ?? null), owner.teamId);
+    if (!team.ok) throw ApiError.badRequest(team.message, 'team_id');
     if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
       throw ApiError.badRequest('expires_at must be in the future', 'expires_at');
     }
@@ -111,6 +116,7 @@ export class ApiKeysService {
             tpm: settings.tpm,
             allowedModels: settings.allowedModels,
             maxPriority,
+            teamId: team.teamId,
             createdBy: actor.userId,
             expiresAt: input.expiresAt ?? null,
           }),
@@ -133,12 +139,14 @@ export class ApiKeysService {
 
   async list(filter: {
     userId?: string;
+    teamId?: string;
     includeRevoked: boolean;
     limit: number;
     offset: number;
   }): Promise<{ keys: ApiKey[]; hasMore: boolean }> {
     const where: FindOptionsWhere<ApiKey> = {};
     if (filter.userId) where.userId = filter.userId;
+    if (filter.teamId) where.teamId = filter.teamId;
     if (!filter.includeRevoked) where.revokedAt = IsNull();
     const rows = await this.keys.find({
       where,
@@ -163,10 +171,14 @@ export class ApiKeysService {
     id: string,
     ownerId: string | null,
     request: FastifyRequest | null,
+    /** A team_admin's revoke: only keys of this team (another team's key answers 403). */
+    teamId: string | null = null,
   ): Promise<{ key: ApiKey; alreadyRevoked: boolean }> {
     const key = await this.findById(id);
     if (!key || (ownerId !== null && key.userId !== ownerId))
       throw ApiError.notFound('API key not found', 'api_key_not_found', 'id');
+    if (teamId !== null && key.teamId !== teamId)
+      throw ApiError.forbidden("A team_admin may revoke only its own team's keys", 'insufficient_permission');
     if (key.revokedAt) return { key, alreadyRevoked: true };
     const revokedNow = await this.dataSource.transaction(async (m) => {
       const result = await m
@@ -231,6 +243,7 @@ function keyAuditFields(key: ApiKey): Record<string, unknown> {
     limits: { rpm: key.rpm, tpm: key.tpm },
     allowed_models: key.allowedModels,
     max_priority: key.maxPriority,
+    team_id: key.teamId,
     expires_at: key.expiresAt?.toISOString() ?? null,
   };
 }

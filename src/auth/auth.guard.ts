@@ -2,7 +2,7 @@ import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../common/api-error.js';
-import { can, REQUIRED_PERMISSION, type RequiredPermission } from '../common/permissions.js';
+import { callerCan, can, REQUIRED_PERMISSION, type RequiredPermission } from '../common/permissions.js';
 import { IS_PUBLIC } from '../common/public.decorator.js';
 import type { Principal } from '../common/principal.js';
 import { CredentialVerifier } from './credential-verifier.js';
@@ -47,10 +47,13 @@ export class AuthGuard implements CanActivate {
       .then((principal) => this.permit(request, principal, route.required));
   }
 
-  /** Puts the principal on the request; 403 when the route needs a grant its role lacks. */
+  /**
+   * Puts the principal on the request; 403 when the route needs a grant its role lacks (a route of
+   * scope `team` also admits its team's team_admin, and checks the target's team itself).
+   */
   private permit(request: FastifyRequest, principal: Principal, required: RequiredPermission | null): true {
     request.principal = principal;
-    if (required && !can(principal.role, required.resource, required.action, required.scope)) {
+    if (required && !callerCan(principal, required.resource, required.action, required.scope)) {
       const ownOnly = can(principal.role, required.resource, required.action, 'own');
       throw ApiError.forbidden(
         ownOnly

@@ -7,6 +7,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import { StateModule } from '../state/state.module.js';
 import { AdminApiKeysController } from './admin-api-keys.controller.js';
 import { AdminAuditController } from './admin-audit.controller.js';
+import { AdminTeamsController } from './admin-teams.controller.js';
 import { AdminUsersController } from './admin-users.controller.js';
 import { ApiKey } from './api-key.entity.js';
 import { ApiKeysService } from './api-keys.service.js';
@@ -16,6 +17,8 @@ import { CredentialCache } from './credential-cache.js';
 import { CredentialVerifier, JWT_STRATEGY } from './credential-verifier.js';
 import { JwtStrategy } from './jwt.strategy.js';
 import { KeysController } from './keys.controller.js';
+import { Team } from './team.entity.js';
+import { TeamsService } from './teams.service.js';
 import { MeController } from './me.controller.js';
 import { UsageRecorder } from './usage-recorder.js';
 import { User } from './user.entity.js';
@@ -28,17 +31,19 @@ import { UsersService } from './users.service.js';
  * internals; they may inject the exported services.
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([User, ApiKey]), StateModule, AuditModule],
+  imports: [TypeOrmModule.forFeature([User, ApiKey, Team]), StateModule, AuditModule],
   controllers: [
     MeController,
     KeysController,
     AdminUsersController,
     AdminApiKeysController,
     AdminAuditController,
+    AdminTeamsController,
   ],
   providers: [
     UsersService,
     ApiKeysService,
+    TeamsService,
     CredentialCache,
     UsageRecorder,
     CredentialVerifier,
@@ -51,6 +56,6 @@ import { UsersService } from './users.service.js';
     },
     { provide: APP_GUARD, useClass: AuthGuard },
   ],
-  exports: [UsersService, ApiKeysService, CredentialVerifier],
+  exports: [UsersService, ApiKeysService, TeamsService, CredentialVerifier],
 })
 export class AuthModule {}

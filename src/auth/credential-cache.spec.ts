@@ -46,12 +46,43 @@ describe('CredentialCache', () => {
     const [a, b] = await twoInstances();
     b.fillKey('h1', entry('u1', 'k1'), b.generation);
     b.fillKey('h2', entry('u2', 'k2'), b.generation);
-    b.fillSubject('sub-1', { userId: 'u1', email: null, role: 'user', disabled: false }, b.generation);
+    b.fillSubject(
+      'sub-1',
+      { userId: 'u1', email: null, role: 'user', disabled: false, team: null },
+      b.generation,
+    );
     await a.invalidate({ kind: 'user', id: 'u1' });
     await tick();
     expect(b.keys.get('h1')).toBeUndefined();
     expect(b.subjects.get('sub-1')).toBeUndefined();
     expect(b.keys.get('h2')).toBeDefined();
+  });
+
+  it('a team invalidation drops every key and JWT subject of that team on every instance, and only those', async () => {
+    const [a, b] = await twoInstances();
+    const team = (id: string) => ({ id, role: 'member' as const, rpm: 3, tpm: null });
+    b.fillKey(
+      'h1',
+      { ...entry('u1', 'k1'), principal: { ...principal('u1', 'k1'), team: team('t1') } },
+      b.generation,
+    );
+    b.fillKey(
+      'h2',
+      { ...entry('u2', 'k2'), principal: { ...principal('u2', 'k2'), team: team('t2') } },
+      b.generation,
+    );
+    b.fillKey('h3', entry('u3', 'k3'), b.generation);
+    b.fillSubject(
+      'sub-1',
+      { userId: 'u4', email: null, role: 'user', disabled: false, team: team('t1') },
+      b.generation,
+    );
+    await a.invalidate({ kind: 'team', id: 't1' });
+    await tick();
+    expect(b.keys.get('h1')).toBeUndefined();
+    expect(b.subjects.get('sub-1')).toBeUndefined();
+    expect(b.keys.get('h2')).toBeDefined();
+    expect(b.keys.get('h3')).toBeDefined();
   });
 
   it('a lookup that raced an invalidation is not cached (no stale revival)', async () => {
@@ -91,7 +122,11 @@ describe('CredentialCache', () => {
       const a = withStaleness(bus, 60_000);
       await a.onModuleInit();
       a.fillKey('h1', entry('u1', 'k1'), a.generation);
-      a.fillSubject('s1', { userId: 'u1', email: null, role: 'user', disabled: false }, a.generation);
+      a.fillSubject(
+        's1',
+        { userId: 'u1', email: null, role: 'user', disabled: false, team: null },
+        a.generation,
+      );
       vi.setSystemTime(1_000_000 + 10_000);
       expect(a.keys.get('h1')).toBeUndefined();
       expect(a.staleKey('h1')?.keyId).toBe('k1');

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
-import type { Principal, Role } from '../common/principal.js';
+import type { Principal, PrincipalTeam, Role } from '../common/principal.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
@@ -20,9 +20,15 @@ export interface CachedSubject {
   email: string | null;
   role: Role;
   disabled: boolean;
+  /** The user's team and its limits (null: none). */
+  team: PrincipalTeam | null;
 }
 
-export type InvalidationEvent = { kind: 'api_key'; id: string } | { kind: 'user'; id: string };
+/** `team`: a team's settings or membership changed — every key and subject of that team is dropped. */
+export type InvalidationEvent =
+  | { kind: 'api_key'; id: string }
+  | { kind: 'user'; id: string }
+  | { kind: 'team'; id: string };
 
 export const AUTH_INVALIDATION_CHANNEL = 'auth:invalidate';
 export const CREDENTIAL_CACHE_TTL_MS = 5_000;
@@ -128,6 +134,9 @@ export class CredentialCache implements OnModuleInit, OnModuleDestroy {
     this.generationCounter++;
     if (event.kind === 'api_key') {
       this.keys.deleteWhere((k) => k.keyId === event.id);
+    } else if (event.kind === 'team') {
+      this.keys.deleteWhere((k) => k.principal.team?.id === event.id);
+      this.subjects.deleteWhere((s) => s.team?.id === event.id);
     } else {
       this.keys.deleteWhere((k) => k.userId === event.id);
       this.subjects.deleteWhere((s) => s.userId === event.id);
@@ -144,7 +153,10 @@ export class CredentialCache implements OnModuleInit, OnModuleDestroy {
 function parseEvent(message: string): InvalidationEvent | null {
   try {
     const parsed = JSON.parse(message) as { kind?: unknown; id?: unknown };
-    if ((parsed.kind === 'api_key' || parsed.kind === 'user') && typeof parsed.id === 'string') {
+    if (
+      (parsed.kind === 'api_key' || parsed.kind === 'user' || parsed.kind === 'team') &&
+      typeof parsed.id === 'string'
+    ) {
       return { kind: parsed.kind, id: parsed.id };
     }
   } catch {

@@ -3,7 +3,8 @@ import type { FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { ApiError } from '../common/api-error.js';
 import { isConnectivityError } from '../common/error-response.js';
-import type { Principal, Priority, Role } from '../common/principal.js';
+import type { Principal, PrincipalTeam, Priority, Role } from '../common/principal.js';
+import { intersectAllowedModels, tighterPriority, type TeamRole } from './domain/team-rules.js';
 import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
 import { CREDENTIAL_CACHE_TTL_MS, CredentialCache } from './credential-cache.js';
 import type { JwtStrategy } from './jwt.strategy.js';
@@ -16,9 +17,14 @@ export const JWT_STRATEGY = Symbol('JWT_STRATEGY');
 
 /** The one query behind an API key: an equality on the unique hash index, joined to its owner. */
 export const KEY_LOOKUP_SQL = `SELECT k.id, k.user_id, k.role, k.rpm, k.tpm, k.allowed_models, k.max_priority,
-       k.expires_at, k.revoked_at, u.email, u.role AS owner_role, u.disabled
-  FROM api_keys k JOIN users u ON u.id = k.user_id
+       k.expires_at, k.revoked_at, u.email, u.role AS owner_role, u.disabled,
+       k.team_id, u.team_id AS owner_team_id, u.team_role, t.rpm AS team_rpm, t.tpm AS team_tpm,
+       t.allowed_models AS team_allowed_models, t.max_priority AS team_max_priority
+  FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN teams t ON t.id = k.team_id
  WHERE k.key_hash = $1`;
+
+/** A JWT user's team (only on a cache miss of a subject in a team). */
+export const TEAM_LIMITS_SQL = `SELECT id, rpm, tpm FROM teams WHERE id = $1`;
 
 interface KeyRow {
   id: string;
@@ -33,6 +39,13 @@ interface KeyRow {
   email: string | null;
   owner_role: Role;
   disabled: boolean;
+  team_id: string | null;
+  owner_team_id: string | null;
+  team_role: TeamRole | null;
+  team_rpm: number | null;
+  team_tpm: number | null;
+  team_allowed_models: string[] | null;
+  team_max_priority: Priority | null;
 }
 
 const MAX_TOKEN_LENGTH = 8192;
@@ -190,12 +203,21 @@ export class CredentialVerifier {
       role: roleWithin(row.role, row.owner_role) ? row.role : row.owner_role,
       method: 'api_key',
       apiKeyId: row.id,
+      // The team's allowed models and ceiling fold into the key's (the tighter applies), so the
+      // relay's one check of principal.apiKey covers both (docs/auth.md "Teams").
       apiKey: {
         rpm: row.rpm,
         tpm: row.tpm,
-        allowedModels: row.allowed_models,
-        maxPriority: row.max_priority,
+        allowedModels:
+          row.team_id === null
+            ? row.allowed_models
+            : intersectAllowedModels(row.allowed_models, row.team_allowed_models),
+        maxPriority:
+          row.team_max_priority === null
+            ? row.max_priority
+            : tighterPriority(row.max_priority, row.team_max_priority),
       },
+      team: keyTeam(row),
     });
     this.cache.fillKey(hash, { keyId: row.id, userId: row.user_id, expiresAtMs, principal }, generation);
     this.usage.touch(row.user_id, row.id, now);
@@ -216,7 +238,8 @@ export class CredentialVerifier {
         const resolving = this.users.resolveJwtSubject(identity, request);
         const resolved = recent ? await withinDeadline(resolving) : await resolving;
         const user = resolved.user;
-        subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled };
+        const team = user.teamId ? await this.teamOf(user.teamId, user.teamRole ?? 'member') : null;
+        subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled, team };
         this.cache.fillSubject(identity.subject, subject, generation);
       } catch (err) {
         subject = isConnectivityError(err) ? this.cache.staleSubject(identity.subject) : undefined;
@@ -233,9 +256,32 @@ export class CredentialVerifier {
       method: 'jwt',
       apiKeyId: null,
       apiKey: null,
+      team: subject.team,
     };
     return principal;
   }
+
+  /** A JWT user's team: its id, the user's role in it, its limits (null when it just went away). */
+  private async teamOf(teamId: string, role: TeamRole): Promise<PrincipalTeam | null> {
+    const rows = (await this.dataSource.query(TEAM_LIMITS_SQL, [teamId])) as {
+      id: string;
+      rpm: number | null;
+      tpm: number | null;
+    }[];
+    const row = rows[0];
+    return row ? { id: row.id, role, rpm: row.rpm, tpm: row.tpm } : null;
+  }
+}
+
+/** An API key's team: the key's team_id (kept equal to its owner's), the owner's role in it. */
+function keyTeam(row: KeyRow): PrincipalTeam | null {
+  if (row.team_id === null) return null;
+  return {
+    id: row.team_id,
+    role: row.owner_team_id === row.team_id && row.team_role === 'team_admin' ? 'team_admin' : 'member',
+    rpm: row.team_rpm,
+    tpm: row.team_tpm,
+  };
 }
 
 /**

@@ -10,5 +10,6 @@ export function keyInputFrom(dto: CreateApiKeyDto): ApiKeyInput {
     tpm: dto.limits?.tpm ?? null,
     allowedModels: dto.allowed_models ?? null,
     maxPriority: dto.max_priority,
+    teamId: dto.team_id,
   };
 }

@@ -1,4 +1,4 @@
-import { PERMISSIONS, type Action, type Resource, type Scope } from '../common/permissions.js';
+import { PERMISSIONS, TEAM_ADMIN_GRANTS, type Action, type Resource, type Scope } from '../common/permissions.js';
 import { PRIORITY_RANK, ROLES, type Priority, type Role } from '../common/principal.js';
 
 const ACTIONS: Action[] = ['read', 'write'];
@@ -7,7 +7,7 @@ const RESOURCES = Object.keys(PERMISSIONS.admin) as Resource[];
 function covers(ceiling: Scope | undefined, wanted: Scope | undefined): boolean {
   if (!wanted) return true;
   if (!ceiling) return false;
-  return ceiling === 'any' || wanted === 'own';
+  return ceiling === 'any' || wanted === 'own' || (ceiling === 'team' && wanted === 'team');
 }
 
 /**
@@ -45,7 +45,7 @@ export function priorityWithin(candidate: Priority, ceiling: Priority): boolean 
   return PRIORITY_RANK[candidate] >= PRIORITY_RANK[ceiling];
 }
 
-const SCOPE_LABEL: Record<Scope, string> = { any: 'all', own: 'own' };
+const SCOPE_LABEL: Record<Scope, string> = { any: 'all', own: 'own', team: 'own team' };
 
 /**
  * The permission matrix as a Markdown table (resource × role, each cell `read`/`write` with its
@@ -53,17 +53,20 @@ const SCOPE_LABEL: Record<Scope, string> = { any: 'all', own: 'own' };
  */
 export function permissionMatrixMarkdown(): string {
   const roles = Object.keys(PERMISSIONS) as Role[];
-  const cell = (role: Role, resource: Resource): string => {
-    const grants = ACTIONS.filter((a) => PERMISSIONS[role][resource][a]).map(
-      (a) => `${a}${PERMISSIONS[role][resource][a] === 'own' ? ` (${SCOPE_LABEL.own})` : ''}`,
-    );
+  const cell = (table: Record<Resource, Partial<Record<Action, Scope>>>, resource: Resource): string => {
+    const grants = ACTIONS.filter((a) => table[resource][a]).map((a) => {
+      const scope = table[resource][a]!;
+      return `${a}${scope === 'any' ? '' : ` (${SCOPE_LABEL[scope]})`}`;
+    });
     return grants.length > 0 ? grants.join(', ') : '—';
   };
+  // The last column is the team_admin scope: a membership role, granted on top of the user's role.
   return [
-    `| resource | ${roles.join(' | ')} |`,
-    `| --- | ${roles.map(() => '---').join(' | ')} |`,
+    `| resource | ${roles.join(' | ')} | team_admin (+) |`,
+    `| --- | ${roles.map(() => '---').join(' | ')} | --- |`,
     ...RESOURCES.map(
-      (resource) => `| \`${resource}\` | ${roles.map((role) => cell(role, resource)).join(' | ')} |`,
+      (resource) =>
+        `| \`${resource}\` | ${roles.map((role) => cell(PERMISSIONS[role], resource)).join(' | ')} | ${cell(TEAM_ADMIN_GRANTS, resource)} |`,
     ),
   ].join('\n');
 }

@@ -1,5 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import type { Role } from '../common/principal.js';
+import type { TeamRole } from './domain/team-rules.js';
 
 /** A person or service that owns API keys. Schema: migrations/1763770000000-Auth.ts. */
 @Entity({ name: 'users' })
@@ -24,6 +25,14 @@ export class User {
   /** The `sub` claim of this user's JWTs (set when provisioned from a token, or by an admin to link one). */
   @Column({ name: 'jwt_subject', type: 'varchar', length: 255, nullable: true })
   jwtSubject: string | null;
+
+  /** The one team the user belongs to (null: none); set through the team's members API only. */
+  @Column({ name: 'team_id', type: 'uuid', nullable: true })
+  teamId: string | null;
+
+  /** Set exactly when teamId is. */
+  @Column({ name: 'team_role', type: 'varchar', length: 16, nullable: true })
+  teamRole: TeamRole | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -13,10 +13,14 @@ export type Resource =
   | 'status'
   | 'audit'
   | 'relay'
-  | 'spend';
+  | 'spend'
+  | 'teams';
 export type Action = 'read' | 'write';
-/** `own`: only what the caller owns (their API keys); `any`: everyone's. */
-export type Scope = 'own' | 'any';
+/**
+ * `own`: only what the caller owns (their API keys); `team`: only their own team's (its members and
+ * their keys — granted by team membership, TEAM_ADMIN_GRANTS, never by a role); `any`: everyone's.
+ */
+export type Scope = 'own' | 'team' | 'any';
 
 type Grants = Partial<Record<Action, Scope>>;
 
@@ -36,6 +40,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     audit: { read: 'any', write: 'any' },
     relay: { read: 'any', write: 'any' },
     spend: { read: 'any', write: 'any' },
+    teams: { read: 'any', write: 'any' },
   },
   developer: {
     users: {},
@@ -48,6 +53,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     audit: {},
     relay: { read: 'any', write: 'any' },
     spend: { read: 'any' },
+    teams: {},
   },
   user: {
     users: {},
@@ -60,6 +66,7 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     audit: {},
     relay: { read: 'any', write: 'any' },
     spend: { read: 'own' },
+    teams: {},
   },
   viewer: {
     users: {},
@@ -72,13 +79,51 @@ export const PERMISSIONS: Record<Role, Record<Resource, Grants>> = {
     audit: {},
     relay: {},
     spend: { read: 'any' },
+    teams: {},
   },
 };
 
-export function can(role: Role, resource: Resource, action: Action, scope: Scope = 'any'): boolean {
-  const granted = PERMISSIONS[role]?.[resource]?.[action];
+/**
+ * What a team's `team_admin` (a membership role, not a user role) may do on top of its user role,
+ * on its own team only: read the team and manage its members, and list, create and revoke its
+ * members' API keys. Routes that accept it declare scope `team` and check the target's team.
+ */
+export const TEAM_ADMIN_GRANTS: Record<Resource, Grants> = {
+  users: {},
+  api_keys: { read: 'team', write: 'team' },
+  providers: {},
+  provider_keys: {},
+  rate_limits: {},
+  adaptive: {},
+  status: {},
+  audit: {},
+  relay: {},
+  spend: {},
+  teams: { read: 'team', write: 'team' },
+};
+
+/** Whether a grant covers the scope a route asks for (`any` ⊃ `team`, `any` ⊃ `own`). */
+function grantCovers(granted: Scope | undefined, scope: Scope): boolean {
   if (!granted) return false;
-  return granted === 'any' || scope === 'own';
+  return granted === 'any' || scope === 'own' || (granted === 'team' && scope === 'team');
+}
+
+export function can(role: Role, resource: Resource, action: Action, scope: Scope = 'any'): boolean {
+  return grantCovers(PERMISSIONS[role]?.[resource]?.[action], scope);
+}
+
+/**
+ * `can` for a caller: its role's grants, plus TEAM_ADMIN_GRANTS when it is its team's team_admin
+ * (only routes that declare scope `team` accept those; the handler then checks the target's team).
+ */
+export function callerCan(
+  caller: { role: Role; team?: { role: string } | null },
+  resource: Resource,
+  action: Action,
+  scope: Scope = 'any',
+): boolean {
+  if (can(caller.role, resource, action, scope)) return true;
+  return caller.team?.role === 'team_admin' && grantCovers(TEAM_ADMIN_GRANTS[resource][action], scope);
 }
 
 export interface RequiredPermission {
@@ -108,7 +153,7 @@ export function RequirePermission(
       type: ErrorResponseDto,
     }),
     ApiForbiddenResponse({
-      description: `Needs ${action} on ${resource}${scope === 'own' ? ' (own)' : ''}`,
+      description: `Needs ${action} on ${resource}${scope === 'own' ? ' (own)' : scope === 'team' ? ' (any, or its own team as team_admin)' : ''}`,
       type: ErrorResponseDto,
     }),
   );

@@ -25,6 +25,17 @@ export interface ApiKeySettings {
   maxPriority: Priority;
 }
 
+/** The caller's team (docs/auth.md "Teams"): its membership role and its limits. */
+export interface PrincipalTeam {
+  id: string;
+  /** `team_admin` holds the team scope of TEAM_ADMIN_GRANTS (src/common/permissions.ts) on this team. */
+  role: 'member' | 'team_admin';
+  /** The team's requests per minute (policy `team`, subject `team:<id>`); null = none. */
+  rpm: number | null;
+  /** The team's tokens per minute (policy `team_tpm`); null = none. */
+  tpm: number | null;
+}
+
 export interface Principal {
   userId: string;
   email: string | null;
@@ -32,7 +43,13 @@ export interface Principal {
   method: 'jwt' | 'api_key';
   /** Set when method is api_key. */
   apiKeyId: string | null;
+  /**
+   * For an API key, allowedModels and maxPriority are already folded with its team's (the tighter
+   * applies: src/auth/domain/team-rules.ts), so the relay's one check covers both.
+   */
   apiKey: ApiKeySettings | null;
+  /** The user's team, when they are in one (absent or null: none). */
+  team?: PrincipalTeam | null;
 }
 
 declare module 'fastify' {

@@ -103,6 +103,18 @@ export class CreateApiKeyDto {
   @IsOptional()
   @IsIn(PRIORITIES)
   max_priority?: Priority;
+
+  @ApiPropertyOptional({
+    format: 'uuid',
+    example: '3f6d2a1b-8c4e-4b7a-9e21-5d0c7f1a2b3c',
+    nullable: true,
+    type: String,
+    description:
+      "The owner's team (default). A key always belongs to its owner's team, so any other value is a 400: a member's keys count against the team's limits.",
+  })
+  @IsOptional()
+  @IsUUID()
+  team_id?: string | null;
 }
 
 export class ApiKeyLimitsDto {
@@ -143,6 +155,15 @@ export class ApiKeyDto {
 
   @ApiProperty({ enum: PRIORITIES, example: 'high' })
   max_priority: Priority;
+
+  @ApiProperty({
+    example: null,
+    nullable: true,
+    type: String,
+    format: 'uuid',
+    description: "The owner's team (null: the owner is in none)",
+  })
+  team_id: string | null;
 
   @ApiProperty({ example: null, nullable: true, type: String, format: 'uuid' })
   created_by: string | null;
@@ -198,6 +219,14 @@ export class ListApiKeysQueryDto extends ListOwnKeysQueryDto {
   @IsUUID()
   user_id?: string;
 
+  @ApiPropertyOptional({
+    format: 'uuid',
+    description: "Only this team's keys (a team_admin always gets its own team's only)",
+  })
+  @IsOptional()
+  @IsUUID()
+  team_id?: string;
+
   @ApiPropertyOptional({ example: 100, minimum: 1, maximum: 500 })
   @IsOptional()
   @Type(() => Number)
@@ -226,6 +255,7 @@ export function toApiKeyDto(key: ApiKey): ApiKeyDto {
     limits: { rpm: key.rpm, tpm: key.tpm },
     allowed_models: key.allowedModels,
     max_priority: key.maxPriority,
+    team_id: key.teamId ?? null,
     created_by: key.createdBy,
     expires_at: key.expiresAt?.toISOString() ?? null,
     last_used_at: key.lastUsedAt?.toISOString() ?? null,

@@ -134,6 +134,18 @@ export class UserDto {
   @ApiProperty({ example: null, nullable: true, type: String })
   jwt_subject: string | null;
 
+  @ApiProperty({
+    example: null,
+    nullable: true,
+    type: String,
+    format: 'uuid',
+    description: 'The one team the user belongs to (set through /api/admin/teams/{id}/members)',
+  })
+  team_id: string | null;
+
+  @ApiProperty({ example: null, nullable: true, enum: ['member', 'team_admin'] })
+  team_role: 'member' | 'team_admin' | null;
+
   @ApiProperty({ example: '2025-11-22T09:00:00.000Z' })
   created_at: string;
 
@@ -165,6 +177,8 @@ export function toUserDto(user: User): UserDto {
     role: user.role,
     disabled: user.disabled,
     jwt_subject: user.jwtSubject,
+    team_id: user.teamId ?? null,
+    team_role: user.teamRole ?? null,
     created_at: user.createdAt.toISOString(),
     updated_at: user.updatedAt.toISOString(),
     last_seen_at: user.lastSeenAt?.toISOString() ?? null,
