@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { can, PERMISSIONS, type Action, type Resource } from '../common/permissions.js';
+import { callerCan, can, PERMISSIONS, type Action, type Resource } from '../common/permissions.js';
 import { ROLES, type Role } from '../common/principal.js';
 import { defaultKeyRole } from './api-keys.service.js';
 import { grantableRoles, permissionSummary, priorityWithin, roleWithin } from './roles.js';
@@ -15,6 +15,7 @@ const RESOURCES: Resource[] = [
   'audit',
   'relay',
   'spend',
+  'teams',
 ];
 
 /** The issue's matrix, written out independently of PERMISSIONS: [resource, action, scope] triples each role holds. */
@@ -53,6 +54,25 @@ describe('permission matrix can()', () => {
       expect(held.sort()).toEqual([...EXPECTED[role]].sort());
     });
   }
+
+  it("team_admin (a membership role) adds team-scoped grants on teams and api_keys, and nothing else", () => {
+    const teamAdmin = { role: 'user' as Role, team: { role: 'team_admin' } };
+    const member = { role: 'user' as Role, team: { role: 'member' } };
+    for (const resource of ['teams', 'api_keys'] as Resource[]) {
+      for (const action of ['read', 'write'] as Action[]) {
+        expect(callerCan(teamAdmin, resource, action, 'team')).toBe(true);
+        expect(callerCan(teamAdmin, resource, action, 'any')).toBe(false);
+        expect(callerCan(member, resource, action, 'team')).toBe(false);
+      }
+    }
+    for (const resource of RESOURCES.filter((r) => r !== 'teams' && r !== 'api_keys' && r !== 'relay')) {
+      expect(callerCan(teamAdmin, resource, 'write', 'team')).toBe(false);
+      expect(callerCan(teamAdmin, resource, 'read', 'any')).toBe(false);
+    }
+    // no role holds a team grant; an admin's `any` covers a team-scoped route
+    expect(can('admin', 'teams', 'write', 'team')).toBe(true);
+    expect(can('developer', 'teams', 'read', 'team')).toBe(false);
+  });
 
   it('an `any` grant covers `own`; an `own` grant does not cover `any`', () => {
     expect(can('admin', 'api_keys', 'write', 'own')).toBe(true);

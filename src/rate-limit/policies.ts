@@ -29,13 +29,13 @@ export interface Policy {
   burst: number;
   /** What one request takes: 1, or 0 for the check-only TPM budget. */
   cost: number;
-  /** `key:<api_key_id>`, `user:<user_id>` or `ip:<address or /64>`. */
+  /** `key:<api_key_id>`, `user:<user_id>`, `team:<team_id>` or `ip:<address or /64>`. */
   subject: string;
   /** Logical store keys (the store adds the deployment prefix). */
   keys: string[];
 }
 
-export type Subject = { kind: 'key' | 'user' | 'ip'; id: string; text: string };
+export type Subject = { kind: 'key' | 'user' | 'team' | 'ip'; id: string; text: string };
 
 /** Per-policy overrides from throttler metadata (`@Throttle({ key: { limit, ttl } })`). */
 export type PolicyOverrides = Partial<Record<'key' | 'user' | 'ip', { limit?: number; ttlMs?: number }>>;
@@ -109,9 +109,9 @@ export function requestPolicy(
   };
 }
 
-export function tokenBudgetPolicy(tpm: number, subject: string): Policy {
+export function tokenBudgetPolicy(tpm: number, subject: string, name = 'tpm'): Policy {
   return {
-    name: 'tpm',
+    name,
     algorithm: 'sliding_window',
     kind: KIND_TOKEN_BUDGET,
     unit: 'tokens',
@@ -153,6 +153,24 @@ export function userPolicy(config: RateLimitConfig, subject: string, o?: Overrid
   );
 }
 
+/** A team's own requests per minute (policy `team`), shared by every key of the team. */
+export function teamPolicy(subject: string, rpm: number): Policy {
+  return requestPolicy('team', 'sliding_window', rpm, MINUTE_MS, 0, subject);
+}
+
+/** A team's tokens per minute (policy `team_tpm`): the TPM budget, over the team's subject. */
+export function teamTokenPolicy(subject: string, tpm: number): Policy {
+  return tokenBudgetPolicy(tpm, subject, 'team_tpm');
+}
+
+/** A team's policies (none when it sets no limits). */
+export function teamPolicies(subject: string, limits: { rpm: number | null; tpm: number | null }): Policy[] {
+  const policies: Policy[] = [];
+  if (limits.rpm !== null && limits.rpm > 0) policies.push(teamPolicy(subject, limits.rpm));
+  if (limits.tpm !== null && limits.tpm > 0) policies.push(teamTokenPolicy(subject, limits.tpm));
+  return policies;
+}
+
 export function ipPolicy(config: RateLimitConfig, subject: string, o?: Override): Policy {
   return requestPolicy(
     'ip',
@@ -180,7 +198,11 @@ export function ipSubject(clientIp: string): string {
   return `ip:${ipRateLimitSubject(clientIp)}`;
 }
 
-/** Every policy a request must pass, in reporting order: key, tpm, user, ip, then route policies. */
+/**
+ * Every policy a request must pass, in reporting order: key, tpm, user, team, team_tpm, ip, then
+ * route policies. The team's come from the principal (its API key's team, or a JWT user's), so they
+ * are decided in the same atomic step as the key's and the user's: the tightest applies.
+ */
 export function applicablePolicies(input: PolicyInput): Policy[] {
   const { config, principal, overrides = {}, skip = new Set<string>() } = input;
   const ip = ipSubject(input.clientIp);
@@ -195,6 +217,8 @@ export function applicablePolicies(input: PolicyInput): Policy[] {
   }
   if (principal && !skip.has('user'))
     policies.push(userPolicy(config, `user:${principal.userId}`, overrides.user));
+  const team = principal?.team;
+  if (team && !skip.has('team')) policies.push(...teamPolicies(`team:${team.id}`, team));
   if (!skip.has('ip')) policies.push(ipPolicy(config, ip, overrides.ip));
   for (const route of input.routes ?? []) {
     const subject = route.per === 'ip' ? ip : (keySubject ?? (principal ? `user:${principal.userId}` : ip));
@@ -203,16 +227,16 @@ export function applicablePolicies(input: PolicyInput): Policy[] {
   return policies;
 }
 
-/** Users and API keys have uuid ids (docs/CONVENTIONS.md). */
+/** Users, teams and API keys have uuid ids (docs/CONVENTIONS.md). */
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Parses an admin subject (`key:{id}`, `user:{id}`, `ip:{address}`), or null when malformed. */
+/** Parses an admin subject (`key:{id}`, `user:{id}`, `team:{id}`, `ip:{address}`), or null when malformed. */
 export function parseSubject(text: string): Subject | null {
   const idx = text.indexOf(':');
   if (idx <= 0) return null;
   const kind = text.slice(0, idx);
   const id = text.slice(idx + 1);
-  if ((kind === 'key' || kind === 'user') && ID.test(id))
+  if ((kind === 'key' || kind === 'user' || kind === 'team') && ID.test(id))
     return { kind, id: id.toLowerCase(), text: `${kind}:${id.toLowerCase()}` };
   if (kind === 'ip') {
     const ip = normaliseIp(id.replace(/\/64$/, ''));
@@ -222,7 +246,10 @@ export function parseSubject(text: string): Subject | null {
   return null;
 }
 
-/** The policies the admin API reports for a subject; `keyLimits` are the API key's own settings. */
+/**
+ * The policies the admin API reports for a subject; `keyLimits` are the API key's own settings (or
+ * the team's, for a team subject).
+ */
 export function subjectPolicies(
   config: RateLimitConfig,
   subject: Subject,
@@ -233,6 +260,9 @@ export function subjectPolicies(
   if (subject.kind === 'key') {
     policies.push(keyPolicy(config, subject.text, keyLimits?.rpm ?? null));
     if (keyLimits?.tpm) policies.push(tokenBudgetPolicy(keyLimits.tpm, subject.text));
+  } else if (subject.kind === 'team') {
+    // A team has only its own policies (route policies count keys, users or IPs, never a team).
+    return teamPolicies(subject.text, keyLimits ?? { rpm: null, tpm: null });
   } else if (subject.kind === 'user') {
     policies.push(userPolicy(config, subject.text));
   } else {
@@ -254,6 +284,7 @@ export function subjectKeys(subject: Subject, routes: readonly Required<RateLimi
   ];
   const keys: string[] = [];
   if (subject.kind === 'key') keys.push(...all('key'), ...budgetKeys(subject.text));
+  else if (subject.kind === 'team') return [...all('team'), ...budgetKeys(subject.text)];
   else if (subject.kind === 'user') keys.push(...all('user'));
   else keys.push(...all('ip'));
   for (const route of routes) keys.push(...all(route.name, true));

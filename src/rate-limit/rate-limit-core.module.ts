@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ApiKeysService } from '../auth/api-keys.service.js';
+import { TeamsService } from '../auth/teams.service.js';
 import { AuthModule } from '../auth/auth.module.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -56,11 +57,15 @@ type LimiterConnection = ReturnType<RedisConnections['watched']> | null;
     },
     {
       provide: KeyLimitsLookup,
-      inject: [ApiKeysService],
-      useFactory: (keys: ApiKeysService): KeyLimitsLookup => ({
+      inject: [ApiKeysService, TeamsService],
+      useFactory: (keys: ApiKeysService, teams: TeamsService): KeyLimitsLookup => ({
         find: async (id: string) => {
           const key = await keys.findById(id);
           return key ? { rpm: key.rpm, tpm: key.tpm } : null;
+        },
+        findTeam: async (id: string) => {
+          const team = await teams.findById(id);
+          return team ? { rpm: team.rpm, tpm: team.tpm } : null;
         },
       }),
     },

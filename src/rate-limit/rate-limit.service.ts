@@ -101,20 +101,38 @@ export const CLIENT_LIMITS_STEP: ClientLimitsStep = {
 };
 
 /**
- * The client key's token charge as a step of another script (the relay composes it into the key
- * pool's release: an answer is one store call). Its inputs come from `tokenCharge`.
+ * The client's token charges as a step of another script (the relay composes it into the key
+ * pool's release: an answer is one store call): the API key's TPM budget and its team's, each a
+ * (log, sum) pair of KEYS; ARGV member, tokens, window, pairs (absent: 1). Its inputs come from `tokenCharge`.
  */
 export const TOKEN_CHARGE_STEP: TokenChargeStep = {
   name: 'rl-charge',
   lua: `${TOKEN_CHARGE_LUA}
 local function fg_ride(K, A, ko, ao, now)
-  fg_rl_charge(K[ko + 1], K[ko + 2], A[ao + 1], tonumber(A[ao + 2]), tonumber(A[ao + 3]), now)
+  for j = 0, tonumber(A[ao + 4] or '1') - 1 do
+    fg_rl_charge(K[ko + 2 * j + 1], K[ko + 2 * j + 2], A[ao + 1], tonumber(A[ao + 2]), tonumber(A[ao + 3]), now)
+  end
 end
 `,
   run(db, keys, args, nowMs) {
-    chargeBudget(db, keys[0]!, keys[1]!, args[0]!, Number(args[1]), Number(args[2]), nowMs);
+    for (let j = 0; j < Number(args[3] ?? 1); j++) {
+      chargeBudget(db, keys[2 * j]!, keys[2 * j + 1]!, args[0]!, Number(args[1]), Number(args[2]), nowMs);
+    }
   },
 };
+
+/**
+ * The TPM budgets a principal's tokens are charged to: its API key's (when the key has a tpm) and
+ * its team's (when the team has one), each a (log, sum) pair under its own subject.
+ */
+export function chargedBudgets(principal: Principal | undefined | null): [string, string][] {
+  const budgets: [string, string][] = [];
+  const tpm = principal?.apiKey?.tpm;
+  if (principal?.apiKeyId && tpm !== null && tpm !== undefined) budgets.push(budgetKeys(`key:${principal.apiKeyId}`));
+  const team = principal?.team;
+  if (team && team.tpm !== null && team.tpm > 0) budgets.push(budgetKeys(`team:${team.id}`));
+  return budgets;
+}
 
 export interface RequestLimits {
   routes?: readonly Required<RateLimitOptions>[];
@@ -127,9 +145,14 @@ export interface SubjectReport {
   policies: PolicyState[];
 }
 
-/** Finds an API key's own limits for the admin API (the auth module's ApiKeysService, wired in the module). */
+/**
+ * Finds an API key's own limits, and a team's, for the admin API (the auth module's ApiKeysService
+ * and TeamsService, wired in the module).
+ */
 export abstract class KeyLimitsLookup {
   abstract find(apiKeyId: string): Promise<{ rpm: number | null; tpm: number | null } | null>;
+  /** Absent: team subjects answer 404 (a lookup wired without the auth module, in tests). */
+  findTeam?(teamId: string): Promise<{ rpm: number | null; tpm: number | null } | null>;
 }
 
 /**
@@ -722,16 +745,14 @@ export class RateLimitService implements OnModuleInit {
    * its next requests are refused up front. Never throws (usage is best effort when Redis is down).
    */
   async chargeTokens(principal: Principal | undefined | null, tokens: number): Promise<void> {
-    const tpm = principal?.apiKey?.tpm;
-    if (!principal?.apiKeyId || tpm === null || tpm === undefined) return;
+    const budgets = chargedBudgets(principal);
+    if (budgets.length === 0) return;
     const n = Math.floor(tokens);
     if (!Number.isFinite(n) || n <= 0) return;
     try {
-      await this.send(ChargeTokensScript, budgetKeys(`key:${principal.apiKeyId}`), [
-        this.member(),
-        n,
-        MINUTE_MS,
-      ]);
+      // One step per budget: on a Redis Cluster the key's and the team's live in different slots.
+      const member = this.member();
+      await Promise.all(budgets.map((keys) => this.send(ChargeTokensScript, keys, [member, n, MINUTE_MS])));
       this.counters.tokensCharged += n;
     } catch (err) {
       this.counters.chargeErrors++;
@@ -757,13 +778,13 @@ export class RateLimitService implements OnModuleInit {
     principal: Principal | undefined | null,
     tokens: number,
   ): { keys: string[]; args: string[] } | null {
-    const tpm = principal?.apiKey?.tpm;
-    if (!principal?.apiKeyId || tpm === null || tpm === undefined) return null;
+    const budgets = chargedBudgets(principal);
+    if (budgets.length === 0) return null;
     const n = Math.floor(tokens);
     if (!Number.isFinite(n) || n <= 0) return null;
     return {
-      keys: budgetKeys(`key:${principal.apiKeyId}`),
-      args: [this.member(), String(n), String(MINUTE_MS)],
+      keys: budgets.flat(),
+      args: [this.member(), String(n), String(MINUTE_MS), String(budgets.length)],
     };
   }
 
@@ -777,7 +798,7 @@ export class RateLimitService implements OnModuleInit {
     this.noteFailure("charging tokens: the answer path's store step did not run", null);
   }
 
-  /** Current state of every policy of an admin subject (`key:{id}`, `user:{id}`, `ip:{address}`). */
+  /** Current state of every policy of an admin subject (`key:{id}`, `user:{id}`, `team:{id}`, `ip:{address}`). */
   async inspect(subjectText: string): Promise<SubjectReport> {
     const subject = this.parse(subjectText);
     let limits: { rpm: number | null; tpm: number | null } | null = null;
@@ -785,6 +806,9 @@ export class RateLimitService implements OnModuleInit {
       limits = await this.keyLimits.find(subject.id);
       if (!limits)
         throw ApiError.notFound(`No API key with id ${subject.id}`, 'api_key_not_found', 'subject');
+    } else if (subject.kind === 'team') {
+      limits = (await this.keyLimits.findTeam?.(subject.id)) ?? null;
+      if (!limits) throw ApiError.notFound(`No team with id ${subject.id}`, 'team_not_found', 'subject');
     }
     const policies = subjectPolicies(this.config, subject, this.routes(), limits);
     let reply: number[];
@@ -828,12 +852,12 @@ export class RateLimitService implements OnModuleInit {
     return subject;
   }
 
-  /** The subject a `key:…` / `user:…` / `ip:…` text names; 400 when malformed. */
+  /** The subject a `key:…` / `user:…` / `team:…` / `ip:…` text names; 400 when malformed. */
   parse(subjectText: string): Subject {
     const subject = parseSubject(subjectText);
     if (!subject) {
       throw ApiError.badRequest(
-        'subject must be key:{api_key_id}, user:{user_id} (uuids) or ip:{address}',
+        'subject must be key:{api_key_id}, user:{user_id}, team:{team_id} (uuids) or ip:{address}',
         'subject',
         'invalid_subject',
       );

@@ -77,7 +77,7 @@ export interface CombinedRun<T> {
   /** Splits the reply: the client step's own reply, and the rest (null when the client step refused). */
   decode(reply: ScriptValue): { client: ScriptValue; rest: T | null };
 }
-export const BUILTIN_POLICY_NAMES = ['key', 'user', 'ip', 'tpm'] as const;
+export const BUILTIN_POLICY_NAMES = ['key', 'user', 'ip', 'tpm', 'team', 'team_tpm'] as const;
 
 const registry = new Map<string, Required<RateLimitOptions>>();
 
