@@ -57,7 +57,10 @@ export class AdminTeamsController {
   @ApiOkResponse({ type: TeamListDto })
   @ApiBadRequestResponse({ description: 'Invalid query', type: ErrorResponseDto })
   async list(@Query() query: ListTeamsQueryDto): Promise<TeamListDto> {
-    const { teams, hasMore } = await this.teams.list({ limit: query.limit ?? 100, offset: query.offset ?? 0 });
+    const { teams, hasMore } = await this.teams.list({
+      limit: query.limit ?? 100,
+      offset: query.offset ?? 0,
+    });
     const counts = await this.teams.memberCounts(teams.map((t) => t.id));
     return { data: teams.map((t) => toTeamDto(t, counts.get(t.id) ?? 0)), has_more: hasMore };
   }
@@ -74,7 +77,10 @@ export class AdminTeamsController {
     description: 'Invalid body (unknown fields included): the message and `param` name the field',
     type: ErrorResponseDto,
   })
-  @ApiConflictResponse({ description: 'A team with this name exists (team_name_taken)', type: ErrorResponseDto })
+  @ApiConflictResponse({
+    description: 'A team with this name exists (team_name_taken)',
+    type: ErrorResponseDto,
+  })
   async create(@Body() body: CreateTeamDto, @Req() request: FastifyRequest): Promise<TeamDto> {
     const team = await this.teams.create(
       {
@@ -94,7 +100,7 @@ export class AdminTeamsController {
   @RequirePermission('teams', 'read', 'team')
   @ApiOperation({
     summary: 'Get a team with its members',
-    description: "Admins: any team; a team_admin: its own team only (403 for another).",
+    description: 'Admins: any team; a team_admin: its own team only (403 for another).',
   })
   @ApiParam(TEAM_ID)
   @ApiOkResponse({ type: TeamWithMembersDto })
@@ -118,7 +124,10 @@ export class AdminTeamsController {
   @ApiOkResponse({ type: TeamDto })
   @ApiBadRequestResponse({ description: 'Invalid body, or no field sent', type: ErrorResponseDto })
   @ApiNotFoundResponse({ description: 'No such team', type: ErrorResponseDto })
-  @ApiConflictResponse({ description: 'A team with this name exists (team_name_taken)', type: ErrorResponseDto })
+  @ApiConflictResponse({
+    description: 'A team with this name exists (team_name_taken)',
+    type: ErrorResponseDto,
+  })
   async update(
     @Param('id') id: string,
     @Body() body: UpdateTeamDto,

@@ -88,7 +88,10 @@ export class ApiKeysService {
         'max_priority',
       );
     }
-    const team = keyTeam(input.teamId === undefined ? undefined : (input.teamId?.toLowerCase() ?? null), owner.teamId);
+    const team = keyTeam(
+      input.teamId === undefined ? undefined : (input.teamId?.toLowerCase() ?? null),
+      owner.teamId,
+    );
     if (!team.ok) throw ApiError.badRequest(team.message, 'team_id');
     if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
       throw ApiError.badRequest('expires_at must be in the future', 'expires_at');

@@ -26,9 +26,7 @@ export interface CachedSubject {
 
 /** `team`: a team's settings or membership changed — every key and subject of that team is dropped. */
 export type InvalidationEvent =
-  | { kind: 'api_key'; id: string }
-  | { kind: 'user'; id: string }
-  | { kind: 'team'; id: string };
+  { kind: 'api_key'; id: string } | { kind: 'user'; id: string } | { kind: 'team'; id: string };
 
 export const AUTH_INVALIDATION_CHANNEL = 'auth:invalidate';
 export const CREDENTIAL_CACHE_TTL_MS = 5_000;

@@ -55,7 +55,7 @@ describe('permission matrix can()', () => {
     });
   }
 
-  it("team_admin (a membership role) adds team-scoped grants on teams and api_keys, and nothing else", () => {
+  it('team_admin (a membership role) adds team-scoped grants on teams and api_keys, and nothing else', () => {
     const teamAdmin = { role: 'user' as Role, team: { role: 'team_admin' } };
     const member = { role: 'user' as Role, team: { role: 'member' } };
     for (const resource of ['teams', 'api_keys'] as Resource[]) {

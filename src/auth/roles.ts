@@ -1,4 +1,10 @@
-import { PERMISSIONS, TEAM_ADMIN_GRANTS, type Action, type Resource, type Scope } from '../common/permissions.js';
+import {
+  PERMISSIONS,
+  TEAM_ADMIN_GRANTS,
+  type Action,
+  type Resource,
+  type Scope,
+} from '../common/permissions.js';
 import { PRIORITY_RANK, ROLES, type Priority, type Role } from '../common/principal.js';
 
 const ACTIONS: Action[] = ['read', 'write'];

@@ -223,7 +223,11 @@ export class TeamsService {
       const created = user.teamId === null;
       const nextRole: TeamRole = role ?? (created ? 'member' : (user.teamRole ?? 'member'));
       if (!created && user.teamRole === nextRole) return { user, created, changed: false };
-      await m.query(`UPDATE users SET team_id = $2, team_role = $3 WHERE id = $1`, [userId, teamId, nextRole]);
+      await m.query(`UPDATE users SET team_id = $2, team_role = $3 WHERE id = $1`, [
+        userId,
+        teamId,
+        nextRole,
+      ]);
       let keys = 0;
       if (created) {
         const [, n] = (await m.query(`UPDATE api_keys SET team_id = $2 WHERE user_id = $1`, [
@@ -251,7 +255,8 @@ export class TeamsService {
   /** Removes a member; their keys leave the team with them. 404 when the user is not a member. */
   async removeMember(teamId: string, userId: string, request: FastifyRequest | null): Promise<void> {
     await this.get(teamId);
-    if (!isUuid(userId)) throw ApiError.notFound('No such member of this team', 'member_not_found', 'user_id');
+    if (!isUuid(userId))
+      throw ApiError.notFound('No such member of this team', 'member_not_found', 'user_id');
     await this.dataSource.transaction(async (m) => {
       const user = await m.findOne(User, { where: { id: userId }, lock: { mode: 'pessimistic_write' } });
       if (!user || user.teamId !== teamId)

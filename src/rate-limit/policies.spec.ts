@@ -177,3 +177,54 @@ describe('sliding windows: exact log up to SLIDING_EXACT_MAX, sub-buckets above'
     ).toEqual(['rl:{ip:1.1.1.1}:route:chat:tb']);
   });
 });
+
+describe('team policies', () => {
+  const TEAM_ID = '3f6d2a1b-8c4e-4b7a-9e21-5d0c7f1a2b3c';
+  const teamPrincipal = (rpm: number | null, tpm: number | null): Principal => ({
+    ...keyPrincipal(null, 500),
+    team: { id: TEAM_ID, role: 'member', rpm, tpm },
+  });
+
+  it("a key of a team with limits: the team's rpm and tpm join the same decision, after the user's, on the team's subject", () => {
+    const p = applicablePolicies({ config, principal: teamPrincipal(3, 1000), clientIp: '203.0.113.9' });
+    expect(p.map((x) => `${x.name}@${x.subject}`)).toEqual([
+      `key@key:${KEY_ID}`,
+      `tpm@key:${KEY_ID}`,
+      `user@user:${USER_ID}`,
+      `team@team:${TEAM_ID}`,
+      `team_tpm@team:${TEAM_ID}`,
+      'ip@ip:203.0.113.9',
+    ]);
+    const team = p.find((x) => x.name === 'team')!;
+    expect(team).toMatchObject({ limit: 3, windowMs: 60_000, cost: 1, unit: 'requests' });
+    expect(team.keys).toEqual([`rl:{team:${TEAM_ID}}:team:sw`]);
+    const tpm = p.find((x) => x.name === 'team_tpm')!;
+    expect(tpm).toMatchObject({ limit: 1000, cost: 0, unit: 'tokens' });
+    expect(tpm.keys).toEqual([`rl:{team:${TEAM_ID}}:tpm:log`, `rl:{team:${TEAM_ID}}:tpm:sum`]);
+  });
+
+  it('a team without limits adds no policy; only the set one is added', () => {
+    const names = (rpm: number | null, tpm: number | null) =>
+      applicablePolicies({ config, principal: teamPrincipal(rpm, tpm), clientIp: '203.0.113.9' }).map(
+        (x) => x.name,
+      );
+    expect(names(null, null)).toEqual(['key', 'tpm', 'user', 'ip']);
+    expect(names(5, null)).toEqual(['key', 'tpm', 'user', 'team', 'ip']);
+    expect(names(null, 7)).toEqual(['key', 'tpm', 'user', 'team_tpm', 'ip']);
+  });
+
+  it('team:{id} is an admin subject: its own policies (from the team limits) and keys, nothing else', () => {
+    const subject = parseSubject(`team:${TEAM_ID.toUpperCase()}`)!;
+    expect(subject).toEqual({ kind: 'team', id: TEAM_ID, text: `team:${TEAM_ID}` });
+    expect(parseSubject('team:not-a-uuid')).toBeNull();
+    expect(subjectPolicies(config, subject, [chat], { rpm: 3, tpm: 9 }).map((x) => x.name)).toEqual([
+      'team',
+      'team_tpm',
+    ]);
+    expect(subjectPolicies(config, subject, [chat], { rpm: null, tpm: null })).toEqual([]);
+    const keys = subjectKeys(subject, [chat]);
+    expect(keys).toContain(`rl:{team:${TEAM_ID}}:team:sw`);
+    expect(keys).toContain(`rl:{team:${TEAM_ID}}:tpm:sum`);
+    expect(keys.every((k) => k.startsWith(`rl:{team:${TEAM_ID}}:`))).toBe(true);
+  });
+});

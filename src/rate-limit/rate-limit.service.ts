@@ -128,7 +128,8 @@ end
 export function chargedBudgets(principal: Principal | undefined | null): [string, string][] {
   const budgets: [string, string][] = [];
   const tpm = principal?.apiKey?.tpm;
-  if (principal?.apiKeyId && tpm !== null && tpm !== undefined) budgets.push(budgetKeys(`key:${principal.apiKeyId}`));
+  if (principal?.apiKeyId && tpm !== null && tpm !== undefined)
+    budgets.push(budgetKeys(`key:${principal.apiKeyId}`));
   const team = principal?.team;
   if (team && team.tpm !== null && team.tpm > 0) budgets.push(budgetKeys(`team:${team.id}`));
   return budgets;

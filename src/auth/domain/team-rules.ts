@@ -13,7 +13,12 @@ export const BUDGET_PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month', 
 /** Glob semantics of allowed_models (the relay's model-router): `*` matches any run of characters. */
 function globMatches(pattern: string, text: string): boolean {
   if (!pattern.includes('*')) return pattern === text;
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
   return re.test(text);
 }
 
@@ -48,13 +53,6 @@ export function tighterPriority(a: Priority, b: Priority): Priority {
   return PRIORITY_RANK[a] >= PRIORITY_RANK[b] ? a : b;
 }
 
-/** The smaller of two limits where null means "no limit of this kind". */
-export function tighterLimit(a: number | null, b: number | null): number | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  return Math.min(a, b);
-}
-
 export const MICROS_PER_USD = 1_000_000;
 /** USD with at most 6 decimals → integer micro-dollars (money is never stored as a float). */
 export function usdToMicros(usd: number): number {
@@ -62,10 +60,6 @@ export function usdToMicros(usd: number): number {
 }
 export function microsToUsd(micros: number): number {
   return micros / MICROS_PER_USD;
-}
-/** Whether a USD amount has at most 6 decimals (micro-dollar precision). */
-export function hasMicroPrecision(usd: number): boolean {
-  return Math.abs(usd * MICROS_PER_USD - Math.round(usd * MICROS_PER_USD)) < 1e-6;
 }
 
 /**

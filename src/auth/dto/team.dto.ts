@@ -53,7 +53,12 @@ export class TeamBudgetDto {
   period: BudgetPeriod;
 }
 
-const NAME: ApiPropertyOptions = { example: 'search-team', minLength: 1, maxLength: 100, description: 'Unique, case-insensitive' };
+const NAME: ApiPropertyOptions = {
+  example: 'search-team',
+  minLength: 1,
+  maxLength: 100,
+  description: 'Unique, case-insensitive',
+};
 const WEIGHT_TEXT =
   'Fair-share weight (integer 1..1000, default 1). Stored and shown now; the provider queue will dispatch waiting requests of one priority across teams in proportion to it (not used yet).';
 const WEIGHT: ApiPropertyOptions = { example: 3, minimum: 1, maximum: 1000, description: WEIGHT_TEXT };
@@ -63,7 +68,8 @@ const LIMITS: ApiPropertyOptions = {
   description:
     "The team's own limits, shared by all its members' keys: `rpm` (requests per minute, policy `team`) and `tpm` (tokens per minute, policy `team_tpm`), each null = none. The tightest of key, user and team applies.",
 };
-const BUDGET_TEXT = 'Accepted and stored; NOT enforced yet (budgets arrive with issue 16 item 2). null = none.';
+const BUDGET_TEXT =
+  'Accepted and stored; NOT enforced yet (budgets arrive with issue 16 item 2). null = none.';
 const BUDGET: ApiPropertyOptions = { type: () => TeamBudgetDto, nullable: true, description: BUDGET_TEXT };
 const ALLOWED: ApiPropertyOptions = {
   example: ['gpt-4o-mini', 'meta-llama/*'],
@@ -75,7 +81,8 @@ const ALLOWED: ApiPropertyOptions = {
 const MAX_PRIORITY: ApiPropertyOptions = {
   enum: PRIORITIES,
   example: 'high',
-  description: "Highest X-Priority the team's keys may use (default urgent: no ceiling beyond each key's own)",
+  description:
+    "Highest X-Priority the team's keys may use (default urgent: no ceiling beyond each key's own)",
 };
 
 export class CreateTeamDto {
@@ -272,7 +279,11 @@ export function toTeamDto(team: Team, memberCount: number): TeamDto {
     limits: { rpm: team.rpm, tpm: team.tpm },
     budget:
       team.budgetLimitMicros !== null && team.budgetPeriod !== null
-        ? { limit_usd: microsToUsd(Number(team.budgetLimitMicros)), period: team.budgetPeriod, enforced: false }
+        ? {
+            limit_usd: microsToUsd(Number(team.budgetLimitMicros)),
+            period: team.budgetPeriod,
+            enforced: false,
+          }
         : null,
     allowed_models: team.allowedModels,
     max_priority: team.maxPriority,
