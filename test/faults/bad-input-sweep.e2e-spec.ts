@@ -164,6 +164,7 @@ function sweepFor(mode: Mode): void {
     let sweepUpstreamKeyId: string;
     let sweepRouteId: string;
     let sweepWebhookId: string;
+    let sweepTeamId: string;
 
     beforeAll(async () => {
       fx = await startRelay(mode, {
@@ -194,6 +195,10 @@ function sweepFor(mode: Mode): void {
         events: ['*'],
       });
       sweepWebhookId = w.body.id;
+      const t = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/teams', {
+        name: `sweep-${randomBytes(4).toString('hex')}`,
+      });
+      sweepTeamId = t.body.id;
     });
     afterAll(async () => {
       await fx?.close();
@@ -208,6 +213,7 @@ function sweepFor(mode: Mode): void {
       if (path.startsWith('/api/admin/providers/')) return sweepProviderId;
       if (path.startsWith('/api/admin/routes/')) return sweepRouteId;
       if (path.startsWith('/api/admin/webhooks/')) return sweepWebhookId;
+      if (path.startsWith('/api/admin/teams/')) return name === 'user_id' ? target.user.id : sweepTeamId;
       if (path.startsWith('/api/admin/provider-keys/') || path.startsWith('/api/admin/adaptive/keys/'))
         return sweepUpstreamKeyId;
       throw new Error(`no valid value for the path parameter ${name} of ${method} ${path}: add one`);
@@ -232,6 +238,9 @@ function sweepFor(mode: Mode): void {
         },
         'PATCH /api/admin/routes/{id}': { max_attempts: 2 },
         'POST /api/admin/webhooks': { url: `${fx.fake.baseUrl}/sweep-hook`, events: ['*'] },
+        'POST /api/admin/teams': { name: `sweep-${uniq}` },
+        'PATCH /api/admin/teams/{id}': { weight: 2 },
+        'POST /api/admin/teams/{id}/members/{user_id}': { role: 'member' },
         'POST /v1/chat/completions': { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
         'POST /v1/completions': { model: 'gpt-4o-mini', prompt: 'hi' },
         'POST /v1/embeddings': { model: 'text-embedding-3-small', input: 'hi' },

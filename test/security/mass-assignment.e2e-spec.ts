@@ -21,6 +21,9 @@ interface Ctx {
   providerId: string;
   upstreamKeyId: string;
   routeId: string;
+  teamId: string;
+  /** A member of teamId: its team role flips on every accepted write (see the members route). */
+  member: UserWithKey;
 }
 
 interface WriteRoute {
@@ -169,7 +172,44 @@ const ROUTES: Record<string, WriteRoute> = {
     ok: 201,
     snapshot: (ctx) => get(ctx, '/api/admin/webhooks'),
   },
+  'POST /api/admin/teams': {
+    method: 'POST',
+    as: (ctx) => ctx.fx.adminKey,
+    path: () => '/api/admin/teams',
+    valid: () => ({ name: uniq('team') }),
+    ok: 201,
+    snapshot: (ctx) => get(ctx, '/api/admin/teams?limit=500'),
+    nested: { limits: { rpm: 10 }, budget: { limit_usd: 5, period: 'month' } },
+  },
+  'PATCH /api/admin/teams/{id}': {
+    method: 'PATCH',
+    as: (ctx) => ctx.fx.adminKey,
+    path: (ctx) => `/api/admin/teams/${ctx.teamId}`,
+    valid: () => ({ name: uniq('renamed') }),
+    ok: 200,
+    snapshot: (ctx) => get(ctx, `/api/admin/teams/${ctx.teamId}`),
+    nested: { limits: { rpm: 10 } },
+  },
+  // The member is already in the team: each accepted write flips their team role (200, audited);
+  // the snapshot (taken before each case) tells valid() which role is the change.
+  'POST /api/admin/teams/{id}/members/{user_id}': {
+    method: 'POST',
+    as: (ctx) => ctx.fx.adminKey,
+    path: (ctx) => `/api/admin/teams/${ctx.teamId}/members/${ctx.member.user.id}`,
+    valid: () => ({ role: MEMBER_ROLE.current === 'member' ? 'team_admin' : 'member' }),
+    ok: 200,
+    snapshot: async (ctx) => {
+      const team = (await get(ctx, `/api/admin/teams/${ctx.teamId}`)) as {
+        body: { members: { team_role: string }[] };
+      };
+      MEMBER_ROLE.current = team.body.members[0]!.team_role;
+      return team;
+    },
+  },
 };
+
+/** The team role the members route's member holds now (read by its snapshot). */
+const MEMBER_ROLE = { current: 'member' };
 
 /** The fixture's provider id, for bodies built without the context (`valid()` takes none). */
 const CTX_PROVIDER = { id: '' };
@@ -197,6 +237,18 @@ describe.each(MODES)('security: mass assignment (%s mode)', (mode) => {
       targets: [{ provider_id: ctx.providerId, model: 'm' }],
     });
     ctx.routeId = route.body.id;
+    const team = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', '/api/admin/teams', {
+      name: uniq('mass'),
+    });
+    ctx.teamId = team.body.id;
+    ctx.member = await createUserWithKey(ctx.fx.gw, ctx.fx.adminKey, 'user');
+    await adminCall(
+      ctx.fx.gw,
+      ctx.fx.adminKey,
+      'POST',
+      `/api/admin/teams/${ctx.teamId}/members/${ctx.member.user.id}`,
+      {},
+    );
     doc = (await call(`${ctx.fx.gw.url}/docs-json`)).body;
   });
   afterAll(async () => {

@@ -79,6 +79,12 @@ async function throwawayUpstreamKey(ctx: Ctx): Promise<string> {
   return r.body.id as string;
 }
 
+async function throwawayTeam(ctx: Ctx): Promise<string> {
+  const r = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'POST', '/api/admin/teams', { name: uniq('team') });
+  if (r.status !== 201) throw new Error(`team: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.id as string;
+}
+
 async function throwawayUser(ctx: Ctx): Promise<UserWithKey> {
   return createUserWithKey(ctx.fx.gw, ctx.fx.adminKey, 'user');
 }
@@ -172,6 +178,54 @@ const TABLE: Record<string, RouteCase> = {
     prepare: async (ctx) => ({ path: `/api/admin/api-keys/${(await throwawayUser(ctx)).keyId}` }),
   },
   'GET /api/admin/audit': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/audit') },
+
+  // ---- teams (admin; a team_admin's own-team access is covered in test/auth/teams.e2e-spec.ts) ----
+  'GET /api/admin/teams': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/teams') },
+  'POST /api/admin/teams': {
+    allowed: ['admin'],
+    ok: 201,
+    prepare: async () => ({ path: '/api/admin/teams', body: { name: uniq('team') } }),
+  },
+  'GET /api/admin/teams/{id}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/admin/teams/${await throwawayTeam(ctx)}` }),
+  },
+  'PATCH /api/admin/teams/{id}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/admin/teams/${await throwawayTeam(ctx)}`, body: { weight: 2 } }),
+  },
+  'DELETE /api/admin/teams/{id}': {
+    allowed: ['admin'],
+    ok: 204,
+    prepare: async (ctx) => ({ path: `/api/admin/teams/${await throwawayTeam(ctx)}` }),
+  },
+  'POST /api/admin/teams/{id}/members/{user_id}': {
+    allowed: ['admin'],
+    ok: 201,
+    prepare: async (ctx) => ({
+      path: `/api/admin/teams/${await throwawayTeam(ctx)}/members/${(await throwawayUser(ctx)).user.id}`,
+      body: { role: 'member' },
+    }),
+  },
+  'DELETE /api/admin/teams/{id}/members/{user_id}': {
+    allowed: ['admin'],
+    ok: 204,
+    prepare: async (ctx) => {
+      const team = await throwawayTeam(ctx);
+      const user = await throwawayUser(ctx);
+      const r = await adminCall(
+        ctx.fx.gw,
+        ctx.fx.adminKey,
+        'POST',
+        `/api/admin/teams/${team}/members/${user.user.id}`,
+        {},
+      );
+      if (r.status !== 201) throw new Error(`member: ${r.status} ${JSON.stringify(r.body)}`);
+      return { path: `/api/admin/teams/${team}/members/${user.user.id}` };
+    },
+  },
 
   // ---- rate limits (admin) ----
   'GET /api/admin/rate-limits/{subject}': {
