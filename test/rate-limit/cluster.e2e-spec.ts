@@ -1,6 +1,8 @@
 import { Redis, type Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
+import { DataSource } from 'typeorm';
+import { RateLimitService } from '../../src/rate-limit/rate-limit.service.js';
+import { bearer, createUserWithKey, newApiKey, sha256Hex } from '../support/auth.js';
 import { addProvider, chat, dropClientConnections, startInstance } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { getJson, type TestGateway } from '../support/gateway.js';
@@ -237,5 +239,56 @@ describe('distributed mode on a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
     } finally {
       await fresh.close();
     }
+  });
+
+  it('a team limit shared by two members: a burst across both instances admits exactly the team rpm; key and user windows keep no refused request', async () => {
+    const TEAM_RPM = 6;
+    // The earlier cases spent the admin key's budget (key 15/min, user 20/min): forget it, through
+    // the limiter's own reset, so this case's setup calls are not refused.
+    const limiter = gateways[0]!.app.get(RateLimitService);
+    const [admin] = (await gateways[0]!.app
+      .get(DataSource)
+      .query(`SELECT id, user_id FROM api_keys WHERE key_hash = $1`, [sha256Hex(adminKey)])) as {
+      id: string;
+      user_id: string;
+    }[];
+    await limiter.reset(`key:${admin!.id}`);
+    await limiter.reset(`user:${admin!.user_id}`);
+    const team = await getJson(`${gateways[0]!.url}/api/admin/teams`, {
+      method: 'POST',
+      headers: bearer(adminKey),
+      body: JSON.stringify({ name: `cluster-${prefix}`, limits: { rpm: TEAM_RPM } }),
+    });
+    expect(team.status).toBe(201);
+    const members = [
+      await createUserWithKey(gateways[0]!, adminKey, 'user'),
+      await createUserWithKey(gateways[0]!, adminKey, 'user'),
+    ];
+    for (const m of members) {
+      const r = await getJson(`${gateways[0]!.url}/api/admin/teams/${team.body.id}/members/${m.user.id}`, {
+        method: 'POST',
+        headers: bearer(adminKey),
+        body: '{}',
+      });
+      expect(r.status).toBe(201);
+    }
+    const counted = await burst(
+      gateways,
+      members.map((m) => m.key),
+      60,
+    );
+    expect(counted.other).toEqual([]);
+    expect(counted.ok).toBe(TEAM_RPM);
+    expect(counted.limited).toBe(60 - TEAM_RPM);
+    // the team's count lives under its own hash tag; the steps before it (key, user) were rolled back
+    expect(await redis.zcard(`${prefix}:rl:{team:${team.body.id}}:team:sw`)).toBe(TEAM_RPM);
+    const keyWindows = await Promise.all(
+      members.map((m) => redis.zcard(`${prefix}:rl:{key:${m.keyId}}:key:sw`)),
+    );
+    const userWindows = await Promise.all(
+      members.map((m) => redis.zcard(`${prefix}:rl:{user:${m.user.id}}:user:sw`)),
+    );
+    expect(keyWindows.reduce((a, b) => a + b, 0)).toBe(TEAM_RPM);
+    expect(userWindows.reduce((a, b) => a + b, 0)).toBe(TEAM_RPM);
   });
 });
