@@ -19,10 +19,12 @@ import { RateLimitService } from './rate-limit.service.js';
 
 const SUBJECT_PARAM = {
   name: 'subject',
-  description: '`key:{api_key_id}`, `user:{user_id}` or `ip:{address}` (an IPv6 address means its /64)',
+  description:
+    "`key:{api_key_id}`, `user:{user_id}`, `team:{team_id}` (the team policies `team` and `team_tpm`, shared by its members' keys) or `ip:{address}` (an IPv6 address means its /64)",
   examples: {
     key: { value: 'key:7d1f6c2e-3c4b-4e0a-9a51-2b8f1c0e6d42' },
     user: { value: 'user:0b8e7a52-6f0c-4a55-b5a4-1c0d6d1e2f3a' },
+    team: { value: 'team:3f6d2a1b-8c4e-4b7a-9e21-5d0c7f1a2b3c' },
     ip: { value: 'ip:203.0.113.7' },
   },
 };
@@ -42,13 +44,14 @@ export class RateLimitController {
     summary: "A subject's rate-limit state",
     description:
       'Every policy that counts this subject, read without consuming anything: an API key shows its ' +
-      'per-key policy (its own rpm or the default) and its TPM budget when it has one; route policies ' +
-      'declared with @RateLimit are listed too.',
+      'per-key policy (its own rpm or the default) and its TPM budget when it has one; a team its `team` ' +
+      '(rpm) and `team_tpm` policies when set (none: an empty list); route policies declared with ' +
+      '@RateLimit are listed too (not for teams).',
   })
   @ApiParam(SUBJECT_PARAM)
   @ApiOkResponse({ type: RateLimitSubjectDto })
   @ApiBadRequestResponse({ description: 'Malformed subject', type: ErrorResponseDto })
-  @ApiNotFoundResponse({ description: 'No such API key', type: ErrorResponseDto })
+  @ApiNotFoundResponse({ description: 'No such API key or team', type: ErrorResponseDto })
   @ApiServiceUnavailableResponse({
     description: 'The rate limiter store cannot answer',
     type: ErrorResponseDto,

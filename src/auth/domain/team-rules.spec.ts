@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  intersectAllowedModels,
-  keyTeam,
-  microsToUsd,
-  tighterPriority,
-  usdToMicros,
-} from './team-rules.js';
+import { intersectAllowedModels, keyTeam, microsToUsd, tighterPriority, usdToMicros } from './team-rules.js';
 
 /** The relay's rule (model-router.ts modelAllowed), restated: any entry matches. */
 function allowed(list: string[] | null, model: string): boolean {
@@ -76,7 +70,6 @@ describe('priority ceiling', () => {
     expect(tighterPriority('low', 'high')).toBe('low');
     expect(tighterPriority('high', 'high')).toBe('high');
   });
-
 });
 
 describe('money', () => {
