@@ -15,7 +15,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../common/api-error.js';
 import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
-import { RequirePermission } from '../common/permissions.js';
+import { can, RequirePermission } from '../common/permissions.js';
 import type { Principal } from '../common/principal.js';
 import {
   AddTeamMemberDto,
@@ -171,7 +171,7 @@ export class AdminTeamsController {
   @ApiOperation({
     summary: 'Add a member, or change their team role',
     description:
-      "Body `{role}`: `member` (default) or `team_admin`. A user belongs to at most one team: a member of another team is a 409 (remove them there first). The user's API keys join the team (their team_id is set). 201 when the user joined, 200 when they were already a member (role updated or unchanged). Admins: any team; a team_admin: its own team only. Audited as team.member_add / team.member_update.",
+      "Body `{role}`: `member` (default) or `team_admin`. A user belongs to at most one team: a member of another team is a 409 (remove them there first). The user's API keys join the team (their team_id is set). A team_admin may add only users whose role is within its own (never an admin: 403). 201 when the user joined, 200 when they were already a member (role updated or unchanged). Admins: any team; a team_admin: its own team only. Audited as team.member_add / team.member_update.",
   })
   @ApiParam(TEAM_ID)
   @ApiParam(USER_ID)
@@ -193,7 +193,8 @@ export class AdminTeamsController {
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TeamMemberDto> {
     this.teams.assertTeamScope(principal, id, 'teams', 'write');
-    const { user, created } = await this.teams.addMember(id, userId, body.role, request);
+    const teamAdminRole = can(principal.role, 'teams', 'write') ? null : principal.role;
+    const { user, created } = await this.teams.addMember(id, userId, body.role, request, teamAdminRole);
     void reply.status(created ? 201 : 200);
     return toTeamMemberDto(user);
   }

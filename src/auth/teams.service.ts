@@ -5,10 +5,11 @@ import { DataSource, Repository } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { ApiError } from '../common/api-error.js';
 import { callerCan, type Action, type Resource } from '../common/permissions.js';
-import type { Principal, Priority } from '../common/principal.js';
+import type { Principal, Priority, Role } from '../common/principal.js';
 import { CredentialCache } from './credential-cache.js';
 import { isUuid, uniqueViolation } from './db-errors.js';
 import { usdToMicros, type BudgetPeriod, type TeamRole } from './domain/team-rules.js';
+import { roleWithin } from './roles.js';
 import { Team } from './team.entity.js';
 import { User } from './user.entity.js';
 
@@ -207,12 +208,22 @@ export class TeamsService {
     userId: string,
     role: TeamRole | undefined,
     request: FastifyRequest | null,
+    /** Set for a team_admin acting on its own team: it may add only users within its own role. */
+    teamAdminRole: Role | null = null,
   ): Promise<{ user: User; created: boolean }> {
     await this.get(teamId);
     if (!isUuid(userId)) throw ApiError.notFound('User not found', 'user_not_found', 'user_id');
     const result = await this.dataSource.transaction(async (m) => {
       const user = await m.findOne(User, { where: { id: userId }, lock: { mode: 'pessimistic_write' } });
       if (!user) throw ApiError.notFound('User not found', 'user_not_found', 'user_id');
+      // A team_admin manages its members' keys: it may not pull in someone it could not be
+      // (an admin, or a role above its own), or it could revoke their keys.
+      if (teamAdminRole !== null && !roleWithin(user.role, teamAdminRole)) {
+        throw ApiError.forbidden(
+          `A team_admin may add only users whose role is within its own (${teamAdminRole}); this user is ${user.role}`,
+          'insufficient_permission',
+        );
+      }
       if (user.teamId !== null && user.teamId !== teamId) {
         throw ApiError.conflict(
           `The user is a member of another team (${user.teamId}): a user belongs to at most one team; remove them there first`,

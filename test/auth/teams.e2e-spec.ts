@@ -281,6 +281,8 @@ describe.each(MODES)('teams (%s mode)', (mode) => {
     let member: UserWithKey;
     let outsider: UserWithKey;
     let foreign: UserWithKey;
+    /** A developer outside any team: above the team_admin's own role (user). */
+    let higher: UserWithKey;
 
     beforeAll(async () => {
       team = await newTeam();
@@ -289,6 +291,7 @@ describe.each(MODES)('teams (%s mode)', (mode) => {
       member = await createUserWithKey(fx.gw, fx.adminKey, 'developer');
       outsider = await createUserWithKey(fx.gw, fx.adminKey, 'user');
       foreign = await createUserWithKey(fx.gw, fx.adminKey, 'user');
+      higher = await createUserWithKey(fx.gw, fx.adminKey, 'developer');
       await admin('POST', `/api/admin/teams/${team}/members/${ta.user.id}`, { role: 'team_admin' });
       await admin('POST', `/api/admin/teams/${team}/members/${member.user.id}`, { role: 'member' });
       await admin('POST', `/api/admin/teams/${otherTeam}/members/${foreign.user.id}`, {});
@@ -337,6 +340,7 @@ describe.each(MODES)('teams (%s mode)', (mode) => {
         ['POST', `/api/admin/users/${outsider.user.id}/keys`, { name: 'x' }],
         ['POST', `/api/admin/users/${MISSING}/keys`, { name: 'x' }],
         ['DELETE', `/api/admin/api-keys/${foreign.keyId}`],
+        ['POST', `/api/admin/teams/${team}/members/${higher.user.id}`, {}],
         ['GET', `/api/admin/api-keys?team_id=${otherTeam}`],
         ['GET', '/api/admin/teams'],
         ['POST', '/api/admin/teams', { name: uniq('x') }],

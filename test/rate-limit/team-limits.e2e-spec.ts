@@ -50,7 +50,8 @@ async function teamWithKeys(
   s: Setup,
   limits: { rpm?: number | null; tpm?: number | null },
   keys: number,
-): Promise<{ teamId: string; keys: string[]; ownerIds: string[] }> {
+  keyLimits: { rpm?: number; tpm?: number } | null = null,
+): Promise<{ teamId: string; keys: string[]; keyIds: string[]; ownerIds: string[] }> {
   const gw = s.gateways[0]!;
   const team = await adminCall(gw, s.adminKey, 'POST', '/api/admin/teams', {
     name: `team-${newApiKey().slice(3, 13)}`,
@@ -72,16 +73,19 @@ async function teamWithKeys(
     if (m.status !== 201) throw new Error(`member: ${m.status} ${JSON.stringify(m.body)}`);
   }
   const raw: string[] = [];
+  const ids: string[] = [];
   for (let i = 0; i < keys; i++) {
     const owner = owners[i % 2]!;
     const k = await adminCall(gw, s.adminKey, 'POST', `/api/admin/users/${owner.user.id}/keys`, {
       name: `k${i}`,
+      ...(keyLimits ? { limits: keyLimits } : {}),
     });
     if (k.status !== 201 || k.body.team_id !== team.body.id)
       throw new Error(`key: ${k.status} ${JSON.stringify(k.body)}`);
     raw.push(k.body.key as string);
+    ids.push(k.body.id as string);
   }
-  return { teamId: team.body.id as string, keys: raw, ownerIds: owners.map((o) => o.user.id) };
+  return { teamId: team.body.id as string, keys: raw, keyIds: ids, ownerIds: owners.map((o) => o.user.id) };
 }
 
 function chat(gw: TestGateway, key: string) {
@@ -156,7 +160,8 @@ function sharedCases(setup: () => Setup) {
 
   it('a team tpm is charged with the answers of every key of the team and refuses the next request ("team_tpm")', async () => {
     const s = setup();
-    const { teamId, keys } = await teamWithKeys(s, { tpm: 5 }, 2);
+    // the keys have a tpm of their own too: one answer charges both budgets (two pairs in one rider)
+    const { teamId, keys, keyIds } = await teamWithKeys(s, { tpm: 5 }, 2, { tpm: 100_000 });
     const gws = s.gateways;
     const first = await chat(gws[0]!, keys[0]!);
     expect(first.status).toBe(200);
@@ -171,6 +176,10 @@ function sharedCases(setup: () => Setup) {
       await new Promise((r) => setTimeout(r, 25));
     }
     expect(used).toBe(first.body.usage.total_tokens);
+    const keyState = await adminCall(gws[0]!, s.adminKey, 'GET', `/api/admin/rate-limits/key:${keyIds[0]}`);
+    expect(keyState.body.policies.find((p: { name: string }) => p.name === 'tpm')?.current).toBe(
+      first.body.usage.total_tokens,
+    );
     const refused = await chat(gws[gws.length - 1]!, keys[1]!);
     expect(refused.status).toBe(429);
     expect(refused.body.error.param).toBe('team_tpm');
