@@ -6,13 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, createUserWithKey, type UserWithKey } from '../support/auth.js';
+import { bearer, createUserWithKey, signHs256, type UserWithKey } from '../support/auth.js';
 import { getJson, MODES } from '../support/gateway.js';
 import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
 import { NO_CLIENT_LIMITS } from '../security/helpers.js';
 
 const uniq = (p: string): string => `${p}-${randomBytes(4).toString('hex')}`;
 const MISSING = '00000000-0000-4000-8000-00000000abcd';
+const JWT_SECRET = 'teams-e2e-jwt-secret-0123456789abcdef';
 
 describe.each(MODES)('teams (%s mode)', (mode) => {
   let fx: RelayFixture;
@@ -44,7 +45,7 @@ describe.each(MODES)('teams (%s mode)', (mode) => {
     });
 
   beforeAll(async () => {
-    fx = await startRelay(mode, { env: NO_CLIENT_LIMITS });
+    fx = await startRelay(mode, { env: { ...NO_CLIENT_LIMITS, JWT_SECRET } });
     db = fx.gw.app.get(DataSource);
   });
   afterAll(async () => {
@@ -357,6 +358,29 @@ describe.each(MODES)('teams (%s mode)', (mode) => {
       }
       // the foreign key still works: nothing was revoked
       expect((await chat(foreign.key)).status).toBe(200);
+    });
+
+    it("a JWT caller carries its user's team: team_admin scope, and the team's rpm on the relay", async () => {
+      const subject = uniq('sub');
+      const created = await admin('POST', '/api/admin/users', {
+        email: `${subject}@example.com`,
+        role: 'user',
+        jwt_subject: subject,
+      });
+      expect(created.status).toBe(201);
+      const token = signHs256(JWT_SECRET, { sub: subject, email: `${subject}@example.com` });
+      const jwtTeam = await newTeam({ limits: { rpm: 4 } });
+      expect((await as(token, 'GET', `/api/admin/teams/${jwtTeam}`)).status).toBe(403); // cached, no team
+      await admin('POST', `/api/admin/teams/${jwtTeam}/members/${created.body.id}`, { role: 'team_admin' });
+      expect((await as(token, 'GET', `/api/admin/teams/${jwtTeam}`)).status).toBe(200);
+      expect((await as(token, 'GET', `/api/admin/teams/${team}`)).status).toBe(403);
+      // the team's rpm (4) counts every request of the JWT since it joined — the two reads above, then
+      // the relay (the user's limits are out of reach)
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) statuses.push((await chat(token)).status);
+      expect(statuses).toEqual([200, 200, 429]);
+      await admin('DELETE', `/api/admin/teams/${jwtTeam}/members/${created.body.id}`);
+      expect((await as(token, 'GET', `/api/admin/teams/${jwtTeam}`)).status).toBe(403);
     });
 
     it('a plain member has no team_admin scope; demotion takes effect at once', async () => {
