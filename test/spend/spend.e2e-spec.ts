@@ -159,6 +159,35 @@ describe.each(MODES)('spend (%s)', (mode) => {
     expect(past.body).toEqual({ data: [] });
   });
 
+  it("group_by=team: a team member's requests roll up under the team", async () => {
+    const team = await getJson(`${fx.gw.url}/api/admin/teams`, {
+      method: 'POST',
+      headers: bearer(fx.adminKey),
+      body: JSON.stringify({ name: `spend-team-${randomUUID().slice(0, 8)}` }),
+    });
+    expect(team.status, JSON.stringify(team.body)).toBe(201);
+    const carol = await createUserWithKey(fx.gw, fx.adminKey, 'user');
+    const joined = await getJson(`${fx.gw.url}/api/admin/teams/${team.body.id}/members/${carol.user.id}`, {
+      method: 'POST',
+      headers: bearer(fx.adminKey),
+      body: JSON.stringify({ role: 'member' }),
+    });
+    expect(joined.status, JSON.stringify(joined.body)).toBe(201);
+    const N = 3;
+    const ids = Array.from({ length: N }, () => randomUUID());
+    let usage = { prompt_tokens: 0, completion_tokens: 0 };
+    for (const id of ids) usage = (await chat(carol.key, 'gpt-4o-mini', id)).usage;
+    await logged(...ids);
+    const each = expectedMicros(usage.prompt_tokens, usage.completion_tokens);
+    const res = await spend('/api/admin/spend?group_by=team');
+    expect(res.status).toBe(200);
+    const rows = (res.body.data as { group: string; requests: number; cost_usd: number }[]).filter(
+      (r) => r.group === team.body.id,
+    );
+    expect(rows.reduce((t, r) => t + r.requests, 0)).toBe(N);
+    expect(rows.reduce((t, r) => t + micros(r.cost_usd), 0)).toBe(N * each);
+  });
+
   it('GET /api/me/spend: only the caller’s own keys', async () => {
     const N = 3;
     const ids = Array.from({ length: N + 1 }, () => randomUUID());

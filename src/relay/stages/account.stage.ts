@@ -90,6 +90,7 @@ export class AccountStage {
       attemptLog: r.attemptLog ? r.attemptLog.map(storedAttempt) : null,
       costMicroUsd,
       servedModel: r.servedModel ?? null,
+      teamId: r.principal.team?.id ?? null,
     });
   }
 }
