@@ -64,6 +64,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2 class="section-title">Breakers <span class="hint">circuit breaker per route target, shared by every instance</span></h2>
     <div id="breakers" class="panel"></div>
   </section>
+  <section>
+    <h2 class="section-title">Spend today / this month <span class="hint" id="spend-hint">UTC day and month, from the spend rollups, refreshed every 30 s</span></h2>
+    <div id="spend" class="spend-grid">
+      <div class="panel"><h2>By team</h2><div id="spend-teams"><div class="empty">Loading…</div></div></div>
+      <div class="panel"><h2>By model</h2><div id="spend-models"><div class="empty">Loading…</div></div></div>
+    </div>
+  </section>
   <p id="sources-note" class="note"></p>
 </main>
 <script src="dashboard/assets/chart.umd.js"></script>
@@ -136,6 +143,10 @@ td { padding: 5px 6px; border-bottom: 1px solid var(--line); white-space: nowrap
 td.label-cell { max-width: 180px; overflow: hidden; text-overflow: ellipsis; }
 .muted { color: var(--muted); }
 .note { color: var(--muted); font-size: 12px; margin-top: 10px; }
+.spend-grid { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 14px; }
+.spend-grid .table-box { max-height: 320px; overflow: auto; }
+td.num, th.num { text-align: right; }
+tr.total td { font-weight: 600; border-bottom: 0; }
 .login { display: flex; justify-content: center; padding: 80px 20px; }
 .login-card { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 24px; width: 440px; }
 .login-card p { color: var(--muted); line-height: 1.45; }
@@ -144,7 +155,7 @@ td.label-cell { max-width: 180px; overflow: hidden; text-overflow: ellipsis; }
 .error { color: var(--bad); min-height: 1em; }
 @media (max-width: 1100px) {
   .stats { grid-template-columns: repeat(3, minmax(0, 1fr)); }
-  .row { grid-template-columns: 1fr; }
+  .row, .spend-grid { grid-template-columns: 1fr; }
   .provider-grid { grid-template-columns: 1fr 1fr; }
   .provider-grid .keys { grid-column: 1 / -1; }
 }
@@ -166,8 +177,10 @@ export const DASHBOARD_JS = String.raw`(function () {
     providerIds: null,
     providerCharts: {},
     throughput: null,
-    lastSampleT: null
+    lastSampleT: null,
+    spendTimer: null
   };
+  var SPEND_REFRESH_MS = 30000;
 
   function $(id) { return document.getElementById(id); }
   function el(tag, className, text) {
@@ -206,6 +219,7 @@ export const DASHBOARD_JS = String.raw`(function () {
 
   function showLogin(message) {
     stopStream();
+    stopSpend();
     $('app').hidden = true;
     $('forget-key').hidden = true;
     $('login').hidden = false;
@@ -265,6 +279,7 @@ export const DASHBOARD_JS = String.raw`(function () {
         initThroughput(snapshot.history || []);
         render(snapshot);
         connectStream();
+        startSpend();
       })
       .catch(function (err) {
         if (err && err.auth) return forgetKey(err.message);
@@ -344,6 +359,103 @@ export const DASHBOARD_JS = String.raw`(function () {
     } else if (event === 'shutdown') {
       setConn('reconnecting', 'instance stopping, reconnecting…');
     }
+  }
+
+  // ---- spend (its own fetch every 30 s: the server caches the rollup sums for 30 s) ---------
+  function stopSpend() {
+    if (state.spendTimer) clearInterval(state.spendTimer);
+    state.spendTimer = null;
+  }
+
+  function startSpend() {
+    stopSpend();
+    loadSpend();
+    state.spendTimer = setInterval(loadSpend, SPEND_REFRESH_MS);
+  }
+
+  function loadSpend() {
+    fetch('api/admin/spend/summary', { headers: authHeaders(), cache: 'no-store' })
+      .then(function (res) {
+        if (res.status === 401 || res.status === 403) {
+          throw new Error(res.status === 403 ? 'this key may not read spend (the spend resource)' : 'the key was not accepted');
+        }
+        if (!res.ok) throw new Error('the spend summary answered HTTP ' + res.status + '; retrying in 30 s');
+        return res.json();
+      })
+      .then(renderSpend)
+      .catch(function (err) {
+        $('spend-hint').textContent = 'Could not read spend: ' + (err && err.message ? err.message : 'network error; retrying in 30 s');
+      });
+  }
+
+  /** USD: cents from $1, 4 decimals from 1 cent, else micro-dollars (the exact amount on hover). */
+  function fmtUsd(n) {
+    if (typeof n !== 'number') return '—';
+    if (n === 0) return '$0.00';
+    var abs = Math.abs(n);
+    var digits = abs >= 1 ? 2 : abs >= 0.01 ? 4 : 6;
+    return '$' + n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
+  function spendTable(id, label, lines, total, name) {
+    var box = el('div', 'table-box');
+    var table = el('table');
+    table.id = id;
+    var head = el('tr');
+    head.appendChild(el('th', null, label));
+    ['requests today', 'cost today', 'requests this month', 'cost this month'].forEach(function (h) { head.appendChild(el('th', 'num', h)); });
+    table.appendChild(head);
+    function cells(tr, line) {
+      tr.appendChild(el('td', 'num', fmt(line.today.requests)));
+      var today = el('td', 'num', fmtUsd(line.today.cost_usd));
+      today.dataset.role = 'cost-today';
+      today.title = '$' + line.today.cost_usd;
+      tr.appendChild(today);
+      tr.appendChild(el('td', 'num', fmt(line.month.requests)));
+      var month = el('td', 'num', fmtUsd(line.month.cost_usd));
+      month.dataset.role = 'cost-month';
+      month.title = '$' + line.month.cost_usd;
+      tr.appendChild(month);
+    }
+    lines.forEach(function (line) {
+      var n = name(line);
+      var tr = el('tr');
+      tr.dataset.name = n.text;
+      tr.appendChild(el('td', 'label-cell' + (n.muted ? ' muted' : ''), n.text));
+      cells(tr, line);
+      table.appendChild(tr);
+    });
+    if (lines.length > 1) {
+      var tr = el('tr', 'total');
+      tr.appendChild(el('td', null, 'total'));
+      cells(tr, total);
+      table.appendChild(tr);
+    }
+    box.appendChild(table);
+    return box;
+  }
+
+  function renderSpend(s) {
+    $('spend-hint').textContent = 'UTC day and month (from ' + s.month_from.slice(0, 10) + '), from the spend rollups · as of ' + timeLabel(s.generated_at) + ' · refreshed every 30 s';
+    var teams = $('spend-teams'), models = $('spend-models');
+    teams.textContent = '';
+    models.textContent = '';
+    if (s.by_team.length === 0) {
+      [teams, models].forEach(function (box) {
+        var empty = el('div', 'empty');
+        empty.dataset.role = 'spend-empty';
+        empty.appendChild(document.createTextNode('No requests routed to a provider this month yet. Costs come from each provider\'s '));
+        empty.appendChild(el('code', null, 'pricing'));
+        empty.appendChild(document.createTextNode(' (or the built-in catalog).'));
+        box.appendChild(empty);
+      });
+      return;
+    }
+    teams.appendChild(spendTable('spend-teams-table', 'team', s.by_team, s.total, function (t) {
+      if (t.team_name) return { text: t.team_name };
+      return t.team_id ? { text: 'deleted team ' + t.team_id.slice(0, 8), muted: true } : { text: 'no team', muted: true };
+    }));
+    models.appendChild(spendTable('spend-models-table', 'model', s.by_model, s.total, function (m) { return { text: m.model }; }));
   }
 
   // ---- throughput chart --------------------------------------------------------------------

@@ -2,7 +2,9 @@ import { Module } from '@nestjs/common';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { SpendRepository } from './infrastructure/spend.repository.js';
 import { PriceService } from './services/price.service.js';
+import { SpendSummaryService } from './services/spend-summary.service.js';
 import { SpendService } from './services/spend.service.js';
+import { SpendSummaryController } from './spend-summary.controller.js';
 import { AdminSpendController, OwnSpendController } from './spend.controller.js';
 
 /**
@@ -13,8 +15,8 @@ import { AdminSpendController, OwnSpendController } from './spend.controller.js'
  */
 @Module({
   imports: [KeyPoolModule],
-  controllers: [AdminSpendController, OwnSpendController],
-  providers: [PriceService, SpendService, SpendRepository],
+  controllers: [SpendSummaryController, AdminSpendController, OwnSpendController],
+  providers: [PriceService, SpendService, SpendSummaryService, SpendRepository],
   exports: [PriceService],
 })
 export class SpendModule {}

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { SpendGroup, SpendQuery } from '../domain/spend-query.js';
+import type { SummaryRow } from '../domain/spend-summary.js';
 
 /** One group × interval of the spend API, as Postgres sums it (bigint sums as text). */
 export interface SpendRowRaw {
@@ -53,5 +54,23 @@ export class SpendRepository {
         ORDER BY 2, 1 NULLS LAST`,
       params,
     )) as SpendRowRaw[];
+  }
+
+  /**
+   * The dashboard's summary: per team × model since `monthStart`, with the part since `dayStart`
+   * (both UTC bucket starts); the team's current name joined (null: no team, or deleted since).
+   */
+  async summaryRows(dayStart: Date, monthStart: Date): Promise<SummaryRow[]> {
+    return (await this.dataSource.query(
+      `SELECT r.team_id::text AS team_id, t.name AS team_name, r.model,
+              (coalesce(sum(r.requests) FILTER (WHERE r.hour >= $1), 0))::text AS today_requests,
+              (coalesce(sum(r.cost_micro_usd) FILTER (WHERE r.hour >= $1), 0))::text AS today_micros,
+              sum(r.requests)::text AS month_requests, sum(r.cost_micro_usd)::text AS month_micros
+         FROM spend_rollup r
+         LEFT JOIN teams t ON t.id = r.team_id
+        WHERE r.hour >= $2
+        GROUP BY r.team_id, t.name, r.model`,
+      [dayStart, monthStart],
+    )) as SummaryRow[];
   }
 }
