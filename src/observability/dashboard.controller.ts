@@ -46,7 +46,8 @@ export class DashboardController {
     summary: 'Live dashboard (HTML)',
     description:
       'Token bucket and retreat state per provider, queue depth per priority, throughput and 429s over the last ' +
-      'minutes, the upstream key table and recent adaptive adjustments, updated every second over SSE. Asks for an ' +
+      'minutes, the upstream key table and recent adaptive adjustments, updated every second over SSE; spend today and ' +
+      'this month per team and per model from GET /api/admin/spend/summary every 30 s. Asks for an ' +
       'API key allowed to read status (admin, developer, viewer). Scripts and the chart library are served by the ' +
       'gateway itself (no CDN).',
   })

@@ -426,6 +426,11 @@ const TABLE: Record<string, RouteCase> = {
     ok: 200,
     prepare: staticPath('/api/admin/spend'),
   },
+  'GET /api/admin/spend/summary': {
+    allowed: ['admin', 'developer', 'viewer'],
+    ok: 200,
+    prepare: staticPath('/api/admin/spend/summary'),
+  },
   'GET /api/me/spend': { allowed: ALL, ok: 200, prepare: staticPath('/api/me/spend') },
   'GET /api/admin/status': {
     allowed: ['admin', 'developer', 'viewer'],
