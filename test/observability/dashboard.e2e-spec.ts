@@ -7,7 +7,7 @@ import { BreakerService } from '../../src/routing/services/breaker.service.js';
 import { SpendRepository } from '../../src/spend/infrastructure/spend.repository.js';
 import { bearer, createUserWithKey } from '../support/auth.js';
 import { pollUntil } from '../support/cluster.js';
-import { getJson, startGateway, type TestGateway } from '../support/gateway.js';
+import { getJson, MODES, startGateway, type TestGateway } from '../support/gateway.js';
 import { startRelay, type RelayFixture } from '../support/relay.js';
 
 // Browser globals inside page.evaluate callbacks (the project compiles without the DOM lib).
@@ -236,18 +236,18 @@ const usd = (micros: number) => {
 };
 
 /**
- * The Spend panel in distributed mode (Postgres + Redis): a team member's priced requests show
+ * The Spend panel in both modes (embedded PGlite; Postgres + Redis): a team member's priced requests show
  * under the team's name and the model, today and this month; a request without a team under
  * "no team"; a rollup row from earlier this month counts for the month only, last month's not at all.
  */
-describe('dashboard Spend panel (distributed)', () => {
+describe.each(MODES)('dashboard Spend panel (%s)', (mode) => {
   let fx: RelayFixture;
   let browser: Browser;
   const problems: string[] = [];
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (see above)`);
-    fx = await startRelay('distributed', {
+    fx = await startRelay(mode, {
       env: { RATE_LIMIT_KEY_RPM: '100000', RATE_LIMIT_USER_RPM: '100000' },
       provider: { pricing: { 'gpt-4o-mini': PRICE } },
     });
@@ -372,7 +372,7 @@ describe('dashboard Spend panel (distributed)', () => {
     expect(panel).not.toContain(fx.adminKey);
     expect(panel).not.toContain(member.key);
     mkdirSync('test-results', { recursive: true });
-    await page.locator('#spend').screenshot({ path: 'test-results/dashboard-spend.png' });
+    await page.locator('#spend').screenshot({ path: `test-results/dashboard-spend-${mode}.png` });
     expect(problems).toEqual([]);
     await page.close();
   });
