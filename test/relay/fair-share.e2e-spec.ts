@@ -89,3 +89,43 @@ describe.each(MODES)('fair share across teams (%s mode)', (mode) => {
     expect(heavyShare).toBeLessThanOrEqual(0.8);
   });
 });
+
+describe.each(MODES)('aging keeps working with fair share (%s mode)', (mode) => {
+  let fx: RelayFixture;
+  beforeAll(async () => {
+    fx = await startRelay(mode, {
+      env: { ...NO_CLIENT_LIMITS, QUEUE_AGING_MS: '250', QUEUE_TIMEOUT_LOW_MS: '20000' },
+      provider: { timeout_ms: 10_000 },
+      keys: [{ key: 'sk-only', max_concurrent: 1 }],
+    });
+  });
+  afterAll(async () => {
+    await fx?.close();
+  });
+
+  it('a low request that waited two aging periods is dispatched before a normal one queued after it', async () => {
+    const chat = (tag: string, priority: string) =>
+      getJson(`${fx.gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { ...bearer(fx.adminKey), 'X-Priority': priority },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: tag }] }),
+      });
+    expect((await chat('warm-up', 'normal')).status).toBe(200);
+    fx.fake.reset();
+    fx.fake.when({
+      reply: (req) => (req.body.messages[0].content === 'blocker' ? { delayMs: 2000 } : { delayMs: 5 }),
+    });
+    const calls = [chat('blocker', 'normal')];
+    while (fx.fake.inFlight < 1) await new Promise((r) => setTimeout(r, 5));
+    calls.push(chat('low-old', 'low'));
+    // low → normal → high after two aging periods (250 ms each); then a normal request queues
+    await new Promise((r) => setTimeout(r, 900));
+    calls.push(chat('normal-new', 'normal'));
+    for (const r of await Promise.all(calls)) expect(r.status).toBe(200);
+    expect(fx.fake.requests.map((r) => r.body.messages[0].content)).toEqual([
+      'blocker',
+      'low-old',
+      'normal-new',
+    ]);
+  });
+});
