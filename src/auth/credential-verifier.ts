@@ -18,13 +18,13 @@ export const JWT_STRATEGY = Symbol('JWT_STRATEGY');
 /** The one query behind an API key: an equality on the unique hash index, joined to its owner. */
 export const KEY_LOOKUP_SQL = `SELECT k.id, k.user_id, k.role, k.rpm, k.tpm, k.allowed_models, k.max_priority,
        k.expires_at, k.revoked_at, u.email, u.role AS owner_role, u.disabled,
-       k.team_id, u.team_id AS owner_team_id, u.team_role, t.rpm AS team_rpm, t.tpm AS team_tpm,
+       k.team_id, u.team_id AS owner_team_id, u.team_role, t.rpm AS team_rpm, t.tpm AS team_tpm, t.weight AS team_weight,
        t.allowed_models AS team_allowed_models, t.max_priority AS team_max_priority
   FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN teams t ON t.id = k.team_id
  WHERE k.key_hash = $1`;
 
 /** A JWT user's team (only on a cache miss of a subject in a team). */
-export const TEAM_LIMITS_SQL = `SELECT id, rpm, tpm FROM teams WHERE id = $1`;
+export const TEAM_LIMITS_SQL = `SELECT id, rpm, tpm, weight FROM teams WHERE id = $1`;
 
 interface KeyRow {
   id: string;
@@ -44,6 +44,7 @@ interface KeyRow {
   team_role: TeamRole | null;
   team_rpm: number | null;
   team_tpm: number | null;
+  team_weight: number | null;
   team_allowed_models: string[] | null;
   team_max_priority: Priority | null;
 }
@@ -267,9 +268,10 @@ export class CredentialVerifier {
       id: string;
       rpm: number | null;
       tpm: number | null;
+      weight: number;
     }[];
     const row = rows[0];
-    return row ? { id: row.id, role, rpm: row.rpm, tpm: row.tpm } : null;
+    return row ? { id: row.id, role, rpm: row.rpm, tpm: row.tpm, weight: row.weight } : null;
   }
 }
 
@@ -281,6 +283,7 @@ function keyTeam(row: KeyRow): PrincipalTeam | null {
     role: row.owner_team_id === row.team_id && row.team_role === 'team_admin' ? 'team_admin' : 'member',
     rpm: row.team_rpm,
     tpm: row.team_tpm,
+    weight: row.team_weight ?? 1,
   };
 }
 

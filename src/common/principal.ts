@@ -34,6 +34,8 @@ export interface PrincipalTeam {
   rpm: number | null;
   /** The team's tokens per minute (policy `team_tpm`); null = none. */
   tpm: number | null;
+  /** Fair-share weight 1..1000 (docs/relay.md "Fair share across teams"); absent = 1. */
+  weight?: number;
 }
 
 export interface Principal {

@@ -45,7 +45,7 @@ describe("the queue's keys are Floodgate's own", () => {
   });
 
   it('queue keys carry the queue as hash tag under fq:', () => {
-    expect(queueKeys('p-1')).toEqual(['fq:{p-1}:wait', 'fq:{p-1}:jobs', 'fq:{p-1}:seq']);
+    expect(queueKeys('p-1')).toEqual(['fq:{p-1}:wait', 'fq:{p-1}:jobs', 'fq:{p-1}:seq', 'fq:{p-1}:vt']);
     expect(() => queueKeys('bad name')).toThrow();
   });
 });

@@ -194,12 +194,20 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
 
   /**
    * Queue a request and wait for a lease. `priority`: 1 urgent … 4 low. Aging (agingMs > 0) moves a
-   * request up one level each time it has waited that long.
+   * request up one level each time it has waited that long (keeping its fair-share tag). `flow`:
+   * the request's fair-share flow and weight (flowOf(team), docs/relay.md "Fair share across
+   * teams"); absent = the no-team flow, weight 1.
    */
   async wait(
     providerId: string,
     priority: number,
-    options: { requestId: string; timeoutMs: number; agingMs: number; signal: AbortSignal },
+    options: {
+      requestId: string;
+      timeoutMs: number;
+      agingMs: number;
+      signal: AbortSignal;
+      flow?: { flow: string; weight: number };
+    },
   ): Promise<WaitResult> {
     const started = Date.now();
     // A job outlives its request only if this instance dies: dispatchers drop it after this.
@@ -232,15 +240,7 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
       aging = setInterval(() => {
         if (level <= 1) return;
         void (async () => {
-          if (await this.queue.remove(providerId, jobId)) {
-            level -= 1;
-            await this.queue.add<JobData>(providerId, {
-              id: jobId,
-              priority: level,
-              data: { instance: this.instanceId, requestId: options.requestId },
-              expiresAt,
-            });
-          }
+          if (await this.queue.promote(providerId, jobId)) level -= 1;
         })().catch(() => undefined);
       }, options.agingMs);
     }
@@ -251,6 +251,8 @@ export class RelayDispatcher implements OnModuleInit, OnApplicationShutdown {
         priority: level,
         data: { instance: this.instanceId, requestId: options.requestId },
         expiresAt,
+        flow: options.flow?.flow,
+        weight: options.flow?.weight,
       });
       const first = await Promise.race([added.then(() => 'added' as const), outcome]);
       if (first === 'added') this.enqueued(providerId);

@@ -188,14 +188,115 @@ describe.each([
         const keys = (await redis.keys(`*${q}*`)).sort();
         expect(keys).toEqual([
           `${impl.prefix}:fq:{${q}}:jobs`,
-          `${impl.prefix}:fq:{${q}}:seq`,
+          `${impl.prefix}:fq:{${q}}:vt`,
           `${impl.prefix}:fq:{${q}}:wait`,
         ]);
+        expect(await redis.type(`${impl.prefix}:fq:{${q}}:vt`)).toBe('hash');
+        expect(await redis.pttl(`${impl.prefix}:fq:{${q}}:vt`)).toBeGreaterThan(3_500_000);
         expect(await redis.type(`${impl.prefix}:fq:{${q}}:wait`)).toBe('zset');
         expect(await redis.type(`${impl.prefix}:fq:{${q}}:jobs`)).toBe('hash');
       } finally {
         redis.disconnect();
       }
+    });
+
+    it('fair share: teams of weight 3 and 1 keeping a backlog get 75 % / 25 % of 400 takes', async () => {
+      const q = `q-${randomUUID()}`;
+      let n = 0;
+      const add = (team: string) =>
+        impl.queue.add(q, {
+          id: `${team}-${n++}`,
+          priority: 3,
+          data: { team },
+          flow: `t:${team}`,
+          weight: team === 'a' ? 3 : 1,
+        });
+      for (let i = 0; i < 8; i++) {
+        await add('a');
+        await add('b');
+      }
+      const served = { a: 0, b: 0 };
+      for (let i = 0; i < 400; i++) {
+        const job = await impl.queue.take<{ team: 'a' | 'b' }>(q);
+        served[job!.data.team]++;
+        await add(job!.data.team);
+      }
+      expect(served).toEqual({ a: 300, b: 100 });
+    });
+
+    it('fair share: the Lua and LocalDb halves give the same tags, order and aging (random sequence)', async () => {
+      const q = `q-${randomUUID()}`;
+      const twin = new StorePriorityQueue(new MemoryAtomicStore());
+      let seed = 7;
+      const r = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+      const trace = async (queue: PriorityQueue, name: string) => {
+        seed = 7;
+        const out: unknown[] = [];
+        const ids: string[] = [];
+        for (let i = 0; i < 300; i++) {
+          const op = r();
+          if (op < 0.5) {
+            const id = `j${i}`;
+            ids.push(id);
+            const team = ['a', 'b', 'c'][Math.floor(r() * 3)]!;
+            const tag = await queue.add(name, {
+              id,
+              priority: 1 + Math.floor(r() * 4),
+              data: i,
+              flow: team === 'c' ? undefined : `t:${team}`,
+              weight: team === 'a' ? 3 : team === 'b' ? 1000 : undefined,
+            });
+            out.push(['add', id, tag]);
+          } else if (op < 0.8) {
+            const job = await queue.take(name);
+            out.push(['take', job?.id ?? null, job?.priority ?? null]);
+          } else if (op < 0.9) {
+            const id = ids[Math.floor(r() * ids.length)] ?? 'none';
+            out.push(['promote', id, await queue.promote(name, id)]);
+          } else {
+            const id = ids[Math.floor(r() * ids.length)] ?? 'none';
+            out.push(['remove', id, await queue.remove(name, id)]);
+          }
+        }
+        return out;
+      };
+      const here = await trace(impl.queue, q);
+      const local = await trace(twin, q);
+      expect(here).toEqual(local);
+      expect(
+        here.filter((e) => (e as unknown[])[0] === 'take' && (e as unknown[])[1] !== null).length,
+      ).toBeGreaterThan(50);
+    });
+
+    it('fair share: an empty queue forgets its tags; a clock past 2³¹ shifts every tag down', async () => {
+      const q = `q-${randomUUID()}`;
+      expect(await impl.queue.add(q, { id: 'a1', priority: 3, data: 0, flow: 't:a' })).toBe(0);
+      expect(await impl.queue.add(q, { id: 'a2', priority: 3, data: 0, flow: 't:a' })).toBe(10_000);
+      await impl.queue.take(q);
+      await impl.queue.take(q);
+      expect(await impl.queue.add(q, { id: 'a3', priority: 3, data: 0, flow: 't:a' })).toBe(0);
+      const [wait, , , tags] = queueKeys(q);
+      const big = 0x80000000;
+      await impl.store.run(
+        {
+          name: 'test-fair-clock',
+          lua: `redis.call('HSET', KEYS[1], 'v', ARGV[1], 't:a', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], 'a3')
+return 1`,
+          local(db, keys, args) {
+            db.hset(keys[0]!, { v: args[0]!, 't:a': args[1]! });
+            db.zadd(keys[1]!, Number(args[2]), 'a3');
+            return 1;
+          },
+        },
+        [tags, wait],
+        [big + 5, big + 20_000, 3 * 0x100000000 + big + 10_000],
+      );
+      expect(await impl.queue.add(q, { id: 'b1', priority: 3, data: 0, flow: 't:b' })).toBe(0);
+      expect(await impl.queue.add(q, { id: 'a4', priority: 3, data: 0, flow: 't:a' })).toBe(20_000 - 5);
+      const order: string[] = [];
+      for (let job = await impl.queue.take(q); job; job = await impl.queue.take(q)) order.push(job.id);
+      expect(order).toEqual(['b1', 'a3', 'a4']);
     });
   });
 });

@@ -23,6 +23,7 @@ import { clientClosed, type Rejection } from '../domain/rejection.js';
 import { routeTargetsBroken } from '../domain/route-rules.js';
 import { targetPlan } from '../domain/target-plan.js';
 import type { ClientGone } from './client-gone.js';
+import { flowOf } from '../../state/priority-queue.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { reject } from './reject.js';
 import type { RoutableProvider, RouteContext, RoutedTarget } from './route.stage.js';
@@ -43,6 +44,12 @@ export interface TargetLease {
 }
 
 type Http = { request: FastifyRequest; reply: FastifyReply };
+
+/** The request's fair-share flow in a provider queue: its team (with the team's weight) or the no-team flow. */
+function fairFlow(request: FastifyRequest): { flow: string; weight: number } {
+  const team = request.principal?.team;
+  return { flow: flowOf(team), weight: team?.weight ?? 1 };
+}
 
 /**
  * Admission: straight upstream when the atomic admission step grants a key at once (no queue on the
@@ -84,7 +91,7 @@ export class AdmitStage {
     }
     const hopeless = hopelessRefusal(first.refusal, this.config.queue.timeoutMs[priority]);
     if (hopeless) throw reject(hopeless);
-    return this.waitFor(provider, priority, requestId, client);
+    return this.waitFor(provider, priority, requestId, client, fairFlow(http.request));
   }
 
   /** Waits in one provider's queue (or passes it by, QUEUE_FULL_POLICY=passthrough) for a lease. */
@@ -93,6 +100,7 @@ export class AdmitStage {
     priority: Priority,
     requestId: string,
     client: ClientGone,
+    flow?: { flow: string; weight: number },
   ): Promise<Admitted> {
     const rank = PRIORITY_RANK[priority];
     const timeoutMs = this.config.queue.timeoutMs[priority];
@@ -118,6 +126,7 @@ export class AdmitStage {
       timeoutMs,
       agingMs: this.config.queue.agingMs,
       signal: client.signal,
+      flow,
     });
     const queueMs = result.waitedMs;
     this.metrics.hot.queueWait.get2(provider.name, priority).observe(queueMs / 1000);
@@ -216,11 +225,18 @@ export class AdmitStage {
       );
     }
     let admitted: RouteAdmitted;
-    if (open.length > 1) admitted = await this.waitForAny(open, priority, requestId, client);
+    if (open.length > 1)
+      admitted = await this.waitForAny(open, priority, requestId, client, fairFlow(http.request));
     else {
       const only = open[0] ?? waitable[0]!;
       try {
-        const a = await this.waitFor(only.target.provider, priority, requestId, client);
+        const a = await this.waitFor(
+          only.target.provider,
+          priority,
+          requestId,
+          client,
+          fairFlow(http.request),
+        );
         admitted = 'error' in a ? a : { ...a, target: only.target, probe: only.probe };
       } catch (err) {
         this.releaseProbes(waitable, null);
@@ -242,6 +258,7 @@ export class AdmitStage {
     priority: Priority,
     requestId: string,
     client: ClientGone,
+    flow?: { flow: string; weight: number },
   ): Promise<RouteAdmitted> {
     const rank = PRIORITY_RANK[priority];
     const timeoutMs = this.config.queue.timeoutMs[priority];
@@ -267,6 +284,7 @@ export class AdmitStage {
             timeoutMs,
             agingMs: this.config.queue.agingMs,
             signal: stop.signal,
+            flow,
           })
           .then(
             (r) => {
