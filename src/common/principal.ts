@@ -15,6 +15,12 @@ export const PRIORITY_RANK: Readonly<Record<Priority, number>> = { urgent: 1, hi
 /** Every rank, most urgent first. */
 export const PRIORITY_RANKS: readonly number[] = PRIORITIES.map((p) => PRIORITY_RANK[p]);
 
+/** A spend budget (docs/spend.md "Budgets"): integer micro-dollars per UTC calendar period. */
+export interface PrincipalBudget {
+  limitMicros: number;
+  period: 'day' | 'week' | 'month' | 'total';
+}
+
 export interface ApiKeySettings {
   /** Requests per minute for this key; null = the gateway default. */
   rpm: number | null;
@@ -23,6 +29,8 @@ export interface ApiKeySettings {
   /** Model ids or `*` patterns this key may call; null = all. */
   allowedModels: string[] | null;
   maxPriority: Priority;
+  /** The key's own spend budget (absent or null: none). */
+  budget?: PrincipalBudget | null;
 }
 
 /** The caller's team (docs/auth.md "Teams"): its membership role and its limits. */
@@ -36,6 +44,8 @@ export interface PrincipalTeam {
   tpm: number | null;
   /** Fair-share weight 1..1000 (docs/relay.md "Fair share across teams"); absent = 1. */
   weight?: number;
+  /** The team's spend budget (absent or null: none). */
+  budget?: PrincipalBudget | null;
 }
 
 export interface Principal {
@@ -52,6 +62,8 @@ export interface Principal {
   apiKey: ApiKeySettings | null;
   /** The user's team, when they are in one (absent or null: none). */
   team?: PrincipalTeam | null;
+  /** The user's own spend budget, shared by all their keys and sessions (absent or null: none). */
+  userBudget?: PrincipalBudget | null;
 }
 
 declare module 'fastify' {

@@ -124,6 +124,8 @@ export interface AppConfig {
   breaker: BreakerConfig;
   /** Alerts: webhook deliveries (docs/alerts.md). */
   alerts: AlertsConfig;
+  /** Spend budgets (docs/spend.md "Budgets"). */
+  budgets: BudgetsConfig;
   shutdownTimeoutMs: number;
   /** Quiet time after which one full GC gives a burst's memory back (0 = never); src/app/idle-collector.ts. */
   memoryIdleGcMs: number;
@@ -247,6 +249,20 @@ function loadAlertsConfig(r: EnvReader): AlertsConfig {
     timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 5000, 100, 60_000),
     pollIntervalMs: r.int('WEBHOOK_POLL_INTERVAL_MS', 1000, 50, 60_000),
   };
+}
+
+// ---- Spend budgets (docs/spend.md "Budgets") --------------------------------------------------
+
+export interface BudgetsConfig {
+  /**
+   * BUDGET_DEFAULT_MAX_TOKENS: the completion tokens a request without max_tokens /
+   * max_completion_tokens is reserved for (its worst case), 1..1 000 000.
+   */
+  defaultMaxTokens: number;
+}
+
+function loadBudgetsConfig(r: EnvReader): BudgetsConfig {
+  return { defaultMaxTokens: r.int('BUDGET_DEFAULT_MAX_TOKENS', 4096, 1, 1_000_000) };
 }
 
 /** A decimal in [min, max] ("0.85"); one problem line when it is not. */
@@ -711,6 +727,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     retreat: loadRetreatConfig(r),
     breaker: loadBreakerConfig(r),
     alerts: loadAlertsConfig(r),
+    budgets: loadBudgetsConfig(r),
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30000, 0, 3600000),
     memoryIdleGcMs: r.int('MEMORY_IDLE_GC_MS', 5000, 0, 3600000),
     metricsToken: r.string('METRICS_TOKEN'),

@@ -4,7 +4,9 @@
 -- clientEvaluate / clientReply in rate-limit.scripts.ts; the constants below are checked against it.
 --
 -- K: per policy 1 key (2 for a token budget: log, sum).
--- Kinds: RL_SLIDING_WINDOW (exact log), RL_SLIDING_BUCKETS (sub-bucket window), RL_TOKEN_BUCKET, 3 = token budget.
+-- Kinds: RL_SLIDING_WINDOW (exact log), RL_SLIDING_BUCKETS (sub-bucket window), RL_TOKEN_BUCKET, 3 = token budget,
+--   RL_SPEND_BUDGET (a spend budget's counter for one period: spent + reserved µ$; window_ms = ms to
+--   the period's reset, 0 = never; cost = this request's reservation; docs/spend.md "Budgets").
 -- A: member, deadline_ms (Redis clock, 0 = none), dry_run (1 = evaluate only), n,
 --    n x (kind, limit, window_ms, burst, cost).
 -- Reply of fg_client_reply: {status, now_ms, n x (admitted, remaining, current, reset_ms, retry_ms)}.
@@ -14,6 +16,8 @@ local RL_REJECTED = 0
 local RL_SLIDING_WINDOW = 1
 local RL_TOKEN_BUCKET = 2
 local RL_SLIDING_BUCKETS = 4
+local RL_SPEND_BUDGET = 5
+local RL_SPEND_TTL_SLACK_MS = 3600000
 local RL_SUB_BUCKETS = 60
 local RL_ARGS_PER_POLICY = 5
 
@@ -162,6 +166,12 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
       p.count = fg_rl_sb_count(p, now_ms)
       p.ok = p.count + p.cost <= p.limit
       if not p.ok then p.retry = fg_rl_sb_retry(p, now_ms) end
+    elseif p.kind == RL_SPEND_BUDGET then
+      k = k + 1
+      p.used = tonumber(redis.call('GET', p.key) or '0') or 0
+      -- refused when spent + reserved + this > limit
+      p.ok = p.used + p.cost <= p.limit
+      if not p.ok then p.retry = p.window end
     elseif p.kind == RL_TOKEN_BUCKET then
       k = k + 1
       p.interval = math.ceil(p.window * 1000 / p.limit)
@@ -276,6 +286,16 @@ local function fg_client_reply(st, commit)
       remaining = p.limit - current
       if remaining < 0 then remaining = 0 end
       if current > 0 and p.lo ~= nil then reset = (p.lo + RL_SUB_BUCKETS + 1) * p.bms - now_ms end
+    elseif p.kind == RL_SPEND_BUDGET then
+      if commit and p.cost > 0 then
+        p.used = redis.call('INCRBY', p.key, string.format('%d', p.cost))
+        -- a period's counter outlives its period by a slack (late settlements still find it)
+        if p.window > 0 then redis.call('PEXPIRE', p.key, p.window + RL_SPEND_TTL_SLACK_MS) end
+      end
+      current = p.used
+      remaining = p.limit - p.used
+      if remaining < 0 then remaining = 0 end
+      reset = p.window
     elseif p.kind == RL_TOKEN_BUCKET then
       if commit and p.cost > 0 then
         p.tat = p.tat + p.interval * p.cost

@@ -2,13 +2,16 @@ import type { RateLimitConfig } from '../config/app-config.js';
 import type { Principal } from '../common/principal.js';
 import { ipRateLimitSubject, normaliseIp } from './client-ip.service.js';
 import {
+  KIND_SPEND_BUDGET,
   KIND_TOKEN_BUCKET,
   KIND_TOKEN_BUDGET,
   KIND_SLIDING_BUCKETS,
   slidingKind,
   type PolicyKind,
 } from './rate-limit.scripts.js';
-import type { RateLimitAlgorithm, RateLimitOptions } from './rate-limit.types.js';
+import type { RateLimitAlgorithm, RateLimitOptions, SpendReservation } from './rate-limit.types.js';
+
+export type { SpendReservation };
 
 /**
  * Which policies apply to a request, and where their state lives. Pure: the guard, the auth-failure
@@ -21,7 +24,9 @@ export interface Policy {
   name: string;
   algorithm: RateLimitAlgorithm;
   kind: PolicyKind;
-  unit: 'requests' | 'tokens';
+  unit: 'requests' | 'tokens' | 'micro_usd';
+  /** A spend budget's period (`day`, `week`, `month`, `total`; unit micro_usd only). */
+  period?: string;
   /** Requests (tokens for the TPM budget) per window; token bucket: refill per window. */
   limit: number;
   windowMs: number;
@@ -121,6 +126,29 @@ export function tokenBudgetPolicy(tpm: number, subject: string, name = 'tpm'): P
     cost: 0,
     subject,
     keys: budgetKeys(subject),
+  };
+}
+
+/** The counter of a subject's spend budget for one period (same hash slot as its rate limits). */
+export function spendBudgetKey(subject: string, periodId: string): string {
+  return `${subjectTag(subject)}:budget:${periodId}`;
+}
+
+/** Policy `key_budget` / `user_budget` / `team_budget`: the reservation, decided with the rate limits. */
+export function spendBudgetPolicy(r: SpendReservation): Policy {
+  const kind = r.subject.slice(0, r.subject.indexOf(':'));
+  return {
+    name: `${kind}_budget`,
+    algorithm: 'sliding_window',
+    kind: KIND_SPEND_BUDGET,
+    unit: 'micro_usd',
+    period: r.period,
+    limit: r.limitMicros,
+    windowMs: Math.max(0, Math.ceil(r.resetMs)),
+    burst: r.limitMicros,
+    cost: Math.max(0, Math.floor(r.reserveMicros)),
+    subject: r.subject,
+    keys: [spendBudgetKey(r.subject, r.periodId)],
   };
 }
 

@@ -38,7 +38,17 @@ export const KIND_SLIDING_WINDOW = 1;
 export const KIND_TOKEN_BUCKET = 2;
 export const KIND_TOKEN_BUDGET = 3;
 export const KIND_SLIDING_BUCKETS = 4;
+/**
+ * A spend budget (docs/spend.md "Budgets"): one integer per subject and period, spent + reserved
+ * micro-dollars. `limit` µ$, `window_ms` the ms to the period's reset (0: never), `cost` this
+ * request's reservation. Admit iff used + cost <= limit; commit INCRBY cost (+ PEXPIRE window +
+ * SPEND_TTL_SLACK_MS). Settled by SettleSpendScript / the answer's rider; rolled back by DECRBY.
+ */
+export const KIND_SPEND_BUDGET = 5;
+/** A period's counter outlives the period by this much (a late settlement still finds it). */
+export const SPEND_TTL_SLACK_MS = 3_600_000;
 export type PolicyKind =
+  | typeof KIND_SPEND_BUDGET
   | typeof KIND_SLIDING_WINDOW
   | typeof KIND_TOKEN_BUCKET
   | typeof KIND_TOKEN_BUDGET
@@ -109,6 +119,8 @@ export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.m
   RL_SLIDING_WINDOW: KIND_SLIDING_WINDOW,
   RL_TOKEN_BUCKET: KIND_TOKEN_BUCKET,
   RL_SLIDING_BUCKETS: KIND_SLIDING_BUCKETS,
+  RL_SPEND_BUDGET: KIND_SPEND_BUDGET,
+  RL_SPEND_TTL_SLACK_MS: SPEND_TTL_SLACK_MS,
   RL_SUB_BUCKETS: SUB_BUCKETS,
   RL_ARGS_PER_POLICY: ARGS_PER_POLICY,
 });
@@ -353,6 +365,11 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       p.count = sbCount(db, p, nowMs);
       p.ok = p.count + p.cost <= p.limit;
       if (!p.ok) p.retry = sbRetry(db, p, nowMs);
+    } else if (p.kind === KIND_SPEND_BUDGET) {
+      k += 1;
+      p.used = Number(db.get(p.key) ?? '0') || 0;
+      p.ok = p.used + p.cost <= p.limit;
+      if (!p.ok) p.retry = p.window;
     } else if (p.kind === KIND_TOKEN_BUCKET) {
       k += 1;
       p.interval = Math.ceil((p.window * 1000) / p.limit);
@@ -448,6 +465,14 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
       current = p.count;
       remaining = Math.max(0, p.limit - current);
       if (current > 0 && p.lo !== null) reset = (p.lo + SUB_BUCKETS + 1) * p.bms - nowMs;
+    } else if (p.kind === KIND_SPEND_BUDGET) {
+      if (commit && p.cost > 0) {
+        p.used = db.incrby(p.key, p.cost);
+        if (p.window > 0) db.pexpire(p.key, p.window + SPEND_TTL_SLACK_MS);
+      }
+      current = p.used;
+      remaining = Math.max(0, p.limit - p.used);
+      reset = p.window;
     } else if (p.kind === KIND_TOKEN_BUCKET) {
       if (commit && p.cost > 0) {
         p.tat += p.interval * p.cost;
@@ -503,6 +528,36 @@ return { fg_rl_charge(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARG
   },
 };
 
+/** fg_rl_settle(key, delta): adds delta µ$ to a spend counter that still exists (twin: settleSpendLocal). */
+export const SETTLE_SPEND_LUA = `
+local function fg_rl_settle(key, delta)
+  if redis.call('EXISTS', key) == 1 then return redis.call('INCRBY', key, delta) end
+  return false
+end
+`;
+
+/** Twin of fg_rl_settle: a counter gone with its period (or reset by an admin) is left alone. */
+export function settleSpendLocal(db: LocalDb, key: string, delta: number): number | null {
+  if (db.get(key) === null) return null;
+  return db.incrby(key, delta);
+}
+
+/**
+ * Settles a request's spend reservation on its own (docs/spend.md "Budgets"): KEYS the counters,
+ * ARGV [delta µ$ = actual − reserved]. Reply: the counters after it (-1: gone).
+ */
+export const SettleSpendScript: AtomicScript<number[]> = {
+  name: 'rate-limit-settle-spend',
+  lua: `${SETTLE_SPEND_LUA}
+local out = {}
+for i = 1, #KEYS do out[i] = fg_rl_settle(KEYS[i], ARGV[1]) or -1 end
+return out
+`,
+  local(db, keys, args) {
+    return keys.map((k) => settleSpendLocal(db, k, Number(args[0])) ?? -1);
+  },
+};
+
 /** Deletes every state key of a subject (admin reset). KEYS: the keys. Reply: how many existed. */
 export const ResetScript: AtomicScript<number> = {
   name: 'rate-limit-reset',
@@ -524,7 +579,8 @@ export const ResetScript: AtomicScript<number> = {
  *   window: it no longer counts) — not idempotent: run it once;
  * - token bucket: TAT −= interval·cost, never below now (a TAT at or behind now is a full bucket:
  *   the key is deleted) — not idempotent: run it once;
- * - token budget: nothing (check-only at admission).
+ * - token budget: nothing (check-only at admission);
+ * - spend budget: DECRBY the reservation when the period's counter still exists — run it once.
  * Reply: [places given back, now_ms].
  */
 export const RollbackScript: AtomicScript<number[]> = {
@@ -560,6 +616,13 @@ for i = 1, n do
       redis.call('HINCRBY', KEYS[k], tostring(id), -take)
       redis.call('HINCRBY', KEYS[k], 's', -take)
       undone = undone + take
+    end
+    k = k + 1
+  elseif kind == ${KIND_SPEND_BUDGET} then
+    -- the reservation given back (a counter gone with its period has nothing to give back)
+    if cost > 0 and redis.call('EXISTS', KEYS[k]) == 1 then
+      redis.call('DECRBY', KEYS[k], ARGV[b + 5])
+      undone = undone + 1
     end
     k = k + 1
   elseif kind == ${KIND_TOKEN_BUCKET} then
@@ -607,6 +670,12 @@ return { undone, now_ms }
           db.hincrby(keys[k]!, id, -take);
           db.hincrby(keys[k]!, 's', -take);
           undone += take;
+        }
+        k += 1;
+      } else if (kind === KIND_SPEND_BUDGET) {
+        if (cost > 0 && db.get(keys[k]!) !== null) {
+          db.incrby(keys[k]!, -cost);
+          undone += 1;
         }
         k += 1;
       } else if (kind === KIND_TOKEN_BUCKET) {

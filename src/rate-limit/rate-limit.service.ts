@@ -17,6 +17,8 @@ import {
   applicablePolicies,
   budgetKeys,
   MINUTE_MS,
+  spendBudgetPolicy,
+  type SpendReservation,
   parseSubject,
   subjectKeys,
   subjectPolicies,
@@ -36,6 +38,9 @@ import {
   RESULTS_PER_POLICY,
   ResetScript,
   RollbackScript,
+  SettleSpendScript,
+  settleSpendLocal,
+  SETTLE_SPEND_LUA,
   STALE,
   TOKEN_CHARGE_LUA,
 } from './rate-limit.scripts.js';
@@ -106,20 +111,32 @@ export const CLIENT_LIMITS_STEP: ClientLimitsStep = {
  * (log, sum) pair of KEYS; ARGV member, tokens, window, pairs (absent: 1). Its inputs come from `tokenCharge`.
  */
 export const TOKEN_CHARGE_STEP: TokenChargeStep = {
-  name: 'rl-charge',
+  name: 'rl-charge-settle',
   lua: `${TOKEN_CHARGE_LUA}
+${SETTLE_SPEND_LUA}
 local function fg_ride(K, A, ko, ao, now)
-  for j = 0, tonumber(A[ao + 4] or '1') - 1 do
+  local np = tonumber(A[ao + 4] or '1')
+  for j = 0, np - 1 do
     fg_rl_charge(K[ko + 2 * j + 1], K[ko + 2 * j + 2], A[ao + 1], tonumber(A[ao + 2]), tonumber(A[ao + 3]), now)
   end
+  for j = 1, tonumber(A[ao + 5] or '0') do fg_rl_settle(K[ko + 2 * np + j], A[ao + 6]) end
 end
 `,
   run(db, keys, args, nowMs) {
-    for (let j = 0; j < Number(args[3] ?? 1); j++) {
+    const np = Number(args[3] ?? 1);
+    for (let j = 0; j < np; j++) {
       chargeBudget(db, keys[2 * j]!, keys[2 * j + 1]!, args[0]!, Number(args[1]), Number(args[2]), nowMs);
     }
+    const ns = Number(args[4] ?? 0);
+    for (let j = 0; j < ns; j++) settleSpendLocal(db, keys[2 * np + j]!, Number(args[5]));
   },
 };
+
+/** A request's spend settlement (docs/spend.md "Budgets"): its counters and actual − reserved (µ$). */
+export interface SpendSettlement {
+  keys: string[];
+  delta: number;
+}
 
 /**
  * The TPM budgets a principal's tokens are charged to: its API key's (when the key has a tpm) and
@@ -297,6 +314,19 @@ export class RateLimitService implements OnModuleInit {
     this.deferred.set(request, this.policiesOf(request, limits));
   }
 
+  /**
+   * Adds a request's spend-budget reservations to its deferred client limits: they are decided in
+   * the same atomic step (refused → 429 budget_exceeded, nothing recorded anywhere). Call after
+   * `defer`, before deciding. Returns the policies added (their counters settle the reservation).
+   */
+  deferSpend(request: FastifyRequest, reservations: readonly SpendReservation[]): Policy[] {
+    const policies = this.deferred.get(request);
+    if (!policies || reservations.length === 0) return [];
+    const added = reservations.map(spendBudgetPolicy);
+    policies.push(...added);
+    return added;
+  }
+
   /** True while the request has client limits waiting to be decided (once: deciding takes them). */
   hasDeferred(request: object): boolean {
     return this.deferred.has(request);
@@ -395,8 +425,11 @@ export class RateLimitService implements OnModuleInit {
       };
     }
     const refused = decision.kind === 'limited';
-    const headers = rateLimitHeaders(decision.outcomes, refused);
+    const limits = decision.outcomes.filter((o) => o.policy.unit !== 'micro_usd');
+    const headers = rateLimitHeaders(limits, refused && limits.some((o) => !o.admitted));
     if (!refused) return { headers, error: null, decision };
+    const budget = decision.outcomes.find((o) => !o.admitted && o.policy.unit === 'micro_usd');
+    if (budget) return { headers, error: budgetError(decision.outcomes, budget), decision };
     const top = tightest(decision.outcomes)!;
     const wait = retryAfterSeconds(decision.outcomes);
     const p = top.policy;
@@ -789,6 +822,45 @@ export class RateLimitService implements OnModuleInit {
     };
   }
 
+  /**
+   * `tokenCharge` with the request's spend settlement riding too (either may be absent; null when
+   * both are). Same rules: report with `chargeSettled`.
+   */
+  answerCharge(
+    principal: Principal | undefined | null,
+    tokens: number,
+    spend: SpendSettlement | null,
+  ): { keys: string[]; args: string[] } | null {
+    const charge = this.tokenCharge(principal, tokens);
+    const settle = spend && spend.keys.length > 0 && spend.delta !== 0 ? spend : null;
+    if (!charge && !settle) return null;
+    const keys = charge ? [...charge.keys] : [];
+    const args = charge ? [...charge.args] : [this.member(), '0', String(MINUTE_MS), '0'];
+    if (settle) {
+      keys.push(...settle.keys);
+      args.push(String(settle.keys.length), String(Math.trunc(settle.delta)));
+    }
+    return { keys, args };
+  }
+
+  /**
+   * Settles spend on its own (a Redis Cluster's answer path, a request that never got a lease, a
+   * settlement that could not ride): adds `delta` µ$ to every counter that still exists — one step
+   * (one step per counter on a cluster: different slots). Never throws (logged and counted).
+   */
+  async settleSpend(spend: SpendSettlement): Promise<void> {
+    if (spend.keys.length === 0 || spend.delta === 0) return;
+    const delta = String(Math.trunc(spend.delta));
+    try {
+      if (this.store.slotted)
+        await Promise.all(spend.keys.map((k) => this.send(SettleSpendScript, [k], [delta])));
+      else await this.send(SettleSpendScript, spend.keys, [delta]);
+    } catch (err) {
+      this.counters.chargeErrors++;
+      this.noteFailure(`settling spend: ${err instanceof Error ? err.message : String(err)}`, null);
+    }
+  }
+
   /** A `tokenCharge` another step carried: `ran` when the store ran it (else it is lost: best effort). */
   chargeSettled(tokens: number, ran: boolean): void {
     if (ran) {
@@ -827,7 +899,8 @@ export class RateLimitService implements OnModuleInit {
       policies: this.outcomes(policies, reply).map((o) => ({
         name: o.policy.name,
         algorithm: o.policy.algorithm,
-        unit: o.policy.unit,
+        // subjectPolicies builds rate limits only (spend budgets are per request: deferSpend)
+        unit: o.policy.unit as 'requests' | 'tokens',
         limit: o.policy.limit,
         burst: o.policy.burst,
         remaining: o.remaining,
@@ -923,6 +996,30 @@ function withoutRequest(policies: readonly Policy[], reply: number[]): void {
     reply[b + 1] = Math.min(capacity, reply[b + 1]! + p.cost);
     reply[b + 2] = Math.max(0, reply[b + 2]! - p.cost);
   });
+}
+
+/**
+ * 429 budget_exceeded: names the subject (API key, user, team) and period; Retry-After = seconds to
+ * the latest reset among the refusing budgets, none when one of them never resets (`total`).
+ */
+function budgetError(outcomes: readonly PolicyOutcome[], top: PolicyOutcome): ApiError {
+  const refusing = outcomes.filter((o) => !o.admitted);
+  const never = refusing.some((o) => o.policy.unit === 'micro_usd' && o.policy.windowMs === 0);
+  const wait = never ? null : retryAfterSeconds(refusing);
+  const p = top.policy;
+  const who =
+    { key: 'API key', user: 'user', team: 'team' }[p.subject.slice(0, p.subject.indexOf(':'))] ?? p.subject;
+  const usd = (micros: number): string => `$${(micros / 1_000_000).toFixed(6).replace(/\.?0+$/, '')}`;
+  const headers: Record<string, string> = wait === null ? {} : { 'retry-after': String(wait) };
+  return new ApiError(
+    HttpStatus.TOO_MANY_REQUESTS,
+    'rate_limit_error',
+    'budget_exceeded',
+    `Budget exceeded for the ${who} (${p.period ?? ''} budget ${usd(p.limit)}, ${usd(top.current)} spent or reserved): ` +
+      (wait === null ? 'the total budget never resets' : `resets in ${wait} s`),
+    p.name,
+    headers,
+  );
 }
 
 /** Redis ran the admission script after the decision's deadline: nothing was counted. */

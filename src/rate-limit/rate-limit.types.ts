@@ -77,7 +77,33 @@ export interface CombinedRun<T> {
   /** Splits the reply: the client step's own reply, and the rest (null when the client step refused). */
   decode(reply: ScriptValue): { client: ScriptValue; rest: T | null };
 }
-export const BUILTIN_POLICY_NAMES = ['key', 'user', 'ip', 'tpm', 'team', 'team_tpm'] as const;
+/**
+ * A spend budget's reservation for one request (docs/spend.md "Budgets"), built by the relay from
+ * the subject's budget and the request's worst-case cost: the counter of the period `periodId`
+ * (the key carries it, so a new period starts a new counter), `resetMs` to the period's end (0:
+ * never, `total`).
+ */
+export interface SpendReservation {
+  /** `key:<id>`, `user:<id>` or `team:<id>`. */
+  subject: string;
+  period: string;
+  periodId: string;
+  limitMicros: number;
+  resetMs: number;
+  reserveMicros: number;
+}
+
+export const BUILTIN_POLICY_NAMES = [
+  'key',
+  'user',
+  'ip',
+  'tpm',
+  'team',
+  'team_tpm',
+  'key_budget',
+  'user_budget',
+  'team_budget',
+] as const;
 
 const registry = new Map<string, Required<RateLimitOptions>>();
 

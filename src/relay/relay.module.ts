@@ -1,6 +1,7 @@
 import { Module, OnModuleInit } from '@nestjs/common';
 import { AdaptiveModule } from '../adaptive/adaptive.module.js';
 import { AdaptiveService } from '../adaptive/services/adaptive.service.js';
+import { AlertsModule } from '../alerts/alerts.module.js';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
@@ -9,6 +10,7 @@ import { SpendModule } from '../spend/spend.module.js';
 import { StateModule } from '../state/state.module.js';
 import { AdmissionService } from './admission.service.js';
 import { AnswerCharge } from './infrastructure/answer-charge.js';
+import { SpendBudgets } from './infrastructure/spend-budgets.js';
 import { RelayDispatcher } from './dispatcher.js';
 import { RelayController } from './relay.controller.js';
 import { RelayService } from './relay.service.js';
@@ -33,6 +35,7 @@ import { SseResponder } from './stages/sse-responder.js';
     RoutingModule,
     SpendModule,
     StateModule,
+    AlertsModule,
   ],
   controllers: [RelayController],
   providers: [
@@ -41,6 +44,7 @@ import { SseResponder } from './stages/sse-responder.js';
     UpstreamClient,
     RequestLogWriter,
     AnswerCharge,
+    SpendBudgets,
     LeaseKeeper,
     RouteStage,
     AdmitStage,

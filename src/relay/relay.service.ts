@@ -17,6 +17,7 @@ import { accept } from './stages/reject.js';
 import { RouteStage, type RoutableProvider, type RouteContext, type Routed } from './stages/route.stage.js';
 import { SendStage, type Delivery, type Targeted } from './stages/send.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
+import { SpendBudgets } from './infrastructure/spend-budgets.js';
 
 export type { Endpoint };
 
@@ -57,6 +58,7 @@ export class RelayService {
     private readonly leases: LeaseKeeper,
     private readonly accounting: AccountStage,
     private readonly breaker: BreakerService,
+    private readonly budgets: SpendBudgets,
   ) {}
 
   /** A routed request's admission across its targets (in a span when tracing). */
@@ -114,6 +116,14 @@ export class RelayService {
       const { modelLabel, route } = routed;
       let provider = routed.provider;
       const { payload, injectedUsage } = accept(upstreamPayload(body, stream, request.rawJson));
+      // spend budgets: the worst case joins the client limits of the first admission step
+      this.budgets.reserve(
+        request,
+        body,
+        route !== null
+          ? route.targets.map((t) => ({ providerId: t.provider.id, model: t.target.model }))
+          : [{ providerId: provider.id, model }],
+      );
       // admit (in a span when tracing; with it off, no closure and promise of its own)
       const http = { request, reply };
       let admitted: Admitted | RouteAdmitted;
@@ -217,6 +227,8 @@ export class RelayService {
       reply.raw.off('close', onClose);
       // Any path that left a lease held (an unexpected throw) gives it back here.
       if (delivery?.answer) await this.leases.releaseIfHeld(delivery.answer.lease);
+      // a reservation no answer settled (refused after admission, failed, never sent) goes back
+      void this.budgets.release(request);
       // account
       this.accounting.account({
         endpoint,

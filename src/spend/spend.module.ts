@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { SpendRepository } from './infrastructure/spend.repository.js';
+import { BudgetService } from './services/budget.service.js';
 import { PriceService } from './services/price.service.js';
 import { SpendSummaryService } from './services/spend-summary.service.js';
 import { SpendService } from './services/spend.service.js';
@@ -16,7 +17,7 @@ import { AdminSpendController, OwnSpendController } from './spend.controller.js'
 @Module({
   imports: [KeyPoolModule],
   controllers: [SpendSummaryController, AdminSpendController, OwnSpendController],
-  providers: [PriceService, SpendService, SpendSummaryService, SpendRepository],
-  exports: [PriceService],
+  providers: [PriceService, BudgetService, SpendService, SpendSummaryService, SpendRepository],
+  exports: [PriceService, BudgetService],
 })
 export class SpendModule {}

@@ -1,7 +1,9 @@
-import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { eventBody, type EventType, type WebhookEvent } from '../domain/events.js';
+import { AtomicStore } from '../../state/atomic-store.js';
 import { DeliveryRepository } from '../infrastructure/delivery.repository.js';
+import { onceKey, onceScript } from '../infrastructure/once.script.js';
 import { WebhookDispatcher } from './webhook-dispatcher.service.js';
 
 /** Events waiting for their batched insert; past this many (Postgres down), the oldest are dropped. */
@@ -27,7 +29,29 @@ export class AlertsService implements OnApplicationShutdown {
   constructor(
     private readonly deliveries: DeliveryRepository,
     private readonly dispatcher: WebhookDispatcher,
+    @Inject(AtomicStore) private readonly store: AtomicStore,
   ) {}
+
+  /**
+   * `emit`, once per `subject` of `type` across instances for `ttlMs` (the shared once-claim,
+   * `alerts-once`): true when this caller emitted it. A store that does not answer lets the event
+   * through (a duplicate beats a miss). One store step: call it on a transition, never per request.
+   */
+  async emitOnce(
+    type: EventType,
+    subject: string,
+    ttlMs: number,
+    data: Record<string, unknown>,
+  ): Promise<boolean> {
+    let first = true;
+    try {
+      first = (await this.store.run(onceScript, [onceKey(type, subject)], [Math.ceil(ttlMs)])) === 1;
+    } catch (err) {
+      this.logger.warn(`alert de-duplication store step failed (${String(err)}); announcing anyway`);
+    }
+    if (first) this.emit(type, data);
+    return first;
+  }
 
   /** Queues an event for every webhook subscribed to `type`; returns its id (the body's `id`). */
   emit(type: EventType, data: Record<string, unknown>): string {

@@ -1,7 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../../common/principal.js';
 import type { ReportResult, RiderInput } from '../../key-pool/key-pool.types.js';
-import { RateLimitService, TOKEN_CHARGE_STEP } from '../../rate-limit/rate-limit.service.js';
+import {
+  RateLimitService,
+  TOKEN_CHARGE_STEP,
+  type SpendSettlement,
+} from '../../rate-limit/rate-limit.service.js';
 
 /**
  * The answer path's composition point (issue 18): the client key's token charge (RateLimit) rides
@@ -15,10 +19,17 @@ import { RateLimitService, TOKEN_CHARGE_STEP } from '../../rate-limit/rate-limit
 export class AnswerCharge {
   constructor(private readonly rateLimit: RateLimitService) {}
 
-  /** The rider for the answer's release (null: nothing to charge, or the charge cannot ride). */
-  rider(principal: Principal | undefined, tokens: number): RiderInput | null {
+  /**
+   * The rider for the answer's release (null: nothing to charge, or the charge cannot ride): the
+   * TPM charge and the spend budgets' settlement (docs/spend.md "Budgets") in one step.
+   */
+  rider(
+    principal: Principal | undefined,
+    tokens: number,
+    spend: SpendSettlement | null = null,
+  ): RiderInput | null {
     if (!this.rateLimit.chargeRides) return null;
-    const inputs = this.rateLimit.tokenCharge(principal, tokens);
+    const inputs = this.rateLimit.answerCharge(principal, tokens, spend);
     return inputs ? { rider: TOKEN_CHARGE_STEP, keys: inputs.keys, args: inputs.args } : null;
   }
 
@@ -29,7 +40,8 @@ export class AnswerCharge {
     rider: RiderInput | null,
     result: ReportResult,
   ): void {
-    if (rider) this.rateLimit.chargeSettled(tokens, result.rode === true);
-    else if (tokens > 0) void this.rateLimit.chargeTokens(principal, tokens);
+    if (rider) {
+      if (tokens > 0) this.rateLimit.chargeSettled(tokens, result.rode === true);
+    } else if (tokens > 0) void this.rateLimit.chargeTokens(principal, tokens);
   }
 }

@@ -9,6 +9,7 @@ import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import type { BreakerAdmission } from '../../routing/routing.types.js';
 import { BreakerService } from '../../routing/services/breaker.service.js';
 import { AdmissionService } from '../admission.service.js';
+import { SpendBudgets } from '../infrastructure/spend-budgets.js';
 import { RelayDispatcher, type WaitResult } from '../dispatcher.js';
 import {
   hopelessRefusal,
@@ -64,6 +65,7 @@ export class AdmitStage {
     private readonly metrics: FloodgateMetrics,
     private readonly breaker: BreakerService,
     private readonly leases: LeaseKeeper,
+    private readonly budgets: SpendBudgets,
   ) {}
 
   /**
@@ -79,6 +81,7 @@ export class AdmitStage {
   ): Promise<Admitted> {
     const rank = PRIORITY_RANK[priority];
     const decided = await this.admission.first(http.request, provider.id, rank);
+    this.budgets.admitted(http.request, decided.verdict);
     if (decided.verdict) {
       const headers = decided.verdict.headers;
       for (const name in headers) void http.reply.header(name, headers[name]);
@@ -184,6 +187,7 @@ export class AdmitStage {
             if (admission === 'probe') this.breaker.releaseProbe(target.ref);
             throw err;
           });
+        this.budgets.admitted(http.request, decided.verdict);
         if (decided.verdict) {
           const headers = decided.verdict.headers;
           for (const name in headers) void http.reply.header(name, headers[name]);

@@ -12,6 +12,7 @@ import {
 import { aliasJson } from '../domain/route-model.js';
 import type { Answer, RespondInput } from './answer.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import type { TokenCounts } from '../../spend/services/budget.service.js';
 import { reject } from './reject.js';
 
 /**
@@ -42,7 +43,11 @@ export class JsonResponder {
       const rejection = upstreamClientError(status, parsed, lease.apiKey);
       const answer = answerOf(status, tokens, upstreamMs, overheadMs);
       try {
-        await this.leases.release(lease, { status, headers: response.headers, tokens: tokens.total });
+        await this.leases.release(
+          lease,
+          { status, headers: response.headers, tokens: tokens.total },
+          usageOf(tokens),
+        );
       } catch (error) {
         return { ...answer, error };
       }
@@ -66,7 +71,11 @@ export class JsonResponder {
     const tokens = tokensOf(upstreamUsage(text));
     const answer = answerOf(status, tokens, upstreamMs, overheadMs);
     try {
-      await this.leases.release(lease, { status, headers: response.headers, tokens: tokens.total });
+      await this.leases.release(
+        lease,
+        { status, headers: response.headers, tokens: tokens.total },
+        usageOf(tokens),
+      );
     } catch (error) {
       return { ...answer, error };
     }
@@ -85,6 +94,15 @@ function tokensOf(usage: UpstreamJson['usage'] | undefined): Tokens {
   const prompt = usage?.prompt_tokens ?? 0;
   const completion = usage?.completion_tokens ?? 0;
   return { prompt, completion, cached: cachedPromptTokens(usage), total: prompt + completion };
+}
+
+/** The counts that price the answer (its spend settlement: docs/spend.md "Budgets"). */
+function usageOf(tokens: Tokens): TokenCounts {
+  return {
+    promptTokens: tokens.prompt,
+    completionTokens: tokens.completion,
+    cachedPromptTokens: tokens.cached,
+  };
 }
 
 function answerOf(status: number, tokens: Tokens, upstreamMs: number, overheadMs: number): Answer {

@@ -5,7 +5,17 @@ import type { Principal } from '../../common/principal.js';
 import type { KeyLease, KeyOutcome } from '../../key-pool/key-pool.types.js';
 import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import { RelayDispatcher } from '../dispatcher.js';
+import type { TokenCounts } from '../../spend/services/budget.service.js';
 import { AnswerCharge } from '../infrastructure/answer-charge.js';
+import { SpendBudgets, type BudgetHold } from '../infrastructure/spend-budgets.js';
+
+/** What the answer's lease carries to its release: whom to charge, and the spend hold to settle. */
+interface Answering {
+  principal: Principal;
+  hold: BudgetHold | null;
+  /** The model the provider served (prices the settlement, as the request log prices the row). */
+  model: string | null;
+}
 
 /**
  * Keeps an upstream key's lease alive for as long as it is held (waiting for headers, reading a slow
@@ -24,13 +34,14 @@ export class LeaseKeeper implements OnApplicationShutdown {
    */
   private ticker: NodeJS.Timeout | null = null;
   /** Leases that carry the client's answer → its principal (their release charges its tokens). */
-  private readonly answering = new WeakMap<KeyLease, Principal>();
+  private readonly answering = new WeakMap<KeyLease, Answering>();
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly keyPool: KeyPoolService,
     private readonly dispatcher: RelayDispatcher,
     private readonly charge: AnswerCharge,
+    private readonly budgets: SpendBudgets,
   ) {
     this.renewEveryMs = Math.max(500, Math.floor((config.keyPool.leaseTtlSeconds * 1000) / 3));
   }
@@ -70,22 +81,45 @@ export class LeaseKeeper implements OnApplicationShutdown {
    * script re-sent after a NOSCRIPT — the dispatch finds the slot still held and the waiters' own
    * loops take it.)
    */
-  async release(lease: KeyLease, outcome: KeyOutcome): Promise<void> {
+  async release(lease: KeyLease, outcome: KeyOutcome, usage: TokenCounts | null = null): Promise<void> {
     this.held.delete(lease);
-    // the answer's lease: the client key's tokens are charged in the same store call (AnswerCharge)
-    const principal = this.answering.get(lease);
+    // the answer's lease: the client key's tokens are charged, and its spend reservation settled to
+    // the actual cost, in the same store call (AnswerCharge)
+    const answering = this.answering.get(lease);
     this.answering.delete(lease);
+    const principal = answering?.principal;
     const tokens = principal ? Math.max(0, Math.floor(outcome.tokens ?? 0)) : 0;
-    const rider = tokens > 0 ? this.charge.rider(principal, tokens) : null;
+    const spend = answering
+      ? this.budgets.settlement(answering.hold, lease.providerId, answering.model, usage)
+      : null;
+    const rider =
+      tokens > 0 || spend ? this.charge.rider(principal, tokens, spend?.settlement ?? null) : null;
     const reported = this.keyPool.report(lease, outcome, rider);
     this.dispatcher.capacityReleased(lease.providerId);
     const result = await reported;
     if (tokens > 0) this.charge.settle(principal, tokens, rider, result);
+    // No rider (a Redis Cluster: other slots) → the settlement runs as its own step now. A rider
+    // whose release's answer was lost may or may not have run: it is never sent again (a settlement
+    // run twice would give back twice; one not run leaves the reservation counted — the safe side).
+    if (spend && answering?.hold)
+      void this.budgets.settled(
+        answering.hold,
+        spend,
+        rider === null ? 'alone' : result.rode === true ? 'rode' : 'lost',
+      );
   }
 
-  /** The lease carries the client's answer: its release also charges the client key's tokens. */
-  answers(lease: KeyLease, principal: Principal | undefined): void {
-    if (principal) this.answering.set(lease, principal);
+  /**
+   * The lease carries the client's answer: its release also charges the client key's tokens and
+   * settles the request's spend hold (priced at `model` on the lease's provider).
+   */
+  answers(
+    lease: KeyLease,
+    principal: Principal | undefined,
+    hold: BudgetHold | null = null,
+    model: string | null = null,
+  ): void {
+    if (principal) this.answering.set(lease, { principal, hold, model });
   }
 
   /** A path that left the lease held (an unexpected throw) gives it back. */

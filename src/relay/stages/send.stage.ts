@@ -31,6 +31,7 @@ import { AdmitStage } from './admit.stage.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { ClientGone } from './client-gone.js';
 import { reject } from './reject.js';
+import { SpendBudgets } from '../infrastructure/spend-budgets.js';
 import type { RoutableProvider, RouteContext, RoutedTarget } from './route.stage.js';
 
 export const ROUTE_TARGET_HEADER = 'x-floodgate-route-target';
@@ -100,6 +101,7 @@ export class SendStage {
     private readonly admit: AdmitStage,
     private readonly breaker: BreakerService,
     private readonly metrics: FloodgateMetrics,
+    private readonly budgets: SpendBudgets,
   ) {}
 
   async deliver(input: SendInput, first: KeyLease, targeted: Targeted | null = null): Promise<Delivery> {
@@ -146,7 +148,12 @@ export class SendStage {
           // A 200 stream tells its breaker when it ends (relay.service.ts); any other answer now.
           if (target && !(input.stream && attempt.response?.statusCode === 200))
             this.report(target, observed, probe);
-          this.leases.answers(lease, input.request.principal);
+          this.leases.answers(
+            lease,
+            input.request.principal,
+            this.budgets.holdOf(input.request),
+            target ? target.target.model : input.model,
+          );
           return {
             attempts: tried.length,
             keyId: lease.keyId,

@@ -107,6 +107,7 @@ export class SseResponder {
       await this.leases.release(
         lease,
         streamKeyOutcome(failure, clientGone, promptTokens + completionTokens),
+        { promptTokens, completionTokens, cachedPromptTokens: answer.cachedPromptTokens ?? 0 },
       );
     } catch (error) {
       return { ...answer, status: 200, outcome: 'ok', errorCode: null, error };
