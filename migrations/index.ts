@@ -10,6 +10,7 @@ import { Routes1763775700000 } from './1763775700000-Routes.js';
 import { Spend1763775800000 } from './1763775800000-Spend.js';
 import { Webhooks1763776500000 } from './1763776500000-Webhooks.js';
 import { Teams1763776600000 } from './1763776600000-Teams.js';
+import { Budgets1763776700000 } from './1763776700000-Budgets.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -26,4 +27,5 @@ export const MIGRATIONS = [
   Spend1763775800000,
   Webhooks1763776500000,
   Teams1763776600000,
+  Budgets1763776700000,
 ];

@@ -27,6 +27,7 @@ import {
   UserListDto,
 } from './dto/user.dto.js';
 import { keyInputFrom } from './key-input.js';
+import { budgetInput } from './dto/budget.dto.js';
 import { UsersService, type UserPatch } from './users.service.js';
 
 @ApiTags('admin: users')
@@ -72,6 +73,7 @@ export class AdminUsersController {
         role: body.role,
         disabled: body.disabled,
         jwtSubject: body.jwt_subject,
+        budget: budgetInput(body.budget),
       },
       request,
     );
@@ -114,9 +116,10 @@ export class AdminUsersController {
       role: body.role,
       disabled: body.disabled,
       jwtSubject: body.jwt_subject,
+      budget: budgetInput(body.budget),
     };
     if (Object.values(patch).every((v) => v === undefined)) {
-      throw ApiError.badRequest('Send at least one of email, name, role, disabled, jwt_subject');
+      throw ApiError.badRequest('Send at least one of email, name, role, disabled, jwt_subject, budget');
     }
     const { user } = await this.users.update(id, patch, request);
     return toUserDto(user);

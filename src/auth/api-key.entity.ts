@@ -1,5 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 import type { Priority, Role } from '../common/principal.js';
+import type { BudgetPeriod } from './domain/team-rules.js';
 
 /** A client API key. Only its SHA-256 hash is stored; prefix and last4 are for display. */
 @Entity({ name: 'api_keys' })
@@ -41,6 +42,13 @@ export class ApiKey {
 
   @Column({ name: 'max_priority', type: 'varchar', length: 8, default: 'high' })
   maxPriority: Priority;
+
+  /** The key's spend budget (docs/spend.md "Budgets"): µ$ per period; both null = none. */
+  @Column({ name: 'budget_limit_micros', type: 'bigint', nullable: true })
+  budgetLimitMicros: string | null;
+
+  @Column({ name: 'budget_period', type: 'varchar', length: 8, nullable: true })
+  budgetPeriod: BudgetPeriod | null;
 
   /** The owner's team, kept equal to it (set when the owner joins a team, cleared when they leave). */
   @Column({ name: 'team_id', type: 'uuid', nullable: true })

@@ -9,7 +9,7 @@ import { ApiKey } from './api-key.entity.js';
 import { generateApiKey } from './api-key-format.js';
 import { CredentialCache } from './credential-cache.js';
 import { isUuid, uniqueViolation } from './db-errors.js';
-import { keyTeam } from './domain/team-rules.js';
+import { keyTeam, usdToMicros, type BudgetPeriod } from './domain/team-rules.js';
 import { priorityWithin, roleWithin } from './roles.js';
 import type { User } from './user.entity.js';
 
@@ -23,6 +23,8 @@ export interface ApiKeyInput {
   maxPriority?: Priority;
   /** undefined: the owner's team; otherwise it must be the owner's team (domain/team-rules keyTeam). */
   teamId?: string | null;
+  /** The key's spend budget (docs/spend.md "Budgets"); null/absent = none. */
+  budget?: { limitUsd: number; period: BudgetPeriod } | null;
 }
 
 export interface CreatedApiKey {
@@ -103,6 +105,16 @@ export class ApiKeysService {
       maxPriority,
     };
     if (actor.apiKey && actor.userId === owner.id) assertNotWider(settings, actor.apiKey);
+    const budgetMicros = input.budget ? usdToMicros(input.budget.limitUsd) : null;
+    const ownBudget = actor.apiKey?.budget;
+    if (ownBudget && actor.userId === owner.id) {
+      // a key with a budget cannot mint a key that escapes it
+      if (!input.budget || input.budget.period !== ownBudget.period || budgetMicros! > ownBudget.limitMicros)
+        throw ApiError.badRequest(
+          `A key with a budget can only create keys with a ${ownBudget.period} budget of at most ${ownBudget.limitMicros / 1_000_000} USD`,
+          'budget',
+        );
+    }
 
     const material = generateApiKey();
     try {
@@ -122,6 +134,8 @@ export class ApiKeysService {
             teamId: team.teamId,
             createdBy: actor.userId,
             expiresAt: input.expiresAt ?? null,
+            budgetLimitMicros: budgetMicros === null ? null : String(budgetMicros),
+            budgetPeriod: input.budget?.period ?? null,
           }),
         );
         await this.audit.record(m, request, {
@@ -248,5 +262,9 @@ function keyAuditFields(key: ApiKey): Record<string, unknown> {
     max_priority: key.maxPriority,
     team_id: key.teamId,
     expires_at: key.expiresAt?.toISOString() ?? null,
+    budget:
+      key.budgetLimitMicros !== null && key.budgetPeriod !== null
+        ? { limit_micros: Number(key.budgetLimitMicros), period: key.budgetPeriod }
+        : null,
   };
 }

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
-import type { Principal, PrincipalTeam, Role } from '../common/principal.js';
+import type { Principal, PrincipalBudget, PrincipalTeam, Role } from '../common/principal.js';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
@@ -22,6 +22,8 @@ export interface CachedSubject {
   disabled: boolean;
   /** The user's team and its limits (null: none). */
   team: PrincipalTeam | null;
+  /** The user's own spend budget (absent or null: none). */
+  userBudget?: PrincipalBudget | null;
 }
 
 /** `team`: a team's settings or membership changed — every key and subject of that team is dropped. */

@@ -3,8 +3,13 @@ import type { FastifyRequest } from 'fastify';
 import { DataSource } from 'typeorm';
 import { ApiError } from '../common/api-error.js';
 import { isConnectivityError } from '../common/error-response.js';
-import type { Principal, PrincipalTeam, Priority, Role } from '../common/principal.js';
-import { intersectAllowedModels, tighterPriority, type TeamRole } from './domain/team-rules.js';
+import type { Principal, PrincipalBudget, PrincipalTeam, Priority, Role } from '../common/principal.js';
+import {
+  intersectAllowedModels,
+  tighterPriority,
+  type BudgetPeriod,
+  type TeamRole,
+} from './domain/team-rules.js';
 import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
 import { CREDENTIAL_CACHE_TTL_MS, CredentialCache } from './credential-cache.js';
 import type { JwtStrategy } from './jwt.strategy.js';
@@ -19,12 +24,15 @@ export const JWT_STRATEGY = Symbol('JWT_STRATEGY');
 export const KEY_LOOKUP_SQL = `SELECT k.id, k.user_id, k.role, k.rpm, k.tpm, k.allowed_models, k.max_priority,
        k.expires_at, k.revoked_at, u.email, u.role AS owner_role, u.disabled,
        k.team_id, u.team_id AS owner_team_id, u.team_role, t.rpm AS team_rpm, t.tpm AS team_tpm, t.weight AS team_weight,
-       t.allowed_models AS team_allowed_models, t.max_priority AS team_max_priority
+       t.allowed_models AS team_allowed_models, t.max_priority AS team_max_priority,
+       k.budget_limit_micros, k.budget_period, u.budget_limit_micros AS user_budget_limit_micros,
+       u.budget_period AS user_budget_period, t.budget_limit_micros AS team_budget_limit_micros,
+       t.budget_period AS team_budget_period
   FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN teams t ON t.id = k.team_id
  WHERE k.key_hash = $1`;
 
 /** A JWT user's team (only on a cache miss of a subject in a team). */
-export const TEAM_LIMITS_SQL = `SELECT id, rpm, tpm, weight FROM teams WHERE id = $1`;
+export const TEAM_LIMITS_SQL = `SELECT id, rpm, tpm, weight, budget_limit_micros, budget_period FROM teams WHERE id = $1`;
 
 interface KeyRow {
   id: string;
@@ -47,6 +55,20 @@ interface KeyRow {
   team_weight: number | null;
   team_allowed_models: string[] | null;
   team_max_priority: Priority | null;
+  budget_limit_micros: string | null;
+  budget_period: BudgetPeriod | null;
+  user_budget_limit_micros: string | null;
+  user_budget_period: BudgetPeriod | null;
+  team_budget_limit_micros: string | null;
+  team_budget_period: BudgetPeriod | null;
+}
+
+/** A budget's two columns (bigint µ$ as text, period) as the principal carries it; null: none. */
+export function budgetOf(
+  micros: string | number | null,
+  period: BudgetPeriod | null,
+): PrincipalBudget | null {
+  return micros === null || period === null ? null : { limitMicros: Number(micros), period };
 }
 
 const MAX_TOKEN_LENGTH = 8192;
@@ -217,8 +239,10 @@ export class CredentialVerifier {
           row.team_max_priority === null
             ? row.max_priority
             : tighterPriority(row.max_priority, row.team_max_priority),
+        budget: budgetOf(row.budget_limit_micros, row.budget_period),
       },
       team: keyTeam(row),
+      userBudget: budgetOf(row.user_budget_limit_micros, row.user_budget_period),
     });
     this.cache.fillKey(hash, { keyId: row.id, userId: row.user_id, expiresAtMs, principal }, generation);
     this.usage.touch(row.user_id, row.id, now);
@@ -240,7 +264,14 @@ export class CredentialVerifier {
         const resolved = recent ? await withinDeadline(resolving) : await resolving;
         const user = resolved.user;
         const team = user.teamId ? await this.teamOf(user.teamId, user.teamRole ?? 'member') : null;
-        subject = { userId: user.id, email: user.email, role: user.role, disabled: user.disabled, team };
+        subject = {
+          userId: user.id,
+          email: user.email,
+          role: user.role,
+          disabled: user.disabled,
+          team,
+          userBudget: budgetOf(user.budgetLimitMicros ?? null, user.budgetPeriod ?? null),
+        };
         this.cache.fillSubject(identity.subject, subject, generation);
       } catch (err) {
         subject = isConnectivityError(err) ? this.cache.staleSubject(identity.subject) : undefined;
@@ -258,6 +289,7 @@ export class CredentialVerifier {
       apiKeyId: null,
       apiKey: null,
       team: subject.team,
+      userBudget: subject.userBudget ?? null,
     };
     return principal;
   }
@@ -269,9 +301,20 @@ export class CredentialVerifier {
       rpm: number | null;
       tpm: number | null;
       weight: number;
+      budget_limit_micros: string | null;
+      budget_period: BudgetPeriod | null;
     }[];
     const row = rows[0];
-    return row ? { id: row.id, role, rpm: row.rpm, tpm: row.tpm, weight: row.weight } : null;
+    return row
+      ? {
+          id: row.id,
+          role,
+          rpm: row.rpm,
+          tpm: row.tpm,
+          weight: row.weight,
+          budget: budgetOf(row.budget_limit_micros, row.budget_period),
+        }
+      : null;
   }
 }
 
@@ -284,6 +327,7 @@ function keyTeam(row: KeyRow): PrincipalTeam | null {
     rpm: row.team_rpm,
     tpm: row.team_tpm,
     weight: row.team_weight ?? 1,
+    budget: budgetOf(row.team_budget_limit_micros, row.team_budget_period),
   };
 }
 

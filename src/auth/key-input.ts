@@ -1,5 +1,6 @@
 import type { ApiKeyInput } from './api-keys.service.js';
 import type { CreateApiKeyDto } from './dto/api-key.dto.js';
+import { budgetInput } from './dto/budget.dto.js';
 
 export function keyInputFrom(dto: CreateApiKeyDto): ApiKeyInput {
   return {
@@ -11,5 +12,6 @@ export function keyInputFrom(dto: CreateApiKeyDto): ApiKeyInput {
     allowedModels: dto.allowed_models ?? null,
     maxPriority: dto.max_priority,
     teamId: dto.team_id,
+    budget: budgetInput(dto.budget) ?? null,
   };
 }

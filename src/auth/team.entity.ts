@@ -22,7 +22,7 @@ export class Team {
   @Column({ type: 'integer', nullable: true })
   tpm: number | null;
 
-  /** Micro-dollars (bigint: pg returns a string). Stored, not enforced yet. */
+  /** Micro-dollars (bigint: pg returns a string); enforced (docs/spend.md "Budgets"). */
   @Column({ name: 'budget_limit_micros', type: 'bigint', nullable: true })
   budgetLimitMicros: string | null;
 

@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import type { Role } from '../common/principal.js';
-import type { TeamRole } from './domain/team-rules.js';
+import type { BudgetPeriod, TeamRole } from './domain/team-rules.js';
 
 /** A person or service that owns API keys. Schema: migrations/1763770000000-Auth.ts. */
 @Entity({ name: 'users' })
@@ -33,6 +33,13 @@ export class User {
   /** Set exactly when teamId is. */
   @Column({ name: 'team_role', type: 'varchar', length: 16, nullable: true })
   teamRole: TeamRole | null;
+
+  /** The user's spend budget, shared by all their keys (docs/spend.md "Budgets"); both null = none. */
+  @Column({ name: 'budget_limit_micros', type: 'bigint', nullable: true })
+  budgetLimitMicros: string | null;
+
+  @Column({ name: 'budget_period', type: 'varchar', length: 8, nullable: true })
+  budgetPeriod: BudgetPeriod | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

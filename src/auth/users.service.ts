@@ -8,6 +8,7 @@ import type { Role } from '../common/principal.js';
 import { CredentialCache } from './credential-cache.js';
 import { isUuid, uniqueViolation } from './db-errors.js';
 import type { JwtIdentity } from './jwt-claims.js';
+import { usdToMicros, type BudgetPeriod } from './domain/team-rules.js';
 import { grantableRoles } from './roles.js';
 import { User } from './user.entity.js';
 
@@ -17,6 +18,8 @@ export interface UserInput {
   role: Role;
   disabled?: boolean;
   jwtSubject?: string | null;
+  /** The user's spend budget (docs/spend.md "Budgets"); null = none. */
+  budget?: { limitUsd: number; period: BudgetPeriod } | null;
 }
 
 export type UserPatch = Partial<UserInput>;
@@ -81,6 +84,8 @@ export class UsersService {
             role: input.role,
             disabled: input.disabled ?? false,
             jwtSubject: input.jwtSubject ?? null,
+            budgetLimitMicros: input.budget ? String(usdToMicros(input.budget.limitUsd)) : null,
+            budgetPeriod: input.budget?.period ?? null,
           }),
         );
         await this.audit.record(m, request, {
@@ -93,6 +98,9 @@ export class UsersService {
             role: user.role,
             disabled: user.disabled,
             jwt_subject: user.jwtSubject,
+            budget: input.budget
+              ? { limit_micros: usdToMicros(input.budget.limitUsd), period: input.budget.period }
+              : null,
           },
         });
         return user;
@@ -120,6 +128,10 @@ export class UsersService {
         if (patch.role !== undefined) next.role = patch.role;
         if (patch.disabled !== undefined) next.disabled = patch.disabled;
         if (patch.jwtSubject !== undefined) next.jwtSubject = patch.jwtSubject;
+        if (patch.budget !== undefined) {
+          next.budgetLimitMicros = patch.budget ? String(usdToMicros(patch.budget.limitUsd)) : null;
+          next.budgetPeriod = patch.budget?.period ?? null;
+        }
         const changes: UserChange['changes'] = {};
         for (const [field, value] of Object.entries(next) as [keyof User, unknown][]) {
           if (current[field] !== value) changes[snake(field)] = { from: current[field], to: value };
@@ -156,7 +168,9 @@ export class UsersService {
       result.changes.role ||
       result.changes.disabled ||
       result.changes.email ||
-      result.changes.jwt_subject
+      result.changes.jwt_subject ||
+      result.changes.budget_limit_micros ||
+      result.changes.budget_period
     ) {
       await this.cache.invalidate({ kind: 'user', id: result.user.id });
     }

@@ -20,6 +20,7 @@ import {
 import { PRIORITIES, ROLES, type Priority, type Role } from '../../common/principal.js';
 import type { ApiKey } from '../api-key.entity.js';
 import { maskApiKey } from '../api-key-format.js';
+import { BUDGET_TEXT, BudgetDto, BudgetViewDto, budgetView } from './budget.dto.js';
 
 export const KEY_EXAMPLE = 'fg_3Xq9v0bR2mYwT8kLpZ1sNcD4hJ6gF7aE5uW0iO9yQ2e';
 
@@ -115,6 +116,16 @@ export class CreateApiKeyDto {
   @IsOptional()
   @IsUUID()
   team_id?: string | null;
+
+  @ApiPropertyOptional({
+    type: () => BudgetDto,
+    nullable: true,
+    description: `${BUDGET_TEXT} A key with a budget may only create keys with a budget of the same period and at most its limit.`,
+  })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => BudgetDto)
+  budget?: BudgetDto | null;
 }
 
 export class ApiKeyLimitsDto {
@@ -164,6 +175,13 @@ export class ApiKeyDto {
     description: "The owner's team (null: the owner is in none)",
   })
   team_id: string | null;
+
+  @ApiProperty({
+    type: () => BudgetViewDto,
+    nullable: true,
+    description: "The key's spend budget (null: none)",
+  })
+  budget: BudgetViewDto | null;
 
   @ApiProperty({ example: null, nullable: true, type: String, format: 'uuid' })
   created_by: string | null;
@@ -256,6 +274,7 @@ export function toApiKeyDto(key: ApiKey): ApiKeyDto {
     allowed_models: key.allowedModels,
     max_priority: key.maxPriority,
     team_id: key.teamId ?? null,
+    budget: budgetView(key.budgetLimitMicros ?? null, key.budgetPeriod ?? null),
     created_by: key.createdBy,
     expires_at: key.expiresAt?.toISOString() ?? null,
     last_used_at: key.lastUsedAt?.toISOString() ?? null,

@@ -69,7 +69,7 @@ const LIMITS: ApiPropertyOptions = {
     "The team's own limits, shared by all its members' keys: `rpm` (requests per minute, policy `team`) and `tpm` (tokens per minute, policy `team_tpm`), each null = none. The tightest of key, user and team applies.",
 };
 const BUDGET_TEXT =
-  'Accepted and stored; NOT enforced yet (budgets arrive with issue 16 item 2). null = none.';
+  'The team\'s spend budget, shared by all its members\' keys and sessions (docs/spend.md "Budgets"): each request reserves its worst-case cost in the same atomic step as the rate limits and settles to its actual cost; over budget → 429 `budget_exceeded` with Retry-After (seconds to the period reset; none for `total`). The tightest of key, user and team applies. null = none.';
 const BUDGET: ApiPropertyOptions = { type: () => TeamBudgetDto, nullable: true, description: BUDGET_TEXT };
 const ALLOWED: ApiPropertyOptions = {
   example: ['gpt-4o-mini', 'meta-llama/*'],
@@ -188,7 +188,7 @@ export class TeamBudgetViewDto {
   @ApiProperty({ enum: BUDGET_PERIODS, example: 'month' })
   period: BudgetPeriod;
 
-  @ApiProperty({ example: false, description: 'Always false for now: budgets are stored, not yet enforced' })
+  @ApiProperty({ example: true, description: 'Always true: budgets are enforced (docs/spend.md "Budgets")' })
   enforced: boolean;
 }
 
@@ -282,7 +282,7 @@ export function toTeamDto(team: Team, memberCount: number): TeamDto {
         ? {
             limit_usd: microsToUsd(Number(team.budgetLimitMicros)),
             period: team.budgetPeriod,
-            enforced: false,
+            enforced: true,
           }
         : null,
     allowed_models: team.allowedModels,

@@ -11,10 +11,12 @@ import {
   Max,
   MaxLength,
   Min,
+  ValidateNested,
 } from 'class-validator';
 import { ROLES, type Role } from '../../common/principal.js';
 import { OptionalNotNull } from '../../common/validation.js';
 import type { User } from '../user.entity.js';
+import { BUDGET_TEXT, BudgetDto, BudgetViewDto, budgetView } from './budget.dto.js';
 
 const trim = ({ value }: { value: unknown }): unknown => (typeof value === 'string' ? value.trim() : value);
 
@@ -50,6 +52,12 @@ export class CreateUserDto {
   @IsString()
   @Length(1, 255)
   jwt_subject?: string | null;
+
+  @ApiPropertyOptional({ type: () => BudgetDto, nullable: true, description: BUDGET_TEXT })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => BudgetDto)
+  budget?: BudgetDto | null;
 }
 
 export class UpdateUserDto {
@@ -85,6 +93,12 @@ export class UpdateUserDto {
   @IsString()
   @Length(1, 255)
   jwt_subject?: string | null;
+
+  @ApiPropertyOptional({ type: () => BudgetDto, nullable: true, description: BUDGET_TEXT })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => BudgetDto)
+  budget?: BudgetDto | null;
 }
 
 export class ListUsersQueryDto {
@@ -146,6 +160,13 @@ export class UserDto {
   @ApiProperty({ example: null, nullable: true, enum: ['member', 'team_admin'] })
   team_role: 'member' | 'team_admin' | null;
 
+  @ApiProperty({
+    type: () => BudgetViewDto,
+    nullable: true,
+    description: "The user's spend budget, shared by all their keys and sessions (null: none)",
+  })
+  budget: BudgetViewDto | null;
+
   @ApiProperty({ example: '2025-11-22T09:00:00.000Z' })
   created_at: string;
 
@@ -179,6 +200,7 @@ export function toUserDto(user: User): UserDto {
     jwt_subject: user.jwtSubject,
     team_id: user.teamId ?? null,
     team_role: user.teamRole ?? null,
+    budget: budgetView(user.budgetLimitMicros ?? null, user.budgetPeriod ?? null),
     created_at: user.createdAt.toISOString(),
     updated_at: user.updatedAt.toISOString(),
     last_seen_at: user.lastSeenAt?.toISOString() ?? null,
