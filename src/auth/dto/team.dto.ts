@@ -5,7 +5,6 @@ import {
   IsArray,
   IsIn,
   IsInt,
-  IsNumber,
   IsOptional,
   IsString,
   Length,
@@ -27,6 +26,7 @@ import {
 import type { Team } from '../team.entity.js';
 import type { User } from '../user.entity.js';
 import { ApiKeyLimitsDto, ApiKeyLimitsInputDto } from './api-key.dto.js';
+import { IsMicroUsd } from './budget.dto.js';
 
 const trim = ({ value }: { value: unknown }): unknown => (typeof value === 'string' ? value.trim() : value);
 
@@ -39,7 +39,7 @@ export class TeamBudgetDto {
     maximum: 1_000_000_000,
     description: 'USD per period, at most 6 decimals (stored as integer micro-dollars)',
   })
-  @IsNumber({ allowNaN: false, allowInfinity: false, maxDecimalPlaces: 6 })
+  @IsMicroUsd()
   @Min(0.000001)
   @Max(1_000_000_000)
   limit_usd: number;
