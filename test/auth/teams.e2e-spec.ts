@@ -67,7 +67,7 @@ describe.each(MODES)('teams (%s mode)', (mode) => {
       name,
       weight: 3,
       limits: { rpm: 600, tpm: 200000 },
-      budget: { limit_usd: 250.5, period: 'month', enforced: false },
+      budget: { limit_usd: 250.5, period: 'month', enforced: true },
       allowed_models: ['gpt-4o-mini', 'org/*'],
       max_priority: 'high',
       member_count: 0,
