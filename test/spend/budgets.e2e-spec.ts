@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RequestLogWriter } from '../../src/relay/infrastructure/request-log.writer.js';
 import { Receiver } from '../alerts/receiver.js';
 import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
-import { addProvider, chat, pollUntil } from '../support/cluster.js';
+import { addProvider, chat, dropClientConnections, pollUntil, startInstance } from '../support/cluster.js';
 import { FakeProvider } from '../support/fake-provider.js';
 import { getJson, MODES, startGateways, type TestGateway } from '../support/gateway.js';
+import { OwnRedisCluster } from '../support/redis-cluster.js';
 import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
+import { createTestDatabase, uniqueName } from '../support/services.js';
 
 /**
  * Spend budgets end to end (docs/spend.md "Budgets"). The fake provider answers every chat with 5
@@ -274,5 +276,83 @@ describe('budgets across two instances (distributed)', () => {
       const cost = res.filter((x) => x.group === id).reduce((s, x) => s + micros(x.cost_usd), 0);
       expect(cost, id).toBe(N * COST);
     }
+  });
+});
+
+describe('budgets on a Redis Cluster (stepped admission with rollback, settlement as its own step)', () => {
+  let cluster: OwnRedisCluster;
+  let redis: ReturnType<OwnRedisCluster['client']>;
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let gateways: TestGateway[] = [];
+  let fake: FakeProvider;
+  const adminKey = newApiKey();
+  const prefix = uniqueName('fgbcl');
+
+  beforeAll(async () => {
+    cluster = await OwnRedisCluster.start();
+    redis = cluster.client();
+    db = await createTestDatabase();
+    fake = await FakeProvider.start();
+    const env: Record<string, string> = {
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'error',
+      LOG_FORMAT: 'json',
+      ENCRYPTION_KEYS: `test1:${Buffer.alloc(32, 7).toString('base64')}`,
+      HOST: '127.0.0.1',
+      SHUTDOWN_TIMEOUT_MS: '10000',
+      DATABASE_URL: db.url,
+      REDIS_CLUSTER_NODES: cluster.addresses.join(','),
+      REDIS_PREFIX: prefix,
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      RATE_LIMIT_KEY_RPM: '100000',
+      RATE_LIMIT_USER_RPM: '100000',
+      RATE_LIMIT_IP_RPM: '1000000',
+      RATE_LIMIT_TIMEOUT_MS: '2000',
+    };
+    gateways = [await startInstance(env), await startInstance(env)];
+    await addProvider(gateways[0]!, adminKey, fake, [{ key: 'sk-a' }, { key: 'sk-b' }], {
+      pricing: { 'gpt-4o-mini': PRICE },
+    });
+    const user = await createUserWithKey(gateways[0]!, adminKey, 'user');
+    for (const gw of gateways)
+      await pollUntil(async () => (await chat(gw.url, user.key, 'warm')).status === 200, {
+        timeoutMs: 10_000,
+        what: 'both instances serving',
+      });
+  }, 120_000);
+
+  afterAll(async () => {
+    dropClientConnections(...gateways);
+    await Promise.all(gateways.map((g) => g.close()));
+    await fake?.close();
+    redis?.disconnect();
+    await cluster?.stop();
+    await db?.drop();
+  }, 60_000);
+
+  it('key budget 10 × cost, user budget 3 × cost (tighter): 30 concurrent → exactly 3 served; the key reservations of refused requests rolled back; counters settle to 3 × cost', async () => {
+    const N = 3;
+    const u = await createUserWithKey(gateways[0]!, adminKey, 'user', {
+      key: { budget: { limit_usd: usd(10 * COST), period: 'day' } } as never,
+    });
+    await adminCall(gateways[0]!, adminKey, 'PATCH', `/api/admin/users/${u.user.id}`, {
+      budget: { limit_usd: usd(N * COST), period: 'day' },
+    });
+    const answers = await Promise.all(
+      Array.from({ length: 10 * N }, (_, i) => ask(gateways[i % 2]!.url, u.key)),
+    );
+    const served = answers.filter((a) => a.status === 200).length;
+    const refused = answers.filter(
+      (a) => a.status === 429 && a.body?.error?.code === 'budget_exceeded',
+    ).length;
+    expect({ served, refused }).toEqual({ served: N, refused: 9 * N });
+    const day = new Date().toISOString().slice(0, 10);
+    // the settlements run after the answers (their own steps): wait for both counters
+    await pollUntil(
+      async () =>
+        (await redis.get(`${prefix}:rl:{key:${u.keyId}}:budget:d${day}`)) === String(N * COST) &&
+        (await redis.get(`${prefix}:rl:{user:${u.user.id}}:budget:d${day}`)) === String(N * COST),
+      { timeoutMs: 10_000, what: 'both counters at N × cost' },
+    );
   });
 });
