@@ -121,6 +121,31 @@ describe.each(MODES)('budgets, one instance (%s)', (mode) => {
     expect(fx.fake.requests.length).toBe(upstreamBefore);
   });
 
+  it('streams settle to their counted usage too: N streamed answers, then 429', async () => {
+    const N = 2;
+    // max_tokens 50 reserves 10 × the cost: only the settlement to the actual 5 tokens lets N through
+    const u = await createUserWithKey(fx.gw, fx.adminKey, 'user', {
+      key: { budget: { limit_usd: usd(N * COST + 9 * COST), period: 'day' } } as never,
+    });
+    const stream = async () => {
+      const res = await fetch(`${fx.gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: bearer(u.key),
+        body: JSON.stringify({
+          model: 'gpt-4o-mini',
+          stream: true,
+          max_tokens: 10 * COMPLETION_TOKENS,
+          messages: [{ role: 'user', content: 'stream me' }],
+        }),
+      });
+      await res.text();
+      return res.status;
+    };
+    // each reserves 10 × COST and settles to COST: after N, N × COST spent, 9 × COST left < 10 × COST
+    for (let i = 0; i < N; i++) expect(await stream()).toBe(200);
+    expect(await stream()).toBe(429);
+  });
+
   it('user and team budgets: the tightest of key, user and team applies; `total` has no Retry-After', async () => {
     // user budget 2 × cost (total), key budget 10 × cost: the user's applies
     const u = await createUserWithKey(fx.gw, fx.adminKey, 'user', {
