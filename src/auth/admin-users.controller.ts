@@ -60,7 +60,8 @@ export class AdminUsersController {
   @RequirePermission('users', 'write')
   @ApiOperation({
     summary: 'Create a user',
-    description: 'Users sign in with JWTs (link with jwt_subject) or API keys created for them.',
+    description:
+      "Users sign in with JWTs (link with jwt_subject) or API keys created for them. `budget`: the user's spend budget, shared by all their keys and sessions (docs/spend.md, Budgets).",
   })
   @ApiCreatedResponse({ type: UserDto })
   @ApiBadRequestResponse({ description: 'Invalid body (unknown fields included)', type: ErrorResponseDto })
@@ -95,7 +96,7 @@ export class AdminUsersController {
   @ApiOperation({
     summary: 'Update a user',
     description:
-      "Disabling a user stops all their keys and tokens at once (every instance). Lowering a role caps the user's keys to it. The last enabled admin cannot be demoted or disabled.",
+      "Disabling a user stops all their keys and tokens at once (every instance). Lowering a role caps the user's keys to it. The last enabled admin cannot be demoted or disabled. `budget` (null clears it) is the user's spend budget, shared by all their keys and sessions (docs/spend.md, Budgets); it applies at once on every instance.",
   })
   @ApiParam({ name: 'id', format: 'uuid' })
   @ApiOkResponse({ type: UserDto })

@@ -51,7 +51,8 @@ const RelayErrors = () => (target: object, key: string | symbol, descriptor: Pro
     descriptor,
   );
   ApiTooManyRequestsResponse({
-    description: 'Client rate limit, upstream capacity exhausted or queue wait timeout; carries Retry-After',
+    description:
+      "Client rate limit, upstream capacity exhausted or queue wait timeout (Retry-After); or `budget_exceeded`: the key's, user's or team's spend budget cannot hold this request's worst-case cost (Retry-After = seconds to the period reset; none for a `total` budget)",
     type: ErrorResponseDto,
   })(target, key, descriptor);
   ApiResponse({
