@@ -70,7 +70,7 @@ export class AdminTeamsController {
   @ApiOperation({
     summary: 'Create a team',
     description:
-      "A team groups users (each in at most one team) and their API keys. Its `limits` (rpm → policy `team`, tpm → `team_tpm`) are shared by all its members' keys and decided in the same atomic step as the key's and the user's: the tightest applies. `allowed_models` and `max_priority` narrow every member key's own. `weight` (1..1000) is the fair-share weight the queue will use (stored now, not used yet); `budget` is enforced like a key's or a user's (docs/spend.md, Budgets): the tightest applies. Audited as team.create.",
+      "A team groups users (each in at most one team) and their API keys. Its `limits` (rpm → policy `team`, tpm → `team_tpm`) are shared by all its members' keys and decided in the same atomic step as the key's and the user's: the tightest applies. `allowed_models` and `max_priority` narrow every member key's own. `weight` (1..1000) is the team's fair share of a contended provider queue at one priority; `budget` is enforced like a key's or a user's (docs/spend.md, Budgets): the tightest applies. Audited as team.create.",
   })
   @ApiCreatedResponse({ type: TeamDto })
   @ApiBadRequestResponse({

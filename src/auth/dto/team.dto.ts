@@ -60,7 +60,7 @@ const NAME: ApiPropertyOptions = {
   description: 'Unique, case-insensitive',
 };
 const WEIGHT_TEXT =
-  'Fair-share weight (integer 1..1000, default 1). Stored and shown now; the provider queue will dispatch waiting requests of one priority across teams in proportion to it (not used yet).';
+  'Fair-share weight (integer 1..1000, default 1): when a provider queue is contended, waiting requests of one priority are dispatched across teams in proportion to it (docs/relay.md, Fair share across teams; requests without a team share one flow of weight 1).';
 const WEIGHT: ApiPropertyOptions = { example: 3, minimum: 1, maximum: 1000, description: WEIGHT_TEXT };
 const LIMITS: ApiPropertyOptions = {
   type: () => ApiKeyLimitsInputDto,
