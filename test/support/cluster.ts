@@ -122,7 +122,15 @@ process.on('message', async (m) => {
   }
 });
 process.on('disconnect', () => process.exit(0));
-listen(0).then((p) => { port = p; process.send({ port: p }); }, (err) => { console.error(err); process.exit(1); });
+// The port is taken outside the kernel's ephemeral range (32768-60999 here): a killed proxy gives its
+// port up until revive, and an ephemeral port can meanwhile become another socket's (any outgoing
+// connection's local port, or another test's listen(0)) — revive then failed with EADDRINUSE.
+async function listenFirst() {
+  for (let i = 0; ; i++) {
+    try { return await listen(20000 + Math.floor(Math.random() * 12000)); } catch (err) { if (i >= 50) throw err; }
+  }
+}
+listenFirst().then((p) => { port = p; process.send({ port: p }); }, (err) => { console.error(err); process.exit(1); });
 `;
 
 export interface ProxyStats {

@@ -98,12 +98,30 @@ export async function startGateways(
   };
 }
 
+/**
+ * A port nothing listens on now, for a server the test starts (and may stop and start again on the
+ * same port). Taken below the kernel's ephemeral range (32768-60999 on Linux): a port from that
+ * range, once free again, can become any outgoing connection's local port or another test's
+ * listen(0) before the test binds it (a restart then failed with EADDRINUSE under a full suite).
+ */
 export async function freePort(): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const candidate = 20000 + Math.floor(Math.random() * 12000);
+    if (await bindable(candidate)) return candidate;
+  }
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 export interface GatewayProcess {
