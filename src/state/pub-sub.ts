@@ -4,6 +4,8 @@ import type { Cluster, Redis } from 'ioredis';
 
 /** How long an unsubscribe waits for Redis' answer before the caller moves on. */
 const UNSUBSCRIBE_WAIT_MS = 1000;
+/** After a reconnect, when the restored subscriptions are surely active. */
+const RESUBSCRIBE_SETTLE_MS = 1000;
 
 export type Unsubscribe = () => Promise<void>;
 
@@ -18,6 +20,13 @@ export abstract class PubSub {
   wireChannel(_channel: string): string | null {
     return null;
   }
+
+  /**
+   * `listener` runs each time the subscriptions come back after their connection was lost: every
+   * message published meanwhile was missed, so a cache kept fresh by messages must be dropped.
+   * Never runs in process (nothing can be missed there).
+   */
+  onResubscribed(_listener: () => void): void {}
 }
 
 export class MemoryPubSub extends PubSub {
@@ -41,6 +50,7 @@ export class MemoryPubSub extends PubSub {
 export class RedisPubSub extends PubSub {
   private readonly logger = new Logger('PubSub');
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
+  private readonly resubscribed: (() => void)[] = [];
 
   constructor(
     /** One Redis or a Redis Cluster (PUBLISH is broadcast over the cluster bus). */
@@ -50,6 +60,25 @@ export class RedisPubSub extends PubSub {
     private readonly prefix: string,
   ) {
     super();
+    // Lost: the connection closed after it had been ready. When it is 'ready' again (ioredis then
+    // restores the subscriptions) the listeners run: anything published while it was gone is lost.
+    let wasReady = this.subscriber.status === 'ready';
+    let lost = false;
+    this.subscriber.on('close', () => {
+      if (wasReady) lost = true;
+    });
+    this.subscriber.on('ready', () => {
+      wasReady = true;
+      if (!lost) return;
+      lost = false;
+      this.logger.warn(
+        'pub/sub connection is back: caches kept fresh by messages are dropped (some may have been missed)',
+      );
+      // ioredis emits 'ready' just BEFORE it re-sends the SUBSCRIBEs: a write published in between is
+      // missed too, so the caches are dropped again a second later, once the subscriptions are active.
+      this.notifyResubscribed();
+      setTimeout(() => this.notifyResubscribed(), RESUBSCRIBE_SETTLE_MS).unref();
+    });
     this.subscriber.on('message', (channel: string, message: string) => {
       for (const h of this.handlers.get(channel) ?? []) {
         try {
@@ -67,6 +96,20 @@ export class RedisPubSub extends PubSub {
 
   override wireChannel(channel: string): string {
     return `${this.prefix}:${channel}`;
+  }
+
+  override onResubscribed(listener: () => void): void {
+    this.resubscribed.push(listener);
+  }
+
+  private notifyResubscribed(): void {
+    for (const listener of this.resubscribed) {
+      try {
+        listener();
+      } catch (err) {
+        this.logger.error({ err }, 'a pub/sub resubscription listener failed');
+      }
+    }
   }
 
   async subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe> {

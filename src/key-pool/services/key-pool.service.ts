@@ -166,6 +166,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     this.unsubscribe = await this.pubsub.subscribe(INVALIDATE_CHANNEL, (providerId) => {
       void Promise.all(this.dropCache(providerId));
     });
+    // Invalidations published while this instance's pub/sub connection was down were missed.
+    this.pubsub.onResubscribed(() => void Promise.all(this.dropCache('*')));
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -71,6 +71,8 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     this.unsubscribe = await this.pubsub.subscribe(ROUTES_CHANNEL, () => this.dropCache());
+    // Route writes published while this instance's pub/sub connection was down were missed.
+    this.pubsub.onResubscribed(() => this.dropCache());
   }
 
   async onApplicationShutdown(): Promise<void> {
