@@ -38,14 +38,20 @@ describe('embedded Postgres', () => {
     // thread's stayed ~17 MB larger after every burst. A 3 MB block must still get its own mapping.
     // In a fresh process: the threshold is process-wide, and a test worker shared with other files
     // (servers started and stopped, large buffers freed) may have raised it already.
-    const child = spawnSync(process.execPath, ['test/fixtures/mmap-threshold-child.mjs'], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    expect(child.status, child.stderr).toBe(0);
-    const { mapped } = JSON.parse(child.stdout.trim().split('\n').pop()!) as { mapped: number };
+    // Up to five fresh processes, until one maps its block: other allocations in a process (the
+    // server thread's, the pg client's) sometimes raise the threshold too (2 of 5 runs on a loaded
+    // machine). With PGlite's own readFile of pglite.wasm (the bug) it is raised in every process.
+    let mapped = 0;
+    for (let run = 0; run < 5 && mapped === 0; run++) {
+      const child = spawnSync(process.execPath, ['test/fixtures/mmap-threshold-child.mjs'], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(child.status, child.stderr).toBe(0);
+      mapped = (JSON.parse(child.stdout.trim().split('\n').pop()!) as { mapped: number }).mapped;
+    }
     expect(mapped, 'a new anonymous mapping for the 3 MB block').toBeGreaterThan(0);
-  });
+  }, 180_000);
 
   // Nothing else has allocated WebAssembly memory in this process yet (the test above ran in a
   // child process).
