@@ -11,6 +11,7 @@ import { Spend1763775800000 } from './1763775800000-Spend.js';
 import { Webhooks1763776500000 } from './1763776500000-Webhooks.js';
 import { Teams1763776600000 } from './1763776600000-Teams.js';
 import { Budgets1763776700000 } from './1763776700000-Budgets.js';
+import { ProviderKind1763776750000 } from './1763776750000-ProviderKind.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -28,4 +29,5 @@ export const MIGRATIONS = [
   Webhooks1763776500000,
   Teams1763776600000,
   Budgets1763776700000,
+  ProviderKind1763776750000,
 ];

@@ -7,6 +7,9 @@ import type { LocalDb } from '../state/local-db.js';
 
 /** A provider's `pricing` (USD per million tokens per model id or `*` pattern; docs/spend.md). */
 export type { ModelPricing, ProviderPricing } from './domain/pricing.js';
+/** What API a provider speaks (`openai` | `anthropic`). */
+export { PROVIDER_KINDS, type ProviderKind } from './domain/provider-kind.js';
+import type { ProviderKind } from './domain/provider-kind.js';
 
 /** A leased upstream key: the right to send ONE request with `apiKey` to `baseUrl`. */
 export interface KeyLease {
@@ -15,6 +18,8 @@ export interface KeyLease {
   keyLabel: string;
   providerId: string;
   providerName: string;
+  /** What API the provider speaks: how the relay sends the request and reads the answer. */
+  providerKind: ProviderKind;
   /** The decrypted upstream key. Never log it, never return it to a client. */
   apiKey: string;
   baseUrl: string;
@@ -245,6 +250,7 @@ export type PreparedAcquire = { step: AcquireStep } | { result: AcquireResult };
 export interface RoutableProvider {
   id: string;
   name: string;
+  kind: ProviderKind;
   models: string[];
   baseUrl: string;
   timeoutMs: number;

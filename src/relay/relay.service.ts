@@ -6,14 +6,16 @@ import { tracingEnabled, withSpan } from '../observability/tracing.js';
 import { BreakerService } from '../routing/services/breaker.service.js';
 import { outcomeOf } from './domain/outcome.js';
 import { parsePriority, priorityCeiling } from './domain/priority.js';
-import { upstreamPayload, validateBody, wantsStream, type Endpoint } from './domain/validation.js';
+import { exchangeFor, type Exchange } from './domain/exchange.js';
+import { badRequest } from './domain/rejection.js';
+import { validateBody, wantsStream, type Endpoint } from './domain/validation.js';
 import { AccountStage } from './stages/account.stage.js';
 import { AdmitStage, type Admitted, type RouteAdmitted } from './stages/admit.stage.js';
 import type { Answer } from './stages/answer.js';
 import { JsonResponder } from './stages/json-responder.js';
 import { LeaseKeeper } from './stages/lease-keeper.js';
 import { ClientGone } from './stages/client-gone.js';
-import { accept } from './stages/reject.js';
+import { accept, reject } from './stages/reject.js';
 import { RouteStage, type RoutableProvider, type RouteContext, type Routed } from './stages/route.stage.js';
 import { SendStage, type Delivery, type Targeted } from './stages/send.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
@@ -115,7 +117,27 @@ export class RelayService {
       routed = await this.routes.route(model, principal);
       const { modelLabel, route } = routed;
       let provider = routed.provider;
-      const { payload, injectedUsage } = accept(upstreamPayload(body, stream, request.rawJson));
+      // Without a route, the provider's kind decides how the request is sent (and whether it can be);
+      // a route's targets each get their own at send time.
+      let exchange: Exchange | null = null;
+      let payload = '';
+      let injectedUsage = false;
+      if (route === null) {
+        exchange = exchangeFor(endpoint, provider.kind);
+        if (!exchange)
+          throw reject(
+            badRequest(
+              `Model ${model} is served by a provider of kind ${provider.kind}, which does not serve this endpoint`,
+              'model',
+              'endpoint_not_supported',
+            ),
+          );
+        ({ payload, injectedUsage } = accept(exchange.payload(body, stream, request.rawJson)));
+      } else {
+        // A body its first target's dialect refuses is a 400 before admission (each target's payload is built at send time).
+        const first = exchangeFor(endpoint, route.targets[0]!.provider.kind);
+        if (first) accept(first.payload(body, stream));
+      }
       // spend budgets: the worst case joins the client limits of the first admission step
       this.budgets.reserve(
         request,
@@ -172,6 +194,8 @@ export class RelayService {
         stream,
         route,
         body,
+        exchange,
+        injectedUsage,
       };
       delivery = await this.sender.deliver(input, lease, targeted);
       if (delivery.target) {
@@ -189,11 +213,12 @@ export class RelayService {
         queueMs,
         upstreamMs: delivery.upstreamMs,
         alias: route === null ? null : route.def.model,
+        exchange: delivery.answer.exchange,
+        injectedUsage: delivery.answer.injectedUsage,
       };
       if (stream && response.statusCode === 200) {
         answer = await this.sse.respond({
           ...respond,
-          injectedUsage,
           signal: client,
           providerName: (served ?? provider).name,
           modelLabel,

@@ -1,4 +1,5 @@
 import type { ProviderPricing } from '../domain/pricing.js';
+import type { ProviderKind } from '../domain/provider-kind.js';
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn } from 'typeorm';
 
 /** An upstream LLM provider (one OpenAI-compatible base URL). */
@@ -10,6 +11,10 @@ export class Provider {
   /** Unique case-insensitively (IDX_providers_name on lower(name)). */
   @Column({ type: 'varchar', length: 64 })
   name: string;
+
+  /** `openai` (OpenAI-compatible, the default) or `anthropic` (the Messages API): how requests are sent and answers read. */
+  @Column({ type: 'varchar', length: 16, default: 'openai' })
+  kind: ProviderKind;
 
   @Column({ name: 'base_url', type: 'varchar', length: 2048 })
   baseUrl: string;

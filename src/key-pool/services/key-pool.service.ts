@@ -374,6 +374,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       keyLabel: chosen.label,
       providerId: entry.provider.id,
       providerName: entry.provider.name,
+      providerKind: entry.provider.kind ?? 'openai',
       apiKey: '',
       baseUrl: entry.provider.baseUrl,
       headers: { ...entry.provider.headers },
@@ -673,6 +674,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         rows.map((r) => ({
           id: r.id,
           name: r.name,
+          kind: r.kind ?? 'openai',
           models: [...r.models],
           baseUrl: r.baseUrl,
           timeoutMs: r.timeoutMs,

@@ -2,11 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { modelAllowed, routeModel } from './model-router.js';
 
 const providers = [
-  { id: '1', name: 'openai', models: ['gpt-4o', 'gpt-4o-mini', 'text-embedding-3-small'] },
-  { id: '2', name: 'nim', models: ['meta/*', 'nvidia/llama-3.1-nemotron-70b-instruct'] },
-  { id: '3', name: 'catch-all', models: ['*'] },
-  { id: '4', name: 'meta-llama', models: ['meta/llama-*'] },
-  { id: '5', name: 'a-openai-mirror', models: ['gpt-4o'] },
+  {
+    id: '1',
+    name: 'openai',
+    models: ['gpt-4o', 'gpt-4o-mini', 'text-embedding-3-small'],
+    kind: 'openai' as const,
+  },
+  {
+    id: '2',
+    name: 'nim',
+    models: ['meta/*', 'nvidia/llama-3.1-nemotron-70b-instruct'],
+    kind: 'openai' as const,
+  },
+  { id: '3', name: 'catch-all', models: ['*'], kind: 'openai' as const },
+  { id: '4', name: 'meta-llama', models: ['meta/llama-*'], kind: 'openai' as const },
+  { id: '5', name: 'a-openai-mirror', models: ['gpt-4o'], kind: 'openai' as const },
 ];
 
 describe('routeModel', () => {
@@ -39,7 +49,9 @@ describe('routeModel', () => {
 
   it('returns null when nothing matches, and treats regex characters literally', () => {
     expect(routeModel('x', providers.slice(0, 2))).toBeNull();
-    expect(routeModel('gpt-4oXmini', [{ id: '1', name: 'p', models: ['gpt-4o.mini'] }])).toBeNull();
+    expect(
+      routeModel('gpt-4oXmini', [{ id: '1', name: 'p', models: ['gpt-4o.mini'], kind: 'openai' }]),
+    ).toBeNull();
   });
 });
 

@@ -1,3 +1,4 @@
+import type { ProviderKind } from '../../key-pool/key-pool.types.js';
 /**
  * model → provider. Exact ids win over patterns; among patterns the most specific wins (longest
  * literal text, then fewest wildcards), then the provider name, so routing never depends on the
@@ -7,6 +8,8 @@ export interface RoutableProvider {
   id: string;
   name: string;
   models: string[];
+  /** What API it speaks (`openai` | `anthropic`): which exchange carries a request to it. */
+  kind: ProviderKind;
 }
 
 export interface Route<P extends RoutableProvider> {

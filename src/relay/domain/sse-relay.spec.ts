@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { SseRelay } from './sse-relay.js';
+import { OpenAiStreamEvents, SseRelay } from './sse-relay.js';
+
+const relayOf = (strip: boolean, alias: string | null = null) =>
+  new SseRelay(new OpenAiStreamEvents(strip, alias));
 
 const chunk = (content: string) =>
   `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content } }], usage: null })}\n\n`;
@@ -7,45 +10,45 @@ const usageEvent = `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens
 
 describe('SseRelay', () => {
   it('passes complete events through as they arrive and holds only the incomplete tail', () => {
-    const relay = new SseRelay(false);
+    const relay = relayOf(false);
     const text = chunk('Hel') + chunk('lo');
     expect(relay.push(Buffer.from(text.slice(0, 10)))).toBe('');
     const rest = relay.push(Buffer.from(text.slice(10, text.length - 3)));
     expect(rest).toBe(chunk('Hel'));
     expect(relay.push(Buffer.from(text.slice(text.length - 3)))).toBe(chunk('lo'));
-    expect(relay.deliveredChars).toBe(5);
+    expect(relay.reader.deliveredChars).toBe(5);
   });
 
   it('reads usage and strips the usage-only event when Floodgate asked for it', () => {
-    const stripped = new SseRelay(true);
+    const stripped = relayOf(true);
     const all = chunk('a') + usageEvent + 'data: [DONE]\n\n';
     expect(stripped.push(Buffer.from(all))).toBe(chunk('a') + 'data: [DONE]\n\n');
-    expect(stripped.usage).toEqual({ prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 });
-    expect(stripped.sawDone).toBe(true);
-    const kept = new SseRelay(false);
+    expect(stripped.usage).toEqual({ prompt: 5, completion: 7, cached: 0 });
+    expect((stripped.reader as OpenAiStreamEvents).sawDone).toBe(true);
+    const kept = relayOf(false);
     expect(kept.push(Buffer.from(all))).toBe(all);
     expect(kept.completionTokens()).toBe(7);
   });
 
   it('estimates completion tokens from delivered content when the stream is cut short', () => {
-    const relay = new SseRelay(true);
+    const relay = relayOf(true);
     relay.push(Buffer.from(chunk('12345678') + chunk('abcd')));
     expect(relay.usage).toBeNull();
     expect(relay.completionTokens()).toBe(3);
   });
 
   it('keeps multi-byte characters split across chunks intact, and CRLF separators', () => {
-    const relay = new SseRelay(false);
+    const relay = relayOf(false);
     const text = `data: {"choices":[{"delta":{"content":"héllo"}}]}\r\n\r\n`;
     const bytes = Buffer.from(text);
     const cut = bytes.indexOf(Buffer.from('é')) + 1;
     expect(relay.push(bytes.subarray(0, cut))).toBe('');
     expect(relay.push(bytes.subarray(cut))).toBe(text);
-    expect(relay.deliveredChars).toBe(5);
+    expect(relay.reader.deliveredChars).toBe(5);
   });
 
   it('passes comments and a trailing unterminated event through at the end', () => {
-    const relay = new SseRelay(false);
+    const relay = relayOf(false);
     expect(relay.push(Buffer.from(': keep-alive\n\ndata: {"x":1}'))).toBe(': keep-alive\n\n');
     expect(relay.end()).toBe('data: {"x":1}');
   });
@@ -55,7 +58,7 @@ describe('SseRelay', () => {
       `data: ${JSON.stringify({ id: 'c', model: 'gpt-4o-mini-2024', choices: [{ index: 0, delta: { content } }] })}\n\n`;
     const usage = `data: ${JSON.stringify({ id: 'c', model: 'gpt-4o-mini-2024', choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } })}\n\n`;
     const all = ev('Hel') + ev('lo') + usage + 'data: [DONE]\n\n';
-    const relay = new SseRelay(true, 'chat-default');
+    const relay = relayOf(true, 'chat-default');
     let out = '';
     for (let i = 0; i < all.length; i += 7) out += relay.push(Buffer.from(all.slice(i, i + 7)));
     out += relay.end();
@@ -64,12 +67,12 @@ describe('SseRelay', () => {
     for (const e of events.slice(0, 2)) expect(JSON.parse(e.slice(6)).model).toBe('chat-default');
     expect(events[2]).toBe('data: [DONE]');
     expect(out).not.toContain('gpt-4o-mini-2024');
-    expect(relay.usage?.completion_tokens).toBe(2);
-    expect(relay.deliveredChars).toBe(5);
+    expect(relay.usage?.completion).toBe(2);
+    expect(relay.reader.deliveredChars).toBe(5);
   });
 
   it('without an alias, events pass byte for byte', () => {
     const text = `data: ${JSON.stringify({ model: 'gpt-4o-mini', choices: [] })}\n\n`;
-    expect(new SseRelay(false).push(Buffer.from(text))).toBe(text);
+    expect(relayOf(false).push(Buffer.from(text))).toBe(text);
   });
 });

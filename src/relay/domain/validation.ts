@@ -1,13 +1,11 @@
 import { unstorableReason } from '../../common/input-safety.js';
 import { badRequest, type Verdict } from './rejection.js';
 
-export type Endpoint = 'chat' | 'completions' | 'embeddings';
-
-export const UPSTREAM_PATHS: Record<Endpoint, string> = {
-  chat: '/chat/completions',
-  completions: '/completions',
-  embeddings: '/embeddings',
-};
+/**
+ * The relay's client endpoints: OpenAI's chat/completions, completions, embeddings and responses,
+ * and Anthropic's messages. Where each goes upstream depends on the provider's kind (exchange.ts).
+ */
+export type Endpoint = 'chat' | 'completions' | 'embeddings' | 'responses' | 'messages';
 
 /** Just enough validation for a clear 400; unknown fields pass through untouched (a shallow copy). */
 export function validateBody(endpoint: Endpoint, body: unknown): Verdict<Record<string, unknown>> {
@@ -39,6 +37,21 @@ export function validateBody(endpoint: Endpoint, body: unknown): Verdict<Record<
   }
   if (endpoint === 'embeddings' && !(typeof b.input === 'string' || Array.isArray(b.input))) {
     problems.push({ param: 'input', message: 'input must be a string or an array' });
+  }
+  if (
+    endpoint === 'responses' &&
+    b.input !== undefined &&
+    !(typeof b.input === 'string' || Array.isArray(b.input))
+  ) {
+    problems.push({ param: 'input', message: 'input must be a string or an array' });
+  }
+  if (endpoint === 'messages') {
+    if (!Array.isArray(b.messages) || b.messages.length === 0)
+      problems.push({ param: 'messages', message: 'messages must be a non-empty array' });
+    else if (b.messages.some((m) => m === null || typeof m !== 'object' || Array.isArray(m)))
+      problems.push({ param: 'messages', message: 'every element of messages must be an object' });
+    if (typeof b.max_tokens !== 'number' || !Number.isSafeInteger(b.max_tokens) || b.max_tokens < 1)
+      problems.push({ param: 'max_tokens', message: 'max_tokens must be a positive integer' });
   }
   if (b.stream !== undefined && typeof b.stream !== 'boolean')
     problems.push({ param: 'stream', message: 'stream must be a boolean' });

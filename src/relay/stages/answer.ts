@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import type { KeyLease } from '../../key-pool/key-pool.types.js';
+import type { Exchange } from '../domain/exchange.js';
 import type { UpstreamResponse } from '../infrastructure/upstream-client.js';
 
 /** What a responder needs: the attempt to answer with and the time already spent queueing and upstream. */
@@ -7,6 +8,10 @@ export interface RespondInput {
   reply: FastifyReply;
   lease: KeyLease;
   response: UpstreamResponse;
+  /** How the answer is read and given to the client (the attempt's exchange). */
+  exchange: Exchange;
+  /** Floodgate asked for stream usage on the client's behalf: the extra usage event is dropped. */
+  injectedUsage: boolean;
   /** performance.now() when the attempt was sent. */
   startedAt: number;
   queueMs: number;

@@ -2,14 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders } from '../domain/headers.js';
-import {
-  cachedPromptTokens,
-  parseUpstreamJson,
-  upstreamClientError,
-  upstreamUsage,
-  type UpstreamJson,
-} from '../domain/outcome.js';
-import { aliasJson } from '../domain/route-model.js';
+import type { UsageCounts } from '../domain/exchange.js';
 import type { Answer, RespondInput } from './answer.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { TokenCounts } from '../../spend/services/budget.service.js';
@@ -31,16 +24,16 @@ export class JsonResponder {
     queueMs,
     upstreamMs,
     alias,
+    exchange,
   }: RespondInput): Promise<Answer> {
-    let text = await response.body.text();
+    const text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
     const status = response.statusCode;
     const { overheadMs, headers: ours } = gatewayTiming(reply.elapsedTime, queueMs, upstreamMs, lease.keyId);
     if (status >= 400) {
       // A 4xx is read whole: its error, and its usage if it has one.
-      const parsed = parseUpstreamJson(text);
-      const tokens = tokensOf(parsed?.usage);
-      const rejection = upstreamClientError(status, parsed, lease.apiKey);
+      const tokens = tokensOf(exchange.usage(text));
+      const rejection = exchange.clientError(status, text, lease.apiKey);
       const answer = answerOf(status, tokens, upstreamMs, overheadMs);
       try {
         await this.leases.release(
@@ -64,11 +57,11 @@ export class JsonResponder {
     const upstream = clientResponseHeaders(response.headers);
     for (const name in upstream) if (!reply.hasHeader(name)) void reply.header(name, upstream[name]);
     for (const name in ours) void reply.header(name, ours[name]);
-    if (alias !== null) text = aliasJson(text, alias);
-    void reply.send(text);
+    const out = exchange.answer(text, alias);
+    void reply.send(out);
     // After the answer is on its way: its usage (read for accounting only) and the key pool's
     // bookkeeping are not the client's wait.
-    const tokens = tokensOf(upstreamUsage(text));
+    const tokens = tokensOf(exchange.usage(text));
     const answer = answerOf(status, tokens, upstreamMs, overheadMs);
     try {
       await this.leases.release(
@@ -90,10 +83,8 @@ interface Tokens {
   total: number;
 }
 
-function tokensOf(usage: UpstreamJson['usage'] | undefined): Tokens {
-  const prompt = usage?.prompt_tokens ?? 0;
-  const completion = usage?.completion_tokens ?? 0;
-  return { prompt, completion, cached: cachedPromptTokens(usage), total: prompt + completion };
+function tokensOf(usage: UsageCounts): Tokens {
+  return { ...usage, total: usage.prompt + usage.completion };
 }
 
 /** The counts that price the answer (its spend settlement: docs/spend.md "Budgets"). */

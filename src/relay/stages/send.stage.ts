@@ -18,7 +18,9 @@ import {
   type Observed,
 } from '../domain/retry-table.js';
 import { withModel } from '../domain/route-model.js';
-import { UPSTREAM_PATHS, upstreamPayload, type Endpoint } from '../domain/validation.js';
+import { exchangeFor, type Exchange } from '../domain/exchange.js';
+import { badRequest, type Rejection } from '../domain/rejection.js';
+import type { Endpoint } from '../domain/validation.js';
 import {
   UpstreamClient,
   UpstreamError,
@@ -39,6 +41,12 @@ export const ROUTE_TARGET_HEADER = 'x-floodgate-route-target';
 /** One request to the upstream with a held lease: its response (headers in, body unread) or its failure. */
 export interface Attempt {
   lease: KeyLease;
+  /** How this attempt was sent and how its answer is read (the target's provider kind decides). */
+  exchange: Exchange;
+  /** Floodgate asked for stream usage on the client's behalf in this attempt's body. */
+  injectedUsage: boolean;
+  /** Not sent: the body cannot go to this target's provider (its kind can't serve the endpoint, or a translation refused it). */
+  refused?: Rejection;
   response?: UpstreamResponse;
   error?: UpstreamError;
   startedAt: number;
@@ -65,8 +73,12 @@ export interface SendInput {
   reply: FastifyReply;
   provider: RoutableProvider;
   priority: Priority;
-  /** The upstream body without a route (the client's, as it came). */
+  /** The upstream body without a route (the client's, as it came, or as the exchange rewrote it). */
   payload: string;
+  /** Without a route: the exchange the payload was built for (null with a route: each target's provider kind decides). */
+  exchange: Exchange | null;
+  /** Without a route: the payload asks for stream usage on the client's behalf. */
+  injectedUsage: boolean;
   signal: ClientGone;
   requestId: string;
   /** The model the client sent (the attempt log's model without a route). */
@@ -122,6 +134,11 @@ export class SendStage {
         }
         this.leases.hold(lease);
         const attempt = await this.send(input, lease, target);
+        if (attempt.refused) {
+          await this.leases.release(lease, { notSent: true });
+          const error = reject(attempt.refused);
+          return { attempts: tried.length, keyId: lease.keyId, upstreamMs, attemptLog, target, probe, error };
+        }
         const observed: Observed = attempt.error
           ? { failure: attempt.error.kind }
           : { status: attempt.response!.statusCode, retryAfter: attempt.response!.headers['retry-after'] };
@@ -232,12 +249,19 @@ export class SendStage {
     );
     if (span) injectTraceContext(headers, span);
     let body = input.payload;
+    let exchange = input.exchange;
+    let injectedUsage = input.injectedUsage;
     let timeouts: UpstreamRequest['timeouts'];
     if (target) {
-      // The target's model upstream (the client's body otherwise unchanged; validated already, so
-      // upstreamPayload accepts it), and the target's timeouts.
-      const payload = upstreamPayload(withModel(input.body, target.target.model), input.stream);
-      if (payload.ok) body = payload.value.payload;
+      // The target's model upstream, in the target's provider's dialect (the client's body otherwise
+      // unchanged), and the target's timeouts.
+      exchange = exchangeFor(input.endpoint, target.provider.kind);
+      if (!exchange)
+        return Promise.resolve(unsupported(input.endpoint, lease, target.provider.kind, startedAt));
+      const payload = exchange.payload(withModel(input.body, target.target.model), input.stream);
+      if (!payload.ok) return Promise.resolve(refusedPayload(payload.rejection, lease, exchange, startedAt));
+      body = payload.value.payload;
+      injectedUsage = payload.value.injectedUsage;
       const t = target.target.timeouts;
       if (t)
         timeouts = {
@@ -246,9 +270,10 @@ export class SendStage {
           totalMs: input.stream ? t.streamTotalMs : t.totalMs,
         };
     }
+    const sent = exchange!;
     const request: UpstreamRequest = {
       baseUrl: lease.baseUrl,
-      path: UPSTREAM_PATHS[input.endpoint],
+      path: sent.path,
       method: 'POST',
       headers,
       body,
@@ -259,9 +284,9 @@ export class SendStage {
     return this.upstream.send(request).then(
       (response): Attempt => {
         span?.setAttribute('http.response.status_code', response.statusCode);
-        return { lease, response, startedAt };
+        return { lease, exchange: sent, injectedUsage, response, startedAt };
       },
-      (err: unknown): Attempt => ({ lease, error: classify(err), startedAt }),
+      (err: unknown): Attempt => ({ lease, exchange: sent, injectedUsage, error: classify(err), startedAt }),
     );
   }
 
@@ -303,4 +328,30 @@ async function readCapped(body: UpstreamBody, limit: number): Promise<string> {
     // a body cut short still tells what it managed to
   }
   return Buffer.concat(chunks).toString('utf8').slice(0, limit);
+}
+
+/** An attempt the target's provider cannot take: its kind does not serve the endpoint. */
+function unsupported(endpoint: Endpoint, lease: KeyLease, kind: string, startedAt: number): Attempt {
+  const exchange = exchangeFor('chat', 'openai')!;
+  return {
+    lease,
+    exchange,
+    injectedUsage: false,
+    startedAt,
+    refused: badRequest(
+      `Provider ${lease.providerName} (kind ${kind}) does not serve this endpoint (${endpoint})`,
+      'model',
+      'endpoint_not_supported',
+    ),
+  };
+}
+
+/** An attempt whose body the exchange refused (a translation that cannot carry a field). */
+function refusedPayload(
+  rejection: Rejection,
+  lease: KeyLease,
+  exchange: Exchange,
+  startedAt: number,
+): Attempt {
+  return { lease, exchange, injectedUsage: false, startedAt, refused: rejection };
 }

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders } from '../domain/headers.js';
-import { cachedPromptTokens, streamInterruptedEvent, streamKeyOutcome } from '../domain/outcome.js';
+import { streamInterruptedEvent, streamKeyOutcome } from '../domain/outcome.js';
 import type { UpstreamFailure } from '../domain/retry-table.js';
 import { SseRelay } from '../domain/sse-relay.js';
 import { classify } from '../infrastructure/upstream-client.js';
@@ -21,8 +21,6 @@ const SSE_HEADERS = {
 };
 
 export interface StreamInput extends RespondInput {
-  /** Floodgate asked for usage on the client's behalf: the extra usage event is dropped. */
-  injectedUsage: boolean;
   signal: ClientGone;
   providerName: string;
   modelLabel: string;
@@ -64,7 +62,7 @@ export class SseResponder {
     const flush = setImmediate(() => {
       if (!wrote) raw.flushHeaders();
     });
-    const sse = new SseRelay(input.injectedUsage, input.alias);
+    const sse = new SseRelay(input.exchange.stream(input.injectedUsage, input.alias));
     let lastWrite = Date.now();
     const keepalive = setInterval(() => {
       if (Date.now() - lastWrite >= KEEPALIVE_MS - 50) {
@@ -90,7 +88,7 @@ export class SseResponder {
       clearImmediate(flush);
       clearInterval(keepalive);
     }
-    const promptTokens = sse.usage?.prompt_tokens ?? 0;
+    const promptTokens = sse.usage?.prompt ?? 0;
     const completionTokens = sse.completionTokens();
     const clientGone = input.signal.aborted || failure === 'aborted';
     const answer: Answer = {
@@ -99,7 +97,7 @@ export class SseResponder {
       errorCode: !clientGone && failure ? 'upstream_stream_interrupted' : null,
       promptTokens,
       completionTokens,
-      cachedPromptTokens: cachedPromptTokens(sse.usage),
+      cachedPromptTokens: sse.usage?.cached ?? 0,
       upstreamMs: input.upstreamMs + (performance.now() - startedAt),
       overheadMs,
     };
