@@ -1,8 +1,8 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
-import { PinoLogger } from 'nestjs-pino';
+import { pino } from 'pino';
 import { DataSource } from 'typeorm';
-import { bannerLines } from './app/banner.js';
+import { bannerLines, startingLine } from './app/banner.js';
 import { createApp } from './app/create-app.js';
 import { IdleCollector } from './app/idle-collector.js';
 import { inFlightOf } from './app/in-flight.js';
@@ -28,6 +28,9 @@ async function main(): Promise<void> {
     throw err;
   }
 
+  // Said at once: the rest of the start-up (embedded Postgres, migrations, Nest) takes seconds and
+  // its log lines are held until it is done.
+  announceStart(config);
   let app: Awaited<ReturnType<typeof createApp>>;
   try {
     app = await createApp(config);
@@ -58,10 +61,17 @@ async function main(): Promise<void> {
     app.get(StartupNotes).drain(),
     { quickStart: pretty && (await noProviderYet(app.get(DataSource))) },
   );
-  if (pretty) {
-    await flushLogs(); // the start-up logs first (pino-pretty writes from a worker): the banner ends the output
-    process.stdout.write(`\n${lines.join('\n')}\n\n`);
-  } else logger.log({ banner: lines }, 'floodgate started');
+  // Pretty lines are written synchronously (src/logging/logging.module.ts): the few start-up lines
+  // (embedded Postgres ready, migrations applied, warnings) are out, and the banner ends the output.
+  if (pretty) process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  else logger.log({ banner: lines }, 'floodgate started');
+}
+
+/** The first line of a start, before anything is initialised (plain in pretty mode, JSON otherwise). */
+function announceStart(config: AppConfig): void {
+  const line = startingLine(config);
+  if (config.log.format === 'pretty') process.stdout.write(`${line}\n`);
+  else pino({ level: config.log.level }).child({ context: 'Floodgate' }).info(line);
 }
 
 /** A fresh install (no provider yet) ends its banner with the copy-paste quick start. */
@@ -74,15 +84,6 @@ async function noProviderYet(dataSource: DataSource): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function flushLogs(): Promise<void> {
-  const root = PinoLogger.root as typeof PinoLogger.root | undefined;
-  if (!root) return;
-  await Promise.race([
-    new Promise<void>((resolve) => root.flush(() => resolve())),
-    new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
-  ]);
 }
 
 main().catch((err: unknown) => {

@@ -1,10 +1,40 @@
 import type { AppConfig } from '../config/app-config.js';
 import type { DatabaseInfo } from '../database/database.module.js';
+import { join, resolve } from 'node:path';
 import { packageInfo } from '../common/package-info.js';
 
 export interface BannerNote {
   title: string;
   lines: string[];
+}
+
+/**
+ * The first line of a start, printed before anything is initialised: which mode, and what the start
+ * waits for (embedded Postgres coming up, or the Postgres and Redis it connects to). No credentials:
+ * hosts and ports only.
+ */
+export function startingLine(config: AppConfig): string {
+  const { database, redis } = config;
+  const db = database.url
+    ? `connecting to Postgres at ${hostOf(database.url)}`
+    : database.inMemory
+      ? 'starting embedded Postgres (PGlite) in memory'
+      : `starting embedded Postgres (PGlite) in ${resolve(join(database.dataDir, 'pgdata'))}`;
+  const waits = [db];
+  if (redis.nodes?.length) waits.push(`Redis Cluster (${redis.nodes.map((n) => `${n.host}:${n.port}`).join(', ')})`);
+  else if (redis.url) waits.push(`Redis at ${hostOf(redis.url)}`);
+  return `Floodgate ${packageInfo().version} starting in ${config.mode} mode: ${waits.join(' and ')}…`;
+}
+
+/** host:port of a connection URL (never its user or password). */
+function hostOf(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const path = parsed.pathname.length > 1 ? parsed.pathname : '';
+    return `${parsed.host}${path}`;
+  } catch {
+    return 'the configured URL';
+  }
 }
 
 export function bannerLines(

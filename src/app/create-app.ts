@@ -9,6 +9,7 @@ import { ApiError } from '../common/api-error.js';
 import { MAX_JSON_DEPTH, tooDeepAt } from '../common/input-safety.js';
 import { requestIdFrom } from '../common/request-id.js';
 import { markServerAnswer } from '../common/server-answer.js';
+import { QuietFrameworkLogger } from '../logging/quiet-framework-logger.js';
 import { HandlerContextGuard } from '../observability/observability.module.js';
 import { trackInFlight } from './in-flight.js';
 import type { AppConfig } from '../config/app-config.js';
@@ -97,7 +98,8 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
     // JSON only: Nest's default parsers would also accept form-encoded bodies on every route.
     bodyParser: false,
   });
-  app.useLogger(app.get(Logger));
+  // Nest's own start-up lines (modules, routes) at debug level: the default output stays short.
+  app.useLogger(new QuietFrameworkLogger(app.get(Logger)));
 
   const fastify = app.getHttpAdapter().getInstance();
   trackInFlight(fastify);

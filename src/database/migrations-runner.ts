@@ -16,10 +16,14 @@ export async function runMigrationsLocked(
     const pending = await dataSource.showMigrations();
     if (!pending) return [];
     const started = Date.now();
-    logger.log('applying pending database migrations…');
+    // One line at the default level (the list at debug): a first start applies every migration.
+    logger.debug('applying pending database migrations…');
     const applied = await dataSource.runMigrations({ transaction: 'each' });
-    for (const m of applied) logger.log(`applied migration ${m.name}`);
-    logger.log(`${applied.length} migration(s) applied in ${Date.now() - started} ms`);
+    for (const m of applied) logger.debug(`applied migration ${m.name}`);
+    const last = applied[applied.length - 1]?.name;
+    logger.log(
+      `${applied.length} migration(s) applied in ${Date.now() - started} ms${last ? ` (schema now at ${last})` : ''}`,
+    );
     return applied.map((m) => m.name);
   });
 }

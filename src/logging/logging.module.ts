@@ -1,7 +1,9 @@
 import { Module } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LoggerModule } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
 import type { Options } from 'pino-http';
+import PinoPretty from 'pino-pretty';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import { REDACT_CENSOR, REDACT_PATHS } from './redact.js';
@@ -17,18 +19,6 @@ type RawRequest = IncomingMessage & {
 export function pinoHttpOptions(config: AppConfig): Options {
   return {
     level: config.log.level,
-    transport:
-      config.log.format === 'pretty'
-        ? {
-            target: 'pino-pretty',
-            options: {
-              singleLine: true,
-              translateTime: 'SYS:HH:MM:ss.l',
-              ignore: 'pid,hostname',
-              colorize: true,
-            },
-          }
-        : undefined,
     redact: { paths: REDACT_PATHS, censor: REDACT_CENSOR },
     // Fastify assigns the id (incoming X-Request-Id when sane); pino reuses it so logs and responses agree.
     genReqId: (req) => (req as RawRequest).id ?? '-',
@@ -58,12 +48,33 @@ export function pinoHttpOptions(config: AppConfig): Options {
   };
 }
 
+/**
+ * LOG_FORMAT=pretty (development) formats in this thread and writes synchronously, rather than in a
+ * pino transport's worker: lines then reach the terminal in the order they were logged, before the
+ * banner main.ts writes (a worker's output trailed it by a variable amount).
+ */
+export function prettyStream(): DestinationStream {
+  return PinoPretty({
+    singleLine: true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+    colorize: PinoPretty.isColorSupported,
+    sync: true,
+  });
+}
+
+/** nestjs-pino's pinoHttp parameter: JSON to stdout, or pretty lines written in order. */
+export function pinoHttpParams(config: AppConfig): Options | [Options, DestinationStream] {
+  const options = pinoHttpOptions(config);
+  return config.log.format === 'pretty' ? [options, prettyStream()] : options;
+}
+
 @Module({
   imports: [
     LoggerModule.forRootAsync({
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig) => ({
-        pinoHttp: pinoHttpOptions(config),
+        pinoHttp: pinoHttpParams(config),
         // No per-request middleware: RequestLogContext (+ the mixin above) binds request_id for logs
         // written inside a request, for a fraction of pino-http's per-request cost (issue 14,
         // bench/RESULTS.md "Where the CPU goes").
