@@ -21,7 +21,8 @@ export function startingLine(config: AppConfig): string {
       ? 'starting embedded Postgres (PGlite) in memory'
       : `starting embedded Postgres (PGlite) in ${resolve(join(database.dataDir, 'pgdata'))}`;
   const waits = [db];
-  if (redis.nodes?.length) waits.push(`Redis Cluster (${redis.nodes.map((n) => `${n.host}:${n.port}`).join(', ')})`);
+  if (redis.nodes?.length)
+    waits.push(`Redis Cluster (${redis.nodes.map((n) => `${n.host}:${n.port}`).join(', ')})`);
   else if (redis.url) waits.push(`Redis at ${hostOf(redis.url)}`);
   return `Floodgate ${packageInfo().version} starting in ${config.mode} mode: ${waits.join(' and ')}…`;
 }
