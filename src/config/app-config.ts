@@ -259,10 +259,20 @@ export interface BudgetsConfig {
    * max_completion_tokens is reserved for (its worst case), 1..1 000 000.
    */
   defaultMaxTokens: number;
+  /**
+   * BUDGET_RESERVATION_TTL_MS: how long a request's budget reservation lives without a renewal
+   * (1 000..86 400 000, default 60 000). The instance serving the request renews it every third of
+   * this while the request lives (queued, streaming: however long); a reservation whose instance
+   * died is given back at most this long after its last renewal.
+   */
+  reservationTtlMs: number;
 }
 
 function loadBudgetsConfig(r: EnvReader): BudgetsConfig {
-  return { defaultMaxTokens: r.int('BUDGET_DEFAULT_MAX_TOKENS', 4096, 1, 1_000_000) };
+  return {
+    defaultMaxTokens: r.int('BUDGET_DEFAULT_MAX_TOKENS', 4096, 1, 1_000_000),
+    reservationTtlMs: r.int('BUDGET_RESERVATION_TTL_MS', 60_000, 1000, 86_400_000),
+  };
 }
 
 /** A decimal in [min, max] ("0.85"); one problem line when it is not. */

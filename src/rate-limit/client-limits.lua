@@ -3,10 +3,12 @@
 -- the relay's combined admission, src/relay/infrastructure/admission.lua). The TypeScript twin is
 -- clientEvaluate / clientReply in rate-limit.scripts.ts; the constants below are checked against it.
 --
--- K: per policy 1 key (2 for a token budget: log, sum).
+-- K: per policy 1 key (2 for a token budget: log, sum; 2 for a spend budget: counter, reservations).
 -- Kinds: RL_SLIDING_WINDOW (exact log), RL_SLIDING_BUCKETS (sub-bucket window), RL_TOKEN_BUCKET, 3 = token budget,
 --   RL_SPEND_BUDGET (a spend budget's counter for one period: spent + reserved µ$; window_ms = ms to
---   the period's reset, 0 = never; cost = this request's reservation; docs/spend.md "Budgets").
+--   the period's reset, 0 = never; burst = the reservation's TTL in ms; cost = this request's
+--   reservation; docs/spend.md "Budgets"). Needs the spend library (SPEND_BUDGET_LUA in
+--   rate-limit.scripts.ts: fg_rl_spend_sweep), which CLIENT_LIMITS_LUA puts before this file.
 -- A: member, deadline_ms (Redis clock, 0 = none), dry_run (1 = evaluate only), n,
 --    n x (kind, limit, window_ms, burst, cost).
 -- Reply of fg_client_reply: {status, now_ms, n x (admitted, remaining, current, reset_ms, retry_ms)}.
@@ -167,7 +169,11 @@ local function fg_client_evaluate(K, A, now_ms, now_us, ko, ao)
       p.ok = p.count + p.cost <= p.limit
       if not p.ok then p.retry = fg_rl_sb_retry(p, now_ms) end
     elseif p.kind == RL_SPEND_BUDGET then
-      k = k + 1
+      p.res = K[k + 1]
+      k = k + 2
+      -- reservations past their deadline (their request's instance died, or its settlement never
+      -- ran) are given back first
+      fg_rl_spend_sweep(p.key, p.res, now_ms)
       p.used = tonumber(redis.call('GET', p.key) or '0') or 0
       -- refused when spent + reserved + this > limit
       p.ok = p.used + p.cost <= p.limit
@@ -289,8 +295,13 @@ local function fg_client_reply(st, commit)
     elseif p.kind == RL_SPEND_BUDGET then
       if commit and p.cost > 0 then
         p.used = redis.call('INCRBY', p.key, string.format('%d', p.cost))
+        -- the reservation, until its deadline (now + TTL; the relay renews it while the request lives)
+        redis.call('ZADD', p.res, now_ms + p.burst, st.member .. ':' .. string.format('%d', p.cost))
         -- a period's counter outlives its period by a slack (late settlements still find it)
-        if p.window > 0 then redis.call('PEXPIRE', p.key, p.window + RL_SPEND_TTL_SLACK_MS) end
+        if p.window > 0 then
+          redis.call('PEXPIRE', p.key, p.window + RL_SPEND_TTL_SLACK_MS)
+          redis.call('PEXPIRE', p.res, p.window + RL_SPEND_TTL_SLACK_MS)
+        end
       end
       current = p.used
       remaining = p.limit - p.used

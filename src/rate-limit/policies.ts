@@ -134,7 +134,15 @@ export function spendBudgetKey(subject: string, periodId: string): string {
   return `${subjectTag(subject)}:budget:${periodId}`;
 }
 
-/** Policy `key_budget` / `user_budget` / `team_budget`: the reservation, decided with the rate limits. */
+/** The reservations of a subject's spend counter for one period (a sorted set, same hash slot). */
+export function spendReservationsKey(subject: string, periodId: string): string {
+  return `${spendBudgetKey(subject, periodId)}:res`;
+}
+
+/**
+ * Policy `key_budget` / `user_budget` / `team_budget`: the reservation, decided with the rate limits
+ * (KEYS counter, reservations; `burst` carries the reservation's TTL in ms).
+ */
 export function spendBudgetPolicy(r: SpendReservation): Policy {
   const kind = r.subject.slice(0, r.subject.indexOf(':'));
   return {
@@ -145,10 +153,10 @@ export function spendBudgetPolicy(r: SpendReservation): Policy {
     period: r.period,
     limit: r.limitMicros,
     windowMs: Math.max(0, Math.ceil(r.resetMs)),
-    burst: r.limitMicros,
+    burst: Math.max(1, Math.ceil(r.reservationTtlMs)),
     cost: Math.max(0, Math.floor(r.reserveMicros)),
     subject: r.subject,
-    keys: [spendBudgetKey(r.subject, r.periodId)],
+    keys: [spendBudgetKey(r.subject, r.periodId), spendReservationsKey(r.subject, r.periodId)],
   };
 }
 

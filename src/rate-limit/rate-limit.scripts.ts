@@ -39,10 +39,15 @@ export const KIND_TOKEN_BUCKET = 2;
 export const KIND_TOKEN_BUDGET = 3;
 export const KIND_SLIDING_BUCKETS = 4;
 /**
- * A spend budget (docs/spend.md "Budgets"): one integer per subject and period, spent + reserved
- * micro-dollars. `limit` µ$, `window_ms` the ms to the period's reset (0: never), `cost` this
- * request's reservation. Admit iff used + cost <= limit; commit INCRBY cost (+ PEXPIRE window +
- * SPEND_TTL_SLACK_MS). Settled by SettleSpendScript / the answer's rider; rolled back by DECRBY.
+ * A spend budget (docs/spend.md "Budgets"): per subject and period a counter (spent + reserved
+ * micro-dollars) and, in the same hash slot, its reservations (`<counter>:res`, a sorted set: one
+ * member `<request member>:<µ$>` per outstanding reservation, scored by its deadline on the store's
+ * clock). KEYS counter, reservations; `limit` µ$, `window_ms` the ms to the period's reset (0:
+ * never), `burst` the reservation's TTL (ms), `cost` this request's reservation. Every step first
+ * gives back the reservations past their deadline (fg_rl_spend_sweep), then admits iff used + cost
+ * <= limit; commit INCRBY cost + ZADD (now + TTL) (+ PEXPIRE window + SPEND_TTL_SLACK_MS on both).
+ * Kept alive by RenewSpendScript, settled (idempotently) by SettleSpendScript / the answer's rider,
+ * rolled back by ZREM + DECRBY.
  */
 export const KIND_SPEND_BUDGET = 5;
 /** A period's counter outlives the period by this much (a late settlement still finds it). */
@@ -94,7 +99,7 @@ export function subBucketMs(windowMs: number): number {
 
 /** Keys a policy kind uses, in KEYS order. */
 export function keyCount(kind: PolicyKind): number {
-  return kind === KIND_TOKEN_BUDGET ? 2 : 1;
+  return kind === KIND_TOKEN_BUDGET || kind === KIND_SPEND_BUDGET ? 2 : 1;
 }
 
 /** ARGV per policy: kind, limit, window_ms, burst, cost. */
@@ -108,11 +113,121 @@ export const REJECTED = 0;
 /** The script ran after the caller's deadline: it changed nothing (the caller had given up). */
 export const STALE = -1;
 
+/** A settled request's mark in its counter's reservations: `<request member>:s` (worth 0). */
+export const SETTLED_MARK = 's';
+
+/**
+ * The spend budgets' reservations as a Lua library (docs/spend.md "Budgets"; twins below:
+ * spendSweep, settleSpendLocal). A reservation is `<member>:<µ$>` scored by its deadline; a
+ * settlement replaces it by `<member>:s` with the same deadline (what makes a settlement sent twice
+ * count once), and leaves `<member>:s` even when it found no reservation (swept, or never made).
+ *   fg_rl_spend_sweep(key, res, now_ms): removes every member whose deadline is <= now_ms and takes
+ *     the reservations among them off the counter (when it still exists): the reservation of a
+ *     request that will never settle (its instance died) goes back.
+ *   fg_rl_settle(key, res, m, reserved, actual, ttl, now_ms): on a counter that still exists (a
+ *     counter gone with its period, or reset by an admin, is left alone: false): already settled
+ *     (`m:s` there) → nothing; reservation `m:<reserved>` there → counter += actual − reserved; not
+ *     there (swept, or none was made: failing open) → counter += actual. Returns the counter.
+ */
+export const SPEND_BUDGET_LUA = `
+local function fg_rl_spend_sweep(key, res, now_ms)
+  local gone = redis.call('ZRANGEBYSCORE', res, '-inf', now_ms)
+  if #gone == 0 then return end
+  local back = 0
+  for _, m in ipairs(gone) do back = back + (tonumber(string.match(m, ':(%d+)$')) or 0) end
+  redis.call('ZREMRANGEBYSCORE', res, '-inf', now_ms)
+  if back > 0 and redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, string.format('%d', back)) end
+end
+
+local function fg_rl_settle(key, res, m, reserved, actual, ttl, now_ms)
+  if redis.call('EXISTS', key) == 0 then return false end
+  fg_rl_spend_sweep(key, res, now_ms)
+  local mark = m .. ':${SETTLED_MARK}'
+  if redis.call('ZSCORE', res, mark) then return tonumber(redis.call('GET', key)) end
+  local delta, deadline = actual, now_ms + ttl
+  if reserved > 0 then
+    local rm = m .. ':' .. string.format('%d', reserved)
+    local s = redis.call('ZSCORE', res, rm)
+    if s then
+      redis.call('ZREM', res, rm)
+      delta, deadline = actual - reserved, tonumber(s)
+    end
+  end
+  local fresh = redis.call('EXISTS', res) == 0
+  redis.call('ZADD', res, deadline, mark)
+  if fresh then
+    local t = redis.call('PTTL', key)
+    if t > 0 then redis.call('PEXPIRE', res, t) end
+  end
+  return redis.call('INCRBY', key, string.format('%d', delta))
+end
+`;
+
+/** The amount (µ$) of a reservation member (`<member>:<µ$>`); 0 for a settled mark. */
+function reservedOf(member: string): number {
+  const m = /:(\d+)$/.exec(member);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Removes a sorted-set member, deleting the set when it empties (as Redis does). */
+function zremLike(db: LocalDb, key: string, member: string): number {
+  const n = db.zrem(key, member);
+  if (n > 0 && db.zcard(key) === 0) db.del(key);
+  return n;
+}
+
+/** Twin of fg_rl_spend_sweep. */
+export function spendSweep(db: LocalDb, key: string, res: string, nowMs: number): void {
+  const gone = db.zrange(res, 0, -1).filter((e) => e.score <= nowMs);
+  if (gone.length === 0) return;
+  const back = gone.reduce((sum, e) => sum + reservedOf(e.member), 0);
+  db.zremrangebyscore(res, -Infinity, nowMs);
+  if (db.zcard(res) === 0) db.del(res);
+  if (back > 0 && db.exists(key)) db.incrby(key, -back);
+}
+
+/** Twin of fg_rl_settle: the counter after the settlement, null when it is gone. */
+export function settleSpendLocal(
+  db: LocalDb,
+  key: string,
+  res: string,
+  member: string,
+  reserved: number,
+  actual: number,
+  ttlMs: number,
+  nowMs: number,
+): number | null {
+  if (!db.exists(key)) return null;
+  spendSweep(db, key, res, nowMs);
+  const mark = `${member}:${SETTLED_MARK}`;
+  if (db.zscore(res, mark) !== null) return Number(db.get(key));
+  let delta = actual;
+  let deadline = nowMs + ttlMs;
+  if (reserved > 0) {
+    const rm = `${member}:${reserved}`;
+    const s = db.zscore(res, rm);
+    if (s !== null) {
+      zremLike(db, res, rm);
+      delta = actual - reserved;
+      deadline = s;
+    }
+  }
+  const fresh = !db.exists(res);
+  db.zadd(res, deadline, mark);
+  if (fresh) {
+    const t = db.pttl(key);
+    if (t > 0) db.pexpire(res, t);
+  }
+  return db.incrby(key, delta);
+}
+
 /**
  * The client limits as a Lua library (fg_client_evaluate / fg_client_reply), read from
- * client-limits.lua; its constants must equal ours (checked when the file is read).
+ * client-limits.lua (after the spend library it calls); its constants must equal ours (checked when
+ * the file is read).
  */
-export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.meta.url), {
+export const CLIENT_LIMITS_LUA = `${SPEND_BUDGET_LUA}
+${readLua(new URL('./client-limits.lua', import.meta.url), {
   RL_STALE: STALE,
   RL_ADMITTED: ADMITTED,
   RL_REJECTED: REJECTED,
@@ -123,7 +238,7 @@ export const CLIENT_LIMITS_LUA = readLua(new URL('./client-limits.lua', import.m
   RL_SPEND_TTL_SLACK_MS: SPEND_TTL_SLACK_MS,
   RL_SUB_BUCKETS: SUB_BUCKETS,
   RL_ARGS_PER_POLICY: ARGS_PER_POLICY,
-});
+})}`;
 
 /** fg_rl_charge (token-charge.lua): the budget charge as a Lua library (twin: chargeBudget). */
 export const TOKEN_CHARGE_LUA = readLua(new URL('./token-charge.lua', import.meta.url), {
@@ -259,6 +374,8 @@ export interface LocalPolicy {
   cost: number;
   key: string;
   sum?: string;
+  /** Spend budget: its reservations' sorted set. */
+  res?: string;
   retry: number;
   ok: boolean;
   count: number;
@@ -366,7 +483,9 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       p.ok = p.count + p.cost <= p.limit;
       if (!p.ok) p.retry = sbRetry(db, p, nowMs);
     } else if (p.kind === KIND_SPEND_BUDGET) {
-      k += 1;
+      p.res = keys[k + 1]!;
+      k += 2;
+      spendSweep(db, p.key, p.res, nowMs);
       p.used = Number(db.get(p.key) ?? '0') || 0;
       p.ok = p.used + p.cost <= p.limit;
       if (!p.ok) p.retry = p.window;
@@ -468,7 +587,11 @@ export function clientReply(db: LocalDb, st: ClientEvaluation, commit: boolean):
     } else if (p.kind === KIND_SPEND_BUDGET) {
       if (commit && p.cost > 0) {
         p.used = db.incrby(p.key, p.cost);
-        if (p.window > 0) db.pexpire(p.key, p.window + SPEND_TTL_SLACK_MS);
+        db.zadd(p.res!, nowMs + p.burst, `${st.member}:${p.cost}`);
+        if (p.window > 0) {
+          db.pexpire(p.key, p.window + SPEND_TTL_SLACK_MS);
+          db.pexpire(p.res!, p.window + SPEND_TTL_SLACK_MS);
+        }
       }
       current = p.used;
       remaining = Math.max(0, p.limit - p.used);
@@ -528,33 +651,104 @@ return { fg_rl_charge(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARG
   },
 };
 
-/** fg_rl_settle(key, delta): adds delta µ$ to a spend counter that still exists (twin: settleSpendLocal). */
-export const SETTLE_SPEND_LUA = `
-local function fg_rl_settle(key, delta)
-  if redis.call('EXISTS', key) == 1 then return redis.call('INCRBY', key, delta) end
-  return false
-end
-`;
-
-/** Twin of fg_rl_settle: a counter gone with its period (or reset by an admin) is left alone. */
-export function settleSpendLocal(db: LocalDb, key: string, delta: number): number | null {
-  if (db.get(key) === null) return null;
-  return db.incrby(key, delta);
-}
+/** The store's clock in a script (ms). */
+const NOW_MS_LUA = `local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 /**
- * Settles a request's spend reservation on its own (docs/spend.md "Budgets"): KEYS the counters,
- * ARGV [delta µ$ = actual − reserved]. Reply: the counters after it (-1: gone).
+ * Settles a request's spend reservation on its own (docs/spend.md "Budgets"): KEYS per counter
+ * (counter, reservations); ARGV [member, reserved µ$, actual µ$, ttl_ms] (fg_rl_settle). Idempotent:
+ * run twice, it counts once. Reply: the counters after it (-1: gone).
  */
 export const SettleSpendScript: AtomicScript<number[]> = {
   name: 'rate-limit-settle-spend',
-  lua: `${SETTLE_SPEND_LUA}
+  lua: `${SPEND_BUDGET_LUA}
+${NOW_MS_LUA}
 local out = {}
-for i = 1, #KEYS do out[i] = fg_rl_settle(KEYS[i], ARGV[1]) or -1 end
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = fg_rl_settle(KEYS[i], KEYS[i + 1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms) or -1
+end
 return out
 `,
-  local(db, keys, args) {
-    return keys.map((k) => settleSpendLocal(db, k, Number(args[0])) ?? -1);
+  local(db, keys, args, nowMs) {
+    const out: number[] = [];
+    for (let i = 0; i < keys.length; i += 2) {
+      out.push(
+        settleSpendLocal(
+          db,
+          keys[i]!,
+          keys[i + 1]!,
+          args[0]!,
+          Number(args[1]),
+          Number(args[2]),
+          Number(args[3]),
+          nowMs,
+        ) ?? -1,
+      );
+    }
+    return out;
+  },
+};
+
+/**
+ * Keeps live requests' reservations: KEYS reservation sets, ARGV [ttl_ms, one member
+ * (`<member>:<µ$>`) per key]. Moves each member's deadline to now + ttl (never earlier). Reply: per
+ * key 1 (renewed), 0 (gone: swept — its request outlived its deadline — or settled).
+ */
+export const RenewSpendScript: AtomicScript<number[]> = {
+  name: 'rate-limit-renew-spend',
+  lua: `${NOW_MS_LUA}
+local d = now_ms + tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local s = redis.call('ZSCORE', KEYS[i], ARGV[i + 1])
+  if s then
+    if tonumber(s) < d then redis.call('ZADD', KEYS[i], 'XX', d, ARGV[i + 1]) end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+`,
+  local(db, keys, args, nowMs) {
+    const d = nowMs + Number(args[0]);
+    return keys.map((k, i) => {
+      const s = db.zscore(k, args[i + 1]!);
+      if (s === null) return 0;
+      if (s < d) db.zadd(k, d, args[i + 1]!);
+      return 1;
+    });
+  },
+};
+
+/**
+ * A spend budget's state (the admin API): KEYS counter, reservations. Gives back the reservations
+ * past their deadline first (as an admission would). Reply: [counter (-1: none), µ$ reserved by the
+ * outstanding reservations, their count, now_ms].
+ */
+export const SpendStateScript: AtomicScript<number[]> = {
+  name: 'rate-limit-spend-state',
+  lua: `${SPEND_BUDGET_LUA}
+${NOW_MS_LUA}
+fg_rl_spend_sweep(KEYS[1], KEYS[2], now_ms)
+local reserved, n = 0, 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local v = tonumber(string.match(m, ':(%d+)$'))
+  if v then reserved = reserved + v; n = n + 1 end
+end
+return { tonumber(redis.call('GET', KEYS[1]) or '-1'), reserved, n, now_ms }
+`,
+  local(db, keys, _args, nowMs) {
+    spendSweep(db, keys[0]!, keys[1]!, nowMs);
+    let reserved = 0;
+    let n = 0;
+    for (const e of db.zrange(keys[1]!, 0, -1)) {
+      if (!/:\d+$/.test(e.member)) continue;
+      reserved += reservedOf(e.member);
+      n++;
+    }
+    return [Number(db.get(keys[0]!) ?? '-1'), reserved, n, nowMs];
   },
 };
 
@@ -580,7 +774,8 @@ export const ResetScript: AtomicScript<number> = {
  * - token bucket: TAT −= interval·cost, never below now (a TAT at or behind now is a full bucket:
  *   the key is deleted) — not idempotent: run it once;
  * - token budget: nothing (check-only at admission);
- * - spend budget: DECRBY the reservation when the period's counter still exists — run it once.
+ * - spend budget: ZREM the reservation (`member:cost`) and, when it was there and the counter still
+ *   exists, DECRBY it — idempotent.
  * Reply: [places given back, now_ms].
  */
 export const RollbackScript: AtomicScript<number[]> = {
@@ -619,12 +814,14 @@ for i = 1, n do
     end
     k = k + 1
   elseif kind == ${KIND_SPEND_BUDGET} then
-    -- the reservation given back (a counter gone with its period has nothing to give back)
-    if cost > 0 and redis.call('EXISTS', KEYS[k]) == 1 then
+    -- the reservation given back (one already swept, or a counter gone with its period, has
+    -- nothing to give back)
+    if cost > 0 and redis.call('ZREM', KEYS[k + 1], member .. ':' .. ARGV[b + 5]) == 1
+      and redis.call('EXISTS', KEYS[k]) == 1 then
       redis.call('DECRBY', KEYS[k], ARGV[b + 5])
       undone = undone + 1
     end
-    k = k + 1
+    k = k + 2
   elseif kind == ${KIND_TOKEN_BUCKET} then
     local tat = tonumber(redis.call('GET', KEYS[k]) or '0')
     if cost > 0 and tat > now_us then
@@ -673,11 +870,11 @@ return { undone, now_ms }
         }
         k += 1;
       } else if (kind === KIND_SPEND_BUDGET) {
-        if (cost > 0 && db.get(keys[k]!) !== null) {
+        if (cost > 0 && zremLike(db, keys[k + 1]!, `${member}:${args[b + 4]}`) === 1 && db.exists(keys[k]!)) {
           db.incrby(keys[k]!, -cost);
           undone += 1;
         }
-        k += 1;
+        k += 2;
       } else if (kind === KIND_TOKEN_BUCKET) {
         const tat = Number(db.get(keys[k]!) ?? '0');
         if (cost > 0 && tat > nowUs) {

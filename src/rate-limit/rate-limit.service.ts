@@ -17,7 +17,9 @@ import {
   applicablePolicies,
   budgetKeys,
   MINUTE_MS,
+  spendBudgetKey,
   spendBudgetPolicy,
+  spendReservationsKey,
   type SpendReservation,
   parseSubject,
   subjectKeys,
@@ -36,11 +38,13 @@ import {
   KIND_TOKEN_BUCKET,
   clientReply,
   RESULTS_PER_POLICY,
+  RenewSpendScript,
   ResetScript,
   RollbackScript,
   SettleSpendScript,
   settleSpendLocal,
-  SETTLE_SPEND_LUA,
+  SPEND_BUDGET_LUA,
+  SpendStateScript,
   STALE,
   TOKEN_CHARGE_LUA,
 } from './rate-limit.scripts.js';
@@ -108,18 +112,23 @@ export const CLIENT_LIMITS_STEP: ClientLimitsStep = {
 /**
  * The client's token charges as a step of another script (the relay composes it into the key
  * pool's release: an answer is one store call): the API key's TPM budget and its team's, each a
- * (log, sum) pair of KEYS; ARGV member, tokens, window, pairs (absent: 1). Its inputs come from `tokenCharge`.
+ * (log, sum) pair of KEYS; ARGV member, tokens, window, pairs (absent: 1). Then the spend
+ * settlement (docs/spend.md "Budgets"): ns (counters), and KEYS ns × (counter, reservations),
+ * ARGV spend member, reserved, actual, ttl_ms (fg_rl_settle). Its inputs come from `answerCharge`.
  */
 export const TOKEN_CHARGE_STEP: TokenChargeStep = {
   name: 'rl-charge-settle',
   lua: `${TOKEN_CHARGE_LUA}
-${SETTLE_SPEND_LUA}
+${SPEND_BUDGET_LUA}
 local function fg_ride(K, A, ko, ao, now)
   local np = tonumber(A[ao + 4] or '1')
   for j = 0, np - 1 do
     fg_rl_charge(K[ko + 2 * j + 1], K[ko + 2 * j + 2], A[ao + 1], tonumber(A[ao + 2]), tonumber(A[ao + 3]), now)
   end
-  for j = 1, tonumber(A[ao + 5] or '0') do fg_rl_settle(K[ko + 2 * np + j], A[ao + 6]) end
+  for j = 1, tonumber(A[ao + 5] or '0') do
+    local c = ko + 2 * np + 2 * j
+    fg_rl_settle(K[c - 1], K[c], A[ao + 6], tonumber(A[ao + 7]), tonumber(A[ao + 8]), tonumber(A[ao + 9]), now)
+  end
 end
 `,
   run(db, keys, args, nowMs) {
@@ -128,14 +137,46 @@ end
       chargeBudget(db, keys[2 * j]!, keys[2 * j + 1]!, args[0]!, Number(args[1]), Number(args[2]), nowMs);
     }
     const ns = Number(args[4] ?? 0);
-    for (let j = 0; j < ns; j++) settleSpendLocal(db, keys[2 * np + j]!, Number(args[5]));
+    for (let j = 0; j < ns; j++) {
+      const c = 2 * np + 2 * j;
+      settleSpendLocal(
+        db,
+        keys[c]!,
+        keys[c + 1]!,
+        args[5]!,
+        Number(args[6]),
+        Number(args[7]),
+        Number(args[8]),
+        nowMs,
+      );
+    }
   },
 };
 
-/** A request's spend settlement (docs/spend.md "Budgets"): its counters and actual − reserved (µ$). */
+/** One budget counter a request reserved on: the counter and its reservations (same hash slot). */
+export interface SpendCounter {
+  key: string;
+  res: string;
+}
+
+/**
+ * A request's spend settlement (docs/spend.md "Budgets"): its counters, the member its reservations
+ * carry, what it reserved and what it actually cost (µ$), and the reservation TTL (how long the
+ * settled mark stays when no reservation was found). Idempotent: sending it twice counts once.
+ */
 export interface SpendSettlement {
-  keys: string[];
-  delta: number;
+  counters: SpendCounter[];
+  member: string;
+  reserved: number;
+  actual: number;
+  ttlMs: number;
+}
+
+/** A budget counter's state (the admin API): null counter = none this period. */
+export interface SpendState {
+  counterMicros: number | null;
+  reservedMicros: number;
+  reservations: number;
 }
 
 /**
@@ -188,6 +229,8 @@ export class RateLimitService implements OnModuleInit {
   private readonly decided = new WeakSet<object>();
   /** Requests whose policies the guard computed for the route's own admission step to decide. */
   private readonly deferred = new WeakMap<object, Policy[]>();
+  /** The member a request with spend reservations is decided with (its reservations carry it). */
+  private readonly deferredMember = new WeakMap<object, string>();
   private readonly instance = randomBytes(6).toString('base64url');
   private sequence = 0;
 
@@ -319,12 +362,20 @@ export class RateLimitService implements OnModuleInit {
    * the same atomic step (refused → 429 budget_exceeded, nothing recorded anywhere). Call after
    * `defer`, before deciding. Returns the policies added (their counters settle the reservation).
    */
-  deferSpend(request: FastifyRequest, reservations: readonly SpendReservation[]): Policy[] {
+  deferSpend(
+    request: FastifyRequest,
+    reservations: readonly SpendReservation[],
+  ): { policies: Policy[]; member: string } | null {
     const policies = this.deferred.get(request);
-    if (!policies || reservations.length === 0) return [];
+    if (!policies || reservations.length === 0) return null;
     const added = reservations.map(spendBudgetPolicy);
     policies.push(...added);
-    return added;
+    let member = this.deferredMember.get(request);
+    if (!member) {
+      member = this.member();
+      this.deferredMember.set(request, member);
+    }
+    return { policies: added, member };
   }
 
   /** True while the request has client limits waiting to be decided (once: deciding takes them). */
@@ -336,7 +387,7 @@ export class RateLimitService implements OnModuleInit {
   async decideDeferred(request: FastifyRequest): Promise<Verdict> {
     const policies = this.deferred.get(request) ?? [];
     this.deferred.delete(request);
-    return this.verdict(await this.decide(policies));
+    return this.verdict(await this.decide(policies, this.deferredMember.get(request)));
   }
 
   /**
@@ -358,7 +409,7 @@ export class RateLimitService implements OnModuleInit {
     const started = performance.now();
     let kind: DecisionResult['kind'] = 'unavailable';
     try {
-      const inputs = this.inputs(policies, false);
+      const inputs = this.inputs(policies, false, this.deferredMember.get(request));
       const built = combined.build(inputs);
       let sent: { reply: ScriptValue; writtenAt: number };
       const io = { written: false };
@@ -454,12 +505,12 @@ export class RateLimitService implements OnModuleInit {
    * Evaluates `policies` atomically; admits (consuming one request in each) only if all admit.
    * Never throws: a store that cannot answer in time gives `unavailable`.
    */
-  async decide(policies: readonly Policy[]): Promise<DecisionResult> {
+  async decide(policies: readonly Policy[], member?: string): Promise<DecisionResult> {
     if (policies.length === 0) return { kind: 'admitted', outcomes: [] };
     const started = performance.now();
     let kind: DecisionResult['kind'] = 'unavailable';
     try {
-      const result = await this.decideNow(policies);
+      const result = await this.decideNow(policies, member);
       kind = result.kind;
       return result;
     } finally {
@@ -478,14 +529,14 @@ export class RateLimitService implements OnModuleInit {
     h.buckets[i === -1 ? LATENCY_BOUNDS_MS.length : i]!++;
   }
 
-  private async decideNow(policies: readonly Policy[]): Promise<DecisionResult> {
+  private async decideNow(policies: readonly Policy[], member?: string): Promise<DecisionResult> {
     if (this.store.slotted) {
       const steps = subjectSteps(policies);
-      if (steps.length > 1) return this.decideInSteps(policies, steps);
+      if (steps.length > 1) return this.decideInSteps(policies, steps, member);
     }
     let reply: number[];
     try {
-      reply = await this.run(policies, false);
+      reply = await this.run(policies, false, member);
     } catch (err) {
       return this.failed(err);
     }
@@ -510,8 +561,11 @@ export class RateLimitService implements OnModuleInit {
    * is merged in policy order from the steps that ran: a rolled-back step reports its state without
    * the request; the policies of steps that never ran are not reported (no headers for them).
    */
-  private async decideInSteps(policies: readonly Policy[], steps: Policy[][]): Promise<DecisionResult> {
-    const member = this.member();
+  private async decideInSteps(
+    policies: readonly Policy[],
+    steps: Policy[][],
+    member = this.member(),
+  ): Promise<DecisionResult> {
     const committed: { policies: Policy[]; keys: string[]; args: (string | number)[]; reply: number[] }[] =
       [];
     let refused: { policies: Policy[]; reply: number[] } | null = null;
@@ -635,8 +689,8 @@ export class RateLimitService implements OnModuleInit {
    * One AdmissionScript run. Throws RedisUnavailableError (see RedisLiveness) and StaleDecisionError
    * (Redis ran the script after its deadline: it changed nothing).
    */
-  private async run(policies: readonly Policy[], dryRun: boolean): Promise<number[]> {
-    const { keys, args } = this.inputs(policies, dryRun);
+  private async run(policies: readonly Policy[], dryRun: boolean, member?: string): Promise<number[]> {
+    const { keys, args } = this.inputs(policies, dryRun, member);
     const { reply, writtenAt } = await this.send(AdmissionScript, keys, args);
     return this.checked(policies, reply, writtenAt);
   }
@@ -832,32 +886,105 @@ export class RateLimitService implements OnModuleInit {
     spend: SpendSettlement | null,
   ): { keys: string[]; args: string[] } | null {
     const charge = this.tokenCharge(principal, tokens);
-    const settle = spend && spend.keys.length > 0 && spend.delta !== 0 ? spend : null;
+    const settle = spend && spend.counters.length > 0 ? spend : null;
     if (!charge && !settle) return null;
     const keys = charge ? [...charge.keys] : [];
     const args = charge ? [...charge.args] : [this.member(), '0', String(MINUTE_MS), '0'];
     if (settle) {
-      keys.push(...settle.keys);
-      args.push(String(settle.keys.length), String(Math.trunc(settle.delta)));
+      for (const c of settle.counters) keys.push(c.key, c.res);
+      args.push(String(settle.counters.length), ...settleArgs(settle));
     }
     return { keys, args };
   }
 
   /**
    * Settles spend on its own (a Redis Cluster's answer path, a request that never got a lease, a
-   * settlement that could not ride): adds `delta` µ$ to every counter that still exists — one step
-   * (one step per counter on a cluster: different slots). Never throws (logged and counted).
+   * settlement whose ride's answer was lost): SettleSpendScript, one step (one per counter on a
+   * cluster: different slots). Idempotent, so a step whose answer is lost (store error, timeout) is
+   * sent once more. Never throws (logged and counted); false when a step never got an answer.
    */
-  async settleSpend(spend: SpendSettlement): Promise<void> {
-    if (spend.keys.length === 0 || spend.delta === 0) return;
-    const delta = String(Math.trunc(spend.delta));
+  async settleSpend(spend: SpendSettlement): Promise<boolean> {
+    if (spend.counters.length === 0) return true;
+    const args = settleArgs(spend);
+    const groups = this.store.slotted ? spend.counters.map((c) => [c]) : [spend.counters];
+    const results = await Promise.all(
+      groups.map(async (g) => {
+        const keys = g.flatMap((c) => [c.key, c.res]);
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await this.send(SettleSpendScript, keys, args);
+            return true;
+          } catch (err) {
+            if (attempt === 0) continue;
+            this.counters.chargeErrors++;
+            this.noteFailure(`settling spend: ${err instanceof Error ? err.message : String(err)}`, null);
+            return false;
+          }
+        }
+      }),
+    );
+    return results.every(Boolean);
+  }
+
+  /**
+   * Keeps live requests' reservations (`<member>:<µ$>` in each counter's reservations) for another
+   * `ttlMs`: one step (one per counter on a cluster). Returns, per entry, whether it was still there
+   * (null: the store did not answer). Never throws.
+   */
+  async renewSpend(entries: readonly { res: string; member: string }[], ttlMs: number): Promise<(boolean | null)[]> {
+    if (entries.length === 0) return [];
+    const groups = this.store.slotted ? entries.map((e) => [e]) : [entries];
+    const out = await Promise.all(
+      groups.map(async (g) => {
+        try {
+          const { reply } = await this.send(
+            RenewSpendScript,
+            g.map((e) => e.res),
+            [String(ttlMs), ...g.map((e) => e.member)],
+          );
+          return (reply as number[]).map((v) => v === 1);
+        } catch {
+          return g.map(() => null);
+        }
+      }),
+    );
+    return out.flat();
+  }
+
+  /**
+   * A subject's spend counter for one period (the admin API): reservations past their deadline are
+   * given back first. 503 when the store cannot answer.
+   */
+  async spendState(subject: string, periodId: string): Promise<SpendState> {
+    const key = spendBudgetKey(subject, periodId);
+    let reply: number[];
     try {
-      if (this.store.slotted)
-        await Promise.all(spend.keys.map((k) => this.send(SettleSpendScript, [k], [delta])));
-      else await this.send(SettleSpendScript, spend.keys, [delta]);
-    } catch (err) {
-      this.counters.chargeErrors++;
-      this.noteFailure(`settling spend: ${err instanceof Error ? err.message : String(err)}`, null);
+      reply = (await this.send(SpendStateScript, [key, spendReservationsKey(subject, periodId)], [])).reply;
+    } catch {
+      throw ApiError.serviceUnavailable(
+        'The rate limiter cannot reach its store; retry shortly',
+        1,
+        'rate_limiter_unavailable',
+      );
+    }
+    return {
+      counterMicros: reply[0]! < 0 ? null : reply[0]!,
+      reservedMicros: reply[1]!,
+      reservations: reply[2]!,
+    };
+  }
+
+  /** Deletes a subject's spend counters (and their reservations) for the given periods (admin reset). */
+  async resetSpend(subject: string, periodIds: readonly string[]): Promise<void> {
+    const keys = periodIds.flatMap((id) => [spendBudgetKey(subject, id), spendReservationsKey(subject, id)]);
+    try {
+      await this.send(ResetScript, keys, []);
+    } catch {
+      throw ApiError.serviceUnavailable(
+        'The rate limiter cannot reach its store; retry shortly',
+        1,
+        'rate_limiter_unavailable',
+      );
     }
   }
 
@@ -985,6 +1112,11 @@ export function subjectSteps(policies: readonly Policy[]): Policy[][] {
     else groups.set(p.subject, [p]);
   }
   return [...groups.values()];
+}
+
+/** SettleSpendScript's ARGV (and the rider's spend part): member, reserved, actual, ttl_ms. */
+function settleArgs(s: SpendSettlement): string[] {
+  return [s.member, String(Math.trunc(s.reserved)), String(Math.max(0, Math.trunc(s.actual))), String(s.ttlMs)];
 }
 
 /** A rolled-back step's reply as if it had not admitted the request: its place given back. */

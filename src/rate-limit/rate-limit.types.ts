@@ -91,6 +91,11 @@ export interface SpendReservation {
   limitMicros: number;
   resetMs: number;
   reserveMicros: number;
+  /**
+   * How long the reservation lives without being renewed (BUDGET_RESERVATION_TTL_MS): a request
+   * whose instance dies gives it back by then (docs/spend.md "Budgets").
+   */
+  reservationTtlMs: number;
 }
 
 export const BUILTIN_POLICY_NAMES = [

@@ -5,8 +5,10 @@ import { ClientIpService } from '../../src/rate-limit/client-ip.service.js';
 import { spendBudgetPolicy, type Policy } from '../../src/rate-limit/policies.js';
 import {
   AdmissionScript,
+  RenewSpendScript,
   RollbackScript,
   SettleSpendScript,
+  SpendStateScript,
   SPEND_TTL_SLACK_MS,
 } from '../../src/rate-limit/rate-limit.scripts.js';
 import { RateLimitService } from '../../src/rate-limit/rate-limit.service.js';
@@ -25,6 +27,8 @@ interface Impl {
   limiter: RateLimitService;
   get(key: string): Promise<string | null>;
   pttl(key: string): Promise<number>;
+  /** A sorted set's members, sorted by name. */
+  members(key: string): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -47,6 +51,7 @@ async function impls(): Promise<Impl[]> {
       limiter: limiterOver(memory),
       get: (k) => Promise.resolve(memory.db.get(k)),
       pttl: (k) => Promise.resolve(memory.db.pttl(k)),
+      members: (k) => Promise.resolve(memory.db.zrange(k, 0, -1).map((e) => e.member).sort()),
       close: async () => memory.close(),
     },
     {
@@ -55,6 +60,7 @@ async function impls(): Promise<Impl[]> {
       limiter: limiterOver(redis),
       get: (k) => client.get(`${prefix}:${k}`),
       pttl: (k) => client.pttl(`${prefix}:${k}`),
+      members: async (k) => (await client.zrange(`${prefix}:${k}`, 0, -1)).sort(),
       close: async () => {
         await dropRedisPrefix(prefix);
         client.disconnect();
@@ -63,7 +69,13 @@ async function impls(): Promise<Impl[]> {
   ];
 }
 
-const policy = (subject: string, reserve: number, limit = 100, resetMs = 3_600_000): Policy =>
+const policy = (
+  subject: string,
+  reserve: number,
+  limit = 100,
+  resetMs = 3_600_000,
+  ttlMs = 600_000,
+): Policy =>
   spendBudgetPolicy({
     subject,
     period: 'day',
@@ -71,7 +83,16 @@ const policy = (subject: string, reserve: number, limit = 100, resetMs = 3_600_0
     limitMicros: limit,
     resetMs,
     reserveMicros: reserve,
+    reservationTtlMs: ttlMs,
   });
+
+type Run = [string[], (string | number)[]];
+const admit = (impl: Impl, policies: Policy[], member: string) =>
+  impl.store.run(AdmissionScript, ...(Object.values(inputs(policies, member)) as Run)) as Promise<number[]>;
+/** SettleSpendScript for one policy's counter: member, reserved, actual (ttl 600 s). */
+const settle = (impl: Impl, p: Policy, member: string, reserved: number, actual: number) =>
+  impl.store.run(SettleSpendScript, p.keys, [member, reserved, actual, 600_000]) as Promise<number[]>;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** AdmissionScript's KEYS/ARGV for policies (what RateLimitService.inputs builds). */
 const inputs = (policies: Policy[], member = 'm1') => ({
@@ -107,7 +128,10 @@ describe('spend budget scripts: Lua and the local twin agree', () => {
         seen.push([r[0], ...r.slice(2)]);
       }
       seen.push(await impl.get(key));
+      // one reservation per admitted request, `<member>:<µ$>`, in the counter's slot
+      seen.push(await impl.members(`${key}:res`));
       const ttl = await impl.pttl(key);
+      expect(await impl.pttl(`${key}:res`), impl.name).toBeGreaterThan(3_600_000);
       expect(ttl, impl.name).toBeGreaterThan(3_600_000);
       expect(ttl, impl.name).toBeLessThanOrEqual(3_600_000 + SPEND_TTL_SLACK_MS);
       // a second subject that refuses: the first is not charged (nothing recorded anywhere)
@@ -136,6 +160,7 @@ describe('spend budget scripts: Lua and the local twin agree', () => {
       [1, 1, 10, 90, 3_600_000, 0],
       [0, 0, 10, 90, 3_600_000, 3_600_000],
       '90',
+      ['m0:30', 'm1:30', 'm2:30'],
       0,
       null,
       1,
@@ -143,26 +168,102 @@ describe('spend budget scripts: Lua and the local twin agree', () => {
     expect(replies[1]).toEqual(replies[0]);
   });
 
-  it('settles by actual − reserved on counters that exist; a counter gone with its period is left alone; rollback gives the reservation back', async () => {
+  it('settles by actual − reserved, once however often it is sent; a counter gone with its period is left alone; rollback gives the reservation back once', async () => {
     const results: unknown[][] = [];
     for (const impl of all) {
       const p = policy('key:s1', 500, 10_000_000_000_000);
       const key = p.keys[0]!;
-      const step = inputs([p], 's');
-      await impl.store.run(AdmissionScript, step.keys, step.args);
-      const settled = await impl.store.run(
+      await admit(impl, [p], 's');
+      const settled = await settle(impl, p, 's', 500, 380);
+      // sent again (its first answer was lost): nothing changes
+      const again = await settle(impl, p, 's', 500, 380);
+      const gone = await impl.store.run(
         SettleSpendScript,
-        [key, 'rl:{key:gone}:budget:d2026-12-06'],
-        ['-120'],
+        ['rl:{key:gone}:budget:d2026-12-06', 'rl:{key:gone}:budget:d2026-12-06:res'],
+        ['s', 500, 380, 600_000],
       );
-      const afterSettle = await impl.get(key);
+      const marks = await impl.members(`${key}:res`);
       // big amounts stay exact (no float formatting in the Lua)
-      await impl.store.run(SettleSpendScript, [key], [String(9_000_000_000_000)]);
+      await admit(impl, [policy('key:s1', 9_000_000_000_000, 10_000_000_000_000)], 'b');
       const big = await impl.get(key);
-      const rolled = await impl.store.run(RollbackScript, step.keys, step.args);
-      results.push([settled, afterSettle, big, (rolled as number[])[0], await impl.get(key)]);
+      // a rollback (Redis Cluster: a later subject refused) gives the reservation back, once
+      const step = inputs([policy('key:s1', 9_000_000_000_000, 10_000_000_000_000)], 'b');
+      const rolled = (await impl.store.run(RollbackScript, step.keys, step.args)) as number[];
+      const rolledAgain = (await impl.store.run(RollbackScript, step.keys, step.args)) as number[];
+      results.push([
+        settled,
+        again,
+        gone,
+        marks,
+        big,
+        rolled[0],
+        rolledAgain[0],
+        await impl.get(key),
+        await impl.members(`${key}:res`),
+      ]);
     }
-    expect(results[0]).toEqual([[380, -1], '380', '9000000000380', 1, '8999999999880']);
+    expect(results[0]).toEqual([[380], [380], [-1], ['s:s'], '9000000000380', 1, 0, '380', ['s:s']]);
     expect(results[1]).toEqual(results[0]);
+  });
+
+  it('a reservation nobody renews is given back at its deadline (by the next step on its counter); a renewed one stays; settling after the sweep adds the actual cost, once', async () => {
+    const results: unknown[][] = [];
+    for (const impl of all) {
+      // TTL 1 s: `dead` (its instance died) and `live` (renewed for 10 minutes at once)
+      const p = policy('key:ttl1', 40, 100, 3_600_000, 1000);
+      const key = p.keys[0]!;
+      const res = p.keys[1]!;
+      await admit(impl, [p], 'dead');
+      await admit(impl, [p], 'live');
+      const renewed = await impl.store.run(RenewSpendScript, [res, res], [600_000, 'live:40', 'nobody:40']);
+      // full: 80 reserved of 100, a third request of 40 is refused
+      const refused = await admit(impl, [p], 'third');
+      await sleep(1300);
+      // the next step on the counter sweeps `dead` first: 40 back, the third now fits
+      const admitted = await admit(impl, [p], 'third');
+      const afterSweep = [await impl.get(key), await impl.members(res)];
+      // `dead`'s settlement arrives after all (a lost reply re-sent late): its actual cost is added, once
+      const late = await settle(impl, p, 'dead', 40, 25);
+      const lateAgain = await settle(impl, p, 'dead', 40, 25);
+      // a request admitted while failing open (no reservation made) settles to its actual cost, once
+      const open = await settle(impl, p, 'open', 0, 5);
+      const openAgain = await settle(impl, p, 'open', 0, 5);
+      const state = await impl.store.run(SpendStateScript, [key, res], []);
+      results.push([
+        renewed,
+        refused[0],
+        admitted[0],
+        afterSweep,
+        late,
+        lateAgain,
+        open,
+        openAgain,
+        (state as number[]).slice(0, 3),
+      ]);
+    }
+    expect(results[0]).toEqual([
+      [1, 0],
+      0,
+      1,
+      ['80', ['live:40', 'third:40']],
+      [105],
+      [105],
+      [110],
+      [110],
+      // counter 110 = live 40 + third 40 + dead's 25 + open's 5; 2 reservations outstanding (80 µ$)
+      [110, 80, 2],
+    ]);
+    expect(results[1]).toEqual(results[0]);
+  });
+
+  it('the state of a counter that does not exist: -1, nothing reserved', async () => {
+    for (const impl of all) {
+      const r = (await impl.store.run(
+        SpendStateScript,
+        ['rl:{key:none}:budget:total', 'rl:{key:none}:budget:total:res'],
+        [],
+      )) as number[];
+      expect(r.slice(0, 3), impl.name).toEqual([-1, 0, 0]);
+    }
   });
 });

@@ -99,8 +99,7 @@ export class LeaseKeeper implements OnApplicationShutdown {
     const result = await reported;
     if (tokens > 0) this.charge.settle(principal, tokens, rider, result);
     // No rider (a Redis Cluster: other slots) → the settlement runs as its own step now. A rider
-    // whose release's answer was lost may or may not have run: it is never sent again (a settlement
-    // run twice would give back twice; one not run leaves the reservation counted — the safe side).
+    // whose release's answer was lost may or may not have run: settlements are idempotent, so it is sent again.
     if (spend && answering?.hold)
       void this.budgets.settled(
         answering.hold,
