@@ -931,7 +931,10 @@ export class RateLimitService implements OnModuleInit {
    * `ttlMs`: one step (one per counter on a cluster). Returns, per entry, whether it was still there
    * (null: the store did not answer). Never throws.
    */
-  async renewSpend(entries: readonly { res: string; member: string }[], ttlMs: number): Promise<(boolean | null)[]> {
+  async renewSpend(
+    entries: readonly { res: string; member: string }[],
+    ttlMs: number,
+  ): Promise<(boolean | null)[]> {
     if (entries.length === 0) return [];
     const groups = this.store.slotted ? entries.map((e) => [e]) : [entries];
     const out = await Promise.all(
@@ -1116,7 +1119,12 @@ export function subjectSteps(policies: readonly Policy[]): Policy[][] {
 
 /** SettleSpendScript's ARGV (and the rider's spend part): member, reserved, actual, ttl_ms. */
 function settleArgs(s: SpendSettlement): string[] {
-  return [s.member, String(Math.trunc(s.reserved)), String(Math.max(0, Math.trunc(s.actual))), String(s.ttlMs)];
+  return [
+    s.member,
+    String(Math.trunc(s.reserved)),
+    String(Math.max(0, Math.trunc(s.actual))),
+    String(s.ttlMs),
+  ];
 }
 
 /** A rolled-back step's reply as if it had not admitted the request: its place given back. */

@@ -23,7 +23,7 @@ const COST = COMPLETION_TOKENS * 10; // µ$
 const usd = (micros: number) => micros / 1_000_000;
 const micros = (usdValue: number) => Math.round(usdValue * 1_000_000);
 
-async function ask(url: string, key: string, tag = randomUUID()) {
+async function ask(url: string, key: string, tag: string = randomUUID()) {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: bearer(key),
@@ -43,6 +43,12 @@ async function ask(url: string, key: string, tag = randomUUID()) {
   return { status: res.status, body, retryAfter: res.headers.get('retry-after') };
 }
 
+const RESERVATION_TTL_MS = 2000;
+/** A call without a body (no content-type: a DELETE with one and no body is a 400). */
+const call = (url: string, key: string, method: string, path: string) =>
+  getJson(`${url}${path}`, { method, headers: bearer(key, false) });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** Seconds from now to the next UTC midnight (a day budget's reset). */
 const toMidnight = () => {
   const now = Date.now();
@@ -54,8 +60,13 @@ describe.each(MODES)('budgets, one instance (%s)', (mode) => {
 
   beforeAll(async () => {
     fx = await startRelay(mode, {
-      env: { RATE_LIMIT_KEY_RPM: '100000', RATE_LIMIT_USER_RPM: '100000' },
-      provider: { pricing: { 'gpt-4o-mini': PRICE } },
+      // short reservation TTL (renewed every ~670 ms): the admin API test below outlives it
+      env: {
+        RATE_LIMIT_KEY_RPM: '100000',
+        RATE_LIMIT_USER_RPM: '100000',
+        BUDGET_RESERVATION_TTL_MS: String(RESERVATION_TTL_MS),
+      },
+      provider: { pricing: { 'gpt-4o-mini': PRICE }, timeout_ms: 30_000 },
     });
   });
   afterAll(async () => {
@@ -187,6 +198,110 @@ describe.each(MODES)('budgets, one instance (%s)', (mode) => {
     expect(over.body.error.code).toBe('budget_exceeded');
     expect(over.body.error.message).toMatch(/team .*month budget/);
     expect(Number(over.retryAfter)).toBeGreaterThan(0);
+  });
+
+  it('admin API: GET shows the reservation of a request in flight — kept past its TTL while the request lives (renewed) — then the settled spend; DELETE resets it (audited)', async () => {
+    const u = await createUserWithKey(fx.gw, fx.adminKey, 'user', {
+      key: { budget: { limit_usd: usd(COST), period: 'day' } } as never,
+    });
+    const subject = `key:${u.keyId}`;
+    const get = () => call(fx.gw.url, fx.adminKey, 'GET', `/api/admin/budgets/${subject}`);
+    const fresh = await get();
+    expect(fresh.status, JSON.stringify(fresh.body)).toBe(200);
+    const today = new Date().toISOString().slice(0, 10);
+    expect(fresh.body).toEqual({
+      subject,
+      limit_usd: usd(COST),
+      period: 'day',
+      period_id: `d${today}`,
+      reset_at: new Date((Math.floor(Date.now() / 86_400_000) + 1) * 86_400_000).toISOString(),
+      spent_usd: 0,
+      reserved_usd: 0,
+      remaining_usd: usd(COST),
+      reservations: 0,
+    });
+    // a slow answer (3 reservation TTLs long) holds the whole budget while it runs
+    const tag = `slow-${randomUUID()}`;
+    fx.fake.when({
+      reply: (req) => (req.body?.messages?.[0]?.content === tag ? { delayMs: 3 * RESERVATION_TTL_MS } : {}),
+    });
+    const slow = ask(fx.gw.url, u.key, tag);
+    await pollUntil(async () => (await get()).body.reservations === 1, {
+      timeoutMs: 10_000,
+      what: 'the slow request reserved',
+    });
+    await sleep(RESERVATION_TTL_MS + 500);
+    const held = await get();
+    expect(held.body).toMatchObject({
+      spent_usd: 0,
+      reserved_usd: usd(COST),
+      remaining_usd: 0,
+      reservations: 1,
+    });
+    const refused = await ask(fx.gw.url, u.key);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('budget_exceeded');
+    expect((await slow).status).toBe(200);
+    await pollUntil(async () => (await get()).body.reservations === 0, {
+      timeoutMs: 10_000,
+      what: 'settled',
+    });
+    expect((await get()).body).toMatchObject({ spent_usd: usd(COST), reserved_usd: 0, remaining_usd: 0 });
+    expect((await ask(fx.gw.url, u.key)).status).toBe(429);
+
+    const reset = await call(fx.gw.url, fx.adminKey, 'DELETE', `/api/admin/budgets/${subject}`);
+    expect(reset.status, JSON.stringify(reset.body)).toBe(204);
+    expect((await get()).body).toMatchObject({ spent_usd: 0, reserved_usd: 0, remaining_usd: usd(COST) });
+    expect((await ask(fx.gw.url, u.key)).status).toBe(200);
+    const audit = await adminCall(fx.gw, fx.adminKey, 'GET', '/api/admin/audit?action=budget.reset');
+    expect(audit.status).toBe(200);
+    expect(audit.body.data.some((r: { target_id: string }) => r.target_id === subject)).toBe(true);
+
+    // users and teams too
+    const team = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/teams', {
+      name: `t-${randomUUID().slice(0, 8)}`,
+      budget: { limit_usd: 2, period: 'total' },
+    });
+    const t = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/budgets/team:${team.body.id}`);
+    expect(t.status).toBe(200);
+    expect(t.body).toMatchObject({ period: 'total', period_id: 'total', reset_at: null, limit_usd: 2 });
+  });
+
+  it('admin API errors: 400 naming `subject`, 404 for an unknown subject or one without a budget, 403 for a non-admin', async () => {
+    for (const bad of ['key:nope', 'ip:203.0.113.7', 'team', 'user:12345678']) {
+      for (const method of ['GET', 'DELETE']) {
+        const r = await call(fx.gw.url, fx.adminKey, method, `/api/admin/budgets/${encodeURIComponent(bad)}`);
+        expect(r.status, `${method} ${bad}`).toBe(400);
+        expect(r.body.error.type).toBe('invalid_request_error');
+        expect(r.body.error.param, `${method} ${bad}`).toBe('subject');
+      }
+    }
+    const unknown = randomUUID();
+    for (const [kind, code] of [
+      ['key', 'api_key_not_found'],
+      ['user', 'user_not_found'],
+      ['team', 'team_not_found'],
+    ]) {
+      for (const method of ['GET', 'DELETE']) {
+        const r = await call(fx.gw.url, fx.adminKey, method, `/api/admin/budgets/${kind}:${unknown}`);
+        expect(r.status, `${method} ${kind}`).toBe(404);
+        expect(r.body.error.code).toBe(code);
+        expect(r.body.error.param).toBe('subject');
+      }
+    }
+    const plain = await createUserWithKey(fx.gw, fx.adminKey, 'developer');
+    const none = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/budgets/user:${plain.user.id}`);
+    expect(none.status).toBe(404);
+    expect(none.body.error.code).toBe('budget_not_found');
+    // a subject without a budget can still be reset (its counters may be left from before)
+    expect(
+      (await call(fx.gw.url, fx.adminKey, 'DELETE', `/api/admin/budgets/user:${plain.user.id}`)).status,
+    ).toBe(204);
+    for (const method of ['GET', 'DELETE']) {
+      const r = await call(fx.gw.url, plain.key, method, `/api/admin/budgets/user:${plain.user.id}`);
+      expect(r.status, method).toBe(403);
+      expect(r.body.error.type).toBe('permission_error');
+    }
   });
 
   it('a webhook receiver on 127.0.0.1 gets a correctly signed budget.threshold at 80 %, once', async () => {

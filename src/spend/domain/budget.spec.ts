@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   budgetAdmits,
+  currentPeriodIds,
+  parseBudgetSubject,
   budgetRetryAfterSeconds,
   estimatePromptTokens,
   maxOutputTokens,
@@ -99,5 +101,23 @@ describe('reservation arithmetic', () => {
     expect(reachedThresholds(800, 1000)).toEqual([50, 80]);
     expect(reachedThresholds(1200, 1000)).toEqual([50, 80, 100]);
     expect(reachedThresholds(5, 0)).toEqual([]);
+  });
+});
+
+describe('budget subjects (admin API)', () => {
+  it('parses key/user/team with a uuid (lower-cased), refuses anything else', () => {
+    expect(parseBudgetSubject('key:7D1F6C2E-3C4B-4E0A-9A51-2B8F1C0E6D42')).toEqual({
+      kind: 'key',
+      id: '7d1f6c2e-3c4b-4e0a-9a51-2b8f1c0e6d42',
+      text: 'key:7d1f6c2e-3c4b-4e0a-9a51-2b8f1c0e6d42',
+    });
+    for (const bad of ['ip:1.2.3.4', 'key:', 'key:nope', ':x', 'user', 'team:7d1f6c2e'])
+      expect(parseBudgetSubject(bad), bad).toBeNull();
+    expect(currentPeriodIds(Date.UTC(2026, 11, 6, 12))).toEqual([
+      'd2026-12-06',
+      'w2026-11-30',
+      'm2026-12',
+      'total',
+    ]);
   });
 });

@@ -122,3 +122,29 @@ export function reachedThresholds(usedMicros: number, limitMicros: number): numb
   if (limitMicros <= 0) return [];
   return BUDGET_THRESHOLDS.filter((t) => usedMicros * 100 >= t * limitMicros);
 }
+
+/** A budgeted subject named in the admin API: `key:<uuid>`, `user:<uuid>`, `team:<uuid>`. */
+export interface BudgetSubject {
+  kind: 'key' | 'user' | 'team';
+  /** Lower-case uuid. */
+  id: string;
+  /** `<kind>:<id>`, as the counters' keys spell it. */
+  text: string;
+}
+
+const SUBJECT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The subject a `key:…` / `user:…` / `team:…` text names; null when malformed. */
+export function parseBudgetSubject(text: string): BudgetSubject | null {
+  const idx = text.indexOf(':');
+  if (idx <= 0) return null;
+  const kind = text.slice(0, idx);
+  const id = text.slice(idx + 1);
+  if ((kind !== 'key' && kind !== 'user' && kind !== 'team') || !SUBJECT_ID.test(id)) return null;
+  return { kind, id: id.toLowerCase(), text: `${kind}:${id.toLowerCase()}` };
+}
+
+/** Every period's id at `nowMs` (an admin reset clears the current counter of each). */
+export function currentPeriodIds(nowMs: number): string[] {
+  return (['day', 'week', 'month', 'total'] as const).map((p) => periodId(p, nowMs));
+}
