@@ -51,7 +51,13 @@ async function impls(): Promise<Impl[]> {
       limiter: limiterOver(memory),
       get: (k) => Promise.resolve(memory.db.get(k)),
       pttl: (k) => Promise.resolve(memory.db.pttl(k)),
-      members: (k) => Promise.resolve(memory.db.zrange(k, 0, -1).map((e) => e.member).sort()),
+      members: (k) =>
+        Promise.resolve(
+          memory.db
+            .zrange(k, 0, -1)
+            .map((e) => e.member)
+            .sort(),
+        ),
       close: async () => memory.close(),
     },
     {
