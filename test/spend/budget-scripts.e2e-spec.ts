@@ -262,6 +262,32 @@ describe('spend budget scripts: Lua and the local twin agree', () => {
     expect(results[1]).toEqual(results[0]);
   });
 
+  it('RateLimitService.settleSpend sends a settlement again once when the store call fails (its answer lost after it ran): it counts once', async () => {
+    const memory = new MemoryAtomicStore();
+    let failures = 0;
+    // a store that runs the first settlement but loses its answer
+    const lossy = Object.create(memory) as MemoryAtomicStore;
+    lossy.run = (async (script, keys, args) => {
+      const reply = await memory.run(script, keys, args);
+      if (script === SettleSpendScript && failures++ === 0) throw new Error('connection lost');
+      return reply;
+    }) as MemoryAtomicStore['run'];
+    const limiter = limiterOver(lossy);
+    const p = policy('key:lost', 50, 1000);
+    await memory.run(AdmissionScript, ...(Object.values(inputs([p], 'r1')) as Run));
+    const ran = await limiter.settleSpend({
+      counters: [{ key: p.keys[0]!, res: p.keys[1]! }],
+      member: 'r1',
+      reserved: 50,
+      actual: 20,
+      ttlMs: 600_000,
+    });
+    expect(ran).toBe(true);
+    expect(failures).toBe(2);
+    expect(memory.db.get(p.keys[0]!)).toBe('20');
+    memory.close();
+  });
+
   it('the state of a counter that does not exist: -1, nothing reserved', async () => {
     for (const impl of all) {
       const r = (await impl.store.run(
