@@ -221,6 +221,8 @@ export interface ReportContributor {
 export interface AcquireOptions {
   /** Keys not to use (the Relay's retry on another key). */
   excludeKeyIds?: readonly string[];
+  /** Only this key (the Relay's calls about a stored response go to the key that created it). */
+  onlyKeyId?: string;
   /** An admission gate and its logical keys/args. */
   gate?: { gate: AdmissionGate; keys: string[]; args: (string | number)[] };
 }

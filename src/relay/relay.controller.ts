@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiBody,
@@ -6,6 +6,7 @@ import {
   ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
+  ApiParam,
   ApiPayloadTooLargeResponse,
   ApiResponse,
   ApiTags,
@@ -19,6 +20,7 @@ import { RequirePermission } from '../common/permissions.js';
 import { RateLimitInAdmission } from '../rate-limit/rate-limit.types.js';
 import type { Principal } from '../common/principal.js';
 import { RelayService } from './relay.service.js';
+import { ResponsesStage } from './stages/responses.stage.js';
 import { RouteStage, type ModelCard } from './stages/route.stage.js';
 
 const PRIORITY_HEADER = {
@@ -74,6 +76,69 @@ const RelayErrors = () => (target: object, key: string | symbol, descriptor: Pro
   );
 };
 
+const RESPONSES_EXAMPLE = {
+  model: 'gpt-4o-mini',
+  input: 'Say hello',
+  max_output_tokens: 256,
+  stream: false,
+};
+
+const RESPONSE_EXAMPLE = {
+  id: 'resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b',
+  object: 'response',
+  created_at: 1741476542,
+  status: 'completed',
+  model: 'gpt-4o-mini',
+  output: [
+    {
+      type: 'message',
+      id: 'msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b',
+      status: 'completed',
+      role: 'assistant',
+      content: [{ type: 'output_text', text: 'Hello!', annotations: [] }],
+    },
+  ],
+  usage: {
+    input_tokens: 9,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: 3,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: 12,
+  },
+};
+
+const RESPONSE_CALL_DOC =
+  'Response headers: x-request-id, x-floodgate-overhead-ms, x-floodgate-provider-key. Client rate limits apply as on other routes; not logged in the request log.';
+
+const ResponseCallErrors = () => (target: object, key: string | symbol, descriptor: PropertyDescriptor) => {
+  ApiNotFoundResponse({
+    description:
+      'response_not_found: no response with this id was created through Floodgate by this client key (unknown, expired, deleted, or another tenant’s); or the provider’s own 404',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiTooManyRequestsResponse({
+    description:
+      'Client rate limit, or the upstream key that holds the response is cooling down / at its limits (Retry-After)',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiResponse({ status: 502, description: 'Upstream error', type: ErrorResponseDto })(
+    target,
+    key,
+    descriptor,
+  );
+  ApiResponse({
+    status: 503,
+    description:
+      'The provider or upstream key that holds the response is disabled or gone (no_usable_upstream_keys)',
+    type: ErrorResponseDto,
+  })(target, key, descriptor);
+  ApiResponse({ status: 504, description: 'Upstream timeout', type: ErrorResponseDto })(
+    target,
+    key,
+    descriptor,
+  );
+};
+
 const RELAY_HEADERS_DOC =
   'Response headers: x-request-id, x-floodgate-queue-ms, x-floodgate-overhead-ms (gateway time, upstream excluded), ' +
   'x-floodgate-provider-key (upstream key id), X-RateLimit-*, RateLimit-Policy, RateLimit; for a route alias, ' +
@@ -86,6 +151,7 @@ export class RelayController {
   constructor(
     private readonly relay: RelayService,
     private readonly routes: RouteStage,
+    private readonly responses: ResponsesStage,
   ) {}
 
   @Post('chat/completions')
@@ -140,6 +206,103 @@ export class RelayController {
   @RelayErrors()
   embeddings(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     return this.relay.handle('embeddings', request, reply);
+  }
+
+  @Post('responses')
+  @HttpCode(200)
+  @RequirePermission('relay', 'write')
+  @RateLimitInAdmission()
+  @ApiOperation({
+    summary: 'Create a response (OpenAI Responses API; stream: true → server-sent events)',
+    description: `Relayed like chat completions (auth, limits, priority, admission, routes, usage and cost). The body goes upstream as sent; a stream's events (\`event: response.created\`, \`response.output_text.delta\`…, \`response.completed\`) pass through unchanged. Usage is read from \`usage\` (JSON) or the \`response.completed\` event. The created response's id is remembered with the provider and upstream key that hold it, for GET/DELETE /v1/responses/{id}; \`previous_response_id\` sends the request to that provider (404 response_not_found for an id this client key did not create here). For a route alias, \`model\` (JSON) and \`response.model\` (events) show the alias. ${RELAY_HEADERS_DOC}`,
+  })
+  @ApiHeader(PRIORITY_HEADER)
+  @ApiBody({ schema: { type: 'object', required: ['model'], example: RESPONSES_EXAMPLE } })
+  @ApiOkResponse({
+    description: 'The provider’s answer (JSON, or text/event-stream when stream is true)',
+    schema: { example: RESPONSE_EXAMPLE },
+  })
+  @RelayErrors()
+  createResponse(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.relay.handle('responses', request, reply);
+  }
+
+  @Get('responses/:id')
+  @RequirePermission('relay', 'read')
+  @ApiOperation({
+    summary: 'Retrieve a stored response',
+    description: `Sent to the provider, with the upstream key, that created the response through Floodgate; the provider's status and body relayed (query parameters such as include[] passed on). Only the client key that created it may read it: any other id is 404 response_not_found. ${RESPONSE_CALL_DOC}`,
+  })
+  @ApiParam({ name: 'id', example: 'resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b' })
+  @ApiOkResponse({ description: 'The provider’s response object', schema: { example: RESPONSE_EXAMPLE } })
+  @ResponseCallErrors()
+  retrieveResponse(
+    @Param('id') id: string,
+    @Req() request: FastifyRequest,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    return this.responses.forward('GET', id, '', request, reply);
+  }
+
+  @Get('responses/:id/input_items')
+  @RequirePermission('relay', 'read')
+  @ApiOperation({
+    summary: 'List a stored response’s input items',
+    description: `As GET /v1/responses/{id} (same owner check, same provider and key); pagination parameters (after, limit, order) passed on. ${RESPONSE_CALL_DOC}`,
+  })
+  @ApiParam({ name: 'id', example: 'resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b' })
+  @ApiOkResponse({
+    description: 'The provider’s list',
+    schema: {
+      example: {
+        object: 'list',
+        data: [
+          {
+            id: 'msg_abc',
+            type: 'message',
+            role: 'user',
+            content: [{ type: 'input_text', text: 'Say hello' }],
+          },
+        ],
+        first_id: 'msg_abc',
+        last_id: 'msg_abc',
+        has_more: false,
+      },
+    },
+  })
+  @ResponseCallErrors()
+  responseInputItems(
+    @Param('id') id: string,
+    @Req() request: FastifyRequest,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    return this.responses.forward('GET', id, '/input_items', request, reply);
+  }
+
+  @Delete('responses/:id')
+  @RequirePermission('relay', 'write')
+  @ApiOperation({
+    summary: 'Delete a stored response',
+    description: `Sent to the provider, with the upstream key, that created the response; the provider's status and body relayed, and Floodgate forgets the response. Only the client key that created it may delete it: any other id is 404 response_not_found. ${RESPONSE_CALL_DOC}`,
+  })
+  @ApiParam({ name: 'id', example: 'resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b' })
+  @ApiOkResponse({
+    description: 'The provider’s answer',
+    schema: {
+      example: {
+        id: 'resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b',
+        object: 'response',
+        deleted: true,
+      },
+    },
+  })
+  @ResponseCallErrors()
+  deleteResponse(
+    @Param('id') id: string,
+    @Req() request: FastifyRequest,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    return this.responses.forward('DELETE', id, '', request, reply);
   }
 
   @Get('models')

@@ -24,6 +24,8 @@ import { LeaseKeeper } from './stages/lease-keeper.js';
 import { RouteStage } from './stages/route.stage.js';
 import { SendStage } from './stages/send.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
+import { ResponseOwners } from './infrastructure/response-owners.js';
+import { ResponsesStage } from './stages/responses.stage.js';
 
 /** The OpenAI-compatible relay. Top of the dependency graph: nothing imports it. */
 @Module({
@@ -51,6 +53,8 @@ import { SseResponder } from './stages/sse-responder.js';
     SendStage,
     JsonResponder,
     SseResponder,
+    ResponseOwners,
+    ResponsesStage,
     AccountStage,
     RelayService,
   ],

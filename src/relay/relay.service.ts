@@ -18,6 +18,7 @@ import { ClientGone } from './stages/client-gone.js';
 import { accept, reject } from './stages/reject.js';
 import { RouteStage, type RoutableProvider, type RouteContext, type Routed } from './stages/route.stage.js';
 import { SendStage, type Delivery, type Targeted } from './stages/send.stage.js';
+import { ResponsesStage } from './stages/responses.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
 import { SpendBudgets } from './infrastructure/spend-budgets.js';
 
@@ -61,6 +62,7 @@ export class RelayService {
     private readonly accounting: AccountStage,
     private readonly breaker: BreakerService,
     private readonly budgets: SpendBudgets,
+    private readonly responses: ResponsesStage,
   ) {}
 
   /** A routed request's admission across its targets (in a span when tracing). */
@@ -115,6 +117,7 @@ export class RelayService {
       stream = wantsStream(endpoint, body);
       // route
       routed = await this.routes.route(model, principal);
+      if (endpoint === 'responses') routed = await this.responses.pin(routed, body, principal);
       const { modelLabel, route } = routed;
       let provider = routed.provider;
       // Without a route, the provider's kind decides how the request is sent (and whether it can be);
@@ -204,7 +207,7 @@ export class RelayService {
       }
       if (!delivery.answer) throw delivery.error;
       // respond
-      const { response, startedAt } = delivery.answer;
+      const { response, startedAt, lease: respondLease } = delivery.answer;
       const respond = {
         reply,
         lease: delivery.answer.lease,
@@ -215,6 +218,10 @@ export class RelayService {
         alias: route === null ? null : route.def.model,
         exchange: delivery.answer.exchange,
         injectedUsage: delivery.answer.injectedUsage,
+        onCreated:
+          endpoint === 'responses'
+            ? (id: string) => this.responses.created(id, respondLease, principal)
+            : undefined,
       };
       if (stream && response.statusCode === 200) {
         answer = await this.sse.respond({

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { FakeResponses } from './fake-responses.js';
 
 /**
  * A fake OpenAI-compatible LLM provider: a REAL HTTP server on 127.0.0.1 (the only fake the tests
@@ -102,6 +103,8 @@ export class FakeProvider {
   rateLimit: { requests: number; windowMs: number } | null;
   models: string[];
   text: string;
+  /** The Responses API (/v1/responses…: fake-responses.ts). */
+  readonly responses = new FakeResponses();
   private rules: ActiveRule[] = [];
   private readonly sockets = new Set<Socket>();
   private readonly admitted: number[] = [];
@@ -270,6 +273,7 @@ export class FakeProvider {
       );
 
     const text = reply.text ?? this.text;
+    if (url.pathname.startsWith('/v1/responses')) return this.responses.handle(record, reply, text, res);
     const model = typeof body?.model === 'string' ? body.model : 'gpt-4o-mini';
     if (req.method === 'GET' && url.pathname === '/v1/models') {
       return sendJson(res, 200, { object: 'list', data: this.models.map(modelObject) }, reply.headers);

@@ -265,9 +265,13 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       };
     }
     const exclude = options.excludeKeyIds?.length ? new Set(options.excludeKeyIds) : null;
-    const candidates = exclude
-      ? entry.candidates.filter((c) => !exclude.has(c.info.keyId))
-      : entry.candidates;
+    const only = options.onlyKeyId;
+    const candidates =
+      exclude || only !== undefined
+        ? entry.candidates.filter(
+            (c) => !exclude?.has(c.info.keyId) && (only === undefined || c.info.keyId === only),
+          )
+        : entry.candidates;
     if (candidates.length === 0) {
       const u = entry.unusable;
       const why = [
@@ -275,6 +279,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         u.broken ? `${u.broken} broken` : '',
         u.invalid ? `${u.invalid} invalid` : '',
         exclude ? `${entry.candidates.length} excluded` : '',
+        only !== undefined ? `key ${only} not usable` : '',
       ].filter(Boolean);
       return {
         result: this.refuse(

@@ -9,6 +9,7 @@ import {
 import type { Rejection, Verdict } from './rejection.js';
 import { NO_USAGE, type StreamEvents, type UsageCounts } from './stream-events.js';
 import { aliasJson } from './route-model.js';
+import { responsesExchange } from './responses-exchange.js';
 import { OpenAiStreamEvents } from './sse-relay.js';
 import { upstreamPayload, type Endpoint, type UpstreamPayload } from './validation.js';
 
@@ -37,6 +38,11 @@ export interface Exchange {
   clientError(status: number, text: string, apiKey: string): Rejection;
   /** A 200 stream's reader. `injectedUsage`: Floodgate asked for usage on the client's behalf (drop the extra event). */
   stream(injectedUsage: boolean, alias: string | null): StreamEvents;
+  /**
+   * An endpoint whose answers are stored upstream and fetched again by id (the Responses API): the
+   * id a 2xx JSON answer created, so the relay remembers which provider and key hold it.
+   */
+  createdId?(text: string): string | null;
 }
 
 /** OpenAI-style usage (`prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`). */
@@ -71,6 +77,7 @@ const OPENAI: Partial<Record<Endpoint, Exchange>> = {
   chat: openAi('chat', '/chat/completions'),
   completions: openAi('completions', '/completions'),
   embeddings: openAi('embeddings', '/embeddings'),
+  responses: responsesExchange,
 };
 
 const ANTHROPIC: Partial<Record<Endpoint, Exchange>> = {};

@@ -25,4 +25,6 @@ export interface StreamEvents {
   readonly usage: UsageCounts | null;
   /** Output characters delivered: an estimate of completion tokens when no usage came. */
   readonly deliveredChars: number;
+  /** A stream that creates a stored answer (the Responses API): its id once an event has carried it. */
+  readonly createdId?: string | null;
 }

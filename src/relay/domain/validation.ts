@@ -38,12 +38,28 @@ export function validateBody(endpoint: Endpoint, body: unknown): Verdict<Record<
   if (endpoint === 'embeddings' && !(typeof b.input === 'string' || Array.isArray(b.input))) {
     problems.push({ param: 'input', message: 'input must be a string or an array' });
   }
-  if (
-    endpoint === 'responses' &&
-    b.input !== undefined &&
-    !(typeof b.input === 'string' || Array.isArray(b.input))
-  ) {
-    problems.push({ param: 'input', message: 'input must be a string or an array' });
+  if (endpoint === 'responses') {
+    if (b.input !== undefined && !(typeof b.input === 'string' || Array.isArray(b.input)))
+      problems.push({ param: 'input', message: 'input must be a string or an array' });
+    if (
+      b.previous_response_id !== undefined &&
+      b.previous_response_id !== null &&
+      (typeof b.previous_response_id !== 'string' || b.previous_response_id === '')
+    )
+      problems.push({
+        param: 'previous_response_id',
+        message: 'previous_response_id must be a non-empty string',
+      });
+    if (
+      b.max_output_tokens !== undefined &&
+      b.max_output_tokens !== null &&
+      !(
+        typeof b.max_output_tokens === 'number' &&
+        Number.isSafeInteger(b.max_output_tokens) &&
+        b.max_output_tokens > 0
+      )
+    )
+      problems.push({ param: 'max_output_tokens', message: 'max_output_tokens must be a positive integer' });
   }
   if (endpoint === 'messages') {
     if (!Array.isArray(b.messages) || b.messages.length === 0)

@@ -7,7 +7,7 @@ export interface UpstreamRequest {
   baseUrl: string;
   /** Path below the provider's base URL, e.g. `/chat/completions`. */
   path: string;
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   headers: Record<string, string>;
   body?: string;
   /** The client going away aborts the request (before it is sent, or while its body is read). */

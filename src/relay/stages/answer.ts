@@ -12,6 +12,8 @@ export interface RespondInput {
   exchange: Exchange;
   /** Floodgate asked for stream usage on the client's behalf: the extra usage event is dropped. */
   injectedUsage: boolean;
+  /** A stored answer's id, once known (the Responses API): called before the client gets the id. */
+  onCreated?: (id: string) => void;
   /** performance.now() when the attempt was sent. */
   startedAt: number;
   queueMs: number;

@@ -25,6 +25,7 @@ export class JsonResponder {
     upstreamMs,
     alias,
     exchange,
+    onCreated,
   }: RespondInput): Promise<Answer> {
     const text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
@@ -58,6 +59,10 @@ export class JsonResponder {
     for (const name in upstream) if (!reply.hasHeader(name)) void reply.header(name, upstream[name]);
     for (const name in ours) void reply.header(name, ours[name]);
     const out = exchange.answer(text, alias);
+    if (onCreated && exchange.createdId) {
+      const id = exchange.createdId(text);
+      if (id) onCreated(id);
+    }
     void reply.send(out);
     // After the answer is on its way: its usage (read for accounting only) and the key pool's
     // bookkeeping are not the client's wait.

@@ -71,9 +71,15 @@ export class SseResponder {
       }
     }, KEEPALIVE_MS);
     let failure: UpstreamFailure | null = null;
+    // A stored answer's id is recorded before the event that carries it reaches the client.
+    let onCreated = input.onCreated;
     try {
       for await (const chunk of response.body) {
         const out = sse.push(chunk as Buffer);
+        if (onCreated && sse.reader.createdId) {
+          onCreated(sse.reader.createdId);
+          onCreated = undefined;
+        }
         if (out) {
           raw.write(out);
           wrote = true;

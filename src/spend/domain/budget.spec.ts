@@ -66,6 +66,7 @@ describe('worst-case estimate', () => {
   it('takes max_completion_tokens, then max_tokens, then the default', () => {
     expect(maxOutputTokens({ max_completion_tokens: 10, max_tokens: 99 }, 4096)).toBe(10);
     expect(maxOutputTokens({ max_tokens: 99 }, 4096)).toBe(99);
+    expect(maxOutputTokens({ max_output_tokens: 42 }, 4096)).toBe(42); // the Responses API's name
     expect(maxOutputTokens({ max_tokens: -1 }, 4096)).toBe(4096);
     expect(maxOutputTokens({ max_tokens: 1.5 }, 4096)).toBe(4096);
     expect(maxOutputTokens(null, 4096)).toBe(4096);
