@@ -207,6 +207,7 @@ function sweepFor(mode: Mode): void {
     /** A valid value for a path parameter (a real target, or a fresh id for DELETE). */
     function validParam(method: string, path: string, name: string): string {
       if (path.startsWith('/v1/models/')) return 'gpt-4o-mini';
+      if (path.startsWith('/v1/responses/')) return 'resp_sweep_unknown';
       if (name === 'subject') return `key:${method === 'DELETE' ? randomUUID() : target.keyId}`;
       if (method === 'DELETE') return randomUUID();
       if (path.startsWith('/api/admin/users/')) return target.user.id;
@@ -244,6 +245,7 @@ function sweepFor(mode: Mode): void {
         'POST /v1/chat/completions': { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
         'POST /v1/completions': { model: 'gpt-4o-mini', prompt: 'hi' },
         'POST /v1/embeddings': { model: 'text-embedding-3-small', input: 'hi' },
+        'POST /v1/responses': { model: 'gpt-4o-mini', input: 'hi' },
       };
       const body = bodies[op];
       if (!body) throw new Error(`no base body for ${op}: add one`);

@@ -314,6 +314,26 @@ describe.each(MODES)('Responses API (%s mode)', (mode) => {
     expect(fx.fake.requests).toHaveLength(0);
   });
 
+  it('the routes are documented (summary, example, error answers)', async () => {
+    const doc = (await getJson(`${fx.gw.url}/docs-json`)).body;
+    const create = doc.paths['/v1/responses'].post;
+    expect(create.summary).toContain('Responses API');
+    expect(create.requestBody.content['application/json'].schema.example).toMatchObject({
+      input: 'Say hello',
+    });
+    expect(create.responses['429']).toBeDefined();
+    for (const [path, method] of [
+      ['/v1/responses/{id}', 'get'],
+      ['/v1/responses/{id}', 'delete'],
+      ['/v1/responses/{id}/input_items', 'get'],
+    ] as const) {
+      const op = doc.paths[path][method];
+      expect(op.description, `${method} ${path}`).toMatch(/created|same owner check/);
+      expect(op.responses['404'].description).toContain('response_not_found');
+      expect(op.responses['200']).toBeDefined();
+    }
+  });
+
   it('an upstream error on retrieve is relayed in the one error shape with its status', async () => {
     const sdk = fx.sdk(alice.key);
     const created = await sdk.responses.create({ model: 'gpt-4o-mini', input: 'x' });

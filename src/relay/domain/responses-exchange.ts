@@ -1,27 +1,30 @@
-import type { Exchange } from './exchange.js';
 import { parseUpstreamJson, upstreamClientError, upstreamUsage } from './outcome.js';
+import type { Rejection, Verdict } from './rejection.js';
 import { aliasJson } from './route-model.js';
 import { sseData } from './sse-relay.js';
 import { NO_USAGE, type StreamEvents, type UsageCounts } from './stream-events.js';
+import type { UpstreamPayload } from './validation.js';
 
 /**
  * OpenAI's Responses API (`POST /v1/responses`) on an OpenAI-compatible provider. The client's
  * body goes upstream as it came (no `stream_options`: a Responses stream reports its usage in its
  * `response.completed` event anyway), the answer and the stream's events come back unchanged — a
- * routed request's with the alias as `model` (JSON) or `response.model` (events).
+ * routed request's with the alias as `model` (JSON) or `response.model` (events). An `Exchange`
+ * (exchange.ts registers it in its OPENAI table, which checks the shape; not imported here: a cycle).
  */
-export const responsesExchange: Exchange = {
+export const responsesExchange = {
   name: 'openai:responses',
   path: '/responses',
-  payload: (body, _stream, raw) => ({
+  payload: (body: Record<string, unknown>, _stream: boolean, raw?: string): Verdict<UpstreamPayload> => ({
     ok: true,
     value: { payload: raw ?? JSON.stringify(body), injectedUsage: false },
   }),
-  usage: (text) => responsesUsage(upstreamUsage(text)),
-  answer: (text, alias) => (alias === null ? text : aliasJson(text, alias)),
-  clientError: (status, text, apiKey) => upstreamClientError(status, parseUpstreamJson(text), apiKey),
-  stream: (_injectedUsage, alias) => new ResponsesStreamEvents(alias),
-  createdId: (text) => responseIdOf(text),
+  usage: (text: string): UsageCounts => responsesUsage(upstreamUsage(text)),
+  answer: (text: string, alias: string | null): string => (alias === null ? text : aliasJson(text, alias)),
+  clientError: (status: number, text: string, apiKey: string): Rejection =>
+    upstreamClientError(status, parseUpstreamJson(text), apiKey),
+  stream: (_injectedUsage: boolean, alias: string | null): StreamEvents => new ResponsesStreamEvents(alias),
+  createdId: (text: string): string | null => responseIdOf(text),
 };
 
 /** The Responses API's usage: `input_tokens` (cached included), `output_tokens`, `input_tokens_details.cached_tokens`. */
@@ -111,8 +114,8 @@ function withData(event: string, data: string): string {
   return out.join(newline);
 }
 
-/** A response id Floodgate remembers: a short printable string. */
-function usableId(id: unknown): string | null {
+/** A response id Floodgate remembers: a short printable string (at most 256 ASCII characters, no spaces). */
+export function usableId(id: unknown): string | null {
   return typeof id === 'string' && id.length > 0 && id.length <= 256 && /^[\x21-\x7e]+$/.test(id) ? id : null;
 }
 

@@ -9,6 +9,7 @@ import { gatewayTiming } from '../domain/gateway-headers.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
 import { parseUpstreamJson, upstreamClientError } from '../domain/outcome.js';
 import { rejection, type Rejection } from '../domain/rejection.js';
+import { usableId } from '../domain/responses-exchange.js';
 import { failureOutcome, retryDecision } from '../domain/retry-table.js';
 import { ownedBy, ResponseOwners } from '../infrastructure/response-owners.js';
 import { UpstreamClient, classify, type UpstreamResponse } from '../infrastructure/upstream-client.js';
@@ -63,7 +64,7 @@ export class ResponsesStage {
     const previous = body.previous_response_id;
     // validation.ts refused anything but a non-empty string
     if (typeof previous !== 'string' || previous === '') return routed;
-    const owner = await this.owners.find(previous);
+    const owner = usableId(previous) ? await this.owners.find(previous) : null;
     if (!owner || !ownedBy(owner, principal))
       throw reject(responseNotFound(previous, 'previous_response_id'));
     if (routed.route !== null) {
@@ -88,7 +89,8 @@ export class ResponsesStage {
     reply: FastifyReply,
   ): Promise<void> {
     const principal = request.principal!;
-    const owner = await this.owners.find(id);
+    // an id Floodgate would never have recorded is not looked up
+    const owner = usableId(id) ? await this.owners.find(id) : null;
     if (!owner || !ownedBy(owner, principal)) throw reject(responseNotFound(id));
     const acquired = await this.keyPool.acquire(owner.providerId, { onlyKeyId: owner.keyId });
     if (!acquired.ok) throw reject(refusalRejection(acquired.refusal));
