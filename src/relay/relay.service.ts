@@ -218,8 +218,9 @@ export class RelayService {
         alias: route === null ? null : route.def.model,
         exchange: delivery.answer.exchange,
         injectedUsage: delivery.answer.injectedUsage,
+        // a stored response (`store: false` keeps nothing upstream to fetch again)
         onCreated:
-          endpoint === 'responses'
+          endpoint === 'responses' && body.store !== false
             ? (id: string) => this.responses.created(id, respondLease, principal)
             : undefined,
       };

@@ -179,6 +179,15 @@ describe.each(MODES)('Responses API (%s mode)', (mode) => {
     expect(fx.fake.requests).toHaveLength(upstreamCalls);
   });
 
+  it('a response created with store: false is not remembered (nothing upstream to fetch)', async () => {
+    const sdk = fx.sdk(alice.key);
+    const created = await sdk.responses.create({ model: 'gpt-4o-mini', input: 'forget me', store: false });
+    const err = await sdk.responses.retrieve(created.id).catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(404);
+    expect((err as APIError).code).toBe('response_not_found');
+    expect(fx.fake.requests).toHaveLength(1);
+  });
+
   it('the SDK’s delete works too', async () => {
     const sdk = fx.sdk(alice.key);
     const created = await sdk.responses.create({ model: 'gpt-4o-mini', input: 'Delete me' });
