@@ -277,6 +277,23 @@ describe.each(MODES)('Responses API (%s mode)', (mode) => {
     ).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
   });
 
+  it('spend budgets: the worst case reads max_output_tokens', async () => {
+    const capped = await createUserWithKey(fx.gw, fx.adminKey, 'user', {
+      key: { budget: { limit_usd: 0.001, period: 'day' } } as never,
+    });
+    const sdk = fx.sdk(capped.key);
+    // 1,000,000 output tokens at 7.654321 $/Mtok can't fit in 1000 µ$
+    const refused = await sdk.responses
+      .create({ model: 'gpt-4o-mini', input: 'x', max_output_tokens: 1_000_000 })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as APIError).code).toBe('budget_exceeded');
+    expect(fx.fake.requests).toHaveLength(0);
+    // 16 can
+    const ok = await sdk.responses.create({ model: 'gpt-4o-mini', input: 'x', max_output_tokens: 16 });
+    expect(ok.output_text).toBe(fx.fake.text);
+  });
+
   it('a route alias: the target’s model upstream, the alias as model (JSON) and response.model (events)', async () => {
     const alias = `smart-${randomUUID().slice(0, 8)}`;
     const route = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/routes', {
