@@ -20,6 +20,7 @@ import { RouteStage, type RoutableProvider, type RouteContext, type Routed } fro
 import { SendStage, type Delivery, type Targeted } from './stages/send.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
 import { SpendBudgets } from './infrastructure/spend-budgets.js';
+import { BodyCaptureService, type CapturedBodies } from '../requests/services/body-capture.service.js';
 
 export type { Endpoint };
 
@@ -61,6 +62,7 @@ export class RelayService {
     private readonly accounting: AccountStage,
     private readonly breaker: BreakerService,
     private readonly budgets: SpendBudgets,
+    private readonly bodies: BodyCaptureService,
   ) {}
 
   /** A routed request's admission across its targets (in a span when tracing). */
@@ -107,6 +109,8 @@ export class RelayService {
     let delivery: Delivery | null = null;
     let answer: Answer | null = null;
     let failure: Failure | null = null;
+    /** Body capture (the key's or the route's `capture_bodies`); null, and nothing made, when off. */
+    let capture: CapturedBodies | null = null;
     try {
       // validate
       const body = accept(validateBody(endpoint, request.body));
@@ -138,6 +142,8 @@ export class RelayService {
         const first = exchangeFor(endpoint, route.targets[0]!.provider.kind);
         if (first) accept(first.payload(body, stream));
       }
+      if (principal.apiKey?.captureBodies || route?.def.captureBodies)
+        capture = this.bodies.start(request.rawJson ?? JSON.stringify(body));
       // spend budgets: the worst case joins the client limits of the first admission step
       this.budgets.reserve(
         request,
@@ -215,6 +221,7 @@ export class RelayService {
         alias: route === null ? null : route.def.model,
         exchange: delivery.answer.exchange,
         injectedUsage: delivery.answer.injectedUsage,
+        capture,
       };
       if (stream && response.statusCode === 200) {
         answer = await this.sse.respond({
@@ -281,6 +288,7 @@ export class RelayService {
         // attempt_log stays null, so the common row costs no jsonb. Routes and retries log every attempt.
         attemptLog:
           delivery !== null && (routed?.route || delivery.attemptLog.length > 1) ? delivery.attemptLog : null,
+        capture,
       });
     }
   }

@@ -25,6 +25,7 @@ export class JsonResponder {
     upstreamMs,
     alias,
     exchange,
+    capture,
   }: RespondInput): Promise<Answer> {
     const text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
@@ -59,6 +60,7 @@ export class JsonResponder {
     for (const name in ours) void reply.header(name, ours[name]);
     const out = exchange.answer(text, alias);
     void reply.send(out);
+    capture?.add(out);
     // After the answer is on its way: its usage (read for accounting only) and the key pool's
     // bookkeeping are not the client's wait.
     const tokens = tokensOf(exchange.usage(text));
