@@ -11,6 +11,7 @@ const FEATURES = [
   'adaptive',
   'routing',
   'spend',
+  'requests',
   'alerts',
   'relay',
   'observability',
@@ -106,6 +107,14 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/(rate-limit|key-pool|adaptive)/' },
       to: { path: '^src/spend/' },
+    },
+    {
+      name: 'requests-sits-below-relay',
+      comment:
+        'Requests (the request-log API, body capture rules) reads the table the relay writes; only the app and the relay import it (BodyCaptureService).',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/(requests|app|relay)/', '^src/main\\.ts$'] },
+      to: { path: '^src/requests/' },
     },
     {
       name: 'key-pool-does-not-import-adaptive-or-rate-limit',

@@ -12,6 +12,7 @@ import { Webhooks1763776500000 } from './1763776500000-Webhooks.js';
 import { Teams1763776600000 } from './1763776600000-Teams.js';
 import { Budgets1763776700000 } from './1763776700000-Budgets.js';
 import { ProviderKind1763776750000 } from './1763776750000-ProviderKind.js';
+import { RequestsApi1763776800000 } from './1763776800000-RequestsApi.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -30,4 +31,5 @@ export const MIGRATIONS = [
   Teams1763776600000,
   Budgets1763776700000,
   ProviderKind1763776750000,
+  RequestsApi1763776800000,
 ];

@@ -16,6 +16,7 @@ import { MetricsModule } from '../metrics/metrics.module.js';
 import { ObservabilityModule } from '../observability/observability.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
 import { RelayModule } from '../relay/relay.module.js';
+import { RequestsModule } from '../requests/requests.module.js';
 import { RoutingModule } from '../routing/routing.module.js';
 import { SpendModule } from '../spend/spend.module.js';
 import { StateModule } from '../state/state.module.js';
@@ -42,6 +43,7 @@ export class AppModule {
         RoutingModule,
         AlertsModule,
         SpendModule,
+        RequestsModule,
         RelayModule,
         ObservabilityModule,
       ],

@@ -51,6 +51,10 @@ export class ApiKey {
   budgetPeriod: BudgetPeriod | null;
 
   /** The owner's team, kept equal to it (set when the owner joins a team, cleared when they leave). */
+  /** Store this key's request and response bodies (docs/requests.md "Body capture"). */
+  @Column({ name: 'capture_bodies', type: 'boolean', default: false })
+  captureBodies: boolean;
+
   @Column({ name: 'team_id', type: 'uuid', nullable: true })
   teamId: string | null;
 

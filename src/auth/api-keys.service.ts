@@ -25,6 +25,8 @@ export interface ApiKeyInput {
   teamId?: string | null;
   /** The key's spend budget (docs/spend.md "Budgets"); null/absent = none. */
   budget?: { limitUsd: number; period: BudgetPeriod } | null;
+  /** Capture the key's bodies (docs/requests.md); only an admin may turn it on. */
+  captureBodies?: boolean;
 }
 
 export interface CreatedApiKey {
@@ -90,6 +92,15 @@ export class ApiKeysService {
         'max_priority',
       );
     }
+    if (input.captureBodies && actor.role !== 'admin') {
+      throw new ApiError(
+        403,
+        'permission_error',
+        'forbidden',
+        'Only admins may turn on capture_bodies',
+        'capture_bodies',
+      );
+    }
     const team = keyTeam(
       input.teamId === undefined ? undefined : (input.teamId?.toLowerCase() ?? null),
       owner.teamId,
@@ -136,6 +147,7 @@ export class ApiKeysService {
             expiresAt: input.expiresAt ?? null,
             budgetLimitMicros: budgetMicros === null ? null : String(budgetMicros),
             budgetPeriod: input.budget?.period ?? null,
+            captureBodies: input.captureBodies ?? false,
           }),
         );
         await this.audit.record(m, request, {

@@ -27,7 +27,7 @@ export const KEY_LOOKUP_SQL = `SELECT k.id, k.user_id, k.role, k.rpm, k.tpm, k.a
        t.allowed_models AS team_allowed_models, t.max_priority AS team_max_priority,
        k.budget_limit_micros, k.budget_period, u.budget_limit_micros AS user_budget_limit_micros,
        u.budget_period AS user_budget_period, t.budget_limit_micros AS team_budget_limit_micros,
-       t.budget_period AS team_budget_period
+       t.budget_period AS team_budget_period, k.capture_bodies
   FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN teams t ON t.id = k.team_id
  WHERE k.key_hash = $1`;
 
@@ -61,6 +61,7 @@ interface KeyRow {
   user_budget_period: BudgetPeriod | null;
   team_budget_limit_micros: string | null;
   team_budget_period: BudgetPeriod | null;
+  capture_bodies: boolean;
 }
 
 /** A budget's two columns (bigint µ$ as text, period) as the principal carries it; null: none. */
@@ -240,6 +241,7 @@ export class CredentialVerifier {
             ? row.max_priority
             : tighterPriority(row.max_priority, row.team_max_priority),
         budget: budgetOf(row.budget_limit_micros, row.budget_period),
+        captureBodies: row.capture_bodies === true,
       },
       team: keyTeam(row),
       userBudget: budgetOf(row.user_budget_limit_micros, row.user_budget_period),

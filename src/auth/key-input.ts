@@ -13,5 +13,6 @@ export function keyInputFrom(dto: CreateApiKeyDto): ApiKeyInput {
     maxPriority: dto.max_priority,
     teamId: dto.team_id,
     budget: budgetInput(dto.budget) ?? null,
+    captureBodies: dto.capture_bodies ?? false,
   };
 }

@@ -31,6 +31,8 @@ export interface ApiKeySettings {
   maxPriority: Priority;
   /** The key's own spend budget (absent or null: none). */
   budget?: PrincipalBudget | null;
+  /** Store this key's request and response bodies (docs/requests.md "Body capture"); absent: off. */
+  captureBodies?: boolean;
 }
 
 /** The caller's team (docs/auth.md "Teams"): its membership role and its limits. */

@@ -126,6 +126,13 @@ export interface AppConfig {
   alerts: AlertsConfig;
   /** Spend budgets (docs/spend.md "Budgets"). */
   budgets: BudgetsConfig;
+  /** The requests API's optional body capture (docs/requests.md). */
+  requests: {
+    /** BODY_CAPTURE_MAX_BYTES: each captured body (request, response) is cut to this many UTF-8 bytes. */
+    bodyCaptureMaxBytes: number;
+    /** BODY_CAPTURE_RETENTION_DAYS: captured bodies older than this are deleted (hourly job). */
+    bodyCaptureRetentionDays: number;
+  };
   shutdownTimeoutMs: number;
   /** Quiet time after which one full GC gives a burst's memory back (0 = never); src/app/idle-collector.ts. */
   memoryIdleGcMs: number;
@@ -738,6 +745,10 @@ export function loadConfig(env: Env, options: LoadConfigOptions = {}): AppConfig
     breaker: loadBreakerConfig(r),
     alerts: loadAlertsConfig(r),
     budgets: loadBudgetsConfig(r),
+    requests: {
+      bodyCaptureMaxBytes: r.int('BODY_CAPTURE_MAX_BYTES', 32_768, 256, 10 * 1024 * 1024),
+      bodyCaptureRetentionDays: r.int('BODY_CAPTURE_RETENTION_DAYS', 7, 1, 3650),
+    },
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30000, 0, 3600000),
     memoryIdleGcMs: r.int('MEMORY_IDLE_GC_MS', 5000, 0, 3600000),
     metricsToken: r.string('METRICS_TOKEN'),

@@ -5,6 +5,7 @@ import { AlertsModule } from '../alerts/alerts.module.js';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyPoolModule } from '../key-pool/key-pool.module.js';
 import { RateLimitModule } from '../rate-limit/rate-limit.module.js';
+import { RequestsModule } from '../requests/requests.module.js';
 import { RoutingModule } from '../routing/routing.module.js';
 import { SpendModule } from '../spend/spend.module.js';
 import { StateModule } from '../state/state.module.js';
@@ -38,6 +39,7 @@ import { ResponsesStage } from './stages/responses.stage.js';
     SpendModule,
     StateModule,
     AlertsModule,
+    RequestsModule,
   ],
   controllers: [RelayController],
   providers: [

@@ -21,6 +21,7 @@ import { SendStage, type Delivery, type Targeted } from './stages/send.stage.js'
 import { ResponsesStage } from './stages/responses.stage.js';
 import { SseResponder } from './stages/sse-responder.js';
 import { SpendBudgets } from './infrastructure/spend-budgets.js';
+import { BodyCaptureService, type CapturedBodies } from '../requests/services/body-capture.service.js';
 
 export type { Endpoint };
 
@@ -63,6 +64,7 @@ export class RelayService {
     private readonly breaker: BreakerService,
     private readonly budgets: SpendBudgets,
     private readonly responses: ResponsesStage,
+    private readonly bodies: BodyCaptureService,
   ) {}
 
   /** A routed request's admission across its targets (in a span when tracing). */
@@ -109,6 +111,8 @@ export class RelayService {
     let delivery: Delivery | null = null;
     let answer: Answer | null = null;
     let failure: Failure | null = null;
+    /** Body capture (the key's or the route's `capture_bodies`); null, and nothing made, when off. */
+    let capture: CapturedBodies | null = null;
     try {
       // validate
       const body = accept(validateBody(endpoint, request.body));
@@ -141,6 +145,8 @@ export class RelayService {
         const first = exchangeFor(endpoint, route.targets[0]!.provider.kind);
         if (first) accept(first.payload(body, stream));
       }
+      if (principal.apiKey?.captureBodies || route?.def.captureBodies)
+        capture = this.bodies.start(request.rawJson ?? JSON.stringify(body));
       // spend budgets: the worst case joins the client limits of the first admission step
       this.budgets.reserve(
         request,
@@ -223,6 +229,7 @@ export class RelayService {
           endpoint === 'responses' && body.store !== false
             ? (id: string) => this.responses.created(id, respondLease, principal)
             : undefined,
+        capture,
       };
       if (stream && response.statusCode === 200) {
         answer = await this.sse.respond({
@@ -289,6 +296,7 @@ export class RelayService {
         // attempt_log stays null, so the common row costs no jsonb. Routes and retries log every attempt.
         attemptLog:
           delivery !== null && (routed?.route || delivery.attemptLog.length > 1) ? delivery.attemptLog : null,
+        capture,
       });
     }
   }

@@ -40,6 +40,8 @@ export interface RouteDef {
   /** Upper bound on attempts (first try + fallbacks) for one request: 1..10, default 3. */
   maxAttempts: number;
   enabled: boolean;
+  /** Store this route's request and response bodies (docs/requests.md "Body capture"); absent: off. */
+  captureBodies?: boolean;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -214,6 +214,7 @@ function sweepFor(mode: Mode): void {
       if (path.startsWith('/api/admin/providers/')) return sweepProviderId;
       if (path.startsWith('/api/admin/routes/')) return sweepRouteId;
       if (path.startsWith('/api/admin/webhooks/')) return sweepWebhookId;
+      if (path.startsWith('/api/admin/requests/')) return randomUUID();
       if (path.startsWith('/api/admin/teams/')) return name === 'user_id' ? target.user.id : sweepTeamId;
       if (path.startsWith('/api/admin/provider-keys/') || path.startsWith('/api/admin/adaptive/keys/'))
         return sweepUpstreamKeyId;

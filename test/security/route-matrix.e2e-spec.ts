@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataSource } from 'typeorm';
 import type { Role } from '../../src/common/principal.js';
 import { bearer, createUserWithKey, newApiKey, type UserWithKey } from '../support/auth.js';
 import { MODES } from '../support/gateway.js';
@@ -58,6 +59,16 @@ async function throwawayRoute(ctx: Ctx): Promise<string> {
   });
   if (r.status !== 201) throw new Error(`route: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body.id as string;
+}
+
+/** A request-log row written directly (the relay writes them in batches, a second later). */
+async function throwawayRequestRow(ctx: Ctx): Promise<string> {
+  const rows = (await ctx.fx.gw.app
+    .get(DataSource)
+    .query(
+      `WITH x AS (INSERT INTO request_log (request_id, endpoint, priority, status) VALUES ('matrix', 'chat.completions', 'normal', 200) RETURNING id) SELECT id FROM x`,
+    )) as { id: string }[];
+  return rows[0]!.id;
 }
 
 async function throwawayWebhook(ctx: Ctx): Promise<string> {
@@ -178,6 +189,13 @@ const TABLE: Record<string, RouteCase> = {
     prepare: async (ctx) => ({ path: `/api/admin/api-keys/${(await throwawayUser(ctx)).keyId}` }),
   },
   'GET /api/admin/audit': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/audit') },
+  // requests (a team_admin's own-team view: test/requests/requests.e2e-spec.ts)
+  'GET /api/admin/requests': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/requests') },
+  'GET /api/admin/requests/{id}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/admin/requests/${await throwawayRequestRow(ctx)}` }),
+  },
 
   // ---- teams (admin; a team_admin's own-team access is covered in test/auth/teams.e2e-spec.ts) ----
   'GET /api/admin/teams': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/teams') },

@@ -126,6 +126,16 @@ export class CreateApiKeyDto {
   @ValidateNested()
   @Type(() => BudgetDto)
   budget?: BudgetDto | null;
+
+  @ApiPropertyOptional({
+    example: false,
+    default: false,
+    description:
+      "Store this key's request and response bodies, secrets redacted, each capped at BODY_CAPTURE_MAX_BYTES, kept BODY_CAPTURE_RETENTION_DAYS (docs/requests.md). Only admins may turn it on.",
+  })
+  @IsOptional()
+  @IsBoolean()
+  capture_bodies?: boolean;
 }
 
 export class ApiKeyLimitsDto {
@@ -182,6 +192,9 @@ export class ApiKeyDto {
     description: "The key's spend budget (null: none)",
   })
   budget: BudgetViewDto | null;
+
+  @ApiProperty({ example: false, description: 'Bodies of its requests are captured (docs/requests.md)' })
+  capture_bodies: boolean;
 
   @ApiProperty({ example: null, nullable: true, type: String, format: 'uuid' })
   created_by: string | null;
@@ -275,6 +288,7 @@ export function toApiKeyDto(key: ApiKey): ApiKeyDto {
     max_priority: key.maxPriority,
     team_id: key.teamId ?? null,
     budget: budgetView(key.budgetLimitMicros ?? null, key.budgetPeriod ?? null),
+    capture_bodies: key.captureBodies ?? false,
     created_by: key.createdBy,
     expires_at: key.expiresAt?.toISOString() ?? null,
     last_used_at: key.lastUsedAt?.toISOString() ?? null,

@@ -12,7 +12,7 @@ export interface StoredAttempt {
 }
 
 @Entity({ name: 'request_log' })
-@Index('IDX_request_log_created_at', ['createdAt'])
+@Index('IDX_request_log_created_at_id', ['createdAt', 'id'])
 export class RequestLogRow {
   @PrimaryGeneratedColumn('uuid')
   id: string;
@@ -70,6 +70,14 @@ export class RequestLogRow {
 
   @Column({ type: 'boolean', default: false })
   stream: boolean;
+
+  /** The team the request was charged to (the key's, else the user's); null: none. */
+  @Column({ name: 'team_id', type: 'uuid', nullable: true })
+  teamId: string | null;
+
+  /** The model the provider served (a route target's model); null: the requested `model`. */
+  @Column({ name: 'served_model', type: 'varchar', length: 255, nullable: true })
+  servedModel: string | null;
 
   /** The route that served the request; null without a route. */
   @Column({ name: 'route_id', type: 'uuid', nullable: true })

@@ -1,18 +1,24 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { randomUUID } from 'node:crypto';
 import { Repository } from 'typeorm';
 import type { AppConfig } from '../../config/app-config.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import { RetryingBatch } from '../../database/retrying-batch.js';
 import { storableText } from '../../database/storable-text.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import type { StoredBodies } from '../../requests/services/body-capture.service.js';
 import { RequestLogRow, type StoredAttempt } from './request-log.entity.js';
 
 /**
- * A row to write; `routeId`, `attemptLog` and `costMicroUsd` may be left out (stored as NULL).
- * `servedModel` and `teamId` are not request-log columns: they key the spend rollup only.
+ * A row to write; `routeId`, `attemptLog`, `costMicroUsd`, `servedModel`, `teamId` and `bodies` may be
+ * left out (stored as NULL; `bodies`: no request_bodies row). `servedModel` and `teamId` also key the
+ * spend rollup.
  */
-export type RequestLogEntry = Omit<RequestLogRow, 'id' | 'routeId' | 'attemptLog' | 'costMicroUsd'> & {
+export type RequestLogEntry = Omit<
+  RequestLogRow,
+  'id' | 'routeId' | 'attemptLog' | 'costMicroUsd' | 'servedModel' | 'teamId'
+> & {
   routeId?: string | null;
   attemptLog?: readonly StoredAttempt[] | null;
   /** Integer micro-dollars; null: no price known or no provider. */
@@ -21,6 +27,8 @@ export type RequestLogEntry = Omit<RequestLogRow, 'id' | 'routeId' | 'attemptLog
   servedModel?: string | null;
   /** The team the request is charged to, for the rollup; absent: none. */
   teamId?: string | null;
+  /** Captured bodies (docs/requests.md), already redacted and capped: one request_bodies row. */
+  bodies?: StoredBodies | null;
 };
 
 const HOUR_MS = 3_600_000;
@@ -156,14 +164,16 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
   private async insert(rows: RequestLogEntry[]): Promise<void> {
     const col = <K extends keyof RequestLogEntry>(k: K) => rows.map((r) => r[k]);
     const rollup = rollupOf(rows);
+    // Row ids made here, so a captured row's request_bodies row names it in the same transaction.
+    const ids = rows.map(() => randomUUID());
     await this.rows.manager.transaction(async (m) => {
       await m.query(
         `INSERT INTO request_log (created_at, request_id, api_key_id, user_id, provider_id, provider_key_id, endpoint, model,
          priority, status, error_code, prompt_tokens, completion_tokens, queue_ms, upstream_ms, overhead_ms, attempts, stream,
-         route_id, attempt_log, cost_micro_usd)
+         route_id, attempt_log, cost_micro_usd, id, team_id, served_model)
        SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::varchar[],
          $8::varchar[], $9::varchar[], $10::int[], $11::varchar[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[],
-         $17::smallint[], $18::boolean[], $19::uuid[], $20::jsonb[], $21::bigint[])`,
+         $17::smallint[], $18::boolean[], $19::uuid[], $20::jsonb[], $21::bigint[], $22::uuid[], $23::uuid[], $24::varchar[])`,
         [
           col('createdAt'),
           col('requestId'),
@@ -189,8 +199,12 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
           rows.map((r) =>
             r.costMicroUsd === null || r.costMicroUsd === undefined ? null : String(r.costMicroUsd),
           ),
+          ids,
+          rows.map((r) => r.teamId ?? null),
+          rows.map((r) => r.servedModel ?? null),
         ],
       );
+      await insertBodies(m, rows, ids);
       if (rollup.length === 0) return;
       await m.query(
         `INSERT INTO spend_rollup AS s (hour, api_key_id, user_id, team_id, provider_id, model, requests, prompt_tokens,
@@ -223,6 +237,28 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
     clearInterval(this.timer);
     await this.batch.close();
   }
+}
+
+/** The batch's captured bodies (docs/requests.md): one request_bodies row per captured request. */
+async function insertBodies(
+  m: { query(sql: string, params: unknown[]): Promise<unknown> },
+  rows: readonly RequestLogEntry[],
+  ids: readonly string[],
+): Promise<void> {
+  const at: number[] = [];
+  for (let i = 0; i < rows.length; i++) if (rows[i]!.bodies) at.push(i);
+  if (at.length === 0) return;
+  await m.query(
+    `INSERT INTO request_bodies (request_id, request_body, response_body, truncated, created_at)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[])`,
+    [
+      at.map((i) => ids[i]),
+      at.map((i) => storableText(rows[i]!.bodies!.requestBody)),
+      at.map((i) => storableText(rows[i]!.bodies!.responseBody)),
+      at.map((i) => rows[i]!.bodies!.truncated),
+      at.map((i) => rows[i]!.createdAt),
+    ],
+  );
 }
 
 /** Every text column within what Postgres stores (lengths from RequestLogRow). */

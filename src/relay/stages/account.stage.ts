@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal, Priority } from '../../common/principal.js';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
+import type { CapturedBodies } from '../../requests/services/body-capture.service.js';
 import { PriceService } from '../../spend/services/price.service.js';
 import type { AttemptRecord } from '../domain/attempt.js';
 import type { Endpoint } from '../domain/validation.js';
@@ -36,6 +37,8 @@ export interface RequestRecord {
   routeId?: string | null;
   /** Every upstream attempt, oldest first (request_log.attempt_log); null or absent: none recorded. */
   attemptLog?: readonly AttemptRecord[] | null;
+  /** Body capture was on (docs/requests.md): redacted and capped here, stored in the row's batch. */
+  capture?: CapturedBodies | null;
 }
 
 /** The last stage: metrics, one request-log row (batched). Never blocks the answer. */
@@ -91,6 +94,7 @@ export class AccountStage {
       costMicroUsd,
       servedModel: r.servedModel ?? null,
       teamId: r.principal.team?.id ?? null,
+      bodies: r.capture ? r.capture.finish() : null,
     });
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import type { KeyLease } from '../../key-pool/key-pool.types.js';
 import type { Exchange } from '../domain/exchange.js';
+import type { CapturedBodies } from '../../requests/services/body-capture.service.js';
 import type { UpstreamResponse } from '../infrastructure/upstream-client.js';
 
 /** What a responder needs: the attempt to answer with and the time already spent queueing and upstream. */
@@ -21,6 +22,8 @@ export interface RespondInput {
   upstreamMs: number;
   /** A routed request: the alias the client sent, shown as the answer's `model` (null: relayed as it came). */
   alias: string | null;
+  /** Body capture on for this request (its key's or route's `capture_bodies`): the relayed text goes here. */
+  capture?: CapturedBodies | null;
 }
 
 /** What the client was answered, for the log and the metrics. */

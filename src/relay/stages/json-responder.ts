@@ -26,6 +26,7 @@ export class JsonResponder {
     alias,
     exchange,
     onCreated,
+    capture,
   }: RespondInput): Promise<Answer> {
     const text = await response.body.text();
     upstreamMs += performance.now() - startedAt;
@@ -64,6 +65,7 @@ export class JsonResponder {
       if (id) onCreated(id);
     }
     void reply.send(out);
+    capture?.add(out);
     // After the answer is on its way: its usage (read for accounting only) and the key pool's
     // bookkeeping are not the client's wait.
     const tokens = tokensOf(exchange.usage(text));

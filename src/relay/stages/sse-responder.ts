@@ -82,12 +82,16 @@ export class SseResponder {
         }
         if (out) {
           raw.write(out);
+          input.capture?.add(out);
           wrote = true;
           lastWrite = Date.now();
         }
       }
       const rest = sse.end();
-      if (rest) raw.write(rest);
+      if (rest) {
+        raw.write(rest);
+        input.capture?.add(rest);
+      }
     } catch (err) {
       failure = classify(err).kind;
     } finally {

@@ -175,6 +175,16 @@ export class CreateRouteDto {
   @OptionalNotNull()
   @IsBoolean()
   enabled?: boolean;
+
+  @ApiPropertyOptional({
+    example: false,
+    default: false,
+    description:
+      "Store this route's request and response bodies, secrets redacted, each capped at BODY_CAPTURE_MAX_BYTES, kept BODY_CAPTURE_RETENTION_DAYS (docs/requests.md)",
+  })
+  @OptionalNotNull()
+  @IsBoolean()
+  capture_bodies?: boolean;
 }
 
 export class UpdateRouteDto {
@@ -207,6 +217,16 @@ export class UpdateRouteDto {
   @OptionalNotNull()
   @IsBoolean()
   enabled?: boolean;
+
+  @ApiPropertyOptional({
+    example: false,
+    default: false,
+    description:
+      "Store this route's request and response bodies, secrets redacted, each capped at BODY_CAPTURE_MAX_BYTES, kept BODY_CAPTURE_RETENTION_DAYS (docs/requests.md)",
+  })
+  @OptionalNotNull()
+  @IsBoolean()
+  capture_bodies?: boolean;
 }
 
 export class TargetTimeoutsViewDto {
@@ -239,6 +259,8 @@ export class RouteDto {
   @ApiProperty({ type: [RouteTargetDto] }) targets: RouteTargetDto[];
   @ApiProperty({ example: 3 }) max_attempts: number;
   @ApiProperty({ example: true }) enabled: boolean;
+  @ApiProperty({ example: false, description: 'Bodies of its requests are captured (docs/requests.md)' })
+  capture_bodies: boolean;
   @ApiProperty({ enum: ['api', 'file'], example: 'api', description: '`file`: managed by PROVIDERS_FILE' })
   source: 'api' | 'file';
   @ApiProperty({ example: '2025-11-22T10:00:00.000Z' }) created_at: string;

@@ -35,6 +35,10 @@ export class Route {
   @Column({ type: 'boolean', default: true })
   enabled: boolean;
 
+  /** Store this route's request and response bodies (docs/requests.md "Body capture"). */
+  @Column({ name: 'capture_bodies', type: 'boolean', default: false })
+  captureBodies: boolean;
+
   /** `api` (admin API) or `file` (PROVIDERS_FILE; pruned when removed from the file). */
   @Column({ type: 'varchar', length: 8, default: 'api' })
   source: 'api' | 'file';

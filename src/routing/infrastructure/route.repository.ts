@@ -23,6 +23,8 @@ export interface RouteFields {
   maxAttempts: number;
   enabled: boolean;
   source: 'api' | 'file';
+  /** absent: off on insert, unchanged on update. */
+  captureBodies?: boolean;
 }
 
 /** A stored row with its `source` (PROVIDERS_FILE prunes only its own). */
@@ -73,6 +75,7 @@ function toDef(r: Route): StoredRoute {
     targets: (r.targets ?? []).map(fromStoredTarget),
     maxAttempts: r.maxAttempts,
     enabled: r.enabled,
+    captureBodies: r.captureBodies ?? false,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
     source: r.source,
@@ -121,6 +124,7 @@ export class RouteRepository {
         maxAttempts: fields.maxAttempts,
         enabled: fields.enabled,
         source: fields.source,
+        captureBodies: fields.captureBodies ?? false,
       });
       await audit(m);
     });
@@ -134,6 +138,7 @@ export class RouteRepository {
     if (fields.maxAttempts !== undefined) patch.maxAttempts = fields.maxAttempts;
     if (fields.enabled !== undefined) patch.enabled = fields.enabled;
     if (fields.source !== undefined) patch.source = fields.source;
+    if (fields.captureBodies !== undefined) patch.captureBodies = fields.captureBodies;
     await this.dataSource.transaction(async (m) => {
       // jsonb through the query builder: TypeORM's update() would treat an array value as a list.
       await m

@@ -179,6 +179,7 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
       maxAttempts: dto.max_attempts ?? ROUTE_DEFAULTS.maxAttempts,
       enabled: dto.enabled ?? ROUTE_DEFAULTS.enabled,
       source: ctx.source,
+      captureBodies: dto.capture_bodies ?? false,
     };
     try {
       await this.routes.insertWithAudit(id, fields, (m) =>
@@ -191,6 +192,7 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
             targets: fields.targets.map(toStoredTarget),
             max_attempts: fields.maxAttempts,
             enabled: fields.enabled,
+            capture_bodies: fields.captureBodies,
             source: ctx.source,
           },
         }),
@@ -234,6 +236,10 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
     if (dto.enabled !== undefined && dto.enabled !== r.enabled) {
       patch.enabled = dto.enabled;
       changes.enabled = { from: r.enabled, to: dto.enabled };
+    }
+    if (dto.capture_bodies !== undefined && dto.capture_bodies !== (r.captureBodies ?? false)) {
+      patch.captureBodies = dto.capture_bodies;
+      changes.capture_bodies = { from: r.captureBodies ?? false, to: dto.capture_bodies };
     }
     if (ctx.source === 'file' && r.source !== 'file') patch.source = 'file';
     if (Object.keys(patch).length === 0) return { route: r, changed: false };
@@ -280,6 +286,7 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
       })),
       max_attempts: r.maxAttempts,
       enabled: r.enabled,
+      capture_bodies: r.captureBodies ?? false,
       source: r.source,
       created_at: r.createdAt.toISOString(),
       updated_at: r.updatedAt.toISOString(),
