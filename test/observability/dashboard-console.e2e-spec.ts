@@ -3,6 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createUserWithKey, type UserWithKey } from '../support/auth.js';
+import { pollUntil } from '../support/cluster.js';
 import { getJson } from '../support/gateway.js';
 import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
 
@@ -151,7 +152,9 @@ describe('dashboard admin console in a browser', () => {
 
   it('adds a provider and an upstream key (the value never appears in the page), toggles the key and the provider', async () => {
     await page.click('.tab[data-tab="providers"]');
-    await expect.poll(() => page.locator('#providers-list .provider-card').count(), { timeout: 5000 }).toBe(1);
+    await expect
+      .poll(() => page.locator('#providers-list .provider-card').count(), { timeout: 5000 })
+      .toBe(1);
 
     // Client-side check first: a URL without a scheme never reaches the API.
     await page.fill('#provider-name', 'ui-made');
@@ -179,7 +182,9 @@ describe('dashboard admin console in a browser', () => {
     await page.fill('#provider-name', 'ui-made');
     await page.fill('#provider-url', fx.fake.baseUrl);
     await page.click('#provider-submit');
-    await expect.poll(() => page.locator('#provider-form-error').textContent(), { timeout: 5000 }).not.toBe('');
+    await expect
+      .poll(() => page.locator('#provider-form-error').textContent(), { timeout: 5000 })
+      .not.toBe('');
     const dup = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/providers', {
       name: 'ui-made',
       base_url: fx.fake.baseUrl,
@@ -220,22 +225,30 @@ describe('dashboard admin console in a browser', () => {
 
     await card.locator('[data-role="provider-toggle"]').click();
     await expect
-      .poll(() => page.locator('.provider-card[data-name="ui-made"] [data-role="provider-enabled"]').textContent(), {
-        timeout: 5000,
-      })
+      .poll(
+        () =>
+          page.locator('.provider-card[data-name="ui-made"] [data-role="provider-enabled"]').textContent(),
+        {
+          timeout: 5000,
+        },
+      )
       .toBe('disabled');
-    expect((await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${uiProviderId}`)).body.enabled).toBe(
-      false,
-    );
+    expect(
+      (await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${uiProviderId}`)).body.enabled,
+    ).toBe(false);
 
     // Delete the key (with confirmation): gone from the list and from the API.
-    await page.locator('.provider-card[data-name="ui-made"] tr[data-label="ui-key"] [data-role="key-delete"]').click();
+    await page
+      .locator('.provider-card[data-name="ui-made"] tr[data-label="ui-key"] [data-role="key-delete"]')
+      .click();
     await expect
       .poll(() => page.locator('.provider-card[data-name="ui-made"] tr[data-label="ui-key"]').count(), {
         timeout: 5000,
       })
       .toBe(0);
-    expect((await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`)).status).toBe(404);
+    expect((await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`)).status).toBe(
+      404,
+    );
     mkdirSync('test-results', { recursive: true });
     await page.screenshot({ path: 'test-results/dashboard-console-providers.png', fullPage: true });
     expect(problems).toEqual([]);
@@ -271,7 +284,9 @@ describe('dashboard admin console in a browser', () => {
     await page.fill('#route-attempts', '3');
     await page.click('#route-submit');
     await expect
-      .poll(() => page.locator('#routes-table tr[data-model="console-alias"]').textContent(), { timeout: 5000 })
+      .poll(() => page.locator('#routes-table tr[data-model="console-alias"]').textContent(), {
+        timeout: 5000,
+      })
       .toContain('fake / gpt-4o · w1 · tier 2');
     const routes = await adminCall(fx.gw, fx.adminKey, 'GET', '/api/admin/routes');
     const saved = (routes.body as { model: string; max_attempts: number; targets: unknown[] }[]).find(
@@ -298,18 +313,26 @@ describe('dashboard admin console in a browser', () => {
     await editor.locator('button[type="submit"]').click();
     await expect
       .poll(
-        () => page.locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget"]`).textContent(),
+        () =>
+          page
+            .locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget"]`)
+            .textContent(),
         { timeout: 5000 },
       )
       .toBe('$12.5 / week');
     const user = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/users/${member.user.id}`);
     expect(user.body.budget).toEqual({ limit_usd: 12.5, period: 'week' });
 
-    await page.locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget-edit"]`).click();
+    await page
+      .locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget-edit"]`)
+      .click();
     await page.locator('#budget-users-table tr.budget-editor button.danger').click();
     await expect
       .poll(
-        () => page.locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget"]`).textContent(),
+        () =>
+          page
+            .locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget"]`)
+            .textContent(),
         { timeout: 5000 },
       )
       .toBe('none');
@@ -332,7 +355,9 @@ describe('dashboard admin console in a browser', () => {
     expect(await p.locator('#provider-form').isVisible()).toBe(false);
     expect(await p.locator('#providers-list button:visible').count()).toBe(0);
     expect(await p.locator('#providers-list form:visible').count()).toBe(0);
-    expect(await p.locator('#providers-list').textContent()).toContain('Your role may not read upstream keys');
+    expect(await p.locator('#providers-list').textContent()).toContain(
+      'Your role may not read upstream keys',
+    );
     await p.click('.tab[data-tab="routes"]');
     expect(await p.locator('#route-form').isVisible()).toBe(false);
     // Nothing with a write action is visible anywhere on the page.
@@ -356,19 +381,52 @@ describe('dashboard admin console in a browser', () => {
       ctx.skip('GET /api/admin/requests answers 404 on this gateway: the request log API is not merged yet');
       return;
     }
-    for (let i = 0; i < 3; i++) expect((await chat(fx.adminKey)).status).toBe(200);
+    for (let i = 0; i < 12; i++) expect((await chat(fx.adminKey)).status).toBe(200);
+    // The request log is written in batches: wait until the API has them all.
+    await pollUntil(
+      async () => {
+        const r = await getJson(`${fx.gw.url}/api/admin/requests?model=gpt-4o-mini&limit=500`, {
+          headers: bearer(fx.adminKey, false),
+        });
+        return r.status === 200 && (r.body.data as unknown[]).length >= 13;
+      },
+      { timeoutMs: 15_000, what: 'the chat completions in the request log' },
+    );
     await page.click('.tab[data-tab="requests"]');
     await page.fill('#rq-model', 'gpt-4o-mini');
+    await page.selectOption('#rq-limit', '10');
     await page.click('#rq-submit');
     const rows = page.locator('#requests-table tr[data-id]');
-    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+    expect(await page.locator('#rq-more').isVisible()).toBe(true);
+    await page.click('#rq-more');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(13);
+    const ids = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    expect(new Set(ids).size).toBe(ids.length); // the cursor's page follows, no row twice
     for (const text of await rows.allTextContents()) expect(text).toContain('gpt-4o-mini');
+    expect(await rows.first().textContent()).toContain('fake');
+
+    // A filter the API refuses: its message and field are shown.
+    expectedStatuses = [400];
+    await page.fill('#rq-status', 'teapot');
+    await page.click('#rq-submit');
+    await expect
+      .poll(() => page.locator('#requests-error').textContent(), { timeout: 5000 })
+      .toContain('(field: status)');
+    expectedStatuses = [];
+    await page.fill('#rq-status', '200');
+    await page.click('#rq-submit');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+
     await rows.first().click();
     const detail = page.locator('#request-detail');
     await expect.poll(() => detail.isVisible(), { timeout: 5000 }).toBe(true);
     const id = (await rows.first().getAttribute('data-id'))!;
     await expect.poll(() => detail.textContent(), { timeout: 5000 }).toContain(id);
-    expect(await detail.textContent()).toContain('Attempts');
+    expect(await detail.textContent()).toContain('Attempts (1)');
+    expect(await page.locator('#request-attempts tr').count()).toBe(2);
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-console-requests.png', fullPage: true });
     expect(problems).toEqual([]);
   });
 });

@@ -42,4 +42,7 @@ table.targets input, table.targets select { width: 100%; }
 .detail dd { margin: 0; overflow-wrap: anywhere; }
 .detail pre { background: var(--bg); border: 1px solid var(--line); border-radius: 6px; padding: 8px; max-height: 260px; overflow: auto; font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
 .table-scroll { overflow-x: auto; }
+td.bad { color: var(--bad); }
+td.warn { color: var(--warn); }
+.tab-panel .error:empty, .provider-card .error:empty { display: none; }
 `;

@@ -27,6 +27,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
         <label>Allowed models<input id="key-models" placeholder="all (or: gpt-4o-mini, meta-llama/*)"></label>
         <label>Budget USD<input id="key-budget-usd" type="number" min="0" step="any" placeholder="none"></label>
         <label>Budget period<select id="key-budget-period"><option value="day">day</option><option value="week">week</option><option value="month" selected>month</option><option value="total">total</option></select></label>
+        <label class="inline"><input type="checkbox" id="key-capture"> capture request bodies (admins)</label>
         <div class="form-actions"><button type="submit" id="key-submit">Create key</button></div>
       </form>
       <p id="key-form-error" class="error" role="alert"></p>
@@ -108,12 +109,13 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
       <form id="requests-form" class="form-grid" autocomplete="off" novalidate>
         <label>Model<input id="rq-model" placeholder="any"></label>
         <label>Provider<select id="rq-provider"><option value="">any</option></select></label>
-        <label>Status<input id="rq-status" placeholder="any (e.g. 200, 429)"></label>
+        <label>Status<input id="rq-status" placeholder="any (200, 429, 5xx…)"></label>
         <label>Key id<input id="rq-key" placeholder="uuid"></label>
         <label>User id<input id="rq-user" placeholder="uuid"></label>
         <label>Team id<input id="rq-team" placeholder="uuid"></label>
         <label>From<input id="rq-from" type="datetime-local"></label>
         <label>To<input id="rq-to" type="datetime-local"></label>
+        <label>Rows per page<select id="rq-limit"><option>10</option><option selected>50</option><option>200</option></select></label>
         <div class="form-actions"><button type="submit" id="rq-submit">Search</button></div>
       </form>
       <p id="requests-error" class="error" role="alert"></p>

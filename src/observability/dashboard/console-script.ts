@@ -249,6 +249,8 @@ export const CONSOLE_JS = String.raw`(function () {
       if (rpm !== null || tpm !== null) body.limits = { rpm: rpm, tpm: tpm };
       var models = words($('key-models').value);
       if (models.length) body.allowed_models = models;
+      // Sent only when ticked, so the form works on gateways without body capture.
+      if ($('key-capture').checked) body.capture_bodies = true;
       var usdValue = $('key-budget-usd').value.trim();
       if (usdValue !== '') {
         var limit = Number(usdValue);
@@ -262,6 +264,7 @@ export const CONSOLE_JS = String.raw`(function () {
       $('key-copy-status').textContent = 'Key "' + created.name + '" (' + created.masked + ') for ' + ownerText(created.owner_id) + '.';
       $('key-created').hidden = false;
       $('key-name').value = '';
+      $('key-capture').checked = false;
       return loadKeys();
     }).catch(function (err) { showError('key-form-error', err); })
       .then(function () { $('key-submit').disabled = false; });
@@ -730,7 +733,7 @@ export const CONSOLE_JS = String.raw`(function () {
       var v = $('rq-' + name).value;
       if (v) add(name, new Date(v).toISOString());
     });
-    q.push('limit=50');
+    q.push('limit=' + encodeURIComponent($('rq-limit').value));
     return q.join('&');
   }
 
@@ -776,17 +779,24 @@ export const CONSOLE_JS = String.raw`(function () {
       var tr = el('tr', 'clickable');
       tr.dataset.id = r.id;
       td(tr, when(r.created_at));
-      td(tr, r.model, 'label-cell');
-      td(tr, r.provider_id ? providerName(r.provider_id) : '—', 'label-cell');
-      td(tr, r.status);
+      td(tr, (r.model || '—') + (r.served_model && r.served_model !== r.model ? ' → ' + r.served_model : ''), 'label-cell');
+      td(tr, r.provider_name || (r.provider_id ? providerName(r.provider_id) : '—'), 'label-cell');
+      var status = td(tr, r.status);
+      if (typeof r.status === 'number') status.className = r.status >= 500 ? 'bad' : r.status >= 400 ? 'warn' : '';
       td(tr, (r.prompt_tokens === null || r.prompt_tokens === undefined ? '—' : r.prompt_tokens) + ' / ' + (r.completion_tokens === null || r.completion_tokens === undefined ? '—' : r.completion_tokens));
       td(tr, usd(r.cost_usd));
-      td(tr, short(r.key_id));
+      td(tr, short(r.key_id || r.api_key_id));
       td(tr, short(r.user_id));
       td(tr, short(r.team_id));
       tr.addEventListener('click', function () { openDetail(r, tr); });
       t.appendChild(tr);
     });
+  }
+
+  /** Captured bodies are JSON text (secrets already redacted by the API): indented when they parse. */
+  function pretty(v) {
+    if (typeof v !== 'string') return JSON.stringify(v, null, 2);
+    try { return JSON.stringify(JSON.parse(v), null, 2); } catch (e) { return v; }
   }
 
   function closeDetail() {
@@ -838,7 +848,7 @@ export const CONSOLE_JS = String.raw`(function () {
       ['request_body', 'response_body'].forEach(function (k) {
         if (r[k] === undefined || r[k] === null) return;
         box.appendChild(el('h2', null, k.replace('_', ' ')));
-        box.appendChild(el('pre', null, typeof r[k] === 'string' ? r[k] : JSON.stringify(r[k], null, 2)));
+        box.appendChild(el('pre', null, pretty(r[k])));
       });
       Object.keys(r).forEach(function (k) {
         var v = r[k];
