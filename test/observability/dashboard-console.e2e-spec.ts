@@ -427,6 +427,37 @@ describe('dashboard admin console in a browser', () => {
     expect(await page.locator('#request-attempts tr').count()).toBe(2);
     mkdirSync('test-results', { recursive: true });
     await page.screenshot({ path: 'test-results/dashboard-console-requests.png', fullPage: true });
+
+    // A key made in the console with body capture: filter by that key, the detail shows the captured body.
+    await page.click('.tab[data-tab="keys"]');
+    await expect.poll(() => page.locator(`#key-user option[value="${member.user.id}"]`).count()).toBe(1);
+    await page.selectOption('#key-user', member.user.id);
+    await page.fill('#key-name', 'captured');
+    await page.check('#key-capture');
+    await page.click('#key-submit');
+    await expect.poll(() => page.locator('#key-created').isVisible(), { timeout: 5000 }).toBe(true);
+    const raw = await page.inputValue('#key-created-value');
+    const keyId = (await page.locator('#keys-table tr[data-name="captured"]').getAttribute('data-id'))!;
+    await page.click('#key-created-done');
+    expect((await chat(raw)).status).toBe(200);
+    await pollUntil(
+      async () =>
+        (
+          await getJson(`${fx.gw.url}/api/admin/requests?key_id=${keyId}`, {
+            headers: bearer(fx.adminKey, false),
+          })
+        ).body.data.length === 1,
+      { timeoutMs: 15_000, what: 'the captured request in the log' },
+    );
+    await page.click('.tab[data-tab="requests"]');
+    await page.fill('#rq-key', keyId);
+    await page.click('#rq-submit');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(1);
+    await rows.first().click();
+    await expect
+      .poll(() => detail.locator('pre').first().textContent(), { timeout: 5000 })
+      .toContain('hi from the console test');
+    expect(await detail.textContent()).not.toContain(raw);
     expect(problems).toEqual([]);
   });
 });
