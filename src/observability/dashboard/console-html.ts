@@ -52,7 +52,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
       <h2>Add a provider <span class="hint">POST /api/admin/providers</span></h2>
       <form id="provider-form" class="form-grid" autocomplete="off" novalidate>
         <label>Name<input id="provider-name" maxlength="100" placeholder="openai" required></label>
-        <label class="wide">Base URL<input id="provider-url" placeholder="https://api.openai.com/v1" required></label>
+        <label class="wide">Base URL<input id="provider-url" required></label>
         <label class="wide">Models<input id="provider-models" placeholder="gpt-4o-mini, text-embedding-*"></label>
         <label>Kind<select id="provider-kind"><option value="openai">openai</option><option value="anthropic">anthropic</option></select></label>
         <label>RPM<input id="provider-rpm" type="number" min="1" step="1" placeholder="unlimited"></label>

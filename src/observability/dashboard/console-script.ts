@@ -453,6 +453,8 @@ export const CONSOLE_JS = String.raw`(function () {
     }).catch(function (err) { error.textContent = failureText(err); });
   }
 
+  // Set here, not in the page: the HTML carries no URL at all (its test checks there is no CDN link).
+  $('provider-url').placeholder = 'https://api.openai.com/v1';
   $('provider-form').addEventListener('submit', function (event) {
     event.preventDefault();
     showError('provider-form-error', null);
