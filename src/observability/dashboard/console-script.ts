@@ -125,6 +125,16 @@ export const CONSOLE_JS = String.raw`(function () {
     selectTab('overview');
     $('key-created-value').value = '';
     $('key-created').hidden = true;
+    // Nothing read with the previous key stays in the page for the next login.
+    ['keys-list', 'providers-list', 'routes-list', 'budget-users', 'budget-teams', 'requests-list', 'key-user', 'whoami'].forEach(function (id) { $(id).textContent = ''; });
+    ['key-form-error', 'keys-error', 'provider-form-error', 'providers-error', 'route-form-error', 'routes-error', 'budget-users-error', 'budget-teams-error', 'requests-error'].forEach(function (id) { $(id).textContent = ''; });
+    st.users = [];
+    st.teams = [];
+    st.providers = [];
+    st.routes = [];
+    st.editingRoute = null;
+    closeDetail();
+    $('rq-more').hidden = true;
     gate();
   });
 
