@@ -387,6 +387,22 @@ describe('dashboard admin console in a browser', () => {
     expect(problems).toEqual([]);
   });
 
+  it('"Forget key" drops the console: tabs gone, nothing read with the key left in the page', async () => {
+    await page.click('.tab[data-tab="keys"]');
+    await expect
+      .poll(() => page.locator('#keys-table tr[data-id]').count(), { timeout: 5000 })
+      .toBeGreaterThan(0);
+    await page.click('#forget-key');
+    await expect.poll(() => page.locator('#login').isVisible()).toBe(true);
+    expect(await page.locator('.tab[data-tab="keys"]').isHidden()).toBe(true);
+    expect(await page.locator('#keys-list').textContent()).toBe('');
+    expect(await page.locator('#providers-list').textContent()).toBe('');
+    expect(await page.locator('#key-user option').count()).toBe(0);
+    expect(await page.content()).not.toContain('member@console.test');
+    await login(page, fx.adminKey);
+    expect(problems).toEqual([]);
+  });
+
   it('the request browser lists GET /api/admin/requests with filters, loads more by cursor, opens a detail', async (ctx) => {
     const probe = await getJson(`${fx.gw.url}/api/admin/requests?limit=1`, {
       headers: bearer(fx.adminKey, false),

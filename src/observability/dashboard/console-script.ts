@@ -124,6 +124,7 @@ export const CONSOLE_JS = String.raw`(function () {
     TABS.slice(1).forEach(function (t) { setTabVisible(t, false); });
     selectTab('overview');
     $('key-created-value').value = '';
+    $('key-copy-status').textContent = '';
     $('key-created').hidden = true;
     // Nothing read with the previous key stays in the page for the next login.
     ['keys-list', 'providers-list', 'routes-list', 'budget-users', 'budget-teams', 'requests-list', 'key-user', 'whoami'].forEach(function (id) { $(id).textContent = ''; });
@@ -288,6 +289,7 @@ export const CONSOLE_JS = String.raw`(function () {
   });
   $('key-created-done').addEventListener('click', function () {
     $('key-created-value').value = '';
+    $('key-copy-status').textContent = '';
     $('key-created').hidden = true;
   });
 
