@@ -115,6 +115,9 @@ describe('dashboard admin console in a browser', () => {
     expect(rowText).toContain('$5 / day');
     expect(rowText).not.toContain(raw);
 
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-console-keys.png', fullPage: true });
+
     const ok = await chat(raw);
     expect(ok.status, JSON.stringify(ok.body)).toBe(200);
     expect(ok.body.choices[0].message.content).toBe('Hello from the fake provider.');
@@ -321,7 +324,9 @@ describe('dashboard admin console in a browser', () => {
     expect(problems).toEqual([]);
   });
 
-  it("edits a user's budget (and removes it)", async () => {
+  it("edits a user's budget (and removes it) and a team's", async () => {
+    const team = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/teams', { name: 'console-team' });
+    expect(team.status, JSON.stringify(team.body)).toBe(201);
     await page.click('.tab[data-tab="budgets"]');
     const row = page.locator(`#budget-users-table tr[data-id="${member.user.id}"]`);
     await expect.poll(() => row.count(), { timeout: 5000 }).toBe(1);
@@ -355,6 +360,27 @@ describe('dashboard admin console in a browser', () => {
         { timeout: 5000 },
       )
       .toBe('none');
+
+    const teamRow = page.locator(`#budget-teams-table tr[data-id="${team.body.id}"]`);
+    await expect.poll(() => teamRow.count(), { timeout: 5000 }).toBe(1);
+    await teamRow.locator('[data-role="budget-edit"]').click();
+    const teamEditor = page.locator('#budget-teams-table tr.budget-editor');
+    // Client-side check: no amount, no call.
+    await teamEditor.locator('button[type="submit"]').click();
+    expect(await page.locator('#budget-teams-error').textContent()).toContain('(field: budget.limit_usd)');
+    await teamEditor.locator('[data-field="limit_usd"]').fill('250');
+    await teamEditor.locator('button[type="submit"]').click();
+    await expect
+      .poll(
+        () =>
+          page
+            .locator(`#budget-teams-table tr[data-id="${team.body.id}"] [data-role="budget"]`)
+            .textContent(),
+        { timeout: 5000 },
+      )
+      .toBe('$250 / month');
+    const saved = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/teams/${team.body.id}`);
+    expect(saved.body.budget).toMatchObject({ limit_usd: 250, period: 'month' });
     expect(problems).toEqual([]);
   });
 

@@ -23,7 +23,7 @@ td .actions { display: flex; gap: 6px; }
 .secret-box { margin-top: 12px; border: 1px solid var(--warn); background: rgba(210,153,34,.08); border-radius: 8px; padding: 12px; }
 .secret-note { margin: 0 0 8px; color: var(--warn); }
 .secret-row { display: flex; gap: 8px; }
-.secret-row input { flex: 1; font-family: ui-monospace, monospace; }
+.secret-row input { flex: 1; font-family: ui-monospace, monospace; line-height: 1.6; padding: 8px 10px; }
 .provider-card { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; margin-bottom: 14px; }
 .provider-card .provider-head { flex-wrap: wrap; }
 .provider-card .url { color: var(--muted); font-family: ui-monospace, monospace; font-size: 12px; }
