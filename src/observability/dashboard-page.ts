@@ -2,8 +2,11 @@
  * The dashboard page, its stylesheet and its script, compiled into dist/ with the rest of the code
  * (the runtime image ships dist/ and node_modules only). No inline script or style: the page is
  * served with a strict Content-Security-Policy (`script-src 'self'`), and every text coming from
- * the API is written with textContent, never as HTML.
+ * the API is written with textContent, never as HTML. The Overview tab is the live view below; the
+ * admin console's other tabs live in ./dashboard/ (markup, styles, script).
  */
+import { CONSOLE_CSS } from './dashboard/console-css.js';
+import { CONSOLE_PANELS_HTML, CONSOLE_TABS_HTML } from './dashboard/console-html.js';
 
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -34,6 +37,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 </section>
 
 <main id="app" hidden>
+  ${CONSOLE_TABS_HTML}
+  <div id="tab-overview" class="tab-panel">
   <section class="stats" aria-label="Totals">
     <div class="stat"><div class="label">HTTP requests</div><div class="value" id="stat-http-total">0</div><div class="rate" id="rate-http">0/s</div></div>
     <div class="stat"><div class="label">Relayed to providers</div><div class="value" id="stat-relayed-total">0</div><div class="rate" id="rate-relayed">0/s</div></div>
@@ -72,9 +77,12 @@ export const DASHBOARD_HTML = `<!doctype html>
     </div>
   </section>
   <p id="sources-note" class="note"></p>
+  </div>
+  ${CONSOLE_PANELS_HTML}
 </main>
 <script src="dashboard/assets/chart.umd.js"></script>
 <script src="dashboard/assets/dashboard.js"></script>
+<script src="dashboard/assets/console.js"></script>
 </body>
 </html>
 `;
@@ -159,7 +167,7 @@ tr.total td { font-weight: 600; border-bottom: 0; }
   .provider-grid { grid-template-columns: 1fr 1fr; }
   .provider-grid .keys { grid-column: 1 / -1; }
 }
-`;
+${CONSOLE_CSS}`;
 
 // Plain ES5-style browser script (no template literals: this file is itself a template literal).
 export const DASHBOARD_JS = String.raw`(function () {
@@ -220,6 +228,7 @@ export const DASHBOARD_JS = String.raw`(function () {
   function showLogin(message) {
     stopStream();
     stopSpend();
+    document.dispatchEvent(new CustomEvent('floodgate:logout'));
     $('app').hidden = true;
     $('forget-key').hidden = true;
     $('login').hidden = false;
@@ -280,6 +289,8 @@ export const DASHBOARD_JS = String.raw`(function () {
         render(snapshot);
         connectStream();
         startSpend();
+        // The key was accepted: the console (console.js) reads GET /api/me and shows its tabs.
+        document.dispatchEvent(new CustomEvent('floodgate:login'));
       })
       .catch(function (err) {
         if (err && err.auth) return forgetKey(err.message);

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { ApiError } from '../common/api-error.js';
 import { ErrorResponseDto } from '../common/error.dto.js';
 import { Public } from '../common/public.decorator.js';
+import { CONSOLE_JS } from './dashboard/console-script.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard-page.js';
 
 /** Everything the page loads comes from this gateway: no CDN, works air-gapped. */
@@ -34,8 +35,9 @@ function loadChartScript(): Promise<Buffer> {
 }
 
 /**
- * GET /dashboard: the live page. Public on purpose — it holds no data; it asks for an API key once
- * (kept in the tab's sessionStorage) and reads /api/admin/status and its SSE stream with it.
+ * GET /dashboard: the live page and admin console. Public on purpose — it holds no data; it asks for
+ * an API key once (kept in the tab's sessionStorage) and reads /api/admin/status and its SSE stream
+ * with it; the console tabs call the admin API with the same key (the API decides what it may do).
  */
 @ApiTags('observability')
 @Public()
@@ -48,8 +50,11 @@ export class DashboardController {
       'Token bucket and retreat state per provider, queue depth per priority, throughput and 429s over the last ' +
       'minutes, the upstream key table and recent adaptive adjustments, updated every second over SSE; spend today and ' +
       'this month per team and per model from GET /api/admin/spend/summary every 30 s. Asks for an ' +
-      'API key allowed to read status (admin, developer, viewer). Scripts and the chart library are served by the ' +
-      'gateway itself (no CDN).',
+      'API key allowed to read status (admin, developer, viewer). Tabs besides this Overview make it an admin ' +
+      'console over the existing admin API, with the same key: client API keys (create for a user, the raw key shown ' +
+      'once; revoke), providers and their upstream keys, routes, user and team budgets, and a request browser. ' +
+      'Actions the role may not do (GET /api/me permissions) are hidden; the API decides and its error is shown. ' +
+      'Scripts and the chart library are served by the gateway itself (no CDN).',
   })
   @ApiProduces('text/html')
   @ApiOkResponse({ description: 'The page', content: { 'text/html': { example: '<!doctype html>…' } } })
@@ -75,6 +80,20 @@ export class DashboardController {
   @Header('x-content-type-options', 'nosniff')
   script(): string {
     return DASHBOARD_JS;
+  }
+
+  @Get('assets/console.js')
+  @ApiOperation({ summary: 'Admin console script (the tabs besides Overview)' })
+  @ApiProduces('text/javascript')
+  @ApiOkResponse({
+    description: 'JavaScript',
+    content: { 'text/javascript': { example: '(function () { … })();' } },
+  })
+  @Header('content-type', 'text/javascript; charset=utf-8')
+  @Header('cache-control', 'no-cache')
+  @Header('x-content-type-options', 'nosniff')
+  consoleScript(): string {
+    return CONSOLE_JS;
   }
 
   @Get('assets/dashboard.css')

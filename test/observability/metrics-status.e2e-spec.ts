@@ -321,6 +321,7 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
       '/api/admin/status/stream',
       '/dashboard',
       '/dashboard/assets/dashboard.js',
+      '/dashboard/assets/console.js',
       '/dashboard/assets/dashboard.css',
       '/dashboard/assets/chart.umd.js',
     ]) {
@@ -340,7 +341,7 @@ describe.each(MODES)('metrics, status and stream (%s)', (mode) => {
     const chart = await fetch(`${gw.url}/dashboard/assets/chart.umd.js`);
     expect(chart.status).toBe(200);
     expect(await chart.text()).toContain('Chart');
-    for (const asset of ['dashboard.js', 'dashboard.css'])
+    for (const asset of ['dashboard.js', 'console.js', 'dashboard.css'])
       expect((await fetch(`${gw.url}/dashboard/assets/${asset}`)).status).toBe(200);
   });
 });

@@ -125,6 +125,11 @@ const TABLE: Record<string, RouteCase> = {
     ok: 200,
     prepare: staticPath('/dashboard/assets/dashboard.js'),
   },
+  'GET /dashboard/assets/console.js': {
+    allowed: PUBLIC,
+    ok: 200,
+    prepare: staticPath('/dashboard/assets/console.js'),
+  },
   'GET /dashboard/assets/dashboard.css': {
     allowed: PUBLIC,
     ok: 200,

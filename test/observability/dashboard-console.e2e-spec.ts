@@ -1,0 +1,526 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, createUserWithKey, type UserWithKey } from '../support/auth.js';
+import { pollUntil } from '../support/cluster.js';
+import { getJson } from '../support/gateway.js';
+import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/**
+ * The dashboard's admin console in a real browser (Debian's chromium driven by playwright-core, as in
+ * dashboard.e2e-spec.ts): an admin creates a client key for a user (the raw key shown once) that a
+ * client then uses against the fake provider, revokes it (next call 401), adds a provider and an
+ * upstream key (its value never shown), toggles a key, creates and edits a route, edits a budget;
+ * a viewer sees no write action; the request browser reads GET /api/admin/requests.
+ */
+describe('dashboard admin console in a browser', () => {
+  let fx: RelayFixture;
+  let browser: Browser;
+  let page: Page;
+  let member: UserWithKey;
+  const problems: string[] = [];
+  /** HTTP statuses the page is expected to get right now (Chrome logs every 4xx fetch as an error). */
+  let expectedStatuses: number[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `Chromium is not installed at ${CHROMIUM}: the console browser test needs it. ` +
+          'Install it with `apt-get install -y chromium` (Debian/Ubuntu; .ci/run does this in CI), ' +
+          'or point CHROMIUM_PATH at a Chromium binary.',
+      );
+    }
+    fx = await startRelay('embedded', {
+      env: { RATE_LIMIT_KEY_RPM: '100000', RATE_LIMIT_USER_RPM: '100000' },
+    });
+    member = await createUserWithKey(fx.gw, fx.adminKey, 'user', { email: 'member@console.test' });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--headless',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+      ],
+    });
+    page = await newPage();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await fx?.close();
+  });
+
+  async function newPage(): Promise<Page> {
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    p.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      const status = /status of (\d{3})/.exec(msg.text());
+      if (status && expectedStatuses.includes(Number(status[1]))) return;
+      problems.push(`console: ${msg.text()}`);
+    });
+    p.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    p.on('dialog', (dialog) => void dialog.accept());
+    return p;
+  }
+
+  async function login(p: Page, key: string): Promise<void> {
+    await p.goto(`${fx.gw.url}/dashboard`);
+    await p.fill('#login-key', key);
+    await p.click('#login-submit');
+    await expect.poll(() => p.locator('#conn-text').textContent(), { timeout: 10_000 }).toBe('live');
+    await expect.poll(() => p.locator('#whoami').textContent(), { timeout: 5000 }).toContain('·');
+  }
+
+  const chat = (key: string, model = 'gpt-4o-mini') =>
+    getJson(`${fx.gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: bearer(key),
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi from the console test' }] }),
+    });
+
+  it('an admin sees every tab; the Overview is the live view', async () => {
+    await login(page, fx.adminKey);
+    const visible = await page.locator('.tab:visible').allTextContents();
+    expect(visible).toEqual(['Overview', 'Keys', 'Providers', 'Routes', 'Budgets', 'Requests']);
+    expect(await page.locator('#tab-overview').isVisible()).toBe(true);
+    expect(await page.locator('#tab-keys').isVisible()).toBe(false);
+    expect(await page.locator('#whoami').textContent()).toContain('admin');
+  });
+
+  it('creates a client key for a user: the raw key is shown once, works for a relayed chat completion; revoked, the next call is 401', async () => {
+    await page.click('.tab[data-tab="keys"]');
+    await expect.poll(() => page.locator(`#key-user option[value="${member.user.id}"]`).count()).toBe(1);
+    await page.selectOption('#key-user', member.user.id);
+    await page.fill('#key-name', 'console-made');
+    await page.fill('#key-rpm', '120');
+    await page.fill('#key-budget-usd', '5');
+    await page.selectOption('#key-budget-period', 'day');
+    await page.click('#key-submit');
+
+    const box = page.locator('#key-created');
+    await expect.poll(() => box.isVisible(), { timeout: 5000 }).toBe(true);
+    expect(await box.textContent()).toContain('shown only now');
+    const raw = await page.inputValue('#key-created-value');
+    expect(raw).toMatch(/^fg_[A-Za-z0-9_-]{43}$/);
+
+    const row = page.locator('#keys-table tr[data-name="console-made"]');
+    await expect.poll(() => row.count(), { timeout: 5000 }).toBe(1);
+    const rowText = (await row.textContent())!;
+    expect(rowText).toContain('member@console.test');
+    expect(rowText).toContain('$5 / day');
+    expect(rowText).not.toContain(raw);
+
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-console-keys.png', fullPage: true });
+
+    const ok = await chat(raw);
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect(ok.body.choices[0].message.content).toBe('Hello from the fake provider.');
+
+    // Once hidden, the key is gone from the page for good.
+    await page.click('#key-created-done');
+    expect(await box.isVisible()).toBe(false);
+    expect(await page.content()).not.toContain(raw);
+
+    // The API's answer to a refused call is shown, with its field.
+    expectedStatuses = [400];
+    await page.selectOption('#key-user', member.user.id);
+    await page.fill('#key-name', 'too-powerful');
+    await page.selectOption('#key-role', 'admin');
+    await page.click('#key-submit');
+    await expect.poll(() => page.locator('#key-form-error').textContent(), { timeout: 5000 }).not.toBe('');
+    const direct = await adminCall(fx.gw, fx.adminKey, 'POST', `/api/admin/users/${member.user.id}/keys`, {
+      name: 'too-powerful',
+      role: 'admin',
+    });
+    expect(direct.status).toBe(400);
+    expect(await page.locator('#key-form-error').textContent()).toContain(direct.body.error.message);
+    expectedStatuses = [];
+    await page.selectOption('#key-role', '');
+
+    await row.locator('[data-role="revoke"]').click();
+    await expect.poll(() => row.count(), { timeout: 5000 }).toBe(0);
+    const refused = await chat(raw);
+    expect(refused.status).toBe(401);
+    expect(refused.body.error.type).toBe('authentication_error');
+    expect(problems).toEqual([]);
+  });
+
+  let uiProviderId = '';
+
+  it('adds a provider and an upstream key (the value never appears in the page), toggles the key and the provider', async () => {
+    await page.click('.tab[data-tab="providers"]');
+    await expect
+      .poll(() => page.locator('#providers-list .provider-card').count(), { timeout: 5000 })
+      .toBe(1);
+
+    // Client-side check first: a URL without a scheme never reaches the API.
+    await page.fill('#provider-name', 'ui-made');
+    await page.fill('#provider-url', 'not-a-url');
+    await page.click('#provider-submit');
+    expect(await page.locator('#provider-form-error').textContent()).toContain('base_url');
+
+    await page.fill('#provider-url', fx.fake.baseUrl);
+    await page.fill('#provider-models', 'gpt-4o, text-embedding-3-small');
+    await page.fill('#provider-rpm', '600');
+    await page.click('#provider-submit');
+    const card = page.locator('.provider-card[data-name="ui-made"]');
+    await expect.poll(() => card.count(), { timeout: 5000 }).toBe(1);
+    expect(await card.textContent()).toContain('models: gpt-4o, text-embedding-3-small');
+    const providers = await adminCall(fx.gw, fx.adminKey, 'GET', '/api/admin/providers');
+    const made = (providers.body as { id: string; name: string; kind?: string; rpm: number }[]).find(
+      (p) => p.name === 'ui-made',
+    )!;
+    expect(made.rpm).toBe(600);
+    if ('kind' in made) expect(made.kind).toBe('openai');
+    uiProviderId = made.id;
+
+    // A duplicate name: the API refuses and the page says what it said.
+    expectedStatuses = [409, 400];
+    await page.fill('#provider-name', 'ui-made');
+    await page.fill('#provider-url', fx.fake.baseUrl);
+    await page.click('#provider-submit');
+    await expect
+      .poll(() => page.locator('#provider-form-error').textContent(), { timeout: 5000 })
+      .not.toBe('');
+    const dup = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/providers', {
+      name: 'ui-made',
+      base_url: fx.fake.baseUrl,
+      models: [],
+    });
+    expect(dup.status).toBeGreaterThanOrEqual(400);
+    expect(await page.locator('#provider-form-error').textContent()).toContain(dup.body.error.message);
+    expectedStatuses = [];
+
+    // kind: sent only when anthropic is picked. A gateway with providers' `kind` takes it; one without
+    // refuses the unknown field, and the page shows that refusal naming the field.
+    await page.fill('#provider-name', 'ui-anthropic');
+    await page.fill('#provider-url', fx.fake.baseUrl);
+    await page.selectOption('#provider-kind', 'anthropic');
+    const supportsKind = 'kind' in made;
+    if (!supportsKind) expectedStatuses = [400];
+    await page.click('#provider-submit');
+    if (supportsKind) {
+      const anthropic = page.locator('.provider-card[data-name="ui-anthropic"]');
+      await expect.poll(() => anthropic.count(), { timeout: 5000 }).toBe(1);
+      expect(await anthropic.textContent()).toContain('anthropic');
+    } else {
+      await expect
+        .poll(() => page.locator('#provider-form-error').textContent(), { timeout: 5000 })
+        .toContain('(field: kind)');
+      expectedStatuses = [];
+    }
+
+    const secret = `sk-ui-secret-${randomBytes(12).toString('hex')}`;
+    const form = card.locator('[data-role="upstream-form"]');
+    await form.locator('[data-field="label"]').fill('ui-key');
+    await form.locator('[data-field="key"]').fill(secret);
+    await form.locator('[data-field="max_rpm"]').fill('90');
+    await form.locator('button[type="submit"]').click();
+    const keyRow = card.locator('tr[data-label="ui-key"]');
+    await expect.poll(() => keyRow.count(), { timeout: 5000 }).toBe(1);
+    expect(await form.locator('[data-field="key"]').inputValue()).toBe('');
+    expect(await page.content()).not.toContain(secret);
+    expect(await keyRow.textContent()).not.toContain(secret.slice(0, 16));
+    expect(await keyRow.locator('[data-role="key-state"]').textContent()).toBe('active');
+    const keyId = (await keyRow.getAttribute('data-id'))!;
+
+    await keyRow.locator('[data-role="key-toggle"]').click();
+    await expect
+      .poll(() => card.locator('tr[data-label="ui-key"] [data-role="key-state"]').textContent(), {
+        timeout: 5000,
+      })
+      .toBe('disabled');
+    const after = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`);
+    expect(after.body.enabled).toBe(false);
+    await card.locator('tr[data-label="ui-key"] [data-role="key-toggle"]').click();
+    await expect
+      .poll(() => card.locator('tr[data-label="ui-key"] [data-role="key-state"]').textContent(), {
+        timeout: 5000,
+      })
+      .toBe('active');
+
+    await card.locator('[data-role="provider-toggle"]').click();
+    await expect
+      .poll(
+        () =>
+          page.locator('.provider-card[data-name="ui-made"] [data-role="provider-enabled"]').textContent(),
+        {
+          timeout: 5000,
+        },
+      )
+      .toBe('disabled');
+    expect(
+      (await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${uiProviderId}`)).body.enabled,
+    ).toBe(false);
+
+    // Delete the key (with confirmation): gone from the list and from the API.
+    await page
+      .locator('.provider-card[data-name="ui-made"] tr[data-label="ui-key"] [data-role="key-delete"]')
+      .click();
+    await expect
+      .poll(() => page.locator('.provider-card[data-name="ui-made"] tr[data-label="ui-key"]').count(), {
+        timeout: 5000,
+      })
+      .toBe(0);
+    expect((await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`)).status).toBe(
+      404,
+    );
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-console-providers.png', fullPage: true });
+    expect(problems).toEqual([]);
+  });
+
+  it('creates a route the relay then follows, edits it and deletes it', async () => {
+    await page.click('.tab[data-tab="routes"]');
+    await expect.poll(() => page.locator('#route-targets tr').count(), { timeout: 5000 }).toBe(1);
+    await page.fill('#route-model', 'console-alias');
+    await page.fill('#route-attempts', '2');
+    const target = page.locator('#route-targets tr').first();
+    await target.locator('[data-field="provider_id"]').selectOption(fx.providerId);
+    await target.locator('[data-field="model"]').fill('gpt-4o-mini');
+    await target.locator('[data-field="weight"]').fill('3');
+    await target.locator('[data-field="tier"]').fill('1');
+    await page.click('#route-submit');
+    const row = page.locator('#routes-table tr[data-model="console-alias"]');
+    await expect.poll(() => row.count(), { timeout: 5000 }).toBe(1);
+    expect(await row.textContent()).toContain('fake / gpt-4o-mini · w3 · tier 1');
+
+    const routed = await chat(fx.adminKey, 'console-alias');
+    expect(routed.status, JSON.stringify(routed.body)).toBe(200);
+    expect(routed.headers.get('x-floodgate-route-target')).toBe('fake/gpt-4o-mini');
+
+    // Edit: a second target and 3 attempts (PATCH replaces the targets).
+    await row.locator('[data-role="route-edit"]').click();
+    expect(await page.locator('#route-submit').textContent()).toBe('Save route');
+    await page.click('#route-add-target');
+    const second = page.locator('#route-targets tr').nth(1);
+    await second.locator('[data-field="provider_id"]').selectOption(fx.providerId);
+    await second.locator('[data-field="model"]').fill('gpt-4o');
+    await second.locator('[data-field="tier"]').fill('2');
+    await page.fill('#route-attempts', '3');
+    await page.click('#route-submit');
+    await expect
+      .poll(() => page.locator('#routes-table tr[data-model="console-alias"]').textContent(), {
+        timeout: 5000,
+      })
+      .toContain('fake / gpt-4o · w1 · tier 2');
+    const routes = await adminCall(fx.gw, fx.adminKey, 'GET', '/api/admin/routes');
+    const saved = (routes.body as { model: string; max_attempts: number; targets: unknown[] }[]).find(
+      (r) => r.model === 'console-alias',
+    )!;
+    expect(saved.max_attempts).toBe(3);
+    expect(saved.targets).toHaveLength(2);
+
+    await page.locator('#routes-table tr[data-model="console-alias"] [data-role="route-delete"]').click();
+    await expect
+      .poll(() => page.locator('#routes-table tr[data-model="console-alias"]').count(), { timeout: 5000 })
+      .toBe(0);
+    expect(problems).toEqual([]);
+  });
+
+  it("edits a user's budget (and removes it) and a team's", async () => {
+    const team = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/teams', { name: 'console-team' });
+    expect(team.status, JSON.stringify(team.body)).toBe(201);
+    await page.click('.tab[data-tab="budgets"]');
+    const row = page.locator(`#budget-users-table tr[data-id="${member.user.id}"]`);
+    await expect.poll(() => row.count(), { timeout: 5000 }).toBe(1);
+    await row.locator('[data-role="budget-edit"]').click();
+    const editor = page.locator('#budget-users-table tr.budget-editor');
+    await editor.locator('[data-field="limit_usd"]').fill('12.5');
+    await editor.locator('[data-field="period"]').selectOption('week');
+    await editor.locator('button[type="submit"]').click();
+    await expect
+      .poll(
+        () =>
+          page
+            .locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget"]`)
+            .textContent(),
+        { timeout: 5000 },
+      )
+      .toBe('$12.5 / week');
+    const user = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/users/${member.user.id}`);
+    expect(user.body.budget).toEqual({ limit_usd: 12.5, period: 'week' });
+
+    await page
+      .locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget-edit"]`)
+      .click();
+    await page.locator('#budget-users-table tr.budget-editor button.danger').click();
+    await expect
+      .poll(
+        () =>
+          page
+            .locator(`#budget-users-table tr[data-id="${member.user.id}"] [data-role="budget"]`)
+            .textContent(),
+        { timeout: 5000 },
+      )
+      .toBe('none');
+
+    const teamRow = page.locator(`#budget-teams-table tr[data-id="${team.body.id}"]`);
+    await expect.poll(() => teamRow.count(), { timeout: 5000 }).toBe(1);
+    await teamRow.locator('[data-role="budget-edit"]').click();
+    const teamEditor = page.locator('#budget-teams-table tr.budget-editor');
+    // Client-side check: no amount, no call.
+    await teamEditor.locator('button[type="submit"]').click();
+    expect(await page.locator('#budget-teams-error').textContent()).toContain('(field: budget.limit_usd)');
+    await teamEditor.locator('[data-field="limit_usd"]').fill('250');
+    await teamEditor.locator('button[type="submit"]').click();
+    await expect
+      .poll(
+        () =>
+          page
+            .locator(`#budget-teams-table tr[data-id="${team.body.id}"] [data-role="budget"]`)
+            .textContent(),
+        { timeout: 5000 },
+      )
+      .toBe('$250 / month');
+    const saved = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/teams/${team.body.id}`);
+    expect(saved.body.budget).toMatchObject({ limit_usd: 250, period: 'month' });
+    expect(problems).toEqual([]);
+  });
+
+  it('a viewer-role login sees the providers and routes but no write action, and no Keys or Budgets tab', async () => {
+    const viewer = await createUserWithKey(fx.gw, fx.adminKey, 'viewer');
+    const p = await newPage();
+    await login(p, viewer.key);
+    expect(await p.locator('#whoami').textContent()).toContain('viewer');
+    expect(await p.locator('.tab:visible').allTextContents()).toEqual([
+      'Overview',
+      'Providers',
+      'Routes',
+      'Requests',
+    ]);
+    await p.click('.tab[data-tab="providers"]');
+    await expect
+      .poll(() => p.locator('#providers-list .provider-card').count(), { timeout: 5000 })
+      .toBeGreaterThanOrEqual(2);
+    expect(await p.locator('#provider-form').isVisible()).toBe(false);
+    expect(await p.locator('#providers-list button:visible').count()).toBe(0);
+    expect(await p.locator('#providers-list form:visible').count()).toBe(0);
+    expect(await p.locator('#providers-list').textContent()).toContain(
+      'Your role may not read upstream keys',
+    );
+    await p.click('.tab[data-tab="routes"]');
+    expect(await p.locator('#route-form').isVisible()).toBe(false);
+    // Nothing with a write action is visible anywhere on the page.
+    expect(await p.locator('[data-write]:visible').count()).toBe(0);
+    await p.close();
+    expect(problems).toEqual([]);
+  });
+
+  it('"Forget key" drops the console: tabs gone, nothing read with the key left in the page', async () => {
+    await page.click('.tab[data-tab="keys"]');
+    await expect
+      .poll(() => page.locator('#keys-table tr[data-id]').count(), { timeout: 5000 })
+      .toBeGreaterThan(0);
+    await page.click('#forget-key');
+    await expect.poll(() => page.locator('#login').isVisible()).toBe(true);
+    expect(await page.locator('.tab[data-tab="keys"]').isHidden()).toBe(true);
+    expect(await page.locator('#keys-list').textContent()).toBe('');
+    expect(await page.locator('#providers-list').textContent()).toBe('');
+    expect(await page.locator('#key-user option').count()).toBe(0);
+    expect(await page.content()).not.toContain('member@console.test');
+    await login(page, fx.adminKey);
+    expect(problems).toEqual([]);
+  });
+
+  it('the request browser lists GET /api/admin/requests with filters, loads more by cursor, opens a detail', async (ctx) => {
+    const probe = await getJson(`${fx.gw.url}/api/admin/requests?limit=1`, {
+      headers: bearer(fx.adminKey, false),
+    });
+    if (probe.status === 404) {
+      // The request log API is being built on another branch; the page says so meanwhile.
+      expectedStatuses = [404];
+      await page.click('.tab[data-tab="requests"]');
+      await expect
+        .poll(() => page.locator('#requests-error').textContent(), { timeout: 5000 })
+        .toContain('not available on this gateway');
+      expectedStatuses = [];
+      ctx.skip('GET /api/admin/requests answers 404 on this gateway: the request log API is not merged yet');
+      return;
+    }
+    for (let i = 0; i < 12; i++) expect((await chat(fx.adminKey)).status).toBe(200);
+    // The request log is written in batches: wait until the API has them all.
+    await pollUntil(
+      async () => {
+        const r = await getJson(`${fx.gw.url}/api/admin/requests?model=gpt-4o-mini&limit=500`, {
+          headers: bearer(fx.adminKey, false),
+        });
+        return r.status === 200 && (r.body.data as unknown[]).length >= 13;
+      },
+      { timeoutMs: 15_000, what: 'the chat completions in the request log' },
+    );
+    await page.click('.tab[data-tab="requests"]');
+    await page.fill('#rq-model', 'gpt-4o-mini');
+    await page.selectOption('#rq-limit', '10');
+    await page.click('#rq-submit');
+    const rows = page.locator('#requests-table tr[data-id]');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+    expect(await page.locator('#rq-more').isVisible()).toBe(true);
+    await page.click('#rq-more');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(13);
+    const ids = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    expect(new Set(ids).size).toBe(ids.length); // the cursor's page follows, no row twice
+    for (const text of await rows.allTextContents()) expect(text).toContain('gpt-4o-mini');
+    expect(await rows.first().textContent()).toContain('fake');
+
+    // A filter the API refuses: its message and field are shown.
+    expectedStatuses = [400];
+    await page.fill('#rq-status', 'teapot');
+    await page.click('#rq-submit');
+    await expect
+      .poll(() => page.locator('#requests-error').textContent(), { timeout: 5000 })
+      .toContain('(field: status)');
+    expectedStatuses = [];
+    await page.fill('#rq-status', '200');
+    await page.click('#rq-submit');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+
+    await rows.first().click();
+    const detail = page.locator('#request-detail');
+    await expect.poll(() => detail.isVisible(), { timeout: 5000 }).toBe(true);
+    const id = (await rows.first().getAttribute('data-id'))!;
+    await expect.poll(() => detail.textContent(), { timeout: 5000 }).toContain(id);
+    expect(await detail.textContent()).toContain('Attempts (1)');
+    expect(await page.locator('#request-attempts tr').count()).toBe(2);
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-console-requests.png', fullPage: true });
+
+    // A key made in the console with body capture: filter by that key, the detail shows the captured body.
+    await page.click('.tab[data-tab="keys"]');
+    await expect.poll(() => page.locator(`#key-user option[value="${member.user.id}"]`).count()).toBe(1);
+    await page.selectOption('#key-user', member.user.id);
+    await page.fill('#key-name', 'captured');
+    await page.check('#key-capture');
+    await page.click('#key-submit');
+    await expect.poll(() => page.locator('#key-created').isVisible(), { timeout: 5000 }).toBe(true);
+    const raw = await page.inputValue('#key-created-value');
+    const keyId = (await page.locator('#keys-table tr[data-name="captured"]').getAttribute('data-id'))!;
+    await page.click('#key-created-done');
+    expect((await chat(raw)).status).toBe(200);
+    await pollUntil(
+      async () =>
+        (
+          await getJson(`${fx.gw.url}/api/admin/requests?key_id=${keyId}`, {
+            headers: bearer(fx.adminKey, false),
+          })
+        ).body.data.length === 1,
+      { timeoutMs: 15_000, what: 'the captured request in the log' },
+    );
+    await page.click('.tab[data-tab="requests"]');
+    await page.fill('#rq-key', keyId);
+    await page.click('#rq-submit');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(1);
+    await rows.first().click();
+    await expect
+      .poll(() => detail.locator('pre').first().textContent(), { timeout: 5000 })
+      .toContain('hi from the console test');
+    expect(await detail.textContent()).not.toContain(raw);
+    expect(problems).toEqual([]);
+  });
+});
