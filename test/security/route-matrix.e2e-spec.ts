@@ -112,6 +112,18 @@ const staticPath = (path: string, body?: unknown) => async (): Promise<Prepared>
 
 const CHAT = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
 
+/** A stored response created with the caller's own key (only its creator may read it); a made-up id for callers that may not create one. */
+async function ownResponse(ctx: Ctx): Promise<string> {
+  if (!ctx.self) return 'resp_unknown';
+  const r = await fetch(`${ctx.fx.gw.url}/v1/responses`, {
+    method: 'POST',
+    headers: { ...ctx.self.headers, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', input: 'hi' }),
+  });
+  if (r.status !== 200) return 'resp_unknown';
+  return ((await r.json()) as { id: string }).id;
+}
+
 /** THE table: one entry per documented operation. */
 const TABLE: Record<string, RouteCase> = {
   // ---- infrastructure (public) ----
@@ -260,6 +272,25 @@ const TABLE: Record<string, RouteCase> = {
     allowed: ['admin'],
     ok: 204,
     prepare: async (ctx) => ({ path: `/api/admin/rate-limits/key:${ctx.callers.user.keyId}` }),
+  },
+
+  // ---- spend budgets (admin) ----
+  'GET /api/admin/budgets/{subject}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => {
+      const user = await throwawayUser(ctx);
+      const r = await adminCall(ctx.fx.gw, ctx.fx.adminKey, 'PATCH', `/api/admin/users/${user.user.id}`, {
+        budget: { limit_usd: 5, period: 'month' },
+      });
+      if (r.status !== 200) throw new Error(`budget: ${r.status} ${JSON.stringify(r.body)}`);
+      return { path: `/api/admin/budgets/user:${user.user.id}` };
+    },
+  },
+  'DELETE /api/admin/budgets/{subject}': {
+    allowed: ['admin'],
+    ok: 204,
+    prepare: async (ctx) => ({ path: `/api/admin/budgets/key:${ctx.callers.user.keyId}` }),
   },
 
   // ---- providers (read: admin, developer, viewer; write: admin) ----
@@ -482,6 +513,26 @@ const TABLE: Record<string, RouteCase> = {
     ok: 200,
     prepare: staticPath('/v1/embeddings', { model: 'text-embedding-3-small', input: 'hi' }),
   },
+  'POST /v1/responses': {
+    allowed: ['admin', 'developer', 'user'],
+    ok: 200,
+    prepare: staticPath('/v1/responses', { model: 'gpt-4o-mini', input: 'hi' }),
+  },
+  'GET /v1/responses/{id}': {
+    allowed: ['admin', 'developer', 'user'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/v1/responses/${await ownResponse(ctx)}` }),
+  },
+  'GET /v1/responses/{id}/input_items': {
+    allowed: ['admin', 'developer', 'user'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/v1/responses/${await ownResponse(ctx)}/input_items` }),
+  },
+  'DELETE /v1/responses/{id}': {
+    allowed: ['admin', 'developer', 'user'],
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/v1/responses/${await ownResponse(ctx)}` }),
+  },
   'GET /v1/models': { allowed: ['admin', 'developer', 'user'], ok: 200, prepare: staticPath('/v1/models') },
   'GET /v1/models/{path}': {
     allowed: ['admin', 'developer', 'user'],
@@ -500,6 +551,8 @@ const ID_ROUTES: [string, (id: string) => string][] = [
   ['DELETE', (id) => `/api/admin/api-keys/${id}`],
   ['GET', (id) => `/api/admin/rate-limits/${id}`],
   ['DELETE', (id) => `/api/admin/rate-limits/${id}`],
+  ['GET', (id) => `/api/admin/budgets/${id}`],
+  ['DELETE', (id) => `/api/admin/budgets/${id}`],
   ['GET', (id) => `/api/admin/providers/${id}`],
   ['PATCH', (id) => `/api/admin/providers/${id}`],
   ['DELETE', (id) => `/api/admin/providers/${id}`],
