@@ -52,6 +52,7 @@ export interface KeyCounts {
 export interface Provider {
   id: string;
   name: string;
+  kind: 'openai' | 'anthropic';
   base_url: string;
   models: string[];
   rpm: number | null;

@@ -261,6 +261,8 @@ describe('floodgate CLI against a running gateway', () => {
         'add',
         '--name',
         'fake',
+        '--kind',
+        'openai',
         '--base-url',
         fake.baseUrl,
         '--models',
@@ -280,6 +282,7 @@ describe('floodgate CLI against a running gateway', () => {
     expect(providerId).toMatch(new RegExp(`^${UUID_RE.source}$`));
     expect((await api('GET', `/api/admin/providers/${providerId}`)).body).toMatchObject({
       name: 'fake',
+      kind: 'openai',
       base_url: fake.baseUrl,
       models: ['gpt-4o-mini', 'gpt-4o'],
       headers: { 'OpenAI-Organization': 'org-cli' },
@@ -294,6 +297,19 @@ describe('floodgate CLI against a running gateway', () => {
     );
     expect(table.stdout).toMatch(/^Created provider [0-9a-f-]{36} \(spare\)\n/);
     expect(table.stdout).toMatch(/^ {2}status +disabled$/m);
+    expect(table.stdout).toMatch(/^ {2}kind +openai$/m);
+    const badKind = await cli([
+      'providers',
+      'add',
+      '--name',
+      'x',
+      '--kind',
+      'gemini',
+      '--base-url',
+      fake.baseUrl,
+    ]);
+    expect(badKind.code).not.toBe(0);
+    expect(badKind.stderr).toMatch(/--kind must be one of openai, anthropic, got "gemini"/);
 
     const taken = await cli(['providers', 'add', '--name', 'FAKE', '--base-url', fake.baseUrl]);
     expect(taken.code).toBe(1);

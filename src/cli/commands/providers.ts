@@ -1,5 +1,13 @@
 import type { Provider } from '../api-types.js';
-import { optBool, optInt, optList, reqString, type CommandContext, type CommandSpec } from '../command.js';
+import {
+  optBool,
+  optChoice,
+  optInt,
+  optList,
+  reqString,
+  type CommandContext,
+  type CommandSpec,
+} from '../command.js';
 import { UsageError } from '../errors.js';
 import type { Column } from '../output.js';
 import { resolveProvider } from './shared.js';
@@ -37,7 +45,7 @@ function parseHeaders(raw: string[] | undefined, command: string): Record<string
 
 const add: CommandSpec = {
   name: 'providers add',
-  summary: 'add a provider (any OpenAI-compatible base URL)',
+  summary: 'add a provider (any OpenAI-compatible base URL, or the Anthropic API)',
   usage: '--name NAME --base-url URL [--models LIST] [options]',
   description: [
     'Requests for a model go to the provider that lists it (exact ids first, then * patterns).',
@@ -48,7 +56,12 @@ const add: CommandSpec = {
     'base-url': {
       type: 'string',
       value: 'URL',
-      help: 'OpenAI-compatible base URL, e.g. https://api.openai.com/v1 (required)',
+      help: 'base URL, e.g. https://api.openai.com/v1, or https://api.anthropic.com/v1 with --kind anthropic (required)',
+    },
+    kind: {
+      type: 'string',
+      value: 'KIND',
+      help: 'openai (OpenAI-compatible, the default) or anthropic (the Messages API)',
     },
     models: {
       type: 'string',
@@ -71,6 +84,7 @@ const add: CommandSpec = {
   positionals: { min: 0, max: 0 },
   examples: [
     'floodgate providers add --name openai --base-url https://api.openai.com/v1 --models gpt-4o-mini,gpt-4o',
+    'floodgate providers add --name anthropic --kind anthropic --base-url https://api.anthropic.com/v1 --models "claude-*"',
     'floodgate providers add --name vllm --base-url http://vllm.internal:8000/v1 --models "meta-llama/*"',
   ],
   async run(ctx) {
@@ -79,6 +93,8 @@ const add: CommandSpec = {
       name: reqString(v, 'name', this.name),
       base_url: reqString(v, 'base-url', this.name),
     };
+    const kind = optChoice(v, 'kind', this.name, ['openai', 'anthropic'] as const);
+    if (kind !== undefined) body.kind = kind;
     const models = optList(v, 'models');
     if (models !== undefined) body.models = models;
     const rpm = optInt(v, 'rpm', this.name, { min: 1, max: 10_000_000 });
@@ -95,6 +111,7 @@ const add: CommandSpec = {
     if (optBool(v, 'quiet')) return ctx.out.line(provider.id);
     ctx.out.line(`Created provider ${provider.id} (${provider.name})`);
     ctx.out.record([
+      ['kind', provider.kind],
       ['base URL', provider.base_url],
       ['models', provider.models.length ? provider.models.join(', ') : '(none: no model routes to it yet)'],
       ['status', provider.enabled ? 'enabled' : 'disabled'],

@@ -3,6 +3,7 @@ import {
   ArrayMaxSize,
   IsArray,
   IsBoolean,
+  IsIn,
   IsInt,
   IsObject,
   IsOptional,
@@ -14,6 +15,7 @@ import {
   MinLength,
 } from 'class-validator';
 import { OptionalNotNull } from '../../common/validation.js';
+import { PROVIDER_KINDS, type ProviderKind } from '../domain/provider-kind.js';
 
 // Shared with every DTO (src/common/validation.ts); re-exported for the key pool's other DTOs.
 export { OptionalNotNull };
@@ -25,6 +27,10 @@ const PRICING_EXAMPLE = {
   'gpt-4o-mini': { input_per_mtok: 0.15, output_per_mtok: 0.6, cached_input_per_mtok: 0.075 },
   'text-embedding-*': { input_per_mtok: 0.02, output_per_mtok: 0, cached_input_per_mtok: 0.02 },
 };
+const KIND_DESCRIPTION =
+  'What API the provider speaks: `openai` (OpenAI-compatible: `Authorization: Bearer`, `/chat/completions`, `/completions`, `/embeddings` under base_url; the default) or `anthropic` (the Anthropic Messages API: `x-api-key` + `anthropic-version`, `/messages` under base_url, e.g. `https://api.anthropic.com/v1`). Decides which client endpoints its models serve (docs/relay.md "Anthropic providers and the Messages API").';
+const KIND_MESSAGE = `kind must be one of ${PROVIDER_KINDS.join(', ')}`;
+
 const PRICING_DESCRIPTION =
   'USD per million tokens, per model id or `*` pattern (an exact id wins, then the most specific pattern); numbers 0-1000000 with at most 6 decimals; `cached_input_per_mtok` defaults to `input_per_mtok`. A model without an entry here is priced from the built-in catalog (docs/spend.md), if it is there. Replaces the whole table on PATCH; `{}` clears it.';
 
@@ -61,10 +67,20 @@ export class CreateProviderDto {
   })
   name: string;
 
+  @ApiPropertyOptional({
+    enum: PROVIDER_KINDS,
+    example: 'openai',
+    default: 'openai',
+    description: KIND_DESCRIPTION,
+  })
+  @OptionalNotNull()
+  @IsIn(PROVIDER_KINDS, { message: KIND_MESSAGE })
+  kind?: ProviderKind;
+
   @ApiProperty({
     example: 'https://api.openai.com/v1',
     description:
-      'http(s) base URL (the OpenAI paths are appended). Its addresses are checked at save and connect time: link-local / cloud metadata always refused; private and loopback unless ALLOW_PRIVATE_UPSTREAMS.',
+      'http(s) base URL (the API paths are appended: `https://api.openai.com/v1` for OpenAI, `https://api.anthropic.com/v1` for an anthropic provider). Its addresses are checked at save and connect time: link-local / cloud metadata always refused; private and loopback unless ALLOW_PRIVATE_UPSTREAMS.',
   })
   @IsString()
   @MinLength(1)
@@ -154,6 +170,11 @@ export class UpdateProviderDto {
   })
   name?: string;
 
+  @ApiPropertyOptional({ enum: PROVIDER_KINDS, example: 'anthropic', description: KIND_DESCRIPTION })
+  @OptionalNotNull()
+  @IsIn(PROVIDER_KINDS, { message: KIND_MESSAGE })
+  kind?: ProviderKind;
+
   @ApiPropertyOptional({ example: 'https://eu.api.openai.com/v1' })
   @OptionalNotNull()
   @IsString()
@@ -228,6 +249,7 @@ export class ProviderKeyCountsDto {
 export class ProviderDto {
   @ApiProperty({ example: '0b6f7a52-1d7e-4a8f-9a51-2b8f1c0e6d42' }) id: string;
   @ApiProperty({ example: 'openai' }) name: string;
+  @ApiProperty({ enum: PROVIDER_KINDS, example: 'openai', description: KIND_DESCRIPTION }) kind: ProviderKind;
   @ApiProperty({ example: 'https://api.openai.com/v1' }) base_url: string;
   @ApiProperty({ example: ['gpt-4o-mini', 'text-embedding-*'], type: [String] }) models: string[];
   @ApiProperty({ example: 500, nullable: true, type: Number }) rpm: number | null;

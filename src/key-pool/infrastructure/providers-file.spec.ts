@@ -38,3 +38,28 @@ describe('PROVIDERS_FILE pricing', () => {
     expect(problems[0]).toMatch(/^providers\[0\]\.pricing\.gpt-4o-mini\.input_per_mtok must be a number/);
   });
 });
+
+describe('PROVIDERS_FILE kind', () => {
+  const kindFile = (kind: string) => `
+providers:
+  - name: claude
+${kind}
+    base_url: https://api.anthropic.com/v1
+    models: ["claude-*"]
+`;
+
+  it('takes a provider’s kind (absent: the admin API’s default applies)', () => {
+    expect(parseProvidersFile('p.yaml', kindFile('    kind: anthropic'), {})[0]!.dto.kind).toBe('anthropic');
+    expect(parseProvidersFile('p.yaml', kindFile(''), {})[0]!.dto.kind).toBeUndefined();
+  });
+
+  it('reports a bad kind with its path', () => {
+    let problems: string[] = [];
+    try {
+      parseProvidersFile('p.yaml', kindFile('    kind: gemini'), {});
+    } catch (err) {
+      problems = (err as ProvidersFileError).problems;
+    }
+    expect(problems).toEqual(['providers[0].kind: kind must be one of openai, anthropic']);
+  });
+});

@@ -20,6 +20,13 @@ import { checkPricing } from '../domain/pricing.js';
  *           max_rpm: 500
  *       pricing:                         # optional, USD per million tokens (docs/spend.md)
  *         gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6, cached_input_per_mtok: 0.075}
+ *     - name: anthropic
+ *       kind: anthropic                  # openai (the default) | anthropic (the Messages API)
+ *       base_url: https://api.anthropic.com/v1
+ *       models: ["claude-*"]
+ *       keys:
+ *         - label: primary
+ *           key: env:ANTHROPIC_KEY_1
  *
  * Providers take the admin API's fields; keys too, except that `key` must reference a secret
  * (`env:NAME` or `file:/path`) — a literal key in a file that ends up in git is refused.

@@ -121,6 +121,7 @@ export class KeyPoolAdminService {
     const provider = this.providers.build({
       id,
       name: dto.name,
+      kind: dto.kind ?? 'openai',
       baseUrl,
       models: dto.models ?? [],
       rpm: dto.rpm ?? null,
@@ -139,6 +140,7 @@ export class KeyPoolAdminService {
           targetId: provider.id,
           changes: {
             name: provider.name,
+            kind: provider.kind,
             base_url: provider.baseUrl,
             models: provider.models,
             rpm: provider.rpm,
@@ -179,6 +181,7 @@ export class KeyPoolAdminService {
       if (dto.name.toLowerCase() !== p.name.toLowerCase()) await this.assertNameFree(dto.name, p.id);
       set('name', dto.name, 'name');
     }
+    if (dto.kind !== undefined) set('kind', dto.kind, 'kind');
     if (dto.base_url !== undefined) set('baseUrl', await this.checkBaseUrl(dto.base_url, ctx), 'base_url');
     if (dto.models !== undefined) set('models', dto.models, 'models');
     if (dto.rpm !== undefined) set('rpm', dto.rpm, 'rpm');
@@ -518,6 +521,7 @@ export class KeyPoolAdminService {
     return {
       id: p.id,
       name: p.name,
+      kind: p.kind ?? 'openai',
       base_url: p.baseUrl,
       models: p.models,
       rpm: p.rpm,

@@ -119,6 +119,7 @@ export class KeyPoolBootstrap implements OnModuleInit {
             provider.id,
             {
               name: fp.dto.name,
+              kind: fp.dto.kind ?? 'openai',
               base_url: fp.dto.base_url,
               models: fp.dto.models ?? [],
               rpm: fp.dto.rpm ?? null,

@@ -246,6 +246,8 @@ export class SendStage {
       lease.apiKey,
       lease.headers,
       input.requestId,
+      lease.providerKind,
+      input.endpoint,
     );
     if (span) injectTraceContext(headers, span);
     let body = input.payload;
