@@ -1,4 +1,5 @@
 import type { ProviderKind } from '../../key-pool/key-pool.types.js';
+import { ANTHROPIC_MESSAGES } from './anthropic-exchange.js';
 import {
   cachedPromptTokens,
   parseUpstreamJson,
@@ -80,7 +81,10 @@ const OPENAI: Partial<Record<Endpoint, Exchange>> = {
   responses: responsesExchange,
 };
 
-const ANTHROPIC: Partial<Record<Endpoint, Exchange>> = {};
+const ANTHROPIC: Partial<Record<Endpoint, Exchange>> = {
+  // The Messages API, passed through natively (anthropic-exchange.ts).
+  messages: ANTHROPIC_MESSAGES,
+};
 
 /**
  * The exchange for a client endpoint on a provider kind; null when that kind of provider cannot
