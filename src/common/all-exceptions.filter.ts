@@ -1,6 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { toErrorResponse } from './error-response.js';
+import { errorBodyFor, toErrorResponse } from './error-response.js';
 
 /** Every failure on every route answers with the one error shape; 5xx never carry a stack or detail. */
 @Catch()
@@ -35,5 +35,5 @@ export function sendError(
     reply.raw.end();
     return;
   }
-  void reply.status(response.status).headers(response.headers).send(response.body);
+  void reply.status(response.status).headers(response.headers).send(errorBodyFor(request.url, response.body));
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from './api-error.js';
-import { isConnectivityError, toErrorResponse } from './error-response.js';
+import { errorBodyFor, isConnectivityError, toErrorResponse } from './error-response.js';
 
 describe('toErrorResponse', () => {
   it('answers dependency outages 503 with Retry-After (pg and ioredis errors, wrapped or not)', () => {
@@ -33,5 +33,25 @@ describe('toErrorResponse', () => {
     expect(bug).toMatchObject({ status: 500, unexpected: true });
     expect(bug.body.error.message).toBe('Internal server error');
     expect(toErrorResponse(ApiError.notFound('nope'), 'r').status).toBe(404);
+  });
+});
+
+describe('errorBodyFor', () => {
+  const body = toErrorResponse(
+    ApiError.badRequest('max_tokens must be a positive integer', 'max_tokens'),
+    'r',
+  ).body;
+
+  it('adds Anthropic’s top-level "type": "error" on /v1/messages (query string or not), nothing else changed', () => {
+    expect(errorBodyFor('/v1/messages', body)).toEqual({ type: 'error', ...body });
+    expect(errorBodyFor('/v1/messages?beta=true', body)).toEqual({ type: 'error', ...body });
+    expect(JSON.stringify(errorBodyFor('/v1/messages', body))).toMatch(
+      /^\{"type":"error","error":\{"type":"invalid_request_error"/,
+    );
+  });
+
+  it('leaves every other path’s body as it is', () => {
+    for (const url of ['/v1/chat/completions', '/v1/messages/batches', '/api/admin/providers', undefined])
+      expect(errorBodyFor(url, body)).toBe(body);
   });
 });

@@ -50,6 +50,22 @@ export function isConnectivityError(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Paths whose clients are Anthropic SDKs (the Messages API): their error body also carries
+ * Anthropic's top-level `"type": "error"` — `{"type":"error","error":{type,code,message,param,request_id}}`,
+ * which an Anthropic SDK reads as its own error shape (docs/relay.md "Anthropic providers and the Messages API").
+ */
+const ANTHROPIC_ERROR_PATHS = new Set(['/v1/messages']);
+
+export type ClientErrorBody = ErrorBody | ({ type: 'error' } & ErrorBody);
+
+/** The error body for a request to `url`: the one error shape, with `"type": "error"` on the Anthropic paths. */
+export function errorBodyFor(url: string | undefined, body: ErrorBody): ClientErrorBody {
+  if (url === undefined) return body;
+  const q = url.indexOf('?');
+  return ANTHROPIC_ERROR_PATHS.has(q === -1 ? url : url.slice(0, q)) ? { type: 'error', ...body } : body;
+}
+
 export function toErrorResponse(err: unknown, requestId: string): ErrorResponse {
   if (!(err instanceof ApiError) && !(err instanceof HttpException) && isConnectivityError(err)) {
     return {

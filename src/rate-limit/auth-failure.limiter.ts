@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { toErrorResponse } from '../common/error-response.js';
+import { errorBodyFor, toErrorResponse } from '../common/error-response.js';
 import { RateLimitService } from './rate-limit.service.js';
 
 /**
@@ -60,6 +60,6 @@ export class AuthFailureLimiter implements OnModuleInit {
     void reply.removeHeader('www-authenticate');
     for (const [name, value] of Object.entries(response.headers)) void reply.header(name, value);
     void reply.header('content-type', 'application/json; charset=utf-8');
-    return JSON.stringify(response.body);
+    return JSON.stringify(errorBodyFor(request.url, response.body));
   }
 }

@@ -37,6 +37,35 @@ const CHAT_EXAMPLE = {
   stream: false,
 };
 
+const MESSAGES_EXAMPLE = {
+  model: 'claude-sonnet-4-5',
+  max_tokens: 1024,
+  messages: [{ role: 'user', content: 'Say hello' }],
+  stream: false,
+};
+
+const MESSAGES_ANSWER_EXAMPLE = {
+  id: 'msg_01XFDUDYJgAACzvnptvVoYEL',
+  type: 'message',
+  role: 'assistant',
+  model: 'claude-sonnet-4-5',
+  content: [{ type: 'text', text: 'Hello!' }],
+  stop_reason: 'end_turn',
+  stop_sequence: null,
+  usage: { input_tokens: 10, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 5 },
+};
+
+const MESSAGES_ERROR_EXAMPLE = {
+  type: 'error',
+  error: {
+    type: 'invalid_request_error',
+    code: 'validation_failed',
+    message: 'max_tokens must be a positive integer',
+    param: 'max_tokens',
+    request_id: '3f0c9a4e-…',
+  },
+};
+
 const RelayErrors = () => (target: object, key: string | symbol, descriptor: PropertyDescriptor) => {
   ApiBadRequestResponse({
     description: 'Missing/invalid model, messages, input…; bad X-Priority',
@@ -303,6 +332,49 @@ export class RelayController {
     @Res() reply: FastifyReply,
   ): Promise<void> {
     return this.responses.forward('DELETE', id, '', request, reply);
+  }
+
+  @Post('messages')
+  @HttpCode(200)
+  @RequirePermission('relay', 'write')
+  @RateLimitInAdmission()
+  @ApiTags('relay (Anthropic-compatible)')
+  @ApiOperation({
+    summary: 'Anthropic Messages API (stream: true → server-sent events with event: lines)',
+    description: `Point an Anthropic SDK's baseURL at \`<floodgate>\` (the SDK appends /v1/messages) and give it a Floodgate key: it sends it as \`x-api-key\` (\`Authorization: Bearer\` works too). Relayed natively to an anthropic-kind provider that serves \`model\` (the body as sent, to \`<base_url>/messages\` with the provider's key as \`x-api-key\`, the client's \`anthropic-version\` (default 2023-06-01) and \`anthropic-beta\`); the answer comes back unchanged (a route alias shows as \`model\`; a route tries only its anthropic-kind targets). A model served only by openai-kind providers → 400 \`endpoint_not_supported\`. Usage is read from \`usage.input_tokens\`, \`output_tokens\`, \`cache_read_input_tokens\`, \`cache_creation_input_tokens\` (streams: message_start and message_delta). Errors carry Anthropic's top-level \`"type": "error"\` besides the one error shape: \`{"type":"error","error":{"type","code","message","param","request_id"}}\`; an upstream 4xx keeps Anthropic's message, its error type as \`code\`. ${RELAY_HEADERS_DOC}`,
+  })
+  @ApiHeader(PRIORITY_HEADER)
+  @ApiHeader({
+    name: 'x-api-key',
+    required: false,
+    description: 'A Floodgate API key (fg_…), as Anthropic SDKs send it; or Authorization: Bearer',
+  })
+  @ApiHeader({
+    name: 'anthropic-version',
+    required: false,
+    description: 'Forwarded to the provider (default 2023-06-01)',
+    schema: { type: 'string', example: '2023-06-01' },
+  })
+  @ApiHeader({ name: 'anthropic-beta', required: false, description: 'Forwarded to the provider' })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['model', 'max_tokens', 'messages'],
+      example: MESSAGES_EXAMPLE,
+    },
+  })
+  @ApiOkResponse({
+    description: 'The provider’s answer as it came (JSON, or text/event-stream when stream is true)',
+    schema: { example: MESSAGES_ANSWER_EXAMPLE },
+  })
+  @ApiBadRequestResponse({
+    description:
+      'Missing/invalid model, messages, max_tokens; bad X-Priority; `endpoint_not_supported`: the model is served by no anthropic-kind provider (nor by any target of its route). Body: `{"type":"error","error":{…}}`',
+    schema: { example: MESSAGES_ERROR_EXAMPLE },
+  })
+  @RelayErrors()
+  messages(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.relay.handle('messages', request, reply);
   }
 
   @Get('models')

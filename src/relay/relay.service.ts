@@ -120,7 +120,7 @@ export class RelayService {
       priority = accept(parsePriority(request.headers['x-priority'], priorityCeiling(principal)));
       stream = wantsStream(endpoint, body);
       // route
-      routed = await this.routes.route(model, principal);
+      routed = await this.routes.route(model, principal, endpoint);
       if (endpoint === 'responses') routed = await this.responses.pin(routed, body, principal);
       const { modelLabel, route } = routed;
       let provider = routed.provider;

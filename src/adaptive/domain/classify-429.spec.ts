@@ -117,6 +117,61 @@ describe('classify429', () => {
       { error: { message: 'Please slow down', type: 'rate_limit_error' } },
       'unknown',
       'no_signal',
+    ], // Anthropic: the error object of {"type":"error","error":{"type":"rate_limit_error","message":…}}
+    // as the relay parses it (parseUpstreamJson(text).error), and its anthropic-ratelimit-* headers.
+    [
+      'Anthropic: requests remaining 0 → rpm',
+      {
+        error: { type: 'rate_limit_error', message: 'Rate limited' },
+        headers: {
+          'anthropic-ratelimit-requests-remaining': '0',
+          'anthropic-ratelimit-tokens-remaining': '900',
+        },
+        inFlight: 8,
+      },
+      'rpm',
+      'remaining_requests_zero',
+    ],
+    [
+      'Anthropic: input tokens remaining 0 → tpm',
+      {
+        error: { type: 'rate_limit_error', message: 'Rate limited' },
+        headers: {
+          'anthropic-ratelimit-requests-remaining': '3',
+          'anthropic-ratelimit-input-tokens-remaining': '0',
+        },
+      },
+      'tpm',
+      'remaining_tokens_zero',
+    ],
+    [
+      'Anthropic: output tokens remaining 0 → tpm',
+      { headers: { 'anthropic-ratelimit-output-tokens-remaining': '0' } },
+      'tpm',
+      'remaining_tokens_zero',
+    ],
+    [
+      'Anthropic: its request-rate message → rpm',
+      {
+        error: {
+          type: 'rate_limit_error',
+          message: "This request would exceed your organization's rate limit of 50 requests per minute",
+        },
+      },
+      'rpm',
+      'provider_says_requests',
+    ],
+    [
+      'Anthropic: its token-rate message → tpm',
+      {
+        error: {
+          type: 'rate_limit_error',
+          message:
+            'This request would exceed the rate limit for your organization of 40,000 input tokens per minute',
+        },
+      },
+      'tpm',
+      'provider_says_tokens',
     ],
   ];
   it.each(table)('%s', (_name, input, type, signal) => {

@@ -39,6 +39,13 @@ export interface Classification {
   signal: Upstream429Signal;
 }
 
+/** Anthropic's token budgets' remaining headers. */
+const ANTHROPIC_TOKEN_REMAINING = [
+  'anthropic-ratelimit-tokens-remaining',
+  'anthropic-ratelimit-input-tokens-remaining',
+  'anthropic-ratelimit-output-tokens-remaining',
+];
+
 const CONCURRENCY_WORDS =
   /concurren|parallel|simultaneous|too many (open |active |in[- ]?flight |pending )?(requests|connections) at (the same|a|one) time|in[- ]?flight|overloaded_concurrent/i;
 const TOKEN_WORDS =
@@ -49,7 +56,8 @@ const REQUEST_WORDS =
 /**
  * The rules, first match wins:
  * 1. the provider says "concurrent/parallel/in flight" in the error code, type or message → concurrency;
- * 2. `x-ratelimit-remaining-requests: 0` → rpm; `x-ratelimit-remaining-tokens: 0` → tpm;
+ * 2. `x-ratelimit-remaining-requests: 0` → rpm; `x-ratelimit-remaining-tokens: 0` → tpm (Anthropic's
+ *    `anthropic-ratelimit-requests-remaining` / `-{tokens,input-tokens,output-tokens}-remaining` alike);
  * 3. the provider names a token budget → tpm, a request budget or quota → rpm;
  * 4. in-flight was at or above the enforced concurrency limit (and nothing above said RPM/TPM) → concurrency;
  * 5. a long Retry-After (≥ longRetryAfterMs) while below the limit → rpm (a window resets, not a slot);
@@ -60,9 +68,15 @@ export function classify429(input: Classify429Input): Classification {
   const text = [e?.code, e?.type, e?.message].filter((s): s is string => typeof s === 'string').join(' ');
   if (text && CONCURRENCY_WORDS.test(text))
     return { type: 'concurrency', signal: 'provider_says_concurrency' };
-  if (remainingIsZero(input.headers, 'x-ratelimit-remaining-requests'))
+  if (
+    remainingIsZero(input.headers, 'x-ratelimit-remaining-requests') ||
+    remainingIsZero(input.headers, 'anthropic-ratelimit-requests-remaining')
+  )
     return { type: 'rpm', signal: 'remaining_requests_zero' };
-  if (remainingIsZero(input.headers, 'x-ratelimit-remaining-tokens'))
+  if (
+    remainingIsZero(input.headers, 'x-ratelimit-remaining-tokens') ||
+    ANTHROPIC_TOKEN_REMAINING.some((name) => remainingIsZero(input.headers, name))
+  )
     return { type: 'tpm', signal: 'remaining_tokens_zero' };
   if (text && TOKEN_WORDS.test(text)) return { type: 'tpm', signal: 'provider_says_tokens' };
   if (text && REQUEST_WORDS.test(text)) return { type: 'rpm', signal: 'provider_says_requests' };

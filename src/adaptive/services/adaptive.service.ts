@@ -53,6 +53,7 @@ import {
 } from '../infrastructure/report.script.js';
 import { parseHistory, UtilisationWindow, type Adjustment } from '../domain/aimd.js';
 import { classify429, type Classification, type Upstream429Type } from '../domain/classify-429.js';
+import { isRetreatPushback } from '../domain/pushback.js';
 import {
   bucketParams,
   RETREAT_STATES,
@@ -130,7 +131,7 @@ interface ReportPlan {
   kind: 'none' | '429' | 'inc';
   type?: Upstream429Type;
   reason?: 'high_utilisation' | 'probe';
-  /** The answer is a rate 429 (counts against the provider's request rate). */
+  /** The answer is pushback for the retreat window: a rate 429, or a 503 / 529 overload (domain/pushback.ts). */
   rate429: boolean;
   /** The report carries the provider's pending answers into the retreat window. */
   carries?: boolean;
@@ -299,7 +300,7 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
     if (outcome.status === 429) {
       const c = this.classify(lease, outcome);
       // Concurrency 429s belong to the key's learned limit, not to the provider's request rate.
-      plan.rate429 = c.type !== 'concurrency';
+      plan.rate429 = isRetreatPushback(429, c.type);
       plan.kind = '429';
       plan.type = c.type;
       this.view(lease.keyId, lease.providerId).samples.reset();
@@ -317,6 +318,9 @@ export class AdaptiveService implements OnModuleInit, OnApplicationBootstrap, On
         holdMs: a.holdMs,
         minLimit: a.minLimit,
       };
+    } else if (isRetreatPushback(outcome.status, null)) {
+      // 503 / 529 (overloaded): the provider pushes back; its retreat window counts it like a rate 429.
+      plan.rate429 = true;
     } else if (outcome.status < 400 && lease.concurrencyLimit.kind === 'learned') {
       const inc = this.sample(lease);
       if (inc) {

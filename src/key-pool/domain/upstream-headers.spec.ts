@@ -56,6 +56,43 @@ describe('cooldownFor429', () => {
     });
   });
 
+  it('Anthropic: retry-after wins; without it the exhausted budget’s anthropic-ratelimit-*-reset, else the latest', () => {
+    const at = (s: number) => new Date(NOW + s * 1000).toISOString();
+    expect(
+      cooldownFor429(
+        {
+          'retry-after': '4',
+          'anthropic-ratelimit-requests-reset': at(30),
+          'anthropic-ratelimit-requests-remaining': '0',
+        },
+        NOW,
+        POLICY,
+      ),
+    ).toEqual({ ms: 4000, source: 'retry-after' });
+    expect(
+      cooldownFor429(
+        {
+          'anthropic-ratelimit-requests-remaining': '0',
+          'anthropic-ratelimit-requests-reset': at(7),
+          'anthropic-ratelimit-tokens-remaining': '500',
+          'anthropic-ratelimit-tokens-reset': at(50),
+        },
+        NOW,
+        POLICY,
+      ),
+    ).toEqual({ ms: 7000, source: 'anthropic-ratelimit-reset' });
+    expect(
+      cooldownFor429(
+        { 'anthropic-ratelimit-requests-reset': at(7), 'anthropic-ratelimit-output-tokens-reset': at(12) },
+        NOW,
+        POLICY,
+      ),
+    ).toEqual({ ms: 12_000, source: 'anthropic-ratelimit-reset' });
+    expect(cooldownFor429({ 'anthropic-ratelimit-requests-reset': 'soon' }, NOW, POLICY).source).toBe(
+      'default',
+    );
+  });
+
   it('retry-after-ms beats Retry-After', () => {
     expect(cooldownFor429({ 'retry-after-ms': '2500', 'retry-after': '9' }, NOW, POLICY)).toEqual({
       ms: 2500,

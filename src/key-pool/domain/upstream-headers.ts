@@ -7,6 +7,8 @@
  * 3. OpenAI's `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` (Go-style durations such as
  *    "1s", "6m0s", "20ms", "1h2m3.5s"). When `x-ratelimit-remaining-requests` or `-tokens` says which
  *    budget is exhausted, that budget's reset is used; otherwise the longer of the two.
+ * 4. Anthropic's `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-reset` (RFC 3339
+ *    times): the reset of a budget whose `-remaining` says 0, otherwise the latest of them.
  * The result is floored at 1 s and capped; with no usable header the default applies.
  */
 
@@ -29,7 +31,12 @@ export interface CooldownDecision {
   ms: number;
   /** Which header decided (for logs and Adaptive's 429 classification). */
   source:
-    'retry-after-ms' | 'retry-after' | 'x-ratelimit-reset-requests' | 'x-ratelimit-reset-tokens' | 'default';
+    | 'retry-after-ms'
+    | 'retry-after'
+    | 'x-ratelimit-reset-requests'
+    | 'x-ratelimit-reset-tokens'
+    | 'anthropic-ratelimit-reset'
+    | 'default';
 }
 
 /** The cooldown a key gets after an upstream 429 with these headers. */
@@ -61,5 +68,26 @@ export function cooldownFor429(
     const longest = candidates.reduce((a, b) => (b.ms > a.ms ? b : a));
     return { ms: clamp(longest.ms), source: longest.source };
   }
+  const anthropic = anthropicResetMs(headers, nowMs);
+  if (anthropic !== null) return { ms: clamp(anthropic), source: 'anthropic-ratelimit-reset' };
   return { ms: clamp(policy.defaultMs), source: 'default' };
+}
+
+const ANTHROPIC_BUDGETS = ['requests', 'tokens', 'input-tokens', 'output-tokens'] as const;
+
+/** Anthropic's rate-limit resets (RFC 3339 times): the exhausted budgets' latest, else all budgets' latest; ms from now. */
+function anthropicResetMs(headers: HeaderBag | undefined, nowMs: number): number | null {
+  let exhausted: number | null = null;
+  let any: number | null = null;
+  for (const budget of ANTHROPIC_BUDGETS) {
+    const raw = headerValue(headers, `anthropic-ratelimit-${budget}-reset`);
+    if (raw === undefined) continue;
+    const at = Date.parse(raw);
+    if (Number.isNaN(at)) continue;
+    const ms = Math.max(0, at - nowMs);
+    any = Math.max(any ?? 0, ms);
+    if (remainingIsZero(headers, `anthropic-ratelimit-${budget}-remaining`))
+      exhausted = Math.max(exhausted ?? 0, ms);
+  }
+  return exhausted ?? any;
 }

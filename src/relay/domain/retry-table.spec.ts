@@ -173,4 +173,25 @@ describe('retry table (docs/relay.md)', () => {
     expect(breakerOutcome({ status: 400 })).toBeNull();
     expect(breakerOutcome({ failure: 'aborted' })).toBeNull();
   });
+
+  it('Anthropic: 529 overloaded_error is a 5xx (retried on another key / target, then 502; a breaker failure); its 429 a 429', () => {
+    expect(retryDecision({ status: 529 }, first).action).toBe('retry');
+    expect(retryDecision({ status: 529 }, { ...first, attempt: 2 })).toMatchObject({
+      action: 'fail',
+      rejection: {
+        status: 502,
+        type: 'upstream_error',
+        code: 'upstream_error',
+        headers: { 'x-should-retry': 'true' },
+      },
+    });
+    expect(
+      retryDecision({ status: 529 }, { ...first, routed: true, maxAttempts: 3, attempt: 2 }).action,
+    ).toBe('retry');
+    expect(attemptOutcome({ status: 529 })).toBe('upstream_error');
+    expect(breakerOutcome({ status: 529 })).toBe('failure');
+    expect(retryDecision({ status: 429, retryAfter: '7' }, { ...first, attempt: 2 })).toMatchObject({
+      rejection: { status: 429, type: 'rate_limit_error', headers: { 'retry-after': '7' } },
+    });
+  });
 });

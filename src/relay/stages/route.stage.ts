@@ -4,9 +4,11 @@ import { KeyPoolService } from '../../key-pool/services/key-pool.service.js';
 import type { RouteDef, RouteTarget, TargetRef } from '../../routing/routing.types.js';
 import { RoutesService } from '../../routing/services/routes.service.js';
 import { modelAllowed, routeModel, type RoutableProvider as RoutableBase } from '../domain/model-router.js';
-import { forbidden, modelNotFound } from '../domain/rejection.js';
+import { exchangeFor } from '../domain/exchange.js';
+import { badRequest, forbidden, modelNotFound } from '../domain/rejection.js';
 import { routeTargetHeader } from '../domain/route-model.js';
 import { noRouteTarget } from '../domain/route-rules.js';
+import type { Endpoint } from '../domain/validation.js';
 import { reject } from './reject.js';
 
 export type RoutableProvider = RoutableBase & { createdAt: Date };
@@ -59,7 +61,12 @@ export class RouteStage {
   /** A route's usable targets, per route definition, built from one providers list (rebuilt when either changes). */
   private readonly resolved = new WeakMap<
     RouteDef,
-    { providers: readonly RoutableProvider[]; ctx: RouteContext }
+    {
+      providers: readonly RoutableProvider[];
+      ctx: RouteContext;
+      /** Per client endpoint: the targets whose provider kind can serve it (ctx itself when all can). */
+      byEndpoint: Map<Endpoint, RouteContext>;
+    }
   >();
 
   constructor(
@@ -69,19 +76,31 @@ export class RouteStage {
 
   /**
    * The key's allowed_models first (403; for a route, the alias the client sent), then a route with
-   * that alias (503 no_route_target when none of its targets is on an enabled provider), then the
-   * routes of enabled providers (404).
+   * that alias (503 no_route_target when none of its targets is on an enabled provider; only the
+   * targets whose provider kind can serve `endpoint` are kept — 400 endpoint_not_supported when none
+   * can), then the routes of enabled providers (404).
    */
-  async route(model: string, principal: Principal): Promise<Routed> {
+  async route(model: string, principal: Principal, endpoint: Endpoint): Promise<Routed> {
     if (!modelAllowed(model, principal.apiKey?.allowedModels ?? null)) {
       throw reject(forbidden(`This API key may not use model ${model}`, 'model_not_allowed'));
     }
     const def = await this.routes.resolve(model);
     const providers = await this.keyPool.routableProviders();
     if (def !== null) {
-      const ctx = this.context(def, providers);
+      const all = this.context(def, providers);
+      if (!all.targets[0]) throw reject(noRouteTarget(def.model));
+      const ctx = this.servingContext(def, all, endpoint);
       const primary = ctx.targets[0];
-      if (!primary) throw reject(noRouteTarget(def.model));
+      if (!primary)
+        throw reject(
+          badRequest(
+            `No target of route ${def.model} is on a provider whose kind serves this endpoint (${all.targets
+              .map((t) => `${t.label}: ${t.provider.kind}`)
+              .join(', ')})`,
+            'model',
+            'endpoint_not_supported',
+          ),
+        );
       return { provider: primary.provider, modelLabel: def.model, route: ctx };
     }
     const route = routeModel(model, providers);
@@ -107,7 +126,19 @@ export class RouteStage {
       });
     }
     const ctx = { def, targets };
-    this.resolved.set(def, { providers, ctx });
+    this.resolved.set(def, { providers, ctx, byEndpoint: new Map() });
+    return ctx;
+  }
+
+  /** The route's targets that can serve `endpoint` (a mixed route only tries its compatible targets). */
+  private servingContext(def: RouteDef, all: RouteContext, endpoint: Endpoint): RouteContext {
+    const cache = this.resolved.get(def)!.byEndpoint;
+    let ctx = cache.get(endpoint);
+    if (!ctx) {
+      const targets = all.targets.filter((t) => exchangeFor(endpoint, t.provider.kind) !== null);
+      ctx = targets.length === all.targets.length ? all : { def, targets };
+      cache.set(endpoint, ctx);
+    }
     return ctx;
   }
 
