@@ -247,6 +247,12 @@ function sweepFor(mode: Mode): void {
         'POST /v1/completions': { model: 'gpt-4o-mini', prompt: 'hi' },
         'POST /v1/embeddings': { model: 'text-embedding-3-small', input: 'hi' },
         'POST /v1/responses': { model: 'gpt-4o-mini', input: 'hi' },
+        // No anthropic-kind provider in this fixture: a valid body asks for an unknown model (404).
+        'POST /v1/messages': {
+          model: 'claude-sweep',
+          max_tokens: 16,
+          messages: [{ role: 'user', content: 'hi' }],
+        },
       };
       const body = bodies[op];
       if (!body) throw new Error(`no base body for ${op}: add one`);
