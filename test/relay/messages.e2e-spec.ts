@@ -235,6 +235,30 @@ describe.each(MODES)('POST /v1/messages on anthropic providers (%s)', (mode) => 
     expect(Number(row.cost_micro_usd)).toBe(COST_MICRO_USD);
   });
 
+  it('a stream cut upstream ends with an Anthropic error event after what was delivered', async () => {
+    anthropic.when({ times: 1, reply: { text: 'one two three ', cutAfterEvents: 4 } });
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: sdkHeaders(),
+      body: JSON.stringify(body({ stream: true })),
+    });
+    expect(res.status).toBe(200);
+    const events = (await res.text()).split('\n\n').filter((e) => e !== '');
+    expect(events.slice(0, 4).map((e) => e.split('\n')[0])).toEqual([
+      'event: message_start',
+      'event: content_block_start',
+      'event: ping',
+      'event: content_block_delta',
+    ]);
+    expect(events).toHaveLength(5);
+    const [name, data] = events[4]!.split('\n');
+    expect(name).toBe('event: error');
+    expect(JSON.parse(data!.slice(6))).toMatchObject({
+      type: 'error',
+      error: { type: 'upstream_error', code: 'upstream_stream_interrupted' },
+    });
+  });
+
   it('a tool_use answer passes through unchanged', async () => {
     const res = await messages(
       body({ tools: [{ name: 'lookup', description: 'd', input_schema: { type: 'object' } }] }),

@@ -65,6 +65,8 @@ export interface AnthropicFakeReply {
   usage?: AnthropicUsage;
   /** Destroy the socket instead of answering (connection error for the client). */
   destroy?: boolean;
+  /** Streams: destroy the socket after this many events (a stream cut short upstream). */
+  cutAfterEvents?: number;
 }
 
 export interface AnthropicFakeRule {
@@ -335,7 +337,16 @@ export class FakeAnthropic {
         ],
         ['message_stop', {}],
       );
-      for (const [event, data] of steps) if (!(await send(event, data))) return;
+      let sent = 0;
+      for (const [event, data] of steps) {
+        if (reply.cutAfterEvents !== undefined && sent >= reply.cutAfterEvents) {
+          await sleep(20); // what was written reaches the client first
+          res.destroy();
+          return;
+        }
+        if (!(await send(event, data))) return;
+        sent++;
+      }
       res.end();
       return;
     }

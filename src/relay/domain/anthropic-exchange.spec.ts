@@ -89,6 +89,14 @@ describe('anthropic:messages exchange', () => {
     expect(JSON.parse(messages.answer(answer, 'smart')).model).toBe('smart');
   });
 
+  it('ends a stream cut upstream with an Anthropic error event (event: error), the openai exchanges with their own', () => {
+    const event = messages.interrupted!('req-9');
+    expect(event).toBe(
+      'event: error\ndata: {"type":"error","error":{"type":"upstream_error","code":"upstream_stream_interrupted","message":"The upstream stream ended unexpectedly","param":null,"request_id":"req-9"}}\n\n',
+    );
+    expect(exchangeFor('chat', 'openai')!.interrupted).toBeUndefined();
+  });
+
   it('keeps Anthropic’s words in a client error (its error type as code), never the upstream key', () => {
     const text = JSON.stringify({
       type: 'error',

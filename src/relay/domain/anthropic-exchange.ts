@@ -174,6 +174,24 @@ export class AnthropicStreamEvents implements StreamEvents {
   }
 }
 
+/**
+ * The last event of a stream the upstream cut short, as an Anthropic client expects it: an `error`
+ * event (Anthropic's SDKs throw on it) carrying the one error shape with `"type": "error"`.
+ */
+export function anthropicInterruptedEvent(requestId: string): string {
+  const error = {
+    type: 'error',
+    error: {
+      type: 'upstream_error',
+      code: 'upstream_stream_interrupted',
+      message: 'The upstream stream ended unexpectedly',
+      param: null,
+      request_id: requestId,
+    },
+  };
+  return `event: error\ndata: ${JSON.stringify(error)}\n\n`;
+}
+
 /** A JSON answer's usage (its top-level `usage`). */
 export function anthropicJsonUsage(text: string): UsageCounts {
   return anthropicUsage(parseObject(text)?.usage as AnthropicUsage | undefined);
@@ -196,4 +214,5 @@ export const ANTHROPIC_MESSAGES = {
   answer: anthropicAnswer,
   clientError: anthropicClientError,
   stream: (_injectedUsage: boolean, alias: string | null): StreamEvents => new AnthropicStreamEvents(alias),
+  interrupted: anthropicInterruptedEvent,
 } as const;

@@ -44,6 +44,8 @@ export interface Exchange {
    * id a 2xx JSON answer created, so the relay remembers which provider and key hold it.
    */
   createdId?(text: string): string | null;
+  /** The last event of a 200 stream the upstream cut short, in the client's dialect (default: outcome.ts streamInterruptedEvent). */
+  interrupted?(requestId: string): string;
 }
 
 /** OpenAI-style usage (`prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`). */

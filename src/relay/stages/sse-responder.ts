@@ -122,7 +122,7 @@ export class SseResponder {
     }
     if (clientGone) raw.destroy();
     else {
-      if (failure) raw.write(streamInterruptedEvent(input.requestId));
+      if (failure) raw.write((input.exchange.interrupted ?? streamInterruptedEvent)(input.requestId));
       raw.end();
     }
     return answer;
