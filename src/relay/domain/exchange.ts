@@ -12,6 +12,13 @@ import { NO_USAGE, type StreamEvents, type UsageCounts } from './stream-events.j
 import { aliasJson } from './route-model.js';
 import { responsesExchange } from './responses-exchange.js';
 import { OpenAiStreamEvents } from './sse-relay.js';
+import {
+  AnthropicChatStream,
+  anthropicChatPayload,
+  messageToChatCompletion,
+  messagesClientError,
+  messagesUsage,
+} from './translate/index.js';
 import { upstreamPayload, type Endpoint, type UpstreamPayload } from './validation.js';
 
 export { NO_USAGE, type StreamEvents, type UsageCounts };
@@ -83,9 +90,24 @@ const OPENAI: Partial<Record<Endpoint, Exchange>> = {
   responses: responsesExchange,
 };
 
+/**
+ * chat/completions on an Anthropic provider: the request translated to a Messages request, the
+ * answer and stream translated back (translate/, docs/translation.md).
+ */
+const anthropicChat: Exchange = {
+  name: 'anthropic:chat',
+  path: '/messages',
+  payload: (body, stream) => anthropicChatPayload(body, stream),
+  usage: messagesUsage,
+  answer: (text, alias) => messageToChatCompletion(text, alias),
+  clientError: messagesClientError,
+  stream: (injectedUsage, alias) => new AnthropicChatStream(injectedUsage, alias),
+};
+
 const ANTHROPIC: Partial<Record<Endpoint, Exchange>> = {
   // The Messages API, passed through natively (anthropic-exchange.ts).
   messages: ANTHROPIC_MESSAGES,
+  chat: anthropicChat,
 };
 
 /**
