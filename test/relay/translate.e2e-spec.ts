@@ -26,7 +26,7 @@ const micros = (prompt: number, completion: number, cached: number) =>
       1_000_000n,
   );
 
-const tools: OpenAI.Chat.ChatCompletionTool[] = [
+const tools: OpenAI.Chat.ChatCompletionFunctionTool[] = [
   {
     type: 'function',
     function: {
