@@ -15,6 +15,10 @@ import { OpenAiStreamEvents } from './sse-relay.js';
 import {
   AnthropicChatStream,
   anthropicChatPayload,
+  chatCompletionToMessage,
+  chatCompletionUsage,
+  OpenAiMessagesStream,
+  openAiMessagesPayload,
   messageToChatCompletion,
   messagesClientError,
   messagesUsage,
@@ -83,11 +87,26 @@ function openAi(endpoint: Endpoint, path: string): Exchange {
   };
 }
 
+/**
+ * Anthropic's messages on an OpenAI-compatible provider: the Messages request translated to a
+ * chat/completions request, the answer and stream translated back (translate/, docs/translation.md).
+ */
+const openAiMessages: Exchange = {
+  name: 'openai:messages',
+  path: '/chat/completions',
+  payload: (body, stream) => openAiMessagesPayload(body, stream),
+  usage: chatCompletionUsage,
+  answer: (text, alias) => chatCompletionToMessage(text, alias),
+  clientError: (status, text, apiKey) => upstreamClientError(status, parseUpstreamJson(text), apiKey),
+  stream: (_injectedUsage, alias) => new OpenAiMessagesStream(alias),
+};
+
 const OPENAI: Partial<Record<Endpoint, Exchange>> = {
   chat: openAi('chat', '/chat/completions'),
   completions: openAi('completions', '/completions'),
   embeddings: openAi('embeddings', '/embeddings'),
   responses: responsesExchange,
+  messages: openAiMessages,
 };
 
 /**
