@@ -51,10 +51,10 @@ const stream = [
 ].join('');
 
 describe('anthropic:messages exchange', () => {
-  it('is the ANTHROPIC table’s messages entry: /messages; openai providers do not serve messages', () => {
+  it('is the ANTHROPIC table’s messages entry: /messages (openai providers translate it: openai:messages)', () => {
     expect(messages.name).toBe('anthropic:messages');
     expect(messages.path).toBe('/messages');
-    expect(exchangeFor('messages', 'openai')).toBeNull();
+    expect(exchangeFor('messages', 'openai')?.name).toBe('openai:messages');
   });
 
   it('sends the client’s raw body unchanged, streams without injected usage', () => {
