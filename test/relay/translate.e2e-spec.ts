@@ -251,6 +251,19 @@ describe.each(MODES)('chat/completions on an anthropic provider, translated (%s 
         { id: expect.stringMatching(/^toolu_/), name: 'weather', arguments: '{"q":"fake"}' },
       ]);
 
+      // the SDK's own stream helper assembles the same completion from the chunks
+      const final = await client.chat.completions
+        .stream({ model, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools })
+        .finalChatCompletion();
+      expect(final.choices[0]!.finish_reason).toBe('tool_calls');
+      expect(final.choices[0]!.message.content).toBe(fake.text);
+      expect(final.choices[0]!.message.tool_calls![0]).toMatchObject({
+        type: 'function',
+        function: { name: 'weather', arguments: '{"q":"fake"}' },
+      });
+      fake.reset();
+      fake.when({ reply: answersToolResults });
+
       // the tool's result goes back: the model answers in text
       const second = await client.chat.completions.create({
         model,
@@ -264,7 +277,7 @@ describe.each(MODES)('chat/completions on an anthropic provider, translated (%s 
       expect(second.choices[0]!.message.content).toBe('It is sunny there.');
       expect(second.choices[0]!.finish_reason).toBe('stop');
       expect(second.usage).toMatchObject({ prompt_tokens: 40, completion_tokens: 6, total_tokens: 46 });
-      expect(fake.requests[2]!.body.messages).toEqual([
+      expect(fake.requests[0]!.body.messages).toEqual([
         { role: 'user', content: 'Weather in Paris?' },
         {
           role: 'assistant',
