@@ -93,6 +93,7 @@ function translate(body: Json, stream: boolean): Json {
       throw unsupported(key, `${key} is not supported for this model (served by an Anthropic provider)`);
   }
   refuseMeaningChanges(body);
+  if (!Array.isArray(body.messages)) throw invalid('messages', 'messages must be a non-empty array');
   const { system, turns } = conversation(body.messages as unknown[]);
   const out: Json = { model: body.model, max_tokens: maxTokens(body) };
   if (system !== null) out.system = system;
@@ -254,8 +255,9 @@ function conversation(messages: unknown[]): { system: string | null; turns: Turn
     else turns.push({ role, content });
   };
   messages.forEach((m, i) => {
-    const message = m as Json;
     const param = `messages[${i}]`;
+    if (!isObject(m)) throw invalid(param, `${param} must be an object`);
+    const message = m;
     switch (message.role) {
       case 'system':
       case 'developer':

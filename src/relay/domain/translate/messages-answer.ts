@@ -75,9 +75,11 @@ export function chatCompletionToMessage(text: string, alias: string | null): str
   else if (typeof message.refusal === 'string' && message.refusal !== '')
     content.push({ type: 'text', text: message.refusal });
   if (Array.isArray(message.tool_calls))
-    for (const call of message.tool_calls as Json[]) {
-      const fn = (call?.function ?? {}) as Json;
-      content.push({ type: 'tool_use', id: call.id, name: fn.name, input: toolInput(fn.arguments) });
+    for (const call of message.tool_calls as unknown[]) {
+      if (!call || typeof call !== 'object') continue;
+      const c = call as Json;
+      const fn = (c.function ?? {}) as Json;
+      content.push({ type: 'tool_use', id: c.id, name: fn.name, input: toolInput(fn.arguments) });
     }
   return JSON.stringify({
     id: typeof completion.id === 'string' ? completion.id : 'msg_translated',

@@ -60,7 +60,11 @@ function translate(body: Json, stream: boolean): Json {
   const messages: Json[] = [];
   const system = systemText(body.system);
   if (system !== null) messages.push({ role: 'system', content: system });
-  (body.messages as unknown[]).forEach((m, i) => messages.push(...turn(m as Json, `messages[${i}]`)));
+  if (!Array.isArray(body.messages)) throw invalid('messages', 'messages must be a non-empty array');
+  (body.messages as unknown[]).forEach((m, i) => {
+    if (!isObject(m)) throw invalid(`messages[${i}]`, `messages[${i}] must be an object`);
+    messages.push(...turn(m, `messages[${i}]`));
+  });
   const out: Json = { model: body.model, messages, max_tokens: body.max_tokens };
   for (const key of ['temperature', 'top_p', 'top_k'] as const) {
     const v = body[key];

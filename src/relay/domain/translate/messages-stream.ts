@@ -46,7 +46,8 @@ export class OpenAiMessagesStream implements StreamEvents {
     const delta = (choice.delta ?? {}) as Json;
     if (typeof delta.content === 'string' && delta.content !== '') out += this.text(delta.content);
     if (Array.isArray(delta.tool_calls))
-      for (const call of delta.tool_calls as Json[]) out += this.toolCall(call);
+      for (const call of delta.tool_calls as unknown[])
+        if (call && typeof call === 'object') out += this.toolCall(call as Json);
     if (choice.finish_reason) this.finish = choice.finish_reason;
     return out;
   }
