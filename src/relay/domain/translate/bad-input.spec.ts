@@ -120,7 +120,7 @@ describe('answer and stream translations never throw on odd upstream JSON', () =
         { type: 'message', content: [v, { type: 'tool_use', input: v }], usage: v, stop_reason: v },
       ];
       for (const a of anthropic) expect(() => messageToChatCompletion(JSON.stringify(a), null)).not.toThrow();
-      const openai = [
+      const openai: unknown[] = [
         { choices: v },
         { choices: [v] },
         { choices: [{ message: v }] },
