@@ -1,5 +1,5 @@
 import type { ProviderKind } from '../../key-pool/key-pool.types.js';
-import { ANTHROPIC_MESSAGES } from './anthropic-exchange.js';
+import { ANTHROPIC_MESSAGES, anthropicInterruptedEvent } from './anthropic-exchange.js';
 import {
   cachedPromptTokens,
   parseUpstreamJson,
@@ -99,6 +99,7 @@ const openAiMessages: Exchange = {
   answer: (text, alias) => chatCompletionToMessage(text, alias),
   clientError: (status, text, apiKey) => upstreamClientError(status, parseUpstreamJson(text), apiKey),
   stream: (_injectedUsage, alias) => new OpenAiMessagesStream(alias),
+  interrupted: anthropicInterruptedEvent,
 };
 
 const OPENAI: Partial<Record<Endpoint, Exchange>> = {

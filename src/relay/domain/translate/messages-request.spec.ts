@@ -174,9 +174,17 @@ describe('messagesToChat', () => {
     expect(refused(req({ tool_choice: { type: 'maybe' } })).param).toBe('tool_choice.type');
   });
 
-  it('is the openai:messages exchange, sent to /chat/completions', () => {
+  it('is the openai:messages exchange, sent to /chat/completions; a cut stream ends in the Anthropic dialect', () => {
     const exchange = exchangeFor('messages', 'openai');
     expect(exchange?.name).toBe('openai:messages');
     expect(exchange?.path).toBe('/chat/completions');
+    // a stream the upstream cuts ends with an Anthropic error event, as the client's dialect has it
+    const last = exchange!.interrupted!('req-1');
+    expect(last.startsWith('event: error\ndata: ')).toBe(true);
+    expect(JSON.parse(last.split('\n')[1]!.slice(6))).toMatchObject({
+      type: 'error',
+      error: { code: 'upstream_stream_interrupted', request_id: 'req-1' },
+    });
+    expect(exchangeFor('chat', 'anthropic')!.interrupted).toBeUndefined(); // chat clients get the OpenAI-style one
   });
 });
