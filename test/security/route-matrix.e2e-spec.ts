@@ -518,11 +518,11 @@ const TABLE: Record<string, RouteCase> = {
     ok: 200,
     prepare: staticPath('/v1/responses', { model: 'gpt-4o-mini', input: 'hi' }),
   },
-  // The fixture's only provider is openai-kind: an allowed caller passes auth and gets the relay's
-  // 400 endpoint_not_supported (test/relay/messages.e2e-spec.ts covers the 200 on an anthropic one).
+  // The fixture's only provider is openai-kind: served through the openai:messages translation
+  // (test/relay/messages.e2e-spec.ts covers an anthropic one, translate-messages.e2e-spec.ts this).
   'POST /v1/messages': {
     allowed: ['admin', 'developer', 'user'],
-    ok: 400,
+    ok: 200,
     prepare: staticPath('/v1/messages', {
       model: 'gpt-4o-mini',
       max_tokens: 16,
