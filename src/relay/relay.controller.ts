@@ -189,7 +189,7 @@ export class RelayController {
   @RateLimitInAdmission()
   @ApiOperation({
     summary: 'Chat completion (stream: true → server-sent events)',
-    description: `Relayed to the provider that serves \`model\` (or, for a route alias, to its targets by tier and weight, with fallbacks; the answer shows the alias as \`model\`). Unknown fields pass through untouched. ${RELAY_HEADERS_DOC}`,
+    description: `Relayed to the provider that serves \`model\` (or, for a route alias, to its targets by tier and weight, with fallbacks; the answer shows the alias as \`model\`). Unknown fields pass through untouched. On an anthropic-kind provider the request is translated to the Messages API and the answer (JSON or stream) back to a chat completion; a field the translation cannot carry (\`n\` > 1, \`logprobs\`, \`response_format\` json…) → 400 \`unsupported_parameter\` naming it (docs/translation.md). ${RELAY_HEADERS_DOC}`,
   })
   @ApiHeader(PRIORITY_HEADER)
   @ApiBody({ schema: { type: 'object', required: ['model', 'messages'], example: CHAT_EXAMPLE } })
@@ -341,7 +341,7 @@ export class RelayController {
   @ApiTags('relay (Anthropic-compatible)')
   @ApiOperation({
     summary: 'Anthropic Messages API (stream: true → server-sent events with event: lines)',
-    description: `Point an Anthropic SDK's baseURL at \`<floodgate>\` (the SDK appends /v1/messages) and give it a Floodgate key: it sends it as \`x-api-key\` (\`Authorization: Bearer\` works too). Relayed natively to an anthropic-kind provider that serves \`model\` (the body as sent, to \`<base_url>/messages\` with the provider's key as \`x-api-key\`, the client's \`anthropic-version\` (default 2023-06-01) and \`anthropic-beta\`); the answer comes back unchanged (a route alias shows as \`model\`; a route tries only its anthropic-kind targets). A model served only by openai-kind providers → 400 \`endpoint_not_supported\`. Usage is read from \`usage.input_tokens\`, \`output_tokens\`, \`cache_read_input_tokens\`, \`cache_creation_input_tokens\` (streams: message_start and message_delta). Errors carry Anthropic's top-level \`"type": "error"\` besides the one error shape: \`{"type":"error","error":{"type","code","message","param","request_id"}}\`; an upstream 4xx keeps Anthropic's message, its error type as \`code\`. ${RELAY_HEADERS_DOC}`,
+    description: `Point an Anthropic SDK's baseURL at \`<floodgate>\` (the SDK appends /v1/messages) and give it a Floodgate key: it sends it as \`x-api-key\` (\`Authorization: Bearer\` works too). Relayed natively to an anthropic-kind provider that serves \`model\` (the body as sent, to \`<base_url>/messages\` with the provider's key as \`x-api-key\`, the client's \`anthropic-version\` (default 2023-06-01) and \`anthropic-beta\`); the answer comes back unchanged (a route alias shows as \`model\`). On an openai-kind provider the request is translated to chat/completions and the answer (JSON or stream) back to a Messages answer; what it cannot carry (server tools, documents…) → 400 \`unsupported_parameter\` naming it (docs/translation.md). Usage is read from \`usage.input_tokens\`, \`output_tokens\`, \`cache_read_input_tokens\`, \`cache_creation_input_tokens\` (streams: message_start and message_delta). Errors carry Anthropic's top-level \`"type": "error"\` besides the one error shape: \`{"type":"error","error":{"type","code","message","param","request_id"}}\`; an upstream 4xx keeps Anthropic's message, its error type as \`code\`. ${RELAY_HEADERS_DOC}`,
   })
   @ApiHeader(PRIORITY_HEADER)
   @ApiHeader({
@@ -369,7 +369,7 @@ export class RelayController {
   })
   @ApiBadRequestResponse({
     description:
-      'Missing/invalid model, messages, max_tokens; bad X-Priority; `endpoint_not_supported`: the model is served by no anthropic-kind provider (nor by any target of its route). Body: `{"type":"error","error":{…}}`',
+      'Missing/invalid model, messages, max_tokens; bad X-Priority; `unsupported_parameter`: a field the translation to an openai-kind provider cannot carry. Body: `{"type":"error","error":{…}}`',
     schema: { example: MESSAGES_ERROR_EXAMPLE },
   })
   @RelayErrors()
