@@ -268,6 +268,7 @@ describe('chatToMessages: parameters', () => {
       disable_parallel_tool_use: true,
     });
     expect(ok(chat({ tools, parallel_tool_calls: true })).tool_choice).toBeUndefined();
+    expect(ok(chat({ parallel_tool_calls: false })).tool_choice).toBeUndefined(); // no tools: nothing to carry
     expect(refused(chat({ tools: [{ type: 'custom', custom: { name: 'x' } }] }))).toMatchObject({
       code: 'unsupported_parameter',
       param: 'tools[0].type',

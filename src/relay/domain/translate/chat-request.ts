@@ -117,7 +117,7 @@ function translate(body: Json, stream: boolean): Json {
   if (stop) out.stop_sequences = stop;
   const tools = toolsOf(body.tools);
   if (tools) out.tools = tools;
-  const choice = toolChoice(body.tool_choice, body.parallel_tool_calls);
+  const choice = toolChoice(body.tool_choice, body.parallel_tool_calls, tools !== null);
   if (choice) out.tool_choice = choice;
   const user = body.safety_identifier ?? body.user;
   if (user !== undefined && user !== null) {
@@ -220,7 +220,8 @@ function toolsOf(tools: unknown): Json[] | null {
   });
 }
 
-function toolChoice(choice: unknown, parallel: unknown): Json | null {
+/** `hasTools`: parallel_tool_calls: false is carried only with tools (Anthropic refuses a tool_choice without them). */
+function toolChoice(choice: unknown, parallel: unknown, hasTools: boolean): Json | null {
   let out: Json | null;
   if (choice === undefined || choice === null) out = null;
   else if (choice === 'auto') out = { type: 'auto' };
@@ -240,7 +241,7 @@ function toolChoice(choice: unknown, parallel: unknown): Json | null {
     );
   if (parallel !== undefined && parallel !== null && typeof parallel !== 'boolean')
     throw invalid('parallel_tool_calls', 'parallel_tool_calls must be a boolean');
-  if (parallel === false && out?.type !== 'none')
+  if (parallel === false && hasTools && out?.type !== 'none')
     out = { ...(out ?? { type: 'auto' }), disable_parallel_tool_use: true };
   return out;
 }
