@@ -1,6 +1,9 @@
-import { Controller, Delete, Get, HttpCode, Param, Query, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Query, Req } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
+  ApiBody,
+  ApiConflictResponse,
+  ApiForbiddenResponse,
   ApiNoContentResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
@@ -15,7 +18,15 @@ import { CurrentPrincipal } from '../common/current-principal.decorator.js';
 import { can, RequirePermission } from '../common/permissions.js';
 import type { Principal } from '../common/principal.js';
 import { ApiKeysService } from './api-keys.service.js';
-import { ApiKeyListDto, ListApiKeysQueryDto, toApiKeyDto } from './dto/api-key.dto.js';
+import {
+  ApiKeyDto,
+  ApiKeyListDto,
+  ListApiKeysQueryDto,
+  toApiKeyDto,
+  UPDATE_API_KEY_EXAMPLES,
+  UpdateApiKeyDto,
+} from './dto/api-key.dto.js';
+import { KEY_PATCH_FIELDS, keyPatchFrom } from './key-input.js';
 
 const ownTeamOnly = (action: string): ApiError =>
   ApiError.forbidden(`A team_admin may ${action} its own team's keys only`, 'insufficient_permission');
@@ -51,6 +62,40 @@ export class AdminApiKeysController {
       offset: query.offset ?? 0,
     });
     return { data: keys.map(toApiKeyDto), has_more: hasMore };
+  }
+
+  @Patch(':id')
+  @RequirePermission('api_keys', 'write', 'team')
+  @ApiOperation({
+    summary: 'Change an API key',
+    description:
+      "Changes `name`, `limits` ({rpm, tpm}; merged: a member left out is unchanged, null clears it), `budget` ({limit_usd, period} or null), `allowed_models`, `max_priority`, `team_id` (must be the owner's team), `capture_bodies` (admins only) and `expires_at` (future, or null = never). Send at least one; anything else (`role`, `key`, `owner_id`…) is a 400 naming the field, validated exactly as at creation. The key's value and hash never change and never appear. Takes effect at once on every instance (the key's cached credentials are dropped here and through pub/sub on the others). Audited as api_key.update with from/to per changed field. A team_admin may change its own team's keys only (403 for another team's); only admins grant max_priority urgent.",
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiBody({ type: UpdateApiKeyDto, examples: UPDATE_API_KEY_EXAMPLES })
+  @ApiOkResponse({ type: ApiKeyDto, description: 'The key as it is now (without its value)' })
+  @ApiBadRequestResponse({
+    description: 'Invalid body (unknown fields included, `param` names the field), or no field sent',
+    type: ErrorResponseDto,
+  })
+  @ApiForbiddenResponse({
+    description:
+      "Not an admin (nor the key's team_admin), another team's key, or max_priority urgent / capture_bodies by a non-admin",
+    type: ErrorResponseDto,
+  })
+  @ApiNotFoundResponse({ description: 'No such key', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'The key is revoked (api_key_revoked)', type: ErrorResponseDto })
+  async update(
+    @Param('id') id: string,
+    @Body() body: UpdateApiKeyDto,
+    @CurrentPrincipal() principal: Principal,
+    @Req() request: FastifyRequest,
+  ): Promise<ApiKeyDto> {
+    const patch = keyPatchFrom(body);
+    if (Object.values(patch).every((v) => v === undefined))
+      throw ApiError.badRequest(`Send at least one of ${KEY_PATCH_FIELDS}`);
+    const teamOnly = can(principal.role, 'api_keys', 'write') ? null : principal.team!.id;
+    return toApiKeyDto(await this.keys.update(id, patch, principal, request, { teamId: teamOnly }));
   }
 
   @Delete(':id')

@@ -11,7 +11,7 @@ import { CredentialCache } from './credential-cache.js';
 import { isUuid, uniqueViolation } from './db-errors.js';
 import { keyTeam, usdToMicros, type BudgetPeriod } from './domain/team-rules.js';
 import { priorityWithin, roleWithin } from './roles.js';
-import type { User } from './user.entity.js';
+import { User } from './user.entity.js';
 
 export interface ApiKeyInput {
   name: string;
@@ -27,6 +27,26 @@ export interface ApiKeyInput {
   budget?: { limitUsd: number; period: BudgetPeriod } | null;
   /** Capture the key's bodies (docs/requests.md); only an admin may turn it on. */
   captureBodies?: boolean;
+}
+
+/** A change of a key (PATCH); undefined = unchanged. The key's value, hash, owner and role never change. */
+export interface ApiKeyPatch {
+  name?: string;
+  expiresAt?: Date | null;
+  /** null clears both; an object sets the members it names (null clears that one). */
+  limits?: { rpm?: number | null; tpm?: number | null } | null;
+  allowedModels?: string[] | null;
+  maxPriority?: Priority;
+  /** Must be the owner's team (domain/team-rules keyTeam), as at creation. */
+  teamId?: string | null;
+  budget?: { limitUsd: number; period: BudgetPeriod } | null;
+  captureBodies?: boolean;
+}
+
+/** Which keys a caller may change: `ownerId` only that user's (others answer 404); `teamId` only that team's (403). */
+export interface KeyScope {
+  ownerId?: string | null;
+  teamId?: string | null;
 }
 
 export interface CreatedApiKey {
@@ -230,6 +250,115 @@ export class ApiKeysService {
     const revoked = (await this.findById(id)) ?? key;
     return { key: revoked, alreadyRevoked: false };
   }
+
+  /**
+   * Changes a key's settings by the rules of `create` (only admins grant `urgent` or change
+   * `capture_bodies`; `team_id` is the owner's team; `expires_at` in the future; a key changing a key
+   * of its own user cannot widen the fields it changes beyond its own, budget included). The change
+   * and its `api_key.update` audit row (from/to per changed field, never the value or hash) commit
+   * together; then the key's cached credentials are dropped here and, through pub/sub, on every
+   * other instance, so the new settings apply at once everywhere. A revoked key cannot be changed.
+   */
+  async update(
+    id: string,
+    patch: ApiKeyPatch,
+    actor: Principal,
+    request: FastifyRequest | null,
+    scope: KeyScope = {},
+  ): Promise<ApiKey> {
+    const key = await this.findById(id);
+    if (!key || (scope.ownerId != null && key.userId !== scope.ownerId))
+      throw ApiError.notFound('API key not found', 'api_key_not_found', 'id');
+    if (scope.teamId != null && key.teamId !== scope.teamId)
+      throw ApiError.forbidden("A team_admin may change only its own team's keys", 'insufficient_permission');
+    if (key.revokedAt)
+      throw ApiError.conflict('The key is revoked: a revoked key cannot be changed', null, 'api_key_revoked');
+    const deny = (field: string, message: string): never => {
+      throw new ApiError(403, 'permission_error', 'forbidden', message, field);
+    };
+    if (patch.maxPriority === 'urgent' && actor.role !== 'admin')
+      deny('max_priority', 'Only admins may grant max_priority urgent');
+    if (
+      patch.captureBodies !== undefined &&
+      patch.captureBodies !== key.captureBodies &&
+      actor.role !== 'admin'
+    )
+      deny('capture_bodies', 'Only admins may change capture_bodies');
+    if (patch.expiresAt && patch.expiresAt.getTime() <= Date.now())
+      throw ApiError.badRequest('expires_at must be in the future', 'expires_at');
+    let teamId: string | null | undefined;
+    if (patch.teamId !== undefined) {
+      const owner = await this.dataSource.getRepository(User).findOneBy({ id: key.userId });
+      const team = keyTeam(patch.teamId?.toLowerCase() ?? null, owner?.teamId ?? null);
+      if (!team.ok) throw ApiError.badRequest(team.message, 'team_id');
+      teamId = team.teamId;
+    }
+    const rpm = patch.limits === null ? null : patch.limits?.rpm;
+    const tpm = patch.limits === null ? null : patch.limits?.tpm;
+    const budgetMicros = patch.budget ? usdToMicros(patch.budget.limitUsd) : null;
+    if (actor.apiKey && actor.userId === key.userId) {
+      // A key changing a key of its own user: what it changes is held to what it could create.
+      assertNotWider(
+        { rpm, tpm, allowedModels: patch.allowedModels, maxPriority: patch.maxPriority },
+        actor.apiKey,
+      );
+      const ownBudget = actor.apiKey.budget;
+      if (ownBudget && patch.budget !== undefined) {
+        if (
+          !patch.budget ||
+          patch.budget.period !== ownBudget.period ||
+          budgetMicros! > ownBudget.limitMicros
+        )
+          throw ApiError.badRequest(
+            `A key with a budget can only give keys a ${ownBudget.period} budget of at most ${ownBudget.limitMicros / 1_000_000} USD`,
+            'budget',
+          );
+      }
+    }
+
+    const result = await this.dataSource.transaction(async (m) => {
+      const current = await m.findOne(ApiKey, { where: { id }, lock: { mode: 'pessimistic_write' } });
+      if (!current) throw ApiError.notFound('API key not found', 'api_key_not_found', 'id');
+      if (current.revokedAt)
+        throw ApiError.conflict(
+          'The key is revoked: a revoked key cannot be changed',
+          null,
+          'api_key_revoked',
+        );
+      const next: Partial<ApiKey> = {};
+      if (patch.name !== undefined) next.name = patch.name;
+      if (patch.expiresAt !== undefined) next.expiresAt = patch.expiresAt;
+      if (rpm !== undefined) next.rpm = rpm;
+      if (tpm !== undefined) next.tpm = tpm;
+      if (patch.allowedModels !== undefined) next.allowedModels = patch.allowedModels;
+      if (patch.maxPriority !== undefined) next.maxPriority = patch.maxPriority;
+      if (teamId !== undefined) next.teamId = teamId;
+      if (patch.budget !== undefined) {
+        next.budgetLimitMicros = budgetMicros === null ? null : String(budgetMicros);
+        next.budgetPeriod = patch.budget?.period ?? null;
+      }
+      if (patch.captureBodies !== undefined) next.captureBodies = patch.captureBodies;
+      const before = keyAuditFields(current);
+      const after = keyAuditFields(Object.assign(m.create(ApiKey, { ...current }), next));
+      const changes: Record<string, { from: unknown; to: unknown }> = {};
+      for (const field of Object.keys(after)) {
+        if (JSON.stringify(before[field]) !== JSON.stringify(after[field]))
+          changes[field] = { from: before[field], to: after[field] };
+      }
+      if (Object.keys(changes).length === 0) return { key: current, changed: false };
+      // Only the settings named above are written: the hash, prefix, owner and role are never touched.
+      await m.update(ApiKey, { id }, next);
+      await this.audit.record(m, request, {
+        action: 'api_key.update',
+        targetType: 'api_key',
+        targetId: id,
+        changes,
+      });
+      return { key: (await m.findOneBy(ApiKey, { id }))!, changed: true };
+    });
+    if (result.changed) await this.cache.invalidate({ kind: 'api_key', id });
+    return result.key;
+  }
 }
 
 /** The highest role within both the owner's role and the creator's (null when none is). */
@@ -239,22 +368,29 @@ export function defaultKeyRole(ownerRole: Role, actorRole: Role): Role | null {
 
 /** A key minting a key for its own user may narrow, never widen, its own settings. */
 function assertNotWider(
-  wanted: { rpm: number | null; tpm: number | null; allowedModels: string[] | null; maxPriority: Priority },
+  /** undefined: not being set (a PATCH that leaves the field alone). */
+  wanted: {
+    rpm?: number | null;
+    tpm?: number | null;
+    allowedModels?: string[] | null;
+    maxPriority?: Priority;
+  },
   own: NonNullable<Principal['apiKey']>,
 ): void {
   const deny = (field: string, message: string): never => {
     throw new ApiError(403, 'permission_error', 'forbidden', message, field);
   };
-  if (!priorityWithin(wanted.maxPriority, own.maxPriority)) {
+  if (wanted.maxPriority !== undefined && !priorityWithin(wanted.maxPriority, own.maxPriority)) {
     deny('max_priority', `A key cannot grant a higher max_priority than its own (${own.maxPriority})`);
   }
-  if (own.rpm !== null && (wanted.rpm === null || wanted.rpm > own.rpm)) {
+  if (wanted.rpm !== undefined && own.rpm !== null && (wanted.rpm === null || wanted.rpm > own.rpm)) {
     deny('limits.rpm', `A key cannot create a key without an rpm limit at most its own (${own.rpm})`);
   }
-  if (own.tpm !== null && (wanted.tpm === null || wanted.tpm > own.tpm)) {
+  if (wanted.tpm !== undefined && own.tpm !== null && (wanted.tpm === null || wanted.tpm > own.tpm)) {
     deny('limits.tpm', `A key cannot create a key without a tpm limit at most its own (${own.tpm})`);
   }
   if (
+    wanted.allowedModels !== undefined &&
     own.allowedModels !== null &&
     (wanted.allowedModels === null || wanted.allowedModels.some((m) => !own.allowedModels!.includes(m)))
   ) {
@@ -278,5 +414,6 @@ function keyAuditFields(key: ApiKey): Record<string, unknown> {
       key.budgetLimitMicros !== null && key.budgetPeriod !== null
         ? { limit_micros: Number(key.budgetLimitMicros), period: key.budgetPeriod }
         : null,
+    capture_bodies: key.captureBodies ?? false,
   };
 }

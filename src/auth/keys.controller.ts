@@ -1,7 +1,10 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query, Req } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
+  ApiBody,
+  ApiConflictResponse,
   ApiCreatedResponse,
+  ApiForbiddenResponse,
   ApiNoContentResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
@@ -18,12 +21,15 @@ import type { Principal } from '../common/principal.js';
 import { ApiKeysService } from './api-keys.service.js';
 import {
   ApiKeyCreatedDto,
+  ApiKeyDto,
   ApiKeyListDto,
   CreateApiKeyDto,
   ListOwnKeysQueryDto,
   toApiKeyDto,
+  UPDATE_API_KEY_EXAMPLES,
+  UpdateApiKeyDto,
 } from './dto/api-key.dto.js';
-import { keyInputFrom } from './key-input.js';
+import { KEY_PATCH_FIELDS, keyInputFrom, keyPatchFrom } from './key-input.js';
 import { UsersService } from './users.service.js';
 
 const OWN_KEYS_LIMIT = 1000;
@@ -75,6 +81,39 @@ export class KeysController {
       offset: 0,
     });
     return { data: keys.map(toApiKeyDto), has_more: hasMore };
+  }
+
+  @Patch(':id')
+  @RequirePermission('api_keys', 'write', 'own')
+  @ApiOperation({
+    summary: 'Change one of your API keys',
+    description:
+      "The fields of PATCH /api/admin/api-keys/{id}, by the rules of creating a key for yourself: only admins grant max_priority urgent or change capture_bodies; calling with an API key, a change cannot go beyond that key's own settings (rpm, tpm, allowed_models, max_priority, and its budget's period and limit), so a key cannot raise itself. A key that is not yours answers 404, like a missing one. Takes effect at once on every instance. Audited as api_key.update.",
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiBody({ type: UpdateApiKeyDto, examples: UPDATE_API_KEY_EXAMPLES })
+  @ApiOkResponse({ type: ApiKeyDto, description: 'The key as it is now (without its value)' })
+  @ApiBadRequestResponse({
+    description: 'Invalid body (unknown fields included, `param` names the field), or no field sent',
+    type: ErrorResponseDto,
+  })
+  @ApiForbiddenResponse({
+    description:
+      'A change beyond what you may grant (`param` names the field: max_priority, capture_bodies, limits.rpm, limits.tpm, allowed_models)',
+    type: ErrorResponseDto,
+  })
+  @ApiNotFoundResponse({ description: 'No such key among yours', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'The key is revoked (api_key_revoked)', type: ErrorResponseDto })
+  async update(
+    @Param('id') id: string,
+    @Body() body: UpdateApiKeyDto,
+    @CurrentPrincipal() principal: Principal,
+    @Req() request: FastifyRequest,
+  ): Promise<ApiKeyDto> {
+    const patch = keyPatchFrom(body);
+    if (Object.values(patch).every((v) => v === undefined))
+      throw ApiError.badRequest(`Send at least one of ${KEY_PATCH_FIELDS}`);
+    return toApiKeyDto(await this.keys.update(id, patch, principal, request, { ownerId: principal.userId }));
   }
 
   @Delete(':id')

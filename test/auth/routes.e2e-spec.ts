@@ -62,6 +62,13 @@ const ROUTES: RouteCase[] = [
     prepare: async (ctx) => ({ path: `/api/keys/${await ownKeyId(ctx)}` }),
   },
   {
+    method: 'PATCH',
+    route: '/api/keys/{id}',
+    ok: 200,
+    allowed: ALL,
+    prepare: async (ctx) => ({ path: `/api/keys/${await ownKeyId(ctx)}`, body: { name: 'renamed' } }),
+  },
+  {
     method: 'GET',
     route: '/api/admin/users',
     ok: 200,
@@ -127,6 +134,16 @@ const ROUTES: RouteCase[] = [
     prepare: async (ctx) => ({ path: `/api/admin/api-keys/${(await throwawayUser(ctx)).keyId}` }),
   },
   {
+    method: 'PATCH',
+    route: '/api/admin/api-keys/{id}',
+    ok: 200,
+    allowed: ['admin'],
+    prepare: async (ctx) => ({
+      path: `/api/admin/api-keys/${(await throwawayUser(ctx)).keyId}`,
+      body: { limits: { rpm: 30 } },
+    }),
+  },
+  {
     method: 'GET',
     route: '/api/admin/audit',
     ok: 200,
@@ -139,7 +156,12 @@ describe.each(MODES)('route × role matrix (%s mode)', (mode) => {
   const ctx = {} as Ctx;
   beforeAll(async () => {
     ctx.adminKey = newApiKey();
-    ctx.gw = await startGateway(mode, { ADMIN_BOOTSTRAP_KEY: ctx.adminKey });
+    // the prepares make many admin calls: no client limits in the way (this matrix is about permissions)
+    ctx.gw = await startGateway(mode, {
+      ADMIN_BOOTSTRAP_KEY: ctx.adminKey,
+      RATE_LIMIT_KEY_RPM: '100000',
+      RATE_LIMIT_USER_RPM: '100000',
+    });
     ctx.callers = {} as Record<Role, UserWithKey>;
     // Sequential: embedded PGlite mis-handles concurrent extended-protocol queries (see the report).
     for (const role of ALL) ctx.callers[role] = await createUserWithKey(ctx.gw, ctx.adminKey, role);

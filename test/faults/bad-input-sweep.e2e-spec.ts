@@ -211,6 +211,8 @@ function sweepFor(mode: Mode): void {
       if (name === 'subject') return `key:${method === 'DELETE' ? randomUUID() : target.keyId}`;
       if (method === 'DELETE') return randomUUID();
       if (path.startsWith('/api/admin/users/')) return target.user.id;
+      // the target's key (the admin's own-key route answers 404 for it: not the admin's)
+      if (path.startsWith('/api/admin/api-keys/') || path.startsWith('/api/keys/')) return target.keyId;
       if (path.startsWith('/api/admin/providers/')) return sweepProviderId;
       if (path.startsWith('/api/admin/routes/')) return sweepRouteId;
       if (path.startsWith('/api/admin/webhooks/')) return sweepWebhookId;
@@ -228,6 +230,8 @@ function sweepFor(mode: Mode): void {
         'POST /api/keys': { name: `sweep-${uniq}` },
         'POST /api/admin/users': { email: `sweep-${uniq}@example.com`, role: 'user' },
         'PATCH /api/admin/users/{id}': { name: 'Renamed' },
+        'PATCH /api/keys/{id}': { name: `sweep-${uniq}` },
+        'PATCH /api/admin/api-keys/{id}': { name: `sweep-${uniq}` },
         'POST /api/admin/users/{id}/keys': { name: `sweep-${uniq}` },
         'POST /api/admin/providers': { name: `sweep-${uniq}`, base_url: fx.fake.baseUrl, models: ['m'] },
         'PATCH /api/admin/providers/{id}': { timeout_ms: 7000 },

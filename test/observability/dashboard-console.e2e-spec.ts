@@ -12,7 +12,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /**
  * The dashboard's admin console in a real browser (Debian's chromium driven by playwright-core, as in
  * dashboard.e2e-spec.ts): an admin creates a client key for a user (the raw key shown once) that a
- * client then uses against the fake provider, revokes it (next call 401), adds a provider and an
+ * client then uses against the fake provider, revokes it (next call 401), edits a key's limits, models
+ * and budget (the relay applies them at once), adds a provider and an
  * upstream key (its value never shown), toggles a key, creates and edits a route, edits a budget;
  * a viewer sees no write action; the request browser reads GET /api/admin/requests.
  */
@@ -148,6 +149,74 @@ describe('dashboard admin console in a browser', () => {
     const refused = await chat(raw);
     expect(refused.status).toBe(401);
     expect(refused.body.error.type).toBe('authentication_error');
+    expect(problems).toEqual([]);
+  });
+
+  it("edits a key's limits, allowed models and budget in place (PATCH): the relay applies them at once; the key stays the same", async () => {
+    const made = await adminCall(fx.gw, fx.adminKey, 'POST', `/api/admin/users/${member.user.id}/keys`, {
+      name: 'console-edit',
+      budget: { limit_usd: 5, period: 'day' },
+    });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    const raw = made.body.key as string;
+    expect((await chat(raw, 'gpt-4o')).status).toBe(200);
+
+    await page.click('.tab[data-tab="keys"]');
+    const row = page.locator('#keys-table tr[data-name="console-edit"]');
+    await expect.poll(() => row.count(), { timeout: 5000 }).toBe(1);
+    expect(await page.locator('#tab-keys').textContent()).not.toContain('set when it is created');
+    await row.locator('[data-role="key-edit"]').click();
+    const editor = page.locator('#keys-table tr.key-editor');
+    expect(await editor.locator('[data-field="limit_usd"]').inputValue()).toBe('5');
+
+    // Client-side check first: a bad RPM never reaches the API.
+    await editor.locator('[data-field="rpm"]').fill('0');
+    await editor.locator('button[type="submit"]').click();
+    expect(await page.locator('#keys-error').textContent()).toContain('(field: limits.rpm)');
+
+    await editor.locator('[data-field="rpm"]').fill('1');
+    await editor.locator('[data-field="allowed_models"]').fill('gpt-4o-mini');
+    await editor.locator('[data-field="limit_usd"]').fill('7.5');
+    await editor.locator('[data-field="period"]').selectOption('week');
+    await editor.locator('button[type="submit"]').click();
+    const edited = page.locator('#keys-table tr[data-name="console-edit"]');
+    await expect.poll(() => edited.textContent(), { timeout: 5000 }).toContain('$7.5 / week');
+    expect(await edited.textContent()).toContain('1 / ∞');
+    expect(await page.locator('#keys-table tr.key-editor').count()).toBe(0);
+    const keys = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/api-keys?user_id=${member.user.id}`);
+    const saved = (keys.body.data as { id: string }[]).find((k) => k.id === made.body.id);
+    expect(saved).toMatchObject({
+      name: 'console-edit',
+      limits: { rpm: 1, tpm: null },
+      allowed_models: ['gpt-4o-mini'],
+      budget: { limit_usd: 7.5, period: 'week' },
+    });
+
+    // The relay applies the change at once: another model is refused, rpm 1 allows one request.
+    const other = await chat(raw, 'gpt-4o');
+    expect(other.status).toBe(403);
+    expect(other.body.error.code).toBe('model_not_allowed');
+    expect((await chat(raw)).status).toBe(200);
+    const limited = await chat(raw);
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.param).toBe('key');
+
+    // Removing the budget (empty amount) sends budget: null.
+    await edited.locator('[data-role="key-edit"]').click();
+    await page.locator('#keys-table tr.key-editor [data-field="limit_usd"]').fill('');
+    await page.locator('#keys-table tr.key-editor button[type="submit"]').click();
+    await expect
+      .poll(() => page.locator('#keys-table tr[data-name="console-edit"]').textContent(), { timeout: 5000 })
+      .toContain('none');
+    const audit = await adminCall(fx.gw, fx.adminKey, 'GET', '/api/admin/audit?action=api_key.update');
+    const rows = (audit.body.data as { target_id: string; changes: Record<string, unknown> }[]).filter(
+      (a) => a.target_id === made.body.id,
+    );
+    expect(rows.map((a) => Object.keys(a.changes).sort())).toEqual([
+      ['budget'],
+      ['allowed_models', 'budget', 'limits'],
+    ]);
+    expect(await page.content()).not.toContain(raw);
     expect(problems).toEqual([]);
   });
 

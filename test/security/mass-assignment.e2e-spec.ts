@@ -83,6 +83,30 @@ const ROUTES: Record<string, WriteRoute> = {
     snapshot: (ctx) => get(ctx, `/api/admin/api-keys?user_id=${ctx.dev.user.id}&include_revoked=true`),
     nested: { limits: { rpm: 10 } },
   },
+  'PATCH /api/keys/{id}': {
+    method: 'PATCH',
+    as: (ctx) => ctx.dev.key,
+    path: (ctx) => `/api/keys/${ctx.dev.keyId}`,
+    valid: () => ({ name: uniq('own') }),
+    ok: 200,
+    // the key calls with itself: its last_used_at moves on its own, the rest must not
+    snapshot: async (ctx) => {
+      const r = (await get(ctx, `/api/admin/api-keys?user_id=${ctx.dev.user.id}&include_revoked=true`)) as {
+        body: { data: Record<string, unknown>[] };
+      };
+      return r.body.data.map(({ last_used_at: _, ...k }) => k);
+    },
+    nested: { limits: { rpm: 10 }, budget: { limit_usd: 5, period: 'month' } },
+  },
+  'PATCH /api/admin/api-keys/{id}': {
+    method: 'PATCH',
+    as: (ctx) => ctx.fx.adminKey,
+    path: (ctx) => `/api/admin/api-keys/${ctx.target.keyId}`,
+    valid: () => ({ name: uniq('renamed') }),
+    ok: 200,
+    snapshot: (ctx) => get(ctx, `/api/admin/api-keys?user_id=${ctx.target.user.id}&include_revoked=true`),
+    nested: { limits: { rpm: 10 }, budget: { limit_usd: 5, period: 'month' } },
+  },
   'POST /api/admin/users': {
     method: 'POST',
     as: (ctx) => ctx.fx.adminKey,

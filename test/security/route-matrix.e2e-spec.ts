@@ -162,6 +162,11 @@ const TABLE: Record<string, RouteCase> = {
     ok: 204,
     prepare: async (ctx) => ({ path: `/api/keys/${await ownKeyId(ctx)}` }),
   },
+  'PATCH /api/keys/{id}': {
+    allowed: ALL,
+    ok: 200,
+    prepare: async (ctx) => ({ path: `/api/keys/${await ownKeyId(ctx)}`, body: { name: 'renamed' } }),
+  },
 
   // ---- users, API keys, audit (admin) ----
   'GET /api/admin/users': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/users') },
@@ -204,6 +209,14 @@ const TABLE: Record<string, RouteCase> = {
     allowed: ['admin'],
     ok: 204,
     prepare: async (ctx) => ({ path: `/api/admin/api-keys/${(await throwawayUser(ctx)).keyId}` }),
+  },
+  'PATCH /api/admin/api-keys/{id}': {
+    allowed: ['admin'],
+    ok: 200,
+    prepare: async (ctx) => ({
+      path: `/api/admin/api-keys/${(await throwawayUser(ctx)).keyId}`,
+      body: { limits: { rpm: 30 }, budget: { limit_usd: 5, period: 'month' } },
+    }),
   },
   'GET /api/admin/audit': { allowed: ['admin'], ok: 200, prepare: staticPath('/api/admin/audit') },
   // requests (a team_admin's own-team view: test/requests/requests.e2e-spec.ts)
@@ -555,10 +568,12 @@ const TABLE: Record<string, RouteCase> = {
 /** Routes with an id in the path, and how to reach them with a hostile id. */
 const ID_ROUTES: [string, (id: string) => string][] = [
   ['DELETE', (id) => `/api/keys/${id}`],
+  ['PATCH', (id) => `/api/keys/${id}`],
   ['GET', (id) => `/api/admin/users/${id}`],
   ['PATCH', (id) => `/api/admin/users/${id}`],
   ['DELETE', (id) => `/api/admin/users/${id}`],
   ['POST', (id) => `/api/admin/users/${id}/keys`],
+  ['PATCH', (id) => `/api/admin/api-keys/${id}`],
   ['DELETE', (id) => `/api/admin/api-keys/${id}`],
   ['GET', (id) => `/api/admin/rate-limits/${id}`],
   ['DELETE', (id) => `/api/admin/rate-limits/${id}`],

@@ -1,4 +1,4 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, OmitType, PartialType } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
 import {
   ArrayMaxSize,
@@ -137,6 +137,28 @@ export class CreateApiKeyDto {
   @IsBoolean()
   capture_bodies?: boolean;
 }
+
+/**
+ * PATCH body of a client key: the creation fields minus `role`, each optional, validated by the very
+ * decorators of CreateApiKeyDto (so the same 400s name the same fields). A field that is absent is
+ * unchanged; `null` clears a nullable field (`expires_at`, `limits` and each of its members,
+ * `allowed_models`, `team_id`, `budget`) and, for `max_priority` / `capture_bodies`, restores the
+ * creation default (`high` / false). `limits` merges: `{"rpm": 30}` leaves `tpm` as it is.
+ */
+export class UpdateApiKeyDto extends PartialType(OmitType(CreateApiKeyDto, ['role'] as const), {
+  skipNullProperties: false,
+}) {}
+
+export const UPDATE_API_KEY_EXAMPLES = {
+  limits: { summary: 'Change the limits (tpm kept)', value: { limits: { rpm: 30 } } },
+  budget: { summary: 'Set a budget', value: { budget: { limit_usd: 10, period: 'day' } } },
+  clear_budget: { summary: 'Remove the budget', value: { budget: null } },
+  models: {
+    summary: 'Rename and narrow the models',
+    value: { name: 'ci-pipeline-2', allowed_models: ['gpt-4o-mini'], max_priority: 'normal' },
+  },
+  expiry: { summary: 'Expire at a date (null: never)', value: { expires_at: '2031-01-01T00:00:00Z' } },
+};
 
 export class ApiKeyLimitsDto {
   @ApiProperty({ example: 60, nullable: true, type: Number })

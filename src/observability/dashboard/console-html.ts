@@ -36,7 +36,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
         <div class="secret-row"><input id="key-created-value" readonly spellcheck="false"><button type="button" id="key-copy">Copy</button><button type="button" id="key-created-done" class="secondary">Done, hide it</button></div>
         <p id="key-copy-status" class="muted"></p>
       </div>
-      <p class="note">A key's budget is set when it is created: the API has no PATCH for a client key (revoke and create a new one to change it). Users' and teams' budgets are edited under Budgets.</p>
+      <p class="note">To change a key's name, limits, allowed models or budget later, use Edit on its row (PATCH /api/admin/api-keys/{id}): it applies at once on every instance, and the key itself stays the same. Users' and teams' budgets are edited under Budgets.</p>
     </section>
     <section class="panel">
       <h2>Client API keys <span class="hint">GET /api/admin/api-keys</span>
@@ -90,7 +90,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
   </div>
 
   <div id="tab-budgets" class="tab-panel" hidden>
-    <p class="note">Budgets (docs/spend.md): USD per UTC day, ISO week, month or in total; the tightest of key, user and team applies. A client key's budget is set when the key is created (the API cannot change it later).</p>
+    <p class="note">Budgets (docs/spend.md): USD per UTC day, ISO week, month or in total; the tightest of key, user and team applies. A client key's budget is edited on its row under Keys (Edit).</p>
     <section class="panel">
       <h2>Users <span class="hint">PATCH /api/admin/users/{id} {budget}</span></h2>
       <p id="budget-users-error" class="error" role="alert"></p>

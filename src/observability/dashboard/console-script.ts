@@ -226,6 +226,10 @@ export const CONSOLE_JS = String.raw`(function () {
       tr.appendChild(stateCell);
       var actions = el('td');
       if (!k.revoked_at) {
+        var edit = button('Edit', 'secondary small', function () { openKeyEditor(tr, k); });
+        edit.dataset.write = 'api_keys';
+        edit.dataset.role = 'key-edit';
+        actions.appendChild(edit);
         var revoke = button('Revoke', 'danger small', function () { revokeKey(k); });
         revoke.dataset.write = 'api_keys';
         revoke.dataset.role = 'revoke';
@@ -238,6 +242,85 @@ export const CONSOLE_JS = String.raw`(function () {
     scroll.appendChild(t);
     box.appendChild(scroll);
     gate(box);
+  }
+
+  /** A whole number of at least 1, or null when empty (field: the API's name for it). */
+  function wholeOrNull(value, field) {
+    var v = String(value).trim();
+    if (v === '') return null;
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new ApiFailure(0, 'must be a whole number of at least 1', field);
+    return Number(v);
+  }
+  function labelled(text, input) { var l = el('label', null, text); l.appendChild(input); return l; }
+  function input(field, value, placeholder, type) {
+    var i = el('input');
+    if (type) i.type = type;
+    i.dataset.field = field;
+    i.placeholder = placeholder || '';
+    i.value = value === null || value === undefined ? '' : String(value);
+    return i;
+  }
+
+  // Edits a key in place (PATCH /api/admin/api-keys/{id}); only the fields that changed are sent.
+  function openKeyEditor(tr, k) {
+    var next = tr.nextSibling;
+    if (next && next.classList && next.classList.contains('key-editor')) { next.remove(); return; }
+    var editor = el('tr', 'key-editor');
+    editor.dataset.id = k.id;
+    var cell = el('td');
+    cell.colSpan = tr.children.length;
+    var form = el('form', 'inline-form');
+    form.noValidate = true;
+    var name = input('name', k.name, 'name');
+    name.maxLength = 100;
+    var rpm = input('rpm', k.limits.rpm, 'gateway default', 'number');
+    var tpm = input('tpm', k.limits.tpm, 'unlimited', 'number');
+    var models = input('allowed_models', (k.allowed_models || []).join(', '), 'all models');
+    var amount = input('limit_usd', k.budget ? k.budget.limit_usd : '', 'no budget', 'number');
+    amount.step = 'any';
+    amount.min = '0';
+    var period = el('select');
+    period.dataset.field = 'period';
+    PERIODS.forEach(function (p) { var o = el('option', null, p); o.value = p; period.appendChild(o); });
+    period.value = k.budget ? k.budget.period : 'month';
+    var save = el('button', null, 'Save');
+    save.type = 'submit';
+    var cancel = button('Cancel', 'secondary small', function () { editor.remove(); });
+    [labelled('Name', name), labelled('RPM', rpm), labelled('TPM', tpm), labelled('Allowed models', models),
+      labelled('Budget USD', amount), labelled('Budget period', period)].forEach(function (l) { form.appendChild(l); });
+    form.appendChild(save);
+    form.appendChild(cancel);
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      showError('keys-error', null);
+      var body = {};
+      try {
+        var newName = name.value.trim();
+        if (!newName) throw new ApiFailure(0, 'a name is required', 'name');
+        if (newName !== k.name) body.name = newName;
+        var r = wholeOrNull(rpm.value, 'limits.rpm'), t = wholeOrNull(tpm.value, 'limits.tpm');
+        if (r !== k.limits.rpm || t !== k.limits.tpm) body.limits = { rpm: r, tpm: t };
+        var list = words(models.value);
+        var newModels = list.length ? list : null;
+        if ((newModels || []).join(',') !== (k.allowed_models || []).join(',') || (newModels === null) !== (k.allowed_models === null)) body.allowed_models = newModels;
+        var budget = null;
+        if (amount.value.trim() !== '') {
+          var n = Number(amount.value);
+          if (!(n > 0)) throw new ApiFailure(0, 'the budget must be a positive amount of USD', 'budget.limit_usd');
+          budget = { limit_usd: n, period: period.value };
+        }
+        var was = k.budget ? k.budget.limit_usd + '/' + k.budget.period : '';
+        if ((budget ? budget.limit_usd + '/' + budget.period : '') !== was) body.budget = budget;
+      } catch (err) { showError('keys-error', err); return; }
+      if (Object.keys(body).length === 0) { editor.remove(); return; }
+      save.disabled = true;
+      api('PATCH', 'api/admin/api-keys/' + encodeURIComponent(k.id), body).then(loadKeys)
+        .catch(function (err) { showError('keys-error', err); save.disabled = false; });
+    });
+    cell.appendChild(form);
+    editor.appendChild(cell);
+    tr.parentNode.insertBefore(editor, tr.nextSibling);
+    name.focus();
   }
 
   function revokeKey(k) {
