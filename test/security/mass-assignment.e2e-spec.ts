@@ -238,7 +238,14 @@ const MEMBER_ROLE = { current: 'member' };
 /** The fixture's provider id, for bodies built without the context (`valid()` takes none). */
 const CTX_PROVIDER = { id: '' };
 
-const PASSTHROUGH = ['POST /v1/chat/completions', 'POST /v1/completions', 'POST /v1/embeddings'];
+/** Relay bodies: unknown fields pass through to the provider by design (docs/relay.md), not mass assignment. */
+const PASSTHROUGH = [
+  'POST /v1/chat/completions',
+  'POST /v1/completions',
+  'POST /v1/embeddings',
+  'POST /v1/responses',
+  'POST /v1/messages',
+];
 
 /** The newest audit entry: any successful write adds one. */
 async function auditHead(ctx: Ctx): Promise<string | null> {
