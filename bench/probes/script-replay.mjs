@@ -1,6 +1,6 @@
 // Probe (not part of `npm run bench`): the Lua cost of the two scripts of a relayed request, without
 // the gateway's noise. Two modes:
-//   capture: `node bench/probes/script-replay.mjs capture <out.json> [entry]` — a gateway build
+//   capture: `node bench/probes/script-replay.mjs capture <out.json> [entry] [bench|real]` — a gateway build
 //            against a private redis-server with MONITOR on; records the scripts' sources (SCRIPT
 //            LOAD / EVAL) and the EVALSHA calls of one uncontended relayed request.
 //   replay:  `node bench/probes/script-replay.mjs replay a.json,b.json [n] [rounds]` — per capture,
@@ -15,8 +15,9 @@ import { Redis } from 'ioredis';
 import { configure, closeRedis, startGateway } from '../lib/gateway.mjs';
 import { startFakeUpstream } from '../lib/fake-upstream.mjs';
 import { cleanupAll, sleep } from '../lib/procs.mjs';
-import { startPrivateRedis } from '../sections/redis-cost.mjs';
+import { REAL_LIMITS, startPrivateRedis } from '../sections/redis-cost.mjs';
 
+const GEN = Number(process.env.REPLAY_GEN ?? 400);
 const sha1 = (s) => createHash('sha1').update(s).digest('hex');
 /** MONITOR prints arguments escaped (sdscatrepr, bytes ≥ 0x80 as \\xHH): undo it. */
 const unrepr = (s) =>
@@ -30,7 +31,8 @@ const unrepr = (s) =>
   ).toString('utf8');
 const [mode, file, x, y] = process.argv.slice(2);
 
-async function capture(out, entry = 'dist/src/main.js') {
+async function capture(out, entry = 'dist/src/main.js', limits = 'bench') {
+  const real = limits === 'real';
   const up = await startFakeUpstream({});
   const redis = await startPrivateRedis();
   const mon = await new Redis(redis.url).monitor();
@@ -43,8 +45,15 @@ async function capture(out, entry = 'dist/src/main.js') {
     if (cmd === 'eval') scripts[sha1(args[1])] = args[1];
     if (cmd === 'evalsha' || cmd === 'eval') calls.push(args.map(String));
   });
-  const gw = await startGateway('distributed', { redisUrl: redis.url, entry });
-  const { clientKey } = await configure(gw, up.url, { keys: 4 });
+  const gw = await startGateway('distributed', {
+    redisUrl: redis.url,
+    entry,
+    ...(real ? { env: REAL_LIMITS.env } : {}),
+  });
+  const { clientKey } = await configure(gw, up.url, {
+    keys: 4,
+    ...(real ? { clientLimits: REAL_LIMITS.clientLimits, keyLimits: REAL_LIMITS.keyLimits } : {}),
+  });
   const body = JSON.stringify({ model: 'bench-model', messages: [{ role: 'user', content: 'hi' }] });
   const one = () =>
     fetch(`${gw.url}/v1/chat/completions`, {
@@ -99,20 +108,43 @@ async function replay(files, n = 2000, rounds = 2) {
         const release = cap.calls.find((e) => cap.scripts[e.sha].includes('fg_contribute'));
         // the captured lease id: the selection's first arg after the gate part (also ARGV[1] of the release)
         const lease = release.rest[release.numkeys];
+        // the keys' common prefix (up to the first ':' followed by a known module tag)
+        const prefix = /^(.*?:)(rl|fq|kp|ad):/.exec(admission.rest[0])[1];
+        const seen = new Set();
+        let check = true;
         const run = async (k) => {
           for (let i = 0; i < k; i++) {
             const id = `${lease.slice(0, -8)}${String(i).padStart(8, '0')}`;
             const sub = (a) => a.map((v) => (v === lease ? id : v.replaceAll(lease, id)));
-            const adm = sub(admission.rest);
+            // a fresh key generation every GEN requests (the captured prefix + a generation), so no
+            // window reaches its limit: at real limits (600 rpm on the client key) the replay would
+            // otherwise measure the cheap refusal path after 600 calls
+            const g = `${prefix}g${Math.floor(i / GEN)}:`;
+            const pk = (a, nk) =>
+              a.map((v, j) => (j < nk && v.startsWith(prefix) ? g + v.slice(prefix.length) : v));
+            const adm = pk(sub(admission.rest), admission.numkeys);
             // a fresh client member per request, and no deadline (the captured one has passed:
             // the admission would answer STALE and do nothing)
             adm[admission.numkeys + 2] = `${id}m`;
             adm[admission.numkeys + 3] = '0';
-            await c.evalsha(admission.sha, admission.numkeys, ...adm);
-            await c.evalsha(release.sha, release.numkeys, ...sub(release.rest));
+            const ra = await c.evalsha(admission.sha, admission.numkeys, ...adm);
+            const rr = await c.evalsha(
+              release.sha,
+              release.numkeys,
+              ...pk(sub(release.rest), release.numkeys),
+            );
+            if (check) {
+              // the replies' shapes (numbers masked): one line per distinct shape
+              const shape = (v) => JSON.stringify(v).replace(/\d+/g, '#');
+              seen.add(`admission ${shape(ra[0])} provider ${shape(ra[1])}`);
+              seen.add(`release ${shape(rr)}`);
+            }
           }
         };
         await run(300);
+        check = false;
+        for (const v of seen) console.error(`  reply: ${v}`);
+        await c.flushall();
         await c.config('set', 'slowlog-log-slower-than', '0');
         await c.config('set', 'slowlog-max-len', String(4 * n + 100));
         await c.slowlog('reset');
@@ -155,7 +187,7 @@ async function replay(files, n = 2000, rounds = 2) {
 }
 
 try {
-  if (mode === 'capture') await capture(file, x);
+  if (mode === 'capture') await capture(file, x, y);
   else if (mode === 'replay') await replay(file.split(','), Number(x ?? 2000), Number(y ?? 2));
   else throw new Error('usage: capture <out.json> [entry] | replay a.json,b.json [n] [rounds]');
 } finally {
