@@ -858,14 +858,16 @@ if (write) {
   const partial = quick || onlyArg;
   const dest = partial ? './out/RESULTS.md' : './RESULTS.md';
   mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
-  // "Where the CPU goes" (bench/profile-ab.mjs, written by hand) is carried over from the file it replaces.
+  // "Where the CPU goes" (bench/profile-ab.mjs) and "Where the Redis time goes" (bench/probes/script-variants.mjs),
+  // written by hand, are carried over from the file they replace.
   let kept = [];
   try {
     const previous = readFileSync(new URL('./RESULTS.md', import.meta.url), 'utf8');
-    const at = previous.indexOf('\n## Where the CPU goes');
-    if (at !== -1) {
+    for (const heading of ['\n## Where the Redis time goes', '\n## Where the CPU goes']) {
+      const at = previous.indexOf(heading);
+      if (at === -1) continue;
       const ends = ['\n## ', '\nSection times:'].map((m) => previous.indexOf(m, at + 1)).filter((i) => i !== -1);
-      kept = [previous.slice(at + 1, ends.length ? Math.min(...ends) : undefined).trimEnd(), ''];
+      kept.push(previous.slice(at + 1, ends.length ? Math.min(...ends) : undefined).trimEnd(), '');
     }
   } catch {
     // no previous results
