@@ -413,10 +413,17 @@ function sweepFor(mode: Mode): void {
       const problems: string[] = [];
       await pool(combos, CONCURRENCY, async (combo) => {
         let answer: Answer;
-        try {
-          answer = await combo.send();
-        } catch (err) {
-          answer = { status: 0, header: () => null, text: String(err) };
+        // A 503 rate_limiter_overloaded says the machine was too busy for the limiter to decide in
+        // time (RATE_LIMIT_TIMEOUT_MS), not that the input broke anything: asked again, up to 3 times.
+        for (let tries = 0; ; tries++) {
+          try {
+            answer = await combo.send();
+          } catch (err) {
+            answer = { status: 0, header: () => null, text: String(err) };
+          }
+          if (!(answer.status === 503 && answer.text.includes('"rate_limiter_overloaded"')) || tries >= 3)
+            break;
+          await new Promise((r) => setTimeout(r, 200));
         }
         const problem = problemWith(combo, answer);
         if (problem) problems.push(`${combo.op} × ${combo.input}: ${problem}`);
