@@ -43,7 +43,8 @@ try {
   const trim = (a) => { const s = [...a].sort((x, y) => x - y); const k = Math.floor(s.length * 0.2); const t = s.slice(k, s.length - k); return t.reduce((x, y) => x + y, 0) / t.length; };
   const pairs = builds[0].per.map((a, i) => builds[1].per[i] / a);
   for (const b of builds) console.log(`${mode} ${b.label}: median ${med(b.per).toFixed(0)} µs/req, trimmed mean ${trim(b.per).toFixed(0)}, non-200 ${b.bad}`);
-  console.log(`B/A per-slice-pair ratio: median ${med(pairs).toFixed(3)}, trimmed mean ${trim(pairs).toFixed(3)}`);
+  const q = (a, f) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(s.length * f))]; };
+  console.log(`B/A per-slice-pair ratio: median ${med(pairs).toFixed(3)}, trimmed mean ${trim(pairs).toFixed(3)}, quartiles ${q(pairs, 0.25).toFixed(3)}–${q(pairs, 0.75).toFixed(3)}, B lower in ${pairs.filter((r) => r < 1).length} of ${pairs.length} pairs`);
 } finally {
   for (const b of builds) { await b.pool.close(); await b.gw.stop(); }
   closeRedis(); await upstream.stop?.(); cleanupAll();
