@@ -4,6 +4,7 @@
  */
 export const ROLES = ['admin', 'developer', 'user', 'viewer'] as const;
 export const PRIORITIES = ['urgent', 'high', 'normal', 'low'] as const;
+export const BUDGET_PERIODS = ['day', 'week', 'month', 'total'] as const;
 
 export interface Page<T> {
   data: T[];
@@ -19,6 +20,8 @@ export interface ApiKey {
   limits: { rpm: number | null; tpm: number | null };
   allowed_models: string[] | null;
   max_priority: string;
+  /** Absent on gateways older than key budgets. */
+  budget?: { limit_usd: number; period: string } | null;
   expires_at: string | null;
   last_used_at: string | null;
   created_at: string;

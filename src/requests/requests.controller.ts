@@ -18,7 +18,7 @@ const ROW = {
   id: '0b6f9a52-3c1e-4d7a-9e2b-5f8c1a2d3e4f',
   request_id: 'req_3f1c2d4e',
   created_at: '2026-12-01T10:00:00.123Z',
-  endpoint: 'chat.completions',
+  endpoint: 'chat',
   model: 'chat-default',
   served_model: 'gpt-4o-mini',
   status: 200,
@@ -55,12 +55,12 @@ export class RequestsController {
   @RequirePermission('teams', 'read', 'team')
   @ApiOperation({
     summary: 'Browse the request log',
-    description: `One row per relayed request (written in batches about a second after it ends), newest first, filtered by \`key_id\`, \`user_id\`, \`team_id\`, \`model\`, \`provider_id\`, \`status\` (a code or \`2xx\`/\`4xx\`/\`5xx\`) and the time range \`from\` (inclusive) … \`to\` (exclusive). Keyset pages on (created_at, id): pass \`next_cursor\` back as \`cursor\` until it is null; rows written while you page never shift or repeat rows. ${SCOPE}`,
+    description: `One row per relayed request (written in batches about a second after it ends), newest first, filtered by \`key_id\`, \`user_id\`, \`team_id\`, \`model\`, \`endpoint\` (\`chat\`, \`completions\`, \`embeddings\`, \`responses\`, \`messages\`), \`provider_id\`, \`status\` (a code or \`2xx\`/\`4xx\`/\`5xx\`) and the time range \`from\` (inclusive) … \`to\` (exclusive). Keyset pages on (created_at, id): pass \`next_cursor\` back as \`cursor\` until it is null; rows written while you page never shift or repeat rows. ${SCOPE}`,
   })
   @ApiOkResponse({ type: RequestPageDto, schema: { example: { data: [ROW], next_cursor: null } } })
   @ApiBadRequestResponse({
     description:
-      'A bad filter; `error.param` names it (`key_id`, `user_id`, `team_id`, `provider_id`: not a UUID; `status`; `from`/`to`: not ISO 8601 with a zone, or from not before to; `cursor`: not one this API returned; `limit`: not 1-500; an unknown parameter)',
+      'A bad filter; `error.param` names it (`key_id`, `user_id`, `team_id`, `provider_id`: not a UUID; `endpoint`: not one of chat, completions, embeddings, responses, messages; `status`; `from`/`to`: not ISO 8601 with a zone, or from not before to; `cursor`: not one this API returned; `limit`: not 1-500; an unknown parameter)',
     type: ErrorResponseDto,
   })
   list(

@@ -252,6 +252,99 @@ describe('floodgate CLI against a running gateway', () => {
     );
   });
 
+  it('keys update: only the given fields change (table, --json); none clears; usage errors exit 2; a revoked key → exit 1 with the 409', async () => {
+    const key = ok(
+      await cli([
+        'keys',
+        'create',
+        '--name',
+        'ada-upd',
+        '--user',
+        ada.id,
+        '--role',
+        'user',
+        '--rpm',
+        '50',
+        '--json',
+      ]),
+    ).json();
+    const table = ok(
+      await cli([
+        'keys',
+        'update',
+        key.id,
+        '--name',
+        'ada-updated',
+        '--tpm',
+        '5000',
+        '--budget-usd',
+        '2.5',
+        '--budget-period',
+        'week',
+        '--allowed-models',
+        'gpt-4o-mini,meta/*',
+      ]),
+    );
+    expect(table.stdout).toMatch(new RegExp(`^Updated API key ${key.id} \\(ada-updated\\)\n`));
+    expect(table.stdout).toMatch(/^ {2}limits +rpm 50, tpm 5000$/m);
+    expect(table.stdout).toMatch(/^ {2}budget +2\.5 USD per week$/m);
+    expect(table.stdout).toMatch(/^ {2}models +gpt-4o-mini, meta\/\*$/m);
+    const listed = async () =>
+      (await api('GET', `/api/admin/api-keys?user_id=${ada.id}`)).body.data.find(
+        (k: { id: string }) => k.id === key.id,
+      );
+    expect(await listed()).toMatchObject({
+      name: 'ada-updated',
+      limits: { rpm: 50, tpm: 5000 },
+      budget: { limit_usd: 2.5, period: 'week' },
+      allowed_models: ['gpt-4o-mini', 'meta/*'],
+    });
+
+    const cleared = ok(
+      await cli(['keys', 'update', key.id, '--rpm', 'none', '--no-budget', '--all-models', '--json']),
+    ).json();
+    expect(cleared).toMatchObject({
+      id: key.id,
+      name: 'ada-updated',
+      limits: { rpm: null, tpm: 5000 },
+      budget: null,
+      allowed_models: null,
+    });
+    expect(await listed()).toMatchObject({
+      limits: { rpm: null, tpm: 5000 },
+      budget: null,
+      allowed_models: null,
+    });
+
+    for (const [args, message] of [
+      [[key.id], /nothing to change/],
+      [['not-a-uuid', '--rpm', '5'], /"not-a-uuid" is not a key id/],
+      [[key.id, '--budget-usd', '5'], /--budget-usd and --budget-period go together/],
+      [
+        [key.id, '--budget-usd', '5', '--budget-period', 'year'],
+        /--budget-period must be one of day, week, month, total/,
+      ],
+      [
+        [key.id, '--budget-usd', '0.0000001', '--budget-period', 'day'],
+        /--budget-usd must be a positive amount/,
+      ],
+      [[key.id, '--no-budget', '--budget-period', 'day'], /not both/],
+      [[key.id, '--rpm', '0'], /--rpm must be an integer 1-1000000 or "none"/],
+      [[key.id, '--allowed-models', 'x', '--all-models'], /not both/],
+    ] as const) {
+      const r = await cli(['keys', 'update', ...args]);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+
+    const revoked = await cli(['keys', 'update', adaKey.id, '--name', 'x']);
+    expect(revoked.code).toBe(1);
+    expect(revoked.stderr).toMatch(/^floodgate: .*\n {2}HTTP 409, invalid_request_error \(api_key_revoked\)/);
+    const missing = await cli(['keys', 'update', randomUUID(), '--name', 'x']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/HTTP 404, invalid_request_error \(api_key_not_found\)/);
+  });
+
   let providerId: string;
 
   it('providers add (options, -q, refusals → exit 1), list, disable and enable by name or id', async () => {

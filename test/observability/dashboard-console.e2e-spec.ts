@@ -482,6 +482,76 @@ describe('dashboard admin console in a browser', () => {
     expect(problems).toEqual([]);
   });
 
+  it("a team_admin (developer role) gets the Keys tab for its team's keys: lists, creates, edits and revokes them only", async () => {
+    const team = await adminCall(fx.gw, fx.adminKey, 'POST', '/api/admin/teams', {
+      name: 'console-team-admin',
+    });
+    expect(team.status).toBe(201);
+    const lead = await createUserWithKey(fx.gw, fx.adminKey, 'developer', { email: 'lead@console.test' });
+    const mate = await createUserWithKey(fx.gw, fx.adminKey, 'user', { email: 'mate@console.test' });
+    const outsider = await createUserWithKey(fx.gw, fx.adminKey, 'user', { email: 'outsider@console.test' });
+    for (const [u, role] of [
+      [lead, 'team_admin'],
+      [mate, 'member'],
+    ] as const) {
+      const joined = await adminCall(
+        fx.gw,
+        fx.adminKey,
+        'POST',
+        `/api/admin/teams/${team.body.id}/members/${u.user.id}`,
+        {
+          role,
+        },
+      );
+      expect(joined.status).toBe(201);
+    }
+    const p = await newPage();
+    await login(p, lead.key);
+    expect(await p.locator('#whoami').textContent()).toContain('developer');
+    expect(await p.locator('.tab:visible').allTextContents()).toContain('Keys');
+    await p.click('.tab[data-tab="keys"]');
+    const rows = p.locator('#keys-table tr[data-id]');
+    await expect.poll(() => rows.count(), { timeout: 5000 }).toBe(2);
+    const ids = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-id')));
+    expect(ids.sort()).toEqual([lead.keyId, mate.keyId].sort());
+    expect(ids).not.toContain(outsider.keyId);
+    expect(await p.locator('#keys-scope').textContent()).toContain('team_admin');
+    expect(await p.locator('#key-capture').isVisible()).toBe(false);
+    // the owner list is the team's members (a team_admin may not list users)
+    await expect.poll(() => p.locator('#key-user option').count(), { timeout: 5000 }).toBe(2);
+    expect(await p.locator('#key-user').textContent()).not.toContain('outsider@console.test');
+
+    await p.selectOption('#key-user', mate.user.id);
+    await p.fill('#key-name', 'team-made');
+    await p.click('#key-submit');
+    await expect.poll(() => p.locator('#key-created').isVisible(), { timeout: 5000 }).toBe(true);
+    const made = p.locator('#keys-table tr[data-name="team-made"]');
+    await expect.poll(() => made.count(), { timeout: 5000 }).toBe(1);
+    const madeId = (await made.getAttribute('data-id'))!;
+    await p.click('#key-created-done');
+
+    await made.locator('[data-role="key-edit"]').click();
+    const editor = p.locator('#keys-table tr.key-editor');
+    await editor.locator('[data-field="rpm"]').fill('7');
+    await editor.locator('button[type="submit"]').click();
+    await expect.poll(() => made.textContent(), { timeout: 5000 }).toContain('7 / ∞');
+    await made.locator('[data-role="revoke"]').click();
+    await expect.poll(() => made.count(), { timeout: 5000 }).toBe(0);
+    const saved = await adminCall(
+      fx.gw,
+      fx.adminKey,
+      'GET',
+      `/api/admin/api-keys?user_id=${mate.user.id}&include_revoked=true`,
+    );
+    expect((saved.body.data as { id: string }[]).find((k) => k.id === madeId)).toMatchObject({
+      owner_id: mate.user.id,
+      limits: { rpm: 7, tpm: null },
+      revoked_at: expect.any(String),
+    });
+    await p.close();
+    expect(problems).toEqual([]);
+  });
+
   it('"Forget key" drops the console: tabs gone, nothing read with the key left in the page', async () => {
     await page.click('.tab[data-tab="keys"]');
     await expect
@@ -547,6 +617,33 @@ describe('dashboard admin console in a browser', () => {
       .toContain('(field: status)');
     expectedStatuses = [];
     await page.fill('#rq-status', '200');
+    await page.click('#rq-submit');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+
+    // The endpoint column and filter: the chats say chat; an embeddings request is found by its endpoint.
+    expect(await page.locator('#requests-table th').allTextContents()).toContain('endpoint');
+    const endpoints = await rows.evaluateAll((trs) => trs.map((tr) => tr.children[1]?.textContent));
+    expect(new Set(endpoints)).toEqual(new Set(['chat']));
+    const emb = await getJson(`${fx.gw.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: bearer(fx.adminKey),
+      body: JSON.stringify({ model: 'gpt-4o-mini', input: 'hi from the console test' }),
+    });
+    expect(emb.status).toBe(200);
+    await pollUntil(
+      async () =>
+        (
+          await getJson(`${fx.gw.url}/api/admin/requests?endpoint=embeddings`, {
+            headers: bearer(fx.adminKey, false),
+          })
+        ).body.data.length === 1,
+      { timeoutMs: 15_000, what: 'the embeddings request in the log' },
+    );
+    await page.selectOption('#rq-endpoint', 'embeddings');
+    await page.click('#rq-submit');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(1);
+    expect(await rows.first().evaluate((tr) => tr.children[1]?.textContent)).toBe('embeddings');
+    await page.selectOption('#rq-endpoint', '');
     await page.click('#rq-submit');
     await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
 

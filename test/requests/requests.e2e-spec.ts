@@ -23,6 +23,7 @@ const FG_SECRET = `fg_${'A'.repeat(43)}`;
 interface Row {
   id: string;
   request_id: string;
+  endpoint: string;
   created_at: string;
   model: string | null;
   served_model: string | null;
@@ -315,11 +316,32 @@ describe.each(MODES)('requests API (%s)', (mode) => {
     }
   });
 
+  it('filter endpoint: chat vs embeddings rows (each row names its endpoint)', async () => {
+    const emb = await relay(bob.key, { model: 'gpt-4o-mini', input: 'hello' }, '/v1/embeddings');
+    expect(emb.status).toBe(200);
+    await flush();
+    const rows = await all();
+    expect((await rowOf(emb.requestId)).endpoint).toBe('embeddings');
+    expect((await rowOf(sent[0]!.requestId)).endpoint).toBe('chat');
+    const embeddings = await all('&endpoint=embeddings');
+    expect(embeddings.map((r) => r.id)).toEqual(
+      rows.filter((r) => r.endpoint === 'embeddings').map((r) => r.id),
+    );
+    expect(embeddings.map((r) => r.request_id)).toContain(emb.requestId);
+    const chats = await all(`&endpoint=chat&user_id=${bob.user.id}`);
+    expect(chats.length).toBeGreaterThanOrEqual(4);
+    expect(chats.every((r) => r.endpoint === 'chat' && r.user_id === bob.user.id)).toBe(true);
+    expect(chats.map((r) => r.request_id)).not.toContain(emb.requestId);
+    expect(await all('&endpoint=messages')).toEqual([]);
+  });
+
   it.each([
     ['key_id', 'nope'],
     ['user_id', '42'],
     ['team_id', 'x'],
     ['provider_id', 'x'],
+    ['endpoint', 'chat.completions'],
+    ['endpoint', 'images'],
     ['status', '6xx'],
     ['status', 'abc'],
     ['from', 'yesterday'],

@@ -29,6 +29,14 @@ export class MeApiKeyDto {
   expires_at: string | null;
 }
 
+export class MeTeamDto {
+  @ApiProperty({ example: '3f2b9c1d-6e4a-4b8f-9d2c-7a1e5f3b8c60', format: 'uuid' })
+  id: string;
+
+  @ApiProperty({ enum: ['member', 'team_admin'], example: 'team_admin' })
+  role: 'member' | 'team_admin';
+}
+
 export class MeDto {
   @ApiProperty({ example: '7c1e2f0a-5b8d-4e7f-a3c2-1d9e8f7a6b5c', format: 'uuid' })
   id: string;
@@ -66,4 +74,32 @@ export class MeDto {
     additionalProperties: true,
   })
   permissions: PermissionSummary;
+
+  @ApiProperty({
+    type: () => MeTeamDto,
+    nullable: true,
+    description: "The caller's team and membership role, as this request carries it (null: no team)",
+  })
+  team: MeTeamDto | null;
+
+  @ApiProperty({
+    type: [String],
+    example: ['3f2b9c1d-6e4a-4b8f-9d2c-7a1e5f3b8c60'],
+    description: 'The teams the caller is team_admin of (at most one today; empty: none)',
+  })
+  team_admin_of: string[];
+
+  @ApiProperty({
+    description:
+      "A team_admin's extra grants, on its own team only ('team' scope), in the shape of `permissions`; null when not a team_admin",
+    example: {
+      api_keys: { read: 'team', write: 'team' },
+      teams: { read: 'team', write: 'team' },
+      users: { read: null, write: null },
+    },
+    nullable: true,
+    type: 'object',
+    additionalProperties: true,
+  })
+  team_permissions: PermissionSummary | null;
 }

@@ -1,4 +1,11 @@
-import { PRIORITIES, ROLES, type ApiKey, type CreatedApiKey, type Page } from '../api-types.js';
+import {
+  BUDGET_PERIODS,
+  PRIORITIES,
+  ROLES,
+  type ApiKey,
+  type CreatedApiKey,
+  type Page,
+} from '../api-types.js';
 import { optBool, optChoice, optInt, optList, optString, reqString, type CommandSpec } from '../command.js';
 import { UsageError } from '../errors.js';
 import { shortTime, type Column } from '../output.js';
@@ -164,4 +171,111 @@ const revoke: CommandSpec = {
   },
 };
 
-export const KEYS_COMMANDS = [create, list, revoke];
+const USD = /^(?:\d+(?:\.\d{1,6})?|\.\d{1,6})$/;
+
+const update: CommandSpec = {
+  name: 'keys update',
+  summary: "change a client key's name, limits, budget or models (every instance, at once)",
+  usage:
+    'ID [--name NAME] [--rpm N|none] [--tpm N|none] [--budget-usd USD --budget-period P | --no-budget] [--allowed-models LIST | --all-models]',
+  description: [
+    'PATCH /api/admin/api-keys/{id}: only the options given change, the rest is kept. The value,',
+    'owner and role of a key never change (for another role, create a new key). "none" clears a',
+    'limit (rpm: back to the gateway default; tpm: unlimited). Refused for a revoked key.',
+  ],
+  options: {
+    name: { type: 'string', value: 'NAME', help: 'a new name (1-100 characters)' },
+    rpm: { type: 'string', value: 'N|none', help: 'requests per minute; none = the gateway default' },
+    tpm: { type: 'string', value: 'N|none', help: 'tokens per minute; none = unlimited' },
+    'budget-usd': {
+      type: 'string',
+      value: 'USD',
+      help: 'spend budget in USD per period (at most 6 decimals; with --budget-period)',
+    },
+    'budget-period': {
+      type: 'string',
+      value: 'P',
+      help: `the budget's period: ${BUDGET_PERIODS.join(', ')} (with --budget-usd)`,
+    },
+    'no-budget': { type: 'boolean', help: 'remove the budget' },
+    'allowed-models': {
+      type: 'string',
+      multiple: true,
+      value: 'LIST',
+      help: 'model ids or * patterns, comma-separated or repeated (replaces the list)',
+    },
+    'all-models': { type: 'boolean', help: 'allow every model (clears the list)' },
+  },
+  positionals: { min: 1, max: 1 },
+  examples: [
+    'floodgate keys update 0b6f4a52-2d55-4c2e-9d43-8f1f2f0c9a11 --rpm 30 --budget-usd 10 --budget-period day',
+    'floodgate keys update 0b6f4a52-2d55-4c2e-9d43-8f1f2f0c9a11 --tpm none --no-budget --all-models',
+  ],
+  async run(ctx) {
+    const v = ctx.values;
+    const id = ctx.positionals[0]!;
+    if (!isUuid(id))
+      throw new UsageError(`"${id}" is not a key id (a uuid; see floodgate keys list)`, this.name);
+    const body: Record<string, unknown> = {};
+    const name = optString(v, 'name');
+    if (name !== undefined) {
+      if (name.length === 0) throw new UsageError('--name must not be empty', this.name);
+      body.name = name;
+    }
+    const rpm = optInt(v, 'rpm', this.name, { min: 1, max: 1_000_000, allowNone: true });
+    const tpm = optInt(v, 'tpm', this.name, { min: 1, max: 1_000_000_000, allowNone: true });
+    if (rpm !== undefined || tpm !== undefined) {
+      body.limits = { ...(rpm !== undefined ? { rpm } : {}), ...(tpm !== undefined ? { tpm } : {}) };
+    }
+    const usd = optString(v, 'budget-usd');
+    const period = optChoice(v, 'budget-period', this.name, BUDGET_PERIODS);
+    if (optBool(v, 'no-budget')) {
+      if (usd !== undefined || period !== undefined) {
+        throw new UsageError('give --budget-usd/--budget-period or --no-budget, not both', this.name);
+      }
+      body.budget = null;
+    } else if (usd !== undefined || period !== undefined) {
+      if (usd === undefined || period === undefined) {
+        throw new UsageError('--budget-usd and --budget-period go together', this.name);
+      }
+      if (!USD.test(usd) || Number(usd) <= 0 || Number(usd) > 1_000_000_000) {
+        throw new UsageError(
+          `--budget-usd must be a positive amount up to 1000000000 with at most 6 decimals, got "${usd}"`,
+          this.name,
+        );
+      }
+      body.budget = { limit_usd: Number(usd), period };
+    }
+    const models = optList(v, 'allowed-models');
+    if (models !== undefined && optBool(v, 'all-models')) {
+      throw new UsageError('give --allowed-models or --all-models, not both', this.name);
+    }
+    if (models !== undefined) {
+      if (models.length === 0) throw new UsageError('--allowed-models needs at least one model', this.name);
+      body.allowed_models = models;
+    }
+    if (optBool(v, 'all-models')) body.allowed_models = null;
+    if (Object.keys(body).length === 0) {
+      throw new UsageError(
+        'nothing to change: give --name, --rpm, --tpm, --budget-usd/--budget-period, --no-budget, --allowed-models or --all-models',
+        this.name,
+      );
+    }
+
+    const key = await ctx.client().patch<ApiKey>(`/api/admin/api-keys/${id}`, body);
+    if (ctx.json) return ctx.out.json(key);
+    ctx.out.line(`Updated API key ${key.id} (${key.name})`);
+    ctx.out.record([
+      ['limits', limitsText(key.limits)],
+      [
+        'budget',
+        key.budget
+          ? `${key.budget.limit_usd} USD ${key.budget.period === 'total' ? 'in total' : `per ${key.budget.period}`}`
+          : 'none',
+      ],
+      ['models', key.allowed_models?.join(', ') ?? 'all'],
+    ]);
+  },
+};
+
+export const KEYS_COMMANDS = [create, list, update, revoke];

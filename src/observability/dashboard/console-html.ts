@@ -27,7 +27,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
         <label>Allowed models<input id="key-models" placeholder="all (or: gpt-4o-mini, meta-llama/*)"></label>
         <label>Budget USD<input id="key-budget-usd" type="number" min="0" step="any" placeholder="none"></label>
         <label>Budget period<select id="key-budget-period"><option value="day">day</option><option value="week">week</option><option value="month" selected>month</option><option value="total">total</option></select></label>
-        <label class="inline"><input type="checkbox" id="key-capture"> capture request bodies (admins)</label>
+        <label class="inline" id="key-capture-label"><input type="checkbox" id="key-capture"> capture request bodies (admins)</label>
         <div class="form-actions"><button type="submit" id="key-submit">Create key</button></div>
       </form>
       <p id="key-form-error" class="error" role="alert"></p>
@@ -42,6 +42,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
       <h2>Client API keys <span class="hint">GET /api/admin/api-keys</span>
         <label class="inline"><input type="checkbox" id="keys-revoked"> include revoked</label>
         <button type="button" class="secondary small" id="keys-refresh">Refresh</button></h2>
+      <p id="keys-scope" class="note"></p>
       <p id="keys-error" class="error" role="alert"></p>
       <div id="keys-list"></div>
     </section>
@@ -108,6 +109,7 @@ export const CONSOLE_PANELS_HTML = `<div id="tab-keys" class="tab-panel" hidden>
       <h2>Requests <span class="hint">GET /api/admin/requests</span></h2>
       <form id="requests-form" class="form-grid" autocomplete="off" novalidate>
         <label>Model<input id="rq-model" placeholder="any"></label>
+        <label>Endpoint<select id="rq-endpoint"><option value="">any</option><option value="chat">chat</option><option value="completions">completions</option><option value="embeddings">embeddings</option><option value="responses">responses</option><option value="messages">messages</option></select></label>
         <label>Provider<select id="rq-provider"><option value="">any</option></select></label>
         <label>Status<input id="rq-status" placeholder="any (200, 429, 5xx…)"></label>
         <label>Key id<input id="rq-key" placeholder="uuid"></label>

@@ -56,9 +56,18 @@ export const CONSOLE_JS = String.raw`(function () {
   // ---- permissions (from GET /api/me; only to hide what the role cannot do) -------------------
   function canRead(resource) { var p = st.perms[resource]; return !!p && p.read === 'any'; }
   function canWrite(resource) { var p = st.perms[resource]; return !!p && p.write === 'any'; }
+  // A team_admin (GET /api/me team_admin_of / team_permissions) manages its own team's client keys:
+  // the API lists only that team's keys to it and refuses another team's (403).
+  function teamAdminTeam() { return st.me && st.me.team_admin_of && st.me.team_admin_of.length ? st.me.team_admin_of[0] : null; }
+  function teamCan(resource, action) {
+    var p = st.me && st.me.team_permissions ? st.me.team_permissions[resource] : null;
+    return resource === 'api_keys' && !!teamAdminTeam() && !!p && p[action] === 'team';
+  }
+  function mayRead(resource) { return canRead(resource) || teamCan(resource, 'read'); }
+  function mayWrite(resource) { return canWrite(resource) || teamCan(resource, 'write'); }
   function gate(root) {
     var nodes = (root || document).querySelectorAll('[data-write]');
-    for (var i = 0; i < nodes.length; i++) nodes[i].hidden = !canWrite(nodes[i].dataset.write);
+    for (var i = 0; i < nodes.length; i++) nodes[i].hidden = !mayWrite(nodes[i].dataset.write);
   }
 
   // ---- API calls ------------------------------------------------------------------------------
@@ -105,7 +114,10 @@ export const CONSOLE_JS = String.raw`(function () {
       st.me = me;
       st.perms = me.permissions || {};
       $('whoami').textContent = (me.email || me.name || short(me.id)) + ' · ' + me.role + (me.api_key ? ' key ' + me.api_key.masked : '');
-      setTabVisible('keys', canRead('api_keys'));
+      setTabVisible('keys', mayRead('api_keys'));
+      // capture_bodies is for admins only (the API answers 403 naming it for anyone else)
+      $('key-capture-label').hidden = !canWrite('api_keys');
+      $('keys-scope').textContent = canRead('api_keys') ? '' : 'Your team\'s keys (you are its team_admin).';
       setTabVisible('providers', canRead('providers'));
       setTabVisible('routes', canRead('providers'));
       setTabVisible('budgets', canRead('users') || canRead('teams'));
@@ -127,7 +139,7 @@ export const CONSOLE_JS = String.raw`(function () {
     $('key-copy-status').textContent = '';
     $('key-created').hidden = true;
     // Nothing read with the previous key stays in the page for the next login.
-    ['keys-list', 'providers-list', 'routes-list', 'budget-users', 'budget-teams', 'requests-list', 'key-user', 'whoami'].forEach(function (id) { $(id).textContent = ''; });
+    ['keys-list', 'keys-scope', 'providers-list', 'routes-list', 'budget-users', 'budget-teams', 'requests-list', 'key-user', 'whoami'].forEach(function (id) { $(id).textContent = ''; });
     ['key-form-error', 'keys-error', 'provider-form-error', 'providers-error', 'route-form-error', 'routes-error', 'budget-users-error', 'budget-teams-error', 'requests-error'].forEach(function (id) { $(id).textContent = ''; });
     st.users = [];
     st.teams = [];
@@ -175,10 +187,19 @@ export const CONSOLE_JS = String.raw`(function () {
   function loadUsers() {
     return api('GET', 'api/admin/users?limit=500').then(function (body) { st.users = listOf(body); return st.users; });
   }
+  /** A team_admin may not list users: its team's members (GET /api/admin/teams/{id}) instead. */
+  function loadTeamMembers(teamId) {
+    return api('GET', 'api/admin/teams/' + encodeURIComponent(teamId)).then(function (team) {
+      st.users = (team && Array.isArray(team.members) ? team.members : []).map(function (m) {
+        return { id: m.user_id, email: m.email, name: m.name, role: m.user_role, disabled: false };
+      });
+      return st.users;
+    });
+  }
   function loadUsersForKeys() {
-    if (!canWrite('api_keys')) return;
+    if (!mayWrite('api_keys')) return;
     var select = $('key-user');
-    loadUsers().then(function (users) {
+    (canWrite('api_keys') || !teamAdminTeam() ? loadUsers() : loadTeamMembers(teamAdminTeam())).then(function (users) {
       select.textContent = '';
       users.forEach(function (u) {
         var o = el('option', null, userLabel(u));
@@ -821,6 +842,7 @@ export const CONSOLE_JS = String.raw`(function () {
     var q = [];
     function add(name, value) { if (value) q.push(name + '=' + encodeURIComponent(value)); }
     add('model', $('rq-model').value.trim());
+    add('endpoint', $('rq-endpoint').value);
     add('provider_id', $('rq-provider').value);
     add('status', $('rq-status').value.trim());
     add('key_id', $('rq-key').value.trim());
@@ -866,7 +888,7 @@ export const CONSOLE_JS = String.raw`(function () {
     if (!more || !t) {
       box.textContent = '';
       if (rows.length === 0) { box.appendChild(emptyBox('No requests match.')); return; }
-      t = table(['time', 'model', 'provider', 'status', 'tokens in / out', 'cost', 'key', 'user', 'team']);
+      t = table(['time', 'endpoint', 'model', 'provider', 'status', 'tokens in / out', 'cost', 'key', 'user', 'team']);
       t.id = 'requests-table';
       var scroll = el('div', 'table-scroll');
       scroll.appendChild(t);
@@ -876,6 +898,7 @@ export const CONSOLE_JS = String.raw`(function () {
       var tr = el('tr', 'clickable');
       tr.dataset.id = r.id;
       td(tr, when(r.created_at));
+      td(tr, r.endpoint || '—');
       td(tr, (r.model || '—') + (r.served_model && r.served_model !== r.model ? ' → ' + r.served_model : ''), 'label-cell');
       td(tr, r.provider_name || (r.provider_id ? providerName(r.provider_id) : '—'), 'label-cell');
       var status = td(tr, r.status);

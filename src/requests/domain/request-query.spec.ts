@@ -20,6 +20,7 @@ describe('requests query', () => {
         teamId: null,
         providerId: null,
         model: null,
+        endpoint: null,
         status: null,
         from: null,
         to: null,
@@ -75,6 +76,17 @@ describe('requests query', () => {
   ])('a bad %s (%s) names the field', (param, value) => {
     const r = parseRequestQuery({ [param]: value });
     expect(r).toMatchObject({ ok: false, param });
+  });
+
+  it('endpoint: one of the relay endpoints, exact; anything else names endpoint', () => {
+    for (const endpoint of ['chat', 'completions', 'embeddings', 'responses', 'messages']) {
+      const r = parseRequestQuery({ endpoint });
+      expect(r.ok && r.query.endpoint).toBe(endpoint);
+    }
+    for (const bad of ['chat.completions', 'Chat', 'images', ['chat', 'messages']]) {
+      const r = parseRequestQuery({ endpoint: bad });
+      expect(r.ok ? null : r.param, String(bad)).toBe('endpoint');
+    }
   });
 
   it('a repeated parameter is refused; every problem is listed, the first named', () => {

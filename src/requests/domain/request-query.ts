@@ -17,12 +17,17 @@ export interface Cursor {
 /** `status`: one code, or a class (`2xx` = 200..299). */
 export type StatusFilter = { min: number; max: number };
 
+/** The relay endpoints a row can come from (request_log.endpoint; docs/requests.md). */
+export const REQUEST_ENDPOINTS = ['chat', 'completions', 'embeddings', 'responses', 'messages'] as const;
+export type RequestEndpoint = (typeof REQUEST_ENDPOINTS)[number];
+
 export interface RequestQuery {
   keyId: string | null;
   userId: string | null;
   teamId: string | null;
   providerId: string | null;
   model: string | null;
+  endpoint: RequestEndpoint | null;
   status: StatusFilter | null;
   /** Inclusive. */
   from: Date | null;
@@ -117,6 +122,13 @@ export function parseRequestQuery(raw: RawRequestQuery): QueryCheck {
     else model = m;
   }
 
+  let endpoint: RequestEndpoint | null = null;
+  const e = one('endpoint');
+  if (e !== undefined) {
+    if ((REQUEST_ENDPOINTS as readonly string[]).includes(e)) endpoint = e as RequestEndpoint;
+    else fail('endpoint', `endpoint must be one of ${REQUEST_ENDPOINTS.join(', ')}, got ${quoted(e)}`);
+  }
+
   let status: StatusFilter | null = null;
   const s = one('status');
   if (s !== undefined) {
@@ -159,7 +171,7 @@ export function parseRequestQuery(raw: RawRequestQuery): QueryCheck {
     return { ok: false, param: problems[0]!.param, message: problems.map((p) => p.message).join('; ') };
   return {
     ok: true,
-    query: { keyId, userId, teamId, providerId, model, status, from, to, cursor, limit },
+    query: { keyId, userId, teamId, providerId, model, endpoint, status, from, to, cursor, limit },
   };
 }
 

@@ -37,6 +37,17 @@ export class ListRequestsQueryDto {
   @MaxLength(300)
   model?: string;
 
+  @ApiPropertyOptional({
+    enum: ['chat', 'completions', 'embeddings', 'responses', 'messages'],
+    example: 'embeddings',
+    description:
+      'The relay endpoint: `chat` (/v1/chat/completions), `completions`, `embeddings`, `responses` or `messages` (/v1/messages)',
+  })
+  @IsOptional()
+  @IsString()
+  @MaxLength(32)
+  endpoint?: string;
+
   @ApiPropertyOptional({ format: 'uuid', description: 'The provider that served it (the last attempt’s)' })
   @IsOptional()
   @IsString()
@@ -88,7 +99,12 @@ export class RequestDto {
   @ApiProperty({ example: 'req_3f1c2d4e', description: 'The x-request-id the client was answered with' })
   request_id: string;
   @ApiProperty({ example: '2026-12-01T10:00:00.123Z' }) created_at: string;
-  @ApiProperty({ example: 'chat.completions' }) endpoint: string;
+  @ApiProperty({
+    enum: ['chat', 'completions', 'embeddings', 'responses', 'messages'],
+    example: 'chat',
+    description: 'The relay endpoint the request came in on (`chat` = /v1/chat/completions)',
+  })
+  endpoint: string;
   @ApiProperty({
     example: 'chat-default',
     nullable: true,

@@ -30,6 +30,7 @@ export class RequestsRepository {
     if (query.teamId) add((n) => `r.team_id = ${n}`, query.teamId);
     if (query.providerId) add((n) => `r.provider_id = ${n}`, query.providerId);
     if (query.model !== null) add((n) => `r.model = ${n}`, query.model);
+    if (query.endpoint !== null) add((n) => `r.endpoint = ${n}`, query.endpoint);
     if (query.status) {
       if (query.status.min === query.status.max) add((n) => `r.status = ${n}`, query.status.min);
       else {
