@@ -41,6 +41,7 @@ describe('floodgate CLI: help and usage errors (exit 2)', () => {
         'keys create',
         'keys list',
         'keys revoke',
+        'keys update',
         'providers add',
         'providers disable',
         'providers enable',
@@ -83,10 +84,10 @@ describe('floodgate CLI: help and usage errors (exit 2)', () => {
 
   it.each([
     [['frobnicate'], 'unknown command "frobnicate"', 'floodgate --help'],
-    [['keys'], '"keys" needs a command: create, list, revoke', 'floodgate keys --help'],
+    [['keys'], '"keys" needs a command: create, list, update, revoke', 'floodgate keys --help'],
     [
       ['keys', 'rotate'],
-      'unknown command "keys rotate" (keys: create, list, revoke)',
+      'unknown command "keys rotate" (keys: create, list, update, revoke)',
       'floodgate keys --help',
     ],
     [['keys', 'list', '--bogus'], 'unknown option --bogus', 'floodgate keys list --help'],
