@@ -63,8 +63,10 @@ describe('two instances, one Redis: exact limits', () => {
         const limited = results.filter((r) => r.status === 429);
         expect(ok.length + limited.length).toBe(REQUESTS); // nothing else: no 5xx, no 401
         expect(limited.every((r) => Number(r.retryAfter) >= 1)).toBe(true);
-        // both instances admitted some: the count is shared, not per instance
-        expect(new Set(ok.map((r) => r.instance)).size).toBe(2);
+        // Each instance got 500 requests, so per-instance counts would admit 50 on each (100): exactly
+        // 50 in all (checked below) is the shared count. Which instance admitted them is the race's
+        // (under load all 50 can land on one); only that both were asked is required.
+        expect(new Set(results.map((r) => r.instance)).size).toBe(2);
         admitted.push(ok.length);
       }
       console.log(`[distributed] admitted per round of ${REQUESTS} (limit ${LIMIT}): ${admitted.join(', ')}`);
