@@ -652,7 +652,8 @@ describe('dashboard admin console in a browser', () => {
     await expect.poll(() => detail.isVisible(), { timeout: 5000 }).toBe(true);
     const id = (await rows.first().getAttribute('data-id'))!;
     await expect.poll(() => detail.textContent(), { timeout: 5000 }).toContain(id);
-    expect(await detail.textContent()).toContain('Attempts (1)');
+    // "Loading request <id>…" shows the id too: wait for the loaded detail, not just the id
+    await expect.poll(() => detail.textContent(), { timeout: 10_000 }).toContain('Attempts (1)');
     expect(await page.locator('#request-attempts tr').count()).toBe(2);
     mkdirSync('test-results', { recursive: true });
     await page.screenshot({ path: 'test-results/dashboard-console-requests.png', fullPage: true });
