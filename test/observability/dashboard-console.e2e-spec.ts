@@ -345,6 +345,204 @@ describe('dashboard admin console in a browser', () => {
     expect(problems).toEqual([]);
   });
 
+  /** The body of the next PATCH the page sends to a path ending with `suffix`. */
+  const nextPatch = (suffix: string) =>
+    page
+      .waitForRequest((r) => r.method() === 'PATCH' && r.url().endsWith(suffix), { timeout: 5000 })
+      .then((r) => r.postDataJSON() as Record<string, unknown>);
+
+  it("edits a provider (pricing, timeout, a header) in its Edit form: only the changed fields are PATCHed, the API's GET shows them and a relayed request is priced with the new price", async () => {
+    await page.click('.tab[data-tab="providers"]');
+    const card = page.locator(`#pcard-${fx.providerId}`);
+    await expect.poll(() => card.count(), { timeout: 5000 }).toBe(1);
+    await card.locator('[data-role="provider-edit"]').click();
+    const form = card.locator('form.provider-editor');
+    expect(await form.locator('[data-field="base_url"]').inputValue()).toBe(fx.fake.baseUrl);
+    expect(await form.locator('[data-field="timeout_ms"]').inputValue()).toBe('5000');
+
+    await form.locator('[data-role="pricing-add"]').click();
+    const price = form.locator('[data-role="pricing"] tr.entry').last();
+    await price.locator('[data-field="model"]').fill('gpt-4o-mini');
+    await price.locator('[data-field="input_per_mtok"]').fill('2.5');
+    await price.locator('[data-field="output_per_mtok"]').fill('10');
+    await form.locator('[data-field="timeout_ms"]').fill('8000');
+    await form.locator('[data-role="headers-add"]').click();
+    const header = form.locator('[data-role="headers"] tr.entry').last();
+    await header.locator('[data-field="header_name"]').fill('X-Console-Test');
+    await header.locator('[data-field="header_value"]').fill('from-the-form');
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-console-provider-edit.png', fullPage: true });
+    const sent = nextPatch(`/api/admin/providers/${fx.providerId}`);
+    await form.locator('button[type="submit"]').click();
+    expect(await sent).toEqual({
+      timeout_ms: 8000,
+      pricing: { 'gpt-4o-mini': { input_per_mtok: 2.5, output_per_mtok: 10 } },
+      headers: { 'X-Console-Test': 'from-the-form' },
+    });
+    // The card is redrawn from the API: the editor is gone, the new values are shown.
+    await expect
+      .poll(() => page.locator(`#pcard-${fx.providerId} [data-role="provider-meta"]`).textContent(), {
+        timeout: 5000,
+      })
+      .toContain('gpt-4o-mini $2.5 / $10');
+    expect(await page.locator(`#pcard-${fx.providerId}`).textContent()).toContain('timeout 8000 ms');
+    expect(await page.locator(`#pcard-${fx.providerId} form.provider-editor`).count()).toBe(0);
+    const got = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${fx.providerId}`);
+    expect(got.body).toMatchObject({
+      timeout_ms: 8000,
+      base_url: fx.fake.baseUrl,
+      headers: { 'X-Console-Test': 'from-the-form' },
+      pricing: { 'gpt-4o-mini': { input_per_mtok: 2.5, output_per_mtok: 10, cached_input_per_mtok: 2.5 } },
+    });
+
+    // Saving the form unchanged sends nothing.
+    await page.locator(`#pcard-${fx.providerId} [data-role="provider-edit"]`).click();
+    let patched = false;
+    const spy = (r: { method(): string }) => {
+      if (r.method() === 'PATCH') patched = true;
+    };
+    page.on('request', spy);
+    await page.locator(`#pcard-${fx.providerId} form.provider-editor button[type="submit"]`).click();
+    await expect
+      .poll(() => page.locator(`#pcard-${fx.providerId} form.provider-editor`).count(), { timeout: 5000 })
+      .toBe(0);
+    page.off('request', spy);
+    expect(patched).toBe(false);
+
+    // A relayed request is priced with the new price (the request log's cost).
+    const made = await adminCall(fx.gw, fx.adminKey, 'POST', `/api/admin/users/${member.user.id}/keys`, {
+      name: 'console-priced',
+    });
+    expect(made.status).toBe(201);
+    const probe = await getJson(`${fx.gw.url}/api/admin/requests?limit=1`, {
+      headers: bearer(fx.adminKey, false),
+    });
+    expect((await chat(made.body.key as string)).status).toBe(200);
+    if (probe.status !== 404) {
+      let row: { prompt_tokens: number; completion_tokens: number; cost_usd: number | null } | undefined;
+      await pollUntil(
+        async () => {
+          const r = await getJson(`${fx.gw.url}/api/admin/requests?key_id=${made.body.id}`, {
+            headers: bearer(fx.adminKey, false),
+          });
+          row = r.body?.data?.[0];
+          return row !== undefined;
+        },
+        { timeoutMs: 15_000, what: 'the priced request in the log' },
+      );
+      expect(row!.prompt_tokens).toBeGreaterThan(0);
+      const micros = Math.round(
+        (row!.prompt_tokens * 2_500_000 + row!.completion_tokens * 10_000_000) / 1_000_000,
+      );
+      expect(Math.round(row!.cost_usd! * 1_000_000)).toBe(micros);
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("edits an upstream key's limits and concurrency in its Edit form (PATCH, only what changed) and replaces its value without ever showing it", async () => {
+    const made = await adminCall(fx.gw, fx.adminKey, 'POST', `/api/admin/providers/${fx.providerId}/keys`, {
+      label: 'console-edit-key',
+      key: 'sk-console-edit-original',
+      enabled: false, // never leased by the other tests' requests
+    });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    const keyId = made.body.id as string;
+    await page.click('.tab[data-tab="routes"]');
+    await page.click('.tab[data-tab="providers"]');
+    const row = () => page.locator(`#pcard-${fx.providerId} tr[data-id="${keyId}"]`);
+    const editor = () => page.locator(`#pcard-${fx.providerId} tr.upstream-editor[data-id="${keyId}"]`);
+    await expect.poll(() => row().count(), { timeout: 5000 }).toBe(1);
+    await row().locator('[data-role="key-edit"]').click();
+    expect(await editor().locator('[data-field="max_concurrent"]').inputValue()).toBe('');
+    expect(await editor().locator('[data-field="key"]').inputValue()).toBe('');
+
+    const secret = `sk-console-replaced-${randomBytes(12).toString('hex')}`;
+    await editor().locator('[data-field="priority"]').fill('3');
+    await editor().locator('[data-field="max_rpm"]').fill('77');
+    await editor().locator('[data-field="max_tpm"]').fill('5000');
+    await editor().locator('[data-field="max_concurrent"]').fill('4');
+    await editor().locator('[data-field="key"]').fill(secret);
+    const sent = nextPatch(`/api/admin/provider-keys/${keyId}`);
+    await editor().locator('button[type="submit"]').click();
+    expect(await sent).toEqual({ priority: 3, max_rpm: 77, max_tpm: 5000, max_concurrent: 4, key: secret });
+    await expect.poll(() => row().textContent(), { timeout: 5000 }).toContain('5000');
+    expect(await editor().count()).toBe(0);
+    const got = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`);
+    expect(got.body).toMatchObject({
+      priority: 3,
+      max_rpm: 77,
+      max_tpm: 5000,
+      max_concurrent: 4,
+      enabled: false,
+    });
+    expect(got.body.masked).not.toBe(made.body.masked);
+    expect(await row().textContent()).toContain(got.body.masked);
+    expect(await page.content()).not.toContain(secret);
+
+    // Back to adaptive: an empty concurrency field sends max_concurrent: null, and nothing else.
+    await row().locator('[data-role="key-edit"]').click();
+    await editor().locator('[data-field="max_concurrent"]').fill('');
+    const back = nextPatch(`/api/admin/provider-keys/${keyId}`);
+    await editor().locator('button[type="submit"]').click();
+    expect(await back).toEqual({ max_concurrent: null });
+    await expect.poll(() => row().textContent(), { timeout: 5000 }).toContain('adaptive');
+    const adaptive = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/adaptive/keys/${keyId}/stats`);
+    expect(adaptive.status).toBe(200);
+    expect(
+      (await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`)).body.max_concurrent,
+    ).toBeNull();
+    expect(await page.content()).not.toContain(secret);
+    await adminCall(fx.gw, fx.adminKey, 'DELETE', `/api/admin/provider-keys/${keyId}`);
+    expect(problems).toEqual([]);
+  });
+
+  it('a value the API refuses: its 4xx message naming the field is shown in the form, and nothing changes', async () => {
+    await page.click('.tab[data-tab="routes"]');
+    await page.click('.tab[data-tab="providers"]');
+    const card = page.locator(`#pcard-${fx.providerId}`);
+    await expect.poll(() => card.count(), { timeout: 5000 }).toBe(1);
+    const before = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${fx.providerId}`);
+
+    expectedStatuses = [400];
+    await card.locator('[data-role="provider-edit"]').click();
+    const form = card.locator('form.provider-editor');
+    await form.locator('[data-field="timeout_ms"]').fill('9000');
+    const price = form.locator('[data-role="pricing"] tr.entry').first();
+    await price.locator('[data-field="input_per_mtok"]').fill('-1');
+    await form.locator('button[type="submit"]').click();
+    const error = card.locator('[data-role="provider-edit-error"]');
+    await expect
+      .poll(() => error.textContent(), { timeout: 5000 })
+      .toContain('(field: pricing.gpt-4o-mini.input_per_mtok)');
+    const direct = await adminCall(fx.gw, fx.adminKey, 'PATCH', `/api/admin/providers/${fx.providerId}`, {
+      pricing: { 'gpt-4o-mini': { input_per_mtok: -1, output_per_mtok: 10 } },
+    });
+    expect(direct.status).toBe(400);
+    expect(await error.textContent()).toContain(direct.body.error.message);
+    expect(await form.count()).toBe(1); // the form stays open with what was typed
+    const after = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${fx.providerId}`);
+    expect(after.body).toEqual(before.body);
+    await form.locator('button', { hasText: 'Cancel' }).click();
+    expect(await error.textContent()).toBe('');
+
+    // An upstream key's concurrency above the API's maximum.
+    const keyId = fx.keyIds['sk-fake-1']!;
+    const keyBefore = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`);
+    await card.locator(`tr[data-id="${keyId}"] [data-role="key-edit"]`).click();
+    const editor = card.locator(`tr.upstream-editor[data-id="${keyId}"]`);
+    await editor.locator('[data-field="max_concurrent"]').fill('20000');
+    await editor.locator('button[type="submit"]').click();
+    const keyError = card.locator('[data-role="upstream-error"]');
+    await expect.poll(() => keyError.textContent(), { timeout: 5000 }).toContain('(field: max_concurrent)');
+    expect(await keyError.textContent()).toContain('max_concurrent');
+    const keyAfter = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/provider-keys/${keyId}`);
+    expect(keyAfter.body.max_concurrent).toBe(keyBefore.body.max_concurrent);
+    expect(keyAfter.body.updated_at).toBe(keyBefore.body.updated_at);
+    await editor.locator('button', { hasText: 'Cancel' }).click();
+    expectedStatuses = [];
+    expect(problems).toEqual([]);
+  });
+
   it('creates a route the relay then follows, edits it and deletes it', async () => {
     await page.click('.tab[data-tab="routes"]');
     await expect.poll(() => page.locator('#route-targets tr').count(), { timeout: 5000 }).toBe(1);
@@ -478,6 +676,42 @@ describe('dashboard admin console in a browser', () => {
     expect(await p.locator('#route-form').isVisible()).toBe(false);
     // Nothing with a write action is visible anywhere on the page.
     expect(await p.locator('[data-write]:visible').count()).toBe(0);
+    await p.close();
+    expect(problems).toEqual([]);
+  });
+
+  it('a viewer gets no Edit button on a provider (an admin does, on providers and upstream keys)', async () => {
+    await page.click('.tab[data-tab="routes"]');
+    await page.click('.tab[data-tab="providers"]');
+    await expect
+      .poll(() => page.locator('#providers-list [data-role="provider-edit"]:visible').count(), {
+        timeout: 5000,
+      })
+      .toBeGreaterThanOrEqual(2);
+    await expect
+      .poll(() => page.locator(`#pcard-${fx.providerId} [data-role="key-edit"]:visible`).count(), {
+        timeout: 5000,
+      })
+      .toBeGreaterThanOrEqual(1);
+
+    const viewer = await createUserWithKey(fx.gw, fx.adminKey, 'viewer');
+    const p = await newPage();
+    await login(p, viewer.key);
+    await p.click('.tab[data-tab="providers"]');
+    await expect
+      .poll(() => p.locator('#providers-list .provider-card').count(), { timeout: 5000 })
+      .toBeGreaterThanOrEqual(2);
+    // The buttons are there, hidden (GET /api/me: no providers write); no key rows, no editors.
+    expect(await p.locator('#providers-list [data-role="provider-edit"]').count()).toBeGreaterThanOrEqual(2);
+    expect(await p.locator('#providers-list [data-role="provider-edit"]:visible').count()).toBe(0);
+    expect(await p.locator('#providers-list [data-role="key-edit"]:visible').count()).toBe(0);
+    expect(
+      await p.locator('#providers-list form.provider-editor, #providers-list tr.upstream-editor').count(),
+    ).toBe(0);
+    // What it may read is shown: pricing and header names.
+    expect(await p.locator(`#pcard-${fx.providerId} [data-role="provider-meta"]`).textContent()).toContain(
+      'gpt-4o-mini $2.5 / $10',
+    );
     await p.close();
     expect(problems).toEqual([]);
   });

@@ -30,6 +30,9 @@ td .actions { display: flex; gap: 6px; }
 .provider-card h3 { font-size: 13px; margin: 12px 0 6px; color: var(--muted); font-weight: 600; }
 .inline-form { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; margin-top: 8px; }
 .inline-form input { width: 150px; }
+.provider-editor { border-top: 1px solid var(--line); margin-top: 10px; padding-top: 10px; }
+.rows-editor { margin-bottom: 4px; }
+.rows-editor table.targets { margin: 0 0 6px; }
 table.targets { margin-top: 10px; }
 table.targets input, table.targets select { width: 100%; }
 .requests-layout { display: grid; grid-template-columns: minmax(0, 1fr); gap: 14px; margin-top: 10px; }

@@ -442,9 +442,23 @@ export const CONSOLE_JS = String.raw`(function () {
     toggle.dataset.write = 'providers';
     toggle.dataset.role = 'provider-toggle';
     head.appendChild(toggle);
+    var edit = button('Edit', 'secondary small', function () { openProviderEditor(card, p); });
+    edit.dataset.write = 'providers';
+    edit.dataset.role = 'provider-edit';
+    head.appendChild(edit);
     card.appendChild(head);
     card.appendChild(el('div', 'url', p.base_url));
-    card.appendChild(el('div', 'muted', 'models: ' + (p.models && p.models.length ? p.models.join(', ') : 'none') + ' · rpm ' + (p.rpm === null ? 'unlimited' : p.rpm) + ' · timeout ' + p.timeout_ms + ' ms'));
+    card.appendChild(el('div', 'muted', 'models: ' + (p.models && p.models.length ? p.models.join(', ') : 'none') + ' · rpm ' + (p.rpm === null ? 'unlimited' : p.rpm) + (p.burst === null || p.burst === undefined ? '' : ' · burst ' + p.burst) + ' · timeout ' + p.timeout_ms + ' ms'));
+    var pricing = p.pricing || {};
+    var priced = Object.keys(pricing).map(function (m) { return m + ' ' + usd(pricing[m].input_per_mtok) + ' / ' + usd(pricing[m].output_per_mtok); });
+    var meta = el('div', 'muted', 'pricing per Mtok (in / out): ' + (priced.length ? priced.join(', ') : 'built-in catalog') +
+      ' · headers: ' + (p.headers && Object.keys(p.headers).length ? Object.keys(p.headers).join(', ') : 'none'));
+    meta.dataset.role = 'provider-meta';
+    card.appendChild(meta);
+    var editorError = el('p', 'error');
+    editorError.dataset.role = 'provider-edit-error';
+    editorError.setAttribute('role', 'alert');
+    card.appendChild(editorError);
 
     card.appendChild(el('h3', null, 'Upstream keys'));
     var keysBox = el('div');
@@ -521,7 +535,7 @@ export const CONSOLE_JS = String.raw`(function () {
       var keys = listOf(body);
       box.textContent = '';
       if (keys.length === 0) { box.appendChild(emptyBox('No upstream keys.')); return; }
-      var t = table(['label', 'key', 'state', 'priority', 'max rpm', 'max concurrent', 'requests', 'last used', '']);
+      var t = table(['label', 'key', 'state', 'priority', 'max rpm', 'max tpm', 'max concurrent', 'requests', 'last used', '']);
       keys.forEach(function (k) {
         var tr = el('tr');
         tr.dataset.id = k.id;
@@ -535,6 +549,7 @@ export const CONSOLE_JS = String.raw`(function () {
         tr.appendChild(stc);
         td(tr, k.priority);
         td(tr, k.max_rpm);
+        td(tr, k.max_tpm);
         td(tr, k.max_concurrent === null ? 'adaptive' : k.max_concurrent);
         td(tr, k.total_requests);
         td(tr, when(k.last_used_at));
@@ -548,6 +563,9 @@ export const CONSOLE_JS = String.raw`(function () {
         });
         toggle.dataset.write = 'provider_keys';
         toggle.dataset.role = 'key-toggle';
+        var edit = button('Edit', 'secondary small', function () { openUpstreamKeyEditor(tr, k, p, box, error); });
+        edit.dataset.write = 'provider_keys';
+        edit.dataset.role = 'key-edit';
         var del = button('Delete', 'danger small', function () {
           if (!window.confirm('Delete the upstream key "' + k.label + '" (' + k.masked + ') of ' + p.name + '? Its encrypted value is removed.')) return;
           api('DELETE', 'api/admin/provider-keys/' + encodeURIComponent(k.id))
@@ -556,6 +574,7 @@ export const CONSOLE_JS = String.raw`(function () {
         });
         del.dataset.write = 'provider_keys';
         del.dataset.role = 'key-delete';
+        wrap.appendChild(edit);
         wrap.appendChild(toggle);
         wrap.appendChild(del);
         actions.appendChild(wrap);
@@ -567,6 +586,243 @@ export const CONSOLE_JS = String.raw`(function () {
       box.appendChild(scroll);
       gate(box);
     }).catch(function (err) { error.textContent = failureText(err); });
+  }
+
+  /** A number (decimals allowed) or a client-side refusal naming the API's field; '' when empty. */
+  function decimalOrEmpty(value, field) {
+    var v = String(value).trim();
+    if (v === '') return '';
+    var n = Number(v);
+    if (!isFinite(n)) throw new ApiFailure(0, 'must be a number', field);
+    return n;
+  }
+  /** A whole number of at least 0 (priority), or a client-side refusal naming the field. */
+  function wholeFromZero(value, field) {
+    var v = String(value).trim();
+    if (!/^\d+$/.test(v)) throw new ApiFailure(0, 'must be a whole number', field);
+    return Number(v);
+  }
+  /** JSON with sorted keys: equal settings compare equal whatever the order they were typed in. */
+  function canonical(value) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return JSON.stringify(value);
+    return '{' + Object.keys(value).sort().map(function (k) { return JSON.stringify(k) + ':' + canonical(value[k]); }).join(',') + '}';
+  }
+  // Header names that usually carry a secret: their value is typed in a password field (kept out of
+  // sight and out of the page's HTML; the API stores and returns it as given, credentials refused).
+  var SECRET_HEADER = /(token|secret|key|auth|password|passwd|signature|session|cookie)/i;
+
+  /**
+   * Rows of inputs (a provider's pricing, its extra headers): one row per entry, "+ row" adds one,
+   * Remove drops one. read() gives the rows' trimmed values, empty rows left out.
+   */
+  function rowsEditor(role, columns, rows, addText) {
+    var t = table(columns.map(function (c) { return c.title; }).concat(['']));
+    t.className = 'targets';
+    t.dataset.role = role;
+    function add(values) {
+      var tr = el('tr', 'entry');
+      columns.forEach(function (c, n) {
+        var cell = el('td');
+        var i = input(c.field, values ? values[n] : '', c.placeholder, c.type);
+        if (c.type === 'number') { i.step = 'any'; i.min = '0'; }
+        if (c.secret && values && SECRET_HEADER.test(String(values[0]))) { i.type = 'password'; i.autocomplete = 'off'; }
+        cell.appendChild(i);
+        tr.appendChild(cell);
+      });
+      var last = el('td');
+      last.appendChild(button('Remove', 'danger small', function () { tr.remove(); }));
+      tr.appendChild(last);
+      t.appendChild(tr);
+    }
+    rows.forEach(add);
+    var wrap = el('div', 'rows-editor');
+    wrap.appendChild(t);
+    var more = button(addText, 'secondary small', function () { add(null); });
+    more.dataset.role = role + '-add';
+    wrap.appendChild(more);
+    return {
+      node: wrap,
+      read: function () {
+        var out = [];
+        var trs = t.querySelectorAll('tr.entry');
+        for (var r = 0; r < trs.length; r++) {
+          var inputs = trs[r].querySelectorAll('input');
+          var values = [];
+          for (var c = 0; c < inputs.length; c++) values.push(inputs[c].value.trim());
+          if (values.join('') !== '') out.push(values);
+        }
+        return out;
+      }
+    };
+  }
+
+  // Edits a provider in place (PATCH /api/admin/providers/{id}); only the fields that changed are
+  // sent. Pricing and headers are each sent whole (the API replaces the table) when they changed.
+  function openProviderEditor(card, p) {
+    var open = card.querySelector('.provider-editor');
+    var error = card.querySelector('[data-role="provider-edit-error"]');
+    error.textContent = '';
+    if (open) { open.remove(); return; }
+    var form = el('form', 'provider-editor');
+    form.noValidate = true;
+    form.autocomplete = 'off';
+    var grid = el('div', 'form-grid');
+    var name = input('name', p.name, 'name');
+    name.maxLength = 64;
+    var kind = el('select');
+    kind.dataset.field = 'kind';
+    ['openai', 'anthropic'].forEach(function (k) { var o = el('option', null, k); o.value = k; kind.appendChild(o); });
+    kind.value = p.kind || 'openai';
+    var url = input('base_url', p.base_url, 'https://api.openai.com/v1');
+    var models = input('models', (p.models || []).join(', '), 'gpt-4o-mini, text-embedding-*');
+    var rpm = input('rpm', p.rpm, 'unlimited', 'number');
+    var burst = input('burst', p.burst, 'none', 'number');
+    var timeout = input('timeout_ms', p.timeout_ms, '60000', 'number');
+    var urlLabel = labelled('Base URL', url);
+    urlLabel.className = 'wide';
+    var modelsLabel = labelled('Models', models);
+    modelsLabel.className = 'wide';
+    [labelled('Name', name), labelled('Kind', kind), urlLabel, modelsLabel, labelled('RPM', rpm),
+      labelled('Burst', burst), labelled('Timeout ms', timeout)].forEach(function (l) { grid.appendChild(l); });
+    form.appendChild(grid);
+
+    var pricing = p.pricing || {};
+    form.appendChild(el('h3', null, 'Pricing (USD per million tokens; models without an entry use the built-in catalog)'));
+    var prices = rowsEditor('pricing', [
+      { title: 'model or pattern', field: 'model', placeholder: 'gpt-4o-mini' },
+      { title: 'input', field: 'input_per_mtok', placeholder: '0.15', type: 'number' },
+      { title: 'output', field: 'output_per_mtok', placeholder: '0.6', type: 'number' },
+      { title: 'cached input', field: 'cached_input_per_mtok', placeholder: '= input', type: 'number' }
+    ], Object.keys(pricing).map(function (m) {
+      return [m, pricing[m].input_per_mtok, pricing[m].output_per_mtok, pricing[m].cached_input_per_mtok];
+    }), '+ price');
+    form.appendChild(prices.node);
+
+    var headers = p.headers || {};
+    form.appendChild(el('h3', null, 'Extra upstream headers (no credentials: those go in upstream keys)'));
+    var heads = rowsEditor('headers', [
+      { title: 'name', field: 'header_name', placeholder: 'OpenAI-Organization' },
+      { title: 'value', field: 'header_value', placeholder: 'org-123', secret: true }
+    ], Object.keys(headers).map(function (h) { return [h, headers[h]]; }), '+ header');
+    form.appendChild(heads.node);
+
+    var actions = el('div', 'form-actions');
+    var save = el('button', null, 'Save provider');
+    save.type = 'submit';
+    actions.appendChild(save);
+    actions.appendChild(button('Cancel', 'secondary small', function () { error.textContent = ''; form.remove(); }));
+    form.appendChild(actions);
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      error.textContent = '';
+      var body = {};
+      try {
+        var newName = name.value.trim();
+        if (!newName) throw new ApiFailure(0, 'a name is required', 'name');
+        if (newName !== p.name) body.name = newName;
+        if (kind.value !== (p.kind || 'openai')) body.kind = kind.value;
+        var newUrl = url.value.trim();
+        if (!/^https?:\/\/\S+$/.test(newUrl)) throw new ApiFailure(0, 'the base URL must start with http:// or https://', 'base_url');
+        if (newUrl !== p.base_url) body.base_url = newUrl;
+        var list = words(models.value);
+        if (list.join(',') !== (p.models || []).join(',')) body.models = list;
+        var r = wholeOrNull(rpm.value, 'rpm'), b = wholeOrNull(burst.value, 'burst');
+        if (r !== p.rpm) body.rpm = r;
+        if (b !== p.burst) body.burst = b;
+        var tm = wholeOrNull(timeout.value, 'timeout_ms');
+        if (tm === null) throw new ApiFailure(0, 'a timeout is required', 'timeout_ms');
+        if (tm !== p.timeout_ms) body.timeout_ms = tm;
+
+        var priceTable = {}, same = {};
+        prices.read().forEach(function (row) {
+          var model = row[0];
+          if (!model) throw new ApiFailure(0, 'a model id or pattern is required', 'pricing');
+          if (priceTable[model]) throw new ApiFailure(0, model + ' is given twice', 'pricing.' + model);
+          var inp = decimalOrEmpty(row[1], 'pricing.' + model + '.input_per_mtok');
+          var out = decimalOrEmpty(row[2], 'pricing.' + model + '.output_per_mtok');
+          var cached = decimalOrEmpty(row[3], 'pricing.' + model + '.cached_input_per_mtok');
+          if (inp === '') throw new ApiFailure(0, 'a price is required', 'pricing.' + model + '.input_per_mtok');
+          if (out === '') throw new ApiFailure(0, 'a price is required', 'pricing.' + model + '.output_per_mtok');
+          priceTable[model] = { input_per_mtok: inp, output_per_mtok: out };
+          if (cached !== '') priceTable[model].cached_input_per_mtok = cached;
+          // What the API stores (cached input defaults to input), to tell whether anything changed.
+          same[model] = { input_per_mtok: inp, output_per_mtok: out, cached_input_per_mtok: cached === '' ? inp : cached };
+        });
+        if (canonical(same) !== canonical(pricing)) body.pricing = priceTable;
+
+        var extra = {};
+        heads.read().forEach(function (row) {
+          if (!row[0]) throw new ApiFailure(0, 'a header name is required', 'headers');
+          extra[row[0]] = row[1];
+        });
+        if (canonical(extra) !== canonical(headers)) body.headers = extra;
+      } catch (err) { error.textContent = failureText(err); return; }
+      if (Object.keys(body).length === 0) { form.remove(); return; }
+      save.disabled = true;
+      api('PATCH', 'api/admin/providers/' + encodeURIComponent(p.id), body).then(loadProviders)
+        .catch(function (err) { error.textContent = failureText(err); save.disabled = false; });
+    });
+    card.insertBefore(form, error);
+    name.focus();
+  }
+
+  // Edits an upstream key in place (PATCH /api/admin/provider-keys/{id}); only the fields that
+  // changed are sent. The concurrency field is max_concurrent: empty = adaptive (null), a number =
+  // fixed (what PATCH /api/admin/adaptive/keys/{id}/mode and /limit set). The value is write-only:
+  // never shown, an empty field keeps it, and the field is cleared whatever the answer.
+  function openUpstreamKeyEditor(tr, k, p, box, error) {
+    var next = tr.nextSibling;
+    error.textContent = '';
+    if (next && next.classList && next.classList.contains('upstream-editor')) { next.remove(); return; }
+    var editor = el('tr', 'upstream-editor');
+    editor.dataset.id = k.id;
+    var cell = el('td');
+    cell.colSpan = tr.children.length;
+    var form = el('form', 'inline-form');
+    form.noValidate = true;
+    form.autocomplete = 'off';
+    var label = input('label', k.label, 'label');
+    label.maxLength = 128;
+    var priority = input('priority', k.priority, '0-1000', 'number');
+    var maxRpm = input('max_rpm', k.max_rpm, 'unlimited', 'number');
+    var maxTpm = input('max_tpm', k.max_tpm, 'unlimited', 'number');
+    var maxConc = input('max_concurrent', k.max_concurrent, 'adaptive', 'number');
+    var secret = input('key', '', 'unchanged (write-only)', 'password');
+    secret.autocomplete = 'new-password';
+    [labelled('Label', label), labelled('Priority', priority), labelled('Max RPM', maxRpm), labelled('Max TPM', maxTpm),
+      labelled('Max concurrent (empty: adaptive)', maxConc), labelled('Replace the value', secret)].forEach(function (l) { form.appendChild(l); });
+    var save = el('button', null, 'Save');
+    save.type = 'submit';
+    form.appendChild(save);
+    form.appendChild(button('Cancel', 'secondary small', function () { secret.value = ''; editor.remove(); }));
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      error.textContent = '';
+      var body = {};
+      try {
+        var newLabel = label.value.trim();
+        if (!newLabel) throw new ApiFailure(0, 'a label is required', 'label');
+        if (newLabel !== k.label) body.label = newLabel;
+        var pr = wholeFromZero(priority.value, 'priority');
+        if (pr !== k.priority) body.priority = pr;
+        var r = wholeOrNull(maxRpm.value, 'max_rpm'), t = wholeOrNull(maxTpm.value, 'max_tpm'), c = wholeOrNull(maxConc.value, 'max_concurrent');
+        if (r !== k.max_rpm) body.max_rpm = r;
+        if (t !== k.max_tpm) body.max_tpm = t;
+        if (c !== k.max_concurrent) body.max_concurrent = c;
+        if (secret.value !== '') body.key = secret.value;
+      } catch (err) { error.textContent = failureText(err); return; }
+      secret.value = ''; // write-only: never kept in the page, whatever the answer
+      if (Object.keys(body).length === 0) { editor.remove(); return; }
+      save.disabled = true;
+      api('PATCH', 'api/admin/provider-keys/' + encodeURIComponent(k.id), body)
+        .then(function () { return loadUpstreamKeys(p, box, error); })
+        .catch(function (err) { error.textContent = failureText(err); save.disabled = false; });
+    });
+    cell.appendChild(form);
+    editor.appendChild(cell);
+    tr.parentNode.insertBefore(editor, tr.nextSibling);
+    label.focus();
   }
 
   // Set here, not in the page: the HTML carries no URL at all (its test checks there is no CDN link).
