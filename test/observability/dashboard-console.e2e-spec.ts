@@ -345,6 +345,18 @@ describe('dashboard admin console in a browser', () => {
     expect(problems).toEqual([]);
   });
 
+  /**
+   * Opens the Providers tab and waits until its fresh load is drawn (cards and their upstream keys):
+   * a redraw replaces every card, so an editor opened on the previous drawing would vanish.
+   */
+  async function openProviders(p: Page): Promise<void> {
+    await p.click('.tab[data-tab="routes"]');
+    await p.click('.tab[data-tab="providers"]');
+    await expect
+      .poll(() => p.locator('#providers-list[aria-busy="false"]').count(), { timeout: 5000 })
+      .toBe(1);
+  }
+
   /** The body of the next PATCH the page sends to a path ending with `suffix`. */
   const nextPatch = (suffix: string) =>
     page
@@ -352,7 +364,7 @@ describe('dashboard admin console in a browser', () => {
       .then((r) => r.postDataJSON() as Record<string, unknown>);
 
   it("edits a provider (pricing, timeout, a header) in its Edit form: only the changed fields are PATCHed, the API's GET shows them and a relayed request is priced with the new price", async () => {
-    await page.click('.tab[data-tab="providers"]');
+    await openProviders(page);
     const card = page.locator(`#pcard-${fx.providerId}`);
     await expect.poll(() => card.count(), { timeout: 5000 }).toBe(1);
     await card.locator('[data-role="provider-edit"]').click();
@@ -387,6 +399,9 @@ describe('dashboard admin console in a browser', () => {
       .toContain('gpt-4o-mini $2.5 / $10');
     expect(await page.locator(`#pcard-${fx.providerId}`).textContent()).toContain('timeout 8000 ms');
     expect(await page.locator(`#pcard-${fx.providerId} form.provider-editor`).count()).toBe(0);
+    await expect
+      .poll(() => page.locator('#providers-list[aria-busy="false"]').count(), { timeout: 5000 })
+      .toBe(1);
     const got = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${fx.providerId}`);
     expect(got.body).toMatchObject({
       timeout_ms: 8000,
@@ -447,8 +462,7 @@ describe('dashboard admin console in a browser', () => {
     });
     expect(made.status, JSON.stringify(made.body)).toBe(201);
     const keyId = made.body.id as string;
-    await page.click('.tab[data-tab="routes"]');
-    await page.click('.tab[data-tab="providers"]');
+    await openProviders(page);
     const row = () => page.locator(`#pcard-${fx.providerId} tr[data-id="${keyId}"]`);
     const editor = () => page.locator(`#pcard-${fx.providerId} tr.upstream-editor[data-id="${keyId}"]`);
     await expect.poll(() => row().count(), { timeout: 5000 }).toBe(1);
@@ -462,6 +476,7 @@ describe('dashboard admin console in a browser', () => {
     await editor().locator('[data-field="max_tpm"]').fill('5000');
     await editor().locator('[data-field="max_concurrent"]').fill('4');
     await editor().locator('[data-field="key"]').fill(secret);
+    await page.screenshot({ path: 'test-results/dashboard-console-upstream-edit.png', fullPage: true });
     const sent = nextPatch(`/api/admin/provider-keys/${keyId}`);
     await editor().locator('button[type="submit"]').click();
     expect(await sent).toEqual({ priority: 3, max_rpm: 77, max_tpm: 5000, max_concurrent: 4, key: secret });
@@ -497,8 +512,7 @@ describe('dashboard admin console in a browser', () => {
   });
 
   it('a value the API refuses: its 4xx message naming the field is shown in the form, and nothing changes', async () => {
-    await page.click('.tab[data-tab="routes"]');
-    await page.click('.tab[data-tab="providers"]');
+    await openProviders(page);
     const card = page.locator(`#pcard-${fx.providerId}`);
     await expect.poll(() => card.count(), { timeout: 5000 }).toBe(1);
     const before = await adminCall(fx.gw, fx.adminKey, 'GET', `/api/admin/providers/${fx.providerId}`);
@@ -681,8 +695,7 @@ describe('dashboard admin console in a browser', () => {
   });
 
   it('a viewer gets no Edit button on a provider (an admin does, on providers and upstream keys)', async () => {
-    await page.click('.tab[data-tab="routes"]');
-    await page.click('.tab[data-tab="providers"]');
+    await openProviders(page);
     await expect
       .poll(() => page.locator('#providers-list [data-role="provider-edit"]:visible').count(), {
         timeout: 5000,
@@ -697,7 +710,7 @@ describe('dashboard admin console in a browser', () => {
     const viewer = await createUserWithKey(fx.gw, fx.adminKey, 'viewer');
     const p = await newPage();
     await login(p, viewer.key);
-    await p.click('.tab[data-tab="providers"]');
+    await openProviders(p);
     await expect
       .poll(() => p.locator('#providers-list .provider-card').count(), { timeout: 5000 })
       .toBeGreaterThanOrEqual(2);

@@ -407,20 +407,30 @@ export const CONSOLE_JS = String.raw`(function () {
     return short(id);
   }
 
+  // aria-busy stays "true" until the cards and their upstream keys are drawn: a redraw replaces
+  // every card (and an editor open in one), so whoever waits for the list waits for that.
   function loadProviders() {
     showError('providers-error', null);
+    var box = $('providers-list');
+    box.setAttribute('aria-busy', 'true');
     return api('GET', 'api/admin/providers').then(function (body) {
       st.providers = listOf(body);
       return renderProviders(st.providers);
-    }).catch(function (err) { showError('providers-error', err); });
+    }).catch(function (err) { showError('providers-error', err); })
+      .then(function () { box.setAttribute('aria-busy', 'false'); });
   }
 
   function renderProviders(providers) {
     var box = $('providers-list');
     box.textContent = '';
-    if (providers.length === 0) { box.appendChild(emptyBox('No providers yet.')); return; }
-    providers.forEach(function (p) { box.appendChild(providerCard(p)); });
+    if (providers.length === 0) { box.appendChild(emptyBox('No providers yet.')); return null; }
+    var loads = providers.map(function (p) {
+      var card = providerCard(p);
+      box.appendChild(card);
+      return card.keysLoaded;
+    });
     gate(box);
+    return Promise.all(loads);
   }
 
   function providerCard(p) {
@@ -466,7 +476,7 @@ export const CONSOLE_JS = String.raw`(function () {
     card.appendChild(keysBox);
     var error = el('p', 'error');
     error.dataset.role = 'upstream-error';
-    if (canRead('provider_keys')) loadUpstreamKeys(p, keysBox, error);
+    if (canRead('provider_keys')) card.keysLoaded = loadUpstreamKeys(p, keysBox, error);
     else keysBox.appendChild(emptyBox('Your role may not read upstream keys.'));
 
     var form = el('form', 'inline-form');
@@ -728,8 +738,8 @@ export const CONSOLE_JS = String.raw`(function () {
         var list = words(models.value);
         if (list.join(',') !== (p.models || []).join(',')) body.models = list;
         var r = wholeOrNull(rpm.value, 'rpm'), b = wholeOrNull(burst.value, 'burst');
-        if (r !== p.rpm) body.rpm = r;
-        if (b !== p.burst) body.burst = b;
+        if (r !== (p.rpm === undefined ? null : p.rpm)) body.rpm = r;
+        if (b !== (p.burst === undefined ? null : p.burst)) body.burst = b;
         var tm = wholeOrNull(timeout.value, 'timeout_ms');
         if (tm === null) throw new ApiFailure(0, 'a timeout is required', 'timeout_ms');
         if (tm !== p.timeout_ms) body.timeout_ms = tm;
