@@ -350,7 +350,8 @@ describe('dashboard admin console in a browser', () => {
    * a redraw replaces every card, so an editor opened on the previous drawing would vanish.
    */
   async function openProviders(p: Page): Promise<void> {
-    await p.click('.tab[data-tab="routes"]');
+    // Via the Overview, which loads nothing: another tab's late load would race its own test.
+    await p.click('.tab[data-tab="overview"]');
     await p.click('.tab[data-tab="providers"]');
     await expect
       .poll(() => p.locator('#providers-list[aria-busy="false"]').count(), { timeout: 5000 })
