@@ -11,6 +11,7 @@ import type { Upstream429Type } from '../../src/adaptive/domain/classify-429.js'
 import {
   decodeRelease,
   encodeRelease,
+  encodeReleaseBatch,
   releaseScript,
   type ReleaseResult,
 } from '../../src/key-pool/infrastructure/release.script.js';
@@ -390,24 +391,60 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
 
   beforeAll(async () => {
     client = new Redis(TEST_REDIS_URL);
-    for (const s of scripts.flat()) shas.set(s.name, (await client.script('LOAD', s.lua)) as string);
+    for (const s of scripts.flat()) {
+      shas.set(s.name, (await client.script('LOAD', s.lua)) as string);
+      shas.set(s.batch.name, (await client.script('LOAD', s.batch.lua)) as string);
+    }
   });
   afterAll(async () => {
     await dropRedisPrefix(prefix);
     client?.disconnect();
   });
 
-  it(`${CASES} randomised cases: same reply, same stored state`, async () => {
+  // batched: the cases of a round run as ONE call of the batch form (ReleaseBatcher's), the full
+  // composition's (a case without a report or a charge passes no contribution/rider inputs)
+  it.each([
+    ['one call per release', false],
+    ['all releases of a round in one batch call', true],
+  ] as const)(`${CASES} randomised cases: same reply, same stored state (%s)`, async (_, batched) => {
     const r = rng(18_1);
     const seen = new Map<string, number>();
     const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
     let compared = 0;
-    for (let b = 0; b < CASES / BATCH; b++) {
+    // a batch call's replies are checked at every ms it spanned: smaller rounds keep that span short
+    const size = batched ? BATCH / 5 : BATCH;
+    for (let b = 0; b < CASES / size; b++) {
       const t0 = ms(await client.time());
-      const cases = Array.from({ length: BATCH }, (_, i) => makeCase(r, t0, `eq${b}-${i}`));
+      const cases = Array.from({ length: size }, (_, i) => makeCase(r, t0, `eq${b}-${i}`));
       const p = client.pipeline();
       const full = (k: string) => `${prefix}:${k}`;
       for (const c of cases) {
+        if (!batched) continue;
+        touched(c).forEach(([k], j) => {
+          const s = seedOf(c, j);
+          if (s === null) return;
+          if (typeof s === 'string') p.set(full(k), s);
+          else if (Array.isArray(s)) {
+            if (s.length) p.zadd(full(k), ...s.flatMap(([score, m]) => [score, m]));
+          } else if (Object.keys(s).length) p.hset(full(k), s);
+        });
+      }
+      if (batched) {
+        const { keys, args } = encodeReleaseBatch(cases.map(inputs));
+        p.time();
+        p.evalsha(shas.get(scripts[1]![1]!.batch.name)!, keys.length, ...keys.map(full), ...args);
+        p.time();
+      }
+      for (const c of cases) {
+        if (batched) {
+          for (const [k, type] of touched(c)) {
+            if (type === 'hash') p.hgetall(full(k));
+            else if (type === 'string') p.get(full(k));
+            else p.zrange(full(k), 0, -1, 'WITHSCORES');
+            p.pttl(full(k));
+          }
+          continue;
+        }
         touched(c).forEach(([k], j) => {
           const s = seedOf(c, j);
           if (s === null) return;
@@ -429,18 +466,38 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
       }
       const res = (await p.exec())!;
       let at = 0;
-      for (const c of cases) {
-        const keys = touched(c);
-        keys.forEach((_, j) => {
+      const seeded = (c: Case) =>
+        touched(c).filter((_, j) => {
           const s = seedOf(c, j);
-          if (s === null) return;
-          if (typeof s === 'string' || (Array.isArray(s) ? s.length : Object.keys(s).length)) at++;
-        });
-        const before = ms(res[at]![1]);
-        const [err, reply] = res[at + 1]!;
-        expect(err, JSON.stringify(c)).toBeNull();
-        const after = ms(res[at + 2]![1]);
+          return (
+            s !== null && (typeof s === 'string' || (Array.isArray(s) ? s.length : Object.keys(s).length))
+          );
+        }).length;
+      let batch: { before: number; replies: unknown[]; after: number } | null = null;
+      if (batched) {
+        for (const c of cases) at += seeded(c);
+        const [err, replies] = res[at + 1]!;
+        expect(err).toBeNull();
+        batch = { before: ms(res[at]![1]), replies: replies as unknown[], after: ms(res[at + 2]![1]) };
+        expect(batch.replies).toHaveLength(cases.length);
         at += 3;
+      }
+      for (const [ci, c] of cases.entries()) {
+        const keys = touched(c);
+        let before: number, after: number, reply: unknown;
+        if (batch) {
+          ({ before, after } = batch);
+          reply = batch.replies[ci];
+          expect(Array.isArray(reply), JSON.stringify({ c, reply })).toBe(true);
+        } else {
+          at += seeded(c);
+          before = ms(res[at]![1]);
+          const [err, one] = res[at + 1]!;
+          expect(err, JSON.stringify(c)).toBeNull();
+          reply = one;
+          after = ms(res[at + 2]![1]);
+          at += 3;
+        }
         const state: unknown[] = [];
         for (const [, type] of keys) {
           const v = res[at]![1];
@@ -560,7 +617,7 @@ describe('answer path: release (+ Adaptive report contribution) — Lua (Redis) 
     ])
       expect(seen.get(k) ?? 0, k).toBeGreaterThan(5);
     console.log(
-      `[release equivalence] ${compared} cases equal; ${[...seen]
+      `[release equivalence${batched ? ', batched' : ''}] ${compared} cases equal; ${[...seen]
         .sort()
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,

@@ -178,15 +178,100 @@ export function localRelease(
 export function releaseScript(
   contribution: ReportContribution | null = null,
   rider: ReportRider | null = null,
-): AtomicScript<ReleaseResult> {
+): ReleaseScript {
   const prelude = contribution
     ? `local function fg_contribute(K, A, ko, ao, na, now, inFlight)\n${contribution.lua}\nend\n`
     : 'local fg_contribute = nil\n';
   const riding = rider ? `${rider.lua}\n` : 'local fg_ride = nil\n';
-  const name = contribution ? `keypool-release+${contribution.name}` : 'keypool-release';
+  const base = contribution ? `keypool-release+${contribution.name}` : 'keypool-release';
+  const name = rider ? `${base}+${rider.name}` : base;
+  const local = (db: LocalDb, keys: string[], args: string[], now: number): ReleaseResult =>
+    localRelease(db, keys, args, now, contribution, rider);
   return {
-    name: rider ? `${name}+${rider.name}` : name,
+    name,
     lua: `${LUA_WINDOW_BUCKETS}${prelude}${riding}${LUA_RELEASE}`,
-    local: (db, keys, args, now) => localRelease(db, keys, args, now, contribution, rider),
+    local,
+    batch: {
+      name: `${name}*batch`,
+      lua: `${LUA_WINDOW_BUCKETS}${prelude}${riding}local function fg_release(KEYS, ARGV)\n${LUA_RELEASE}\nend\n${LUA_BATCH}`,
+      local: (db, keys, args, now) => localReleaseBatch(db, keys, args, now, local),
+    },
   };
+}
+
+/**
+ * A release script and its batch form: several releases (of one Redis Cluster slot) in one call,
+ * each run exactly as the single script would run it, in order (ReleaseBatcher sends it).
+ */
+export interface ReleaseScript extends AtomicScript<ReleaseResult> {
+  readonly batch: AtomicScript<ReleaseBatchResult>;
+}
+
+/** One entry per release, in order: its reply, or the error it raised (a string). */
+export type ReleaseBatchResult = (ReleaseResult | string)[];
+
+/**
+ * The batch: ARGV = n, then n pairs (#KEYS, #ARGV of each release), then every release's ARGV in
+ * order; KEYS = every release's KEYS in order (encodeReleaseBatch). Each release runs in its own
+ * pcall: one that raises an error leaves its reply an error string and the others run (a single
+ * call that raised would have been an error of that call alone; the releases before it in the
+ * batch have run either way, as they would have as separate calls).
+ */
+const LUA_BATCH = `
+local n = tonumber(ARGV[1])
+local out = {}
+local ko, ao = 0, 1 + 2 * n
+for i = 1, n do
+  local nk, na = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local k, a = {}, {}
+  for j = 1, nk do k[j] = KEYS[ko + j] end
+  for j = 1, na do a[j] = ARGV[ao + j] end
+  ko, ao = ko + nk, ao + na
+  local ok, r = pcall(fg_release, k, a)
+  if ok then out[i] = r
+  elseif type(r) == 'table' and r.err then out[i] = 'ERR ' .. tostring(r.err)
+  else out[i] = 'ERR ' .. tostring(r) end
+end
+return out
+`;
+
+/** KEYS/ARGV of a batch of releases (each `encodeRelease`d), for `ReleaseScript.batch`. */
+export function encodeReleaseBatch(entries: readonly { keys: string[]; args: string[] }[]): {
+  keys: string[];
+  args: string[];
+} {
+  const keys: string[] = [];
+  const args: string[] = [String(entries.length)];
+  for (const e of entries) args.push(String(e.keys.length), String(e.args.length));
+  for (const e of entries) {
+    keys.push(...e.keys);
+    args.push(...e.args);
+  }
+  return { keys, args };
+}
+
+/** The TypeScript half of the batch: the same releases in the same order. */
+function localReleaseBatch(
+  db: LocalDb,
+  keys: string[],
+  args: string[],
+  now: number,
+  one: (db: LocalDb, keys: string[], args: string[], now: number) => ReleaseResult,
+): ReleaseBatchResult {
+  const n = Number(args[0]) || 0;
+  const out: ReleaseBatchResult = [];
+  let ko = 0;
+  let ao = 1 + 2 * n;
+  for (let i = 0; i < n; i++) {
+    const nk = Number(args[1 + 2 * i]);
+    const na = Number(args[2 + 2 * i]);
+    try {
+      out.push(one(db, keys.slice(ko, ko + nk), args.slice(ao, ao + na), now));
+    } catch (err) {
+      out.push(`ERR ${err instanceof Error ? err.message : String(err)}`);
+    }
+    ko += nk;
+    ao += na;
+  }
+  return out;
 }

@@ -51,8 +51,9 @@ import {
   decodeRelease,
   encodeRelease,
   releaseScript,
-  type ReleaseResult,
+  type ReleaseScript,
 } from '../infrastructure/release.script.js';
+import { ReleaseBatcher } from '../infrastructure/release-batcher.js';
 import { rpmBucketed, tpmBucketed } from '../infrastructure/window-buckets.js';
 import { valueIsBad } from '../infrastructure/encryption-key-registry.js';
 import { KeyUsageRecorder } from '../infrastructure/key-usage.recorder.js';
@@ -135,9 +136,13 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   private readonly baseScript = selectionScript(null);
   private contributor: ReportContributor | null = null;
   private readonly plainRelease = releaseScript(null);
-  private contributedRelease: AtomicScript<ReleaseResult> | null = null;
+  private contributedRelease: ReleaseScript | null = null;
   /** Release scripts with a rider, by contribution and rider name. */
-  private readonly ridden = new Map<string, AtomicScript<ReleaseResult>>();
+  private readonly ridden = new Map<string, ReleaseScript>();
+  /** The answer path's releases, coalesced per instance while one is in flight (ReleaseBatcher). */
+  private readonly releases: ReleaseBatcher;
+  /** Leases whose release waits for the call in flight → what runs once it is sent (`afterReleaseSent`). */
+  private readonly unsent = new WeakMap<KeyLease, (() => void)[]>();
   private unsubscribe: Unsubscribe | undefined;
   /** Called whenever the provider caches are dropped (an admin write here, or one published by another instance). */
   private readonly dropListeners = new Set<(providerId: string) => Promise<void> | void>();
@@ -160,6 +165,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   ) {
     this.leaseTtlMs = config.keyPool.leaseTtlSeconds * 1000;
     this.hashTtlMs = Math.max(86_400_000, (config.keyPool.cooldownMaxSeconds + 120) * 1000);
+    this.releases = new ReleaseBatcher(store);
   }
 
   async onModuleInit(): Promise<void> {
@@ -194,7 +200,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** The release script with a rider (and the contribution when `contributed`), built once per pair. */
-  private riddenRelease(contributed: boolean, rider: ReportRider): AtomicScript<ReleaseResult> {
+  private riddenRelease(contributed: boolean, rider: ReportRider): ReleaseScript {
     const contribution = contributed ? (this.contributor?.contribution ?? null) : null;
     const name = `${contribution?.name ?? ''}|${rider.name}`;
     let script = this.ridden.get(name);
@@ -203,6 +209,18 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       this.ridden.set(name, script);
     }
     return script;
+  }
+
+  /**
+   * Runs `fn` once the lease's release has been written to the store connection: at once when it
+   * was (or there is none), else when the release call in flight returns and the batch it waits
+   * in goes (ReleaseBatcher) — so a step that must reach the store after the release (the
+   * dispatcher's hand-off of the freed slot) is sent right behind it, never ahead of it.
+   */
+  afterReleaseSent(lease: KeyLease, fn: () => void): void {
+    const after = this.unsent.get(lease);
+    if (after) after.push(fn);
+    else fn();
   }
 
   /** Listen to every report (returns a function that removes the listener). */
@@ -494,7 +512,13 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
           : contributed
             ? this.contributedRelease!
             : this.plainRelease;
-      const r = decodeRelease(await this.store.run(script, input.keys, input.args));
+      const sending = this.releases.run(script, input.keys, input.args, () => {
+        const after = this.unsent.get(lease);
+        this.unsent.delete(lease);
+        for (const fn of after ?? []) fn();
+      });
+      if (sending.queued) this.unsent.set(lease, []);
+      const r = decodeRelease(await sending.reply);
       if (rider && !this.store.slotted) result.rode = true;
       result.inFlight = r.inFlight;
       nowMs = r.nowMs;

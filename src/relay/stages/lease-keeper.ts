@@ -95,7 +95,8 @@ export class LeaseKeeper implements OnApplicationShutdown {
     const rider =
       tokens > 0 || spend ? this.charge.rider(principal, tokens, spend?.settlement ?? null) : null;
     const reported = this.keyPool.report(lease, outcome, rider);
-    this.dispatcher.capacityReleased(lease.providerId);
+    // a release queued behind the one in flight (KeyPoolService's batching) is handed off when it goes
+    this.keyPool.afterReleaseSent(lease, () => this.dispatcher.capacityReleased(lease.providerId));
     const result = await reported;
     if (tokens > 0) this.charge.settle(principal, tokens, rider, result);
     // No rider (a Redis Cluster: other slots) → the settlement runs as its own step now. A rider
