@@ -57,7 +57,8 @@ describe('QUEUE_GATE (in-process half)', () => {
       const queue = new StorePriorityQueue(store);
       await queue.add('p', { id: 'low', priority: 4, data: { n: 1 } });
       await queue.add('p', { id: 'high', priority: 2, data: { n: 2 } });
-      const keys = queueKeys('p').slice(0, 2);
+      const [w, j, , t] = queueKeys('p');
+      const keys = [w, j, grantBoxKey('p'), t];
       const now = Date.now();
       expect(QUEUE_GATE.check(store.db, keys, ['1', String(QueueMode.respectQueue)], now)).toBeNull();
       expect(QUEUE_GATE.check(store.db, keys, ['2', String(QueueMode.respectQueue)], now)).toEqual([
@@ -103,8 +104,8 @@ describe('grant boxes (a dispatch step that can be run again)', () => {
       const queue = new StorePriorityQueue(store);
       await queue.add('p', { id: 'a', priority: 2, data: { n: 1 } });
       await queue.add('p', { id: 'b', priority: 2, data: { n: 2 } });
-      const [wait, jobs] = queueKeys('p');
-      const keys = [wait, jobs, grantBoxKey('p', 'd1')];
+      const [wait, jobs, , tags] = queueKeys('p');
+      const keys = [wait, jobs, grantBoxKey('p', 'd1'), tags];
       const args = ['1', String(QueueMode.dispatch), '', 'me'];
       const now = Date.now();
       expect(QUEUE_GATE.check(store.db, keys, args, now)).toBeNull();
@@ -122,15 +123,15 @@ describe('grant boxes (a dispatch step that can be run again)', () => {
       });
       expect(await queue.counts('p', [2])).toEqual({ 2: 1 });
       // another step (its own box) pops the next job; without a box nothing is kept
-      const other = [wait, jobs, grantBoxKey('p', 'd2')];
+      const other = [wait, jobs, grantBoxKey('p', 'd2'), tags];
       expect(QUEUE_GATE.check(store.db, other, args, now)).toBeNull();
-      const noBox = [wait, jobs, grantBoxKey('p')];
+      const noBox = [wait, jobs, grantBoxKey('p'), tags];
       expect(
         decodePopped(QUEUE_GATE.commit(store.db, noBox, args, now, 'k1', 2, 'lease-2') as string),
       ).toMatchObject({ id: 'b' });
       expect(store.db.exists(grantBoxKey('p'))).toBe(false);
       // a step that found only expired jobs keeps its lease in the box too (given back by the caller)
-      const empty = [wait, jobs, grantBoxKey('p', 'd3')];
+      const empty = [wait, jobs, grantBoxKey('p', 'd3'), tags];
       expect(QUEUE_GATE.commit(store.db, empty, args, now, 'k1', 3, 'lease-3')).toBe('');
       expect(decodeGrantBox(store.db.get(empty[2]!)!)).toMatchObject({ leaseId: 'lease-3', output: '' });
       // what a dispatcher whose reply was lost reads

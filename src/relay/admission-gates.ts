@@ -99,7 +99,8 @@ function usesBox(key: string | undefined): key is string {
  * a slot and the head of the queue in one step, so a slot is never won without a job to run in it
  * (nor a job taken without a slot), whichever instance frees the slot or queued the job.
  *
- * KEYS: [waitingSet, jobRecords, grantBox (grantBoxKey: the dispatch step's own, or the placeholder)]
+ * KEYS: [waitingSet, jobRecords, grantBox (grantBoxKey: the dispatch step's own, or the placeholder),
+ *        fair-share tags (queueKeys' 4th: the pop sets the queue's virtual clock there)]
  * ARGV: [priority, mode (QueueMode), grantChannel ('' = none), dispatchingInstance]
  * Commit in dispatch mode returns the popped job ("id\nrecord", see decodePopped). With a grant
  * channel and a job whose record names another instance (`d.instance`), the script also publishes
@@ -117,7 +118,7 @@ function usesBox(key: string | undefined): key is string {
  */
 export const QUEUE_GATE: StaticGate = {
   name: 'queue',
-  keyCount: 3,
+  keyCount: 4,
   argCount: 4,
   checkLua: `
     local mode = tonumber(GA[2])
@@ -137,7 +138,7 @@ export const QUEUE_GATE: StaticGate = {
   commitLua: `
     if tonumber(GA[2]) ~= ${QueueMode.dispatch} then return nil end
     ${POP_LUA}
-    local popped = fq_pop(GK[1], GK[2], now)
+    local popped = fq_pop(GK[1], GK[2], GK[4], now)
     local out = popped or ''
     if popped and GA[3] ~= nil and GA[3] ~= '' and leaseId ~= nil then
       local nl = string.find(popped, '\\n', 1, true)
@@ -169,7 +170,7 @@ export const QUEUE_GATE: StaticGate = {
   },
   commit(db, keys, args, nowMs, keyId, inFlight, leaseId): string | null {
     if (Number(args[1]) !== QueueMode.dispatch) return null;
-    const out = localPop(db, keys[0]!, keys[1]!, nowMs) ?? '';
+    const out = localPop(db, keys[0]!, keys[1]!, keys[3]!, nowMs) ?? '';
     const box = keys[2];
     if (usesBox(box) && leaseId !== undefined && keyId !== undefined && inFlight !== undefined)
       db.set(box, encodeGrantBox({ keyId, leaseId, at: nowMs, inFlight, output: out }), GRANT_BOX_TTL_MS);

@@ -230,8 +230,8 @@ export class AdmissionService {
     grant?: { channel: string; instance: string },
     box: string | null = null,
   ): AcquireOptions {
-    const [wait, jobs] = queueKeys(providerId);
-    const keys: string[] = [wait, jobs, box ?? grantBoxKey(providerId)];
+    const [wait, jobs, , tags] = queueKeys(providerId);
+    const keys: string[] = [wait, jobs, box ?? grantBoxKey(providerId), tags];
     const args: (string | number)[] = [priority, mode, grant?.channel ?? '', grant?.instance ?? ''];
     for (const c of this.contributions) {
       const extra = c.inputs(providerId);

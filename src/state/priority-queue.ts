@@ -60,18 +60,12 @@ function checkName(queue: string): void {
 
 /**
  * The AtomicStore keys (logical, unprefixed) of a queue: [waiting set, job records, sequence, tags].
- * The tags' key is also derived from the waiting set's name inside the pop (tagsKeyOf): same hash
- * tag, so the same Redis Cluster slot.
+ * Every script that pops a job writes the tags (the virtual clock) and takes their key in KEYS.
  */
 export function queueKeys(queue: string): [wait: string, jobs: string, seq: string, tags: string] {
   checkName(queue);
   const base = `fq:{${queue}}`;
   return [`${base}:wait`, `${base}:jobs`, `${base}:seq`, `${base}:vt`];
-}
-
-/** `fq:{q}:vt` from `fq:{q}:wait` (prefixed or not). */
-export function tagsKeyOf(wait: string): string {
-  return `${wait.slice(0, -'wait'.length)}vt`;
 }
 
 /** How long a queue's tags outlive its last enqueue (they are forgotten anyway when it empties). */
@@ -106,7 +100,7 @@ export function decodePopped<T>(raw: string): QueueJob<T> | null {
  * The popped job's start tag becomes the queue's virtual clock (`v` in fq:{q}:vt, fair-share.ts).
  */
 export const POP_LUA = `
-local function fq_pop(wk, jk, now)
+local function fq_pop(wk, jk, tk, now)
   for _ = 1, 64 do
     local head = redis.call('ZRANGE', wk, 0, 0, 'WITHSCORES')
     if #head == 0 then return nil end
@@ -117,7 +111,7 @@ local function fq_pop(wk, jk, now)
     if rec then
       local x = tonumber(string.match(rec, '"x":(%d+)') or '0') or 0
       if x == 0 or x > now then
-        redis.call('HSET', string.sub(wk, 1, -5) .. 'vt', 'v', tonumber(head[2]) % ${PRIORITY_SCORE_FACTOR})
+        redis.call('HSET', tk, 'v', tonumber(head[2]) % ${PRIORITY_SCORE_FACTOR})
         return id .. '\\n' .. rec
       end
     end
@@ -126,7 +120,7 @@ local function fq_pop(wk, jk, now)
 end
 `;
 
-export function localPop(db: LocalDb, wk: string, jk: string, now: number): string | null {
+export function localPop(db: LocalDb, wk: string, jk: string, tk: string, now: number): string | null {
   for (let i = 0; i < 64; i++) {
     const head = db.zrange(wk, 0, 0)[0];
     if (!head) return null;
@@ -136,7 +130,7 @@ export function localPop(db: LocalDb, wk: string, jk: string, now: number): stri
     if (rec !== null) {
       const x = Number(/"x":(\d+)/.exec(rec)?.[1] ?? '0') || 0;
       if (x === 0 || x > now) {
-        db.hset(tagsKeyOf(wk), { v: head.score % PRIORITY_SCORE_FACTOR });
+        db.hset(tk, { v: head.score % PRIORITY_SCORE_FACTOR });
         return `${head.member}\n${rec}`;
       }
     }
@@ -245,16 +239,16 @@ return 1
   },
 };
 
-/** KEYS: wait, jobs. → "id\nrecord" or nil. */
+/** KEYS: wait, jobs, tags. → "id\nrecord" or nil. */
 const takeScript: AtomicScript<string | null> = {
   name: 'queue-take',
   lua: `${POP_LUA}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return fq_pop(KEYS[1], KEYS[2], now)
+return fq_pop(KEYS[1], KEYS[2], KEYS[3], now)
 `,
   local(db, keys, _args, now) {
-    return localPop(db, keys[0]!, keys[1]!, now);
+    return localPop(db, keys[0]!, keys[1]!, keys[2]!, now);
   },
 };
 
@@ -318,8 +312,8 @@ export class StorePriorityQueue extends PriorityQueue {
   }
 
   async take<T>(queue: string): Promise<QueueJob<T> | null> {
-    const [wait, jobs] = queueKeys(queue);
-    const raw = await this.store.run(takeScript, [wait, jobs], []);
+    const [wait, jobs, , tags] = queueKeys(queue);
+    const raw = await this.store.run(takeScript, [wait, jobs, tags], []);
     return typeof raw === 'string' ? decodePopped<T>(raw) : null;
   }
 

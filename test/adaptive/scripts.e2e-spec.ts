@@ -400,8 +400,8 @@ describe.each(IMPLS)('Adaptive scripts contract (%s)', (_name, make) => {
       const script = selectionScript(combined);
       const p = randomUUID();
       const k = randomUUID();
-      const [wait, jobs] = queueKeys(p);
-      const keys = [wait, jobs, grantBoxKey(p), retreatStateKey(p)];
+      const [wait, jobs, , tags] = queueKeys(p);
+      const keys = [wait, jobs, grantBoxKey(p), tags, retreatStateKey(p)];
       expect((await attempt(p, k, [3, 0, '', '', 120, 1, 1], script, keys))[0]).toBe(1);
       expect((await attempt(p, k, [3, 0, '', '', 120, 1, 1], script, keys))[1]).toBe('gate:provider_rate');
     });

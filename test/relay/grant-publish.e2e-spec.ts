@@ -56,10 +56,10 @@ describe('QUEUE_GATE dispatch: the grant of another instance’s job is publishe
     step: { leaseId: string; box?: string } = { leaseId: randomUUID() },
   ) {
     const leaseId = step.leaseId;
-    const [wait, jobs] = queueKeys(providerId);
+    const [wait, jobs, , tags] = queueKeys(providerId);
     const inputs = composeInputs(
       {
-        keys: step.box ? [wait, jobs, step.box] : [wait, jobs],
+        keys: [wait, jobs, step.box ?? grantBoxKey(providerId), tags],
         args: [1, QueueMode.dispatch, channel, instance],
       },
       selectionInputs(
