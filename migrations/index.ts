@@ -13,6 +13,7 @@ import { Teams1763776600000 } from './1763776600000-Teams.js';
 import { Budgets1763776700000 } from './1763776700000-Budgets.js';
 import { ProviderKind1763776750000 } from './1763776750000-ProviderKind.js';
 import { RequestsApi1763776800000 } from './1763776800000-RequestsApi.js';
+import { RequestLogPartialIndexes1763776900000 } from './1763776900000-RequestLogPartialIndexes.js';
 
 /** Every migration, in order. Imported explicitly (no globs) so ESM builds and tests load the same list. */
 export const MIGRATIONS = [
@@ -32,4 +33,5 @@ export const MIGRATIONS = [
   Budgets1763776700000,
   ProviderKind1763776750000,
   RequestsApi1763776800000,
+  RequestLogPartialIndexes1763776900000,
 ];

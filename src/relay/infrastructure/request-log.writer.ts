@@ -155,81 +155,66 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
   }
 
   /**
-   * One transaction per batch of two statements, one array parameter per column (unnest): the rows,
-   * and the batch's spend pre-aggregated into one INSERT … ON CONFLICT DO UPDATE of spend_rollup.
-   * Both commit or neither, so a batch that fails (and is retried, or split to isolate a refused row)
-   * never counts its spend twice or without its rows. Building a TypeORM insert of 500 entities costs
-   * tens of ms of CPU on the event loop; this costs next to nothing.
+   * One statement per batch: the rows, their captured bodies and the batch's spend pre-aggregated
+   * into spend_rollup (INSERT … ON CONFLICT DO UPDATE), as data-modifying CTEs of one INSERT. A
+   * statement commits whole or not at all, so a batch that fails (and is retried, or split to
+   * isolate a refused row) never counts its spend twice or without its rows; and one statement is
+   * one round trip, where a transaction of three was five (embedded Postgres runs on the gateway's
+   * own CPU: each statement is parsed, planned and executed there). One array parameter per column
+   * (unnest), each sent as an array literal built here (pg's generic array encoding costs more per
+   * element). Building a TypeORM insert of 500 entities costs tens of ms of CPU on the event loop;
+   * this costs next to nothing.
    */
   private async insert(rows: RequestLogEntry[]): Promise<void> {
-    const col = <K extends keyof RequestLogEntry>(k: K) => rows.map((r) => r[k]);
     const rollup = rollupOf(rows);
-    // Row ids made here, so a captured row's request_bodies row names it in the same transaction.
+    // Row ids made here, so a captured row's request_bodies row names it in the same statement.
     const ids = rows.map(() => randomUUID());
-    await this.rows.manager.transaction(async (m) => {
-      await m.query(
-        `INSERT INTO request_log (created_at, request_id, api_key_id, user_id, provider_id, provider_key_id, endpoint, model,
-         priority, status, error_code, prompt_tokens, completion_tokens, queue_ms, upstream_ms, overhead_ms, attempts, stream,
-         route_id, attempt_log, cost_micro_usd, id, team_id, served_model)
-       SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::varchar[],
-         $8::varchar[], $9::varchar[], $10::int[], $11::varchar[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[],
-         $17::smallint[], $18::boolean[], $19::uuid[], $20::jsonb[], $21::bigint[], $22::uuid[], $23::uuid[], $24::varchar[])`,
-        [
-          col('createdAt'),
-          col('requestId'),
-          col('apiKeyId'),
-          col('userId'),
-          col('providerId'),
-          col('providerKeyId'),
-          col('endpoint'),
-          col('model'),
-          col('priority'),
-          col('status'),
-          col('errorCode'),
-          col('promptTokens'),
-          col('completionTokens'),
-          col('queueMs'),
-          col('upstreamMs'),
-          col('overheadMs'),
-          col('attempts'),
-          col('stream'),
-          rows.map((r) => r.routeId ?? null),
-          // JSON text per row; jsonb parses it (strings were made storable in `add`)
-          rows.map((r) => (r.attemptLog ? JSON.stringify(r.attemptLog) : null)),
-          rows.map((r) =>
-            r.costMicroUsd === null || r.costMicroUsd === undefined ? null : String(r.costMicroUsd),
-          ),
-          ids,
-          rows.map((r) => r.teamId ?? null),
-          rows.map((r) => r.servedModel ?? null),
-        ],
-      );
-      await insertBodies(m, rows, ids);
-      if (rollup.length === 0) return;
-      await m.query(
-        `INSERT INTO spend_rollup AS s (hour, api_key_id, user_id, team_id, provider_id, model, requests, prompt_tokens,
-           completion_tokens, cost_micro_usd)
-         SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::varchar[], $7::bigint[],
-           $8::bigint[], $9::bigint[], $10::bigint[])
-         ON CONFLICT (hour, api_key_id, user_id, team_id, provider_id, model) DO UPDATE SET
-           requests = s.requests + EXCLUDED.requests,
-           prompt_tokens = s.prompt_tokens + EXCLUDED.prompt_tokens,
-           completion_tokens = s.completion_tokens + EXCLUDED.completion_tokens,
-           cost_micro_usd = s.cost_micro_usd + EXCLUDED.cost_micro_usd`,
-        [
-          rollup.map((b) => b.hour),
-          rollup.map((b) => b.apiKeyId),
-          rollup.map((b) => b.userId),
-          rollup.map((b) => b.teamId),
-          rollup.map((b) => b.providerId),
-          rollup.map((b) => b.model),
-          rollup.map((b) => b.requests),
-          rollup.map((b) => String(b.promptTokens)),
-          rollup.map((b) => String(b.completionTokens)),
-          rollup.map((b) => String(b.costMicroUsd)),
-        ],
-      );
-    });
+    const captured: number[] = [];
+    for (let i = 0; i < rows.length; i++) if (rows[i]!.bodies) captured.push(i);
+    await this.rows.manager.query(INSERT_BATCH, [
+      dateArray(rows.map((r) => r.createdAt)),
+      textArray(rows.map((r) => r.requestId)),
+      textArray(rows.map((r) => r.apiKeyId)),
+      textArray(rows.map((r) => r.userId)),
+      textArray(rows.map((r) => r.providerId)),
+      textArray(rows.map((r) => r.providerKeyId)),
+      textArray(rows.map((r) => r.endpoint)),
+      textArray(rows.map((r) => r.model)),
+      textArray(rows.map((r) => r.priority)),
+      numberArray(rows.map((r) => r.status)),
+      textArray(rows.map((r) => r.errorCode)),
+      numberArray(rows.map((r) => r.promptTokens)),
+      numberArray(rows.map((r) => r.completionTokens)),
+      numberArray(rows.map((r) => r.queueMs)),
+      numberArray(rows.map((r) => r.upstreamMs)),
+      numberArray(rows.map((r) => r.overheadMs)),
+      numberArray(rows.map((r) => r.attempts)),
+      boolArray(rows.map((r) => r.stream)),
+      textArray(rows.map((r) => r.routeId ?? null)),
+      // JSON text per row; jsonb parses it (strings were made storable in `add`)
+      textArray(rows.map((r) => (r.attemptLog ? JSON.stringify(r.attemptLog) : null))),
+      numberArray(rows.map((r) => r.costMicroUsd ?? null)),
+      textArray(ids),
+      textArray(rows.map((r) => r.teamId ?? null)),
+      textArray(rows.map((r) => r.servedModel ?? null)),
+      // the captured bodies: one request_bodies row per captured request (docs/requests.md)
+      textArray(captured.map((i) => ids[i]!)),
+      textArray(captured.map((i) => storableText(rows[i]!.bodies!.requestBody))),
+      textArray(captured.map((i) => storableText(rows[i]!.bodies!.responseBody))),
+      boolArray(captured.map((i) => rows[i]!.bodies!.truncated)),
+      dateArray(captured.map((i) => rows[i]!.createdAt)),
+      // the spend rollup
+      dateArray(rollup.map((b) => b.hour)),
+      textArray(rollup.map((b) => b.apiKeyId)),
+      textArray(rollup.map((b) => b.userId)),
+      textArray(rollup.map((b) => b.teamId)),
+      textArray(rollup.map((b) => b.providerId)),
+      textArray(rollup.map((b) => b.model)),
+      numberArray(rollup.map((b) => b.requests)),
+      numberArray(rollup.map((b) => b.promptTokens)),
+      numberArray(rollup.map((b) => b.completionTokens)),
+      numberArray(rollup.map((b) => b.costMicroUsd)),
+    ]);
   }
 
   /** Before shutdown hooks: the database pool closes in onApplicationShutdown. */
@@ -239,26 +224,79 @@ export class RequestLogWriter implements OnModuleInit, BeforeApplicationShutdown
   }
 }
 
-/** The batch's captured bodies (docs/requests.md): one request_bodies row per captured request. */
-async function insertBodies(
-  m: { query(sql: string, params: unknown[]): Promise<unknown> },
-  rows: readonly RequestLogEntry[],
-  ids: readonly string[],
-): Promise<void> {
-  const at: number[] = [];
-  for (let i = 0; i < rows.length; i++) if (rows[i]!.bodies) at.push(i);
-  if (at.length === 0) return;
-  await m.query(
-    `INSERT INTO request_bodies (request_id, request_body, response_body, truncated, created_at)
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[])`,
-    [
-      at.map((i) => ids[i]),
-      at.map((i) => storableText(rows[i]!.bodies!.requestBody)),
-      at.map((i) => storableText(rows[i]!.bodies!.responseBody)),
-      at.map((i) => rows[i]!.bodies!.truncated),
-      at.map((i) => rows[i]!.createdAt),
-    ],
-  );
+/**
+ * The batch as one statement (see RequestLogWriter.insert): $1–$24 the request_log columns, $25–$29
+ * the captured bodies, $30–$39 the spend rollup; an empty array writes nothing to its table.
+ */
+const INSERT_BATCH = `WITH log AS (
+  INSERT INTO request_log (created_at, request_id, api_key_id, user_id, provider_id, provider_key_id, endpoint, model,
+    priority, status, error_code, prompt_tokens, completion_tokens, queue_ms, upstream_ms, overhead_ms, attempts, stream,
+    route_id, attempt_log, cost_micro_usd, id, team_id, served_model)
+  SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::varchar[],
+    $8::varchar[], $9::varchar[], $10::int[], $11::varchar[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[],
+    $17::smallint[], $18::boolean[], $19::uuid[], $20::jsonb[], $21::bigint[], $22::uuid[], $23::uuid[], $24::varchar[])
+), bodies AS (
+  INSERT INTO request_bodies (request_id, request_body, response_body, truncated, created_at)
+  SELECT * FROM unnest($25::uuid[], $26::text[], $27::text[], $28::boolean[], $29::timestamptz[])
+)
+INSERT INTO spend_rollup AS s (hour, api_key_id, user_id, team_id, provider_id, model, requests, prompt_tokens,
+  completion_tokens, cost_micro_usd)
+SELECT * FROM unnest($30::timestamptz[], $31::uuid[], $32::uuid[], $33::uuid[], $34::uuid[], $35::varchar[], $36::bigint[],
+  $37::bigint[], $38::bigint[], $39::bigint[])
+ON CONFLICT (hour, api_key_id, user_id, team_id, provider_id, model) DO UPDATE SET
+  requests = s.requests + EXCLUDED.requests,
+  prompt_tokens = s.prompt_tokens + EXCLUDED.prompt_tokens,
+  completion_tokens = s.completion_tokens + EXCLUDED.completion_tokens,
+  cost_micro_usd = s.cost_micro_usd + EXCLUDED.cost_micro_usd`;
+
+/**
+ * Postgres array literals (`{"a",NULL,"b"}`), the parameter format of an `unnest($n::type[])`: every
+ * string element double-quoted with `"` and `\` escaped (so commas, braces, spaces, the word NULL
+ * stay data); null is NULL. Strings made storable first (no NUL).
+ */
+function textArray(values: readonly (string | null | undefined)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else out += `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, '\\$&') : v}"`;
+  }
+  return `${out}}`;
+}
+const NEEDS_ESCAPE = /["\\]/;
+const ESCAPED = /["\\]/g;
+
+/** Numbers and bigints as their decimal text (a non-finite number reaches Postgres as its text, which it refuses, as before). */
+function numberArray(values: readonly (number | bigint | null | undefined)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    out += v === null || v === undefined ? 'NULL' : `"${String(v)}"`;
+  }
+  return `${out}}`;
+}
+
+function boolArray(values: readonly (boolean | null | undefined)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    out += v === null || v === undefined ? 'NULL' : v ? 't' : 'f';
+  }
+  return `${out}}`;
+}
+
+/** Instants in UTC ISO 8601 (millisecond precision, what a Date holds); an invalid Date is refused by Postgres. */
+function dateArray(values: readonly Date[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ',';
+    const t = values[i]!.getTime();
+    out += Number.isNaN(t) ? '"NaN"' : `"${values[i]!.toISOString()}"`;
+  }
+  return `${out}}`;
 }
 
 /** Every text column within what Postgres stores (lengths from RequestLogRow). */
