@@ -121,12 +121,16 @@ const write = async (s, record) => {
   const c1 = cpu(s);
   if (record) { s.pg_.push((c1.pg - c0.pg) / s.rows); s.main.push((c1.main - c0.main) / s.rows); }
 };
+const lsn = async (s) => (await s.ds.query('SELECT pg_current_wal_lsn() AS l'))[0].l;
+const lsnBytes = (l) => { const [hi, lo] = l.split('/'); return parseInt(hi, 16) * 2 ** 32 + parseInt(lo, 16); };
 sides.A.ins = inserts[arg('insert-a', 'unnest')];
 sides.B.ins = inserts[arg('insert-b', 'unnest')];
 for (let i = 0; i < 4; i++) { await write(sides.A, false); await write(sides.B, false); }
+for (const s of Object.values(sides)) s.wal0 = lsnBytes(await lsn(s));
 for (let i = 0; i < pairs; i++) for (const s of i % 2 ? [sides.B, sides.A] : [sides.A, sides.B]) await write(s, true);
 const q = (a, f) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(s.length * f))]; };
 for (const [k, s] of Object.entries(sides)) console.log(`${k}: pg ${q(s.pg_, 0.5).toFixed(1)} µs/row (quartiles ${q(s.pg_, 0.25).toFixed(1)}–${q(s.pg_, 0.75).toFixed(1)}), main ${q(s.main, 0.5).toFixed(1)} µs/row`);
+for (const [k, s] of Object.entries(sides)) console.log(`${k}: WAL ${((lsnBytes(await lsn(s)) - s.wal0) / (pairs * s.rows)).toFixed(0)} bytes/row`);
 const r = sides.A.pg_.map((a, i) => sides.B.pg_[i] / a);
 console.log(`B/A pg CPU per pair: median ${q(r, 0.5).toFixed(3)}, quartiles ${q(r, 0.25).toFixed(3)}–${q(r, 0.75).toFixed(3)}, B lower in ${r.filter((x) => x < 1).length} of ${r.length}`);
 for (const s of Object.values(sides)) { await s.ds.destroy(); await s.pg.stop(); }

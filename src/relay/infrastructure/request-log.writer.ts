@@ -254,7 +254,7 @@ ON CONFLICT (hour, api_key_id, user_id, team_id, provider_id, model) DO UPDATE S
  * string element double-quoted with `"` and `\` escaped (so commas, braces, spaces, the word NULL
  * stay data); null is NULL. Strings made storable first (no NUL).
  */
-function textArray(values: readonly (string | null | undefined)[]): string {
+export function textArray(values: readonly (string | null | undefined)[]): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
@@ -268,7 +268,7 @@ const NEEDS_ESCAPE = /["\\]/;
 const ESCAPED = /["\\]/g;
 
 /** Numbers and bigints as their decimal text (a non-finite number reaches Postgres as its text, which it refuses, as before). */
-function numberArray(values: readonly (number | bigint | null | undefined)[]): string {
+export function numberArray(values: readonly (number | bigint | null | undefined)[]): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
@@ -278,7 +278,7 @@ function numberArray(values: readonly (number | bigint | null | undefined)[]): s
   return `${out}}`;
 }
 
-function boolArray(values: readonly (boolean | null | undefined)[]): string {
+export function boolArray(values: readonly (boolean | null | undefined)[]): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
@@ -289,7 +289,7 @@ function boolArray(values: readonly (boolean | null | undefined)[]): string {
 }
 
 /** Instants in UTC ISO 8601 (millisecond precision, what a Date holds); an invalid Date is refused by Postgres. */
-function dateArray(values: readonly Date[]): string {
+export function dateArray(values: readonly Date[]): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     if (i > 0) out += ',';
