@@ -26,8 +26,12 @@ export class RequestLogPartialIndexes1763776900000 implements MigrationInterface
 
   async down(q: QueryRunner): Promise<void> {
     await q.query(`DROP INDEX "IDX_request_log_team_id_created_at"`);
-    await q.query(`CREATE INDEX "IDX_request_log_team_id_created_at" ON "request_log" ("team_id", "created_at")`);
+    await q.query(
+      `CREATE INDEX "IDX_request_log_team_id_created_at" ON "request_log" ("team_id", "created_at")`,
+    );
     await q.query(`DROP INDEX "IDX_request_log_status_created_at"`);
-    await q.query(`CREATE INDEX "IDX_request_log_status_created_at" ON "request_log" ("status", "created_at")`);
+    await q.query(
+      `CREATE INDEX "IDX_request_log_status_created_at" ON "request_log" ("status", "created_at")`,
+    );
   }
 }

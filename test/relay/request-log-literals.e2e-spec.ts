@@ -23,7 +23,9 @@ describe('request-log array literals round-trip through Postgres', () => {
     await db.end();
   });
   const back = async (literal: string, type: string): Promise<unknown[]> =>
-    (await db.query(`SELECT unnest($1::${type}[])::text AS v`, [literal])).rows.map((r: { v: unknown }) => r.v);
+    (await db.query(`SELECT unnest($1::${type}[])::text AS v`, [literal])).rows.map(
+      (r: { v: unknown }) => r.v,
+    );
 
   it('text: every character is data', async () => {
     const values = [
@@ -57,7 +59,9 @@ describe('request-log array literals round-trip through Postgres', () => {
   it('instants keep their millisecond, whatever the session time zone', async () => {
     await db.query(`SET TIME ZONE 'America/New_York'`);
     const at = [new Date('2026-12-06T08:00:00.123Z'), new Date(0)];
-    const rows = (await db.query(`SELECT unnest($1::timestamptz[]) AS v`, [dateArray(at)])).rows as { v: Date }[];
+    const rows = (await db.query(`SELECT unnest($1::timestamptz[]) AS v`, [dateArray(at)])).rows as {
+      v: Date;
+    }[];
     expect(rows.map((r) => r.v.getTime())).toEqual(at.map((d) => d.getTime()));
   });
 
