@@ -5,7 +5,7 @@
 // parameter encoding) and prints the process CPU (all threads; /proc utime+stime) and wall time per
 // row. `--sql 'DROP INDEX …'` runs statements after migrating (index variants of one build).
 //   npm run build && node bench/probes/request-log-pglite.mjs [--entry dist] [--rows 500]
-//        [--batches 40] [--preload 200000] [--sql '…;…'] [--explain]
+//        [--batches 40] [--preload 200000] [--sql '…;…'] [--attempt-log] [--explain]
 // --explain prints EXPLAIN ANALYZE of the request browser's page queries (src/requests) afterwards.
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
@@ -43,7 +43,8 @@ const row = (i) => ({
   providerId: provider, providerKeyId: pkey, endpoint: 'chat', model: 'gpt-4o-mini', priority: 'normal',
   status: i % 50 === 0 ? 429 : 200, errorCode: null, promptTokens: 12, completionTokens: 9, queueMs: 0, upstreamMs: 1,
   overheadMs: 0, attempts: 1, stream: false, routeId: null,
-  attemptLog: argv.includes('--no-attempt-log') ? null : [{ attempt: 1, provider_id: provider, model: 'gpt-4o-mini', key_id: pkey, status: 200, outcome: 'ok', ms: 1 }],
+  // null as in the bench (a plain request's single attempt is not stored); --attempt-log: one attempt
+  attemptLog: !argv.includes('--attempt-log') ? null : [{ attempt: 1, provider_id: provider, model: 'gpt-4o-mini', key_id: pkey, status: 200, outcome: 'ok', ms: 1 }],
   costMicroUsd: 7, servedModel: null, teamId: null, bodies: null,
 });
 const batch = () => Array.from({ length: rowsPerBatch }, (_, i) => row(i));

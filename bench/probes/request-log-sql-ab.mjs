@@ -7,9 +7,12 @@
 // = the encoding in this thread. Prints medians per row and the B/A ratio of each pair's pg CPU.
 //   npm run build && node bench/probes/request-log-sql-ab.mjs [--entry dist | --entry-a dist-before --entry-b dist] [--rows 500] [--rows-b …] [--pairs 40]
 //        [--settings-b '{"full_page_writes":"off"}'] [--ddl-b 'DROP INDEX …; CREATE INDEX …'] [--insert-a unnest] [--insert-b literal] [--ids-b v7]
-// insert variants: `writer` (the build's RequestLogWriter.insert, as the relay writes), `unnest` (main's writer: pg's array parameters, SELECT * FROM unnest(…)),
-// `literal` (the array literals built here: no pg prepareValue per element). --ids-X: the row ids
-// random (v4, main) or time-ordered (v7).
+// insert variants: `writer` (the build's RequestLogWriter.insert, as the relay writes), `unnest`
+// (the writer before 2026-12-06: pg's array parameters, SELECT * FROM unnest(…), in a transaction),
+// `projectset` (SELECT unnest(…), … instead), `literal` (array literals built here: no pg
+// prepareValue per element), `no-attempt-log`. --ids-X: the row ids random (v4) or time-ordered
+// (v7; the `writer` variant makes its own). Rows are shaped like the bench's (one key, no team,
+// status 200 but every 50th 429, no attempt log; --attempt-log adds one).
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
