@@ -518,7 +518,14 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         for (const fn of after ?? []) fn();
       });
       if (sending.queued) this.unsent.set(lease, []);
-      const r = decodeRelease(await sending.reply);
+      const answer = await sending.reply;
+      // Everything behind the store's answer (Adaptive's report, usage, the caller's settlement and
+      // accounting) waits for the event loop's check phase: at c=1 the answer is often read in the
+      // same poll as the next request's admission answer, whose upstream request undici writes in
+      // that check phase (it yields one turn before reusing an idle socket); run first, this
+      // bookkeeping held that write back (docs/performance.md "Issue 14: added latency at c=1").
+      await new Promise((resolve) => setImmediate(resolve));
+      const r = decodeRelease(answer);
       if (rider && !this.store.slotted) result.rode = true;
       result.inFlight = r.inFlight;
       nowMs = r.nowMs;
