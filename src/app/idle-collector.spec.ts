@@ -11,14 +11,19 @@ const MB = 1024 * 1024;
  */
 function setup(quietMs = 5000) {
   const requests = new InFlightRequests();
-  const heap = { total: 100 * MB, young: 32 * MB, live: 60 * MB, shrinks: false };
+  const heap = { total: 100 * MB, young: 32 * MB, youngUsed: 0, live: 60 * MB, shrinks: false };
   const calls: string[] = [];
-  const sizes: HeapSizes = { total: () => heap.total, young: () => heap.young };
+  const sizes: HeapSizes = {
+    total: () => heap.total,
+    young: () => heap.young,
+    youngUsed: () => heap.youngUsed,
+  };
   const collector = new IdleCollector(
     requests,
     quietMs,
     (options) => {
       calls.push(options?.type ?? 'major');
+      heap.youngUsed = 0;
       if (options?.type === 'minor') return;
       if (heap.shrinks) heap.young = 1 * MB;
       heap.total = heap.live + heap.young;
@@ -31,7 +36,8 @@ function setup(quietMs = 5000) {
 
 describe('IdleCollector', () => {
   it('after a second of quiet closes the burst with a young-generation collection, then a full pass once quiet for quietMs', () => {
-    const { requests, collector, calls, majors, minors } = setup();
+    const { requests, collector, heap, calls, majors, minors } = setup();
+    heap.young = 2 * MB; // young generation not grown: nothing to wait for
     requests.started = 10;
     expect(collector.tick(0)).toBe(false); // activity seen now
     expect(collector.tick(999)).toBe(false);
@@ -44,21 +50,68 @@ describe('IdleCollector', () => {
     expect(majors()).toBeGreaterThanOrEqual(2); // at least two full collections per pass
   });
 
-  it('young generation still grown: another pass ≥ 6 s after the young-generation collection, and again 3 s apart until it shrinks', () => {
+  it('young generation grown: one pass ≥ 6 s after the young-generation collection, then again 3 s apart until it shrinks', () => {
     const { requests, collector, heap, majors } = setup();
     requests.started = 1;
     collector.tick(0);
     collector.tick(1000); // young-generation collection
-    expect(collector.tick(5000)).toBe(true); // the heap grew: the pass; young generation still 32 MB
-    // V8 measures its allocation rate over ≥ 5 s of collections: sooner, it sees the burst's tail
-    expect(collector.tick(6000)).toBe(false);
-    expect(collector.tick(7000)).toBe(true);
+    // V8 measures its allocation rate over ≥ 5 s of collections: sooner, it sees the burst's tail,
+    // so the heap-growth pass waits to do both at once
+    for (let t = 2000; t < 7000; t += 1000) expect(collector.tick(t)).toBe(false);
+    expect(collector.tick(7000)).toBe(true); // the heap grew: the pass; young generation still 32 MB
     for (let t = 8000; t < 10_000; t += 1000) expect(collector.tick(t)).toBe(false);
     heap.shrinks = true;
     expect(collector.tick(10_000)).toBe(true); // this one shrinks it
     const n = majors();
     for (let t = 11_000; t < 80_000; t += 1000) expect(collector.tick(t)).toBe(false); // done
     expect(majors()).toBe(n);
+  });
+
+  it('young generation grown: the heap-growth pass is the one that shrinks it (not a pass at quietMs and another 2 s later)', () => {
+    const { requests, collector, heap, majors } = setup();
+    heap.shrinks = true; // what V8 does at a collection that sees ≥ 5 s of quiet
+    requests.started = 1;
+    collector.tick(0);
+    collector.tick(1000);
+    for (let t = 2000; t < 7000; t += 1000) expect(collector.tick(t)).toBe(false);
+    expect(collector.tick(7000)).toBe(true);
+    expect(heap.young).toBe(1 * MB);
+    const n = majors();
+    for (let t = 8000; t < 60_000; t += 1000) expect(collector.tick(t)).toBe(false);
+    expect(majors()).toBe(n);
+  });
+
+  it('while the young generation keeps filling after the burst (a request-log drain), its pass comes 6 s after the drain, not 6 s after the first second', () => {
+    const { requests, collector, heap, calls } = setup();
+    requests.started = 1;
+    collector.tick(0);
+    // seconds 1–5 after the last request: still allocating ~2 MB/s
+    for (let t = 1000; t <= 4000; t += 1000) {
+      heap.youngUsed += 2 * MB;
+      expect(collector.tick(t)).toBe(false);
+    }
+    expect(calls).toEqual([]); // no young-generation collection yet: V8 would book the drain after it
+    heap.youngUsed += 2 * MB;
+    expect(collector.tick(5000)).toBe(true); // the heap-growth pass is due all the same
+    heap.shrinks = true;
+    // V8's window for the young generation starts at that pass
+    for (let t = 6000; t < 11_000; t += 1000) expect(collector.tick(t)).toBe(false);
+    expect(collector.tick(11_000)).toBe(true);
+    expect(heap.young).toBe(1 * MB);
+  });
+
+  it('an idle process that keeps allocating is still collected (it waits for at most 10 checks)', () => {
+    const { requests, collector, heap, majors } = setup();
+    requests.started = 1;
+    collector.tick(0);
+    let first = -1;
+    for (let t = 1000; t < 40_000 && first < 0; t += 1000) {
+      heap.youngUsed += 2 * MB;
+      if (collector.tick(t)) first = t;
+    }
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThanOrEqual(18_000);
+    expect(majors()).toBeGreaterThanOrEqual(2);
   });
 
   it('waits for quietMs when that is longer than the spacing', () => {

@@ -24,6 +24,16 @@ import type { InFlightRequests } from './in-flight.js';
  * mode writing the burst's request log), again 3 s later. At most `YOUNG_TRIES` of them: a process that keeps allocating
  * > 1 MB/s while idle never gets it shrunk, and is not collected again and again for nothing.
  *
+ * Two refinements (issue 14, 2026-12-06; docs/performance.md "Issue 14: RSS after load"). A full
+ * pass promotes the young generation's survivors, which V8 books as allocation: a young-generation
+ * pass soon after a heap-growth pass failed (the young generation was still 33.6 MB 12 s after the
+ * load). So a heap-growth pass that is at most `MERGE_WAIT_MS` from being able to shrink the young
+ * generation waits and does both, and one that leaves it grown starts the `SPACING_MS` window
+ * itself. And while the young generation keeps filling after the burst (> `ALLOCATING_BYTES`
+ * between two checks: embedded mode draining its request log for seconds), the young-generation
+ * collection waits until it stops, so V8's window starts after the drain (for at most
+ * `ALLOCATING_CHECKS` checks; the heap-growth pass still runs at `quietMs`).
+ *
  * One late pass `LATE_PASS_MS` after a burst's pass, when the process is quiet then: state that
  * outlives a burst by design becomes garbage without the heap growing (embedded mode's rate-limit
  * and TPM logs: one entry per request for 60 s, deleted by LocalDb's 10 s sweep; ~35 MB after
@@ -40,6 +50,11 @@ const FLUSH_AFTER_MS = 1000;
 const SPACING_MS = RATE_WINDOW_MS + 1000;
 /** A failed young-generation pass saw allocation in V8's window: a later one sees a later window. */
 const RETRY_MS = 3000;
+/** Young generation filled by more than this between two checks (~1 s): still allocating. */
+const ALLOCATING_BYTES = 512 * 1024;
+const ALLOCATING_CHECKS = 10;
+/** A heap-growth pass waits this long at most to be the pass that shrinks the young generation too. */
+const MERGE_WAIT_MS = 2000;
 
 /** V8's `gc` (`--expose-gc`): a full collection, or with `{ type: 'minor' }` a young-generation one. */
 type Gc = (options?: { type: 'minor' | 'major' }) => void;
@@ -50,11 +65,15 @@ export interface HeapSizes {
   total(): number;
   /** Committed young generation (new space). */
   young(): number;
+  /** Bytes in use in the young generation: grows with every allocation, drops at each collection. */
+  youngUsed(): number;
 }
 
+const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
 const v8Sizes: HeapSizes = {
   total: () => getHeapStatistics().total_heap_size,
-  young: () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
+  young: () => newSpace()?.space_size ?? 0,
+  youngUsed: () => newSpace()?.space_used_size ?? 0,
 };
 
 function findGc(): Gc | null {
@@ -83,6 +102,10 @@ export class IdleCollector {
   private lateAt: number | null = null;
   /** Passes run for the young generation alone since the heap last grew. */
   private youngPasses = 0;
+  /** The young generation's bytes in use at the previous check. */
+  private youngUsedSeen = 0;
+  /** Checks in this quiet period that found the young generation still filling. */
+  private allocatingTicks = 0;
 
   constructor(
     private readonly requests: InFlightRequests,
@@ -109,6 +132,8 @@ export class IdleCollector {
       this.lastStarted = started;
       this.lastActivity = now;
       this.flushedAt = null;
+      this.allocatingTicks = 0;
+      this.youngUsedSeen = this.heap.youngUsed();
       return false;
     }
     const quietFor = now - this.lastActivity;
@@ -117,18 +142,41 @@ export class IdleCollector {
     const late = this.lateAt !== null && now >= this.lateAt;
     const young = this.youngPasses < YOUNG_TRIES && this.heap.young() > YOUNG_SHRUNK_BYTES;
     if (!grew && !late && !young) return false;
-    if (this.flushedAt === null) {
+    // Still allocating after the burst (a drop = a collection V8 ran itself)? V8 would book it in
+    // the young generation's window: the window starts again once this stops (for at most
+    // `ALLOCATING_CHECKS` checks per quiet period).
+    let allocating = false;
+    if (young && this.allocatingTicks < ALLOCATING_CHECKS) {
+      const used = this.heap.youngUsed();
+      allocating = used > this.youngUsedSeen + ALLOCATING_BYTES || used < this.youngUsedSeen;
+      this.youngUsedSeen = used;
+      if (allocating) {
+        this.allocatingTicks++;
+        this.flushedAt = null;
+      }
+    }
+    const due = quietFor >= this.quietMs;
+    // (while allocating, no young-generation collection: a heap-growth pass still runs when due)
+    if (this.flushedAt === null && !(allocating && grew && due)) {
+      if (allocating) return false;
       this.gc({ type: 'minor' });
       this.flushedAt = now;
+      this.youngUsedSeen = this.heap.youngUsed();
       return false;
     }
-    if (quietFor < this.quietMs) return false;
+    if (!due) return false;
     // The young generation shrinks only at a collection ≥ 5 s after our last one (see above).
-    const shrinkable = young && now - this.flushedAt >= SPACING_MS && now - this.lastYoungPass >= RETRY_MS;
+    const sinceFlush = this.flushedAt === null ? 0 : now - this.flushedAt;
+    const spaced = this.flushedAt !== null && sinceFlush >= SPACING_MS;
+    const shrinkable = young && spaced && now - this.lastYoungPass >= RETRY_MS;
     if (!grew && !late && !shrinkable) return false;
+    // One pass for both: a heap-growth pass that could shrink the young generation too by waiting
+    // at most MERGE_WAIT_MS waits.
+    if (young && !spaced && this.flushedAt !== null && sinceFlush >= SPACING_MS - MERGE_WAIT_MS) return false;
     if (grew) {
       this.youngPasses = 0;
       this.lateAt = now + LATE_PASS_MS;
+      if (shrinkable) this.lastYoungPass = now; // a retry for the young generation: RETRY_MS later
     } else {
       if (shrinkable) {
         this.youngPasses++;
@@ -148,6 +196,12 @@ export class IdleCollector {
       total = next;
     }
     this.heapAfterLast = this.heap.total();
+    this.youngUsedSeen = this.heap.youngUsed();
+    // A heap-growth or late pass that left the young generation grown starts V8's next window.
+    if (!shrinkable && this.heap.young() > YOUNG_SHRUNK_BYTES) {
+      this.flushedAt = now;
+      this.lastYoungPass = now;
+    }
     const after = process.memoryUsage().rss;
     this.log.debug(
       `idle: full collection pass in ${(performance.now() - t0).toFixed(0)} ms, RSS ${(before / 1e6).toFixed(0)} → ${(after / 1e6).toFixed(0)} MB, young generation ${(this.heap.young() / 1e6).toFixed(0)} MB`,
