@@ -4,7 +4,7 @@
 // glibc's brk heap and thread arenas, other anonymous memory, files), process.memoryUsage(), the V8
 // heap spaces and the WebAssembly memory sizes (bench/probes/rss-preload.mjs), then the mappings that
 // grew most between idle and after-load.
-//   npm run build && node bench/probes/rss.mjs [embedded|distributed] [--seconds 5] [--after 12] [--full] [--snap] [--malloc] [--entry dist-before/src/main.js]
+//   npm run build && node bench/probes/rss.mjs [embedded|distributed] [--seconds 5] [--after 12] [--full [--level-seconds 5]] [--snap] [--malloc] [--entry dist-before/src/main.js]
 // --malloc: glibc's per-arena view (malloc_info) idle and after, then RSS after malloc_trim(0)
 // (bench/probes/malloc-ctl.c preloaded; needs gcc). --arenas: which thread owns which arena (gdb).
 // --entry: another build (A/B: run both in turn).
@@ -24,8 +24,10 @@ const mode = argv.find((a) => a === 'embedded' || a === 'distributed') ?? 'distr
 const seconds = opt('seconds', 5);
 const afterS = opt('after', 12);
 const idleS = opt('idle', 12);
-// --full: the full bench's load before its memory reading (warm-up 2 s, then 5 s at 1, 8, 64, 256 connections)
-const load = argv.includes('--full') ? { levels: [1, 8, 64, 256], durationS: 5, warmupS: 2 } : { levels: [64], durationS: seconds, warmupS: 0 };
+// --full: the full bench's load before its memory reading (warm-up 2 s, then 5 s at 1, 8, 64, 256
+// connections); --level-seconds N: N s per level instead of 5 (a loaded machine serves a fraction of
+// the quiet full bench's requests: 3–5× longer levels reach its request count).
+const load = argv.includes('--full') ? { levels: [1, 8, 64, 256], durationS: opt('level-seconds', 5), warmupS: 2 } : { levels: [64], durationS: seconds, warmupS: 0 };
 const out = `/tmp/rss-probe-${process.pid}.json`;
 
 /** /proc/<pid>/smaps → [{ start, end, perms, path, sizeKb, rssKb, anonKb }] */
@@ -97,7 +99,7 @@ const mallocTrim = (pid) => mallocCtl(pid, 'trim');
  * epoll, the V8 platform and libuv threadpool threads on a futex.
  */
 function arenaOwners(pid, maps) {
-  const out = execFileSync('gdb', ['-p', String(pid), '-batch', '-nx', '-ex', 'thread apply all print (void*)thread_arena'], {
+  const out = execFileSync('gdb', ['-p', String(pid), '-batch', '-nx', '-ex', 'thread apply all print (void*)thread_arena', '-ex', 'print mp_'], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'ignore'],
     timeout: 60_000,
@@ -120,6 +122,9 @@ function arenaOwners(pid, maps) {
       tid = null;
     }
   }
+  const mp = /mmap_threshold = (\d+)/.exec(out);
+  const tt = /trim_threshold = (\d+)/.exec(out);
+  if (mp && tt) console.log(`glibc thresholds 12 s after: mmap ${(Number(mp[1]) / 1e6).toFixed(2)} MB, trim ${(Number(tt[1]) / 1e6).toFixed(2)} MB`);
   return rows.sort((x, y) => x.tid - y.tid);
 }
 
@@ -211,8 +216,16 @@ try {
   );
   await sleep(600);
   snaps.push(snapshot(gw.pid, `load end (peak ${f(sampler.stop())})`));
-  await sleep(afterS * 1000);
+  // every second until the reading: RSS, heap committed/used, young generation (MB)
+  const timeline = [];
+  for (let t = 1; t <= afterS; t++) {
+    await sleep(1000);
+    const j = readOut();
+    timeline.push(`${t}s ${f(rssMB(gw.pid))}/${f(j.heapTotal)}/${f(j.heapUsed)}/${f(j.spaces.new.size)}`);
+  }
   snaps.push(snapshot(gw.pid, `${afterS} s after`));
+  // embedded: LocalDb's keys by shape at this moment (written by the preload every 2 s)
+  const localDbShapes = existsSync(`${out}.localdb`) ? readFileSync(`${out}.localdb`, 'utf8') : null;
   const owners = wantArenas ? arenaOwners(gw.pid, snaps.at(-1).maps) : null;
   await gw.gc();
   await sleep(600);
@@ -230,7 +243,14 @@ try {
       console.log(`  ${label}: ${heaps.map((h) => `#${h.nr} ${f(h.system)}/${f(h.free)}`).join('  ')}`);
   }
   for (const l of r.levels) console.log(`load c=${l.connections}: ${f(l.rps)} req/s, ${f(l.cpuUsPerReq)} µs CPU/req`);
+  console.log(`requests in the load: ~${Math.round(r.levels.reduce((t, l) => t + l.rps * load.durationS, 0))}; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   print(snaps);
+  console.log(`\nafter the load, RSS/heapTotal/heapUsed/young: ${timeline.join('  ')}`);
+  if (localDbShapes) {
+    console.log(`\nLocalDb keys by shape, ${afterS} s after (keys, sorted-set items, member chars, hash fields):`);
+    const shapes = Object.entries(JSON.parse(localDbShapes)).sort((x, y) => y[1].zsetItems - x[1].zsetItems);
+    for (const [k, v] of shapes.slice(0, 12)) console.log(`  ${k}: ${v.keys} / ${v.zsetItems} / ${v.memberChars} / ${v.hashFields}`);
+  }
   if (owners) {
     const idleMaps = new Map(snaps[0].maps.map((m) => [`0x${m.start.toString(16)}`, m]));
     console.log(`\nglibc arenas by thread, ${snaps[2].label} (MB resident; idle):`);
