@@ -50,8 +50,12 @@ const FLUSH_AFTER_MS = 1000;
 const SPACING_MS = RATE_WINDOW_MS + 1000;
 /** A failed young-generation pass saw allocation in V8's window: a later one sees a later window. */
 const RETRY_MS = 3000;
-/** Young generation filled by more than this between two checks (~1 s): still allocating. */
-const ALLOCATING_BYTES = 512 * 1024;
+/**
+ * Young generation filled by more than this between two checks (~1 s): still allocating, at V8's
+ * own "low rate" line (1 MB/s). Lower (512 KB) kept an embedded gateway's start-up allocation from
+ * ever counting as quiet: its young generation was still grown at the idle reading in 2 of 3 runs.
+ */
+const ALLOCATING_BYTES = 1024 * 1024;
 const ALLOCATING_CHECKS = 10;
 /** A heap-growth pass waits this long at most to be the pass that shrinks the young generation too. */
 const MERGE_WAIT_MS = 2000;
@@ -142,13 +146,13 @@ export class IdleCollector {
     const late = this.lateAt !== null && now >= this.lateAt;
     const young = this.youngPasses < YOUNG_TRIES && this.heap.young() > YOUNG_SHRUNK_BYTES;
     if (!grew && !late && !young) return false;
-    // Still allocating after the burst (a drop = a collection V8 ran itself)? V8 would book it in
+    // Still allocating after the burst? V8 would book it in
     // the young generation's window: the window starts again once this stops (for at most
     // `ALLOCATING_CHECKS` checks per quiet period).
     let allocating = false;
     if (young && this.allocatingTicks < ALLOCATING_CHECKS) {
       const used = this.heap.youngUsed();
-      allocating = used > this.youngUsedSeen + ALLOCATING_BYTES || used < this.youngUsedSeen;
+      allocating = used > this.youngUsedSeen + ALLOCATING_BYTES;
       this.youngUsedSeen = used;
       if (allocating) {
         this.allocatingTicks++;
