@@ -164,6 +164,9 @@ export async function startGateway(
     RATE_LIMIT_USER_RPM: '1000000',
     RATE_LIMIT_IP_RPM: '1000000',
     SHUTDOWN_TIMEOUT_MS: '5000',
+    // As `npm start` and the Docker image run it: glibc's mmap threshold fixed at 128 KB, so freed
+    // large buffers go back to the OS instead of staying in its arenas (docs/performance.md, memory).
+    MALLOC_MMAP_THRESHOLD_: '131072',
     ...extraEnv,
   };
   const cleanups = [];
