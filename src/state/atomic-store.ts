@@ -48,7 +48,7 @@ export class MemoryAtomicStore extends AtomicStore {
     const now = Date.now();
     this.db.now = now;
     try {
-      return Promise.resolve(script.local(this.db, keys, args.map(String), now));
+      return Promise.resolve(script.local(this.db, keys, asStrings(args), now));
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -57,6 +57,12 @@ export class MemoryAtomicStore extends AtomicStore {
   close(): void {
     this.db.stopSweeping();
   }
+}
+
+/** The arguments as strings (Redis' ARGV): the array itself when they already are (no copy). */
+function asStrings(args: (string | number)[]): string[] {
+  for (let i = 0; i < args.length; i++) if (typeof args[i] !== 'string') return args.map(String);
+  return args as string[];
 }
 
 export class RedisAtomicStore extends AtomicStore {

@@ -102,6 +102,29 @@ export interface SelectionCandidate {
   dbCooldownUntilMs: number;
 }
 
+/**
+ * A provider's state key names, built once (selectionInputs runs on every admission): the same string
+ * objects each time, so neither the concatenation nor — embedded — LocalDb's hashing of a fresh
+ * string is paid per request. Per key: hash, rpm, tpm, inf, rpb, tpb. Bounded (cleared when full).
+ */
+interface ProviderNames {
+  seq: string;
+  lru: string;
+  keys: Map<string, [string, string, string, string, string, string]>;
+}
+const NAME_CACHE_MAX = 10_000;
+const providerNameCache = new Map<string, ProviderNames>();
+
+function providerNames(providerId: string): ProviderNames {
+  let names = providerNameCache.get(providerId);
+  if (!names) {
+    if (providerNameCache.size >= NAME_CACHE_MAX) providerNameCache.clear();
+    names = { seq: sequenceKey(providerId), lru: lruKey(providerId), keys: new Map() };
+    providerNameCache.set(providerId, names);
+  }
+  return names;
+}
+
 /** KEYS and ARGV of the selection part. Candidates must be sorted by priority (ascending). */
 export function selectionInputs(
   providerId: string,
@@ -110,10 +133,18 @@ export function selectionInputs(
   leaseTtlMs: number,
   hashTtlMs: number,
 ): { keys: string[]; args: string[] } {
-  const keys = [sequenceKey(providerId), lruKey(providerId)];
+  const names = providerNames(providerId);
+  const keys = [names.seq, names.lru];
   const args = [leaseId, String(leaseTtlMs), String(hashTtlMs), String(candidates.length)];
   for (const c of candidates) {
-    keys.push(...keyNames(providerId, c.keyId, tpmBucketed(c.maxTpm), rpmBucketed(c.maxRpm)));
+    let k = names.keys.get(c.keyId);
+    if (!k) {
+      const [hash, rpm, tpm, inf] = keyNames(providerId, c.keyId);
+      k = [hash, rpm, tpm, inf, `${hash}:rpb`, `${hash}:tpb`];
+      if (names.keys.size >= NAME_CACHE_MAX) names.keys.clear();
+      names.keys.set(c.keyId, k);
+    }
+    keys.push(k[0], rpmBucketed(c.maxRpm) ? k[4] : k[1], tpmBucketed(c.maxTpm) ? k[5] : k[2], k[3]);
     const mode = c.concurrency.kind === 'fixed' ? 1 : c.concurrency.kind === 'learned' ? 2 : 0;
     const value =
       c.concurrency.kind === 'fixed'
@@ -579,11 +610,19 @@ export function composeInputs(
   selection: { keys: string[]; args: string[] },
 ): { keys: string[]; args: string[] } {
   const gk = gate?.keys ?? [];
-  const ga = (gate?.args ?? []).map(String);
-  return {
-    keys: [...gk, ...selection.keys],
-    args: [String(gk.length), String(ga.length), ...ga, ...selection.args],
-  };
+  const ga = gate?.args ?? [];
+  const sk = selection.keys;
+  const sa = selection.args;
+  // one pass into preallocated arrays (every admission): no spread copies, no intermediate map
+  const keys = new Array<string>(gk.length + sk.length);
+  for (let i = 0; i < gk.length; i++) keys[i] = gk[i]!;
+  for (let i = 0; i < sk.length; i++) keys[gk.length + i] = sk[i]!;
+  const args = new Array<string>(2 + ga.length + sa.length);
+  args[0] = String(gk.length);
+  args[1] = String(ga.length);
+  for (let i = 0; i < ga.length; i++) args[2 + i] = String(ga[i]);
+  for (let i = 0; i < sa.length; i++) args[2 + ga.length + i] = sa[i]!;
+  return { keys, args };
 }
 
 // ---------------------------------------------------------------------------------------------

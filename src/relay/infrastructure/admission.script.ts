@@ -26,15 +26,20 @@ export function encodeAdmission(
   client: StepInputs,
   provider: StepInputs,
 ): { keys: string[]; args: string[] } {
-  return {
-    keys: [...client.keys, ...provider.keys],
-    args: [
-      String(client.keys.length),
-      String(client.args.length),
-      ...client.args.map(String),
-      ...provider.args.map(String),
-    ],
-  };
+  const ck = client.keys;
+  const pk = provider.keys;
+  const ca = client.args;
+  const pa = provider.args;
+  // one pass into preallocated arrays (every relayed request): no spread copies, no intermediate maps
+  const keys = new Array<string>(ck.length + pk.length);
+  for (let i = 0; i < ck.length; i++) keys[i] = ck[i]!;
+  for (let i = 0; i < pk.length; i++) keys[ck.length + i] = pk[i]!;
+  const args = new Array<string>(2 + ca.length + pa.length);
+  args[0] = String(ck.length);
+  args[1] = String(ca.length);
+  for (let i = 0; i < ca.length; i++) args[2 + i] = String(ca[i]);
+  for (let i = 0; i < pa.length; i++) args[2 + ca.length + i] = String(pa[i]);
+  return { keys, args };
 }
 
 /** The inverse of encodeAdmission (the local half reads its inputs with it). */
