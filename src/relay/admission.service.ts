@@ -21,7 +21,12 @@ import {
   readGrantBoxScript,
   type StaticGate,
 } from './admission-gates.js';
-import { admissionScript, decodeAdmission, encodeAdmission } from './infrastructure/admission.script.js';
+import {
+  admissionScript,
+  boundAdmission,
+  decodeAdmission,
+  encodeAdmission,
+} from './infrastructure/admission.script.js';
 
 /**
  * The first admission of a relayed request: the client-limit verdict (null when the request had no
@@ -133,7 +138,10 @@ export class AdmissionService {
     let decided: CombinedDecision<ScriptValue>;
     try {
       decided = await this.rateLimit.decideWith(request, {
-        build: (client) => ({ script: this.combinedScript(step), ...encodeAdmission(client, step) }),
+        build: (client) =>
+          this.store.kind === 'memory'
+            ? boundAdmission(this.combinedScript(step), CLIENT_LIMITS_STEP, step, client)
+            : { script: this.combinedScript(step), ...encodeAdmission(client, step) },
         decode: (reply) => {
           const { client, provider } = decodeAdmission(reply);
           return { client, rest: provider };

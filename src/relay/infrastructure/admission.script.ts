@@ -1,6 +1,7 @@
 import type { AcquireStep } from '../../key-pool/key-pool.types.js';
 import type { ClientLimitsStep } from '../../rate-limit/rate-limit.types.js';
 import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
+import type { LocalDb } from '../../state/local-db.js';
 import { readLua } from '../../state/lua-file.js';
 
 /**
@@ -75,10 +76,55 @@ export function admissionScript(client: ClientLimitsStep, provider: AcquireStep)
     lua: `${client.lua}\n${provider.lua}\n${ADMISSION_LUA}`,
     local(db, keys, args, nowMs) {
       const parts = splitAdmission(keys, args);
-      const st = client.evaluate(db, parts.client.keys, parts.client.args, nowMs);
-      if (st.stale || !st.allOk) return [client.reply(db, st, false), []];
-      const selected = provider.local(db, parts.provider.keys, parts.provider.args, nowMs);
-      return [client.reply(db, st, true), selected];
+      return runLocal(client, provider, db, parts.client, parts.provider, nowMs);
     },
   };
+}
+
+/** The local half of the combined admission, over its two halves' inputs. */
+function runLocal(
+  client: ClientLimitsStep,
+  provider: AcquireStep,
+  db: LocalDb,
+  c: { keys: string[]; args: string[] },
+  p: { keys: string[]; args: string[] },
+  nowMs: number,
+): ScriptValue {
+  const st = client.evaluate(db, c.keys, c.args, nowMs);
+  if (st.stale || !st.allOk) return [client.reply(db, st, false), []];
+  const selected = provider.local(db, p.keys, p.args, nowMs);
+  return [client.reply(db, st, true), selected];
+}
+
+const NO_INPUTS: string[] = [];
+
+/**
+ * In process only (a store that runs `local` and never the Lua): `script` (admissionScript's, for
+ * its name) bound to this request's inputs, run with empty KEYS/ARGV — the same `local` steps as
+ * `script.local(db, ...encodeAdmission(client, provider))`, without concatenating both halves'
+ * inputs into one list and splitting them again on every request.
+ */
+export function boundAdmission(
+  script: AtomicScript,
+  client: ClientLimitsStep,
+  provider: AcquireStep,
+  inputs: StepInputs,
+): { script: AtomicScript; keys: string[]; args: string[] } {
+  const c = { keys: inputs.keys, args: strings(inputs.args) };
+  const p = { keys: provider.keys, args: strings(provider.args) };
+  return {
+    script: {
+      name: script.name,
+      lua: script.lua,
+      local: (db, _keys, _args, nowMs) => runLocal(client, provider, db, c, p, nowMs),
+    },
+    keys: NO_INPUTS,
+    args: NO_INPUTS,
+  };
+}
+
+/** ARGV as Redis hands it over (strings): the array itself when it already is. */
+function strings(args: (string | number)[]): string[] {
+  for (let i = 0; i < args.length; i++) if (typeof args[i] !== 'string') return args.map(String);
+  return args as string[];
 }
