@@ -14,14 +14,24 @@ function recorder(): { usage: UsageRecorder; queries: unknown[][] } {
     },
   } as unknown as DataSource;
   const config = { database: { writeBufferMaxEntries: 1000 } } as unknown as AppConfig;
-  return { usage: new UsageRecorder(dataSource, config, new FloodgateMetrics({ defaultMetrics: false })), queries };
+  return {
+    usage: new UsageRecorder(dataSource, config, new FloodgateMetrics({ defaultMetrics: false })),
+    queries,
+  };
 }
 
 const entry = (): CachedKey => ({
   keyId: '00000000-0000-4000-8000-00000000000a',
   userId: '00000000-0000-4000-8000-00000000000b',
   expiresAtMs: null,
-  principal: { userId: '00000000-0000-4000-8000-00000000000b', email: null, role: 'user', method: 'api_key' },
+  principal: {
+    userId: '00000000-0000-4000-8000-00000000000b',
+    email: null,
+    role: 'user',
+    method: 'api_key',
+    apiKeyId: '00000000-0000-4000-8000-00000000000a',
+    apiKey: { rpm: null, tpm: null, allowedModels: null, maxPriority: 'high' },
+  },
 });
 
 describe('UsageRecorder.touchCached', () => {
@@ -30,7 +40,10 @@ describe('UsageRecorder.touchCached', () => {
     const cached = entry();
     usage.touchCached(cached, 1_000);
     const keys = cached.usageKeys;
-    expect(keys).toEqual(['u:00000000-0000-4000-8000-00000000000b', 'k:00000000-0000-4000-8000-00000000000a']);
+    expect(keys).toEqual([
+      'u:00000000-0000-4000-8000-00000000000b',
+      'k:00000000-0000-4000-8000-00000000000a',
+    ]);
     usage.touchCached(cached, 3_000);
     usage.touchCached(cached, 2_000);
     expect(cached.usageKeys).toBe(keys);
