@@ -102,6 +102,7 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   app.useLogger(new QuietFrameworkLogger(app.get(Logger)));
 
   const fastify = app.getHttpAdapter().getInstance();
+  // Also sets x-request-id on every response (in the same onRequest hook).
   trackInFlight(fastify);
   // JSON bodies: Fastify's own parser (size limit, prototype poisoning refused), then a depth limit
   // for every route, before anything recursive walks the body (src/common/input-safety.ts).
@@ -128,10 +129,6 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
       request.rawJson = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
       done(null, value);
     });
-  });
-  fastify.addHook('onRequest', (request, reply, done) => {
-    void reply.header('x-request-id', request.id);
-    done();
   });
   // Errors Fastify raises before a route runs (bad JSON, body too large) reach Nest's error handler,
   // and so the global AllExceptionsFilter: one shape everywhere.

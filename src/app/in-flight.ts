@@ -13,6 +13,10 @@ export class InFlightRequests {
 
 const trackers = new WeakMap<object, InFlightRequests>();
 
+/**
+ * Counts a Fastify instance's requests in flight, and sets every response's x-request-id: both in
+ * one onRequest hook (one hook step per request, not two).
+ */
 export function trackInFlight(fastify: FastifyInstance): InFlightRequests {
   const tracker = new InFlightRequests();
   // 'close' fires once per response whether it completed or the client went away; one listener
@@ -20,10 +24,12 @@ export function trackInFlight(fastify: FastifyInstance): InFlightRequests {
   const closed = () => {
     tracker.count--;
   };
-  fastify.addHook('onRequest', (_request, reply, done) => {
+  fastify.addHook('onRequest', (request, reply, done) => {
     tracker.count++;
     tracker.started++;
     reply.raw.on('close', closed);
+    // Every answer carries the request id, also one a later hook or the router ends (404, 503).
+    void reply.header('x-request-id', request.id);
     done();
   });
   trackers.set(fastify.server, tracker);

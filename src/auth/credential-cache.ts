@@ -12,6 +12,11 @@ export interface CachedKey {
   /** ms since epoch; the key stops working at this instant even while cached. */
   expiresAtMs: number | null;
   principal: Principal;
+  /**
+   * The usage batch's keys of this entry (`u:<user>`, `k:<key>`), built on the first touch and then
+   * reused: the relay's cache hit builds no string per request (UsageRecorder.touchCached).
+   */
+  usageKeys?: readonly [string, string];
 }
 
 /** A JWT subject's user row (the token itself is verified on every request). */

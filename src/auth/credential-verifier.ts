@@ -11,7 +11,7 @@ import {
   type TeamRole,
 } from './domain/team-rules.js';
 import { hashApiKey, isApiKeyFormat } from './api-key-format.js';
-import { CREDENTIAL_CACHE_TTL_MS, CredentialCache } from './credential-cache.js';
+import { CREDENTIAL_CACHE_TTL_MS, CredentialCache, type CachedKey } from './credential-cache.js';
 import type { JwtStrategy } from './jwt.strategy.js';
 import { roleWithin } from './roles.js';
 import { UsageRecorder } from './usage-recorder.js';
@@ -180,7 +180,7 @@ export class CredentialVerifier {
     if (cached === undefined) return undefined;
     const now = Date.now();
     if (cached.expiresAtMs !== null && cached.expiresAtMs <= now) return undefined;
-    this.usage.touch(cached.userId, cached.keyId, now);
+    this.usage.touchCached(cached, now);
     return cached.principal;
   }
 
@@ -191,7 +191,7 @@ export class CredentialVerifier {
     const cached = this.cache.keys.get(hash);
     if (cached) {
       if (cached.expiresAtMs !== null && cached.expiresAtMs <= now) throw expiredKey();
-      this.usage.touch(cached.userId, cached.keyId, now);
+      this.usage.touchCached(cached, now);
       return cached.principal;
     }
     const generation = this.cache.generation;
@@ -201,7 +201,7 @@ export class CredentialVerifier {
       if (recent && now < this.unreachableUntil) {
         if (recent.expiresAtMs !== null && recent.expiresAtMs <= now) throw expiredKey();
         this.servedStale('api_key', null);
-        this.usage.touch(recent.userId, recent.keyId, now);
+        this.usage.touchCached(recent, now);
         return recent.principal;
       }
       const lookup = this.dataSource.query(KEY_LOOKUP_SQL, [hash]) as Promise<KeyRow[]>;
@@ -211,7 +211,7 @@ export class CredentialVerifier {
       if (!stale) throw err;
       if (stale.expiresAtMs !== null && stale.expiresAtMs <= now) throw expiredKey();
       this.servedStale('api_key', err);
-      this.usage.touch(stale.userId, stale.keyId, now);
+      this.usage.touchCached(stale, now);
       return stale.principal;
     }
     const row = rows[0];
@@ -246,8 +246,15 @@ export class CredentialVerifier {
       team: keyTeam(row),
       userBudget: budgetOf(row.user_budget_limit_micros, row.user_budget_period),
     });
-    this.cache.fillKey(hash, { keyId: row.id, userId: row.user_id, expiresAtMs, principal }, generation);
-    this.usage.touch(row.user_id, row.id, now);
+    const entry: CachedKey = {
+      keyId: row.id,
+      userId: row.user_id,
+      expiresAtMs,
+      principal,
+      usageKeys: [`u:${row.user_id}`, `k:${row.id}`],
+    };
+    this.cache.fillKey(hash, entry, generation);
+    this.usage.touchCached(entry, now);
     return principal;
   }
 

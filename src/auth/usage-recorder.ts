@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } f
 import { DataSource } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
+import type { CachedKey } from './credential-cache.js';
 import { RetryingBatch } from '../database/retrying-batch.js';
 import { FloodgateMetrics } from '../metrics/floodgate-metrics.js';
 
@@ -45,6 +46,13 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
   touch(userId: string, apiKeyId: string | null, now = Date.now()): void {
     this.batch.add(`u:${userId}`, now);
     if (apiKeyId) this.batch.add(`k:${apiKeyId}`, now);
+  }
+
+  /** touch() for a verified API key: the same two entries, their batch keys built once per cache entry. */
+  touchCached(entry: CachedKey, now: number): void {
+    const keys = (entry.usageKeys ??= [`u:${entry.userId}`, `k:${entry.keyId}`]);
+    this.batch.add(keys[0], now);
+    this.batch.add(keys[1], now);
   }
 
   get pending(): number {
