@@ -101,14 +101,18 @@ describe('release batching (ReleaseBatcher, distributed)', () => {
   it('a failing batch call rejects every release in it (each is then retried as unconfirmed)', async () => {
     const store = new CountingStore(client, prefix);
     const batcher = new ReleaseBatcher(store);
+    // a second release whose input breaks the script (a WRONGTYPE key): rejected alone in its batch.
+    // The bad key is set up BEFORE the first release goes: awaiting it afterwards (on the same
+    // connection) would let the first reply return and idle the lane, so the others would not batch.
+    await client.set(`${prefix}:${keyNames('pc', 'bad', true, false)[3]}`, 'not a zset');
     const a = input('pc', 'k', 'a');
     const first = batcher.run(script, a.keys, a.args, () => undefined);
-    // a second release whose input breaks the script (a WRONGTYPE key): rejected alone in its batch
-    await client.set(`${prefix}:${keyNames('pc', 'bad', true, false)[3]}`, 'not a zset');
+    expect(first.queued).toBe(false);
     const b = input('pc', 'bad', 'b');
     const c = input('pc', 'k', 'c');
     const second = batcher.run(script, b.keys, b.args, () => undefined);
     const third = batcher.run(script, c.keys, c.args, () => undefined);
+    expect([second.queued, third.queued]).toEqual([true, true]);
     await first.reply;
     await expect(second.reply).rejects.toThrow(/WRONGTYPE/);
     expect(decodeRelease(await third.reply).inFlight).toBe(0);
