@@ -11,6 +11,7 @@
 //
 //   npm run build && node bench/profile.mjs [--mode distributed|embedded] [--c 16] [--seconds 10]
 //                                           [--entry dist/src/main.js] [--env KEY=VALUE]… [--keep]
+//                                           [--stream]  (short SSE streams, as the streaming TTFB burst sends)
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { Pool } from 'undici';
 import { summarise } from './lib/cpuprofile.mjs';
@@ -54,8 +55,11 @@ try {
     const { clientKey } = await configure(gw, upstream.url);
     const pool = new Pool(gw.url, { connections, keepAliveTimeout: 60_000 });
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` };
+    const body = argv.includes('--stream')
+      ? JSON.stringify({ ...JSON.parse(CHAT_BODY), stream: true, bench_deltas: 2, bench_pace_ms: 5 })
+      : CHAT_BODY;
     const one = async () => {
-      const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body: CHAT_BODY });
+      const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body });
       await r.body.dump();
       if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
     };

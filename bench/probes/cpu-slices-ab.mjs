@@ -7,6 +7,7 @@
 //   npm run build && node bench/probes/cpu-slices-ab.mjs [--a dist-before/src/main.js] [--b dist/src/main.js]
 //        [--mode distributed|embedded] [--c 8] [--slices 30] [--ms 1000]
 //        [--env-a '{"K":"V"}'] [--env-b …] [--flags-a '--v8-flag …'] [--flags-b …]  (one build, two settings)
+//        [--stream]  (short SSE streams instead of JSON answers)
 // Prints the pair ratio's median, trimmed mean, quartiles and in how many pairs B was lower: the
 // same build on both sides gives a median of ~1.01 with quartiles ±7 % on this machine (30 slices).
 import { Pool } from 'undici';
@@ -16,6 +17,8 @@ import { CHAT_BODY } from '../sections/throughput.mjs';
 const argv = process.argv.slice(2);
 const arg = (n, d) => { const i = argv.indexOf(`--${n}`); return i === -1 ? d : argv[i + 1]; };
 const mode = arg('mode', 'distributed'), c = Number(arg('c', 16)), slices = Number(arg('slices', 30)), ms = Number(arg('ms', 1000));
+// --stream: short SSE streams (2 deltas 5 ms apart, as the streaming TTFB burst asks for)
+const BODY = argv.includes('--stream') ? JSON.stringify({ ...JSON.parse(CHAT_BODY), stream: true, bench_deltas: 2, bench_pace_ms: 5 }) : CHAT_BODY;
 const entries = [['A', arg('a', 'dist-before/src/main.js')], ['B', arg('b', 'dist/src/main.js')]];
 installSignalHandlers();
 const upstream = await startServer('upstream', { delayMs: 0 });
@@ -33,7 +36,7 @@ try {
   const load = async (b, dur) => {
     let n = 0; const end = Date.now() + dur;
     await Promise.all(Array.from({ length: c }, async () => {
-      while (Date.now() < end) { const r = await b.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: b.headers, body: CHAT_BODY }); await r.body.dump(); if (r.statusCode === 200) n++; else b.bad++; }
+      while (Date.now() < end) { const r = await b.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: b.headers, body: BODY }); await r.body.dump(); if (r.statusCode === 200) n++; else b.bad++; }
     }));
     return n;
   };

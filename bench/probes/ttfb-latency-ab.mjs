@@ -4,6 +4,7 @@
 // The build in the first slot gains ~0.1 ms at c=1 from its position: swap --a/--b to check.
 //   npm run build && node bench/probes/ttfb-latency-ab.mjs [--a …] [--b …] [--mode distributed|embedded]
 //        [--rounds 10] [--lat-rounds 10] [--no-ttfb]
+// Also prints the per-round B − A of the TTFB p99 (median, quartiles, rounds B was lower).
 import { configure, startGateway, closeRedis } from '../lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, startServer } from '../lib/procs.mjs';
 import { startPlainProxy } from '../lib/plain-proxy.mjs';
@@ -30,6 +31,11 @@ try {
   if (!argv.includes('--no-ttfb')) {
     const rows = await burstTtfb(targets, { streams: 32, rounds, warmupRounds: 2 });
     for (const r of rows) console.log(`${mode} ${r.name}: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} added p99 ${r.addedP99.toFixed(2)} ms`);
+    // Round by round (A and B ran back to back in each round): B − A of the round's p99.
+    const a = rows.find((r) => r.name === 'A').perRoundP99, b = rows.find((r) => r.name === 'B').perRoundP99;
+    const d = b.map((x, i) => x - a[i]).sort((x, y) => x - y);
+    const q = (p) => d[Math.min(d.length - 1, Math.floor(p * d.length))];
+    console.log(`${mode} per-round p99 B−A: median ${q(0.5).toFixed(2)} ms, quartiles ${q(0.25).toFixed(2)} / ${q(0.75).toFixed(2)}; B lower in ${d.filter((x) => x < 0).length} of ${d.length} rounds`);
   }
 } finally {
   for (const g of gws) await g.stop(); await proxy.close(); closeRedis(); cleanupAll();

@@ -199,7 +199,8 @@ export async function burstTtfb(targets, { streams = 32, rounds = 10, warmupRoun
         await sleep(20);
       }
     }
-    const rows = targets.map((t, i) => ({ name: t.name, p50: median(p50s[i]), p99: median(p99s[i]), n: rounds * streams }));
+    // perRoundP99: each round's p99 (round r of every target ran back to back: pairs for an A/B)
+    const rows = targets.map((t, i) => ({ name: t.name, p50: median(p50s[i]), p99: median(p99s[i]), n: rounds * streams, perRoundP99: p99s[i] }));
     const base = rows[0];
     return rows.map((r) => ({ ...r, addedP50: r.p50 - base.p50, addedP99: r.p99 - base.p99 }));
   } finally {

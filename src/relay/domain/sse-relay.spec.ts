@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OpenAiStreamEvents, SseRelay } from './sse-relay.js';
+import { OpenAiStreamEvents, SseRelay, sseData } from './sse-relay.js';
 
 const relayOf = (strip: boolean, alias: string | null = null) =>
   new SseRelay(new OpenAiStreamEvents(strip, alias));
@@ -74,5 +74,16 @@ describe('SseRelay', () => {
   it('without an alias, events pass byte for byte', () => {
     const text = `data: ${JSON.stringify({ model: 'gpt-4o-mini', choices: [] })}\n\n`;
     expect(relayOf(false).push(Buffer.from(text))).toBe(text);
+  });
+
+  it('sseData: the data of one event, one line or many', () => {
+    expect(sseData('data: {"a":1}')).toBe('{"a":1}');
+    expect(sseData('data:{"a":1}')).toBe('{"a":1}');
+    expect(sseData('data:  x')).toBe(' x');
+    expect(sseData(': comment')).toBeNull();
+    expect(sseData('event: ping')).toBeNull();
+    expect(sseData('')).toBeNull();
+    expect(sseData('event: x\ndata: a\r\ndata:b')).toBe('a\nb');
+    expect(sseData('id: 1\ndata: [DONE]')).toBe('[DONE]');
   });
 });

@@ -127,6 +127,9 @@ function nonNegative(n: unknown): number {
 
 /** The data of one SSE event (its `data:` lines joined by newlines); null when it has none. */
 export function sseData(event: string): string | null {
+  // One line (the usual `data: {…}` event): no split.
+  if (event.indexOf('\n') === -1)
+    return event.startsWith('data:') ? event.slice(event.charAt(5) === ' ' ? 6 : 5) : null;
   let data: string | null = null;
   for (const line of event.split(/\r?\n/)) {
     if (line.startsWith('data:')) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { upstreamPayload, validateBody, wantsStream } from './validation.js';
+import { appendMember, upstreamPayload, validateBody, wantsStream } from './validation.js';
 
 const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
 
@@ -90,20 +90,50 @@ describe('request validation', () => {
       ok: true,
       value: { payload: asked, injectedUsage: false },
     });
-    // A stream that needs usage asked for is re-serialised with it.
-    const plain = '{"model":"m","messages":[],"stream":true}';
+    // A stream that needs usage asked for: the client's text with the option appended (not a
+    // second serialisation: its numbers stay exact).
+    const plain = '{ "model":"m","messages":[],"stream":true, "seed": 12345678901234567890 }\n';
     const injected = upstreamPayload(JSON.parse(plain) as Record<string, unknown>, true, plain);
     expect(injected).toEqual({
+      ok: true,
+      value: {
+        payload:
+          '{ "model":"m","messages":[],"stream":true, "seed": 12345678901234567890 ,"stream_options":{"include_usage":true}}',
+        injectedUsage: true,
+      },
+    });
+    expect(JSON.parse((injected as { value: { payload: string } }).value.payload)).toMatchObject({
+      model: 'm',
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    // stream_options the client sent (without include_usage, or null): re-serialised with it set.
+    const own = '{"model":"m","messages":[],"stream":true,"stream_options":{"x":1}}';
+    expect(upstreamPayload(JSON.parse(own) as Record<string, unknown>, true, own)).toEqual({
       ok: true,
       value: {
         payload: JSON.stringify({
           model: 'm',
           messages: [],
           stream: true,
-          stream_options: { include_usage: true },
+          stream_options: { x: 1, include_usage: true },
         }),
         injectedUsage: true,
       },
     });
+    const nul = '{"model":"m","messages":[],"stream":true,"stream_options":null}';
+    expect(upstreamPayload(JSON.parse(nul) as Record<string, unknown>, true, nul)).toMatchObject({
+      value: { payload: '{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}' },
+    });
+  });
+
+  it('appendMember: one more member before the closing brace', () => {
+    expect(appendMember('{"a":1}', '"b":2')).toBe('{"a":1,"b":2}');
+    expect(appendMember(' { "a" : 1 } \r\n', '"b":2')).toBe(' { "a" : 1 ,"b":2}');
+    expect(appendMember('{}', '"b":2')).toBe('{"b":2}');
+    expect(appendMember('{ \n}', '"b":2')).toBe('{ \n"b":2}');
+    expect(appendMember('[1]', '"b":2')).toBeNull();
+    expect(appendMember('}', '"b":2')).toBeNull();
+    expect(appendMember('', '"b":2')).toBeNull();
   });
 });

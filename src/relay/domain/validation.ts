@@ -109,6 +109,38 @@ export function upstreamPayload(
   }
   if (options.include_usage === true)
     return { ok: true, value: { payload: raw ?? JSON.stringify(body), injectedUsage: false } };
-  const payload = JSON.stringify({ ...body, stream_options: { ...options, include_usage: true } });
-  return { ok: true, value: { payload, injectedUsage: true } };
+  // No stream_options at all (the common stream): the client's text with the option appended, not a
+  // second serialisation of the whole body (a long prompt's JSON.stringify sat before the upstream
+  // request of every stream); its numbers stay exact, as an unchanged body's do.
+  const payload =
+    raw !== undefined && !Object.hasOwn(body, 'stream_options')
+      ? appendMember(raw, '"stream_options":{"include_usage":true}')
+      : null;
+  return {
+    ok: true,
+    value: {
+      payload: payload ?? JSON.stringify({ ...body, stream_options: { ...options, include_usage: true } }),
+      injectedUsage: true,
+    },
+  };
+}
+
+/**
+ * A JSON object's text with one more member (`"name":value`) before its closing brace; null when the
+ * text does not end in one (not an object: the caller serialises instead).
+ */
+export function appendMember(json: string, member: string): string | null {
+  let end = json.length - 1;
+  while (end >= 0 && isJsonSpace(json.charCodeAt(end))) end--;
+  if (end < 1 || json.charCodeAt(end) !== 0x7d /* } */) return null;
+  let last = end - 1;
+  while (last >= 0 && isJsonSpace(json.charCodeAt(last))) last--;
+  if (last < 0) return null;
+  // `{}`: the first member, no comma
+  const comma = json.charCodeAt(last) === 0x7b /* { */ ? '' : ',';
+  return `${json.slice(0, end)}${comma}${member}}`;
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }

@@ -43,6 +43,8 @@ export interface UpstreamResponse {
 export interface UpstreamBody extends AsyncIterable<Buffer> {
   /** The whole body as UTF-8 text. */
   text(): Promise<string>;
+  /** True when a chunk is already here, unread (the next read needs no wait). Absent: unknown. */
+  readonly hasChunk?: boolean;
 }
 
 /** Body bytes buffered before the upstream socket is paused until the reader catches up (undici's default). */
@@ -146,6 +148,10 @@ class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
     this.failure = err;
     this.settle();
     if (!this.headersIn) this.reject(err);
+  }
+
+  get hasChunk(): boolean {
+    return this.chunks.length > 0;
   }
 
   /** The next chunk; null at the end; throws the failure. */

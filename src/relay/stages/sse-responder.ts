@@ -1,4 +1,5 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { FloodgateMetrics } from '../../metrics/floodgate-metrics.js';
 import { gatewayTiming } from '../domain/gateway-headers.js';
@@ -12,6 +13,15 @@ import type { ClientGone } from './client-gone.js';
 import { LeaseKeeper } from './lease-keeper.js';
 
 const KEEPALIVE_MS = 15_000;
+/** How often the one keep-alive sweep looks at every open stream: a silent stream's comment comes 15–16 s after its last write. */
+const KEEPALIVE_TICK_MS = 1_000;
+
+/** An open stream, as the keep-alive sweep sees it. */
+interface LiveStream {
+  raw: ServerResponse;
+  /** Date.now() of the last write to the client. */
+  lastWrite: number;
+}
 
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -33,11 +43,35 @@ export interface StreamInput extends RespondInput {
  * upstream cuts ends with a final error event.
  */
 @Injectable()
-export class SseResponder {
+export class SseResponder implements OnApplicationShutdown {
+  /** Streams open now; one timer sweeps them all for keep-alives (not one interval per stream). */
+  private readonly live = new Set<LiveStream>();
+  private ticker: NodeJS.Timeout | null = null;
+
   constructor(
     private readonly leases: LeaseKeeper,
     private readonly metrics: FloodgateMetrics,
   ) {}
+
+  onApplicationShutdown(): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+  }
+
+  /** Open streams silent for 15 s get a `: keep-alive` comment. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const stream of this.live) {
+      if (now - stream.lastWrite >= KEEPALIVE_MS) {
+        stream.raw.write(': keep-alive\n\n');
+        stream.lastWrite = now;
+      }
+    }
+    if (this.live.size === 0 && this.ticker !== null) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+  }
 
   async respond(input: StreamInput): Promise<Answer> {
     const { reply, lease, response, startedAt, queueMs } = input;
@@ -56,20 +90,22 @@ export class SseResponder {
     const raw = reply.raw;
     raw.writeHead(200, headers);
     // The headers go out with the first event when it is already here (one write, not two: the
-    // upstream's headers and first event usually arrive together); on their own otherwise, at the
-    // latest one turn of the event loop later.
+    // upstream's headers and first event usually arrive together, and then no timer is set); on
+    // their own otherwise, at the latest one turn of the event loop later.
     let wrote = false;
-    const flush = setImmediate(() => {
-      if (!wrote) raw.flushHeaders();
-    });
+    const flush =
+      response.body.hasChunk === true
+        ? null
+        : setImmediate(() => {
+            if (!wrote) raw.flushHeaders();
+          });
     const sse = new SseRelay(input.exchange.stream(input.injectedUsage, input.alias));
-    let lastWrite = Date.now();
-    const keepalive = setInterval(() => {
-      if (Date.now() - lastWrite >= KEEPALIVE_MS - 50) {
-        raw.write(': keep-alive\n\n');
-        lastWrite = Date.now();
-      }
-    }, KEEPALIVE_MS);
+    const live: LiveStream = { raw, lastWrite: Date.now() };
+    this.live.add(live);
+    if (this.ticker === null) {
+      this.ticker = setInterval(() => this.sweep(), KEEPALIVE_TICK_MS);
+      this.ticker.unref();
+    }
     let failure: UpstreamFailure | null = null;
     // A stored answer's id is recorded before the event that carries it reaches the client.
     let onCreated = input.onCreated;
@@ -84,7 +120,7 @@ export class SseResponder {
           raw.write(out);
           input.capture?.add(out);
           wrote = true;
-          lastWrite = Date.now();
+          live.lastWrite = Date.now();
         }
       }
       const rest = sse.end();
@@ -95,8 +131,8 @@ export class SseResponder {
     } catch (err) {
       failure = classify(err).kind;
     } finally {
-      clearImmediate(flush);
-      clearInterval(keepalive);
+      if (flush !== null) clearImmediate(flush);
+      this.live.delete(live);
     }
     const promptTokens = sse.usage?.prompt ?? 0;
     const completionTokens = sse.completionTokens();
