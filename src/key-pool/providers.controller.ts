@@ -18,6 +18,8 @@ import { CreateProviderKeyDto, ProviderKeyDto } from './dto/provider-key.dto.js'
 import { CreateProviderDto, ModelPriceDto, ProviderDto, UpdateProviderDto } from './dto/provider.dto.js';
 import { KeyPoolAdminService } from './services/key-pool-admin.service.js';
 
+const HEADERS_VISIBILITY =
+  'Extra upstream `headers`: values in clear only for callers who may edit providers (`providers` write: admins); any other role (developer, viewer) gets each value as a preview like the `masked` of an upstream key (`…`, `…xy`, `org-…ijkl`) and `headers_redacted: true`.';
 const ID = { name: 'id', description: 'Provider id (uuid)', example: '0b6f7a52-1d7e-4a8f-9a51-2b8f1c0e6d42' };
 
 @ApiTags('providers')
@@ -28,10 +30,13 @@ export class ProvidersController {
 
   @Get()
   @RequirePermission('providers', 'read')
-  @ApiOperation({ summary: 'List providers', description: 'Every provider with its key counts by state.' })
+  @ApiOperation({
+    summary: 'List providers',
+    description: `Every provider with its key counts by state. ${HEADERS_VISIBILITY}`,
+  })
   @ApiOkResponse({ type: [ProviderDto] })
-  list(): Promise<ProviderDto[]> {
-    return this.admin.listProviders();
+  list(@Req() req: FastifyRequest): Promise<ProviderDto[]> {
+    return this.admin.listProviders(KeyPoolAdminService.revealsHeaders(req));
   }
 
   @Post()
@@ -39,7 +44,7 @@ export class ProvidersController {
   @ApiOperation({
     summary: 'Create a provider',
     description:
-      'base_url must be http(s); every address its host resolves to is checked (link-local and cloud metadata always refused, private/loopback unless ALLOW_PRIVATE_UPSTREAMS). `pricing` (USD per million tokens per model id or pattern) prices its requests; models without an entry use the built-in catalog (docs/spend.md). Audited.',
+      'base_url must be http(s); every address its host resolves to is checked (link-local and cloud metadata always refused, private/loopback unless ALLOW_PRIVATE_UPSTREAMS). `pricing` (USD per million tokens per model id or pattern) prices its requests; models without an entry use the built-in catalog (docs/spend.md). `headers`: no credential headers, and no value containing `…` (a redacted preview: 400 `redacted_header_value`). Audited (header names only, never their values).',
   })
   @ApiCreatedResponse({ type: ProviderDto })
   @ApiBadRequestResponse({
@@ -52,28 +57,32 @@ export class ProvidersController {
   })
   async create(@Body() dto: CreateProviderDto, @Req() req: FastifyRequest): Promise<ProviderDto> {
     const p = await this.admin.createProvider(dto, KeyPoolAdminService.api(req));
-    return this.admin.providerView(p, []);
+    return this.admin.providerView(p, [], KeyPoolAdminService.revealsHeaders(req));
   }
 
   @Get(':id')
   @RequirePermission('providers', 'read')
-  @ApiOperation({ summary: 'Get a provider' })
+  @ApiOperation({ summary: 'Get a provider', description: HEADERS_VISIBILITY })
   @ApiParam(ID)
   @ApiOkResponse({ type: ProviderDto })
   @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
-  get(@Param('id') id: string): Promise<ProviderDto> {
-    return this.admin.getProvider(id);
+  get(@Param('id') id: string, @Req() req: FastifyRequest): Promise<ProviderDto> {
+    return this.admin.getProvider(id, KeyPoolAdminService.revealsHeaders(req));
   }
 
   @Patch(':id')
   @RequirePermission('providers', 'write')
   @ApiOperation({
     summary: 'Update a provider',
-    description: 'Only the given fields change; rpm/burst accept null (no limit). Audited.',
+    description:
+      'Only the given fields change; rpm/burst accept null (no limit). `headers` replaces the whole map (`{}` clears it; leave it out to keep the current headers); a value containing `…` is a redacted preview read back, never stored: the PATCH is refused (400 `redacted_header_value`, param `headers.<name>`) and nothing changes. Audited (header names only, never their values).',
   })
   @ApiParam(ID)
   @ApiOkResponse({ type: ProviderDto })
-  @ApiBadRequestResponse({ description: 'Validation failed', type: ErrorResponseDto })
+  @ApiBadRequestResponse({
+    description: 'Validation failed (e.g. `redacted_header_value`: a header value is a redacted preview)',
+    type: ErrorResponseDto,
+  })
   @ApiNotFoundResponse({ description: 'No such provider', type: ErrorResponseDto })
   @ApiConflictResponse({ description: 'Another provider has this name', type: ErrorResponseDto })
   async update(
@@ -82,7 +91,7 @@ export class ProvidersController {
     @Req() req: FastifyRequest,
   ): Promise<ProviderDto> {
     await this.admin.updateProvider(id, dto, KeyPoolAdminService.api(req));
-    return this.admin.getProvider(id);
+    return this.admin.getProvider(id, KeyPoolAdminService.revealsHeaders(req));
   }
 
   @Delete(':id')

@@ -31,6 +31,9 @@ const KIND_DESCRIPTION =
   'What API the provider speaks: `openai` (OpenAI-compatible: `Authorization: Bearer`, `/chat/completions`, `/completions`, `/embeddings` under base_url; the default) or `anthropic` (the Anthropic Messages API: `x-api-key` + `anthropic-version`, `/messages` under base_url, e.g. `https://api.anthropic.com/v1`). Decides which client endpoints its models serve (docs/relay.md "Anthropic providers and the Messages API").';
 const KIND_MESSAGE = `kind must be one of ${PROVIDER_KINDS.join(', ')}`;
 
+const HEADERS_WRITE_DESCRIPTION =
+  'Extra headers sent upstream (at most 20; no credentials, hop-by-hop or framing headers; values up to 4096 characters without line breaks). A value containing `…` is a redacted preview read back from a GET, not a value: 400 `redacted_header_value`.';
+
 const PRICING_DESCRIPTION =
   'USD per million tokens, per model id or `*` pattern (an exact id wins, then the most specific pattern); numbers 0-1000000 with at most 6 decimals; `cached_input_per_mtok` defaults to `input_per_mtok`. A model without an entry here is priced from the built-in catalog (docs/spend.md), if it is there. Replaces the whole table on PATCH; `{}` clears it.';
 
@@ -142,7 +145,7 @@ export class CreateProviderDto {
 
   @ApiPropertyOptional({
     example: { 'OpenAI-Organization': 'org-123' },
-    description: 'Extra headers sent upstream (at most 20; no credentials, hop-by-hop or framing headers)',
+    description: HEADERS_WRITE_DESCRIPTION,
     type: 'object',
     additionalProperties: { type: 'string' },
   })
@@ -221,7 +224,12 @@ export class UpdateProviderDto {
   @IsBoolean()
   enabled?: boolean;
 
-  @ApiPropertyOptional({ example: {}, type: 'object', additionalProperties: { type: 'string' } })
+  @ApiPropertyOptional({
+    example: { 'OpenAI-Organization': 'org-456' },
+    description: `${HEADERS_WRITE_DESCRIPTION} Replaces the whole map; \`{}\` clears it; leave it out to keep the current headers.`,
+    type: 'object',
+    additionalProperties: { type: 'string' },
+  })
   @OptionalNotNull()
   @IsObject()
   headers?: Record<string, string>;
@@ -258,10 +266,17 @@ export class ProviderDto {
   @ApiProperty({ example: true }) enabled: boolean;
   @ApiProperty({
     example: { 'OpenAI-Organization': 'org-123' },
+    description:
+      'Extra upstream headers. Values in clear for callers who may edit providers (`providers` write: admins); for any other role each value is a preview like the `masked` of an upstream key (`…` for values under 8 characters, `…xy` under 16, else up to the first dash and the last 4: `pc-…9f3a`) and `headers_redacted` is true. A preview is never accepted back as a value.',
     type: 'object',
     additionalProperties: { type: 'string' },
   })
   headers: Record<string, string>;
+  @ApiProperty({
+    example: false,
+    description: 'true: the values in `headers` are redacted previews (the caller may not edit providers)',
+  })
+  headers_redacted: boolean;
   @ApiProperty({
     example: PRICING_EXAMPLE,
     description:

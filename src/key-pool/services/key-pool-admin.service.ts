@@ -14,9 +14,11 @@ import type {
 } from '../dto/provider-key.dto.js';
 import type { CreateProviderDto, ProviderDto, UpdateProviderDto } from '../dto/provider.dto.js';
 import { KeyCipher, maskKey, providerKeyAad } from '../domain/key-cipher.js';
+import { isRedactedPlaceholder, redactHeaderValues } from '../domain/header-redaction.js';
 import { checkPricing, type ProviderPricing } from '../domain/pricing.js';
 import type { KeyWindow } from '../key-pool.types.js';
 import { KeyPoolService } from './key-pool.service.js';
+import { callerCan } from '../../common/permissions.js';
 import { keyState, type ProviderKey, type ProviderKeyState } from '../infrastructure/provider-key.entity.js';
 import { ProviderKeyRepository } from '../infrastructure/provider-key.repository.js';
 import type { Provider } from '../infrastructure/provider.entity.js';
@@ -81,22 +83,33 @@ export class KeyPoolAdminService {
     return API_CONTEXT(request);
   }
 
+  /**
+   * Whether this caller reads provider header values in clear: only who may edit providers
+   * (`providers` write, i.e. admins). Everyone else gets previews (domain/header-redaction.ts).
+   */
+  static revealsHeaders(request: FastifyRequest): boolean {
+    const principal = request.principal;
+    return !!principal && callerCan(principal, 'providers', 'write');
+  }
+
   // ---- providers ----------------------------------------------------------------------------
 
-  async listProviders(): Promise<ProviderDto[]> {
+  /** `revealHeaders`: header values in clear (admins) or as previews (KeyPoolAdminService.revealsHeaders). */
+  async listProviders(revealHeaders: boolean): Promise<ProviderDto[]> {
     const providers = await this.providers.allByName();
     const keys = await this.keys.stateColumnsOfAll();
     return providers.map((p) =>
       this.providerView(
         p,
         keys.filter((k) => k.providerId === p.id),
+        revealHeaders,
       ),
     );
   }
 
-  async getProvider(id: string): Promise<ProviderDto> {
+  async getProvider(id: string, revealHeaders: boolean): Promise<ProviderDto> {
     const p = await this.findProvider(id);
-    return this.providerView(p, await this.keys.ofProvider(p.id));
+    return this.providerView(p, await this.keys.ofProvider(p.id), revealHeaders);
   }
 
   async findProvider(id: string): Promise<Provider> {
@@ -505,9 +518,11 @@ export class KeyPoolAdminService {
     }
   }
 
+  /** A provider as the API answers it; header values only in clear when `revealHeaders`. */
   providerView(
     p: Provider,
     keys: Pick<ProviderKey, 'enabled' | 'brokenAt' | 'invalidAt' | 'cooldownUntil'>[],
+    revealHeaders: boolean,
   ): ProviderDto {
     const counts: Record<ProviderKeyState | 'total', number> = {
       total: keys.length,
@@ -528,7 +543,8 @@ export class KeyPoolAdminService {
       burst: p.burst,
       timeout_ms: p.timeoutMs,
       enabled: p.enabled,
-      headers: p.headers,
+      headers: revealHeaders ? p.headers : redactHeaderValues(p.headers),
+      headers_redacted: !revealHeaders,
       pricing: p.pricing ?? {},
       source: p.source,
       keys: counts,
@@ -618,6 +634,14 @@ export function checkHeaders(headers: Record<string, unknown>): Record<string, s
       throw ApiError.badRequest(
         `${param} must be a string of at most 4096 characters without line breaks`,
         param,
+      );
+    }
+    if (isRedactedPlaceholder(value)) {
+      // A preview read back (GET by a non-admin, or a copy of one): never stored over a real value.
+      throw ApiError.badRequest(
+        `${param} is a redacted preview (it contains "…"), not a header value: send the real value, or leave headers out to keep them`,
+        param,
+        'redacted_header_value',
       );
     }
     out[name] = value;

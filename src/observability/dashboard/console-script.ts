@@ -766,7 +766,14 @@ export const CONSOLE_JS = String.raw`(function () {
           if (!row[0]) throw new ApiFailure(0, 'a header name is required', 'headers');
           extra[row[0]] = row[1];
         });
-        if (canonical(extra) !== canonical(headers)) body.headers = extra;
+        if (canonical(extra) !== canonical(headers)) {
+          // Headers go whole: a redacted preview (a value with "…", what a role that may not edit
+          // providers reads) must never be sent back as a value. The API refuses it too (400).
+          Object.keys(extra).forEach(function (h) {
+            if (extra[h].indexOf('\u2026') >= 0) throw new ApiFailure(0, 'the value of ' + h + ' is a redacted preview: type the real value (or remove the header)', 'headers.' + h);
+          });
+          body.headers = extra;
+        }
       } catch (err) { error.textContent = failureText(err); return; }
       if (Object.keys(body).length === 0) { form.remove(); return; }
       save.disabled = true;
