@@ -212,17 +212,26 @@ describe.each([
     const pool = new Pool(impl.store, [key('a', 1), key('b', 1)]);
     const la = await pool.acquire();
     const lb = await pool.acquire();
-    const [cdA] = await pool.report(la.keyId!, la.leaseId, { cooldownMs: 600 });
-    await pool.report(lb.keyId!, lb.leaseId, { cooldownMs: 5000 });
+    // A 3 s cooldown: the refusal below must come while it runs, with room for a busy machine
+    // (with 600 ms, 200 ms of stalls between the report and the refusal broke its "> 400").
+    const [cdA] = await pool.report(la.keyId!, la.leaseId, { cooldownMs: 3000 });
+    await pool.report(lb.keyId!, lb.leaseId, { cooldownMs: 60_000 });
     expect(cdA).toBeGreaterThan(Date.now() - 50);
     const refused = await pool.acquire();
     expect(refused.r[0]).toBe(0);
     expect(refused.r[1]).toBe('cooling');
-    expect(refused.r[2]).toBeGreaterThan(400);
-    expect(refused.r[2]).toBeLessThanOrEqual(600);
+    expect(refused.r[2]).toBeGreaterThan(2000);
+    expect(refused.r[2]).toBeLessThanOrEqual(3000);
     expect(refused.r.slice(3)).toEqual([2, 0, 0]);
-    await sleep(650);
-    expect((await pool.acquire()).keyId).toBe(la.keyId);
+    // cooling until cdA, never served before it; then it serves again (polled, not a fixed sleep)
+    let next = await pool.acquire();
+    for (const deadline = Date.now() + 10_000; next.keyId === null && Date.now() < deadline;) {
+      expect(next.r[1]).toBe('cooling');
+      await sleep(25);
+      next = await pool.acquire();
+    }
+    expect(Date.now()).toBeGreaterThanOrEqual(cdA - 5);
+    expect(next.keyId).toBe(la.keyId);
   });
 
   it("Postgres's cooldown_until (argument) is honoured when the store has none (restart)", async () => {
@@ -233,20 +242,29 @@ describe.each([
   it('concurrency: fixed limit; released by report; renewable; an abandoned lease frees its slot after its TTL', async () => {
     const fixed: ConcurrencyLimit = { kind: 'fixed', limit: 2 };
     const pool = new Pool(impl.store, [key('a', 1, { concurrency: fixed })]);
-    const l1 = await pool.acquire({ leaseTtlMs: 400 });
-    const l2 = await pool.acquire({ leaseTtlMs: 400 });
+    // l2 (abandoned) and l3 (renewed) have 1 s leases; l1 and the later ones leases that cannot
+    // expire during the test, so "still held" never depends on how fast a busy machine makes the
+    // next call. The waits are polled conditions, not fixed sleeps.
+    const l1 = await pool.acquire();
+    const l2 = await pool.acquire({ leaseTtlMs: 1000 });
     expect(l2.r[2]).toBe(2);
-    const full = await pool.acquire({ leaseTtlMs: 400 });
+    const full = await pool.acquire();
     expect(full.r.slice(0, 2)).toEqual([0, 'saturated']);
     expect((await pool.report('a', l1.leaseId))[1]).toBe(1);
-    const l3 = await pool.acquire({ leaseTtlMs: 400 });
+    const l3At = Date.now();
+    const l3 = await pool.acquire({ leaseTtlMs: 1000 });
     expect(l3.keyId).toBe('a');
-    await sleep(250);
-    expect(await impl.store.run(renewScript, [keyNames(pool.providerId, 'a')[3]], [l3.leaseId, 400])).toBe(1);
-    await sleep(250); // l2 (never renewed) expired; l3 renewed is alive
+    expect(await impl.store.run(renewScript, [keyNames(pool.providerId, 'a')[3]], [l3.leaseId, 60_000])).toBe(
+      1,
+    );
+    // past both first TTLs: l2 (never renewed) expired, l3 (renewed) is alive
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+      if (Date.now() > l3At + 1100 && (await pool.snapshot('a'))[2] === 1) break;
+      await sleep(25);
+    }
     expect((await pool.snapshot('a'))[2]).toBe(1);
-    expect((await pool.acquire({ leaseTtlMs: 400 })).keyId).toBe('a');
-    expect((await pool.acquire({ leaseTtlMs: 400 })).r[1]).toBe('saturated');
+    expect((await pool.acquire()).keyId).toBe('a');
+    expect((await pool.acquire()).r[1]).toBe('saturated');
     expect(await impl.store.run(renewScript, [keyNames(pool.providerId, 'a')[3]], [l2.leaseId, 400])).toBe(0);
   });
 
