@@ -5,6 +5,33 @@ import { startRelay, type RelayFixture } from '../support/relay.js';
 import { OwnRedis } from '../support/redis-server.js';
 
 /**
+ * Leases still held in this gateway's key pool (the members of every key's in-flight set). 0 once
+ * every release has run in Redis: a condition to wait on instead of a fixed sleep, so that no
+ * earlier request's release is counted as this one's (MONITOR is a second connection: its lines
+ * say nothing about what the gateway's own connection has still to send).
+ */
+async function leasesHeld(direct: Redis, prefix: string): Promise<number> {
+  let held = 0;
+  for (const key of await direct.keys(`${prefix}:kp:*:inf`)) held += await direct.zcard(key);
+  return held;
+}
+
+async function untilNoLease(direct: Redis, prefix: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await leasesHeld(direct, prefix)) > 0) {
+    if (Date.now() > deadline) throw new Error('a lease was never released');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Waits until `scripts` has n entries (the request's scripts, seen on MONITOR), then a quiet period for any extra. */
+async function untilSeen(scripts: unknown[], n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (scripts.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 300));
+}
+
+/**
  * Issue 14: one store round trip per request on the uncontended path. The relay's admission — the
  * client rate limits, the provider's gates and the key selection with its lease — is ONE script run
  * (EVALSHA) in distributed mode. Counted on a MONITOR connection, keeping only the commands that
@@ -15,9 +42,11 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
   let prefix: string;
   // A Redis of its own: MONITOR on the shared one sees (and chokes on) other test files' traffic.
   let redis: OwnRedis;
+  let direct: Redis;
 
   beforeAll(async () => {
     redis = await OwnRedis.start();
+    direct = new Redis(redis.url);
     relay = await startRelay('distributed', {
       keys: [{ key: 'sk-rt-1' }, { key: 'sk-rt-2' }],
       // Adaptive's periodic flush (not per request) stays out of the counted second
@@ -26,6 +55,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
     prefix = relay.gw.env.REDIS_PREFIX!;
   });
   afterAll(async () => {
+    direct?.disconnect();
     await relay?.close();
     await redis?.stop();
   });
@@ -39,6 +69,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
 
   /** The scripts one request runs (each as its KEYS, without the prefix), counted on MONITOR. */
   async function scriptsOf(key: string): Promise<string[][]> {
+    await untilNoLease(direct, prefix); // the earlier requests' releases have all run
     const monitor = await new Redis(redis.url).monitor();
     const scripts: string[][] = [];
     monitor.on('monitor', (_time: string, args: unknown[]) => {
@@ -52,7 +83,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
       const res = await send(key);
       expect(res.status).toBe(200);
       await res.text();
-      await new Promise((r) => setTimeout(r, 500)); // the release/report after the answer
+      await untilSeen(scripts, 2); // the release/report after the answer
     } finally {
       monitor.disconnect();
     }
@@ -64,7 +95,6 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
       key: { limits: { tpm: 1_000_000 } },
     });
     for (let i = 0; i < 3; i++) expect((await send(tpm.key)).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 300));
     const scripts = await scriptsOf(tpm.key);
     const detail = JSON.stringify(scripts);
     expect(scripts.length, detail).toBe(2);
@@ -83,7 +113,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
 
   it('the client limits and the lease are decided by the same single EVALSHA; the answer path is one more: 2 EVALSHA in all', async () => {
     for (let i = 0; i < 3; i++) expect((await send()).status).toBe(200); // warm: scripts loaded, caches filled
-    await new Promise((r) => setTimeout(r, 300));
+    await untilNoLease(direct, prefix); // their releases have all run
 
     const monitor = await new Redis(redis.url).monitor();
     const scripts: string[][] = [];
@@ -99,7 +129,7 @@ describe('round trips of one uncontended relayed request (distributed)', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('x-ratelimit-limit')).not.toBeNull();
       await res.text();
-      await new Promise((r) => setTimeout(r, 500)); // the release/report after the answer
+      await untilSeen(scripts, 2); // the release/report after the answer
     } finally {
       monitor.disconnect();
     }

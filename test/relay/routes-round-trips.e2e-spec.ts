@@ -5,6 +5,33 @@ import { adminCall, startRelay, type RelayFixture } from '../support/relay.js';
 import { OwnRedis } from '../support/redis-server.js';
 
 /**
+ * Leases still held in this gateway's key pool (the members of every key's in-flight set). 0 once
+ * every release has run in Redis: a condition to wait on instead of a fixed sleep, so that no
+ * earlier request's release is counted as this one's (MONITOR is a second connection: its lines
+ * say nothing about what the gateway's own connection has still to send).
+ */
+async function leasesHeld(direct: Redis, prefix: string): Promise<number> {
+  let held = 0;
+  for (const key of await direct.keys(`${prefix}:kp:*:inf`)) held += await direct.zcard(key);
+  return held;
+}
+
+async function untilNoLease(direct: Redis, prefix: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await leasesHeld(direct, prefix)) > 0) {
+    if (Date.now() > deadline) throw new Error('a lease was never released');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Waits until `scripts` has n entries (the request's scripts, seen on MONITOR), then a quiet period for any extra. */
+async function untilSeen(scripts: unknown[], n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (scripts.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 300));
+}
+
+/**
  * A routed request whose primary target has headroom costs the store what a request without a
  * route costs: the admission (client limits + gates + key selection) in one EVALSHA, the release
  * in one more — no extra round trip for the route or its breaker. Counted on a MONITOR connection
@@ -17,9 +44,11 @@ describe('round trips of one uncontended routed request (distributed)', () => {
   let prefix: string;
   // A Redis of its own: MONITOR on the shared one sees (and chokes on) other test files' traffic.
   let redis: OwnRedis;
+  let direct: Redis;
 
   beforeAll(async () => {
     redis = await OwnRedis.start();
+    direct = new Redis(redis.url);
     relay = await startRelay('distributed', {
       keys: [{ key: 'sk-rrt-1' }],
       env: { ADAPTIVE_FLUSH_MS: '600000', REDIS_URL: redis.url },
@@ -32,6 +61,7 @@ describe('round trips of one uncontended routed request (distributed)', () => {
     expect(created.status).toBe(201);
   });
   afterAll(async () => {
+    direct?.disconnect();
     await relay?.close();
     await redis?.stop();
   });
@@ -44,6 +74,7 @@ describe('round trips of one uncontended routed request (distributed)', () => {
     });
 
   async function scriptsOf(model: string): Promise<string[][]> {
+    await untilNoLease(direct, prefix); // the earlier requests' releases have all run
     const monitor = await new Redis(redis.url).monitor();
     const scripts: string[][] = [];
     monitor.on('monitor', (_time: string, args: unknown[]) => {
@@ -62,9 +93,7 @@ describe('round trips of one uncontended routed request (distributed)', () => {
         model === 'rt-alias' ? `fake/${relay.fake.models[0]}` : null,
       );
       await res.text();
-      // the release after the answer (slower under load: wait for it, then a little longer)
-      for (let i = 0; i < 150 && scripts.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
-      await new Promise((r) => setTimeout(r, 300));
+      await untilSeen(scripts, 2); // the release after the answer
     } finally {
       monitor.disconnect();
     }
@@ -76,7 +105,6 @@ describe('round trips of one uncontended routed request (distributed)', () => {
       expect((await send('rt-alias')).status).toBe(200);
       expect((await send(relay.fake.models[0]!)).status).toBe(200);
     }
-    await new Promise((r) => setTimeout(r, 300));
     const plain = await scriptsOf(relay.fake.models[0]!);
     const routed = await scriptsOf('rt-alias');
     expect(plain).toHaveLength(2);
