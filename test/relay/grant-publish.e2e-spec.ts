@@ -27,6 +27,12 @@ import { dropRedisPrefix, TEST_REDIS_URL, uniqueName } from '../support/services
  * the lease on that instance's grant channel (Redis), so the dispatching instance is no hop on the
  * way. Its own jobs, and every job in process, come back to the caller as before.
  */
+
+/** Waits (10 s cap) until `heard` has n messages: pub/sub arrives on another connection, in its own time. */
+async function untilHeard(heard: string[], n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (heard.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
 describe('QUEUE_GATE dispatch: the grant of another instance’s job is published by the script', () => {
   const prefix = uniqueName('fggrant');
   let command: Redis;
@@ -99,7 +105,7 @@ describe('QUEUE_GATE dispatch: the grant of another instance’s job is publishe
       const out = first.r[4] as string;
       expect(out.startsWith(GRANT_PUBLISHED)).toBe(true);
       expect(decodePopped(out.slice(GRANT_PUBLISHED.length))).toMatchObject({ id: 'job-b' });
-      for (let i = 0; i < 100 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await untilHeard(heard, 1);
       expect(heard).toHaveLength(1);
       const message = JSON.parse(heard[0]!) as { jobId: string; grant: Record<string, unknown> };
       expect(message.jobId).toBe('job-b');
@@ -182,6 +188,9 @@ describe('QUEUE_GATE dispatch: the grant of another instance’s job is publishe
           const next = await dispatch(store, providerId, channel, 'inst-a');
           expect(next.r[0]).toBe(0); // the key's 2 slots are both held: the repeats took none
           expect(next.r[1]).toBe('saturated');
+          // the message comes on the subscriber's connection, whenever it does: waited for, not
+          // assumed to be there after a fixed 50 ms (then a quiet period, for a second one)
+          if (store === redis) await untilHeard(heard, 1);
           await new Promise((r) => setTimeout(r, 50));
           expect(heard).toHaveLength(store === redis ? 1 : 0);
         } finally {
