@@ -28,14 +28,17 @@ const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20, stats = false } = {}) {
   let arrivals = [];
   let finishes = [];
+  // per finished request: finish − arrival (ms), the slot's time at the upstream
+  let services = [];
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/__bench/')) {
       if (req.url === '/__bench/stats') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ arrivals, finishes }));
+        res.end(JSON.stringify({ arrivals, finishes, services }));
       } else {
         arrivals = [];
         finishes = [];
+        services = [];
         res.writeHead(204);
         res.end();
       }
@@ -43,8 +46,13 @@ export async function startFakeUpstream({ delayMs = 0, deltas = 64, paceMs = 20,
       return;
     }
     if (stats && req.method === 'POST' && arrivals.length < MAX_EVENTS) {
-      arrivals.push(nowMs());
-      res.once('finish', () => finishes.push(nowMs()));
+      const arrived = nowMs();
+      arrivals.push(arrived);
+      res.once('finish', () => {
+        const t = nowMs();
+        finishes.push(t);
+        services.push(t - arrived);
+      });
     }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));

@@ -77,6 +77,11 @@ export async function contendedClosedLoop(gateways, upstream, clientKey, { clien
   const capacity = CONTENDED.maxConcurrent / (CONTENDED.upstreamDelayMs / 1000);
   const gaps = handoffs(stats.arrivals, stats.finishes);
   const upstreamRate = stats.finishes.length / elapsedS;
+  // The upstream's own time per request (arrival → response finished): its 20 ms timer fires late
+  // (Node timers have 1 ms resolution, and the process shares the cores), so even a gateway that
+  // hands a slot over in zero time serves at most maxConcurrent ÷ this, not ÷ 20 ms.
+  const services = stats.services ?? [];
+  const serviceMs = services.length ? services.reduce((a, b) => a + b, 0) / services.length : NaN;
   return {
     instances: gateways.length,
     clients,
@@ -84,6 +89,9 @@ export async function contendedClosedLoop(gateways, upstream, clientKey, { clien
     servedRate: outcomes.served / elapsedS,
     upstreamRate,
     share: upstreamRate / capacity,
+    /** Mean upstream time per request (ms) and the share of the upstream's slot time it was busy. */
+    serviceMs,
+    busyShare: (upstreamRate * serviceMs) / 1000 / CONTENDED.maxConcurrent,
     outcomes,
     other: Object.fromEntries(other),
     handoff: { n: gaps.length, p50: percentile(gaps, 50), p99: percentile(gaps, 99) },
