@@ -200,6 +200,7 @@ describe('loadConfig', () => {
       ipAlgorithm: 'sliding_window',
       ipBurst: 167,
       decisionTimeoutMs: 100,
+      adminDecisionTimeoutMs: 2000,
     });
     const c = loadConfig({
       RATE_LIMIT_FAILURE_MODE: 'closed',
@@ -217,6 +218,7 @@ describe('loadConfig', () => {
       ipAlgorithm: 'token_bucket',
       ipBurst: 20,
       decisionTimeoutMs: 80,
+      adminDecisionTimeoutMs: 2000,
     });
     expect(loadConfig({ RATE_LIMIT_IP_BURST: '5' }).rateLimit.ipBurst).toBe(5);
     expect(problems({ RATE_LIMIT_KEY_RPM: '0' })).toEqual([
@@ -230,6 +232,18 @@ describe('loadConfig', () => {
     ]);
     expect(problems({ RATE_LIMIT_TIMEOUT_MS: '5' })).toEqual([
       'RATE_LIMIT_TIMEOUT_MS must be an integer 10-5000, got "5"',
+    ]);
+    // non-relay routes' deadline: its own variable, never shorter than the relay's
+    expect(loadConfig({ RATE_LIMIT_ADMIN_TIMEOUT_MS: '500' }).rateLimit.adminDecisionTimeoutMs).toBe(500);
+    expect(loadConfig({ RATE_LIMIT_TIMEOUT_MS: '3000' }).rateLimit.adminDecisionTimeoutMs).toBe(3000);
+    expect(problems({ RATE_LIMIT_ADMIN_TIMEOUT_MS: 'soon' })).toEqual([
+      'RATE_LIMIT_ADMIN_TIMEOUT_MS must be an integer 10-5000, got "soon"',
+    ]);
+    expect(problems({ RATE_LIMIT_ADMIN_TIMEOUT_MS: '9000' })).toEqual([
+      'RATE_LIMIT_ADMIN_TIMEOUT_MS must be an integer 10-5000, got "9000"',
+    ]);
+    expect(problems({ RATE_LIMIT_TIMEOUT_MS: '300', RATE_LIMIT_ADMIN_TIMEOUT_MS: '200' })).toEqual([
+      'RATE_LIMIT_ADMIN_TIMEOUT_MS must be at least RATE_LIMIT_TIMEOUT_MS (300), got 200',
     ]);
   });
   it('Adaptive and retreat: defaults, decimals, ranges and cross-checks', () => {

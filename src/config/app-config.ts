@@ -358,6 +358,11 @@ export interface RateLimitConfig {
   ipBurst: number;
   /** How long Redis may stay silent while a decision waits before the failure mode applies (RedisLiveness). */
   decisionTimeoutMs: number;
+  /**
+   * The same, for the decisions of non-relay routes (the admin and management API, /api/me, …):
+   * their deadline and silence threshold, so they are not shed when Redis falls behind a relay flood.
+   */
+  adminDecisionTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -552,6 +557,19 @@ function loadKeyPoolConfig(r: EnvReader): KeyPoolConfig {
 
 function loadRateLimitConfig(r: EnvReader): RateLimitConfig {
   const ipRpm = r.int('RATE_LIMIT_IP_RPM', 1000, 1, 1_000_000);
+  const decisionTimeoutMs = r.int('RATE_LIMIT_TIMEOUT_MS', 100, 10, 5000);
+  // unset: 2000, or RATE_LIMIT_TIMEOUT_MS when that is longer (never shorter than the relay's)
+  const adminDecisionTimeoutMs = r.int(
+    'RATE_LIMIT_ADMIN_TIMEOUT_MS',
+    Math.max(2000, decisionTimeoutMs),
+    10,
+    5000,
+  );
+  if (adminDecisionTimeoutMs < decisionTimeoutMs) {
+    r.problems.push(
+      `RATE_LIMIT_ADMIN_TIMEOUT_MS must be at least RATE_LIMIT_TIMEOUT_MS (${decisionTimeoutMs}), got ${adminDecisionTimeoutMs}`,
+    );
+  }
   return {
     failureMode: r.oneOf<FailureMode>('RATE_LIMIT_FAILURE_MODE', ['open', 'closed'], 'open'),
     keyRpm: r.int('RATE_LIMIT_KEY_RPM', 60, 1, 1_000_000),
@@ -563,7 +581,8 @@ function loadRateLimitConfig(r: EnvReader): RateLimitConfig {
       'sliding_window',
     ),
     ipBurst: r.int('RATE_LIMIT_IP_BURST', Math.max(1, Math.ceil(ipRpm / 6)), 1, 1_000_000),
-    decisionTimeoutMs: r.int('RATE_LIMIT_TIMEOUT_MS', 100, 10, 5000),
+    decisionTimeoutMs,
+    adminDecisionTimeoutMs,
   };
 }
 

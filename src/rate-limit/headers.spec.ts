@@ -11,6 +11,7 @@ const config: RateLimitConfig = {
   ipAlgorithm: 'sliding_window',
   ipBurst: 100,
   decisionTimeoutMs: 100,
+  adminDecisionTimeoutMs: 2000,
 };
 
 function outcome(policy: PolicyOutcome['policy'], o: Partial<PolicyOutcome>): PolicyOutcome {

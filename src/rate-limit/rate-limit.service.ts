@@ -77,8 +77,8 @@ export const LATENCY_BOUNDS_MS = [1, 2, 5, 10, 25, 50, 100, 200, 500, 1000];
 /**
  * `unavailable`: Redis cannot answer (connection not ready, silent, lost, error reply) — decided by
  * RATE_LIMIT_FAILURE_MODE. `overloaded`: Redis answered, but reached the decision after its deadline
- * (it had fallen more than RATE_LIMIT_TIMEOUT_MS behind): the request is shed (503, Retry-After),
- * never admitted, whatever the failure mode.
+ * (it had fallen more than RATE_LIMIT_TIMEOUT_MS behind — RATE_LIMIT_ADMIN_TIMEOUT_MS for a non-relay
+ * route): the request is shed (503, Retry-After), never admitted, whatever the failure mode.
  */
 export type DecisionResult =
   | { kind: 'admitted' | 'limited'; outcomes: PolicyOutcome[] }
@@ -331,7 +331,10 @@ export class RateLimitService implements OnModuleInit {
     alreadyRefused = false,
   ): Promise<Verdict> {
     this.decided.add(request);
-    const decision = await this.decide(this.policiesOf(request, limits));
+    // the guard's path: a non-relay route (the relay's are @RateLimitInAdmission: decideWith /
+    // decideDeferred) waits up to RATE_LIMIT_ADMIN_TIMEOUT_MS; a request refused anyway does not
+    const timeoutMs = alreadyRefused ? this.config.decisionTimeoutMs : this.config.adminDecisionTimeoutMs;
+    const decision = await this.decide(this.policiesOf(request, limits), undefined, timeoutMs);
     if (alreadyRefused && decision.kind === 'unavailable') return { headers: {}, error: null, decision };
     return this.verdict(decision);
   }
@@ -505,12 +508,16 @@ export class RateLimitService implements OnModuleInit {
    * Evaluates `policies` atomically; admits (consuming one request in each) only if all admit.
    * Never throws: a store that cannot answer in time gives `unavailable`.
    */
-  async decide(policies: readonly Policy[], member?: string): Promise<DecisionResult> {
+  async decide(
+    policies: readonly Policy[],
+    member?: string,
+    timeoutMs = this.config.decisionTimeoutMs,
+  ): Promise<DecisionResult> {
     if (policies.length === 0) return { kind: 'admitted', outcomes: [] };
     const started = performance.now();
     let kind: DecisionResult['kind'] = 'unavailable';
     try {
-      const result = await this.decideNow(policies, member);
+      const result = await this.decideNow(policies, member, timeoutMs);
       kind = result.kind;
       return result;
     } finally {
@@ -529,14 +536,18 @@ export class RateLimitService implements OnModuleInit {
     h.buckets[i === -1 ? LATENCY_BOUNDS_MS.length : i]!++;
   }
 
-  private async decideNow(policies: readonly Policy[], member?: string): Promise<DecisionResult> {
+  private async decideNow(
+    policies: readonly Policy[],
+    member: string | undefined,
+    timeoutMs: number,
+  ): Promise<DecisionResult> {
     if (this.store.slotted) {
       const steps = subjectSteps(policies);
-      if (steps.length > 1) return this.decideInSteps(policies, steps, member);
+      if (steps.length > 1) return this.decideInSteps(policies, steps, member, timeoutMs);
     }
     let reply: number[];
     try {
-      reply = await this.run(policies, false, member);
+      reply = await this.run(policies, false, member, timeoutMs);
     } catch (err) {
       return this.failed(err);
     }
@@ -565,6 +576,7 @@ export class RateLimitService implements OnModuleInit {
     policies: readonly Policy[],
     steps: Policy[][],
     member = this.member(),
+    timeoutMs = this.config.decisionTimeoutMs,
   ): Promise<DecisionResult> {
     const committed: { policies: Policy[]; keys: string[]; args: (string | number)[]; reply: number[] }[] =
       [];
@@ -572,11 +584,11 @@ export class RateLimitService implements OnModuleInit {
     for (const step of steps) {
       // each step's own deadline (taken as it is sent): a busy loop between two steps delays the
       // second, it does not make it stale
-      const { keys, args } = this.inputs(step, false, member, this.deadline());
+      const { keys, args } = this.inputs(step, false, member, this.deadline(timeoutMs));
       let reply: number[];
       try {
-        const sent = await this.send(AdmissionScript, keys, args);
-        reply = this.checked(step, sent.reply, sent.writtenAt);
+        const sent = await this.send(AdmissionScript, keys, args, undefined, timeoutMs);
+        reply = this.checked(step, sent.reply, sent.writtenAt, timeoutMs);
       } catch (err) {
         await this.rollBack(committed, member);
         return this.failed(err);
@@ -689,24 +701,34 @@ export class RateLimitService implements OnModuleInit {
    * One AdmissionScript run. Throws RedisUnavailableError (see RedisLiveness) and StaleDecisionError
    * (Redis ran the script after its deadline: it changed nothing).
    */
-  private async run(policies: readonly Policy[], dryRun: boolean, member?: string): Promise<number[]> {
-    const { keys, args } = this.inputs(policies, dryRun, member);
-    const { reply, writtenAt } = await this.send(AdmissionScript, keys, args);
-    return this.checked(policies, reply, writtenAt);
+  private async run(
+    policies: readonly Policy[],
+    dryRun: boolean,
+    member?: string,
+    timeoutMs = this.config.decisionTimeoutMs,
+  ): Promise<number[]> {
+    const { keys, args } = this.inputs(policies, dryRun, member, this.deadline(timeoutMs));
+    const { reply, writtenAt } = await this.send(AdmissionScript, keys, args, undefined, timeoutMs);
+    return this.checked(policies, reply, writtenAt, timeoutMs);
   }
 
   /**
    * The client step's reply, checked: learns the Redis clock from it; throws StaleDecisionError
    * (ran after its deadline: changed nothing) or an Error when it is not the shape `policies` give.
    */
-  private checked(policies: readonly Policy[], reply: ScriptValue, writtenAt: number): number[] {
+  private checked(
+    policies: readonly Policy[],
+    reply: ScriptValue,
+    writtenAt: number,
+    timeoutMs = this.config.decisionTimeoutMs,
+  ): number[] {
     if (!Array.isArray(reply) || !reply.every((v) => typeof v === 'number'))
       throw new Error('malformed admission reply');
     const numbers = reply as number[];
     if (this.store.kind === 'redis' && typeof numbers[1] === 'number') this.learnClock(numbers[1], writtenAt);
     if (numbers[0] === STALE)
       throw new StaleDecisionError(
-        `redis reached the decision more than ${this.config.decisionTimeoutMs} ms after it was sent`,
+        `redis reached the decision more than ${timeoutMs} ms after it was sent`,
       );
     if (numbers.length !== 2 + policies.length * RESULTS_PER_POLICY)
       throw new Error('malformed admission reply');
@@ -718,13 +740,15 @@ export class RateLimitService implements OnModuleInit {
    * to the connection — a failure before that cannot have run). Distributed: refused at once while the
    * connection is known unavailable; otherwise written (synchronously: the limiter's connection has
    * no auto-pipelining) and awaited through RedisLiveness, which gives up only when Redis is silent
-   * or the connection is lost — never on a timer our own busy loop could trip.
+   * (for `silenceMs`: a decision's own timeout, so never before its deadline has passed) or the
+   * connection is lost — never on a timer our own busy loop could trip.
    */
   private async send<R extends ScriptValue>(
     script: AtomicScript<R>,
     keys: string[],
     args: (string | number)[],
     io: { written: boolean } = { written: false },
+    silenceMs = this.config.decisionTimeoutMs,
   ): Promise<{ reply: R; writtenAt: number }> {
     if (this.store.kind !== 'redis' || !this.liveness) {
       const writtenAt = localNow();
@@ -741,7 +765,7 @@ export class RateLimitService implements OnModuleInit {
     const writtenAt = localNow();
     io.written = true;
     const started = performance.now();
-    return { reply: await liveness.wait(this.store.run(script, keys, args), started), writtenAt };
+    return { reply: await liveness.wait(this.store.run(script, keys, args), started, silenceMs), writtenAt };
   }
 
   /** Learns the Redis clock from a reply's Redis time and the local time the command was written. */
@@ -758,16 +782,19 @@ export class RateLimitService implements OnModuleInit {
   }
 
   /**
-   * The latest Redis time at which the script may still act: the write time plus
-   * RATE_LIMIT_TIMEOUT_MS, in Redis time. A decision given up on (Redis silent for that long since
-   * the write) can then never be counted later, when a frozen Redis wakes up and runs the queued
-   * script; a healthy Redis that reaches it later than that answers STALE and the request is shed.
+   * The latest Redis time at which the script may still act: the write time plus `timeoutMs`, in
+   * Redis time — RATE_LIMIT_TIMEOUT_MS for relayed calls (load shedding), RATE_LIMIT_ADMIN_TIMEOUT_MS
+   * for non-relay routes (`evaluate`: the operator's API stays answerable while Redis lags behind a
+   * relay flood). The decision waits through RedisLiveness with the same `timeoutMs` as its silence
+   * threshold, so one given up on (Redis silent for that long since the write) can never be counted
+   * later, when a frozen Redis wakes up and runs the queued script; a healthy Redis that reaches it
+   * later than that answers STALE and the request is shed.
    * The offset is an upper bound (smallest Redis-time-minus-write-time seen), so the deadline is
    * never early. 0 (no deadline) in process or before the Redis clock is known.
    */
-  private deadline(): number {
+  private deadline(timeoutMs = this.config.decisionTimeoutMs): number {
     if (this.store.kind !== 'redis' || !this.clockKnown) return 0;
-    return Math.ceil(localNow() + this.clockOffsetMs + this.config.decisionTimeoutMs);
+    return Math.ceil(localNow() + this.clockOffsetMs + timeoutMs);
   }
 
   /** A request's unique member in every log it enters: instance id + sequence, never a timestamp. */
@@ -1016,7 +1043,7 @@ export class RateLimitService implements OnModuleInit {
     const policies = subjectPolicies(this.config, subject, this.routes(), limits);
     let reply: number[];
     try {
-      reply = await this.run(policies, true);
+      reply = await this.run(policies, true, undefined, this.config.adminDecisionTimeoutMs);
     } catch {
       throw ApiError.serviceUnavailable(
         'The rate limiter cannot reach its store; retry shortly',

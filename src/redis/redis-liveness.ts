@@ -40,7 +40,8 @@ export type RedisUnavailableCause = 'not_connected' | 'silent' | 'connection_los
  *   read first and counts as an answer. A loop blocked 300 ms therefore reads the reply late, but
  *   reads it: the request is slower, not "Redis is down".
  * - Once a command has been silent for `silenceMs`, the connection is `stalled`: every command still
- *   waiting gives up at once (they are behind it), and `unavailable()` answers without sending until
+ *   waiting gives up at once (they are behind it) — except those given a longer threshold (`wait`'s
+ *   `silenceMs`: the limiter's non-relay decisions), which wait out their own, and `unavailable()` answers without sending until
  *   a byte arrives again (a PING probe, sent one at a time, finds out) or the connection reconnects.
  */
 export class RedisLiveness implements LivenessSource {
@@ -48,7 +49,8 @@ export class RedisLiveness implements LivenessSource {
   private stalledAt: number | null = null;
   private probing = false;
   private readonly watched = new WeakSet<Socket>();
-  private readonly waiting = new Set<(err: RedisUnavailableError) => void>();
+  /** Every command waiting, with its silence threshold. */
+  private readonly waiting = new Map<(err: RedisUnavailableError) => void, number>();
 
   constructor(
     readonly client: Redis,
@@ -101,9 +103,12 @@ export class RedisLiveness implements LivenessSource {
    * Waits for `command`, written on this connection at `writtenAt` (performance.now(), taken right
    * before the call that wrote it). Resolves with Redis' answer however long a busy Redis or a busy
    * loop takes to deliver it; rejects with RedisUnavailableError only when the connection is lost,
-   * Redis answers with an error, or Redis stays silent for `silenceMs`.
+   * Redis answers with an error, or Redis stays silent for `silenceMs` (this command's own
+   * threshold, default the connection's: a command that found Redis silent for its threshold gives
+   * up every waiting command whose threshold is no longer; one with a longer threshold keeps waiting
+   * until Redis has been silent for that long).
    */
-  wait<T>(command: Promise<T>, writtenAt: number): Promise<T> {
+  wait<T>(command: Promise<T>, writtenAt: number, silenceMs = this.silenceMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let done = false;
       let timer: NodeJS.Timeout | undefined;
@@ -124,8 +129,8 @@ export class RedisLiveness implements LivenessSource {
           if (done) return;
           const now = performance.now();
           const silent = now - Math.max(writtenAt, this.lastByteAt);
-          if (silent < this.silenceMs) {
-            timer = setTimeout(check, Math.max(1, this.silenceMs - silent));
+          if (silent < silenceMs) {
+            timer = setTimeout(check, Math.max(1, silenceMs - silent));
             return;
           }
           this.stalledAt ??= now;
@@ -133,12 +138,12 @@ export class RedisLiveness implements LivenessSource {
             'silent',
             `redis sent nothing for ${Math.round(silent)} ms while a command waited (connection ready: frozen or unreachable)`,
           );
-          for (const other of [...this.waiting]) other(err);
+          for (const [other, threshold] of [...this.waiting]) if (threshold <= silenceMs) other(err);
           giveUp(err);
         });
       };
-      this.waiting.add(giveUp);
-      timer = setTimeout(check, this.silenceMs);
+      this.waiting.set(giveUp, silenceMs);
+      timer = setTimeout(check, silenceMs);
       command.then(
         (value) => {
           if (finish()) resolve(value);
@@ -189,7 +194,8 @@ export class RedisLiveness implements LivenessSource {
 export interface CommandLiveness {
   readonly stalled: boolean;
   unavailable(): RedisUnavailableError | null;
-  wait<T>(command: Promise<T>, writtenAt: number): Promise<T>;
+  /** `silenceMs`: this command's silence threshold (default: the connection's). */
+  wait<T>(command: Promise<T>, writtenAt: number, silenceMs?: number): Promise<T>;
 }
 
 /** The liveness that judges a command over `keys` (logical keys, without the deployment prefix). */
