@@ -33,15 +33,19 @@ describe('priority dispatch across two instances (one upstream slot)', () => {
 
   beforeAll(async () => {
     fake = await FakeProvider.start();
-    fake.when({ reply: { delayMs: 60 } });
     const adminKey = newApiKey();
-    cluster = await startGateways(2, { ADMIN_BOOTSTRAP_KEY: adminKey });
+    // queued requests wait as long as the enqueues take on a loaded machine: no queue timeout then
+    cluster = await startGateways(2, {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      QUEUE_TIMEOUT_LOW_MS: '600000',
+      QUEUE_TIMEOUT_URGENT_MS: '600000',
+    });
     const [a] = cluster.gateways;
     const provider = await adminCall(a!, adminKey, 'POST', '/api/admin/providers', {
       name: 'fake',
       base_url: fake.baseUrl,
       models: fake.models,
-      timeout_ms: 10_000,
+      timeout_ms: 600_000, // the held blocker is never an upstream timeout
     });
     expect(provider.status).toBe(201);
     providerId = provider.body.id;
@@ -64,22 +68,19 @@ describe('priority dispatch across two instances (one upstream slot)', () => {
     // Warm both instances (credential and provider caches).
     for (const c of clients) await chat(c, 'warm-up', 'normal');
     fake.reset();
-    // The blocker holds the only slot while everything else queues, so the queue order is known
-    // (4 s: 25 enqueues one after another must fit in it on a loaded machine).
-    fake.when({
-      reply: (req) => (req.body.messages[0].content === 'blocker' ? { delayMs: 4000 } : { delayMs: 10 }),
-    });
+    // The blocker holds the only slot, upstream, until the test releases it: everything else
+    // queues meanwhile, however long the 25 enqueues take on a loaded machine, so the queue order
+    // is known. No answer depends on a delay.
+    const gate = FakeProvider.hold();
+    fake.when({ reply: (req) => (req.body.messages[0].content === 'blocker' ? { hold: gate } : {}) });
     const dispatcher = cluster.gateways[0]!.app.get(RelayDispatcher);
     const waiting = async () => Object.values(await dispatcher.depth(providerId)).reduce((a, b) => a + b, 0);
+    // a state, not a time: the shared queue holds n requests (each enqueued before the next is sent)
     const enqueued = async (n: number) => {
-      const deadline = Date.now() + 5000;
-      while ((await waiting()) < n) {
-        if (Date.now() > deadline) throw new Error(`queue never reached ${n}`);
-        await sleep(2);
-      }
+      while ((await waiting()) < n) await sleep(2);
     };
     const calls: Promise<unknown>[] = [chat(clients[0]!, 'blocker', 'normal')];
-    while (fake.inFlight < 1) await sleep(2);
+    await gate.held(1);
     for (let i = 0; i < 20; i++) {
       calls.push(chat(clients[i % 2]!, `low-${i}`, 'low'));
       await enqueued(i + 1);
@@ -88,6 +89,7 @@ describe('priority dispatch across two instances (one upstream slot)', () => {
       calls.push(chat(clients[i % 2]!, `urgent-${i}`, 'urgent'));
       await enqueued(21 + i);
     }
+    gate.release();
     await Promise.all(calls);
     const order = fake.requests.map((r) => r.body.messages[0].content as string);
     expect(order).toEqual([

@@ -20,6 +20,11 @@ import { FakeResponses } from './fake-responses.js';
  *   fake.when({ reply: { firstEventDelayMs: 1500 } });    // stream: headers at once, first event 1.5 s later
  *   fake.when({ reply: (req) => (req.body.model === 'x' ? { status: 500 } : {}) });
  *
+ *   const gate = FakeProvider.hold();                   // no timing: held until the test says so
+ *   fake.when({ reply: (req) => (req.body.messages[0].content === 'blocker' ? { hold: gate } : {}) });
+ *   await gate.held(1);                                 // the blocker is upstream, waiting
+ *   gate.release();                                     // it (and any held later) answers now
+ *
  * Built-in limits (options or setters): `maxConcurrent` (429 "concurrency" above N in flight) and
  * `rateLimit` (429 "requests" above N per window), for Adaptive's and the retreat bucket's tests.
  *
@@ -64,6 +69,51 @@ export interface FakeReply {
   text?: string;
   /** Destroy the socket instead of answering (connection error for the client). */
   destroy?: boolean;
+  /**
+   * Wait until this hold is released (FakeProvider.hold()) before answering — a request that must
+   * stay upstream while the test does something, without guessing how long that takes. Applied
+   * before `delayMs`; a client that goes away meanwhile ends the wait.
+   */
+  hold?: FakeHold;
+}
+
+/**
+ * A gate requests can be held at (FakeReply.hold): nothing passes until `release()`, after which
+ * everything does (held requests at once, later ones without waiting). `holding` says how many
+ * requests wait at it now; `held(n)` resolves once that many do.
+ */
+export class FakeHold {
+  private released = false;
+  private readonly releases: (() => void)[] = [];
+  private readonly watchers: { n: number; resolve: () => void }[] = [];
+  holding = 0;
+
+  /** Resolves once `n` requests are held here at the same time (at once if they already are). */
+  held(n = 1): Promise<void> {
+    if (this.holding >= n) return Promise.resolve();
+    return new Promise((resolve) => this.watchers.push({ n, resolve }));
+  }
+
+  release(): void {
+    this.released = true;
+    for (const r of this.releases.splice(0)) r();
+  }
+
+  /** Held until `release()` or until `gone` resolves (the client closed the connection). */
+  async pass(gone: Promise<void>): Promise<void> {
+    if (this.released) return;
+    this.holding++;
+    for (const w of [...this.watchers]) {
+      if (this.holding < w.n) continue;
+      this.watchers.splice(this.watchers.indexOf(w), 1);
+      w.resolve();
+    }
+    try {
+      await Promise.race([new Promise<void>((resolve) => this.releases.push(resolve)), gone]);
+    } finally {
+      this.holding--;
+    }
+  }
 }
 
 export interface FakeRule {
@@ -211,6 +261,11 @@ export class FakeProvider {
     return { delayMs };
   }
 
+  /** A gate for FakeReply.hold: requests answered with `{ hold }` wait until its `release()`. */
+  static hold(): FakeHold {
+    return new FakeHold();
+  }
+
   // ---- server --------------------------------------------------------------------------------
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -248,14 +303,18 @@ export class FakeProvider {
       finished = true;
       end();
     });
-    res.on('close', () => {
-      if (!finished) record.closedEarly = true;
-      end();
-      this.inFlight--;
-    });
+    const closed = new Promise<void>((resolve) =>
+      res.on('close', () => {
+        if (!finished) record.closedEarly = true;
+        end();
+        this.inFlight--;
+        resolve();
+      }),
+    );
 
     let reply = this.ruleReply(record) ?? {};
     if (!reply.status || reply.status === 200) reply = { ...reply, ...(this.limitReply() ?? {}) };
+    if (reply.hold) await reply.hold.pass(closed);
     if (reply.delayMs) await sleep(reply.delayMs);
     if (res.destroyed) return;
     if (reply.destroy) {
