@@ -32,7 +32,9 @@ describe.each(MODES)('one log line per request (%s, real process)', (mode) => {
     });
     cleanup = isolated.cleanup;
     gw = spawnGateway(isolated.env);
-    await gw.waitForOutput(/floodgate started/);
+    // a state (the start-up line, or the process exiting); the bound, just under the hook's 90 s, only
+    // turns a hang into a message with the output — a loaded machine may take well over 30 s here
+    await gw.waitForOutput(/floodgate started/, 85_000);
   });
   afterAll(async () => {
     await gw?.stop();
@@ -55,15 +57,18 @@ describe.each(MODES)('one log line per request (%s, real process)', (mode) => {
     return { id, status: res.status };
   }
 
+  /** Waits (no time bound: the test's timeout is the bound) until a log line carries `text`. */
+  async function logged(text: string): Promise<void> {
+    while (!gw.output().includes(text)) await new Promise((r) => setTimeout(r, 25));
+  }
+
   async function lineFor(id: string): Promise<LogLine> {
-    const deadline = Date.now() + 3000;
-    let found: LogLine[] = [];
-    while (Date.now() < deadline) {
-      found = lines().filter((l) => JSON.stringify(l).includes(id));
-      if (found.length > 0) break;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    await new Promise((r) => setTimeout(r, 150)); // a second line would have arrived by now
+    await logged(id);
+    // A second line for `id` would come before the line of a request sent after it: that request
+    // (answered and logged once its response finished) is a barrier, not a guess at a delay.
+    const barrier = (await send('/health/live')).id;
+    await logged(barrier);
+    const found = lines().filter((l) => JSON.stringify(l).includes(id));
     const raw = gw
       .output()
       .split('\n')
@@ -164,7 +169,7 @@ describe.each(MODES)('one log line per request (%s, real process)', (mode) => {
       headers: { ...bearer(admin), 'x-request-id': id },
       signal: controller.signal,
     });
-    await readSse(res, (f) => f.some((x) => x.event === 'status'), 5000);
+    await readSse(res, (f) => f.some((x) => x.event === 'status'), 30_000);
     controller.abort();
     expect(await lineFor(id)).toMatchObject({
       route: '/api/admin/status/stream',
@@ -176,14 +181,15 @@ describe.each(MODES)('one log line per request (%s, real process)', (mode) => {
     const open = await readSse(
       await fetch(`${gw.url}/api/admin/status/stream`, { headers: bearer(admin) }),
       (f) => f.some((x) => x.event === 'status'),
-      5000,
+      30_000,
     );
-    const stopping = Date.now();
     gw.proc.kill('SIGTERM');
-    await open.until(() => false, 5000); // to the end of the stream
+    await open.until(() => false, 30_000); // to the end of the stream
     expect(open.ended).toBe(true);
     expect(open.frames.some((f) => f.event === 'shutdown')).toBe(true);
+    // exit code 0: the drain completed; had it waited for the stream until SHUTDOWN_TIMEOUT_MS, the
+    // process would have been forced out with 1 (src/app/shutdown.ts) — a state, not a stopwatch
     expect(await gw.exited).toBe(0);
-    expect(Date.now() - stopping).toBeLessThan(5000);
+    expect(gw.output()).not.toContain('drain did not finish');
   });
 });
