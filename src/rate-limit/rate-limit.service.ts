@@ -727,9 +727,7 @@ export class RateLimitService implements OnModuleInit {
     const numbers = reply as number[];
     if (this.store.kind === 'redis' && typeof numbers[1] === 'number') this.learnClock(numbers[1], writtenAt);
     if (numbers[0] === STALE)
-      throw new StaleDecisionError(
-        `redis reached the decision more than ${timeoutMs} ms after it was sent`,
-      );
+      throw new StaleDecisionError(`redis reached the decision more than ${timeoutMs} ms after it was sent`);
     if (numbers.length !== 2 + policies.length * RESULTS_PER_POLICY)
       throw new Error('malformed admission reply');
     return numbers;

@@ -26,7 +26,11 @@ interface Answer {
 async function call(url: string, key: string, init: RequestInit = {}): Promise<Answer> {
   const res = await fetch(url, { ...init, headers: bearer(key) });
   const body = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
-  return { status: res.status, code: body.error?.code, limited: res.headers.get('x-ratelimit-limit') !== null };
+  return {
+    status: res.status,
+    code: body.error?.code,
+    limited: res.headers.get('x-ratelimit-limit') !== null,
+  };
 }
 
 describe('the admin deadline under a frozen Redis (failure mode closed)', () => {
@@ -64,9 +68,12 @@ describe('the admin deadline under a frozen Redis (failure mode closed)', () => 
       });
     /** How many requests the key policy of `keyId` holds now (read by the bootstrap admin). */
     const counted = async (keyId: string): Promise<number> => {
-      const res = await getJson(`${gw.url}/api/admin/rate-limits/key:${keyId}`, { headers: bearer(adminKey) });
+      const res = await getJson(`${gw.url}/api/admin/rate-limits/key:${keyId}`, {
+        headers: bearer(adminKey),
+      });
       expect(res.status).toBe(200);
-      return (res.body.policies as { name: string; current: number }[]).find((p) => p.name === 'key')!.current;
+      return (res.body.policies as { name: string; current: number }[]).find((p) => p.name === 'key')!
+        .current;
     };
     const silent = (): number => svc.stats().unavailableByCause.silent ?? 0;
     return { consoleUser, client, adminRead, chat, counted, silent };
@@ -84,7 +91,10 @@ describe('the admin deadline under a frozen Redis (failure mode closed)', () => 
     const admin = t.adminRead();
     const relayed = t.chat();
     // thaw once the relayed call's decision has given up (Redis silent for RATE_LIMIT_TIMEOUT_MS)
-    await pollUntil(() => t.silent() > silentBefore, { timeoutMs: 10_000, what: 'the relay decision to give up' });
+    await pollUntil(() => t.silent() > silentBefore, {
+      timeoutMs: 10_000,
+      what: 'the relay decision to give up',
+    });
     redis!.thaw();
 
     expect(await relayed).toMatchObject({ status: 503, code: 'rate_limiter_unavailable' });
@@ -105,7 +115,10 @@ describe('the admin deadline under a frozen Redis (failure mode closed)', () => 
     expect(admin).toMatchObject({ status: 503, code: 'rate_limiter_unavailable' });
     // the inspection runs behind the queued decision on the limiter's connection: Redis has run
     // it (past its deadline: STALE, nothing counted) by the time this is answered
-    await pollUntil(async () => (await t.adminRead()).status === 200, { timeoutMs: 10_000, what: 'Redis back' });
+    await pollUntil(async () => (await t.adminRead()).status === 200, {
+      timeoutMs: 10_000,
+      what: 'Redis back',
+    });
     expect(await t.counted(t.consoleUser.keyId)).toBe(consoleBefore + 1);
   });
 });

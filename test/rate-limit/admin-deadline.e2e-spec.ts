@@ -129,7 +129,10 @@ describe('the limiter sheds relayed calls, not the admin API, when Redis falls b
         await Promise.all([...flood, ...inFlight]);
       }
     }
-    expect(seen, `a relay call shed while an admin read was decided: ${JSON.stringify(pairs)}`).not.toBeNull();
+    expect(
+      seen,
+      `a relay call shed while an admin read was decided: ${JSON.stringify(pairs)}`,
+    ).not.toBeNull();
     expect(seen!.relay).toMatchObject({ status: 503, code: 'rate_limiter_overloaded' });
     expect(seen!.admin).toMatchObject({ status: 200, limited: true });
     expect(svc.stats().shed).toBeGreaterThan(0);
