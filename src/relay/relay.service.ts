@@ -120,7 +120,8 @@ export class RelayService {
       priority = accept(parsePriority(request.headers['x-priority'], priorityCeiling(principal)));
       stream = wantsStream(endpoint, body);
       // route
-      routed = await this.routes.route(model, principal, endpoint);
+      const routing = this.routes.route(model, principal, endpoint);
+      routed = routing instanceof Promise ? await routing : routing;
       if (endpoint === 'responses') routed = await this.responses.pin(routed, body, principal);
       const { modelLabel, route } = routed;
       let provider = routed.provider;
@@ -266,7 +267,8 @@ export class RelayService {
     } finally {
       reply.raw.off('close', onClose);
       // Any path that left a lease held (an unexpected throw) gives it back here.
-      if (delivery?.answer) await this.leases.releaseIfHeld(delivery.answer.lease);
+      if (delivery?.answer && this.leases.isHeld(delivery.answer.lease))
+        await this.leases.releaseIfHeld(delivery.answer.lease);
       // a reservation no answer settled (refused after admission, failed, never sent) goes back
       void this.budgets.release(request);
       // account

@@ -43,6 +43,12 @@ export interface UpstreamResponse {
 export interface UpstreamBody extends AsyncIterable<Buffer> {
   /** The whole body as UTF-8 text. */
   text(): Promise<string>;
+  /**
+   * The whole body as UTF-8 text when it has already arrived in full (the usual case for a whole
+   * answer: it comes with the headers), without a promise; null while more is to come or on a
+   * failure (then `text()` waits for it or throws). Absent: unknown, use `text()`.
+   */
+  textNow?(): string | null;
   /** True when a chunk is already here, unread (the next read needs no wait). Absent: unknown. */
   readonly hasChunk?: boolean;
 }
@@ -175,9 +181,21 @@ class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBody {
     this.resume();
     while (!this.ended && !this.failure) await new Promise<void>((wake) => (this.wake = wake));
     if (this.failure) throw this.failure;
-    const chunks = this.chunks.splice(0);
+    return this.drain();
+  }
+
+  textNow(): string | null {
+    return this.ended && !this.failure ? this.drain() : null;
+  }
+
+  private drain(): string {
+    const chunks = this.chunks;
+    const n = chunks.length;
+    const text =
+      n === 1 ? chunks[0]!.toString('utf8') : n === 0 ? '' : Buffer.concat(chunks).toString('utf8');
+    chunks.length = 0;
     this.buffered = 0;
-    return chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    return text;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {

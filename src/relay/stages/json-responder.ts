@@ -28,20 +28,21 @@ export class JsonResponder {
     onCreated,
     capture,
   }: RespondInput): Promise<Answer> {
-    const text = await response.body.text();
+    // A whole answer has usually arrived with its headers: read it without a promise then.
+    const text = response.body.textNow?.() ?? (await response.body.text());
     upstreamMs += performance.now() - startedAt;
     const status = response.statusCode;
     const { overheadMs, headers: ours } = gatewayTiming(reply.elapsedTime, queueMs, upstreamMs, lease.keyId);
     if (status >= 400) {
       // A 4xx is read whole: its error, and its usage if it has one.
-      const tokens = tokensOf(exchange.usage(text));
+      const usage = usageOf(exchange.usage(text));
       const rejection = exchange.clientError(status, text, lease.apiKey);
-      const answer = answerOf(status, tokens, upstreamMs, overheadMs);
+      const answer = answerOf(status, usage, upstreamMs, overheadMs);
       try {
         await this.leases.release(
           lease,
-          { status, headers: response.headers, tokens: tokens.total },
-          usageOf(tokens),
+          { status, headers: response.headers, tokens: usage.promptTokens + usage.completionTokens },
+          usage,
         );
       } catch (error) {
         return { ...answer, error };
@@ -68,13 +69,13 @@ export class JsonResponder {
     capture?.add(out);
     // After the answer is on its way: its usage (read for accounting only) and the key pool's
     // bookkeeping are not the client's wait.
-    const tokens = tokensOf(exchange.usage(text));
-    const answer = answerOf(status, tokens, upstreamMs, overheadMs);
+    const usage = usageOf(exchange.usage(text));
+    const answer = answerOf(status, usage, upstreamMs, overheadMs);
     try {
       await this.leases.release(
         lease,
-        { status, headers: response.headers, tokens: tokens.total },
-        usageOf(tokens),
+        { status, headers: response.headers, tokens: usage.promptTokens + usage.completionTokens },
+        usage,
       );
     } catch (error) {
       return { ...answer, error };
@@ -83,34 +84,23 @@ export class JsonResponder {
   }
 }
 
-interface Tokens {
-  prompt: number;
-  completion: number;
-  cached: number;
-  total: number;
-}
-
-function tokensOf(usage: UsageCounts): Tokens {
-  return { ...usage, total: usage.prompt + usage.completion };
-}
-
-/** The counts that price the answer (its spend settlement: docs/spend.md "Budgets"). */
-function usageOf(tokens: Tokens): TokenCounts {
+/** The counts that price the answer (its spend settlement: docs/spend.md "Budgets"), and the log's. */
+function usageOf(usage: UsageCounts): TokenCounts {
   return {
-    promptTokens: tokens.prompt,
-    completionTokens: tokens.completion,
-    cachedPromptTokens: tokens.cached,
+    promptTokens: usage.prompt,
+    completionTokens: usage.completion,
+    cachedPromptTokens: usage.cached,
   };
 }
 
-function answerOf(status: number, tokens: Tokens, upstreamMs: number, overheadMs: number): Answer {
+function answerOf(status: number, usage: TokenCounts, upstreamMs: number, overheadMs: number): Answer {
   return {
     status,
     outcome: 'ok',
     errorCode: null,
-    promptTokens: tokens.prompt,
-    completionTokens: tokens.completion,
-    cachedPromptTokens: tokens.cached,
+    promptTokens: usage.promptTokens,
+    completionTokens: usage.completionTokens,
+    cachedPromptTokens: usage.cachedPromptTokens,
     upstreamMs,
     overheadMs,
   };

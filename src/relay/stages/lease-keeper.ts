@@ -122,6 +122,11 @@ export class LeaseKeeper implements OnApplicationShutdown {
     if (principal) this.answering.set(lease, { principal, hold, model });
   }
 
+  /** The lease is still held (not released yet): a sync check, so the common path awaits nothing. */
+  isHeld(lease: KeyLease): boolean {
+    return this.held.has(lease);
+  }
+
   /** A path that left the lease held (an unexpected throw) gives it back. */
   async releaseIfHeld(lease: KeyLease): Promise<void> {
     if (this.held.has(lease)) await this.release(lease, { error: 'aborted' }).catch(() => undefined);

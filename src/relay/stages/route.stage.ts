@@ -69,6 +69,10 @@ export class RouteStage {
     }
   >();
 
+  /** KeyPool's routable-providers promise last seen, and what it resolved to (null until it has). */
+  private providersFrom: Promise<RoutableProvider[]> | null = null;
+  private providersValue: readonly RoutableProvider[] | null = null;
+
   constructor(
     private readonly keyPool: KeyPoolService,
     private readonly routes: RoutesService,
@@ -80,12 +84,48 @@ export class RouteStage {
    * targets whose provider kind can serve `endpoint` are kept — 400 endpoint_not_supported when none
    * can), then the routes of enabled providers (404).
    */
-  async route(model: string, principal: Principal, endpoint: Endpoint): Promise<Routed> {
+  route(model: string, principal: Principal, endpoint: Endpoint): Routed | Promise<Routed> {
     if (!modelAllowed(model, principal.apiKey?.allowedModels ?? null)) {
       throw reject(forbidden(`This API key may not use model ${model}`, 'model_not_allowed'));
     }
+    // Both caches loaded (every request but the first after a change): decided without a promise.
+    const def = this.routes.resolveNow(model);
+    const providers = this.providersNow();
+    if (def !== undefined && providers !== null) return this.decide(model, def, providers, endpoint);
+    return this.routeLoading(model, endpoint);
+  }
+
+  private async routeLoading(model: string, endpoint: Endpoint): Promise<Routed> {
     const def = await this.routes.resolve(model);
     const providers = await this.keyPool.routableProviders();
+    return this.decide(model, def, providers, endpoint);
+  }
+
+  /**
+   * The providers' list when KeyPool's cached promise has settled (the same array it resolves to),
+   * else null. KeyPool hands out one promise per cache fill, so its identity tells a refill.
+   */
+  private providersNow(): readonly RoutableProvider[] | null {
+    const p = this.keyPool.routableProviders();
+    if (p !== this.providersFrom) {
+      this.providersFrom = p;
+      this.providersValue = null;
+      p.then(
+        (list) => {
+          if (this.providersFrom === p) this.providersValue = list;
+        },
+        () => undefined,
+      );
+    }
+    return this.providersValue;
+  }
+
+  private decide(
+    model: string,
+    def: RouteDef | null,
+    providers: readonly RoutableProvider[],
+    endpoint: Endpoint,
+  ): Routed {
     if (def !== null) {
       const all = this.context(def, providers);
       if (!all.targets[0]) throw reject(noRouteTarget(def.model));

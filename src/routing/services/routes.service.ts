@@ -55,6 +55,8 @@ function def(r: StoredRoute): RouteDef {
 export class RoutesService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Routes');
   private cache: Promise<Snapshot> | null = null;
+  /** What `cache` resolved to, once it has (null while it loads, after a drop, or during a reload backoff). */
+  private ready: Snapshot | null = null;
   private lastGood: Snapshot | null = null;
   /** Bumped by every drop: a load that started before one never becomes the fallback over a later one. */
   private generation = 0;
@@ -84,6 +86,15 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
   /** The enabled route whose `model` is exactly `model` (cached; no store round trip when warm). */
   async resolve(model: string): Promise<RouteDef | null> {
     return (await this.snapshot()).byModel.get(model) ?? null;
+  }
+
+  /**
+   * `resolve` without a promise when the cache is loaded (the relay's every request): the route,
+   * null for none, or undefined when the cache is not loaded (then use `resolve`).
+   */
+  resolveNow(model: string): RouteDef | null | undefined {
+    const snap = this.ready;
+    return snap === null ? undefined : (snap.byModel.get(model) ?? null);
   }
 
   /** Every enabled route (cached): the model listing. */
@@ -118,12 +129,19 @@ export class RoutesService implements OnModuleInit, OnApplicationShutdown {
       },
     );
     this.cache = p;
+    p.then(
+      (snap) => {
+        if (this.cache === p) this.ready = snap;
+      },
+      () => undefined,
+    );
     return p;
   }
 
   private dropCache(): void {
     this.generation++;
     this.cache = null;
+    this.ready = null;
     this.retryAtMs = 0;
   }
 
