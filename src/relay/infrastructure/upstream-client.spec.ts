@@ -103,6 +103,21 @@ describe('UpstreamClient', () => {
     expect(await response.body.text()).toBe('{"ok":true}');
   });
 
+  it('textNow: the whole body without a promise once it is all in, null while more is to come', async () => {
+    const small = await client.send(request('/small'));
+    await expect.poll(() => small.body.textNow!() ?? null).toBe('{"ok":true}');
+    // read once: the body is drained
+    expect(small.body.textNow!()).toBe('');
+    const open = await client.send(request('/slow'));
+    await expect.poll(() => open.body.hasChunk).toBe(true);
+    expect(open.body.textNow!()).toBeNull();
+    // still readable chunk by chunk after a textNow that found it incomplete
+    for await (const chunk of open.body) {
+      expect(chunk.toString()).toBe('data: first\n\n');
+      break;
+    }
+  });
+
   it('the client going aborts a body being read: the reader gets an abort, the upstream connection closes', async () => {
     const controller = new ClientGone();
     const response = await client.send(request('/slow', controller));

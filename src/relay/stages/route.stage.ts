@@ -49,6 +49,9 @@ export interface ModelCard {
   owned_by: string;
 }
 
+/** Model ids (not aliases) whose provider match is kept per providers list. */
+const MODEL_ROUTES_KEPT = 1000;
+
 /** What route aliases are listed as owned by in /v1/models. */
 const ROUTE_OWNER = 'floodgate';
 
@@ -72,6 +75,9 @@ export class RouteStage {
   /** KeyPool's routable-providers promise last seen, and what it resolved to (null until it has). */
   private providersFrom: Promise<RoutableProvider[]> | null = null;
   private providersValue: readonly RoutableProvider[] | null = null;
+  /** The providers list `modelRoutes` was built from, and the routed model ids (never mutated: shared). */
+  private modelRoutesFor: readonly RoutableProvider[] | null = null;
+  private readonly modelRoutes = new Map<string, Routed>();
 
   constructor(
     private readonly keyPool: KeyPoolService,
@@ -143,9 +149,20 @@ export class RouteStage {
         );
       return { provider: primary.provider, modelLabel: def.model, route: ctx };
     }
-    const route = routeModel(model, providers);
-    if (!route) throw reject(modelNotFound(model));
-    return { provider: route.provider, modelLabel: route.matched, route: null };
+    // A model id → its provider, per providers list (the match filters and sorts the list: once per
+    // model, not per request). Only found models are kept, and at most MODEL_ROUTES_KEPT of them.
+    if (this.modelRoutesFor !== providers) {
+      this.modelRoutesFor = providers;
+      this.modelRoutes.clear();
+    }
+    let routed = this.modelRoutes.get(model);
+    if (routed === undefined) {
+      const route = routeModel(model, providers);
+      if (!route) throw reject(modelNotFound(model));
+      routed = { provider: route.provider, modelLabel: route.matched, route: null };
+      if (this.modelRoutes.size < MODEL_ROUTES_KEPT) this.modelRoutes.set(model, routed);
+    }
+    return routed;
   }
 
   private context(def: RouteDef, providers: readonly RoutableProvider[]): RouteContext {
