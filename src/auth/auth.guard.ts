@@ -32,7 +32,9 @@ export class AuthGuard implements CanActivate {
     if (context.getType() !== 'http') return false;
     const route = this.routeAuth(context);
     if (route.isPublic) return true;
-    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    // An http context's first argument is the request (what switchToHttp().getRequest() returns,
+    // without the three closures switchToHttp assigns onto the context on every call).
+    const request = context.getArgByIndex<FastifyRequest>(0);
     // An API key the credential cache knows: decided now, no promise (the relay's hot path).
     const cached = this.verifier.cachedPrincipal(request.headers);
     if (cached !== undefined) {
