@@ -32,6 +32,8 @@ function context(
     getType: () => 'http',
     getHandler: () => handler,
     getClass: () => cls,
+    // as Nest's ExecutionContextHost: an http context's first argument is the request
+    getArgByIndex: (i: number) => [request][i],
     switchToHttp: () => ({ getRequest: () => request }),
   } as unknown as ExecutionContext;
 }
