@@ -51,7 +51,9 @@ function harness() {
     routes,
     init: () => routes.onModuleInit(),
     route: (model: string) => stage.route(model, principal, 'chat'),
-    setProviders: (list: RoutableProvider[]) => (providers = Promise.resolve(list)),
+    setProviders: (list: RoutableProvider[]): void => {
+      providers = Promise.resolve(list);
+    },
     setRoutes: (list: RouteDef[]) => {
       rows = list;
       dropRoutes();
