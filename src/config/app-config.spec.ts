@@ -201,6 +201,7 @@ describe('loadConfig', () => {
       ipBurst: 167,
       decisionTimeoutMs: 100,
       adminDecisionTimeoutMs: 2000,
+      admissionGrants: false,
     });
     const c = loadConfig({
       RATE_LIMIT_FAILURE_MODE: 'closed',
@@ -219,7 +220,10 @@ describe('loadConfig', () => {
       ipBurst: 20,
       decisionTimeoutMs: 80,
       adminDecisionTimeoutMs: 2000,
+      admissionGrants: false,
     });
+    expect(loadConfig({ ADMISSION_GRANTS: 'on' }).rateLimit.admissionGrants).toBe(true);
+    expect(problems({ ADMISSION_GRANTS: 'maybe' })[0]).toContain('ADMISSION_GRANTS');
     expect(loadConfig({ RATE_LIMIT_IP_BURST: '5' }).rateLimit.ipBurst).toBe(5);
     expect(problems({ RATE_LIMIT_KEY_RPM: '0' })).toEqual([
       'RATE_LIMIT_KEY_RPM must be an integer 1-1000000, got "0"',

@@ -363,6 +363,12 @@ export interface RateLimitConfig {
    * their deadline and silence threshold, so they are not shed when Redis falls behind a relay flood.
    */
   adminDecisionTimeoutMs: number;
+  /**
+   * ADMISSION_GRANTS (`off` | `on`, default off): distributed mode on a single Redis takes client
+   * and upstream-key capacity in blocks and admits from them locally (docs/scaling.md, "Local
+   * admission grants"). Ignored, with a start-up warning, on a Redis Cluster and embedded.
+   */
+  admissionGrants: boolean;
 }
 
 export class ConfigError extends Error {
@@ -583,6 +589,7 @@ function loadRateLimitConfig(r: EnvReader): RateLimitConfig {
     ipBurst: r.int('RATE_LIMIT_IP_BURST', Math.max(1, Math.ceil(ipRpm / 6)), 1, 1_000_000),
     decisionTimeoutMs,
     adminDecisionTimeoutMs,
+    admissionGrants: r.oneOf<'off' | 'on'>('ADMISSION_GRANTS', ['off', 'on'], 'off') === 'on',
   };
 }
 

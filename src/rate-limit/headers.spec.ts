@@ -12,6 +12,7 @@ const config: RateLimitConfig = {
   ipBurst: 100,
   decisionTimeoutMs: 100,
   adminDecisionTimeoutMs: 2000,
+  admissionGrants: false,
 };
 
 function outcome(policy: PolicyOutcome['policy'], o: Partial<PolicyOutcome>): PolicyOutcome {

@@ -14,6 +14,7 @@ const config: RateLimitConfig = {
   ipBurst: 100,
   decisionTimeoutMs: 100,
   adminDecisionTimeoutMs: 2000,
+  admissionGrants: false,
 };
 const KEY_ID = '7d1f6c2e-3c4b-4e0a-9a51-2b8f1c0e6d42';
 const USER_ID = '0b8e7a52-6f0c-4a55-b5a4-1c0d6d1e2f3a';

@@ -386,6 +386,19 @@ export class RateLimitService implements OnModuleInit {
     return this.deferred.has(request);
   }
 
+  /** The deferred client limits of a request (ADMISSION_GRANTS: which local grant may admit it). */
+  deferredPolicies(request: object): readonly Policy[] | undefined {
+    return this.deferred.get(request);
+  }
+
+  /**
+   * The deferred client limits admitted by a local admission grant (ADMISSION_GRANTS): the request
+   * takes a unit its instance reserved in every window beforehand; nothing is asked of the store.
+   */
+  admitLocally(request: object): void {
+    this.deferred.delete(request);
+  }
+
   /** The deferred client limits decided alone (a path without a combined step); one store call. */
   async decideDeferred(request: FastifyRequest): Promise<Verdict> {
     const policies = this.deferred.get(request) ?? [];

@@ -21,11 +21,15 @@ import {
   readGrantBoxScript,
   type StaticGate,
 } from './admission-gates.js';
+import { AdmissionGrants } from './admission-grants.js';
 import {
+  admissionGrantScript,
   admissionScript,
   boundAdmission,
   decodeAdmission,
+  decodeGrantAdmission,
   encodeAdmission,
+  encodeGrantAdmission,
 } from './infrastructure/admission.script.js';
 
 /**
@@ -78,6 +82,7 @@ export class AdmissionService {
     private readonly keyPool: KeyPoolService,
     private readonly rateLimit: RateLimitService,
     @Inject(AtomicStore) private readonly store: AtomicStore,
+    private readonly grants: AdmissionGrants,
   ) {}
 
   contribute(contribution: GateContribution): void {
@@ -125,6 +130,7 @@ export class AdmissionService {
       if (verdict.error) return { verdict: { ...verdict, error: verdict.error }, result: null };
       return { verdict, result: await this.tryAcquire(providerId, priority, false) };
     }
+    if (this.grants.enabled) return this.firstWithGrants(request, providerId, priority);
     const options = this.options(providerId, priority, QueueMode.respectQueue);
     const prepared = await this.keyPool.prepareAcquire(providerId, options);
     if ('result' in prepared) {
@@ -157,6 +163,70 @@ export class AdmissionService {
     if (decided.rest !== null) return { verdict, result: step.finish(decided.rest) };
     // Failing open: the client limits are skipped, the lease is not (it needs the store anyway).
     return { verdict, result: await this.keyPool.acquire(providerId, options) };
+  }
+
+  /**
+   * `first` with ADMISSION_GRANTS=on (a single Redis): a live local grant of the same client
+   * policies and provider admits the request without the store; otherwise the exact admission runs,
+   * asking for a block (admission-grant.lua), and a block it took becomes a local grant.
+   */
+  private async firstWithGrants(
+    request: FastifyRequest,
+    providerId: string,
+    priority: number,
+  ): Promise<FirstAdmission> {
+    const policies = this.rateLimit.deferredPolicies(request) ?? [];
+    const local = this.grants.take(providerId, policies);
+    if (local) {
+      this.rateLimit.admitLocally(request);
+      return { verdict: local.verdict, result: { ok: true, lease: local.lease } };
+    }
+    const options = this.options(providerId, priority, QueueMode.respectQueue);
+    const prepared = await this.keyPool.prepareAcquire(providerId, options);
+    if ('result' in prepared) {
+      const verdict = await this.rateLimit.decideDeferred(request);
+      return verdict.error
+        ? { verdict: { ...verdict, error: verdict.error }, result: null }
+        : { verdict, result: prepared.result };
+    }
+    const step = prepared.step;
+    const want = this.grants.blockFor(providerId);
+    let member = '';
+    let block = 1;
+    let decided: CombinedDecision<ScriptValue>;
+    try {
+      decided = await this.rateLimit.decideWith(request, {
+        build: (client) => {
+          member = String(client.args[0]);
+          return { script: this.grantScript(step), ...encodeGrantAdmission(client, step, want) };
+        },
+        decode: (reply) => {
+          const r = decodeGrantAdmission(reply);
+          block = r.block;
+          return { client: r.client, rest: r.provider };
+        },
+      });
+    } catch (err) {
+      step.abandon();
+      throw err;
+    }
+    if (decided.lost) step.abandon();
+    const verdict = decided.verdict;
+    if (verdict.error) return { verdict: { ...verdict, error: verdict.error }, result: null };
+    if (decided.rest === null) return { verdict, result: await this.keyPool.acquire(providerId, options) };
+    const result = step.finish(decided.rest);
+    if (result.ok && block > 1) this.grants.add(providerId, policies, result.lease, member, block, verdict);
+    return { verdict, result };
+  }
+
+  private grantScript(step: AcquireStep): AtomicScript {
+    const name = `grant:${step.name}`;
+    let script = this.combined.get(name);
+    if (!script) {
+      script = admissionGrantScript(CLIENT_LIMITS_STEP, step);
+      this.combined.set(name, script);
+    }
+    return script;
   }
 
   private combinedScript(step: AcquireStep): AtomicScript {

@@ -9,6 +9,7 @@ import { RequestsModule } from '../requests/requests.module.js';
 import { RoutingModule } from '../routing/routing.module.js';
 import { SpendModule } from '../spend/spend.module.js';
 import { StateModule } from '../state/state.module.js';
+import { AdmissionGrants } from './admission-grants.js';
 import { AdmissionService } from './admission.service.js';
 import { AnswerCharge } from './infrastructure/answer-charge.js';
 import { SpendBudgets } from './infrastructure/spend-budgets.js';
@@ -43,6 +44,7 @@ import { ResponsesStage } from './stages/responses.stage.js';
   ],
   controllers: [RelayController],
   providers: [
+    AdmissionGrants,
     AdmissionService,
     RelayDispatcher,
     UpstreamClient,

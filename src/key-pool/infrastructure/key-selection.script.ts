@@ -196,6 +196,9 @@ local function fg_tpm_sum(hk, tk, cutoff)
   if sum ~= before then redis.call('HSET', hk, 'ts', sum) end
   return sum
 end
+-- The block the last fg_select took (ADMISSION_GRANTS, docs/scaling.md "Local admission grants"):
+-- n units of the chosen key's RPM window and concurrency, 1 unless a block was asked for and fit.
+local fg_block_out = {n = 1}
 local function fg_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -210,8 +213,9 @@ const LUA_SELECT = `
 -- every key. Refusals (no usable key) have visited every key, as before. The commit adds the lease
 -- to the count the walk took; the chosen key's expired leases (never counted: ZCOUNT above now) are
 -- trimmed only when the hash's TTL is renewed (rx), not per request.
-local function fg_select(K, A, now, ko, ao)
+local function fg_select(K, A, now, ko, ao, block)
   local call = redis.call
+  fg_block_out.n = 1
   local leaseId = A[ao + 1]
   local leaseTtl = tonumber(A[ao + 2])
   local hashTtl = tonumber(A[ao + 3])
@@ -226,6 +230,7 @@ local function fg_select(K, A, now, ko, ao)
     for i = 1, n do lu[i] = tonumber(raw[i]) or 0 end
   end
   local best, bestCount, bestRx, bestFresh = nil, nil, nil, false
+  local bestRpm, bestTpm, bestLimit = 0, 0, 0
   local earliest, earliestKind = nil, nil
   local nCool, nRate, nBusy = 0, 0, 0
   local g = 0
@@ -251,6 +256,7 @@ local function fg_select(K, A, now, ko, ao)
       local h
       if concMode == 2 then h = call('HMGET', hk, 'cd', 'rx', 'cl') else h = call('HMGET', hk, 'cd', 'rx') end
       local kind, ready, count, fresh = nil, 0, nil, false
+      local rpmC, tpmS, climit = 0, 0, 0
       local cd = tonumber(h[1] or '0') or 0
       local dbcd = tonumber(A[a + 6]) or 0
       if dbcd > cd then cd = dbcd end
@@ -258,6 +264,7 @@ local function fg_select(K, A, now, ko, ao)
       if kind == nil and maxRpm > ${RPM_EXACT_MAX} then
         local rk = K[k + 1]
         local c = fg_wb_sum(rk, now)
+        rpmC = c
         if c >= maxRpm then kind = 'rate_limited'; ready = fg_wb_ready(rk, now, c, maxRpm) end
       elseif kind == nil and maxRpm > 0 then
         -- the exact log, trimmed lazily (RPM_LOG_SLACK_MS): the count is the window's (ZCOUNT)
@@ -271,6 +278,7 @@ local function fg_select(K, A, now, ko, ao)
         local c
         if #o > 0 and not trimmed and tonumber(o[2]) > cutoff then c = call('ZCARD', rk) else c = call('ZCOUNT', rk, '(' .. cutoff, '+inf') end
         fresh = #o == 0 or (trimmed and c == 0)
+        rpmC = c
         if c >= maxRpm then
           local r = call('ZRANGEBYSCORE', rk, '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', c - maxRpm, 1)
           kind = 'rate_limited'; ready = tonumber(r[2]) + ${WINDOW_MS}
@@ -279,10 +287,12 @@ local function fg_select(K, A, now, ko, ao)
       if kind == nil and maxTpm > ${TPM_EXACT_MAX} then
         local tk = K[k + 2]
         local sum = fg_wb_sum(tk, now)
+        tpmS = sum
         if sum >= maxTpm then kind = 'rate_limited'; ready = fg_wb_ready(tk, now, sum, maxTpm) end
       elseif kind == nil and maxTpm > 0 then
         local tk = K[k + 2]
         local sum = fg_tpm_sum(hk, tk, cutoff)
+        tpmS = sum
         if sum >= maxTpm then
           kind = 'rate_limited'; ready = now + ${WINDOW_MS}
           local all = call('ZRANGE', tk, 0, -1, 'WITHSCORES')
@@ -296,10 +306,12 @@ local function fg_select(K, A, now, ko, ao)
         local limit = concValue
         if concMode == 2 then limit = math.floor(tonumber(h[3] or '') or concValue) end
         count = call('ZCOUNT', K[k + 3], '(' .. now, '+inf')
+        climit = limit
         if count >= limit then kind = 'saturated'; ready = now + ${SATURATED_RETRY_MS} end
       end
       if kind == nil then
         best = i; bestCount = count; bestRx = tonumber(h[2] or ''); bestFresh = fresh
+        bestRpm = rpmC; bestTpm = tpmS; bestLimit = climit
         break
       end
       if kind == 'cooling' then nCool = nCool + 1 elseif kind == 'rate_limited' then nRate = nRate + 1 else nBusy = nBusy + 1 end
@@ -329,13 +341,37 @@ local function fg_select(K, A, now, ko, ao)
     call('PEXPIRE', lk, hashTtl)
   end
   local maxRpm = tonumber(A[a + 2])
+  -- a block (ADMISSION_GRANTS): at most a quarter of what is left of each of the key's windows
+  local bb = 1
+  if block ~= nil and block > 1 then
+    bb = block
+    if maxRpm > 0 then bb = math.min(bb, math.floor((maxRpm - bestRpm) / 4)) end
+    if bestCount ~= nil then bb = math.min(bb, math.floor((bestLimit - bestCount) / 4)) end
+    local maxTpm = tonumber(A[a + 3])
+    if maxTpm > 0 and bestTpm * 4 > maxTpm * 3 then bb = 1 end
+    if bb < 2 then bb = 1 end
+  end
+  fg_block_out.n = bb
   if maxRpm > ${RPM_EXACT_MAX} then
-    fg_wb_add(rk, now, 1)
+    fg_wb_add(rk, now, bb)
   elseif maxRpm > 0 then
-    call('ZADD', rk, now, leaseId)
+    if bb == 1 then
+      call('ZADD', rk, now, leaseId)
+    else
+      local zs = {now, leaseId}
+      for j = 2, bb do zs[#zs + 1] = now; zs[#zs + 1] = leaseId .. ':' .. j end
+      call('ZADD', rk, unpack(zs))
+    end
     if bestFresh then call('PEXPIRE', rk, ${RPM_LOG_TTL_MS}) end
   end
-  local added = call('ZADD', ik, now + leaseTtl, leaseId)
+  local added
+  if bb == 1 then
+    added = call('ZADD', ik, now + leaseTtl, leaseId)
+  else
+    local zs = {now + leaseTtl, leaseId}
+    for j = 2, bb do zs[#zs + 1] = now + leaseTtl; zs[#zs + 1] = leaseId .. ':' .. j end
+    added = call('ZADD', ik, unpack(zs))
+  end
   call('PEXPIRE', ik, leaseTtl + 1000)
   if bestCount ~= nil then return {1, best + 1, bestCount + added, now} end
   return {1, best + 1, call('ZCOUNT', ik, '(' .. now, '+inf'), now}
@@ -369,12 +405,12 @@ export function providerLua(gate: AdmissionGate | null): string {
     ? `  if r[1] == 1 then local sa = ao + 2 + ga; local out = fg_gate_commit(GK, GA, now, A[sa + 5 + ${CANDIDATE_ARG_STRIDE} * (r[2] - 1)], r[3], A[sa + 1]); if type(out) == 'string' then r[5] = out end end\n`
     : '';
   return `${LUA_HELPERS}${LUA_SELECT}${gateFns}${gate ? GATE_SLICE : ''}
-local function fg_provider(K, A, now, ko, ao)
+local function fg_provider(K, A, now, ko, ao, block)
   ko = ko or 0
   ao = ao or 0
   local gk = tonumber(A[ao + 1])
   local ga = tonumber(A[ao + 2])
-${gate ? '  local GK = fg_slice(K, ko + 1, gk)\n  local GA = fg_slice(A, ao + 3, ga)\n' : ''}${check}  local r = fg_select(K, A, now, ko + gk, ao + 2 + ga)
+${gate ? '  local GK = fg_slice(K, ko + 1, gk)\n  local GA = fg_slice(A, ao + 3, ga)\n' : ''}${check}${gate ? '  -- an active retreat bucket (a number in the memo) is charged per request: no block\n  if block ~= nil and fg_gate_memo.retreat then block = 1 end\n' : ''}  local r = fg_select(K, A, now, ko + gk, ao + 2 + ga, block)
 ${commit}  return r
 end
 `;

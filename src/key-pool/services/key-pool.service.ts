@@ -743,6 +743,22 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     return () => this.dropListeners.delete(listener);
   }
 
+  /**
+   * A unit of a local admission grant (ADMISSION_GRANTS): the block's lease as another request's,
+   * under the unit's own lease id (its own in-flight member and RPM entry, reserved by the block).
+   */
+  unitLease(block: KeyLease, leaseId: string): KeyLease {
+    const { apiKey, ...fields } = block;
+    return new Lease({ ...fields, headers: { ...block.headers }, leaseId }, apiKey);
+  }
+
+  /** The store names of an upstream key's RPM window and in-flight set (a grant's give-back). */
+  grantKeyNames(lease: KeyLease): { rpm: string; inf: string; rpmKind: 'e' | 'b' | 'n' } {
+    const bucketed = rpmBucketed(lease.maxRpm);
+    const [, rpm, , inf] = keyNames(lease.providerId, lease.keyId, false, bucketed);
+    return { rpm, inf, rpmKind: !lease.maxRpm ? 'n' : bucketed ? 'b' : 'e' };
+  }
+
   /** Live window counters of the given keys (one store round trip). */
   async windows(providerId: string, keyIds: readonly string[]): Promise<KeyWindow[]> {
     if (keyIds.length === 0) return [];

@@ -128,3 +128,45 @@ function strings(args: (string | number)[]): string[] {
   for (let i = 0; i < args.length; i++) if (typeof args[i] !== 'string') return args.map(String);
   return args as string[];
 }
+
+const ADMISSION_GRANT_LUA = readLua(new URL('./admission-grant.lua', import.meta.url));
+
+/**
+ * The combined admission with a block (ADMISSION_GRANTS=on, a single Redis only): ARGV gets one
+ * trailing value, the block asked for; the reply a third element, the block taken (1 = none).
+ * Its in-process half is never run (grants are off embedded); it answers as the plain admission.
+ */
+export function admissionGrantScript(client: ClientLimitsStep, provider: AcquireStep): AtomicScript {
+  return {
+    name: `relay-admission-grant+${provider.name}`,
+    lua: `${client.lua}\n${provider.lua}\n${ADMISSION_GRANT_LUA}`,
+    local(db, keys, args, nowMs) {
+      const parts = splitAdmission(keys, args.slice(0, -1));
+      const r = runLocal(client, provider, db, parts.client, parts.provider, nowMs) as ScriptValue[];
+      return [...r, 1];
+    },
+  };
+}
+
+/** encodeAdmission's layout plus the block asked for (admissionGrantScript). */
+export function encodeGrantAdmission(
+  client: StepInputs,
+  provider: StepInputs,
+  block: number,
+): { keys: string[]; args: string[] } {
+  const e = encodeAdmission(client, provider);
+  e.args.push(String(block));
+  return e;
+}
+
+/** The grant admission's reply: decodeAdmission's, and the block taken (1 = none). */
+export function decodeGrantAdmission(reply: ScriptValue): AdmissionReply & { block: number } {
+  if (!Array.isArray(reply) || reply.length !== 3 || !Array.isArray(reply[1]))
+    throw new Error('malformed admission reply');
+  const provider = reply[1];
+  return {
+    client: reply[0]!,
+    provider: provider.length === 0 ? null : provider,
+    block: Number(reply[2]) || 1,
+  };
+}

@@ -1,0 +1,244 @@
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import type { AppConfig } from '../config/app-config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { KeyLease } from '../key-pool/key-pool.types.js';
+import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
+import type { Verdict } from '../rate-limit/rate-limit.service.js';
+import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
+import { readLua } from '../state/lua-file.js';
+import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
+import {
+  GRANT_BLOCK_MAX,
+  GRANT_CONTENDED_MS,
+  GRANT_IDLE_MS,
+  GRANT_MAX_AGE_MS,
+  grantDue,
+  grantKey,
+  takeUnit,
+  unitMember,
+  type GrantCount,
+  type GrantPolicy,
+} from './domain/grant-rules.js';
+
+const GRANT_RETURN_LUA = readLua(new URL('./infrastructure/grant-return.lua', import.meta.url));
+/** KIND_SLIDING_WINDOW / KIND_SLIDING_BUCKETS of rate-limit.scripts.ts: the windows a block charges. */
+const BLOCK_KINDS = new Set([1, 4]);
+const KEY_BUCKET_MS = 1000;
+const RPM_LOG_TTL_MS = 121_000;
+const DROP_CHANNEL = 'relay:grants-drop';
+const CONTENDED_CHANNEL = 'relay:contended';
+
+const grantReturnScript: AtomicScript = {
+  name: 'relay-grant-return',
+  lua: GRANT_RETURN_LUA,
+  // grants are off in process (embedded mode): never run
+  local: () => [0, 0, 0],
+};
+
+interface Grant extends GrantCount {
+  readonly key: string;
+  readonly providerId: string;
+  readonly lease: KeyLease;
+  readonly member: string;
+  readonly policies: readonly GrantPolicy[];
+  readonly verdict: Verdict;
+  /** The block's time in Redis (its sub-buckets). */
+  readonly atMs: number;
+  returned: boolean;
+}
+
+/**
+ * Local admission grants (ADMISSION_GRANTS=on, distributed mode on a single Redis; docs/scaling.md
+ * "Local admission grants"). Holds the blocks the relay's admission took (admission-grant.lua), hands
+ * their unused units to requests of the same subjects and provider, and gives what is left back to
+ * Redis (grant-return.lua) when a grant is idle, at its max age, when the provider is contended
+ * anywhere (relay:contended), on a 429/cooldown/invalidation here or on another instance
+ * (relay:grants-drop), on a provider cache drop (a key change), and at shutdown.
+ */
+@Injectable()
+export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('AdmissionGrants');
+  readonly enabled: boolean;
+  private readonly grants = new Map<string, Grant[]>();
+  private readonly contendedUntil = new Map<string, number>();
+  private readonly unsubscribers: (Unsubscribe | (() => void))[] = [];
+  private ticker: NodeJS.Timeout | null = null;
+  private readonly returning = new Set<Promise<void>>();
+  /** For tests and the bench: blocks taken, requests admitted locally, units given back. */
+  readonly counters = { blocks: 0, local: 0, returnedUnits: 0, returns: 0, dropped: 0 };
+  /** GRANT_IDLE_MS / GRANT_MAX_AGE_MS (tests may lengthen them). */
+  idleMs = GRANT_IDLE_MS;
+  maxAgeMs = GRANT_MAX_AGE_MS;
+
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    @Inject(AtomicStore) private readonly store: AtomicStore,
+    @Inject(PubSub) private readonly pubsub: PubSub,
+    private readonly keyPool: KeyPoolService,
+  ) {
+    const on = config.rateLimit.admissionGrants;
+    this.enabled = on && config.mode === 'distributed' && store.kind === 'redis' && !store.slotted;
+    if (on && !this.enabled)
+      this.logger.warn(
+        `ADMISSION_GRANTS=on is ignored ${store.slotted ? 'on a Redis Cluster' : 'in embedded mode'}: every request takes the exact admission`,
+      );
+  }
+
+  async onModuleInit(): Promise<void> {
+    if (!this.enabled) return;
+    this.unsubscribers.push(
+      await this.pubsub.subscribe(DROP_CHANNEL, (providerId) => this.drop(providerId)),
+      await this.pubsub.subscribe(CONTENDED_CHANNEL, (providerId) => {
+        this.contendedUntil.set(providerId, Date.now() + GRANT_CONTENDED_MS);
+        this.drop(providerId);
+      }),
+      this.keyPool.onCacheDrop((providerId) => this.drop(providerId)),
+      this.keyPool.onOutcome((lease, outcome, result) => {
+        if (outcome.status === 429 || result.cooldownUntilMs !== null || result.invalidated) {
+          this.drop(lease.providerId);
+          this.pubsub.publish(DROP_CHANNEL, lease.providerId).catch(() => undefined);
+        }
+      }),
+    );
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    this.drop('*');
+    await Promise.allSettled([...this.returning]);
+    await Promise.all(this.unsubscribers.map(async (u) => u())).catch(() => undefined);
+  }
+
+  /** The block to ask for: none while the provider is contended anywhere. */
+  blockFor(providerId: string): number {
+    return (this.contendedUntil.get(providerId) ?? 0) >= Date.now() ? 1 : GRANT_BLOCK_MAX;
+  }
+
+  /** A unit of a live grant for these policies and provider (its lease and the block's verdict), or null. */
+  take(providerId: string, policies: readonly GrantPolicy[]): { lease: KeyLease; verdict: Verdict } | null {
+    if (this.grants.size === 0) return null;
+    if ((this.contendedUntil.get(providerId) ?? 0) >= Date.now()) return null;
+    const list = this.grants.get(grantKey(providerId, policies));
+    if (!list) return null;
+    const now = Date.now();
+    for (const g of list) {
+      const k = takeUnit(g, now, this.idleMs, this.maxAgeMs);
+      if (k === null) continue;
+      this.counters.local++;
+      const lease = this.keyPool.unitLease(g.lease, unitMember(g.lease.leaseId, k));
+      if (g.used >= g.block) this.remove(g);
+      return { lease, verdict: g.verdict };
+    }
+    return null;
+  }
+
+  /** Keeps a block the admission took (`block` units; unit 1 is the admitted request's own). */
+  add(
+    providerId: string,
+    policies: readonly GrantPolicy[],
+    lease: KeyLease,
+    member: string,
+    block: number,
+    verdict: Verdict,
+  ): void {
+    this.counters.blocks++;
+    const now = Date.now();
+    const g: Grant = {
+      key: grantKey(providerId, policies),
+      providerId,
+      lease,
+      member,
+      policies,
+      verdict,
+      atMs: lease.acquiredAtMs,
+      block,
+      used: 1,
+      createdAt: now,
+      lastUsedAt: now,
+      returned: false,
+    };
+    const list = this.grants.get(g.key);
+    if (list) list.push(g);
+    else this.grants.set(g.key, [g]);
+    if (this.ticker === null) {
+      this.ticker = setInterval(() => this.sweep(), 50);
+      this.ticker.unref();
+    }
+  }
+
+  /** Gives back every grant of the provider ('*': all). */
+  drop(providerId: string): void {
+    if (providerId !== '*') this.counters.dropped++;
+    for (const list of [...this.grants.values()])
+      for (const g of [...list]) if (providerId === '*' || g.providerId === providerId) this.giveBack(g);
+  }
+
+  /** Grants held (tests). */
+  held(): number {
+    let n = 0;
+    for (const list of this.grants.values()) n += list.length;
+    return n;
+  }
+
+  /** Resolves once every give-back sent so far has been answered (tests). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.returning]);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const list of [...this.grants.values()])
+      for (const g of [...list]) if (grantDue(g, now, this.idleMs, this.maxAgeMs)) this.giveBack(g);
+    if (this.grants.size === 0 && this.ticker !== null) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+  }
+
+  private remove(g: Grant): void {
+    const list = this.grants.get(g.key);
+    if (!list) return;
+    const i = list.indexOf(g);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.grants.delete(g.key);
+  }
+
+  private giveBack(g: Grant): void {
+    this.remove(g);
+    if (g.returned) return;
+    g.returned = true;
+    const from = g.used + 1;
+    // taking a unit and giving back are both synchronous here: a unit handed out is never given back
+    g.used = g.block;
+    if (from > g.block) return;
+    const names = this.keyPool.grantKeyNames(g.lease);
+    const keys = [names.rpm, names.inf];
+    const args: (string | number)[] = [
+      g.lease.leaseId,
+      from,
+      g.block,
+      names.rpmKind,
+      g.atMs,
+      RPM_LOG_TTL_MS,
+      KEY_BUCKET_MS,
+      g.member,
+    ];
+    for (const p of g.policies) {
+      if (!BLOCK_KINDS.has(p.kind) || p.cost !== 1) continue;
+      keys.push(p.keys[0]!);
+      args.push(p.kind, p.windowMs);
+    }
+    this.counters.returns++;
+    this.counters.returnedUnits += g.block - from + 1;
+    const sending: Promise<void> = this.store
+      .run(grantReturnScript, keys, args.map(String))
+      .then(() => undefined)
+      .catch((err: unknown) =>
+        // what it held expires with the windows and the leases' deadline (docs/scaling.md)
+        this.logger.warn(`giving back a local admission grant failed: ${(err as Error).message}`),
+      )
+      .finally(() => this.returning.delete(sending));
+    this.returning.add(sending);
+  }
+}

@@ -1,0 +1,177 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AdmissionGrants } from '../../src/relay/admission-grants.js';
+import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
+import { FakeProvider } from '../support/fake-provider.js';
+import { startGateways, type TestGateway } from '../support/gateway.js';
+import { adminCall } from '../support/relay.js';
+import { OwnRedis } from '../support/redis-server.js';
+
+/**
+ * ADMISSION_GRANTS=on (docs/scaling.md "Local admission grants"): two gateway instances on a Redis
+ * of the test's own, one fake provider with one upstream key (max_rpm 900: an exact log; 40
+ * concurrent). FLOODGATE_TEST_GRANTS=off runs the same file with the feature off (every test
+ * below then fails: that is the proof that it tests the feature).
+ */
+const GRANTS = process.env.FLOODGATE_TEST_GRANTS ?? 'on';
+
+async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('local admission grants (distributed, one Redis)', () => {
+  let redis: OwnRedis;
+  let direct: Redis;
+  let fake: FakeProvider;
+  let fleet: Awaited<ReturnType<typeof startGateways>>;
+  let gws: TestGateway[];
+  let adminKey: string;
+  let providerId: string;
+  let upstreamKeyId: string;
+  let prefix: string;
+
+  beforeAll(async () => {
+    redis = await OwnRedis.start();
+    direct = new Redis(redis.url);
+    fake = await FakeProvider.start();
+    adminKey = newApiKey();
+    fleet = await startGateways(2, {
+      ADMIN_BOOTSTRAP_KEY: adminKey,
+      REDIS_URL: redis.url,
+      ADMISSION_GRANTS: GRANTS,
+      ADAPTIVE_FLUSH_MS: '600000',
+    });
+    gws = fleet.gateways;
+    prefix = fleet.env.REDIS_PREFIX!;
+    const provider = await adminCall(gws[0]!, adminKey, 'POST', '/api/admin/providers', {
+      name: 'fake',
+      base_url: fake.baseUrl,
+      models: fake.models,
+      timeout_ms: 5000,
+    });
+    expect(provider.status).toBe(201);
+    providerId = provider.body.id;
+    const key = await adminCall(gws[0]!, adminKey, 'POST', `/api/admin/providers/${providerId}/keys`, {
+      key: 'sk-grant-1',
+      label: 'k1',
+      max_rpm: 900,
+      max_concurrent: 40,
+    });
+    expect(key.status).toBe(201);
+    upstreamKeyId = key.body.id;
+  }, 60_000);
+
+  afterAll(async () => {
+    direct?.disconnect();
+    await fleet?.close();
+    await fake?.close();
+    await redis?.stop();
+  });
+
+  const grantsOf = (i: number) => gws[i]!.app.get(AdmissionGrants);
+  const send = (i: number, key: string) =>
+    fetch(`${gws[i]!.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: bearer(key),
+      body: JSON.stringify({ model: fake.models[0], messages: [{ role: 'user', content: 'hi' }] }),
+    });
+  const clientKey = async (rpm: number) =>
+    (await createUserWithKey(gws[0]!, adminKey, 'user', { key: { limits: { rpm } } })).key;
+  const clientKeyWithId = async (rpm: number) =>
+    createUserWithKey(gws[0]!, adminKey, 'user', { key: { limits: { rpm } } });
+  const inflight = () =>
+    direct.zcount(`${prefix}:kp:{${providerId}}:k:${upstreamKeyId}:inf`, `(${Date.now()}`, '+inf');
+  const keyRpm = () =>
+    direct.zcount(`${prefix}:kp:{${providerId}}:k:${upstreamKeyId}:rpm`, `(${Date.now() - 60_000}`, '+inf');
+  const clientWindow = (apiKeyId: string) =>
+    direct.zcount(`${prefix}:rl:{key:${apiKeyId}}:key:sw`, `(${Date.now() - 60_000}`, '+inf');
+  const evalshaCalls = async () => {
+    const m = /cmdstat_evalsha:calls=(\d+)/.exec(await direct.info('commandstats'));
+    return m ? Number(m[1]) : 0;
+  };
+  const settled = async () => {
+    await until('every grant given back', () => grantsOf(0).held() === 0 && grantsOf(1).held() === 0);
+    await grantsOf(0).settled();
+    await grantsOf(1).settled();
+    await until('no lease held', async () => (await inflight()) === 0);
+  };
+
+  it('a c=1 loop of N requests makes far fewer than 2N EVALSHA', async () => {
+    const key = await clientKey(600);
+    await send(0, key).then((r) => r.text()); // warm: scripts loaded, caches filled
+    await settled();
+    const N = 40;
+    const before = await evalshaCalls();
+    for (let i = 0; i < N; i++) {
+      const res = await send(0, key);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-ratelimit-limit')).not.toBeNull();
+      await res.text();
+    }
+    await settled();
+    const calls = (await evalshaCalls()) - before;
+    console.log(
+      `grants ${GRANTS}: ${N} requests at c=1 → ${calls} EVALSHA (${JSON.stringify(grantsOf(0).counters)})`,
+    );
+    // off: 2 per request (admission + release); on: the release + one block per ≤ 16 requests + give-backs
+    expect(calls).toBeLessThan(1.4 * N);
+    expect(grantsOf(0).counters.local).toBeGreaterThan(N / 2);
+  });
+
+  it('gives an idle grant back: the key in-flight count and every window hold what was really used', async () => {
+    const { key, keyId } = await clientKeyWithId(600);
+    await settled();
+    const rpmBefore = await keyRpm();
+    const blocksBefore = grantsOf(0).counters.blocks;
+    for (let i = 0; i < 3; i++)
+      expect((await send(0, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    expect(grantsOf(0).counters.blocks).toBeGreaterThan(blocksBefore); // a block was taken…
+    await settled(); // …and given back once idle
+    expect(await clientWindow(keyId)).toBe(3);
+    expect((await keyRpm()) - rpmBefore).toBe(3);
+    expect(await inflight()).toBe(0);
+  });
+
+  it('two instances, a burst at a client limit: never over it, at least limit − 2×B admitted', async () => {
+    const LIMIT = 40;
+    const { key, keyId } = await clientKeyWithId(LIMIT);
+    await settled();
+    const localBefore = grantsOf(0).counters.local + grantsOf(1).counters.local;
+    const answers = await Promise.all(
+      Array.from({ length: 160 }, (_, i) => send(i % 2, key).then(async (r) => (await r.text(), r.status))),
+    );
+    const admitted = answers.filter((s) => s === 200).length;
+    console.log(`grants ${GRANTS}: burst of 160 at a 40/min key over two instances → ${admitted} admitted`);
+    expect(answers.every((s) => s === 200 || s === 429)).toBe(true);
+    expect(admitted).toBeLessThanOrEqual(LIMIT);
+    // B ≤ floor(40 / 4) = 10 here; the bound is instances × B
+    expect(admitted).toBeGreaterThanOrEqual(LIMIT - 2 * 10);
+    await settled();
+    expect(await clientWindow(keyId)).toBe(admitted); // the unused reservations were given back
+    expect(grantsOf(0).counters.local + grantsOf(1).counters.local).toBeGreaterThan(localBefore);
+  });
+
+  it("a 429 from the upstream drops the provider's grants on every instance", async () => {
+    const key = await clientKey(600);
+    await settled();
+    for (const i of [0, 1]) grantsOf(i).idleMs = 10_000; // held until the 429, not given back idle
+    expect((await send(1, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    expect((await send(0, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    expect(grantsOf(0).held()).toBeGreaterThan(0);
+    expect(grantsOf(1).held()).toBeGreaterThan(0);
+    const dropped = [grantsOf(0).counters.dropped, grantsOf(1).counters.dropped];
+    fake.when({ times: 1, reply: { status: 429, headers: { 'retry-after': '1' } } });
+    const res = await send(0, key);
+    await res.text();
+    expect(res.status).not.toBe(200);
+    await until(
+      'both instances dropped their grants',
+      () => grantsOf(0).counters.dropped > dropped[0]! && grantsOf(1).counters.dropped > dropped[1]!,
+    );
+    await settled();
+  });
+});
