@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleIn
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease } from '../key-pool/key-pool.types.js';
-import { KeyPoolService } from '../key-pool/services/key-pool.service.js';
+import { KeyPoolService, type DeferredRelease } from '../key-pool/services/key-pool.service.js';
 import type { Verdict } from '../rate-limit/rate-limit.service.js';
 import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
 import { readLua } from '../state/lua-file.js';
@@ -45,6 +45,10 @@ interface Grant extends GrantCount {
   /** The block's time in Redis (its sub-buckets). */
   readonly atMs: number;
   returned: boolean;
+  /** Units whose request has been reported (deferred or not). */
+  released: number;
+  /** Releases of plain answers waiting for this grant's flush. */
+  readonly deferred: DeferredRelease[];
 }
 
 /**
@@ -64,8 +68,10 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
   private readonly unsubscribers: (Unsubscribe | (() => void))[] = [];
   private ticker: NodeJS.Timeout | null = null;
   private readonly returning = new Set<Promise<void>>();
+  /** Unit leases (the block's own included) → their grant. */
+  private readonly units = new WeakMap<KeyLease, Grant>();
   /** For tests and the bench: blocks taken, requests admitted locally, units given back. */
-  readonly counters = { blocks: 0, local: 0, returnedUnits: 0, returns: 0, dropped: 0 };
+  readonly counters = { blocks: 0, local: 0, returnedUnits: 0, returns: 0, dropped: 0, flushedReleases: 0 };
   /** GRANT_IDLE_MS / GRANT_MAX_AGE_MS (tests may lengthen them). */
   idleMs = GRANT_IDLE_MS;
   maxAgeMs = GRANT_MAX_AGE_MS;
@@ -86,6 +92,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     if (!this.enabled) return;
+    this.keyPool.useReleaseSink((lease, deferrable) => this.sinkFor(lease, deferrable));
     this.unsubscribers.push(
       await this.pubsub.subscribe(DROP_CHANNEL, (providerId) => this.drop(providerId)),
       await this.pubsub.subscribe(CONTENDED_CHANNEL, (providerId) => {
@@ -93,6 +100,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
         this.drop(providerId);
       }),
       this.keyPool.onCacheDrop((providerId) => this.drop(providerId)),
+      () => this.keyPool.useReleaseSink(null),
       this.keyPool.onOutcome((lease, outcome, result) => {
         if (outcome.status === 429 || result.cooldownUntilMs !== null || result.invalidated) {
           this.drop(lease.providerId);
@@ -127,7 +135,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
       if (k === null) continue;
       this.counters.local++;
       const lease = this.keyPool.unitLease(g.lease, unitMember(g.lease.leaseId, k));
-      if (g.used >= g.block) this.remove(g);
+      this.units.set(lease, g);
       return { lease, verdict: g.verdict };
     }
     return null;
@@ -157,7 +165,10 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
       createdAt: now,
       lastUsedAt: now,
       returned: false,
+      released: 0,
+      deferred: [],
     };
+    this.units.set(lease, g);
     const list = this.grants.get(g.key);
     if (list) list.push(g);
     else this.grants.set(g.key, [g]);
@@ -186,6 +197,35 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     await Promise.allSettled([...this.returning]);
   }
 
+  /**
+   * KeyPool asks on every report: a unit of a live grant whose answer was plain waits for the
+   * grant's flush; the flush goes as soon as every unit of a used-up grant has been reported.
+   */
+  private sinkFor(lease: KeyLease, deferrable: boolean): ((d: DeferredRelease) => void) | null {
+    const g = this.units.get(lease);
+    if (!g) return null;
+    this.units.delete(lease);
+    if (g.returned) return null;
+    g.released++;
+    if (!deferrable) {
+      this.flushIfDone(g);
+      return null;
+    }
+    return (d) => {
+      if (g.returned) {
+        // flushed meanwhile (cannot happen: the report hands it over synchronously): send alone
+        this.keyPool.sendDeferred([d]);
+        return;
+      }
+      g.deferred.push(d);
+      this.flushIfDone(g);
+    };
+  }
+
+  private flushIfDone(g: Grant): void {
+    if (g.used >= g.block && g.released >= g.block) this.giveBack(g);
+  }
+
   private sweep(): void {
     const now = Date.now();
     for (const list of [...this.grants.values()])
@@ -208,6 +248,10 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     this.remove(g);
     if (g.returned) return;
     g.returned = true;
+    if (g.deferred.length > 0) {
+      this.counters.flushedReleases += g.deferred.length;
+      this.keyPool.sendDeferred(g.deferred.splice(0));
+    }
     const from = g.used + 1;
     // taking a unit and giving back are both synchronous here: a unit handed out is never given back
     g.used = g.block;

@@ -89,6 +89,9 @@ describe('local admission grants (distributed, one Redis)', () => {
     direct.zcount(`${prefix}:kp:{${providerId}}:k:${upstreamKeyId}:rpm`, `(${Date.now() - 60_000}`, '+inf');
   const clientWindow = (apiKeyId: string) =>
     direct.zcount(`${prefix}:rl:{key:${apiKeyId}}:key:sw`, `(${Date.now() - 60_000}`, '+inf');
+  const keyTpm = async () =>
+    Number((await direct.hget(`${prefix}:kp:{${providerId}}:k:${upstreamKeyId}:tpb`, 's')) ?? 0);
+  const retreatAnswers = async () => Number((await direct.hget(`${prefix}:ad:{${providerId}}:rw`, 'N')) ?? 0);
   const evalshaCalls = async () => {
     const m = /cmdstat_evalsha:calls=(\d+)/.exec(await direct.info('commandstats'));
     return m ? Number(m[1]) : 0;
@@ -117,23 +120,41 @@ describe('local admission grants (distributed, one Redis)', () => {
     console.log(
       `grants ${GRANTS}: ${N} requests at c=1 → ${calls} EVALSHA (${JSON.stringify(grantsOf(0).counters)})`,
     );
-    // off: 2 per request (admission + release); on: the release + one block per ≤ 16 requests + give-backs
-    expect(calls).toBeLessThan(1.4 * N);
+    // off: 2 per request (admission + release); on: per block of B (≤ 16; 10 here: a quarter of
+    // the key's 40 concurrent) one admission and one flush (the B releases as one batch call)
+    expect(calls).toBeLessThan(0.5 * N);
     expect(grantsOf(0).counters.local).toBeGreaterThan(N / 2);
   });
 
   it('gives an idle grant back: the key in-flight count and every window hold what was really used', async () => {
-    const { key, keyId } = await clientKeyWithId(600);
+    const { key, keyId } = await createUserWithKey(gws[0]!, adminKey, 'user', {
+      key: { limits: { rpm: 600, tpm: 2_000_000 } },
+    });
     await settled();
     const rpmBefore = await keyRpm();
+    const tpmBefore = await keyTpm();
+    const answersBefore = await retreatAnswers();
     const blocksBefore = grantsOf(0).counters.blocks;
-    for (let i = 0; i < 3; i++)
-      expect((await send(0, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    let tokens = 0;
+    for (let i = 0; i < 3; i++) {
+      const res = await send(0, key);
+      expect(res.status).toBe(200);
+      tokens += ((await res.json()) as { usage: { total_tokens: number } }).usage.total_tokens;
+    }
+    expect(tokens).toBeGreaterThan(0);
     expect(grantsOf(0).counters.blocks).toBeGreaterThan(blocksBefore); // a block was taken…
-    await settled(); // …and given back once idle
+    await settled(); // …and given back once idle, with the three answers' releases
     expect(await clientWindow(keyId)).toBe(3);
     expect((await keyRpm()) - rpmBefore).toBe(3);
     expect(await inflight()).toBe(0);
+    // the deferred releases charged every token (the key's TPM window, the client's TPM budget)
+    // and Adaptive's retreat window counted the three answers
+    expect((await keyTpm()) - tpmBefore).toBe(tokens);
+    expect(Number((await direct.get(`${prefix}:rl:{key:${keyId}}:tpm:sum`)) ?? 0)).toBe(tokens);
+    await until(
+      'the retreat window counted the answers',
+      async () => (await retreatAnswers()) - answersBefore === 3,
+    );
   });
 
   it('two instances, a burst at a client limit: never over it, at least limit − 2×B admitted', async () => {

@@ -50,7 +50,9 @@ import {
 import {
   decodeRelease,
   encodeRelease,
+  encodeReleaseBatch,
   releaseScript,
+  type ReleaseResult,
   type ReleaseScript,
 } from '../infrastructure/release.script.js';
 import { ReleaseBatcher } from '../infrastructure/release-batcher.js';
@@ -143,6 +145,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   private readonly releases: ReleaseBatcher;
   /** Leases whose release waits for the call in flight → what runs once it is sent (`afterReleaseSent`). */
   private readonly unsent = new WeakMap<KeyLease, (() => void)[]>();
+  /** ADMISSION_GRANTS: where a grant unit's release may wait for its grant's flush (AdmissionGrants). */
+  private releaseSink: ReleaseSinkFor | null = null;
   private unsubscribe: Unsubscribe | undefined;
   /** Called whenever the provider caches are dropped (an admin write here, or one published by another instance). */
   private readonly dropListeners = new Set<(providerId: string) => Promise<void> | void>();
@@ -481,6 +485,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     }
     let nowMs = Date.now();
     const contributor = this.contributor;
+    /** The release waits for its local grant's flush (ADMISSION_GRANTS): settled when it answers. */
+    let deferred = false;
     let extra: { keys: string[]; args: (string | number)[] } | null = null;
     let output: ScriptValue | null = null;
     if (contributor) {
@@ -511,25 +517,67 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
           : contributed
             ? this.contributedRelease!
             : this.plainRelease;
-      const sending = this.releases.run(script, input.keys, input.args, () => {
-        const after = this.unsent.get(lease);
-        this.unsent.delete(lease);
-        for (const fn of after ?? []) fn();
-      });
-      if (sending.queued) this.unsent.set(lease, []);
-      const answer = await sending.reply;
-      // Everything behind the store's answer (Adaptive's report, usage, the caller's settlement and
-      // accounting) waits for the event loop's check phase: at c=1 the answer is often read in the
-      // same poll as the next request's admission answer, whose upstream request undici writes in
-      // that check phase (it yields one turn before reusing an idle socket); run first, this
-      // bookkeeping held that write back (docs/performance.md "Issue 14: added latency at c=1").
-      await new Promise((resolve) => setImmediate(resolve));
-      const r = decodeRelease(answer);
-      if (rider && !this.store.slotted) result.rode = true;
-      result.inFlight = r.inFlight;
-      nowMs = r.nowMs;
-      output = r.contribution;
-      if (r.cooldownUntilMs > 0) result.cooldownUntilMs = r.cooldownUntilMs;
+      const sink = this.releaseSink?.(
+        lease,
+        cooldownMs === 0 && status !== undefined && status < 400 && !outcome.error && !outcome.notSent,
+      );
+      if (sink) {
+        // a local grant's unit: the release waits for its grant's flush (one batch call); what
+        // follows the store's answer (Adaptive's settlement) runs then
+        deferred = true;
+        new Promise<ScriptValue>((resolve, reject) =>
+          sink({ script, keys: input.keys, args: input.args, resolve, reject }),
+        ).then(
+          (answer) => {
+            try {
+              const r = decodeRelease(answer as ReleaseResult);
+              contributor?.settled(lease, outcome, { ...result, inFlight: r.inFlight }, r.contribution);
+            } catch (err) {
+              this.logger.error({ err }, 'a report contributor failed');
+            }
+          },
+          (err: unknown) => {
+            this.logger.error(
+              { err, key_id: lease.keyId },
+              'a deferred release failed; the lease is released as soon as the store answers',
+            );
+            this.unconfirmedLease(lease.leaseId, {
+              providerId: lease.providerId,
+              providerName: lease.providerName,
+              keyIds: [lease.keyId],
+              notSent: false,
+              sinceMs: Date.now(),
+            });
+            try {
+              contributor?.settled(lease, outcome, result, null);
+            } catch (e) {
+              this.logger.error({ err: e }, 'a report contributor failed');
+            }
+          },
+        );
+        if (rider && !this.store.slotted) result.rode = true;
+        result.inFlight = lease.inFlight;
+      } else {
+        const sending = this.releases.run(script, input.keys, input.args, () => {
+          const after = this.unsent.get(lease);
+          this.unsent.delete(lease);
+          for (const fn of after ?? []) fn();
+        });
+        if (sending.queued) this.unsent.set(lease, []);
+        const answer = await sending.reply;
+        // Everything behind the store's answer (Adaptive's report, usage, the caller's settlement and
+        // accounting) waits for the event loop's check phase: at c=1 the answer is often read in the
+        // same poll as the next request's admission answer, whose upstream request undici writes in
+        // that check phase (it yields one turn before reusing an idle socket); run first, this
+        // bookkeeping held that write back (docs/performance.md "Issue 14: added latency at c=1").
+        await new Promise((resolve) => setImmediate(resolve));
+        const r = decodeRelease(answer);
+        if (rider && !this.store.slotted) result.rode = true;
+        result.inFlight = r.inFlight;
+        nowMs = r.nowMs;
+        output = r.contribution;
+        if (r.cooldownUntilMs > 0) result.cooldownUntilMs = r.cooldownUntilMs;
+      }
     } catch (err) {
       this.logger.error(
         { err, key_id: lease.keyId },
@@ -544,7 +592,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       });
       if (cooldownMs > 0) result.cooldownUntilMs = Date.now() + cooldownMs;
     }
-    if (contributor) {
+    if (contributor && !deferred) {
       try {
         contributor.settled(lease, outcome, result, output);
       } catch (err) {
@@ -757,6 +805,49 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     const bucketed = rpmBucketed(lease.maxRpm);
     const [, rpm, , inf] = keyNames(lease.providerId, lease.keyId, false, bucketed);
     return { rpm, inf, rpmKind: !lease.maxRpm ? 'n' : bucketed ? 'b' : 'e' };
+  }
+
+  /**
+   * ADMISSION_GRANTS (the relay's AdmissionGrants): `sink(lease, deferrable)` is asked on every
+   * report; for a unit of a live local grant whose answer was plain (`deferrable`: an answer below
+   * 400, no cooldown, no error) it may return where the release waits — sent with its grant's
+   * flush (`sendDeferred`), in one batch call — and the report then answers at once.
+   */
+  useReleaseSink(sink: ReleaseSinkFor | null): void {
+    this.releaseSink = sink;
+  }
+
+  /** Sends deferred releases (ReleaseSinkFor) as batch calls, grouped by script, ≤ RELEASE_BATCH_MAX each. */
+  sendDeferred(list: readonly DeferredRelease[]): void {
+    const lanes = new Map<string, DeferredRelease[]>();
+    for (const d of list) {
+      const lane = lanes.get(d.script.name);
+      if (lane) lane.push(d);
+      else lanes.set(d.script.name, [d]);
+    }
+    for (const lane of lanes.values()) {
+      for (let i = 0; i < lane.length; i += 64) {
+        const part = lane.slice(i, i + 64);
+        if (part.length === 1) {
+          const only = part[0]!;
+          this.store.run(only.script, only.keys, only.args).then(only.resolve, only.reject);
+          continue;
+        }
+        const input = encodeReleaseBatch(part);
+        this.store.run(part[0]!.script.batch, input.keys, input.args).then(
+          (out) =>
+            part.forEach((d, j) => {
+              const r = out[j];
+              if (Array.isArray(r)) d.resolve(r);
+              else d.reject(new Error(typeof r === 'string' ? r : 'the batched release returned no reply'));
+            }),
+          (err: unknown) => {
+            const e = err instanceof Error ? err : new Error(String(err));
+            for (const d of part) d.reject(e);
+          },
+        );
+      }
+    }
   }
 
   /** Live window counters of the given keys (one store round trip). */
@@ -1063,3 +1154,15 @@ export function refusalToApiError(refusal: KeyRefusal): ApiError {
     'retry-after': String(seconds),
   });
 }
+
+/** A release that waits for its local admission grant's flush (ADMISSION_GRANTS; KeyPoolService.sendDeferred). */
+export interface DeferredRelease {
+  script: ReleaseScript;
+  keys: string[];
+  args: string[];
+  resolve: (reply: ReleaseResult) => void;
+  reject: (err: Error) => void;
+}
+
+/** Asked on every report: where a grant unit's release waits (`deferrable`: a plain answer), or null. */
+export type ReleaseSinkFor = (lease: KeyLease, deferrable: boolean) => ((d: DeferredRelease) => void) | null;
