@@ -45,6 +45,12 @@ export const REAL_LIMITS = {
   keyLimits: { max_rpm: 900, max_tpm: 1_000_000 },
 };
 
+/**
+ * `--grants off,on` with `--limits real`: c=1 and c=8 phases of fixed counts that, with the
+ * warm-up, stay under the client key's 600 rpm (50 + 250 + 250 = 550 in well under a minute).
+ */
+export const GRANTS_REAL = { n: 250, counted: [{ c: 8, count: 250 }] };
+
 /** A throw-away redis-server of the bench's own. */
 export async function startPrivateRedis() {
   checkRunning();
@@ -138,9 +144,15 @@ function perRequest(d, requests, idle) {
  * Runs the phases against one gateway build (`entry`) and its own Redis; returns
  * { idle: { cpuUsPerS, commandsPerS }, phases: [{ label, connections, ...perRequest }] }.
  */
-export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, levels, seconds, limits = 'bench' } = {}) {
+export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, levels, seconds, limits = 'bench', grants } = {}) {
   const real = limits === 'real';
-  const base = real ? { ...REDIS_COST, warmup: REAL_LIMITS.warmup, n: REAL_LIMITS.n, levels: REAL_LIMITS.levels } : REDIS_COST;
+  // ADMISSION_GRANTS (docs/scaling.md "Local admission grants"): with real limits, c=1 and c=8 as
+  // fixed counts (GRANTS_REAL) that stay under every limit
+  const base = real
+    ? grants
+      ? { ...REDIS_COST, warmup: REAL_LIMITS.warmup, n: GRANTS_REAL.n, levels: [], counted: GRANTS_REAL.counted }
+      : { ...REDIS_COST, warmup: REAL_LIMITS.warmup, n: REAL_LIMITS.n, levels: REAL_LIMITS.levels }
+    : REDIS_COST;
   const given = real ? { keys, idleS } : { keys, warmup, n, idleS, levels, seconds };
   const o = { ...base, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
   const redis = await startPrivateRedis();
@@ -151,7 +163,7 @@ export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, le
       name: 'redis-cost',
       redisUrl: redis.url,
       ...(entry ? { entry } : {}),
-      ...(real ? { env: REAL_LIMITS.env } : {}),
+      ...(real || grants ? { env: { ...(real ? REAL_LIMITS.env : {}), ...(grants ? { ADMISSION_GRANTS: grants } : {}) } } : {}),
     });
     const { clientKey } = await configure(gw, upstreamUrl, {
       keys: o.keys,
@@ -177,6 +189,23 @@ export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, le
     for (let i = 0; i < o.n; i++) await one();
     let d = delta(s0, await sample(redis.client));
     phases.push({ label: 'c=1', connections: 1, failed, ...perRequest(d, o.n, idle) });
+
+    // fixed-count load phases: `count` requests over c closed-loop clients
+    for (const { c, count } of o.counted ?? []) {
+      failed = 0;
+      let next = 0;
+      s0 = await sample(redis.client);
+      await Promise.all(
+        Array.from({ length: c }, async () => {
+          while (next < count) {
+            next++;
+            await one();
+          }
+        }),
+      );
+      d = delta(s0, await sample(redis.client));
+      phases.push({ label: `c=${c}`, connections: c, failed, ...perRequest(d, count, idle) });
+    }
 
     for (const c of o.levels) {
       failed = 0;
@@ -234,8 +263,9 @@ export function redisCostMarkdown(results) {
   return lines;
 }
 
-// Standalone run: `node bench/sections/redis-cost.mjs [--entry a,b] [--labels A,B] [--rounds R] [--n 1000] [--seconds 5] [--limits bench|real]`
-// (`--limits real`: REAL_LIMITS, c=1 only; --n and --seconds are then ignored)
+// Standalone run: `node bench/sections/redis-cost.mjs [--entry a,b] [--labels A,B] [--rounds R] [--n 1000] [--seconds 5] [--limits bench|real] [--grants off,on]`
+// (`--limits real`: REAL_LIMITS, c=1 only; --n and --seconds are then ignored; with `--grants`,
+// c=1 and c=8 of GRANTS_REAL's fixed counts, once per ADMISSION_GRANTS value)
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { cleanupAll, installSignalHandlers, startServer } = await import('../lib/procs.mjs');
   const { closeRedis } = await import('../lib/gateway.mjs');
@@ -248,17 +278,22 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const entries = arg('entry', 'dist/src/main.js').split(',');
   const labels = arg('labels', entries.join(',')).split(',');
   const rounds = Number(arg('rounds', 1));
+  // `--grants off,on`: every build runs once per ADMISSION_GRANTS value (labels get " grants=<v>")
+  const grantValues = arg('grants', '') ? arg('grants', '').split(',') : [undefined];
   const upstream = await startServer('upstream', { delayMs: 0 });
   try {
     const results = {};
     // rounds alternate the builds (A B, B A, …) so a change in the machine's load hits both
     for (let round = 0; round < rounds; round++) {
-      const order = entries.map((e, i) => [e, labels[i] ?? e]);
+      const order = entries.flatMap((e, i) =>
+        grantValues.map((g) => [e, g === undefined ? (labels[i] ?? e) : `${labels[i] ?? e} grants=${g}`, g]),
+      );
       if (round % 2 === 1) order.reverse();
-      for (const [entry, label] of order) {
+      for (const [entry, label, grants] of order) {
         const name = rounds > 1 ? `${label} (round ${round + 1})` : label;
         results[name] = await redisCost(upstream.url, {
           entry,
+          grants,
           limits: arg('limits', 'bench'),
           n: Number(arg('n', REDIS_COST.n)),
           seconds: Number(arg('seconds', REDIS_COST.seconds)),

@@ -68,6 +68,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
   private readonly unsubscribers: (Unsubscribe | (() => void))[] = [];
   private ticker: NodeJS.Timeout | null = null;
   private readonly returning = new Set<Promise<void>>();
+  private readonly leading = new Map<string, Promise<number>>();
   /** Unit leases (the block's own included) → their grant. */
   private readonly units = new WeakMap<KeyLease, Grant>();
   /** For tests and the bench: blocks taken, requests admitted locally, units given back. */
@@ -123,11 +124,36 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     return (this.contendedUntil.get(providerId) ?? 0) >= Date.now() ? 1 : GRANT_BLOCK_MAX;
   }
 
-  /** A unit of a live grant for these policies and provider (its lease and the block's verdict), or null. */
-  take(providerId: string, policies: readonly GrantPolicy[]): { lease: KeyLease; verdict: Verdict } | null {
+  /** The grant key of a request's policies and provider (grantKey). */
+  keyOf(providerId: string, policies: readonly GrantPolicy[]): string {
+    return grantKey(providerId, policies);
+  }
+
+  /**
+   * The block admission in flight for a grant key on this instance: resolves with the block it
+   * took (1: none). One at a time per key: the requests that find no unit wait for it and take
+   * its units, so an instance never holds more than one grant with units left per key (the
+   * under-admission bound, docs/scaling.md).
+   */
+  leader(key: string): Promise<number> | undefined {
+    return this.leading.get(key);
+  }
+
+  /** Becomes the key's block admission in flight; call the returned function with the block taken. */
+  lead(key: string): (block: number) => void {
+    let done!: (block: number) => void;
+    this.leading.set(key, new Promise<number>((resolve) => (done = resolve)));
+    return (block) => {
+      this.leading.delete(key);
+      done(block);
+    };
+  }
+
+  /** A unit of a live grant for this grant key (its lease and the block's verdict), or null. */
+  take(key: string, providerId: string): { lease: KeyLease; verdict: Verdict } | null {
     if (this.grants.size === 0) return null;
     if ((this.contendedUntil.get(providerId) ?? 0) >= Date.now()) return null;
-    const list = this.grants.get(grantKey(providerId, policies));
+    const list = this.grants.get(key);
     if (!list) return null;
     const now = Date.now();
     for (const g of list) {
@@ -143,6 +169,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
 
   /** Keeps a block the admission took (`block` units; unit 1 is the admitted request's own). */
   add(
+    key: string,
     providerId: string,
     policies: readonly GrantPolicy[],
     lease: KeyLease,
@@ -153,7 +180,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     this.counters.blocks++;
     const now = Date.now();
     const g: Grant = {
-      key: grantKey(providerId, policies),
+      key,
       providerId,
       lease,
       member,
@@ -248,14 +275,15 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     this.remove(g);
     if (g.returned) return;
     g.returned = true;
+    let merged: string[] = [];
     if (g.deferred.length > 0) {
       this.counters.flushedReleases += g.deferred.length;
-      this.keyPool.sendDeferred(g.deferred.splice(0));
+      merged = this.keyPool.sendDeferred(g.deferred.splice(0));
     }
     const from = g.used + 1;
     // taking a unit and giving back are both synchronous here: a unit handed out is never given back
     g.used = g.block;
-    if (from > g.block) return;
+    if (from > g.block && merged.length === 0) return;
     const names = this.keyPool.grantKeyNames(g.lease);
     const keys = [names.rpm, names.inf];
     const args: (string | number)[] = [
@@ -267,6 +295,8 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
       RPM_LOG_TTL_MS,
       KEY_BUCKET_MS,
       g.member,
+      merged.length,
+      ...merged,
     ];
     for (const p of g.policies) {
       if (!BLOCK_KINDS.has(p.kind) || p.cost !== 1) continue;
@@ -274,7 +304,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
       args.push(p.kind, p.windowMs);
     }
     this.counters.returns++;
-    this.counters.returnedUnits += g.block - from + 1;
+    this.counters.returnedUnits += Math.max(0, g.block - from + 1);
     const sending: Promise<void> = this.store
       .run(grantReturnScript, keys, args.map(String))
       .then(() => undefined)

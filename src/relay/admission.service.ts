@@ -22,6 +22,7 @@ import {
   type StaticGate,
 } from './admission-gates.js';
 import { AdmissionGrants } from './admission-grants.js';
+import type { GrantPolicy } from './domain/grant-rules.js';
 import {
   admissionGrantScript,
   admissionScript,
@@ -176,11 +177,50 @@ export class AdmissionService {
     priority: number,
   ): Promise<FirstAdmission> {
     const policies = this.rateLimit.deferredPolicies(request) ?? [];
-    const local = this.grants.take(providerId, policies);
-    if (local) {
-      this.rateLimit.admitLocally(request);
-      return { verdict: local.verdict, result: { ok: true, lease: local.lease } };
+    const key = this.grants.keyOf(providerId, policies);
+    // one block admission per key at a time here: the others wait for its units; when it took no
+    // block (near a limit), they run the exact admission (and ask for no block: with many waiters
+    // an instance would hold many grants at once)
+    let want = this.grants.blockFor(providerId);
+    for (;;) {
+      const local = this.grants.take(key, providerId);
+      if (local) {
+        this.rateLimit.admitLocally(request);
+        return { verdict: local.verdict, result: { ok: true, lease: local.lease } };
+      }
+      const leader = this.grants.leader(key);
+      if (!leader) break;
+      if ((await leader) <= 1) {
+        want = 1;
+        break;
+      }
     }
+    const done = want > 1 ? this.grants.lead(key) : null;
+    let block = 1;
+    try {
+      return await this.grantAdmission(
+        request,
+        providerId,
+        priority,
+        policies,
+        key,
+        want,
+        (b) => (block = b),
+      );
+    } finally {
+      done?.(block);
+    }
+  }
+
+  private async grantAdmission(
+    request: FastifyRequest,
+    providerId: string,
+    priority: number,
+    policies: readonly GrantPolicy[],
+    key: string,
+    want: number,
+    took: (block: number) => void,
+  ): Promise<FirstAdmission> {
     const options = this.options(providerId, priority, QueueMode.respectQueue);
     const prepared = await this.keyPool.prepareAcquire(providerId, options);
     if ('result' in prepared) {
@@ -190,7 +230,6 @@ export class AdmissionService {
         : { verdict, result: prepared.result };
     }
     const step = prepared.step;
-    const want = this.grants.blockFor(providerId);
     let member = '';
     let block = 1;
     let decided: CombinedDecision<ScriptValue>;
@@ -215,7 +254,10 @@ export class AdmissionService {
     if (verdict.error) return { verdict: { ...verdict, error: verdict.error }, result: null };
     if (decided.rest === null) return { verdict, result: await this.keyPool.acquire(providerId, options) };
     const result = step.finish(decided.rest);
-    if (result.ok && block > 1) this.grants.add(providerId, policies, result.lease, member, block, verdict);
+    if (result.ok && block > 1) {
+      this.grants.add(key, providerId, policies, result.lease, member, block, verdict);
+      took(block);
+    }
     return { verdict, result };
   }
 

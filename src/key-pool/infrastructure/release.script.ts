@@ -81,6 +81,43 @@ export function encodeRelease(i: ReleaseInput): { keys: string[]; args: string[]
   };
 }
 
+/**
+ * ADMISSION_GRANTS (docs/scaling.md "Local admission grants"): plain releases of one upstream key
+ * (encodeRelease'd: no cooldown, sent) merged into ONE — the first's KEYS/ARGV (its lease, its
+ * contribution) with every entry's tokens summed, for the key's TPM window and for the rider's
+ * token charge (one charge of the sum to the same budgets). null when they cannot be: another
+ * entry has a contribution of its own, a different key or rider, a cooldown, a request not sent,
+ * or a rider with a spend settlement. Only the first's lease leaves the in-flight set: the caller
+ * removes the others'.
+ */
+export function mergeReleases(
+  entries: readonly { keys: string[]; args: string[] }[],
+): { keys: string[]; args: string[] } | null {
+  const x = entries[0];
+  if (!x) return null;
+  const ga = Number(x.args[7]);
+  const xk = Number(x.args[8]);
+  const xa = Number(x.args[9]);
+  if (xa > 4) return null;
+  const head = 4 + Number(x.args[6]);
+  let tokens = 0;
+  let charged = 0;
+  for (const e of entries) {
+    if (e.args[2] !== '0' || e.args[3] !== '0') return null;
+    if (e !== x && e.args[7] !== '0') return null;
+    if (Number(e.args[8]) !== xk || Number(e.args[9]) !== xa) return null;
+    for (let i = 0; i < 4; i++) if (e.keys[i] !== x.keys[i]) return null;
+    const eh = 4 + Number(e.args[6]);
+    for (let i = 0; i < xk; i++) if (e.keys[eh + i] !== x.keys[head + i]) return null;
+    tokens += Number(e.args[1]) || 0;
+    if (xa > 0) charged += Number(e.args[10 + Number(e.args[7]) + 1]) || 0;
+  }
+  const args = [...x.args];
+  args[1] = String(tokens);
+  if (xa > 0) args[10 + ga + 1] = String(charged);
+  return { keys: x.keys, args };
+}
+
 export function decodeRelease(r: ReleaseResult): ReleaseReply {
   return {
     cooldownUntilMs: Number(r[0]),

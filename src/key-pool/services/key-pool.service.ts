@@ -51,6 +51,7 @@ import {
   decodeRelease,
   encodeRelease,
   encodeReleaseBatch,
+  mergeReleases,
   releaseScript,
   type ReleaseResult,
   type ReleaseScript,
@@ -817,8 +818,37 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     this.releaseSink = sink;
   }
 
-  /** Sends deferred releases (ReleaseSinkFor) as batch calls, grouped by script, ≤ RELEASE_BATCH_MAX each. */
-  sendDeferred(list: readonly DeferredRelease[]): void {
+  /**
+   * Sends a local grant's deferred releases (ReleaseSinkFor): merged into ONE release where they can
+   * be (mergeReleases: the tokens summed, the one contribution kept), the rest as batch calls
+   * grouped by script. Returns the lease ids of merged releases whose in-flight member the merged
+   * call did not remove: the grant's give-back removes them.
+   */
+  sendDeferred(list: readonly DeferredRelease[]): string[] {
+    if (list.length > 1) {
+      const x = list.find((d) => d.args[7] !== '0') ?? list[0]!;
+      const together = [x, ...list.filter((d) => d !== x && d.args[7] === '0')];
+      const merged = together.length > 1 ? mergeReleases(together) : null;
+      if (merged) {
+        this.store.run(x.script, merged.keys, merged.args).then(
+          (reply) => {
+            x.resolve(reply);
+            for (const d of together) if (d !== x) d.resolve([reply[0], reply[1], reply[2]]);
+          },
+          (err: unknown) => {
+            const e = err instanceof Error ? err : new Error(String(err));
+            for (const d of together) d.reject(e);
+          },
+        );
+        this.sendBatched(list.filter((d) => !together.includes(d)));
+        return together.filter((d) => d !== x).map((d) => d.args[0]!);
+      }
+    }
+    this.sendBatched(list);
+    return [];
+  }
+
+  private sendBatched(list: readonly DeferredRelease[]): void {
     const lanes = new Map<string, DeferredRelease[]>();
     for (const d of list) {
       const lane = lanes.get(d.script.name);

@@ -4,19 +4,28 @@
 -- KEYS: the upstream key's RPM window (exact log :rpm or sub-buckets :rpb), its in-flight set :inf,
 --       then one key per client request window of the block.
 -- ARGV: lease id, from, to, RPM kind ('e' exact log | 'b' sub-buckets | 'n' none), block time (ms,
---       Redis clock), RPM log TTL ms, bucket ms (key sub-buckets), client member, then per client
---       window: kind (1 exact log | 4 sub-buckets), window ms.
+--       Redis clock), RPM log TTL ms, bucket ms (key sub-buckets), client member, m, then m lease
+--       ids of used units whose answers' releases were merged into one (their in-flight members
+--       leave here; their RPM and client entries stay: they were used), then per client window:
+--       kind (1 exact log | 4 sub-buckets), window ms.
 -- Reply: {inf members removed, key RPM units removed, client units removed}.
 local rk, ik = KEYS[1], KEYS[2]
 local lease, from, to = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local rkind, at, rttl, bms = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local member = ARGV[8]
+local m = tonumber(ARGV[9])
+local co = 9 + m
 local n = to - from + 1
-if n <= 0 then return {0, 0, 0} end
+if n < 0 then n = 0 end
 local function unit(base, k) if k == 1 then return base end return base .. ':' .. k end
 local ms = {}
 for k = from, to do ms[#ms + 1] = unit(lease, k) end
-local freed = redis.call('ZREM', ik, unpack(ms))
+for j = 1, m do ms[#ms + 1] = ARGV[9 + j] end
+local freed = 0
+if #ms > 0 then freed = redis.call('ZREM', ik, unpack(ms)) end
+if n == 0 then return {freed, 0, 0} end
+ms = {}
+for k = from, to do ms[#ms + 1] = unit(lease, k) end
 local rpm = 0
 if rkind == 'e' then
   rpm = redis.call('ZREM', rk, unpack(ms))
@@ -32,8 +41,8 @@ elseif rkind == 'b' then
 end
 local client = 0
 for i = 3, #KEYS do
-  local kind = tonumber(ARGV[9 + (i - 3) * 2])
-  local window = tonumber(ARGV[10 + (i - 3) * 2])
+  local kind = tonumber(ARGV[co + 1 + (i - 3) * 2])
+  local window = tonumber(ARGV[co + 2 + (i - 3) * 2])
   local key = KEYS[i]
   if kind == 1 then
     local cms = {}
