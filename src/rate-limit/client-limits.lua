@@ -255,10 +255,13 @@ local function fg_client_reply(st, commit)
     local remaining, current, reset = 0, 0, 0
     if p.kind == RL_SLIDING_WINDOW then
       if commit and p.cost > 0 then
-        for j = 1, p.cost do
-          local m = st.member
-          if j > 1 then m = st.member .. ':' .. j end
-          redis.call('ZADD', p.key, now_ms, m)
+        if p.cost == 1 then
+          redis.call('ZADD', p.key, now_ms, st.member)
+        else
+          -- several entries (a block: ADMISSION_GRANTS) in one ZADD
+          local zs = { now_ms, st.member }
+          for j = 2, p.cost do zs[#zs + 1] = now_ms; zs[#zs + 1] = st.member .. ':' .. j end
+          redis.call('ZADD', p.key, unpack(zs))
         end
         -- the TTL is set when the log is created or trimmed, not per write (see the exact logs above)
         if p.fresh then redis.call('PEXPIRE', p.key, 2 * p.window + p.slack) end

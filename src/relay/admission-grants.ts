@@ -119,6 +119,11 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     await Promise.all(this.unsubscribers.map(async (u) => u())).catch(() => undefined);
   }
 
+  /** Whether a request queued for the provider here or elsewhere lately (no blocks meanwhile). */
+  isContended(providerId: string): boolean {
+    return (this.contendedUntil.get(providerId) ?? 0) >= Date.now();
+  }
+
   /** The block to ask for: none while the provider is contended anywhere. */
   blockFor(providerId: string): number {
     return (this.contendedUntil.get(providerId) ?? 0) >= Date.now() ? 1 : GRANT_BLOCK_MAX;

@@ -66,9 +66,10 @@ describe('local admission grants (distributed, one Redis)', () => {
     upstreamKeyId = key.body.id;
   }, 60_000);
 
+  let closed = false;
   afterAll(async () => {
     direct?.disconnect();
-    await fleet?.close();
+    if (!closed) await fleet?.close();
     await fake?.close();
     await redis?.stop();
   });
@@ -197,5 +198,29 @@ describe('local admission grants (distributed, one Redis)', () => {
       () => grantsOf(0).counters.dropped > dropped[0]! && grantsOf(1).counters.dropped > dropped[1]!,
     );
     await settled();
+  });
+
+  it('gives every grant back at shutdown (held reservations do not outlive the instance)', async () => {
+    const { key, keyId } = await clientKeyWithId(600);
+    await settled();
+    for (const i of [0, 1]) grantsOf(i).idleMs = 60_000; // only the shutdown gives them back
+    // the 429 above cooled the key down (a request that finds it cooling waits in the queue, which
+    // makes the provider contended: no blocks meanwhile)
+    const hash = `${prefix}:kp:{${providerId}}:k:${upstreamKeyId}`;
+    await until('the key cooled down', async () => Number((await direct.hget(hash, 'cd')) ?? 0) < Date.now());
+    await until(
+      'the provider is no longer contended',
+      () => ![0, 1].some((i) => grantsOf(i).isContended(providerId)),
+    );
+    const rpmBefore = await keyRpm();
+    for (const i of [0, 1])
+      expect((await send(i, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    expect(grantsOf(0).held() + grantsOf(1).held()).toBeGreaterThan(0);
+    expect(await clientWindow(keyId)).toBeGreaterThan(2); // the blocks' reservations
+    closed = true;
+    await fleet.close();
+    expect(await clientWindow(keyId)).toBe(2);
+    expect((await keyRpm()) - rpmBefore).toBe(2);
+    expect(await inflight()).toBe(0);
   });
 });
