@@ -341,11 +341,12 @@ local function fg_select(K, A, now, ko, ao, block)
     call('PEXPIRE', lk, hashTtl)
   end
   local maxRpm = tonumber(A[a + 2])
-  -- a block (ADMISSION_GRANTS): at most a quarter of what is left of each of the key's windows
+  -- a block (ADMISSION_GRANTS): at most 1/16 of what is left of the key's RPM window and a
+  -- quarter of its free concurrency
   local bb = 1
   if block ~= nil and block > 1 then
     bb = block
-    if maxRpm > 0 then bb = math.min(bb, math.floor((maxRpm - bestRpm) / 4)) end
+    if maxRpm > 0 then bb = math.min(bb, math.floor((maxRpm - bestRpm) / 16)) end
     if bestCount ~= nil then bb = math.min(bb, math.floor((bestLimit - bestCount) / 4)) end
     local maxTpm = tonumber(A[a + 3])
     if maxTpm > 0 and bestTpm * 4 > maxTpm * 3 then bb = 1 end

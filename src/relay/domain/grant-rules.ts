@@ -7,8 +7,11 @@
  * a max age, on an invalidation or at shutdown.
  */
 
-/** The block asked for (the script takes at most a quarter of what is left of every window). */
-export const GRANT_BLOCK_MAX = 16;
+/**
+ * The block asked for. The script takes at most 1/16 of what is left of every request window (the
+ * client's, the upstream key's RPM) and 1/4 of the key's free concurrency (admission-grant.lua).
+ */
+export const GRANT_BLOCK_MAX = 32;
 /** A grant not used for this long gives its unused units back. */
 export const GRANT_IDLE_MS = 200;
 /** A grant gives its unused units back at this age, used or not (a window never holds stale reservations long). */

@@ -7,10 +7,11 @@
 -- Reply: {client reply, provider reply, B taken (1 = no block)}.
 --
 -- The block B: min(asked, for every client request window (exact log or sub-buckets, cost 1)
--- floor((limit - count) / 4), and KeyPool's own quarter rule for the key's RPM window and
--- concurrency). Any other client policy kind (token bucket, spend budget) → 1; a token budget more
--- than 3/4 used → 1. B < 2 → 1: the exact per-request path. Nothing is reserved unless every window
--- has room for all of B (count + B <= limit), so a block never admits past a limit.
+-- floor((limit - count) / 16), and KeyPool's own rule for the key: floor((max_rpm - count) / 16)
+-- of its RPM window, floor((limit - in flight) / 4) of its concurrency). Any other client policy
+-- kind (token bucket, spend budget) → 1; a token budget more than 3/4 used → 1. B < 2 → 1: the
+-- exact per-request path. Nothing is reserved unless every window has room for all of B
+-- (count + B <= limit), so a block never admits past a limit.
 local RL_SLIDING_WINDOW_G = 1
 local RL_SLIDING_BUCKETS_G = 4
 local RL_TOKEN_BUDGET_G = 3
@@ -28,7 +29,7 @@ local b = want
 for i = 1, client.n do
   local p = client.policies[i]
   if p.kind == RL_SLIDING_WINDOW_G or p.kind == RL_SLIDING_BUCKETS_G then
-    if p.cost ~= 1 then b = 1 else b = math.min(b, math.floor((p.limit - p.count) / 4)) end
+    if p.cost ~= 1 then b = 1 else b = math.min(b, math.floor((p.limit - p.count) / 16)) end
   elseif p.kind == RL_TOKEN_BUDGET_G then
     if p.used * 4 > p.limit * 3 then b = 1 end
   else
