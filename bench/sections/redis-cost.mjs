@@ -21,7 +21,7 @@
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { configure, freePort, startGateway } from '../lib/gateway.mjs';
+import { admin, configure, freePort, startGateway } from '../lib/gateway.mjs';
 import { checkRunning, onCleanup, sleep, stopChild } from '../lib/procs.mjs';
 import { CHAT_BODY } from './throughput.mjs';
 
@@ -46,8 +46,9 @@ export const REAL_LIMITS = {
 };
 
 /**
- * `--grants off,on` with `--limits real`: c=1 and c=8 phases of fixed counts that, with the
- * warm-up, stay under the client key's 600 rpm (50 + 250 + 250 = 550 in well under a minute).
+ * `--grants off,on` with `--limits real`: c=1 and c=8 phases of fixed counts; the c=8 phase on a
+ * second client key with the same limits, so each key stays at or under half its 600 rpm
+ * (50 + 250, and 250); the IP (1,000 rpm) sees 550.
  */
 export const GRANTS_REAL = { n: 250, counted: [{ c: 8, count: 250 }] };
 
@@ -170,7 +171,7 @@ export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, le
       ...(real ? { clientLimits: REAL_LIMITS.clientLimits, keyLimits: REAL_LIMITS.keyLimits } : {}),
     });
     pool = new Pool(gw.url, { connections: Math.max(1, ...o.levels), keepAliveTimeout: 60_000, headersTimeout: 10_000, bodyTimeout: 10_000 });
-    const headers = { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` };
+    let headers = { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` };
     let failed = 0;
     const one = async () => {
       const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body: CHAT_BODY });
@@ -190,8 +191,16 @@ export async function redisCost(upstreamUrl, { entry, keys, warmup, n, idleS, le
     let d = delta(s0, await sample(redis.client));
     phases.push({ label: 'c=1', connections: 1, failed, ...perRequest(d, o.n, idle) });
 
-    // fixed-count load phases: `count` requests over c closed-loop clients
+    // fixed-count load phases: `count` requests over c closed-loop clients, each phase on a client
+    // key of its own with the same limits (a fresh window: every phase far from the key's limit)
     for (const { c, count } of o.counted ?? []) {
+      const me = await admin(gw, 'GET', '/api/me');
+      const fresh = await admin(gw, 'POST', `/api/admin/users/${me.user?.id ?? me.id}/keys`, {
+        name: `bench-c${c}`,
+        limits: REAL_LIMITS.clientLimits,
+        max_priority: 'urgent',
+      });
+      headers = { ...headers, authorization: `Bearer ${fresh.key}` };
       failed = 0;
       let next = 0;
       s0 = await sample(redis.client);
