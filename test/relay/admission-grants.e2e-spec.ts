@@ -4,7 +4,7 @@ import { AdaptiveService } from '../../src/adaptive/services/adaptive.service.js
 import { AdmissionGrants } from '../../src/relay/admission-grants.js';
 import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
 import { FakeProvider } from '../support/fake-provider.js';
-import { startGateways, type TestGateway } from '../support/gateway.js';
+import { startGateway, startGateways, type TestGateway } from '../support/gateway.js';
 import { adminCall } from '../support/relay.js';
 import { OwnRedis } from '../support/redis-server.js';
 
@@ -222,5 +222,17 @@ describe('local admission grants (distributed, one Redis)', () => {
     expect(await clientWindow(keyId)).toBe(2);
     expect((await keyRpm()) - rpmBefore).toBe(2);
     expect(await inflight()).toBe(0);
+  });
+});
+
+describe('ADMISSION_GRANTS=on where it does not apply', () => {
+  it('is ignored in embedded mode: every request takes the exact admission', async () => {
+    const gw = await startGateway('embedded', { ADMISSION_GRANTS: 'on' });
+    try {
+      expect(gw.config.rateLimit.admissionGrants).toBe(true);
+      expect(gw.app.get(AdmissionGrants).enabled).toBe(false);
+    } finally {
+      await gw.close();
+    }
   });
 });
