@@ -1,4 +1,11 @@
-import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
 import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease } from '../key-pool/key-pool.types.js';
@@ -60,7 +67,7 @@ interface Grant extends GrantCount {
  * (relay:grants-drop), on a provider cache drop (a key change), and at shutdown.
  */
 @Injectable()
-export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
+export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('AdmissionGrants');
   readonly enabled: boolean;
   private readonly grants = new Map<string, Grant[]>();
@@ -76,6 +83,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
   /** GRANT_IDLE_MS / GRANT_MAX_AGE_MS (tests may lengthen them). */
   idleMs = GRANT_IDLE_MS;
   maxAgeMs = GRANT_MAX_AGE_MS;
+  private stopping = false;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -111,7 +119,18 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
     );
   }
 
+  /**
+   * Before any module's shutdown (Adaptive's waits for the reports a grant's flush carries): no
+   * more blocks or local admissions, every grant given back with its deferred releases.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    this.drop('*');
+    await Promise.allSettled([...this.returning]);
+  }
+
   async onApplicationShutdown(): Promise<void> {
+    this.stopping = true;
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     this.drop('*');
@@ -126,6 +145,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
 
   /** The block to ask for: none while the provider is contended anywhere. */
   blockFor(providerId: string): number {
+    if (this.stopping) return 1;
     return (this.contendedUntil.get(providerId) ?? 0) >= Date.now() ? 1 : GRANT_BLOCK_MAX;
   }
 
@@ -156,7 +176,7 @@ export class AdmissionGrants implements OnModuleInit, OnApplicationShutdown {
 
   /** A unit of a live grant for this grant key (its lease and the block's verdict), or null. */
   take(key: string, providerId: string): { lease: KeyLease; verdict: Verdict } | null {
-    if (this.grants.size === 0) return null;
+    if (this.grants.size === 0 || this.stopping) return null;
     if ((this.contendedUntil.get(providerId) ?? 0) >= Date.now()) return null;
     const list = this.grants.get(key);
     if (!list) return null;
