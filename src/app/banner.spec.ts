@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/app-config.js';
-import { startingLine } from './banner.js';
+import { bannerLines, startingLine } from './banner.js';
 
 describe('startingLine: the first line of a start', () => {
   it('embedded: where embedded Postgres starts', () => {
@@ -25,5 +25,30 @@ describe('startingLine: the first line of a start', () => {
       'connecting to Postgres at db.internal:5432/floodgate and Redis at cache.internal:6380/0',
     );
     expect(line).not.toMatch(/s3cret|hunter2|app:/);
+  });
+});
+
+describe('bannerLines: how admissions are decided', () => {
+  const db = { kind: 'postgres', location: 'postgres://db.internal:5432/floodgate' } as unknown as Parameters<
+    typeof bannerLines
+  >[1];
+  const at = { host: '0.0.0.0', port: 3000 };
+  const distributed = {
+    DATABASE_URL: 'postgres://db.internal:5432/floodgate',
+    REDIS_URL: 'redis://cache:6379',
+  };
+
+  it('distributed: says exact by default and local grants with ADMISSION_GRANTS=on', () => {
+    const exact = bannerLines(loadConfig(distributed), db, at, []).join('\n');
+    expect(exact).toContain('admission  exact: one Redis decision per request (ADMISSION_GRANTS=off)');
+    const granted = bannerLines(loadConfig({ ...distributed, ADMISSION_GRANTS: 'on' }), db, at, []).join(
+      '\n',
+    );
+    expect(granted).toContain('admission  local grants (ADMISSION_GRANTS=on)');
+  });
+
+  it('embedded: no admission line (grants do not apply)', () => {
+    const lines = bannerLines(loadConfig({ DATA_DIR: ':memory:', ADMISSION_GRANTS: 'on' }), db, at, []);
+    expect(lines.join('\n')).not.toContain('admission ');
   });
 });

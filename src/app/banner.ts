@@ -54,6 +54,13 @@ export function bannerLines(
     `  mode       ${config.mode}: state ${state}`,
     `  database   ${database.kind === 'embedded' ? 'embedded PGlite' : 'Postgres'}, ${database.location}`,
   ];
+  // Distributed only: how admissions are decided (ADMISSION_GRANTS; a cluster ignores it, with a warning).
+  if (config.mode === 'distributed')
+    lines.push(
+      config.rateLimit.admissionGrants && !config.redis.nodes?.length
+        ? '  admission  local grants (ADMISSION_GRANTS=on): blocks from Redis, spent locally; never over a limit'
+        : '  admission  exact: one Redis decision per request (ADMISSION_GRANTS=off)',
+    );
   // Notes (e.g. the generated admin key, shown once), then the URLs, then the quick start: the end
   // of the banner is what a first-time user needs, in the order they need it.
   for (const note of notes) {
