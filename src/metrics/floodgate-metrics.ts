@@ -3,6 +3,15 @@ import { counterChildren, histogramChildren } from './fast-children.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+/** The `event` values of floodgate_admission_grant_events_total (each series exists from the start, at 0). */
+export const ADMISSION_GRANT_EVENTS = [
+  'block',
+  'local_admission',
+  'flushed_release',
+  'give_back',
+  'drop',
+] as const;
+export type AdmissionGrantEvent = (typeof ADMISSION_GRANT_EVENTS)[number];
 const QUEUE_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /**
@@ -191,6 +200,33 @@ export class FloodgateMetrics {
     registers: [this.registry],
   });
 
+  // ---- local admission grants (ADMISSION_GRANTS=on; docs/scaling.md) ------------------------
+  /**
+   * Filled at scrape time from AdmissionGrants' plain counters (the local-admission path touches
+   * no prom-client). The families and every `event` series exist at 0 whether grants are on or not.
+   */
+  readonly admissionGrantEvents = new Counter({
+    name: 'floodgate_admission_grant_events_total',
+    help:
+      'Local admission grants (ADMISSION_GRANTS=on), by event: block (an admission reserved a block of units), ' +
+      'local_admission (a request admitted from a grant, without Redis), flushed_release (a unit release sent with ' +
+      "its grant's flush), give_back (a grant returned to Redis), drop (a provider's grants dropped: 429, cooldown, " +
+      'invalidation, contention, key change)',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly admissionGrantReturnedUnits = new Counter({
+    name: 'floodgate_admission_grant_returned_units_total',
+    help: 'Reserved units of local admission grants given back to Redis unused',
+    registers: [this.registry],
+  });
+  readonly admissionGrantUnitsHeld = new Gauge({
+    name: 'floodgate_admission_grant_units_held',
+    help: 'Units this instance holds reserved in Redis in live local admission grants and has not handed out yet',
+    registers: [this.registry],
+  });
+  // ---- end local admission grants --------------------------------------------------------------
+
   // ---- routes (issue 15, relay side) --------------------------------------------------------
   /**
    * A routed request moved past a target: at admission (`breaker_open`, `no_capacity`) or after an
@@ -224,6 +260,7 @@ export class FloodgateMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: '' });
+    for (const event of ADMISSION_GRANT_EVENTS) this.admissionGrantEvents.labels(event).inc(0);
   }
 
   /** Registers a scrape-time collector that refreshes gauges mirroring shared state. */

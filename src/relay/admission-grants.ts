@@ -10,6 +10,7 @@ import type { AppConfig } from '../config/app-config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease } from '../key-pool/key-pool.types.js';
 import { KeyPoolService, type DeferredRelease } from '../key-pool/services/key-pool.service.js';
+import { FloodgateMetrics, type AdmissionGrantEvent } from '../metrics/floodgate-metrics.js';
 import type { Verdict } from '../rate-limit/rate-limit.service.js';
 import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
 import { readLua } from '../state/lua-file.js';
@@ -78,8 +79,13 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
   private readonly leading = new Map<string, Promise<number>>();
   /** Unit leases (the block's own included) → their grant. */
   private readonly units = new WeakMap<KeyLease, Grant>();
-  /** For tests and the bench: blocks taken, requests admitted locally, units given back. */
+  /**
+   * Blocks taken, requests admitted locally, units given back…: plain numbers on the hot path,
+   * exported as floodgate_admission_grant_* at scrape time (`collect`); read by tests and the bench.
+   */
   readonly counters = { blocks: 0, local: 0, returnedUnits: 0, returns: 0, dropped: 0, flushedReleases: 0 };
+  /** What `collect` has already exported of `counters`. */
+  private readonly reported = { ...this.counters };
   /** GRANT_IDLE_MS / GRANT_MAX_AGE_MS (tests may lengthen them). */
   idleMs = GRANT_IDLE_MS;
   maxAgeMs = GRANT_MAX_AGE_MS;
@@ -90,6 +96,7 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
     @Inject(AtomicStore) private readonly store: AtomicStore,
     @Inject(PubSub) private readonly pubsub: PubSub,
     private readonly keyPool: KeyPoolService,
+    private readonly metrics: FloodgateMetrics,
   ) {
     const on = config.rateLimit.admissionGrants;
     this.enabled = on && config.mode === 'distributed' && store.kind === 'redis' && !store.slotted;
@@ -101,6 +108,7 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
 
   async onModuleInit(): Promise<void> {
     if (!this.enabled) return;
+    this.metrics.onCollect(() => this.collect());
     this.keyPool.useReleaseSink((lease, deferrable) => this.sinkFor(lease, deferrable));
     this.unsubscribers.push(
       await this.pubsub.subscribe(DROP_CHANNEL, (providerId) => this.drop(providerId)),
@@ -235,6 +243,33 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
     if (providerId !== '*') this.counters.dropped++;
     for (const list of [...this.grants.values()])
       for (const g of [...list]) if (providerId === '*' || g.providerId === providerId) this.giveBack(g);
+  }
+
+  /**
+   * Scrape time: the counters' growth since the last scrape into floodgate_admission_grant_*
+   * (docs/observability.md), and the units held unused into its gauge.
+   */
+  private collect(): void {
+    const c = this.counters;
+    const r = this.reported;
+    const events: [AdmissionGrantEvent, number, keyof typeof c][] = [
+      ['block', c.blocks, 'blocks'],
+      ['local_admission', c.local, 'local'],
+      ['flushed_release', c.flushedReleases, 'flushedReleases'],
+      ['give_back', c.returns, 'returns'],
+      ['drop', c.dropped, 'dropped'],
+    ];
+    for (const [event, total, name] of events) {
+      const delta = total - r[name];
+      if (delta > 0) this.metrics.admissionGrantEvents.labels(event).inc(delta);
+      r[name] = total;
+    }
+    const units = c.returnedUnits - r.returnedUnits;
+    if (units > 0) this.metrics.admissionGrantReturnedUnits.inc(units);
+    r.returnedUnits = c.returnedUnits;
+    let held = 0;
+    for (const list of this.grants.values()) for (const g of list) held += Math.max(0, g.block - g.used);
+    this.metrics.admissionGrantUnitsHeld.set(held);
   }
 
   /** Grants held (tests). */

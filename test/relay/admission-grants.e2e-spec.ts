@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { AdaptiveService } from '../../src/adaptive/services/adaptive.service.js';
 import { AdmissionGrants } from '../../src/relay/admission-grants.js';
 import { bearer, createUserWithKey, newApiKey } from '../support/auth.js';
@@ -98,6 +98,18 @@ describe('local admission grants (distributed, one Redis)', () => {
     const m = /cmdstat_evalsha:calls=(\d+)/.exec(await direct.info('commandstats'));
     return m ? Number(m[1]) : 0;
   };
+  /** One sample of instance i's /metrics (0 when the series is absent). */
+  const scrape = async (i: number) => {
+    const res = await fetch(`${gws[i]!.url}/metrics`);
+    expect(res.status).toBe(200);
+    return res.text();
+  };
+  const sample = (text: string, series: string): number | undefined => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+  const grantEvent = (text: string, event: string) =>
+    sample(text, `floodgate_admission_grant_events_total{event="${event}"}`) ?? 0;
   const settled = async () => {
     await until('every grant given back', () => grantsOf(0).held() === 0 && grantsOf(1).held() === 0);
     await grantsOf(0).settled();
@@ -128,6 +140,64 @@ describe('local admission grants (distributed, one Redis)', () => {
     // the key's 40 concurrent) one admission and one flush (the B releases as one batch call)
     expect(calls).toBeLessThan(0.5 * N);
     expect(grantsOf(0).counters.local).toBeGreaterThan(N / 2);
+  });
+
+  it('exports the grant counters in /metrics: blocks, local admissions, flushed releases, give-backs, held units', async () => {
+    const key = await clientKey(600);
+    await settled();
+    const before = await scrape(0);
+    // the families exist from the start (dashboards), every event series at least at 0
+    for (const e of ['block', 'local_admission', 'flushed_release', 'give_back', 'drop'])
+      expect(sample(before, `floodgate_admission_grant_events_total{event="${e}"}`)).toBeGreaterThanOrEqual(
+        0,
+      );
+    expect(sample(before, 'floodgate_admission_grant_returned_units_total')).toBeGreaterThanOrEqual(0);
+    expect(sample(before, 'floodgate_admission_grant_units_held')).toBe(0);
+    // the grant stays live through the loop and the scrape below
+    const { idleMs, maxAgeMs } = grantsOf(0);
+    grantsOf(0).idleMs = 60_000;
+    grantsOf(0).maxAgeMs = 60_000;
+    onTestFinished(() => {
+      grantsOf(0).idleMs = idleMs;
+      grantsOf(0).maxAgeMs = maxAgeMs;
+    });
+    const localBefore = grantsOf(0).counters.local;
+    const N = 6;
+    for (let i = 0; i < N; i++) {
+      const res = await send(0, key);
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    const local = grantsOf(0).counters.local - localBefore;
+    expect(local).toBeGreaterThanOrEqual(1);
+    // a grant is live with units left: the gauge shows them, the events moved
+    const during = await scrape(0);
+    expect(grantEvent(during, 'block') - grantEvent(before, 'block')).toBeGreaterThanOrEqual(1);
+    expect(grantEvent(during, 'local_admission') - grantEvent(before, 'local_admission')).toBe(local);
+    const held = sample(during, 'floodgate_admission_grant_units_held')!;
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(32);
+    // idle again: the grant is given back, its plain answers' releases flushed with it
+    grantsOf(0).idleMs = idleMs;
+    grantsOf(0).maxAgeMs = maxAgeMs;
+    await settled();
+    const after = await scrape(0);
+    expect(grantEvent(after, 'give_back') - grantEvent(before, 'give_back')).toBeGreaterThanOrEqual(1);
+    expect(
+      grantEvent(after, 'flushed_release') - grantEvent(before, 'flushed_release'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      sample(after, 'floodgate_admission_grant_returned_units_total')! -
+        sample(before, 'floodgate_admission_grant_returned_units_total')!,
+    ).toBeGreaterThanOrEqual(held);
+    expect(sample(after, 'floodgate_admission_grant_units_held')).toBe(0);
+    // what the scrape says is what the instance counted
+    const c = grantsOf(0).counters;
+    expect(grantEvent(after, 'local_admission')).toBe(c.local);
+    expect(grantEvent(after, 'block')).toBe(c.blocks);
+    expect(grantEvent(after, 'give_back')).toBe(c.returns);
+    expect(grantEvent(after, 'flushed_release')).toBe(c.flushedReleases);
+    expect(sample(after, 'floodgate_admission_grant_returned_units_total')).toBe(c.returnedUnits);
   });
 
   it('gives an idle grant back: the key in-flight count and every window hold what was really used', async () => {
@@ -198,6 +268,7 @@ describe('local admission grants (distributed, one Redis)', () => {
       () => grantsOf(0).counters.dropped > dropped[0]! && grantsOf(1).counters.dropped > dropped[1]!,
     );
     await settled();
+    for (const i of [0, 1]) expect(grantEvent(await scrape(i), 'drop')).toBe(grantsOf(i).counters.dropped);
   });
 
   it('gives every grant back at shutdown (held reservations do not outlive the instance)', async () => {
