@@ -84,7 +84,7 @@ describe('a hot provider sharded into providers behind a weighted route, on a Re
         if (attempt > 30) throw new Error('could not place the shards on distinct masters');
         const del = await fetch(`${gateways[0]!.url}/api/admin/providers/${providerId}`, {
           method: 'DELETE',
-          headers: bearer(adminKey),
+          headers: bearer(adminKey, false),
         });
         expect(del.status).toBe(204);
       }
@@ -107,7 +107,7 @@ describe('a hot provider sharded into providers behind a weighted route, on a Re
       }),
     });
     expect(r.status).toBe(201);
-    return r.body as { id: string };
+    return r.body as { id: string; targets: { provider_id: string }[] };
   }
 
   beforeAll(async () => {
@@ -147,31 +147,33 @@ describe('a hot provider sharded into providers behind a weighted route, on a Re
 
   it('the route serves through both shards, whose state lives in different slots on different masters', async () => {
     const made = await shards('hot', (s) => [{ key: `sk-hot-${s + 1}a` }, { key: `sk-hot-${s + 1}b` }], 2);
-    await route(
+    const created = await route(
       ROUTE,
       made.map((m) => m.providerId),
     );
+    // the providers the route's targets point at, as stored
+    const targetProviders = created.targets.map((t) => t.provider_id);
     const { key } = await createUserWithKey(gateways[0]!, adminKey, 'user');
     fake.reset();
-    const targets = new Map<string, number>();
+    const served = new Map<string, number>();
     for (let i = 0; i < 40; i++) {
       const a = await chat(gateways[i % 2]!.url, key, `hot-${i}`, { model: ROUTE });
       expect(a.status, a.text).toBe(200);
       expect(a.body.model).toBe(ROUTE);
       const t = a.headers.get('x-floodgate-route-target')!;
-      targets.set(t, (targets.get(t) ?? 0) + 1);
+      served.set(t, (served.get(t) ?? 0) + 1);
     }
-    // both shards served (equal weights: each ~half of 40; one shard getting none has p = 2^-39)
-    expect([...targets.keys()].sort()).toEqual(made.map((m) => `${m.name}/gpt-4o-mini`).sort());
-    // every upstream key of every shard got traffic (the shard's own key selection spreads it)
-    for (const k of made.flatMap((m) => m.keys)) expect(fake.requestsFor(k).length, k).toBeGreaterThan(0);
-    // the shards' admission state: two slots, each held by one master, not the same one
-    const slots = await Promise.all(made.map((m) => providerSlot(m.providerId)));
+    // the targets' admission state: two slots, each held by one master, not the same one
+    const slots = await Promise.all(targetProviders.map((p) => providerSlot(p)));
     expect(new Set(slots).size).toBe(2);
-    const held = await Promise.all(made.map((m) => holders(m.providerId)));
+    const held = await Promise.all(targetProviders.map((p) => holders(p)));
     expect(held.map((h) => h.length)).toEqual([1, 1]);
     expect(held[0]![0]).not.toBe(held[1]![0]);
     expect(held.map((h) => h[0])).toEqual(made.map((m) => m.master));
+    // both shards served (equal weights: each ~half of 40; one shard getting none has p = 2^-39)
+    expect([...served.keys()].sort()).toEqual(made.map((m) => `${m.name}/gpt-4o-mini`).sort());
+    // every upstream key of every shard got traffic (the shard's own key selection spreads it)
+    for (const k of made.flatMap((m) => m.keys)) expect(fake.requestsFor(k).length, k).toBeGreaterThan(0);
   });
 
   it(`a burst at a client's limit through the route admits exactly the limit (${KEY_RPM}), served by both shards`, async () => {
@@ -229,7 +231,10 @@ describe('a hot provider sharded into providers behind a weighted route, on a Re
     const t = await third;
     expect(t.status, t.text).toBe(200);
     expect(t.headers.get('x-floodgate-route-target')).toBe(`${made[1]!.name}/gpt-4o-mini`);
-    expect(await queued(made[0]!.providerId)).toBe(0);
+    await pollUntil(async () => (await queued(made[0]!.providerId)) === 0, {
+      timeoutMs: 20_000,
+      what: "the third request's wait on shard 1 withdrawn",
+    });
     holds[0]!.release();
     const done = await Promise.all([first, second]);
     expect(done.map((a) => a.status)).toEqual([200, 200]);
