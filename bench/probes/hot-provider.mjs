@@ -109,7 +109,9 @@ try {
         for (const k of keys) await admin(gw, 'POST', `/api/admin/providers/${p.id}/keys`, { label: k, key: k, max_concurrent: 10_000 });
         return { id: p.id, name: `${name}-${attempt}`, master, keys };
       }
-      await admin(gw, 'DELETE', `/api/admin/providers/${p.id}`);
+      // (admin() sends a JSON content-type, which a body-less DELETE may not carry)
+      const del = await fetch(`${gw.url}/api/admin/providers/${p.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${gw.adminKey}` } });
+      if (del.status !== 204) throw new Error(`DELETE provider: ${del.status} ${await del.text()}`);
     }
   }
   // one route per S: 'hot-s<S>' over S shards, the 4 keys dealt round-robin
