@@ -149,6 +149,15 @@ export class FakeProvider {
   totalConnections = 0;
   inFlight = 0;
   maxInFlight = 0;
+  /**
+   * Requests the provider is still working on: from arrival until it writes the end of its answer
+   * (or the client goes away). `maxConcurrent` counts these, as a real provider does: its slot is
+   * free once the answer leaves, before the client has read it. (`inFlight` counts until the
+   * response's 'close', which a loaded event loop runs after the client already sent its next
+   * request: counted by that, the fake refused a request the client could not have known was over
+   * the limit.)
+   */
+  working = 0;
   maxConcurrent: number | null;
   rateLimit: { requests: number; windowMs: number } | null;
   models: string[];
@@ -295,6 +304,18 @@ export class FakeProvider {
     this.requests.push(record);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    this.working++;
+    let working = true;
+    const done = () => {
+      if (!working) return;
+      working = false;
+      this.working--;
+    };
+    const endResponse = res.end.bind(res) as (...args: unknown[]) => http.ServerResponse;
+    res.end = ((...args: unknown[]) => {
+      done();
+      return endResponse(...args);
+    }) as typeof res.end;
     let finished = false;
     const end = () => {
       if (record.endedAt === undefined) record.endedAt = Date.now();
@@ -307,6 +328,7 @@ export class FakeProvider {
       res.on('close', () => {
         if (!finished) record.closedEarly = true;
         end();
+        done();
         this.inFlight--;
         resolve();
       }),
@@ -460,7 +482,7 @@ export class FakeProvider {
 
   /** The built-in concurrency and rate limits (checked after rules). */
   private limitReply(): FakeReply | null {
-    if (this.maxConcurrent !== null && this.inFlight > this.maxConcurrent) {
+    if (this.maxConcurrent !== null && this.working > this.maxConcurrent) {
       return {
         status: 429,
         body: errorBody('Too many concurrent requests', 'requests', 'concurrency_limit_exceeded'),
