@@ -1000,7 +1000,15 @@ export class RateLimitService implements OnModuleInit {
     const key = spendBudgetKey(subject, periodId);
     let reply: number[];
     try {
-      reply = (await this.send(SpendStateScript, [key, spendReservationsKey(subject, periodId)], [])).reply;
+      reply = (
+        await this.send(
+          SpendStateScript,
+          [key, spendReservationsKey(subject, periodId)],
+          [],
+          undefined,
+          this.config.adminDecisionTimeoutMs,
+        )
+      ).reply;
     } catch {
       throw ApiError.serviceUnavailable(
         'The rate limiter cannot reach its store; retry shortly',
@@ -1019,7 +1027,7 @@ export class RateLimitService implements OnModuleInit {
   async resetSpend(subject: string, periodIds: readonly string[]): Promise<void> {
     const keys = periodIds.flatMap((id) => [spendBudgetKey(subject, id), spendReservationsKey(subject, id)]);
     try {
-      await this.send(ResetScript, keys, []);
+      await this.send(ResetScript, keys, [], undefined, this.config.adminDecisionTimeoutMs);
     } catch {
       throw ApiError.serviceUnavailable(
         'The rate limiter cannot reach its store; retry shortly',
@@ -1083,7 +1091,13 @@ export class RateLimitService implements OnModuleInit {
   async reset(subjectText: string): Promise<Subject> {
     const subject = this.parse(subjectText);
     try {
-      await this.send(ResetScript, subjectKeys(subject, this.routes()), []);
+      await this.send(
+        ResetScript,
+        subjectKeys(subject, this.routes()),
+        [],
+        undefined,
+        this.config.adminDecisionTimeoutMs,
+      );
     } catch {
       throw ApiError.serviceUnavailable(
         'The rate limiter cannot reach its store; retry shortly',

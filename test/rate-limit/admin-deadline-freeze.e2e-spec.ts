@@ -104,6 +104,36 @@ describe('the admin deadline under a frozen Redis (failure mode closed)', () => 
     expect(await t.counted(t.client.keyId)).toBe(clientBefore);
   });
 
+  it('frozen briefly: an admin reset made at the same moment as a shed relayed call waits for Redis and resets', async () => {
+    const t = await start(2000);
+    expect(await t.chat()).toMatchObject({ status: 200, limited: true });
+    expect(await t.counted(t.client.keyId)).toBeGreaterThan(0);
+    const svc = relay!.gw.app.get(RateLimitService);
+    const silentBefore = t.silent();
+
+    // The service call DELETE /api/admin/rate-limits/:subject makes once its guard has passed (the
+    // route's own admission already waits up to the admin timeout: a freeze that starts after it is
+    // the case this covers).
+    redis!.freeze();
+    const reset = svc.reset(`key:${t.client.keyId}`).then(
+      () => 'reset',
+      (err: unknown) => `failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    const relayed = t.chat();
+    await pollUntil(() => t.silent() > silentBefore, {
+      timeoutMs: 10_000,
+      what: 'the relay decision to give up',
+    });
+    // frozen past RATE_LIMIT_TIMEOUT_MS for the reset's command too, well within the admin timeout
+    await new Promise((r) => setTimeout(r, 300));
+    redis!.thaw();
+
+    expect(await relayed).toMatchObject({ status: 503, code: 'rate_limiter_unavailable' });
+    // with the relay's 100 ms silence threshold this was "failed: The rate limiter cannot reach its store"
+    expect(await reset).toBe('reset');
+    expect(await t.counted(t.client.keyId)).toBe(0);
+  });
+
   it('frozen past the admin timeout: the admin read fails closed and is never counted when Redis wakes', async () => {
     const t = await start(300);
     expect(await t.adminRead()).toMatchObject({ status: 200, limited: true });
