@@ -111,6 +111,16 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   fastify.decorateRequest('rawJson', undefined);
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') {
+      // Many clients label every request JSON. A DELETE (or GET) with no body is no body; a POST,
+      // PUT or PATCH without one gets the one error shape, not Fastify's message.
+      if (request.method === 'DELETE' || request.method === 'GET' || request.method === 'OPTIONS')
+        return done(null, undefined);
+      return done(
+        ApiError.badRequest('Request body is empty: send a JSON object', null, 'invalid_json'),
+        undefined,
+      );
+    }
     void parseJson(request, body as string, (err, value) => {
       if (err) return done(err, undefined);
       const at = tooDeepAt(value);

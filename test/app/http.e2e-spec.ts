@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newAdminKey } from '../key-pool/helpers.js';
 import { getJson, MODES, startGateway, type TestGateway } from '../support/gateway.js';
 
 describe.each(MODES)('HTTP basics (%s mode)', (mode) => {
   let gw: TestGateway;
+  const adminKey = newAdminKey();
   beforeAll(async () => {
-    gw = await startGateway(mode);
+    gw = await startGateway(mode, { ADMIN_BOOTSTRAP_KEY: adminKey });
   });
   afterAll(async () => {
     await gw?.close();
@@ -94,5 +96,23 @@ describe.each(MODES)('HTTP basics (%s mode)', (mode) => {
     expect(big.status).toBe(413);
     expect(big.body.error).toMatchObject({ type: 'invalid_request_error', code: 'payload_too_large' });
     expect(big.body.error.request_id).toBe(big.headers.get('x-request-id'));
+  });
+
+  it('a JSON content type with no body: a DELETE has no body (204); a POST is 400 invalid_json in the error shape', async () => {
+    const json = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
+    // Fastify refused this with its own message (400 "Body cannot be empty…", code invalid_request)
+    const del = await fetch(`${gw.url}/api/admin/rate-limits/ip:192.0.2.7`, {
+      method: 'DELETE',
+      headers: json,
+    });
+    expect(del.status, await del.text()).toBe(204);
+    const post = await getJson(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: json });
+    expect(post.status).toBe(400);
+    expect(post.body.error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_json',
+      message: 'Request body is empty: send a JSON object',
+      param: null,
+    });
   });
 });
