@@ -23,7 +23,16 @@ import net from 'node:net';
 for (const m of ['_writev', '_write']) {
   const orig = net.Socket.prototype[m];
   net.Socket.prototype[m] = function (...a) {
-    if (cur && this === cur.socket && cur.sockWrite === undefined) cur.sockWrite = now();
+    if (cur && this === cur.socket && cur.sockWrite === undefined) {
+      // the response's write itself (the syscall; the client may run before it returns)
+      const c = cur;
+      c.sockWrite = now();
+      c.sockBytes = m === '_writev' ? a[0].reduce((n, w) => n + Buffer.byteLength(w.chunk, w.encoding), 0) : Buffer.byteLength(a[0], a[1]);
+      c.sockChunks = m === '_writev' ? a[0].length : 1;
+      const ret = orig.apply(this, a);
+      c.sockWritten = now();
+      return ret;
+    }
     if (cur && process.env.C1_WALL_WRITES) (cur.writes ??= []).push([now(), this.remotePort]);
     if (cur && this !== cur.socket && cur.upCreate !== undefined && cur.upWrite === undefined) {
       // the upstream request's bytes: the write itself, then what still runs before the loop is free

@@ -2,9 +2,10 @@
 // and books every sample taken while a request was in the gateway before its response was written
 // to that request's phase; per phase, the µs per request by innermost function (self time) and by
 // package. (idle) samples inside a phase are the wait (store, upstream).
-//   node bench/probes/c1-wall-prof.mjs PROFILE.cpuprofile MARKS.json [--top 25]
+//   node bench/probes/c1-wall-prof.mjs PROFILE.cpuprofile MARKS.json [--top 25] [--incl] [--hits 25 (the --cpu-prof-interval: count samples, not their deltas)]
 import { readFileSync } from 'node:fs';
 const [profFile, marksFile] = process.argv.slice(2);
+const hits = process.argv.includes('--hits') ? Number(process.argv[process.argv.indexOf('--hits') + 1]) || 25 : 0;
 const top = Number(process.argv[process.argv.indexOf('--top') + 1] || 25);
 const prof = JSON.parse(readFileSync(profFile, 'utf8'));
 const rows = JSON.parse(readFileSync(marksFile, 'utf8')).map((r) => {
@@ -27,6 +28,7 @@ const pkg = (url) => {
   return url.split('/').slice(-2).join('/');
 };
 const phases = [
+  ['client sent→start', 'clientSent', 'start'], // booked below
   ['start→handle', 'start', 'handle'],
   ['handle→redis', 'handle', 'redis0'],
   ['redis wait', 'redis0', 'redis0done'],
@@ -35,6 +37,7 @@ const phases = [
   ['upCreate→upSent', 'upCreate', 'upSent'],
   ['upstream wait', 'upSent', 'upDone'],
   ['upDone→sockWrite', 'upDone', 'sockWrite'],
+  ['sockWrite→afterIdle (previous response)', null, null], // booked below
 ];
 let t = prof.startTime;
 const stats = new Map();
@@ -42,16 +45,25 @@ let ri = 0;
 for (let i = 0; i < prof.samples.length; i++) {
   t += prof.timeDeltas[i];
   while (ri < rows.length && rows[ri].sockWrite < t) ri++;
-  const r = rows[ri];
-  if (!r || t < r.start) continue;
+  let r = rows[ri];
   let ph = null;
-  for (const [name, a, b] of phases) {
+  // after the previous response's bytes, until its setImmediate ran (release, accounting…)
+  const prev = rows[ri - 1];
+  if (prev && prev.afterIdle !== undefined && t >= prev.sockWrite && t < prev.afterIdle && (!r || t < r.start)) {
+    ph = 'sockWrite→afterIdle (previous response)';
+    r = prev;
+  } else if (r && r.clientSent !== undefined && t >= r.clientSent && t < r.start) {
+    ph = 'client sent→start';
+  } else if (!r || t < r.start) continue;
+  if (!ph) for (const [name, a, b] of phases) {
     if (r[a] === undefined || r[b] === undefined) continue;
     if (name.includes('no redis') && r.redis0 !== undefined) continue;
     if (t >= r[a] && t < r[b]) { ph = name; break; }
   }
   if (!ph) continue;
-  const dt = prof.timeDeltas[i + 1] ?? prof.timeDeltas[i];
+  // --hits: each sample counts the nominal interval (CPU-like: a sample delayed by the thread being
+  // descheduled counts once, not for the whole delay that the next delta carries)
+  const dt = hits ? hits : (prof.timeDeltas[i + 1] ?? prof.timeDeltas[i]);
   const node = byId.get(prof.samples[i]);
   const cf = node.callFrame;
   const fn = `${cf.functionName || '(anon)'} ${pkg(cf.url)}:${cf.lineNumber + 1}`;

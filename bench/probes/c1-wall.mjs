@@ -10,8 +10,15 @@
 //   endCall→finish   Node writing the response
 //   finish→idle      what runs after the response until the next setImmediate (release, account…)
 //   prevFinish→start the gap between responses (client turnaround + anything that delays reading the next request)
+// and, from the client's own marks on the same monotonic clock: client sent→start (the request's way
+// in: the client's send, the kernel, the gateway's wake-up and HTTP parse), sockWrite→sockWritten
+// (the response's write syscall; longer when the woken client runs on the gateway's CPU inside it),
+// sockWrite→client head/done (the way out: wake-up and the client parsing the answer), and the
+// client's own CPU per request (process.cpuUsage: its undici parsing the answer's headers).
+// --pin-gateway CPU puts every thread of the gateway (or proxy) on that CPU: run the probe under
+// `taskset -c <the other>` to keep client and upstream off it.
 //   node bench/probes/c1-wall.mjs [--mode distributed|embedded] [--entry dist/src/main.js] [--n 2000]
-//        [--redis-url redis://… (a private redis-server)] [--env NAME=VALUE …] [--back-to-back] [--cpu-prof DIR --marks FILE]  (then bench/probes/c1-wall-prof.mjs DIR/*.cpuprofile FILE)
+//        [--redis-url redis://… (a private redis-server)] [--env NAME=VALUE …] [--back-to-back] [--pin-gateway CPU] [--node-flag --trace-gc …] [--cpu-prof DIR --marks FILE]  (then bench/probes/c1-wall-prof.mjs DIR/*.cpuprofile FILE)
 import { fileURLToPath } from 'node:url';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Pool } from 'undici';
@@ -29,30 +36,47 @@ installSignalHandlers();
 const upstream = await startServer('upstream', { delayMs: 0 });
 const BODY = JSON.stringify({ model: 'bench-model', messages: [{ role: 'user', content: 'hi' }] });
 let gw;
+let gwPid;
 try {
   if (argv.includes('--proxy')) {
     // the plain proxy (bench/lib/plain-proxy.mjs) in a process of its own, with the same marks
     const { spawn } = await import('node:child_process');
     const code = `const m = await import(${JSON.stringify(new URL('../lib/plain-proxy.mjs', import.meta.url).href)}); const p = await m.startPlainProxy(${JSON.stringify(upstream.url)}); console.log(p.url); process.on('SIGTERM', () => process.exit(0));`;
-    const child = spawn(process.execPath, ['--import', fileURLToPath(new URL('./c1-wall-preload.mjs', import.meta.url)), '--input-type=module', '-e', code], { env: { ...process.env, C1_WALL_OUT: outFile }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...(arg('cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=${arg('cpu-prof')}`, '--cpu-prof-interval', '25'] : []), '--import', fileURLToPath(new URL('./c1-wall-preload.mjs', import.meta.url)), '--input-type=module', '-e', code], { env: { ...process.env, C1_WALL_OUT: outFile }, stdio: ['ignore', 'pipe', 'inherit'] });
     const url = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d).trim())));
+    gwPid = child.pid;
     gw = { url, stop: async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await new Promise((r) => child.once('exit', r)); } } };
   } else gw = await startGateway(mode, {
     ...(arg('redis-url') ? { redisUrl: arg('redis-url') } : {}),
     name: 'c1wall', entry,
-    nodeFlags: [...(arg('cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=${arg('cpu-prof')}`, '--cpu-prof-interval', '25'] : []), '--import', fileURLToPath(new URL('./c1-wall-preload.mjs', import.meta.url))],
+    nodeFlags: [...(arg('cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=${arg('cpu-prof')}`, '--cpu-prof-interval', '25'] : []), ...argv.flatMap((a, i) => (a === '--node-flag' ? [argv[i + 1]] : [])), '--import', fileURLToPath(new URL('./c1-wall-preload.mjs', import.meta.url))],
     env: { ...Object.fromEntries(argv.flatMap((a, i) => (a === '--env' ? [argv[i + 1].split(/=(.*)/s).slice(0, 2)] : []))), RATE_LIMIT_TIMEOUT_MS: '3000', C1_WALL_OUT: outFile, C1_WALL_DIST: `${root}${entry.replace(/\/main\.js$/, '')}` },
   });
+  // --pin-gateway CPU: the gateway (or proxy) alone on one CPU (run the probe itself under `taskset -c <other>`)
+  if (arg('pin-gateway')) {
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('taskset', ['-a', '-p', '-c', arg('pin-gateway'), String(gw.pid ?? gwPid)], { stdio: 'ignore' });
+  }
   const { clientKey } = argv.includes('--proxy') ? { clientKey: 'x' } : await configure(gw, upstream.url);
   const pool = new Pool(gw.url, { connections: 1, keepAliveTimeout: 60_000 });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${clientKey}` };
   const direct = new Pool(upstream.url, { connections: 1, keepAliveTimeout: 60_000 });
   const client = [];
+  // the client's own marks on the same clock as the gateway's (CLOCK_MONOTONIC, µs): when it sent
+  // the request, got the answer's headers and its body
+  const clientAt = [];
   for (let i = 0; i < 500 + n; i++) {
+    const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body: BODY });
+    const tHead = process.hrtime.bigint();
     await r.body.text();
-    if (i >= 500) client.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const t1 = process.hrtime.bigint();
+    if (i >= 500) {
+      client.push(Number(t1 - t0) / 1e6);
+      const cpu = process.cpuUsage(cpu0);
+      clientAt.push({ sent: Number(t0) / 1e6, head: Number(tHead) / 1e6, done: Number(t1) / 1e6, cpu: (cpu.user + cpu.system) / 1000 });
+    }
     // as in bench/latency.mjs, other targets' requests come between two to the gateway
     if (!argv.includes('--back-to-back')) await (await direct.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY })).body.text();
   }
@@ -60,12 +84,19 @@ try {
   await pool.close();
   await gw.stop();
   const rows = JSON.parse(readFileSync(outFile, 'utf8')).slice(-n).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? v / 1000 : k === 'redis' ? v.map((c) => ({ ...c, at: c.at / 1000, done: c.done / 1000 })) : v])));
-  if (arg('marks')) writeFileSync(arg('marks'), JSON.stringify(rows));
+  if (arg('marks')) writeFileSync(arg('marks'), JSON.stringify(rows.map((r, i) => ({ ...r, clientSent: clientAt[i]?.sent, clientHead: clientAt[i]?.head }))));
   rmSync(outFile, { force: true });
   const q = (xs, p) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN; };
   const seg = (name, f) => { const xs = rows.map(f); console.log(`${name.padEnd(18)} p50 ${q(xs, 0.5).toFixed(3)}  p90 ${q(xs, 0.9).toFixed(3)} ms`); };
   console.log(`${argv.includes('--proxy') ? 'plain proxy' : `${mode} ${entry}`}: ${rows.length} requests; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
   seg('client round trip', (_, i) => client[i]);
+  // client-side marks against the gateway's (ms on the shared monotonic clock)
+  seg('client sent→start', (r, i) => r.start - clientAt[i].sent);
+  seg('client CPU (its own)', (_, i) => clientAt[i].cpu);
+  seg('sockWrite→sockWritten', (r) => r.sockWritten - r.sockWrite);
+  console.log(`response write: ${q(rows.map((r) => r.sockBytes * 1000), 0.5)} bytes in ${q(rows.map((r) => r.sockChunks * 1000), 0.5)} chunk(s) (p50)`);
+  seg('sockWrite→client head', (r, i) => clientAt[i].head - r.sockWrite);
+  seg('sockWrite→client done', (r, i) => clientAt[i].done - r.sockWrite);
   seg('prevFinish→start', (r) => (r.prevFinish ? r.start - r.prevFinish : NaN));
   seg('start→handle', (r) => r.handle - r.start);
   seg(' start→fHandler', (r) => r.fHandler - r.start);
