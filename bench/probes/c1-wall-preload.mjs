@@ -38,6 +38,8 @@ for (const m of ['_writev', '_write']) {
       // the upstream request's bytes: the write itself, then what still runs before the loop is free
       const c = cur;
       c.upWrite = now();
+      c.upBytes = m === '_writev' ? a[0].reduce((n, w) => n + Buffer.byteLength(w.chunk, w.encoding), 0) : Buffer.byteLength(a[0], a[1]);
+      c.upChunks = m === '_writev' ? a[0].length : 1;
       const ret = orig.apply(this, a);
       c.upWritten = now();
       setImmediate(() => { c.upFree = now(); });

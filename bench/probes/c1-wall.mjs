@@ -20,7 +20,7 @@
 //   node bench/probes/c1-wall.mjs [--mode distributed|embedded] [--entry dist/src/main.js] [--n 2000]
 //        [--redis-url redis://… (a private redis-server)] [--env NAME=VALUE …] [--back-to-back] [--pin-gateway CPU] [--node-flag --trace-gc …] [--cpu-prof DIR --marks FILE]  (then bench/probes/c1-wall-prof.mjs DIR/*.cpuprofile FILE)
 import { fileURLToPath } from 'node:url';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import { configure, startGateway, closeRedis } from '../lib/gateway.mjs';
 import { cleanupAll, installSignalHandlers, startServer } from '../lib/procs.mjs';
@@ -65,7 +65,18 @@ try {
   // the client's own marks on the same clock as the gateway's (CLOCK_MONOTONIC, µs): when it sent
   // the request, got the answer's headers and its body
   const clientAt = [];
+  // the gateway's (or proxy's) context switches over the measured requests: main thread, all threads
+  const procPid = gw.pid ?? gwPid;
+  const switches = () => {
+    const one = (f) => { const t = readFileSync(f, 'utf8'); return Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(t)[1]) + Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(t)[1]); };
+    try {
+      const tids = readdirSync(`/proc/${procPid}/task`);
+      return { main: one(`/proc/${procPid}/task/${procPid}/status`), all: tids.reduce((a, t) => a + one(`/proc/${procPid}/task/${t}/status`), 0) };
+    } catch { return null; }
+  };
+  let sw0 = null;
   for (let i = 0; i < 500 + n; i++) {
+    if (i === 500) sw0 = switches();
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body: BODY });
@@ -80,6 +91,7 @@ try {
     // as in bench/latency.mjs, other targets' requests come between two to the gateway
     if (!argv.includes('--back-to-back')) await (await direct.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY })).body.text();
   }
+  const sw1 = switches();
   await direct.close();
   await pool.close();
   await gw.stop();
@@ -89,11 +101,13 @@ try {
   const q = (xs, p) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN; };
   const seg = (name, f) => { const xs = rows.map(f); console.log(`${name.padEnd(18)} p50 ${q(xs, 0.5).toFixed(3)}  p90 ${q(xs, 0.9).toFixed(3)} ms`); };
   console.log(`${argv.includes('--proxy') ? 'plain proxy' : `${mode} ${entry}`}: ${rows.length} requests; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+  if (sw0 && sw1) console.log(`context switches per request: main thread ${((sw1.main - sw0.main) / n).toFixed(2)}, all threads ${((sw1.all - sw0.all) / n).toFixed(2)}`);
   seg('client round trip', (_, i) => client[i]);
   // client-side marks against the gateway's (ms on the shared monotonic clock)
   seg('client sent→start', (r, i) => r.start - clientAt[i].sent);
   seg('client CPU (its own)', (_, i) => clientAt[i].cpu);
   seg('sockWrite→sockWritten', (r) => r.sockWritten - r.sockWrite);
+  console.log(`upstream request write: ${q(rows.map((r) => r.upBytes * 1000), 0.5)} bytes in ${q(rows.map((r) => r.upChunks * 1000), 0.5)} chunk(s) (p50)`);
   console.log(`response write: ${q(rows.map((r) => r.sockBytes * 1000), 0.5)} bytes in ${q(rows.map((r) => r.sockChunks * 1000), 0.5)} chunk(s) (p50)`);
   seg('sockWrite→client head', (r, i) => clientAt[i].head - r.sockWrite);
   seg('sockWrite→client done', (r, i) => clientAt[i].done - r.sockWrite);
