@@ -112,6 +112,9 @@ if (dist) {
   await wrap('auth/auth.guard.js', 'AuthGuard', 'canActivate', 'authIn', 'authOut');
   await wrap('rate-limit/rate-limit.guard.js', 'RateLimitGuard', 'canActivate', 'rlIn', 'rlOut');
   await wrap('observability/handler-context.guard.js', 'HandlerContextGuard', 'canActivate', 'hcIn', 'hcOut');
+  // the relay's stages between handle and the upstream request: admission, then the send stage
+  await wrap('relay/stages/admit.stage.js', 'AdmitStage', 'admit', 'admitIn', 'admitRet');
+  await wrap('relay/stages/send.stage.js', 'SendStage', 'deliver', 'deliverIn', 'deliverRet');
   const { JsonResponder } = await import(`${dist}/relay/stages/json-responder.js`);
   const respond = JsonResponder.prototype.respond;
   JsonResponder.prototype.respond = function (...a) {

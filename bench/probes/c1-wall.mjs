@@ -128,6 +128,10 @@ try {
   seg(' handler-ctx guard', (r) => r.hcOut - r.hcIn);
   seg(' hcOut→handle', (r) => r.handle - r.hcOut);
   seg('handle→upCreate', (r) => r.upCreate - r.handle);
+  seg(' handle→admitIn', (r) => r.admitIn - r.handle);
+  seg(' admitIn→admitRet', (r) => r.admitRet - r.admitIn);
+  seg(' admitRet→deliverIn', (r) => r.deliverIn - r.admitRet);
+  seg(' deliverIn→upCreate', (r) => r.upCreate - r.deliverIn);
   seg('start→upCreate', (r) => r.upCreate - r.start);
   seg('upCreate→upSent', (r) => r.upSent - r.upCreate);
   seg('upSent→upWrite', (r) => r.upWrite - r.upSent);
