@@ -27,7 +27,7 @@ import { REAL_LIMITS, REDIS_COST, redisCost, redisCostMarkdown } from './section
 import { PORTKEY_VERSION, startPortkey } from './lib/peer.mjs';
 import { QUEUE_ENV, contention } from './sections/queue.mjs';
 import { burstTtfb, concurrentStreams, ttft } from './sections/streaming.mjs';
-import { CHAT_BODY, P99_LIMIT_MS, sweep } from './sections/throughput.mjs';
+import { CHAT_BODY, P99_LIMIT_MS, interleavedCpuRatio, sweep } from './sections/throughput.mjs';
 
 // ---- arguments ----------------------------------------------------------------------------------
 
@@ -53,6 +53,7 @@ const C = quick
   ? {
       latency: { rounds: 5, perRound: 40, warmup: 100 },
       throughput: { levels: [1, 64], durationS: 2, warmupS: 1 },
+      cpuRatio: { pairs: 2, durationS: 1 },
       memoryAfterS: 3,
       memoryIdleS: 3,
       ladder: { rounds: 3, perRound: 40, warmup: 60 },
@@ -67,6 +68,8 @@ const C = quick
   : {
       latency: { rounds: 15, perRound: 100, warmup: 300 },
       throughput: { levels: [1, 8, 64, 256], durationS: 5, warmupS: 2 },
+      // issue 14's CPU goal: proxy and gateway in adjacent windows (see interleavedCpuRatio)
+      cpuRatio: { pairs: 7, durationS: 3 },
       memoryAfterS: 12,
       memoryIdleS: 12,
       ladder: { rounds: 10, perRound: 100, warmup: 200 },
@@ -115,6 +118,7 @@ async function section(name, fn) {
 const R = {
   latency: {}, // mode -> rows
   throughput: {}, // target name -> sweep
+  cpuRatio: {}, // mode -> CPU per request ÷ the plain proxy's, adjacent windows (issue 14's goal)
   memory: {}, // mode -> { idle, peak, after, afterGc }
   ttft: {}, // mode -> rows
   burst: {}, // mode -> rows (TTFB at 32 concurrent streams)
@@ -239,6 +243,12 @@ try {
           R.loop[`${mode}: throughput sweep`] = await loopDelay(gw);
           if (on('throughput')) R.throughput[target.name] = result;
           const peak = sampler.stop();
+          // Issue 14's CPU goal, measured next to the proxy rather than minutes after its sweep.
+          if (on('throughput')) {
+            R.cpuRatio[mode] = await interleavedCpuRatio(plainT, target, { ...C.cpuRatio, ours: [upstream.pid] });
+            const q = R.cpuRatio[mode];
+            status(`${mode}: CPU ÷ plain proxy, ${q.pairs.length} adjacent pairs: median ${f2(q.ratio)}× (${f2(q.lo)}–${f2(q.hi)}×), other tenants ${f2(q.otherCores)} cores`);
+          }
           if (on('memory')) {
             R.memory[mode].peak = peak;
             await sleep(C.memoryAfterS * 1000);
@@ -529,7 +539,8 @@ const goals = [];
     line('req/s at 64 conns', (x) => int(x.rps));
     line('req/s ÷ plain / ÷ Portkey', (x, c) => (c.key === 'plain proxy' ? '1×' : `${ratio(x.rps, P.rps)} / ${c.key === 'portkey' ? '1×' : ratio(x.rps, K.rps)}`));
     line('CPU per request µs', (x) => int(x.cpu));
-    line('CPU ÷ plain', (x) => ratio(x.cpu, P.cpu));
+    line('CPU ÷ plain (single windows minutes apart)', (x) => ratio(x.cpu, P.cpu));
+    line('CPU ÷ plain, adjacent windows (median of pairs; the goal)', (x, c) => (c.mode && R.cpuRatio[c.mode] ? `${f2(R.cpuRatio[c.mode].ratio)}×` : c.key === 'plain proxy' ? '1×' : '–'));
     line('added p50 / p99 at c=1 ms', (x) => (x.lat ? `${f2(x.lat.addedP50)} / ${f2(x.lat.addedP99)}` : 'n/a'));
     line(`streaming added TTFB p99, ${C.burst.streams} streams ms`, (x) => (x.ttfb ? f1(x.ttfb.addedP99) : 'n/a'));
     line('RSS idle MB', (x) => f1(x.idle));
@@ -544,7 +555,12 @@ const goals = [];
       goal('distributed throughput ≥ 0.4× the plain proxy, with ADMISSION_GRANTS=on (opt-in; not the default measured above)', `${ratio(G.rps, P.rps)}${Number.isFinite(K.rps) ? ` (${ratio(G.rps, K.rps)} Portkey)` : ''}, CPU ${int(G.cpuUsPerReq)} µs = ${ratio(G.cpuUsPerReq, P.cpu)}`, G.rps / P.rps >= 0.4);
     for (const m of modes) {
       const F = v[`floodgate (${m})`];
-      if (Number.isFinite(F.cpu) && Number.isFinite(P.cpu)) goal(`CPU per request ≤ 3× the plain proxy (${m})`, `${int(F.cpu)} µs = ${ratio(F.cpu, P.cpu)}`, F.cpu / P.cpu <= 3);
+      // The goal's figure: adjacent proxy/gateway windows (R.cpuRatio), not the sweep's single windows
+      // minutes apart; the sweep's figure only when the pairs were not measured.
+      const Q = R.cpuRatio[m];
+      if (Q && Number.isFinite(Q.ratio))
+        goal(`CPU per request ≤ 3× the plain proxy (${m})`, `${int(Q.cpu)} µs ÷ ${int(Q.ref)} µs: ${f2(Q.ratio)}× (median of ${Q.pairs.length} adjacent pairs, ${f2(Q.lo)}–${f2(Q.hi)}×)`, Q.ratio <= 3);
+      else if (Number.isFinite(F.cpu) && Number.isFinite(P.cpu)) goal(`CPU per request ≤ 3× the plain proxy (${m})`, `${int(F.cpu)} µs = ${ratio(F.cpu, P.cpu)}`, F.cpu / P.cpu <= 3);
       if (F.lat && P.lat) goal(`added p50 at c=1 ≤ plain proxy's + 0.3 ms (${m})`, `${f2(F.lat.addedP50)} vs ${f2(P.lat.addedP50)} + 0.3 ms`, F.lat.addedP50 <= P.lat.addedP50 + 0.3);
       if (F.ttfb && P.ttfb) goal(`streaming added TTFB p99 at ${C.burst.streams} streams ≤ plain proxy's + 10 ms (${m})`, `${f1(F.ttfb.addedP99)} vs ${f1(P.ttfb.addedP99)} + 10 ms`, F.ttfb.addedP99 <= P.ttfb.addedP99 + 10);
       const cap = m === 'embedded' ? 250 : 150;
@@ -613,6 +629,19 @@ if (Object.keys(R.throughput).length) {
   log('');
   log('</details>');
   log('');
+  if (Object.keys(R.cpuRatio).length) {
+    const q0 = Object.values(R.cpuRatio)[0];
+    log(
+      `**CPU per request ÷ the plain proxy's, adjacent windows** (issue 14's goal): right after each mode's sweep, ${q0.pairs.length} pairs of ${C.cpuRatio.durationS}-s windows at 64 connections, one on the proxy and one on the gateway, the order flipping every pair; each pair gives a ratio, the figure is their median. The sweep's own c=64 figures above are single windows taken minutes apart, and on a shared machine they move a gateway's ratio by up to 2× from run to run (docs/performance.md, "Embedded CPU figure: variance"). "other tenants" = CPU the machine spent outside this bench, its fake upstream and the measured process during the windows (median, cores of 2): the ratio rises with it (a gateway's CPU per request inflates under contention, the proxy's much less).`,
+    );
+    log('');
+    log('| mode | proxy µs/req (median) | gateway µs/req (median) | ratio, median of pairs | lowest–highest pair | per pair (other tenants, cores) | other tenants, cores (median) |');
+    log('| --- | ---: | ---: | ---: | ---: | --- | ---: |');
+    for (const [mode, q] of Object.entries(R.cpuRatio)) {
+      log(`| ${mode} | ${int(q.ref)} | ${int(q.cpu)} | **${f2(q.ratio)}×** | ${f2(q.lo)}–${f2(q.hi)}× | ${q.pairs.map((p) => `${f2(p.ratio)} (${f1(p.otherCores)})`).join(', ')} | ${f2(q.otherCores)} |`);
+    }
+    log('');
+  }
   for (const mode of ['embedded', 'distributed']) {
     const s = R.throughput[`floodgate (${mode})`];
     if (!s) continue;
