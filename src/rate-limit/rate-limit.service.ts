@@ -14,7 +14,7 @@ import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomi
 import { ClientIpService } from './client-ip.service.js';
 import { rateLimitHeaders, retryAfterSeconds, seconds, tightest, type PolicyOutcome } from './headers.js';
 import {
-  applicablePolicies,
+  principalPolicies,
   budgetKeys,
   MINUTE_MS,
   spendBudgetKey,
@@ -340,7 +340,7 @@ export class RateLimitService implements OnModuleInit {
   }
 
   private policiesOf(request: FastifyRequest, limits: RequestLimits): Policy[] {
-    return applicablePolicies({
+    return principalPolicies({
       config: this.config,
       principal: request.principal,
       clientIp: this.clientIp(request),
