@@ -104,7 +104,9 @@ export class RedisAtomicStore extends AtomicStore {
         const fullKeys = keys.map((k) => `${this.prefix}:${k}`);
         return (await client.evalsha(this.sha(script), fullKeys.length, ...fullKeys, ...args)) as R;
       }
-      return (await client.sendCommand(evalshaCommand(this.sha(script), this.prefixed, this.prefix, keys, args))) as R;
+      return (await client.sendCommand(
+        evalshaCommand(this.sha(script), this.prefixed, this.prefix, keys, args),
+      )) as R;
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
       const fullKeys = keys.map((k) => `${this.prefix}:${k}`);

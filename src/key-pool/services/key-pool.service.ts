@@ -390,7 +390,9 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       for (let i = 0; same && i < candidates.length; i++) {
         const c = candidates[i]!;
         const was = kept.selection[i]!;
-        same = was.dbCooldownUntilMs === c.dbCooldownUntilMs && sameLimit(was.concurrency, this.policy.limitFor(c.info));
+        same =
+          was.dbCooldownUntilMs === c.dbCooldownUntilMs &&
+          sameLimit(was.concurrency, this.policy.limitFor(c.info));
       }
       if (same) return kept;
     }
