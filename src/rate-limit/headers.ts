@@ -64,6 +64,18 @@ function quote(name: string): string {
   return q;
 }
 
+/** A policy's `RateLimit-Policy` item (`"name";q=…;w=…[;burst=…]`); memoised per Policy object (never mutated). */
+const policyItems = new WeakMap<Policy, string>();
+function policyItem(p: Policy): string {
+  let item = policyItems.get(p);
+  if (item === undefined) {
+    const burst = p.algorithm === 'token_bucket' ? `;burst=${p.burst}` : '';
+    item = `${quote(p.name)};q=${p.limit};w=${seconds(p.windowMs)}${burst}`;
+    policyItems.set(p, item);
+  }
+  return item;
+}
+
 export function rateLimitHeaders(
   outcomes: readonly PolicyOutcome[],
   refused: boolean,
@@ -82,13 +94,11 @@ export function rateLimitHeaders(
   for (const o of outcomes) {
     if (o.policy.unit !== 'requests') continue;
     const p = o.policy;
-    const name = quote(p.name);
-    const burst = p.algorithm === 'token_bucket' ? `;burst=${p.burst}` : '';
     const r = o.admitted ? o.remaining : 0;
     const t = seconds(o.admitted ? o.resetMs : Math.max(o.retryMs, o.resetMs));
     const sep = policy === '' ? '' : ', ';
-    policy += `${sep}${name};q=${p.limit};w=${seconds(p.windowMs)}${burst}`;
-    state += `${sep}${name};r=${r};t=${t}`;
+    policy += sep + policyItem(p);
+    state += `${sep}${quote(p.name)};r=${r};t=${t}`;
   }
   if (policy !== '') {
     headers['ratelimit-policy'] = policy;

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../common/principal.js';
 import type { RateLimitConfig } from '../config/app-config.js';
-import { applicablePolicies, parseSubject, routePolicy, subjectKeys, subjectPolicies } from './policies.js';
+import {
+  applicablePolicies,
+  parseSubject,
+  principalPolicies,
+  routePolicy,
+  subjectKeys,
+  subjectPolicies,
+} from './policies.js';
 import { KIND_SLIDING_BUCKETS, KIND_SLIDING_WINDOW, SLIDING_EXACT_MAX } from './rate-limit.scripts.js';
 import type { RateLimitOptions } from './rate-limit.types.js';
 
@@ -230,3 +237,42 @@ describe('team policies', () => {
     expect(keys.every((k) => k.startsWith(`rl:{team:${TEAM_ID}}:`))).toBe(true);
   });
 });
+
+describe('principalPolicies', () => {
+  const routes = [chat];
+  it('same principal and inputs: the same Policy objects, in a fresh array each time', () => {
+    const p = keyPrincipal(30, 1000);
+    const input = { config, principal: p, clientIp: '10.0.0.1', routes };
+    const a = principalPolicies(input);
+    const b = principalPolicies({ ...input });
+    expect(a).toEqual(applicablePolicies(input));
+    expect(b).not.toBe(a);
+    b.forEach((policy, i) => expect(policy).toBe(a[i]));
+    b.push(a[0]!);
+    expect(principalPolicies(input)).toHaveLength(a.length);
+  });
+
+  it('any input that changed gives the policies of the new inputs', () => {
+    const p = keyPrincipal(30, null);
+    const base = { config, principal: p, clientIp: '10.0.0.1', routes };
+    principalPolicies(base);
+    const changes: PolicyInputLike[] = [
+      { ...base, clientIp: '10.0.0.2' },
+      { ...base, routes: [login] },
+      { ...base, config: { ...config, userRpm: 7 } },
+      { ...base, skip: new Set(['ip']) },
+      { ...base, overrides: { key: { limit: 9 } } },
+    ];
+    for (const input of changes) {
+      expect(principalPolicies(input)).toEqual(applicablePolicies(input));
+    }
+    p.apiKey!.rpm = 12;
+    expect(principalPolicies(base)).toEqual(applicablePolicies(base));
+    expect(principalPolicies(base)[0]!.limit).toBe(12);
+    p.team = { id: 'team-1', name: 't', role: 'member', rpm: 5, tpm: null } as Principal['team'];
+    expect(principalPolicies(base).map((x) => x.name)).toContain('team');
+    p.team!.rpm = 6;
+    expect(principalPolicies(base).find((x) => x.name === 'team')!.limit).toBe(6);
+  });
+});
+type PolicyInputLike = Parameters<typeof principalPolicies>[0];

@@ -263,6 +263,70 @@ export function applicablePolicies(input: PolicyInput): Policy[] {
   return policies;
 }
 
+/** The last policies computed for a principal, with every input they were computed from. */
+interface PolicyMemo {
+  config: RateLimitConfig;
+  clientIp: string;
+  routes: PolicyInput['routes'];
+  overrides: PolicyInput['overrides'];
+  skip: PolicyInput['skip'];
+  apiKeyId: string | null;
+  userId: string;
+  rpm: number | null | undefined;
+  tpm: number | null | undefined;
+  teamId: string | undefined;
+  teamRpm: number | null | undefined;
+  teamTpm: number | null | undefined;
+  policies: readonly Policy[];
+}
+const policyMemo = new WeakMap<Principal, PolicyMemo>();
+
+/**
+ * `applicablePolicies`, remembered per principal (the credential cache hands out the same principal
+ * object for an API key from one request to the next): while every input it reads is the same (by
+ * identity for the config and the route's metadata, by value for the rest), the same Policy objects
+ * come back, in a fresh array the caller may extend. Policies are never mutated.
+ */
+export function principalPolicies(input: PolicyInput): Policy[] {
+  const principal = input.principal;
+  if (!principal) return applicablePolicies(input);
+  const team = principal.team ?? undefined;
+  const m = policyMemo.get(principal);
+  if (
+    m !== undefined &&
+    m.config === input.config &&
+    m.clientIp === input.clientIp &&
+    m.routes === input.routes &&
+    m.overrides === input.overrides &&
+    m.skip === input.skip &&
+    m.apiKeyId === principal.apiKeyId &&
+    m.userId === principal.userId &&
+    m.rpm === principal.apiKey?.rpm &&
+    m.tpm === principal.apiKey?.tpm &&
+    m.teamId === team?.id &&
+    m.teamRpm === team?.rpm &&
+    m.teamTpm === team?.tpm
+  )
+    return m.policies.slice();
+  const policies = applicablePolicies(input);
+  policyMemo.set(principal, {
+    config: input.config,
+    clientIp: input.clientIp,
+    routes: input.routes,
+    overrides: input.overrides,
+    skip: input.skip,
+    apiKeyId: principal.apiKeyId,
+    userId: principal.userId,
+    rpm: principal.apiKey?.rpm,
+    tpm: principal.apiKey?.tpm,
+    teamId: team?.id,
+    teamRpm: team?.rpm,
+    teamTpm: team?.tpm,
+    policies,
+  });
+  return policies.slice();
+}
+
 /** Users, teams and API keys have uuid ids (docs/CONVENTIONS.md). */
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

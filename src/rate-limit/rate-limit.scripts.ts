@@ -287,7 +287,7 @@ export function chargeBudget(
   const slack = logSlackMs(window);
   const ttl = logTtlMs(window);
   const cutoff = nowMs - window;
-  const oldest = db.zrange(log, 0, 0)[0];
+  const oldest = db.zfirst(log);
   if (!oldest) {
     db.zadd(log, nowMs, `${member}:${tokens}`);
     db.pexpire(log, ttl);
@@ -447,7 +447,7 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       k += 1;
       p.cutoff = nowMs - p.window;
       p.slack = logSlackMs(p.window);
-      const o = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      const o = db.zfirst(p.key)?.score ?? null;
       p.fresh = o === null;
       if (o !== null && o <= p.cutoff - p.slack) {
         db.zremrangebyscore(p.key, -Infinity, p.cutoff);
@@ -501,7 +501,7 @@ export function clientEvaluate(db: LocalDb, keys: string[], args: string[], nowM
       k += 2;
       p.cutoff = nowMs - p.window;
       p.slack = logSlackMs(p.window);
-      const o = db.zrange(p.key, 0, 0)[0]?.score ?? null;
+      const o = db.zfirst(p.key)?.score ?? null;
       if (o === null) {
         p.used = 0;
         p.oldest = null;

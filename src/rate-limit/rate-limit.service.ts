@@ -14,7 +14,7 @@ import { AtomicStore, type AtomicScript, type ScriptValue } from '../state/atomi
 import { ClientIpService } from './client-ip.service.js';
 import { rateLimitHeaders, retryAfterSeconds, seconds, tightest, type PolicyOutcome } from './headers.js';
 import {
-  applicablePolicies,
+  principalPolicies,
   budgetKeys,
   MINUTE_MS,
   spendBudgetKey,
@@ -37,6 +37,7 @@ import {
   clientEvaluate,
   KIND_TOKEN_BUCKET,
   clientReply,
+  ARGS_PER_POLICY,
   RESULTS_PER_POLICY,
   RenewSpendScript,
   ResetScript,
@@ -340,7 +341,7 @@ export class RateLimitService implements OnModuleInit {
   }
 
   private policiesOf(request: FastifyRequest, limits: RequestLimits): Policy[] {
-    return applicablePolicies({
+    return principalPolicies({
       config: this.config,
       principal: request.principal,
       clientIp: this.clientIp(request),
@@ -492,7 +493,10 @@ export class RateLimitService implements OnModuleInit {
       };
     }
     const refused = decision.kind === 'limited';
-    const limits = decision.outcomes.filter((o) => o.policy.unit !== 'micro_usd');
+    // the outcomes themselves unless a spend budget is among them (no copy per request)
+    const limits = hasSpendBudget(decision.outcomes)
+      ? decision.outcomes.filter((o) => o.policy.unit !== 'micro_usd')
+      : decision.outcomes;
     const headers = rateLimitHeaders(limits, refused && limits.some((o) => !o.admitted));
     if (!refused) return { headers, error: null, decision };
     const budget = decision.outcomes.find((o) => !o.admitted && o.policy.unit === 'micro_usd');
@@ -545,8 +549,9 @@ export class RateLimitService implements OnModuleInit {
     h.count++;
     h.sumMs += ms;
     if (ms > h.maxMs) h.maxMs = ms;
-    const i = LATENCY_BOUNDS_MS.findIndex((b) => ms <= b);
-    h.buckets[i === -1 ? LATENCY_BOUNDS_MS.length : i]!++;
+    let i = 0;
+    while (i < LATENCY_BOUNDS_MS.length && ms > LATENCY_BOUNDS_MS[i]!) i++;
+    h.buckets[i]!++;
   }
 
   private async decideNow(
@@ -701,11 +706,25 @@ export class RateLimitService implements OnModuleInit {
     member = this.member(),
     deadline = this.deadline(),
   ): { keys: string[]; args: (string | number)[] } {
-    const keys: string[] = [];
-    const args: (string | number)[] = [member, deadline, dryRun ? 1 : 0, policies.length];
-    for (const p of policies) {
-      keys.push(...p.keys);
-      args.push(p.kind, p.limit, p.windowMs, p.burst, dryRun ? 0 : p.cost);
+    // preallocated, filled in one pass (every decision)
+    let nKeys = 0;
+    for (let i = 0; i < policies.length; i++) nKeys += policies[i]!.keys.length;
+    const keys = new Array<string>(nKeys);
+    const args = new Array<string | number>(4 + policies.length * ARGS_PER_POLICY);
+    args[0] = member;
+    args[1] = deadline;
+    args[2] = dryRun ? 1 : 0;
+    args[3] = policies.length;
+    let k = 0;
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i]!;
+      for (let j = 0; j < p.keys.length; j++) keys[k++] = p.keys[j]!;
+      const a = 4 + i * ARGS_PER_POLICY;
+      args[a] = p.kind;
+      args[a + 1] = p.limit;
+      args[a + 2] = p.windowMs;
+      args[a + 3] = p.burst;
+      args[a + 4] = dryRun ? 0 : p.cost;
     }
     return { keys, args };
   }
@@ -1152,6 +1171,11 @@ export class RateLimitService implements OnModuleInit {
       },
     };
   }
+}
+
+function hasSpendBudget(outcomes: readonly PolicyOutcome[]): boolean {
+  for (let i = 0; i < outcomes.length; i++) if (outcomes[i]!.policy.unit === 'micro_usd') return true;
+  return false;
 }
 
 /**

@@ -69,6 +69,11 @@ export class RedisAtomicStore extends AtomicStore {
   readonly kind = 'redis' as const;
   readonly slotted: boolean;
   private readonly shas = new Map<string, string>();
+  /**
+   * `prefix:key` per logical key, built once: a relayed request's admission sends ~25 keys, the same
+   * few strings for every request of a client and provider. Bounded (cleared when full).
+   */
+  private readonly prefixed = new Map<string, string>();
 
   constructor(
     /** One Redis, or a Redis Cluster (every script's keys share one slot). */
@@ -99,7 +104,9 @@ export class RedisAtomicStore extends AtomicStore {
         const fullKeys = keys.map((k) => `${this.prefix}:${k}`);
         return (await client.evalsha(this.sha(script), fullKeys.length, ...fullKeys, ...args)) as R;
       }
-      return (await client.sendCommand(evalshaCommand(this.sha(script), this.prefix, keys, args))) as R;
+      return (await client.sendCommand(
+        evalshaCommand(this.sha(script), this.prefixed, this.prefix, keys, args),
+      )) as R;
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
       const fullKeys = keys.map((k) => `${this.prefix}:${k}`);
@@ -120,12 +127,29 @@ const UTF8_REPLY = { replyEncoding: 'utf8' } as const;
  * (about a third of the client's CPU per script call on a relayed request's admission, 24 keys and
  * 62 arguments). One Redis only: a Cluster client computes the slot from the arguments as given.
  */
-function evalshaCommand(sha: string, prefix: string, keys: string[], args: (string | number)[]): Command {
+const PREFIXED_MAX = 20_000;
+
+function evalshaCommand(
+  sha: string,
+  prefixed: Map<string, string>,
+  prefix: string,
+  keys: string[],
+  args: (string | number)[],
+): Command {
   const n = keys.length;
   const argv = new Array<string>(2 + n + args.length);
   argv[0] = sha;
   argv[1] = String(n);
-  for (let i = 0; i < n; i++) argv[2 + i] = `${prefix}:${keys[i]}`;
+  for (let i = 0; i < n; i++) {
+    const key = keys[i]!;
+    let full = prefixed.get(key);
+    if (full === undefined) {
+      if (prefixed.size >= PREFIXED_MAX) prefixed.clear();
+      full = `${prefix}:${key}`;
+      prefixed.set(key, full);
+    }
+    argv[2 + i] = full;
+  }
   // ioredis' toArg: numbers as String(n); null/undefined (never typed here) as ''
   for (let i = 0; i < args.length; i++) argv[2 + n + i] = String(args[i] ?? '');
   const command = new Command('evalsha', NO_ARGS, UTF8_REPLY);

@@ -49,3 +49,17 @@ describe('LocalDb', () => {
     expect(db.hgetall('h')).toEqual({ x: '-1' });
   });
 });
+
+describe('LocalDb.zfirst', () => {
+  it('is zrange(key, 0, 0)[0]: the lowest (score, member), undefined for a missing or emptied set', () => {
+    const db = new LocalDb();
+    expect(db.zfirst('z')).toBeUndefined();
+    db.zadd('z', 5, 'b');
+    db.zadd('z', 5, 'a');
+    db.zadd('z', 9, 'c');
+    expect(db.zfirst('z')).toEqual(db.zrange('z', 0, 0)[0]);
+    expect(db.zfirst('z')).toEqual({ score: 5, member: 'a' });
+    db.zremrangebyscore('z', -Infinity, 10);
+    expect(db.zfirst('z')).toBeUndefined();
+  });
+});

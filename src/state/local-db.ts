@@ -65,6 +65,11 @@ export class SortedSet {
     return end - start;
   }
 
+  /** The lowest item (ZRANGE key 0 0's only entry) without a copy; undefined when empty. Read-only. */
+  first(): { readonly score: number; readonly member: string } | undefined {
+    return this.items[0];
+  }
+
   /** Items by rank, inclusive, negative indexes from the end (ZRANGE semantics). */
   range(start: number, stop: number): { score: number; member: string }[] {
     const n = this.items.length;
@@ -201,6 +206,11 @@ export class LocalDb {
 
   zrange(key: string, start: number, stop: number): { score: number; member: string }[] {
     return this.zset(key)?.range(start, stop) ?? [];
+  }
+
+  /** `zrange(key, 0, 0)[0]` without the array: the lowest entry, or undefined. Read-only. */
+  zfirst(key: string): { readonly score: number; readonly member: string } | undefined {
+    return this.zset(key)?.first();
   }
 
   zscore(key: string, member: string): number | null {

@@ -125,6 +125,32 @@ function providerNames(providerId: string): ProviderNames {
   return names;
 }
 
+/**
+ * A key's state key names from the provider's name cache (the same string objects each time):
+ * hash, rpm, tpm, inf, rpb, tpb. Read-only: shared by every caller.
+ */
+export function cachedKeyNames(
+  providerId: string,
+  keyId: string,
+): readonly [string, string, string, string, string, string] {
+  return namesOf(providerNames(providerId), providerId, keyId);
+}
+
+function namesOf(
+  names: ProviderNames,
+  providerId: string,
+  keyId: string,
+): [string, string, string, string, string, string] {
+  let k = names.keys.get(keyId);
+  if (!k) {
+    const [hash, rpm, tpm, inf] = keyNames(providerId, keyId);
+    k = [hash, rpm, tpm, inf, `${hash}:rpb`, `${hash}:tpb`];
+    if (names.keys.size >= NAME_CACHE_MAX) names.keys.clear();
+    names.keys.set(keyId, k);
+  }
+  return k;
+}
+
 /** KEYS and ARGV of the selection part. Candidates must be sorted by priority (ascending). */
 export function selectionInputs(
   providerId: string,
@@ -137,13 +163,7 @@ export function selectionInputs(
   const keys = [names.seq, names.lru];
   const args = [leaseId, String(leaseTtlMs), String(hashTtlMs), String(candidates.length)];
   for (const c of candidates) {
-    let k = names.keys.get(c.keyId);
-    if (!k) {
-      const [hash, rpm, tpm, inf] = keyNames(providerId, c.keyId);
-      k = [hash, rpm, tpm, inf, `${hash}:rpb`, `${hash}:tpb`];
-      if (names.keys.size >= NAME_CACHE_MAX) names.keys.clear();
-      names.keys.set(c.keyId, k);
-    }
+    const k = namesOf(names, providerId, c.keyId);
     keys.push(k[0], rpmBucketed(c.maxRpm) ? k[4] : k[1], tpmBucketed(c.maxTpm) ? k[5] : k[2], k[3]);
     const mode = c.concurrency.kind === 'fixed' ? 1 : c.concurrency.kind === 'learned' ? 2 : 0;
     const value =
@@ -443,15 +463,38 @@ function localTpmSum(db: LocalDb, hk: string, tk: string, cutoff: number): numbe
   return sum;
 }
 
-function localSelect(db: LocalDb, K: string[], A: string[], now: number): SelectionResult {
-  const leaseId = A[0]!;
-  const leaseTtl = Number(A[1]);
-  const hashTtl = Number(A[2]);
-  const n = Number(A[3]);
+/**
+ * The indexes g..e ordered by LRU sequence (`lu`), ties by index: an insertion sort for the usual
+ * few keys of one priority (no comparator closure, no sort work array), Array.prototype.sort beyond.
+ */
+export function sortedGroup(lu: readonly number[], g: number, e: number): number[] {
+  const order = new Array<number>(e - g + 1);
+  if (e - g >= 32) {
+    for (let i = g; i <= e; i++) order[i - g] = i;
+    return order.sort((x, y) => (lu[x] !== lu[y] ? lu[x]! - lu[y]! : x - y));
+  }
+  for (let i = g; i <= e; i++) {
+    // insert i after every index whose sequence is <= its own (earlier indexes win ties)
+    let j = i - g;
+    while (j > 0 && lu[order[j - 1]!]! > lu[i]!) {
+      order[j] = order[j - 1]!;
+      j--;
+    }
+    order[j] = i;
+  }
+  return order;
+}
+
+/** K/A: the caller's KEYS/ARGV; the selection's part starts after ko keys / ao args (read in place, as fg_select). */
+function localSelect(db: LocalDb, K: string[], A: string[], now: number, ko = 0, ao = 0): SelectionResult {
+  const leaseId = A[ao + 0]!;
+  const leaseTtl = Number(A[ao + 1]);
+  const hashTtl = Number(A[ao + 2]);
+  const n = Number(A[ao + 3]);
   const cutoff = now - WINDOW_MS;
-  const lk = K[1]!;
+  const lk = K[ko + 1]!;
   const lu: number[] = [];
-  for (let i = 0; i < n; i++) lu.push(db.zscore(lk, A[4 + CANDIDATE_ARG_STRIDE * i]!) ?? 0);
+  for (let i = 0; i < n; i++) lu.push(db.zscore(lk, A[ao + 4 + CANDIDATE_ARG_STRIDE * i]!) ?? 0);
   let best: number | null = null;
   let bestCount: number | null = null;
   let bestFresh = false;
@@ -462,26 +505,32 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   let nBusy = 0;
   let g = 0;
   while (best === null && g < n) {
-    const pri = A[5 + CANDIDATE_ARG_STRIDE * g];
+    const pri = A[ao + 5 + CANDIDATE_ARG_STRIDE * g];
     let e = g;
-    while (e + 1 < n && A[5 + CANDIDATE_ARG_STRIDE * (e + 1)] === pri) e++;
-    const order: number[] = [];
-    for (let i = g; i <= e; i++) order.push(i);
-    order.sort((x, y) => (lu[x] !== lu[y] ? lu[x]! - lu[y]! : x - y));
-    for (const i of order) {
+    while (e + 1 < n && A[ao + 5 + CANDIDATE_ARG_STRIDE * (e + 1)] === pri) e++;
+    // a group of one (the usual case) is walked without an order array
+    let order: number[] | null = null;
+    if (e > g) {
+      order = sortedGroup(lu, g, e);
+    }
+    for (let j = g; j <= e; j++) {
+      const i = order ? order[j - g]! : j;
       const a = 4 + CANDIDATE_ARG_STRIDE * i;
       const k = 2 + CANDIDATE_KEY_STRIDE * i;
-      const [hk, rk, tk, ik] = [K[k]!, K[k + 1]!, K[k + 2]!, K[k + 3]!];
-      const maxRpm = Number(A[a + 2]);
-      const maxTpm = Number(A[a + 3]);
-      const concMode = Number(A[a + 4]);
-      const concValue = Number(A[a + 5]);
+      const hk = K[ko + k]!;
+      const rk = K[ko + k + 1]!;
+      const tk = K[ko + k + 2]!;
+      const ik = K[ko + k + 3]!;
+      const maxRpm = Number(A[ao + a + 2]);
+      const maxTpm = Number(A[ao + a + 3]);
+      const concMode = Number(A[ao + a + 4]);
+      const concValue = Number(A[ao + a + 5]);
       let kind: string | null = null;
       let ready = 0;
       let count: number | null = null;
       let fresh = false;
       let cd = Number(db.hget(hk, 'cd') ?? '0') || 0;
-      const dbcd = Number(A[a + 6]) || 0;
+      const dbcd = Number(A[ao + a + 6]) || 0;
       if (dbcd > cd) cd = dbcd;
       if (cd > now) {
         kind = 'cooling';
@@ -494,7 +543,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
           ready = wbReady(db, rk, now, c, maxRpm);
         }
       } else if (kind === null && maxRpm > 0) {
-        const o = db.zrange(rk, 0, 0)[0];
+        const o = db.zfirst(rk);
         const trimmed = o !== undefined && o.score <= cutoff - RPM_LOG_SLACK_MS;
         if (trimmed) {
           db.zremrangebyscore(rk, -Infinity, cutoff);
@@ -565,9 +614,11 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   }
   const a = 4 + CANDIDATE_ARG_STRIDE * best;
   const k = 2 + CANDIDATE_KEY_STRIDE * best;
-  const [hk, rk, ik] = [K[k]!, K[k + 1]!, K[k + 3]!];
-  const seq = db.incrby(K[0]!, 1);
-  const fresh = db.zadd(lk, seq, A[a]!);
+  const hk = K[ko + k]!;
+  const rk = K[ko + k + 1]!;
+  const ik = K[ko + k + 3]!;
+  const seq = db.incrby(K[ko + 0]!, 1);
+  const fresh = db.zadd(lk, seq, A[ao + a]!);
   const rx = db.hget(hk, 'rx');
   if (rx === null || Number.isNaN(Number(rx)) || now - Number(rx) >= hashTtl / 4) {
     db.hset(hk, { rx: now });
@@ -575,7 +626,7 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
     db.pexpire(lk, hashTtl);
     db.zremrangebyscore(ik, -Infinity, now);
   } else if (fresh === 1) db.pexpire(lk, hashTtl);
-  const maxRpm = Number(A[a + 2]);
+  const maxRpm = Number(A[ao + a + 2]);
   if (maxRpm > RPM_EXACT_MAX) wbAdd(db, rk, now, 1);
   else if (maxRpm > 0) {
     db.zadd(rk, now, leaseId);
@@ -585,6 +636,8 @@ function localSelect(db: LocalDb, K: string[], A: string[], now: number): Select
   db.pexpire(ik, leaseTtl + 1000);
   return [1, best + 1, bestCount !== null ? bestCount + added : db.zcount(ik, now + 0.5, Infinity), now];
 }
+
+const NO_STRINGS: string[] = [];
 
 /**
  * The selection script, optionally with an admission gate composed in front of it.
@@ -597,17 +650,18 @@ export function selectionScript(gate: AdmissionGate | null = null): AtomicScript
     local(db, keys, args, now) {
       const gk = Number(args[0]);
       const ga = Number(args[1]);
-      const GK = keys.slice(0, gk);
-      const GA = args.slice(2, 2 + ga);
-      const SK = keys.slice(gk);
-      const SA = args.slice(2 + ga);
+      // the selection's part is read in place (offsets, as the Lua half does); only a gate's parts are copied
+      const ao = 2 + ga;
+      const GK = gate ? keys.slice(0, gk) : NO_STRINGS;
+      const GA = gate ? args.slice(2, ao) : NO_STRINGS;
       if (gate) {
         const refused = gate.check(db, GK, GA, now);
         if (refused) return [0, `gate:${refused[0]}`, refused[1], 0, 0, 0];
       }
-      const r = localSelect(db, SK, SA, now);
+      const r = localSelect(db, keys, args, now, gk, ao);
       if (gate && r[0] === 1) {
-        const out = gate.commit(db, GK, GA, now, keyIdOfIndex(SA, r[1]), r[2], SA[0]);
+        const keyId = args[ao + 4 + CANDIDATE_ARG_STRIDE * (r[1] - 1)] ?? '';
+        const out = gate.commit(db, GK, GA, now, keyId, r[2], args[ao]!);
         if (typeof out === 'string') return [r[0], r[1], r[2], r[3], out];
       }
       return r;
@@ -636,11 +690,6 @@ export function decodeSelection(reply: ScriptValue): SelectionResult {
   throw new Error('malformed key selection reply');
 }
 
-/** The selection part's key id for a 1-based candidate index. */
-function keyIdOfIndex(selectionArgs: string[], index: number): string {
-  return selectionArgs[4 + CANDIDATE_ARG_STRIDE * (index - 1)] ?? '';
-}
-
 /** Full ARGV/KEYS for `selectionScript`: gate parts first. */
 export function composeInputs(
   gate: { keys: string[]; args: (string | number)[] } | null,
@@ -659,6 +708,32 @@ export function composeInputs(
   args[1] = String(ga.length);
   for (let i = 0; i < ga.length; i++) args[2 + i] = String(ga[i]);
   for (let i = 0; i < sa.length; i++) args[2 + ga.length + i] = sa[i]!;
+  return { keys, args };
+}
+
+/**
+ * `composeInputs` for a selection part prepared without its lease id: `selectionKeys` and
+ * `selectionTail` (the selection's ARGV after the lease id, as `selectionInputs` lays it out) are
+ * read, never kept, so they can be reused from one request to the next.
+ */
+export function composeLeaseInputs(
+  gate: { keys: string[]; args: (string | number)[] } | null,
+  selectionKeys: readonly string[],
+  leaseId: string,
+  selectionTail: readonly string[],
+): { keys: string[]; args: string[] } {
+  const gk = gate?.keys ?? [];
+  const ga = gate?.args ?? [];
+  const sk = selectionKeys;
+  const keys = new Array<string>(gk.length + sk.length);
+  for (let i = 0; i < gk.length; i++) keys[i] = gk[i]!;
+  for (let i = 0; i < sk.length; i++) keys[gk.length + i] = sk[i]!;
+  const args = new Array<string>(3 + ga.length + selectionTail.length);
+  args[0] = String(gk.length);
+  args[1] = String(ga.length);
+  for (let i = 0; i < ga.length; i++) args[2 + i] = String(ga[i]);
+  args[2 + ga.length] = leaseId;
+  for (let i = 0; i < selectionTail.length; i++) args[3 + ga.length + i] = selectionTail[i]!;
   return { keys, args };
 }
 

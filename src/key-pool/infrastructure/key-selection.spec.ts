@@ -5,11 +5,13 @@ import type { AdmissionGate, ConcurrencyLimit } from '../key-pool.types.js';
 import {
   allKeyNames,
   composeInputs,
+  composeLeaseInputs,
   keyNames,
   renewScript,
   selectionInputs,
   selectionScript,
   snapshotScript,
+  sortedGroup,
   type SelectionCandidate,
   type SelectionResult,
 } from './key-selection.script.js';
@@ -328,3 +330,43 @@ function releaseInputs(
   });
   return [keys, args];
 }
+
+describe('composeLeaseInputs', () => {
+  it('lays KEYS/ARGV out as composeInputs(selectionInputs(...)) does, the lease id set in a reused tail', () => {
+    const candidates = [
+      key('a', 1, { maxRpm: 5, concurrency: { kind: 'fixed', limit: 3 } }),
+      key('b', 2, { maxTpm: 1_000_000, concurrency: { kind: 'learned', initial: 4 } }),
+    ];
+    const prepared = selectionInputs('p1', candidates, '', 30_000, 86_400_000);
+    const tail = prepared.args.slice(1);
+    for (const gate of [null, { keys: ['g1', 'g2'], args: ['x', 7] }]) {
+      for (const leaseId of ['lease-1', 'lease-2']) {
+        expect(composeLeaseInputs(gate, prepared.keys, leaseId, tail)).toEqual(
+          composeInputs(gate, selectionInputs('p1', candidates, leaseId, 30_000, 86_400_000)),
+        );
+      }
+    }
+    expect(tail).toEqual(selectionInputs('p1', candidates, 'z', 30_000, 86_400_000).args.slice(1));
+  });
+});
+
+describe('sortedGroup', () => {
+  it('orders g..e by LRU sequence, ties by index — as the comparator sort did, small and large groups', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % n;
+    };
+    for (const size of [1, 2, 3, 4, 8, 33, 40]) {
+      for (let round = 0; round < 50; round++) {
+        const g = rnd(3);
+        const lu = Array.from({ length: g + size + 2 }, () => rnd(4));
+        const e = g + size - 1;
+        const expected = Array.from({ length: size }, (_, i) => g + i).sort((x, y) =>
+          lu[x] !== lu[y] ? lu[x]! - lu[y]! : x - y,
+        );
+        expect(sortedGroup(lu, g, e)).toEqual(expected);
+      }
+    }
+  });
+});

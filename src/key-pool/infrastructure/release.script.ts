@@ -2,7 +2,7 @@ import type { AtomicScript, ScriptValue } from '../../state/atomic-store.js';
 import type { LocalDb } from '../../state/local-db.js';
 import { readLua } from '../../state/lua-file.js';
 import type { ReportContribution, ReportRider } from '../key-pool.types.js';
-import { keyNames, RPM_LOG_TTL_MS, WINDOW_MS } from './key-selection.script.js';
+import { cachedKeyNames, RPM_LOG_TTL_MS, WINDOW_MS } from './key-selection.script.js';
 import { LUA_WINDOW_BUCKETS, wbAdd, wbGive } from './window-buckets.js';
 
 /**
@@ -57,29 +57,37 @@ export interface ReleaseReply {
 export function encodeRelease(i: ReleaseInput): { keys: string[]; args: string[] } {
   const c = i.contribution ?? null;
   const x = i.rider ?? null;
-  const args = [
-    i.leaseId,
-    String(Math.max(0, Math.floor(i.tokens))),
-    String(Math.max(0, Math.floor(i.cooldownMs))),
-    i.notSent ? (i.rpmBuckets ? `b${Math.floor(i.rpmBuckets.acquiredAtMs)}` : '1') : '0',
-    String(i.hashTtlMs),
-    i.tpmBuckets ? '1' : '0',
-    String(c?.keys.length ?? 0),
-    String(c?.args.length ?? 0),
-    String(x?.keys.length ?? 0),
-    String(x?.args.length ?? 0),
-    ...(c?.args ?? []).map(String),
-    ...(x?.args ?? []).map(String),
-  ];
-  return {
-    keys: [
-      ...keyNames(i.providerId, i.keyId, i.tpmBuckets, !!i.rpmBuckets),
-      ...(c?.keys ?? []),
-      ...(x?.keys ?? []),
-    ],
-    args,
-  };
+  const ck = c?.keys ?? NONE;
+  const ca = c?.args ?? NONE;
+  const xk = x?.keys ?? NONE;
+  const xa = x?.args ?? NONE;
+  // one pass into preallocated arrays (every answer), the key names from the provider's name cache
+  const args = new Array<string>(10 + ca.length + xa.length);
+  args[0] = i.leaseId;
+  args[1] = String(Math.max(0, Math.floor(i.tokens)));
+  args[2] = String(Math.max(0, Math.floor(i.cooldownMs)));
+  args[3] = i.notSent ? (i.rpmBuckets ? `b${Math.floor(i.rpmBuckets.acquiredAtMs)}` : '1') : '0';
+  args[4] = String(i.hashTtlMs);
+  args[5] = i.tpmBuckets ? '1' : '0';
+  args[6] = String(ck.length);
+  args[7] = String(ca.length);
+  args[8] = String(xk.length);
+  args[9] = String(xa.length);
+  for (let j = 0; j < ca.length; j++) args[10 + j] = String(ca[j]);
+  for (let j = 0; j < xa.length; j++) args[10 + ca.length + j] = String(xa[j]);
+  // hash, rpm|rpb, tpm|tpb, inf (keyNames' order)
+  const n = cachedKeyNames(i.providerId, i.keyId);
+  const keys = new Array<string>(4 + ck.length + xk.length);
+  keys[0] = n[0];
+  keys[1] = i.rpmBuckets ? n[4] : n[1];
+  keys[2] = i.tpmBuckets ? n[5] : n[2];
+  keys[3] = n[3];
+  for (let j = 0; j < ck.length; j++) keys[4 + j] = ck[j]!;
+  for (let j = 0; j < xk.length; j++) keys[4 + ck.length + j] = xk[j]!;
+  return { keys, args };
 }
+
+const NONE: readonly never[] = [];
 
 /**
  * ADMISSION_GRANTS (docs/scaling.md "Local admission grants"): plain releases of one upstream key
@@ -143,7 +151,10 @@ export function localRelease(
   contribution: ReportContribution | null,
   rider: ReportRider | null = null,
 ): ReleaseResult {
-  const [hk, rk, tk, ik] = keys as [string, string, string, string];
+  const hk = keys[0]!;
+  const rk = keys[1]!;
+  const tk = keys[2]!;
+  const ik = keys[3]!;
   const leaseId = args[0]!;
   const hashTtl = Number(args[4]);
   const freed = db.zrem(ik, leaseId);
@@ -157,9 +168,9 @@ export function localRelease(
     const cutoff = now - WINDOW_MS;
     let removed = 0;
     let reset = false;
-    const oldest = db.zrange(tk, 0, 0);
-    if (oldest.length === 0) reset = true;
-    else if (oldest[0]!.score <= cutoff) {
+    const oldest = db.zfirst(tk);
+    if (oldest === undefined) reset = true;
+    else if (oldest.score <= cutoff) {
       for (const e of db.zrange(tk, 0, -1)) {
         if (e.score > cutoff) break;
         removed += tokensOf(e.member);

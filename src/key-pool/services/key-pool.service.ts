@@ -35,7 +35,7 @@ import type {
 import {
   allKeyNames,
   clearKeyStateScript,
-  composeInputs,
+  composeLeaseInputs,
   decodeSelection,
   keyNames,
   providerLua,
@@ -71,6 +71,20 @@ interface ProviderEntry {
   provider: Provider;
   candidates: Candidate[];
   unusable: { disabled: number; broken: number; invalid: number };
+}
+
+/** An acquisition's selection part without its lease id (KeyPoolService.preparedSelection). */
+interface PreparedSelection {
+  selection: readonly SelectionCandidate[];
+  keys: readonly string[];
+  tail: readonly string[];
+}
+
+function sameLimit(a: ConcurrencyLimit, b: ConcurrencyLimit): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'fixed') return a.limit === (b as { limit: number }).limit;
+  if (a.kind === 'learned') return a.initial === (b as { initial: number }).initial;
+  return true;
 }
 
 interface Candidate {
@@ -136,6 +150,8 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
   private readonly listeners = new Set<OutcomeListener>();
   private readonly reported = new WeakSet<KeyLease>();
   private readonly scripts = new Map<string, AtomicScript<SelectionResult>>();
+  /** Per candidate list (ProviderEntry.candidates): its selection part (preparedSelection). */
+  private readonly preparedSelections = new WeakMap<readonly Candidate[], PreparedSelection>();
   private readonly baseScript = selectionScript(null);
   private contributor: ReportContributor | null = null;
   private readonly plainRelease = releaseScript(null);
@@ -318,22 +334,13 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
     }
 
     const leaseId = randomUUID();
-    const limits = new Map<string, ConcurrencyLimit>();
-    const selection: SelectionCandidate[] = candidates.map((c) => {
-      const concurrency = this.policy.limitFor(c.info);
-      limits.set(c.info.keyId, concurrency);
-      return {
-        keyId: c.info.keyId,
-        priority: c.info.priority,
-        maxRpm: c.info.maxRpm,
-        maxTpm: c.info.maxTpm,
-        concurrency,
-        dbCooldownUntilMs: c.dbCooldownUntilMs,
-      };
-    });
-    const inputs = composeInputs(
+    const prepared = this.preparedSelection(providerId, candidates, candidates === entry.candidates);
+    const selection = prepared.selection;
+    const inputs = composeLeaseInputs(
       options.gate ? { keys: options.gate.keys, args: options.gate.args } : null,
-      selectionInputs(providerId, selection, leaseId, this.leaseTtlMs, this.hashTtlMs),
+      prepared.keys,
+      leaseId,
+      prepared.tail,
     );
     const script = options.gate ? this.scriptWithGate(options.gate.gate) : this.baseScript;
     const gate = options.gate?.gate ?? null;
@@ -355,7 +362,7 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
         const r = decodeSelection(reply);
         if (r[0] === 1) {
           const chosen = candidates[r[1] - 1]!;
-          const lease = this.leaseOf(entry, chosen, leaseId, r[3], r[2], limits.get(chosen.info.keyId));
+          const lease = this.leaseOf(entry, chosen, leaseId, r[3], r[2], selection[r[1] - 1]!.concurrency);
           return r.length === 5 ? { ok: true, lease, gateOutput: r[4] } : { ok: true, lease };
         }
         const [, kind, retryMs, nCool, nRate, nBusy] = r;
@@ -363,6 +370,44 @@ export class KeyPoolService implements OnModuleInit, OnApplicationShutdown {
       },
     };
     return { step };
+  }
+
+  /**
+   * The selection part of an acquisition for `candidates`: the candidates as the script reads them,
+   * their KEYS, and their ARGV after the lease id. Everything but the lease id is the same from one
+   * request to the next while the provider's keys and their concurrency limits stay as they are, so
+   * for the provider's full candidate list (`reuse`) it is kept (per candidate list: a reload of the
+   * provider makes a new one) and rebuilt only when a limit (or a DB cooldown) changed.
+   */
+  private preparedSelection(
+    providerId: string,
+    candidates: readonly Candidate[],
+    reuse: boolean,
+  ): PreparedSelection {
+    const kept = reuse ? this.preparedSelections.get(candidates) : undefined;
+    if (kept !== undefined) {
+      let same = true;
+      for (let i = 0; same && i < candidates.length; i++) {
+        const c = candidates[i]!;
+        const was = kept.selection[i]!;
+        same =
+          was.dbCooldownUntilMs === c.dbCooldownUntilMs &&
+          sameLimit(was.concurrency, this.policy.limitFor(c.info));
+      }
+      if (same) return kept;
+    }
+    const selection: SelectionCandidate[] = candidates.map((c) => ({
+      keyId: c.info.keyId,
+      priority: c.info.priority,
+      maxRpm: c.info.maxRpm,
+      maxTpm: c.info.maxTpm,
+      concurrency: this.policy.limitFor(c.info),
+      dbCooldownUntilMs: c.dbCooldownUntilMs,
+    }));
+    const { keys, args } = selectionInputs(providerId, selection, '', this.leaseTtlMs, this.hashTtlMs);
+    const prepared: PreparedSelection = { selection, keys, tail: args.slice(1) };
+    if (reuse) this.preparedSelections.set(candidates, prepared);
+    return prepared;
   }
 
   /**
