@@ -11,8 +11,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease } from '../key-pool/key-pool.types.js';
 import { KeyPoolService, type DeferredRelease } from '../key-pool/services/key-pool.service.js';
 import { FloodgateMetrics, type AdmissionGrantEvent } from '../metrics/floodgate-metrics.js';
-import { rateLimitHeaders } from '../rate-limit/headers.js';
-import type { Verdict } from '../rate-limit/rate-limit.service.js';
+import { admittedVerdict, type Verdict } from '../rate-limit/rate-limit.service.js';
 import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
 import { readLua } from '../state/lua-file.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
@@ -60,11 +59,7 @@ export function unitVerdict(v: Verdict, block: number, k: number): Verdict {
       ? { ...o, remaining: o.remaining + unspent }
       : o,
   );
-  const headers = rateLimitHeaders(
-    outcomes.filter((o) => o.policy.unit !== 'micro_usd'),
-    false,
-  );
-  return { headers, error: null, decision: { kind: 'admitted', outcomes } };
+  return admittedVerdict(outcomes);
 }
 
 interface Grant extends GrantCount {
@@ -293,9 +288,14 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
     const units = c.returnedUnits - r.returnedUnits;
     if (units > 0) this.metrics.admissionGrantReturnedUnits.inc(units);
     r.returnedUnits = c.returnedUnits;
+    this.metrics.admissionGrantUnitsHeld.set(this.unitsHeld());
+  }
+
+  /** Units reserved in Redis by live grants and not handed out yet (floodgate_admission_grant_units_held). */
+  unitsHeld(): number {
     let held = 0;
     for (const list of this.grants.values()) for (const g of list) held += Math.max(0, g.block - g.used);
-    this.metrics.admissionGrantUnitsHeld.set(held);
+    return held;
   }
 
   /** Grants held (tests). */

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RateLimitService } from '../../src/rate-limit/rate-limit.service.js';
+import { AdmissionGrants } from '../../src/relay/admission-grants.js';
 import { bearer, createUserWithKey } from '../support/auth.js';
 import { getJson } from '../support/gateway.js';
 import { pollUntil } from '../support/cluster.js';
@@ -83,6 +84,11 @@ describe('the admin deadline under a frozen Redis (failure mode closed)', () => 
     const t = await start(2000);
     expect(await t.adminRead()).toMatchObject({ status: 200, limited: true });
     expect(await t.chat()).toMatchObject({ status: 200, limited: true });
+    // a local admission grant of that chat's block would admit the next chat without Redis (its
+    // units are reserved already): wait until it is given back, so the next chat needs Redis
+    const grants = relay!.gw.app.get(AdmissionGrants);
+    await pollUntil(() => grants.held() === 0, { timeoutMs: 10_000, what: 'the grant given back' });
+    await grants.settled();
     const consoleBefore = await t.counted(t.consoleUser.keyId);
     const clientBefore = await t.counted(t.client.keyId);
     const silentBefore = t.silent();
