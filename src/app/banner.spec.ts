@@ -38,13 +38,20 @@ describe('bannerLines: how admissions are decided', () => {
     REDIS_URL: 'redis://cache:6379',
   };
 
-  it('distributed: says exact by default and local grants with ADMISSION_GRANTS=on', () => {
-    const exact = bannerLines(loadConfig(distributed), db, at, []).join('\n');
+  it('distributed: says local grants by default, exact with ADMISSION_GRANTS=off or a cluster', () => {
+    const granted = bannerLines(loadConfig(distributed), db, at, []).join('\n');
+    expect(granted).toContain('admission  local grants: blocks from Redis, spent locally');
+    const exact = bannerLines(loadConfig({ ...distributed, ADMISSION_GRANTS: 'off' }), db, at, []).join('\n');
     expect(exact).toContain('admission  exact: one Redis decision per request (ADMISSION_GRANTS=off)');
-    const granted = bannerLines(loadConfig({ ...distributed, ADMISSION_GRANTS: 'on' }), db, at, []).join(
-      '\n',
+    const cluster = bannerLines(
+      loadConfig({ DATABASE_URL: distributed.DATABASE_URL, REDIS_CLUSTER_NODES: 'c1:7000,c2:7001' }),
+      db,
+      at,
+      [],
+    ).join('\n');
+    expect(cluster).toContain(
+      'admission  exact: one Redis decision per request (local grants need a single Redis)',
     );
-    expect(granted).toContain('admission  local grants (ADMISSION_GRANTS=on)');
   });
 
   it('embedded: no admission line (grants do not apply)', () => {

@@ -54,12 +54,14 @@ export function bannerLines(
     `  mode       ${config.mode}: state ${state}`,
     `  database   ${database.kind === 'embedded' ? 'embedded PGlite' : 'Postgres'}, ${database.location}`,
   ];
-  // Distributed only: how admissions are decided (ADMISSION_GRANTS; a cluster ignores it, with a warning).
+  // Distributed only: how admissions are decided (ADMISSION_GRANTS, on by default; a cluster ignores it).
   if (config.mode === 'distributed')
     lines.push(
-      config.rateLimit.admissionGrants && !config.redis.nodes?.length
-        ? '  admission  local grants (ADMISSION_GRANTS=on): blocks from Redis, spent locally; never over a limit'
-        : '  admission  exact: one Redis decision per request (ADMISSION_GRANTS=off)',
+      config.redis.nodes?.length
+        ? '  admission  exact: one Redis decision per request (local grants need a single Redis)'
+        : config.rateLimit.admissionGrants
+          ? '  admission  local grants: blocks from Redis, spent locally; never over a limit (ADMISSION_GRANTS=off: exact)'
+          : '  admission  exact: one Redis decision per request (ADMISSION_GRANTS=off)',
     );
   // Notes (e.g. the generated admin key, shown once), then the URLs, then the quick start: the end
   // of the banner is what a first-time user needs, in the order they need it.

@@ -201,7 +201,7 @@ describe('loadConfig', () => {
       ipBurst: 167,
       decisionTimeoutMs: 100,
       adminDecisionTimeoutMs: 2000,
-      admissionGrants: false,
+      admissionGrants: true,
     });
     const c = loadConfig({
       RATE_LIMIT_FAILURE_MODE: 'closed',
@@ -210,6 +210,7 @@ describe('loadConfig', () => {
       RATE_LIMIT_IP_RPM: '120',
       RATE_LIMIT_IP_ALGORITHM: 'token_bucket',
       RATE_LIMIT_TIMEOUT_MS: '80',
+      ADMISSION_GRANTS: 'off',
     }).rateLimit;
     expect(c).toEqual({
       failureMode: 'closed',

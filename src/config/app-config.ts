@@ -364,9 +364,10 @@ export interface RateLimitConfig {
    */
   adminDecisionTimeoutMs: number;
   /**
-   * ADMISSION_GRANTS (`off` | `on`, default off): distributed mode on a single Redis takes client
+   * ADMISSION_GRANTS (`off` | `on`, default on): distributed mode on a single Redis takes client
    * and upstream-key capacity in blocks and admits from them locally (docs/scaling.md, "Local
-   * admission grants"). Ignored, with a start-up warning, on a Redis Cluster and embedded.
+   * admission grants"); `off` selects the exact admission, one Redis decision per request. Does
+   * not apply on a Redis Cluster or embedded (every request takes the exact admission there).
    */
   admissionGrants: boolean;
 }
@@ -589,7 +590,7 @@ function loadRateLimitConfig(r: EnvReader): RateLimitConfig {
     ipBurst: r.int('RATE_LIMIT_IP_BURST', Math.max(1, Math.ceil(ipRpm / 6)), 1, 1_000_000),
     decisionTimeoutMs,
     adminDecisionTimeoutMs,
-    admissionGrants: r.oneOf<'off' | 'on'>('ADMISSION_GRANTS', ['off', 'on'], 'off') === 'on',
+    admissionGrants: r.oneOf<'off' | 'on'>('ADMISSION_GRANTS', ['off', 'on'], 'on') === 'on',
   };
 }
 

@@ -94,6 +94,15 @@ export interface Verdict {
   decision: DecisionResult;
 }
 
+/**
+ * The verdict of an admission with these outcomes (its headers rebuilt from them): the relay's
+ * local admission grants step a block's Remaining down per request (admission-grants.ts).
+ */
+export function admittedVerdict(outcomes: PolicyOutcome[]): Verdict {
+  const limits = outcomes.filter((o) => o.policy.unit !== 'micro_usd');
+  return { headers: rateLimitHeaders(limits, false), error: null, decision: { kind: 'admitted', outcomes } };
+}
+
 /** A decision taken together with another atomic step (decideWith). */
 export interface CombinedDecision<T> {
   verdict: Verdict;

@@ -11,7 +11,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { KeyLease } from '../key-pool/key-pool.types.js';
 import { KeyPoolService, type DeferredRelease } from '../key-pool/services/key-pool.service.js';
 import { FloodgateMetrics, type AdmissionGrantEvent } from '../metrics/floodgate-metrics.js';
-import type { Verdict } from '../rate-limit/rate-limit.service.js';
+import { admittedVerdict, type Verdict } from '../rate-limit/rate-limit.service.js';
 import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
 import { readLua } from '../state/lua-file.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
@@ -43,6 +43,25 @@ const grantReturnScript: AtomicScript = {
   local: () => [0, 0, 0],
 };
 
+/**
+ * The verdict of a grant's unit k (1..block): the block's (taken with B units counted in every
+ * request window, so its Remaining is the window's room after all of them), with every request
+ * window's remaining raised by the block's units still unspent after this request (block - k).
+ * Remaining so steps down by one per request as an exact admission's would, never above what
+ * the exact admission would have said (other instances' requests are not seen until the next
+ * block). Pure, no store: the headers are rebuilt from the block's outcomes.
+ */
+export function unitVerdict(v: Verdict, block: number, k: number): Verdict {
+  const unspent = block - k;
+  if (unspent <= 0 || v.error !== null || v.decision.kind !== 'admitted') return v;
+  const outcomes = v.decision.outcomes.map((o) =>
+    o.policy.unit === 'requests' && BLOCK_KINDS.has(o.policy.kind) && o.policy.cost === 1
+      ? { ...o, remaining: o.remaining + unspent }
+      : o,
+  );
+  return admittedVerdict(outcomes);
+}
+
 interface Grant extends GrantCount {
   readonly key: string;
   readonly providerId: string;
@@ -60,7 +79,7 @@ interface Grant extends GrantCount {
 }
 
 /**
- * Local admission grants (ADMISSION_GRANTS=on, distributed mode on a single Redis; docs/scaling.md
+ * Local admission grants (ADMISSION_GRANTS, on by default; distributed mode on a single Redis; docs/scaling.md
  * "Local admission grants"). Holds the blocks the relay's admission took (admission-grant.lua), hands
  * their unused units to requests of the same subjects and provider, and gives what is left back to
  * Redis (grant-return.lua) when a grant is idle, at its max age, when the provider is contended
@@ -100,9 +119,11 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
   ) {
     const on = config.rateLimit.admissionGrants;
     this.enabled = on && config.mode === 'distributed' && store.kind === 'redis' && !store.slotted;
-    if (on && !this.enabled)
-      this.logger.warn(
-        `ADMISSION_GRANTS=on is ignored ${store.slotted ? 'on a Redis Cluster' : 'in embedded mode'}: every request takes the exact admission`,
+    // on by default: a Redis Cluster says once that it decides every request exactly (embedded
+    // mode has no Redis to spare: nothing to say)
+    if (on && !this.enabled && store.slotted)
+      this.logger.log(
+        'local admission grants (ADMISSION_GRANTS) need a single Redis: on a Redis Cluster every request takes the exact admission',
       );
   }
 
@@ -195,7 +216,7 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
       this.counters.local++;
       const lease = this.keyPool.unitLease(g.lease, unitMember(g.lease.leaseId, k));
       this.units.set(lease, g);
-      return { lease, verdict: g.verdict };
+      return { lease, verdict: unitVerdict(g.verdict, g.block, k) };
     }
     return null;
   }
@@ -267,9 +288,14 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
     const units = c.returnedUnits - r.returnedUnits;
     if (units > 0) this.metrics.admissionGrantReturnedUnits.inc(units);
     r.returnedUnits = c.returnedUnits;
+    this.metrics.admissionGrantUnitsHeld.set(this.unitsHeld());
+  }
+
+  /** Units reserved in Redis by live grants and not handed out yet (floodgate_admission_grant_units_held). */
+  unitsHeld(): number {
     let held = 0;
     for (const list of this.grants.values()) for (const g of list) held += Math.max(0, g.block - g.used);
-    this.metrics.admissionGrantUnitsHeld.set(held);
+    return held;
   }
 
   /** Grants held (tests). */

@@ -21,7 +21,7 @@ import {
   readGrantBoxScript,
   type StaticGate,
 } from './admission-gates.js';
-import { AdmissionGrants } from './admission-grants.js';
+import { AdmissionGrants, unitVerdict } from './admission-grants.js';
 import type { GrantPolicy } from './domain/grant-rules.js';
 import {
   admissionGrantScript,
@@ -257,6 +257,8 @@ export class AdmissionService {
     if (result.ok && block > 1) {
       this.grants.add(key, providerId, policies, result.lease, member, block, verdict);
       took(block);
+      // unit 1 of the block: its headers count the block's unspent units as room (unitVerdict)
+      return { verdict: unitVerdict(verdict, block, 1), result };
     }
     return { verdict, result };
   }

@@ -231,6 +231,33 @@ describe('local admission grants (distributed, one Redis)', () => {
     );
   });
 
+  it('X-RateLimit-Remaining steps down by one per request, locally admitted or not (as the exact admission says)', async () => {
+    const LIMIT = 100; // B = floor(100 / 16) = 6: two blocks in the loop below
+    const key = await clientKey(LIMIT);
+    await settled();
+    const { idleMs, maxAgeMs } = grantsOf(0);
+    grantsOf(0).idleMs = 60_000; // every block used up by the loop, none given back early
+    grantsOf(0).maxAgeMs = 60_000;
+    onTestFinished(() => {
+      grantsOf(0).idleMs = idleMs;
+      grantsOf(0).maxAgeMs = maxAgeMs;
+    });
+    const localBefore = grantsOf(0).counters.local;
+    const N = 12;
+    const remaining: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const res = await send(0, key);
+      expect(res.status).toBe(200);
+      await res.text();
+      remaining.push(Number(res.headers.get('x-ratelimit-remaining')));
+      // the IETF header says the same for the key's policy
+      expect(res.headers.get('ratelimit')).toContain(`;r=${LIMIT - (i + 1)};`);
+    }
+    // a block's request and its local units: the room left as if each had been decided alone
+    expect(remaining).toEqual(Array.from({ length: N }, (_, i) => LIMIT - (i + 1)));
+    expect(grantsOf(0).counters.local - localBefore).toBeGreaterThanOrEqual(N / 2);
+  });
+
   it('two instances, a burst at a client limit: never over it, at least limit − 2×B admitted', async () => {
     const LIMIT = 40;
     const { key, keyId } = await clientKeyWithId(LIMIT);

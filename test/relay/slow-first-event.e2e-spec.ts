@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KeyPoolService } from '../../src/key-pool/services/key-pool.service.js';
+import { AdmissionGrants } from '../../src/relay/admission-grants.js';
 import { openStream, pollUntil, readSse } from '../support/cluster.js';
 import type { RecordedRequest } from '../support/fake-provider.js';
 import { MODES } from '../support/gateway.js';
@@ -103,7 +104,9 @@ describe.each(MODES)('stream whose upstream holds its first event (%s mode)', (m
     const res = await openStream(fx.gw.url, fx.adminKey, 'slow-leave', { signal: controller.signal });
     expect(res.status).toBe(200);
     expect(upstream().firstEventAt).toBeUndefined();
-    expect(await inFlight()).toBe(1);
+    // the request's lease, plus the units a local admission grant of its block holds (distributed,
+    // docs/scaling.md "Local admission grants": reserved in the key's in-flight set until given back)
+    expect(await inFlight()).toBe(1 + fx.gw.app.get(AdmissionGrants).unitsHeld());
     controller.abort();
     const { value: seen } = await pollUntil(() => (upstream().endedAt !== undefined ? upstream() : false), {
       timeoutMs: 5000,
