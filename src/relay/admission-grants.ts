@@ -16,7 +16,7 @@ import { AtomicStore, type AtomicScript } from '../state/atomic-store.js';
 import { readLua } from '../state/lua-file.js';
 import { PubSub, type Unsubscribe } from '../state/pub-sub.js';
 import {
-  GRANT_BLOCK_MAX,
+  demandBlock,
   GRANT_CONTENDED_MS,
   GRANT_IDLE_MS,
   GRANT_MAX_AGE_MS,
@@ -25,8 +25,12 @@ import {
   takeUnit,
   unitMember,
   type GrantCount,
+  type GrantDemand,
   type GrantPolicy,
 } from './domain/grant-rules.js';
+
+/** Grant keys whose demand is remembered at most (blockFor: the stale ones go first, then all). */
+const DEMAND_KEYS_MAX = 10_000;
 
 const GRANT_RETURN_LUA = readLua(new URL('./infrastructure/grant-return.lua', import.meta.url));
 /** KIND_SLIDING_WINDOW / KIND_SLIDING_BUCKETS of rate-limit.scripts.ts: the windows a block charges. */
@@ -96,6 +100,8 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
   private ticker: NodeJS.Timeout | null = null;
   private readonly returning = new Set<Promise<void>>();
   private readonly leading = new Map<string, Promise<number>>();
+  /** Each grant key's recent requests here (blockFor: the block asked for follows the demand). */
+  private readonly demand = new Map<string, GrantDemand>();
   /** Unit leases (the block's own included) → their grant. */
   private readonly units = new WeakMap<KeyLease, Grant>();
   /**
@@ -172,10 +178,28 @@ export class AdmissionGrants implements OnModuleInit, BeforeApplicationShutdown,
     return (this.contendedUntil.get(providerId) ?? 0) >= Date.now();
   }
 
-  /** The block to ask for: none while the provider is contended anywhere. */
-  blockFor(providerId: string): number {
+  /**
+   * The block to ask for, counting this request in its grant key's demand: none while the provider
+   * is contended anywhere; otherwise about the key's requests here in the last GRANT_IDLE_MS
+   * (demandBlock: a lone request asks for none, a busy client for GRANT_BLOCK_MAX).
+   */
+  blockFor(providerId: string, key: string): number {
+    const now = Date.now();
+    let d = this.demand.get(key);
+    if (d === undefined) {
+      if (this.demand.size >= DEMAND_KEYS_MAX) this.forgetDemand(now);
+      d = { bucketStart: now, current: 0, previous: 0 };
+      this.demand.set(key, d);
+    }
+    const want = demandBlock(d, now, this.idleMs);
     if (this.stopping) return 1;
-    return (this.contendedUntil.get(providerId) ?? 0) >= Date.now() ? 1 : GRANT_BLOCK_MAX;
+    return (this.contendedUntil.get(providerId) ?? 0) >= now ? 1 : want;
+  }
+
+  /** Drops the demand of keys without a request for two windows (bounds the map). */
+  private forgetDemand(now: number): void {
+    for (const [k, d] of this.demand) if (now - d.bucketStart >= 2 * this.idleMs) this.demand.delete(k);
+    if (this.demand.size >= DEMAND_KEYS_MAX) this.demand.clear();
   }
 
   /** The grant key of a request's policies and provider (grantKey). */

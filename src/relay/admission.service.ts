@@ -181,7 +181,7 @@ export class AdmissionService {
     // one block admission per key at a time here: the others wait for its units; when it took no
     // block (near a limit), they run the exact admission (and ask for no block: with many waiters
     // an instance would hold many grants at once)
-    let want = this.grants.blockFor(providerId);
+    let want = this.grants.blockFor(providerId, key);
     for (;;) {
       const local = this.grants.take(key, providerId);
       if (local) {

@@ -110,6 +110,18 @@ describe('local admission grants (distributed, one Redis)', () => {
   };
   const grantEvent = (text: string, event: string) =>
     sample(text, `floodgate_admission_grant_events_total{event="${event}"}`) ?? 0;
+  /** Sends the key's requests to instance i until it holds a block's unused units (a lone request takes none). */
+  const holdGrant = async (i: number, key: string): Promise<number> => {
+    let sent = 0;
+    while (grantsOf(i).held() === 0) {
+      expect(sent).toBeLessThan(10);
+      const res = await send(i, key);
+      await res.text();
+      expect(res.status).toBe(200);
+      sent++;
+    }
+    return sent;
+  };
   const settled = async () => {
     await until('every grant given back', () => grantsOf(0).held() === 0 && grantsOf(1).held() === 0);
     await grantsOf(0).settled();
@@ -123,7 +135,7 @@ describe('local admission grants (distributed, one Redis)', () => {
     const key = await clientKey(600);
     await send(0, key).then((r) => r.text()); // warm: scripts loaded, caches filled
     await settled();
-    const N = 40;
+    const N = 80;
     const before = await evalshaCalls();
     for (let i = 0; i < N; i++) {
       const res = await send(0, key);
@@ -136,8 +148,9 @@ describe('local admission grants (distributed, one Redis)', () => {
     console.log(
       `grants ${GRANTS}: ${N} requests at c=1 → ${calls} EVALSHA (${JSON.stringify(grantsOf(0).counters)})`,
     );
-    // off: 2 per request (admission + release); on: per block of B (≤ 32; 10 here: a quarter of
-    // the key's 40 concurrent) one admission and one flush (the B releases as one batch call)
+    // off: 2 per request (admission + release); on: per block of B one admission and one flush
+    // (the B releases as one batch call); B follows the key's recent requests (1, 1, 2, 3, …) up to
+    // 10 here (a quarter of the key's 40 concurrent)
     expect(calls).toBeLessThan(0.5 * N);
     expect(grantsOf(0).counters.local).toBeGreaterThan(N / 2);
   });
@@ -198,6 +211,23 @@ describe('local admission grants (distributed, one Redis)', () => {
     expect(grantEvent(after, 'give_back')).toBe(c.returns);
     expect(grantEvent(after, 'flushed_release')).toBe(c.flushedReleases);
     expect(sample(after, 'floodgate_admission_grant_returned_units_total')).toBe(c.returnedUnits);
+  });
+
+  it('a lone request reserves no block: the exact admission, nothing held, nothing to give back', async () => {
+    const key = await clientKey(600);
+    await settled();
+    const { blocks, returns } = grantsOf(0).counters;
+    const before = await evalshaCalls();
+    const res = await send(0, key);
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(grantsOf(0).counters.blocks).toBe(blocks);
+    expect(grantsOf(0).held()).toBe(0);
+    await settled();
+    expect(grantsOf(0).counters.returns).toBe(returns);
+    // the admission and the answer's release: two scripts, as with ADMISSION_GRANTS=off (a block
+    // of 10 units here, 1 used, cost a third script to give the other 9 back)
+    expect((await evalshaCalls()) - before).toBe(2);
   });
 
   it('gives an idle grant back: the key in-flight count and every window hold what was really used', async () => {
@@ -281,8 +311,8 @@ describe('local admission grants (distributed, one Redis)', () => {
     const key = await clientKey(600);
     await settled();
     for (const i of [0, 1]) grantsOf(i).idleMs = 10_000; // held until the 429, not given back idle
-    expect((await send(1, key).then(async (r) => (await r.text(), r))).status).toBe(200);
-    expect((await send(0, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    await holdGrant(1, key);
+    await holdGrant(0, key);
     expect(grantsOf(0).held()).toBeGreaterThan(0);
     expect(grantsOf(1).held()).toBeGreaterThan(0);
     const dropped = [grantsOf(0).counters.dropped, grantsOf(1).counters.dropped];
@@ -311,14 +341,14 @@ describe('local admission grants (distributed, one Redis)', () => {
       () => ![0, 1].some((i) => grantsOf(i).isContended(providerId)),
     );
     const rpmBefore = await keyRpm();
-    for (const i of [0, 1])
-      expect((await send(i, key).then(async (r) => (await r.text(), r))).status).toBe(200);
+    let sent = 0;
+    for (const i of [0, 1]) sent += await holdGrant(i, key);
     expect(grantsOf(0).held() + grantsOf(1).held()).toBeGreaterThan(0);
-    expect(await clientWindow(keyId)).toBeGreaterThan(2); // the blocks' reservations
+    expect(await clientWindow(keyId)).toBeGreaterThan(sent); // the blocks' reservations
     closed = true;
     await fleet.close();
-    expect(await clientWindow(keyId)).toBe(2);
-    expect((await keyRpm()) - rpmBefore).toBe(2);
+    expect(await clientWindow(keyId)).toBe(sent);
+    expect((await keyRpm()) - rpmBefore).toBe(sent);
     expect(await inflight()).toBe(0);
   });
 });

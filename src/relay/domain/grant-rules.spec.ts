@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { grantDue, grantKey, takeUnit, unitMember, type GrantPolicy } from './grant-rules.js';
+import {
+  demandBlock,
+  grantDue,
+  grantKey,
+  takeUnit,
+  unitMember,
+  type GrantDemand,
+  type GrantPolicy,
+} from './grant-rules.js';
 
 const policy = (over: Partial<GrantPolicy> = {}): GrantPolicy => ({
   name: 'key',
@@ -41,5 +49,33 @@ describe('grant rules', () => {
   it('names unit k like the scripts do', () => {
     expect(unitMember('m', 1)).toBe('m');
     expect(unitMember('m', 3)).toBe('m:3');
+  });
+});
+
+describe('demandBlock (the block asked for follows the grant key’s recent requests here)', () => {
+  const fresh = (at: number): GrantDemand => ({ bucketStart: at, current: 0, previous: 0 });
+
+  it('a lone request asks for 1 (the exact admission: nothing reserved to give back)', () => {
+    expect(demandBlock(fresh(0), 0, 200)).toBe(1);
+    // one request every second: each one alone in its window
+    const d = fresh(0);
+    for (let t = 0; t < 10_000; t += 1000) expect(demandBlock(d, t, 200)).toBe(1);
+  });
+
+  it('a busy key grows to the maximum within a few requests, in order 1, 1, 2, 3, …', () => {
+    const d = fresh(0);
+    const wants = Array.from({ length: 40 }, (_, i) => demandBlock(d, i, 200, 32));
+    expect(wants.slice(0, 5)).toEqual([1, 1, 2, 3, 4]);
+    expect(wants[39]).toBe(32);
+    expect(Math.max(...wants)).toBe(32);
+  });
+
+  it('counts the previous window in proportion to the part of it still in the last windowMs', () => {
+    const d = fresh(0);
+    for (let i = 0; i < 10; i++) demandBlock(d, 10, 200); // 10 requests in the first bucket
+    // 100 ms into the next bucket: half of the previous one is still within the last 200 ms
+    expect(demandBlock(d, 300, 200)).toBe(5);
+    // two windows without a request: forgotten
+    expect(demandBlock(d, 800, 200)).toBe(1);
   });
 });

@@ -59,6 +59,46 @@ export function grantDue(
   return now - g.lastUsedAt >= idleMs || now - g.createdAt >= maxAgeMs;
 }
 
+/**
+ * One grant key's recent demand on this instance: requests counted in two consecutive buckets of
+ * `windowMs` (a sliding-window estimate, as the limiter's sub-buckets).
+ */
+export interface GrantDemand {
+  bucketStart: number;
+  current: number;
+  previous: number;
+}
+
+/**
+ * Counts a request of the grant key at `now` and returns the block it should ask for: about as many
+ * units as the key's requests on this instance in the last `windowMs` (the grant's idle time, so a
+ * block sized by it is usually spent before it would be given back), at least 1, at most `max`.
+ * A lone request (none in the window before it) asks for 1 — the exact admission: a client sending
+ * one request now and then would otherwise reserve a block, use one unit and pay a give-back for the
+ * rest (three scripts instead of two); a busy one reaches `max` within a few requests.
+ */
+export function demandBlock(
+  d: GrantDemand,
+  now: number,
+  windowMs = GRANT_IDLE_MS,
+  max = GRANT_BLOCK_MAX,
+): number {
+  const elapsed = now - d.bucketStart;
+  if (elapsed >= 2 * windowMs) {
+    d.bucketStart = now;
+    d.previous = 0;
+    d.current = 0;
+  } else if (elapsed >= windowMs) {
+    d.bucketStart += windowMs;
+    d.previous = d.current;
+    d.current = 0;
+  }
+  const into = (now - d.bucketStart) / windowMs;
+  const recent = d.current + d.previous * (1 - into);
+  d.current += 1;
+  return Math.max(1, Math.min(max, Math.ceil(recent)));
+}
+
 /** Takes the next unit (its number, 2..block) or null when none is left or the grant is due. */
 export function takeUnit(
   g: GrantCount,
